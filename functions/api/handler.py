@@ -1,0 +1,16 @@
+"""Every /v1/* route but ingest: customers, billable metrics, usage, event search."""
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tally import wiring
+from tally.api.app import build_resolver
+from tally.api.routes import customers, events, metrics, usage
+
+logger = Logger(service="tally-api")
+app = build_resolver([customers.router, metrics.router, usage.router, events.router], wiring.api_keys)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""Tally: usage-based billing on AWS serverless."""

@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+def system_clock() -> datetime:
+    return datetime.now(timezone.utc)

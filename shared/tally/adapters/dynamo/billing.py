@@ -1,0 +1,365 @@
+"""Billing table: customers, ingest aliases, billable metrics and API keys.
+
+Keys: `customer#<id>` / `alias#<alias>` / `apikey#<sha256>` items with sk `#`; all metrics share the
+partition `metrics` (few items) so the aggregator can read them in one strongly consistent Query,
+which a GSI cannot give. Listings of customers and keys use gsi1 (eventually consistent is fine).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+
+from botocore.exceptions import ClientError
+
+from tally.adapters.dynamo.client import dynamodb, error_code, translate
+from tally.billing import exact_json
+from tally.billing.customers import Customer
+from tally.billing.errors import Conflict, InvalidInput, NotFound
+from tally.billing.metrics import Aggregation, BillableMetric, EventTypeFilter, PropertyFilter
+from tally.billing.time import format_sortable, parse_rfc3339
+from tally.services.ports import ApiKeyRecord, Page
+
+ITEM = "#"
+METRICS = "metrics"
+
+
+def _time(value: datetime | None) -> dict | None:
+    return None if value is None else {"S": format_sortable(value)}
+
+
+def _opt_time(item: dict, name: str) -> datetime | None:
+    return parse_rfc3339(item[name]["S"]) if name in item else None
+
+
+def _compact(item: dict) -> dict:
+    return {k: v for k, v in item.items() if v is not None}
+
+
+def encode_cursor(last_key: dict | None) -> str | None:
+    if not last_key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(last_key).encode()).decode()
+
+
+def decode_cursor(cursor: str | None, field: str = "next_page") -> dict | None:
+    if not cursor:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not isinstance(key, dict):
+            raise ValueError
+        return key
+    except ValueError as exc:
+        raise InvalidInput(field, "is not a cursor this API returned") from exc
+
+
+def _customer_item(c: Customer) -> dict:
+    return _compact(
+        {
+            "pk": {"S": f"customer#{c.id}"},
+            "sk": {"S": ITEM},
+            "gsi1pk": {"S": "customers"},
+            "gsi1sk": {"S": f"{format_sortable(c.created_at)}#{c.id}"},
+            "id": {"S": c.id},
+            "name": {"S": c.name},
+            "external_id": {"S": c.external_id} if c.external_id else None,
+            "aliases": {"S": json.dumps(list(c.ingest_aliases))},
+            "custom_fields": {"S": json.dumps(c.custom_fields)},
+            "created_at": _time(c.created_at),
+            "updated_at": _time(c.updated_at),
+            "archived_at": _time(c.archived_at),
+        }
+    )
+
+
+def _customer(item: dict) -> Customer:
+    return Customer(
+        id=item["id"]["S"],
+        name=item["name"]["S"],
+        external_id=item.get("external_id", {}).get("S"),
+        ingest_aliases=tuple(json.loads(item["aliases"]["S"])),
+        custom_fields=json.loads(item["custom_fields"]["S"]),
+        created_at=_opt_time(item, "created_at"),
+        updated_at=_opt_time(item, "updated_at"),
+        archived_at=_opt_time(item, "archived_at"),
+    )
+
+
+def _alias_put(alias: str, customer_id: str) -> dict:
+    return {
+        "Put": {
+            "Item": {"pk": {"S": f"alias#{alias}"}, "sk": {"S": ITEM}, "customer_id": {"S": customer_id}},
+            # An alias belongs to one customer: new, or already this customer's.
+            "ConditionExpression": "attribute_not_exists(pk) OR customer_id = :me",
+            "ExpressionAttributeValues": {":me": {"S": customer_id}},
+        }
+    }
+
+
+class DynamoBillingStore:
+    """Implements CustomerStore, MetricStore and ApiKeyStore over the billing table."""
+
+    def __init__(self, table: str, client=None) -> None:
+        self._table = table
+        self._client = client or dynamodb()
+
+    # -- customers ---------------------------------------------------------------------------
+    def _transact(self, actions: list[dict], aliases: list[str | None]) -> None:
+        for action in actions:
+            next(iter(action.values()))["TableName"] = self._table
+        try:
+            self._client.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            for alias, reason in zip(aliases, reasons):
+                if reason.get("Code") == "ConditionalCheckFailed" and alias is not None:
+                    raise Conflict(f"ingest alias {alias!r} already belongs to another customer") from exc
+            if error_code(exc) == "TransactionCanceledException" and any(
+                r.get("Code") == "ConditionalCheckFailed" for r in reasons
+            ):
+                raise Conflict("the customer changed or already exists; retry") from exc
+            raise translate(exc) from exc
+
+    def create(self, customer: Customer) -> None:
+        actions = [{"Put": {"Item": _customer_item(customer), "ConditionExpression": "attribute_not_exists(pk)"}}]
+        actions += [_alias_put(alias, customer.id) for alias in customer.claimed_aliases]
+        self._transact(actions, [None, *customer.claimed_aliases])
+
+    def get(self, customer_id: str) -> Customer | None:
+        item = self._get(f"customer#{customer_id}")
+        return None if item is None else _customer(item)
+
+    def by_alias(self, alias: str) -> Customer | None:
+        item = self._get(f"alias#{alias}")
+        return None if item is None else self.get(item["customer_id"]["S"])
+
+    def list(self, limit: int, cursor: str | None) -> Page:
+        return self._list_gsi("customers", limit, cursor, _customer)
+
+    def replace_aliases(self, before: Customer, after: Customer) -> None:
+        removed = [a for a in before.claimed_aliases if a not in after.claimed_aliases]
+        added = [a for a in after.claimed_aliases if a not in before.claimed_aliases]
+        item = _customer_item(after)
+        actions = [
+            {
+                "Put": {
+                    "Item": item,
+                    # optimistic concurrency: the aliases we replace are the ones stored
+                    "ConditionExpression": "aliases = :before",
+                    "ExpressionAttributeValues": {":before": {"S": json.dumps(list(before.ingest_aliases))}},
+                }
+            }
+        ]
+        actions += [
+            {
+                "Delete": {
+                    "Key": {"pk": {"S": f"alias#{a}"}, "sk": {"S": ITEM}},
+                    "ConditionExpression": "customer_id = :me",
+                    "ExpressionAttributeValues": {":me": {"S": after.id}},
+                }
+            }
+            for a in removed
+        ]
+        actions += [_alias_put(a, after.id) for a in added]
+        if len(actions) > 100:
+            raise InvalidInput("ingest_aliases", "changes too many aliases at once (at most 99)")
+        self._transact(actions, [None, *[None] * len(removed), *added])
+
+    # -- metrics -----------------------------------------------------------------------------
+    def put(self, metric: BillableMetric) -> None:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_metric_item(metric),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise Conflict(f"billable metric {metric.id} already exists") from exc
+            raise translate(exc) from exc
+
+    def all(self) -> list[BillableMetric]:
+        metrics = []
+        paginator = self._client.get_paginator("query")
+        try:
+            for page in paginator.paginate(
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": METRICS}},
+                ConsistentRead=True,
+            ):
+                metrics.extend(_metric(item) for item in page["Items"])
+        except ClientError as exc:
+            raise translate(exc) from exc
+        return metrics
+
+    def archive(self, metric_id: str, at: datetime) -> BillableMetric:
+        try:
+            item = self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": METRICS}, "sk": {"S": metric_id}},
+                UpdateExpression="SET archived_at = if_not_exists(archived_at, :at)",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":at": _time(at)},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise NotFound(f"billable metric {metric_id} not found") from exc
+            raise translate(exc) from exc
+        return _metric(item)
+
+    # -- api keys ----------------------------------------------------------------------------
+    def by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        item = self._get(f"apikey#{key_hash}")
+        return None if item is None else _api_key(item)
+
+    def revoke(self, key_id: str, at: datetime) -> ApiKeyRecord:
+        for record in self.list_api_keys():
+            if record.key_id == key_id:
+                item = self._client.update_item(
+                    TableName=self._table,
+                    Key={"pk": {"S": f"apikey#{record.key_hash}"}, "sk": {"S": ITEM}},
+                    UpdateExpression="SET revoked_at = if_not_exists(revoked_at, :at)",
+                    ExpressionAttributeValues={":at": _time(at)},
+                    ReturnValues="ALL_NEW",
+                )["Attributes"]
+                return _api_key(item)
+        raise KeyError(key_id)
+
+    def list_api_keys(self) -> list[ApiKeyRecord]:
+        records, cursor = [], None
+        while True:
+            page = self._list_gsi("apikeys", 100, cursor, _api_key)
+            records.extend(page.items)
+            cursor = page.next_page
+            if not cursor:
+                return records
+
+    def put_api_key(self, record: ApiKeyRecord) -> None:
+        item = _compact(
+            {
+                "pk": {"S": f"apikey#{record.key_hash}"},
+                "sk": {"S": ITEM},
+                "gsi1pk": {"S": "apikeys"},
+                "gsi1sk": {"S": f"{format_sortable(record.created_at)}#{record.key_id}"},
+                "key_id": {"S": record.key_id},
+                "key_hash": {"S": record.key_hash},
+                "name": {"S": record.name},
+                "created_at": _time(record.created_at),
+                "revoked_at": _time(record.revoked_at),
+            }
+        )
+        self._client.put_item(TableName=self._table, Item=item)
+
+    # -- shared ------------------------------------------------------------------------------
+    def _get(self, pk: str, sk: str = ITEM) -> dict | None:
+        try:
+            return self._client.get_item(
+                TableName=self._table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
+            ).get("Item")
+        except ClientError as exc:
+            raise translate(exc) from exc
+
+    def _list_gsi(self, partition: str, limit: int, cursor: str | None, convert) -> Page:
+        kwargs = {
+            "TableName": self._table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :p",
+            "ExpressionAttributeValues": {":p": {"S": partition}},
+            "Limit": limit,
+        }
+        start = decode_cursor(cursor)
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        try:
+            response = self._client.query(**kwargs)
+        except ClientError as exc:
+            raise translate(exc) from exc
+        return Page([convert(item) for item in response["Items"]], encode_cursor(response.get("LastEvaluatedKey")))
+
+
+class DynamoMetricStore:
+    """MetricStore view of the billing table (get by id)."""
+
+    def __init__(self, billing: DynamoBillingStore) -> None:
+        self._billing = billing
+        self.put, self.all, self.archive = billing.put, billing.all, billing.archive
+
+    def get(self, metric_id: str) -> BillableMetric | None:
+        item = self._billing._get(METRICS, metric_id)
+        return None if item is None else _metric(item)
+
+
+class DynamoApiKeyStore:
+    """ApiKeyStore view of the billing table."""
+
+    def __init__(self, billing: DynamoBillingStore) -> None:
+        self.put = billing.put_api_key
+        self.by_hash = billing.by_hash
+        self.list = billing.list_api_keys
+        self.revoke = billing.revoke
+
+
+def _metric_item(m: BillableMetric) -> dict:
+    definition = {
+        "name": m.name,
+        "aggregation_type": m.aggregation_type.value,
+        "aggregation_key": m.aggregation_key,
+        "event_type_filter": None
+        if m.event_type_filter is None
+        else {"in_values": m.event_type_filter.in_values, "not_in_values": m.event_type_filter.not_in_values},
+        "property_filters": [
+            {"name": f.name, "exists": f.exists, "in_values": f.in_values, "not_in_values": f.not_in_values}
+            for f in m.property_filters
+        ],
+        "group_keys": [list(k) for k in m.group_keys],
+        "custom_fields": m.custom_fields,
+    }
+    return _compact(
+        {
+            "pk": {"S": METRICS},
+            "sk": {"S": m.id},
+            "definition": {"S": exact_json.dumps(definition)},
+            "created_at": _time(m.created_at),
+            "activated_at": _time(m.activated_at),
+            "archived_at": _time(m.archived_at),
+        }
+    )
+
+
+def _tuple(values):
+    return None if values is None else tuple(values)
+
+
+def _metric(item: dict) -> BillableMetric:
+    d = json.loads(item["definition"]["S"])
+    etf = d.get("event_type_filter")
+    return BillableMetric(
+        id=item["sk"]["S"],
+        name=d["name"],
+        aggregation_type=Aggregation(d["aggregation_type"]),
+        aggregation_key=d.get("aggregation_key"),
+        event_type_filter=None if etf is None else EventTypeFilter(_tuple(etf["in_values"]), _tuple(etf["not_in_values"])),
+        property_filters=tuple(
+            PropertyFilter(f["name"], f["exists"], _tuple(f["in_values"]), _tuple(f["not_in_values"]))
+            for f in d["property_filters"]
+        ),
+        group_keys=tuple(tuple(k) for k in d["group_keys"]),
+        custom_fields=d.get("custom_fields") or {},
+        created_at=_opt_time(item, "created_at"),
+        activated_at=_opt_time(item, "activated_at"),
+        archived_at=_opt_time(item, "archived_at"),
+    )
+
+
+def _api_key(item: dict) -> ApiKeyRecord:
+    return ApiKeyRecord(
+        key_id=item["key_id"]["S"],
+        key_hash=item["key_hash"]["S"],
+        name=item["name"]["S"],
+        created_at=_opt_time(item, "created_at"),
+        revoked_at=_opt_time(item, "revoked_at"),
+    )

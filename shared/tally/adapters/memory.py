@@ -1,0 +1,181 @@
+"""In-memory stores with the same contracts as the DynamoDB ones, for service tests."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Iterable
+
+from tally.billing.counters import CounterKey, CounterRow
+from tally.billing.customers import Customer
+from tally.billing.errors import Conflict
+from tally.billing.events import UsageEvent
+from tally.billing.metrics import BillableMetric
+from tally.services.ports import ApiKeyRecord, Page, StoredEvent
+
+
+class MemoryEventStore:
+    def __init__(self) -> None:
+        self.originals: dict[str, StoredEvent] = {}
+        self.receipts: list[StoredEvent] = []
+        self._lock = threading.Lock()
+
+    def put_new(self, events: list[UsageEvent], ingested_at: datetime) -> list[UsageEvent]:
+        with self._lock:
+            known = [e for e in events if e.transaction_id in self.originals]
+            for event in events:
+                if event.transaction_id not in self.originals:
+                    self.originals[event.transaction_id] = StoredEvent(uuid.uuid4().hex, event, ingested_at, False)
+            return known
+
+    def put_duplicate_receipts(self, events: list[UsageEvent], ingested_at: datetime) -> None:
+        with self._lock:
+            self.receipts.extend(StoredEvent(uuid.uuid4().hex, e, ingested_at, True) for e in events)
+
+    def find(self, transaction_ids: list[str]) -> list[StoredEvent]:
+        wanted = set(transaction_ids)
+        found = [self.originals[t] for t in transaction_ids if t in self.originals]
+        return found + [r for r in self.receipts if r.event.transaction_id in wanted]
+
+    def scan_ingested_before(self, instant: datetime) -> Iterable[StoredEvent]:
+        return [s for s in list(self.originals.values()) if s.ingested_at < instant]
+
+
+@dataclass
+class _Counter:
+    total: Decimal | None = None
+    marks: dict[str, str] = field(default_factory=dict)
+    uniques: set[str] = field(default_factory=set)
+    latest: tuple[str, Decimal] | None = None
+
+
+class MemoryCounterStore:
+    """Mirrors DynamoDbCounterStore's conditional writes; `fail` hooks let tests inject faults."""
+
+    def __init__(self) -> None:
+        self.counters: dict[CounterKey, _Counter] = {}
+        self.writes = 0
+        self.fail = None  # callable(key) -> None, may raise, called before each write
+
+    def _before_write(self, key: CounterKey) -> _Counter:
+        if self.fail is not None:
+            self.fail(key)
+        self.writes += 1
+        return self.counters.setdefault(key, _Counter())
+
+    def add(self, key, shard, delta, new_mark, *, below=None, expected=None) -> bool:
+        counter = self._before_write(key)
+        mark = counter.marks.get(shard)
+        if expected is not None:
+            allowed = mark == expected
+        else:
+            allowed = mark is None or (below is not None and mark < below)
+        if not allowed:
+            return False
+        counter.total = (counter.total or Decimal(0)) + delta
+        counter.marks[shard] = new_mark
+        return True
+
+    def high_water_mark(self, key, shard):
+        counter = self.counters.get(key)
+        return None if counter is None else counter.marks.get(shard)
+
+    def raise_max(self, key, value):
+        counter = self._before_write(key)
+        if counter.total is None or value > counter.total:
+            counter.total = value
+
+    def add_uniques(self, key, values):
+        self._before_write(key).uniques |= set(values)
+
+    def raise_latest(self, key, order, value):
+        counter = self._before_write(key)
+        if counter.latest is None or order > counter.latest[0]:
+            counter.latest = (order, value)
+
+    def read(self, metric_id, ingest_key, first_hour, last_hour) -> list[CounterRow]:
+        return [
+            CounterRow(k.hour, k.group, c.total, frozenset(c.uniques), c.latest)
+            for k, c in self.counters.items()
+            if k.metric_id == metric_id and k.ingest_key == ingest_key and first_hour <= k.hour <= last_hour
+        ]
+
+
+class MemoryCustomerStore:
+    def __init__(self) -> None:
+        self.customers: dict[str, Customer] = {}
+        self.aliases: dict[str, str] = {}
+
+    def create(self, customer: Customer) -> None:
+        for alias in customer.claimed_aliases:
+            if alias in self.aliases:
+                raise Conflict(f"ingest alias {alias!r} already belongs to another customer")
+        self.customers[customer.id] = customer
+        for alias in customer.claimed_aliases:
+            self.aliases[alias] = customer.id
+
+    def get(self, customer_id):
+        return self.customers.get(customer_id)
+
+    def by_alias(self, alias):
+        owner = self.aliases.get(alias)
+        return None if owner is None else self.customers[owner]
+
+    def list(self, limit, cursor):
+        ordered = sorted(self.customers.values(), key=lambda c: (c.created_at, c.id))
+        start = int(cursor or 0)
+        page = ordered[start : start + limit]
+        more = start + limit < len(ordered)
+        return Page(page, str(start + limit) if more else None)
+
+    def replace_aliases(self, before, after):
+        for alias in after.claimed_aliases:
+            if self.aliases.get(alias, after.id) != after.id:
+                raise Conflict(f"ingest alias {alias!r} already belongs to another customer")
+        for alias in before.claimed_aliases:
+            self.aliases.pop(alias, None)
+        for alias in after.claimed_aliases:
+            self.aliases[alias] = after.id
+        self.customers[after.id] = after
+
+
+class MemoryMetricStore:
+    def __init__(self) -> None:
+        self.metrics: dict[str, BillableMetric] = {}
+
+    def put(self, metric):
+        self.metrics[metric.id] = metric
+
+    def get(self, metric_id):
+        return self.metrics.get(metric_id)
+
+    def all(self):
+        return list(self.metrics.values())
+
+    def archive(self, metric_id, at):
+        self.metrics[metric_id] = replace(self.metrics[metric_id], archived_at=at)
+        return self.metrics[metric_id]
+
+
+class MemoryApiKeyStore:
+    def __init__(self) -> None:
+        self.records: dict[str, ApiKeyRecord] = {}
+
+    def put(self, record):
+        self.records[record.key_hash] = record
+
+    def by_hash(self, key_hash):
+        return self.records.get(key_hash)
+
+    def list(self):
+        return list(self.records.values())
+
+    def revoke(self, key_id, at):
+        for key_hash, record in self.records.items():
+            if record.key_id == key_id:
+                self.records[key_hash] = replace(record, revoked_at=at)
+                return self.records[key_hash]
+        raise KeyError(key_id)

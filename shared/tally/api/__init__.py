@@ -1,0 +1,1 @@
+"""The Metronome-compatible HTTP surface: request models, routes, error mapping."""

@@ -1,0 +1,215 @@
+"""Request bodies of the Metronome-compatible API, and the mapping of domain objects to responses.
+Field names follow `metronome-sdk`'s types/ modules."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tally.billing import exact_json
+from tally.billing.customers import Customer
+from tally.billing.errors import InvalidInput
+from tally.billing.metrics import Aggregation, BillableMetric, EventTypeFilter, PropertyFilter
+from tally.billing.time import format_rfc3339, parse_rfc3339
+
+MAX_BODY_BYTES = 1_000_000
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def read_body(event: Any) -> Any:
+    """The JSON body of an API Gateway v2 event; gzip and base64 bodies are unpacked, numbers stay exact."""
+    raw = event.body or ""
+    data = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8")
+    if (event.headers.get("content-encoding") or "").lower() == "gzip" or data[:2] == b"\x1f\x8b":
+        try:
+            with gzip.GzipFile(fileobj=__import__("io").BytesIO(data)) as unzipped:
+                data = unzipped.read(MAX_BODY_BYTES + 1)
+        except (OSError, EOFError) as exc:
+            raise InvalidInput("body", "is not valid gzip") from exc
+    if len(data) > MAX_BODY_BYTES:
+        raise InvalidInput("body", f"must be at most {MAX_BODY_BYTES} bytes")
+    if not data.strip():
+        raise InvalidInput("body", "must be a JSON document")
+    try:
+        return exact_json.loads(data)
+    except ValueError as exc:
+        raise InvalidInput("body", f"is not valid JSON: {exc}") from exc
+
+
+def parse_instant(field: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError as exc:
+        raise InvalidInput(field, str(exc)) from exc
+
+
+# -- customers ---------------------------------------------------------------------------------
+class CustomerCreate(Request):
+    model_config = ConfigDict(extra="ignore")  # billing provider configuration is accepted, not used
+
+    name: str = Field(min_length=1)
+    ingest_aliases: list[str] = Field(default_factory=list)
+    external_id: str | None = None
+    custom_fields: dict[str, str] = Field(default_factory=dict)
+
+
+class SetIngestAliases(Request):
+    ingest_aliases: list[str]
+
+
+def customer_json(c: Customer) -> dict:
+    return {
+        "id": c.id,
+        "external_id": c.external_id or c.id,
+        "ingest_aliases": list(c.ingest_aliases),
+        "name": c.name,
+        "custom_fields": c.custom_fields,
+    }
+
+
+def customer_detail_json(c: Customer) -> dict:
+    detail = customer_json(c) | {
+        "customer_config": {},
+        "created_at": format_rfc3339(c.created_at),
+        "updated_at": format_rfc3339(c.updated_at or c.created_at),
+    }
+    if c.archived_at:
+        detail["archived_at"] = format_rfc3339(c.archived_at)
+    return detail
+
+
+# -- billable metrics --------------------------------------------------------------------------
+class EventTypeFilterIn(Request):
+    in_values: list[str] | None = Field(default=None, min_length=1)
+    not_in_values: list[str] | None = Field(default=None, min_length=1)
+
+
+class PropertyFilterIn(Request):
+    name: str = Field(min_length=1)
+    exists: bool | None = None
+    in_values: list[str] | None = Field(default=None, min_length=1)
+    not_in_values: list[str] | None = Field(default=None, min_length=1)
+
+
+class MetricCreate(Request):
+    name: str = Field(min_length=1)
+    aggregation_type: Literal["COUNT", "SUM", "MAX", "UNIQUE", "LATEST"] = "COUNT"
+    aggregation_key: str | None = None
+    event_type_filter: EventTypeFilterIn | None = None
+    property_filters: list[PropertyFilterIn] = Field(default_factory=list)
+    group_keys: list[list[str]] = Field(default_factory=list)
+    custom_fields: dict[str, str] = Field(default_factory=dict)
+    sql: str | None = None
+
+    def to_domain(self) -> BillableMetric:
+        if self.sql is not None:
+            raise InvalidInput("sql", "SQL billable metrics are not supported; use aggregation_type and filters")
+        etf = self.event_type_filter
+        return BillableMetric(
+            id="",
+            name=self.name,
+            aggregation_type=Aggregation(self.aggregation_type),
+            aggregation_key=self.aggregation_key,
+            event_type_filter=None
+            if etf is None
+            else EventTypeFilter(
+                tuple(etf.in_values) if etf.in_values else None,
+                tuple(etf.not_in_values) if etf.not_in_values else None,
+            ),
+            property_filters=tuple(
+                PropertyFilter(
+                    f.name,
+                    f.exists,
+                    tuple(f.in_values) if f.in_values else None,
+                    tuple(f.not_in_values) if f.not_in_values else None,
+                )
+                for f in self.property_filters
+            ),
+            group_keys=tuple(tuple(k) for k in self.group_keys),
+            custom_fields=self.custom_fields,
+        )
+
+
+class MetricArchive(Request):
+    id: str = Field(min_length=1)
+
+
+def metric_json(m: BillableMetric) -> dict:
+    body: dict[str, Any] = {
+        "id": m.id,
+        "name": m.name,
+        "aggregation_type": m.aggregation_type.value,
+        "property_filters": [
+            {
+                k: v
+                for k, v in {
+                    "name": f.name,
+                    "exists": f.exists,
+                    "in_values": list(f.in_values) if f.in_values else None,
+                    "not_in_values": list(f.not_in_values) if f.not_in_values else None,
+                }.items()
+                if v is not None
+            }
+            for f in m.property_filters
+        ],
+        "group_keys": [list(k) for k in m.group_keys],
+        "custom_fields": m.custom_fields,
+    }
+    if m.aggregation_key:
+        body["aggregation_key"] = m.aggregation_key
+    if m.event_type_filter:
+        body["event_type_filter"] = {
+            k: list(v)
+            for k, v in {
+                "in_values": m.event_type_filter.in_values,
+                "not_in_values": m.event_type_filter.not_in_values,
+            }.items()
+            if v
+        }
+    if m.archived_at:
+        body["archived_at"] = format_rfc3339(m.archived_at)
+    return body
+
+
+# -- usage -------------------------------------------------------------------------------------
+class GroupByIn(Request):
+    key: str = Field(min_length=1)
+    values: list[str] | None = Field(default=None, max_length=200)
+
+
+class UsageMetricIn(Request):
+    id: str = Field(min_length=1)
+    group_by: GroupByIn | None = None
+
+
+class UsageList(Request):
+    starting_on: str
+    ending_before: str
+    window_size: Literal["HOUR", "DAY", "NONE", "hour", "day", "none"]
+    customer_ids: list[str] | None = None
+    billable_metrics: list[UsageMetricIn] | None = None
+
+
+class UsageGroups(Request):
+    billable_metric_id: str = Field(min_length=1)
+    customer_id: str = Field(min_length=1)
+    window_size: Literal["HOUR", "DAY", "NONE", "hour", "day", "none"]
+    starting_on: str | None = None
+    ending_before: str | None = None
+    current_period: bool | None = None
+    group_by: GroupByIn | None = None
+    group_key: list[str] | None = None
+    group_filters: dict[str, list[str]] | None = None
+
+
+class EventsSearch(Request):
+    transactionIds: list[str]

@@ -1,0 +1,28 @@
+"""Cursor pagination helpers for small, fully-read lists."""
+
+from __future__ import annotations
+
+from tally.billing.errors import InvalidInput
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 100
+
+
+def page_limit(query: dict) -> int:
+    raw = query.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not str(raw).isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidInput("limit", f"must be an integer between 1 and {MAX_LIMIT}")
+    return int(raw)
+
+
+def paginate_list(items: list, query: dict, limit: int | None = None) -> dict:
+    """Offset cursor over an in-memory list (ordered deterministically by the caller)."""
+    limit = limit or page_limit(query)
+    cursor = query.get("next_page") or "0"
+    if not cursor.isdigit():
+        raise InvalidInput("next_page", "is not a cursor this API returned")
+    start = int(cursor)
+    end = start + limit
+    return {"data": items[start:end], "next_page": str(end) if end < len(items) else None}

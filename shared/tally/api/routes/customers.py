@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from tally import wiring
+from tally.api.models import CustomerCreate, SetIngestAliases, customer_detail_json, customer_json, metric_json, read_body
+from tally.api.pagination import page_limit, paginate_list
+
+router = Router()
+
+
+@router.post("/v1/customers")
+def create_customer() -> dict:
+    body = CustomerCreate.model_validate(read_body(router.current_event))
+    customer = wiring.customer_service().create(body.name, body.ingest_aliases, body.external_id, body.custom_fields)
+    return {"data": customer_json(customer)}
+
+
+@router.get("/v1/customers/<customer_id>")
+def get_customer(customer_id: str) -> dict:
+    return {"data": customer_detail_json(wiring.customer_service().get(customer_id))}
+
+
+@router.get("/v1/customers")
+def list_customers() -> dict:
+    query = router.current_event.query_string_parameters or {}
+    service = wiring.customer_service()
+    if query.get("customer_ids"):
+        customers = [service.get(cid) for cid in query["customer_ids"].split(",") if cid]
+        return {"data": [customer_detail_json(c) for c in customers], "next_page": None}
+    if query.get("ingest_alias"):
+        customer = wiring.billing_store().by_alias(query["ingest_alias"])
+        return {"data": [customer_detail_json(customer)] if customer else [], "next_page": None}
+    page = service.list(page_limit(query), query.get("next_page"))
+    return {"data": [customer_detail_json(c) for c in page.items], "next_page": page.next_page}
+
+
+@router.post("/v1/customers/<customer_id>/setIngestAliases")
+def set_ingest_aliases(customer_id: str) -> dict:
+    body = SetIngestAliases.model_validate(read_body(router.current_event))
+    wiring.customer_service().set_ingest_aliases(customer_id, body.ingest_aliases)
+    return {}
+
+
+@router.get("/v1/customers/<customer_id>/billable-metrics")
+def customer_billable_metrics(customer_id: str) -> dict:
+    query = router.current_event.query_string_parameters or {}
+    wiring.customer_service().get(customer_id)  # 404 for an unknown customer
+    include_archived = query.get("include_archived", "false").lower() == "true"
+    metrics = wiring.metric_service().list(include_archived)
+    return paginate_list([metric_json(m) for m in metrics], query)

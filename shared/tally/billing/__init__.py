@@ -1,0 +1,1 @@
+"""The pure domain: no AWS SDK, no environment, no wall clock."""

@@ -1,0 +1,46 @@
+"""Customers and the ingest keys their usage arrives under."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from tally.billing.errors import InvalidInput
+
+MAX_ALIASES = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    id: str
+    name: str
+    external_id: str | None
+    ingest_aliases: tuple[str, ...]
+    custom_fields: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    archived_at: datetime | None = None
+
+    @property
+    def ingest_keys(self) -> tuple[str, ...]:
+        """Every customer_id value under which this customer's events may have been sent."""
+        keys = [self.id, *self.ingest_aliases]
+        if self.external_id:
+            keys.append(self.external_id)
+        return tuple(dict.fromkeys(keys))
+
+    @property
+    def claimed_aliases(self) -> tuple[str, ...]:
+        """Aliases that must be unique across customers (external_id is a deprecated alias)."""
+        return tuple(key for key in self.ingest_keys if key != self.id)
+
+
+def validate_aliases(field_name: str, aliases: list[str]) -> tuple[str, ...]:
+    if len(aliases) > MAX_ALIASES:
+        raise InvalidInput(field_name, f"must hold at most {MAX_ALIASES} aliases")
+    for index, alias in enumerate(aliases):
+        if not isinstance(alias, str) or not alias.strip():
+            raise InvalidInput(f"{field_name}[{index}]", "must be a non-empty string")
+        if len(alias) > 128:
+            raise InvalidInput(f"{field_name}[{index}]", "must be at most 128 characters")
+    return tuple(dict.fromkeys(aliases))

@@ -1,0 +1,96 @@
+"""Usage events: the raw facts, and the rules a batch must pass before any of it is stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from tally.billing.errors import InvalidInput
+from tally.billing.time import parse_rfc3339
+
+MAX_EVENTS_PER_REQUEST = 100
+MAX_FUTURE = timedelta(hours=24)
+MAX_AGE = timedelta(days=34)  # also the dedup window on transaction_id
+MAX_ID_LENGTH = 128
+
+
+@dataclass(frozen=True, slots=True)
+class UsageEvent:
+    transaction_id: str
+    customer_id: str  # the ingest key as sent: a customer id or an ingest alias
+    event_type: str
+    timestamp: datetime  # event time, UTC
+    properties: dict[str, Any] = field(default_factory=dict)  # numbers are int or Decimal
+
+
+class _UsageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    transaction_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    customer_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    event_type: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    timestamp: str
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+_BATCH = TypeAdapter(list[_UsageIn])
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    path = "usage"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def parse_usage_batch(raw: Any, now: datetime) -> list[UsageEvent]:
+    """Validate a whole ingest request; raise on the first bad event, naming index and field.
+
+    Nothing is returned unless every event passes, so a caller can never store half a batch.
+    """
+    if not isinstance(raw, list):
+        raise InvalidInput("usage", "the body must be a JSON array of events")
+    if not 1 <= len(raw) <= MAX_EVENTS_PER_REQUEST:
+        raise InvalidInput("usage", f"must hold between 1 and {MAX_EVENTS_PER_REQUEST} events, got {len(raw)}")
+    try:
+        parsed = _BATCH.validate_python(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise InvalidInput(_field_path(first["loc"]), first["msg"]) from exc
+
+    events = []
+    earliest, latest = now - MAX_AGE, now + MAX_FUTURE
+    for index, item in enumerate(parsed):
+        try:
+            timestamp = parse_rfc3339(item.timestamp)
+        except ValueError as exc:
+            raise InvalidInput(f"usage[{index}].timestamp", str(exc)) from exc
+        if timestamp > latest:
+            raise InvalidInput(f"usage[{index}].timestamp", "must not be more than 24 hours in the future")
+        if timestamp < earliest:
+            raise InvalidInput(f"usage[{index}].timestamp", "must not be more than 34 days in the past")
+        _check_properties(index, item.properties)
+        events.append(
+            UsageEvent(item.transaction_id, item.customer_id, item.event_type, timestamp, item.properties)
+        )
+    return events
+
+
+def _check_properties(index: int, properties: dict[str, Any]) -> None:
+    for key, value in properties.items():
+        if isinstance(value, Decimal) and not value.is_finite():
+            raise InvalidInput(f"usage[{index}].properties.{key}", "must be a finite number")
+
+
+def first_wins(events: list[UsageEvent]) -> tuple[list[UsageEvent], list[UsageEvent]]:
+    """Split a batch into first occurrences and in-request duplicates of a transaction_id."""
+    seen: set[str] = set()
+    firsts, repeats = [], []
+    for event in events:
+        (repeats if event.transaction_id in seen else firsts).append(event)
+        seen.add(event.transaction_id)
+    return firsts, repeats

@@ -1,0 +1,56 @@
+"""Instants, RFC 3339 and the hour grain counters are kept in."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+UTC = timezone.utc
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+# RFC 3339 date-time: a 'T' (or space) separator and an explicit offset are mandatory.
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """Parse an RFC 3339 timestamp into an aware UTC datetime; ValueError if it is not one."""
+    if not isinstance(text, str) or not _RFC3339.match(text):
+        raise ValueError("must be an RFC 3339 timestamp with a timezone, e.g. 2024-01-01T00:00:00Z")
+    normalized = text.replace("z", "Z").replace("Z", "+00:00").replace("t", "T").replace(" ", "T")
+    frac = re.search(r"\.(\d+)", normalized)
+    if frac and len(frac.group(1)) > 6:  # Python keeps microseconds; drop the rest
+        normalized = normalized.replace(frac.group(0), "." + frac.group(1)[:6])
+    return datetime.fromisoformat(normalized).astimezone(UTC)
+
+
+def format_rfc3339(instant: datetime) -> str:
+    """Canonical UTC form, with microseconds only when they are non-zero."""
+    instant = instant.astimezone(UTC)
+    if instant.microsecond:
+        return instant.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def hour_of(instant: datetime) -> str:
+    """The counter hour bucket id of an instant: 'YYYYMMDDHH' in UTC (sorts as time)."""
+    return instant.astimezone(UTC).strftime("%Y%m%d%H")
+
+
+def hour_start(bucket: str) -> datetime:
+    return datetime.strptime(bucket, "%Y%m%d%H").replace(tzinfo=UTC)
+
+
+def is_hour_aligned(instant: datetime) -> bool:
+    return instant.minute == 0 and instant.second == 0 and instant.microsecond == 0
+
+
+def truncate_to_hour(instant: datetime) -> datetime:
+    return instant.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def format_sortable(instant: datetime) -> str:
+    """Fixed-width UTC form: string order equals time order (used in stored keys and filters)."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,115 @@
+"""What the use cases need from storage. Adapters (DynamoDB, in-memory) implement these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Iterable, Protocol
+
+from tally.billing.counters import CounterKey, CounterRow
+from tally.billing.customers import Customer
+from tally.billing.errors import TallyError
+from tally.billing.events import UsageEvent
+from tally.billing.metrics import BillableMetric
+
+
+class StoreUnavailable(TallyError):
+    """A storage call failed for a reason worth retrying (throttling, timeouts)."""
+
+    status = 503
+    kind = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    id: str
+    event: UsageEvent
+    ingested_at: datetime
+    is_duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list
+    next_page: str | None
+
+
+class EventStore(Protocol):
+    def put_new(self, events: list[UsageEvent], ingested_at: datetime) -> list[UsageEvent]:
+        """Store events whose transaction_id is new, atomically; return those that already existed."""
+
+    def put_duplicate_receipts(self, events: list[UsageEvent], ingested_at: datetime) -> None:
+        """Record duplicates for search; they never reach the counters."""
+
+    def find(self, transaction_ids: list[str]) -> list[StoredEvent]: ...
+
+    def scan_ingested_before(self, instant: datetime) -> Iterable[StoredEvent]: ...
+
+
+class CounterStore(Protocol):
+    def add(
+        self,
+        key: CounterKey,
+        shard: str,
+        delta: Decimal,
+        new_mark: str,
+        *,
+        below: str | None = None,
+        expected: str | None = None,
+    ) -> bool:
+        """Add `delta` and set the shard's high-water mark to `new_mark`, only if the shard's mark is
+        absent or lower than `below` (first attempt), or equals `expected` (retry). False if not."""
+
+    def high_water_mark(self, key: CounterKey, shard: str) -> str | None: ...
+
+    def raise_max(self, key: CounterKey, value: Decimal) -> None: ...
+
+    def add_uniques(self, key: CounterKey, values: set[str]) -> None: ...
+
+    def raise_latest(self, key: CounterKey, order: str, value: Decimal) -> None: ...
+
+    def read(self, metric_id: str, ingest_key: str, first_hour: str, last_hour: str) -> list[CounterRow]:
+        """Counters of one metric and ingest key for hours in [first_hour, last_hour]."""
+
+
+class CustomerStore(Protocol):
+    def create(self, customer: Customer) -> None: ...
+
+    def get(self, customer_id: str) -> Customer | None: ...
+
+    def by_alias(self, alias: str) -> Customer | None: ...
+
+    def list(self, limit: int, cursor: str | None) -> Page: ...
+
+    def replace_aliases(self, before: Customer, after: Customer) -> None: ...
+
+
+class MetricStore(Protocol):
+    def put(self, metric: BillableMetric) -> None: ...
+
+    def get(self, metric_id: str) -> BillableMetric | None: ...
+
+    def all(self) -> list[BillableMetric]:
+        """Every metric, archived too, read consistently (the aggregator relies on it)."""
+
+    def archive(self, metric_id: str, at: datetime) -> BillableMetric: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    key_id: str
+    key_hash: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class ApiKeyStore(Protocol):
+    def put(self, record: ApiKeyRecord) -> None: ...
+
+    def by_hash(self, key_hash: str) -> ApiKeyRecord | None: ...
+
+    def list(self) -> list[ApiKeyRecord]: ...
+
+    def revoke(self, key_id: str, at: datetime) -> ApiKeyRecord: ...

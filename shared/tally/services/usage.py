@@ -1,0 +1,186 @@
+"""Reading usage back: windows of aggregated counters, per customer and metric, optionally grouped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+from typing import Iterable
+
+from tally.billing.counters import CounterRow, combine
+from tally.billing.customers import Customer
+from tally.billing.errors import InvalidInput, NotFound
+from tally.billing.metrics import BillableMetric
+from tally.billing.time import DAY, HOUR, hour_of, is_hour_aligned
+from tally.services.ports import CounterStore, CustomerStore, MetricStore
+
+MAX_WINDOWS = 24 * 100
+MAX_GROUP_VALUES = 200
+
+
+class WindowSize(str, Enum):
+    HOUR = "HOUR"
+    DAY = "DAY"
+    NONE = "NONE"
+
+
+@dataclass(frozen=True, slots=True)
+class MetricQuery:
+    metric_id: str
+    group_by_key: str | None = None
+    group_by_values: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageWindow:
+    customer_id: str
+    metric: BillableMetric
+    starting_on: datetime
+    ending_before: datetime
+    value: Decimal | None
+    groups: dict[str, Decimal | None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupedUsage:
+    starting_on: datetime
+    ending_before: datetime
+    group: dict[str, str | None]
+    value: Decimal | None
+
+
+def split_windows(start: datetime, end: datetime, size: WindowSize) -> list[tuple[datetime, datetime]]:
+    if not is_hour_aligned(start):
+        raise InvalidInput("starting_on", "must be aligned to an hour (UTC), e.g. 2024-01-01T00:00:00Z")
+    if not is_hour_aligned(end):
+        raise InvalidInput("ending_before", "must be aligned to an hour (UTC)")
+    if end <= start:
+        raise InvalidInput("ending_before", "must be after starting_on")
+    if size is WindowSize.NONE:
+        return [(start, end)]
+    step = HOUR if size is WindowSize.HOUR else DAY
+    if (end - start) / step > MAX_WINDOWS:
+        raise InvalidInput("window_size", f"the range holds more than {MAX_WINDOWS} windows of this size")
+    windows, cursor = [], start
+    while cursor < end:
+        windows.append((cursor, min(cursor + step, end)))
+        cursor += step
+    return windows
+
+
+def _in_window(rows: Iterable[CounterRow], start: datetime, end: datetime) -> list[CounterRow]:
+    first, last = hour_of(start), hour_of(end - HOUR)
+    return [row for row in rows if first <= row.hour <= last]
+
+
+class UsageService:
+    def __init__(self, customers: CustomerStore, metrics: MetricStore, counters: CounterStore) -> None:
+        self._customers = customers
+        self._metrics = metrics
+        self._counters = counters
+
+    def customer(self, customer_id: str, field: str = "customer_id") -> Customer:
+        customer = self._customers.get(customer_id)
+        if customer is None:
+            raise NotFound(f"{field}: customer {customer_id} not found")
+        return customer
+
+    def metric(self, metric_id: str, field: str = "billable_metric_id") -> BillableMetric:
+        metric = self._metrics.get(metric_id)
+        if metric is None:
+            raise NotFound(f"{field}: billable metric {metric_id} not found")
+        return metric
+
+    def rows(self, customer: Customer, metric: BillableMetric, start: datetime, end: datetime) -> list[CounterRow]:
+        first, last = hour_of(start), hour_of(end - timedelta(microseconds=1))
+        rows: list[CounterRow] = []
+        for ingest_key in customer.ingest_keys:
+            rows.extend(self._counters.read(metric.id, ingest_key, first, last))
+        return rows
+
+    def usage(
+        self,
+        customers: list[Customer],
+        queries: list[MetricQuery] | None,
+        start: datetime,
+        end: datetime,
+        size: WindowSize,
+    ) -> list[UsageWindow]:
+        windows = split_windows(start, end, size)
+        if queries is None:
+            metrics = [(m, MetricQuery(m.id)) for m in self._metrics.all() if m.archived_at is None]
+        else:
+            metrics = [(self.metric(q.metric_id, f"billable_metrics[{i}].id"), q) for i, q in enumerate(queries)]
+            for index, (metric, query) in enumerate(metrics):
+                if query.group_by_key is not None and query.group_by_key not in metric.dimensions:
+                    raise InvalidInput(
+                        f"billable_metrics[{index}].group_by.key",
+                        f"must be one of the metric's group keys {list(metric.dimensions)}",
+                    )
+        result = []
+        for customer in customers:
+            for metric, query in metrics:
+                rows = self.rows(customer, metric, start, end)
+                for w_start, w_end in windows:
+                    in_window = _in_window(rows, w_start, w_end)
+                    groups = None
+                    if query.group_by_key is not None:
+                        groups = self._group_values(metric, query, in_window)
+                    result.append(
+                        UsageWindow(customer.id, metric, w_start, w_end, combine(metric.aggregation_type, in_window), groups)
+                    )
+        return result
+
+    @staticmethod
+    def _group_values(metric: BillableMetric, query: MetricQuery, rows: list[CounterRow]) -> dict[str, Decimal | None]:
+        position = metric.dimensions.index(query.group_by_key)  # type: ignore[arg-type]
+        by_value: dict[str, list[CounterRow]] = {}
+        for row in rows:
+            value = row.group[position]
+            if value is not None:
+                by_value.setdefault(value, []).append(row)
+        wanted = query.group_by_values if query.group_by_values is not None else sorted(by_value)[:MAX_GROUP_VALUES]
+        return {
+            value: combine(metric.aggregation_type, by_value[value]) if value in by_value else None for value in wanted
+        }
+
+    def grouped(
+        self,
+        customer: Customer,
+        metric: BillableMetric,
+        group_key: tuple[str, ...],
+        group_filters: dict[str, list[str]],
+        start: datetime,
+        end: datetime,
+        size: WindowSize,
+    ) -> list[GroupedUsage]:
+        windows = split_windows(start, end, size)
+        if group_key and group_key not in metric.group_keys and set(group_key) not in [set(k) for k in metric.group_keys]:
+            raise InvalidInput("group_key", f"must be one of the metric's group keys {[list(k) for k in metric.group_keys]}")
+        for key in group_filters:
+            if key not in group_key:
+                raise InvalidInput(f"group_filters.{key}", "must be one of the keys in group_key")
+        positions = [metric.dimensions.index(key) for key in group_key]
+        rows = [
+            row
+            for row in self.rows(customer, metric, start, end)
+            if all(
+                not group_filters.get(key) or row.group[pos] in group_filters[key]
+                for key, pos in zip(group_key, positions)
+            )
+        ]
+        result = []
+        for w_start, w_end in windows:
+            buckets: dict[tuple[str | None, ...], list[CounterRow]] = {}
+            for row in _in_window(rows, w_start, w_end):
+                buckets.setdefault(tuple(row.group[p] for p in positions), []).append(row)
+            for values in sorted(buckets, key=lambda v: tuple("" if x is None else x for x in v)):
+                result.append(
+                    GroupedUsage(
+                        w_start, w_end, dict(zip(group_key, values)), combine(metric.aggregation_type, buckets[values])
+                    )
+                )
+        return result
+
+

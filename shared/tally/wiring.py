@@ -1,0 +1,73 @@
+"""Builds the services a function needs from settings and the DynamoDB adapters, once per process."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from tally.adapters.clock import system_clock
+from tally.adapters.dynamo.billing import DynamoApiKeyStore, DynamoBillingStore, DynamoMetricStore
+from tally.adapters.dynamo.counters import DynamoCounterStore
+from tally.adapters.dynamo.events import DynamoEventStore
+from tally.services.aggregate import AggregateService
+from tally.services.api_keys import ApiKeyService
+from tally.services.customers import CustomerService
+from tally.services.events_search import EventSearchService
+from tally.services.ingest import IngestService
+from tally.services.metrics import MetricService
+from tally.services.usage import UsageService
+from tally.settings import get_settings
+
+
+@lru_cache(maxsize=1)
+def billing_store() -> DynamoBillingStore:
+    return DynamoBillingStore(get_settings().require("billing_table"))
+
+
+@lru_cache(maxsize=1)
+def metric_store() -> DynamoMetricStore:
+    return DynamoMetricStore(billing_store())
+
+
+@lru_cache(maxsize=1)
+def event_store() -> DynamoEventStore:
+    return DynamoEventStore(get_settings().require("events_table"))
+
+
+@lru_cache(maxsize=1)
+def counter_store() -> DynamoCounterStore:
+    return DynamoCounterStore(get_settings().require("counters_table"))
+
+
+@lru_cache(maxsize=1)
+def api_keys() -> ApiKeyService:
+    return ApiKeyService(DynamoApiKeyStore(billing_store()), system_clock)
+
+
+@lru_cache(maxsize=1)
+def ingest_service() -> IngestService:
+    return IngestService(event_store(), system_clock)
+
+
+@lru_cache(maxsize=1)
+def aggregate_service() -> AggregateService:
+    return AggregateService(counter_store(), metric_store())
+
+
+@lru_cache(maxsize=1)
+def customer_service() -> CustomerService:
+    return CustomerService(billing_store(), system_clock)
+
+
+@lru_cache(maxsize=1)
+def metric_service() -> MetricService:
+    return MetricService(metric_store(), event_store(), counter_store(), system_clock)
+
+
+@lru_cache(maxsize=1)
+def usage_service() -> UsageService:
+    return UsageService(billing_store(), metric_store(), counter_store())
+
+
+@lru_cache(maxsize=1)
+def event_search_service() -> EventSearchService:
+    return EventSearchService(event_store(), billing_store(), metric_store())
