@@ -71,3 +71,19 @@ def usage_service() -> UsageService:
 @lru_cache(maxsize=1)
 def event_search_service() -> EventSearchService:
     return EventSearchService(event_store(), billing_store(), metric_store())
+
+
+def reset() -> None:
+    """Forget cached settings and clients (the local runtime redeploys within one process)."""
+    import sys
+
+    from tally.adapters.dynamo.client import dynamodb
+    from tally.settings import get_settings
+
+    get_settings.cache_clear()
+    dynamodb.cache_clear()
+    module = sys.modules[__name__]
+    for name in dir(module):
+        candidate = getattr(module, name)
+        if hasattr(candidate, "cache_clear") and getattr(candidate, "__module__", None) == __name__:
+            candidate.cache_clear()

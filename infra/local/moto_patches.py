@@ -1,0 +1,59 @@
+"""The two places where moto needs help to run this system faithfully (see DESIGN.md):
+
+1. `LambdaFunction._invoke_lambda` wants docker. Every invoke path (the Invoke API, SNS/SQS
+   deliveries, Step Functions tasks) passes through it, so it is redirected to in-process handlers.
+2. `StreamShard.add` delivers each record alone, with one shared sequence number, and drops
+   failures. It is replaced by one that keeps every record with an increasing sequence number and
+   wakes the stream pump, which does the delivering (batches, order, retries, bisect).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from moto.awslambda.models import LambdaFunction
+from moto.dynamodb.models.table import StreamRecord, StreamShard
+
+from infra.local.lambdas import LocalLambdas
+
+_installed = False
+_listeners: list[Callable[[], None]] = []
+_lambdas: LocalLambdas | None = None
+_append_lock = threading.Lock()
+
+
+def install(lambdas: LocalLambdas) -> None:
+    global _installed, _lambdas
+    _lambdas = lambdas
+    if _installed:
+        return
+    _installed = True
+
+    def _invoke_lambda(self, event=None):  # noqa: ANN001 - moto's signature
+        import json
+
+        payload = event if isinstance(event, str) else json.dumps(event or {})
+        result, errored = _lambdas.invoke_json(self.function_arn, payload)
+        return result, errored, ""
+
+    def add(self, old, new):  # noqa: ANN001 - moto's signature
+        view = self.table.stream_specification["StreamViewType"]
+        if old is None:
+            name = "INSERT"
+        elif new is None:
+            name = "REMOVE"
+        else:
+            name = "MODIFY"
+        with _append_lock:  # sequence numbers strictly increase in append order
+            sequence = len(self.items) + self.starting_sequence_number
+            self.items.append(StreamRecord(self.table, view, name, old, new, sequence))
+        for listener in list(_listeners):
+            listener()
+
+    LambdaFunction._invoke_lambda = _invoke_lambda
+    StreamShard.add = add
+
+
+def on_stream_record(listener: Callable[[], None]) -> None:
+    _listeners.append(listener)

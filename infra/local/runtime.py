@@ -1,0 +1,270 @@
+"""Deploys the synthesized CDK template into moto and runs the system in this process.
+
+What runs is what deploys to AWS: the template's tables, functions, environment, event source
+mapping settings and HTTP routes. Only the parts moto cannot run are replaced: API Gateway v2
+(by LocalHttpApi), the event source mapping (by StreamPump) and the Lambda runtime (in-process).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import tempfile
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Every AWS client in this process talks to moto; set before boto3 is used.
+LOCAL_ENV = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+}
+STACK_NAME = "Tally"
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+# Types moto cannot create or that the local runtime replaces (see module docstring).
+REPLACED_TYPES = {
+    "AWS::ApiGatewayV2::Api",
+    "AWS::ApiGatewayV2::Stage",
+    "AWS::ApiGatewayV2::Integration",
+    "AWS::ApiGatewayV2::Route",
+    "AWS::Lambda::Permission",
+    "AWS::Lambda::EventSourceMapping",
+    "AWS::CDK::Metadata",
+    # moto's CloudFormation cannot create these; locally there is no alarm and no queue policy.
+    "AWS::CloudWatch::Alarm",
+    "AWS::SQS::QueuePolicy",
+}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Deployment:
+    """What the stack turned into: physical names, outputs, and the running pieces."""
+
+    resources: dict[str, str] = field(default_factory=dict)  # logical id -> physical id
+    outputs: dict[str, str] = field(default_factory=dict)
+    functions: dict[str, str] = field(default_factory=dict)  # logical id -> function name
+
+
+def _prepare_template(template: dict) -> dict:
+    prepared = json.loads(json.dumps(template))
+    prepared["Resources"] = {
+        logical: resource
+        for logical, resource in prepared["Resources"].items()
+        if resource["Type"] not in REPLACED_TYPES
+    }
+    for resource in prepared["Resources"].values():
+        if resource["Type"] == "AWS::Lambda::Function":
+            # The Powertools layer lives in AWS's account; locally the installed package is used.
+            resource["Properties"].pop("Layers", None)
+    prepared["Outputs"] = {
+        name: output
+        for name, output in prepared.get("Outputs", {}).items()
+        if not _mentions(output, {k for k, r in template["Resources"].items() if r["Type"] in REPLACED_TYPES})
+    }
+    prepared.pop("Rules", None)  # CheckBootstrapVersion: the bootstrap stack is faked below
+    return prepared
+
+
+def _mentions(value: Any, logical_ids: set[str]) -> bool:
+    text = json.dumps(value)
+    return any(f'"{logical}"' in text for logical in logical_ids)
+
+
+def _zip_dir(path: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(path.rglob("*")):
+            if file.is_file() and "__pycache__" not in file.parts:
+                archive.write(file, file.relative_to(path))
+    return buffer.getvalue()
+
+
+class LocalStack:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
+                 moto_port: int = 0, live_pump: bool = True) -> None:
+        self.host = host
+        self.port = port
+        self.moto_port = moto_port or free_port(host)
+        self.api_key = api_key
+        self.live_pump = live_pump
+        self.deployment = Deployment()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> "LocalStack":
+        os.environ.update(LOCAL_ENV)
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+        from moto import mock_aws
+        from moto.server import ThreadedMotoServer
+
+        from infra.local import moto_patches
+        from infra.local.lambdas import LocalLambdas
+
+        self._mock = mock_aws()
+        self._mock.start()  # in-process clients (the handlers) reach moto without HTTP
+        self._moto_server = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
+        self._moto_server.start()  # same backends, for any other AWS client
+        os.environ["MOTO_PORT"] = str(self.moto_port)
+
+        self.lambdas = LocalLambdas()
+        moto_patches.install(self.lambdas)
+        self._deploy()
+        self._start_pump(moto_patches)
+        self._start_http()
+        self._ensure_api_key()
+        return self
+
+    def stop(self) -> None:
+        pump = getattr(self, "pump", None)
+        if pump is not None:
+            pump.stop()
+        http = getattr(self, "http", None)
+        if http is not None:
+            http.server.shutdown()
+            http.server.server_close()
+        server = getattr(self, "_moto_server", None)
+        if server is not None:
+            server.stop()
+        mock = getattr(self, "_mock", None)
+        if mock is not None:
+            mock.stop()
+
+    # -- deploy --------------------------------------------------------------------------------
+    def _deploy(self) -> None:
+        import boto3
+
+        from infra.app import synth_template
+
+        outdir = Path(tempfile.mkdtemp(prefix="tally-cdk-"))
+        self.template = synth_template(str(outdir))
+        boto3.client("ssm").put_parameter(Name="/cdk-bootstrap/hnb659fds/version", Value="30", Type="String", Overwrite=True)
+        s3 = boto3.client("s3")
+        bucket = f"cdk-hnb659fds-assets-{ACCOUNT}-{REGION}"
+        s3.create_bucket(Bucket=bucket)
+        for resource in self.template["Resources"].values():
+            code = resource.get("Properties", {}).get("Code", {})
+            if resource["Type"] == "AWS::Lambda::Function" and "S3Key" in code:
+                asset = outdir / ("asset." + code["S3Key"].removesuffix(".zip"))
+                s3.put_object(Bucket=bucket, Key=code["S3Key"], Body=_zip_dir(asset))
+
+        cloudformation = boto3.client("cloudformation")
+        cloudformation.create_stack(
+            StackName=STACK_NAME,
+            TemplateBody=json.dumps(_prepare_template(self.template)),
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+        )
+        stack = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
+        if stack["StackStatus"] != "CREATE_COMPLETE":
+            raise RuntimeError(f"local deploy failed: {stack['StackStatus']} {stack.get('StackStatusReason')}")
+        self.deployment.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=STACK_NAME):
+            for summary in page["StackResourceSummaries"]:
+                self.deployment.resources[summary["LogicalResourceId"]] = summary["PhysicalResourceId"]
+
+        from infra.local.lambdas import FunctionSpec
+
+        aws_lambda = boto3.client("lambda")
+        for logical, resource in self.template["Resources"].items():
+            if resource["Type"] != "AWS::Lambda::Function":
+                continue
+            name = self.deployment.resources[logical]
+            config = aws_lambda.get_function_configuration(FunctionName=name)
+            self.deployment.functions[logical] = name
+            self.lambdas.register(
+                FunctionSpec(
+                    name=name,
+                    handler=config["Handler"],
+                    environment=config.get("Environment", {}).get("Variables", {}),
+                    timeout=config.get("Timeout", 30),
+                    memory=config.get("MemorySize", 512),
+                    arn=config["FunctionArn"],
+                )
+            )
+        from tally import wiring
+
+        wiring.reset()  # table names may differ from a previous deployment in this process
+
+    def _start_pump(self, moto_patches) -> None:
+        import boto3
+        from moto.dynamodb.models import dynamodb_backends
+
+        from infra.local.stream_pump import MappingConfig, StreamPump, sqs_on_failure
+
+        tables = dynamodb_backends[ACCOUNT][REGION].tables
+        self.pump = StreamPump(self.lambdas, lambda table: tables[table].stream_shard)
+        dynamodb = boto3.client("dynamodb")
+        sqs = boto3.client("sqs")
+        for resource in self.template["Resources"].values():
+            if resource["Type"] != "AWS::Lambda::EventSourceMapping":
+                continue
+            props = resource["Properties"]
+            table = self.deployment.resources[props["EventSourceArn"]["Fn::GetAtt"][0]]
+            destination = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+            on_failure = None
+            if destination:
+                queue_url = self.deployment.resources[destination["Fn::GetAtt"][0]]
+                on_failure = sqs_on_failure(sqs, queue_url)
+            self.pump.add_mapping(
+                MappingConfig(
+                    function=self.deployment.resources[props["FunctionName"]["Ref"]],
+                    table_name=table,
+                    stream_arn=dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"],
+                    batch_size=int(props.get("BatchSize", 100)),
+                    batching_window=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+                    bisect=bool(props.get("BisectBatchOnFunctionError", False)),
+                    report_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                    max_retries=int(props.get("MaximumRetryAttempts", -1)),
+                    filters=[json.loads(f["Pattern"]) for f in props.get("FilterCriteria", {}).get("Filters", [])],
+                    on_failure=on_failure,
+                )
+            )
+        moto_patches.on_stream_record(self.pump.notify)
+        if self.live_pump:
+            thread = threading.Thread(target=self.pump.run_forever, name="stream-pump", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _start_http(self) -> None:
+        from infra.local.http_gateway import LocalHttpApi, routes_from_template
+
+        routes = routes_from_template(self.template, self.deployment.functions)
+        self.http = LocalHttpApi(self.lambdas, routes, self.host, self.port)
+        thread = threading.Thread(target=self.http.server.serve_forever, name="http-api", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _ensure_api_key(self) -> None:
+        from tally import wiring
+        from tally.services.api_keys import new_api_key
+
+        self.api_key = self.api_key or new_api_key()
+        wiring.api_keys().create("local", self.api_key)
+
+    # -- facts for users -----------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.http.port}"
+
+    @property
+    def aws_endpoint(self) -> str:
+        return f"http://{self.host}:{self.moto_port}"
+
+    def table(self, output: str) -> str:
+        return self.deployment.outputs[output]
