@@ -1,0 +1,123 @@
+"""`tally`: run the local stack, manage API keys of a deployment, run the benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from datetime import datetime, timezone
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Tally: usage-based billing on AWS serverless.", no_args_is_help=True)
+local_app = typer.Typer(help="The whole system on an emulated AWS (moto), in this process.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys of a deployment (stored hashed in its billing table).", no_args_is_help=True)
+app.add_typer(local_app, name="local")
+app.add_typer(keys_app, name="keys")
+console = Console()
+
+
+@local_app.command("up")
+def local_up(
+    host: str = typer.Option("127.0.0.1", help="Interface for the HTTP API and the moto endpoint."),
+    port: int = typer.Option(8787, help="Port of the Tally HTTP API."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="Bearer key to accept; generated if omitted."),
+    moto_port: int = typer.Option(0, help="Port of the emulated AWS endpoint (0 picks a free one)."),
+) -> None:
+    """Deploy the synthesized CDK template into moto and serve it until SIGINT or SIGTERM."""
+    from infra.local.runtime import LocalStack
+
+    console.print("[dim]synthesizing the CDK app and deploying it into moto...[/dim]")
+    stack = LocalStack(host=host, port=port, api_key=api_key, moto_port=moto_port).start()
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    example = json.dumps(
+        [{"transaction_id": "tx-1", "customer_id": "acme", "event_type": "api_call", "timestamp": now,
+          "properties": {"tokens": 42}}]
+    )
+    print(f"Tally local stack ready at {stack.base_url}")
+    print(f"  API key            {stack.api_key}")
+    print(f"  AWS endpoint       {stack.aws_endpoint}  (any AWS client: --endpoint-url, region us-east-1)")
+    for name, value in stack.deployment.outputs.items():
+        print(f"  {name:<18} {value}")
+    print("Post an event:")
+    print(
+        f"  curl -s -X POST {stack.base_url}/v1/ingest -H 'Authorization: Bearer {stack.api_key}' "
+        f"-H 'Content-Type: application/json' -d '{example}'",
+        flush=True,
+    )
+    stopped.wait()
+    print("stopping...", flush=True)
+    stack.stop()
+    # The CDK's jsii node process shared our terminal's SIGINT and is gone; skip its atexit hook.
+    os._exit(0)
+
+
+def _billing_table(stack: str, table: Optional[str], endpoint_url: Optional[str]) -> tuple[str, Optional[str]]:
+    if table:
+        return table, endpoint_url
+    import boto3
+
+    outputs = boto3.client("cloudformation", endpoint_url=endpoint_url).describe_stacks(StackName=stack)["Stacks"][0]
+    by_key = {o["OutputKey"]: o["OutputValue"] for o in outputs.get("Outputs", [])}
+    return by_key["BillingTableName"], endpoint_url
+
+
+def _key_service(stack: str, table: Optional[str], endpoint_url: Optional[str]):
+    import boto3
+
+    from tally.adapters.clock import system_clock
+    from tally.adapters.dynamo.billing import DynamoApiKeyStore, DynamoBillingStore
+    from tally.services.api_keys import ApiKeyService
+
+    name, endpoint = _billing_table(stack, table, endpoint_url)
+    client = boto3.client("dynamodb", endpoint_url=endpoint)
+    return ApiKeyService(DynamoApiKeyStore(DynamoBillingStore(name, client)), system_clock)
+
+
+STACK = typer.Option("Tally", help="CloudFormation stack whose BillingTableName output to use.")
+TABLE = typer.Option(None, help="Billing table name (skips the stack lookup).")
+ENDPOINT = typer.Option(None, "--endpoint-url", help="AWS endpoint, e.g. the local stack's moto endpoint.")
+
+
+@keys_app.command("create")
+def keys_create(name: str = typer.Argument(..., help="What the key is for."), stack: str = STACK,
+                table: Optional[str] = TABLE, endpoint_url: Optional[str] = ENDPOINT) -> None:
+    """Create a key. The plaintext is printed once; only its SHA-256 is stored."""
+    token, record = _key_service(stack, table, endpoint_url).create(name)
+    console.print(f"key id  {record.key_id}")
+    print(token)
+
+
+@keys_app.command("list")
+def keys_list(stack: str = STACK, table: Optional[str] = TABLE, endpoint_url: Optional[str] = ENDPOINT) -> None:
+    """List keys (ids and names; never secrets)."""
+    for record in _key_service(stack, table, endpoint_url).list():
+        state = f"revoked {record.revoked_at:%Y-%m-%d %H:%M}" if record.revoked_at else "active"
+        console.print(f"{record.key_id}  {record.name:<20} {state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, stack: str = STACK, table: Optional[str] = TABLE,
+                endpoint_url: Optional[str] = ENDPOINT) -> None:
+    """Revoke a key by id. Running functions stop accepting it within 30 s (their verify cache)."""
+    record = _key_service(stack, table, endpoint_url).revoke(key_id)
+    console.print(f"revoked {record.key_id} ({record.name})")
+
+
+@app.command("bench")
+def bench(quick: bool = typer.Option(False, help="Smaller samples (CI smoke run).")) -> None:
+    """Print the benchmark figures, each measured side by side with its baseline in one run."""
+    from infra.bench import run_all
+
+    run_all(quick=quick, console=console)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    app()

@@ -1,0 +1,98 @@
+"""The aggregator: consumes the events stream and applies each batch to the counters exactly once."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.constructs.tables import Tables
+from infra.constructs.tally_function import FunctionDefaults, TallyFunction
+from infra.nag import acknowledge
+
+# First receipts only: duplicate receipts share the table under sort keys `dup#...`, and TTL
+# expiries arrive as REMOVE.
+REAL_EVENT_INSERTS = {"eventName": ["INSERT"], "dynamodb": {"Keys": {"sk": {"S": ["event"]}}}}
+
+
+class Aggregator(TallyFunction):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, tables: Tables, defaults: FunctionDefaults
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            defaults=defaults,
+            handler="functions.aggregate.handler.handler",
+            service_name="tally-aggregate",
+            timeout=Duration.seconds(60),
+            memory_size=1024,
+            environment={
+                "COUNTERS_TABLE": tables.counters.table_name,
+                "BILLING_TABLE": tables.billing.table_name,
+            },
+            other_wildcard_reasons=[
+                "dynamodb:ListStreams, granted by the DynamoDB event source below, supports no "
+                "resource-level permissions either; the stream read actions are scoped to the "
+                "events stream ARN."
+            ],
+        )
+        self.allow(
+            ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"],
+            [tables.counters.table_arn],
+        )
+        # Metric definitions.
+        self.allow(["dynamodb:GetItem", "dynamodb:Query"], [tables.billing.table_arn])
+
+        # Records the aggregator gave up on; each needs a look (and a replay) by an operator.
+        self.dlq = sqs.Queue(
+            self,
+            "Dlq",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.dlq,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter destination of the aggregator's stream mapping; "
+            "a DLQ of a DLQ would only move the same failed records one hop further.",
+        )
+
+        self.function.add_event_source(
+            sources.DynamoEventSource(
+                tables.events,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=100,
+                max_batching_window=Duration.seconds(1),
+                bisect_batch_on_error=True,
+                report_batch_item_failures=True,
+                retry_attempts=8,
+                # The stream keeps records for 24 h; give up no earlier than the stream does.
+                max_record_age=Duration.hours(24),
+                # Must stay 1: the exactly-once counters keep a per-shard sequence high-water mark,
+                # which holds only if each shard is processed in order, one batch at a time.
+                parallelization_factor=1,
+                on_failure=sources.SqsDlq(self.dlq),
+                filters=[lambda_.FilterCriteria.filter(REAL_EVENT_INSERTS)],
+            )
+        )
+
+        self.dlq_alarm = cloudwatch.Alarm(
+            self,
+            "DlqAlarm",
+            alarm_description=(
+                "Stream records the aggregator could not apply are waiting in its DLQ: "
+                "their usage is missing from the counters until they are replayed."
+            ),
+            metric=self.dlq.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
+            ),
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )

@@ -1,0 +1,73 @@
+"""The Tally stack: composes one construct per capability and exports what clients need."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.assets import lambda_code
+from infra.constructs.aggregator import Aggregator
+from infra.constructs.api_function import ApiFunction
+from infra.constructs.http_api import HttpApi
+from infra.constructs.ingest import Ingest
+from infra.constructs.tables import Tables
+from infra.constructs.tally_function import FunctionDefaults, powertools_layer
+
+DEFAULT_POWERTOOLS_LAYER_VERSION = 18
+# Off by default: the tables already have RemovalPolicy.RETAIN, so deleting a stack never drops
+# data, and dev and local (moto) stacks stay free to reset their tables. Production passes
+# `-c deletion_protection=true` to block deleting a table outside CloudFormation as well.
+DEFAULT_DELETION_PROTECTION = False
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+
+
+def _context_bool(value: Any) -> bool:
+    # `cdk -c key=value` passes strings; cdk.json passes JSON booleans.
+    if isinstance(value, bool):
+        return value
+    if str(value).strip().lower() in {"true", "1", "yes"}:
+        return True
+    if str(value).strip().lower() in {"false", "0", "no"}:
+        return False
+    raise ValueError(f"context value {value!r} is not a boolean")
+
+
+class TallyStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+
+        layer_version = int(
+            self.node.try_get_context("powertools_layer_version") or DEFAULT_POWERTOOLS_LAYER_VERSION
+        )
+        deletion_protection = _context_bool(
+            self.node.try_get_context("deletion_protection") or DEFAULT_DELETION_PROTECTION
+        )
+
+        tables = Tables(self, "Tables", deletion_protection=deletion_protection)
+
+        with lambda_code() as code:
+            defaults = FunctionDefaults(
+                code=code,
+                layers=[powertools_layer(self, "PowertoolsLayer", layer_version)],
+                log_retention=LOG_RETENTION,
+            )
+            ingest = Ingest(self, "Ingest", tables=tables, defaults=defaults)
+            api = ApiFunction(self, "Api", tables=tables, defaults=defaults)
+            aggregator = Aggregator(self, "Aggregator", tables=tables, defaults=defaults)
+
+        http_api = HttpApi(
+            self,
+            "HttpApi",
+            ingest_function=ingest.function,
+            api_function=api.function,
+            log_retention=LOG_RETENTION,
+        )
+
+        CfnOutput(self, "ApiUrl", value=http_api.url)
+        CfnOutput(self, "EventsTableName", value=tables.events.table_name)
+        CfnOutput(self, "CountersTableName", value=tables.counters.table_name)
+        CfnOutput(self, "BillingTableName", value=tables.billing.table_name)
+        CfnOutput(self, "AggregatorDlqUrl", value=aggregator.dlq.queue_url)
