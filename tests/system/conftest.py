@@ -1,0 +1,30 @@
+"""The whole system on the local stack: synthesized template in moto, real handlers, stream pump."""
+
+from __future__ import annotations
+
+import pytest
+
+API_KEY = "tally_system_tests_key"
+
+
+@pytest.fixture(scope="session")
+def local_stack():
+    from infra.local.runtime import LocalStack
+
+    stack = LocalStack(port=0, api_key=API_KEY).start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="session")
+def sdk(local_stack):
+    from metronome import Metronome
+
+    with Metronome(bearer_token=API_KEY, base_url=local_stack.base_url, max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture()
+def settle(local_stack):
+    """Wait until every stream record so far has reached the counters."""
+    return local_stack.pump.drain
