@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import boto3
+import pytest
+from moto import mock_aws
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+
+
+class Clock:
+    def __init__(self, now: datetime = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture()
+def clock():
+    return Clock()
+
+
+def _table(client, name: str, gsi: bool = False, stream: str | None = None) -> str:
+    kwargs = {
+        "TableName": name,
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if gsi:
+        kwargs["AttributeDefinitions"] += [
+            {"AttributeName": "gsi1pk", "AttributeType": "S"},
+            {"AttributeName": "gsi1sk", "AttributeType": "S"},
+        ]
+        kwargs["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": "gsi1",
+                "KeySchema": [{"AttributeName": "gsi1pk", "KeyType": "HASH"}, {"AttributeName": "gsi1sk", "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ]
+    if stream:
+        kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream}
+    client.create_table(**kwargs)
+    return name
+
+
+@pytest.fixture()
+def dynamo():
+    """A moto DynamoDB with the three tables shaped as the CDK app defines them."""
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        yield {
+            "client": client,
+            "events": _table(client, "events", stream="NEW_IMAGE"),
+            "counters": _table(client, "counters", stream="NEW_AND_OLD_IMAGES"),
+            "billing": _table(client, "billing", gsi=True),
+        }

@@ -1,0 +1,25 @@
+from decimal import Decimal
+
+import pytest
+
+from tally.billing import exact_json
+
+
+@pytest.mark.parametrize(
+    "value,text",
+    [
+        ({"a": Decimal("0.3")}, '{"a":0.3}'),
+        ([Decimal("1E+2"), 1, "x"], "[100,1,\"x\"]"),
+        ({"s": "\u0000 not a number"}, '{"s":"\\u0000 not a number"}'),
+        ({"big": Decimal("12345678901234567890.123456789")}, '{"big":12345678901234567890.123456789}'),
+    ],
+    ids=["decimal stays exact", "exponent written in full", "strings are never unquoted", "many digits"],
+)
+def test_dumps_writes_decimals_as_exact_numbers(value, text):
+    assert exact_json.dumps(value) == text
+
+
+def test_loads_gives_decimals_and_rejects_nan():
+    assert exact_json.loads('{"a": 0.1}') == {"a": Decimal("0.1")}
+    with pytest.raises(ValueError):
+        exact_json.loads('{"a": NaN}')
