@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
 from datetime import datetime
 from typing import Any, Literal
 
@@ -29,7 +30,7 @@ def read_body(event: Any) -> Any:
     data = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8")
     if (event.headers.get("content-encoding") or "").lower() == "gzip" or data[:2] == b"\x1f\x8b":
         try:
-            with gzip.GzipFile(fileobj=__import__("io").BytesIO(data)) as unzipped:
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as unzipped:
                 data = unzipped.read(MAX_BODY_BYTES + 1)
         except (OSError, EOFError) as exc:
             raise InvalidInput("body", "is not valid gzip") from exc

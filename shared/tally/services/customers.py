@@ -48,6 +48,9 @@ class CustomerService:
             raise NotFound(f"customer {customer_id} not found")
         return customer
 
+    def by_alias(self, alias: str) -> Customer | None:
+        return self._store.by_alias(alias)
+
     def list(self, limit: int, cursor: str | None) -> Page:
         return self._store.list(limit, cursor)
 

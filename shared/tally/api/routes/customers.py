@@ -29,7 +29,7 @@ def list_customers() -> dict:
         customers = [service.get(cid) for cid in query["customer_ids"].split(",") if cid]
         return {"data": [customer_detail_json(c) for c in customers], "next_page": None}
     if query.get("ingest_alias"):
-        customer = wiring.billing_store().by_alias(query["ingest_alias"])
+        customer = service.by_alias(query["ingest_alias"])
         return {"data": [customer_detail_json(customer)] if customer else [], "next_page": None}
     page = service.list(page_limit(query), query.get("next_page"))
     return {"data": [customer_detail_json(c) for c in page.items], "next_page": page.next_page}
