@@ -2,7 +2,10 @@
 
 1. `LambdaFunction._invoke_lambda` wants docker. Every invoke path (the Invoke API, SNS/SQS
    deliveries, Step Functions tasks) passes through it, so it is redirected to in-process handlers.
-2. `StreamShard.add` delivers each record alone, with one shared sequence number, and drops
+2. moto's DynamoDB checks a condition and then writes, with no lock between: two threads can both
+   pass `attribute_not_exists`. DynamoDB makes each write (and each transaction) atomic, so the
+   write operations are serialized here. The lock never spans a handler call, only one operation.
+3. `StreamShard.add` delivers each record alone, with one shared sequence number, and drops
    failures. It is replaced by one that keeps every record with an increasing sequence number and
    wakes the stream pump, which does the delivering (batches, order, retries, bisect).
 """
@@ -13,6 +16,7 @@ import threading
 from typing import Callable
 
 from moto.awslambda.models import LambdaFunction
+from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import StreamRecord, StreamShard
 
 from infra.local.lambdas import LocalLambdas
@@ -21,6 +25,8 @@ _installed = False
 _listeners: list[Callable[[], None]] = []
 _lambdas: LocalLambdas | None = None
 _append_lock = threading.Lock()
+_write_lock = threading.RLock()
+_ATOMIC_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
 
 
 def install(lambdas: LocalLambdas) -> None:
@@ -53,6 +59,17 @@ def install(lambdas: LocalLambdas) -> None:
 
     LambdaFunction._invoke_lambda = _invoke_lambda
     StreamShard.add = add
+    for name in _ATOMIC_WRITES:
+        setattr(DynamoDBBackend, name, _atomic(getattr(DynamoDBBackend, name)))
+
+
+def _atomic(operation):
+    def serialized(self, *args, **kwargs):
+        with _write_lock:
+            return operation(self, *args, **kwargs)
+
+    serialized.__wrapped__ = operation
+    return serialized
 
 
 def on_stream_record(listener: Callable[[], None]) -> None:
