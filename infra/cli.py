@@ -111,11 +111,19 @@ def keys_revoke(key_id: str, stack: str = STACK, table: Optional[str] = TABLE,
 
 
 @app.command("bench")
-def bench(quick: bool = typer.Option(False, help="Smaller samples (CI smoke run).")) -> None:
+def bench(
+    quick: bool = typer.Option(False, help="Smaller samples (CI smoke run)."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+) -> None:
     """Print the benchmark figures, each measured side by side with its baseline in one run."""
     from infra.bench import run_all
 
-    run_all(quick=quick, console=console)
+    figures = run_all(quick=quick, console=console)
+    if json_out:
+        with open(json_out, "w") as handle:
+            json.dump(figures, handle, indent=2)
+    # The local stack's jsii and server threads are not worth a graceful shutdown here.
+    os._exit(0)
 
 
 if __name__ == "__main__":

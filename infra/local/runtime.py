@@ -16,6 +16,7 @@ import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 # Every AWS client in this process talks to moto; set before boto3 is used.
@@ -208,7 +209,12 @@ class LocalStack:
         from infra.local.stream_pump import MappingConfig, StreamPump, sqs_on_failure
 
         tables = dynamodb_backends[ACCOUNT][REGION].tables
-        self.pump = StreamPump(self.lambdas, lambda table: tables[table].stream_shard)
+
+        def shard_of(table: str):
+            shard = tables[table].stream_shard
+            return SimpleNamespace(id=shard.id, items=moto_patches.committed_records(shard))
+
+        self.pump = StreamPump(self.lambdas, shard_of)
         dynamodb = boto3.client("dynamodb")
         sqs = boto3.client("sqs")
         for resource in self.template["Resources"].values():

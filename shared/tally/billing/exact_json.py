@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from decimal import Decimal
 from typing import Any
 
-_MARK = "\x00"
-_MARKED = re.compile(r'"\\u0000([-0-9.Ee+]+)\\u0000"')
+# A per-process nonce in the marker: no string a client sends can pass for a marked number.
+_NONCE = secrets.token_hex(8)
+_MARK_OPEN, _MARK_CLOSE = "\x00" + _NONCE, "\x00"
+_MARKED = re.compile(r'"\\u0000' + _NONCE + r'([-0-9.Ee+]+)\\u0000"')
 
 
 def _reject_constant(name: str) -> Any:
@@ -24,31 +27,18 @@ def loads(text: str | bytes) -> Any:
     return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
 
 
-def _mark(value: Any) -> Any:
+def _decimal_marker(value: Any) -> str:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError("a non-finite number cannot be written as JSON")
-        return f"{_MARK}{value:f}{_MARK}" if abs(value.adjusted()) < 30 else f"{_MARK}{value}{_MARK}"
-    if isinstance(value, dict):
-        return {k: _mark(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_mark(v) for v in value]
-    return value
+        digits = f"{value:f}" if abs(value.adjusted()) < 30 else str(value)
+        return _MARK_OPEN + digits + _MARK_CLOSE
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _has_decimal(value: Any) -> bool:
-    if isinstance(value, Decimal):
-        return True
-    if isinstance(value, dict):
-        return any(_has_decimal(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_decimal(v) for v in value)
-    return False
+def dumps(value: Any, *, sort_keys: bool = False) -> str:
+    """Compact JSON with Decimals written as exact JSON numbers.
 
-
-def dumps(value: Any, *, sort_keys: bool = False, default: Any = None) -> str:
-    """Compact JSON with Decimals written as exact JSON numbers."""
-    if not _has_decimal(value):
-        return json.dumps(value, separators=(",", ":"), sort_keys=sort_keys, default=default)
-    text = json.dumps(_mark(value), separators=(",", ":"), sort_keys=sort_keys, default=default)
-    return _MARKED.sub(r"\1", text)
+    The C encoder calls `default` only for Decimals, so values without one pay nothing extra."""
+    text = json.dumps(value, separators=(",", ":"), sort_keys=sort_keys, default=_decimal_marker)
+    return _MARKED.sub(r"\1", text) if _NONCE in text else text

@@ -53,4 +53,6 @@ def truncate_to_hour(instant: datetime) -> datetime:
 
 def format_sortable(instant: datetime) -> str:
     """Fixed-width UTC form: string order equals time order (used in stored keys and filters)."""
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if instant.tzinfo is not UTC:
+        instant = instant.astimezone(UTC)
+    return instant.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

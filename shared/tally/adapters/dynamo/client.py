@@ -20,9 +20,15 @@ _RETRYABLE = {
 
 @lru_cache(maxsize=1)
 def dynamodb():
-    """One client per process (creating clients is slow, and they are thread-safe)."""
+    """One client per process (creating clients is slow, and they are thread-safe).
+
+    Client-side parameter validation is off: the adapters build every request themselves, DynamoDB
+    validates again on the server, and botocore's check cost more CPU than the whole ingest path."""
     return boto3.client(
-        "dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32)
+        "dynamodb",
+        config=Config(
+            retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32, parameter_validation=False
+        ),
     )
 
 

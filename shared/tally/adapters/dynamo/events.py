@@ -23,7 +23,8 @@ RETENTION = MAX_AGE + timedelta(days=1)
 MAX_TRANSACTION_ATTEMPTS = 8
 
 
-def event_item(event: UsageEvent, ingested_at: datetime, sort_key: str, item_id: str) -> dict:
+def event_item(event: UsageEvent, ingested: str, expires_at: str, sort_key: str, item_id: str) -> dict:
+    """The stored form; `ingested` and `expires_at` are formatted once per request by the caller."""
     return {
         "pk": {"S": "txn#" + event.transaction_id},
         "sk": {"S": sort_key},
@@ -32,8 +33,8 @@ def event_item(event: UsageEvent, ingested_at: datetime, sort_key: str, item_id:
         "et": {"S": event.event_type},
         "ts": {"S": format_sortable(event.timestamp)},
         "props": {"S": exact_json.dumps(event.properties)},
-        "ing": {"S": format_sortable(ingested_at)},
-        "expires_at": {"N": str(int((ingested_at + RETENTION).timestamp()))},
+        "ing": {"S": ingested},
+        "expires_at": {"N": expires_at},
     }
 
 
@@ -57,10 +58,12 @@ class DynamoEventStore:
         """One conditional transaction per request: the first receipt of a transaction_id wins."""
         pending = list(events)
         known: list[UsageEvent] = []
+        ingested, expires_at = stamps(ingested_at)
+        request_id = uuid.uuid4().hex  # item ids: one random id per request, plus the position
         for attempt in range(MAX_TRANSACTION_ATTEMPTS):
             if not pending:
                 return known
-            items = [event_item(e, ingested_at, ORIGINAL, uuid.uuid4().hex) for e in pending]
+            items = [event_item(e, ingested, expires_at, ORIGINAL, f"{request_id}{i:03d}") for i, e in enumerate(pending)]
             try:
                 self._write_all_new(items)
                 return known
@@ -94,11 +97,11 @@ class DynamoEventStore:
         )
 
     def put_duplicate_receipts(self, events: list[UsageEvent], ingested_at: datetime) -> None:
-        stamp = format_sortable(ingested_at)
+        ingested, expires_at = stamps(ingested_at)
         requests = []
         for event in events:
             receipt_id = uuid.uuid4().hex
-            item = event_item(event, ingested_at, f"dup#{stamp}#{receipt_id}", receipt_id)
+            item = event_item(event, ingested, expires_at, f"dup#{ingested}#{receipt_id}", receipt_id)
             requests.append({"PutRequest": {"Item": item}})
         self._batch_write(requests)
 
@@ -141,6 +144,10 @@ class DynamoEventStore:
         ):
             for item in page["Items"]:
                 yield stored_event(item)
+
+
+def stamps(ingested_at: datetime) -> tuple[str, str]:
+    return format_sortable(ingested_at), str(int((ingested_at + RETENTION).timestamp()))
 
 
 def _cancellation_codes(exc: ClientError, count: int) -> list[str] | None:

@@ -1,0 +1,47 @@
+"""`tally bench --quick` runs end to end and reports every figure. Speed is never asserted here:
+the harness measures it, as ratios against baselines of the same run. It runs in its own process,
+because a process holds one local stack (handlers share its environment) and the session's is up."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.system
+
+FIGURES = (
+    "ingest_cpu_us_per_event",
+    "json_loads_us_per_event",
+    "ingest_cpu_vs_json_loads",
+    "ingest_cpu_with_boto3_us_per_event",
+    "writes_per_event_1_event_posts",
+    "writes_per_event_100_event_posts",
+    "writes_per_event_vs_naive",
+    "e2e_events_per_s",
+    "bare_batch_write_events_per_s",
+    "e2e_vs_bare_batch_write",
+    "freshness_p50_ms",
+    "freshness_p99_ms",
+)
+
+
+def test_quick_bench_reports_every_figure_with_a_finite_value(tmp_path):
+    out = tmp_path / "figures.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "bench", "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    missing = [name for name in FIGURES if name not in figures]
+    assert not missing, f"figures not reported: {missing}"
+    not_finite = {name: value for name, value in figures.items() if not math.isfinite(value)}
+    assert not not_finite, f"figures without a finite value: {not_finite}"
+    for label in ("ingest CPU", "items written/event", "local e2e", "freshness"):
+        assert label in run.stdout
