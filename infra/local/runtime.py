@@ -7,6 +7,7 @@ mapping settings and HTTP routes. Only the parts moto cannot run are replaced: A
 
 from __future__ import annotations
 
+import decimal
 import io
 import json
 import os
@@ -111,6 +112,10 @@ class LocalStack:
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> "LocalStack":
         os.environ.update(LOCAL_ENV)
+        # DynamoDB does number arithmetic (ADD) with 38 significant digits; moto uses the decimal
+        # module's default context (28). Threads started from now on inherit DefaultContext.
+        decimal.DefaultContext.prec = 38
+        decimal.getcontext().prec = 38
         os.environ.pop("AWS_ENDPOINT_URL", None)
         from moto import mock_aws
         from moto.server import ThreadedMotoServer

@@ -9,7 +9,7 @@ from decimal import Decimal
 from tally.billing.counters import CounterKey, StreamedEvent, latest_order, sequence_key
 from tally.billing.events import UsageEvent
 from tally.billing.metrics import Aggregation, BillableMetric, PropertyFilter
-from tally.billing.time import hour_of
+from tally.billing.time import day_bucket, hour_bucket
 from tally.services.aggregate import AggregateService
 from tally.services.ports import StoreUnavailable
 
@@ -49,24 +49,25 @@ def ground_truth(events: list[UsageEvent]) -> dict[CounterKey, object]:
     for event in events:
         for m in METRICS:
             group = (event.properties["region"],) if m.group_keys else ()
-            key = CounterKey(m.id, event.customer_id, hour_of(event.timestamp), group)
             n = Decimal(event.properties["n"])
-            if m.aggregation_type is Aggregation.COUNT:
-                truth[key] = truth.get(key, Decimal(0)) + 1
-            elif m.aggregation_type is Aggregation.SUM:
-                truth[key] = truth.get(key, Decimal(0)) + n
-            elif m.aggregation_type is Aggregation.MAX:
-                truth[key] = max(truth.get(key, n), n)
-            elif m.aggregation_type is Aggregation.UNIQUE:
-                truth[key] = truth.get(key, frozenset()) | {str(n)}
-            else:
-                candidate = (latest_order(event), n)
-                truth[key] = max(truth.get(key, candidate), candidate)
+            for bucket in (hour_bucket(event.timestamp), day_bucket(event.timestamp)):
+                key = CounterKey(m.id, event.customer_id, bucket, group)
+                if m.aggregation_type is Aggregation.COUNT:
+                    truth[key] = truth.get(key, Decimal(0)) + 1
+                elif m.aggregation_type is Aggregation.SUM:
+                    truth[key] = truth.get(key, Decimal(0)) + n
+                elif m.aggregation_type is Aggregation.MAX:
+                    truth[key] = max(truth.get(key, n), n)
+                elif m.aggregation_type is Aggregation.UNIQUE:
+                    truth[key] = truth.get(key, frozenset()) | {str(n)}
+                else:
+                    candidate = (latest_order(event), n)
+                    truth[key] = max(truth.get(key, candidate), candidate)
     return truth
 
 
 def stored_value(store, key: CounterKey, aggregation: Aggregation):
-    rows = [r for r in store.read(key.metric_id, key.ingest_key, key.hour, key.hour) if r.group == key.group]
+    rows = [r for r in store.read(key.metric_id, key.ingest_key, key.bucket, key.bucket) if r.group == key.group]
     if not rows:
         return None
     (row,) = rows

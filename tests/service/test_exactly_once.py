@@ -63,13 +63,13 @@ def test_counters_equal_ground_truth_under_replays_bisects_partial_failures_and_
     check_counters_match_truth(store, events)
 
 
-def test_a_clean_stream_needs_one_write_per_counter_per_batch():
+def test_a_clean_stream_needs_one_write_per_counter_and_grain_per_batch():
     events = [make_event(i, "acme", "eu", 1, 5) for i in range(100)]
     shards = to_shards(events, [0] * 100, T0)
     store = MemoryCounterStore()
     outcome = AggregateService(store, metric_store()).apply_batch("shard-0", shards["shard-0"])
     assert outcome.first_failed_sequence is None
-    assert store.writes == len(METRICS)  # 100 events, 5 metrics, one counter each: 5 writes
+    assert store.writes == 2 * len(METRICS)  # 100 events, 5 metrics, an hour and a day counter each
     check_counters_match_truth(store, events)
 
 

@@ -66,3 +66,18 @@ def test_within_a_request_the_first_event_of_a_transaction_id_wins():
     firsts, repeats = first_wins(events)
     assert [e.properties for e in firsts] == [{"n": 1}, {"tokens": 3}]
     assert [e.properties for e in repeats] == [{"n": 2}]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Decimal("1E+200"), Decimal("1E-140"), Decimal("1.234567890123456789012345678901234567891")],
+    ids=["too large for DynamoDB", "too small for DynamoDB", "39 significant digits"],
+)
+def test_numbers_a_counter_could_not_hold_are_refused_at_ingest(value):
+    with pytest.raises(InvalidInput) as error:
+        parse_usage_batch([event(0, properties={"tokens": value})], NOW)
+    assert error.value.field == "usage[0].properties.tokens"
+
+
+def test_integers_with_trailing_zeros_are_within_range():
+    assert parse_usage_batch([event(0, properties={"tokens": 10**40})], NOW)

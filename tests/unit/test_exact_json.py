@@ -23,3 +23,7 @@ def test_loads_gives_decimals_and_rejects_nan():
     assert exact_json.loads('{"a": 0.1}') == {"a": Decimal("0.1")}
     with pytest.raises(ValueError):
         exact_json.loads('{"a": NaN}')
+
+
+def test_a_string_shaped_like_an_internal_marker_stays_a_string():
+    assert exact_json.dumps({"s": "\x001\x00", "n": Decimal("2.5")}) == '{"s":"\\u00001\\u0000","n":2.5}'

@@ -96,11 +96,11 @@ class MemoryCounterStore:
         if counter.latest is None or order > counter.latest[0]:
             counter.latest = (order, value)
 
-    def read(self, metric_id, ingest_key, first_hour, last_hour) -> list[CounterRow]:
+    def read(self, metric_id, ingest_key, first_bucket, last_bucket) -> list[CounterRow]:
         return [
-            CounterRow(k.hour, k.group, c.total, frozenset(c.uniques), c.latest)
+            CounterRow(k.bucket, k.group, c.total, frozenset(c.uniques), c.latest)
             for k, c in self.counters.items()
-            if k.metric_id == metric_id and k.ingest_key == ingest_key and first_hour <= k.hour <= last_hour
+            if k.metric_id == metric_id and k.ingest_key == ingest_key and first_bucket <= k.bucket <= last_bucket
         ]
 
 

@@ -18,6 +18,9 @@ from tally.billing.metrics import Aggregation, BillableMetric, EventTypeFilter, 
 from tally.billing.time import format_rfc3339, parse_rfc3339
 
 MAX_BODY_BYTES = 1_000_000
+MAX_NAME_LENGTH = 255
+MAX_ID_LENGTH = 128
+MAX_CUSTOM_FIELDS = 50
 
 
 class Request(BaseModel):
@@ -57,10 +60,10 @@ def parse_instant(field: str, value: str | None) -> datetime | None:
 class CustomerCreate(Request):
     model_config = ConfigDict(extra="ignore")  # billing provider configuration is accepted, not used
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     ingest_aliases: list[str] = Field(default_factory=list)
-    external_id: str | None = None
-    custom_fields: dict[str, str] = Field(default_factory=dict)
+    external_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    custom_fields: dict[str, str] = Field(default_factory=dict, max_length=MAX_CUSTOM_FIELDS)
 
 
 class SetIngestAliases(Request):
@@ -102,13 +105,13 @@ class PropertyFilterIn(Request):
 
 
 class MetricCreate(Request):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     aggregation_type: Literal["COUNT", "SUM", "MAX", "UNIQUE", "LATEST"] = "COUNT"
     aggregation_key: str | None = None
     event_type_filter: EventTypeFilterIn | None = None
     property_filters: list[PropertyFilterIn] = Field(default_factory=list)
     group_keys: list[list[str]] = Field(default_factory=list)
-    custom_fields: dict[str, str] = Field(default_factory=dict)
+    custom_fields: dict[str, str] = Field(default_factory=dict, max_length=MAX_CUSTOM_FIELDS)
     sql: str | None = None
 
     def to_domain(self) -> BillableMetric:

@@ -1,20 +1,24 @@
-"""Usage counters: the hour-grain aggregates rating and /v1/usage read, never raw events.
+"""Usage counters: the aggregates rating and /v1/usage read, never raw events.
 
-A counter is keyed by (metric, ingest key, hour, group values). The ingest key is the customer id
+A counter is keyed by (metric, ingest key, bucket, group values). The ingest key is the customer id
 or alias exactly as sent, so an alias that appears later makes old usage visible for free.
+Each contribution lands in two buckets, its UTC hour and its UTC day, so a period can be split at
+any hour while a month still reads about 30 day buckets plus the hours at its edges.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Iterable
 
 from tally.billing.events import UsageEvent
 from tally.billing.metrics import Aggregation, BillableMetric
-from tally.billing.time import format_sortable, hour_of
+from tally.billing.time import day_bucket, format_sortable, hour_bucket
 
+# DynamoDB numbers keep 38 significant digits; sums are done at that precision, not Python's 28.
+COUNTER_CONTEXT = Context(prec=38)
 SEQUENCE_WIDTH = 40  # DynamoDB stream sequence numbers have up to 40 digits
 
 
@@ -26,11 +30,18 @@ def sequence_key(sequence_number: str | int) -> str:
     return text.zfill(SEQUENCE_WIDTH)
 
 
+def exact_sum(values: Iterable[Decimal]) -> Decimal:
+    total = Decimal(0)
+    for value in values:
+        total = COUNTER_CONTEXT.add(total, value)
+    return total
+
+
 @dataclass(frozen=True, slots=True)
 class CounterKey:
     metric_id: str
     ingest_key: str
-    hour: str  # 'YYYYMMDDHH' UTC
+    bucket: str  # 'h' + YYYYMMDDHH or 'd' + YYYYMMDD, UTC
     group: tuple[str | None, ...]
 
 
@@ -71,7 +82,7 @@ class CounterUpdate:
     def delta_after(self, high_water_mark: str | None) -> tuple[Decimal, int]:
         """The additive delta of the contributions newer than a high-water mark, and how many."""
         fresh = [value for seq, value in self.additions if high_water_mark is None or seq > high_water_mark]
-        return sum(fresh, Decimal(0)), len(fresh)
+        return exact_sum(fresh), len(fresh)
 
     def add(self, sequence: str, event: UsageEvent, value: Decimal | str) -> None:
         self.sequences.append(sequence)
@@ -95,18 +106,19 @@ def preaggregate(
     updates: dict[CounterKey, CounterUpdate] = {}
     for item in streamed:
         event = item.event
-        hour = hour_of(event.timestamp)
+        buckets = (hour_bucket(event.timestamp), day_bucket(event.timestamp))
         for metric in live:
             if not metric.counts_ingested_at(item.ingested_at):
                 continue
             contribution = metric.contribution(event)
             if contribution is None:
                 continue
-            key = CounterKey(metric.id, event.customer_id, hour, contribution.group)
-            update = updates.get(key)
-            if update is None:
-                update = updates[key] = CounterUpdate(key, metric.aggregation_type)
-            update.add(item.sequence, event, contribution.value)
+            for bucket in buckets:
+                key = CounterKey(metric.id, event.customer_id, bucket, contribution.group)
+                update = updates.get(key)
+                if update is None:
+                    update = updates[key] = CounterUpdate(key, metric.aggregation_type)
+                update.add(item.sequence, event, contribution.value)
     return updates
 
 
@@ -114,7 +126,7 @@ def preaggregate(
 class CounterRow:
     """A stored counter as read back."""
 
-    hour: str
+    bucket: str
     group: tuple[str | None, ...]
     total: Decimal | None = None  # COUNT, SUM, MAX
     uniques: frozenset[str] = frozenset()
@@ -122,10 +134,10 @@ class CounterRow:
 
 
 def combine(aggregation: Aggregation, rows: Iterable[CounterRow]) -> Decimal | None:
-    """Aggregate counters across hours and groups. None means no data (MAX and LATEST only)."""
+    """Aggregate counters across buckets and groups (never mix grains over the same time). None means no data (MAX and LATEST only)."""
     rows = list(rows)
     if aggregation.is_additive:
-        return sum((row.total or Decimal(0) for row in rows), Decimal(0))
+        return exact_sum(row.total or Decimal(0) for row in rows)
     if aggregation is Aggregation.MAX:
         values = [row.total for row in rows if row.total is not None]
         return max(values) if values else None

@@ -29,6 +29,8 @@ class CustomerService:
         aliases = validate_aliases("ingest_aliases", ingest_aliases)
         if external_id is not None and not external_id.strip():
             raise InvalidInput("external_id", "must be a non-empty string when given")
+        if external_id is not None and len(external_id) > 128:
+            raise InvalidInput("external_id", "must be at most 128 characters")
         now = self._clock()
         customer = Customer(
             id=str(uuid.uuid4()),

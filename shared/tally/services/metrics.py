@@ -44,7 +44,11 @@ class MetricService:
         return metric
 
     def backfill(self, metric: BillableMetric) -> int:
-        """Count events ingested before the metric's activation (the live path counts the rest)."""
+        """Count events ingested before the metric's activation (the live path counts the rest).
+
+        Known limit: this scans the whole events table (34 days) inside the create request. That is
+        fine for small deployments and the local stack, but it grows with traffic; it belongs in an
+        asynchronous job (Step Functions or a self-invoked Lambda) with a backfill status."""
         assert metric.activated_at is not None
         window = replace(metric, activated_at=datetime.min.replace(tzinfo=UTC), archived_at=metric.activated_at)
         streamed = (

@@ -69,8 +69,8 @@ class CounterStore(Protocol):
 
     def raise_latest(self, key: CounterKey, order: str, value: Decimal) -> None: ...
 
-    def read(self, metric_id: str, ingest_key: str, first_hour: str, last_hour: str) -> list[CounterRow]:
-        """Counters of one metric and ingest key for hours in [first_hour, last_hour]."""
+    def read(self, metric_id: str, ingest_key: str, first_bucket: str, last_bucket: str) -> list[CounterRow]:
+        """Counters of one metric and ingest key with buckets in [first_bucket, last_bucket] (one grain)."""
 
 
 class CustomerStore(Protocol):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Iterable
@@ -12,7 +12,7 @@ from tally.billing.counters import CounterRow, combine
 from tally.billing.customers import Customer
 from tally.billing.errors import InvalidInput, NotFound
 from tally.billing.metrics import BillableMetric
-from tally.billing.time import DAY, HOUR, hour_of, is_hour_aligned
+from tally.billing.time import DAY, HOUR, bucket_start, hour_bucket, is_day_aligned, is_hour_aligned, read_plan
 from tally.services.ports import CounterStore, CustomerStore, MetricStore
 
 MAX_WINDOWS = 24 * 100
@@ -70,8 +70,13 @@ def split_windows(start: datetime, end: datetime, size: WindowSize) -> list[tupl
 
 
 def _in_window(rows: Iterable[CounterRow], start: datetime, end: datetime) -> list[CounterRow]:
-    first, last = hour_of(start), hour_of(end - HOUR)
-    return [row for row in rows if first <= row.hour <= last]
+    """Rows whose bucket starts inside the window; the read plan guarantees they also end inside."""
+    return [row for row in rows if start <= bucket_start(row.bucket) < end]
+
+
+def _hourly_only(start: datetime, size: WindowSize) -> bool:
+    """Day buckets serve only windows whose inner boundaries fall on UTC midnights."""
+    return size is WindowSize.HOUR or (size is WindowSize.DAY and not is_day_aligned(start))
 
 
 class UsageService:
@@ -92,11 +97,16 @@ class UsageService:
             raise NotFound(f"{field}: billable metric {metric_id} not found")
         return metric
 
-    def rows(self, customer: Customer, metric: BillableMetric, start: datetime, end: datetime) -> list[CounterRow]:
-        first, last = hour_of(start), hour_of(end - timedelta(microseconds=1))
+    def rows(
+        self, customer: Customer, metric: BillableMetric, start: datetime, end: datetime, hourly: bool = False
+    ) -> list[CounterRow]:
+        """Counter rows covering [start, end) (hour-aligned) exactly once: day buckets for whole UTC
+        days and hour buckets at the edges, or hour buckets throughout when `hourly`."""
+        plan = [(hour_bucket(start), hour_bucket(end - HOUR))] if hourly else read_plan(start, end)
         rows: list[CounterRow] = []
         for ingest_key in customer.ingest_keys:
-            rows.extend(self._counters.read(metric.id, ingest_key, first, last))
+            for first, last in plan:
+                rows.extend(self._counters.read(metric.id, ingest_key, first, last))
         return rows
 
     def usage(
@@ -121,7 +131,7 @@ class UsageService:
         result = []
         for customer in customers:
             for metric, query in metrics:
-                rows = self.rows(customer, metric, start, end)
+                rows = self.rows(customer, metric, start, end, _hourly_only(start, size))
                 for w_start, w_end in windows:
                     in_window = _in_window(rows, w_start, w_end)
                     groups = None
@@ -164,7 +174,7 @@ class UsageService:
         positions = [metric.dimensions.index(key) for key in group_key]
         rows = [
             row
-            for row in self.rows(customer, metric, start, end)
+            for row in self.rows(customer, metric, start, end, _hourly_only(start, size))
             if all(
                 not group_filters.get(key) or row.group[pos] in group_filters[key]
                 for key, pos in zip(group_key, positions)

@@ -1,4 +1,5 @@
-"""Usage counters table: pk `m#<metric>#k#<ingest key>`, sk `<YYYYMMDDHH>#<group values JSON>`.
+"""Usage counters table: pk `m#<metric>#k#<ingest key>`, sk `<bucket>#<group values JSON>` where the
+bucket is `h` + YYYYMMDDHH or `d` + YYYYMMDD (the prefixes keep the two grains apart in key order).
 
 Attributes: `v` running total (COUNT, SUM) or maximum (MAX); `u` the distinct values (UNIQUE);
 `lo`/`lv` order and value of the latest event (LATEST); `mk_<shard>` the per-shard high-water mark.
@@ -21,12 +22,12 @@ def counter_pk(metric_id: str, ingest_key: str) -> str:
     return f"m#{metric_id}#k#{ingest_key}"
 
 
-def counter_sk(hour: str, group: tuple[str | None, ...]) -> str:
-    return hour + "#" + json.dumps(list(group), separators=(",", ":"), ensure_ascii=False)
+def counter_sk(bucket: str, group: tuple[str | None, ...]) -> str:
+    return bucket + "#" + json.dumps(list(group), separators=(",", ":"), ensure_ascii=False)
 
 
 def _key(key: CounterKey) -> dict:
-    return {"pk": {"S": counter_pk(key.metric_id, key.ingest_key)}, "sk": {"S": counter_sk(key.hour, key.group)}}
+    return {"pk": {"S": counter_pk(key.metric_id, key.ingest_key)}, "sk": {"S": counter_sk(key.bucket, key.group)}}
 
 
 def _number(value: Decimal) -> dict:
@@ -101,7 +102,7 @@ class DynamoCounterStore:
             ExpressionAttributeValues={":o": {"S": order}, ":v": _number(value)},
         )
 
-    def read(self, metric_id, ingest_key, first_hour, last_hour):
+    def read(self, metric_id, ingest_key, first_bucket, last_bucket):
         rows = []
         paginator = self._client.get_paginator("query")
         try:
@@ -110,8 +111,8 @@ class DynamoCounterStore:
                 KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
                 ExpressionAttributeValues={
                     ":pk": {"S": counter_pk(metric_id, ingest_key)},
-                    ":lo": {"S": first_hour},
-                    ":hi": {"S": last_hour + "#~"},  # group JSON starts with '[', which sorts below '~'
+                    ":lo": {"S": first_bucket},
+                    ":hi": {"S": last_bucket + "#~"},  # group JSON starts with '[', which sorts below '~'
                 },
                 ConsistentRead=True,
             ):
@@ -122,10 +123,10 @@ class DynamoCounterStore:
 
 
 def _row(item: dict) -> CounterRow:
-    hour, _, group = item["sk"]["S"].partition("#")
+    bucket, _, group = item["sk"]["S"].partition("#")
     latest = (item["lo"]["S"], Decimal(item["lv"]["N"])) if "lo" in item else None
     return CounterRow(
-        hour=hour,
+        bucket=bucket,
         group=tuple(json.loads(group)),
         total=Decimal(item["v"]["N"]) if "v" in item else None,
         uniques=frozenset(v[len(_UNIQUE_PREFIX) :] for v in item.get("u", {}).get("SS", [])),

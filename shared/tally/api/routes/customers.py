@@ -32,7 +32,10 @@ def list_customers() -> dict:
         customer = service.by_alias(query["ingest_alias"])
         return {"data": [customer_detail_json(customer)] if customer else [], "next_page": None}
     page = service.list(page_limit(query), query.get("next_page"))
-    return {"data": [customer_detail_json(c) for c in page.items], "next_page": page.next_page}
+    # Customers cannot be archived yet, so only_archived=true lists none; the filter is still real.
+    archived = query.get("only_archived", "false").lower() == "true"
+    items = [c for c in page.items if (c.archived_at is not None) == archived]
+    return {"data": [customer_detail_json(c) for c in items], "next_page": page.next_page}
 
 
 @router.post("/v1/customers/<customer_id>/setIngestAliases")

@@ -1,0 +1,137 @@
+"""Exactly once through the whole system: 10,000 events, each posted twice, concurrently, over HTTP.
+
+The ground truth is recomputed here from the events themselves, without Tally's code, and compared
+with the counters twice: through /v1/usage, and item by item in the counters table (boto3 against
+the local AWS endpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import boto3
+import pytest
+
+from tests.system.usage_events import HOUR, current_hour, rfc3339, unique, usage_event
+
+pytestmark = [pytest.mark.system, pytest.mark.volume]
+
+EVENTS = 10_000
+PER_POST = 100
+THREADS = 8
+CUSTOMERS = 20
+HOURS = 6
+REGIONS = ("eu", "us", "ap")
+MODELS = ("small", "large")
+
+
+def _create(api, path: str, body: dict) -> str:
+    response = api.post(path, json=body)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]["id"]
+
+
+def test_ten_thousand_events_posted_twice_concurrently_are_counted_exactly_once(local_stack, api, settle):
+    started = time.monotonic()
+    tag, rng, last_hour = unique("exactly-once"), random.Random(20261124), current_hour()
+    first_hour = last_hour - (HOURS - 1) * HOUR
+    customers = [_create(api, "/v1/customers", {"name": f"{tag} #{n}"}) for n in range(CUSTOMERS)]
+    metrics = {
+        "tokens": _create(api, "/v1/billable-metrics/create", {
+            "name": f"{tag} tokens", "aggregation_type": "SUM", "aggregation_key": "tokens",
+            "event_type_filter": {"in_values": [tag]}, "group_keys": [["model"]],
+        }),
+        "calls": _create(api, "/v1/billable-metrics/create", {
+            "name": f"{tag} calls", "aggregation_type": "COUNT",
+            "event_type_filter": {"in_values": [tag]}, "group_keys": [["region"]],
+        }),
+        "western cost": _create(api, "/v1/billable-metrics/create", {
+            "name": f"{tag} western cost", "aggregation_type": "SUM", "aggregation_key": "cost",
+            "event_type_filter": {"in_values": [tag]}, "property_filters": [{"name": "region", "in_values": ["eu", "us"]}],
+        }),
+    }
+
+    # Given 10,000 events over six hours, and what each counter must hold, worked out from them alone.
+    events, truth = [], defaultdict(Decimal)  # (metric, customer, hour, group) -> value
+    for n in range(EVENTS):
+        customer, region, model = rng.choice(customers), rng.choice(REGIONS), rng.choice(MODELS)
+        timestamp = first_hour + rng.randrange(HOURS * 60) * HOUR / 60
+        tokens, cents = rng.randrange(1, 1000), rng.randrange(1, 10_000)
+        cost = cents / 100  # its JSON form is exactly the two-decimal amount
+        assert Decimal(repr(cost)) == Decimal(cents) / 100
+        events.append(usage_event(f"{tag}-{n}", customer, tag, timestamp, tokens=tokens, cost=cost, region=region, model=model))
+        bucket = timestamp.strftime("%Y%m%d%H")
+        truth[(metrics["tokens"], customer, bucket, (model,))] += tokens
+        truth[(metrics["calls"], customer, bucket, (region,))] += 1
+        if region in ("eu", "us"):
+            truth[(metrics["western cost"], customer, bucket, ())] += Decimal(cents) / 100
+
+    # When the whole set is posted twice, 100 events a post, from 8 threads, the copies interleaved.
+    posts = [events[i : i + PER_POST] for i in range(0, EVENTS, PER_POST)] * 2
+    rng.shuffle(posts)
+    ingest_started = time.monotonic()
+    with ThreadPoolExecutor(THREADS) as pool:
+        responses = list(pool.map(lambda batch: api.post("/v1/ingest", json=batch), posts))
+    ingest_seconds = time.monotonic() - ingest_started
+    settle(timeout=1800)
+    settled_seconds = time.monotonic() - ingest_started - ingest_seconds
+
+    # Then every post is accepted, and exactly one receipt of each event counts.
+    assert [r.status_code for r in responses] == [200] * len(posts), next(r.text for r in responses if r.status_code != 200)
+    receipts = [r.json() for r in responses]
+    assert all(r["accepted"] + r["duplicates"] == PER_POST for r in receipts)
+    assert sum(r["accepted"] for r in receipts) == EVENTS
+    assert sum(r["duplicates"] for r in receipts) == EVENTS
+
+    # /v1/usage, hour by hour, per customer and metric, with the group breakdowns.
+    response = api.post("/v1/usage", json={
+        "starting_on": rfc3339(first_hour),
+        "ending_before": rfc3339(last_hour + HOUR),
+        "window_size": "HOUR",
+        "customer_ids": customers,
+        "billable_metrics": [
+            {"id": metrics["tokens"], "group_by": {"key": "model"}},
+            {"id": metrics["calls"], "group_by": {"key": "region"}},
+            {"id": metrics["western cost"]},
+        ],
+    })
+    assert response.status_code == 200, response.text
+    windows = json.loads(response.text, parse_float=Decimal)["data"]
+    assert len(windows) == CUSTOMERS * len(metrics) * HOURS
+    for window in windows:
+        metric, customer = window["billable_metric_id"], window["customer_id"]
+        bucket = window["start_timestamp"][:13].replace("-", "").replace("T", "")
+        in_hour = {group: value for (m, c, h, group), value in truth.items() if (m, c, h) == (metric, customer, bucket)}
+        assert window["value"] == sum(in_hour.values(), Decimal(0)), window
+        if metric != metrics["western cost"]:
+            assert window["groups"] == {group[0]: value for group, value in in_hour.items()}, window
+
+    # The counters table itself, item by item: no missing, extra or doubled counter.
+    dynamodb = boto3.client("dynamodb", endpoint_url=local_stack.aws_endpoint, region_name="us-east-1")
+    stored = {}
+    for metric in metrics.values():
+        for customer in customers:
+            pages = dynamodb.get_paginator("query").paginate(
+                TableName=local_stack.table("CountersTableName"),
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": f"m#{metric}#k#{customer}"}},
+                ConsistentRead=True,
+            )
+            for item in (item for page in pages for item in page["Items"]):
+                bucket, _, group = item["sk"]["S"].partition("#")
+                stored[(metric, customer, bucket, tuple(json.loads(group)))] = Decimal(item["v"]["N"])
+    # Each counter exists per hour ("h" + YYYYMMDDHH) and per day ("d" + YYYYMMDD).
+    expected = {(m, c, "h" + h, g): v for (m, c, h, g), v in truth.items()}
+    for (m, c, h, g), v in truth.items():
+        day = (m, c, "d" + h[:8], g)
+        expected[day] = expected.get(day, Decimal(0)) + v
+    assert stored == expected
+
+    print(  # the runtime is part of the result: see -rP
+        f"ingest {ingest_seconds:.1f} s, settle {settled_seconds:.1f} s, total {time.monotonic() - started:.1f} s"
+    )
