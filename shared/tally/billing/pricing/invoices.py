@@ -1,0 +1,253 @@
+"""The draft invoice of one billing period of a contract, computed from usage quantities.
+
+Usage lines: for each USAGE product on the rate card and each combination of its group values,
+the period is cut wherever the effective price may change (rates, overrides, product versions),
+cuts with the same price on both sides are joined again, and each resulting segment is one line:
+its quantity is read for exactly that segment, converted, rounded, then priced from the cumulative
+quantity already used in the period, so graduated tiers carry across a price change.
+Tiers count per product and group values (pricing and presentation alike, as Metronome applies
+tiers per presentation group value).
+
+Composite lines price a fraction of the rounded totals of the usage lines they cover, per credit
+type. Usage lines of covered products are also cut at the composite's own price changes, so each
+lies inside exactly one composite segment.
+
+Every line is rounded once (lines.line_from_charge); an invoice total is the sum of its lines.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Mapping, Protocol, Sequence
+
+from tally.billing.pricing.catalog import Product, ProductType, convert_quantity
+from tally.billing.pricing.contracts import Contract, validate_contract
+from tally.billing.pricing.lines import LineItem, LineType, line_from_charge
+from tally.billing.pricing.money import CreditType
+from tally.billing.pricing.overrides import EffectivePricing, PriceBook
+from tally.billing.pricing.periods import Period
+from tally.billing.pricing.pricers import graduated_charge, price_percentage
+from tally.billing.pricing.rates import split_at
+from tally.billing.pricing.subscriptions import scheduled_charge_lines, subscription_lines
+
+GroupValues = Mapping[str, str | None]
+
+
+class UsageSource(Protocol):
+    """Metered quantities of one customer, as rating reads them (the counters, in production)."""
+
+    def quantity(self, metric_id: str, group_values: GroupValues | None, start: datetime, end: datetime) -> Decimal:
+        """The metric's aggregate over [start, end), limited to usage carrying every given group
+        value (None: all usage). A key whose value is None matches usage without that property."""
+        ...
+
+    def group_values(
+        self, metric_id: str, group_keys: Sequence[str], start: datetime, end: datetime
+    ) -> Sequence[GroupValues]:
+        """Each distinct combination of values of `group_keys` seen in usage over [start, end)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    contract_id: str
+    customer_id: str
+    credit_type: CreditType
+    starting_at: datetime
+    ending_before: datetime
+    line_items: tuple[LineItem, ...]
+    subtotal: Decimal
+    total: Decimal
+    status: str = "DRAFT"
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    start: datetime
+    end: datetime
+    pricing: EffectivePricing | None
+
+
+def _segments(
+    book: PriceBook,
+    product: Product,
+    start: datetime,
+    end: datetime,
+    hard: set[datetime],
+    pricing_values: GroupValues,
+    presentation_values: GroupValues,
+) -> list[_Segment]:
+    """[start, end) cut where the product's price may change; equal neighbours joined unless a
+    hard boundary separates them."""
+    version = product.at(start)
+    segments: list[_Segment] = []
+    for a, b in split_at(start, end, book.boundaries(product.id) | hard):
+        pricing = book.pricing(product.id, version, a, pricing_values, presentation_values)
+        if segments and segments[-1].pricing == pricing and a not in hard:
+            segments[-1] = _Segment(segments[-1].start, b, pricing)
+        else:
+            segments.append(_Segment(a, b, pricing))
+    return segments
+
+
+def _sort_key(values: GroupValues) -> tuple:
+    return tuple(sorted((k, "" if v is None else "\x01" + v) for k, v in values.items()))
+
+
+def build_draft_invoices(
+    contract: Contract, products: Mapping[str, Product], period: Period, usage: UsageSource
+) -> tuple[Invoice, ...]:
+    """One draft invoice per credit type with charges in the period; the rate card's fiat credit
+    type always comes first, even when empty."""
+    validate_contract(contract, products)
+    book = contract.price_book()
+    start = max(period.starting_at, contract.starting_at)
+    end = period.ending_before if contract.ending_before is None else min(period.ending_before, contract.ending_before)
+    on_card = [products[p] for p in sorted(book.timeline.product_ids())]
+    composites = [p for p in on_card if p.type is ProductType.COMPOSITE]
+    lines: list[LineItem] = []
+    if start < end:
+        composite_segments = {
+            c.id: [
+                s
+                for a, b in split_at(start, end, c.version_boundaries)
+                for s in _segments(book, c, a, b, set(c.version_boundaries), {}, {})
+            ]
+            for c in composites
+        }
+        usage_lines = [
+            line
+            for product in on_card
+            if product.type is ProductType.USAGE
+            for line in _usage_lines(product, book, start, end, usage, _composite_edges(product, composites, composite_segments))
+        ]
+        lines += usage_lines
+        for composite in composites:
+            lines += _composite_lines(composite, composite_segments[composite.id], usage_lines, products)
+    anchor = contract.billing_anchor
+    for subscription in contract.subscriptions:
+        product = products[subscription.product_id]
+        lines += subscription_lines(subscription, product, book, anchor, contract.ending_before, period)
+    for charge in contract.scheduled_charges:
+        lines += scheduled_charge_lines(charge, products[charge.product_id], period)
+
+    fiat = contract.rate_card.fiat_credit_type
+    by_credit_type: dict[CreditType, list[LineItem]] = {fiat: []}
+    for line in lines:
+        by_credit_type.setdefault(line.credit_type, []).append(line)
+    order = [fiat, *sorted((c for c in by_credit_type if c != fiat), key=lambda c: (c.name, c.id))]
+    kind_order = {LineType.USAGE: 0, LineType.SUBSCRIPTION: 1, LineType.SCHEDULED: 2}
+    invoices = []
+    for credit_type in order:
+        items = sorted(
+            by_credit_type[credit_type],
+            key=lambda l: (
+                kind_order[l.type],
+                l.name.casefold(),
+                l.name,
+                l.product_id,
+                _sort_key(l.pricing_group_values or {}),
+                _sort_key(l.presentation_group_values or {}),
+                l.starting_at,
+            ),
+        )
+        total = sum((line.total for line in items), Decimal(0))
+        invoices.append(
+            Invoice(contract.id, contract.customer_id, credit_type, period.starting_at, period.ending_before, tuple(items), total, total)
+        )
+    return tuple(invoices)
+
+
+def _composite_edges(
+    product: Product, composites: Sequence[Product], composite_segments: Mapping[str, list[_Segment]]
+) -> set[datetime]:
+    """Edges of the composite segments that may cover this product: its lines must not straddle them."""
+    edges: set[datetime] = set()
+    for composite in composites:
+        if any(
+            cv.covers(product.id, pv.tags) for cv in composite.versions for pv in product.versions
+        ):
+            for segment in composite_segments[composite.id]:
+                edges.update((segment.start, segment.end))
+    return edges
+
+
+def _usage_lines(
+    product: Product, book: PriceBook, start: datetime, end: datetime, usage: UsageSource, hard: set[datetime]
+) -> list[LineItem]:
+    lines: list[LineItem] = []
+    positions: dict[frozenset, Decimal] = defaultdict(Decimal)  # cumulative quantity per group values
+    hard = hard | set(product.version_boundaries)
+    for window_start, window_end in split_at(start, end, product.version_boundaries):
+        version = product.at(window_start)
+        metric = version.billable_metric_id
+        assert metric is not None, "validated USAGE products name a metric"
+        keys = version.group_keys
+        combos = sorted(usage.group_values(metric, keys, window_start, window_end), key=_sort_key) if keys else [{}]
+        for combo in combos:
+            values = {key: combo.get(key) for key in keys}
+            pricing_values = {key: values[key] for key in version.pricing_group_key}
+            presentation_values = {key: values[key] for key in version.presentation_group_key}
+            position_key = frozenset(values.items())
+            for segment in _segments(book, product, window_start, window_end, hard, pricing_values, presentation_values):
+                pricing = segment.pricing
+                if pricing is None or not pricing.entitled:
+                    continue  # not on the card, or not entitled: the usage is not billed
+                raw = usage.quantity(metric, values if keys else None, segment.start, segment.end)
+                quantity = convert_quantity(raw, version)
+                if quantity == 0:
+                    continue
+                charge = graduated_charge(pricing.bands, positions[position_key], quantity)
+                positions[position_key] += quantity
+                lines.append(
+                    line_from_charge(
+                        charge,
+                        type=LineType.USAGE,
+                        name=version.name,
+                        product_id=product.id,
+                        product_type=ProductType.USAGE,
+                        credit_type=pricing.credit_type,
+                        starting_at=segment.start,
+                        ending_before=segment.end,
+                        pricing_group_values=pricing_values if version.pricing_group_key else None,
+                        presentation_group_values=presentation_values if version.presentation_group_key else None,
+                        list_price=pricing.list_rate if pricing.overridden else None,
+                    )
+                )
+    return lines
+
+
+def _composite_lines(
+    composite: Product, segments: Sequence[_Segment], usage_lines: Sequence[LineItem], products: Mapping[str, Product]
+) -> list[LineItem]:
+    lines: list[LineItem] = []
+    for segment in segments:
+        pricing = segment.pricing
+        if pricing is None or not pricing.entitled:
+            continue
+        version = composite.at(segment.start)
+        spend: dict[CreditType, Decimal] = {}
+        for line in usage_lines:
+            if segment.start <= line.starting_at and line.ending_before is not None and line.ending_before <= segment.end:
+                if version.covers(line.product_id, products[line.product_id].at(line.starting_at).tags):
+                    spend[line.credit_type] = spend.get(line.credit_type, Decimal(0)) + line.total
+        for credit_type in sorted(spend, key=lambda c: (c.name, c.id)):
+            if spend[credit_type] == 0:
+                continue
+            lines.append(
+                line_from_charge(
+                    price_percentage(pricing.bands, spend[credit_type]),
+                    type=LineType.USAGE,
+                    name=version.name,
+                    product_id=composite.id,
+                    product_type=ProductType.COMPOSITE,
+                    credit_type=credit_type,
+                    starting_at=segment.start,
+                    ending_before=segment.end,
+                    list_price=pricing.list_rate if pricing.overridden else None,
+                )
+            )
+    return lines

@@ -1,0 +1,80 @@
+"""Invoice line items, and the single place a line's total is rounded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Mapping
+
+from tally.billing.pricing.catalog import ProductType
+from tally.billing.pricing.money import CreditType
+from tally.billing.pricing.pricers import Charge, TierCharge
+from tally.billing.pricing.rates import Rate
+
+
+class LineType(str, Enum):
+    USAGE = "usage"  # usage and composite products
+    SUBSCRIPTION = "subscription"
+    SCHEDULED = "scheduled"
+
+
+@dataclass(frozen=True, slots=True)
+class SubLineItem:
+    name: str
+    quantity: Decimal
+    subtotal: Decimal  # exact
+    tiers: tuple[TierCharge, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LineItem:
+    type: LineType
+    name: str
+    product_id: str
+    product_type: ProductType
+    credit_type: CreditType
+    quantity: Decimal
+    unit_price: Decimal | None  # None when the quantity spans several tier prices
+    total: Decimal  # precise_total rounded once, to the credit type's precision
+    precise_total: Decimal
+    starting_at: datetime
+    ending_before: datetime | None  # None for a charge at one instant (scheduled charges)
+    pricing_group_values: Mapping[str, str | None] | None = None
+    presentation_group_values: Mapping[str, str | None] | None = None
+    sub_line_items: tuple[SubLineItem, ...] = ()
+    is_prorated: bool = False
+    list_price: Rate | None = None  # the rate card rate, when an override changed the price
+    subscription_id: str | None = None
+    scheduled_charge_id: str | None = None
+
+
+def line_from_charge(
+    charge: Charge,
+    *,
+    type: LineType,
+    name: str,
+    product_id: str,
+    product_type: ProductType,
+    credit_type: CreditType,
+    starting_at: datetime,
+    ending_before: datetime | None,
+    **extra: object,
+) -> LineItem:
+    sub_lines = (SubLineItem(name, charge.quantity, charge.precise_total, charge.tiers),) if charge.tiers else ()
+    return LineItem(
+        type=type,
+        name=name,
+        product_id=product_id,
+        product_type=product_type,
+        credit_type=credit_type,
+        quantity=charge.quantity,
+        unit_price=charge.unit_price,
+        total=credit_type.round(charge.precise_total),
+        precise_total=charge.precise_total,
+        starting_at=starting_at,
+        ending_before=ending_before,
+        sub_line_items=sub_lines,
+        **extra,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,35 @@
+"""Credit types and the one place where an amount is rounded.
+
+Amounts are Decimals in the credit type's own units: for "USD (cents)" a total of 1234.5 means
+$12.345. A line is computed exactly (`precise_total`) and rounded once, here, to the credit type's
+precision with its explicit rounding mode. Nothing upstream of a line total is ever rounded, so
+the rounding error of an invoice is at most half a unit of precision per line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Context, Decimal
+
+# Intermediate arithmetic (tiers, proration, conversion) runs at 38 significant digits, DynamoDB's
+# limit, instead of Python's default 28, so products of large quantities and small prices stay exact.
+PRICING_CONTEXT = Context(prec=38)
+
+
+@dataclass(frozen=True, slots=True)
+class CreditType:
+    id: str
+    name: str
+    # Decimal places a line total keeps, in this credit type's units. For "USD (cents)" two places
+    # of a cent: Metronome prices in cents with fractional cents allowed (a price of 0.25 cents per
+    # call is common), so rounding to whole cents per line would lose real money on small lines.
+    precision: int = 2
+    rounding: str = ROUND_HALF_UP
+
+    def round(self, amount: Decimal) -> Decimal:
+        """Round a precise amount once, with this credit type's precision and mode."""
+        return amount.quantize(Decimal(1).scaleb(-self.precision), rounding=self.rounding, context=PRICING_CONTEXT)
+
+
+# Metronome's id for its default fiat credit type.
+USD_CENTS = CreditType(id="2714e483-4ff1-48e4-9e25-ac732e8f24f2", name="USD (cents)")

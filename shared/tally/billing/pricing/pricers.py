@@ -1,0 +1,109 @@
+"""One pricer per rate type. Each turns a price schedule and a quantity into an exact charge.
+
+Every price, once overrides are applied, is a *band schedule*: a unit price that is constant over
+ranges of the cumulative quantity of the billing period [start, end). A FLAT rate is one band; a
+TIERED rate is one band per tier; a multiplier scales bands; a tiered override cuts them.
+Graduated pricing of q units that start at cumulative position a is the integral of the schedule
+over [a, a + q), so pricing a period in pieces gives exactly the price of the whole period.
+
+Nothing here rounds: the invoice builder rounds each line's total once (money.CreditType.round).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+from typing import Sequence
+
+from tally.billing.pricing.money import PRICING_CONTEXT
+from tally.billing.pricing.rates import Tier
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """Units from `start` to `end` (None: no end) cost `price` each. The first band of a schedule
+    starts at 0 and also prices negative positions (usage corrections below zero)."""
+
+    start: Decimal
+    end: Decimal | None
+    price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class TierCharge:
+    starting_at: Decimal  # the cumulative quantity at which the tier begins
+    quantity: Decimal  # units of this charge that fell in the tier
+    price: Decimal
+    subtotal: Decimal  # exact, never rounded
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    quantity: Decimal
+    precise_total: Decimal
+    unit_price: Decimal | None  # None when the quantity spans a schedule of several prices
+    tiers: tuple[TierCharge, ...] = ()  # set when the schedule has several bands
+
+
+def flat_bands(price: Decimal) -> tuple[Band, ...]:
+    return (Band(ZERO, None, price),)
+
+
+def tier_bands(tiers: Sequence[Tier]) -> tuple[Band, ...]:
+    bands, start = [], ZERO
+    for tier in tiers:
+        end = None if tier.size is None else start + tier.size
+        bands.append(Band(start, end, tier.price))
+        if end is None:
+            break
+        start = end
+    return tuple(bands)
+
+
+def graduated_charge(bands: Sequence[Band], position: Decimal, quantity: Decimal) -> Charge:
+    """Charge `quantity` units that follow `position` units already used in the period."""
+    with localcontext(PRICING_CONTEXT):
+        sign = 1 if quantity >= 0 else -1
+        low, high = (position, position + quantity) if sign > 0 else (position + quantity, position)
+        tiers, total = [], ZERO
+        for index, band in enumerate(bands):
+            band_low = band.start if index else None  # None: unbounded below
+            lo = low if band_low is None else max(low, band_low)
+            hi = high if band.end is None else min(high, band.end)
+            if hi <= lo:
+                continue
+            units = (hi - lo) * sign
+            subtotal = units * band.price
+            total += subtotal
+            tiers.append(TierCharge(band.start, units, band.price, subtotal))
+        single = len(bands) == 1
+        return Charge(quantity, total, bands[0].price if single else None, () if single else tuple(tiers))
+
+
+def price_flat(price: Decimal, quantity: Decimal) -> Charge:
+    """FLAT: quantity × price."""
+    return graduated_charge(flat_bands(price), ZERO, quantity)
+
+
+def price_tiered(tiers: Sequence[Tier], quantity: Decimal, position: Decimal = ZERO) -> Charge:
+    """TIERED, graduated: each unit at the price of the tier its cumulative position falls in."""
+    return graduated_charge(tier_bands(tiers), position, quantity)
+
+
+def price_percentage(bands: Sequence[Band], spend: Decimal) -> Charge:
+    """PERCENTAGE (composite products): the band prices are fractions of the covered spend."""
+    return graduated_charge(bands, ZERO, spend)
+
+
+def price_subscription(bands: Sequence[Band], quantity: Decimal, fraction: Decimal) -> Charge:
+    """SUBSCRIPTION: quantity × price for a whole period, times the fraction of it being charged."""
+    charge = graduated_charge(bands, ZERO, quantity)
+    with localcontext(PRICING_CONTEXT):
+        if fraction == 1:
+            return charge
+        tiers = tuple(
+            TierCharge(t.starting_at, t.quantity, t.price, t.subtotal * fraction) for t in charge.tiers
+        )
+        return Charge(quantity, charge.precise_total * fraction, charge.unit_price, tiers)

@@ -1,0 +1,329 @@
+"""Draft invoices: usage, composite, subscription and scheduled lines, checked to the cent by hand.
+
+Prices are in USD (cents): a price of 10 is $0.10. Line totals keep two places of a cent.
+Unless a case says otherwise: contract from 2026-01-01, monthly periods, the January invoice.
+"""
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tally.billing.pricing import (
+    USD_CENTS,
+    CollectionSchedule,
+    ConversionOperation,
+    CreditType,
+    Frequency,
+    LineType,
+    Override,
+    OverrideType,
+    Period,
+    ProductType,
+    QuantityChange,
+    QuantityConversion,
+    QuantityRounding,
+    Rate,
+    RateType,
+    RoundingMethod,
+    ScheduledCharge,
+    ScheduleItem,
+    Subscription,
+    build_draft_invoices,
+)
+from tests.unit.pricing.builders import FEB, JAN, D, FakeUsage, at, catalog, contract, flat, invoice, product, summary, tiered
+
+API = product("api", name="API calls", tags=("billable",))
+
+
+def usage(*events):
+    """events: (when, value) or (when, value, {properties})"""
+    fake = FakeUsage()
+    for event in events:
+        fake.add(event[0], event[1], **(event[2] if len(event) > 2 else {}))
+    return fake
+
+
+USAGE_CASES = [
+    ("a flat price over the whole period is one line",
+     [API], [flat("api", "0.25")], usage((at(1, 3), 1000), (at(1, 20), 234)),
+     [("api", "01-01T00", D(1234), D("308.50"))]),
+    ("usage outside the period is not on the invoice",
+     [API], [flat("api", 2)], usage((at(12, 31, 23, year=2025), 7), (at(1, 31, 23), 5), (at(2, 1), 9)),
+     [("api", "01-01T00", D(5), D("10.00"))]),
+    ("a rate change mid-period splits usage at the hour",
+     [API], [flat("api", 10, end=at(1, 15, 12)), flat("api", 12, start=at(1, 15, 12))],
+     usage((at(1, 15, 11, minute=59), 100), (at(1, 15, 12), 50)),
+     [("api", "01-01T00", D(100), D("1000.00")), ("api", "01-15T12", D(50), D("600.00"))]),
+    ("graduated tiers span three tiers in one line",
+     [API], [tiered("api", [(10, 100), (5, 900), (1,)])], usage((at(1, 2), 1500)),
+     [("api", "01-01T00", D(1500), D("6000.00"))]),
+    ("graduated tiers carry the period's cumulative usage across a rate change",
+     [API], [tiered("api", [(10, 100), (5,)], end=at(1, 15)), tiered("api", [(8, 100), (4,)], start=at(1, 15))],
+     usage((at(1, 2), 80), (at(1, 20), 50)),
+     [("api", "01-01T00", D(80), D("800.00")), ("api", "01-15T00", D(50), D("280.00"))]),
+    ("quantity is converted, then rounded up, then priced",
+     [product("api", quantity_conversion=QuantityConversion(D(1024), ConversionOperation.DIVIDE),
+              quantity_rounding=QuantityRounding(0, RoundingMethod.ROUND_UP))],
+     [flat("api", 100)], usage((at(1, 2), 3000)),
+     [("api", "01-01T00", D(3), D("300.00"))]),
+    ("quantity is multiplied, then rounded half up to two places",
+     [product("api", quantity_conversion=QuantityConversion(D("0.001"), ConversionOperation.MULTIPLY),
+              quantity_rounding=QuantityRounding(2, RoundingMethod.ROUND_HALF_UP))],
+     [flat("api", 10)], usage((at(1, 2), 12345)),
+     [("api", "01-01T00", D("12.35"), D("123.50"))]),
+    ("group values are priced by their own rate, or the default one",
+     [product("api", pricing_group_key=("region",))],
+     [flat("api", 10), flat("api", 12, pricing_group_values={"region": "us-east"})],
+     usage((at(1, 2), 10, {"region": "us-east"}), (at(1, 3), 5, {"region": "eu"})),
+     [("api", "01-01T00", D(5), D("50.00")), ("api", "01-01T00", D(10), D("120.00"))]),
+    ("presentation groups split lines and each counts its own tiers",
+     [product("api", presentation_group_key=("project",))], [tiered("api", [(10, 100), (5,)])],
+     usage((at(1, 2), 150, {"project": "p1"}), (at(1, 3), 50, {"project": "p2"})),
+     [("api", "01-01T00", D(150), D("1250.00")), ("api", "01-01T00", D(50), D("500.00"))]),
+    ("a product not entitled is not billed",
+     [API], [flat("api", 10, entitled=False)], usage((at(1, 2), 100)), []),
+]
+
+
+@pytest.mark.parametrize("products,rates,events,lines", [c[1:] for c in USAGE_CASES], ids=[c[0] for c in USAGE_CASES])
+def test_usage_lines(products, rates, events, lines):
+    draft = invoice(contract(*rates), catalog(*products), events)
+    assert summary(draft) == lines
+    assert draft.total == draft.subtotal == sum((l.total for l in draft.line_items), D(0))
+
+
+def test_a_contract_starting_mid_period_bills_usage_only_from_its_start():
+    draft = invoice(contract(flat("api", 1), start=at(1, 10)), catalog(API), usage((at(1, 9, 23), 40), (at(1, 10), 2)))
+    assert summary(draft) == [("api", "01-10T00", D(2), D("2.00"))]
+    assert (draft.line_items[0].starting_at, draft.line_items[0].ending_before) == (at(1, 10), at(2, 1))
+
+
+def test_a_tiered_line_details_its_tiers_from_the_cumulative_position():
+    products = catalog(API)
+    rates = (tiered("api", [(10, 100), (5,)], end=at(1, 15)), tiered("api", [(8, 100), (4,)], start=at(1, 15)))
+    draft = invoice(contract(*rates), products, usage((at(1, 2), 80), (at(1, 20), 50)))
+    second = draft.line_items[1]
+    assert second.unit_price is None
+    [sub] = second.sub_line_items
+    assert [(t.starting_at, t.quantity, t.price, t.subtotal) for t in sub.tiers] == [(0, 20, 8, 160), (100, 30, 4, 120)]
+
+
+def test_an_override_ending_mid_period_splits_the_line_and_records_the_list_price():
+    half = Override("half", at(1, 1), at(1, 10), type=OverrideType.MULTIPLIER, product_id="api", multiplier=D("0.5"))
+    draft = invoice(contract(flat("api", 10), overrides=(half,)), catalog(API), usage((at(1, 5), 100), (at(1, 20), 100)))
+    assert summary(draft) == [("api", "01-01T00", D(100), D("500.00")), ("api", "01-10T00", D(100), D("1000.00"))]
+    assert [l.unit_price for l in draft.line_items] == [D(5), D(10)]
+    assert draft.line_items[0].list_price == flat("api", 10) and draft.line_items[1].list_price is None
+
+
+def test_an_entitlement_override_bills_a_product_off_the_card():
+    on = Override("on", at(1, 1), product_id="api", entitled=True)
+    draft = invoice(contract(flat("api", 10, entitled=False), overrides=(on,)), catalog(API), usage((at(1, 2), 3)))
+    assert summary(draft) == [("api", "01-01T00", D(3), D("30.00"))]
+    assert draft.line_items[0].list_price is None
+
+
+STORAGE = product("storage", billable_metric_id="gb", tags=("billable",))
+INTERNAL = product("internal", billable_metric_id="internal")
+SUPPORT = product("support", ProductType.COMPOSITE, name="Support", composite_tags=("billable",))
+
+
+def percentage(fraction, start=at(1, 1, year=2025), end=None):
+    return Rate("support", start, RateType.PERCENTAGE, price=D(fraction), ending_before=end)
+
+
+def test_a_composite_line_prices_a_fraction_of_the_spend_it_covers():
+    events = usage((at(1, 2), 1000), (at(1, 3), 100))
+    events.add(at(1, 4), 7, metric="gb").add(at(1, 4), 1, metric="internal")
+    rates = (flat("api", "0.333"), flat("storage", "1.5"), flat("internal", 100), percentage("0.1"))
+    draft = invoice(contract(*rates), catalog(API, STORAGE, INTERNAL, SUPPORT), events)
+    assert summary(draft) == [
+        ("api", "01-01T00", D(1100), D("366.30")),
+        ("internal", "01-01T00", D(1), D("100.00")),
+        ("storage", "01-01T00", D(7), D("10.50")),
+        ("support", "01-01T00", D("376.80"), D("37.68")),  # 10% of 366.30 + 10.50; internal is not billable
+    ]
+    composite = draft.line_items[-1]
+    assert composite.product_type is ProductType.COMPOSITE and composite.unit_price == D("0.1")
+    assert draft.total == D("514.48")
+
+
+def test_a_composite_rate_change_splits_the_lines_it_covers():
+    rates = (flat("api", 1), percentage("0.1", end=at(1, 15)), percentage("0.2", start=at(1, 15)))
+    draft = invoice(contract(*rates), catalog(API, SUPPORT), usage((at(1, 2), 100), (at(1, 20), 100)))
+    assert summary(draft) == [
+        ("api", "01-01T00", D(100), D("100.00")),
+        ("api", "01-15T00", D(100), D("100.00")),
+        ("support", "01-01T00", D(100), D("10.00")),
+        ("support", "01-15T00", D(100), D("20.00")),
+    ]
+
+
+SEATS = product("seats", ProductType.SUBSCRIPTION, name="Seats")
+SEAT_RATES = (
+    Rate("seats", at(1, 1, year=2025), RateType.SUBSCRIPTION, price=D(1000), billing_frequency=Frequency.MONTHLY),
+    Rate("seats", at(1, 1, year=2025), RateType.SUBSCRIPTION, price=D(12000), billing_frequency=Frequency.ANNUAL),
+)
+
+
+def seats(schedule, start=at(1, 1), quantity=3, updates=(), frequency=Frequency.MONTHLY, prorated=True, end=None):
+    return Subscription(
+        "sub", "seats", schedule, frequency, start, D(quantity), prorated, end,
+        tuple(QuantityChange(when, D(q)) for when, q in updates),
+    )
+
+
+ADVANCE, ARREARS = CollectionSchedule.ADVANCE, CollectionSchedule.ARREARS
+SUBSCRIPTION_CASES = [
+    ("in advance, a whole month at the start", seats(ADVANCE), {}, JAN,
+     [("01-01T00", "02-01T00", D(3), D("3000.00"), False)]),
+    ("in advance, a partial first month is prorated by exact time (21 of 31 days)", seats(ADVANCE, start=at(1, 11)), {},
+     JAN, [("01-11T00", "02-01T00", D(3), D("2032.26"), True)]),
+    ("in advance, without proration a partial month costs a whole one",
+     seats(ADVANCE, start=at(1, 11), prorated=False), {}, JAN, [("01-11T00", "02-01T00", D(3), D("3000.00"), False)]),
+    ("in advance, an increase is charged when it happens for the rest of the month",
+     seats(ADVANCE, quantity=2, updates=[(at(1, 21), 4)]), {}, JAN,
+     [("01-01T00", "02-01T00", D(2), D("2000.00"), False), ("01-21T00", "02-01T00", D(2), D("709.68"), True)]),
+    ("in advance, a decrease is not refunded and a later increase pays only above the most charged",
+     seats(ADVANCE, quantity=5, updates=[(at(1, 11), 3), (at(1, 21), 6)]), {}, JAN,
+     [("01-01T00", "02-01T00", D(5), D("5000.00"), False), ("01-21T00", "02-01T00", D(1), D("354.84"), True)]),
+    ("in arrears, each stretch of constant quantity is prorated and rounded on its own line",
+     seats(ARREARS, quantity=2, updates=[(at(1, 21), 4)]), {}, JAN,
+     [("01-01T00", "01-21T00", D(2), D("1290.32"), True), ("01-21T00", "02-01T00", D(4), D("1419.35"), True)]),
+    ("in arrears, a contract ending mid-month bills a partial last period",
+     seats(ARREARS, quantity=2), {"ending_before": at(1, 21)}, JAN,
+     [("01-01T00", "01-21T00", D(2), D("1290.32"), True)]),
+    ("an annual subscription in advance lands whole on the first monthly invoice",
+     seats(ADVANCE, quantity=1, frequency=Frequency.ANNUAL), {}, JAN,
+     [("01-01T00", "01-01T00", D(1), D("12000.00"), False)]),
+    ("an annual subscription in advance is not charged again the next month",
+     seats(ADVANCE, quantity=1, frequency=Frequency.ANNUAL), {}, FEB, []),
+    ("an annual subscription in arrears is not on a monthly invoice before the year ends",
+     seats(ARREARS, quantity=1, frequency=Frequency.ANNUAL), {}, JAN, []),
+]
+
+
+@pytest.mark.parametrize("subscription,fields,period,lines", [c[1:] for c in SUBSCRIPTION_CASES],
+                         ids=[c[0] for c in SUBSCRIPTION_CASES])
+def test_subscription_lines(subscription, fields, period, lines):
+    draft = invoice(contract(*SEAT_RATES, subscriptions=(subscription,), **fields), catalog(SEATS), FakeUsage(), period)
+    assert [
+        (l.starting_at.strftime("%m-%dT%H"), l.ending_before.strftime("%m-%dT%H"), l.quantity, l.total, l.is_prorated)
+        for l in draft.line_items
+    ] == lines
+    assert all(l.type is LineType.SUBSCRIPTION and l.subscription_id == "sub" for l in draft.line_items)
+
+
+def test_an_annual_subscription_in_arrears_lands_on_the_invoice_of_the_period_it_ends_in():
+    dec = build_draft_invoices(
+        contract(*SEAT_RATES, subscriptions=(seats(ARREARS, quantity=1, frequency=Frequency.ANNUAL),)),
+        catalog(SEATS), Period(at(12, 1), at(1, 1, year=2027)), FakeUsage(),
+    )[0]
+    assert [(l.starting_at, l.ending_before, l.total) for l in dec.line_items] == [(at(1, 1), at(1, 1, year=2027), D("12000.00"))]
+
+
+def test_a_subscription_overwrite_prices_seats_and_records_the_list_price():
+    cheaper = Override("deal", at(1, 1), type=OverrideType.MULTIPLIER, product_id="seats", multiplier=D("0.9"))
+    draft = invoice(contract(*SEAT_RATES, subscriptions=(seats(ADVANCE),), overrides=(cheaper,)), catalog(SEATS))
+    [line] = draft.line_items
+    assert (line.unit_price, line.total, line.list_price) == (D(900), D("2700.00"), SEAT_RATES[0])
+
+
+SETUP = product("setup", ProductType.FIXED, name="Onboarding")
+
+
+def test_scheduled_charges_land_on_the_invoice_of_their_timestamp():
+    charge = ScheduledCharge("sc", "setup", (ScheduleItem(at(1, 10), D(50000)), ScheduleItem(at(2, 10), D(2500), D(4))))
+    fixed = contract(flat("api", 1), scheduled_charges=(charge,))
+    jan, feb = (invoice(fixed, catalog(API, SETUP), FakeUsage(), period) for period in (JAN, FEB))
+    assert [(l.name, l.quantity, l.unit_price, l.total, l.type) for l in jan.line_items] == [
+        ("Onboarding", 1, 50000, D("50000.00"), LineType.SCHEDULED)
+    ]
+    assert [(l.quantity, l.total) for l in feb.line_items] == [(4, D("10000.00"))]
+
+
+def test_a_custom_pricing_unit_gets_its_own_invoice_after_the_fiat_one():
+    units = CreditType("cu", "Compute units", precision=4)
+    drafts = build_draft_invoices(
+        contract(flat("api", "0.00125", credit_type=units)), catalog(API), JAN, usage((at(1, 2), 3))
+    )
+    assert [(d.credit_type, d.total) for d in drafts] == [(USD_CENTS, 0), (units, D("0.0038"))]
+
+
+def test_one_invoice_reads_each_segment_once_and_every_line_is_hour_aligned():
+    calls = []
+
+    class Recording(FakeUsage):
+        def quantity(self, metric_id, group_values, start, end):
+            calls.append((start, end))
+            return super().quantity(metric_id, group_values, start, end)
+
+    rates = (flat("api", 10, end=at(1, 15, 12)), flat("api", 12, start=at(1, 15, 12)))
+    invoice(contract(*rates), catalog(API), Recording().add(at(1, 2), 1))
+    assert calls == [(at(1, 1), at(1, 15, 12)), (at(1, 15, 12), at(2, 1))]
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+hours = st.integers(min_value=1, max_value=30 * 24)
+amounts = st.decimals(min_value=0, max_value=100_000, places=3)
+
+
+@st.composite
+def scenarios(draw):
+    """A month of usage in two regions, a tiered rate changing at a random hour, a random discount."""
+    change = at(1, 1) + timedelta(hours=draw(hours))
+    first = [(draw(st.decimals(0, 50, places=4)), draw(st.decimals(1, 500, places=1))) for _ in range(draw(st.integers(0, 2)))]
+    second = [(draw(st.decimals(0, 50, places=4)), draw(st.decimals(1, 500, places=1))) for _ in range(draw(st.integers(0, 2)))]
+    rates = (
+        tiered("api", [*first, (draw(st.decimals(0, 50, places=4)),)], end=change),
+        tiered("api", [*second, (draw(st.decimals(0, 50, places=4)),)], start=change),
+    )
+    fake = FakeUsage()
+    for _ in range(draw(st.integers(0, 12))):
+        fake.add(at(1, 1) + timedelta(minutes=draw(st.integers(0, 31 * 24 * 60 - 1))), draw(amounts),
+                 region=draw(st.sampled_from(["eu", "us"])))
+    start = at(1, 1) + timedelta(hours=draw(hours))
+    discount = Override("d", start, start + timedelta(hours=draw(hours)), type=OverrideType.MULTIPLIER,
+                        product_id="api", multiplier=draw(st.decimals(0, 2, places=3)))
+    return rates, fake, discount
+
+
+REGIONAL = product("api", presentation_group_key=("region",))
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenarios())
+def test_the_total_is_the_sum_of_lines_each_rounded_once(scenario):
+    rates, fake, discount = scenario
+    draft = invoice(contract(*rates, overrides=(discount,)), catalog(REGIONAL), fake)
+    assert draft.total == draft.subtotal == sum((l.total for l in draft.line_items), D(0))
+    for line in draft.line_items:
+        assert line.total == USD_CENTS.round(line.precise_total)
+        for sub in line.sub_line_items:
+            assert sum((t.subtotal for t in sub.tiers), D(0)) == line.precise_total  # tiers stay exact
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenarios())
+def test_a_multiplier_of_one_changes_no_line(scenario):
+    rates, fake, discount = scenario
+    one = Override("one", at(1, 1), type=OverrideType.MULTIPLIER, product_id="api", multiplier=D(1))
+    plain = invoice(contract(*rates), catalog(REGIONAL), fake)
+    with_one = invoice(contract(*rates, overrides=(one,)), catalog(REGIONAL), fake)
+    fields = lambda inv: [(l.starting_at, l.ending_before, l.quantity, l.precise_total, l.total) for l in inv.line_items]
+    assert fields(with_one) == fields(plain)
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenarios())
+def test_cutting_the_period_where_the_price_does_not_change_changes_no_exact_amount(scenario):
+    rates, fake, _ = scenario
+    whole = replace(rates[0], ending_before=None)
+    noop = Override("noop", at(1, 7), at(1, 21), type=OverrideType.MULTIPLIER, product_id="api", multiplier=D(1))
+    plain = invoice(contract(whole), catalog(REGIONAL), fake)
+    cut = invoice(contract(whole, overrides=(noop,)), catalog(REGIONAL), fake)
+    assert sum((l.precise_total for l in cut.line_items), D(0)) == sum((l.precise_total for l in plain.line_items), D(0))
