@@ -79,6 +79,19 @@ def _hourly_only(start: datetime, size: WindowSize) -> bool:
     return size is WindowSize.HOUR or (size is WindowSize.DAY and not is_day_aligned(start))
 
 
+def read_rows(
+    counters: CounterStore, customer: Customer, metric: BillableMetric, start: datetime, end: datetime, hourly: bool = False
+) -> list[CounterRow]:
+    """Counter rows covering [start, end) (hour-aligned) exactly once: day buckets for whole UTC
+    days and hour buckets at the edges, or hour buckets throughout when `hourly`."""
+    plan = [(hour_bucket(start), hour_bucket(end - HOUR))] if hourly else read_plan(start, end)
+    rows: list[CounterRow] = []
+    for ingest_key in customer.ingest_keys:
+        for first, last in plan:
+            rows.extend(counters.read(metric.id, ingest_key, first, last))
+    return rows
+
+
 class UsageService:
     def __init__(self, customers: CustomerStore, metrics: MetricStore, counters: CounterStore) -> None:
         self._customers = customers
@@ -100,14 +113,7 @@ class UsageService:
     def rows(
         self, customer: Customer, metric: BillableMetric, start: datetime, end: datetime, hourly: bool = False
     ) -> list[CounterRow]:
-        """Counter rows covering [start, end) (hour-aligned) exactly once: day buckets for whole UTC
-        days and hour buckets at the edges, or hour buckets throughout when `hourly`."""
-        plan = [(hour_bucket(start), hour_bucket(end - HOUR))] if hourly else read_plan(start, end)
-        rows: list[CounterRow] = []
-        for ingest_key in customer.ingest_keys:
-            for first, last in plan:
-                rows.extend(self._counters.read(metric.id, ingest_key, first, last))
-        return rows
+        return read_rows(self._counters, customer, metric, start, end, hourly)
 
     def usage(
         self,
