@@ -98,6 +98,25 @@ def _zip_dir(path: Path) -> bytes:
     return buffer.getvalue()
 
 
+def _quiet_disabled_metrics() -> None:
+    """Metrics are disabled locally (POWERTOOLS_METRICS_DISABLED), yet Powertools still prints the
+    accumulated EMF blob each time a metric reaches 100 values. Locally, drop metrics at the source."""
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+    from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+    original = AmazonCloudWatchEMFProvider.add_metric
+    if getattr(original, "_tally_quiet", False):
+        return
+
+    def add_metric(self, *args, **kwargs):
+        if is_metrics_disabled():
+            return None
+        return original(self, *args, **kwargs)
+
+    add_metric._tally_quiet = True  # type: ignore[attr-defined]
+    AmazonCloudWatchEMFProvider.add_metric = add_metric
+
+
 class LocalStack:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
                  moto_port: int = 0, live_pump: bool = True) -> None:
@@ -131,6 +150,7 @@ class LocalStack:
 
         self.lambdas = LocalLambdas()
         moto_patches.install(self.lambdas)
+        _quiet_disabled_metrics()
         self._deploy()
         self._start_pump(moto_patches)
         self._start_http()
