@@ -5,10 +5,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tally import wiring
 from tally.api.app import build_resolver
-from tally.api.routes import customers, events, metrics, usage
+from tally.api.routes import catalog, contracts, customers, events, metrics, usage
 
 logger = Logger(service="tally-api")
-app = build_resolver([customers.router, metrics.router, usage.router, events.router], wiring.api_keys)
+app = build_resolver([customers.router, metrics.router, usage.router, events.router, contracts.router, catalog.router], wiring.api_keys)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -6,14 +6,20 @@ from functools import lru_cache
 
 from tally.adapters.clock import system_clock
 from tally.adapters.dynamo.billing import DynamoApiKeyStore, DynamoBillingStore, DynamoMetricStore
+from tally.adapters.dynamo.catalog import DynamoCatalogStore
+from tally.adapters.dynamo.contracts import DynamoContractStore
 from tally.adapters.dynamo.counters import DynamoCounterStore
 from tally.adapters.dynamo.events import DynamoEventStore
 from tally.services.aggregate import AggregateService
 from tally.services.api_keys import ApiKeyService
+from tally.services.catalog import CatalogService
+from tally.services.contracts import ContractService
 from tally.services.customers import CustomerService
 from tally.services.events_search import EventSearchService
 from tally.services.ingest import IngestService
+from tally.services.invoices import InvoiceService
 from tally.services.metrics import MetricService
+from tally.services.rating_usage import CounterUsageSource
 from tally.services.usage import UsageService
 from tally.settings import get_settings
 
@@ -64,6 +70,11 @@ def metric_service() -> MetricService:
 
 
 @lru_cache(maxsize=1)
+def catalog_service() -> CatalogService:
+    return CatalogService(DynamoCatalogStore(get_settings().require("billing_table")), metric_store(), system_clock)
+
+
+@lru_cache(maxsize=1)
 def usage_service() -> UsageService:
     return UsageService(billing_store(), metric_store(), counter_store())
 
@@ -71,6 +82,19 @@ def usage_service() -> UsageService:
 @lru_cache(maxsize=1)
 def event_search_service() -> EventSearchService:
     return EventSearchService(event_store(), billing_store(), metric_store())
+
+
+@lru_cache(maxsize=1)
+def contract_service() -> ContractService:
+    # catalog_service() is the catalog's factory, defined in this module too.
+    return ContractService(DynamoContractStore(get_settings().require("billing_table")), billing_store(), catalog_service(), system_clock)
+
+
+@lru_cache(maxsize=1)
+def invoice_service() -> InvoiceService:
+    return InvoiceService(
+        contract_service(), lambda customer: CounterUsageSource(customer, metric_store(), counter_store()), system_clock
+    )
 
 
 def reset() -> None:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import uuid
+
 import boto3
 import pytest
 from moto import mock_aws
@@ -23,6 +25,9 @@ def clock():
 
 
 def _table(client, name: str, gsi: bool = False, stream: str | None = None) -> str:
+    # A unique name: when the session's local stack is up, moto is already mocked and is not reset
+    # between these tests, so fixed names would collide.
+    name = f"{name}-{uuid.uuid4().hex[:8]}"
     kwargs = {
         "TableName": name,
         "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],

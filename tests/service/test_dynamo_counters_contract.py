@@ -49,7 +49,8 @@ class FaultyDynamoCounterStore(DynamoCounterStore):
 def test_dynamo_counters_equal_ground_truth_under_faults(spec, data):
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        store = FaultyDynamoCounterStore(_table(client, "counters"), client)
+        table = _table(client, "counters")
+        store = FaultyDynamoCounterStore(table, client)
         metrics = MemoryMetricStore()
         for m in METRICS:
             metrics.put(m)
@@ -62,5 +63,5 @@ def test_dynamo_counters_equal_ground_truth_under_faults(spec, data):
         truth = ground_truth(events)
         for key, expected in truth.items():
             assert stored_value(store, key, by_id[key.metric_id].aggregation_type) == expected, key
-        stored = client.scan(TableName="counters", Select="COUNT")["Count"]
+        stored = client.scan(TableName=table, Select="COUNT")["Count"]
         assert stored == len(truth)

@@ -74,7 +74,7 @@ def test_duplicates_within_and_across_requests_are_accepted_but_stored_once(syst
     second = system.ingest.ingest([usage_event(2, tokens=50), usage_event(3)])
     assert (first.accepted, first.duplicates) == (2, 1)
     assert (second.accepted, second.duplicates) == (1, 1)
-    originals = dynamo["client"].scan(TableName="events", FilterExpression="sk = :e", ExpressionAttributeValues={":e": {"S": "event"}})
+    originals = dynamo["client"].scan(TableName=dynamo["events"], FilterExpression="sk = :e", ExpressionAttributeValues={":e": {"S": "event"}})
     assert originals["Count"] == 3
 
 
@@ -82,7 +82,7 @@ def test_a_bad_event_stores_nothing_from_its_request(system, dynamo):
     with pytest.raises(InvalidInput) as error:
         system.ingest.ingest([usage_event(1), {**usage_event(2), "timestamp": "yesterday"}])
     assert error.value.field == "usage[1].timestamp"
-    assert dynamo["client"].scan(TableName="events")["Count"] == 0
+    assert dynamo["client"].scan(TableName=dynamo["events"])["Count"] == 0
 
 
 def test_a_metric_created_after_the_events_counts_them_once(system, clock):

@@ -1,0 +1,136 @@
+"""Contracts in the billing table.
+
+Keys: `contract#<id>` / sk `#` holds the contract document (exact JSON, so prices and quantities
+stay Decimal) and a `version` for optimistic concurrency. A customer's contracts are listed through
+gsi1 (`contracts#<customer_id>`, sorted by starting_at). A `uniqueness_key` claims
+`contract_uniq#<customer_id>#<key>` in the same transaction, so a repeated create is a 409 and
+never a second contract.
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+from tally.adapters.dynamo.billing import ITEM, decode_cursor, encode_cursor
+from tally.adapters.dynamo.client import dynamodb, error_code, translate
+from tally.billing import exact_json
+from tally.billing.errors import Conflict
+from tally.billing.time import format_sortable, parse_rfc3339
+
+
+def _item(document: dict, version: int) -> dict:
+    starting_at = parse_rfc3339(document["starting_at"])
+    return {
+        "pk": {"S": f"contract#{document['id']}"},
+        "sk": {"S": ITEM},
+        "gsi1pk": {"S": f"contracts#{document['customer_id']}"},
+        "gsi1sk": {"S": f"{format_sortable(starting_at)}#{document['id']}"},
+        "document": {"S": exact_json.dumps(document)},
+        "version": {"N": str(version)},
+    }
+
+
+def _document(item: dict) -> dict:
+    document = exact_json.loads(item["document"]["S"])
+    document["_version"] = int(item["version"]["N"])
+    return document
+
+
+def _stored(document: dict) -> dict:
+    return {k: v for k, v in document.items() if not k.startswith("_")}
+
+
+class DynamoContractStore:
+    """Implements ContractStore (services/contracts.py) over the billing table."""
+
+    def __init__(self, table: str, client=None) -> None:
+        self._table = table
+        self._client = client or dynamodb()
+
+    def create(self, document: dict, uniqueness_key: str | None = None) -> None:
+        # Idempotent by key: the contract id is new (attribute_not_exists), and the uniqueness
+        # claim, when given, is written in the same transaction or not at all.
+        actions: list[dict] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _item(_stored(document), 1),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        ]
+        if uniqueness_key is not None:
+            actions.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {
+                            "pk": {"S": f"contract_uniq#{document['customer_id']}#{uniqueness_key}"},
+                            "sk": {"S": ITEM},
+                            "contract_id": {"S": document["id"]},
+                        },
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            )
+        try:
+            self._client.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
+                raise Conflict(
+                    f"a contract with uniqueness_key {uniqueness_key!r} already exists for this customer"
+                    if uniqueness_key is not None
+                    else "the contract already exists"
+                ) from exc
+            raise translate(exc) from exc
+
+    def get(self, contract_id: str) -> dict | None:
+        try:
+            item = self._client.get_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"contract#{contract_id}"}, "sk": {"S": ITEM}},
+                ConsistentRead=True,
+            ).get("Item")
+        except ClientError as exc:
+            raise translate(exc) from exc
+        return None if item is None else _document(item)
+
+    def replace(self, document: dict) -> None:
+        """Write a changed document; Conflict if it changed since it was read (`_version`)."""
+        version = document["_version"]
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_item(_stored(document), version + 1),
+                ConditionExpression="version = :v",
+                ExpressionAttributeValues={":v": {"N": str(version)}},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise Conflict("the contract changed while it was being updated; retry") from exc
+            raise translate(exc) from exc
+
+    def list_for_customer(self, customer_id: str) -> list[dict]:
+        """Every contract of the customer, by starting_at then id (a customer has few)."""
+        documents: list[dict] = []
+        cursor: str | None = None
+        while True:
+            kwargs = {
+                "TableName": self._table,
+                "IndexName": "gsi1",
+                "KeyConditionExpression": "gsi1pk = :p",
+                "ExpressionAttributeValues": {":p": {"S": f"contracts#{customer_id}"}},
+            }
+            start = decode_cursor(cursor)
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            try:
+                response = self._client.query(**kwargs)
+            except ClientError as exc:
+                raise translate(exc) from exc
+            documents += [_document(item) for item in response["Items"]]
+            cursor = encode_cursor(response.get("LastEvaluatedKey"))
+            if not cursor:
+                return documents
+

@@ -1,0 +1,605 @@
+"""Contracts and invoices on the Metronome-compatible API: request bodies, the normalized contract
+document they become, and the JSON of contracts and draft invoices. Field names follow
+`metronome-sdk` (types/v1/contract_create_params.py, types/shared/contract.py, override.py,
+subscription.py, scheduled_charge.py, types/v1/customers/invoice.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from tally.api.models import MAX_CUSTOM_FIELDS, MAX_NAME_LENGTH, Request, parse_instant
+from tally.billing.errors import InvalidInput
+from tally.billing.pricing import Contract, CreditType, Invoice, LineItem, Product, Rate
+from tally.billing.time import format_rfc3339, parse_rfc3339
+from tally.services.invoices import DraftInvoice
+
+Frequency = Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"]
+
+# Metronome contract features Tally does not implement yet. A request using them is refused (400
+# naming the field) rather than accepted and silently mis-billed; an empty list is fine.
+UNSUPPORTED = (
+    "commits", "credits", "discounts", "recurring_commits", "recurring_credits", "professional_services",
+    "reseller_royalties", "spend_threshold_configuration", "prepaid_balance_threshold_configuration",
+    "spend_trackers", "transition", "hierarchy_configuration", "package_id", "package_alias", "usage_filter",
+    "scheduled_charges_on_usage_invoices", "revenue_system_configuration",
+)
+
+
+def _canonical(field: str, value: str | None) -> str | None:
+    instant = parse_instant(field, value)
+    return None if instant is None else format_rfc3339(instant)
+
+
+def _required_time(field: str, value: str) -> str:
+    result = _canonical(field, value)
+    assert result is not None
+    return result
+
+
+def _drop_none(values: dict) -> dict:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+class TierIn(Request):
+    price: Decimal
+    size: Decimal | None = None
+
+
+class OverwriteRateIn(Request):
+    rate_type: Literal["FLAT", "PERCENTAGE", "SUBSCRIPTION", "TIERED", "TIERED_PERCENTAGE", "CUSTOM"]
+    credit_type_id: str | None = None
+    custom_rate: dict[str, Any] | None = None
+    is_prorated: bool | None = None
+    price: Decimal | None = None
+    quantity: Decimal | None = None
+    tiers: list[TierIn] | None = None
+
+
+class OverrideTierIn(Request):
+    multiplier: Decimal
+    size: Decimal | None = None
+
+
+class OverrideSpecifierIn(Request):
+    product_id: str | None = None
+    product_tags: list[str] | None = None
+    pricing_group_values: dict[str, str] | None = None
+    presentation_group_values: dict[str, str] | None = None
+    billing_frequency: Frequency | None = None
+    commit_ids: list[str] | None = None
+    recurring_commit_ids: list[str] | None = None
+    any_commit_or_credit_ids: list[str] | None = None
+
+
+class OverrideIn(Request):
+    starting_at: str
+    ending_before: str | None = None
+    type: Literal["OVERWRITE", "MULTIPLIER", "TIERED"] | None = None
+    product_id: str | None = None
+    applicable_product_tags: list[str] | None = None
+    override_specifiers: list[OverrideSpecifierIn] | None = None
+    entitled: bool | None = None
+    is_commit_specific: bool | None = None
+    multiplier: Decimal | None = None
+    overwrite_rate: OverwriteRateIn | None = None
+    priority: Decimal | None = None
+    target: Literal["COMMIT_RATE", "LIST_RATE"] | None = None
+    tiers: list[OverrideTierIn] | None = None
+
+    def to_document(self, path: str) -> dict:
+        if self.is_commit_specific or self.target == "COMMIT_RATE":
+            raise InvalidInput(f"{path}.target", "commit-specific overrides are not supported yet (no commits)")
+        rate = self.overwrite_rate
+        if rate is not None and rate.rate_type in ("TIERED_PERCENTAGE", "CUSTOM"):
+            raise InvalidInput(f"{path}.overwrite_rate.rate_type", f"{rate.rate_type} rates are not supported")
+        specifiers = []
+        for index, spec in enumerate(self.override_specifiers or ()):
+            for name in ("billing_frequency", "commit_ids", "recurring_commit_ids", "any_commit_or_credit_ids"):
+                if getattr(spec, name) is not None:
+                    raise InvalidInput(f"{path}.override_specifiers[{index}].{name}", "is not supported yet")
+            specifiers.append(
+                _drop_none(
+                    {
+                        "product_id": spec.product_id,
+                        "product_tags": spec.product_tags or [],
+                        "pricing_group_values": spec.pricing_group_values,
+                        "presentation_group_values": spec.presentation_group_values,
+                    }
+                )
+            )
+        return _drop_none(
+            {
+                "starting_at": _required_time(f"{path}.starting_at", self.starting_at),
+                "ending_before": _canonical(f"{path}.ending_before", self.ending_before),
+                "type": self.type,
+                "product_id": self.product_id,
+                "applicable_product_tags": self.applicable_product_tags or [],
+                "override_specifiers": specifiers,
+                "entitled": self.entitled,
+                "priority": self.priority,
+                "multiplier": self.multiplier,
+                "overwrite_rate": None
+                if rate is None
+                else _drop_none(
+                    {
+                        "rate_type": rate.rate_type,
+                        "price": rate.price,
+                        "tiers": [_drop_none({"price": t.price, "size": t.size}) for t in rate.tiers or ()],
+                        "quantity": rate.quantity,
+                        "is_prorated": rate.is_prorated,
+                        "credit_type_id": rate.credit_type_id,
+                    }
+                ),
+                "tiers": [_drop_none({"multiplier": t.multiplier, "size": t.size}) for t in self.tiers or ()],
+            }
+        )
+
+
+class ProrationIn(Request):
+    invoice_behavior: Literal["BILL_IMMEDIATELY", "BILL_ON_NEXT_COLLECTION_DATE"] = "BILL_IMMEDIATELY"
+    is_prorated: bool = True
+    rounding: dict[str, Any] | None = None
+
+
+class SubscriptionRateIn(Request):
+    billing_frequency: Frequency
+    product_id: str = Field(min_length=1)
+
+
+class SubscriptionIn(Request):
+    collection_schedule: Literal["ADVANCE", "ARREARS"]
+    proration: ProrationIn
+    subscription_rate: SubscriptionRateIn
+    billing_cycle_config: dict[str, Any] | None = None
+    custom_fields: dict[str, str] = Field(default_factory=dict, max_length=MAX_CUSTOM_FIELDS)
+    description: str | None = None
+    ending_before: str | None = None
+    initial_quantity: Decimal | None = None
+    name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
+    quantity_management_mode: Literal["SEAT_BASED", "QUANTITY_ONLY"] = "QUANTITY_ONLY"
+    seat_config: dict[str, Any] | None = None
+    starting_at: str | None = None
+    temporary_id: str | None = None
+
+    def to_document(self, path: str) -> dict:
+        for name in ("billing_cycle_config", "seat_config"):
+            if getattr(self, name) is not None:
+                raise InvalidInput(f"{path}.{name}", "is not supported yet")
+        if self.quantity_management_mode != "QUANTITY_ONLY":
+            raise InvalidInput(f"{path}.quantity_management_mode", "only QUANTITY_ONLY is supported")
+        if self.proration.invoice_behavior != "BILL_IMMEDIATELY":
+            raise InvalidInput(f"{path}.proration.invoice_behavior", "only BILL_IMMEDIATELY is supported")
+        if self.proration.rounding is not None:
+            raise InvalidInput(f"{path}.proration.rounding", "is not supported yet")
+        if self.initial_quantity is None:
+            raise InvalidInput(f"{path}.initial_quantity", "is required for QUANTITY_ONLY subscriptions")
+        return _drop_none(
+            {
+                "product_id": self.subscription_rate.product_id,
+                "billing_frequency": self.subscription_rate.billing_frequency,
+                "collection_schedule": self.collection_schedule,
+                "is_prorated": self.proration.is_prorated,
+                "invoice_behavior": self.proration.invoice_behavior,
+                "starting_at": _canonical(f"{path}.starting_at", self.starting_at),
+                "ending_before": _canonical(f"{path}.ending_before", self.ending_before),
+                "initial_quantity": self.initial_quantity,
+                "name": self.name,
+                "description": self.description,
+                "custom_fields": self.custom_fields,
+                "temporary_id": self.temporary_id,
+            }
+        )
+
+
+class ScheduleItemIn(Request):
+    timestamp: str
+    amount: Decimal | None = None
+    quantity: Decimal | None = None
+    unit_price: Decimal | None = None
+
+
+class ScheduleIn(Request):
+    credit_type_id: str | None = None
+    do_not_invoice: bool | None = None
+    recurring_schedule: dict[str, Any] | None = None
+    schedule_items: list[ScheduleItemIn] | None = None
+
+
+class ScheduledChargeIn(Request):
+    product_id: str = Field(min_length=1)
+    schedule: ScheduleIn
+    custom_fields: dict[str, str] = Field(default_factory=dict, max_length=MAX_CUSTOM_FIELDS)
+    name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
+    netsuite_sales_order_id: str | None = None
+
+    def to_document(self, path: str) -> dict:
+        if self.schedule.recurring_schedule is not None:
+            raise InvalidInput(f"{path}.schedule.recurring_schedule", "is not supported yet; list schedule_items")
+        if self.schedule.do_not_invoice:
+            raise InvalidInput(f"{path}.schedule.do_not_invoice", "is not supported yet")
+        items = []
+        for index, item in enumerate(self.schedule.schedule_items or ()):
+            where = f"{path}.schedule.schedule_items[{index}]"
+            if item.amount is not None and (item.quantity is not None or item.unit_price is not None):
+                raise InvalidInput(f"{where}.amount", "give either amount or quantity and unit_price")
+            if item.amount is None and (item.quantity is None or item.unit_price is None):
+                raise InvalidInput(f"{where}.unit_price", "give either amount or quantity and unit_price")
+            items.append(
+                {
+                    "timestamp": _required_time(f"{where}.timestamp", item.timestamp),
+                    "unit_price": item.amount if item.amount is not None else item.unit_price,
+                    "quantity": Decimal(1) if item.amount is not None else item.quantity,
+                }
+            )
+        return _drop_none(
+            {
+                "product_id": self.product_id,
+                "name": self.name,
+                "credit_type_id": self.schedule.credit_type_id,
+                "custom_fields": self.custom_fields,
+                "schedule_items": items,
+            }
+        )
+
+
+class UsageStatementScheduleIn(Request):
+    frequency: Frequency
+    day: Literal["FIRST_OF_MONTH", "CONTRACT_START", "CUSTOM_DATE"] = "FIRST_OF_MONTH"
+    billing_anchor_date: str | None = None
+    invoice_generation_starting_at: str | None = None
+
+
+class ContractCreate(Request):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: str = Field(min_length=1)
+    starting_at: str
+    ending_before: str | None = None
+    name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
+    rate_card_id: str | None = None
+    rate_card_alias: str | None = None
+    overrides: list[OverrideIn] = Field(default_factory=list)
+    subscriptions: list[SubscriptionIn] = Field(default_factory=list)
+    scheduled_charges: list[ScheduledChargeIn] = Field(default_factory=list)
+    usage_statement_schedule: UsageStatementScheduleIn | None = None
+    multiplier_override_prioritization: Literal["LOWEST_MULTIPLIER", "EXPLICIT"] = "LOWEST_MULTIPLIER"
+    custom_fields: dict[str, str] = Field(default_factory=dict, max_length=MAX_CUSTOM_FIELDS)
+    uniqueness_key: str | None = Field(default=None, min_length=1, max_length=128)
+    # Accepted and kept for the record; they do not change billing.
+    net_payment_terms_days: Decimal | None = None
+    netsuite_sales_order_id: str | None = None
+    salesforce_opportunity_id: str | None = None
+    total_contract_value: Decimal | None = None
+    billing_provider_configuration: dict[str, Any] | None = None
+    # Refused when non-empty (see UNSUPPORTED).
+    commits: list[Any] | None = None
+    credits: list[Any] | None = None
+    discounts: list[Any] | None = None
+    recurring_commits: list[Any] | None = None
+    recurring_credits: list[Any] | None = None
+    professional_services: list[Any] | None = None
+    reseller_royalties: list[Any] | None = None
+    spend_trackers: list[Any] | None = None
+    spend_threshold_configuration: Any = None
+    prepaid_balance_threshold_configuration: Any = None
+    transition: Any = None
+    hierarchy_configuration: Any = None
+    package_id: str | None = None
+    package_alias: str | None = None
+    usage_filter: Any = None
+    scheduled_charges_on_usage_invoices: Any = None
+    revenue_system_configuration: Any = None
+
+    def to_document(self) -> dict:
+        """The normalized contract (no ids yet): canonical times, Decimals, defaults filled in."""
+        for name in UNSUPPORTED:
+            value = getattr(self, name)
+            if value is not None and value != []:
+                raise InvalidInput(name, "is not supported by Tally yet")
+        schedule = self.usage_statement_schedule or UsageStatementScheduleIn(frequency="MONTHLY")
+        if schedule.invoice_generation_starting_at is not None:
+            raise InvalidInput("usage_statement_schedule.invoice_generation_starting_at", "is not supported yet")
+        return _drop_none(
+            {
+                "customer_id": self.customer_id,
+                "name": self.name,
+                "rate_card_id": self.rate_card_id,
+                "rate_card_alias": self.rate_card_alias,
+                "starting_at": _required_time("starting_at", self.starting_at),
+                "ending_before": _canonical("ending_before", self.ending_before),
+                "multiplier_override_prioritization": self.multiplier_override_prioritization,
+                "usage_statement_schedule": _drop_none(
+                    {
+                        "frequency": schedule.frequency,
+                        "day": schedule.day,
+                        "billing_anchor_date": _canonical(
+                            "usage_statement_schedule.billing_anchor_date", schedule.billing_anchor_date
+                        ),
+                    }
+                ),
+                "overrides": [o.to_document(f"overrides[{i}]") for i, o in enumerate(self.overrides)],
+                "subscriptions": [s.to_document(f"subscriptions[{i}]") for i, s in enumerate(self.subscriptions)],
+                "scheduled_charges": [
+                    c.to_document(f"scheduled_charges[{i}]") for i, c in enumerate(self.scheduled_charges)
+                ],
+                "custom_fields": self.custom_fields,
+                "net_payment_terms_days": self.net_payment_terms_days,
+                "netsuite_sales_order_id": self.netsuite_sales_order_id,
+                "salesforce_opportunity_id": self.salesforce_opportunity_id,
+                "total_contract_value": self.total_contract_value,
+            }
+        )
+
+
+class ContractRef(Request):
+    model_config = ConfigDict(extra="ignore")  # include_balance / include_ledgers: nothing to include yet
+
+    contract_id: str = Field(min_length=1)
+    customer_id: str = Field(min_length=1)
+
+
+class ContractList(Request):
+    model_config = ConfigDict(extra="ignore")
+
+    customer_id: str = Field(min_length=1)
+    covering_date: str | None = None
+    starting_at: str | None = None
+    include_archived: bool = False
+    cursor: str | None = None
+    limit: int = Field(default=20, ge=1, le=20)
+
+
+class ContractUpdateEndDate(Request):
+    contract_id: str = Field(min_length=1)
+    customer_id: str = Field(min_length=1)
+    ending_before: str | None = None
+    allow_ending_before_finalized_invoice: bool | None = None
+
+
+class ContractArchive(Request):
+    contract_id: str = Field(min_length=1)
+    customer_id: str = Field(min_length=1)
+    void_invoices: bool
+
+
+class SubscriptionQuantityHistory(Request):
+    contract_id: str = Field(min_length=1)
+    customer_id: str = Field(min_length=1)
+    subscription_id: str = Field(min_length=1)
+
+
+# -- responses ---------------------------------------------------------------------------------
+def credit_type_json(credit_type: CreditType) -> dict:
+    return {"id": credit_type.id, "name": credit_type.name}
+
+
+def _product_ref(product_id: str, products: dict[str, Product], at: datetime | None) -> dict:
+    product = products.get(product_id)
+    if product is None:
+        return {"id": product_id, "name": product_id}
+    return {"id": product_id, "name": (product.at(at) if at is not None else product.versions[0]).name}
+
+
+def _override_json(o: dict, products: dict[str, Product], fiat: CreditType) -> dict:
+    starting_at = parse_rfc3339(o["starting_at"])
+    body: dict[str, Any] = {
+        "id": o["id"],
+        "created_at": o["created_at"],
+        "starting_at": o["starting_at"],
+        "applicable_product_tags": o.get("applicable_product_tags") or [],
+        "override_specifiers": o.get("override_specifiers") or [],
+        "target": "LIST_RATE",
+    }
+    for name in ("ending_before", "type", "entitled", "priority", "multiplier"):
+        if o.get(name) is not None:
+            body[name] = o[name]
+    if o.get("product_id"):
+        body["product"] = _product_ref(o["product_id"], products, starting_at)
+    if o.get("tiers"):
+        body["override_tiers"] = o["tiers"]
+    rate = o.get("overwrite_rate")
+    if rate is not None:
+        overwrite = {k: v for k, v in rate.items() if k != "credit_type_id"}
+        overwrite["credit_type"] = {"id": rate.get("credit_type_id") or fiat.id, "name": fiat.name}
+        if not overwrite.get("tiers"):
+            overwrite.pop("tiers", None)
+        body["overwrite_rate"] = overwrite
+    return body
+
+
+def _subscription_json(s: dict, products: dict[str, Product], fiat: CreditType) -> dict:
+    starting_at = parse_rfc3339(s["starting_at"])
+    body = {
+        "id": s["id"],
+        "created_at": s["created_at"],
+        "starting_at": s["starting_at"],
+        "collection_schedule": s["collection_schedule"],
+        "proration": {"invoice_behavior": s["invoice_behavior"], "is_prorated": s["is_prorated"]},
+        "quantity_management_mode": "QUANTITY_ONLY",
+        "quantity_schedule": [
+            _drop_none(
+                {"starting_at": s["starting_at"], "ending_before": s.get("ending_before"), "quantity": s["initial_quantity"]}
+            )
+        ],
+        "subscription_rate": {
+            "billing_frequency": s["billing_frequency"],
+            "product": _product_ref(s["product_id"], products, starting_at),
+        },
+        "billing_periods": {},
+        "fiat_credit_type_id": fiat.id,
+        "custom_fields": s.get("custom_fields") or {},
+    }
+    for name in ("ending_before", "name", "description"):
+        if s.get(name) is not None:
+            body[name] = s[name]
+    return body
+
+
+def _scheduled_charge_json(c: dict, products: dict[str, Product], fiat: CreditType) -> dict:
+    first = parse_rfc3339(c["schedule_items"][0]["timestamp"]) if c["schedule_items"] else None
+    body = {
+        "id": c["id"],
+        "product": _product_ref(c["product_id"], products, first),
+        "schedule": {
+            "credit_type": {"id": c.get("credit_type_id") or fiat.id, "name": fiat.name},
+            "schedule_items": [
+                {
+                    "id": i["id"],
+                    "timestamp": i["timestamp"],
+                    "quantity": i["quantity"],
+                    "unit_price": i["unit_price"],
+                    "amount": i["quantity"] * i["unit_price"],
+                }
+                for i in c["schedule_items"]
+            ],
+        },
+        "custom_fields": c.get("custom_fields") or {},
+    }
+    if c.get("name"):
+        body["name"] = c["name"]
+    return body
+
+
+def contract_json(doc: dict, contract: Contract, products: dict[str, Product]) -> dict:
+    """Metronome's v1 Contract: `initial` and `current` are the same while amendments are unsupported."""
+    fiat = contract.rate_card.fiat_credit_type
+    terms: dict[str, Any] = {
+        "starting_at": doc["starting_at"],
+        "created_at": doc["created_at"],
+        "created_by": "api",
+        "rate_card_id": doc["rate_card_id"],
+        "commits": [],
+        "credits": [],
+        "discounts": [],
+        "transitions": [],
+        "professional_services": [],
+        "overrides": [_override_json(o, products, fiat) for o in doc.get("overrides") or ()],
+        "scheduled_charges": [_scheduled_charge_json(c, products, fiat) for c in doc.get("scheduled_charges") or ()],
+        "usage_statement_schedule": {
+            "frequency": doc["usage_statement_schedule"]["frequency"],
+            "billing_anchor_date": format_rfc3339(contract.billing_anchor),
+        },
+        "multiplier_override_prioritization": doc["multiplier_override_prioritization"],
+    }
+    recorded = ("net_payment_terms_days", "netsuite_sales_order_id", "salesforce_opportunity_id", "total_contract_value")
+    for name in ("ending_before", "name", *recorded):
+        if doc.get(name) is not None:
+            terms[name] = doc[name]
+    body: dict[str, Any] = {
+        "id": doc["id"],
+        "customer_id": doc["customer_id"],
+        "amendments": [],
+        "initial": terms,
+        "current": terms,
+        "custom_fields": doc.get("custom_fields") or {},
+        "subscriptions": [_subscription_json(s, products, fiat) for s in doc.get("subscriptions") or ()],
+    }
+    if doc.get("archived_at"):
+        body["archived_at"] = doc["archived_at"]
+    if doc.get("uniqueness_key"):
+        body["uniqueness_key"] = doc["uniqueness_key"]
+    return body
+
+
+def quantity_history_json(history: dict) -> dict:
+    return {
+        "subscription_id": history["subscription_id"],
+        "fiat_credit_type_id": history["fiat_credit_type_id"],
+        "history": [
+            {
+                "starting_at": format_rfc3339(h["starting_at"]),
+                "data": [
+                    {"quantity": h["quantity"], "unit_price": h["unit_price"], "total": h["quantity"] * h["unit_price"]}
+                ],
+            }
+            for h in history["history"]
+        ],
+    }
+
+
+def rate_json(rate: Rate) -> dict:
+    body: dict[str, Any] = {"rate_type": rate.rate_type.value, "credit_type": credit_type_json(rate.credit_type)}
+    if rate.price is not None:
+        body["price"] = rate.price
+    if rate.tiers:
+        body["tiers"] = [_drop_none({"price": t.price, "size": t.size}) for t in rate.tiers]
+    if rate.pricing_group_values:
+        body["pricing_group_values"] = dict(rate.pricing_group_values)
+    if rate.quantity is not None:
+        body["quantity"] = rate.quantity
+    if rate.is_prorated is not None:
+        body["is_prorated"] = rate.is_prorated
+    return body
+
+
+def _line_json(line: LineItem, products: dict[str, Product]) -> dict:
+    product = products.get(line.product_id)
+    body: dict[str, Any] = {
+        "type": line.type.value,
+        "name": line.name,
+        "product_id": line.product_id,
+        "product_type": line.product_type.value,
+        "product_tags": list(product.at(line.starting_at).tags) if product else [],
+        "credit_type": credit_type_json(line.credit_type),
+        "quantity": line.quantity,
+        "total": line.total,
+        "starting_at": format_rfc3339(line.starting_at),
+        "is_prorated": line.is_prorated,
+        "custom_fields": {},
+        "sub_line_items": [
+            {
+                "name": sub.name,
+                "quantity": sub.quantity,
+                "subtotal": sub.subtotal,
+                "custom_fields": {},
+                "tiers": [
+                    {"starting_at": t.starting_at, "quantity": t.quantity, "price": t.price, "subtotal": t.subtotal}
+                    for t in sub.tiers
+                ],
+            }
+            for sub in line.sub_line_items
+        ],
+    }
+    if line.unit_price is not None:
+        body["unit_price"] = line.unit_price
+    if line.ending_before is not None:
+        body["ending_before"] = format_rfc3339(line.ending_before)
+    if line.pricing_group_values is not None:
+        body["pricing_group_values"] = dict(line.pricing_group_values)
+    if line.presentation_group_values is not None:
+        body["presentation_group_values"] = dict(line.presentation_group_values)
+    if line.list_price is not None:
+        body["list_price"] = rate_json(line.list_price)
+    if line.subscription_id is not None:
+        body["subscription_id"] = line.subscription_id
+    if line.scheduled_charge_id is not None:
+        body["scheduled_charge_id"] = line.scheduled_charge_id
+    return body
+
+
+def invoice_json(draft: DraftInvoice, products: dict[str, Product]) -> dict:
+    invoice: Invoice = draft.invoice
+    return {
+        "id": draft.id,
+        "type": "USAGE",
+        "status": invoice.status,
+        "customer_id": invoice.customer_id,
+        "contract_id": invoice.contract_id,
+        "credit_type": credit_type_json(invoice.credit_type),
+        "start_timestamp": format_rfc3339(invoice.starting_at),
+        "end_timestamp": format_rfc3339(invoice.ending_before),
+        "line_items": [_line_json(line, products) for line in invoice.line_items],
+        "subtotal": invoice.subtotal,
+        "total": invoice.total,
+        "invoice_adjustments": [],
+        "custom_fields": {},
+        "billable_status": "billable",
+    }
+
+
+def parse_time_param(field: str, value: str | None) -> datetime | None:
+    return parse_instant(field, value)

@@ -1,0 +1,129 @@
+"""Contracts (/v1/contracts/*) and draft invoices (/v1/customers/<id>/invoices)."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from tally import wiring
+from tally.api.contract_models import (
+    ContractArchive,
+    ContractCreate,
+    ContractList,
+    ContractRef,
+    ContractUpdateEndDate,
+    SubscriptionQuantityHistory,
+    contract_json,
+    invoice_json,
+    parse_time_param,
+    quantity_history_json,
+)
+from tally.api.models import read_body
+from tally.api.pagination import page_limit
+from tally.billing.errors import InvalidInput
+
+router = Router()
+
+
+def _contract_json(document: dict) -> dict:
+    service = wiring.contract_service()
+    return contract_json(document, service.contract(document), service.products())
+
+
+@router.post("/v1/contracts/create")
+def create_contract() -> dict:
+    body = ContractCreate.model_validate(read_body(router.current_event))
+    document = wiring.contract_service().create(body.to_document(), body.uniqueness_key)
+    return {"data": {"id": document["id"]}}
+
+
+@router.post("/v1/contracts/get")
+def get_contract() -> dict:
+    body = ContractRef.model_validate(read_body(router.current_event))
+    return {"data": _contract_json(wiring.contract_service().get(body.customer_id, body.contract_id))}
+
+
+@router.post("/v1/contracts/list")
+def list_contracts() -> dict:
+    body = ContractList.model_validate(read_body(router.current_event))
+    documents = wiring.contract_service().list(
+        body.customer_id,
+        include_archived=body.include_archived,
+        covering_date=parse_time_param("covering_date", body.covering_date),
+        starting_at=parse_time_param("starting_at", body.starting_at),
+    )
+    start = _offset(body.cursor, "cursor")
+    end = start + body.limit
+    return {
+        "data": [_contract_json(d) for d in documents[start:end]],
+        "cursor": str(end) if end < len(documents) else None,
+    }
+
+
+@router.post("/v1/contracts/updateEndDate")
+def update_end_date() -> dict:
+    body = ContractUpdateEndDate.model_validate(read_body(router.current_event))
+    document = wiring.contract_service().update_end_date(
+        body.customer_id, body.contract_id, parse_time_param("ending_before", body.ending_before)
+    )
+    return {"data": {"id": document["id"]}}
+
+
+@router.post("/v1/contracts/archive")
+def archive_contract() -> dict:
+    body = ContractArchive.model_validate(read_body(router.current_event))
+    document = wiring.contract_service().archive(body.customer_id, body.contract_id)
+    return {"data": {"id": document["id"]}}
+
+
+@router.post("/v1/contracts/getSubscriptionQuantityHistory")
+def subscription_quantity_history() -> dict:
+    body = SubscriptionQuantityHistory.model_validate(read_body(router.current_event))
+    history = wiring.contract_service().subscription_quantity_history(
+        body.customer_id, body.contract_id, body.subscription_id
+    )
+    return {"data": quantity_history_json(history)}
+
+
+@router.get("/v1/customers/<customer_id>/invoices")
+def list_invoices(customer_id: str) -> dict:
+    query = router.current_event.query_string_parameters or {}
+    sort = query.get("sort", "date_asc")
+    if sort not in ("date_asc", "date_desc"):
+        raise InvalidInput("sort", "must be date_asc or date_desc")
+    drafts, next_offset = wiring.invoice_service().list(
+        customer_id,
+        offset=_offset(query.get("next_page"), "next_page"),
+        limit=page_limit(query),
+        status=query.get("status"),
+        starting_on=parse_time_param("starting_on", query.get("starting_on")),
+        ending_before=parse_time_param("ending_before", query.get("ending_before")),
+        contract_id=query.get("contract_id"),
+        credit_type_id=query.get("credit_type_id"),
+        newest_first=sort == "date_desc",
+    )
+    products = wiring.contract_service().products()
+    skip_zero = query.get("skip_zero_qty_line_items", "false").lower() == "true"
+    data = [_without_zero_lines(invoice_json(d, products), skip_zero) for d in drafts]
+    return {"data": data, "next_page": None if next_offset is None else str(next_offset)}
+
+
+@router.get("/v1/customers/<customer_id>/invoices/<invoice_id>")
+def get_invoice(customer_id: str, invoice_id: str) -> dict:
+    query = router.current_event.query_string_parameters or {}
+    draft = wiring.invoice_service().get(customer_id, invoice_id)
+    skip_zero = query.get("skip_zero_qty_line_items", "false").lower() == "true"
+    return {"data": _without_zero_lines(invoice_json(draft, wiring.contract_service().products()), skip_zero)}
+
+
+def _without_zero_lines(invoice: dict, skip: bool) -> dict:
+    if skip:
+        invoice["line_items"] = [line for line in invoice["line_items"] if line["quantity"] != 0]
+    return invoice
+
+
+def _offset(cursor: str | None, field: str) -> int:
+    if not cursor:
+        return 0
+    if not cursor.isdigit():
+        raise InvalidInput(field, "is not a cursor this API returned")
+    return int(cursor)

@@ -1,0 +1,337 @@
+"""Contracts: create, read, list, change the end date, archive.
+
+A contract is stored as a normalized document (the create request with ids and canonical times;
+see `api/contract_models.py`). Its rate card is *not* copied: the engine object is rebuilt from
+the catalog on every read, so rates added to the card later price the contract too, as in
+Metronome. Validation is the engine's own (`validate_contract`), run before anything is written.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Callable, Protocol
+
+from tally.billing.customers import Customer
+from tally.billing.errors import InvalidInput, NotFound
+from tally.billing.pricing import (
+    USD_CENTS,
+    Contract,
+    CreditType,
+    Override,
+    OverrideSpecifier,
+    OverrideTier,
+    OverwriteRate,
+    Product,
+    QuantityChange,
+    RateCard,
+    ScheduledCharge,
+    ScheduleItem,
+    Subscription,
+    UsageStatementSchedule,
+    validate_contract,
+)
+from tally.billing.pricing.overrides import MultiplierPrioritization, OverrideType
+from tally.billing.pricing.periods import BillingDay, Frequency
+from tally.billing.pricing.rates import RateTimeline, RateType, Tier
+from tally.billing.pricing.subscriptions import CollectionSchedule
+from tally.billing.time import format_rfc3339, parse_rfc3339
+
+
+class CatalogReader(Protocol):
+    """What contracts and invoices read from the catalog (implemented by services.catalog.CatalogService)."""
+
+    def product(self, product_id: str) -> Product: ...
+
+    def products(self) -> dict[str, Product]: ...
+
+    def rate_card(self, rate_card_id: str) -> RateCard: ...
+
+    def is_archived(self, rate_card_id: str) -> bool: ...
+
+    def rate_card_id_for_alias(self, alias: str, at: datetime) -> str | None: ...
+
+
+class ContractStore(Protocol):
+    def create(self, document: dict, uniqueness_key: str | None = None) -> None:
+        """Store a new contract; Conflict when the uniqueness key is taken. All or nothing."""
+
+    def get(self, contract_id: str) -> dict | None:
+        """The document, with `_version` set for `replace`."""
+
+    def replace(self, document: dict) -> None:
+        """Write a changed document; Conflict if it changed since it was read."""
+
+    def list_for_customer(self, customer_id: str) -> list[dict]: ...
+
+
+class CustomerReader(Protocol):
+    def get(self, customer_id: str) -> Customer | None: ...
+
+
+# Credit types a contract may name. Custom pricing units live in the catalog, which does not
+# expose them to contracts yet, so only the fiat default is accepted.
+KNOWN_CREDIT_TYPES = {USD_CENTS.id: USD_CENTS}
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else parse_rfc3339(value)
+
+
+def _dec(value) -> Decimal | None:
+    return None if value is None else Decimal(value) if not isinstance(value, Decimal) else value
+
+
+def credit_type(credit_type_id: str | None, field: str) -> CreditType | None:
+    if credit_type_id is None:
+        return None
+    found = KNOWN_CREDIT_TYPES.get(credit_type_id)
+    if found is None:
+        raise InvalidInput(field, "is not a known credit type (only USD (cents) is supported on contracts)")
+    return found
+
+
+def _override(doc: dict, index: int) -> Override:
+    rate = doc.get("overwrite_rate")
+    return Override(
+        id=doc["id"],
+        starting_at=parse_rfc3339(doc["starting_at"]),
+        ending_before=_time(doc.get("ending_before")),
+        type=None if doc.get("type") is None else OverrideType(doc["type"]),
+        product_id=doc.get("product_id"),
+        applicable_product_tags=tuple(doc.get("applicable_product_tags") or ()),
+        override_specifiers=tuple(
+            OverrideSpecifier(
+                product_id=spec.get("product_id"),
+                product_tags=tuple(spec.get("product_tags") or ()),
+                pricing_group_values=spec.get("pricing_group_values"),
+                presentation_group_values=spec.get("presentation_group_values"),
+            )
+            for spec in doc.get("override_specifiers") or ()
+        ),
+        entitled=doc.get("entitled"),
+        priority=_dec(doc.get("priority")),
+        multiplier=_dec(doc.get("multiplier")),
+        overwrite_rate=None
+        if rate is None
+        else OverwriteRate(
+            rate_type=RateType(rate["rate_type"]),
+            price=_dec(rate.get("price")),
+            tiers=tuple(Tier(_dec(t["price"]), _dec(t.get("size"))) for t in rate.get("tiers") or ()),
+            quantity=_dec(rate.get("quantity")),
+            is_prorated=rate.get("is_prorated"),
+            credit_type=credit_type(rate.get("credit_type_id"), f"overrides[{index}].overwrite_rate.credit_type_id"),
+        ),
+        tiers=tuple(OverrideTier(_dec(t["multiplier"]), _dec(t.get("size"))) for t in doc.get("tiers") or ()),
+    )
+
+
+def _subscription(doc: dict) -> Subscription:
+    return Subscription(
+        id=doc["id"],
+        product_id=doc["product_id"],
+        collection_schedule=CollectionSchedule(doc["collection_schedule"]),
+        billing_frequency=Frequency(doc["billing_frequency"]),
+        starting_at=parse_rfc3339(doc["starting_at"]),
+        initial_quantity=_dec(doc["initial_quantity"]),
+        is_prorated=doc["is_prorated"],
+        ending_before=_time(doc.get("ending_before")),
+        quantity_updates=tuple(
+            QuantityChange(parse_rfc3339(u["starting_at"]), _dec(u["quantity"])) for u in doc.get("quantity_updates") or ()
+        ),
+        name=doc.get("name"),
+    )
+
+
+def _scheduled_charge(doc: dict, index: int) -> ScheduledCharge:
+    return ScheduledCharge(
+        id=doc["id"],
+        product_id=doc["product_id"],
+        schedule_items=tuple(
+            ScheduleItem(parse_rfc3339(i["timestamp"]), _dec(i["unit_price"]), _dec(i["quantity"]))
+            for i in doc["schedule_items"]
+        ),
+        name=doc.get("name"),
+        credit_type=credit_type(doc.get("credit_type_id"), f"scheduled_charges[{index}].schedule.credit_type_id")
+        or USD_CENTS,
+    )
+
+
+def contract_from_document(doc: dict, rate_card: RateCard) -> Contract:
+    """The engine's contract for a stored document and its rate card (as the catalog has it now)."""
+    schedule = doc["usage_statement_schedule"]
+    return Contract(
+        id=doc["id"],
+        customer_id=doc["customer_id"],
+        starting_at=parse_rfc3339(doc["starting_at"]),
+        rate_card=rate_card,
+        ending_before=_time(doc.get("ending_before")),
+        overrides=tuple(_override(o, i) for i, o in enumerate(doc.get("overrides") or ())),
+        subscriptions=tuple(_subscription(s) for s in doc.get("subscriptions") or ()),
+        scheduled_charges=tuple(_scheduled_charge(c, i) for i, c in enumerate(doc.get("scheduled_charges") or ())),
+        usage_statement_schedule=UsageStatementSchedule(
+            Frequency(schedule["frequency"]),
+            BillingDay(schedule["day"]),
+            _time(schedule.get("billing_anchor_date")),
+        ),
+        multiplier_override_prioritization=MultiplierPrioritization(doc["multiplier_override_prioritization"]),
+    )
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class ContractService:
+    def __init__(
+        self,
+        store: ContractStore,
+        customers: CustomerReader,
+        catalog: CatalogReader,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._store = store
+        self._customers = customers
+        self._catalog = catalog
+        self._clock = clock
+
+    # -- reads -------------------------------------------------------------------------------
+    def customer(self, customer_id: str) -> Customer:
+        customer = self._customers.get(customer_id)
+        if customer is None:
+            raise NotFound(f"customer {customer_id} not found")
+        return customer
+
+    def get(self, customer_id: str, contract_id: str) -> dict:
+        self.customer(customer_id)
+        document = self._store.get(contract_id)
+        if document is None or document["customer_id"] != customer_id:
+            raise NotFound(f"contract {contract_id} not found for customer {customer_id}")
+        return document
+
+    def list(
+        self,
+        customer_id: str,
+        *,
+        include_archived: bool = False,
+        covering_date: datetime | None = None,
+        starting_at: datetime | None = None,
+    ) -> list[dict]:
+        if covering_date is not None and starting_at is not None:
+            raise InvalidInput("covering_date", "cannot be combined with starting_at")
+        self.customer(customer_id)
+        found = []
+        for document in self._store.list_for_customer(customer_id):
+            start, end = parse_rfc3339(document["starting_at"]), _time(document.get("ending_before"))
+            if document.get("archived_at") and not include_archived:
+                continue
+            if covering_date is not None and not (start <= covering_date and (end is None or covering_date < end)):
+                continue
+            if starting_at is not None and start < starting_at:
+                continue
+            found.append(document)
+        return sorted(found, key=lambda d: (d["starting_at"], d["created_at"], d["id"]))
+
+    def contract(self, document: dict) -> Contract:
+        """The engine object of a stored contract, with its rate card as the catalog has it now."""
+        return contract_from_document(document, self._catalog.rate_card(document["rate_card_id"]))
+
+    def products(self) -> dict[str, Product]:
+        return self._catalog.products()
+
+    # -- writes ------------------------------------------------------------------------------
+    def create(self, request: dict, uniqueness_key: str | None = None) -> dict:
+        """`request` is the normalized create body (api/contract_models.py). Nothing is written
+        unless the whole contract validates."""
+        self.customer(request["customer_id"])
+        now = self._clock()
+        document = dict(request)
+        document["rate_card_id"] = self._resolve_rate_card(request)
+        document.pop("rate_card_alias", None)
+        document["id"] = _new_id()
+        document["created_at"] = format_rfc3339(now)
+        document["overrides"] = [o | {"id": _new_id(), "created_at": document["created_at"]} for o in request["overrides"]]
+        document["subscriptions"] = [
+            s
+            | {
+                "id": _new_id(),
+                "created_at": document["created_at"],
+                "starting_at": s.get("starting_at") or request["starting_at"],
+            }
+            for s in request["subscriptions"]
+        ]
+        document["scheduled_charges"] = [
+            c | {"id": _new_id(), "schedule_items": [i | {"id": _new_id()} for i in c["schedule_items"]]}
+            for c in request["scheduled_charges"]
+        ]
+        if uniqueness_key is not None:
+            document["uniqueness_key"] = uniqueness_key
+        self._validate(document)
+        self._store.create(document, uniqueness_key)
+        return document
+
+    def update_end_date(self, customer_id: str, contract_id: str, ending_before: datetime | None) -> dict:
+        document = self.get(customer_id, contract_id)
+        if document.get("archived_at"):
+            raise InvalidInput("contract_id", "the contract is archived")
+        changed = dict(document)
+        if ending_before is None:
+            changed.pop("ending_before", None)
+        else:
+            changed["ending_before"] = format_rfc3339(ending_before)
+        self._validate(changed)
+        self._store.replace(changed)
+        return changed
+
+    def archive(self, customer_id: str, contract_id: str) -> dict:
+        document = self.get(customer_id, contract_id)
+        if document.get("archived_at"):
+            return document  # archiving twice changes nothing
+        changed = dict(document, archived_at=format_rfc3339(self._clock()))
+        self._store.replace(changed)
+        return changed
+
+    def subscription_quantity_history(self, customer_id: str, contract_id: str, subscription_id: str) -> dict:
+        """Quantity and unit price from the subscription's start, at each quantity change."""
+        document = self.get(customer_id, contract_id)
+        contract = self.contract(document)
+        subscription = next((s for s in contract.subscriptions if s.id == subscription_id), None)
+        if subscription is None:
+            raise NotFound(f"subscription {subscription_id} not found on contract {contract_id}")
+        timeline = RateTimeline(contract.rate_card.rates)
+        history = []
+        for starting_at, _, quantity in subscription.quantity_schedule:
+            rate = timeline.rate_for(subscription.product_id, {}, starting_at, subscription.billing_frequency)
+            unit_price = Decimal(0) if rate is None or rate.price is None else rate.price
+            history.append({"starting_at": starting_at, "quantity": quantity, "unit_price": unit_price})
+        return {
+            "subscription_id": subscription.id,
+            "fiat_credit_type_id": contract.rate_card.fiat_credit_type.id,
+            "history": history,
+        }
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _resolve_rate_card(self, request: dict) -> str:
+        rate_card_id, alias = request.get("rate_card_id"), request.get("rate_card_alias")
+        if (rate_card_id is None) == (alias is None):
+            raise InvalidInput("rate_card_id", "set exactly one of rate_card_id or rate_card_alias")
+        if alias is not None:
+            rate_card_id = self._catalog.rate_card_id_for_alias(alias, parse_rfc3339(request["starting_at"]))
+            if rate_card_id is None:
+                raise InvalidInput("rate_card_alias", "no rate card holds this alias at the contract's starting_at")
+            return rate_card_id
+        try:
+            archived = self._catalog.is_archived(rate_card_id)
+        except NotFound as exc:
+            raise InvalidInput("rate_card_id", "is not a known rate card") from exc
+        if archived:
+            raise InvalidInput("rate_card_id", "the rate card is archived")
+        return rate_card_id
+
+    def _validate(self, document: dict) -> None:
+        try:
+            contract = self.contract(document)
+        except NotFound as exc:
+            raise InvalidInput("rate_card_id", "is not a known rate card") from exc
+        validate_contract(contract, self._catalog.products())  # InvalidInput names the request field
