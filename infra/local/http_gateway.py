@@ -5,7 +5,6 @@ resources, payload format 2.0 events, and the handler's response mapped back to 
 from __future__ import annotations
 
 import base64
-import json
 import time
 import uuid
 from dataclasses import dataclass

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
+from tally.api.catalog_models import TierIn
 from tally.api.models import MAX_CUSTOM_FIELDS, MAX_NAME_LENGTH, Request, parse_instant
 from tally.billing.errors import InvalidInput
 from tally.billing.pricing import Contract, CreditType, Invoice, LineItem, Product, Rate
@@ -42,11 +43,6 @@ def _required_time(field: str, value: str) -> str:
 
 def _drop_none(values: dict) -> dict:
     return {k: v for k, v in values.items() if v is not None}
-
-
-class TierIn(Request):
-    price: Decimal
-    size: Decimal | None = None
 
 
 class OverwriteRateIn(Request):

@@ -14,6 +14,7 @@ from datetime import datetime
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
+from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item, query_gsi1
 from tally.billing import exact_json
 from tally.billing.customers import Customer
 from tally.billing.errors import Conflict, InvalidInput, NotFound
@@ -21,7 +22,6 @@ from tally.billing.metrics import Aggregation, BillableMetric, EventTypeFilter, 
 from tally.billing.time import format_sortable, parse_rfc3339
 from tally.services.ports import ApiKeyRecord, Page
 
-ITEM = "#"
 METRICS = "metrics"
 
 
@@ -230,13 +230,7 @@ class DynamoBillingStore:
         raise KeyError(key_id)
 
     def list_api_keys(self) -> list[ApiKeyRecord]:
-        records, cursor = [], None
-        while True:
-            page = self._list_gsi("apikeys", 100, cursor, _api_key)
-            records.extend(page.items)
-            cursor = page.next_page
-            if not cursor:
-                return records
+        return [_api_key(item) for item in all_gsi1(self._client, self._table, "apikeys")]
 
     def put_api_key(self, record: ApiKeyRecord) -> None:
         item = _compact(
@@ -256,29 +250,11 @@ class DynamoBillingStore:
 
     # -- shared ------------------------------------------------------------------------------
     def _get(self, pk: str, sk: str = ITEM) -> dict | None:
-        try:
-            return self._client.get_item(
-                TableName=self._table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
-            ).get("Item")
-        except ClientError as exc:
-            raise translate(exc) from exc
+        return get_item(self._client, self._table, pk, sk)
 
     def _list_gsi(self, partition: str, limit: int, cursor: str | None, convert) -> Page:
-        kwargs = {
-            "TableName": self._table,
-            "IndexName": "gsi1",
-            "KeyConditionExpression": "gsi1pk = :p",
-            "ExpressionAttributeValues": {":p": {"S": partition}},
-            "Limit": limit,
-        }
-        start = decode_cursor(cursor)
-        if start:
-            kwargs["ExclusiveStartKey"] = start
-        try:
-            response = self._client.query(**kwargs)
-        except ClientError as exc:
-            raise translate(exc) from exc
-        return Page([convert(item) for item in response["Items"]], encode_cursor(response.get("LastEvaluatedKey")))
+        items, last_key = query_gsi1(self._client, self._table, partition, limit, decode_cursor(cursor))
+        return Page([convert(item) for item in items], encode_cursor(last_key))
 
 
 class DynamoMetricStore:

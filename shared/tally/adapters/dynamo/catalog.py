@@ -19,6 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
+from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item
 from tally.billing import exact_json
 from tally.billing.errors import Conflict
 from tally.billing.pricing import (
@@ -46,7 +47,6 @@ from tally.services.catalog import (
     StoredRate,
 )
 
-ITEM = "#"
 
 
 # -- JSON documents ------------------------------------------------------------------------------
@@ -369,24 +369,7 @@ class DynamoCatalogStore:
             raise translate(exc) from exc
 
     def _get(self, pk: str) -> dict | None:
-        try:
-            return self._client.get_item(
-                TableName=self._table, Key={"pk": {"S": pk}, "sk": {"S": ITEM}}, ConsistentRead=True
-            ).get("Item")
-        except ClientError as exc:
-            raise translate(exc) from exc
+        return get_item(self._client, self._table, pk)
 
     def _all_gsi(self, partition: str) -> list[dict]:
-        items: list[dict] = []
-        paginator = self._client.get_paginator("query")
-        try:
-            for page in paginator.paginate(
-                TableName=self._table,
-                IndexName="gsi1",
-                KeyConditionExpression="gsi1pk = :p",
-                ExpressionAttributeValues={":p": {"S": partition}},
-            ):
-                items.extend(page["Items"])
-        except ClientError as exc:
-            raise translate(exc) from exc
-        return items
+        return all_gsi1(self._client, self._table, partition)

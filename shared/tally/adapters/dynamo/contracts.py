@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-from tally.adapters.dynamo.billing import ITEM, decode_cursor, encode_cursor
+from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
 from tally.billing import exact_json
 from tally.billing.errors import Conflict
@@ -86,14 +86,7 @@ class DynamoContractStore:
             raise translate(exc) from exc
 
     def get(self, contract_id: str) -> dict | None:
-        try:
-            item = self._client.get_item(
-                TableName=self._table,
-                Key={"pk": {"S": f"contract#{contract_id}"}, "sk": {"S": ITEM}},
-                ConsistentRead=True,
-            ).get("Item")
-        except ClientError as exc:
-            raise translate(exc) from exc
+        item = get_item(self._client, self._table, f"contract#{contract_id}")
         return None if item is None else _document(item)
 
     def replace(self, document: dict) -> None:
@@ -113,24 +106,5 @@ class DynamoContractStore:
 
     def list_for_customer(self, customer_id: str) -> list[dict]:
         """Every contract of the customer, by starting_at then id (a customer has few)."""
-        documents: list[dict] = []
-        cursor: str | None = None
-        while True:
-            kwargs = {
-                "TableName": self._table,
-                "IndexName": "gsi1",
-                "KeyConditionExpression": "gsi1pk = :p",
-                "ExpressionAttributeValues": {":p": {"S": f"contracts#{customer_id}"}},
-            }
-            start = decode_cursor(cursor)
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            try:
-                response = self._client.query(**kwargs)
-            except ClientError as exc:
-                raise translate(exc) from exc
-            documents += [_document(item) for item in response["Items"]]
-            cursor = encode_cursor(response.get("LastEvaluatedKey"))
-            if not cursor:
-                return documents
+        return [_document(item) for item in all_gsi1(self._client, self._table, f"contracts#{customer_id}")]
 

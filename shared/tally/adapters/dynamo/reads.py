@@ -1,0 +1,47 @@
+"""The reads every billing-table adapter does: one item by key, and a gsi1 partition."""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+from tally.adapters.dynamo.client import translate
+
+ITEM = "#"  # the sort key of single-item entities (customers, products, contracts, ...)
+
+
+def get_item(client, table: str, pk: str, sk: str = ITEM) -> dict | None:
+    """One item, read consistently."""
+    try:
+        return client.get_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True).get("Item")
+    except ClientError as exc:
+        raise translate(exc) from exc
+
+
+def query_gsi1(client, table: str, partition: str, limit: int | None = None, start_key: dict | None = None) -> tuple[list[dict], dict | None]:
+    """One page of a gsi1 partition (eventually consistent), and the key to continue from."""
+    kwargs = {
+        "TableName": table,
+        "IndexName": "gsi1",
+        "KeyConditionExpression": "gsi1pk = :p",
+        "ExpressionAttributeValues": {":p": {"S": partition}},
+    }
+    if limit is not None:
+        kwargs["Limit"] = limit
+    if start_key:
+        kwargs["ExclusiveStartKey"] = start_key
+    try:
+        response = client.query(**kwargs)
+    except ClientError as exc:
+        raise translate(exc) from exc
+    return response["Items"], response.get("LastEvaluatedKey")
+
+
+def all_gsi1(client, table: str, partition: str) -> list[dict]:
+    """Every item of a gsi1 partition, all pages."""
+    items: list[dict] = []
+    start_key = None
+    while True:
+        page, start_key = query_gsi1(client, table, partition, start_key=start_key)
+        items.extend(page)
+        if not start_key:
+            return items
