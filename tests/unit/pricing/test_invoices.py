@@ -327,3 +327,16 @@ def test_cutting_the_period_where_the_price_does_not_change_changes_no_exact_amo
     plain = invoice(contract(whole), catalog(REGIONAL), fake)
     cut = invoice(contract(whole, overrides=(noop,)), catalog(REGIONAL), fake)
     assert sum((l.precise_total for l in cut.line_items), D(0)) == sum((l.precise_total for l in plain.line_items), D(0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenarios(), st.lists(hours, max_size=5))
+def test_extra_cuts_split_lines_at_the_cuts_without_changing_any_exact_amount(scenario, cut_hours):
+    rates, fake, discount = scenario
+    cuts = frozenset(at(1, 1) + timedelta(hours=h) for h in cut_hours)
+    fixed = contract(*rates, overrides=(discount,))
+    plain = invoice(fixed, catalog(REGIONAL), fake)
+    cut = build_draft_invoices(fixed, catalog(REGIONAL), JAN, fake, cuts=cuts)[0]
+    assert sum((l.precise_total for l in cut.line_items), D(0)) == sum((l.precise_total for l in plain.line_items), D(0))
+    for line in cut.line_items:
+        assert not any(line.starting_at < c < line.ending_before for c in cuts)

@@ -98,10 +98,18 @@ def _sort_key(values: GroupValues) -> tuple:
 
 
 def build_draft_invoices(
-    contract: Contract, products: Mapping[str, Product], period: Period, usage: UsageSource
+    contract: Contract,
+    products: Mapping[str, Product],
+    period: Period,
+    usage: UsageSource,
+    cuts: frozenset[datetime] = frozenset(),
 ) -> tuple[Invoice, ...]:
     """One draft invoice per credit type with charges in the period; the rate card's fiat credit
-    type always comes first, even when empty."""
+    type always comes first, even when empty.
+
+    `cuts` are extra instants no usage or composite line may straddle (breakdown windows, commit
+    segment edges). Tiers still count from the period start, so cutting changes a total only by
+    the rounding of the extra lines (each line is rounded once)."""
     validate_contract(contract, products)
     book = contract.price_book()
     start = max(period.starting_at, contract.starting_at)
@@ -114,7 +122,7 @@ def build_draft_invoices(
             c.id: [
                 s
                 for a, b in split_at(start, end, c.version_boundaries)
-                for s in _segments(book, c, a, b, set(c.version_boundaries), {}, {})
+                for s in _segments(book, c, a, b, set(c.version_boundaries) | cuts, {}, {})
             ]
             for c in composites
         }
@@ -122,7 +130,9 @@ def build_draft_invoices(
             line
             for product in on_card
             if product.type is ProductType.USAGE
-            for line in _usage_lines(product, book, start, end, usage, _composite_edges(product, composites, composite_segments))
+            for line in _usage_lines(
+                product, book, start, end, usage, _composite_edges(product, composites, composite_segments) | cuts
+            )
         ]
         lines += usage_lines
         for composite in composites:
