@@ -34,7 +34,7 @@ class DraftInvoice:
 
 
 @dataclass(frozen=True, slots=True)
-class _Due:
+class DuePeriod:
     contract: Contract
     period: Period
 
@@ -50,7 +50,7 @@ class InvoiceService:
         self._usage_for = usage_for
         self._clock = clock
 
-    def _due(self, customer_id: str, contract_id: str | None = None) -> tuple[Customer, list[_Due]]:
+    def due_periods(self, customer_id: str, contract_id: str | None = None) -> tuple[Customer, list[DuePeriod]]:
         """(contract, period) pairs with a draft: periods started by now, oldest first."""
         customer = self._contracts.customer(customer_id)
         now = self._clock()
@@ -59,12 +59,16 @@ class InvoiceService:
             if contract_id is not None and document["id"] != contract_id:
                 continue
             contract = self._contracts.contract(document)
-            due += [_Due(contract, p) for p in contract.periods(until=now) if p.starting_at <= now]
+            due += [DuePeriod(contract, p) for p in contract.periods(until=now) if p.starting_at <= now]
         due.sort(key=lambda d: (d.period.starting_at, d.contract.starting_at, d.contract.id))
         return customer, due
 
     @staticmethod
-    def _price(due: list[_Due], products: dict[str, Product], usage: UsageSource) -> list[DraftInvoice]:
+    def pricing_inputs(self, customer: Customer) -> tuple[UsageSource, dict[str, Product]]:
+        """What pricing a customer's periods reads: its usage and the catalog's products."""
+        return self._usage_for(customer), self._contracts.products()
+
+    def _price(due: list[DuePeriod], products: dict[str, Product], usage: UsageSource) -> list[DraftInvoice]:
         return [
             DraftInvoice(invoice_id(d.contract.id, d.period, invoice.credit_type), invoice, d.contract)
             for d in due
@@ -90,7 +94,7 @@ class InvoiceService:
         first. A page counts periods, so a period with two credit types may add one invoice more."""
         if status is not None and status.upper() not in ("DRAFT", "FINALIZED", "VOID"):
             raise InvalidInput("status", "must be DRAFT, FINALIZED or VOID")
-        customer, due = self._due(customer_id, contract_id)
+        customer, due = self.due_periods(customer_id, contract_id)
         if status is not None and status.upper() != "DRAFT":
             return [], None  # nothing is finalized or voided yet
         # ending_before is exclusive and so is a period's end: a period "ends before" T when its
@@ -113,7 +117,7 @@ class InvoiceService:
         return page, position if position < len(due) else None
 
     def get(self, customer_id: str, invoice_id_: str) -> DraftInvoice:
-        customer, due = self._due(customer_id)
+        customer, due = self.due_periods(customer_id)
         usage, products = self._usage_for(customer), self._contracts.products()
         # Fiat ids are known without pricing; other credit types need the period priced.
         for d in due:
