@@ -63,11 +63,11 @@ class InvoiceService:
         due.sort(key=lambda d: (d.period.starting_at, d.contract.starting_at, d.contract.id))
         return customer, due
 
-    @staticmethod
     def pricing_inputs(self, customer: Customer) -> tuple[UsageSource, dict[str, Product]]:
         """What pricing a customer's periods reads: its usage and the catalog's products."""
         return self._usage_for(customer), self._contracts.products()
 
+    @staticmethod
     def _price(due: list[DuePeriod], products: dict[str, Product], usage: UsageSource) -> list[DraftInvoice]:
         return [
             DraftInvoice(invoice_id(d.contract.id, d.period, invoice.credit_type), invoice, d.contract)
