@@ -256,36 +256,44 @@ def test_every_period_up_to_now_has_a_draft_invoice_priced_from_usage(world, clo
 
     drafts, next_offset = invoices.list(cid)
     assert next_offset is None
-    assert [(d.invoice.starting_at, d.invoice.ending_before) for d in drafts] == [(OCT, NOV), (NOV, DEC)]
-    october, november = drafts
-    # October: 10 calls × 2 = 20; 3 seats × 1000 in advance = 3000; onboarding 5000. Total 8020.
-    assert october.invoice.total == Decimal("8020.00")
+    # Each period: its USAGE invoice, then a SCHEDULED one per issue instant (in-advance seats and
+    # the onboarding charge are both issued on the 1st, so they share one).
+    assert [(d.invoice.type.value, d.invoice.starting_at, d.invoice.ending_before) for d in drafts] == [
+        ("USAGE", OCT, NOV), ("SCHEDULED", OCT, OCT), ("USAGE", NOV, DEC), ("SCHEDULED", NOV, NOV)
+    ]
+    october, october_scheduled, november, november_scheduled = drafts
+    # October: 10 calls × 2 = 20 on usage; 3 seats × 1000 in advance = 3000 and onboarding 5000 scheduled.
+    assert october.invoice.total == Decimal("20.00")
+    assert october_scheduled.invoice.total == Decimal("8000.00")
     # November: before the change 50 × 2 = 100. Tiers count over the whole period, so the 80 calls
     # after the change start at position 50: 50 at 1 (up to 100) + 30 at 0.5 = 65. From Nov 20 the
-    # 0.5 multiplier halves the tiers; the 40 calls sit past 100: 40 × 0.25 = 10. Seats 3 × 1000.
-    # Total 100 + 65 + 10 + 3000 = 3175.
+    # 0.5 multiplier halves the tiers; the 40 calls sit past 100: 40 × 0.25 = 10.
+    # Usage total 100 + 65 + 10 = 175; seats 3 × 1000 in advance on the scheduled invoice.
     assert [(line.product_id, line.quantity, line.total) for line in november.invoice.line_items] == [
         ("p-calls", Decimal(50), Decimal("100.00")),
         ("p-calls", Decimal(80), Decimal("65.00")),
         ("p-calls", Decimal(40), Decimal("10.00")),
-        ("p-seats", Decimal(3), Decimal("3000.00")),
     ]
-    assert november.invoice.total == Decimal("3175.00")
+    assert november.invoice.total == Decimal("175.00")
+    assert [(line.product_id, line.total) for line in november_scheduled.invoice.line_items] == [
+        ("p-seats", Decimal("3000.00"))
+    ]
 
-    assert november.id == invoice_id(created["id"], Period(NOV, DEC), november.invoice.credit_type)
-    assert invoices.get(cid, november.id).invoice.total == Decimal("3175.00")
-    assert invoices.list(cid)[0][1].id == november.id  # the same id on every read
+    assert november.id == invoice_id(created["id"], NOV, november.invoice.credit_type)
+    assert invoices.get(cid, november.id).invoice.total == Decimal("175.00")
+    assert invoices.get(cid, november_scheduled.id).invoice.total == Decimal("3000.00")
+    assert invoices.list(cid)[0][2].id == november.id  # the same id on every read
 
     body = invoice_json(november, world["catalog"].products())
     assert (body["status"], body["type"], body["contract_id"], body["start_timestamp"]) == (
         "DRAFT", "USAGE", created["id"], "2026-11-01T00:00:00Z")
     assert body["line_items"][1]["sub_line_items"][0]["tiers"][0]["quantity"] == Decimal(50)
 
-    assert [d.invoice.starting_at for d in invoices.list(cid, starting_on=NOV)[0]] == [NOV]
-    assert [d.invoice.starting_at for d in invoices.list(cid, ending_before=NOV)[0]] == [OCT]
+    assert [d.invoice.starting_at for d in invoices.list(cid, starting_on=NOV)[0]] == [NOV, NOV]
+    assert [d.invoice.starting_at for d in invoices.list(cid, ending_before=NOV)[0]] == [OCT, OCT]
     assert invoices.list(cid, status="FINALIZED")[0] == []
     page, after = invoices.list(cid, limit=1)
-    assert ([d.invoice.starting_at for d in page], after) == ([OCT], 1)
+    assert ([d.invoice.type.value for d in page], after) == (["USAGE", "SCHEDULED"], 1)  # a page counts periods
 
     contracts.archive(cid, created["id"])
     assert invoices.list(cid)[0] == []

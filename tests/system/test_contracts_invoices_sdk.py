@@ -75,8 +75,14 @@ def test_a_contract_with_an_override_and_a_subscription_is_invoiced_from_metered
     sdk.v1.usage.ingest(usage=[usage_event(f"{tag}-{n}", tag, tag, at) for n, at in enumerate(calls)])
     settle()
 
-    (invoice,) = sdk.v1.customers.invoices.list(customer_id=customer).data
+    invoice, scheduled = sdk.v1.customers.invoices.list(customer_id=customer).data
     assert (invoice.status, invoice.type, invoice.contract_id, invoice.customer_id) == ("DRAFT", "USAGE", contract_id, customer)
+    # 2 seats × 2500, charged in advance for the whole first month (it starts on the anchor), on a
+    # SCHEDULED invoice issued when the month starts.
+    assert (scheduled.type, scheduled.start_timestamp, scheduled.issued_at, scheduled.total) == ("SCHEDULED", start, start, 5000)
+    [seats] = scheduled.line_items
+    assert (seats.product_id, seats.quantity, seats.total, seats.starting_at, seats.is_prorated) == (
+        catalog["seats"], 2, 5000, start, False)
     assert invoice.start_timestamp == start
     assert invoice.credit_type.name == "USD (cents)"
     lines = [(line.product_id, line.quantity, line.total) for line in invoice.line_items]
@@ -89,21 +95,18 @@ def test_a_contract_with_an_override_and_a_subscription_is_invoiced_from_metered
         # position 3: 1 call in the first tier (4 × 0.5 = 2) and 3 past it (1 × 0.5 each = 1.5).
         # 2 + 1.5 = 3.5.
         (catalog["calls"], 4, 3.5),
-        # 2 seats × 2500, charged in advance for the whole first month (it starts on the anchor).
-        (catalog["seats"], 2, 5000),
     ]
-    # 20 + 5 + 3.5 + 5000 = 5028.5 cents.
-    assert (invoice.subtotal, invoice.total) == (5028.5, 5028.5)
-    first, halved, tiered, seats = invoice.line_items
+    # 20 + 5 + 3.5 = 28.5 cents.
+    assert (invoice.subtotal, invoice.total) == (28.5, 28.5)
+    first, halved, tiered = invoice.line_items
     assert (first.unit_price, first.list_price) == (10, None)
     assert (halved.unit_price, halved.list_price.price, halved.list_price.rate_type) == (5, 10, "FLAT")
     assert [(t.quantity, t.price, t.subtotal) for t in tiered.sub_line_items[0].tiers] == [(1, 2, 2), (3, 0.5, 1.5)]
-    assert (seats.starting_at, seats.is_prorated) == (start, False)
 
     same = sdk.v1.customers.invoices.retrieve(customer_id=customer, invoice_id=invoice.id).data
     assert (same.id, same.total) == (invoice.id, invoice.total)
     raw = json.loads(api.get(f"/v1/customers/{customer}/invoices/{invoice.id}").text, parse_float=Decimal)["data"]
-    assert (raw["total"], raw["line_items"][2]["total"]) == (Decimal("5028.50"), Decimal("3.50"))  # exact on the wire
+    assert (raw["total"], raw["line_items"][2]["total"]) == (Decimal("28.50"), Decimal("3.50"))  # exact on the wire
 
     contract = sdk.v1.contracts.retrieve(customer_id=customer, contract_id=contract_id).data
     assert contract.id == contract_id and contract.customer_id == customer

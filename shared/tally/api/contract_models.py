@@ -537,8 +537,7 @@ def _line_json(line: LineItem, products: dict[str, Product]) -> dict:
     body: dict[str, Any] = {
         "type": line.type.value,
         "name": line.name,
-        "product_id": line.product_id,
-        "product_type": line.product_type.value,
+        **({"product_id": line.product_id, "product_type": line.product_type.value} if line.product_id else {}),
         "product_tags": list(product.at(line.starting_at).tags) if product else [],
         "credit_type": credit_type_json(line.credit_type),
         "quantity": line.quantity,
@@ -581,13 +580,15 @@ def invoice_json(draft: DraftInvoice, products: dict[str, Product]) -> dict:
     invoice: Invoice = draft.invoice
     return {
         "id": draft.id,
-        "type": "USAGE",
+        "type": invoice.type.value,
         "status": invoice.status,
         "customer_id": invoice.customer_id,
         "contract_id": invoice.contract_id,
         "credit_type": credit_type_json(invoice.credit_type),
         "start_timestamp": format_rfc3339(invoice.starting_at),
         "end_timestamp": format_rfc3339(invoice.ending_before),
+        # a usage invoice is issued when its period ends, a scheduled one at its own instant
+        "issued_at": format_rfc3339(invoice.ending_before),
         "line_items": [_line_json(line, products) for line in invoice.line_items],
         "subtotal": invoice.subtotal,
         "total": invoice.total,

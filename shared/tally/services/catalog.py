@@ -190,7 +190,8 @@ class CatalogService:
         """The rate card with all its rates. NotFound if unknown (archived cards are returned)."""
         card, rates = self.rate_card_record(rate_card_id)
         ordered = sorted((s.rate for s in rates), key=lambda r: (r.product_id, r.starting_at))
-        return RateCard(card.id, card.name, tuple(ordered), card.fiat_credit_type)
+        conversions = {c.credit_type.id: c.fiat_per_custom_credit for c in card.credit_type_conversions}
+        return RateCard(card.id, card.name, tuple(ordered), card.fiat_credit_type, conversions)
 
     def is_archived(self, rate_card_id: str) -> bool:
         """Whether the rate card is archived. NotFound if unknown."""

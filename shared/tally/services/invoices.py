@@ -15,15 +15,26 @@ from typing import Callable
 
 from tally.billing.customers import Customer
 from tally.billing.errors import InvalidInput, NotFound
-from tally.billing.pricing import Contract, CreditType, Invoice, Period, Product, UsageSource, build_draft_invoices
+from tally.billing.pricing import (
+    Contract,
+    CreditType,
+    Invoice,
+    InvoiceType,
+    Period,
+    Product,
+    UsageSource,
+    build_draft_invoices,
+)
 from tally.billing.time import format_rfc3339
 from tally.services.contracts import ContractService
 
 INVOICE_NAMESPACE = uuid.UUID("6f1c2b0e-5d3a-4c1e-9a57-7b7f1e0c2d41")
 
 
-def invoice_id(contract_id: str, period: Period, credit_type: CreditType) -> str:
-    return str(uuid.uuid5(INVOICE_NAMESPACE, f"{contract_id}|{format_rfc3339(period.starting_at)}|{credit_type.id}"))
+def invoice_id(contract_id: str, starting_at: datetime, credit_type: CreditType, type: InvoiceType = InvoiceType.USAGE) -> str:
+    """Stable per (contract, invoice type, period start or issue instant, credit type)."""
+    scope = "" if type is InvoiceType.USAGE else f"{type.value}|"
+    return str(uuid.uuid5(INVOICE_NAMESPACE, f"{contract_id}|{scope}{format_rfc3339(starting_at)}|{credit_type.id}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +81,7 @@ class InvoiceService:
     @staticmethod
     def _price(due: list[DuePeriod], products: dict[str, Product], usage: UsageSource) -> list[DraftInvoice]:
         return [
-            DraftInvoice(invoice_id(d.contract.id, d.period, invoice.credit_type), invoice, d.contract)
+            DraftInvoice(invoice_id(d.contract.id, invoice.starting_at, invoice.credit_type, invoice.type), invoice, d.contract)
             for d in due
             for invoice in build_draft_invoices(d.contract, products, d.period, usage)
         ]
@@ -121,7 +132,7 @@ class InvoiceService:
         usage, products = self._usage_for(customer), self._contracts.products()
         # Fiat ids are known without pricing; other credit types need the period priced.
         for d in due:
-            if invoice_id(d.contract.id, d.period, d.contract.rate_card.fiat_credit_type) == invoice_id_:
+            if invoice_id(d.contract.id, d.period.starting_at, d.contract.rate_card.fiat_credit_type) == invoice_id_:
                 return self._price([d], products, usage)[0]
         for draft in self._price(due, products, usage):
             if draft.id == invoice_id_:

@@ -94,6 +94,15 @@ def invoice(contract_: Contract, products: Mapping[str, Product], usage=None, pe
     return build_draft_invoices(contract_, products, period, usage or FakeUsage())[0]
 
 
+def all_invoices(contract_: Contract, products: Mapping[str, Product], usage=None, period: Period = JAN) -> tuple[Invoice, ...]:
+    return build_draft_invoices(contract_, products, period, usage or FakeUsage())
+
+
+def all_lines(contract_: Contract, products: Mapping[str, Product], usage=None, period: Period = JAN) -> list:
+    """Every line of the period, whichever of its invoices (usage or scheduled) it lands on."""
+    return [line for inv in all_invoices(contract_, products, usage, period) for line in inv.line_items]
+
+
 def summary(inv: Invoice) -> list[tuple]:
     """(product, start day/hour, quantity, total) per line: what a reader checks on an invoice."""
     return [(l.product_id, l.starting_at.strftime("%m-%dT%H"), l.quantity, l.total) for l in inv.line_items]

@@ -17,6 +17,7 @@ from tally.billing.pricing import (
     ConversionOperation,
     CreditType,
     Frequency,
+    InvoiceType,
     LineType,
     Override,
     OverrideType,
@@ -26,14 +27,18 @@ from tally.billing.pricing import (
     QuantityConversion,
     QuantityRounding,
     Rate,
+    RateCard,
     RateType,
+    Contract,
     RoundingMethod,
     ScheduledCharge,
     ScheduleItem,
     Subscription,
     build_draft_invoices,
 )
-from tests.unit.pricing.builders import FEB, JAN, D, FakeUsage, at, catalog, contract, flat, invoice, product, summary, tiered
+from tests.unit.pricing.builders import (
+    FEB, JAN, D, FakeUsage, all_invoices, all_lines, at, catalog, contract, flat, invoice, product, summary, tiered,
+)
 
 API = product("api", name="API calls", tags=("billable",))
 
@@ -209,12 +214,20 @@ SUBSCRIPTION_CASES = [
 @pytest.mark.parametrize("subscription,fields,period,lines", [c[1:] for c in SUBSCRIPTION_CASES],
                          ids=[c[0] for c in SUBSCRIPTION_CASES])
 def test_subscription_lines(subscription, fields, period, lines):
-    draft = invoice(contract(*SEAT_RATES, subscriptions=(subscription,), **fields), catalog(SEATS), FakeUsage(), period)
+    drafts = all_invoices(contract(*SEAT_RATES, subscriptions=(subscription,), **fields), catalog(SEATS), FakeUsage(), period)
+    found = [line for d in drafts for line in d.line_items]
     assert [
         (l.starting_at.strftime("%m-%dT%H"), l.ending_before.strftime("%m-%dT%H"), l.quantity, l.total, l.is_prorated)
-        for l in draft.line_items
+        for l in found
     ] == lines
-    assert all(l.type is LineType.SUBSCRIPTION and l.subscription_id == "sub" for l in draft.line_items)
+    assert all(l.type is LineType.SUBSCRIPTION and l.subscription_id == "sub" for l in found)
+    # in advance: billed on a SCHEDULED invoice issued when the service starts; in arrears: on the usage invoice
+    for draft in drafts:
+        for line in draft.line_items:
+            if subscription.collection_schedule is ADVANCE:
+                assert (draft.type, draft.starting_at) == (InvoiceType.SCHEDULED, line.starting_at)
+            else:
+                assert draft.type is InvoiceType.USAGE
 
 
 def test_an_annual_subscription_in_arrears_lands_on_the_invoice_of_the_period_it_ends_in():
@@ -227,25 +240,45 @@ def test_an_annual_subscription_in_arrears_lands_on_the_invoice_of_the_period_it
 
 def test_a_subscription_overwrite_prices_seats_and_records_the_list_price():
     cheaper = Override("deal", at(1, 1), type=OverrideType.MULTIPLIER, product_id="seats", multiplier=D("0.9"))
-    draft = invoice(contract(*SEAT_RATES, subscriptions=(seats(ADVANCE),), overrides=(cheaper,)), catalog(SEATS))
-    [line] = draft.line_items
+    [line] = all_lines(contract(*SEAT_RATES, subscriptions=(seats(ADVANCE),), overrides=(cheaper,)), catalog(SEATS))
     assert (line.unit_price, line.total, line.list_price) == (D(900), D("2700.00"), SEAT_RATES[0])
 
 
 SETUP = product("setup", ProductType.FIXED, name="Onboarding")
 
 
-def test_scheduled_charges_land_on_the_invoice_of_their_timestamp():
+def test_scheduled_charges_land_on_a_scheduled_invoice_issued_at_their_timestamp():
     charge = ScheduledCharge("sc", "setup", (ScheduleItem(at(1, 10), D(50000)), ScheduleItem(at(2, 10), D(2500), D(4))))
     fixed = contract(flat("api", 1), scheduled_charges=(charge,))
-    jan, feb = (invoice(fixed, catalog(API, SETUP), FakeUsage(), period) for period in (JAN, FEB))
-    assert [(l.name, l.quantity, l.unit_price, l.total, l.type) for l in jan.line_items] == [
+    jan, feb = (all_invoices(fixed, catalog(API, SETUP), FakeUsage().add(at(1, 3), 7), period) for period in (JAN, FEB))
+    assert [(d.type, d.starting_at, d.ending_before, d.total) for d in jan] == [
+        (InvoiceType.USAGE, at(1, 1), at(2, 1), D("7.00")),
+        (InvoiceType.SCHEDULED, at(1, 10), at(1, 10), D("50000.00")),
+    ]
+    assert [(l.name, l.quantity, l.unit_price, l.total, l.type) for l in jan[1].line_items] == [
         ("Onboarding", 1, 50000, D("50000.00"), LineType.SCHEDULED)
     ]
-    assert [(l.quantity, l.total) for l in feb.line_items] == [(4, D("10000.00"))]
+    assert [(d.type, [(l.quantity, l.total) for l in d.line_items]) for d in feb] == [
+        (InvoiceType.USAGE, []), (InvoiceType.SCHEDULED, [(4, D("10000.00"))])
+    ]
 
 
-def test_a_custom_pricing_unit_gets_its_own_invoice_after_the_fiat_one():
+def test_spend_in_a_custom_pricing_unit_is_converted_to_fiat_on_the_same_invoice():
+    units = CreditType("cu", "Compute units", precision=4)
+    card = RateCard("rc1", "Standard", (flat("api", "0.00125", credit_type=units), flat("seats_api", 2)),
+                    credit_type_conversions={"cu": D("40")})
+    fixed = Contract("c1", "acme", at(1, 1), card)
+    usage_ = usage((at(1, 2), 3)).add(at(1, 3), 5, metric="other")
+    [draft] = build_draft_invoices(fixed, catalog(API, product("seats_api", billable_metric_id="other")), JAN, usage_)
+    assert [(l.type, l.credit_type.id, l.quantity, l.unit_price, l.total) for l in draft.line_items] == [
+        (LineType.USAGE, "cu", D(3), D("0.00125"), D("0.0038")),
+        (LineType.USAGE, USD_CENTS.id, D(5), D(2), D("10.00")),
+        (LineType.CPU_CONVERSION, USD_CENTS.id, D("0.0038"), D(40), D("0.15")),  # 0.152 cents, rounded once
+    ]
+    assert draft.credit_type == USD_CENTS and draft.total == D("10.15")
+
+
+def test_a_custom_pricing_unit_without_a_conversion_gets_its_own_invoice_after_the_fiat_one():
     units = CreditType("cu", "Compute units", precision=4)
     drafts = build_draft_invoices(
         contract(flat("api", "0.00125", credit_type=units)), catalog(API), JAN, usage((at(1, 2), 3))

@@ -16,7 +16,7 @@ from tally.billing.pricing.catalog import (
     validate_product_version,
 )
 from tally.billing.pricing.contracts import Contract, RateCard, validate_contract, validate_rate_card
-from tally.billing.pricing.invoices import Invoice, UsageSource, build_draft_invoices
+from tally.billing.pricing.invoices import Invoice, InvoiceType, UsageSource, assemble_invoices, build_draft_invoices
 from tally.billing.pricing.lines import LineItem, LineType, SubLineItem
 from tally.billing.pricing.money import USD_CENTS, CreditType
 from tally.billing.pricing.overrides import (
@@ -61,12 +61,12 @@ from tally.billing.pricing.subscriptions import (
 
 __all__ = [
     "Band", "BillingDay", "Charge", "CollectionSchedule", "Contract", "ConversionOperation", "CreditType",
-    "EffectivePricing", "Frequency", "Invoice", "LineItem", "LineType", "MultiplierPrioritization", "Override",
+    "EffectivePricing", "Frequency", "Invoice", "InvoiceType", "LineItem", "LineType", "MultiplierPrioritization", "Override",
     "OverrideSpecifier", "OverrideTier", "OverrideType", "OverwriteRate", "Period", "PriceBook", "Product",
     "ProductType", "ProductVersion", "QuantityChange", "QuantityConversion", "QuantityRounding", "Rate", "RateCard",
     "RateTimeline", "RateType", "RoundingMethod", "ScheduleItem", "ScheduledCharge", "SubLineItem", "Subscription",
     "Tier", "TierCharge", "USD_CENTS", "UsageSource", "UsageStatementSchedule", "billing_anchor", "billing_periods",
-    "build_draft_invoices", "convert_quantity", "graduated_charge", "period_containing", "price_flat",
+    "assemble_invoices", "build_draft_invoices", "convert_quantity", "graduated_charge", "period_containing", "price_flat",
     "price_percentage", "price_subscription", "price_tiered", "split_at", "validate_contract", "validate_overrides",
     "validate_product", "validate_product_version", "validate_rate_card", "validate_rates", "validate_schedule",
     "validate_tiers",

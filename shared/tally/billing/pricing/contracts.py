@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Mapping
 
 from tally.billing.errors import InvalidInput
@@ -48,6 +49,8 @@ class RateCard:
     name: str
     rates: tuple[Rate, ...] = ()
     fiat_credit_type: CreditType = USD_CENTS
+    # custom pricing unit id -> fiat per unit: how invoices convert spend in that unit
+    credit_type_conversions: Mapping[str, Decimal] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

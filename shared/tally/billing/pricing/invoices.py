@@ -21,6 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from enum import Enum
 from typing import Mapping, Protocol, Sequence
 
 from tally.billing.pricing.catalog import Product, ProductType, convert_quantity
@@ -29,9 +30,9 @@ from tally.billing.pricing.lines import LineItem, LineType, line_from_charge
 from tally.billing.pricing.money import CreditType
 from tally.billing.pricing.overrides import EffectivePricing, PriceBook
 from tally.billing.pricing.periods import Period
-from tally.billing.pricing.pricers import graduated_charge, price_percentage
+from tally.billing.pricing.pricers import graduated_charge, price_flat, price_percentage
 from tally.billing.pricing.rates import split_at
-from tally.billing.pricing.subscriptions import scheduled_charge_lines, subscription_lines
+from tally.billing.pricing.subscriptions import CollectionSchedule, scheduled_charge_lines, subscription_lines
 
 GroupValues = Mapping[str, str | None]
 
@@ -51,6 +52,11 @@ class UsageSource(Protocol):
         ...
 
 
+class InvoiceType(str, Enum):
+    USAGE = "USAGE"  # one per billing period: usage, composite and in-arrears subscription charges
+    SCHEDULED = "SCHEDULED"  # one per issue instant: scheduled charges, in-advance subscriptions
+
+
 @dataclass(frozen=True, slots=True)
 class Invoice:
     contract_id: str
@@ -62,6 +68,7 @@ class Invoice:
     subtotal: Decimal
     total: Decimal
     status: str = "DRAFT"
+    type: InvoiceType = InvoiceType.USAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,31 +151,114 @@ def build_draft_invoices(
     for charge in contract.scheduled_charges:
         lines += scheduled_charge_lines(charge, products[charge.product_id], period)
 
+    return assemble_invoices(contract, period, lines)
+
+
+def _issued_at(line: LineItem, contract: Contract) -> datetime | None:
+    """When a line is billed on its own SCHEDULED invoice: scheduled charges at their timestamp and
+    in-advance subscription charges when their service starts. None: on the period's USAGE invoice."""
+    if line.type is LineType.SCHEDULED:
+        return line.starting_at
+    if line.type is LineType.SUBSCRIPTION:
+        subscription = next(s for s in contract.subscriptions if s.id == line.subscription_id)
+        if subscription.collection_schedule is CollectionSchedule.ADVANCE:
+            return line.starting_at
+    return None
+
+
+def assemble_invoices(contract: Contract, period: Period, lines: Sequence[LineItem]) -> tuple[Invoice, ...]:
+    """The period's USAGE invoice (always, even empty) then one SCHEDULED invoice per issue instant.
+
+    Each invoice is in the rate card's fiat credit type. Lines priced in a custom pricing unit stay
+    in that unit, and what they add up to is converted to fiat by one `cpu_conversion` line per
+    unit, at the card's `credit_type_conversions` rate (rounded once, like every line). A unit
+    without a conversion (not creatable through the API) gets an invoice of its own instead."""
     fiat = contract.rate_card.fiat_credit_type
-    by_credit_type: dict[CreditType, list[LineItem]] = {fiat: []}
+    usage_lines: list[LineItem] = []
+    scheduled: dict[datetime, list[LineItem]] = defaultdict(list)
     for line in lines:
-        by_credit_type.setdefault(line.credit_type, []).append(line)
-    order = [fiat, *sorted((c for c in by_credit_type if c != fiat), key=lambda c: (c.name, c.id))]
-    kind_order = {LineType.USAGE: 0, LineType.SUBSCRIPTION: 1, LineType.SCHEDULED: 2}
-    invoices = []
-    for credit_type in order:
-        items = sorted(
-            by_credit_type[credit_type],
-            key=lambda l: (
-                kind_order[l.type],
-                l.name.casefold(),
-                l.name,
-                l.product_id,
-                _sort_key(l.pricing_group_values or {}),
-                _sort_key(l.presentation_group_values or {}),
-                l.starting_at,
-            ),
-        )
-        total = sum((line.total for line in items), Decimal(0))
-        invoices.append(
-            Invoice(contract.id, contract.customer_id, credit_type, period.starting_at, period.ending_before, tuple(items), total, total)
-        )
+        issued = _issued_at(line, contract)
+        if issued is None:
+            usage_lines.append(line)
+        else:
+            scheduled[issued].append(line)
+    invoices = _in_credit_types(
+        contract, fiat, usage_lines, InvoiceType.USAGE, period.starting_at, period.ending_before, always=True
+    )
+    for issued in sorted(scheduled):
+        invoices += _in_credit_types(contract, fiat, scheduled[issued], InvoiceType.SCHEDULED, issued, issued)
     return tuple(invoices)
+
+
+_KIND_ORDER = {LineType.USAGE: 0, LineType.SUBSCRIPTION: 1, LineType.SCHEDULED: 2, LineType.CPU_CONVERSION: 3}
+
+
+def _in_credit_types(
+    contract: Contract,
+    fiat: CreditType,
+    lines: Sequence[LineItem],
+    type: InvoiceType,
+    starting_at: datetime,
+    ending_before: datetime,
+    always: bool = False,
+) -> list[Invoice]:
+    conversions = contract.rate_card.credit_type_conversions
+    by_credit_type: dict[CreditType, list[LineItem]] = {fiat: []} if always else {}
+    for line in lines:
+        home = fiat if line.credit_type.id in conversions else line.credit_type
+        by_credit_type.setdefault(home, []).append(line)
+    invoices = []
+    for credit_type in sorted(by_credit_type, key=lambda c: (c != fiat, c.name, c.id)):
+        items = sorted(by_credit_type[credit_type], key=_line_order)
+        if credit_type == fiat:
+            items += _conversion_lines(items, fiat, conversions, starting_at, ending_before)
+        total = sum((line.total for line in items if line.credit_type == credit_type), Decimal(0))
+        invoices.append(
+            Invoice(
+                contract.id, contract.customer_id, credit_type, starting_at, ending_before, tuple(items), total, total, type=type
+            )
+        )
+    return invoices
+
+
+def _line_order(line: LineItem) -> tuple:
+    return (
+        _KIND_ORDER[line.type],
+        line.name.casefold(),
+        line.name,
+        line.product_id,
+        _sort_key(line.pricing_group_values or {}),
+        _sort_key(line.presentation_group_values or {}),
+        line.starting_at,
+    )
+
+
+def _conversion_lines(
+    items: Sequence[LineItem],
+    fiat: CreditType,
+    conversions: Mapping[str, Decimal],
+    starting_at: datetime,
+    ending_before: datetime,
+) -> list[LineItem]:
+    spend: dict[CreditType, Decimal] = {}
+    for line in items:
+        if line.credit_type != fiat:
+            spend[line.credit_type] = spend.get(line.credit_type, Decimal(0)) + line.total
+    return [
+        line_from_charge(
+            price_flat(conversions[unit.id], amount),
+            type=LineType.CPU_CONVERSION,
+            name=f"{unit.name} conversion",
+            product_id="",
+            product_type=ProductType.FIXED,
+            credit_type=fiat,
+            starting_at=starting_at,
+            ending_before=ending_before,
+            converted_credit_type=unit,
+        )
+        for unit, amount in sorted(spend.items(), key=lambda kv: (kv[0].name, kv[0].id))
+        if amount != 0
+    ]
 
 
 def _composite_edges(

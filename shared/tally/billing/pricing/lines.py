@@ -18,6 +18,7 @@ class LineType(str, Enum):
     USAGE = "usage"  # usage and composite products
     SUBSCRIPTION = "subscription"
     SCHEDULED = "scheduled"
+    CPU_CONVERSION = "cpu_conversion"  # custom pricing unit spend converted to the fiat credit type
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ class LineItem:
     list_price: Rate | None = None  # the rate card rate, when an override changed the price
     subscription_id: str | None = None
     scheduled_charge_id: str | None = None
+    converted_credit_type: CreditType | None = None  # CPU_CONVERSION: the unit converted from
 
 
 def line_from_charge(
