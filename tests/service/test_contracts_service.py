@@ -15,6 +15,7 @@ from tally.adapters.dynamo.contracts import DynamoContractStore
 from tally.api.contract_models import ContractCreate, contract_json, invoice_json
 from tally.billing import exact_json
 from tally.billing.errors import Conflict, InvalidInput, NotFound
+from tally.billing.metrics import Aggregation, BillableMetric
 from tally.billing.pricing import Period, Product, ProductType, ProductVersion, Rate, RateCard, RateType, Tier
 from tally.billing.pricing.periods import Frequency
 from tally.services.contracts import ContractService
@@ -71,6 +72,12 @@ class FakeCatalog:
 
     def rate_card_id_for_alias(self, alias: str, at: datetime) -> str | None:
         return self.aliases.get(alias)
+
+    def metric(self, metric_id: str) -> BillableMetric | None:
+        return {
+            "m-calls": BillableMetric("m-calls", "calls", Aggregation.COUNT, None, None, (), (("region",),)),
+            "m-x": BillableMetric("m-x", "x", Aggregation.MAX, "x", None, (), (("region",),)),
+        }.get(metric_id)
 
 
 class FakeUsage:
@@ -308,3 +315,34 @@ def test_a_contract_starting_in_the_future_has_no_draft_yet(world, clock):
     clock.now = datetime(2027, 1, 1, tzinfo=UTC) + timedelta(hours=1)
     assert len(world["invoices"].list(world["customer"].id)[0]) == 1
 
+
+
+def test_concurrent_contracts_split_usage_by_filter_and_refuse_overlap(world):
+    contracts, cid = world["contracts"], world["customer"].id
+    bare = dict(overrides=[], subscriptions=[], scheduled_charges=[])
+    eu = contracts.create(_request(cid, usage_filter={"group_key": "region", "group_values": ["eu"]}, **bare))
+    assert contracts.contract(eu).usage_filter.group_values == ("eu",)
+    body = contract_json(eu, contracts.contract(eu), world["catalog"].products())
+    assert body["current"]["usage_filter"]["current"] == {"group_key": "region", "group_values": ["eu"],
+                                                          "starting_at": eu["starting_at"]}
+    contracts.create(_request(cid, usage_filter={"group_key": "region", "group_values": ["us"]}, **bare))
+    refusals = [
+        ({}, "usage_filter"),  # an unfiltered contract over filtered ones would bill their usage again
+        ({"usage_filter": {"group_key": "region", "group_values": ["us", "apac"]}}, "usage_filter.group_values"),
+        ({"usage_filter": {"group_key": "plan", "group_values": ["x"]}}, "usage_filter.group_key"),
+    ]
+    for change, field in refusals:
+        with pytest.raises(InvalidInput) as raised:
+            contracts.create(_request(cid, **bare, **change))
+        assert raised.value.field == field
+    assert len(contracts.list(cid)) == 2  # nothing refused was stored
+
+
+def test_a_usage_filter_must_be_readable_from_every_metric_on_the_card(world):
+    contracts, cid = world["contracts"], world["customer"].id
+    world["catalog"].cards["rc-std"] = RateCard("rc-std", "Standard", world["catalog"].cards["rc-std"].rates + (
+        Rate("p-other", JAN, RateType.FLAT, price=Decimal(1)),))
+    with pytest.raises(InvalidInput) as raised:
+        contracts.create(_request(cid, usage_filter={"group_key": "region", "group_values": ["eu"]},
+                                  overrides=[], subscriptions=[], scheduled_charges=[]))
+    assert (raised.value.field, "MAX" in raised.value.rule) == ("usage_filter", True)

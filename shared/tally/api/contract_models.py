@@ -25,7 +25,7 @@ Frequency = Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"]
 UNSUPPORTED = (
     "commits", "credits", "discounts", "recurring_commits", "recurring_credits", "professional_services",
     "reseller_royalties", "spend_threshold_configuration", "prepaid_balance_threshold_configuration",
-    "spend_trackers", "transition", "hierarchy_configuration", "package_id", "package_alias", "usage_filter",
+    "spend_trackers", "transition", "hierarchy_configuration", "package_id", "package_alias",
     "scheduled_charges_on_usage_invoices", "revenue_system_configuration",
 )
 
@@ -249,6 +249,18 @@ class UsageStatementScheduleIn(Request):
     invoice_generation_starting_at: str | None = None
 
 
+class UsageFilterIn(Request):
+    group_key: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    group_values: list[str] = Field(min_length=1)
+    starting_at: str | None = None
+
+    def to_document(self, contract_start: str) -> dict:
+        starting_at = _canonical("usage_filter.starting_at", self.starting_at)
+        if starting_at is not None and parse_rfc3339(starting_at) > parse_rfc3339(contract_start):
+            raise InvalidInput("usage_filter.starting_at", "a filter that changes after the contract starts is not supported yet")
+        return {"group_key": self.group_key, "group_values": list(self.group_values)}
+
+
 class ContractCreate(Request):
     model_config = ConfigDict(extra="forbid")
 
@@ -286,7 +298,7 @@ class ContractCreate(Request):
     hierarchy_configuration: Any = None
     package_id: str | None = None
     package_alias: str | None = None
-    usage_filter: Any = None
+    usage_filter: UsageFilterIn | None = None
     scheduled_charges_on_usage_invoices: Any = None
     revenue_system_configuration: Any = None
 
@@ -327,6 +339,9 @@ class ContractCreate(Request):
                 "netsuite_sales_order_id": self.netsuite_sales_order_id,
                 "salesforce_opportunity_id": self.salesforce_opportunity_id,
                 "total_contract_value": self.total_contract_value,
+                "usage_filter": None
+                if self.usage_filter is None
+                else self.usage_filter.to_document(_required_time("starting_at", self.starting_at)),
             }
         )
 
@@ -494,6 +509,9 @@ def contract_json(doc: dict, contract: Contract, products: dict[str, Product]) -
         "custom_fields": doc.get("custom_fields") or {},
         "subscriptions": [_subscription_json(s, products, fiat) for s in doc.get("subscriptions") or ()],
     }
+    if doc.get("usage_filter"):
+        base = dict(doc["usage_filter"], starting_at=doc["starting_at"])
+        terms["usage_filter"] = {"initial": base, "current": base, "updates": []}
     if doc.get("archived_at"):
         body["archived_at"] = doc["archived_at"]
     if doc.get("uniqueness_key"):

@@ -35,6 +35,7 @@ from tally.billing.pricing import (
 )
 from tally.billing.pricing.periods import Frequency
 from tally.billing.time import format_sortable, truncate_to_hour
+from tally.billing.metrics import BillableMetric
 from tally.services.ports import MetricStore
 
 # Product fields an update may change (names of ProductVersion and of the update request).
@@ -181,6 +182,9 @@ class CatalogService:
     def product(self, product_id: str) -> Product:
         """The product with all its versions (archived ones too). NotFound if unknown."""
         return self.product_record(product_id).product
+
+    def metric(self, metric_id: str) -> BillableMetric | None:
+        return self._metrics.get(metric_id)
 
     def products(self) -> dict[str, Product]:
         """Every product by id, archived included."""

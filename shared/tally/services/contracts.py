@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Callable, Protocol
 
 from tally.billing.customers import Customer
-from tally.billing.errors import InvalidInput, NotFound
+from tally.billing.errors import Conflict, InvalidInput, NotFound
 from tally.billing.pricing import (
     USD_CENTS,
     Contract,
@@ -32,7 +32,13 @@ from tally.billing.pricing import (
     UsageStatementSchedule,
     validate_contract,
 )
+from tally.billing.metrics import Aggregation, BillableMetric
 from tally.billing.pricing.overrides import MultiplierPrioritization, OverrideType
+from tally.billing.pricing.usage_filters import (
+    ContractWindow,
+    UsageFilter,
+    validate_concurrent_contracts,
+)
 from tally.billing.pricing.periods import BillingDay, Frequency
 from tally.billing.pricing.rates import RateTimeline, RateType, Tier
 from tally.billing.pricing.subscriptions import CollectionSchedule
@@ -51,6 +57,8 @@ class CatalogReader(Protocol):
     def is_archived(self, rate_card_id: str) -> bool: ...
 
     def rate_card_id_for_alias(self, alias: str, at: datetime) -> str | None: ...
+
+    def metric(self, metric_id: str) -> BillableMetric | None: ...
 
 
 class ContractStore(Protocol):
@@ -176,7 +184,12 @@ def contract_from_document(doc: dict, rate_card: RateCard) -> Contract:
             _time(schedule.get("billing_anchor_date")),
         ),
         multiplier_override_prioritization=MultiplierPrioritization(doc["multiplier_override_prioritization"]),
+        usage_filter=_usage_filter(doc.get("usage_filter")),
     )
+
+
+def _usage_filter(doc: dict | None) -> UsageFilter | None:
+    return None if doc is None else UsageFilter(doc["group_key"], tuple(doc["group_values"]))
 
 
 def _new_id() -> str:
@@ -267,6 +280,10 @@ class ContractService:
         ]
         if uniqueness_key is not None:
             document["uniqueness_key"] = uniqueness_key
+            # A retried create is a conflict, not a clash with itself; the store's conditional write
+            # still decides races.
+            if any(d.get("uniqueness_key") == uniqueness_key for d in self._store.list_for_customer(request["customer_id"])):
+                raise Conflict(f"a contract with uniqueness_key {uniqueness_key!r} already exists")
         self._validate(document)
         self._store.create(document, uniqueness_key)
         return document
@@ -334,4 +351,41 @@ class ContractService:
             contract = self.contract(document)
         except NotFound as exc:
             raise InvalidInput("rate_card_id", "is not a known rate card") from exc
-        validate_contract(contract, self._catalog.products())  # InvalidInput names the request field
+        products = self._catalog.products()
+        validate_contract(contract, products)  # InvalidInput names the request field
+        if contract.usage_filter is not None:
+            self._check_filter_is_readable(contract, products)
+        others = [
+            self.contract(d)
+            for d in self._store.list_for_customer(contract.customer_id)
+            if not d.get("archived_at") and d["id"] != contract.id
+        ]
+        validate_concurrent_contracts(_window(contract), [_window(c) for c in others])
+
+    def _check_filter_is_readable(self, contract: Contract, products: dict[str, Product]) -> None:
+        """Counters keep usage per metric dimension, so a filter can only split usage on a property
+        every metric of the card groups by; and only COUNT and SUM add up across filter values."""
+        assert contract.usage_filter is not None
+        key = contract.usage_filter.group_key
+        for product_id in sorted(RateTimeline(contract.rate_card.rates).product_ids()):
+            for version in products[product_id].versions:
+                if version.billable_metric_id is None:
+                    continue
+                metric = self._catalog.metric(version.billable_metric_id)
+                if metric is None:
+                    continue
+                if key not in metric.dimensions:
+                    raise InvalidInput(
+                        "usage_filter.group_key",
+                        f"is not a group key of billable metric {metric.id} (product {product_id} on the rate card)",
+                    )
+                if metric.aggregation_type not in (Aggregation.COUNT, Aggregation.SUM):
+                    raise InvalidInput(
+                        "usage_filter",
+                        f"needs COUNT or SUM billable metrics; {metric.id} (product {product_id}) is "
+                        f"{metric.aggregation_type.value}",
+                    )
+
+
+def _window(contract: Contract) -> ContractWindow:
+    return ContractWindow(contract.id, contract.starting_at, contract.ending_before, contract.usage_filter)

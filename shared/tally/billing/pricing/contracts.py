@@ -32,6 +32,7 @@ from tally.billing.pricing.subscriptions import (
     validate_scheduled_charge,
     validate_subscription,
 )
+from tally.billing.pricing.usage_filters import UsageFilter, validate_usage_filter
 from tally.billing.pricing.validation import window
 
 # Which rate types may price which product types.
@@ -65,6 +66,7 @@ class Contract:
     scheduled_charges: tuple[ScheduledCharge, ...] = ()
     usage_statement_schedule: UsageStatementSchedule = field(default_factory=UsageStatementSchedule)
     multiplier_override_prioritization: MultiplierPrioritization = MultiplierPrioritization.LOWEST_MULTIPLIER
+    usage_filter: UsageFilter | None = None  # None: the contract bills all the customer's usage
 
     def price_book(self) -> PriceBook:
         return PriceBook(RateTimeline(self.rate_card.rates), self.overrides, self.multiplier_override_prioritization)
@@ -102,6 +104,8 @@ def validate_contract(contract: Contract, products: Mapping[str, Product]) -> No
     """Everything the invoice builder relies on. Field names are those of the create request."""
     window(contract.starting_at, contract.ending_before, "")
     validate_schedule(contract.usage_statement_schedule)
+    if contract.usage_filter is not None:
+        validate_usage_filter(contract.usage_filter)
     validate_rate_card(contract.rate_card.rates, products)
     on_card = {rate.product_id for rate in contract.rate_card.rates}
     validate_overrides(contract.overrides, contract.multiplier_override_prioritization)

@@ -32,6 +32,7 @@ from tally.billing.pricing.overrides import EffectivePricing, PriceBook
 from tally.billing.pricing.periods import Period
 from tally.billing.pricing.pricers import graduated_charge, price_flat, price_percentage
 from tally.billing.pricing.rates import split_at
+from tally.billing.pricing.usage_filters import FilteredUsage
 from tally.billing.pricing.subscriptions import CollectionSchedule, scheduled_charge_lines, subscription_lines
 
 GroupValues = Mapping[str, str | None]
@@ -118,6 +119,8 @@ def build_draft_invoices(
     segment edges). Tiers still count from the period start, so cutting changes a total only by
     the rounding of the extra lines (each line is rounded once)."""
     validate_contract(contract, products)
+    if contract.usage_filter is not None:
+        usage = FilteredUsage(usage, contract.usage_filter)
     book = contract.price_book()
     start = max(period.starting_at, contract.starting_at)
     end = period.ending_before if contract.ending_before is None else min(period.ending_before, contract.ending_before)
