@@ -7,7 +7,7 @@ from functools import lru_cache
 from tally.adapters.clock import system_clock
 from tally.adapters.dynamo.billing import DynamoApiKeyStore, DynamoBillingStore, DynamoMetricStore
 from tally.adapters.dynamo.catalog import DynamoCatalogStore
-from tally.adapters.dynamo.contracts import DynamoContractStore
+from tally.adapters.dynamo.documents import DynamoContractStore
 from tally.adapters.dynamo.counters import DynamoCounterStore
 from tally.adapters.dynamo.events import DynamoEventStore
 from tally.services.aggregate import AggregateService

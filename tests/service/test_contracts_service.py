@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from tally.adapters.dynamo.billing import DynamoBillingStore
-from tally.adapters.dynamo.contracts import DynamoContractStore
+from tally.adapters.dynamo.documents import DynamoContractStore
 from tally.api.contract_models import ContractCreate, contract_json, invoice_json
 from tally.billing import exact_json
 from tally.billing.errors import Conflict, InvalidInput, NotFound

@@ -1,10 +1,11 @@
-"""Contracts in the billing table.
+"""Customer-owned documents in the billing table: contracts, customer-level commits and credits,
+manual ledger entries.
 
-Keys: `contract#<id>` / sk `#` holds the contract document (exact JSON, so prices and quantities
-stay Decimal) and a `version` for optimistic concurrency. A customer's contracts are listed through
-gsi1 (`contracts#<customer_id>`, sorted by starting_at). A `uniqueness_key` claims
-`contract_uniq#<customer_id>#<key>` in the same transaction, so a repeated create is a 409 and
-never a second contract.
+Keys, for a document kind K: `K#<id>` / sk `#` holds the document (exact JSON, so prices and
+quantities stay Decimal) and a `version` for optimistic concurrency. A customer's documents of a
+kind are listed through gsi1 (`Ks#<customer_id>`, sorted by the kind's sort field, then id). A
+`uniqueness_key` claims `K_uniq#<customer_id>#<key>` in the same transaction, so a repeated create
+is a 409 and never a second document.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from tally.billing.errors import Conflict
 from tally.billing.time import format_sortable, parse_rfc3339
 
 
-def _item(document: dict, version: int) -> dict:
-    starting_at = parse_rfc3339(document["starting_at"])
+def _item(kind: str, sort_field: str, document: dict, version: int) -> dict:
+    sort_at = parse_rfc3339(document[sort_field])
     return {
-        "pk": {"S": f"contract#{document['id']}"},
+        "pk": {"S": f"{kind}#{document['id']}"},
         "sk": {"S": ITEM},
-        "gsi1pk": {"S": f"contracts#{document['customer_id']}"},
-        "gsi1sk": {"S": f"{format_sortable(starting_at)}#{document['id']}"},
+        "gsi1pk": {"S": f"{kind}s#{document['customer_id']}"},
+        "gsi1sk": {"S": f"{format_sortable(sort_at)}#{document['id']}"},
         "document": {"S": exact_json.dumps(document)},
         "version": {"N": str(version)},
     }
@@ -40,21 +41,23 @@ def _stored(document: dict) -> dict:
     return {k: v for k, v in document.items() if not k.startswith("_")}
 
 
-class DynamoContractStore:
-    """Implements ContractStore (services/contracts.py) over the billing table."""
+class DynamoDocumentStore:
+    """Documents of one kind, owned by customers (ContractStore in services/contracts.py)."""
 
-    def __init__(self, table: str, client=None) -> None:
+    def __init__(self, table: str, kind: str, sort_field: str, client=None) -> None:
         self._table = table
+        self._kind = kind
+        self._sort_field = sort_field
         self._client = client or dynamodb()
 
     def create(self, document: dict, uniqueness_key: str | None = None) -> None:
-        # Idempotent by key: the contract id is new (attribute_not_exists), and the uniqueness
+        # Idempotent by key: the document id is new (attribute_not_exists), and the uniqueness
         # claim, when given, is written in the same transaction or not at all.
         actions: list[dict] = [
             {
                 "Put": {
                     "TableName": self._table,
-                    "Item": _item(_stored(document), 1),
+                    "Item": _item(self._kind, self._sort_field, _stored(document), 1),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             }
@@ -65,9 +68,9 @@ class DynamoContractStore:
                     "Put": {
                         "TableName": self._table,
                         "Item": {
-                            "pk": {"S": f"contract_uniq#{document['customer_id']}#{uniqueness_key}"},
+                            "pk": {"S": f"{self._kind}_uniq#{document['customer_id']}#{uniqueness_key}"},
                             "sk": {"S": ITEM},
-                            "contract_id": {"S": document["id"]},
+                            "document_id": {"S": document["id"]},
                         },
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
@@ -79,14 +82,14 @@ class DynamoContractStore:
             reasons = exc.response.get("CancellationReasons") or []
             if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
                 raise Conflict(
-                    f"a contract with uniqueness_key {uniqueness_key!r} already exists for this customer"
+                    f"a {self._kind} with uniqueness_key {uniqueness_key!r} already exists for this customer"
                     if uniqueness_key is not None
-                    else "the contract already exists"
+                    else f"the {self._kind} already exists"
                 ) from exc
             raise translate(exc) from exc
 
-    def get(self, contract_id: str) -> dict | None:
-        item = get_item(self._client, self._table, f"contract#{contract_id}")
+    def get(self, document_id: str) -> dict | None:
+        item = get_item(self._client, self._table, f"{self._kind}#{document_id}")
         return None if item is None else _document(item)
 
     def replace(self, document: dict) -> None:
@@ -95,16 +98,21 @@ class DynamoContractStore:
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item=_item(_stored(document), version + 1),
+                Item=_item(self._kind, self._sort_field, _stored(document), version + 1),
                 ConditionExpression="version = :v",
                 ExpressionAttributeValues={":v": {"N": str(version)}},
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
-                raise Conflict("the contract changed while it was being updated; retry") from exc
+                raise Conflict(f"the {self._kind} changed while it was being updated; retry") from exc
             raise translate(exc) from exc
 
     def list_for_customer(self, customer_id: str) -> list[dict]:
-        """Every contract of the customer, by starting_at then id (a customer has few)."""
-        return [_document(item) for item in all_gsi1(self._client, self._table, f"contracts#{customer_id}")]
+        """Every document of this kind of the customer, in sort order (a customer has few)."""
+        return [_document(item) for item in all_gsi1(self._client, self._table, f"{self._kind}s#{customer_id}")]
+
+
+class DynamoContractStore(DynamoDocumentStore):
+    def __init__(self, table: str, client=None) -> None:
+        super().__init__(table, "contract", "starting_at", client)
 
