@@ -12,7 +12,9 @@ Composite lines price a fraction of the rounded totals of the usage lines they c
 type. Usage lines of covered products are also cut at the composite's own price changes, so each
 lies inside exactly one composite segment.
 
-Every line is rounded once (lines.line_from_charge); an invoice total is the sum of its lines.
+Every line is rounded once (lines.line_from_charge). An invoice's total is the sum of its lines in
+its own credit type, except postpaid drawdowns (paid in arrears, by the true-up); its subtotal is
+the same before applied commits and credits.
 """
 
 from __future__ import annotations
@@ -160,6 +162,8 @@ def build_draft_invoices(
 def _issued_at(line: LineItem, contract: Contract) -> datetime | None:
     """When a line is billed on its own SCHEDULED invoice: scheduled charges at their timestamp and
     in-advance subscription charges when their service starts. None: on the period's USAGE invoice."""
+    if line.scheduled_at is not None:
+        return line.scheduled_at
     if line.type is LineType.SCHEDULED:
         return line.starting_at
     if line.type is LineType.SUBSCRIPTION:
@@ -193,7 +197,15 @@ def assemble_invoices(contract: Contract, period: Period, lines: Sequence[LineIt
     return tuple(invoices)
 
 
-_KIND_ORDER = {LineType.USAGE: 0, LineType.SUBSCRIPTION: 1, LineType.SCHEDULED: 2, LineType.CPU_CONVERSION: 3}
+_KIND_ORDER = {
+    LineType.USAGE: 0,
+    LineType.SUBSCRIPTION: 1,
+    LineType.SCHEDULED: 2,
+    LineType.COMMIT_PURCHASE: 3,
+    LineType.POSTPAID_TRUEUP: 4,
+    LineType.APPLIED_COMMIT_OR_CREDIT: 5,
+    LineType.CPU_CONVERSION: 6,
+}
 
 
 def _in_credit_types(
@@ -215,10 +227,12 @@ def _in_credit_types(
         items = sorted(by_credit_type[credit_type], key=_line_order)
         if credit_type == fiat:
             items += _conversion_lines(items, fiat, conversions, starting_at, ending_before)
-        total = sum((line.total for line in items if line.credit_type == credit_type), Decimal(0))
+        counted = [line for line in items if line.credit_type == credit_type and line.counts_in_total]
+        total = sum((line.total for line in counted), Decimal(0))
+        subtotal = sum((line.total for line in counted if line.type is not LineType.APPLIED_COMMIT_OR_CREDIT), Decimal(0))
         invoices.append(
             Invoice(
-                contract.id, contract.customer_id, credit_type, starting_at, ending_before, tuple(items), total, total, type=type
+                contract.id, contract.customer_id, credit_type, starting_at, ending_before, tuple(items), subtotal, total, type=type
             )
         )
     return invoices
@@ -245,7 +259,7 @@ def _conversion_lines(
 ) -> list[LineItem]:
     spend: dict[CreditType, Decimal] = {}
     for line in items:
-        if line.credit_type != fiat:
+        if line.credit_type != fiat and line.counts_in_total:
             spend[line.credit_type] = spend.get(line.credit_type, Decimal(0)) + line.total
     return [
         line_from_charge(

@@ -19,6 +19,9 @@ class LineType(str, Enum):
     SUBSCRIPTION = "subscription"
     SCHEDULED = "scheduled"
     CPU_CONVERSION = "cpu_conversion"  # custom pricing unit spend converted to the fiat credit type
+    COMMIT_PURCHASE = "commit_purchase"  # an invoice schedule item of a prepaid commit
+    POSTPAID_TRUEUP = "postpaid_trueup"  # what a postpaid commit's usage did not consume
+    APPLIED_COMMIT_OR_CREDIT = "applied_commit_or_credit"  # a drawdown, negative
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,12 @@ class LineItem:
     subscription_id: str | None = None
     scheduled_charge_id: str | None = None
     converted_credit_type: CreditType | None = None  # CPU_CONVERSION: the unit converted from
+    commit_id: str | None = None  # the commit or credit applied, bought or trued up
+    commit_segment_id: str | None = None
+    commit_type: str | None = None  # PREPAID, POSTPAID or CREDIT
+    # Postpaid drawdowns are shown but paid in arrears (by the true-up), so they are not in the total.
+    counts_in_total: bool = True
+    scheduled_at: datetime | None = None  # on the SCHEDULED invoice issued at this instant
 
 
 def line_from_charge(
