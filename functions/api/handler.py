@@ -1,14 +1,17 @@
-"""Every /v1/* route but ingest: customers, billable metrics, usage, event search."""
+"""Every /v1/* route but ingest, and /v2/*: customers, metrics, usage, events, catalog, contracts."""
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tally import wiring
 from tally.api.app import build_resolver
-from tally.api.routes import catalog, contracts, customers, events, metrics, usage
+from tally.api.routes import catalog, contracts, contracts_v2, customers, events, metrics, usage
 
 logger = Logger(service="tally-api")
-app = build_resolver([customers.router, metrics.router, usage.router, events.router, contracts.router, catalog.router], wiring.api_keys)
+app = build_resolver(
+    [customers.router, metrics.router, usage.router, events.router, contracts.router, contracts_v2.router, catalog.router],
+    wiring.api_keys,
+)
 
 
 @logger.inject_lambda_context(clear_state=True)

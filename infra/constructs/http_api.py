@@ -1,7 +1,7 @@
 """The public HTTP API (API Gateway v2, payload format 2.0) in front of the ingest and API functions.
 
 The local runtime builds its router from these AWS::ApiGatewayV2::Route/Integration resources, so
-the route keys below are a contract: `POST /v1/ingest` and `ANY /v1/{proxy+}`.
+the route keys below are a contract: `POST /v1/ingest`, `ANY /v1/{proxy+}` and `ANY /v2/{proxy+}`.
 """
 
 from __future__ import annotations
@@ -95,11 +95,10 @@ class HttpApi(Construct):
             methods=[apigwv2.HttpMethod.POST],
             integration=HttpLambdaIntegration("Ingest", ingest_function, payload_format_version=v2),
         )
-        self.api.add_routes(
-            path="/v1/{proxy+}",
-            methods=[apigwv2.HttpMethod.ANY],
-            integration=HttpLambdaIntegration("Api", api_function, payload_format_version=v2),
-        )
+        # One integration serves both API versions: the api function routes /v1 and /v2 itself.
+        api_integration = HttpLambdaIntegration("Api", api_function, payload_format_version=v2)
+        for path in ("/v1/{proxy+}", "/v2/{proxy+}"):
+            self.api.add_routes(path=path, methods=[apigwv2.HttpMethod.ANY], integration=api_integration)
 
         reason = (
             "Every route is authenticated inside the Lambda: bearer API keys are looked up by their "

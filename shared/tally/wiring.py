@@ -12,6 +12,7 @@ from tally.adapters.dynamo.counters import DynamoCounterStore
 from tally.adapters.dynamo.events import DynamoEventStore
 from tally.services.aggregate import AggregateService
 from tally.services.api_keys import ApiKeyService
+from tally.services.breakdowns import BreakdownService
 from tally.services.catalog import CatalogService
 from tally.services.contracts import ContractService
 from tally.services.customers import CustomerService
@@ -95,6 +96,11 @@ def invoice_service() -> InvoiceService:
     return InvoiceService(
         contract_service(), lambda customer: CounterUsageSource(customer, metric_store(), counter_store()), system_clock
     )
+
+
+@lru_cache(maxsize=1)
+def breakdown_service() -> BreakdownService:
+    return BreakdownService(invoice_service())
 
 
 def reset() -> None:

@@ -1,4 +1,4 @@
-"""The HTTP API: the two routes the local runtime also routes by, and the default stage."""
+"""The HTTP API: the three routes the local runtime also routes by, and the default stage."""
 
 from __future__ import annotations
 
@@ -15,13 +15,25 @@ ROUTES = {
         "ANY /v1/{proxy+}",
         "functions.api.handler.handler",
     ),
+    "ANY /v2/{proxy+} goes to the api function": (
+        "ANY /v2/{proxy+}",
+        "functions.api.handler.handler",
+    ),
 }
 
 
-def test_exactly_the_two_routes(synth):
+def test_exactly_the_three_routes(synth):
     routes = synth.of_type("AWS::ApiGatewayV2::Route").values()
     keys = sorted(r["Properties"]["RouteKey"] for r in routes)
-    assert keys == ["ANY /v1/{proxy+}", "POST /v1/ingest"]
+    assert keys == ["ANY /v1/{proxy+}", "ANY /v2/{proxy+}", "POST /v1/ingest"]
+
+
+def test_both_api_versions_share_one_integration(synth):
+    targets = [
+        r["Properties"]["Target"] for r in synth.of_type("AWS::ApiGatewayV2::Route").values()
+        if r["Properties"]["RouteKey"].startswith("ANY ")
+    ]
+    assert len(targets) == 2 and targets[0] == targets[1]
 
 
 @pytest.mark.parametrize(("route_key", "handler"), ROUTES.values(), ids=ROUTES.keys())

@@ -17,12 +17,18 @@ def page_limit(query: dict) -> int:
     return int(raw)
 
 
+def offset_cursor(cursor: str | None, field: str) -> int:
+    """The offset an offset cursor stands for (0 when absent)."""
+    if not cursor:
+        return 0
+    if not cursor.isdigit():
+        raise InvalidInput(field, "is not a cursor this API returned")
+    return int(cursor)
+
+
 def paginate_list(items: list, query: dict, limit: int | None = None) -> dict:
     """Offset cursor over an in-memory list (ordered deterministically by the caller)."""
     limit = limit or page_limit(query)
-    cursor = query.get("next_page") or "0"
-    if not cursor.isdigit():
-        raise InvalidInput("next_page", "is not a cursor this API returned")
-    start = int(cursor)
+    start = offset_cursor(query.get("next_page"), "next_page")
     end = start + limit
     return {"data": items[start:end], "next_page": str(end) if end < len(items) else None}

@@ -1,4 +1,4 @@
-"""Contracts (/v1/contracts/*) and draft invoices (/v1/customers/<id>/invoices)."""
+"""Contracts (/v1/contracts/*), draft invoices (/v1/customers/<id>/invoices) and their breakdowns."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from tally.api.contract_models import (
     quantity_history_json,
 )
 from tally.api.models import read_body
-from tally.api.pagination import page_limit
+from tally.api.pagination import offset_cursor, page_limit
 from tally.billing.errors import InvalidInput
+from tally.billing.time import format_rfc3339
 
 router = Router()
 
@@ -51,7 +52,7 @@ def list_contracts() -> dict:
         covering_date=parse_time_param("covering_date", body.covering_date),
         starting_at=parse_time_param("starting_at", body.starting_at),
     )
-    start = _offset(body.cursor, "cursor")
+    start = offset_cursor(body.cursor, "cursor")
     end = start + body.limit
     return {
         "data": [_contract_json(d) for d in documents[start:end]],
@@ -87,24 +88,50 @@ def subscription_quantity_history() -> dict:
 @router.get("/v1/customers/<customer_id>/invoices")
 def list_invoices(customer_id: str) -> dict:
     query = router.current_event.query_string_parameters or {}
-    sort = query.get("sort", "date_asc")
-    if sort not in ("date_asc", "date_desc"):
-        raise InvalidInput("sort", "must be date_asc or date_desc")
     drafts, next_offset = wiring.invoice_service().list(
         customer_id,
-        offset=_offset(query.get("next_page"), "next_page"),
+        offset=offset_cursor(query.get("next_page"), "next_page"),
         limit=page_limit(query),
         status=query.get("status"),
         starting_on=parse_time_param("starting_on", query.get("starting_on")),
         ending_before=parse_time_param("ending_before", query.get("ending_before")),
         contract_id=query.get("contract_id"),
         credit_type_id=query.get("credit_type_id"),
-        newest_first=sort == "date_desc",
+        newest_first=_newest_first(query),
     )
     products = wiring.contract_service().products()
     skip_zero = query.get("skip_zero_qty_line_items", "false").lower() == "true"
     data = [_without_zero_lines(invoice_json(d, products), skip_zero) for d in drafts]
     return {"data": data, "next_page": None if next_offset is None else str(next_offset)}
+
+
+# Registered before /invoices/<invoice_id>: the resolver tries dynamic routes in order, and
+# "breakdowns" would otherwise be read as an invoice id.
+@router.get("/v1/customers/<customer_id>/invoices/breakdowns")
+def list_invoice_breakdowns(customer_id: str) -> dict:
+    query = router.current_event.query_string_parameters or {}
+    breakdowns, next_page = wiring.breakdown_service().list(
+        customer_id,
+        starting_on=parse_time_param("starting_on", query.get("starting_on")),
+        ending_before=parse_time_param("ending_before", query.get("ending_before")),
+        window_size=query.get("window_size"),
+        status=query.get("status"),
+        credit_type_id=query.get("credit_type_id"),
+        newest_first=_newest_first(query),
+        cursor=query.get("next_page"),
+        limit=page_limit(query),
+    )
+    products = wiring.contract_service().products()
+    skip_zero = query.get("skip_zero_qty_line_items", "false").lower() == "true"
+    data = [
+        _without_zero_lines(invoice_json(b.draft, products), skip_zero)
+        | {
+            "breakdown_start_timestamp": format_rfc3339(b.window.starting_at),
+            "breakdown_end_timestamp": format_rfc3339(b.window.ending_before),
+        }
+        for b in breakdowns
+    ]
+    return {"data": data, "next_page": next_page}
 
 
 @router.get("/v1/customers/<customer_id>/invoices/<invoice_id>")
@@ -121,9 +148,8 @@ def _without_zero_lines(invoice: dict, skip: bool) -> dict:
     return invoice
 
 
-def _offset(cursor: str | None, field: str) -> int:
-    if not cursor:
-        return 0
-    if not cursor.isdigit():
-        raise InvalidInput(field, "is not a cursor this API returned")
-    return int(cursor)
+def _newest_first(query: dict) -> bool:
+    sort = query.get("sort", "date_asc")
+    if sort not in ("date_asc", "date_desc"):
+        raise InvalidInput("sort", "must be date_asc or date_desc")
+    return sort == "date_desc"

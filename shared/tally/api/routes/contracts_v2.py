@@ -1,0 +1,39 @@
+"""Contracts on Metronome's v2 surface (/v2/contracts/get and /list), read from the same stored
+contracts as /v1/contracts/*."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from tally import wiring
+from tally.api.contract_v2_models import ContractV2Get, ContractV2List, contract_v2_json
+from tally.api.models import read_body
+from tally.api.pagination import offset_cursor
+
+router = Router()
+
+
+def _contract_v2_json(document: dict) -> dict:
+    service = wiring.contract_service()
+    return contract_v2_json(document, service.contract(document), service.products())
+
+
+@router.post("/v2/contracts/get")
+def get_contract_v2() -> dict:
+    body = ContractV2Get.model_validate(read_body(router.current_event)).validated()
+    return {"data": _contract_v2_json(wiring.contract_service().get(body.customer_id, body.contract_id))}
+
+
+@router.post("/v2/contracts/list")
+def list_contracts_v2() -> dict:
+    body = ContractV2List.model_validate(read_body(router.current_event))
+    covering_date, starting_at = body.filters()
+    documents = wiring.contract_service().list(
+        body.customer_id, include_archived=body.include_archived, covering_date=covering_date, starting_at=starting_at
+    )
+    start = offset_cursor(body.cursor, "cursor")
+    end = start + body.limit
+    return {
+        "data": [_contract_v2_json(d) for d in documents[start:end]],
+        "cursor": str(end) if end < len(documents) else None,
+    }
