@@ -7,11 +7,12 @@ from functools import lru_cache
 from tally.adapters.clock import system_clock
 from tally.adapters.dynamo.billing import DynamoApiKeyStore, DynamoBillingStore, DynamoMetricStore
 from tally.adapters.dynamo.catalog import DynamoCatalogStore
-from tally.adapters.dynamo.documents import DynamoContractStore
+from tally.adapters.dynamo.documents import DynamoContractStore, DynamoDocumentStore
 from tally.adapters.dynamo.counters import DynamoCounterStore
 from tally.adapters.dynamo.events import DynamoEventStore
 from tally.services.aggregate import AggregateService
 from tally.services.api_keys import ApiKeyService
+from tally.services.balances import BalanceService, GrantBook
 from tally.services.breakdowns import BreakdownService
 from tally.services.catalog import CatalogService
 from tally.services.contracts import ContractService
@@ -91,10 +92,34 @@ def contract_service() -> ContractService:
     return ContractService(DynamoContractStore(get_settings().require("billing_table")), billing_store(), catalog_service(), system_clock)
 
 
+def _documents(kind: str, sort_field: str) -> DynamoDocumentStore:
+    return DynamoDocumentStore(get_settings().require("billing_table"), kind, sort_field)
+
+
+@lru_cache(maxsize=1)
+def grant_book() -> GrantBook:
+    return GrantBook(contract_service(), _documents("grant", "created_at"), _documents("ledger_entry", "timestamp"))
+
+
 @lru_cache(maxsize=1)
 def invoice_service() -> InvoiceService:
     return InvoiceService(
-        contract_service(), lambda customer: CounterUsageSource(customer, metric_store(), counter_store()), system_clock
+        contract_service(),
+        lambda customer: CounterUsageSource(customer, metric_store(), counter_store()),
+        system_clock,
+        grant_book(),
+    )
+
+
+@lru_cache(maxsize=1)
+def balance_service() -> BalanceService:
+    return BalanceService(
+        contract_service(),
+        grant_book(),
+        _documents("grant", "created_at"),
+        _documents("ledger_entry", "timestamp"),
+        invoice_service(),
+        system_clock,
     )
 
 

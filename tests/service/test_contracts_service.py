@@ -107,6 +107,17 @@ def world(dynamo, clock):
             "catalog": catalog, "dynamo": dynamo}
 
 
+def _commit(**changes) -> dict:
+    body = {
+        "product_id": "p-setup",
+        "type": "PREPAID",
+        "access_schedule": {"schedule_items": [
+            {"amount": 100, "starting_at": "2026-10-01T00:00:00Z", "ending_before": "2026-11-01T00:00:00Z"}]},
+    }
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not None}
+
+
 def _request(customer_id: str, **changes) -> dict:
     body = {
         "customer_id": customer_id,
@@ -179,11 +190,27 @@ def test_a_contract_can_name_its_rate_card_by_alias(world):
         ({"ending_before": "2026-09-01T00:00:00Z"}, "ending_before"),
         ({"scheduled_charges": [{"product_id": "p-calls", "schedule": {"schedule_items": [{"timestamp": "2026-10-02T00:00:00Z", "amount": 1}]}}]},
          "scheduled_charges[0].product_id"),
-        ({"commits": [{"product_id": "p-setup", "type": "PREPAID"}]}, "commits"),
+        ({"commits": [_commit(product_id="p-calls")]}, "commits[0].product_id"),
+        ({"commits": [_commit(access_schedule={"schedule_items": [
+            {"amount": 100, "starting_at": "2026-10-01T00:30:00Z", "ending_before": "2026-11-01T00:00:00Z"}]})]},
+         "commits[0].access_schedule.schedule_items[0].starting_at"),
+        ({"commits": [_commit(access_schedule={"schedule_items": [
+            {"amount": 100, "starting_at": "2026-10-01T00:00:00Z", "ending_before": "2026-11-01T00:00:00Z"},
+            {"amount": 100, "starting_at": "2026-10-15T00:00:00Z", "ending_before": "2026-12-01T00:00:00Z"}]})]},
+         "commits[0].access_schedule.schedule_items[1].starting_at"),
+        ({"commits": [_commit(type="POSTPAID", invoice_schedule={"schedule_items": [
+            {"timestamp": "2026-12-01T00:00:00Z", "amount": 90}]})]}, "commits[0].invoice_schedule.schedule_items[0].amount"),
+        ({"commits": [_commit(rollover_fraction=Decimal("1.5"))]}, "commits[0].rollover_fraction"),
+        ({"credits": [_commit(type=None, access_schedule={"schedule_items": [
+            {"amount": -5, "starting_at": "2026-10-01T00:00:00Z", "ending_before": "2026-11-01T00:00:00Z"}]})]},
+         "credits[0].access_schedule.schedule_items[0].amount"),
+        ({"commits": [_commit(applicable_product_ids=["p-nope"])]}, "commits[0].applicable_product_ids[0]"),
     ],
     ids=[
         "unknown rate card", "archived rate card", "unknown rate card alias", "override on a product not on the card",
-        "start off the hour", "end before start", "scheduled charge on a usage product", "commits are not supported",
+        "start off the hour", "end before start", "scheduled charge on a usage product", "a commit under a usage product",
+        "an access segment off the hour", "overlapping access segments", "a postpaid invoice unlike its access amount",
+        "a rollover fraction above one", "a negative credit", "a commit naming an unknown product",
     ],
 )
 def test_bad_contracts_are_refused_naming_the_field_and_nothing_is_stored(world, changes, field):

@@ -12,9 +12,10 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from tally.api.catalog_models import TierIn
+from tally.api.balance_models import CommitIn, CreditIn, grant_json
 from tally.api.models import MAX_CUSTOM_FIELDS, MAX_NAME_LENGTH, Request, parse_instant
 from tally.billing.errors import InvalidInput
-from tally.billing.pricing import Contract, CreditType, Invoice, LineItem, Product, Rate
+from tally.billing.pricing import Contract, CreditType, Invoice, LineItem, LineType, Product, Rate
 from tally.billing.time import format_rfc3339, parse_rfc3339
 from tally.services.invoices import DraftInvoice
 
@@ -23,7 +24,7 @@ Frequency = Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"]
 # Metronome contract features Tally does not implement yet. A request using them is refused (400
 # naming the field) rather than accepted and silently mis-billed; an empty list is fine.
 UNSUPPORTED = (
-    "commits", "credits", "discounts", "recurring_commits", "recurring_credits", "professional_services",
+    "discounts", "recurring_commits", "recurring_credits", "professional_services",
     "reseller_royalties", "spend_threshold_configuration", "prepaid_balance_threshold_configuration",
     "spend_trackers", "transition", "hierarchy_configuration", "package_id", "package_alias",
     "scheduled_charges_on_usage_invoices", "revenue_system_configuration",
@@ -284,8 +285,8 @@ class ContractCreate(Request):
     total_contract_value: Decimal | None = None
     billing_provider_configuration: dict[str, Any] | None = None
     # Refused when non-empty (see UNSUPPORTED).
-    commits: list[Any] | None = None
-    credits: list[Any] | None = None
+    commits: list[CommitIn] | None = None
+    credits: list[CreditIn] | None = None
     discounts: list[Any] | None = None
     recurring_commits: list[Any] | None = None
     recurring_credits: list[Any] | None = None
@@ -339,6 +340,8 @@ class ContractCreate(Request):
                 "netsuite_sales_order_id": self.netsuite_sales_order_id,
                 "salesforce_opportunity_id": self.salesforce_opportunity_id,
                 "total_contract_value": self.total_contract_value,
+                "commits": [c.to_document(f"commits[{i}].") for i, c in enumerate(self.commits or ())],
+                "credits": [c.to_document(f"credits[{i}].") for i, c in enumerate(self.credits or ())],
                 "usage_filter": None
                 if self.usage_filter is None
                 else self.usage_filter.to_document(_required_time("starting_at", self.starting_at)),
@@ -483,8 +486,8 @@ def contract_json(doc: dict, contract: Contract, products: dict[str, Product]) -
         "created_at": doc["created_at"],
         "created_by": "api",
         "rate_card_id": doc["rate_card_id"],
-        "commits": [],
-        "credits": [],
+        "commits": [grant_json(dict(c, contract_id=doc["id"]), products, {}) for c in doc.get("commits") or ()],
+        "credits": [grant_json(dict(c, contract_id=doc["id"]), products, {}) for c in doc.get("credits") or ()],
         "discounts": [],
         "transitions": [],
         "professional_services": [],
@@ -591,6 +594,16 @@ def _line_json(line: LineItem, products: dict[str, Product]) -> dict:
         body["subscription_id"] = line.subscription_id
     if line.scheduled_charge_id is not None:
         body["scheduled_charge_id"] = line.scheduled_charge_id
+    if line.commit_id is not None:
+        body["commit_id"] = line.commit_id
+        # Metronome: PrepaidCommit for prepaid commits and credits, PostpaidCommit for postpaid ones
+        body["commit_type"] = "PostpaidCommit" if line.commit_type == "POSTPAID" else "PrepaidCommit"
+        if line.commit_segment_id is not None:
+            body["commit_segment_id"] = line.commit_segment_id
+    if line.type is LineType.APPLIED_COMMIT_OR_CREDIT:
+        body["applied_commit_or_credit"] = {"id": line.commit_id, "type": line.commit_type}
+    if line.type is LineType.POSTPAID_TRUEUP:
+        body["postpaid_commit"] = {"id": line.commit_id}
     return body
 
 

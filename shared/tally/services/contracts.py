@@ -33,6 +33,7 @@ from tally.billing.pricing import (
     validate_contract,
 )
 from tally.billing.metrics import Aggregation, BillableMetric
+from tally.services.balances import validate_grant_document
 from tally.billing.pricing.overrides import MultiplierPrioritization, OverrideType
 from tally.billing.pricing.usage_filters import (
     ContractWindow,
@@ -353,6 +354,9 @@ class ContractService:
             raise InvalidInput("rate_card_id", "is not a known rate card") from exc
         products = self._catalog.products()
         validate_contract(contract, products)  # InvalidInput names the request field
+        for kind in ("commits", "credits"):
+            for index, grant in enumerate(document.get(kind) or ()):
+                validate_grant_document(grant, products, f"{kind}[{index}]")
         if contract.usage_filter is not None:
             self._check_filter_is_readable(contract, products)
         others = [

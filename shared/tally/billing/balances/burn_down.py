@@ -1,0 +1,431 @@
+"""Burn-down: which commits and credits pay for which charges, replayed deterministically from scratch.
+
+Nothing is stored between runs: the grants, every charge of the customer's invoices and the manual
+entries go in, and the applications, the ledger and the balances come out. So a late usage event on
+a draft simply changes the next run's answer, and the same inputs, in any order, give the same output.
+
+Time. Events are applied in time order up to and including `as_of`. At one instant:
+  1. segment ends (rollover, then expiration), then postpaid true-ups: a segment's window is
+     [starting_at, ending_before), so it is over before anything else happens at its end, and the
+     rollover segment it opens is already there for usage at that instant;
+  2. segment starts (SEGMENT_START / INITIAL_BALANCE);
+  3. manual entries, by grant, segment, larger amount first;
+  4. charges, by invoice id then key.
+A charge draws at its starting_at from the segments covering that instant (the rating engine cuts
+lines at `segment_edges`, so a line never straddles an edge).
+
+Drawing. The eligible segments with a balance are taken in `burn_rank` order until the charge's list
+amount is covered; the rest is billed at list price. A balance never goes below zero.
+  * LIST_RATE segments spend what they cover.
+  * COMMIT_RATE segments, when the charge has a commit_amount C for its list amount L, spend at the
+    commit rate: covering the uncovered list amount U costs U×C/L (exactly C when U = L, otherwise
+    rounded once with the credit type). A balance B short of that cost is spent whole and covers
+    B×L/C of list, rounded once with the credit type and never more than U.
+  * Prepaid and credit applications reduce the invoice. Postpaid ones are recorded but do not: the
+    usage is paid in arrears, and the commit only counts it toward the promised spend.
+
+Segment ends. With rollover_fraction f, ROLLOVER moves f × remaining (cut down to the credit type's
+precision) into a new segment of the same grant, as long as the old one, starting at its end, with
+id f"{old id}:rollover". It is opened even for 0, so its id is stable as usage changes. A rollover
+segment was paid for already, so it reduces invoices like prepaid money, and at its own end it
+expires (a rollover happens once). What a prepaid commit or credit does not roll over expires.
+A postpaid commit keeps its remainder until its invoice item's timestamp, when POSTPAID_COMMIT_TRUEUP
+settles it; the true-up invoiced is the shortfall: access amount plus manual adjustments minus
+consumption, i.e. what was left including any part that rolled over.
+
+Ledger. Deductions are one entry per (segment, invoice) with the summed amount, dated at the last
+charge of that invoice which drew from the segment: a replay of the ledger in time order then never
+shows a balance the burn-down did not have. A draft invoice's deductions are `pending`.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_DOWN, Decimal
+from typing import Iterable, Mapping
+
+from tally.billing.balances.eligibility import Charge, applicable_product_count, burn_rank, grant_applies_to
+from tally.billing.balances.grants import AccessSegment, CommitRateType, Grant, GrantKind
+from tally.billing.balances.ledger import LedgerEntry, ManualEntry, Movement, entry_type
+from tally.billing.errors import InvalidInput
+from tally.billing.pricing.money import PRICING_CONTEXT, CreditType
+from tally.billing.pricing.validation import as_decimal, aware
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    """A segment paying for (part of) a charge."""
+
+    grant_id: str
+    segment_id: str
+    kind: GrantKind
+    amount: Decimal  # list amount of the charge covered, positive
+    balance_consumed: Decimal  # what the segment's balance went down by (differs under COMMIT_RATE)
+    reduces_total: bool  # False for postpaid commits: recorded, paid in arrears
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentBalance:
+    grant_id: str
+    segment_id: str
+    kind: GrantKind
+    credit_type_id: str
+    contract_id: str | None
+    starting_at: datetime
+    ending_before: datetime
+    starting_amount: Decimal
+    remaining: Decimal  # the sum of its ledger entries up to as_of, draft deductions included
+    pending_deductions: Decimal  # what draft invoices took, positive
+    as_of: datetime
+    rolled_over_from: str | None = None
+
+    @property
+    def remaining_finalized(self) -> Decimal:
+        """The balance counting only finalized invoices' deductions (invoice_inclusion_mode FINALIZED)."""
+        return self.remaining + self.pending_deductions
+
+    def active_at(self, instant: datetime) -> bool:
+        return self.starting_at <= instant < self.ending_before
+
+
+@dataclass(frozen=True, slots=True)
+class TrueUp:
+    """What a postpaid commit's invoice item bills: the part of the commitment usage did not consume."""
+
+    grant_id: str
+    segment_id: str
+    product_id: str
+    contract_id: str | None
+    invoice_item_id: str
+    timestamp: datetime
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class BurnDown:
+    as_of: datetime
+    applications: Mapping[str, tuple[Application, ...]]  # by charge key, in draw order
+    ledger: tuple[LedgerEntry, ...]  # in time order
+    balances: tuple[SegmentBalance, ...]  # by grant id, then starting_at
+    true_ups: tuple[TrueUp, ...]
+    # Negative manual entries can only take what is left; late usage on a draft may leave less than
+    # when the entry was checked. This is what they could not take (0 for a consistent ledger).
+    unapplied_manual: Decimal = ZERO
+
+    def balance(self, segment_id: str) -> SegmentBalance:
+        for balance in self.balances:
+            if balance.segment_id == segment_id:
+                return balance
+        raise KeyError(segment_id)
+
+    def invoice_reduction(self, charge_key: str) -> Decimal:
+        """How much the charge's invoice total goes down (prepaid commits and credits only)."""
+        return sum((a.amount for a in self.applications.get(charge_key, ()) if a.reduces_total), ZERO)
+
+
+def net_balance(burn: BurnDown, *, include_drafts: bool = True, credit_type_id: str | None = None) -> Decimal:
+    """What the customer can still use at `burn.as_of`: the remaining of every segment active then.
+    include_drafts False counts only finalized invoices' deductions (Metronome FINALIZED)."""
+    return sum(
+        (
+            b.remaining if include_drafts else b.remaining_finalized
+            for b in burn.balances
+            if b.active_at(burn.as_of) and (credit_type_id is None or b.credit_type_id == credit_type_id)
+        ),
+        ZERO,
+    )
+
+
+@dataclass(slots=True, eq=False)
+class _Live:
+    grant: Grant
+    segment: AccessSegment
+    rank: tuple
+    rolled_over_from: str | None = None
+    started: bool = False
+    ended: bool = False
+    balance: Decimal = ZERO
+    pending: Decimal = ZERO
+    rolled_out: Decimal = ZERO
+
+    @property
+    def reduces_total(self) -> bool:
+        return self.grant.kind is not GrantKind.POSTPAID or self.rolled_over_from is not None
+
+
+@dataclass(slots=True)
+class _Deduction:
+    live: _Live
+    invoice_id: str
+    contract_id: str
+    amount: Decimal = ZERO
+    last_at: datetime | None = None
+    pending: bool = False
+
+
+@dataclass
+class _Run:
+    catalog_tags: Mapping[str, tuple[str, ...]]
+    credit_types: Mapping[str, CreditType]
+    as_of: datetime
+    segments: dict[str, _Live] = field(default_factory=dict)
+    active: dict[str, _Live] = field(default_factory=dict)
+    queue: list = field(default_factory=list)
+    entries: list[tuple[tuple, LedgerEntry]] = field(default_factory=list)
+    deductions: dict[tuple[str, str], _Deduction] = field(default_factory=dict)
+    applications: dict[str, tuple[Application, ...]] = field(default_factory=dict)
+    true_ups: list[TrueUp] = field(default_factory=list)
+    unapplied_manual: Decimal = ZERO
+    _seq: int = 0
+
+    def credit_type(self, credit_type_id: str) -> CreditType:
+        return self.credit_types.get(credit_type_id) or CreditType(credit_type_id, credit_type_id)
+
+    def push(self, at: datetime, movement: Movement, tie: tuple, handler, payload) -> None:
+        self._seq += 1
+        heapq.heappush(self.queue, (at, movement.rank, tie, self._seq, handler, payload))
+
+    def record(self, live: _Live, movement: Movement, amount: Decimal, at: datetime, **extra) -> None:
+        self._seq += 1
+        entry = LedgerEntry(
+            live.grant.id, live.segment.id, entry_type(live.grant.kind, movement), amount, at, **extra
+        )
+        key = (at, movement.rank, live.grant.id, live.segment.id, extra.get("invoice_id") or "", self._seq)
+        self.entries.append((key, entry))
+
+    # --- segments -------------------------------------------------------------------------------
+
+    def open(self, grant: Grant, segment: AccessSegment, rolled_over_from: str | None = None) -> None:
+        if segment.id in self.segments:
+            raise ValueError(f"segment id {segment.id!r} is used twice")
+        live = _Live(
+            grant,
+            segment,
+            burn_rank(grant, segment, rolled_over_from is not None, applicable_product_count(grant, self.catalog_tags)),
+            rolled_over_from,
+        )
+        self.segments[segment.id] = live
+        tie = (grant.id, segment.id)
+        self.push(segment.starting_at, Movement.START, tie, _Run.start, live)
+        self.push(segment.ending_before, Movement.ROLLOVER, tie, _Run.end, live)
+
+    def start(self, live: _Live, at: datetime) -> None:
+        live.started, live.balance = True, live.segment.amount
+        self.active[live.segment.id] = live
+        self.record(live, Movement.START, live.segment.amount, at)
+
+    def end(self, live: _Live, at: datetime) -> None:
+        live.ended = True
+        self.active.pop(live.segment.id, None)
+        grant = live.grant
+        if grant.rolls_over and live.rolled_over_from is None:
+            assert grant.rollover_fraction is not None
+            precision = Decimal(1).scaleb(-self.credit_type(grant.credit_type_id).precision)
+            rolled = PRICING_CONTEXT.multiply(live.balance, grant.rollover_fraction).quantize(
+                precision, rounding=ROUND_DOWN, context=PRICING_CONTEXT
+            )
+            if rolled:
+                self.record(live, Movement.ROLLOVER, -rolled, at)
+            live.balance -= rolled
+            live.rolled_out = rolled
+            self.open(grant, live.segment.rolled_over(rolled), rolled_over_from=live.segment.id)
+        if grant.kind is GrantKind.POSTPAID and live.rolled_over_from is None:
+            return  # the true-up settles the rest
+        if live.balance:
+            self.record(live, Movement.EXPIRATION, -live.balance, at)
+        live.balance = ZERO
+
+    def true_up(self, payload: tuple[_Live, str], at: datetime) -> None:
+        live, item_id = payload
+        due = live.balance + live.rolled_out
+        if live.balance:
+            self.record(live, Movement.TRUEUP, -live.balance, at, contract_id=live.grant.contract_id)
+        live.balance = ZERO
+        grant = live.grant
+        self.true_ups.append(TrueUp(grant.id, live.segment.id, grant.product_id, grant.contract_id, item_id, at, due))
+
+    def manual(self, entry: ManualEntry, at: datetime) -> None:
+        live = self.segments.get(entry.segment_id)
+        if live is None or live.grant.id != entry.grant_id:
+            raise ValueError(f"manual entry for unknown segment {entry.grant_id}/{entry.segment_id}")
+        if not (live.started and not live.ended):
+            raise ValueError(f"manual entry at {at} is outside segment {entry.segment_id}")
+        amount = entry.amount if live.balance + entry.amount >= 0 else -live.balance
+        self.unapplied_manual += amount - entry.amount
+        live.balance += amount
+        self.record(live, Movement.MANUAL, amount, at, reason=entry.reason)
+
+    # --- charges ----------------------------------------------------------------------------------
+
+    def charge(self, charge: Charge, at: datetime) -> None:
+        applied: list[Application] = []
+        uncovered = charge.amount
+        eligible = sorted(
+            (
+                live
+                for live in self.active.values()
+                if live.balance > 0 and live.segment.covers(at) and grant_applies_to(live.grant, charge)
+            ),
+            key=lambda live: live.rank,
+        )
+        credit_type = self.credit_type(charge.credit_type_id)
+        for live in eligible:
+            if uncovered <= 0:
+                break
+            covered, consumed = _draw(live, charge, uncovered, credit_type)
+            uncovered -= covered
+            live.balance -= consumed
+            applied.append(
+                Application(live.grant.id, live.segment.id, live.grant.kind, covered, consumed, live.reduces_total)
+            )
+            deduction = self.deductions.get((live.segment.id, charge.invoice_id))
+            if deduction is None:
+                deduction = _Deduction(live, charge.invoice_id, charge.contract_id)
+                self.deductions[(live.segment.id, charge.invoice_id)] = deduction
+            deduction.amount += consumed
+            deduction.last_at = at
+            deduction.pending = deduction.pending or not charge.finalized
+            if not charge.finalized:
+                live.pending += consumed
+        self.applications[charge.key] = tuple(applied)
+
+    def finish(self) -> BurnDown:
+        for deduction in self.deductions.values():
+            if deduction.amount:
+                assert deduction.last_at is not None
+                self.record(
+                    deduction.live,
+                    Movement.DEDUCTION,
+                    -deduction.amount,
+                    deduction.last_at,
+                    invoice_id=deduction.invoice_id,
+                    pending=deduction.pending,
+                    contract_id=deduction.contract_id,
+                )
+        balances = tuple(
+            SegmentBalance(
+                live.grant.id,
+                live.segment.id,
+                live.grant.kind,
+                live.grant.credit_type_id,
+                live.grant.contract_id,
+                live.segment.starting_at,
+                live.segment.ending_before,
+                live.segment.amount,
+                live.balance,
+                live.pending,
+                self.as_of,
+                live.rolled_over_from,
+            )
+            for live in sorted(self.segments.values(), key=lambda l: (l.grant.id, l.segment.starting_at, l.segment.id))
+        )
+        return BurnDown(
+            as_of=self.as_of,
+            applications=self.applications,
+            ledger=tuple(entry for _, entry in sorted(self.entries, key=lambda pair: pair[0])),
+            balances=balances,
+            true_ups=tuple(sorted(self.true_ups, key=lambda t: (t.timestamp, t.grant_id, t.segment_id))),
+            unapplied_manual=self.unapplied_manual,
+        )
+
+
+def _draw(live: _Live, charge: Charge, uncovered: Decimal, credit_type: CreditType) -> tuple[Decimal, Decimal]:
+    """(list amount covered, balance consumed) when `live` pays toward `uncovered` of the charge."""
+    at_commit_rate = live.grant.rate_type is CommitRateType.COMMIT_RATE and charge.commit_amount is not None
+    if not at_commit_rate:
+        covered = min(uncovered, live.balance)
+        return covered, covered
+    list_amount, commit_amount = charge.amount, charge.commit_amount
+    assert commit_amount is not None
+    if uncovered == list_amount:
+        cost = commit_amount  # the whole line at its commit rate, exactly
+    else:
+        cost = credit_type.round(PRICING_CONTEXT.divide(PRICING_CONTEXT.multiply(uncovered, commit_amount), list_amount))
+    if cost <= live.balance:
+        return uncovered, cost
+    # Short: spend everything, cover its list-rate worth. cost > balance > 0 implies commit_amount > 0.
+    covered = credit_type.round(PRICING_CONTEXT.divide(PRICING_CONTEXT.multiply(live.balance, list_amount), commit_amount))
+    return min(covered, uncovered), live.balance
+
+
+def burn_down(
+    grants: Iterable[Grant],
+    charges: Iterable[Charge],
+    manual_entries: Iterable[ManualEntry],
+    catalog_tags: Mapping[str, tuple[str, ...]],
+    as_of: datetime,
+    credit_types: Mapping[str, CreditType] | None = None,
+) -> BurnDown:
+    """Replay the customer's grants against its charges up to `as_of` (see the module docstring).
+
+    `charges` are the lines of all the customer's invoices, `catalog_tags` maps every product id of
+    the catalog to its tags (to count applicable products), `credit_types` gives each credit type's
+    precision and rounding (an unknown id rounds to 2 places, half up)."""
+    run = _Run(catalog_tags, credit_types or {}, as_of)
+    grants = sorted(grants, key=lambda g: g.id)
+    if len({g.id for g in grants}) != len(grants):
+        raise ValueError("grant ids must be unique")
+    for grant in grants:
+        for segment in sorted(grant.access_schedule, key=lambda s: (s.starting_at, s.id)):
+            run.open(grant, segment)
+        if grant.kind is GrantKind.POSTPAID and grant.invoice_schedule and grant.access_schedule:
+            item = grant.invoice_schedule[0]
+            live = run.segments[grant.access_schedule[0].id]
+            run.push(item.timestamp, Movement.TRUEUP, (grant.id, live.segment.id), _Run.true_up, (live, item.id))
+    for entry in manual_entries:
+        run.push(entry.timestamp, Movement.MANUAL, (entry.grant_id, entry.segment_id, -entry.amount, entry.reason),
+                 _Run.manual, entry)
+    keys: set[str] = set()
+    for charge in charges:
+        if charge.key in keys:
+            raise ValueError(f"charge key {charge.key!r} is used twice")
+        keys.add(charge.key)
+        if charge.amount > 0:  # credits and corrections on an invoice draw nothing
+            run.push(charge.starting_at, Movement.DEDUCTION, (charge.invoice_id, charge.key), _Run.charge, charge)
+        elif charge.starting_at <= as_of:
+            run.applications[charge.key] = ()
+    while run.queue and run.queue[0][0] <= as_of:
+        at, _, _, _, handler, payload = heapq.heappop(run.queue)
+        handler(run, payload, at)
+    return run.finish()
+
+
+def check_manual_entry(
+    entry: ManualEntry,
+    grants: Iterable[Grant],
+    charges: Iterable[Charge],
+    manual_entries: Iterable[ManualEntry],
+    catalog_tags: Mapping[str, tuple[str, ...]],
+    credit_types: Mapping[str, CreditType] | None = None,
+) -> None:
+    """Refuse a manual entry before it is stored. Field names are those of addManualBalanceEntry.
+    The whole history is replayed with and without it: it is refused when it, or any entry after it
+    that it starves, would take a balance below zero."""
+    grants, charges, manual_entries = list(grants), list(charges), list(manual_entries)
+    as_decimal(entry.amount, "amount")
+    aware(entry.timestamp, "timestamp")
+    if not isinstance(entry.reason, str) or not entry.reason.strip():
+        raise InvalidInput("reason", "must be a non-empty string")
+    grant = next((g for g in grants if g.id == entry.grant_id), None)
+    if grant is None:
+        raise InvalidInput("id", "is not a commit or credit of this customer")
+    instants = [entry.timestamp, *(c.starting_at for c in charges), *(m.timestamp for m in manual_entries)]
+    instants += [s.ending_before for g in grants for s in g.access_schedule]
+    instants += [i.timestamp for g in grants for i in g.invoice_schedule]
+    horizon = max(instants)
+    before = burn_down(grants, charges, manual_entries, catalog_tags, horizon, credit_types)
+    try:
+        segment = before.balance(entry.segment_id)
+    except KeyError:
+        segment = None
+    if segment is None or segment.grant_id != grant.id:
+        raise InvalidInput("segment_id", "is not a segment of this commit or credit")
+    if not segment.active_at(entry.timestamp):
+        raise InvalidInput("timestamp", "must fall within the segment's access window")
+    after = burn_down(grants, charges, [*manual_entries, entry], catalog_tags, horizon, credit_types)
+    if after.unapplied_manual > before.unapplied_manual:
+        raise InvalidInput("amount", "would take the balance below zero")

@@ -1,0 +1,247 @@
+"""Commits and credits of a customer, their balances and ledgers, and how they meet the invoices.
+
+Grants live in two places: contract-level ones inside their contract document (`commits`,
+`credits`), customer-level ones as documents of their own. Manual ledger entries are documents
+too. Nothing derived is stored: balances, drawdowns, expirations and true-ups are recomputed by
+the pure burn-down (billing/balances) from the grants, the draft invoices' lines and the manual
+entries, so a rate card change or a late event moves every balance consistently.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Callable, Protocol
+
+from tally.billing.balances import (
+    AccessSegment,
+    BurnDown,
+    CommitRateType,
+    Grant,
+    GrantKind,
+    InvoiceItem,
+    ManualEntry,
+    Specifier,
+    check_manual_entry,
+    validate_grant,
+)
+from tally.billing.errors import InvalidInput, NotFound
+from tally.billing.pricing import Product, ProductType
+from tally.billing.time import format_rfc3339, parse_rfc3339
+
+
+class DocumentStore(Protocol):
+    def create(self, document: dict, uniqueness_key: str | None = None) -> None: ...
+    def get(self, document_id: str) -> dict | None: ...
+    def replace(self, document: dict) -> None: ...
+    def list_for_customer(self, customer_id: str) -> list[dict]: ...
+
+
+class ContractDocuments(Protocol):
+    def customer(self, customer_id: str): ...
+    def list(self, customer_id: str) -> list[dict]: ...
+    def get(self, customer_id: str, contract_id: str) -> dict: ...
+    def products(self) -> dict[str, Product]: ...
+
+
+def grant_from_document(doc: dict, contract_id: str | None = None) -> Grant:
+    """The domain Grant of a stored document; `contract_id` for grants stored inside a contract."""
+    return Grant(
+        id=doc["id"],
+        kind=GrantKind(doc["type"]),
+        product_id=doc["product_id"],
+        credit_type_id=doc["credit_type_id"],
+        access_schedule=tuple(
+            AccessSegment(s["id"], Decimal(s["amount"]), parse_rfc3339(s["starting_at"]), parse_rfc3339(s["ending_before"]))
+            for s in doc["access_schedule"]
+        ),
+        contract_id=contract_id if contract_id is not None else doc.get("contract_id"),
+        name=doc.get("name"),
+        priority=None if doc.get("priority") is None else Decimal(doc["priority"]),
+        applicable_product_ids=tuple(doc.get("applicable_product_ids") or ()),
+        applicable_product_tags=tuple(doc.get("applicable_product_tags") or ()),
+        specifiers=tuple(
+            Specifier(
+                s.get("product_id"),
+                tuple(s.get("product_tags") or ()),
+                s.get("pricing_group_values"),
+                s.get("presentation_group_values"),
+            )
+            for s in doc.get("specifiers") or ()
+        ),
+        rate_type=CommitRateType(doc.get("rate_type") or CommitRateType.LIST_RATE.value),
+        rollover_fraction=None if doc.get("rollover_fraction") is None else Decimal(doc["rollover_fraction"]),
+        invoice_schedule=tuple(
+            InvoiceItem(
+                i["id"],
+                parse_rfc3339(i["timestamp"]),
+                Decimal(i["amount"]),
+                None if i.get("quantity") is None else Decimal(i["quantity"]),
+                None if i.get("unit_price") is None else Decimal(i["unit_price"]),
+            )
+            for i in doc.get("invoice_schedule") or ()
+        ),
+    )
+
+
+def validate_grant_document(doc: dict, products: dict[str, Product], field_prefix: str) -> Grant:
+    """Everything the burn-down relies on, with field names of the request."""
+    grant = grant_from_document(doc)
+    validate_grant(grant, products.keys(), field_prefix)
+    prefix = f"{field_prefix}." if field_prefix else ""
+    product = products.get(grant.product_id)
+    if product is None:
+        raise InvalidInput(f"{prefix}product_id", "is not a known product")
+    if product.type is not ProductType.FIXED:
+        raise InvalidInput(f"{prefix}product_id", "commits and credits are invoiced under a FIXED product")
+    return grant
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerGrants:
+    """Every grant and manual entry of one customer, with where each grant is stored."""
+
+    grants: tuple[Grant, ...]
+    documents: dict[str, dict]  # grant id -> its document
+    manual_entries: tuple[ManualEntry, ...]
+
+
+class GrantBook:
+    """Reads a customer's grants (contract-level and customer-level) and manual entries."""
+
+    def __init__(self, contracts: ContractDocuments, grants: DocumentStore, manual: DocumentStore) -> None:
+        self._contracts = contracts
+        self._grants = grants
+        self._manual = manual
+
+    def of_customer(self, customer_id: str) -> CustomerGrants:
+        grants: list[Grant] = []
+        documents: dict[str, dict] = {}
+        for contract in self._contracts.list(customer_id):
+            for doc in (contract.get("commits") or []) + (contract.get("credits") or []):
+                grants.append(grant_from_document(doc, contract["id"]))
+                documents[doc["id"]] = dict(doc, contract_id=contract["id"], stored_in_contract=True)
+        for doc in self._grants.list_for_customer(customer_id):
+            if doc.get("archived_at"):
+                continue
+            grants.append(grant_from_document(doc))
+            documents[doc["id"]] = doc
+        manual = tuple(
+            ManualEntry(d["grant_id"], d["segment_id"], Decimal(d["amount"]), parse_rfc3339(d["timestamp"]), d["reason"])
+            for d in self._manual.list_for_customer(customer_id)
+        )
+        return CustomerGrants(tuple(grants), documents, manual)
+
+
+class BurnDowns(Protocol):
+    """The invoice service: it prices every draft, so it runs the burn-down."""
+
+    def burn_down(self, customer_id: str) -> BurnDown: ...
+
+    def burn_inputs(self, customer_id: str) -> tuple: ...
+
+
+class BalanceService:
+    def __init__(
+        self,
+        contracts: ContractDocuments,
+        book: GrantBook,
+        grants: DocumentStore,
+        manual: DocumentStore,
+        burn_downs: BurnDowns,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._contracts = contracts
+        self._book = book
+        self._grants = grants
+        self._manual = manual
+        self._burn_downs = burn_downs
+        self._clock = clock
+
+    # -- writes ------------------------------------------------------------------------------
+    def create_customer_grant(self, document: dict) -> dict:
+        """A customer-level commit or credit; nothing is stored unless it validates."""
+        customer_id = document["customer_id"]
+        self._contracts.customer(customer_id)
+        contracts = {c["id"] for c in self._contracts.list(customer_id)}
+        if document.get("contract_id") is not None and document["contract_id"] not in contracts:
+            raise InvalidInput("applicable_contract_ids[0]", "is not a contract of the customer")
+        if document.get("invoice_contract_id") is not None and document["invoice_contract_id"] not in contracts:
+            raise InvalidInput("invoice_contract_id", "is not a contract of the customer")
+        if document.get("invoice_schedule") and document.get("invoice_contract_id") is None:
+            raise InvalidInput("invoice_contract_id", "is required for a commit with an invoice schedule")
+        validate_grant_document(document, self._contracts.products(), "")
+        self._grants.create(document, document.get("uniqueness_key"))
+        return document
+
+    def update_end_date(self, customer_id: str, grant_id: str, kind: str, access_ending_before: datetime | None,
+                        invoices_ending_before: datetime | None) -> dict:
+        """Customer-level grants only: cut the access schedule (and invoice schedule) at a new end."""
+        document = self._grants.get(grant_id)
+        if document is None or document["customer_id"] != customer_id or (document["type"] == "CREDIT") != (kind == "CREDIT"):
+            raise NotFound(f"{kind.lower()} {grant_id} not found for customer {customer_id}")
+        changed = dict(document)
+        if access_ending_before is not None:
+            end = format_rfc3339(access_ending_before)
+            kept = []
+            for segment in document["access_schedule"]:
+                if parse_rfc3339(segment["starting_at"]) >= access_ending_before:
+                    continue
+                if parse_rfc3339(segment["ending_before"]) > access_ending_before:
+                    segment = dict(segment, ending_before=end)
+                kept.append(segment)
+            changed["access_schedule"] = kept
+        if invoices_ending_before is not None:
+            changed["invoice_schedule"] = [
+                i for i in document.get("invoice_schedule") or () if parse_rfc3339(i["timestamp"]) < invoices_ending_before
+            ]
+        validate_grant_document(changed, self._contracts.products(), "")
+        self._grants.replace(changed)
+        return changed
+
+    def add_manual_entry(
+        self, customer_id: str, grant_id: str, segment_id: str, amount: Decimal, reason: str,
+        timestamp: datetime | None, uniqueness_key: str | None,
+    ) -> None:
+        self._contracts.customer(customer_id)
+        grants, charges, manual, tags, credit_types = self._burn_downs.burn_inputs(customer_id)
+        if not any(g.id == grant_id for g in grants):
+            raise NotFound(f"commit or credit {grant_id} not found for customer {customer_id}")
+        entry = ManualEntry(grant_id, segment_id, amount, timestamp or self._clock(), reason)
+        # InvalidInput naming the field when the segment is unknown or the entry would overdraw it
+        check_manual_entry(entry, grants, charges, manual, tags, credit_types)
+        document = {
+            "id": str(uuid.uuid4()),
+            "customer_id": customer_id,
+            "grant_id": grant_id,
+            "segment_id": segment_id,
+            "amount": amount,
+            "reason": reason,
+            "timestamp": format_rfc3339(entry.timestamp),
+        }
+        self._manual.create(document, uniqueness_key)
+
+    # -- reads -------------------------------------------------------------------------------
+    def grants(self, customer_id: str) -> CustomerGrants:
+        self._contracts.customer(customer_id)
+        return self._book.of_customer(customer_id)
+
+    def burn_down(self, customer_id: str) -> BurnDown:
+        return self._burn_downs.burn_down(customer_id)
+
+    def net_balance(self, customer_id: str, credit_type_id: str | None, include_drafts: bool) -> Decimal:
+        """What the customer can still spend now: prepaid commits and credits in effect. A postpaid
+        commit is a promise to spend, not money held, so it is not part of the balance."""
+        burn = self.burn_down(customer_id)
+        return sum(
+            (
+                b.remaining if include_drafts else b.remaining_finalized
+                for b in burn.balances
+                if b.kind is not GrantKind.POSTPAID
+                and b.active_at(burn.as_of)
+                and (credit_type_id is None or b.credit_type_id == credit_type_id)
+            ),
+            Decimal(0),
+        )
