@@ -318,9 +318,18 @@ class RateIn(Request):
     tiers: list[TierIn] | None = None
 
     def to_draft(self, prefix: str) -> RateDraft:
-        for name in ("commit_rate", "custom_rate"):
-            if getattr(self, name) is not None:
-                raise InvalidInput(f"{prefix}{name}", "is not supported")
+        if self.custom_rate is not None:
+            raise InvalidInput(f"{prefix}custom_rate", "is not supported")
+        commit_price = None
+        if self.commit_rate is not None:
+            if self.rate_type != "FLAT" or self.commit_rate.get("rate_type", "FLAT") != "FLAT":
+                raise InvalidInput(f"{prefix}commit_rate", "only a FLAT commit_rate on a FLAT rate is supported")
+            try:
+                commit_price = Decimal(str(self.commit_rate["price"]))
+            except (KeyError, ArithmeticError, ValueError) as exc:
+                raise InvalidInput(f"{prefix}commit_rate.price", "must be a number") from exc
+            if not commit_price.is_finite() or commit_price < 0:
+                raise InvalidInput(f"{prefix}commit_rate.price", "must be zero or more")
         if self.rate_type in ("TIERED_PERCENTAGE", "CUSTOM"):
             raise InvalidInput(f"{prefix}rate_type", f"{self.rate_type} rates are not supported")
         rate = Rate(
@@ -333,6 +342,7 @@ class RateIn(Request):
             tiers=tuple(Tier(t.price, t.size) for t in self.tiers or ()),
             pricing_group_values=self.pricing_group_values or None,
             quantity=self.quantity,
+            commit_price=commit_price,
             is_prorated=self.is_prorated,
             billing_frequency=None if self.billing_frequency is None else Frequency(self.billing_frequency),
         )
@@ -386,6 +396,8 @@ def rate_json(rate: Rate) -> dict:
         body["quantity"] = rate.quantity
     if rate.is_prorated is not None:
         body["is_prorated"] = rate.is_prorated
+    if rate.commit_price is not None:
+        body["commit_rate"] = {"rate_type": "FLAT", "price": rate.commit_price}
     return body
 
 

@@ -373,3 +373,11 @@ def test_extra_cuts_split_lines_at_the_cuts_without_changing_any_exact_amount(sc
     assert sum((l.precise_total for l in cut.line_items), D(0)) == sum((l.precise_total for l in plain.line_items), D(0))
     for line in cut.line_items:
         assert not any(line.starting_at < c < line.ending_before for c in cuts)
+
+
+def test_a_usage_line_carries_its_total_at_the_rate_commit_price_for_commit_rate_commits():
+    draft = invoice(contract(flat("api", 10, commit_price=D("7.5"))), catalog(API), usage((at(1, 2), 3)))
+    [line] = draft.line_items
+    assert (line.total, line.commit_total) == (D("30.00"), D("22.50"))
+    plain = invoice(contract(flat("api", 10)), catalog(API), usage((at(1, 2), 3)))
+    assert plain.line_items[0].commit_total is None

@@ -133,6 +133,7 @@ def rate_doc(r: Rate) -> dict:
         "is_prorated": r.is_prorated,
         "billing_frequency": None if r.billing_frequency is None else r.billing_frequency.value,
         "credit_type": _credit_type_doc(r.credit_type),
+        "commit_price": r.commit_price,
     }
 
 
@@ -150,6 +151,7 @@ def rate_from_doc(d: dict) -> Rate:
         is_prorated=d.get("is_prorated"),
         billing_frequency=None if d.get("billing_frequency") is None else Frequency(d["billing_frequency"]),
         credit_type=_credit_type(d["credit_type"]),
+        commit_price=_d(d.get("commit_price")),
     )
 
 

@@ -29,7 +29,7 @@ from typing import Mapping, Protocol, Sequence
 from tally.billing.pricing.catalog import Product, ProductType, convert_quantity
 from tally.billing.pricing.contracts import Contract, validate_contract
 from tally.billing.pricing.lines import LineItem, LineType, line_from_charge
-from tally.billing.pricing.money import CreditType
+from tally.billing.pricing.money import PRICING_CONTEXT, CreditType
 from tally.billing.pricing.overrides import EffectivePricing, PriceBook
 from tally.billing.pricing.periods import Period
 from tally.billing.pricing.pricers import graduated_charge, price_flat, price_percentage
@@ -332,6 +332,11 @@ def _usage_lines(
                         pricing_group_values=pricing_values if version.pricing_group_key else None,
                         presentation_group_values=presentation_values if version.presentation_group_key else None,
                         list_price=pricing.list_rate if pricing.overridden else None,
+                        commit_total=None
+                        if pricing.list_rate.commit_price is None
+                        else pricing.credit_type.round(
+                            PRICING_CONTEXT.multiply(quantity, pricing.list_rate.commit_price)
+                        ),
                     )
                 )
     return lines

@@ -59,6 +59,7 @@ class LineItem:
     # Postpaid drawdowns are shown but paid in arrears (by the true-up), so they are not in the total.
     counts_in_total: bool = True
     scheduled_at: datetime | None = None  # on the SCHEDULED invoice issued at this instant
+    commit_total: Decimal | None = None  # usage lines: the same quantity at the rate's commit price
 
 
 def line_from_charge(

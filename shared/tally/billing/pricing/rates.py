@@ -51,6 +51,9 @@ class Rate:
     is_prorated: bool | None = None  # SUBSCRIPTION
     billing_frequency: Frequency | None = None  # SUBSCRIPTION products
     credit_type: CreditType = USD_CENTS
+    # FLAT usage rates: the unit price a COMMIT_RATE commit spends when it pays for this usage
+    # (Metronome's `commit_rate`); None: commits spend the list price.
+    commit_price: Decimal | None = None
 
     def in_effect(self, instant: datetime) -> bool:
         return self.starting_at <= instant and (self.ending_before is None or instant < self.ending_before)
