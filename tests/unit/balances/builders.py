@@ -78,7 +78,7 @@ def charge(
     )
 
 
-def manual(grant_id: str, amount, when: datetime, segment_id: str | None = None, reason: str = "goodwill") -> ManualEntry:
+def manual(grant_id: str, amount, when: datetime, segment_id: str | None = None, reason="goodwill") -> ManualEntry:
     return ManualEntry(grant_id, segment_id or f"{grant_id}/s", D(amount), when, reason)
 
 

@@ -101,7 +101,10 @@ ORDER_CASES = [
     ),
     (
         "ineligible product does not consume",
-        [grant("api", CREDIT, applicable_product_ids=("api",)), grant("tagged", CREDIT, applicable_product_tags=("premium",))],
+        [
+            grant("api", CREDIT, applicable_product_ids=("api",)),
+            grant("tagged", CREDIT, applicable_product_tags=("premium",)),
+        ],
         [charge("storage", 10, product="storage"), charge("gpu", 10, product="gpu")],
         {"storage": [], "gpu": [("tagged/s", D(10))]},
     ),
@@ -370,3 +373,28 @@ def test_rollover_segment_windows_keep_the_parent_length():
     parent = AccessSegment("s", D(1), at(1), at(1) + timedelta(hours=5))
     child = parent.rolled_over(D(1))
     assert (child.id, child.starting_at, child.ending_before) == ("s:rollover", parent.ending_before, at(1, 1, 10))
+
+
+def test_a_deduction_is_dated_at_its_last_charge_so_a_replay_never_dips_below_zero():
+    charges = [charge("a", 10, at(1, 3)), charge("b", 10, at(1, 7))]
+    burn = run([grant("c", CREDIT, "10")], charges, [manual("c", 10, at(1, 5))])
+    assert [(e.type, e.amount, e.timestamp) for e in burn.ledger if e.timestamp < at(2)] == [
+        (T.CREDIT_SEGMENT_START, D(10), at(1)),
+        (T.CREDIT_MANUAL, D(10), at(1, 5)),
+        (T.CREDIT_AUTOMATED_INVOICE_DEDUCTION, D(-20), at(1, 7)),
+    ]
+
+
+def test_postpaid_rollover_burns_before_prepaid_rollover():
+    grants = [
+        grant("a-pre", PREPAID, "100", rollover_fraction=D(1)),
+        grant("b-post", POSTPAID, "100", rollover_fraction=D(1)),
+    ]
+    burn = run(grants, [charge("x", 10, at(2, 2), invoice="inv-feb")])
+    assert drawn(burn, "x") == [("b-post/s:rollover", D(10))]
+
+
+def test_a_zero_commit_rate_covers_the_line_without_drawing():
+    burn = run([grant("cr", PREPAID, "10", rate_type=COMMIT_RATE)], [charge("x", 100, commit=0)], as_of=at(1, 20))
+    assert [(a.amount, a.balance_consumed) for a in burn.applications["x"]] == [(D(100), D(0))]
+    assert burn.balance("cr/s").remaining == D(10)

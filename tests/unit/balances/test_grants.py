@@ -32,7 +32,7 @@ def two_segments(**second):
 
 
 INVALID = [
-    ("an access segment off the hour", grant("g", segments=two_segments(starting_at=at(2, 1, 0) + timedelta(minutes=30))),
+    ("an access segment off the hour", grant("g", segments=two_segments(starting_at=at(2) + timedelta(minutes=30))),
      f"{SEGMENTS}[1].starting_at"),
     ("an access segment without a timezone", grant("g", segments=two_segments(starting_at=datetime(2026, 2, 1))),
      f"{SEGMENTS}[1].starting_at"),

@@ -191,9 +191,7 @@ class _Run:
 
     def record(self, live: _Live, movement: Movement, amount: Decimal, at: datetime, **extra) -> None:
         self._seq += 1
-        entry = LedgerEntry(
-            live.grant.id, live.segment.id, entry_type(live.grant.kind, movement), amount, at, **extra
-        )
+        entry = LedgerEntry(live.grant.id, live.segment.id, entry_type(live.grant.kind, movement), amount, at, **extra)
         key = (at, movement.rank, live.grant.id, live.segment.id, extra.get("invoice_id") or "", self._seq)
         self.entries.append((key, entry))
 
@@ -344,12 +342,16 @@ def _draw(live: _Live, charge: Charge, uncovered: Decimal, credit_type: CreditTy
     if uncovered == list_amount:
         cost = commit_amount  # the whole line at its commit rate, exactly
     else:
-        cost = credit_type.round(PRICING_CONTEXT.divide(PRICING_CONTEXT.multiply(uncovered, commit_amount), list_amount))
+        cost = credit_type.round(_scale(uncovered, commit_amount, list_amount))
     if cost <= live.balance:
         return uncovered, cost
     # Short: spend everything, cover its list-rate worth. cost > balance > 0 implies commit_amount > 0.
-    covered = credit_type.round(PRICING_CONTEXT.divide(PRICING_CONTEXT.multiply(live.balance, list_amount), commit_amount))
+    covered = credit_type.round(_scale(live.balance, list_amount, commit_amount))
     return min(covered, uncovered), live.balance
+
+
+def _scale(amount: Decimal, numerator: Decimal, denominator: Decimal) -> Decimal:
+    return PRICING_CONTEXT.divide(PRICING_CONTEXT.multiply(amount, numerator), denominator)
 
 
 def burn_down(

@@ -60,9 +60,8 @@ class AccessSegment:
     def rolled_over(self, amount: Decimal) -> AccessSegment:
         """The segment a rollover opens: as long as this one, from its end. The id derives from this
         one's, so recomputing a burn-down names it the same (manual entries can refer to it)."""
-        return AccessSegment(
-            f"{self.id}:rollover", amount, self.ending_before, self.ending_before + (self.ending_before - self.starting_at)
-        )
+        length = self.ending_before - self.starting_at
+        return AccessSegment(f"{self.id}:rollover", amount, self.ending_before, self.ending_before + length)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,10 +278,10 @@ def expand_recurring_schedule(
         unit_price = non_negative(schedule.unit_price, field("unit_price"))
         total = PRICING_CONTEXT.multiply(quantity, unit_price)
 
-    instants: list[datetime] = []
-    step = schedule.frequency.months
     # n×months on the monthly grid of the start: grid_point clamps the day within each month.
-    while (instant := grid_point(schedule.starting_at, Frequency.MONTHLY, len(instants) * step)) < schedule.ending_before:
+    instants: list[datetime] = []
+    step, start, end = schedule.frequency.months, schedule.starting_at, schedule.ending_before
+    while (instant := grid_point(start, Frequency.MONTHLY, len(instants) * step)) < end:
         instants.append(instant)
 
     def item(n: int, amount: Decimal, q: Decimal = Decimal(1), p: Decimal | None = None) -> InvoiceItem:
