@@ -5,8 +5,10 @@ the same run. These machines are noisy, so the ratios are the figures to read, n
 2. DynamoDB items written per accepted event (raw + counters, 5 matching metrics) vs the naive 6.
 3. Local end-to-end events/s, HTTPS post → counters applied, vs bare moto BatchWriteItem.
 4. Freshness: ingest 200 → visible in POST /v1/usage, p50/p99 on the live local stack.
+5. The draft invoice of a 50-product × 100-model contract after 1,000 and after 1,000,000 events:
+   DynamoDB reads, CPU excluding AWS, wall time (infra/bench_invoice.py).
 
-Figure 1 runs first, without moto: the local stack sets process-wide AWS settings when it starts.
+Figures 1 and 5 run first, without the local stack: it sets process-wide AWS settings when it starts.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Callable, Iterator
 from rich.console import Console
 from rich.table import Table
 
+from infra.bench_invoice import Shape, figure_invoice
 from infra.bench_load import (
     CUSTOMER_ALIAS,
     FRESHNESS_ALIAS,
@@ -45,14 +48,19 @@ class Sizes:
     e2e_events: int  # figure 3
     e2e_threads: int
     fresh_events: int  # figure 4
+    invoice_events: tuple[int, int]  # figure 5: events fed to the counters before the draft, few and many
+    invoice_shape: Shape  # figure 5: the contract's products × models
+    invoice_repeats: int
 
     @classmethod
     def for_run(cls, quick: bool) -> "Sizes":
         # Local posts of 100 events slow down as the events table grows (see figure 3's note), so the
         # local figures stay small; writes per event do not depend on the count beyond whole batches.
         if quick:
-            return cls(cpu_rounds=40, write_events=200, e2e_events=400, e2e_threads=4, fresh_events=50)
-        return cls(cpu_rounds=300, write_events=500, e2e_events=1_000, e2e_threads=4, fresh_events=200)
+            return cls(cpu_rounds=40, write_events=200, e2e_events=400, e2e_threads=4, fresh_events=50,
+                       invoice_events=(1_000, 5_000), invoice_shape=Shape(families=2, models=20), invoice_repeats=1)
+        return cls(cpu_rounds=300, write_events=500, e2e_events=1_000, e2e_threads=4, fresh_events=200,
+                   invoice_events=(1_000, 1_000_000), invoice_shape=Shape(), invoice_repeats=3)
 
 
 @dataclass
@@ -444,6 +452,8 @@ def run_all(quick: bool, console: Console) -> dict[str, float]:
     began = time.perf_counter()
     report = Report()
     _step(console, "1 ingest handler CPU, DynamoDB stubbed", lambda: figure_ingest_cpu(report, sizes))
+    _step(console, "5 draft invoice from the counters (moto in-process)",
+          lambda: figure_invoice(report, sizes, lambda text: console.print(f"[dim]  {text}[/dim]")))
     console.print("[dim]starting the local stack (CDK synth, moto deploy)...[/dim]")
     stack = LocalStack(port=0).start()  # default: the live stream pump runs
     try:

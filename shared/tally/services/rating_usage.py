@@ -9,17 +9,19 @@ from typing import Sequence
 from tally.billing.counters import CounterRow, combine
 from tally.billing.customers import Customer
 from tally.billing.metrics import BillableMetric
-from tally.billing.time import is_hour_aligned
+from tally.billing.time import is_hour_aligned, read_plan
 from tally.services.ports import CounterStore, MetricStore
-from tally.services.usage import read_rows
 
 
 class CounterUsageSource:
     """Implements the rating engine's UsageSource for one customer.
 
-    Rows are fetched once per (metric, segment) and filtered in memory, so pricing many group
-    values of a product costs one read of its counters, not one per group value. The cost grows
-    with buckets and groups, never with events.
+    Counters are read per metric and bucket range, for all the customer's ingest keys, and a range
+    inside one already read is served from it: a segment cut out of a period already read costs
+    the hour buckets at its edges, not its days again. Rows are indexed by group values, so
+    pricing many group values of a product costs one pass over its rows, not one per value. The
+    metrics are read together, in one request. The cost grows with buckets and groups, never with
+    events.
     """
 
     def __init__(self, customer: Customer, metrics: MetricStore, counters: CounterStore) -> None:
@@ -27,39 +29,91 @@ class CounterUsageSource:
         self._metrics = metrics
         self._counters = counters
         self._metric_cache: dict[str, BillableMetric] = {}
+        self._all_metrics_read = False
+        # (metric id, grain) -> ranges read: (first bucket, last bucket, rows)
+        self._read: dict[tuple[str, str], list[tuple[str, str, list[CounterRow]]]] = {}
         self._row_cache: dict[tuple[str, datetime, datetime], list[CounterRow]] = {}
-        self.reads = 0
+        self._index: dict[tuple, dict[tuple[str | None, ...], list[CounterRow]]] = {}
+        self._positions: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], bool]] = {}
+        self.reads = 0  # segments that needed the store (one served from rows already read needs none)
 
     def _metric(self, metric_id: str) -> BillableMetric:
         if metric_id not in self._metric_cache:
-            metric = self._metrics.get(metric_id)
-            if metric is None:
-                raise LookupError(f"billable metric {metric_id} not found")
-            self._metric_cache[metric_id] = metric
+            if not self._all_metrics_read:
+                # A contract prices many products, each on its metric: one read of them all costs
+                # one request, where a read per metric costs one request each.
+                self._metric_cache.update((m.id, m) for m in self._metrics.all())
+                self._all_metrics_read = True
+            if metric_id not in self._metric_cache:
+                metric = self._metrics.get(metric_id)
+                if metric is None:
+                    raise LookupError(f"billable metric {metric_id} not found")
+                self._metric_cache[metric_id] = metric
         return self._metric_cache[metric_id]
+
+    def _held_rows(self, metric_id: str, first: str, last: str) -> list[CounterRow] | None:
+        """Rows of buckets [first, last] (one grain) if a range read before holds them. Bucket
+        names sort as time within a grain."""
+        for low, high, rows in self._read.get((metric_id, first[0]), ()):
+            if low <= first and last <= high:
+                return rows if (low, high) == (first, last) else [r for r in rows if first <= r.bucket <= last]
+        return None
+
+    def _read_range(self, metric_id: str, first: str, last: str) -> list[CounterRow]:
+        rows = [row for key in self._customer.ingest_keys for row in self._counters.read(metric_id, key, first, last)]
+        self._read.setdefault((metric_id, first[0]), []).append((first, last, rows))
+        return rows
 
     def _rows(self, metric: BillableMetric, start: datetime, end: datetime) -> list[CounterRow]:
         if not (is_hour_aligned(start) and is_hour_aligned(end)):
             raise ValueError("rating reads usage over hour-aligned segments only")
         key = (metric.id, start, end)
         if key not in self._row_cache:
-            self.reads += 1
-            self._row_cache[key] = read_rows(self._counters, self._customer, metric, start, end) if end > start else []
+            rows: list[CounterRow] = []
+            missed = False
+            for first, last in read_plan(start, end) if end > start else []:
+                held = self._held_rows(metric.id, first, last)
+                if held is None:
+                    held, missed = self._read_range(metric.id, first, last), True
+                rows += held
+            self.reads += missed
+            self._row_cache[key] = rows
         return self._row_cache[key]
+
+    def _where(self, metric: BillableMetric, keys: tuple[str, ...]) -> tuple[tuple[int, ...], bool]:
+        """Positions of group keys in a row's group, and whether they are all of it, in order."""
+        found = self._positions.get((metric.id, keys))
+        if found is None:
+            dimensions = metric.dimensions
+            positions = tuple(_position(metric, key) for key in keys)
+            found = self._positions[(metric.id, keys)] = (positions, positions == tuple(range(len(dimensions))))
+        return found
+
+    def _by_group(
+        self, metric: BillableMetric, start: datetime, end: datetime, keys: tuple[str, ...]
+    ) -> dict[tuple[str | None, ...], list[CounterRow]]:
+        index_key = (metric.id, start, end, keys)
+        index = self._index.get(index_key)
+        if index is None:
+            index = self._index[index_key] = {}
+            positions, whole = self._where(metric, keys)
+            for row in self._rows(metric, start, end):
+                group = row.group if whole else tuple(row.group[p] for p in positions)
+                index.setdefault(group, []).append(row)
+        return index
 
     def quantity(self, metric_id: str, group_values: dict[str, str | None] | None, start: datetime, end: datetime) -> Decimal:
         metric = self._metric(metric_id)
-        rows = self._rows(metric, start, end)
         if group_values:
-            positions = {key: _position(metric, key) for key in group_values}
-            rows = [row for row in rows if all(row.group[positions[k]] == v for k, v in group_values.items())]
+            rows = self._by_group(metric, start, end, tuple(group_values)).get(tuple(group_values.values()), [])
+        else:
+            rows = self._rows(metric, start, end)
         value = combine(metric.aggregation_type, rows)
         return Decimal(0) if value is None else value
 
     def group_values(self, metric_id: str, group_keys: Sequence[str], start: datetime, end: datetime) -> list[dict[str, str | None]]:
         metric = self._metric(metric_id)
-        positions = [_position(metric, key) for key in group_keys]
-        seen = {tuple(row.group[p] for p in positions) for row in self._rows(metric, start, end)}
+        seen = self._by_group(metric, start, end, tuple(group_keys))
         ordered = sorted(seen, key=lambda values: tuple("" if v is None else v for v in values))
         return [dict(zip(group_keys, values)) for values in ordered]
 

@@ -8,7 +8,9 @@ Attributes: `v` running total (COUNT, SUM) or maximum (MAX); `u` the distinct va
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
+from typing import Iterable, Mapping
 
 from botocore.exceptions import ClientError
 
@@ -16,6 +18,7 @@ from tally.adapters.dynamo.client import dynamodb, error_code, translate
 from tally.billing.counters import CounterKey, CounterRow
 
 _UNIQUE_PREFIX = "="  # DynamoDB sets cannot hold an empty string; every member gets a prefix
+_BATCH_WRITE_MAX = 25  # items per BatchWriteItem request (DynamoDB's limit)
 
 
 def counter_pk(metric_id: str, ingest_key: str) -> str:
@@ -102,33 +105,89 @@ class DynamoCounterStore:
             ExpressionAttributeValues={":o": {"S": order}, ":v": _number(value)},
         )
 
-    def read(self, metric_id, ingest_key, first_bucket, last_bucket):
-        rows = []
-        paginator = self._client.get_paginator("query")
+    def put_rows(
+        self, metric_id: str, ingest_key: str, rows: Iterable[CounterRow], marks: Mapping[str, str] | None = None
+    ) -> int:
+        """Store counters as given, replacing any stored item: bulk loads (imports, benchmark
+        fixtures), never live counting, which must go through the conditional writes above.
+        `marks` (shard -> high-water mark) are stored on every item, so a later replay of those
+        shards adds nothing. Returns the number of items written."""
+        pk = {"S": counter_pk(metric_id, ingest_key)}
+        extra = {"mk_" + shard: {"S": mark} for shard, mark in (marks or {}).items()}
+        written = 0
+        batch: list[dict] = []
+        for row in rows:
+            item = {"pk": pk, "sk": {"S": counter_sk(row.bucket, row.group)}, **_attributes(row), **extra}
+            batch.append({"PutRequest": {"Item": item}})
+            if len(batch) == _BATCH_WRITE_MAX:
+                written += self._batch_write(batch)
+                batch = []
+        if batch:
+            written += self._batch_write(batch)
+        return written
+
+    def _batch_write(self, requests: list[dict]) -> int:
+        # Idempotent: each put replaces its item by key, so resending unprocessed ones is safe.
+        pending, delay = {self._table: requests}, 0.05
         try:
-            for page in paginator.paginate(
-                TableName=self._table,
-                KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
-                ExpressionAttributeValues={
-                    ":pk": {"S": counter_pk(metric_id, ingest_key)},
-                    ":lo": {"S": first_bucket},
-                    ":hi": {"S": last_bucket + "#~"},  # group JSON starts with '[', which sorts below '~'
-                },
-                ConsistentRead=True,
-            ):
-                rows.extend(_row(item) for item in page["Items"])
+            while pending:
+                pending = self._client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if pending:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
         except ClientError as exc:
             raise translate(exc) from exc
-        return rows
+        return len(requests)
+
+    def read(self, metric_id, ingest_key, first_bucket, last_bucket):
+        rows: list[CounterRow] = []
+        groups: dict[str, tuple[str | None, ...]] = {}  # a range repeats a few group values many times
+        request = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+            # Only what a row holds: the partition key and the shards' marks would be parsed for
+            # nothing, and parsing is most of a read's CPU in the function.
+            "ProjectionExpression": "#sk, #v, #u, #lo, #lv",
+            "ExpressionAttributeNames": {"#sk": "sk", "#v": "v", "#u": "u", "#lo": "lo", "#lv": "lv"},
+            "ExpressionAttributeValues": {
+                ":pk": {"S": counter_pk(metric_id, ingest_key)},
+                ":lo": {"S": first_bucket},
+                ":hi": {"S": last_bucket + "#~"},  # group JSON starts with '[', which sorts below '~'
+            },
+            "ConsistentRead": True,
+        }
+        try:
+            while True:
+                page = self._client.query(**request)
+                rows.extend(_row(item, groups) for item in page["Items"])
+                if "LastEvaluatedKey" not in page:
+                    return rows
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except ClientError as exc:
+            raise translate(exc) from exc
 
 
-def _row(item: dict) -> CounterRow:
-    bucket, _, group = item["sk"]["S"].partition("#")
+def _attributes(row: CounterRow) -> dict:
+    """The value attributes of a counter item (the inverse of `_row`)."""
+    attributes: dict = {}
+    if row.total is not None:
+        attributes["v"] = _number(row.total)
+    if row.uniques:
+        attributes["u"] = {"SS": sorted(_UNIQUE_PREFIX + v for v in row.uniques)}
+    if row.latest is not None:
+        attributes["lo"], attributes["lv"] = {"S": row.latest[0]}, _number(row.latest[1])
+    return attributes
+
+
+def _row(item: dict, groups: dict[str, tuple[str | None, ...]]) -> CounterRow:
+    bucket, _, group_json = item["sk"]["S"].partition("#")
+    group = groups.get(group_json)
+    if group is None:
+        group = groups[group_json] = tuple(json.loads(group_json))
+    value = item.get("v")
+    row = CounterRow(bucket, group, None if value is None else Decimal(value["N"]))
+    if "u" not in item and "lo" not in item:
+        return row
     latest = (item["lo"]["S"], Decimal(item["lv"]["N"])) if "lo" in item else None
-    return CounterRow(
-        bucket=bucket,
-        group=tuple(json.loads(group)),
-        total=Decimal(item["v"]["N"]) if "v" in item else None,
-        uniques=frozenset(v[len(_UNIQUE_PREFIX) :] for v in item.get("u", {}).get("SS", [])),
-        latest=latest,
-    )
+    uniques = frozenset(v[len(_UNIQUE_PREFIX) :] for v in item.get("u", {}).get("SS", []))
+    return CounterRow(bucket, group, row.total, uniques, latest)
