@@ -51,11 +51,87 @@ def local_up(
         f"-H 'Content-Type: application/json' -d '{example}'",
         flush=True,
     )
+    print("Close billing periods now (the hourly schedule also runs on its own):")
+    print(f"  tally local close-periods --port {stack.http.port} --api-key {stack.api_key} --as-of {now}", flush=True)
     stopped.wait()
     print("stopping...", flush=True)
     stack.stop()
     # The CDK's jsii node process shared our terminal's SIGINT and is gone; skip its atexit hook.
     os._exit(0)
+
+
+@local_app.command("close-periods")
+def local_close_periods(
+    as_of: Optional[str] = typer.Option(
+        None, "--as-of", help="ISO-8601 instant to close periods as of, e.g. 2025-02-02T00:00:00Z (default: now)."
+    ),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Base URL of the local stack (overrides --port)."),
+    port: int = typer.Option(8787, help="Port of the local stack's HTTP API on 127.0.0.1."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TALLY_API_KEY", help="The stack's API key."),
+    timeout: float = typer.Option(300, help="Seconds to wait for the execution to end."),
+) -> None:
+    """Fire the close-billing-periods schedule of a running local stack, with the event EventBridge
+    would send at --as-of; print the execution's status and output (exit 1 unless it succeeded)."""
+    import urllib.error
+    import urllib.request
+
+    if not api_key:
+        console.print("[red]--api-key (or TALLY_API_KEY) is required[/red]")
+        raise typer.Exit(2)
+    base = (endpoint or f"http://127.0.0.1:{port}").rstrip("/")
+    when = as_of or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    request = urllib.request.Request(
+        f"{base}/local/schedules/close-billing-periods",
+        data=json.dumps({"time": when}).encode(),
+        method="POST",
+        headers={"content-type": "application/json", "authorization": f"Bearer {api_key}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            result = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        console.print(f"[red]{exc.code}[/red] {exc.read().decode(errors='replace')}")
+        raise typer.Exit(1) from exc
+    except urllib.error.URLError as exc:
+        console.print(f"[red]cannot reach {base}: {exc.reason}[/red] (is `tally local up` running?)")
+        raise typer.Exit(1) from exc
+    print(json.dumps(result, indent=2))
+    if result.get("status") != "SUCCEEDED":
+        raise typer.Exit(1)
+
+
+@local_app.command("tail")
+def local_tail(
+    topic: str = typer.Argument(..., help="alerts or invoices"),
+    endpoint_url: Optional[str] = typer.Option(
+        None, "--endpoint-url", help="AWS endpoint: the local stack's, as `tally local up` prints it."
+    ),
+    stack: str = typer.Option("Tally", help="CloudFormation stack whose topic ARN outputs to use."),
+    customer_id: Optional[str] = typer.Option(None, "--customer-id", help="Only this customer's messages."),
+    message_type: Optional[str] = typer.Option(None, "--type", help="Only this type, e.g. alerts.usage_threshold_reached."),
+) -> None:
+    """Subscribe a new SQS queue to the topic and print messages as they arrive (Ctrl-C stops,
+    unsubscribes and deletes the queue). Filters are SNS filter policies on message attributes."""
+    from infra.tail import TopicTail
+
+    policy = {k: [v] for k, v in (("customer_id", customer_id), ("type", message_type)) if v}
+    tail = TopicTail(topic, stack, endpoint_url, policy or None)
+    console.print(f"[dim]tailing {tail.topic_arn} through {tail.queue_url} (Ctrl-C to stop)[/dim]")
+    stopped = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+
+    def show(message: dict) -> None:
+        properties = message.get("properties", {})
+        console.print(
+            f"[bold]{message.get('type')}[/bold] [cyan]{message.get('id')}[/cyan] "
+            f"customer={properties.get('customer_id')}"
+        )
+        console.print_json(json.dumps(message.get("properties", {}), default=str))
+
+    try:
+        tail.follow(show, stopped.is_set)
+    finally:
+        tail.close()
 
 
 def _billing_table(stack: str, table: Optional[str], endpoint_url: Optional[str]) -> tuple[str, Optional[str]]:

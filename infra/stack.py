@@ -10,11 +10,14 @@ from constructs import Construct
 
 from infra.assets import lambda_code
 from infra.constructs.aggregator import Aggregator
+from infra.constructs.alerts import Alerts
+from infra.constructs.cycle_close import DEFAULT_GRACE_PERIOD_HOURS, DEFAULT_SCHEDULE, CycleClose
 from infra.constructs.api_function import ApiFunction
 from infra.constructs.http_api import HttpApi
 from infra.constructs.ingest import Ingest
 from infra.constructs.tables import Tables
 from infra.constructs.tally_function import FunctionDefaults, powertools_layer
+from infra.constructs.topics import Topics
 
 DEFAULT_POWERTOOLS_LAYER_VERSION = 18
 # Off by default: the tables already have RemovalPolicy.RETAIN, so deleting a stack never drops
@@ -46,7 +49,15 @@ class TallyStack(Stack):
             self.node.try_get_context("deletion_protection") or DEFAULT_DELETION_PROTECTION
         )
 
+        # Cycle close: `-c cycle_close_schedule="rate(15 minutes)"`, `-c grace_period_hours=48`.
+        cycle_close_schedule = str(self.node.try_get_context("cycle_close_schedule") or DEFAULT_SCHEDULE)
+        grace = self.node.try_get_context("grace_period_hours")
+        grace_period_hours = DEFAULT_GRACE_PERIOD_HOURS if grace is None else int(grace)  # 0 is valid
+        if grace_period_hours < 0:
+            raise ValueError(f"grace_period_hours must be 0 or more, not {grace_period_hours}")
+
         tables = Tables(self, "Tables", deletion_protection=deletion_protection)
+        topics = Topics(self, "Topics")
 
         with lambda_code() as code:
             defaults = FunctionDefaults(
@@ -57,6 +68,17 @@ class TallyStack(Stack):
             ingest = Ingest(self, "Ingest", tables=tables, defaults=defaults)
             api = ApiFunction(self, "Api", tables=tables, defaults=defaults)
             aggregator = Aggregator(self, "Aggregator", tables=tables, defaults=defaults)
+            alerts = Alerts(self, "Alerts", tables=tables, topics=topics, defaults=defaults)
+            alerts.grant_evaluation(api, topics)
+            cycle_close = CycleClose(
+                self,
+                "CycleClose",
+                tables=tables,
+                topics=topics,
+                defaults=defaults,
+                schedule=cycle_close_schedule,
+                grace_period_hours=grace_period_hours,
+            )
 
         http_api = HttpApi(
             self,
@@ -71,3 +93,8 @@ class TallyStack(Stack):
         CfnOutput(self, "CountersTableName", value=tables.counters.table_name)
         CfnOutput(self, "BillingTableName", value=tables.billing.table_name)
         CfnOutput(self, "AggregatorDlqUrl", value=aggregator.dlq.queue_url)
+        CfnOutput(self, "CloseBillingPeriodsArn", value=cycle_close.state_machine.state_machine_arn)
+        CfnOutput(self, "CycleCloseDlqUrl", value=cycle_close.dlq.queue_url)
+        CfnOutput(self, "InvoicesTopicArn", value=topics.invoices.topic_arn)
+        CfnOutput(self, "AlertsTopicArn", value=topics.alerts.topic_arn)
+        CfnOutput(self, "AlertsDlqUrl", value=alerts.dlq.queue_url)

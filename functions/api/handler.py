@@ -5,11 +5,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tally import wiring
 from tally.api.app import build_resolver
-from tally.api.routes import balances, catalog, contracts, contracts_v2, customers, events, metrics, usage
+from tally.api.routes import alerts, balances, catalog, contracts, contracts_v2, customers, events, invoices, metrics, usage
 
 logger = Logger(service="tally-api")
 app = build_resolver(
-    [customers.router, metrics.router, usage.router, events.router, contracts.router, contracts_v2.router, catalog.router, balances.router],
+    [customers.router, metrics.router, usage.router, events.router, contracts.router, contracts_v2.router, catalog.router, balances.router, alerts.router, invoices.router],
     wiring.api_keys,
 )
 

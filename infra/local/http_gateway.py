@@ -5,15 +5,20 @@ resources, payload format 2.0 events, and the handler's response mapped back to 
 from __future__ import annotations
 
 import base64
+import json
 import time
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from infra.local.lambdas import FunctionError, LocalLambdas
 
 _TEXT_TYPES = ("application/json", "text/")
+# A route that exists only on the local runtime (no API Gateway route, no Lambda): it gets the
+# lowercased headers and the body, and returns the status and a JSON body.
+LocalRoute = Callable[[dict, bytes], tuple[int, dict]]
 
 
 @dataclass(frozen=True)
@@ -89,8 +94,10 @@ def build_event(route: Route, params: dict, method: str, raw_path: str, query: s
 
 
 class LocalHttpApi:
-    def __init__(self, lambdas: LocalLambdas, routes: list[Route], host: str, port: int) -> None:
+    def __init__(self, lambdas: LocalLambdas, routes: list[Route], host: str, port: int,
+                 local_routes: dict[tuple[str, str], LocalRoute] | None = None) -> None:
         self.routes = routes
+        self.local_routes = local_routes or {}  # (method, path) -> LocalRoute
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -105,6 +112,13 @@ class LocalHttpApi:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                local = api.local_routes.get((self.command, url.path))
+                if local is not None:
+                    try:
+                        status, payload = local(headers, body)
+                    except Exception as exc:  # noqa: BLE001 - a 500 with the reason, for the developer
+                        status, payload = 500, {"message": repr(exc), "type": "internal_error"}
+                    return self._reply(status, {"content-type": "application/json"}, json.dumps(payload).encode())
                 chosen = choose(api.routes, self.command, url.path)
                 if chosen is None:
                     return self._reply(404, {"content-type": "application/json"}, b'{"message":"Not Found"}')

@@ -11,6 +11,11 @@
 4. `StreamShard.add` delivers each record alone, with one shared sequence number, and drops
    failures. It is replaced by one that keeps every record with an increasing sequence number and
    wakes the stream pump, which does the delivering (batches, order, retries, bisect).
+5. moto's `Table.query` walks every item of the table, comparing keys as DynamoTypes (slow), and
+   keeps those of the partition: a billing table of a few thousand items made each read of a
+   customer's counters, alerts or contracts cost 25-100 ms. A query of the table now reads only the
+   partition; a query of an index pre-selects with a plain compare of the index hash key. moto's
+   own checks still run on what is left, so results are the same.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ def install(lambdas: LocalLambdas) -> None:
     LambdaFunction._invoke_lambda = _invoke_lambda
     StreamShard.add = add
     _narrow_transaction_snapshots()
+    _partition_queries()
     for name in _ATOMIC_WRITES:
         setattr(DynamoDBBackend, name, _atomic(getattr(DynamoDBBackend, name)))
 
@@ -113,6 +119,49 @@ def _narrow_transaction_snapshots() -> None:
             raise
 
     DynamoDBBackend.transact_write_items = transact_write_items
+
+
+def _partition_queries() -> None:
+    from moto.dynamodb.models.table import Table
+
+    hint = threading.local()
+    original_query, original_all_items = Table.query, Table.all_items
+
+    def query(self, hash_key, *args, **kwargs):
+        # moto's signature: (hash_key, range_comparison, range_objs, limit, exclusive_start_key,
+        # scan_index_forward, projection_expressions, index_name=None, ...)
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if hash_key is not None and index_name is None and self.range_key_attr:
+            hint.partition = (self, None, hash_key)
+        elif hash_key is not None and index_name is not None and self.range_key_attr:
+            index = next((i for i in self.all_indexes() if i.name == index_name), None)
+            hash_attrs = [k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH"] if index else []
+            if len(hash_attrs) == 1:
+                hint.partition = (self, hash_attrs[0], hash_key)
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            hint.partition = None
+
+    def all_items(self):
+        partition = getattr(hint, "partition", None)
+        if partition is None or partition[0] is not self:
+            return original_all_items(self)
+        _, index_hash_attr, key = partition
+        if index_hash_attr is None:
+            # moto keeps the partition's items in `items[hash_key]`; query filters to exactly those
+            return list(self.items.get(key, {}).values())
+        # An index query keeps the items whose index hash key equals `key`: a cheap superset here
+        # (plain type and value compare), which moto's own, slower checks then narrow.
+        # moto's all_items also sorts the whole table; the index query sorts what it keeps anyway.
+        return [
+            item
+            for partition_items in list(self.items.values())
+            for item in list(partition_items.values())
+            if (value := item.attrs.get(index_hash_attr)) is not None and value.type == key.type and value.value == key.value
+        ]
+
+    Table.query, Table.all_items = query, all_items
 
 
 def _atomic(operation):

@@ -46,6 +46,7 @@ REPLACED_TYPES = {
     # moto's CloudFormation cannot create these; locally there is no alarm and no queue policy.
     "AWS::CloudWatch::Alarm",
     "AWS::SQS::QueuePolicy",
+    "AWS::SNS::TopicPolicy",  # the TLS-only policy on each topic
 }
 
 
@@ -119,8 +120,10 @@ def _quiet_disabled_metrics() -> None:
 
 class LocalStack:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
-                 moto_port: int = 0, live_pump: bool = True) -> None:
+                 moto_port: int = 0, live_pump: bool = True, schedule_interval: float | None = None) -> None:
         self.host = host
+        # Seconds between local schedule ticks; None: each EventBridge rule's own rate.
+        self.schedule_interval = schedule_interval
         self.port = port
         self.moto_port = moto_port or free_port(host)
         self.api_key = api_key
@@ -142,7 +145,8 @@ class LocalStack:
         from infra.local import moto_patches
         from infra.local.lambdas import LocalLambdas
 
-        self._mock = mock_aws()
+        # Step Functions executions really run (LocalWorkflows recreates the state machines there).
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()  # in-process clients (the handlers) reach moto without HTTP
         self._moto_server = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
         self._moto_server.start()  # same backends, for any other AWS client
@@ -153,11 +157,15 @@ class LocalStack:
         _quiet_disabled_metrics()
         self._deploy()
         self._start_pump(moto_patches)
+        self._start_workflows()
         self._start_http()
         self._ensure_api_key()
         return self
 
     def stop(self) -> None:
+        workflows = getattr(self, "workflows", None)
+        if workflows is not None:
+            workflows.stop()
         pump = getattr(self, "pump", None)
         if pump is not None:
             pump.stop()
@@ -272,11 +280,19 @@ class LocalStack:
             thread.start()
             self._threads.append(thread)
 
+    def _start_workflows(self) -> None:
+        from infra.local.workflows import LocalWorkflows
+
+        self.workflows = LocalWorkflows(self.template, self.deployment.resources, STACK_NAME, REGION, ACCOUNT)
+        self.workflows.deploy()
+        self.workflows.start_schedules(self.schedule_interval, log=lambda line: print(line, flush=True))
+
     def _start_http(self) -> None:
         from infra.local.http_gateway import LocalHttpApi, routes_from_template
 
         routes = routes_from_template(self.template, self.deployment.functions)
-        self.http = LocalHttpApi(self.lambdas, routes, self.host, self.port)
+        self.http = LocalHttpApi(self.lambdas, routes, self.host, self.port,
+                                 local_routes=self.workflows.local_routes())
         thread = threading.Thread(target=self.http.server.serve_forever, name="http-api", daemon=True)
         thread.start()
         self._threads.append(thread)

@@ -12,6 +12,13 @@ class Settings(BaseModel):
     events_table: str | None = Field(default=None)
     counters_table: str | None = Field(default=None)
     billing_table: str | None = Field(default=None)
+    # SNS topic ARNs, set by infra.constructs.topics on each function that publishes.
+    invoices_topic_arn: str | None = Field(default=None)
+    alerts_topic_arn: str | None = Field(default=None)
+    # The alerts function, invoked asynchronously to evaluate a new all-customer alert.
+    alerts_function_name: str | None = Field(default=None)
+    # Cycle close: a period is finalized once its end plus this grace has passed (per deployment).
+    grace_period_hours: int = Field(default=24, ge=0)
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -26,4 +33,8 @@ def get_settings() -> Settings:
         events_table=os.environ.get("EVENTS_TABLE"),
         counters_table=os.environ.get("COUNTERS_TABLE"),
         billing_table=os.environ.get("BILLING_TABLE"),
+        invoices_topic_arn=os.environ.get("INVOICES_TOPIC_ARN"),
+        alerts_topic_arn=os.environ.get("ALERTS_TOPIC_ARN"),
+        alerts_function_name=os.environ.get("ALERTS_FUNCTION_NAME"),
+        grace_period_hours=os.environ.get("TALLY_GRACE_PERIOD_HOURS") or 24,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 
 from tally.adapters.clock import system_clock
@@ -10,12 +11,18 @@ from tally.adapters.dynamo.catalog import DynamoCatalogStore
 from tally.adapters.dynamo.documents import DynamoContractStore, DynamoDocumentStore
 from tally.adapters.dynamo.counters import DynamoCounterStore
 from tally.adapters.dynamo.events import DynamoEventStore
+from tally.adapters.dynamo.invoices import DynamoInvoiceStore
+from tally.adapters.dynamo.alerts import DynamoAlertStore
+from tally.adapters.lambda_invoke import AsyncInvoker
+from tally.adapters.sns import SnsPublisher
 from tally.services.aggregate import AggregateService
+from tally.services.alerts import AlertService, LiveReadings
 from tally.services.api_keys import ApiKeyService
 from tally.services.balances import BalanceService, GrantBook
 from tally.services.breakdowns import BreakdownService
 from tally.services.catalog import CatalogService
 from tally.services.contracts import ContractService
+from tally.services.cycle_close import CycleCloseService
 from tally.services.customers import CustomerService
 from tally.services.events_search import EventSearchService
 from tally.services.ingest import IngestService
@@ -102,12 +109,31 @@ def grant_book() -> GrantBook:
 
 
 @lru_cache(maxsize=1)
+def invoice_store() -> DynamoInvoiceStore:
+    return DynamoInvoiceStore(get_settings().require("billing_table"))
+
+
+@lru_cache(maxsize=1)
 def invoice_service() -> InvoiceService:
     return InvoiceService(
         contract_service(),
         lambda customer: CounterUsageSource(customer, metric_store(), counter_store()),
         system_clock,
         grant_book(),
+        invoice_store(),
+    )
+
+
+@lru_cache(maxsize=1)
+def cycle_close_service() -> CycleCloseService:
+    return CycleCloseService(
+        invoice_service(),
+        invoice_store(),
+        billing_store(),
+        publisher(),
+        lambda: get_settings().require("invoices_topic_arn"),  # only publishing needs it
+        system_clock,
+        timedelta(hours=get_settings().grace_period_hours),
     )
 
 
@@ -128,6 +154,38 @@ def breakdown_service() -> BreakdownService:
     return BreakdownService(invoice_service())
 
 
+@lru_cache(maxsize=1)
+def publisher() -> SnsPublisher:
+    return SnsPublisher()
+
+
+def _credit_type_known(credit_type_id: str) -> bool:
+    from tally.billing.errors import NotFound
+
+    try:
+        catalog_service().credit_type(credit_type_id)
+    except NotFound:
+        return False
+    return True
+
+
+@lru_cache(maxsize=1)
+def alert_service() -> AlertService:
+    settings = get_settings()
+    function = settings.alerts_function_name
+    return AlertService(
+        DynamoAlertStore(settings.require("billing_table")),
+        billing_store(),
+        metric_store(),
+        _credit_type_known,
+        LiveReadings(metric_store(), counter_store(), invoice_service(), balance_service(), system_clock),
+        publisher(),
+        lambda: get_settings().require("alerts_topic_arn"),
+        system_clock,
+        evaluate_later=(lambda alert_id: AsyncInvoker(function).invoke({"evaluate_alert": alert_id})) if function else None,
+    )
+
+
 def reset() -> None:
     """Forget cached settings and clients (the local runtime redeploys within one process)."""
     import sys
@@ -135,8 +193,13 @@ def reset() -> None:
     from tally.adapters.dynamo.client import dynamodb
     from tally.settings import get_settings
 
+    from tally.adapters.lambda_invoke import lambda_client
+    from tally.adapters.sns import sns_client
+
     get_settings.cache_clear()
     dynamodb.cache_clear()
+    sns_client.cache_clear()
+    lambda_client.cache_clear()
     module = sys.modules[__name__]
     for name in dir(module):
         candidate = getattr(module, name)

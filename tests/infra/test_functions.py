@@ -7,6 +7,9 @@ import pytest
 INGEST = "functions.ingest.handler.handler"
 API = "functions.api.handler.handler"
 AGGREGATE = "functions.aggregate.handler.handler"
+ALERTS = "functions.alerts.handler.handler"
+# Besides tables, a function may name the SNS topic it publishes to and the function it starts.
+OTHER_ENV = {"api": {"ALERTS_TOPIC_ARN", "ALERTS_FUNCTION_NAME"}, "alerts": {"ALERTS_TOPIC_ARN"}}
 
 FUNCTIONS = {
     "ingest: 10 s, 512 MB, events and billing tables": (
@@ -34,6 +37,13 @@ FUNCTIONS = {
         "tally-aggregate",
         {"COUNTERS_TABLE": "TablesCounters", "BILLING_TABLE": "TablesBilling"},
     ),
+    "alerts: 60 s, 1024 MB, counters and billing tables": (
+        ALERTS,
+        60,
+        1024,
+        "tally-alerts",
+        {"COUNTERS_TABLE": "TablesCounters", "BILLING_TABLE": "TablesBilling"},
+    ),
 }
 
 
@@ -52,7 +62,8 @@ def test_function_configuration(synth, handler, timeout, memory, service, tables
     assert "FunctionName" not in props
 
     env = props["Environment"]["Variables"]
-    assert {k: v for k, v in env.items() if not k.endswith("_TABLE")} == {
+    other = OTHER_ENV.get(service.removeprefix("tally-"), set())
+    assert {k: v for k, v in env.items() if not k.endswith("_TABLE") and k not in other} == {
         "POWERTOOLS_SERVICE_NAME": service,
         "POWERTOOLS_METRICS_NAMESPACE": "Tally",
         "LOG_LEVEL": "INFO",
@@ -64,7 +75,7 @@ def test_function_configuration(synth, handler, timeout, memory, service, tables
         assert table_env[name] == {"Ref": table_id}
 
 
-@pytest.mark.parametrize("handler", [INGEST, API, AGGREGATE])
+@pytest.mark.parametrize("handler", [INGEST, API, AGGREGATE, ALERTS])
 def test_function_logs_to_its_own_log_group_with_retention(synth, handler):
     _, function = synth.function(handler)
     log_group_id = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
@@ -73,7 +84,7 @@ def test_function_logs_to_its_own_log_group_with_retention(synth, handler):
     assert log_group["Properties"]["RetentionInDays"] == 30
 
 
-@pytest.mark.parametrize("handler", [INGEST, API, AGGREGATE])
+@pytest.mark.parametrize("handler", [INGEST, API, AGGREGATE, ALERTS])
 def test_function_uses_the_regional_powertools_v3_layer(synth, handler):
     _, function = synth.function(handler)
     (layer,) = function["Properties"]["Layers"]
@@ -87,4 +98,5 @@ def test_all_functions_share_one_code_asset(synth):
         f["Properties"]["Code"]["S3Key"] for f in synth.of_type("AWS::Lambda::Function").values()
     }
     assert len(keys) == 1
-    assert len(synth.of_type("AWS::Lambda::Function")) == 3
+    # ingest, api, aggregate, alerts, and the three cycle-close tasks (tests/infra/test_cycle_close.py)
+    assert len(synth.of_type("AWS::Lambda::Function")) == 7

@@ -20,6 +20,17 @@ RESOURCE_STAR_ALLOWED = {
     "xray:PutTraceSegments",
     "xray:PutTelemetryRecords",
     "dynamodb:ListStreams",
+    # The state machine's execution logging and tracing (see tests/infra/test_cycle_close.py).
+    "logs:CreateLogDelivery",
+    "logs:GetLogDelivery",
+    "logs:UpdateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:DescribeResourcePolicies",
+    "logs:DescribeLogGroups",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
 }
 
 

@@ -18,6 +18,25 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     ("AwsSolutions-L1", "Tally/Aggregator/Function"),
     ("AwsSolutions-SQS3", "Tally/Aggregator/Dlq"),
     ("AwsSolutions-APIG4", "Tally/HttpApi/Api"),
+    ("AwsSolutions-IAM5[Resource::*]", "Tally/Alerts/Role"),
+    ("AwsSolutions-L1", "Tally/Alerts/Function"),
+    ("AwsSolutions-SQS3", "Tally/Alerts/Dlq"),
+    *(
+        (rule, f"Tally/CycleClose/{function}/{part}")
+        for function in ("FindDuePeriods", "FinalizePeriod", "PublishInvoices")
+        for rule, part in (("AwsSolutions-IAM5[Resource::*]", "Role"), ("AwsSolutions-L1", "Function"))
+    ),
+    ("AwsSolutions-SQS3", "Tally/CycleClose/Dlq"),
+    # Logs delivery and X-Ray, and each task function's ARN + ':*' (versions and aliases).
+    ("AwsSolutions-IAM5[Resource::*]", "Tally/CycleClose/StateMachine"),
+    *(
+        (f"AwsSolutions-IAM5[Resource::<CycleClose{function}Function{suffix}.Arn>:*]", "Tally/CycleClose/StateMachine")
+        for function, suffix in (
+            ("FindDuePeriods", "5851E2F6"),
+            ("FinalizePeriod", "20F44B60"),
+            ("PublishInvoices", "D36879EA"),
+        )
+    ),
 }
 
 

@@ -15,6 +15,11 @@ def test_outputs(synth):
         "CountersTableName",
         "BillingTableName",
         "AggregatorDlqUrl",
+        "CloseBillingPeriodsArn",
+        "CycleCloseDlqUrl",
+        "InvoicesTopicArn",
+        "AlertsTopicArn",
+        "AlertsDlqUrl",
     }
     api_id = next(iter(synth.of_type("AWS::ApiGatewayV2::Api")))
     assert api_id in referenced_ids(outputs["ApiUrl"]["Value"])

@@ -609,7 +609,7 @@ def _line_json(line: LineItem, products: dict[str, Product]) -> dict:
 
 def invoice_json(draft: DraftInvoice, products: dict[str, Product]) -> dict:
     invoice: Invoice = draft.invoice
-    return {
+    body = {
         "id": draft.id,
         "type": invoice.type.value,
         "status": invoice.status,
@@ -627,6 +627,9 @@ def invoice_json(draft: DraftInvoice, products: dict[str, Product]) -> dict:
         "custom_fields": {},
         "billable_status": "billable",
     }
+    if draft.regenerated_from_invoice_id is not None:
+        body["regenerated_from_invoice_id"] = draft.regenerated_from_invoice_id
+    return body
 
 
 def parse_time_param(field: str, value: str | None) -> datetime | None:

@@ -1,22 +1,30 @@
-"""Draft invoices, computed at read time from the counters and never stored.
+"""Invoices: drafts computed at read time from the counters, finalized ones served from storage.
 
 Every period of every live (unarchived) contract, up to and including the one holding "now",
-has a draft invoice per credit type with charges (the rate card's fiat type always). Its id is a
-UUIDv5 of (contract, period start, credit type), so the same draft has the same id on every read
-and a later finalized invoice can keep it.
+has a USAGE invoice per credit type with charges (the rate card's fiat type always), and SCHEDULED
+invoices at their issue instants. An invoice's id is a UUIDv5 of (contract, type, period start or
+issue instant, credit type): its "slot". A draft is computed on every read and has the slot's id.
+
+Cycle close (services/cycle_close.py) stores a slot's invoice once, FINALIZED, under the same id,
+with the drawdowns it made (invoice_records.py). From then on the slot is served from storage and
+the burn-down replays those drawdowns exactly. Once a period's USAGE invoice is stored the period
+is closed: late usage still counts in /v1/usage but lands on no invoice, so a closed period is
+rated without usage, only to find SCHEDULED invoices that are new (a commit bought later with a
+past invoice date). A voided invoice's slot has no draft and its drawdowns are given back, until a
+regenerate recomputes that slot from current data into a new FINALIZED invoice.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Callable
+from typing import Callable, Sequence
 
 from tally.billing.customers import Customer
-from tally.billing.errors import InvalidInput, NotFound
-from tally.billing.balances import BurnDown, Charge, Grant, GrantKind, burn_down, segment_edges
+from tally.billing.errors import InvalidInput, NotFound, TallyError
+from tally.billing.balances import BurnDown, Charge, Grant, GrantKind, TrueUp, burn_down, segment_edges
 from tally.billing.pricing import (
     Contract,
     LineItem,
@@ -34,6 +42,7 @@ from tally.billing.pricing import (
 from tally.billing.time import format_rfc3339
 from tally.services.balances import CustomerGrants, GrantBook
 from tally.services.contracts import ContractService
+from tally.services.invoice_records import FINALIZED, VOID, InvoiceStore, StoredInvoice
 
 INVOICE_NAMESPACE = uuid.UUID("6f1c2b0e-5d3a-4c1e-9a57-7b7f1e0c2d41")
 
@@ -44,11 +53,22 @@ def invoice_id(contract_id: str, starting_at: datetime, credit_type: CreditType,
     return str(uuid.uuid5(INVOICE_NAMESPACE, f"{contract_id}|{scope}{format_rfc3339(starting_at)}|{credit_type.id}"))
 
 
+class PeriodNotFound(TallyError):
+    """The contract has no such billing period (or is archived, or the period has not started)."""
+
+    status = 404
+    kind = "not_found"
+
+
 @dataclass(frozen=True, slots=True)
 class DraftInvoice:
+    """An invoice as served: a draft, or a stored one (`invoice.status` FINALIZED or VOID; then
+    `contract` is None when it was read by id alone)."""
+
     id: str
     invoice: Invoice
-    contract: Contract
+    contract: Contract | None
+    regenerated_from_invoice_id: str | None = None
 
 
 # Lines commits and credits may pay for (Metronome: usage, subscription and composite products).
@@ -93,17 +113,22 @@ def _grant_name(grant: Grant, products: dict[str, Product], at: datetime) -> str
     return grant.name or (product.at(at).name if product else grant.product_id)
 
 
-def _applied_lines(rated, charges: list[Charge], burn: BurnDown, grants: CustomerGrants, credit_types) -> dict:
-    """One applied_commit_or_credit line per (invoice, segment): the drawdowns of its lines, summed."""
+def _applied_lines(rated, charge_ids: dict[str, str], burn: BurnDown, grants: CustomerGrants) -> dict:
+    """One applied_commit_or_credit line per (invoice, segment): the drawdowns of its draft lines,
+    summed. `charge_ids`: the draft slots, and the id their charges are keyed by."""
     line_of = {}
     for d, invoices in rated:
         for invoice in invoices:
-            draft_id = invoice_id(d.contract.id, invoice.starting_at, invoice.credit_type, invoice.type)
+            slot = invoice_id(d.contract.id, invoice.starting_at, invoice.credit_type, invoice.type)
+            if slot not in charge_ids:
+                continue
             for index, line in enumerate(invoice.line_items):
-                line_of[f"{draft_id}|{index}"] = (d, invoice, line)
+                line_of[f"{charge_ids[slot]}|{index}"] = (d, invoice, line)
     grant_by_id = {g.id: g for g in grants.grants}
     sums: dict[tuple, list] = {}
     for key, applications in burn.applications.items():
+        if key not in line_of:
+            continue  # a finalized or voided invoice's charge: its lines are stored
         d, invoice, line = line_of[key]
         for a in applications:
             group = (d.contract.id, d.period.starting_at, invoice.type, invoice.starting_at, a.grant_id, a.segment_id)
@@ -177,16 +202,18 @@ def _purchase_lines(d: DuePeriod, grants: CustomerGrants, products: dict[str, Pr
     return lines
 
 
-def _true_up_lines(d: DuePeriod, burn: BurnDown, grants: CustomerGrants, products: dict[str, Product]) -> list[LineItem]:
-    """Postpaid shortfalls settled in the period, billed on the invoicing contract."""
+def _true_up_lines(
+    d: DuePeriod, true_ups: Sequence[TrueUp], grants: CustomerGrants, products: dict[str, Product]
+) -> list[LineItem]:
+    """Postpaid shortfalls settled in the period, billed on the invoicing contract. A true-up of 0
+    is billed too: the SCHEDULED invoice at the commit's invoice item is its settlement record, and
+    cycle close can tell it is due without running the burn-down."""
     fiat = d.contract.rate_card.fiat_credit_type
     grant_by_id = {g.id: g for g in grants.grants}
     lines = []
-    for true_up in burn.true_ups:
+    for true_up in true_ups:
         grant = grant_by_id[true_up.grant_id]
         if _invoice_contract(grant, grants) != d.contract.id or not d.period.contains(true_up.timestamp):
-            continue
-        if true_up.amount == 0:
             continue
         lines.append(
             LineItem(
@@ -210,17 +237,132 @@ def _true_up_lines(d: DuePeriod, burn: BurnDown, grants: CustomerGrants, product
     return lines
 
 
-@dataclass(frozen=True, slots=True)
-class _BurnRun:
-    drafts: list  # [(DuePeriod, [DraftInvoice])]
-    burn: BurnDown
-    inputs: tuple
+def _expected_true_ups(grants: CustomerGrants) -> list[TrueUp]:
+    """Every postpaid commit's true-up, its amount unknown (0): where its SCHEDULED invoice will be."""
+    return [
+        TrueUp(g.id, g.access_schedule[0].id, g.product_id, g.contract_id, g.invoice_schedule[0].id,
+               g.invoice_schedule[0].timestamp, Decimal(0))
+        for g in grants.grants
+        if g.kind is GrantKind.POSTPAID and g.invoice_schedule and g.access_schedule
+    ]
+
+
+class _NoUsage:
+    """The usage of a closed period: its USAGE invoices are stored, so pricing it again only looks
+    for SCHEDULED invoices, which never depend on usage."""
+
+    def quantity(self, metric_id, group_values, start, end) -> Decimal:
+        return Decimal(0)
+
+    def group_values(self, metric_id, group_keys, start, end) -> list:
+        return []
+
+
+NO_USAGE = _NoUsage()
 
 
 @dataclass(frozen=True, slots=True)
 class DuePeriod:
     contract: Contract
     period: Period
+
+    @property
+    def key(self) -> tuple[str, datetime]:
+        return self.contract.id, self.period.starting_at
+
+    @property
+    def usage_slot(self) -> str:
+        return invoice_id(self.contract.id, self.period.starting_at, self.contract.rate_card.fiat_credit_type)
+
+
+@dataclass
+class _PeriodState:
+    """Which of a period's slots are stored, and which are drafts."""
+
+    due: DuePeriod
+    records: list[StoredInvoice]
+    regenerating: str | None = None  # the voided slot a regenerate recomputes
+    finalized: dict[str, StoredInvoice] = field(init=False)
+    awaiting: set[str] = field(init=False)  # voided slots not regenerated: no invoice, no draft
+    closed: bool = field(init=False)  # the USAGE invoice is stored: usage lands nowhere any more
+
+    def __post_init__(self) -> None:
+        self.finalized = {r.slot: r for r in self.records if r.status == FINALIZED}
+        self.awaiting = {r.slot for r in self.records if r.status == VOID} - self.finalized.keys()
+        self.closed = any(r.slot == self.due.usage_slot for r in self.records)
+
+    def is_draft(self, slot: str, type_: InvoiceType) -> bool:
+        if slot == self.regenerating:
+            return True
+        if slot in self.finalized or slot in self.awaiting:
+            return False
+        return not (self.closed and type_ is InvoiceType.USAGE)
+
+    @property
+    def rated_with_usage(self) -> bool:
+        return not self.closed or self.regenerating is not None
+
+    @property
+    def settled(self) -> bool:
+        """Final for the burn-down: its USAGE invoice is finalized (draft charges checked apart)."""
+        return self.due.usage_slot in self.finalized
+
+
+@dataclass
+class _PeriodView:
+    state: _PeriodState
+    drafts: list[DraftInvoice]  # draft slots, in assembly order
+    # draft charges by slot, keyed by the id their charges carry (the slot, or a regenerated id)
+    charges: dict[str, list[Charge]] = field(default_factory=dict)
+
+    @property
+    def current(self) -> list[DraftInvoice]:
+        """The period's invoices: drafts and finalized ones, in assembly order."""
+        fiat = self.state.due.contract.rate_card.fiat_credit_type
+        stored = [
+            DraftInvoice(r.id, r.invoice, self.state.due.contract, r.regenerated_from_invoice_id)
+            for r in self.state.finalized.values()
+        ]
+        return sorted(self.drafts + stored, key=lambda d: _invoice_order(d.invoice, fiat))
+
+    @property
+    def voided(self) -> list[DraftInvoice]:
+        records = sorted(
+            (r for r in self.state.records if r.status == VOID),
+            key=lambda r: (r.invoice.type is not InvoiceType.USAGE, r.invoice.starting_at, r.finalized_at, r.id),
+        )
+        return [DraftInvoice(r.id, r.invoice, self.state.due.contract, r.regenerated_from_invoice_id) for r in records]
+
+
+def _invoice_order(invoice: Invoice, fiat: CreditType) -> tuple:
+    """assemble_invoices' order: USAGE first, then SCHEDULED by issue instant; fiat first."""
+    return (
+        invoice.type is not InvoiceType.USAGE,
+        invoice.starting_at,
+        invoice.credit_type != fiat,
+        invoice.credit_type.name,
+        invoice.credit_type.id,
+    )
+
+
+@dataclass(frozen=True)
+class _Computed:
+    views: dict[tuple[str, datetime], _PeriodView]
+    burn: BurnDown | None
+    inputs: tuple | None
+
+
+@dataclass(frozen=True)
+class PeriodClose:
+    """What closing one (contract, period) stores: the invoices due and not stored yet, with the
+    drawdowns they made. `final_ids`: the period's FINALIZED invoices, those stored before too."""
+
+    final_ids: list[str]
+    new: list[StoredInvoice]
+
+
+def _overlaps(period: Period, start: datetime, end: datetime) -> bool:
+    return period.starting_at < end and start < period.ending_before
 
 
 class InvoiceService:
@@ -230,16 +372,21 @@ class InvoiceService:
         usage_for: Callable[[Customer], UsageSource],
         clock: Callable[[], datetime],
         grants: GrantBook | None = None,
+        records: InvoiceStore | None = None,
     ) -> None:
         self._contracts = contracts
         self._usage_for = usage_for
         self._clock = clock
         self._grants = grants
+        self._records = records
 
-    def due_periods(self, customer_id: str, contract_id: str | None = None) -> tuple[Customer, list[DuePeriod]]:
-        """(contract, period) pairs with a draft: periods started by now, oldest first."""
+    # -- periods and inputs ----------------------------------------------------------------------
+    def due_periods(
+        self, customer_id: str, contract_id: str | None = None, until: datetime | None = None
+    ) -> tuple[Customer, list[DuePeriod]]:
+        """(contract, period) pairs with an invoice: periods started by `until` (now), oldest first."""
         customer = self._contracts.customer(customer_id)
-        now = self._clock()
+        now = self._clock() if until is None else until
         due = []
         for document in self._contracts.list(customer_id):
             if contract_id is not None and document["id"] != contract_id:
@@ -253,69 +400,165 @@ class InvoiceService:
         """What pricing a customer's periods reads: its usage and the catalog's products."""
         return self._usage_for(customer), self._contracts.products()
 
-    def _price(self, customer: Customer, due: list[DuePeriod], wanted: list[DuePeriod] | None = None) -> list[DraftInvoice]:
-        """Drafts of the `wanted` periods (all of `due` by default), in `wanted` order.
+    def records(self, customer_id: str) -> list[StoredInvoice]:
+        """The customer's finalized and voided invoices (none without a record store)."""
+        return self._records.list_for_customer(customer_id) if self._records is not None else []
+
+    # -- computing ---------------------------------------------------------------------------------
+    def _compute(
+        self,
+        customer: Customer,
+        due: list[DuePeriod],
+        records: list[StoredInvoice],
+        now: datetime,
+        wanted: list[DuePeriod] | None = None,
+        regenerating: StoredInvoice | None = None,
+        regenerated_id: str | None = None,
+        grants: CustomerGrants | None = None,
+    ) -> _Computed:
+        """The views of the `wanted` periods (all of `due` by default).
 
         Without commits or credits each period is priced on its own. With them, every period of the
         customer is priced (a balance carries from one invoice to the next), the burn-down runs once
-        over all their lines, and each invoice gets its drawdowns, commit purchases and true-ups."""
-        wanted = due if wanted is None else wanted
-        usage, products = self.pricing_inputs(customer)
-        grants = self._grants.of_customer(customer.id) if self._grants is not None else None
-        if grants is None or not grants.grants:
-            return [
-                _draft(d.contract, invoice)
-                for d in wanted
-                for invoice in build_draft_invoices(d.contract, products, d.period, usage)
-            ]
-        run = self._burn(customer, due, grants, products, usage)
-        keys = {(w.contract.id, w.period.starting_at) for w in wanted}
-        by_period = {
-            (d.contract.id, d.period.starting_at): drafts
-            for d, drafts in run.drafts
-            if (d.contract.id, d.period.starting_at) in keys
+        over all their draft lines and every stored invoice's drawdowns, and each draft gets its
+        drawdowns, commit purchases and true-ups."""
+        by_period: dict[tuple[str, datetime], list[StoredInvoice]] = {}
+        for record in records:
+            by_period.setdefault((record.contract_id, record.period_start), []).append(record)
+        regen_key = None if regenerating is None else (regenerating.contract_id, regenerating.period_start)
+        states = {
+            d.key: _PeriodState(d, by_period.get(d.key, []), regenerating.slot if d.key == regen_key else None) for d in due
         }
-        return [draft for w in wanted for draft in by_period[(w.contract.id, w.period.starting_at)]]
 
-    def _burn(
-        self, customer: Customer, due: list[DuePeriod], grants: CustomerGrants, products: dict[str, Product], usage: UsageSource
-    ) -> _BurnRun:
+        def charge_id(slot: str) -> str:
+            """Draft charges are keyed by their slot; a regenerated slot's by the new invoice's id,
+            since the voided invoice's drawdowns still carry the slot."""
+            return regenerated_id if regenerating is not None and slot == regenerating.slot and regenerated_id else slot
+
+        usage, products = self.pricing_inputs(customer)
+        if grants is None and self._grants is not None:
+            grants = self._grants.of_customer(customer.id)
+        if grants is None or not grants.grants:
+            views = {}
+            for d in due if wanted is None else wanted:
+                state = states[d.key]
+                invoices = build_draft_invoices(d.contract, products, d.period, self._usage_of(state, usage))
+                view = _PeriodView(state, [])
+                for invoice in invoices:
+                    slot = invoice_id(d.contract.id, invoice.starting_at, invoice.credit_type, invoice.type)
+                    if state.is_draft(slot, invoice.type):
+                        view.drafts.append(_draft(d.contract, invoice))
+                        view.charges[slot] = []  # nothing to draw from: no drawdown to freeze
+                views[d.key] = view
+            return _Computed(views, None, None)
+
         edges = segment_edges(grants.grants)
-        rated = [(d, build_draft_invoices(d.contract, products, d.period, usage, cuts=edges)) for d in due]
-        charges, credit_types = [], {}
+        rated = [
+            (d, build_draft_invoices(d.contract, products, d.period, self._usage_of(states[d.key], usage), cuts=edges))
+            for d in due
+        ]
+        charges: list[Charge] = []
+        credit_types: dict[str, CreditType] = {}
+        charge_ids: dict[str, str] = {}
+        draft_charges: dict[tuple[str, datetime], dict[str, list[Charge]]] = {}
         for d, invoices in rated:
+            state = states[d.key]
             for invoice in invoices:
-                draft_id = invoice_id(d.contract.id, invoice.starting_at, invoice.credit_type, invoice.type)
-                for index, line in enumerate(invoice.line_items):
+                slot = invoice_id(d.contract.id, invoice.starting_at, invoice.credit_type, invoice.type)
+                for line in invoice.line_items:
                     credit_types[line.credit_type.id] = line.credit_type
+                if not state.is_draft(slot, invoice.type):
+                    continue
+                charge_ids[slot] = charge_id(slot)
+                slot_charges = draft_charges.setdefault(d.key, {}).setdefault(slot, [])
+                for index, line in enumerate(invoice.line_items):
                     if line.type in DRAWABLE:
-                        charges.append(_charge(f"{draft_id}|{index}", draft_id, d.contract.id, line, products))
+                        charge = _charge(f"{charge_ids[slot]}|{index}", charge_ids[slot], d.contract.id, line, products)
+                        slot_charges.append(charge)
+                        charges.append(charge)
+        for record in records:
+            for line in record.invoice.line_items:
+                credit_types.setdefault(line.credit_type.id, line.credit_type)
+            charges += record.charges()
         tags = {p.id: tuple(p.at(self._clock()).tags) if p.versions else () for p in products.values()}
-        burn = burn_down(grants.grants, charges, grants.manual_entries, tags, self._clock(), credit_types)
-        applied = _applied_lines(rated, charges, burn, grants, credit_types)
-        drafts = []
+        settled = self._settled_segments(grants, states, draft_charges, now)
+        burn = burn_down(grants.grants, charges, grants.manual_entries, tags, now, credit_types, settled_segments=settled)
+        applied = _applied_lines(rated, charge_ids, burn, grants)
+        views = {}
+        keys = None if wanted is None else {w.key for w in wanted}
         for d, invoices in rated:
+            if keys is not None and d.key not in keys:
+                continue
+            state = states[d.key]
             lines = [line for inv in invoices for line in inv.line_items if line.type is not LineType.CPU_CONVERSION]
-            lines += applied.get((d.contract.id, d.period.starting_at), [])
+            lines += applied.get(d.key, [])
             lines += _purchase_lines(d, grants, products)
-            lines += _true_up_lines(d, burn, grants, products)
-            drafts.append((d, [_draft(d.contract, inv) for inv in assemble_invoices(d.contract, d.period, lines)]))
-        return _BurnRun(drafts, burn, (grants.grants, charges, grants.manual_entries, tags, credit_types))
+            lines += _true_up_lines(d, burn.true_ups, grants, products)
+            view = _PeriodView(state, [])
+            for invoice in assemble_invoices(d.contract, d.period, lines):
+                slot = invoice_id(d.contract.id, invoice.starting_at, invoice.credit_type, invoice.type)
+                if state.is_draft(slot, invoice.type):
+                    view.drafts.append(_draft(d.contract, invoice))
+                    view.charges[slot] = draft_charges.get(d.key, {}).get(slot, [])
+            views[d.key] = view
+        return _Computed(views, burn, (grants.grants, charges, grants.manual_entries, tags, credit_types))
+
+    @staticmethod
+    def _usage_of(state: _PeriodState, usage: UsageSource) -> UsageSource:
+        return usage if state.rated_with_usage else NO_USAGE
+
+    @staticmethod
+    def _settled_segments(
+        grants: CustomerGrants,
+        states: dict[tuple[str, datetime], _PeriodState],
+        draft_charges: dict[tuple[str, datetime], dict[str, list[Charge]]],
+        now: datetime,
+    ) -> set[str]:
+        """Segments whose every invoice is final: the window is over, and every period it overlaps,
+        of every contract the grant serves, has its USAGE invoice finalized and no draft line to draw."""
+        settled = set()
+        for grant in grants.grants:
+            windows = [(s.id, s.starting_at, s.ending_before) for s in grant.access_schedule]
+            if grant.rolls_over:
+                rollovers = [s.rolled_over(Decimal(0)) for s in grant.access_schedule]
+                windows += [(c.id, c.starting_at, c.ending_before) for c in rollovers]
+            for segment_id, start, end in windows:
+                if end > now:
+                    continue
+                served = [
+                    state
+                    for state in states.values()
+                    if (grant.contract_id is None or state.due.contract.id == grant.contract_id)
+                    and _overlaps(state.due.period, start, end)
+                ]
+                if all(state.settled and not any(draft_charges.get(state.due.key, {}).values()) for state in served):
+                    settled.add(segment_id)
+        return settled
+
+    def _views(self, customer: Customer, due: list[DuePeriod], wanted: list[DuePeriod], records=None) -> list[_PeriodView]:
+        records = self.records(customer.id) if records is None else records
+        computed = self._compute(customer, due, records, self._clock(), wanted)
+        return [computed.views[w.key] for w in wanted]
 
     def burn_down(self, customer_id: str) -> BurnDown:
-        """The customer's burn-down now, over every draft invoice of every contract."""
+        """The customer's burn-down now, over every invoice of every contract."""
         return self._burn_run(customer_id).burn
 
     def burn_inputs(self, customer_id: str) -> tuple:
         """(grants, charges, manual entries, catalog tags, credit types): what burn_down reads."""
         return self._burn_run(customer_id).inputs
 
-    def _burn_run(self, customer_id: str) -> _BurnRun:
+    def _burn_run(self, customer_id: str) -> _Computed:
         assert self._grants is not None, "balances need the grant book"
         customer, due = self.due_periods(customer_id)
-        usage, products = self.pricing_inputs(customer)
-        return self._burn(customer, due, self._grants.of_customer(customer_id), products, usage)
+        grants = self._grants.of_customer(customer_id)
+        if not grants.grants:  # nothing to burn: no need to price
+            products = self._contracts.products()
+            tags = {p.id: tuple(p.at(self._clock()).tags) if p.versions else () for p in products.values()}
+            return _Computed({}, burn_down((), (), (), tags, self._clock()), ((), [], (), tags, {}))
+        return self._compute(customer, due, self.records(customer_id), self._clock(), grants=grants)
 
+    # -- reads -------------------------------------------------------------------------------------
     def list(
         self,
         customer_id: str,
@@ -329,16 +572,18 @@ class InvoiceService:
         credit_type_id: str | None = None,
         newest_first: bool = False,
     ) -> tuple[list[DraftInvoice], int | None]:
-        """A page of drafts and the offset of the next page (None: last page).
+        """A page of invoices and the offset of the next page (None: last page).
 
-        Only the page's periods are priced: filters on dates narrow the (contract, period) list
-        first. A page counts periods, so a period with two credit types may add one invoice more."""
-        if status is not None and status.upper() not in ("DRAFT", "FINALIZED", "VOID"):
+        A period lists its drafts and finalized invoices, then its voided ones. Only the page's
+        periods are priced (none when listing FINALIZED or VOID invoices: those are stored). Filters
+        on dates narrow the (contract, period) list first. A page counts periods, so a period with
+        several invoices may add more than one."""
+        if status is not None and status.upper() not in ("DRAFT", FINALIZED, VOID):
             raise InvalidInput("status", "must be DRAFT, FINALIZED or VOID")
+        wanted_status = None if status is None else status.upper()
         customer, all_due = self.due_periods(customer_id)
+        records = self.records(customer_id)
         due = [d for d in all_due if contract_id is None or d.contract.id == contract_id]
-        if status is not None and status.upper() != "DRAFT":
-            return [], None  # nothing is finalized or voided yet
         # ending_before is exclusive and so is a period's end: a period "ends before" T when its
         # end is at or before T.
         due = [
@@ -349,24 +594,218 @@ class InvoiceService:
         ]
         if newest_first:
             due.reverse()
+
+        def wanted(invoice: DraftInvoice) -> bool:
+            return (wanted_status is None or invoice.invoice.status == wanted_status) and (
+                credit_type_id is None or invoice.invoice.credit_type.id == credit_type_id
+            )
+
         page: list[DraftInvoice] = []
         position = offset
         while position < len(due) and len(page) < limit:
             take = due[position : position + max(1, limit - len(page))]
-            for period_drafts in _by_period(self._price(customer, all_due, take)):
+            if wanted_status in (FINALIZED, VOID):
+                groups = [self._stored_of(d, records, wanted_status) for d in take]
+            else:
+                groups = [view.current + view.voided for view in self._views(customer, all_due, take, records)]
+            for invoices in groups:
                 if len(page) >= limit:
                     break
-                page += [d for d in period_drafts if credit_type_id is None or d.invoice.credit_type.id == credit_type_id]
+                page += [invoice for invoice in invoices if wanted(invoice)]
                 position += 1
         return page, position if position < len(due) else None
 
+    @staticmethod
+    def _stored_of(d: DuePeriod, records: list[StoredInvoice], status: str) -> list[DraftInvoice]:
+        state = _PeriodState(d, [r for r in records if (r.contract_id, r.period_start) == d.key])
+        view = _PeriodView(state, [])
+        return view.current if status == FINALIZED else view.voided
+
     def get(self, customer_id: str, invoice_id_: str) -> DraftInvoice:
+        record = self._records.get(invoice_id_) if self._records is not None else None
+        if record is not None:
+            self._contracts.customer(customer_id)
+            if record.customer_id != customer_id:
+                raise NotFound(f"invoice {invoice_id_} not found for customer {customer_id}")
+            return DraftInvoice(record.id, record.invoice, None, record.regenerated_from_invoice_id)
         customer, due = self.due_periods(customer_id)
+        records = self.records(customer_id)
         # Usage invoice ids are known without pricing; scheduled ones need the period priced.
         for d in due:
-            if invoice_id(d.contract.id, d.period.starting_at, d.contract.rate_card.fiat_credit_type) == invoice_id_:
-                return self._price(customer, due, [d])[0]
-        for draft in self._price(customer, due):
-            if draft.id == invoice_id_:
-                return draft
+            if d.usage_slot == invoice_id_:
+                found = [i for i in self._views(customer, due, [d], records)[0].drafts if i.id == invoice_id_]
+                if found:
+                    return found[0]
+        for view in self._views(customer, due, due, records):
+            for draft in view.drafts:
+                if draft.id == invoice_id_:
+                    return draft
         raise NotFound(f"invoice {invoice_id_} not found for customer {customer_id}")
+
+    # -- cycle close -------------------------------------------------------------------------------
+    def close_period(
+        self,
+        customer_id: str,
+        contract_id: str,
+        period_start: datetime,
+        as_of: datetime,
+        grace: timedelta,
+        records: list[StoredInvoice],
+        finalized_at: datetime,
+    ) -> PeriodClose:
+        """The period's invoices due as of `as_of` and not stored yet, as FINALIZED records priced
+        exactly as a read would price them now: the USAGE ones once the period's end plus `grace`
+        has passed, SCHEDULED ones at their issue instant (one holding a postpaid true-up also waits
+        `grace`, and for every USAGE invoice its commit served to be stored)."""
+        now = max(self._clock(), as_of)
+        customer, due = self.due_periods(customer_id, until=now)
+        target = next((d for d in due if d.contract.id == contract_id and d.period.starting_at == period_start), None)
+        if target is None:
+            raise PeriodNotFound(
+                f"contract {contract_id} of customer {customer_id} has no billing period starting {format_rfc3339(period_start)}"
+            )
+        grants = self._grants.of_customer(customer_id) if self._grants is not None else None
+        computed = self._compute(customer, due, records, now, [target], grants=grants)
+        view = computed.views[target.key]
+        stored = {r.slot for r in records}
+        closed = {d.key: d.usage_slot in stored for d in due}
+        new = []
+        for draft in view.drafts:  # USAGE invoices come first
+            invoice = draft.invoice
+            if invoice.type is InvoiceType.USAGE:
+                if target.period.ending_before + grace > as_of:
+                    continue
+                closed[target.key] = True  # stored with the rest, from the same burn-down
+            elif not self._scheduled_due(invoice, as_of, grace, grants, due, closed):
+                continue
+            new.append(self._record(draft, target, view.charges.get(draft.id, []), computed.burn, draft.id, finalized_at))
+        final_ids = [i.id for i in view.current if i.invoice.status == FINALIZED] + [r.id for r in new]
+        return PeriodClose(final_ids, new)
+
+    def regenerated(
+        self, voided: StoredInvoice, new_id: str, records: list[StoredInvoice], finalized_at: datetime
+    ) -> StoredInvoice:
+        """A voided invoice's slot recomputed from current data, as a FINALIZED record `new_id`."""
+        now = self._clock()
+        customer, due = self.due_periods(voided.customer_id, until=now)
+        target = next((d for d in due if d.key == (voided.contract_id, voided.period_start)), None)
+        if target is None:
+            raise InvalidInput("id", "the invoice's contract is archived or no longer bills that period")
+        computed = self._compute(customer, due, records, now, [target], regenerating=voided, regenerated_id=new_id)
+        view = computed.views[target.key]
+        draft = next((d for d in view.drafts if d.id == voided.slot), None)
+        if draft is None:  # nothing is billed in that slot any more: an empty invoice
+            empty = replace(voided.invoice, line_items=(), subtotal=Decimal(0), total=Decimal(0), status="DRAFT")
+            draft = DraftInvoice(voided.slot, empty, target.contract)
+        record = self._record(draft, target, view.charges.get(voided.slot, []), computed.burn, new_id, finalized_at)
+        return replace(record, regenerated_from_invoice_id=voided.id)
+
+    @staticmethod
+    def _record(
+        draft: DraftInvoice, d: DuePeriod, charges: list[Charge], burn: BurnDown | None, record_id: str, finalized_at: datetime
+    ) -> StoredInvoice:
+        """A draft frozen: its lines as priced, and the drawdowns its charges made in that burn-down."""
+        drawdowns = []
+        for charge in charges:
+            applications = burn.applications.get(charge.key, ()) if burn is not None else ()
+            if applications:
+                key = f"{record_id}|{len(drawdowns)}"
+                drawdowns.append(replace(charge, key=key, invoice_id=record_id, finalized=True, applications=applications))
+        return StoredInvoice(
+            id=record_id,
+            slot=draft.id,
+            customer_id=draft.invoice.customer_id,
+            contract_id=d.contract.id,
+            period_start=d.period.starting_at,
+            period_end=d.period.ending_before,
+            invoice=replace(draft.invoice, status=FINALIZED),
+            drawdowns=tuple(drawdowns),
+            finalized_at=finalized_at,
+        )
+
+    def _scheduled_due(
+        self,
+        invoice: Invoice,
+        as_of: datetime,
+        grace: timedelta,
+        grants: CustomerGrants | None,
+        due: list[DuePeriod],
+        closed: dict[tuple[str, datetime], bool],
+    ) -> bool:
+        if invoice.starting_at > as_of:
+            return False
+        true_ups = [line for line in invoice.line_items if line.type is LineType.POSTPAID_TRUEUP]
+        if not true_ups:
+            return True
+        if invoice.starting_at + grace > as_of or grants is None:
+            return False
+        # A true-up is what usage did not consume: wait until every invoice that could consume is stored.
+        by_id = {g.id: g for g in grants.grants}
+        for line in true_ups:
+            grant = by_id.get(line.commit_id or "")
+            segment = grant.segment(line.commit_segment_id or "") if grant is not None else None
+            if segment is None:
+                continue
+            for d in due:
+                if (grant.contract_id is None or d.contract.id == grant.contract_id) and _overlaps(
+                    d.period, segment.starting_at, segment.ending_before
+                ):
+                    if not closed[d.key]:
+                        return False
+        return True
+
+    def due_closes(
+        self,
+        customer_id: str,
+        as_of: datetime,
+        grace: timedelta,
+        records: list[StoredInvoice],
+        unpublished_before: datetime | None = None,
+    ) -> list[dict]:
+        """The customer's periods with an invoice due as of `as_of` and not stored yet (see
+        close_period), found without reading usage: {customer_id, contract_id, period_start, kind}.
+        With `unpublished_before`, also the periods with a FINALIZED invoice finalized before then,
+        never published, and not claimed for publication since then."""
+        customer, due = self.due_periods(customer_id, until=as_of)
+        stored = {r.slot for r in records}
+        closed = {d.key: d.usage_slot in stored for d in due}
+        live = {d.key for d in due}
+        unpublished = [
+            r
+            for r in records
+            if unpublished_before is not None
+            and r.status == FINALIZED
+            and r.published_at is None
+            and r.finalized_at < unpublished_before  # the run that finalized it had its chance
+            and (r.publish_claimed_at is None or r.publish_claimed_at < unpublished_before)
+            and (r.contract_id, r.period_start) in live
+        ]
+        products = self._contracts.products()
+        grants = self._grants.of_customer(customer_id) if self._grants is not None else None
+        expected_true_ups = _expected_true_ups(grants) if grants is not None else []
+        found = []
+        for d in due:
+            start = format_rfc3339(d.period.starting_at)
+            item = {"customer_id": customer_id, "contract_id": d.contract.id, "period_start": start}
+            if d.period.ending_before + grace <= as_of and not closed[d.key]:
+                found.append(item | {"kind": InvoiceType.USAGE.value})
+            lines = [line for inv in build_draft_invoices(d.contract, products, d.period, NO_USAGE) for line in inv.line_items]
+            if grants is not None:
+                lines += _purchase_lines(d, grants, products) + _true_up_lines(d, expected_true_ups, grants, products)
+            for invoice in assemble_invoices(d.contract, d.period, lines):
+                slot = invoice_id(d.contract.id, invoice.starting_at, invoice.credit_type, invoice.type)
+                if invoice.type is InvoiceType.SCHEDULED and slot not in stored and self._scheduled_due(
+                    invoice, as_of, grace, grants, due, closed
+                ):
+                    found.append(item | {"kind": InvoiceType.SCHEDULED.value})
+                    break
+        for record in unpublished:
+            found.append(
+                {
+                    "customer_id": customer_id,
+                    "contract_id": record.contract_id,
+                    "period_start": format_rfc3339(record.period_start),
+                    "kind": record.invoice.type.value,
+                }
+            )
+        return found

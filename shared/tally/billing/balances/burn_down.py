@@ -36,24 +36,45 @@ consumption, i.e. what was left including any part that rolled over.
 Ledger. Deductions are one entry per (segment, invoice) with the summed amount, dated at the last
 charge of that invoice which drew from the segment: a replay of the ledger in time order then never
 shows a balance the burn-down did not have. A draft invoice's deductions are `pending`.
+
+Finalized invoices. A finalized invoice's charges carry the applications they were finalized with
+(`Charge.applications`). Those are replayed exactly, whatever changed since (late usage on drafts,
+manual entries, rate changes, new grants), and their deductions are not pending. The money they
+need is reserved: a draft charge, or a negative manual entry, takes only what leaves every later
+finalized draw on the segment covered, counting the positive manual entries that come before it,
+and, on a segment that rolls over, what the rollover segment must receive for the finalized draws
+on it. Before the j-th finalized event of a segment (a draw, or a positive manual entry), in the
+order above, the reserve is R_j = max(0, outflow_j + R_{j+1}), and after the last one it is that
+rollover need. So finalizing changes no draft's answer while nothing else changes (whatever a draft
+took then left the later finalized draws covered), a finalized draw is never short, and no balance
+goes below zero. Only an edited grant (an access schedule cut after finalization) can leave a
+finalized draw without its segment; it is then skipped and counted in `unapplied_frozen`.
+A voided invoice's charges draw nothing. Each of its deductions is still listed, with a CANCELED
+entry that gives the amount back at the same instant, just before it (no type exists for postpaid
+commits, whose voided drawdowns simply disappear).
+Segment ends (rollover, expiration, true-up) are `pending` unless the caller names the segment in
+`settled_segments` (every invoice it served is finalized); without that argument none is pending.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal
-from typing import Iterable, Mapping
+from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
+from typing import Callable, Iterable, Mapping
 
 from tally.billing.balances.eligibility import Charge, applicable_product_count, burn_rank, grant_applies_to
 from tally.billing.balances.grants import AccessSegment, CommitRateType, Grant, GrantKind
-from tally.billing.balances.ledger import LedgerEntry, ManualEntry, Movement, entry_type
+from tally.billing.balances.ledger import LedgerEntry, ManualEntry, Movement, entry_type, has_entry_type
 from tally.billing.errors import InvalidInput
 from tally.billing.pricing.money import PRICING_CONTEXT, CreditType
 from tally.billing.pricing.validation import as_decimal, aware
 
 ZERO = Decimal(0)
+_ROUND_UP = PRICING_CONTEXT.copy()
+_ROUND_UP.rounding = ROUND_CEILING
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +136,8 @@ class BurnDown:
     # Negative manual entries can only take what is left; late usage on a draft may leave less than
     # when the entry was checked. This is what they could not take (0 for a consistent ledger).
     unapplied_manual: Decimal = ZERO
+    # Finalized drawdowns whose segment no longer holds them (a grant edited after finalization).
+    unapplied_frozen: Decimal = ZERO
 
     def balance(self, segment_id: str) -> SegmentBalance:
         for balance in self.balances:
@@ -151,6 +174,14 @@ class _Live:
     balance: Decimal = ZERO
     pending: Decimal = ZERO
     rolled_out: Decimal = ZERO
+    plan: tuple[Decimal, ...] = ()  # the reserve before each finalized event ahead, then at the end
+    planned: int = 0  # finalized events of this segment applied so far
+
+    @property
+    def available(self) -> Decimal:
+        """What a draft charge or a negative manual entry may take now."""
+        reserved = self.plan[min(self.planned, len(self.plan) - 1)] if self.plan else ZERO
+        return max(self.balance - reserved, ZERO)
 
     @property
     def reduces_total(self) -> bool:
@@ -172,14 +203,18 @@ class _Run:
     catalog_tags: Mapping[str, tuple[str, ...]]
     credit_types: Mapping[str, CreditType]
     as_of: datetime
+    settled: frozenset[str] | None = None
+    plans: Mapping[str, tuple[Decimal, ...]] = field(default_factory=dict)
     segments: dict[str, _Live] = field(default_factory=dict)
     active: dict[str, _Live] = field(default_factory=dict)
     queue: list = field(default_factory=list)
     entries: list[tuple[tuple, LedgerEntry]] = field(default_factory=list)
     deductions: dict[tuple[str, str], _Deduction] = field(default_factory=dict)
+    canceled: dict[tuple[str, str], _Deduction] = field(default_factory=dict)
     applications: dict[str, tuple[Application, ...]] = field(default_factory=dict)
     true_ups: list[TrueUp] = field(default_factory=list)
     unapplied_manual: Decimal = ZERO
+    unapplied_frozen: Decimal = ZERO
     _seq: int = 0
 
     def credit_type(self, credit_type_id: str) -> CreditType:
@@ -205,6 +240,7 @@ class _Run:
             segment,
             burn_rank(grant, segment, rolled_over_from is not None, applicable_product_count(grant, self.catalog_tags)),
             rolled_over_from,
+            plan=self.plans.get(segment.id, ()),
         )
         self.segments[segment.id] = live
         tie = (grant.id, segment.id)
@@ -216,10 +252,14 @@ class _Run:
         self.active[live.segment.id] = live
         self.record(live, Movement.START, live.segment.amount, at)
 
+    def end_pending(self, live: _Live) -> bool:
+        return self.settled is not None and live.segment.id not in self.settled
+
     def end(self, live: _Live, at: datetime) -> None:
         live.ended = True
         self.active.pop(live.segment.id, None)
         grant = live.grant
+        pending = self.end_pending(live)
         if grant.rolls_over and live.rolled_over_from is None:
             assert grant.rollover_fraction is not None
             precision = Decimal(1).scaleb(-self.credit_type(grant.credit_type_id).precision)
@@ -227,21 +267,22 @@ class _Run:
                 precision, rounding=ROUND_DOWN, context=PRICING_CONTEXT
             )
             if rolled:
-                self.record(live, Movement.ROLLOVER, -rolled, at)
+                self.record(live, Movement.ROLLOVER, -rolled, at, pending=pending)
             live.balance -= rolled
             live.rolled_out = rolled
             self.open(grant, live.segment.rolled_over(rolled), rolled_over_from=live.segment.id)
         if grant.kind is GrantKind.POSTPAID and live.rolled_over_from is None:
             return  # the true-up settles the rest
         if live.balance:
-            self.record(live, Movement.EXPIRATION, -live.balance, at)
+            self.record(live, Movement.EXPIRATION, -live.balance, at, pending=pending)
         live.balance = ZERO
 
     def true_up(self, payload: tuple[_Live, str], at: datetime) -> None:
         live, item_id = payload
         due = live.balance + live.rolled_out
         if live.balance:
-            self.record(live, Movement.TRUEUP, -live.balance, at, contract_id=live.grant.contract_id)
+            pending = self.end_pending(live)
+            self.record(live, Movement.TRUEUP, -live.balance, at, contract_id=live.grant.contract_id, pending=pending)
         live.balance = ZERO
         grant = live.grant
         self.true_ups.append(TrueUp(grant.id, live.segment.id, grant.product_id, grant.contract_id, item_id, at, due))
@@ -252,7 +293,11 @@ class _Run:
             raise ValueError(f"manual entry for unknown segment {entry.grant_id}/{entry.segment_id}")
         if not (live.started and not live.ended):
             raise ValueError(f"manual entry at {at} is outside segment {entry.segment_id}")
-        amount = entry.amount if live.balance + entry.amount >= 0 else -live.balance
+        if entry.amount > 0:
+            amount = entry.amount
+            live.planned += 1  # positive entries are events of the reserve plan
+        else:
+            amount = entry.amount if live.available + entry.amount >= 0 else -live.available
         self.unapplied_manual += amount - entry.amount
         live.balance += amount
         self.record(live, Movement.MANUAL, amount, at, reason=entry.reason)
@@ -260,13 +305,21 @@ class _Run:
     # --- charges ----------------------------------------------------------------------------------
 
     def charge(self, charge: Charge, at: datetime) -> None:
+        if charge.voided:
+            self.cancel(charge, at)
+        elif charge.applications is not None:
+            self.replay(charge, at)
+        else:
+            self.draw(charge, at)
+
+    def draw(self, charge: Charge, at: datetime) -> None:
         applied: list[Application] = []
         uncovered = charge.amount
         eligible = sorted(
             (
                 live
                 for live in self.active.values()
-                if live.balance > 0 and live.segment.covers(at) and grant_applies_to(live.grant, charge)
+                if live.available > 0 and live.segment.covers(at) and grant_applies_to(live.grant, charge)
             ),
             key=lambda live: live.rank,
         )
@@ -274,22 +327,56 @@ class _Run:
         for live in eligible:
             if uncovered <= 0:
                 break
-            covered, consumed = _draw(live, charge, uncovered, credit_type)
+            covered, consumed = _draw(live, charge, uncovered, credit_type, live.available)
             uncovered -= covered
             live.balance -= consumed
             applied.append(
                 Application(live.grant.id, live.segment.id, live.grant.kind, covered, consumed, live.reduces_total)
             )
-            deduction = self.deductions.get((live.segment.id, charge.invoice_id))
-            if deduction is None:
-                deduction = _Deduction(live, charge.invoice_id, charge.contract_id)
-                self.deductions[(live.segment.id, charge.invoice_id)] = deduction
-            deduction.amount += consumed
-            deduction.last_at = at
-            deduction.pending = deduction.pending or not charge.finalized
-            if not charge.finalized:
-                live.pending += consumed
+            self.deduct(self.deductions, live, charge, consumed, at, pending=not charge.finalized)
         self.applications[charge.key] = tuple(applied)
+
+    def replay(self, charge: Charge, at: datetime) -> None:
+        """A finalized charge: each application takes again what it took (reserved, so it is there)."""
+        assert charge.applications is not None
+        for application in charge.applications:
+            live = self.segments.get(application.segment_id)
+            if (
+                live is None
+                or live.grant.id != application.grant_id
+                or not (live.started and not live.ended and live.segment.covers(at))
+            ):
+                self.unapplied_frozen += application.balance_consumed
+                continue
+            taken = min(application.balance_consumed, live.balance)
+            self.unapplied_frozen += application.balance_consumed - taken
+            live.balance -= taken
+            live.planned += 1
+            self.deduct(self.deductions, live, charge, taken, at, pending=False)
+        self.applications[charge.key] = charge.applications
+
+    def cancel(self, charge: Charge, at: datetime) -> None:
+        """A voided invoice's charge: nothing drawn; its drawdowns are listed with their reversal."""
+        for application in charge.applications or ():
+            live = self.segments.get(application.segment_id)
+            if live is None or live.grant.id != application.grant_id:
+                continue
+            if has_entry_type(live.grant.kind, Movement.CANCELED):
+                self.deduct(self.canceled, live, charge, application.balance_consumed, at, pending=False)
+        self.applications[charge.key] = ()
+
+    def deduct(
+        self, deductions: dict, live: _Live, charge: Charge, amount: Decimal, at: datetime, pending: bool
+    ) -> None:
+        key = (live.segment.id, charge.invoice_id)
+        deduction = deductions.get(key)
+        if deduction is None:
+            deduction = deductions[key] = _Deduction(live, charge.invoice_id, charge.contract_id)
+        deduction.amount += amount
+        deduction.last_at = at
+        deduction.pending = deduction.pending or pending
+        if pending and deductions is self.deductions:
+            live.pending += amount
 
     def finish(self) -> BurnDown:
         for deduction in self.deductions.values():
@@ -304,6 +391,12 @@ class _Run:
                     pending=deduction.pending,
                     contract_id=deduction.contract_id,
                 )
+        for reversed_ in self.canceled.values():
+            if reversed_.amount:
+                assert reversed_.last_at is not None
+                extra = {"invoice_id": reversed_.invoice_id, "contract_id": reversed_.contract_id}
+                self.record(reversed_.live, Movement.DEDUCTION, -reversed_.amount, reversed_.last_at, **extra)
+                self.record(reversed_.live, Movement.CANCELED, reversed_.amount, reversed_.last_at, **extra)
         balances = tuple(
             SegmentBalance(
                 live.grant.id,
@@ -328,14 +421,18 @@ class _Run:
             balances=balances,
             true_ups=tuple(sorted(self.true_ups, key=lambda t: (t.timestamp, t.grant_id, t.segment_id))),
             unapplied_manual=self.unapplied_manual,
+            unapplied_frozen=self.unapplied_frozen,
         )
 
 
-def _draw(live: _Live, charge: Charge, uncovered: Decimal, credit_type: CreditType) -> tuple[Decimal, Decimal]:
-    """(list amount covered, balance consumed) when `live` pays toward `uncovered` of the charge."""
+def _draw(
+    live: _Live, charge: Charge, uncovered: Decimal, credit_type: CreditType, balance: Decimal
+) -> tuple[Decimal, Decimal]:
+    """(list amount covered, balance consumed) when `live` pays toward `uncovered` of the charge,
+    out of `balance` (what the segment may give a draft)."""
     at_commit_rate = live.grant.rate_type is CommitRateType.COMMIT_RATE and charge.commit_amount is not None
     if not at_commit_rate:
-        covered = min(uncovered, live.balance)
+        covered = min(uncovered, balance)
         return covered, covered
     list_amount, commit_amount = charge.amount, charge.commit_amount
     assert commit_amount is not None
@@ -343,11 +440,11 @@ def _draw(live: _Live, charge: Charge, uncovered: Decimal, credit_type: CreditTy
         cost = commit_amount  # the whole line at its commit rate, exactly
     else:
         cost = credit_type.round(_scale(uncovered, commit_amount, list_amount))
-    if cost <= live.balance:
+    if cost <= balance:
         return uncovered, cost
     # Short: spend everything, cover its list-rate worth. cost > balance > 0 implies commit_amount > 0.
-    covered = credit_type.round(_scale(live.balance, list_amount, commit_amount))
-    return min(covered, uncovered), live.balance
+    covered = credit_type.round(_scale(balance, list_amount, commit_amount))
+    return min(covered, uncovered), balance
 
 
 def _scale(amount: Decimal, numerator: Decimal, denominator: Decimal) -> Decimal:
@@ -361,16 +458,23 @@ def burn_down(
     catalog_tags: Mapping[str, tuple[str, ...]],
     as_of: datetime,
     credit_types: Mapping[str, CreditType] | None = None,
+    *,
+    settled_segments: Iterable[str] | None = None,
 ) -> BurnDown:
     """Replay the customer's grants against its charges up to `as_of` (see the module docstring).
 
-    `charges` are the lines of all the customer's invoices, `catalog_tags` maps every product id of
-    the catalog to its tags (to count applicable products), `credit_types` gives each credit type's
-    precision and rounding (an unknown id rounds to 2 places, half up)."""
-    run = _Run(catalog_tags, credit_types or {}, as_of)
+    `charges` are the lines of all the customer's invoices (a finalized one with its applications),
+    `catalog_tags` maps every product id of the catalog to its tags (to count applicable products),
+    `credit_types` gives each credit type's precision and rounding (an unknown id rounds to 2
+    places, half up). `settled_segments`: segments every invoice of which is finalized, whose ends
+    are therefore final (None: the caller does not track it, and no segment end is pending)."""
+    settled = None if settled_segments is None else frozenset(settled_segments)
+    run = _Run(catalog_tags, credit_types or {}, as_of, settled)
     grants = sorted(grants, key=lambda g: g.id)
     if len({g.id for g in grants}) != len(grants):
         raise ValueError("grant ids must be unique")
+    charges, manual_entries = list(charges), list(manual_entries)
+    run.plans = _reserve_plans(grants, charges, manual_entries, as_of, run.credit_type)
     for grant in grants:
         for segment in sorted(grant.access_schedule, key=lambda s: (s.starting_at, s.id)):
             run.open(grant, segment)
@@ -394,6 +498,72 @@ def burn_down(
         at, _, _, _, handler, payload = heapq.heappop(run.queue)
         handler(run, payload, at)
     return run.finish()
+
+
+def _reserve_plans(
+    grants: list[Grant],
+    charges: list[Charge],
+    manual_entries: list[ManualEntry],
+    as_of: datetime,
+    credit_type: Callable[[str], CreditType],
+) -> dict[str, tuple[Decimal, ...]]:
+    """For each segment with finalized draws ahead: the reserve before each of its finalized events
+    (draws and positive manual entries, in processing order), then at its end (module docstring)."""
+    windows: dict[str, tuple[Grant, AccessSegment, bool]] = {}  # id -> (grant, window, is a rollover)
+    for grant in grants:
+        for segment in grant.access_schedule:
+            windows[segment.id] = (grant, segment, False)
+            if grant.rolls_over:
+                child = segment.rolled_over(ZERO)
+                windows[child.id] = (grant, child, True)
+
+    def fits(segment_id: str, grant_id: str, at: datetime) -> bool:
+        window = windows.get(segment_id)
+        return window is not None and window[0].id == grant_id and window[1].covers(at) and at <= as_of
+
+    # (processing order key, outflow) per segment; the keys mirror the queue's (instant, movement, tie).
+    events: dict[str, list[tuple[tuple, Decimal]]] = defaultdict(list)
+    for charge in charges:
+        if charge.applications is None or charge.voided or charge.amount <= 0:
+            continue
+        for a in charge.applications:
+            if fits(a.segment_id, a.grant_id, charge.starting_at):
+                order = (charge.starting_at, Movement.DEDUCTION.rank, charge.invoice_id, charge.key)
+                events[a.segment_id].append((order, a.balance_consumed))
+    for entry in manual_entries:
+        if entry.amount > 0 and fits(entry.segment_id, entry.grant_id, entry.timestamp):
+            tie = (entry.grant_id, entry.segment_id, -entry.amount, entry.reason)
+            events[entry.segment_id].append(((entry.timestamp, Movement.MANUAL.rank, *tie), -entry.amount))
+
+    def plan(segment_id: str, at_end: Decimal) -> tuple[Decimal, ...]:
+        flows = [flow for _, flow in sorted(events.get(segment_id, ()), key=lambda event: event[0])]
+        reserve = [ZERO] * len(flows) + [at_end]
+        for j in range(len(flows) - 1, -1, -1):
+            reserve[j] = max(ZERO, flows[j] + reserve[j + 1])
+        return tuple(reserve)
+
+    plans = {
+        segment_id: plan(segment_id, ZERO)
+        for segment_id, (_, _, rollover) in windows.items()
+        if rollover and segment_id in events
+    }
+    for segment_id, (grant, segment, rollover) in windows.items():
+        if rollover:
+            continue
+        handed = plans.get(segment.rolled_over(ZERO).id, (ZERO,))[0]
+        at_end = ZERO
+        if handed > 0:
+            # The rollover is f × remaining cut down to the precision: keep enough for it to be at
+            # least `handed` (both rounded up to the precision, so drafts draw whole units).
+            unit = Decimal(1).scaleb(-credit_type(grant.credit_type_id).precision)
+            handed = handed.quantize(unit, rounding=ROUND_CEILING, context=PRICING_CONTEXT)
+            assert grant.rollover_fraction is not None
+            at_end = _ROUND_UP.divide(handed, grant.rollover_fraction).quantize(
+                unit, rounding=ROUND_CEILING, context=PRICING_CONTEXT
+            )
+        if segment_id in events or at_end > 0:
+            plans[segment_id] = plan(segment_id, at_end)
+    return plans
 
 
 def check_manual_entry(

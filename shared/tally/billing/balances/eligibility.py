@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from tally.billing.balances.grants import AccessSegment, Grant, GrantKind, Specifier
+
+if TYPE_CHECKING:
+    from tally.billing.balances.burn_down import Application
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,15 @@ class Charge:
     pricing_group_values: Mapping[str, str | None] | None = None
     presentation_group_values: Mapping[str, str | None] | None = None
     finalized: bool = False
+    # Set once the charge's invoice is finalized: the drawdowns it made then. They are replayed
+    # exactly, never recomputed, and draft charges cannot take the money they need (burn_down).
+    applications: tuple[Application, ...] | None = None
+    # The finalized invoice was voided: the charge draws nothing and its drawdowns show as canceled.
+    voided: bool = False
+
+    @property
+    def frozen(self) -> bool:
+        return self.applications is not None
 
 
 def _values_match(wanted: Mapping[str, str] | None, actual: Mapping[str, str | None] | None) -> bool:

@@ -18,6 +18,7 @@ class LedgerEntryType(str, Enum):
     PREPAID_COMMIT_ROLLOVER = "PREPAID_COMMIT_ROLLOVER"
     PREPAID_COMMIT_EXPIRATION = "PREPAID_COMMIT_EXPIRATION"
     PREPAID_COMMIT_MANUAL = "PREPAID_COMMIT_MANUAL"
+    PREPAID_COMMIT_CANCELED = "PREPAID_COMMIT_CANCELED"
     POSTPAID_COMMIT_INITIAL_BALANCE = "POSTPAID_COMMIT_INITIAL_BALANCE"
     POSTPAID_COMMIT_AUTOMATED_INVOICE_DEDUCTION = "POSTPAID_COMMIT_AUTOMATED_INVOICE_DEDUCTION"
     POSTPAID_COMMIT_ROLLOVER = "POSTPAID_COMMIT_ROLLOVER"
@@ -29,6 +30,7 @@ class LedgerEntryType(str, Enum):
     CREDIT_ROLLOVER = "CREDIT_ROLLOVER"
     CREDIT_EXPIRATION = "CREDIT_EXPIRATION"
     CREDIT_MANUAL = "CREDIT_MANUAL"
+    CREDIT_CANCELED = "CREDIT_CANCELED"
 
 
 class Movement(str, Enum):
@@ -40,6 +42,9 @@ class Movement(str, Enum):
     TRUEUP = "TRUEUP"
     START = "START"
     MANUAL = "MANUAL"
+    # A voided invoice's drawdown given back. Dated at the deduction it reverses and listed just
+    # before it, so a replay of the ledger never dips below what the segment had.
+    CANCELED = "CANCELED"
     DEDUCTION = "DEDUCTION"
 
     @property
@@ -54,6 +59,7 @@ _TYPES = {
         Movement.ROLLOVER: LedgerEntryType.PREPAID_COMMIT_ROLLOVER,
         Movement.EXPIRATION: LedgerEntryType.PREPAID_COMMIT_EXPIRATION,
         Movement.MANUAL: LedgerEntryType.PREPAID_COMMIT_MANUAL,
+        Movement.CANCELED: LedgerEntryType.PREPAID_COMMIT_CANCELED,
     },
     GrantKind.POSTPAID: {
         Movement.START: LedgerEntryType.POSTPAID_COMMIT_INITIAL_BALANCE,
@@ -69,6 +75,7 @@ _TYPES = {
         Movement.ROLLOVER: LedgerEntryType.CREDIT_ROLLOVER,
         Movement.EXPIRATION: LedgerEntryType.CREDIT_EXPIRATION,
         Movement.MANUAL: LedgerEntryType.CREDIT_MANUAL,
+        Movement.CANCELED: LedgerEntryType.CREDIT_CANCELED,
     },
 }
 _MOVEMENTS = {entry_type: movement for types in _TYPES.values() for movement, entry_type in types.items()}
@@ -76,6 +83,11 @@ _MOVEMENTS = {entry_type: movement for types in _TYPES.values() for movement, en
 
 def entry_type(kind: GrantKind, movement: Movement) -> LedgerEntryType:
     return _TYPES[kind][movement]
+
+
+def has_entry_type(kind: GrantKind, movement: Movement) -> bool:
+    """Metronome has no type for some pairs (a postpaid commit is never canceled)."""
+    return movement in _TYPES[kind]
 
 
 def movement_of(entry_type: LedgerEntryType) -> Movement:
@@ -91,7 +103,9 @@ class LedgerEntry:
     timestamp: datetime
     invoice_id: str | None = None  # deductions and true-ups
     reason: str | None = None  # manual entries
-    pending: bool = False  # a deduction by a draft invoice, which may still change
+    # A deduction by a draft invoice, or a segment end (rollover, expiration, true-up) while an
+    # invoice it served may still change. Finalized invoices' deductions are never pending.
+    pending: bool = False
     contract_id: str | None = None  # deductions: the contract whose invoice drew
 
     @property

@@ -1,0 +1,42 @@
+"""Counters stream → alert evaluation for the customers whose usage changed in the batch; also
+`{"evaluate_alert": <id>}` (asynchronous invoke) to evaluate a new all-customer alert on everyone.
+
+A customer whose evaluation fails is reported through `batchItemFailures` at its first record, so
+the stream resumes there. Re-evaluating customers after it is harmless: a crossing already claimed
+is in alarm, and a pending one is republished with the same id (see tally.services.alerts).
+"""
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tally import wiring
+from tally.adapters.dynamo.counter_stream import counter_changes
+
+logger = Logger(service="tally-alerts")
+metrics = Metrics(namespace="Tally", service="tally-alerts")
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict, context: LambdaContext) -> dict:
+    if "evaluate_alert" in event:
+        outcome = wiring.alert_service().evaluate_on_every_customer(str(event["evaluate_alert"]))
+        metrics.add_metric(name="AlertsFired", unit=MetricUnit.Count, value=outcome.fired)
+        return {"fired": outcome.fired, "rearmed": outcome.rearmed}
+    changes = counter_changes(event.get("Records") or [])
+    failed = [changes.unreadable_at] if changes.unreadable_at else []
+    if changes.unreadable_at:
+        logger.error("unreadable counter record", extra={"sequence_number": changes.unreadable_at})
+    fired = republished = 0
+    for ingest_key, result in wiring.alert_service().evaluate_usage_changes(changes.metrics_by_key).items():
+        if isinstance(result, Exception):
+            logger.error("alert evaluation failed", extra={"ingest_key": ingest_key, "error": repr(result)})
+            failed.append(changes.first_sequence[ingest_key])
+        else:
+            fired += result.fired
+            republished += result.republished
+    metrics.add_metric(name="AlertsFired", unit=MetricUnit.Count, value=fired)
+    metrics.add_metric(name="AlertsRepublished", unit=MetricUnit.Count, value=republished)
+    first = min(failed, key=int) if failed else None
+    return {"batchItemFailures": [] if first is None else [{"itemIdentifier": first}]}

@@ -1,0 +1,30 @@
+"""The Lambda tasks of the close-billing-periods state machine: one handler per task state.
+
+Errors propagate: Step Functions matches their class names in Retry and Catch."""
+
+from datetime import timedelta
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tally import wiring
+from tally.services import cycle_close_tasks as tasks
+from tally.settings import get_settings
+
+logger = Logger(service="tally-close-periods")
+
+
+@logger.inject_lambda_context(clear_state=True)
+def find_due_periods(event: dict, context: LambdaContext) -> dict:
+    grace = timedelta(hours=get_settings().grace_period_hours)
+    return tasks.find_due_periods(event, wiring.cycle_close_service(), grace)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def finalize_period(event: dict, context: LambdaContext) -> dict:
+    return tasks.finalize_period(event, wiring.cycle_close_service())
+
+
+@logger.inject_lambda_context(clear_state=True)
+def publish_invoices(event: dict, context: LambdaContext) -> dict:
+    return tasks.publish_invoices(event, wiring.cycle_close_service())

@@ -1,0 +1,114 @@
+"""The alerts function: consumes the counters stream, evaluates the alerts of the customers whose
+usage changed, and publishes each crossing once to the alerts topic."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.constructs.tables import BILLING_GSI1, Tables
+from infra.constructs.tally_function import FunctionDefaults, TallyFunction
+from infra.constructs.topics import ALERTS_TOPIC_ENV, Topics
+from infra.nag import acknowledge
+
+# Counter writes only: a counter never goes away, and a REMOVE would cross nothing.
+COUNTER_WRITES = {"eventName": ["INSERT", "MODIFY"]}
+ALERTS_FUNCTION_ENV = "ALERTS_FUNCTION_NAME"
+
+
+class Alerts(TallyFunction):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, tables: Tables, topics: Topics, defaults: FunctionDefaults
+    ) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            defaults=defaults,
+            handler="functions.alerts.handler.handler",
+            service_name="tally-alerts",
+            # Room to wait out another evaluator's publishing lease (5 s) a few times and still finish.
+            timeout=Duration.seconds(60),
+            memory_size=1024,
+            environment={
+                "COUNTERS_TABLE": tables.counters.table_name,
+                "BILLING_TABLE": tables.billing.table_name,
+                ALERTS_TOPIC_ENV: topics.alerts.topic_arn,
+            },
+            other_wildcard_reasons=[
+                "dynamodb:ListStreams, granted by the DynamoDB event source below, supports no "
+                "resource-level permissions either; the stream read actions are scoped to the "
+                "counters stream ARN."
+            ],
+        )
+        # Alerts, their per-customer state (conditional UpdateItem only), customers, aliases,
+        # metrics, catalog, contracts and grants: read, except the state.
+        self.allow(
+            ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+            [tables.billing.table_arn],
+        )
+        self.allow(["dynamodb:Query"], [f"{tables.billing.table_arn}/index/{BILLING_GSI1}"])
+        # Usage for usage and spend alerts; never written here.
+        self.allow(["dynamodb:GetItem", "dynamodb:Query"], [tables.counters.table_arn])
+        topics.grant_publish(self.role, topics.alerts)
+
+        # Batches the alerts function gave up on: their customers were not evaluated.
+        self.dlq = sqs.Queue(
+            self,
+            "Dlq",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.dlq,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter destination of the alerts function's stream "
+            "mapping; a DLQ of a DLQ would only move the same failed records one hop further.",
+        )
+
+        self.function.add_event_source(
+            sources.DynamoEventSource(
+                tables.counters,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=100,
+                # No batching window: the goal is an alert within seconds of the usage; batches
+                # still fill up by themselves under load.
+                bisect_batch_on_error=True,
+                report_batch_item_failures=True,
+                retry_attempts=8,
+                max_record_age=Duration.hours(24),
+                # Exactly-once publishing holds at any parallelism (each crossing is claimed with a
+                # conditional write); 1 keeps a customer's crossings in stream order.
+                parallelization_factor=1,
+                on_failure=sources.SqsDlq(self.dlq),
+                filters=[lambda_.FilterCriteria.filter(COUNTER_WRITES)],
+            )
+        )
+
+        self.dlq_alarm = cloudwatch.Alarm(
+            self,
+            "DlqAlarm",
+            alarm_description=(
+                "Counter changes the alerts function could not evaluate are waiting in its DLQ: "
+                "their customers' alerts were not checked until they are replayed."
+            ),
+            metric=self.dlq.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
+            ),
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def grant_evaluation(self, caller: TallyFunction, topics: Topics) -> None:
+        """Let `caller` (the API) evaluate alerts itself (create for one customer, reset) and start
+        this function asynchronously for an all-customer alert."""
+        caller.function.add_environment(ALERTS_TOPIC_ENV, topics.alerts.topic_arn)
+        caller.function.add_environment(ALERTS_FUNCTION_ENV, self.function.function_name)
+        topics.grant_publish(caller.role, topics.alerts)
+        caller.allow(["lambda:InvokeFunction"], [self.function.function_arn])

@@ -1,0 +1,324 @@
+"""Cycle close: an EventBridge schedule starts the `close-billing-periods` state machine, which
+finalizes every period due as of the event's `time` and publishes invoice.finalized.
+
+    FindDuePeriods ─► AnyPeriodsDue? ─yes─► ClosePeriods: Map (MaxConcurrency 5), per period
+         ▲                         │            FinalizePeriod ─► PublishInvoices ─► PeriodClosed
+         └──── next page ◄─────────┼──────────  on any error after retries: DeadLetterPeriod (SQS)
+                                   └─no──► Closed                               ─► PeriodDeadLettered
+
+The data each state passes is described in tally.services.cycle_close_tasks. Retry and Catch match
+error names: our own errors by class name (the Lambda errorType), AWS's by their documented names.
+The local runtime (infra/local/workflows.py) runs this very definition in moto, with short retries.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.constructs.tables import BILLING_GSI1, Tables
+from infra.constructs.tally_function import FunctionDefaults, TallyFunction
+from infra.constructs.topics import INVOICES_TOPIC_ENV, Topics
+from infra.nag import acknowledge
+
+# The name the local runtime, the CLI and operators know the workflow by; the physical name is
+# prefixed with the stack name so that two stacks can share an account.
+STATE_MACHINE_NAME = "close-billing-periods"
+DEFAULT_SCHEDULE = "rate(1 hour)"
+DEFAULT_GRACE_PERIOD_HOURS = 24
+MAX_CONCURRENCY = 5
+GRACE_PERIOD_ENV = "TALLY_GRACE_PERIOD_HOURS"
+
+# Worth another attempt: storage or SNS throttled (StoreUnavailable, from the adapters), a
+# finalization that kept losing the race with another write on the same customer's invoices
+# (FinalizationRaced, services/invoice_records.py), Lambda throttled, or a timed-out attempt.
+# Every step is idempotent per (contract, period), so a retry after a partial attempt cannot double
+# anything. Anything else (a bad period, an unknown invoice) is not transient: it is dead-lettered.
+RETRYABLE_ERRORS = [
+    "StoreUnavailable",
+    "FinalizationRaced",
+    "Lambda.TooManyRequestsException",
+    "Sandbox.Timedout",
+]
+
+_READ = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
+# A finalization is one TransactWriteItems (authorised as its per-item actions): the new invoice
+# records (conditional puts) and the customer's record counter (update).
+_FINALIZE_WRITES = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"]
+
+
+class CycleClose(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        tables: Tables,
+        topics: Topics,
+        defaults: FunctionDefaults,
+        schedule: str = DEFAULT_SCHEDULE,
+        grace_period_hours: int = DEFAULT_GRACE_PERIOD_HOURS,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        tables_env = {
+            "BILLING_TABLE": tables.billing.table_name,
+            "COUNTERS_TABLE": tables.counters.table_name,
+        }
+        # Finding and finalizing must agree on when a period is due.
+        grace_env = {GRACE_PERIOD_ENV: str(grace_period_hours)}
+        gsi1 = f"{tables.billing.table_arn}/index/{BILLING_GSI1}"
+
+        # Reads contracts and invoices to list the periods due; writes nothing.
+        self.find_due = self._function(
+            "FindDuePeriods",
+            defaults,
+            handler="find_due_periods",
+            timeout=Duration.seconds(60),
+            memory_size=512,
+            environment={**tables_env, **grace_env},
+        )
+        self.find_due.allow(_READ, [tables.billing.table_arn])
+        self.find_due.allow(["dynamodb:Query"], [gsi1])
+
+        # Prices the period from the counters and freezes it into FINALIZED invoices and ledger entries.
+        self.finalize = self._function(
+            "FinalizePeriod",
+            defaults,
+            handler="finalize_period",
+            timeout=Duration.seconds(120),
+            memory_size=1024,
+            environment={**tables_env, **grace_env},
+        )
+        self.finalize.allow([*_READ, *_FINALIZE_WRITES], [tables.billing.table_arn])
+        self.finalize.allow(["dynamodb:Query"], [gsi1])
+        self.finalize.allow(_READ, [tables.counters.table_arn])
+
+        # Publishes invoice.finalized once per invoice: reads the invoice, then claims, releases or
+        # marks its publication with conditional updates.
+        self.publish = self._function(
+            "PublishInvoices",
+            defaults,
+            handler="publish_invoices",
+            timeout=Duration.seconds(60),
+            memory_size=512,
+            environment={**tables_env, INVOICES_TOPIC_ENV: topics.invoices.topic_arn},
+        )
+        self.publish.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [tables.billing.table_arn])
+        topics.grant_publish(self.publish.role, topics.invoices)
+
+        # Periods that still failed after their retries. Each message names the period and the
+        # error; the period stays due, so the next scheduled run tries it again.
+        self.dlq = sqs.Queue(
+            self,
+            "Dlq",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.dlq,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter destination of the close-billing-periods "
+            "workflow; a DLQ of a DLQ would only move the same failed periods one hop further.",
+        )
+        self.dlq_alarm = cloudwatch.Alarm(
+            self,
+            "DlqAlarm",
+            alarm_description=(
+                "A billing period could not be closed: its invoice is still a draft (or finalized "
+                "but not announced). The message in the cycle-close DLQ names it and the error."
+            ),
+            metric=self.dlq.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
+            ),
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=defaults.log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=f"{Stack.of(self).stack_name}-{STATE_MACHINE_NAME}",
+            comment="Finalizes every billing period due as of the scheduled event's time.",
+            definition_body=sfn.DefinitionBody.from_chainable(self._definition()),
+            # Runs overlap safely (every step is idempotent); this only bounds a stuck one.
+            timeout=Duration.hours(1),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+            ),
+        )
+        invoked = ", ".join(
+            f"<{Stack.of(self).get_logical_id(f.function.node.default_child)}.Arn>:*"
+            for f in (self.find_due, self.finalize, self.publish)
+        )
+        for function in (self.find_due, self.finalize, self.publish):
+            logical = Stack.of(self).get_logical_id(function.function.node.default_child)
+            acknowledge(
+                self.state_machine,
+                f"AwsSolutions-IAM5[Resource::<{logical}.Arn>:*]",
+                "The LambdaInvoke task grants lambda:InvokeFunction on the function and on its "
+                f"versions and aliases (function ARN + ':*'), and on nothing else: {invoked}.",
+            )
+        acknowledge(
+            self.state_machine,
+            "AwsSolutions-IAM5[Resource::*]",
+            "CloudWatch Logs delivery (logs:CreateLogDelivery and related) and X-Ray "
+            "(PutTraceSegments, GetSamplingRules...) support no resource-level permissions, so "
+            "execution logging and tracing need Resource '*'.",
+        )
+
+        # EventBridge sends the scheduled event itself as the execution input: its `time` is the
+        # instant the workflow closes periods as of.
+        self.schedule = events.Rule(
+            self,
+            "Schedule",
+            description=f"Starts {STATE_MACHINE_NAME} ({schedule})",
+            schedule=events.Schedule.expression(schedule),
+            targets=[targets.SfnStateMachine(self.state_machine)],
+        )
+
+    def _function(
+        self,
+        construct_id: str,
+        defaults: FunctionDefaults,
+        *,
+        handler: str,
+        timeout: Duration,
+        memory_size: int,
+        environment: dict[str, str],
+    ) -> TallyFunction:
+        return TallyFunction(
+            self,
+            construct_id,
+            defaults=defaults,
+            handler=f"functions.close_periods.handler.{handler}",
+            service_name=f"tally-{handler.replace('_', '-')}",
+            timeout=timeout,
+            memory_size=memory_size,
+            environment=environment,
+        )
+
+    @staticmethod
+    def _retrying(task: sfn.TaskStateBase) -> sfn.TaskStateBase:
+        task.add_retry(
+            errors=RETRYABLE_ERRORS,
+            interval=Duration.seconds(2),
+            max_attempts=5,
+            backoff_rate=2,
+            max_delay=Duration.seconds(60),
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        return task
+
+    def _definition(self) -> sfn.IChainable:
+        # States get their own scope: their ids (the state names) would clash with the functions'.
+        states = Construct(self, "States")
+        find_due = self._retrying(
+            tasks.LambdaInvoke(
+                states,
+                "FindDuePeriods",
+                lambda_function=self.find_due.function,
+                payload_response_only=True,
+                result_path="$.progress",
+                comment="The next page of due periods; fails with InvalidScheduledEvent on a bad event.",
+            )
+        )
+
+        dead_letter = tasks.SqsSendMessage(
+            states,
+            "DeadLetterPeriod",
+            queue=self.dlq,
+            message_body=sfn.TaskInput.from_object(
+                {
+                    "as_of": sfn.JsonPath.string_at("$.as_of"),
+                    "period": sfn.JsonPath.object_at("$.period"),
+                    "error": sfn.JsonPath.object_at("$.error"),
+                    "execution": sfn.JsonPath.execution_id,
+                }
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        dead_letter.add_retry(
+            errors=["States.TaskFailed"], interval=Duration.seconds(1), max_attempts=3, backoff_rate=2
+        )
+        dead_lettered = sfn.Pass(
+            states,
+            "PeriodDeadLettered",
+            parameters={
+                "period": sfn.JsonPath.object_at("$.period"),
+                "status": "DEAD_LETTERED",
+                "error": sfn.JsonPath.string_at("$.error.Error"),
+            },
+        )
+        dead_letter.next(dead_lettered)
+
+        finalize = self._retrying(
+            tasks.LambdaInvoke(
+                states,
+                "FinalizePeriod",
+                lambda_function=self.finalize.function,
+                payload_response_only=True,
+                result_path="$.finalized",
+            )
+        )
+        publish = self._retrying(
+            tasks.LambdaInvoke(
+                states,
+                "PublishInvoices",
+                lambda_function=self.publish.function,
+                payload_response_only=True,
+                payload=sfn.TaskInput.from_object(
+                    {"invoice_ids": sfn.JsonPath.list_at("$.finalized.invoice_ids")}
+                ),
+                result_path="$.published",
+            )
+        )
+        # A period that fails is set aside and the Map goes on: it never blocks the others.
+        for task in (finalize, publish):
+            task.add_catch(dead_letter, errors=[sfn.Errors.ALL], result_path="$.error")
+        closed = sfn.Pass(
+            states,
+            "PeriodClosed",
+            parameters={
+                "period": sfn.JsonPath.object_at("$.period"),
+                "status": "CLOSED",
+                "invoice_ids": sfn.JsonPath.list_at("$.finalized.invoice_ids"),
+                "finalized": sfn.JsonPath.list_at("$.finalized.finalized"),
+                "published": sfn.JsonPath.list_at("$.published.published"),
+            },
+        )
+
+        close_periods = sfn.Map(
+            states,
+            "ClosePeriods",
+            items_path="$.progress.periods",
+            item_selector={
+                "as_of": sfn.JsonPath.string_at("$.progress.as_of"),
+                "period": sfn.JsonPath.object_at("$$.Map.Item.Value"),
+            },
+            max_concurrency=MAX_CONCURRENCY,
+            result_path="$.closed",
+        )
+        close_periods.item_processor(finalize.next(publish).next(closed))
+        close_periods.next(find_due)  # the next page
+
+        done = sfn.Pass(states, "Closed", output_path="$.progress.summary")
+        any_due = (
+            sfn.Choice(states, "AnyPeriodsDue")
+            .when(sfn.Condition.number_greater_than("$.progress.count", 0), close_periods)
+            .otherwise(done)
+        )
+        return find_due.next(any_due)

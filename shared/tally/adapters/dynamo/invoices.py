@@ -1,0 +1,203 @@
+"""Finalized and voided invoices in the billing table (InvoiceStore in services/invoice_records.py).
+
+Keys:
+- `invoice#<id>` / sk `#`: `document` (the immutable record, exact JSON), and beside it what may
+  change: `status` (FINALIZED -> VOID), `voided_at`, `regenerated_invoice_id`, and the publication
+  claim (`publish_token`, `publish_claimed_at`, `published_at`, `sns_message_id`). A customer's
+  records are listed through gsi1 (`invoices#<customer_id>`, by period start then id).
+- `invoice_records#<customer_id>` / sk `#`: `written`, how many records the customer has. Every
+  create is one transaction that puts the new records (attribute_not_exists) and moves `written`
+  from the value the writer read: so a record is written once, and a finalization computed from a
+  view that another writer changed meanwhile is refused (FinalizationRaced) and recomputed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from botocore.exceptions import ClientError
+
+from tally.adapters.dynamo.client import dynamodb, error_code, translate
+from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item
+from tally.billing import exact_json
+from tally.billing.time import format_sortable, parse_rfc3339
+from tally.services.invoice_records import (
+    FINALIZED,
+    VOID,
+    FinalizationRaced,
+    StoredInvoice,
+    record_document,
+    record_from_document,
+)
+
+# A transaction holds at most 100 items: the counter, a voided record, and the new records.
+MAX_RECORDS_PER_WRITE = 98
+
+
+def _key(invoice_id: str) -> dict:
+    return {"pk": {"S": f"invoice#{invoice_id}"}, "sk": {"S": ITEM}}
+
+
+def _time(item: dict, name: str) -> datetime | None:
+    return parse_rfc3339(item[name]["S"]) if name in item else None
+
+
+def _record(item: dict) -> StoredInvoice:
+    return record_from_document(
+        exact_json.loads(item["document"]["S"]),
+        status=item["status"]["S"],
+        voided_at=_time(item, "voided_at"),
+        regenerated_invoice_id=item["regenerated_invoice_id"]["S"] if "regenerated_invoice_id" in item else None,
+        published_at=_time(item, "published_at"),
+        publish_claimed_at=_time(item, "publish_claimed_at"),
+    )
+
+
+class DynamoInvoiceStore:
+    def __init__(self, table: str, client=None) -> None:
+        self._table = table
+        self._client = client or dynamodb()
+
+    def get(self, invoice_id: str) -> StoredInvoice | None:
+        item = get_item(self._client, self._table, f"invoice#{invoice_id}")
+        return None if item is None else _record(item)
+
+    def list_for_customer(self, customer_id: str) -> list[StoredInvoice]:
+        return [_record(item) for item in all_gsi1(self._client, self._table, f"invoices#{customer_id}")]
+
+    def records_written(self, customer_id: str) -> int:
+        item = get_item(self._client, self._table, f"invoice_records#{customer_id}")
+        return 0 if item is None else int(item["written"]["N"])
+
+    def create(self, customer_id: str, written: int, records: list[StoredInvoice], regenerated_from: str | None = None) -> None:
+        if not records or len(records) > MAX_RECORDS_PER_WRITE:
+            raise ValueError(f"a write holds 1 to {MAX_RECORDS_PER_WRITE} records")
+        actions: list[dict] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        **_key(record.id),
+                        "gsi1pk": {"S": f"invoices#{customer_id}"},
+                        "gsi1sk": {"S": f"{format_sortable(record.period_start)}#{record.id}"},
+                        "document": {"S": exact_json.dumps(record_document(record))},
+                        "status": {"S": FINALIZED},
+                    },
+                    # Idempotent by id: a record is written once.
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+            for record in records
+        ]
+        counter = {"pk": {"S": f"invoice_records#{customer_id}"}, "sk": {"S": ITEM}}
+        actions.append(
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": counter,
+                    "UpdateExpression": "SET written = :after",
+                    # Optimistic concurrency on the customer's records: the view finalized from is current.
+                    "ConditionExpression": "attribute_not_exists(pk)" if written == 0 else "written = :before",
+                    "ExpressionAttributeValues": {":after": {"N": str(written + len(records))}}
+                    | ({} if written == 0 else {":before": {"N": str(written)}}),
+                }
+            }
+        )
+        if regenerated_from is not None:
+            actions.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": _key(regenerated_from),
+                        "UpdateExpression": "SET regenerated_invoice_id = :new",
+                        "ConditionExpression": "#s = :void AND attribute_not_exists(regenerated_invoice_id)",
+                        "ExpressionAttributeNames": {"#s": "status"},
+                        "ExpressionAttributeValues": {":new": {"S": records[0].id}, ":void": {"S": VOID}},
+                    }
+                }
+            )
+        try:
+            self._client.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            if error_code(exc) == "TransactionCanceledException" and any(
+                code in ("ConditionalCheckFailed", "TransactionConflict") for code in reasons
+            ):
+                raise FinalizationRaced("another writer changed this customer's invoices; recompute") from exc
+            raise translate(exc) from exc
+
+    def void(self, invoice_id: str, voided_at: datetime) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(invoice_id),
+                UpdateExpression="SET #s = :void, voided_at = :at",
+                ConditionExpression="#s = :finalized",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":void": {"S": VOID},
+                    ":finalized": {"S": FINALIZED},
+                    ":at": {"S": format_sortable(voided_at)},
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise translate(exc) from exc
+        return True
+
+    def claim_publication(self, invoice_id: str, token: str, now: datetime, lease_expired_before: datetime) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(invoice_id),
+                UpdateExpression="SET publish_token = :token, publish_claimed_at = :now",
+                # Never published, and nobody holds a live claim (a claim older than the lease is
+                # taken to be a crashed publisher's).
+                ConditionExpression=(
+                    "attribute_exists(pk) AND attribute_not_exists(published_at) AND "
+                    "(attribute_not_exists(publish_claimed_at) OR publish_claimed_at < :expired)"
+                ),
+                ExpressionAttributeValues={
+                    ":token": {"S": token},
+                    ":now": {"S": format_sortable(now)},
+                    ":expired": {"S": format_sortable(lease_expired_before)},
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise translate(exc) from exc
+        return True
+
+    def release_publication(self, invoice_id: str, token: str) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(invoice_id),
+                UpdateExpression="REMOVE publish_token, publish_claimed_at",
+                ConditionExpression="publish_token = :token AND attribute_not_exists(published_at)",
+                ExpressionAttributeValues={":token": {"S": token}},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise translate(exc) from exc
+
+    def mark_published(self, invoice_id: str, token: str, now: datetime, message_id: str) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(invoice_id),
+                UpdateExpression="SET published_at = :now, sns_message_id = :message",
+                ConditionExpression="publish_token = :token AND attribute_not_exists(published_at)",
+                ExpressionAttributeValues={
+                    ":token": {"S": token},
+                    ":now": {"S": format_sortable(now)},
+                    ":message": {"S": message_id},
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise translate(exc) from exc
+        return True

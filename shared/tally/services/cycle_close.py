@@ -1,0 +1,262 @@
+"""Cycle close: find the billing periods that are due, finalize their invoices, publish them; and
+the two corrections, void and regenerate.
+
+The close-billing-periods workflow calls `find_due`, then for each item `finalize`, then
+`publish_finalized` for every id `finalize` returns (services/cycle_close_tasks.py).
+
+Exactly once.
+- Invoices. A finalized invoice is stored under its draft's id (UUIDv5 of contract, type, instant,
+  credit type) with a conditional create, in one transaction with the customer's record counter
+  (adapters/dynamo/invoices.py). A second or concurrent finalize of the same period loses that
+  write, reads the stored invoices and returns them: one invoice per slot, ever. A finalize that
+  raced a write on another period of the same customer is recomputed, so every finalization is
+  priced on top of the latest finalized drawdowns (FinalizationRaced after `attempts` tries).
+- Ledger. The ledger is derived: the burn-down replays each stored invoice's drawdowns exactly, so
+  one stored invoice is one set of ledger entries, however often the workflow runs.
+- Messages. `publish_finalized` first claims the invoice (a conditional write of a token, unless it
+  was published or another claim is younger than the lease), publishes, then records published_at.
+  A rerun or an overlapping execution finds it published or claimed and sends nothing. The message
+  id is stable ("invoice.finalized:<invoice id>"). Crash windows: a crash after the claim and
+  before SNS accepted the message leaves a claim that expires after `publish_lease`; a crash after
+  SNS accepted it and before published_at was written leads, once the lease expires, to a second
+  publish with the same message id, which consumers deduplicate. In both cases `find_due` lists
+  the period again once the lease has expired, so a later run completes the publication. A lease
+  longer than the publishing function's timeout means a live publisher never loses its claim.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable, Mapping, Protocol
+
+from tally.billing.errors import InvalidInput, NotFound, TallyError
+from tally.billing.messages import envelope
+from tally.billing.time import format_rfc3339
+from tally.services.invoice_records import (
+    FINALIZED,
+    VOID,
+    FinalizationRaced,
+    InvoiceStore,
+    StoredInvoice,
+    regenerated_invoice_id,
+)
+from tally.services.invoices import InvoiceService
+from tally.services.ports import Page, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GRACE = timedelta(hours=24)
+INVOICE_FINALIZED = "invoice.finalized"
+
+
+class InvoiceNotFound(NotFound):
+    """No finalized or voided invoice has this id."""
+
+
+class InvoiceNotFinalized(InvalidInput):
+    """Only a FINALIZED invoice can be voided (a draft cannot)."""
+
+
+class InvoiceNotVoided(InvalidInput):
+    """Only a VOID invoice can be regenerated."""
+
+
+class CustomerDirectory(Protocol):
+    def list(self, limit: int, cursor: str | None) -> Page: ...
+
+
+class Publisher(Protocol):
+    def publish(self, topic_arn: str, message: Mapping, attributes: Mapping[str, str]) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CloseTiming:
+    attempts: int = 5
+    backoff: float = 0.05  # seconds, doubled on each attempt
+    publish_lease: timedelta = timedelta(minutes=15)  # Lambda's longest timeout
+
+
+class CycleCloseService:
+    def __init__(
+        self,
+        invoices: InvoiceService,
+        store: InvoiceStore,
+        customers: CustomerDirectory,
+        publisher: Publisher,
+        invoices_topic: Callable[[], str],
+        clock: Callable[[], datetime],
+        grace: timedelta = DEFAULT_GRACE,
+        *,
+        timing: CloseTiming = CloseTiming(),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._invoices = invoices
+        self._store = store
+        self._customers = customers
+        self._publisher = publisher
+        self._invoices_topic = invoices_topic  # read when first needed: the API function has none
+        self._clock = clock
+        self._grace = grace
+        self._timing = timing
+        self._sleep = sleep
+
+    # -- finding and finalizing --------------------------------------------------------------------
+    def find_due(self, as_of: datetime, grace: timedelta) -> list[dict]:
+        """Every (customer, contract, period) of a live contract with an invoice due as of `as_of`
+        and not finalized yet: kind USAGE once the period's end plus `grace` has passed, SCHEDULED
+        once an issue instant in the period has passed. A period whose FINALIZED invoice was never
+        published (its claim expired) is listed again, so a run completes the publication. A voided
+        invoice is not due: it waits for a regenerate. Ordered by (period_start, customer, contract, kind)."""
+        unpublished_before = self._clock() - self._timing.publish_lease
+        found: dict[tuple, dict] = {}
+        cursor: str | None = None
+        while True:
+            page = self._customers.list(100, cursor)
+            for customer in page.items:
+                try:
+                    records = self._store.list_for_customer(customer.id)
+                    items = self._invoices.due_closes(customer.id, as_of, grace, records, unpublished_before)
+                except StoreUnavailable:
+                    raise
+                except TallyError:
+                    # One customer's broken data must not hold up every other customer's close.
+                    logger.exception("cannot find the due periods of customer %s", customer.id)
+                    continue
+                for item in items:
+                    found[(item["period_start"], item["customer_id"], item["contract_id"], item["kind"])] = item
+            cursor = page.next_page
+            if not cursor:
+                break
+        return [found[key] for key in sorted(found)]
+
+    def finalize(self, customer_id: str, contract_id: str, period_start: datetime, as_of: datetime) -> dict:
+        """Store the period's due invoices as FINALIZED, priced as a read would price them now.
+        Idempotent per (contract, period): a repeated or concurrent call returns the same ids and
+        finalizes nothing more. {"invoice_ids": every FINALIZED invoice of the period, "finalized":
+        those this call stored}. Raises PeriodNotFound, FinalizationRaced, StoreUnavailable."""
+        for attempt in range(self._timing.attempts):
+            written, records = self._records(customer_id)
+            close = self._invoices.close_period(
+                customer_id, contract_id, period_start, as_of, self._grace, records, self._clock()
+            )
+            if not close.new:
+                return {"invoice_ids": close.final_ids, "finalized": []}
+            try:
+                self._store.create(customer_id, written, close.new)
+            except FinalizationRaced:
+                self._sleep(self._timing.backoff * 2**attempt)
+                continue
+            return {"invoice_ids": close.final_ids, "finalized": [record.id for record in close.new]}
+        raise FinalizationRaced(f"invoices of customer {customer_id} kept changing while finalizing; retry")
+
+    def _records(self, customer_id: str) -> tuple[int, list[StoredInvoice]]:
+        """The customer's record count (read consistently) and its records. The listing is an
+        index read, which may lag a recent write: wait until it holds at least that many."""
+        for attempt in range(self._timing.attempts):
+            written = self._store.records_written(customer_id)
+            records = self._store.list_for_customer(customer_id)
+            if len(records) >= written:
+                return written, records
+            self._sleep(self._timing.backoff * 2**attempt)
+        raise StoreUnavailable(f"the invoice index of customer {customer_id} lags behind; retry")
+
+    # -- publishing --------------------------------------------------------------------------------
+    def publish_finalized(self, invoice_id: str) -> bool:
+        """Publish `invoice.finalized` for a FINALIZED invoice once: True if this call published it,
+        False if it was published (or is being published) already, or was voided first."""
+        record = self._store.get(invoice_id)
+        if record is None:
+            raise InvoiceNotFound(f"invoice {invoice_id} is not finalized")
+        if record.published_at is not None or record.status != FINALIZED:
+            return False
+        token, now = str(uuid.uuid4()), self._clock()
+        if not self._store.claim_publication(invoice_id, token, now, now - self._timing.publish_lease):
+            return False
+        try:
+            message_id = self._publisher.publish(
+                self._invoices_topic(),
+                envelope(f"{INVOICE_FINALIZED}:{record.id}", INVOICE_FINALIZED, _properties(record)),
+                {"type": INVOICE_FINALIZED, "customer_id": record.customer_id},
+            )
+        except Exception:
+            self._store.release_publication(invoice_id, token)  # a retry may publish at once
+            raise
+        self._store.mark_published(invoice_id, token, self._clock(), message_id)
+        return True
+
+    # -- corrections -------------------------------------------------------------------------------
+    def void(self, invoice_id: str) -> str:
+        """FINALIZED -> VOID. Its drawdowns are given back (the ledger shows them canceled), and its
+        slot has no invoice until a regenerate. Voiding a VOID invoice again changes nothing."""
+        record = self._stored(invoice_id, InvoiceNotFinalized, "only a FINALIZED invoice can be voided, not a draft")
+        if record.status == VOID:
+            return record.id
+        if not self._store.void(record.id, self._clock()):
+            again = self._store.get(record.id)
+            if again is None or again.status != VOID:
+                raise FinalizationRaced(f"invoice {invoice_id} changed while voiding; retry")
+        return record.id
+
+    def regenerate(self, invoice_id: str) -> str:
+        """A new FINALIZED invoice for a VOID invoice's slot, recomputed from current data, with an
+        id derived from the voided one's: regenerating twice gives the same invoice. Its
+        invoice.finalized message is sent by the next cycle close run (find_due lists it)."""
+        record = self._stored(invoice_id, InvoiceNotVoided, "only a VOID invoice can be regenerated; void it first")
+        if record.status != VOID:
+            raise InvoiceNotVoided("id", "only a VOID invoice can be regenerated; void it first")
+        new_id = regenerated_invoice_id(record.id)
+        for attempt in range(self._timing.attempts):
+            if record.regenerated_invoice_id is not None:
+                return record.regenerated_invoice_id
+            written, records = self._records(record.customer_id)
+            regenerated = self._invoices.regenerated(record, new_id, records, self._clock())
+            try:
+                self._store.create(record.customer_id, written, [regenerated], regenerated_from=record.id)
+            except FinalizationRaced:
+                self._sleep(self._timing.backoff * 2**attempt)
+                record = self._store.get(record.id) or record
+                continue
+            return new_id
+        raise FinalizationRaced(f"invoices of customer {record.customer_id} kept changing while regenerating; retry")
+
+    def _stored(self, invoice_id: str, refusal: type[InvalidInput], rule: str) -> StoredInvoice:
+        """The stored invoice; a 400 naming `id` for a draft's id, a 404 for an unknown one.
+
+        Draft ids are never stored: they are UUIDv5s of (contract, type, instant, credit type),
+        which cannot be traced back to a customer without pricing every customer. So an unstored
+        UUIDv5 is answered as a draft, and any other unknown id as not found."""
+        try:
+            version = uuid.UUID(invoice_id).version
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise InvalidInput("id", "must be an invoice id (a UUID)") from exc
+        record = self._store.get(invoice_id)
+        if record is not None:
+            return record
+        if version == 5:
+            raise refusal("id", rule)
+        raise InvoiceNotFound(f"invoice {invoice_id} not found")
+
+
+def _properties(record: StoredInvoice) -> dict:
+    invoice = record.invoice
+    properties = {
+        "invoice_id": record.id,
+        "customer_id": record.customer_id,
+        "contract_id": record.contract_id,
+        "invoice_type": invoice.type.value,
+        "status": FINALIZED,
+        "credit_type": {"id": invoice.credit_type.id, "name": invoice.credit_type.name},
+        "start_timestamp": format_rfc3339(invoice.starting_at),
+        "end_timestamp": format_rfc3339(invoice.ending_before),
+        "issued_at": format_rfc3339(invoice.ending_before),
+        "finalized_at": format_rfc3339(record.finalized_at),
+        "subtotal": invoice.subtotal,
+        "total": invoice.total,
+    }
+    if record.regenerated_from_invoice_id is not None:
+        properties["regenerated_from_invoice_id"] = record.regenerated_from_invoice_id
+    return properties

@@ -1,0 +1,198 @@
+"""The task boundary of the `close-billing-periods` state machine: what each Lambda state receives
+and returns, and the three steps that map it onto `CycleCloseService`.
+
+The workflow (infra/constructs/cycle_close.py) runs in pages:
+
+    FindDuePeriods ─► AnyPeriodsDue? ─yes─► ClosePeriods (Map) ─► FindDuePeriods ...
+                                    └─no──► Closed (output: the run's summary)
+
+Each FindDuePeriods call returns the next page of due periods after a cursor, so that a state's
+payload stays far below Step Functions' 256 KiB limit however many contracts close at once, and it
+folds the previous page's outcomes into the run's summary. Pages are ordered by (period start,
+customer, contract, kind) and the cursor moves past failed periods too, so a period that keeps
+failing is dead-lettered once per run and never loops; the next scheduled run finds it due again.
+
+Errors reach Step Functions under their class name (the Lambda `errorType`), which the Retry and
+Catch blocks match: InvalidScheduledEvent fails the execution before anything is written.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal, Protocol
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tally.billing.errors import InvalidInput
+
+# Periods per page. An iteration's outcome is a few hundred bytes, so a page's Map result stays
+# around 50 KiB, well inside the 256 KiB payload limit.
+PAGE_SIZE = 100
+# The summary names at most this many dead-lettered periods (the DLQ holds every one of them).
+DEAD_LETTERED_LISTED = 50
+
+
+class InvalidScheduledEvent(InvalidInput):
+    """The scheduled event carries no valid `time`, so there is no "as of" instant to close at."""
+
+
+class InvalidTaskInput(InvalidInput):
+    """A state passed a task input it should never produce: a workflow bug, not worth retrying."""
+
+
+class CycleClose(Protocol):
+    """What the steps use of `tally.services.cycle_close.CycleCloseService`."""
+
+    def find_due(self, as_of: datetime, grace: timedelta) -> list[dict]: ...
+
+    def finalize(self, customer_id: str, contract_id: str, period_start: datetime, as_of: datetime) -> dict: ...
+
+    def publish_finalized(self, invoice_id: str) -> bool: ...
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ScheduledEvent(_Model):
+    """The EventBridge scheduled event; only its `time` (the "as of" instant) matters here."""
+
+    time: AwareDatetime
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _rfc3339_text(cls, value: Any) -> Any:
+        # EventBridge always sends text; a number would otherwise pass as a Unix timestamp.
+        if not isinstance(value, str):
+            raise ValueError("must be an RFC 3339 timestamp such as 2025-02-02T01:00:00Z")
+        return value
+
+
+class DuePeriod(_Model):
+    customer_id: str = Field(min_length=1)
+    contract_id: str = Field(min_length=1)
+    period_start: AwareDatetime
+    kind: Literal["USAGE", "SCHEDULED"]
+
+    def sort_key(self) -> tuple:
+        return (self.period_start, self.customer_id, self.contract_id, self.kind)
+
+
+class PeriodOutcome(_Model):
+    """One Map iteration's output (the PeriodClosed or PeriodDeadLettered state)."""
+
+    period: DuePeriod
+    status: Literal["CLOSED", "DEAD_LETTERED"]
+    invoice_ids: list[str] = Field(default_factory=list)
+    finalized: list[str] = Field(default_factory=list)
+    published: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
+class RunSummary(_Model):
+    """The execution's output."""
+
+    as_of: AwareDatetime
+    periods_closed: int = 0
+    invoices_finalized: int = 0
+    invoices_published: int = 0
+    periods_dead_lettered: int = 0
+    dead_lettered: list[PeriodOutcome] = Field(default_factory=list)
+
+    def including(self, outcomes: list[PeriodOutcome]) -> RunSummary:
+        failed = [o for o in outcomes if o.status == "DEAD_LETTERED"]
+        closed = [o for o in outcomes if o.status == "CLOSED"]
+        return self.model_copy(
+            update={
+                "periods_closed": self.periods_closed + len(closed),
+                "invoices_finalized": self.invoices_finalized + sum(len(o.finalized) for o in closed),
+                "invoices_published": self.invoices_published + sum(len(o.published) for o in closed),
+                "periods_dead_lettered": self.periods_dead_lettered + len(failed),
+                "dead_lettered": (self.dead_lettered + failed)[:DEAD_LETTERED_LISTED],
+            }
+        )
+
+
+class Progress(_Model):
+    """FindDuePeriods' result, kept at `$.progress` for the Map, the Choice and the next page."""
+
+    as_of: AwareDatetime
+    periods: list[DuePeriod]
+    count: int
+    cursor: DuePeriod | None
+    summary: RunSummary
+
+
+class _RunState(_Model):
+    """FindDuePeriods' input: the scheduled event, plus on later pages the previous page."""
+
+    progress: Progress | None = None
+    closed: list[PeriodOutcome] = Field(default_factory=list)
+
+
+class FinalizeInput(_Model):
+    as_of: AwareDatetime
+    period: DuePeriod
+
+
+class Finalized(_Model):
+    invoice_ids: list[str]
+    finalized: list[str] = Field(default_factory=list)
+
+
+class PublishInput(_Model):
+    invoice_ids: list[str]
+
+
+def _utc(instant: datetime) -> datetime:
+    return instant.astimezone(timezone.utc)
+
+
+def _field_and_rule(exc: ValidationError) -> tuple[str, str]:
+    first = exc.errors(include_url=False)[0]
+    return ".".join(str(part) for part in first["loc"]) or "input", first["msg"]
+
+
+def _parse(model: type[_Model], payload: Any, error: type[InvalidInput] = InvalidTaskInput):
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise error(*_field_and_rule(exc)) from exc
+
+
+def find_due_periods(state: Any, service: CycleClose, grace: timedelta, page_size: int = PAGE_SIZE) -> dict:
+    """The next page of periods due as of the scheduled event's `time`, and the run's summary so far."""
+    event = _parse(ScheduledEvent, state, InvalidScheduledEvent)
+    run = _parse(_RunState, state)
+    if run.progress is None:
+        as_of, cursor, summary = _utc(event.time), None, RunSummary(as_of=_utc(event.time))
+    else:
+        as_of, cursor = run.progress.as_of, run.progress.cursor
+        summary = run.progress.summary.including(run.closed)
+
+    found = (_parse(DuePeriod, item) for item in service.find_due(as_of, grace))
+    due = sorted({period.sort_key(): period for period in found}.values(), key=DuePeriod.sort_key)
+    if cursor is not None:
+        due = [period for period in due if period.sort_key() > cursor.sort_key()]
+    page = due[:page_size]
+    progress = Progress(
+        as_of=as_of, periods=page, count=len(page), cursor=page[-1] if page else None, summary=summary
+    )
+    return progress.model_dump(mode="json")
+
+
+def finalize_period(task: Any, service: CycleClose) -> dict:
+    """Finalize one period's invoices; idempotent per (contract, period), so retries are safe."""
+    given = _parse(FinalizeInput, task)
+    result = service.finalize(
+        given.period.customer_id, given.period.contract_id, _utc(given.period.period_start), _utc(given.as_of)
+    )
+    return _parse(Finalized, result).model_dump(mode="json")
+
+
+def publish_invoices(task: Any, service: CycleClose) -> dict:
+    """Publish invoice.finalized for each invoice; the service publishes each one exactly once, so
+    a retried or re-run step publishes only what is still missing. Returns those published now."""
+    given = _parse(PublishInput, task)
+    published = [invoice_id for invoice_id in given.invoice_ids if service.publish_finalized(invoice_id)]
+    return {"published": published}

@@ -1,0 +1,372 @@
+"""Finalized and voided invoices as stored records, and the store they live in.
+
+A finalized invoice is written once and never rewritten: its lines and totals exactly as they were
+priced, and its drawdowns (`drawdowns`: each drawable line's burn-down applications), which the
+burn-down replays as they are from then on. Only its status (FINALIZED -> VOID), the pointer to
+the invoice regenerated from it and its publication state change, and they live beside the
+document, not in it.
+
+`slot` is the id of the draft the record finalizes (the UUIDv5 of contract, type, instant and
+credit type). The first finalized invoice of a slot keeps that id; an invoice regenerated from a
+voided one gets an id derived from the voided id and keeps the slot, so a slot has at most one
+FINALIZED record at a time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from tally.billing.balances import Application, Charge, GrantKind
+from tally.billing.errors import TallyError
+from tally.billing.pricing import (
+    CreditType,
+    Frequency,
+    Invoice,
+    InvoiceType,
+    LineItem,
+    LineType,
+    ProductType,
+    Rate,
+    RateType,
+    SubLineItem,
+    Tier,
+    TierCharge,
+)
+from tally.billing.time import format_rfc3339, parse_rfc3339
+
+FINALIZED = "FINALIZED"
+VOID = "VOID"
+
+_REGENERATED_NAMESPACE = uuid.UUID("0b7d6a2e-9c1f-4e55-8f3a-2d6c4b1e7a90")
+
+
+def regenerated_invoice_id(voided_id: str) -> str:
+    """The id of the invoice regenerated from a voided one: stable, so regenerating twice is one."""
+    return str(uuid.uuid5(_REGENERATED_NAMESPACE, voided_id))
+
+
+class FinalizationRaced(TallyError):
+    """Another writer finalized, voided or regenerated an invoice of the customer between this
+    one's read and its write. Nothing was written; recompute and try again."""
+
+    status = 409
+    kind = "conflict"
+
+
+class InvoiceStore(Protocol):
+    """Finalized and voided invoices (adapters/dynamo/invoices.py)."""
+
+    def get(self, invoice_id: str) -> StoredInvoice | None:
+        """Read consistently."""
+
+    def list_for_customer(self, customer_id: str) -> list[StoredInvoice]: ...
+
+    def records_written(self, customer_id: str) -> int:
+        """How many records of the customer were ever created, read consistently: the version a
+        `create` is conditional on."""
+
+    def create(self, customer_id: str, written: int, records: list[StoredInvoice], regenerated_from: str | None = None) -> None:
+        """Write new records all at once, only if none exists yet and the customer still has
+        `written` records (and, with `regenerated_from`, that voided record is not regenerated
+        yet, and it then points to the first record). FinalizationRaced otherwise."""
+
+    def void(self, invoice_id: str, voided_at: datetime) -> bool:
+        """FINALIZED -> VOID; False if it was not FINALIZED."""
+
+    def claim_publication(self, invoice_id: str, token: str, now: datetime, lease_expired_before: datetime) -> bool:
+        """Claim the right to publish: False if published, or claimed after `lease_expired_before`."""
+
+    def release_publication(self, invoice_id: str, token: str) -> None:
+        """Give a claim back (the publish failed), so a retry need not wait for the lease."""
+
+    def mark_published(self, invoice_id: str, token: str, now: datetime, message_id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class StoredInvoice:
+    id: str
+    slot: str
+    customer_id: str
+    contract_id: str
+    period_start: datetime  # the billing period the invoice belongs to
+    period_end: datetime
+    invoice: Invoice
+    drawdowns: tuple[Charge, ...]  # frozen charges: key, instant, amount and applications
+    finalized_at: datetime
+    status: str = FINALIZED
+    voided_at: datetime | None = None
+    regenerated_from_invoice_id: str | None = None
+    regenerated_invoice_id: str | None = None
+    published_at: datetime | None = None
+    publish_claimed_at: datetime | None = None
+
+    @property
+    def type(self) -> InvoiceType:
+        return self.invoice.type
+
+    def charges(self) -> list[Charge]:
+        """The drawdowns as the burn-down takes them: frozen, or voided (given back)."""
+        if self.status == VOID:
+            return [replace(c, voided=True) for c in self.drawdowns]
+        return list(self.drawdowns)
+
+
+# --- documents ---------------------------------------------------------------------------------------
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else format_rfc3339(value)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return None if value is None else parse_rfc3339(value)
+
+
+def _dec(value) -> Decimal | None:
+    return None if value is None else value if isinstance(value, Decimal) else Decimal(value)
+
+
+def _credit_type(credit_type: CreditType | None) -> dict | None:
+    if credit_type is None:
+        return None
+    return {"id": credit_type.id, "name": credit_type.name, "precision": credit_type.precision, "rounding": credit_type.rounding}
+
+
+def _parse_credit_type(doc: dict | None) -> CreditType | None:
+    return None if doc is None else CreditType(doc["id"], doc["name"], doc["precision"], doc["rounding"])
+
+
+def _rate(rate: Rate | None) -> dict | None:
+    if rate is None:
+        return None
+    return {
+        "product_id": rate.product_id,
+        "starting_at": _time(rate.starting_at),
+        "rate_type": rate.rate_type.value,
+        "entitled": rate.entitled,
+        "ending_before": _time(rate.ending_before),
+        "price": rate.price,
+        "tiers": [{"price": t.price, "size": t.size} for t in rate.tiers],
+        "pricing_group_values": None if rate.pricing_group_values is None else dict(rate.pricing_group_values),
+        "quantity": rate.quantity,
+        "is_prorated": rate.is_prorated,
+        "billing_frequency": None if rate.billing_frequency is None else rate.billing_frequency.value,
+        "credit_type": _credit_type(rate.credit_type),
+        "commit_price": rate.commit_price,
+    }
+
+
+def _parse_rate(doc: dict | None) -> Rate | None:
+    if doc is None:
+        return None
+    return Rate(
+        product_id=doc["product_id"],
+        starting_at=parse_rfc3339(doc["starting_at"]),
+        rate_type=RateType(doc["rate_type"]),
+        entitled=doc["entitled"],
+        ending_before=_parse_time(doc["ending_before"]),
+        price=_dec(doc["price"]),
+        tiers=tuple(Tier(_dec(t["price"]), _dec(t["size"])) for t in doc["tiers"]),
+        pricing_group_values=doc["pricing_group_values"],
+        quantity=_dec(doc["quantity"]),
+        is_prorated=doc["is_prorated"],
+        billing_frequency=None if doc["billing_frequency"] is None else Frequency(doc["billing_frequency"]),
+        credit_type=_parse_credit_type(doc["credit_type"]),
+        commit_price=_dec(doc["commit_price"]),
+    )
+
+
+def _line(line: LineItem) -> dict:
+    return {
+        "type": line.type.value,
+        "name": line.name,
+        "product_id": line.product_id,
+        "product_type": line.product_type.value,
+        "credit_type": _credit_type(line.credit_type),
+        "quantity": line.quantity,
+        "unit_price": line.unit_price,
+        "total": line.total,
+        "precise_total": line.precise_total,
+        "starting_at": _time(line.starting_at),
+        "ending_before": _time(line.ending_before),
+        "pricing_group_values": None if line.pricing_group_values is None else dict(line.pricing_group_values),
+        "presentation_group_values": None if line.presentation_group_values is None else dict(line.presentation_group_values),
+        "sub_line_items": [
+            {
+                "name": sub.name,
+                "quantity": sub.quantity,
+                "subtotal": sub.subtotal,
+                "tiers": [
+                    {"starting_at": t.starting_at, "quantity": t.quantity, "price": t.price, "subtotal": t.subtotal}
+                    for t in sub.tiers
+                ],
+            }
+            for sub in line.sub_line_items
+        ],
+        "is_prorated": line.is_prorated,
+        "list_price": _rate(line.list_price),
+        "subscription_id": line.subscription_id,
+        "scheduled_charge_id": line.scheduled_charge_id,
+        "converted_credit_type": _credit_type(line.converted_credit_type),
+        "commit_id": line.commit_id,
+        "commit_segment_id": line.commit_segment_id,
+        "commit_type": line.commit_type,
+        "counts_in_total": line.counts_in_total,
+        "scheduled_at": _time(line.scheduled_at),
+        "commit_total": line.commit_total,
+    }
+
+
+def _parse_line(doc: dict) -> LineItem:
+    return LineItem(
+        type=LineType(doc["type"]),
+        name=doc["name"],
+        product_id=doc["product_id"],
+        product_type=ProductType(doc["product_type"]),
+        credit_type=_parse_credit_type(doc["credit_type"]),
+        quantity=_dec(doc["quantity"]),
+        unit_price=_dec(doc["unit_price"]),
+        total=_dec(doc["total"]),
+        precise_total=_dec(doc["precise_total"]),
+        starting_at=parse_rfc3339(doc["starting_at"]),
+        ending_before=_parse_time(doc["ending_before"]),
+        pricing_group_values=doc["pricing_group_values"],
+        presentation_group_values=doc["presentation_group_values"],
+        sub_line_items=tuple(
+            SubLineItem(
+                s["name"],
+                _dec(s["quantity"]),
+                _dec(s["subtotal"]),
+                tuple(
+                    TierCharge(_dec(t["starting_at"]), _dec(t["quantity"]), _dec(t["price"]), _dec(t["subtotal"]))
+                    for t in s["tiers"]
+                ),
+            )
+            for s in doc["sub_line_items"]
+        ),
+        is_prorated=doc["is_prorated"],
+        list_price=_parse_rate(doc["list_price"]),
+        subscription_id=doc["subscription_id"],
+        scheduled_charge_id=doc["scheduled_charge_id"],
+        converted_credit_type=_parse_credit_type(doc["converted_credit_type"]),
+        commit_id=doc["commit_id"],
+        commit_segment_id=doc["commit_segment_id"],
+        commit_type=doc["commit_type"],
+        counts_in_total=doc["counts_in_total"],
+        scheduled_at=_parse_time(doc["scheduled_at"]),
+        commit_total=_dec(doc["commit_total"]),
+    )
+
+
+def _drawdown(charge: Charge) -> dict:
+    assert charge.applications is not None
+    return {
+        "key": charge.key,
+        "contract_id": charge.contract_id,
+        "product_id": charge.product_id,
+        "credit_type_id": charge.credit_type_id,
+        "starting_at": _time(charge.starting_at),
+        "ending_before": _time(charge.ending_before),
+        "amount": charge.amount,
+        "applications": [
+            {
+                "grant_id": a.grant_id,
+                "segment_id": a.segment_id,
+                "kind": a.kind.value,
+                "amount": a.amount,
+                "balance_consumed": a.balance_consumed,
+                "reduces_total": a.reduces_total,
+            }
+            for a in charge.applications
+        ],
+    }
+
+
+def _parse_drawdown(doc: dict, invoice_id: str) -> Charge:
+    return Charge(
+        key=doc["key"],
+        invoice_id=invoice_id,
+        contract_id=doc["contract_id"],
+        product_id=doc["product_id"],
+        product_tags=(),  # a frozen charge is never matched against grants again
+        credit_type_id=doc["credit_type_id"],
+        starting_at=parse_rfc3339(doc["starting_at"]),
+        ending_before=_parse_time(doc["ending_before"]),
+        amount=_dec(doc["amount"]),
+        finalized=True,
+        applications=tuple(
+            Application(a["grant_id"], a["segment_id"], GrantKind(a["kind"]), _dec(a["amount"]), _dec(a["balance_consumed"]),
+                        a["reduces_total"])
+            for a in doc["applications"]
+        ),
+    )
+
+
+def record_document(record: StoredInvoice) -> dict:
+    """The immutable part of a record, as stored (exact JSON)."""
+    invoice = record.invoice
+    return {
+        "id": record.id,
+        "slot": record.slot,
+        "customer_id": record.customer_id,
+        "contract_id": record.contract_id,
+        "period_start": _time(record.period_start),
+        "period_end": _time(record.period_end),
+        "finalized_at": _time(record.finalized_at),
+        "regenerated_from_invoice_id": record.regenerated_from_invoice_id,
+        "invoice": {
+            "type": invoice.type.value,
+            "credit_type": _credit_type(invoice.credit_type),
+            "starting_at": _time(invoice.starting_at),
+            "ending_before": _time(invoice.ending_before),
+            "line_items": [_line(line) for line in invoice.line_items],
+            "subtotal": invoice.subtotal,
+            "total": invoice.total,
+        },
+        "drawdowns": [_drawdown(c) for c in record.drawdowns],
+    }
+
+
+def record_from_document(
+    doc: dict,
+    *,
+    status: str,
+    voided_at: datetime | None = None,
+    regenerated_invoice_id: str | None = None,
+    published_at: datetime | None = None,
+    publish_claimed_at: datetime | None = None,
+) -> StoredInvoice:
+    body = doc["invoice"]
+    invoice = Invoice(
+        contract_id=doc["contract_id"],
+        customer_id=doc["customer_id"],
+        credit_type=_parse_credit_type(body["credit_type"]),
+        starting_at=parse_rfc3339(body["starting_at"]),
+        ending_before=parse_rfc3339(body["ending_before"]),
+        line_items=tuple(_parse_line(line) for line in body["line_items"]),
+        subtotal=_dec(body["subtotal"]),
+        total=_dec(body["total"]),
+        status=status,
+        type=InvoiceType(body["type"]),
+    )
+    return StoredInvoice(
+        id=doc["id"],
+        slot=doc["slot"],
+        customer_id=doc["customer_id"],
+        contract_id=doc["contract_id"],
+        period_start=parse_rfc3339(doc["period_start"]),
+        period_end=parse_rfc3339(doc["period_end"]),
+        invoice=invoice,
+        drawdowns=tuple(_parse_drawdown(d, doc["id"]) for d in doc["drawdowns"]),
+        finalized_at=parse_rfc3339(doc["finalized_at"]),
+        status=status,
+        voided_at=voided_at,
+        regenerated_from_invoice_id=doc.get("regenerated_from_invoice_id"),
+        regenerated_invoice_id=regenerated_invoice_id,
+        published_at=published_at,
+        publish_claimed_at=publish_claimed_at,
+    )

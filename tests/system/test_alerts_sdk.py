@@ -1,0 +1,222 @@
+"""Alerts through Metronome's official SDK on the local stack, received as a user would: an SQS queue
+subscribed to the alerts topic on the local AWS endpoint.
+
+Each test subscribes its own queue with a filter policy on its own customers (message attributes),
+so messages of other tests never reach it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import boto3
+import pytest
+
+from tests.system.usage_events import DAY, HOUR, current_hour, rfc3339, unique, usage_event
+
+pytestmark = pytest.mark.system
+
+MONTH = 31 * DAY
+
+
+class AlertInbox:
+    """An SQS queue subscribed to the alerts topic (raw delivery, so the body is the envelope)."""
+
+    def __init__(self, local_stack, filter_policy: dict) -> None:
+        endpoint = local_stack.aws_endpoint  # what `tally local up` prints; any AWS client works
+        self.sqs = boto3.client("sqs", endpoint_url=endpoint)
+        sns = boto3.client("sns", endpoint_url=endpoint)
+        self.url = self.sqs.create_queue(QueueName=unique("alerts-inbox"))["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(
+            TopicArn=local_stack.deployment.outputs["AlertsTopicArn"],
+            Protocol="sqs",
+            Endpoint=arn,
+            Attributes={"RawMessageDelivery": "true", "FilterPolicy": json.dumps(filter_policy)},
+        )
+
+    def receive(self, quiet_for: float = 0.3) -> list[dict]:
+        """Everything delivered so far: read until the queue stays empty for `quiet_for` seconds."""
+        messages: list[dict] = []
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < quiet_for:
+            batch = self.sqs.receive_message(
+                QueueUrl=self.url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
+            ).get("Messages", [])
+            if batch:
+                quiet_since = time.monotonic()
+                self.sqs.delete_message_batch(
+                    QueueUrl=self.url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
+                )
+            for message in batch:
+                attributes = {k: v["StringValue"] for k, v in message.get("MessageAttributes", {}).items()}
+                messages.append({**json.loads(message["Body"]), "attributes": attributes})
+        return messages
+
+
+def _calls_metric(sdk, tag: str) -> str:
+    return sdk.v1.billable_metrics.create(
+        name=f"{tag} calls", aggregation_type="COUNT", event_type_filter={"in_values": [f"{tag}-call"]}
+    ).data.id
+
+
+def _calls(tag: str, alias: str, first: int, count: int, at) -> list[dict]:
+    return [usage_event(f"{tag}-{n}", alias, f"{tag}-call", at) for n in range(first, first + count)]
+
+
+def test_usage_alert_fires_once_per_crossing_and_reset_re_arms_it(sdk, local_stack, settle):
+    tag = unique("usage-alert")
+    metric = _calls_metric(sdk, tag)
+    customer = sdk.v1.customers.create(name=tag, ingest_aliases=[tag]).data.id
+    inbox = AlertInbox(local_stack, {"customer_id": [customer]})
+    alert = sdk.v1.alerts.create(
+        alert_type="usage_threshold_reached", name="10 calls", threshold=10, customer_id=customer,
+        billable_metric_id=metric,
+    ).data.id
+    at = current_hour()
+
+    sdk.v1.usage.ingest(usage=_calls(tag, tag, 0, 9, at))
+    settle()
+    assert inbox.receive() == []
+    assert sdk.v1.customers.alerts.retrieve(alert_id=alert, customer_id=customer).data.customer_status == "ok"
+
+    sdk.v1.usage.ingest(usage=_calls(tag, tag, 9, 3, at))  # 12 calls: crossed
+    settle()
+    (message,) = inbox.receive()
+    assert message["id"] == f"{alert}:{customer}:1"
+    assert message["type"] == "alerts.usage_threshold_reached"
+    assert message["attributes"] == {
+        "type": "alerts.usage_threshold_reached", "customer_id": customer,
+        "alert_type": "usage_threshold_reached", "alert_id": alert,
+    }
+    properties = message["properties"]
+    assert (properties["threshold"], properties["value"], properties["billable_metric_id"]) == (10, 12, metric)
+    status = sdk.v1.customers.alerts.retrieve(alert_id=alert, customer_id=customer).data
+    assert status.customer_status == "in_alarm" and status.alert.threshold == 10
+
+    sdk.v1.usage.ingest(usage=_calls(tag, tag, 12, 20, at))  # still past it: nothing new
+    settle()
+    assert inbox.receive() == []
+
+    # Reset re-arms the alert and evaluates it at once: 32 calls is still past 10, a new crossing.
+    sdk.v1.customers.alerts.reset(alert_id=alert, customer_id=customer)
+    (again,) = inbox.receive()
+    assert again["id"] == f"{alert}:{customer}:2" and again["properties"]["value"] == 32
+    listed = list(sdk.v1.customers.alerts.list(customer_id=customer))
+    assert [(a.alert.id, a.customer_status) for a in listed] == [(alert, "in_alarm")]
+
+    sdk.v1.alerts.archive(id=alert)
+    assert list(sdk.v1.customers.alerts.list(customer_id=customer)) == []
+    (archived,) = sdk.v1.customers.alerts.list(customer_id=customer, alert_statuses=["ARCHIVED"])
+    assert archived.alert.status == "archived" and archived.customer_status is None
+
+
+def test_spend_and_low_credit_balance_alerts_follow_the_draft_invoice_and_the_burn_down(sdk, local_stack, settle):
+    tag = unique("spend-alert")
+    start = current_hour() - 3 * HOUR
+    metric = _calls_metric(sdk, tag)
+    product = sdk.v1.contracts.products.create(name=f"{tag} calls", type="USAGE", billable_metric_id=metric).data.id
+    grant = sdk.v1.contracts.products.create(name=f"{tag} credit", type="FIXED").data.id
+    card = sdk.v1.contracts.rate_cards.create(name=f"{tag} card").data.id
+    sdk.v1.contracts.rate_cards.rates.add(  # 10 cents a call
+        rate_card_id=card, product_id=product, entitled=True, rate_type="FLAT", price=10, starting_at=rfc3339(start - DAY),
+    )
+    customer = sdk.v1.customers.create(name=tag, ingest_aliases=[tag]).data.id
+    sdk.v1.contracts.create(
+        customer_id=customer, rate_card_id=card, starting_at=rfc3339(start),
+        usage_statement_schedule={"frequency": "MONTHLY", "day": "CONTRACT_START"},
+    )
+    sdk.v1.customers.credits.create(  # $1 of free credit
+        customer_id=customer, product_id=grant, priority=1, name="Welcome credit",
+        access_schedule={"schedule_items": [{"amount": 100, "starting_at": rfc3339(start), "ending_before": rfc3339(start + MONTH)}]},
+    )
+    inbox = AlertInbox(local_stack, {"customer_id": [customer]})
+    spend_only = AlertInbox(local_stack, {"customer_id": [customer], "alert_type": ["spend_threshold_reached"]})
+    spend = sdk.v1.alerts.create(alert_type="spend_threshold_reached", name="$2 spent", threshold=200, customer_id=customer).data.id
+    low = sdk.v1.alerts.create(alert_type="low_credit_balance_reached", name="credit under 30c", threshold=30, customer_id=customer).data.id
+    assert inbox.receive() == []  # evaluated on create: 0 spent, 100 of credit left
+
+    sdk.v1.usage.ingest(usage=_calls(tag, tag, 0, 8, current_hour()))  # 80 cents: credit 100 → 20
+    settle()
+    (message,) = inbox.receive()
+    assert (message["id"], message["type"]) == (f"{low}:{customer}:1", "alerts.low_credit_balance_reached")
+    assert (message["properties"]["value"], message["properties"]["threshold"]) == (20, 30)
+
+    sdk.v1.usage.ingest(usage=_calls(tag, tag, 8, 15, current_hour()))  # 230 cents: past $2
+    settle()
+    (message,) = inbox.receive()  # the credit is spent (0 left) but its alarm is already raised
+    assert (message["id"], message["type"]) == (f"{spend}:{customer}:1", "alerts.spend_threshold_reached")
+    assert message["properties"]["value"] == 230  # spend before credits: 23 × 10
+    assert [m["id"] for m in spend_only.receive()] == [f"{spend}:{customer}:1"]  # a filter policy on alert_type
+
+    statuses = {a.alert.id: a.customer_status for a in sdk.v1.customers.alerts.list(customer_id=customer)}
+    assert statuses == {spend: "in_alarm", low: "in_alarm"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"alert_type": "usage_threshold_reached", "threshold": -1}, "threshold"),
+        ({"alert_type": "usage_threshold_reached", "threshold": "ten"}, "threshold"),
+        ({"alert_type": "usage_threshold_reached", "threshold": 1.5}, "threshold"),  # a COUNT metric
+        ({"alert_type": "usage_threshold_reached", "threshold": 5, "billable_metric_id": "no-such-metric"}, "billable_metric_id"),
+        ({"alert_type": "spend_threshold_reached", "threshold": 5, "credit_type_id": "no-such-unit", "billable_metric_id": None}, "credit_type_id"),
+        ({"alert_type": "low_credit_balance_reached", "threshold": -0.5, "billable_metric_id": None}, "threshold"),
+    ],
+    ids=["negative", "a string", "fractional on a COUNT metric", "unknown metric", "unknown credit type", "negative balance"],
+)
+def test_bad_alerts_are_a_400_naming_the_field_and_store_nothing(sdk, api, body, field):
+    tag = unique("bad-alert")
+    metric = _calls_metric(sdk, tag)
+    customer = sdk.v1.customers.create(name=tag).data.id
+    request = {"name": "bad", "customer_id": customer, "billable_metric_id": metric, **body}
+    response = api.post("/v1/alerts/create", json={k: v for k, v in request.items() if v is not None})
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == field
+    assert list(sdk.v1.customers.alerts.list(customer_id=customer, alert_statuses=["ENABLED", "ARCHIVED"])) == []
+
+
+@pytest.mark.volume
+def test_a_thousand_customers_crossing_at_once_get_exactly_a_thousand_messages(sdk, api, local_stack, settle):
+    """1,000 customers, each crossing an all-customer usage alert in one burst of ingest requests:
+    exactly 1,000 messages, one per customer, none twice."""
+    customers_wanted = 1000
+    tag = unique("alert-load")
+    metric = _calls_metric(sdk, tag)
+    alert = sdk.v1.alerts.create(
+        alert_type="usage_threshold_reached", name="3 calls", threshold=3, billable_metric_id=metric,
+        evaluate_on_create=False,
+    ).data.id
+    inbox = AlertInbox(local_stack, {"alert_id": [alert]})
+
+    def create(n: int) -> str:
+        response = api.post("/v1/customers", json={"name": f"{tag} #{n}", "ingest_aliases": [f"{tag}-{n}"]})
+        assert response.status_code == 200, response.text
+        return response.json()["data"]["id"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        customers = list(pool.map(create, range(customers_wanted)))
+    at = current_hour()
+    events = [usage_event(f"{tag}-{n}-{k}", f"{tag}-{n}", f"{tag}-call", at) for n in range(customers_wanted) for k in range(3)]
+    batches = [events[i : i + 100] for i in range(0, len(events), 100)]
+    started = time.monotonic()
+
+    def post(batch: list[dict]) -> None:
+        response = api.post("/v1/ingest", json=batch)
+        assert response.status_code == 200, response.text
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # one burst
+        list(pool.map(post, batches))
+    settle(timeout=300)
+    messages = inbox.receive(quiet_for=1.0)
+    elapsed = time.monotonic() - started
+
+    ids = [m["id"] for m in messages]
+    assert len(ids) == customers_wanted, f"{len(ids)} messages for {customers_wanted} crossings"
+    assert len(set(ids)) == customers_wanted, "a crossing was published twice"
+    assert {m["properties"]["customer_id"] for m in messages} == set(customers)
+    assert set(ids) == {f"{alert}:{c}:1" for c in customers}
+    print(f"\n1,000 crossings published in {elapsed:.1f} s after the burst")
