@@ -7,6 +7,8 @@ the same run. These machines are noisy, so the ratios are the figures to read, n
 4. Freshness: ingest 200 → visible in POST /v1/usage, p50/p99 on the live local stack.
 5. The draft invoice of a 50-product × 100-model contract after 1,000 and after 1,000,000 events:
    DynamoDB reads, CPU excluding AWS, wall time (infra/bench_invoice.py).
+6. Alert latency: ingest 200 → the alert's SNS message on an SQS subscription, p50/p99, live local
+   stack, vs a bare SNS → SQS delivery (infra/bench_alerts.py).
 
 Figures 1 and 5 run first, without the local stack: it sets process-wide AWS settings when it starts.
 """
@@ -28,6 +30,7 @@ from typing import Any, Callable, Iterator
 from rich.console import Console
 from rich.table import Table
 
+from infra.bench_alerts import figure_alert_latency
 from infra.bench_invoice import Shape, figure_invoice
 from infra.bench_load import (
     CUSTOMER_ALIAS,
@@ -462,6 +465,7 @@ def run_all(quick: bool, console: Console) -> dict[str, float]:
             tally.setup_metrics()
             _step(console, "3 end-to-end throughput", lambda: figure_end_to_end(report, sizes, tally, stack))
             _step(console, "4 freshness", lambda: figure_freshness(report, sizes, tally, stack))
+            _step(console, "6 alert latency", lambda: figure_alert_latency(report, quick, tally, stack, Row, _percentile))
             # Last, because it stops the live pump to fix the batch shapes.
             _step(console, "2 writes per accepted event", lambda: figure_writes(report, sizes, tally, stack))
         finally:

@@ -128,10 +128,14 @@ def local_tail(
         )
         console.print_json(json.dumps(message.get("properties", {}), default=str))
 
+    from botocore.exceptions import EndpointConnectionError
+
     try:
         tail.follow(show, stopped.is_set)
-    finally:
         tail.close()
+    except EndpointConnectionError:
+        console.print("[red]the AWS endpoint went away[/red] (was the local stack stopped?)")
+        raise typer.Exit(1) from None
 
 
 def _billing_table(stack: str, table: Optional[str], endpoint_url: Optional[str]) -> tuple[str, Optional[str]]:

@@ -70,6 +70,7 @@ class TallyStack(Stack):
             aggregator = Aggregator(self, "Aggregator", tables=tables, defaults=defaults)
             alerts = Alerts(self, "Alerts", tables=tables, topics=topics, defaults=defaults)
             alerts.grant_evaluation(api, topics)
+            alerts.grant_start(api)
             cycle_close = CycleClose(
                 self,
                 "CycleClose",

@@ -36,7 +36,7 @@ class TopicTail:
             TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes=attributes, ReturnSubscriptionArn=True
         )["SubscriptionArn"]
 
-    def poll(self, wait_seconds: int = 5) -> list[dict[str, Any]]:
+    def poll(self, wait_seconds: int = 2) -> list[dict[str, Any]]:
         """Messages delivered since the last poll, as {id, type, properties, attributes}."""
         batch = self.sqs.receive_message(
             QueueUrl=self.queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=wait_seconds

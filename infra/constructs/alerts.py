@@ -44,10 +44,10 @@ class Alerts(TallyFunction):
                 "counters stream ARN."
             ],
         )
-        # Alerts, their per-customer state (conditional UpdateItem only), customers, aliases,
-        # metrics, catalog, contracts and grants: read, except the state.
+        # Alerts, customers, aliases, metrics, catalog, contracts and grants are read; the only
+        # writes are the (alert, customer) states, each conditional (PutItem creates one).
         self.allow(
-            ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+            ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"],
             [tables.billing.table_arn],
         )
         self.allow(["dynamodb:Query"], [f"{tables.billing.table_arn}/index/{BILLING_GSI1}"])
@@ -106,9 +106,14 @@ class Alerts(TallyFunction):
         )
 
     def grant_evaluation(self, caller: TallyFunction, topics: Topics) -> None:
-        """Let `caller` (the API) evaluate alerts itself (create for one customer, reset) and start
-        this function asynchronously for an all-customer alert."""
+        """Let `caller` evaluate alerts itself and publish their crossings: the API (create for one
+        customer, reset), or a function whose ledger writes move balances
+        (`wiring.alert_service().evaluate_customer(customer_id)`)."""
         caller.function.add_environment(ALERTS_TOPIC_ENV, topics.alerts.topic_arn)
-        caller.function.add_environment(ALERTS_FUNCTION_ENV, self.function.function_name)
         topics.grant_publish(caller.role, topics.alerts)
+
+    def grant_start(self, caller: TallyFunction) -> None:
+        """Let `caller` start this function asynchronously (a new all-customer alert is evaluated
+        on every customer off the request path)."""
+        caller.function.add_environment(ALERTS_FUNCTION_ENV, self.function.function_name)
         caller.allow(["lambda:InvokeFunction"], [self.function.function_arn])

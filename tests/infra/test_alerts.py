@@ -52,7 +52,8 @@ def test_alerts_role_reads_what_evaluation_needs_and_writes_only_alert_state(syn
         "dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
     }
     billing = synth.actions_on(role, table(synth, "TablesBilling"))
-    assert billing == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:UpdateItem"}
+    assert billing == {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+    assert "dynamodb:DeleteItem" not in billing and "dynamodb:BatchWriteItem" not in billing
     assert synth.actions_on(role, table(synth, "TablesEvents")) == set()
 
 

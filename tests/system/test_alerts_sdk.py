@@ -7,12 +7,10 @@ so messages of other tests never reach it.
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 
-import boto3
+import metronome
 import pytest
 
 from tests.system.usage_events import DAY, HOUR, current_hour, rfc3339, unique, usage_event
@@ -23,38 +21,33 @@ MONTH = 31 * DAY
 
 
 class AlertInbox:
-    """An SQS queue subscribed to the alerts topic (raw delivery, so the body is the envelope)."""
+    """An SQS queue subscribed to the alerts topic on the local AWS endpoint, through the same code
+    as `tally local tail alerts` (raw delivery, so a body is the envelope)."""
 
     def __init__(self, local_stack, filter_policy: dict) -> None:
-        endpoint = local_stack.aws_endpoint  # what `tally local up` prints; any AWS client works
-        self.sqs = boto3.client("sqs", endpoint_url=endpoint)
-        sns = boto3.client("sns", endpoint_url=endpoint)
-        self.url = self.sqs.create_queue(QueueName=unique("alerts-inbox"))["QueueUrl"]
-        arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(
-            TopicArn=local_stack.deployment.outputs["AlertsTopicArn"],
-            Protocol="sqs",
-            Endpoint=arn,
-            Attributes={"RawMessageDelivery": "true", "FilterPolicy": json.dumps(filter_policy)},
-        )
+        from infra.local.runtime import STACK_NAME
+        from infra.tail import TopicTail
+
+        # what `tally local up` prints as the AWS endpoint; any AWS client works against it
+        self.tail = TopicTail("alerts", STACK_NAME, local_stack.aws_endpoint, filter_policy)
 
     def receive(self, quiet_for: float = 0.3) -> list[dict]:
         """Everything delivered so far: read until the queue stays empty for `quiet_for` seconds."""
         messages: list[dict] = []
         quiet_since = time.monotonic()
         while time.monotonic() - quiet_since < quiet_for:
-            batch = self.sqs.receive_message(
-                QueueUrl=self.url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
-            ).get("Messages", [])
+            batch = self.tail.poll(wait_seconds=0)
             if batch:
                 quiet_since = time.monotonic()
-                self.sqs.delete_message_batch(
-                    QueueUrl=self.url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
-                )
-            for message in batch:
-                attributes = {k: v["StringValue"] for k, v in message.get("MessageAttributes", {}).items()}
-                messages.append({**json.loads(message["Body"]), "attributes": attributes})
+            messages += batch
         return messages
+
+
+def _own_alerts(sdk, customer: str, statuses: list[str] | None = None) -> list:
+    """The customer's own alerts: the list also holds every alert for all customers, which other
+    tests of the session may have created."""
+    listed = sdk.v1.customers.alerts.list(customer_id=customer, **({"alert_statuses": statuses} if statuses else {}))
+    return [a for a in listed if a.alert.customer_id == customer]
 
 
 def _calls_metric(sdk, tag: str) -> str:
@@ -105,12 +98,11 @@ def test_usage_alert_fires_once_per_crossing_and_reset_re_arms_it(sdk, local_sta
     sdk.v1.customers.alerts.reset(alert_id=alert, customer_id=customer)
     (again,) = inbox.receive()
     assert again["id"] == f"{alert}:{customer}:2" and again["properties"]["value"] == 32
-    listed = list(sdk.v1.customers.alerts.list(customer_id=customer))
-    assert [(a.alert.id, a.customer_status) for a in listed] == [(alert, "in_alarm")]
+    assert [(a.alert.id, a.customer_status) for a in _own_alerts(sdk, customer)] == [(alert, "in_alarm")]
 
     sdk.v1.alerts.archive(id=alert)
-    assert list(sdk.v1.customers.alerts.list(customer_id=customer)) == []
-    (archived,) = sdk.v1.customers.alerts.list(customer_id=customer, alert_statuses=["ARCHIVED"])
+    assert _own_alerts(sdk, customer) == []
+    (archived,) = _own_alerts(sdk, customer, ["ARCHIVED"])
     assert archived.alert.status == "archived" and archived.customer_status is None
 
 
@@ -152,8 +144,105 @@ def test_spend_and_low_credit_balance_alerts_follow_the_draft_invoice_and_the_bu
     assert message["properties"]["value"] == 230  # spend before credits: 23 × 10
     assert [m["id"] for m in spend_only.receive()] == [f"{spend}:{customer}:1"]  # a filter policy on alert_type
 
-    statuses = {a.alert.id: a.customer_status for a in sdk.v1.customers.alerts.list(customer_id=customer)}
+    statuses = {a.alert.id: a.customer_status for a in _own_alerts(sdk, customer)}
     assert statuses == {spend: "in_alarm", low: "in_alarm"}
+
+
+def test_an_alert_for_all_customers_is_evaluated_on_everyone_when_created(sdk, local_stack, settle):
+    """Created without customer_id, the alert starts the alerts function asynchronously, which
+    evaluates it on every customer: one already past the threshold gets its message."""
+    tag = unique("all-customers")
+    metric = _calls_metric(sdk, tag)
+    busy = sdk.v1.customers.create(name=f"{tag} busy", ingest_aliases=[f"{tag}-busy"]).data.id
+    quiet = sdk.v1.customers.create(name=f"{tag} quiet", ingest_aliases=[f"{tag}-quiet"]).data.id
+    sdk.v1.usage.ingest(usage=_calls(tag, f"{tag}-busy", 0, 5, current_hour()) + _calls(tag, f"{tag}-quiet", 5, 1, current_hour()))
+    settle()
+    inbox = AlertInbox(local_stack, {"customer_id": [busy, quiet]})
+    alert = sdk.v1.alerts.create(
+        alert_type="usage_threshold_reached", name="5 calls", threshold=5, billable_metric_id=metric, uniqueness_key=tag,
+    ).data.id
+    assert [m["id"] for m in inbox.receive()] == [f"{alert}:{busy}:1"]
+    listed = {a.alert.id: a.customer_status for a in sdk.v1.customers.alerts.list(customer_id=quiet)}
+    assert listed[alert] == "ok"
+    with pytest.raises(metronome.ConflictError):
+        sdk.v1.alerts.create(alert_type="usage_threshold_reached", name="again", threshold=5,
+                             billable_metric_id=metric, uniqueness_key=tag)
+    sdk.v1.alerts.archive(id=alert)  # all-customer alerts apply to every later test's customers
+
+
+def _granted(template: dict, handler: str) -> set[tuple[str, str]]:
+    """(action, logical id) pairs the function's role allows, from the synthesized template."""
+    from tests.infra.conftest import referenced_ids
+
+    resources = template["Resources"]
+    (function,) = [r for r in resources.values() if r["Type"] == "AWS::Lambda::Function" and r["Properties"]["Handler"] == handler]
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    granted = set()
+    for policy in (r for r in resources.values() if r["Type"] == "AWS::IAM::Policy"):
+        if {"Ref": role} in policy["Properties"]["Roles"]:
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                granted |= {(a, logical) for a in actions for logical in referenced_ids(statement["Resource"])}
+    return granted
+
+
+def test_the_alerts_function_calls_only_what_its_role_grants(sdk, local_stack, settle):
+    """moto does not enforce IAM. So: record every AWS call the alerts function makes while it
+    evaluates a usage, a spend and a low-balance alert, all three crossing for the first time, and
+    check each call against its role in the synthesized template."""
+    from tally.adapters.dynamo.client import dynamodb
+    from tally.adapters.sns import sns_client
+
+    tag = unique("alerts-iam")
+    start = current_hour() - HOUR
+    metric = _calls_metric(sdk, tag)
+    product = sdk.v1.contracts.products.create(name=f"{tag} calls", type="USAGE", billable_metric_id=metric).data.id
+    card = sdk.v1.contracts.rate_cards.create(name=f"{tag} card").data.id
+    sdk.v1.contracts.rate_cards.rates.add(
+        rate_card_id=card, product_id=product, entitled=True, rate_type="FLAT", price=10, starting_at=rfc3339(start - DAY),
+    )
+    grant = sdk.v1.contracts.products.create(name=f"{tag} credit", type="FIXED").data.id
+    customer = sdk.v1.customers.create(name=tag, ingest_aliases=[tag]).data.id
+    sdk.v1.contracts.create(customer_id=customer, rate_card_id=card, starting_at=rfc3339(start))
+    sdk.v1.customers.credits.create(
+        customer_id=customer, product_id=grant, priority=1, name="credit",
+        access_schedule={"schedule_items": [{"amount": 5, "starting_at": rfc3339(start), "ending_before": rfc3339(start + MONTH)}]},
+    )
+    sdk.v1.usage.ingest(usage=_calls(tag, tag, 0, 2, current_hour()))
+    settle()
+    # Created after the usage and not evaluated on create: the invocation below crosses all three.
+    for alert_type, extra in (("usage_threshold_reached", {"billable_metric_id": metric}),
+                              ("spend_threshold_reached", {}), ("low_credit_balance_reached", {})):
+        sdk.v1.alerts.create(alert_type=alert_type, name=alert_type, threshold=1, customer_id=customer,
+                             evaluate_on_create=False, **extra)
+
+    logical = {physical: logical_id for logical_id, physical in local_stack.deployment.resources.items()}
+    calls: set[tuple[str, str]] = set()
+
+    def record(params, model, **_):
+        action = f"{model.service_model.endpoint_prefix}:{model.name}"
+        targets = [params.get("TableName") or params.get("TopicArn")] + list(params.get("RequestItems") or [])
+        calls.update((action, logical.get(t, t)) for t in targets if t)
+
+    function = next(name for lid, name in local_stack.deployment.functions.items() if lid.startswith("AlertsFunction"))
+    record_of_the_counter = {
+        "eventName": "MODIFY",
+        "dynamodb": {"SequenceNumber": "1", "Keys": {"pk": {"S": f"m#{metric}#k#{tag}"}, "sk": {"S": "d"}}},
+    }
+    clients = (dynamodb(), sns_client())
+    for client in clients:
+        client.meta.events.register("provide-client-params.*.*", record)
+    try:
+        result = local_stack.lambdas.invoke(function, {"Records": [record_of_the_counter]})
+    finally:
+        for client in clients:
+            client.meta.events.unregister("provide-client-params.*.*", record)
+
+    assert result == {"batchItemFailures": []}
+    assert {action for action, _ in calls} >= {"dynamodb:Query", "dynamodb:PutItem", "sns:Publish"}
+    assert sum(1 for action, _ in calls if action == "sns:Publish") == 1  # one topic
+    not_granted = calls - _granted(local_stack.template, "functions.alerts.handler.handler")
+    assert not_granted == set(), f"calls the alerts role does not allow: {not_granted}"
 
 
 @pytest.mark.parametrize(
@@ -176,7 +265,7 @@ def test_bad_alerts_are_a_400_naming_the_field_and_store_nothing(sdk, api, body,
     response = api.post("/v1/alerts/create", json={k: v for k, v in request.items() if v is not None})
     assert response.status_code == 400, response.text
     assert response.json()["field"] == field
-    assert list(sdk.v1.customers.alerts.list(customer_id=customer, alert_statuses=["ENABLED", "ARCHIVED"])) == []
+    assert _own_alerts(sdk, customer, ["ENABLED", "ARCHIVED"]) == []
 
 
 @pytest.mark.volume

@@ -26,6 +26,9 @@ FIGURES = (
     "e2e_vs_bare_batch_write",
     "freshness_p50_ms",
     "freshness_p99_ms",
+    "alert_latency_p50_ms",
+    "alert_latency_p99_ms",
+    "bare_sns_to_sqs_p50_ms",
 )
 
 
@@ -43,5 +46,5 @@ def test_quick_bench_reports_every_figure_with_a_finite_value(tmp_path):
     assert not missing, f"figures not reported: {missing}"
     not_finite = {name: value for name, value in figures.items() if not math.isfinite(value)}
     assert not not_finite, f"figures without a finite value: {not_finite}"
-    for label in ("ingest CPU", "items written/event", "local e2e", "freshness"):
+    for label in ("ingest CPU", "items written/event", "local e2e", "freshness", "alert latency"):
         assert label in run.stdout

@@ -121,7 +121,7 @@ def crossed(alert: Alert, value: Decimal) -> bool:
 
 
 # -- validation ----------------------------------------------------------------------------------
-def _threshold(alert_type: AlertType, raw: Any, metric: BillableMetric | None) -> Decimal:
+def _threshold(raw: Any, metric: BillableMetric | None) -> Decimal:
     # bool is an int in Python; a JSON true is not a threshold.
     if isinstance(raw, bool) or not isinstance(raw, (int, Decimal)):
         raise InvalidInput("threshold", "must be a number")
@@ -195,7 +195,7 @@ def new_alert(
         id=id,
         name=name,
         type=kind,
-        threshold=_threshold(kind, threshold, metric if kind is AlertType.USAGE_THRESHOLD_REACHED else None),
+        threshold=_threshold(threshold, metric if kind is AlertType.USAGE_THRESHOLD_REACHED else None),
         credit_type_id=credit_type_id,
         created_at=created_at,
         customer_id=customer_id,
