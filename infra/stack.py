@@ -80,6 +80,9 @@ class TallyStack(Stack):
                 schedule=cycle_close_schedule,
                 grace_period_hours=grace_period_hours,
             )
+            # Finalizing writes the ledger for good, which moves balances: balance alerts are
+            # evaluated right there, not only on the next usage change.
+            alerts.grant_evaluation(cycle_close.finalize, topics)
 
         http_api = HttpApi(
             self,

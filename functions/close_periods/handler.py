@@ -22,7 +22,9 @@ def find_due_periods(event: dict, context: LambdaContext) -> dict:
 
 @logger.inject_lambda_context(clear_state=True)
 def finalize_period(event: dict, context: LambdaContext) -> dict:
-    return tasks.finalize_period(event, wiring.cycle_close_service())
+    return tasks.finalize_period(
+        event, wiring.cycle_close_service(), lambda customer_id: wiring.alert_service().evaluate_customer(customer_id)
+    )
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -288,7 +288,12 @@ def test_finalizing_writes_billing_and_only_reads_counters(synth):
         "dynamodb:Query",
     }
     assert synth.actions_on(role, table(synth, "TablesEvents")) == set()
-    assert sns_and_kms(synth, role) == set()
+    # Finalizing moves balances, so it evaluates balance alerts and may publish their crossings:
+    # to the alerts topic only, never the invoices one.
+    assert sns_and_kms(synth, role) == {"sns:Publish", "kms:GenerateDataKey", "kms:Decrypt"}
+    alerts, _ = synth.one("AWS::SNS::Topic", "TopicsAlerts")
+    sns = [s for s in synth.statements_of(role) if any(a.startswith("sns:") for a in s["Action"])]
+    assert [(s["Action"], referenced_ids(s["Resource"])) for s in sns] == [(["sns:Publish"], {alerts})]
 
 
 def test_publishing_may_publish_to_the_invoices_topic_only(synth):

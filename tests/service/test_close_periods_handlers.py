@@ -39,6 +39,7 @@ class FakeCycleClose:
         self.finalized: set[str] = set()
         self.published: set[str] = set()
         self.calls: list[tuple] = []
+        self.alerts = FakeAlerts()
 
     def find_due(self, as_of: datetime, grace: timedelta) -> list[dict]:
         self.calls.append(("find_due", as_of, grace))
@@ -61,11 +62,20 @@ class FakeCycleClose:
         return True
 
 
+class FakeAlerts:
+    def __init__(self) -> None:
+        self.evaluated: list[str] = []
+
+    def evaluate_customer(self, customer_id: str) -> None:
+        self.evaluated.append(customer_id)
+
+
 @pytest.fixture()
 def service(monkeypatch):
     fake = FakeCycleClose([due("acme"), due("globex", "2024-12-01T00:00:00Z")])
     # raising=False: the handlers reach the service only through wiring.cycle_close_service().
     monkeypatch.setattr("tally.wiring.cycle_close_service", lambda: fake, raising=False)
+    monkeypatch.setattr("tally.wiring.alert_service", lambda: fake.alerts, raising=False)
     return fake
 
 
@@ -198,6 +208,8 @@ def test_finalize_passes_utc_instants_and_returns_the_invoices(service, context)
     assert result == {"invoice_ids": [invoice], "finalized": [invoice]}
     # idempotent: a retry finalizes nothing new
     assert handler.finalize_period(FINALIZE_INPUT, context) == {"invoice_ids": [invoice], "finalized": []}
+    # the ledger is written for good: the customer's balance alerts are evaluated after each call
+    assert service.alerts.evaluated == [FINALIZE_INPUT["period"]["customer_id"]] * 2
 
 
 def test_service_errors_keep_their_class_name_for_retry_and_catch(context, monkeypatch):

@@ -19,7 +19,7 @@ Catch blocks match: InvalidScheduledEvent fails the execution before anything is
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -181,12 +181,18 @@ def find_due_periods(state: Any, service: CycleClose, grace: timedelta, page_siz
     return progress.model_dump(mode="json")
 
 
-def finalize_period(task: Any, service: CycleClose) -> dict:
-    """Finalize one period's invoices; idempotent per (contract, period), so retries are safe."""
+def finalize_period(task: Any, service: CycleClose, on_ledger_written: Callable[[str], object] | None = None) -> dict:
+    """Finalize one period's invoices; idempotent per (contract, period), so retries are safe.
+
+    `on_ledger_written(customer_id)` runs after every call, not only the one that stored the
+    invoices: a retry after a crash between the two must still evaluate the customer's balance
+    alerts, and evaluating twice publishes nothing twice (alerts move ok -> in_alarm once)."""
     given = _parse(FinalizeInput, task)
     result = service.finalize(
         given.period.customer_id, given.period.contract_id, _utc(given.period.period_start), _utc(given.as_of)
     )
+    if on_ledger_written is not None:
+        on_ledger_written(given.period.customer_id)
     return _parse(Finalized, result).model_dump(mode="json")
 
 
