@@ -75,6 +75,10 @@ def test_credits_and_commits_burn_down_in_order_and_every_balance_is_explained_b
         return sdk.v1.contracts.get_net_balance(customer_id=customer, invoice_inclusion_mode=mode).data.balance
 
     assert net_balance() == 300  # the credit (100) and the prepaid commit (200); postpaid is not a balance
+    assert [c.id for c in sdk.v1.customers.credits.list(customer_id=customer).data] == [credit_id]
+    assert sdk.v1.customers.commits.list(customer_id=customer).data == []  # both commits are the contract's
+    listed = sdk.v1.customers.commits.list(customer_id=customer, include_contract_commits=True).data
+    assert sorted(c.name for c in listed) == ["Postpaid", "Prepaid"]
 
     at = start + HOUR
     events = [usage_event(f"{tag}-a{n}", tag, f"{tag}-api", at) for n in range(15)]

@@ -130,14 +130,12 @@ def _grants_page(
     return {"data": rows[start:end], "next_page": str(end) if end < len(rows) else None}
 
 
-@router.post("/v1/contracts/customerCommits/list")
-def list_customer_commits() -> dict:
-    body = CustomerGrantsList.model_validate(read_body(router.current_event))
+def _list_grants(body: CustomerGrantsList, credits: bool) -> dict:
     return _grants_page(
         body.customer_id,
-        credits=False,
-        include_contract=body.include_contract_commits,
-        grant_id=body.commit_id,
+        credits=credits,
+        include_contract=body.include_contract_credits if credits else body.include_contract_commits,
+        grant_id=body.credit_id if credits else body.commit_id,
         covering_date=parse_time_param("covering_date", body.covering_date),
         effective_before=parse_time_param("effective_before", body.effective_before),
         starting_at=parse_time_param("starting_at", body.starting_at),
@@ -147,25 +145,16 @@ def list_customer_commits() -> dict:
         cursor=body.next_page,
         limit=body.limit,
     )
+
+
+@router.post("/v1/contracts/customerCommits/list")
+def list_customer_commits() -> dict:
+    return _list_grants(CustomerGrantsList.model_validate(read_body(router.current_event)), credits=False)
 
 
 @router.post("/v1/contracts/customerCredits/list")
 def list_customer_credits() -> dict:
-    body = CustomerGrantsList.model_validate(read_body(router.current_event))
-    return _grants_page(
-        body.customer_id,
-        credits=True,
-        include_contract=body.include_contract_credits,
-        grant_id=body.credit_id,
-        covering_date=parse_time_param("covering_date", body.covering_date),
-        effective_before=parse_time_param("effective_before", body.effective_before),
-        starting_at=parse_time_param("starting_at", body.starting_at),
-        include_balance=body.include_balance,
-        include_ledgers=body.include_ledgers,
-        exclude_zero=False,
-        cursor=body.next_page,
-        limit=body.limit,
-    )
+    return _list_grants(CustomerGrantsList.model_validate(read_body(router.current_event)), credits=True)
 
 
 @router.post("/v1/contracts/customerBalances/list")
