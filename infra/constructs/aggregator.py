@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from aws_cdk import Duration
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constructs.tables import Tables
+from infra.constructs.dead_letters import dead_letter_alarm, dead_letter_queue
 from infra.constructs.tally_function import FunctionDefaults, TallyFunction
-from infra.nag import acknowledge
 
 # First receipts only: duplicate receipts share the table under sort keys `dup#...`, and TTL
 # expiries arrive as REMOVE.
@@ -48,19 +46,7 @@ class Aggregator(TallyFunction):
         self.allow(["dynamodb:GetItem", "dynamodb:Query"], [tables.billing.table_arn])
 
         # Records the aggregator gave up on; each needs a look (and a replay) by an operator.
-        self.dlq = sqs.Queue(
-            self,
-            "Dlq",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.dlq,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter destination of the aggregator's stream mapping; "
-            "a DLQ of a DLQ would only move the same failed records one hop further.",
-        )
+        self.dlq = dead_letter_queue(self, "the aggregator's stream mapping")
 
         self.function.add_event_source(
             sources.DynamoEventSource(
@@ -81,18 +67,11 @@ class Aggregator(TallyFunction):
             )
         )
 
-        self.dlq_alarm = cloudwatch.Alarm(
+        self.dlq_alarm = dead_letter_alarm(
             self,
-            "DlqAlarm",
-            alarm_description=(
+            self.dlq,
+            (
                 "Stream records the aggregator could not apply are waiting in its DLQ: "
                 "their usage is missing from the counters until they are replayed."
             ),
-            metric=self.dlq.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
-            ),
-            threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )

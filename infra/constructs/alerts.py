@@ -4,16 +4,14 @@ usage changed, and publishes each crossing once to the alerts topic."""
 from __future__ import annotations
 
 from aws_cdk import Duration
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constructs.tables import BILLING_GSI1, Tables
+from infra.constructs.dead_letters import dead_letter_alarm, dead_letter_queue
 from infra.constructs.tally_function import FunctionDefaults, TallyFunction
 from infra.constructs.topics import ALERTS_TOPIC_ENV, Topics
-from infra.nag import acknowledge
 
 # Counter writes only: a counter never goes away, and a REMOVE would cross nothing.
 COUNTER_WRITES = {"eventName": ["INSERT", "MODIFY"]}
@@ -56,19 +54,7 @@ class Alerts(TallyFunction):
         topics.grant_publish(self.role, topics.alerts)
 
         # Batches the alerts function gave up on: their customers were not evaluated.
-        self.dlq = sqs.Queue(
-            self,
-            "Dlq",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.dlq,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter destination of the alerts function's stream "
-            "mapping; a DLQ of a DLQ would only move the same failed records one hop further.",
-        )
+        self.dlq = dead_letter_queue(self, "the alerts function's stream mapping")
 
         self.function.add_event_source(
             sources.DynamoEventSource(
@@ -89,20 +75,13 @@ class Alerts(TallyFunction):
             )
         )
 
-        self.dlq_alarm = cloudwatch.Alarm(
+        self.dlq_alarm = dead_letter_alarm(
             self,
-            "DlqAlarm",
-            alarm_description=(
+            self.dlq,
+            (
                 "Counter changes the alerts function could not evaluate are waiting in its DLQ: "
                 "their customers' alerts were not checked until they are replayed."
             ),
-            metric=self.dlq.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
-            ),
-            threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
     def grant_evaluation(self, caller: TallyFunction, topics: Topics) -> None:

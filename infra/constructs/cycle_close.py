@@ -14,16 +14,15 @@ The local runtime (infra/local/workflows.py) runs this very definition in moto, 
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy, Stack
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.constructs.tables import BILLING_GSI1, Tables
+from infra.constructs.dead_letters import dead_letter_alarm, dead_letter_queue
 from infra.constructs.tally_function import FunctionDefaults, TallyFunction
 from infra.constructs.topics import INVOICES_TOPIC_ENV, Topics
 from infra.nag import acknowledge
@@ -115,33 +114,14 @@ class CycleClose(Construct):
 
         # Periods that still failed after their retries. Each message names the period and the
         # error; the period stays due, so the next scheduled run tries it again.
-        self.dlq = sqs.Queue(
+        self.dlq = dead_letter_queue(self, "the close-billing-periods workflow")
+        self.dlq_alarm = dead_letter_alarm(
             self,
-            "Dlq",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
             self.dlq,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter destination of the close-billing-periods "
-            "workflow; a DLQ of a DLQ would only move the same failed periods one hop further.",
-        )
-        self.dlq_alarm = cloudwatch.Alarm(
-            self,
-            "DlqAlarm",
-            alarm_description=(
+            (
                 "A billing period could not be closed: its invoice is still a draft (or finalized "
                 "but not announced). The message in the cycle-close DLQ names it and the error."
             ),
-            metric=self.dlq.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
-            ),
-            threshold=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
         self.log_group = logs.LogGroup(
