@@ -192,7 +192,10 @@ class _CustomerReadings:
         start, end, has_contract = self.period()
         if not has_contract:
             return Reading(None)
-        drafts = [d for d in self.drafts() if d.invoice.credit_type.id == alert.credit_type_id]
+        # A voided invoice bills nothing (its regenerated successor, if any, is listed on its own).
+        drafts = [
+            d for d in self.drafts() if d.invoice.credit_type.id == alert.credit_type_id and d.invoice.status != "VOID"
+        ]
         if alert.type is AlertType.INVOICE_TOTAL_REACHED:
             wanted = set(alert.invoice_types_filter) or {t.value for t in InvoiceType}
             totals = [d.invoice.total for d in drafts if d.invoice.type.value in wanted]
