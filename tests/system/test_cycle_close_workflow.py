@@ -385,3 +385,36 @@ def test_a_period_whose_finalize_fails_goes_to_the_dlq_while_the_others_close(
     # The period stays due: the next run (the fault gone) closes it.
     assert fire(api, rfc3339(datetime.now(UTC)))["status"] == "SUCCEEDED"
     assert first_period_invoice(api, failing, failing_start)["status"] == "FINALIZED"
+
+
+def test_two_overlapping_executions_finalize_and_announce_each_period_once(
+    sdk, settle, api, local_stack, invoice_messages, dead_letters
+):
+    """Two schedules firing at once (an hourly tick and an operator's manual run, say) race through
+    the same periods: still one invoice, one set of drawdowns and one message per invoice."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    customers = [customer_with_a_closed_month(sdk, settle, unique("overlap"), calls=n + 1) for n in range(3)]
+    now = rfc3339(datetime.now(UTC))
+
+    def run(_: int) -> dict:
+        with httpx.Client(base_url=local_stack.base_url, headers={"Authorization": f"Bearer {API_KEY}"},
+                          timeout=600) as client:
+            response = client.post(ROUTE, json={"time": now})
+            assert response.status_code == 200, response.text
+            return response.json()
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(run, range(2)))
+    assert [r["status"] for r in results] == ["SUCCEEDED", "SUCCEEDED"], results
+
+    for n, (customer, _, start) in enumerate(customers):
+        invoice = first_period_invoice(api, customer, start)
+        assert (invoice["status"], invoice["total"]) == ("FINALIZED", 25 * (n + 1))
+        usage_invoices = [
+            i for i in api.get(f"/v1/customers/{customer}/invoices").json()["data"]
+            if i["type"] == "USAGE" and i["status"] == "FINALIZED"
+        ]
+        assert [i["id"] for i in usage_invoices] == [invoice["id"]]  # one invoice, not two
+        assert len(invoice_messages(invoice["id"])) == 1  # one message, whichever run sent it
+        assert [m for m in dead_letters() if m["period"]["customer_id"] == customer] == []
