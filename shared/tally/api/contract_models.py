@@ -11,11 +11,11 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from tally.api.catalog_models import TierIn
+from tally.api.catalog_models import TierIn, rate_json
 from tally.api.balance_models import CommitIn, CreditIn, grant_json
 from tally.api.models import MAX_CUSTOM_FIELDS, MAX_NAME_LENGTH, Request, parse_instant
 from tally.billing.errors import InvalidInput
-from tally.billing.pricing import Contract, CreditType, Invoice, LineItem, LineType, Product, Rate
+from tally.billing.pricing import Contract, CreditType, Invoice, LineItem, LineType, Product
 from tally.billing.time import format_rfc3339, parse_rfc3339
 from tally.services.invoices import DraftInvoice
 
@@ -536,21 +536,6 @@ def quantity_history_json(history: dict) -> dict:
             for h in history["history"]
         ],
     }
-
-
-def rate_json(rate: Rate) -> dict:
-    body: dict[str, Any] = {"rate_type": rate.rate_type.value, "credit_type": credit_type_json(rate.credit_type)}
-    if rate.price is not None:
-        body["price"] = rate.price
-    if rate.tiers:
-        body["tiers"] = [_drop_none({"price": t.price, "size": t.size}) for t in rate.tiers]
-    if rate.pricing_group_values:
-        body["pricing_group_values"] = dict(rate.pricing_group_values)
-    if rate.quantity is not None:
-        body["quantity"] = rate.quantity
-    if rate.is_prorated is not None:
-        body["is_prorated"] = rate.is_prorated
-    return body
 
 
 def _line_json(line: LineItem, products: dict[str, Product]) -> dict:
