@@ -19,11 +19,11 @@ from decimal import Decimal
 
 from botocore.exceptions import ClientError
 
-from tally.adapters.dynamo.client import dynamodb, error_code, translate
+from tally.adapters.dynamo.client import claim, dynamodb, error_code, transact_or_conflict, translate
 from tally.adapters.dynamo.reads import ITEM, get_item
 from tally.billing import exact_json
 from tally.billing.alerts import Alert, AlertState, AlertStatus, AlertType, CustomerStatus, GroupValue
-from tally.billing.errors import Conflict, NotFound
+from tally.billing.errors import NotFound
 from tally.billing.time import format_rfc3339, parse_rfc3339
 
 ALL_CUSTOMERS = "*"
@@ -123,31 +123,15 @@ class DynamoAlertStore:
             },
         ]
         if alert.uniqueness_key is not None:
-            actions.append(
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": {
-                            "pk": {"S": f"alert_uniq#{alert.uniqueness_key}"},
-                            "sk": {"S": ITEM},
-                            "alert_id": {"S": alert.id},
-                        },
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                }
-            )
-        try:
-            # One transaction: the alert, its scope entry and its uniqueness claim, or nothing.
-            self._client.transact_write_items(TransactItems=actions)
-        except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons") or []
-            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
-                raise Conflict(
-                    f"an alert with uniqueness_key {alert.uniqueness_key!r} already exists"
-                    if alert.uniqueness_key is not None
-                    else f"alert {alert.id} already exists"
-                ) from exc
-            raise translate(exc) from exc
+            actions.append(claim(self._table, f"alert_uniq#{alert.uniqueness_key}", alert_id=alert.id))
+        # One transaction: the alert, its scope entry and its uniqueness claim, or nothing.
+        transact_or_conflict(
+            self._client,
+            actions,
+            f"an alert with uniqueness_key {alert.uniqueness_key!r} already exists"
+            if alert.uniqueness_key is not None
+            else f"alert {alert.id} already exists",
+        )
 
     def get(self, alert_id: str) -> Alert | None:
         item = get_item(self._client, self._table, f"alert#{alert_id}")

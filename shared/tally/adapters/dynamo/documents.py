@@ -13,7 +13,7 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item
-from tally.adapters.dynamo.client import dynamodb, error_code, translate
+from tally.adapters.dynamo.client import claim, dynamodb, error_code, transact_or_conflict, translate
 from tally.billing import exact_json
 from tally.billing.errors import Conflict
 from tally.billing.time import format_sortable, parse_rfc3339
@@ -63,30 +63,15 @@ class DynamoDocumentStore:
             }
         ]
         if uniqueness_key is not None:
-            actions.append(
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": {
-                            "pk": {"S": f"{self._kind}_uniq#{document['customer_id']}#{uniqueness_key}"},
-                            "sk": {"S": ITEM},
-                            "document_id": {"S": document["id"]},
-                        },
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                }
-            )
-        try:
-            self._client.transact_write_items(TransactItems=actions)
-        except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons") or []
-            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
-                raise Conflict(
-                    f"a {self._kind} with uniqueness_key {uniqueness_key!r} already exists for this customer"
-                    if uniqueness_key is not None
-                    else f"the {self._kind} already exists"
-                ) from exc
-            raise translate(exc) from exc
+            claim_pk = f"{self._kind}_uniq#{document['customer_id']}#{uniqueness_key}"
+            actions.append(claim(self._table, claim_pk, document_id=document["id"]))
+        transact_or_conflict(
+            self._client,
+            actions,
+            f"a {self._kind} with uniqueness_key {uniqueness_key!r} already exists for this customer"
+            if uniqueness_key is not None
+            else f"the {self._kind} already exists",
+        )
 
     def get(self, document_id: str) -> dict | None:
         item = get_item(self._client, self._table, f"{self._kind}#{document_id}")
