@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from aws_cdk import Duration
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
 from infra.constructs.tables import Tables
 from infra.constructs.dead_letters import dead_letter_alarm, dead_letter_queue
+from infra.constructs.streams import stream_source
 from infra.constructs.tally_function import FunctionDefaults, TallyFunction
 
 # First receipts only: duplicate receipts share the table under sort keys `dup#...`, and TTL
@@ -48,24 +47,9 @@ class Aggregator(TallyFunction):
         # Records the aggregator gave up on; each needs a look (and a replay) by an operator.
         self.dlq = dead_letter_queue(self, "the aggregator's stream mapping")
 
-        self.function.add_event_source(
-            sources.DynamoEventSource(
-                tables.events,
-                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-                batch_size=100,
-                max_batching_window=Duration.seconds(1),
-                bisect_batch_on_error=True,
-                report_batch_item_failures=True,
-                retry_attempts=8,
-                # The stream keeps records for 24 h; give up no earlier than the stream does.
-                max_record_age=Duration.hours(24),
-                # Must stay 1: the exactly-once counters keep a per-shard sequence high-water mark,
-                # which holds only if each shard is processed in order, one batch at a time.
-                parallelization_factor=1,
-                on_failure=sources.SqsDlq(self.dlq),
-                filters=[lambda_.FilterCriteria.filter(REAL_EVENT_INSERTS)],
-            )
-        )
+        # Parallelization must stay 1: the exactly-once counters keep a per-shard sequence
+        # high-water mark, which holds only if each shard is processed in order, one batch at a time.
+        self.function.add_event_source(stream_source(tables.events, self.dlq, REAL_EVENT_INSERTS, max_batching_window=Duration.seconds(1)))
 
         self.dlq_alarm = dead_letter_alarm(
             self,

@@ -4,12 +4,11 @@ usage changed, and publishes each crossing once to the alerts topic."""
 from __future__ import annotations
 
 from aws_cdk import Duration
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as sources
 from constructs import Construct
 
 from infra.constructs.tables import BILLING_GSI1, Tables
 from infra.constructs.dead_letters import dead_letter_alarm, dead_letter_queue
+from infra.constructs.streams import stream_source
 from infra.constructs.tally_function import FunctionDefaults, TallyFunction
 from infra.constructs.topics import ALERTS_TOPIC_ENV, Topics
 
@@ -56,24 +55,10 @@ class Alerts(TallyFunction):
         # Batches the alerts function gave up on: their customers were not evaluated.
         self.dlq = dead_letter_queue(self, "the alerts function's stream mapping")
 
-        self.function.add_event_source(
-            sources.DynamoEventSource(
-                tables.counters,
-                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-                batch_size=100,
-                # No batching window: the goal is an alert within seconds of the usage; batches
-                # still fill up by themselves under load.
-                bisect_batch_on_error=True,
-                report_batch_item_failures=True,
-                retry_attempts=8,
-                max_record_age=Duration.hours(24),
-                # Exactly-once publishing holds at any parallelism (each crossing is claimed with a
-                # conditional write); 1 keeps a customer's crossings in stream order.
-                parallelization_factor=1,
-                on_failure=sources.SqsDlq(self.dlq),
-                filters=[lambda_.FilterCriteria.filter(COUNTER_WRITES)],
-            )
-        )
+        # No batching window: the goal is an alert within seconds of the usage; batches still fill
+        # up by themselves under load. Exactly-once publishing holds at any parallelism (each
+        # crossing is claimed with a conditional write); 1 keeps a customer's crossings in order.
+        self.function.add_event_source(stream_source(tables.counters, self.dlq, COUNTER_WRITES))
 
         self.dlq_alarm = dead_letter_alarm(
             self,
