@@ -44,19 +44,25 @@ def make_event(i: int, customer: str, region: str, n: int, minute: int) -> Usage
 
 
 def ground_truth(events: list[UsageEvent]) -> dict[CounterKey, object]:
-    """Recomputed from the raw events, without the aggregator's code path."""
+    """Recomputed from the raw events, without the aggregator's code path. COUNT and SUM counters
+    are (total, {row label of each part: its total}): a day counter with its hours, a month counter
+    with its days."""
     truth: dict[CounterKey, object] = {}
     for event in events:
         for m in METRICS:
             group = (event.properties["region"],) if m.group_keys else ()
             n = Decimal(event.properties["n"])
+            if m.aggregation_type.is_additive:
+                value = Decimal(1) if m.aggregation_type is Aggregation.COUNT else n
+                hour, day = hour_bucket(event.timestamp), day_bucket(event.timestamp)
+                for bucket, label in (("D" + day[1:], hour), ("M" + day[1:7], day)):
+                    key = CounterKey(m.id, event.customer_id, bucket, group)
+                    total, parts = truth.get(key, (Decimal(0), {}))
+                    truth[key] = (total + value, parts | {label: parts.get(label, Decimal(0)) + value})
+                continue
             for bucket in (hour_bucket(event.timestamp), day_bucket(event.timestamp)):
                 key = CounterKey(m.id, event.customer_id, bucket, group)
-                if m.aggregation_type is Aggregation.COUNT:
-                    truth[key] = truth.get(key, Decimal(0)) + 1
-                elif m.aggregation_type is Aggregation.SUM:
-                    truth[key] = truth.get(key, Decimal(0)) + n
-                elif m.aggregation_type is Aggregation.MAX:
+                if m.aggregation_type is Aggregation.MAX:
                     truth[key] = max(truth.get(key, n), n)
                 elif m.aggregation_type is Aggregation.UNIQUE:
                     truth[key] = truth.get(key, frozenset()) | {str(n)}
@@ -75,6 +81,9 @@ def stored_value(store, key: CounterKey, aggregation: Aggregation):
         return row.uniques
     if aggregation is Aggregation.LATEST:
         return row.latest
+    if aggregation.is_additive:
+        parts = [r for r in store.read(key.metric_id, key.ingest_key, key.bucket, key.bucket, True) if r.group == key.group]
+        return row.total, dict(parts[0].parts) if parts else {}
     return row.total
 
 

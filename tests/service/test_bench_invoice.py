@@ -58,7 +58,7 @@ def test_the_bench_draft_is_the_hand_computed_invoice(world):
         (INPUT_PRIORITY, FLAGSHIP_0, 600): 20_000,
     })
     account = world.open_account(usage, "bench-hand")
-    assert world.feed(account) == 7 + 6  # an hour item each, a day item per (product, model, day)
+    assert world.feed(account) == 6 + 4  # a day counter per (product, model, day), a month counter per (product, model)
 
     invoice = world.draft(account)
 

@@ -65,3 +65,39 @@ def test_dynamo_counters_equal_ground_truth_under_faults(spec, data):
             assert stored_value(store, key, by_id[key.metric_id].aggregation_type) == expected, key
         stored = client.scan(TableName=table, Select="COUNT")["Count"]
         assert stored == len(truth)
+
+
+def test_counter_reads_taken_as_raw_json_equal_botocores_parse_page_by_page():
+    """The counters adapter reads pages as DynamoDB's JSON (a before-parse hook); a store that lets
+    botocore parse reads the same rows, across pages, with parts, uniques and latest values, and
+    the hook leaves every other call on the shared client alone."""
+    from decimal import Decimal
+
+    from tally.billing.counters import CounterRow
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        table = _table(client, "counters")
+        raw, parsed = DynamoCounterStore(table, client), DynamoCounterStore(table, client, raw_reads=False)
+        big = "x" * 900
+        raw.page_limit = parsed.page_limit = 64  # pages of 64 items: every read spans pages
+        rows = [
+            CounterRow("M202611", (f"model-{i:03d}", big), Decimal(i * 3),
+                       parts=tuple((f"d202611{d:02d}", Decimal(i) + Decimal("0.5") + d) for d in range(1, 31)))
+            for i in range(700)
+        ]
+        raw.put_rows("m1", "acme", rows)
+        raw.put_rows("m2", "acme", [CounterRow("d20261103", ("eu",), uniques=frozenset({"a", "b"})),
+                                    CounterRow("h2026110304", ("eu",), latest=("2026-11-03T04:05:00Z|t1", Decimal(7)))])
+        for args in (("m1", "acme", "M202611", "M202611", True), ("m1", "acme", "M202611", "M202611", False),
+                     ("m2", "acme", "d20261101", "d20261130", False), ("m2", "acme", "h2026110300", "h2026110323", False)):
+            assert raw.read(*args) == parsed.read(*args)
+        pages = []
+        client.meta.events.register("before-call.dynamodb.Query", lambda **_: pages.append(1))
+        assert len(raw.read("m1", "acme", "M202611", "M202611", True)) == 700
+        assert len(pages) > 1, "the read should have spanned pages"
+        assert raw.read("m1", "acme", "M202611", "M202611", True)[7].parts[14] == ("d20261115", Decimal("22.5"))
+        # Other calls on the same client are parsed by botocore: a binary value comes back as bytes.
+        client.put_item(TableName=table, Item={"pk": {"S": "other"}, "sk": {"S": "x"}, "b": {"B": b"\x00\x01"}})
+        page = client.query(TableName=table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "other"}})
+        assert page["Items"][0]["b"] == {"B": b"\x00\x01"}

@@ -24,24 +24,30 @@ def test_a_batch_becomes_one_update_per_counter_split_by_hour_and_ingest_key():
     updates = preaggregate(
         [streamed(0, 5, 1), streamed(1, 10, 2), streamed(2, 70, 4), streamed(3, 5, 8, customer="globex")], [SUM]
     )
-    totals = {(k.ingest_key, k.bucket): u.delta_after(None)[0] for k, u in updates.items()}
-    assert totals == {
-        ("acme", "h2026112410"): 3,
-        ("acme", "h2026112411"): 4,
-        ("acme", "d20261124"): 7,
-        ("globex", "h2026112410"): 8,
-        ("globex", "d20261124"): 8,
+    parts = {(k.ingest_key, k.bucket): u.delta_after(None)[0] for k, u in updates.items()}
+    assert parts == {  # a day counter with a part per hour, a month counter with a part per day
+        ("acme", "D20261124"): {"h10": 3, "h11": 4},
+        ("acme", "M202611"): {"d24": 7},
+        ("globex", "D20261124"): {"h10": 8},
+        ("globex", "M202611"): {"d24": 8},
     }
+
+
+def test_max_unique_and_latest_keep_an_hour_and_a_day_counter():
+    metric = BillableMetric("max", "max", Aggregation.MAX, "tokens", None, (), (), activated_at=T)
+    updates = preaggregate([streamed(0, 5, 1), streamed(1, 70, 4)], [metric])
+    assert {k.bucket: u.maximum for k, u in updates.items()} == {"h2026112410": 1, "h2026112411": 4, "d20261124": 4}
 
 
 def test_events_ingested_before_activation_are_left_to_the_backfill():
     updates = preaggregate([streamed(0, 5, 1, ingested=T - timedelta(seconds=1)), streamed(1, 5, 2)], [SUM])
-    assert {u.delta_after(None) for u in updates.values()} == {(Decimal(2), 1)}  # hour and day alike
+    assert [u.delta_after(None) for u in updates.values()] == [({"h10": Decimal(2)}, 1), ({"d24": Decimal(2)}, 1)]
 
 
 def test_delta_after_a_mark_counts_only_newer_records():
     for update in preaggregate([streamed(i, 1, i) for i in range(5)], [SUM]).values():
-        assert update.delta_after(sequence_key(102)) == (Decimal(3 + 4), 2)
+        parts, fresh = update.delta_after(sequence_key(102))
+        assert (sum(parts.values()), fresh) == (Decimal(3 + 4), 2)
 
 
 def rows(*totals):
@@ -71,22 +77,87 @@ def test_sequence_keys_sort_like_numbers():
         sequence_key("12a")
 
 
-@pytest.mark.parametrize(
-    "start,end,plan",
-    [
-        ("2026-11-24T05:00:00Z", "2026-11-24T09:00:00Z", [("h2026112405", "h2026112408")]),
-        ("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z", [("d20261101", "d20261130")]),
-        (
-            "2026-11-01T05:00:00Z",
-            "2026-11-04T02:00:00Z",
-            [("h2026110105", "h2026110123"), ("d20261102", "d20261103"), ("h2026110400", "h2026110401")],
-        ),
-        ("2026-11-01T05:00:00Z", "2026-11-02T02:00:00Z", [("h2026110105", "h2026110201")]),
-    ],
-    ids=["within one day only hours are read", "a whole month reads thirty day buckets",
-         "whole days in the middle, hours at the edges", "no whole day: hours across midnight"],
-)
-def test_the_read_plan_covers_the_range_exactly_once(start, end, plan):
-    from tally.billing.time import parse_rfc3339, read_plan
+def plan_of(start, end, additive=True, finest=None):
+    from tally.billing.counters import read_plan
+    from tally.billing.time import parse_rfc3339
 
-    assert read_plan(parse_rfc3339(start), parse_rfc3339(end)) == plan
+    return [
+        (r.first, r.last, "parts" if r.parts else "totals", r.keep_first, r.keep_last)
+        for r in read_plan(parse_rfc3339(start), parse_rfc3339(end), additive, finest)
+    ]
+
+
+@pytest.mark.parametrize(
+    "start,end,additive,finest,plan",
+    [
+        ("2026-11-24T05:00:00Z", "2026-11-24T09:00:00Z", True, None,
+         [("D20261124", "D20261124", "parts", "h2026112405", "h2026112408")]),
+        ("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z", True, None,
+         [("M202611", "M202611", "totals", "m202611", "m202611")]),
+        ("2026-11-01T00:00:00Z", "2026-11-15T12:00:00Z", True, None,
+         [("M202611", "M202611", "parts", "d20261101", "d20261114"),
+          ("D20261115", "D20261115", "parts", "h2026111500", "h2026111511")]),
+        ("2026-10-31T22:00:00Z", "2027-01-02T00:00:00Z", True, None,
+         [("D20261031", "D20261031", "parts", "h2026103122", "h2026103123"),
+          ("M202611", "M202612", "totals", "m202611", "m202612"),
+          ("M202701", "M202701", "parts", "d20270101", "d20270101")]),
+        ("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z", True, "d",
+         [("M202611", "M202611", "parts", "d20261101", "d20261130")]),
+        ("2026-11-01T05:00:00Z", "2026-11-02T02:00:00Z", True, None,
+         [("D20261101", "D20261102", "parts", "h2026110105", "h2026110201")]),
+        ("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z", False, None,
+         [("d20261101", "d20261130", "totals", "d20261101", "d20261130")]),
+        ("2026-11-01T05:00:00Z", "2026-11-04T02:00:00Z", False, None,
+         [("h2026110105", "h2026110123", "totals", "h2026110105", "h2026110123"),
+          ("d20261102", "d20261103", "totals", "d20261102", "d20261103"),
+          ("h2026110400", "h2026110401", "totals", "h2026110400", "h2026110401")]),
+    ],
+    ids=["within one day only the day's hours are read", "a whole month reads one month counter",
+         "a month cut mid-day reads the month's days and the cut day's hours",
+         "edges in hours and days, whole months in the middle",
+         "daily windows read the month's days, never its total",
+         "no whole day: the hours of both days",
+         "max unique and latest read thirty day counters for a month",
+         "max unique and latest: whole days in the middle, hours at the edges"],
+)
+def test_the_read_plan_covers_the_range_exactly_once(start, end, additive, finest, plan):
+    assert plan_of(start, end, additive, finest) == plan
+
+
+# -- property: whatever the span and the grain asked for, counters written by the aggregator and read
+# back through the plan give exactly the sum of the events in the span, in rows inside the span.
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+EPOCH = datetime(2026, 10, 20, tzinfo=timezone.utc)
+HOURS = 24 * 80  # about two and a half months around month ends
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    events=st.lists(st.tuples(st.integers(0, HOURS - 1), st.integers(0, 59), st.integers(1, 1000)), max_size=40),
+    span=st.tuples(st.integers(0, HOURS), st.integers(0, HOURS)).filter(lambda s: s[0] != s[1]),
+    finest=st.sampled_from([None, "d", "h"]),
+)
+def test_reading_a_span_through_the_plan_sums_exactly_its_events(events, span, finest):
+    from tally.adapters.memory import MemoryCounterStore
+    from tally.billing.counters import read_plan
+    from tally.billing.time import bucket_start
+    from tally.services.aggregate import apply_update
+
+    store = MemoryCounterStore()
+    batch = [
+        StreamedEvent(sequence_key(100 + i), UsageEvent(f"t{i}", "acme", "call", EPOCH + timedelta(hours=h, minutes=m), {"tokens": n}), T)
+        for i, (h, m, n) in enumerate(events)
+    ]
+    metric = BillableMetric("sum", "sum", Aggregation.SUM, "tokens", None, (), (), activated_at=T - timedelta(days=1))
+    for update in preaggregate(batch, [metric]).values():
+        apply_update(store, "shard-1", update)
+    start, end = (EPOCH + timedelta(hours=min(span)), EPOCH + timedelta(hours=max(span)))
+    rows = [row for read in read_plan(start, end, True, finest) for row in read.rows(store.read("sum", "acme", read.first, read.last, read.parts))]
+    summed = [row for read in read_plan(start, end, True, finest) for row in read.totals(store.read("sum", "acme", read.first, read.last, read.parts))]
+    assert combine(Aggregation.SUM, summed) == combine(Aggregation.SUM, rows)
+    expected = sum((Decimal(e.event.properties["tokens"]) for e in batch if start <= e.event.timestamp < end), Decimal(0))
+    assert combine(Aggregation.SUM, rows) == expected
+    assert all(start <= bucket_start(row.bucket) < end for row in rows)
+    if finest is not None:
+        assert all(row.bucket[0] in ("h", finest) for row in rows)

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Iterable
 
-from tally.billing.counters import CounterKey, CounterRow
+from tally.billing.counters import CounterKey, CounterRow, exact_sum, row_label
 from tally.billing.customers import Customer
 from tally.billing.errors import Conflict
 from tally.billing.events import UsageEvent
@@ -50,6 +50,7 @@ class _Counter:
     marks: dict[str, str] = field(default_factory=dict)
     uniques: set[str] = field(default_factory=set)
     latest: tuple[str, Decimal] | None = None
+    parts: dict[str, Decimal] = field(default_factory=dict)
 
 
 class MemoryCounterStore:
@@ -66,7 +67,7 @@ class MemoryCounterStore:
         self.writes += 1
         return self.counters.setdefault(key, _Counter())
 
-    def add(self, key, shard, delta, new_mark, *, below=None, expected=None) -> bool:
+    def add(self, key, shard, parts, new_mark, *, below=None, expected=None) -> bool:
         counter = self._before_write(key)
         mark = counter.marks.get(shard)
         if expected is not None:
@@ -75,7 +76,9 @@ class MemoryCounterStore:
             allowed = mark is None or (below is not None and mark < below)
         if not allowed:
             return False
-        counter.total = (counter.total or Decimal(0)) + delta
+        counter.total = exact_sum([counter.total or Decimal(0), *parts.values()])
+        for part, delta in parts.items():
+            counter.parts[part] = exact_sum([counter.parts.get(part, Decimal(0)), delta])
         counter.marks[shard] = new_mark
         return True
 
@@ -96,12 +99,16 @@ class MemoryCounterStore:
         if counter.latest is None or order > counter.latest[0]:
             counter.latest = (order, value)
 
-    def read(self, metric_id, ingest_key, first_bucket, last_bucket) -> list[CounterRow]:
-        return [
-            CounterRow(k.bucket, k.group, c.total, frozenset(c.uniques), c.latest)
-            for k, c in self.counters.items()
-            if k.metric_id == metric_id and k.ingest_key == ingest_key and first_bucket <= k.bucket <= last_bucket
-        ]
+    def read(self, metric_id, ingest_key, first_bucket, last_bucket, parts=False) -> list[CounterRow]:
+        rows = []
+        for k, c in self.counters.items():
+            if k.metric_id == metric_id and k.ingest_key == ingest_key and first_bucket <= k.bucket <= last_bucket:
+                if parts:
+                    labelled = tuple(sorted((row_label(k.bucket, p), v) for p, v in c.parts.items()))
+                    rows.append(CounterRow(k.bucket, k.group, parts=labelled))
+                else:
+                    rows.append(CounterRow(row_label(k.bucket), k.group, c.total, frozenset(c.uniques), c.latest))
+        return rows
 
 
 class MemoryCustomerStore:

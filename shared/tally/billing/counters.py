@@ -2,8 +2,21 @@
 
 A counter is keyed by (metric, ingest key, bucket, group values). The ingest key is the customer id
 or alias exactly as sent, so an alias that appears later makes old usage visible for free.
-Each contribution lands in two buckets, its UTC hour and its UTC day, so a period can be split at
-any hour while a month still reads about 30 day buckets plus the hours at its edges.
+
+Each contribution lands in two counters, so that a period can be split at any UTC hour while
+reading a number of counters that depends on the period's shape, never on the events:
+- Additive metrics (COUNT, SUM) keep a day counter `D`+YYYYMMDD holding its total and one part per
+  hour (`h00`..`h23`), and a month counter `M`+YYYYMM holding its total and one part per day
+  (`d01`..`d31`). A whole month reads one counter per group; a period cut at an hour reads, per
+  group, the month counter's days and the cut day's hours. One write per counter per batch still
+  updates the total and the parts together.
+- MAX, UNIQUE and LATEST keep an hour counter `h`+YYYYMMDDHH and a day counter `d`+YYYYMMDD: their
+  values do not split into parts that add (a month of UNIQUE values in one item would also outgrow
+  DynamoDB's 400 KB item limit first), so a month reads its days.
+
+Reads return rows labelled by the time they cover, whatever the counter: `h`+YYYYMMDDHH for an
+hour, `d`+YYYYMMDD for a day, `m`+YYYYMM for a month. `read_plan` says which counters and parts
+cover a span exactly once.
 """
 
 from __future__ import annotations
@@ -15,7 +28,19 @@ from typing import Iterable
 
 from tally.billing.events import UsageEvent
 from tally.billing.metrics import Aggregation, BillableMetric
-from tally.billing.time import day_bucket, format_sortable, hour_bucket
+from tally.billing.time import (
+    DAY,
+    HOUR,
+    UTC,
+    day_bucket,
+    format_sortable,
+    hour_bucket,
+    midnight_on_or_after,
+    midnight_on_or_before,
+    month_bucket,
+    month_start,
+    next_month,
+)
 
 # DynamoDB numbers keep 38 significant digits; sums are done at that precision, not Python's 28.
 COUNTER_CONTEXT = Context(prec=38)
@@ -41,8 +66,121 @@ def exact_sum(values: Iterable[Decimal]) -> Decimal:
 class CounterKey:
     metric_id: str
     ingest_key: str
-    bucket: str  # 'h' + YYYYMMDDHH or 'd' + YYYYMMDD, UTC
+    bucket: str  # the counter's bucket: 'D'/'M' (additive) or 'h'/'d' (others) + UTC time, see above
     group: tuple[str | None, ...]
+
+
+# -- the layout: which counters an event lands in, and how their parts are labelled ---------------
+def event_counters(aggregation: Aggregation, instant: datetime) -> tuple[tuple[str, str | None], ...]:
+    """(counter bucket, part) pairs an event at `instant` adds to; the part is None for counters
+    without parts (MAX, UNIQUE, LATEST)."""
+    utc = instant.astimezone(UTC)
+    if aggregation.is_additive:
+        return (("D" + utc.strftime("%Y%m%d"), "h" + utc.strftime("%H")), ("M" + utc.strftime("%Y%m"), "d" + utc.strftime("%d")))
+    return ((hour_bucket(utc), None), (day_bucket(utc), None))
+
+
+def row_label(bucket: str, part: str | None = None) -> str:
+    """What a counter (part None: its total) or one of its parts covers, as a row label:
+    'D20261115'+'h07' -> 'h2026111507', 'M202611'+'d03' -> 'd20261103', 'M202611' -> 'm202611',
+    'D20261115' -> 'd20261115'; 'h…' and 'd…' counters are their own label."""
+    if part is not None:
+        return part[0] + bucket[1:] + part[1:]
+    if bucket[0] == "M":
+        return "m" + bucket[1:]
+    if bucket[0] == "D":
+        return "d" + bucket[1:]
+    return bucket
+
+
+@dataclass(frozen=True, slots=True)
+class CounterRead:
+    """One read of counters: buckets [first, last] of one kind, their totals or (`parts`) their
+    parts, keeping the rows labelled within [keep_first, keep_last]."""
+
+    first: str
+    last: str
+    parts: bool
+    keep_first: str
+    keep_last: str
+
+    def keeps(self, label: str) -> bool:
+        return self.keep_first <= label <= self.keep_last
+
+    def rows(self, read: Iterable["CounterRow"]) -> list["CounterRow"]:
+        """The rows this read keeps, one per kept part of each counter read with parts."""
+        low, high = self.keep_first, self.keep_last
+        if not self.parts:
+            return [row for row in read if low <= row.bucket <= high]
+        return [
+            CounterRow(label, row.group, total) for row in read for label, total in row.parts if low <= label <= high
+        ]
+
+    def totals(self, read: Iterable["CounterRow"]) -> list["CounterRow"]:
+        """Like `rows`, with the kept parts of each counter added up into one row (labelled by
+        the read's first kept label): what rating needs, for a fraction of the rows."""
+        if not self.parts:
+            return self.rows(read)
+        low, high = self.keep_first, self.keep_last
+        summed = []
+        for row in read:
+            kept = [total for label, total in row.parts if low <= label <= high]
+            if kept:
+                summed.append(CounterRow(low, row.group, exact_sum(kept)))
+        return summed
+
+
+def _whole(first: str, last: str) -> CounterRead:
+    return CounterRead(first, last, False, row_label(first), row_label(last))
+
+
+def _parts(first: str, last: str, keep_first: str, keep_last: str) -> CounterRead:
+    return CounterRead(first, last, True, keep_first, keep_last)
+
+
+def read_plan(start: datetime, end: datetime, additive: bool, finest: str | None = None) -> list[CounterRead]:
+    """Counter reads whose kept rows cover [start, end) (hour-aligned, start < end) exactly once.
+
+    Rows are as coarse as the span allows: whole months, then whole days, then hours at the edges,
+    unless `finest` asks for rows no coarser than 'd' (days) or 'h' (hours), as windowed usage
+    needs. A month read this way costs one counter per group (additive), or its days (others)."""
+    if start >= end:
+        return []
+    first_midnight, last_midnight = midnight_on_or_after(start), midnight_on_or_before(end)
+    if finest == "h" or first_midnight >= last_midnight:
+        return [_hours(start, end, additive)]
+    plan = []
+    if start < first_midnight:
+        plan.append(_hours(start, first_midnight, additive))
+    plan += _days(first_midnight, last_midnight, additive, months=finest is None)
+    if last_midnight < end:
+        plan.append(_hours(last_midnight, end, additive))
+    return plan
+
+
+def _hours(start: datetime, end: datetime, additive: bool) -> CounterRead:
+    first, last = hour_bucket(start), hour_bucket(end - HOUR)
+    if not additive:
+        return _whole(first, last)
+    return _parts("D" + first[1:9], "D" + last[1:9], first, last)
+
+
+def _days(start: datetime, end: datetime, additive: bool, months: bool) -> list[CounterRead]:
+    """Whole UTC days [start, end)."""
+    first, last = day_bucket(start), day_bucket(end - DAY)
+    if not additive:
+        return [_whole(first, last)]
+    first_whole = start if start == month_start(start) else next_month(start)
+    last_whole = month_start(end)
+    if not months or first_whole >= last_whole:
+        return [_parts("M" + first[1:7], "M" + last[1:7], first, last)]
+    plan = []
+    if start < first_whole:
+        plan.append(_parts("M" + first[1:7], "M" + first[1:7], first, day_bucket(first_whole - DAY)))
+    plan.append(_whole("M" + month_bucket(first_whole)[1:], "M" + month_bucket(last_whole - DAY)[1:]))
+    if last_whole < end:
+        plan.append(_parts("M" + last[1:7], "M" + last[1:7], day_bucket(last_whole), last))
+    return plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +203,7 @@ class CounterUpdate:
 
     key: CounterKey
     aggregation: Aggregation
-    additions: list[tuple[str, Decimal]] = field(default_factory=list)  # (sequence, value): COUNT, SUM
+    additions: list[tuple[str, str, Decimal]] = field(default_factory=list)  # (sequence, part, value): COUNT, SUM
     maximum: Decimal | None = None
     uniques: set[str] = field(default_factory=set)
     latest: tuple[str, Decimal] | None = None  # (latest_order, value)
@@ -79,15 +217,21 @@ class CounterUpdate:
     def max_sequence(self) -> str:
         return max(self.sequences)
 
-    def delta_after(self, high_water_mark: str | None) -> tuple[Decimal, int]:
-        """The additive delta of the contributions newer than a high-water mark, and how many."""
-        fresh = [value for seq, value in self.additions if high_water_mark is None or seq > high_water_mark]
-        return exact_sum(fresh), len(fresh)
+    def delta_after(self, high_water_mark: str | None) -> tuple[dict[str, Decimal], int]:
+        """What the contributions newer than a high-water mark add to each part, and how many
+        there are. The counter's total grows by the sum of the parts."""
+        parts: dict[str, Decimal] = {}
+        fresh = 0
+        for sequence, part, value in self.additions:
+            if high_water_mark is None or sequence > high_water_mark:
+                parts[part] = COUNTER_CONTEXT.add(parts.get(part, Decimal(0)), value)
+                fresh += 1
+        return dict(sorted(parts.items())), fresh
 
-    def add(self, sequence: str, event: UsageEvent, value: Decimal | str) -> None:
+    def add(self, sequence: str, event: UsageEvent, value: Decimal | str, part: str | None) -> None:
         self.sequences.append(sequence)
         if self.aggregation.is_additive:
-            self.additions.append((sequence, value))  # type: ignore[arg-type]
+            self.additions.append((sequence, part, value))  # type: ignore[arg-type]
         elif self.aggregation is Aggregation.MAX:
             self.maximum = value if self.maximum is None or value > self.maximum else self.maximum  # type: ignore[operator]
         elif self.aggregation is Aggregation.UNIQUE:
@@ -106,31 +250,33 @@ def preaggregate(
     updates: dict[CounterKey, CounterUpdate] = {}
     for item in streamed:
         event = item.event
-        buckets = (hour_bucket(event.timestamp), day_bucket(event.timestamp))
         for metric in live:
             if not metric.counts_ingested_at(item.ingested_at):
                 continue
             contribution = metric.contribution(event)
             if contribution is None:
                 continue
-            for bucket in buckets:
+            for bucket, part in event_counters(metric.aggregation_type, event.timestamp):
                 key = CounterKey(metric.id, event.customer_id, bucket, contribution.group)
                 update = updates.get(key)
                 if update is None:
                     update = updates[key] = CounterUpdate(key, metric.aggregation_type)
-                update.add(item.sequence, event, contribution.value)
+                update.add(item.sequence, event, contribution.value, part)
     return updates
 
 
 @dataclass(frozen=True, slots=True)
 class CounterRow:
-    """A stored counter as read back."""
+    """A counter as read back, labelled by the time it covers (see `row_label`); or, read with its
+    parts (CounterRead.parts) or stored as given (bulk loads), labelled by its bucket with `parts`
+    holding (row label, total) of each part."""
 
     bucket: str
     group: tuple[str | None, ...]
     total: Decimal | None = None  # COUNT, SUM, MAX
     uniques: frozenset[str] = frozenset()
     latest: tuple[str, Decimal] | None = None
+    parts: tuple[tuple[str, Decimal], ...] = ()
 
 
 def combine(aggregation: Aggregation, rows: Iterable[CounterRow]) -> Decimal | None:

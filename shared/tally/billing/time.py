@@ -44,32 +44,39 @@ def day_bucket(instant: datetime) -> str:
     return "d" + instant.astimezone(UTC).strftime("%Y%m%d")
 
 
+def month_bucket(instant: datetime) -> str:
+    """Counter bucket of the UTC month holding an instant: 'm' + YYYYMM."""
+    return "m" + instant.astimezone(UTC).strftime("%Y%m")
+
+
 def bucket_start(bucket: str) -> datetime:
-    pattern = "%Y%m%d%H" if bucket[0] == "h" else "%Y%m%d"
+    """Start of the hour ('h'), day ('d') or month ('m') a counter row covers."""
+    pattern = {"h": "%Y%m%d%H", "d": "%Y%m%d", "m": "%Y%m"}[bucket[0]]
     return datetime.strptime(bucket[1:], pattern).replace(tzinfo=UTC)
+
+
+def month_start(instant: datetime) -> datetime:
+    """Start of the UTC month holding an instant."""
+    return instant.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def next_month(instant: datetime) -> datetime:
+    """Start of the UTC month after the one holding an instant."""
+    first = month_start(instant)
+    return first.replace(year=first.year + 1, month=1) if first.month == 12 else first.replace(month=first.month + 1)
 
 
 def is_day_aligned(instant: datetime) -> bool:
     return is_hour_aligned(instant) and instant.astimezone(UTC).hour == 0
 
 
-def read_plan(start: datetime, end: datetime) -> list[tuple[str, str]]:
-    """Bucket ranges that cover [start, end) exactly, for hour-aligned bounds: whole UTC days from
-    day buckets, the hours at either edge from hour buckets. A month costs about 30 + 46 items
-    to read instead of 720."""
-    first_midnight = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    if first_midnight < start:
-        first_midnight += DAY
-    last_midnight = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    if first_midnight >= last_midnight:
-        return [(hour_bucket(start), hour_bucket(end - HOUR))]
-    plan = []
-    if start < first_midnight:
-        plan.append((hour_bucket(start), hour_bucket(first_midnight - HOUR)))
-    plan.append((day_bucket(first_midnight), day_bucket(last_midnight - DAY)))
-    if last_midnight < end:
-        plan.append((hour_bucket(last_midnight), hour_bucket(end - HOUR)))
-    return plan
+def midnight_on_or_after(instant: datetime) -> datetime:
+    midnight = instant.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight if midnight >= instant else midnight + DAY
+
+
+def midnight_on_or_before(instant: datetime) -> datetime:
+    return instant.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def is_hour_aligned(instant: datetime) -> bool:

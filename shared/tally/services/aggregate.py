@@ -65,15 +65,15 @@ def apply_update(counters: CounterStore, shard: str, update: CounterUpdate) -> i
         order, value = update.latest  # type: ignore[misc]
         counters.raise_latest(key, order, value)
         return 1
-    delta, _ = update.delta_after(None)
-    if counters.add(key, shard, delta, update.max_sequence, below=update.min_sequence):
+    parts, _ = update.delta_after(None)
+    if counters.add(key, shard, parts, update.max_sequence, below=update.min_sequence):
         return 1
     # Some of these records were applied before (a replay). Add only what is newer than the mark.
     for _ in range(MAX_MARK_RACES):
         mark = counters.high_water_mark(key, shard)
-        delta, fresh = update.delta_after(mark)
+        parts, fresh = update.delta_after(mark)
         if fresh == 0:
             return 0
-        if counters.add(key, shard, delta, update.max_sequence, expected=mark):
+        if counters.add(key, shard, parts, update.max_sequence, expected=mark):
             return 1
     raise StoreUnavailable(f"the high-water mark of {key} kept moving; is the shard processed twice at once?")

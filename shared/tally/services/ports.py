@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterable, Protocol
+from typing import Iterable, Mapping, Protocol
 
 from tally.billing.counters import CounterKey, CounterRow
 from tally.billing.customers import Customer
@@ -52,14 +52,15 @@ class CounterStore(Protocol):
         self,
         key: CounterKey,
         shard: str,
-        delta: Decimal,
+        parts: Mapping[str, Decimal],
         new_mark: str,
         *,
         below: str | None = None,
         expected: str | None = None,
     ) -> bool:
-        """Add `delta` and set the shard's high-water mark to `new_mark`, only if the shard's mark is
-        absent or lower than `below` (first attempt), or equals `expected` (retry). False if not."""
+        """Add each part's delta to that part and their sum to the total, and set the shard's
+        high-water mark to `new_mark`, only if the shard's mark is absent or lower than `below`
+        (first attempt), or equals `expected` (retry). False if not."""
 
     def high_water_mark(self, key: CounterKey, shard: str) -> str | None: ...
 
@@ -69,8 +70,12 @@ class CounterStore(Protocol):
 
     def raise_latest(self, key: CounterKey, order: str, value: Decimal) -> None: ...
 
-    def read(self, metric_id: str, ingest_key: str, first_bucket: str, last_bucket: str) -> list[CounterRow]:
-        """Counters of one metric and ingest key with buckets in [first_bucket, last_bucket] (one grain)."""
+    def read(
+        self, metric_id: str, ingest_key: str, first_bucket: str, last_bucket: str, parts: bool = False
+    ) -> list[CounterRow]:
+        """Counters of one metric and ingest key with buckets in [first_bucket, last_bucket] (one
+        kind): a row per counter with its total, or (`parts`) a row per part, labelled by the time
+        it covers (tally.billing.counters.row_label)."""
 
 
 class CustomerStore(Protocol):

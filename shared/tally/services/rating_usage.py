@@ -6,19 +6,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Sequence
 
-from tally.billing.counters import CounterRow, combine
+from tally.billing.counters import CounterRead, CounterRow, combine, read_plan
 from tally.billing.customers import Customer
 from tally.billing.metrics import BillableMetric
-from tally.billing.time import is_hour_aligned, read_plan
+from tally.billing.time import is_hour_aligned
 from tally.services.ports import CounterStore, MetricStore
 
 
 class CounterUsageSource:
     """Implements the rating engine's UsageSource for one customer.
 
-    Counters are read per metric and bucket range, for all the customer's ingest keys, and a range
-    inside one already read is served from it: a segment cut out of a period already read costs
-    the hour buckets at its edges, not its days again. Rows are indexed by group values, so
+    Counters are read per metric and counter range (tally.billing.counters.read_plan), for all the
+    customer's ingest keys, and a range inside one already read is served from it: the segments
+    cut out of a month share one read of its days, and of the cut day's hours. Rows are indexed by group values, so
     pricing many group values of a product costs one pass over its rows, not one per value. The
     metrics are read together, in one request. The cost grows with buckets and groups, never with
     events.
@@ -30,8 +30,8 @@ class CounterUsageSource:
         self._counters = counters
         self._metric_cache: dict[str, BillableMetric] = {}
         self._all_metrics_read = False
-        # (metric id, grain) -> ranges read: (first bucket, last bucket, rows)
-        self._read: dict[tuple[str, str], list[tuple[str, str, list[CounterRow]]]] = {}
+        # (metric id, counter kind, parts) -> ranges read: (first bucket, last bucket, rows)
+        self._read: dict[tuple[str, str, bool], list[tuple[str, str, list[CounterRow]]]] = {}
         self._row_cache: dict[tuple[str, datetime, datetime], list[CounterRow]] = {}
         self._index: dict[tuple, dict[tuple[str | None, ...], list[CounterRow]]] = {}
         self._positions: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], bool]] = {}
@@ -51,18 +51,22 @@ class CounterUsageSource:
                 self._metric_cache[metric_id] = metric
         return self._metric_cache[metric_id]
 
-    def _held_rows(self, metric_id: str, first: str, last: str) -> list[CounterRow] | None:
-        """Rows of buckets [first, last] (one grain) if a range read before holds them. Bucket
-        names sort as time within a grain."""
-        for low, high, rows in self._read.get((metric_id, first[0]), ()):
-            if low <= first and last <= high:
-                return rows if (low, high) == (first, last) else [r for r in rows if first <= r.bucket <= last]
+    def _held_rows(self, metric_id: str, read: CounterRead) -> list[CounterRow] | None:
+        """The rows `read` keeps, if a read before covered its counters. Bucket names sort as
+        time within a kind."""
+        for low, high, rows in self._read.get((metric_id, read.first[0], read.parts), ()):
+            if low <= read.first and read.last <= high:
+                return read.totals(rows)
         return None
 
-    def _read_range(self, metric_id: str, first: str, last: str) -> list[CounterRow]:
-        rows = [row for key in self._customer.ingest_keys for row in self._counters.read(metric_id, key, first, last)]
-        self._read.setdefault((metric_id, first[0]), []).append((first, last, rows))
-        return rows
+    def _read_range(self, metric_id: str, read: CounterRead) -> list[CounterRow]:
+        rows = [
+            row
+            for key in self._customer.ingest_keys
+            for row in self._counters.read(metric_id, key, read.first, read.last, read.parts)
+        ]
+        self._read.setdefault((metric_id, read.first[0], read.parts), []).append((read.first, read.last, rows))
+        return read.totals(rows)
 
     def _rows(self, metric: BillableMetric, start: datetime, end: datetime) -> list[CounterRow]:
         if not (is_hour_aligned(start) and is_hour_aligned(end)):
@@ -71,10 +75,10 @@ class CounterUsageSource:
         if key not in self._row_cache:
             rows: list[CounterRow] = []
             missed = False
-            for first, last in read_plan(start, end) if end > start else []:
-                held = self._held_rows(metric.id, first, last)
+            for read in read_plan(start, end, metric.aggregation_type.is_additive):
+                held = self._held_rows(metric.id, read)
                 if held is None:
-                    held, missed = self._read_range(metric.id, first, last), True
+                    held, missed = self._read_range(metric.id, read), True
                 rows += held
             self.reads += missed
             self._row_cache[key] = rows

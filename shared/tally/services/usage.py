@@ -8,11 +8,11 @@ from decimal import Decimal
 from enum import Enum
 from typing import Iterable
 
-from tally.billing.counters import CounterRow, combine
+from tally.billing.counters import CounterRow, combine, read_plan
 from tally.billing.customers import Customer
 from tally.billing.errors import InvalidInput, NotFound
 from tally.billing.metrics import BillableMetric
-from tally.billing.time import DAY, HOUR, bucket_start, hour_bucket, is_day_aligned, is_hour_aligned, read_plan
+from tally.billing.time import DAY, HOUR, bucket_start, is_day_aligned, is_hour_aligned
 from tally.services.ports import CounterStore, CustomerStore, MetricStore
 
 MAX_WINDOWS = 24 * 100
@@ -74,21 +74,28 @@ def _in_window(rows: Iterable[CounterRow], start: datetime, end: datetime) -> li
     return [row for row in rows if start <= bucket_start(row.bucket) < end]
 
 
-def _hourly_only(start: datetime, size: WindowSize) -> bool:
-    """Day buckets serve only windows whose inner boundaries fall on UTC midnights."""
-    return size is WindowSize.HOUR or (size is WindowSize.DAY and not is_day_aligned(start))
+def _finest(start: datetime, size: WindowSize) -> str | None:
+    """The coarsest rows that still fall inside single windows: hours, days, or (no windows) any."""
+    if size is WindowSize.HOUR or (size is WindowSize.DAY and not is_day_aligned(start)):
+        return "h"
+    return "d" if size is WindowSize.DAY else None
 
 
 def read_rows(
-    counters: CounterStore, customer: Customer, metric: BillableMetric, start: datetime, end: datetime, hourly: bool = False
+    counters: CounterStore,
+    customer: Customer,
+    metric: BillableMetric,
+    start: datetime,
+    end: datetime,
+    finest: str | None = None,
 ) -> list[CounterRow]:
-    """Counter rows covering [start, end) (hour-aligned) exactly once: day buckets for whole UTC
-    days and hour buckets at the edges, or hour buckets throughout when `hourly`."""
-    plan = [(hour_bucket(start), hour_bucket(end - HOUR))] if hourly else read_plan(start, end)
+    """Counter rows covering [start, end) (hour-aligned) exactly once, each no coarser than
+    `finest` ('h' hours, 'd' days, None: whole months where they fit)."""
+    plan = read_plan(start, end, metric.aggregation_type.is_additive, finest)
     rows: list[CounterRow] = []
     for ingest_key in customer.ingest_keys:
-        for first, last in plan:
-            rows.extend(counters.read(metric.id, ingest_key, first, last))
+        for read in plan:
+            rows += read.rows(counters.read(metric.id, ingest_key, read.first, read.last, read.parts))
     return rows
 
 
@@ -111,9 +118,9 @@ class UsageService:
         return metric
 
     def rows(
-        self, customer: Customer, metric: BillableMetric, start: datetime, end: datetime, hourly: bool = False
+        self, customer: Customer, metric: BillableMetric, start: datetime, end: datetime, finest: str | None = None
     ) -> list[CounterRow]:
-        return read_rows(self._counters, customer, metric, start, end, hourly)
+        return read_rows(self._counters, customer, metric, start, end, finest)
 
     def usage(
         self,
@@ -137,7 +144,7 @@ class UsageService:
         result = []
         for customer in customers:
             for metric, query in metrics:
-                rows = self.rows(customer, metric, start, end, _hourly_only(start, size))
+                rows = self.rows(customer, metric, start, end, _finest(start, size))
                 for w_start, w_end in windows:
                     in_window = _in_window(rows, w_start, w_end)
                     groups = None
@@ -180,7 +187,7 @@ class UsageService:
         positions = [metric.dimensions.index(key) for key in group_key]
         rows = [
             row
-            for row in self.rows(customer, metric, start, end, _hourly_only(start, size))
+            for row in self.rows(customer, metric, start, end, _finest(start, size))
             if all(
                 not group_filters.get(key) or row.group[pos] in group_filters[key]
                 for key, pos in zip(group_key, positions)
