@@ -384,7 +384,7 @@ def figure_end_to_end(report: Report, sizes: Sizes, tally: TallyClient, stack) -
         "pump's drain returns, the live pump aggregating meanwhile. Baseline: the same raw items (built "
         "by the events adapter, untimed) written 25 at a time to a stream-less table of the same "
         "in-process moto. Tally's side also pays the conditional transaction per post, the stream "
-        "pump and the aggregator's counter writes (an hour and a day bucket per metric)."
+        "pump and the aggregator's counter writes (two counters per metric: a day and a month counter for COUNT and SUM, an hour and a day counter for the others)."
     )
 
 
