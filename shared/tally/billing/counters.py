@@ -21,6 +21,7 @@ cover a span exactly once.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Context, Decimal
@@ -41,10 +42,12 @@ from tally.billing.time import (
     month_start,
     next_month,
 )
+from tally.billing.values import hot_value
 
 # DynamoDB numbers keep 38 significant digits; sums are done at that precision, not Python's 28.
 COUNTER_CONTEXT = Context(prec=38)
 SEQUENCE_WIDTH = 40  # DynamoDB stream sequence numbers have up to 40 digits
+_ZERO = Decimal(0)
 
 
 def sequence_key(sequence_number: str | int) -> str:
@@ -124,9 +127,11 @@ class CounterRead:
         low, high = self.keep_first, self.keep_last
         summed = []
         for row in read:
-            kept = [total for label, total in row.parts if low <= label <= high]
-            if kept:
-                summed.append(CounterRow(low, row.group, exact_sum(kept)))
+            parts = row.parts  # in label order: the kept ones are a slice. Labels of a kind have one
+            first = bisect_left(parts, (low,))  # length, so (label,) bounds a label's pairs from below
+            last = bisect_left(parts, (high + "~",), lo=first)  # and '~' sorts above every digit
+            if last > first:
+                summed.append(CounterRow(low, row.group, exact_sum([total for _, total in parts[first:last]])))
         return summed
 
 
@@ -265,11 +270,11 @@ def preaggregate(
     return updates
 
 
-@dataclass(frozen=True, slots=True)
+@hot_value
 class CounterRow:
     """A counter as read back, labelled by the time it covers (see `row_label`); or, read with its
     parts (CounterRead.parts) or stored as given (bulk loads), labelled by its bucket with `parts`
-    holding (row label, total) of each part."""
+    holding (row label, total) of each part, in label order."""
 
     bucket: str
     group: tuple[str | None, ...]
@@ -283,6 +288,8 @@ def combine(aggregation: Aggregation, rows: Iterable[CounterRow]) -> Decimal | N
     """Aggregate counters across buckets and groups (never mix grains over the same time). None means no data (MAX and LATEST only)."""
     rows = list(rows)
     if aggregation.is_additive:
+        if len(rows) == 1:  # the usual case: one ingest key carries the customer's usage
+            return COUNTER_CONTEXT.add(_ZERO, rows[0].total or _ZERO)  # exact_sum of one
         return exact_sum(row.total or Decimal(0) for row in rows)
     if aggregation is Aggregation.MAX:
         values = [row.total for row in rows if row.total is not None]

@@ -6,11 +6,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Sequence
 
-from tally.billing.counters import CounterRead, CounterRow, combine, read_plan
+from tally.billing.counters import COUNTER_CONTEXT, CounterRead, CounterRow, combine, read_plan
 from tally.billing.customers import Customer
 from tally.billing.metrics import BillableMetric
 from tally.billing.time import is_hour_aligned
 from tally.services.ports import CounterStore, MetricStore
+
+
+_ZERO = Decimal(0)
 
 
 class CounterUsageSource:
@@ -33,7 +36,7 @@ class CounterUsageSource:
         # (metric id, counter kind, parts) -> ranges read: (first bucket, last bucket, rows)
         self._read: dict[tuple[str, str, bool], list[tuple[str, str, list[CounterRow]]]] = {}
         self._row_cache: dict[tuple[str, datetime, datetime], list[CounterRow]] = {}
-        self._index: dict[tuple, dict[tuple[str | None, ...], list[CounterRow]]] = {}
+        self._index: dict[tuple, dict[tuple[str | None, ...], Decimal | None]] = {}
         self._positions: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], bool]] = {}
         self.reads = 0  # segments that needed the store (one served from rows already read needs none)
 
@@ -95,31 +98,46 @@ class CounterUsageSource:
 
     def _by_group(
         self, metric: BillableMetric, start: datetime, end: datetime, keys: tuple[str, ...]
-    ) -> dict[tuple[str | None, ...], list[CounterRow]]:
+    ) -> dict[tuple[str | None, ...], Decimal]:
+        """The metric's aggregate over [start, end) per combination of values of `keys`, each
+        combined once however many lines ask for it."""
         index_key = (metric.id, start, end, keys)
         index = self._index.get(index_key)
         if index is None:
-            index = self._index[index_key] = {}
             positions, whole = self._where(metric, keys)
-            for row in self._rows(metric, start, end):
-                group = row.group if whole else tuple(row.group[p] for p in positions)
-                index.setdefault(group, []).append(row)
+            aggregation = metric.aggregation_type
+            if aggregation.is_additive:  # combine() of each group's rows, folded as they come
+                add, sums = COUNTER_CONTEXT.add, {}
+                for row in self._rows(metric, start, end):
+                    group = row.group if whole else tuple(row.group[p] for p in positions)
+                    sums[group] = add(sums.get(group, _ZERO), row.total or _ZERO)
+                index = self._index[index_key] = sums
+            else:
+                rows_by_group: dict[tuple[str | None, ...], list[CounterRow]] = {}
+                for row in self._rows(metric, start, end):
+                    group = row.group if whole else tuple(row.group[p] for p in positions)
+                    rows_by_group.setdefault(group, []).append(row)
+                index = self._index[index_key] = {group: combine(aggregation, rows) for group, rows in rows_by_group.items()}
         return index
 
     def quantity(self, metric_id: str, group_values: dict[str, str | None] | None, start: datetime, end: datetime) -> Decimal:
         metric = self._metric(metric_id)
         if group_values:
-            rows = self._by_group(metric, start, end, tuple(group_values)).get(tuple(group_values.values()), [])
+            value = self._by_group(metric, start, end, tuple(group_values)).get(tuple(group_values.values()))
         else:
-            rows = self._rows(metric, start, end)
-        value = combine(metric.aggregation_type, rows)
+            value = combine(metric.aggregation_type, self._rows(metric, start, end))
         return Decimal(0) if value is None else value
+
+    def quantities(
+        self, metric_id: str, group_keys: Sequence[str], start: datetime, end: datetime
+    ) -> dict[tuple[str | None, ...], Decimal | None]:
+        """Every combination's `quantity` at once (None: no data), keyed by its values in key order."""
+        return self._by_group(self._metric(metric_id), start, end, tuple(group_keys))
 
     def group_values(self, metric_id: str, group_keys: Sequence[str], start: datetime, end: datetime) -> list[dict[str, str | None]]:
         metric = self._metric(metric_id)
         seen = self._by_group(metric, start, end, tuple(group_keys))
-        ordered = sorted(seen, key=lambda values: tuple("" if v is None else v for v in values))
-        return [dict(zip(group_keys, values)) for values in ordered]
+        return [dict(zip(group_keys, values)) for values in seen]  # in no order: the engine sorts
 
 
 def _position(metric: BillableMetric, key: str) -> int:

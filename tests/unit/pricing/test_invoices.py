@@ -20,7 +20,9 @@ from tally.billing.pricing import (
     InvoiceType,
     LineType,
     Override,
+    OverrideSpecifier,
     OverrideType,
+    OverwriteRate,
     Period,
     ProductType,
     QuantityChange,
@@ -98,6 +100,39 @@ def test_usage_lines(products, rates, events, lines):
     draft = invoice(contract(*rates), catalog(*products), events)
     assert summary(draft) == lines
     assert draft.total == draft.subtotal == sum((l.total for l in draft.line_items), D(0))
+
+
+MODELS = product("llm", billable_metric_id="tokens", pricing_group_key=("model",), presentation_group_key=("project",))
+
+
+def test_models_on_the_default_rate_share_a_price_without_sharing_it_with_models_priced_on_their_own():
+    """Given models on the default rate priced first (m-a, m-z), a model with its own rate (m-big), one
+    with a multiplier on its pricing group value from the 15th (m-half) and a project with an
+    overwrite on its presentation group value (p-free), each is priced by its own rule."""
+    half = Override("half", at(1, 15), type=OverrideType.MULTIPLIER, multiplier=D("0.5"),
+                    override_specifiers=(OverrideSpecifier(pricing_group_values={"model": "m-half"}),))
+    free = Override("free", at(1, 1), type=OverrideType.OVERWRITE, overwrite_rate=OverwriteRate(RateType.FLAT, D(1)),
+                    override_specifiers=(OverrideSpecifier(presentation_group_values={"project": "p-free"}),))
+    rates = (flat("llm", 10), flat("llm", 20, pricing_group_values={"model": "m-big"}))
+    fake = FakeUsage()
+    for when, model, project in [(at(1, 2), "m-a", "p1"), (at(1, 3), "m-a", "p-free"), (at(1, 4), "m-big", "p1"),
+                                 (at(1, 5), "m-half", "p1"), (at(1, 20), "m-half", "p1"), (at(1, 6), "m-z", "p1")]:
+        fake.add(when, 10, metric="tokens", model=model, project=project)
+
+    draft = invoice(contract(*rates, overrides=(half, free)), catalog(MODELS), fake)
+
+    assert [
+        (l.pricing_group_values["model"], l.presentation_group_values["project"], l.starting_at.strftime("%m-%dT%H"),
+         l.total, l.list_price is not None)
+        for l in draft.line_items
+    ] == [
+        ("m-a", "p-free", "01-01T00", D("10.00"), True),
+        ("m-a", "p1", "01-01T00", D("100.00"), False),  # the override edge on the 15th does not cut it
+        ("m-big", "p1", "01-01T00", D("200.00"), False),
+        ("m-half", "p1", "01-01T00", D("100.00"), False),
+        ("m-half", "p1", "01-15T00", D("50.00"), True),
+        ("m-z", "p1", "01-01T00", D("100.00"), False),
+    ]
 
 
 def test_a_contract_starting_mid_period_bills_usage_only_from_its_start():
@@ -381,3 +416,36 @@ def test_a_usage_line_carries_its_total_at_the_rate_commit_price_for_commit_rate
     assert (line.total, line.commit_total) == (D("30.00"), D("22.50"))
     plain = invoice(contract(flat("api", 10)), catalog(API), usage((at(1, 2), 3)))
     assert plain.line_items[0].commit_total is None
+
+
+class BulkFakeUsage(FakeUsage):
+    """The same usage, also answering `quantities` (every combination of a segment at once), as the
+    counters source does; it must never ask `quantity` again for a segment it answered."""
+
+    def __init__(self, base: FakeUsage) -> None:
+        super().__init__(list(base.events))
+        self.per_line = 0
+
+    def quantity(self, metric_id, group_values, start, end):
+        self.per_line += 1
+        return super().quantity(metric_id, group_values, start, end)
+
+    def quantities(self, metric_id, group_keys, start, end):
+        combos = self.group_values(metric_id, group_keys, start, end)
+        return {tuple(c.values()): FakeUsage.quantity(self, metric_id, c, start, end) for c in combos}
+
+
+def test_a_source_that_answers_whole_segments_prices_exactly_like_one_asked_line_by_line():
+    half = Override("half", at(1, 15), type=OverrideType.MULTIPLIER, multiplier=D("0.5"),
+                    override_specifiers=(OverrideSpecifier(pricing_group_values={"model": "m-half"}),))
+    rates = (tiered("llm", [(15, 3), (5,)], end=at(1, 20, 7)), flat("llm", 7, start=at(1, 20, 7)),
+             flat("llm", 20, pricing_group_values={"model": "m-big"}))
+    fake = FakeUsage()
+    for day, model, project in [(2, "m-a", "p1"), (3, "m-a", "p2"), (4, "m-big", "p1"), (5, "m-half", "p1"),
+                                (21, "m-half", "p1"), (22, "m-z", "p1"), (16, "m-a", "p1")]:
+        fake.add(at(1, day, 9), day, metric="tokens", model=model, project=project)
+    the_contract, the_catalog = contract(*rates, overrides=(half,)), catalog(MODELS)
+
+    bulk = BulkFakeUsage(fake)
+    assert invoice(the_contract, the_catalog, bulk) == invoice(the_contract, the_catalog, fake)
+    assert bulk.per_line == 0

@@ -159,3 +159,53 @@ def _merged(bands):
         else:
             out.append(band)
     return out
+
+
+# --- pricing classes: group values that cannot be told apart share one price ------------------------
+
+SPLIT = product("api", tags=("ai",), pricing_group_key=("region", "tier"), presentation_group_key=("project",))
+REGIONS, TIERS, PROJECTS = ["us", "eu", "ap", None], ["gold", "free", None], ["p1", "p2", None]
+
+
+def specifier_override(id, pricing=None, presentation=None, value="0.5", start=at(1, 1)):
+    return Override(id, start, type=OverrideType.MULTIPLIER, multiplier=D(value), override_specifiers=(
+        OverrideSpecifier(pricing_group_values=pricing, presentation_group_values=presentation),))
+
+
+SPLIT_BOOK = PriceBook(
+    RateTimeline((flat("api", 10), flat("api", 20, pricing_group_values={"region": "us"}),
+                  flat("api", 30, pricing_group_values={"region": "us", "tier": "gold"}, end=at(1, 20)))),
+    (specifier_override("eu", pricing={"region": "eu"}, start=at(1, 15)),
+     specifier_override("p1", presentation={"project": "p1"}, value="0.9")),
+)
+
+CLASS_CASES = [
+    ("values nothing names share a class", ({"region": "ap", "tier": "free"}, {"project": "p2"}),
+     ({"region": None, "tier": None}, {"project": None}), True),
+    ("a value with its own rate is a class of its own", ({"region": "us", "tier": None}, {}),
+     ({"region": "ap", "tier": None}, {}), False),
+    ("a value of a more specific rate is a class of its own", ({"region": "us", "tier": "gold"}, {}),
+     ({"region": "us", "tier": None}, {}), False),
+    ("a pricing group value an override specifier names is a class of its own", ({"region": "eu", "tier": None}, {}),
+     ({"region": "ap", "tier": None}, {}), False),
+    ("a presentation group value an override specifier names is a class of its own",
+     ({"region": "ap", "tier": None}, {"project": "p1"}), ({"region": "ap", "tier": None}, {"project": "p2"}), False),
+]
+
+
+@pytest.mark.parametrize("first,second,shared", [c[1:] for c in CLASS_CASES], ids=[c[0] for c in CLASS_CASES])
+def test_pricing_classes(first, second, shared):
+    assert (SPLIT_BOOK.pricing_class("api", *first) == SPLIT_BOOK.pricing_class("api", *second)) is shared
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(REGIONS), st.sampled_from(TIERS), st.sampled_from(PROJECTS)),
+                min_size=2, max_size=2),
+       st.sampled_from([at(1, 1), at(1, 15), at(1, 19), at(1, 20), at(1, 31)]))
+def test_group_values_of_one_pricing_class_get_the_same_price_at_every_instant(combos, instant):
+    (r1, t1, p1), (r2, t2, p2) = combos
+    first, second = ({"region": r1, "tier": t1}, {"project": p1}), ({"region": r2, "tier": t2}, {"project": p2})
+    if SPLIT_BOOK.pricing_class("api", *first) == SPLIT_BOOK.pricing_class("api", *second):
+        version = SPLIT.at(instant)
+        price = SPLIT_BOOK.pricing("api", version, instant, *first)
+        assert price == SPLIT_BOOK.pricing("api", version, instant, *second)

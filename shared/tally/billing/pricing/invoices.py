@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
+from types import MappingProxyType
 from typing import Mapping, Protocol, Sequence
 
 from tally.billing.pricing.catalog import Product, ProductType, convert_quantity
@@ -38,6 +39,7 @@ from tally.billing.pricing.usage_filters import FilteredUsage
 from tally.billing.pricing.subscriptions import CollectionSchedule, scheduled_charge_lines, subscription_lines
 
 GroupValues = Mapping[str, str | None]
+ZERO = Decimal(0)
 
 
 class UsageSource(Protocol):
@@ -53,6 +55,15 @@ class UsageSource(Protocol):
     ) -> Sequence[GroupValues]:
         """Each distinct combination of values of `group_keys` seen in usage over [start, end)."""
         ...
+
+
+def _quantities_of(usage: UsageSource, metric_id: str, keys: Sequence[str], start: datetime, end: datetime):
+    """`usage.quantities(metric_id, group_keys, start, end)`, if the source has it: the aggregate
+    over [start, end) of every combination of values of the keys at once, as {values in key order:
+    quantity (None: no data)}. An invoice prices thousands of combinations per segment, so a source
+    that answers them together saves a call per line. Without it (None), each line asks `quantity`."""
+    bulk = getattr(usage, "quantities", None)
+    return None if bulk is None else bulk(metric_id, keys, start, end)
 
 
 class InvoiceType(str, Enum):
@@ -101,6 +112,9 @@ def _segments(
         else:
             segments.append(_Segment(a, b, pricing))
     return segments
+
+
+_NO_VALUES: GroupValues = MappingProxyType({})
 
 
 def _sort_key(values: GroupValues) -> tuple:
@@ -224,10 +238,15 @@ def _in_credit_types(
         by_credit_type.setdefault(home, []).append(line)
     invoices = []
     for credit_type in sorted(by_credit_type, key=lambda c: (c != fiat, c.name, c.id)):
-        items = sorted(by_credit_type[credit_type], key=_line_order)
+        items = _in_line_order(by_credit_type[credit_type])
         if credit_type == fiat:
             items += _conversion_lines(items, fiat, conversions, starting_at, ending_before)
-        counted = [line for line in items if line.credit_type == credit_type and line.counts_in_total]
+        # `is` first: lines share their credit type objects, and comparing them field by field is not free.
+        counted = [
+            line
+            for line in items
+            if (line.credit_type is credit_type or line.credit_type == credit_type) and line.counts_in_total
+        ]
         total = sum((line.total for line in counted), Decimal(0))
         subtotal = sum((line.total for line in counted if line.type is not LineType.APPLIED_COMMIT_OR_CREDIT), Decimal(0))
         invoices.append(
@@ -238,15 +257,31 @@ def _in_credit_types(
     return invoices
 
 
-def _line_order(line: LineItem) -> tuple:
-    return (
-        _KIND_ORDER[line.type],
-        line.name.casefold(),
-        line.name,
-        line.product_id,
-        _sort_key(line.pricing_group_values or {}),
-        _sort_key(line.presentation_group_values or {}),
-        line.starting_at,
+def _in_line_order(lines: Sequence[LineItem]) -> list[LineItem]:
+    """Lines by kind, name, product, pricing then presentation group values, and start."""
+    # The lines of one usage combination share their group value mappings, so each mapping's sort
+    # key is computed once. Keyed by identity: the lines keep every mapping alive meanwhile.
+    group_orders: dict[int, tuple] = {}
+
+    def group_order(values: GroupValues | None) -> tuple:
+        if not values:
+            return ()
+        found = group_orders.get(id(values))
+        if found is None:
+            found = group_orders[id(values)] = _sort_key(values)
+        return found
+
+    return sorted(
+        lines,
+        key=lambda line: (
+            _KIND_ORDER[line.type],
+            line.name.casefold(),
+            line.name,
+            line.product_id,
+            group_order(line.pricing_group_values),
+            group_order(line.presentation_group_values),
+            line.starting_at,
+        ),
     )
 
 
@@ -259,7 +294,7 @@ def _conversion_lines(
 ) -> list[LineItem]:
     spend: dict[CreditType, Decimal] = {}
     for line in items:
-        if line.credit_type != fiat and line.counts_in_total:
+        if line.credit_type is not fiat and line.credit_type != fiat and line.counts_in_total:
             spend[line.credit_type] = spend.get(line.credit_type, Decimal(0)) + line.total
     return [
         line_from_charge(
@@ -303,22 +338,52 @@ def _usage_lines(
         metric = version.billable_metric_id
         assert metric is not None, "validated USAGE products name a metric"
         keys = version.group_keys
-        combos = sorted(usage.group_values(metric, keys, window_start, window_end), key=_sort_key) if keys else [{}]
-        for combo in combos:
-            values = {key: combo.get(key) for key in keys}
-            pricing_values = {key: values[key] for key in version.pricing_group_key}
-            presentation_values = {key: values[key] for key in version.presentation_group_key}
+        pricing_key, presentation_key = version.pricing_group_key, version.presentation_group_key
+        # Each combination of group values, all keys present, in the order of `_sort_key` (which,
+        # with the same keys in every combination, is the order of their values by key name).
+        by_name = sorted(keys)
+        combos = sorted(
+            ({key: combo.get(key) for key in keys} for combo in usage.group_values(metric, keys, window_start, window_end)),
+            key=lambda values: tuple("" if (v := values[k]) is None else "\x01" + v for k in by_name),
+        ) if keys else [{}]
+        same_keys = tuple(pricing_key) == tuple(keys)
+        # Group values mostly share one price (few have a rate or an override of their own), so the
+        # window is cut and priced once per pricing class rather than once per combination.
+        billed_segments: dict[tuple, list[_Segment]] = {}
+        segment_quantities: dict[tuple[datetime, datetime], Mapping | None] = {}
+        for values in combos:
+            pricing_values = values if same_keys else {key: values[key] for key in pricing_key}
+            presentation_values = {key: values[key] for key in presentation_key} if presentation_key else _NO_VALUES
+            pricing_class = book.pricing_class(product.id, pricing_values, presentation_values)
+            segments = billed_segments.get(pricing_class)
+            if segments is None:
+                segments = billed_segments[pricing_class] = [
+                    segment
+                    for segment in _segments(
+                        book, product, window_start, window_end, hard, pricing_values, presentation_values
+                    )
+                    # not on the card, or not entitled: the usage is not billed
+                    if segment.pricing is not None and segment.pricing.entitled
+                ]
             position_key = frozenset(values.items())
-            for segment in _segments(book, product, window_start, window_end, hard, pricing_values, presentation_values):
+            for segment in segments:
                 pricing = segment.pricing
-                if pricing is None or not pricing.entitled:
-                    continue  # not on the card, or not entitled: the usage is not billed
-                raw = usage.quantity(metric, values if keys else None, segment.start, segment.end)
+                assert pricing is not None
+                span = (segment.start, segment.end)
+                if span not in segment_quantities:
+                    segment_quantities[span] = _quantities_of(usage, metric, keys, *span)
+                known = segment_quantities[span]
+                if known is None:
+                    raw = usage.quantity(metric, values if keys else None, segment.start, segment.end)
+                else:
+                    raw = known.get(tuple(values.values())) or ZERO
                 quantity = convert_quantity(raw, version)
                 if quantity == 0:
                     continue
-                charge = graduated_charge(pricing.bands, positions[position_key], quantity)
-                positions[position_key] += quantity
+                position = positions[position_key]
+                charge = graduated_charge(pricing.bands, position, quantity)
+                positions[position_key] = position + quantity
+                commit_price = pricing.list_rate.commit_price
                 lines.append(
                     line_from_charge(
                         charge,
@@ -329,14 +394,12 @@ def _usage_lines(
                         credit_type=pricing.credit_type,
                         starting_at=segment.start,
                         ending_before=segment.end,
-                        pricing_group_values=pricing_values if version.pricing_group_key else None,
-                        presentation_group_values=presentation_values if version.presentation_group_key else None,
+                        pricing_group_values=pricing_values if pricing_key else None,
+                        presentation_group_values=presentation_values if presentation_key else None,
                         list_price=pricing.list_rate if pricing.overridden else None,
                         commit_total=None
-                        if pricing.list_rate.commit_price is None
-                        else pricing.credit_type.round(
-                            PRICING_CONTEXT.multiply(quantity, pricing.list_rate.commit_price)
-                        ),
+                        if commit_price is None
+                        else pricing.credit_type.round(PRICING_CONTEXT.multiply(quantity, commit_price)),
                     )
                 )
     return lines

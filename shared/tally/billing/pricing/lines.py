@@ -12,6 +12,7 @@ from tally.billing.pricing.catalog import ProductType
 from tally.billing.pricing.money import CreditType
 from tally.billing.pricing.pricers import Charge, TierCharge
 from tally.billing.pricing.rates import Rate
+from tally.billing.values import hot_value
 
 
 class LineType(str, Enum):
@@ -24,7 +25,7 @@ class LineType(str, Enum):
     APPLIED_COMMIT_OR_CREDIT = "applied_commit_or_credit"  # a drawdown, negative
 
 
-@dataclass(frozen=True, slots=True)
+@hot_value
 class SubLineItem:
     name: str
     quantity: Decimal
@@ -32,7 +33,7 @@ class SubLineItem:
     tiers: tuple[TierCharge, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@hot_value
 class LineItem:
     type: LineType
     name: str
@@ -72,21 +73,25 @@ def line_from_charge(
     credit_type: CreditType,
     starting_at: datetime,
     ending_before: datetime | None,
+    pricing_group_values: Mapping[str, str | None] | None = None,
+    presentation_group_values: Mapping[str, str | None] | None = None,
     **extra: object,
 ) -> LineItem:
     sub_lines = (SubLineItem(name, charge.quantity, charge.precise_total, charge.tiers),) if charge.tiers else ()
     return LineItem(
-        type=type,
-        name=name,
-        product_id=product_id,
-        product_type=product_type,
-        credit_type=credit_type,
-        quantity=charge.quantity,
-        unit_price=charge.unit_price,
-        total=credit_type.round(charge.precise_total),
-        precise_total=charge.precise_total,
-        starting_at=starting_at,
-        ending_before=ending_before,
-        sub_line_items=sub_lines,
+        type,
+        name,
+        product_id,
+        product_type,
+        credit_type,
+        charge.quantity,
+        charge.unit_price,
+        credit_type.round(charge.precise_total),
+        charge.precise_total,
+        starting_at,
+        ending_before,
+        pricing_group_values,
+        presentation_group_values,
+        sub_lines,
         **extra,  # type: ignore[arg-type]
     )

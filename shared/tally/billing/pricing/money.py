@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal
+from functools import lru_cache
 
 # Intermediate arithmetic (tiers, proration, conversion) runs at 38 significant digits, DynamoDB's
 # limit, instead of Python's default 28, so products of large quantities and small prices stay exact.
@@ -28,7 +29,13 @@ class CreditType:
 
     def round(self, amount: Decimal) -> Decimal:
         """Round a precise amount once, with this credit type's precision and mode."""
-        return amount.quantize(Decimal(1).scaleb(-self.precision), rounding=self.rounding, context=PRICING_CONTEXT)
+        return amount.quantize(_quantum(self.precision), rounding=self.rounding, context=PRICING_CONTEXT)
+
+
+@lru_cache(maxsize=None)
+def _quantum(places: int) -> Decimal:
+    """One unit of the given decimal place (2: 0.01); every line total is rounded to one."""
+    return Decimal(1).scaleb(-places)
 
 
 # Metronome's id for its default fiat credit type.

@@ -249,6 +249,10 @@ def apply_multipliers(bands: tuple[Band, ...], waterfall: Sequence[Override]) ->
     return tuple(result), tuple(waterfall[i].id for i in sorted(used))
 
 
+_UNNAMED = object()  # in a pricing class: a group value no rate or override specifier names
+_Named = tuple[tuple[str, frozenset], ...]  # group key -> the values named for it
+
+
 def _precedence(indexed: tuple[int, Override]) -> tuple:
     index, override = indexed
     return (override.priority is None, override.priority or 0, -override.starting_at.timestamp(), index)
@@ -259,8 +263,9 @@ class PriceBook:
     """A contract's prices: its rate card's rates plus its overrides.
 
     Lookups are memoized per book (overrides in effect per instant; the resolved price per rate
-    and set of matching overrides), so an invoice with many group values resolves each distinct
-    price once. A book is immutable, so the memo never goes stale."""
+    and set of matching overrides; the group values each product's prices name), so an invoice
+    with many group values resolves each distinct price once. A book is immutable, so the memo
+    never goes stale."""
 
     timeline: RateTimeline
     overrides: tuple[Override, ...] = ()
@@ -269,6 +274,7 @@ class PriceBook:
         default_factory=dict, init=False, repr=False, compare=False
     )
     _resolved: dict[tuple, EffectivePricing] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _named: dict[str, tuple[_Named, _Named]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def _overrides_at(self, at: datetime) -> list[tuple[int, Override]]:
         """Overrides in effect at an instant, in precedence order."""
@@ -288,6 +294,51 @@ class PriceBook:
             if override.ending_before is not None:
                 points.add(override.ending_before)
         return points
+
+    def pricing_class(
+        self,
+        product_id: str,
+        pricing_values: Mapping[str, str | None],
+        presentation_values: Mapping[str, str | None],
+    ) -> tuple:
+        """A key such that group values with equal keys get the same `pricing` of the product at
+        every instant, whatever its version.
+
+        A price tells group values apart only by comparing them with the values that a rate of the
+        product (`pricing_group_values`) or an override specifier names. A value nothing names finds
+        no specific rate and matches no specifier, exactly as a missing value does. So the key holds,
+        for each group key something names, the value if it is named and a placeholder if not; the
+        values of group keys nothing names are left out."""
+        named = self._named.get(product_id)
+        if named is None:
+            named = self._named[product_id] = self._named_values(product_id)
+        pricing_named, presentation_named = named
+        if not pricing_named and not presentation_named:
+            return ()  # nothing names a value: one price for all group values
+        return (
+            tuple(v if (v := pricing_values.get(k)) in values else _UNNAMED for k, values in pricing_named),
+            tuple(v if (v := presentation_values.get(k)) in values else _UNNAMED for k, values in presentation_named),
+        )
+
+    def _named_values(self, product_id: str) -> tuple[_Named, _Named]:
+        """(pricing, presentation): each group key some rate of the product or some override
+        specifier names, with the values named for it. Specifiers of other products count too: more
+        named values only make more pricing classes, never fewer."""
+        pricing: dict[str, set] = {}
+        presentation: dict[str, set] = {}
+        for rate in self.timeline.of_product(product_id):
+            for key, value in (rate.pricing_group_values or {}).items():
+                pricing.setdefault(key, set()).add(value)
+        for override in self.overrides:
+            for specifier in override.override_specifiers:
+                for key, value in (specifier.pricing_group_values or {}).items():
+                    pricing.setdefault(key, set()).add(value)
+                for key, value in (specifier.presentation_group_values or {}).items():
+                    presentation.setdefault(key, set()).add(value)
+        return (
+            tuple((key, frozenset(values)) for key, values in sorted(pricing.items())),
+            tuple((key, frozenset(values)) for key, values in sorted(presentation.items())),
+        )
 
     def pricing(
         self,

@@ -17,6 +17,7 @@ from typing import Sequence
 
 from tally.billing.pricing.money import PRICING_CONTEXT
 from tally.billing.pricing.rates import Tier
+from tally.billing.values import hot_value
 
 ZERO = Decimal(0)
 
@@ -31,7 +32,7 @@ class Band:
     price: Decimal
 
 
-@dataclass(frozen=True, slots=True)
+@hot_value
 class TierCharge:
     starting_at: Decimal  # the cumulative quantity at which the tier begins
     quantity: Decimal  # units of this charge that fell in the tier
@@ -39,7 +40,7 @@ class TierCharge:
     subtotal: Decimal  # exact, never rounded
 
 
-@dataclass(frozen=True, slots=True)
+@hot_value
 class Charge:
     quantity: Decimal
     precise_total: Decimal
@@ -64,22 +65,28 @@ def tier_bands(tiers: Sequence[Tier]) -> tuple[Band, ...]:
 
 def graduated_charge(bands: Sequence[Band], position: Decimal, quantity: Decimal) -> Charge:
     """Charge `quantity` units that follow `position` units already used in the period."""
-    with localcontext(PRICING_CONTEXT):
-        sign = 1 if quantity >= 0 else -1
-        low, high = (position, position + quantity) if sign > 0 else (position + quantity, position)
-        tiers, total = [], ZERO
-        for index, band in enumerate(bands):
-            band_low = band.start if index else None  # None: unbounded below
-            lo = low if band_low is None else max(low, band_low)
-            hi = high if band.end is None else min(high, band.end)
-            if hi <= lo:
-                continue
-            units = (hi - lo) * sign
-            subtotal = units * band.price
-            total += subtotal
-            tiers.append(TierCharge(band.start, units, band.price, subtotal))
-        single = len(bands) == 1
-        return Charge(quantity, total, bands[0].price if single else None, () if single else tuple(tiers))
+    # PRICING_CONTEXT's own methods do exactly what the operators do inside `localcontext(PRICING_CONTEXT)`,
+    # without a context copied per charge: usage lines are priced by the thousand.
+    add, subtract, multiply = PRICING_CONTEXT.add, PRICING_CONTEXT.subtract, PRICING_CONTEXT.multiply
+    sign = 1 if quantity >= 0 else -1
+    low, high = (position, add(position, quantity)) if sign > 0 else (add(position, quantity), position)
+    if len(bands) == 1 and bands[0].end is None:  # one price for every unit: no tiers to detail
+        price = bands[0].price
+        total = ZERO if high <= low else add(ZERO, multiply(multiply(subtract(high, low), sign), price))
+        return Charge(quantity, total, price)
+    tiers, total = [], ZERO
+    for index, band in enumerate(bands):
+        band_low = band.start if index else None  # None: unbounded below
+        lo = low if band_low is None else max(low, band_low)
+        hi = high if band.end is None else min(high, band.end)
+        if hi <= lo:
+            continue
+        units = multiply(subtract(hi, lo), sign)
+        subtotal = multiply(units, band.price)
+        total = add(total, subtotal)
+        tiers.append(TierCharge(band.start, units, band.price, subtotal))
+    single = len(bands) == 1
+    return Charge(quantity, total, bands[0].price if single else None, () if single else tuple(tiers))
 
 
 def price_flat(price: Decimal, quantity: Decimal) -> Charge:
