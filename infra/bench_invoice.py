@@ -415,6 +415,16 @@ class InvoiceWorld:
         self.clock.now = INVOICED_AT
         return self.invoices.get(account.customer_id, account.invoice_id).invoice
 
+    def response_body(self, account: Account) -> str:
+        """The whole GET /v1/customers/<id>/invoices/<id> body: the draft, then its JSON as the API
+        function writes it (invoice_json, then exact JSON with the resolver's serializer)."""
+        from tally.api.contract_models import invoice_json
+        from tally.billing import exact_json
+
+        self.clock.now = INVOICED_AT
+        draft = self.invoices.get(account.customer_id, account.invoice_id)
+        return exact_json.dumps({"data": invoice_json(draft, self.contracts.products())})
+
 
 def check_invoice(invoice, usage: Usage, shape: Shape) -> ReferenceInvoice:
     expected = reference_invoice(usage, shape)
@@ -622,6 +632,8 @@ class InvoiceFigures:
     billing_items_read: int
     cpu_ms: float  # InvoiceService.get, thread CPU minus moto's
     app_cpu_ms: float  # InvoiceService.get, thread CPU minus whole AWS calls (botocore and moto)
+    response_cpu_ms: float  # the same, then the response body's JSON, as the API function writes it
+    response_bytes: int
     rating_cpu_ms: float  # build_draft_invoices over the same counter rows in memory
     wall_ms: float  # InvoiceService.get against moto in-process
     emulated_aws_ms: float  # moto's CPU inside that call
@@ -649,10 +661,11 @@ def measure_invoice(world: InvoiceWorld, account: Account, meter: ReadMeter, aws
     from tally.billing.pricing import Period, build_draft_invoices
     from tally.services.rating_usage import CounterUsageSource
 
-    runs = []
+    runs, responses = [], []
     for run in range(repeats):
         with meter.counting() as reads:
             result = _timed(lambda: world.draft(account), aws)
+        responses.append(_timed(lambda: world.response_body(account), aws))
         if run == 0:
             invoice, first_reads = result[0], reads
             check_invoice(invoice, account.usage, world.shape)
@@ -689,6 +702,8 @@ def measure_invoice(world: InvoiceWorld, account: Account, meter: ReadMeter, aws
         billing_items_read=billing_items,
         cpu_ms=statistics.median(r[1] for r in runs),
         app_cpu_ms=statistics.median(r[4] for r in runs),
+        response_cpu_ms=statistics.median(r[4] for r in responses),
+        response_bytes=len(responses[0][0]),
         rating_cpu_ms=statistics.median(r[1] for r in rating),
         wall_ms=statistics.median(r[2] for r in runs),
         emulated_aws_ms=statistics.median(r[3] for r in runs),
@@ -759,8 +774,11 @@ def figure_invoice(report, sizes, progress: Callable[[str], None] = lambda _: No
             f"invoice_{name}_counter_items_read": figures.counter_items_read,
             f"invoice_{name}_billing_read_requests": figures.billing_requests,
             f"invoice_{name}_billing_items_read": figures.billing_items_read,
-            f"invoice_{name}_cpu_ms": figures.cpu_ms,
+            f"invoice_{name}_cpu_ms": figures.app_cpu_ms,
+            f"invoice_{name}_cpu_with_botocore_ms": figures.cpu_ms,
             f"invoice_{name}_rating_cpu_ms": figures.rating_cpu_ms,
+            f"invoice_{name}_response_cpu_ms": figures.response_cpu_ms,
+            f"invoice_{name}_response_bytes": figures.response_bytes,
             f"invoice_{name}_wall_ms": figures.wall_ms,
         }
     report.figures |= {
@@ -768,9 +786,9 @@ def figure_invoice(report, sizes, progress: Callable[[str], None] = lambda _: No
         / (small.counter_requests + small.billing_requests),
         "invoice_items_read_large_vs_small": (large.counter_items_read + large.billing_items_read)
         / (small.counter_items_read + small.billing_items_read),
-        "invoice_cpu_large_vs_small": large.cpu_ms / small.cpu_ms,
+        "invoice_cpu_large_vs_small": large.app_cpu_ms / small.app_cpu_ms,
     }
-    cpu_met = max(small.cpu_ms, large.cpu_ms) <= CPU_GOAL_MS
+    cpu_met = max(small.app_cpu_ms, large.app_cpu_ms) <= CPU_GOAL_MS
     # The design's bound, O(products × groups × counters): every model of every product has one
     # month counter; the products whose price changes on the 15th at noon read it again for its
     # days, and the 15th's day counter for its hours.
@@ -792,9 +810,14 @@ def figure_invoice(report, sizes, progress: Callable[[str], None] = lambda _: No
             f"{base} {small.counter_items_read + small.billing_items_read:,} ({small.counter_items_read:,})",
             ratio(large.counter_items_read + large.billing_items_read, small.counter_items_read + small.billing_items_read),
             f"counters ≤ {items_bound:,}", "met" if items_met else "missed"),
-        Row("5c draft invoice: CPU excl. AWS (InvoiceService.get)", f"{large.cpu_ms:,.0f} ms",
-            f"{base} {small.cpu_ms:,.0f} ms", ratio(large.cpu_ms, small.cpu_ms),
+        Row("5c draft invoice: CPU excl. AWS calls (InvoiceService.get)", f"{large.app_cpu_ms:,.0f} ms",
+            f"{base} {small.app_cpu_ms:,.0f} ms", ratio(large.app_cpu_ms, small.app_cpu_ms),
             f"≤ {CPU_GOAL_MS:.0f} ms", "met" if cpu_met else "missed"),
+        Row("5c' same, with botocore's client-side work", f"{large.cpu_ms:,.0f} ms",
+            f"{base} {small.cpu_ms:,.0f} ms", ratio(large.cpu_ms, small.cpu_ms), "", ""),
+        Row("5f whole GET body: CPU excl. AWS calls (draft + JSON)", f"{large.response_cpu_ms:,.0f} ms",
+            f"{base} {small.response_cpu_ms:,.0f} ms", ratio(large.response_cpu_ms, small.response_cpu_ms),
+            f"≤ {CPU_GOAL_MS:.0f} ms", "met" if max(small.response_cpu_ms, large.response_cpu_ms) <= CPU_GOAL_MS else "missed"),
         Row("5d   of which rating (engine, rows in memory)", f"{large.rating_cpu_ms:,.0f} ms",
             f"{base} {small.rating_cpu_ms:,.0f} ms", ratio(large.rating_cpu_ms, small.rating_cpu_ms), "", ""),
         Row("5e draft invoice: wall time, moto in-process", f"{large.wall_ms:,.0f} ms",
@@ -805,19 +828,25 @@ def figure_invoice(report, sizes, progress: Callable[[str], None] = lambda _: No
         "FLAT and TIERED rates, flagship-model rates, a price change on the 15th at 12:00 UTC for the "
         f"{shape.families} 'priority' products), "
         f"November 2026. Usage of {events(small.events)} and of {events(large.events)} (skewed products and "
-        "models, diurnal hours) is pre-aggregated and written straight to the counters adapter, hour and day "
-        "items as the aggregator leaves them. Each draft (InvoiceService.get, as GET /v1/customers/<id>/"
+        "models, diurnal hours) is pre-aggregated and written straight to the counters adapter, as the "
+        "aggregator leaves it: per (product, model), a month counter with a part per day and a day counter "
+        "with a part per hour. Each draft (InvoiceService.get, as GET /v1/customers/<id>/"
         f"invoices/<id>; {small.lines:,} and {large.lines:,} lines) is checked against an independent pricing "
         "of the same usage. Reads: every Query/Scan page, GetItem and BatchGetItem the client sent, items "
         "from the responses (counters; billing: customer, contracts, grants, rate card, products, metrics). "
-        "Counter requests are one per metric and bucket range per ingest key (the customer id and its "
-        "alias); items grow with the (product, model, day) cells that saw usage, up to products × models × "
-        f"{days} days plus the hours of the 15th for the {shape.families} re-priced products ({items_bound:,}), "
-        "never with events. "
-        "CPU: the call's thread CPU minus the CPU spent inside moto's request handler (DynamoDB's "
-        "servers), so botocore's serializing and parsing and the adapters count, round trips do not; median "
+        "Counter requests are one per metric and counter range per ingest key (the customer id and its "
+        "alias): the month counters, and for the re-priced products the month's days and the 15th's hours. "
+        "Items grow with the (product, model) pairs that saw usage, up to one month counter per pair plus "
+        f"two for each pair of the {shape.families} re-priced products ({items_bound:,}), never with events. "
+        "CPU (5c): the call's thread CPU minus the thread CPU of its AWS calls, each whole (botocore's "
+        "serializing, signing and parsing, and moto standing in for DynamoDB's servers): the function's "
+        "own work, the round trips left out. 5c' keeps botocore's client-side work in and leaves out only "
+        "moto's request handler: it grows with read requests (about 0.4 ms each here) and attributes "
+        "parsed. Median "
         f"of {sizes.invoice_repeats} warm calls. 5d prices the same contract over the same counter rows held "
-        "in memory (CounterUsageSource and build_draft_invoices only); 5c minus 5d is boto3 and the "
-        "adapters. Wall time includes moto, whose Query is made to cost what DynamoDB's does in kind "
+        "in memory (CounterUsageSource and build_draft_invoices only); 5c minus 5d is the adapters and the "
+        f"invoice service. 5f adds what the API function does next: the body as JSON ({large.response_bytes:,} "
+        "bytes after many events), with exact numbers. CPU grows from the small to the large figure with the lines priced (one per "
+        "product, model and price segment that saw usage), not with events. Wall time includes moto, whose Query is made to cost what DynamoDB's does in kind "
         "(its partition only, plain JSON out); the garbage collector is kept off moto's items."
     )

@@ -27,3 +27,20 @@ def test_loads_gives_decimals_and_rejects_nan():
 
 def test_a_string_shaped_like_an_internal_marker_stays_a_string():
     assert exact_json.dumps({"s": "\x001\x00", "n": Decimal("2.5")}) == '{"s":"\\u00001\\u0000","n":2.5}'
+
+
+def test_strings_shaped_like_the_marks_without_the_process_nonce_stay_strings():
+    guess = "0" * len(exact_json._NONCE)  # a client cannot know the nonce: it is never written out
+    value = {"s": f"#{guess}<1.5>{guess}#", "t": f"x>{guess}#", "n": Decimal("-0.00")}
+    assert exact_json.loads(exact_json.dumps(value)) == value
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False))
+def test_any_finite_decimal_is_written_in_fixed_point_when_short_and_reads_back_equal(value):
+    text = exact_json.dumps([value])
+    assert exact_json.loads(text) == [value]
+    expected = f"{value:f}" if abs(value.adjusted()) < 30 else str(value)  # the documented form
+    assert text == f"[{expected}]"

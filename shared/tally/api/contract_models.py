@@ -538,17 +538,46 @@ def quantity_history_json(history: dict) -> dict:
     }
 
 
-def _line_json(line: LineItem, products: dict[str, Product]) -> dict:
-    product = products.get(line.product_id)
+class _LineContext:
+    """What lines of one invoice share, built once each: formatted instants, credit types and
+    product tags (an invoice has thousands of lines over a few of each)."""
+
+    def __init__(self, products: dict[str, Product]) -> None:
+        self.products = products
+        self._instants: dict[datetime, str] = {}
+        self._credit_types: dict[CreditType, dict] = {}
+        self._tags: dict[tuple[str, datetime], list[str]] = {}
+
+    def instant(self, at: datetime) -> str:
+        text = self._instants.get(at)
+        if text is None:
+            text = self._instants[at] = format_rfc3339(at)
+        return text
+
+    def credit_type(self, credit_type: CreditType) -> dict:
+        body = self._credit_types.get(credit_type)
+        if body is None:
+            body = self._credit_types[credit_type] = credit_type_json(credit_type)
+        return body
+
+    def tags(self, product_id: str, at: datetime) -> list[str]:
+        tags = self._tags.get((product_id, at))
+        if tags is None:
+            product = self.products.get(product_id)
+            tags = self._tags[(product_id, at)] = list(product.at(at).tags) if product else []
+        return tags
+
+
+def _line_json(line: LineItem, context: _LineContext) -> dict:
     body: dict[str, Any] = {
         "type": line.type.value,
         "name": line.name,
         **({"product_id": line.product_id, "product_type": line.product_type.value} if line.product_id else {}),
-        "product_tags": list(product.at(line.starting_at).tags) if product else [],
-        "credit_type": credit_type_json(line.credit_type),
+        "product_tags": context.tags(line.product_id, line.starting_at),
+        "credit_type": context.credit_type(line.credit_type),
         "quantity": line.quantity,
         "total": line.total,
-        "starting_at": format_rfc3339(line.starting_at),
+        "starting_at": context.instant(line.starting_at),
         "is_prorated": line.is_prorated,
         "custom_fields": {},
         "sub_line_items": [
@@ -568,7 +597,7 @@ def _line_json(line: LineItem, products: dict[str, Product]) -> dict:
     if line.unit_price is not None:
         body["unit_price"] = line.unit_price
     if line.ending_before is not None:
-        body["ending_before"] = format_rfc3339(line.ending_before)
+        body["ending_before"] = context.instant(line.ending_before)
     if line.pricing_group_values is not None:
         body["pricing_group_values"] = dict(line.pricing_group_values)
     if line.presentation_group_values is not None:
@@ -594,6 +623,7 @@ def _line_json(line: LineItem, products: dict[str, Product]) -> dict:
 
 def invoice_json(draft: DraftInvoice, products: dict[str, Product]) -> dict:
     invoice: Invoice = draft.invoice
+    context = _LineContext(products)
     body = {
         "id": draft.id,
         "type": invoice.type.value,
@@ -605,7 +635,7 @@ def invoice_json(draft: DraftInvoice, products: dict[str, Product]) -> dict:
         "end_timestamp": format_rfc3339(invoice.ending_before),
         # a usage invoice is issued when its period ends, a scheduled one at its own instant
         "issued_at": format_rfc3339(invoice.ending_before),
-        "line_items": [_line_json(line, products) for line in invoice.line_items],
+        "line_items": [_line_json(line, context) for line in invoice.line_items],
         "subtotal": invoice.subtotal,
         "total": invoice.total,
         "invoice_adjustments": [],

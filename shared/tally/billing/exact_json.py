@@ -7,15 +7,15 @@ Decimals are swapped for marked strings, dumped, and the marks are then unquoted
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from decimal import Decimal
 from typing import Any
 
-# A per-process nonce in the marker: no string a client sends can pass for a marked number.
+# A per-process nonce in both marks: no string a client sends can pass for a marked number, so
+# the marks (with their quotes) are simply deleted from the text.
 _NONCE = secrets.token_hex(8)
-_MARK_OPEN, _MARK_CLOSE = "\x00" + _NONCE, "\x00"
-_MARKED = re.compile(r'"\\u0000' + _NONCE + r'([-0-9.Ee+]+)\\u0000"')
+_MARK_OPEN, _MARK_CLOSE = f"#{_NONCE}<", f">{_NONCE}#"
+_QUOTED_OPEN, _QUOTED_CLOSE = '"' + _MARK_OPEN, _MARK_CLOSE + '"'
 
 
 def _reject_constant(name: str) -> Any:
@@ -29,9 +29,12 @@ def loads(text: str | bytes) -> Any:
 
 def _decimal_marker(value: Any) -> str:
     if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError("a non-finite number cannot be written as JSON")
-        digits = f"{value:f}" if abs(value.adjusted()) < 30 else str(value)
+        digits = str(value)  # plain digits unless str() chose an exponent: then fixed point, if short
+        if "E" in digits or not value.is_finite():
+            if not value.is_finite():
+                raise ValueError("a non-finite number cannot be written as JSON")
+            if abs(value.adjusted()) < 30:
+                digits = f"{value:f}"
         return _MARK_OPEN + digits + _MARK_CLOSE
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
@@ -41,4 +44,6 @@ def dumps(value: Any, *, sort_keys: bool = False) -> str:
 
     The C encoder calls `default` only for Decimals, so values without one pay nothing extra."""
     text = json.dumps(value, separators=(",", ":"), sort_keys=sort_keys, default=_decimal_marker)
-    return _MARKED.sub(r"\1", text) if _NONCE in text else text
+    if _NONCE not in text:
+        return text
+    return text.replace(_QUOTED_OPEN, "").replace(_QUOTED_CLOSE, "")
