@@ -384,24 +384,23 @@ def _usage_lines(
                 charge = graduated_charge(pricing.bands, position, quantity)
                 positions[position_key] = position + quantity
                 commit_price = pricing.list_rate.commit_price
-                lines.append(
-                    line_from_charge(
-                        charge,
-                        type=LineType.USAGE,
-                        name=version.name,
-                        product_id=product.id,
-                        product_type=ProductType.USAGE,
-                        credit_type=pricing.credit_type,
-                        starting_at=segment.start,
-                        ending_before=segment.end,
-                        pricing_group_values=pricing_values if pricing_key else None,
-                        presentation_group_values=presentation_values if presentation_key else None,
-                        list_price=pricing.list_rate if pricing.overridden else None,
-                        commit_total=None
-                        if commit_price is None
-                        else pricing.credit_type.round(PRICING_CONTEXT.multiply(quantity, commit_price)),
-                    )
+                line = line_from_charge(
+                    charge,
+                    LineType.USAGE,
+                    version.name,
+                    product.id,
+                    ProductType.USAGE,
+                    pricing.credit_type,
+                    segment.start,
+                    segment.end,
+                    pricing_values if pricing_key else None,
+                    presentation_values if presentation_key else None,
+                    pricing.list_rate if pricing.overridden else None,
+                    **({} if commit_price is None else {
+                        "commit_total": pricing.credit_type.round(PRICING_CONTEXT.multiply(quantity, commit_price))
+                    }),
                 )
+                lines.append(line)
     return lines
 
 

@@ -65,7 +65,6 @@ class LineItem:
 
 def line_from_charge(
     charge: Charge,
-    *,
     type: LineType,
     name: str,
     product_id: str,
@@ -75,8 +74,12 @@ def line_from_charge(
     ending_before: datetime | None,
     pricing_group_values: Mapping[str, str | None] | None = None,
     presentation_group_values: Mapping[str, str | None] | None = None,
+    list_price: Rate | None = None,
+    is_prorated: bool = False,
     **extra: object,
 ) -> LineItem:
+    """The line of a charge, its total rounded once. Positional arguments are allowed: usage lines
+    are built by the thousand per invoice."""
     sub_lines = (SubLineItem(name, charge.quantity, charge.precise_total, charge.tiers),) if charge.tiers else ()
     return LineItem(
         type,
@@ -93,5 +96,7 @@ def line_from_charge(
         pricing_group_values,
         presentation_group_values,
         sub_lines,
+        is_prorated,
+        list_price,
         **extra,  # type: ignore[arg-type]
     )

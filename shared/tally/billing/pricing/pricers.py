@@ -77,6 +77,8 @@ def graduated_charge(bands: Sequence[Band], position: Decimal, quantity: Decimal
     tiers, total = [], ZERO
     for index, band in enumerate(bands):
         band_low = band.start if index else None  # None: unbounded below
+        if band_low is not None and band_low >= high:
+            break  # bands ascend: this one and every later one start above the units charged
         lo = low if band_low is None else max(low, band_low)
         hi = high if band.end is None else min(high, band.end)
         if hi <= lo:
