@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -124,12 +125,15 @@ def test_ten_thousand_events_posted_twice_concurrently_are_counted_exactly_once(
             )
             for item in (item for page in pages for item in page["Items"]):
                 bucket, _, group = item["sk"]["S"].partition("#")
-                stored[(metric, customer, bucket, tuple(json.loads(group)))] = Decimal(item["v"]["N"])
-    # Each counter exists per hour ("h" + YYYYMMDDHH) and per day ("d" + YYYYMMDD).
-    expected = {(m, c, "h" + h, g): v for (m, c, h, g), v in truth.items()}
+                parts = {name: Decimal(value["N"]) for name, value in item.items() if re.fullmatch(r"[hd]\d\d", name)}
+                stored[(metric, customer, bucket, tuple(json.loads(group)))] = (Decimal(item["v"]["N"]), parts)
+    # COUNT and SUM: a day counter ("D" + YYYYMMDD) with a part per hour, and a month counter
+    # ("M" + YYYYMM) with a part per day; each total is the sum of its parts.
+    expected: dict = {}
     for (m, c, h, g), v in truth.items():
-        day = (m, c, "d" + h[:8], g)
-        expected[day] = expected.get(day, Decimal(0)) + v
+        for key, part in (((m, c, "D" + h[:8], g), "h" + h[8:10]), ((m, c, "M" + h[:6], g), "d" + h[6:8])):
+            total, parts = expected.get(key, (Decimal(0), {}))
+            expected[key] = (total + v, parts | {part: parts.get(part, Decimal(0)) + v})
     assert stored == expected
 
     print(  # the runtime is part of the result: see -rP
