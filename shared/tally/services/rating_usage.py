@@ -21,10 +21,10 @@ class CounterUsageSource:
 
     Counters are read per metric and counter range (tally.billing.counters.read_plan), for all the
     customer's ingest keys, and a range inside one already read is served from it: the segments
-    cut out of a month share one read of its days, and of the cut day's hours. Rows are indexed by group values, so
-    pricing many group values of a product costs one pass over its rows, not one per value. The
-    metrics are read together, in one request. The cost grows with buckets and groups, never with
-    events.
+    cut out of a month share one read of its days, and of the cut day's hours. Each segment's
+    aggregate is computed once per group values, so pricing many group values of a product costs
+    one pass over its rows, not one per value. The metrics are read together, in one request. The
+    cost grows with counters and groups, never with events.
     """
 
     def __init__(self, customer: Customer, metrics: MetricStore, counters: CounterStore) -> None:
@@ -98,9 +98,9 @@ class CounterUsageSource:
 
     def _by_group(
         self, metric: BillableMetric, start: datetime, end: datetime, keys: tuple[str, ...]
-    ) -> dict[tuple[str | None, ...], Decimal]:
-        """The metric's aggregate over [start, end) per combination of values of `keys`, each
-        combined once however many lines ask for it."""
+    ) -> dict[tuple[str | None, ...], Decimal | None]:
+        """The metric's aggregate over [start, end) per combination of values of `keys` (None: no
+        data, MAX and LATEST only), each combined once however many lines ask for it."""
         index_key = (metric.id, start, end, keys)
         index = self._index.get(index_key)
         if index is None:
