@@ -35,6 +35,7 @@ _lambdas: LocalLambdas | None = None
 _append_lock = threading.Lock()
 _write_lock = threading.RLock()
 _ATOMIC_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
+_READS = ("get_item", "query", "scan", "batch_get_item", "transact_get_items")
 
 
 def install(lambdas: LocalLambdas) -> None:
@@ -69,8 +70,17 @@ def install(lambdas: LocalLambdas) -> None:
     StreamShard.add = add
     _narrow_transaction_snapshots()
     _partition_queries()
-    for name in _ATOMIC_WRITES:
-        setattr(DynamoDBBackend, name, _atomic(getattr(DynamoDBBackend, name)))
+    install_atomic_writes()
+
+
+def install_atomic_writes(reads: bool = False) -> None:
+    """Patch 2 alone, for tests that race threads on moto without the local runtime. With `reads`,
+    reads take the same lock, so none iterates a table while a write changes it (moto's reads walk
+    its dicts and can fail with "dictionary changed size during iteration"). Idempotent."""
+    for name in _ATOMIC_WRITES + (_READS if reads else ()):
+        operation = getattr(DynamoDBBackend, name)
+        if not hasattr(operation, "__wrapped__"):
+            setattr(DynamoDBBackend, name, _atomic(operation))
 
 
 def _narrow_transaction_snapshots() -> None:

@@ -54,7 +54,11 @@ def _table(client, name: str, gsi: bool = False, stream: str | None = None) -> s
 
 @pytest.fixture()
 def dynamo():
-    """A moto DynamoDB with the three tables shaped as the CDK app defines them."""
+    """A moto DynamoDB with the three tables shaped as the CDK app defines them, each operation
+    atomic as on DynamoDB: tests race threads on conditional writes."""
+    from infra.local.moto_patches import install_atomic_writes
+
+    install_atomic_writes(reads=True)
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         yield {

@@ -1,5 +1,6 @@
 """Burn-down: which segment pays for which charge, the ledger it writes, and the balances it leaves."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -189,6 +190,19 @@ def test_commit_rate_draws_at_the_commit_rate(balance, lines, expected):
     burn = run(grants, charges)
     got = [(a.amount, a.balance_consumed) for n in range(len(lines)) for a in burn.applications[f"x{n}"]]
     assert got == [(D(covered), D(consumed)) for covered, consumed in expected]
+
+
+def test_a_charge_free_at_the_commit_rate_is_covered_even_once_the_balance_is_spent():
+    """Found by the finalization property: a line whose commit rate is 0 takes nothing, so whether
+    it is covered must not depend on whether another invoice drew (or was finalized) first."""
+    grants = [grant("cr", PREPAID, "0.01", rate_type=COMMIT_RATE)]
+    spend = charge("a-spend", "0.01", at(1, 2), invoice="i-final")
+    free = charge("z-free", "0.01", at(1, 2), invoice="i-draft", commit="0.00")
+    draft = run(grants, [spend, free])
+    finalized = run(grants, [replace(spend, applications=draft.applications["a-spend"], finalized=True), free])
+    for burn in (draft, finalized):
+        assert [(a.amount, a.balance_consumed) for a in burn.applications["z-free"]] == [(D("0.01"), D("0.00"))]
+        assert burn.balance("cr/s").remaining == 0
 
 
 def test_commit_rate_after_a_partial_list_rate_cover_prices_only_the_uncovered_part():

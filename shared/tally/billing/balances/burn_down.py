@@ -20,7 +20,8 @@ amount is covered; the rest is billed at list price. A balance never goes below 
   * COMMIT_RATE segments, when the charge has a commit_amount C for its list amount L, spend at the
     commit rate: covering the uncovered list amount U costs U×C/L (exactly C when U = L, otherwise
     rounded once with the credit type). A balance B short of that cost is spent whole and covers
-    B×L/C of list, rounded once with the credit type and never more than U.
+    B×L/C of list, rounded once with the credit type and never more than U. A charge whose commit
+    amount is 0 costs nothing, so such a segment covers it even when its balance is spent.
   * Prepaid and credit applications reduce the invoice. Postpaid ones are recorded but do not: the
     usage is paid in arrears, and the commit only counts it toward the promised spend.
 
@@ -319,7 +320,9 @@ class _Run:
             (
                 live
                 for live in self.active.values()
-                if live.available > 0 and live.segment.covers(at) and grant_applies_to(live.grant, charge)
+                if (live.available > 0 or _costs_nothing(live, charge))
+                and live.segment.covers(at)
+                and grant_applies_to(live.grant, charge)
             ),
             key=lambda live: live.rank,
         )
@@ -423,6 +426,13 @@ class _Run:
             unapplied_manual=self.unapplied_manual,
             unapplied_frozen=self.unapplied_frozen,
         )
+
+
+def _costs_nothing(live: _Live, charge: Charge) -> bool:
+    """A COMMIT_RATE segment covers a charge whose commit rate prices it at 0 without spending
+    anything, so it covers it whatever its balance: otherwise whether it does would depend on the
+    order charges draw in, and finalizing another invoice could change a draft's answer."""
+    return live.grant.rate_type is CommitRateType.COMMIT_RATE and charge.commit_amount == 0
 
 
 def _draw(
