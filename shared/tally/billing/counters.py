@@ -25,7 +25,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Context, Decimal
-from typing import Iterable
+from typing import Callable, Iterable
 
 from tally.billing.events import UsageEvent
 from tally.billing.metrics import Aggregation, BillableMetric
@@ -47,7 +47,6 @@ from tally.billing.values import hot_value
 # DynamoDB numbers keep 38 significant digits; sums are done at that precision, not Python's 28.
 COUNTER_CONTEXT = Context(prec=38)
 SEQUENCE_WIDTH = 40  # DynamoDB stream sequence numbers have up to 40 digits
-_ZERO = Decimal(0)
 
 
 def sequence_key(sequence_number: str | int) -> str:
@@ -94,6 +93,20 @@ def row_label(bucket: str, part: str | None = None) -> str:
     if bucket[0] == "D":
         return "d" + bucket[1:]
     return bucket
+
+
+def labelled_parts(bucket: str, parts: Iterable[tuple[str, Decimal]]) -> tuple[tuple[str, Decimal], ...]:
+    """A counter's (part, total) pairs as CounterRow.parts: (row label, total), in label order.
+    row_label's rule, taken once per counter rather than once per part: counters with parts are
+    read by the thousand."""
+    time = bucket[1:]
+    return tuple(sorted((part[0] + time + part[1:], total) for part, total in parts))
+
+
+def part_of(label: str) -> str:
+    """The part a row label names in its counter (the inverse of row_label with a part):
+    'h2026111507' -> 'h07', 'd20261103' -> 'd03'."""
+    return label[0] + label[-2:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,13 +297,32 @@ class CounterRow:
     parts: tuple[tuple[str, Decimal], ...] = ()
 
 
+def combine_by_group(
+    aggregation: Aggregation, rows: Iterable[CounterRow], group_of: Callable[[CounterRow], tuple]
+) -> dict[tuple, Decimal | None]:
+    """`combine` of the rows of each group, as {group_of(row): aggregate}. Additive aggregates are
+    folded as the rows come, with no list per group: rating combines thousands of groups."""
+    if aggregation.is_additive:
+        totals: dict[tuple, Decimal] = {}
+        add, zero = COUNTER_CONTEXT.add, Decimal(0)
+        for row in rows:
+            group = group_of(row)
+            totals[group] = add(totals.get(group, zero), row.total or zero)
+        return totals  # type: ignore[return-value]
+    by_group: dict[tuple, list[CounterRow]] = {}
+    for row in rows:
+        by_group.setdefault(group_of(row), []).append(row)
+    return {group: combine(aggregation, members) for group, members in by_group.items()}
+
+
 def combine(aggregation: Aggregation, rows: Iterable[CounterRow]) -> Decimal | None:
     """Aggregate counters across buckets and groups (never mix grains over the same time). None means no data (MAX and LATEST only)."""
+    if aggregation.is_additive:  # exact_sum, inlined: rating combines thousands of groups per invoice
+        total, add, zero = Decimal(0), COUNTER_CONTEXT.add, Decimal(0)
+        for row in rows:
+            total = add(total, row.total or zero)
+        return total
     rows = list(rows)
-    if aggregation.is_additive:
-        if len(rows) == 1:  # the usual case: one ingest key carries the customer's usage
-            return COUNTER_CONTEXT.add(_ZERO, rows[0].total or _ZERO)  # exact_sum of one
-        return exact_sum(row.total or Decimal(0) for row in rows)
     if aggregation is Aggregation.MAX:
         values = [row.total for row in rows if row.total is not None]
         return max(values) if values else None

@@ -6,14 +6,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Sequence
 
-from tally.billing.counters import COUNTER_CONTEXT, CounterRead, CounterRow, combine, read_plan
+from tally.billing.counters import CounterRead, CounterRow, combine, combine_by_group, read_plan
 from tally.billing.customers import Customer
 from tally.billing.metrics import BillableMetric
 from tally.billing.time import is_hour_aligned
 from tally.services.ports import CounterStore, MetricStore
-
-
-_ZERO = Decimal(0)
 
 
 class CounterUsageSource:
@@ -105,19 +102,9 @@ class CounterUsageSource:
         index = self._index.get(index_key)
         if index is None:
             positions, whole = self._where(metric, keys)
-            aggregation = metric.aggregation_type
-            if aggregation.is_additive:  # combine() of each group's rows, folded as they come
-                add, sums = COUNTER_CONTEXT.add, {}
-                for row in self._rows(metric, start, end):
-                    group = row.group if whole else tuple(row.group[p] for p in positions)
-                    sums[group] = add(sums.get(group, _ZERO), row.total or _ZERO)
-                index = self._index[index_key] = sums
-            else:
-                rows_by_group: dict[tuple[str | None, ...], list[CounterRow]] = {}
-                for row in self._rows(metric, start, end):
-                    group = row.group if whole else tuple(row.group[p] for p in positions)
-                    rows_by_group.setdefault(group, []).append(row)
-                index = self._index[index_key] = {group: combine(aggregation, rows) for group, rows in rows_by_group.items()}
+            group_of = (lambda row: row.group) if whole else (lambda row: tuple(row.group[p] for p in positions))
+            rows = self._rows(metric, start, end)
+            index = self._index[index_key] = combine_by_group(metric.aggregation_type, rows, group_of)
         return index
 
     def quantity(self, metric_id: str, group_values: dict[str, str | None] | None, start: datetime, end: datetime) -> Decimal:

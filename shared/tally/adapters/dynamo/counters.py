@@ -19,7 +19,7 @@ from typing import Iterable, Mapping
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
-from tally.billing.counters import CounterKey, CounterRow, exact_sum, row_label
+from tally.billing.counters import CounterKey, CounterRow, exact_sum, labelled_parts, part_of, row_label
 
 _UNIQUE_PREFIX = "="  # DynamoDB sets cannot hold an empty string; every member gets a prefix
 _BATCH_WRITE_MAX = 25  # items per BatchWriteItem request (DynamoDB's limit)
@@ -235,8 +235,8 @@ def _attributes(row: CounterRow) -> dict:
         attributes["u"] = {"SS": sorted(_UNIQUE_PREFIX + v for v in row.uniques)}
     if row.latest is not None:
         attributes["lo"], attributes["lv"] = {"S": row.latest[0]}, _number(row.latest[1])
-    for label, value in row.parts:  # 'h2026111507' is the day counter's part 'h07'
-        attributes[label[0] + label[-2:]] = _number(value)
+    for label, value in row.parts:
+        attributes[part_of(label)] = _number(value)
     return attributes
 
 
@@ -250,9 +250,7 @@ def _bucket_and_group(item: dict, groups: dict[str, tuple[str | None, ...]]) -> 
 
 def _parts_row(item: dict, groups: dict[str, tuple[str | None, ...]]) -> CounterRow:
     bucket, group = _bucket_and_group(item, groups)
-    # row_label(bucket, part), inlined: a month's days and a day's hours are parsed by the thousand.
-    time = bucket[1:]
-    parts = tuple(sorted((name[0] + time + name[1:], Decimal(value["N"])) for name, value in item.items() if name != "sk"))
+    parts = labelled_parts(bucket, ((name, Decimal(value["N"])) for name, value in item.items() if name != "sk"))
     return CounterRow(bucket, group, parts=parts)
 
 

@@ -118,6 +118,9 @@ _NO_VALUES: GroupValues = MappingProxyType({})
 
 
 def _sort_key(values: GroupValues) -> tuple:
+    if len(values) == 1:  # the usual case, sorted already: thousands of lines per invoice sort by it
+        ((key, value),) = values.items()
+        return ((key, "" if value is None else "\x01" + value),)
     return tuple(sorted((k, "" if v is None else "\x01" + v) for k, v in values.items()))
 
 
@@ -339,12 +342,10 @@ def _usage_lines(
         assert metric is not None, "validated USAGE products name a metric"
         keys = version.group_keys
         pricing_key, presentation_key = version.pricing_group_key, version.presentation_group_key
-        # Each combination of group values, all keys present, in the order of `_sort_key` (which,
-        # with the same keys in every combination, is the order of their values by key name).
-        by_name = sorted(keys)
+        # Each combination of group values, with all keys present, in `_sort_key` order.
         combos = sorted(
             ({key: combo.get(key) for key in keys} for combo in usage.group_values(metric, keys, window_start, window_end)),
-            key=lambda values: tuple("" if (v := values[k]) is None else "\x01" + v for k in by_name),
+            key=_sort_key,
         ) if keys else [{}]
         same_keys = tuple(pricing_key) == tuple(keys)
         # Group values mostly share one price (few have a rate or an override of their own), so the
@@ -396,9 +397,9 @@ def _usage_lines(
                     pricing_values if pricing_key else None,
                     presentation_values if presentation_key else None,
                     pricing.list_rate if pricing.overridden else None,
-                    **({} if commit_price is None else {
-                        "commit_total": pricing.credit_type.round(PRICING_CONTEXT.multiply(quantity, commit_price))
-                    }),
+                    commit_total=None
+                    if commit_price is None
+                    else pricing.credit_type.round(PRICING_CONTEXT.multiply(quantity, commit_price)),
                 )
                 lines.append(line)
     return lines
