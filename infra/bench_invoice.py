@@ -418,7 +418,7 @@ class InvoiceWorld:
     def response_body(self, account: Account) -> str:
         """The whole GET /v1/customers/<id>/invoices/<id> body: the draft, then its JSON as the API
         function writes it (invoice_json, then exact JSON with the resolver's serializer)."""
-        from tally.api.contract_models import invoice_json
+        from tally.api.invoice_models import invoice_json
         from tally.billing import exact_json
 
         self.clock.now = INVOICED_AT

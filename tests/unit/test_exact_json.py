@@ -44,3 +44,14 @@ def test_any_finite_decimal_is_written_in_fixed_point_when_short_and_reads_back_
     assert exact_json.loads(text) == [value]
     expected = f"{value:f}" if abs(value.adjusted()) < 30 else str(value)  # the documented form
     assert text == f"[{expected}]"
+
+
+def test_raw_json_is_spliced_as_it_is_next_to_exact_numbers():
+    value = {"n": Decimal("1.50"), "raw": exact_json.RawJSON('[{"a":1.50,"s":"x\\"y"}]'), "list": [exact_json.RawJSON("2.0")]}
+    assert exact_json.dumps(value) == '{"n":1.50,"raw":[{"a":1.50,"s":"x\\"y"}],"list":[2.0]}'
+
+
+def test_a_string_shaped_like_a_raw_mark_without_the_nonce_stays_a_string():
+    guess = "0" * len(exact_json._NONCE)
+    value = {"s": f"#{guess}[0]{guess}#", "raw": exact_json.RawJSON("1")}
+    assert exact_json.loads(exact_json.dumps(value)) == {"s": f"#{guess}[0]{guess}#", "raw": 1}

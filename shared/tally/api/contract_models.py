@@ -1,7 +1,7 @@
 """Contracts and invoices on the Metronome-compatible API: request bodies, the normalized contract
 document they become, and the JSON of contracts and draft invoices. Field names follow
 `metronome-sdk` (types/v1/contract_create_params.py, types/shared/contract.py, override.py,
-subscription.py, scheduled_charge.py, types/v1/customers/invoice.py)."""
+subscription.py, scheduled_charge.py). Invoices are in invoice_models."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from tally.api.catalog_models import TierIn, rate_json
+from tally.api.catalog_models import TierIn
 from tally.api.balance_models import CommitIn, CreditIn, grant_json
 from tally.api.models import MAX_CUSTOM_FIELDS, MAX_NAME_LENGTH, Request, parse_instant
 from tally.billing.errors import InvalidInput
-from tally.billing.pricing import Contract, CreditType, Invoice, LineItem, LineType, Product
+from tally.billing.pricing import Contract, CreditType, Product
 from tally.billing.time import format_rfc3339, parse_rfc3339
-from tally.services.invoices import DraftInvoice
 
 Frequency = Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"]
 
@@ -536,115 +535,6 @@ def quantity_history_json(history: dict) -> dict:
             for h in history["history"]
         ],
     }
-
-
-class _LineContext:
-    """What lines of one invoice share, built once each: formatted instants, credit types and
-    product tags (an invoice has thousands of lines over a few of each)."""
-
-    def __init__(self, products: dict[str, Product]) -> None:
-        self.products = products
-        self._instants: dict[datetime, str] = {}
-        self._credit_types: dict[CreditType, dict] = {}
-        self._tags: dict[tuple[str, datetime], list[str]] = {}
-
-    def instant(self, at: datetime) -> str:
-        text = self._instants.get(at)
-        if text is None:
-            text = self._instants[at] = format_rfc3339(at)
-        return text
-
-    def credit_type(self, credit_type: CreditType) -> dict:
-        body = self._credit_types.get(credit_type)
-        if body is None:
-            body = self._credit_types[credit_type] = credit_type_json(credit_type)
-        return body
-
-    def tags(self, product_id: str, at: datetime) -> list[str]:
-        tags = self._tags.get((product_id, at))
-        if tags is None:
-            product = self.products.get(product_id)
-            tags = self._tags[(product_id, at)] = list(product.at(at).tags) if product else []
-        return tags
-
-
-def _line_json(line: LineItem, context: _LineContext) -> dict:
-    body: dict[str, Any] = {
-        "type": line.type.value,
-        "name": line.name,
-        **({"product_id": line.product_id, "product_type": line.product_type.value} if line.product_id else {}),
-        "product_tags": context.tags(line.product_id, line.starting_at),
-        "credit_type": context.credit_type(line.credit_type),
-        "quantity": line.quantity,
-        "total": line.total,
-        "starting_at": context.instant(line.starting_at),
-        "is_prorated": line.is_prorated,
-        "custom_fields": {},
-        "sub_line_items": [
-            {
-                "name": sub.name,
-                "quantity": sub.quantity,
-                "subtotal": sub.subtotal,
-                "custom_fields": {},
-                "tiers": [
-                    {"starting_at": t.starting_at, "quantity": t.quantity, "price": t.price, "subtotal": t.subtotal}
-                    for t in sub.tiers
-                ],
-            }
-            for sub in line.sub_line_items
-        ],
-    }
-    if line.unit_price is not None:
-        body["unit_price"] = line.unit_price
-    if line.ending_before is not None:
-        body["ending_before"] = context.instant(line.ending_before)
-    if line.pricing_group_values is not None:
-        body["pricing_group_values"] = dict(line.pricing_group_values)
-    if line.presentation_group_values is not None:
-        body["presentation_group_values"] = dict(line.presentation_group_values)
-    if line.list_price is not None:
-        body["list_price"] = rate_json(line.list_price)
-    if line.subscription_id is not None:
-        body["subscription_id"] = line.subscription_id
-    if line.scheduled_charge_id is not None:
-        body["scheduled_charge_id"] = line.scheduled_charge_id
-    if line.commit_id is not None:
-        body["commit_id"] = line.commit_id
-        # Metronome: PrepaidCommit for prepaid commits and credits, PostpaidCommit for postpaid ones
-        body["commit_type"] = "PostpaidCommit" if line.commit_type == "POSTPAID" else "PrepaidCommit"
-        if line.commit_segment_id is not None:
-            body["commit_segment_id"] = line.commit_segment_id
-    if line.type is LineType.APPLIED_COMMIT_OR_CREDIT:
-        body["applied_commit_or_credit"] = {"id": line.commit_id, "type": line.commit_type}
-    if line.type is LineType.POSTPAID_TRUEUP:
-        body["postpaid_commit"] = {"id": line.commit_id}
-    return body
-
-
-def invoice_json(draft: DraftInvoice, products: dict[str, Product]) -> dict:
-    invoice: Invoice = draft.invoice
-    context = _LineContext(products)
-    body = {
-        "id": draft.id,
-        "type": invoice.type.value,
-        "status": invoice.status,
-        "customer_id": invoice.customer_id,
-        "contract_id": invoice.contract_id,
-        "credit_type": credit_type_json(invoice.credit_type),
-        "start_timestamp": format_rfc3339(invoice.starting_at),
-        "end_timestamp": format_rfc3339(invoice.ending_before),
-        # a usage invoice is issued when its period ends, a scheduled one at its own instant
-        "issued_at": format_rfc3339(invoice.ending_before),
-        "line_items": [_line_json(line, context) for line in invoice.line_items],
-        "subtotal": invoice.subtotal,
-        "total": invoice.total,
-        "invoice_adjustments": [],
-        "custom_fields": {},
-        "billable_status": "billable",
-    }
-    if draft.regenerated_from_invoice_id is not None:
-        body["regenerated_from_invoice_id"] = draft.regenerated_from_invoice_id
-    return body
 
 
 def parse_time_param(field: str, value: str | None) -> datetime | None:

@@ -13,10 +13,10 @@ from tally.api.contract_models import (
     ContractUpdateEndDate,
     SubscriptionQuantityHistory,
     contract_json,
-    invoice_json,
     parse_time_param,
     quantity_history_json,
 )
+from tally.api.invoice_models import invoice_json
 from tally.api.models import read_body
 from tally.api.pagination import offset_cursor, page_limit
 from tally.billing.errors import InvalidInput
@@ -101,7 +101,7 @@ def list_invoices(customer_id: str) -> dict:
     )
     products = wiring.contract_service().products()
     skip_zero = query.get("skip_zero_qty_line_items", "false").lower() == "true"
-    data = [_without_zero_lines(invoice_json(d, products), skip_zero) for d in drafts]
+    data = [invoice_json(d, products, skip_zero) for d in drafts]
     return {"data": data, "next_page": None if next_offset is None else str(next_offset)}
 
 
@@ -124,7 +124,7 @@ def list_invoice_breakdowns(customer_id: str) -> dict:
     products = wiring.contract_service().products()
     skip_zero = query.get("skip_zero_qty_line_items", "false").lower() == "true"
     data = [
-        _without_zero_lines(invoice_json(b.draft, products), skip_zero)
+        invoice_json(b.draft, products, skip_zero)
         | {
             "breakdown_start_timestamp": format_rfc3339(b.window.starting_at),
             "breakdown_end_timestamp": format_rfc3339(b.window.ending_before),
@@ -139,13 +139,7 @@ def get_invoice(customer_id: str, invoice_id: str) -> dict:
     query = router.current_event.query_string_parameters or {}
     draft = wiring.invoice_service().get(customer_id, invoice_id)
     skip_zero = query.get("skip_zero_qty_line_items", "false").lower() == "true"
-    return {"data": _without_zero_lines(invoice_json(draft, wiring.contract_service().products()), skip_zero)}
-
-
-def _without_zero_lines(invoice: dict, skip: bool) -> dict:
-    if skip:
-        invoice["line_items"] = [line for line in invoice["line_items"] if line["quantity"] != 0]
-    return invoice
+    return {"data": invoice_json(draft, wiring.contract_service().products(), skip_zero)}
 
 
 def _newest_first(query: dict) -> bool:
