@@ -104,7 +104,7 @@ class MemoryCounterStore:
         for k, c in self.counters.items():
             if k.metric_id == metric_id and k.ingest_key == ingest_key and first_bucket <= k.bucket <= last_bucket:
                 if parts:
-                    rows.append(CounterRow(k.bucket, k.group, parts=labelled_parts(k.bucket, c.parts.items())))
+                    rows.append(CounterRow(k.bucket, k.group, parts=labelled_parts(k.bucket, c.parts)))
                 else:
                     rows.append(CounterRow(row_label(k.bucket), k.group, c.total, frozenset(c.uniques), c.latest))
         return rows

@@ -25,7 +25,8 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Context, Decimal
-from typing import Callable, Iterable
+from functools import lru_cache
+from typing import Callable, Iterable, Mapping
 
 from tally.billing.events import UsageEvent
 from tally.billing.metrics import Aggregation, BillableMetric
@@ -95,12 +96,22 @@ def row_label(bucket: str, part: str | None = None) -> str:
     return bucket
 
 
-def labelled_parts(bucket: str, parts: Iterable[tuple[str, Decimal]]) -> tuple[tuple[str, Decimal], ...]:
-    """A counter's (part, total) pairs as CounterRow.parts: (row label, total), in label order.
-    row_label's rule, taken once per counter rather than once per part: counters with parts are
-    read by the thousand."""
+# The parts a counter of each kind may hold, in time order: hours of a day, days of a month.
+PART_NAMES = {"D": tuple(f"h{hour:02d}" for hour in range(24)), "M": tuple(f"d{day:02d}" for day in range(1, 32))}
+
+
+@lru_cache(maxsize=1024)
+def part_labels(bucket: str) -> tuple[tuple[str, str], ...]:
+    """(part, row label) of every part a counter of `bucket` may hold, in label order: row_label's
+    rule, taken once per bucket rather than once per part (counters with parts are read by the
+    thousand, and few buckets are read at a time)."""
     time = bucket[1:]
-    return tuple(sorted((part[0] + time + part[1:], total) for part, total in parts))
+    return tuple((part, part[0] + time + part[1:]) for part in PART_NAMES[bucket[0]])
+
+
+def labelled_parts(bucket: str, parts: Mapping[str, Decimal]) -> tuple[tuple[str, Decimal], ...]:
+    """A counter's parts as CounterRow.parts: (row label, total) pairs, in label order."""
+    return tuple([(label, parts[part]) for part, label in part_labels(bucket) if part in parts])
 
 
 def part_of(label: str) -> str:

@@ -19,7 +19,7 @@ from typing import Iterable, Mapping
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
-from tally.billing.counters import CounterKey, CounterRow, exact_sum, labelled_parts, part_of, row_label
+from tally.billing.counters import PART_NAMES, CounterKey, CounterRow, exact_sum, part_labels, part_of, row_label
 
 _UNIQUE_PREFIX = "="  # DynamoDB sets cannot hold an empty string; every member gets a prefix
 _BATCH_WRITE_MAX = 25  # items per BatchWriteItem request (DynamoDB's limit)
@@ -220,10 +220,7 @@ class DynamoCounterStore:
 
 
 _TOTAL_NAMES = {f"#{name}": name for name in ("sk", "v", "u", "lo", "lv")}
-_PART_NAMES = {
-    "D": {"#sk": "sk"} | {f"#h{hour:02d}": f"h{hour:02d}" for hour in range(24)},
-    "M": {"#sk": "sk"} | {f"#d{day:02d}": f"d{day:02d}" for day in range(1, 32)},
-}
+_PART_NAMES = {kind: {"#sk": "sk"} | {f"#{part}": part for part in parts} for kind, parts in PART_NAMES.items()}
 
 
 def _attributes(row: CounterRow) -> dict:
@@ -250,7 +247,7 @@ def _bucket_and_group(item: dict, groups: dict[str, tuple[str | None, ...]]) -> 
 
 def _parts_row(item: dict, groups: dict[str, tuple[str | None, ...]]) -> CounterRow:
     bucket, group = _bucket_and_group(item, groups)
-    parts = labelled_parts(bucket, ((name, Decimal(value["N"])) for name, value in item.items() if name != "sk"))
+    parts = tuple([(label, Decimal(item[part]["N"])) for part, label in part_labels(bucket) if part in item])
     return CounterRow(bucket, group, parts=parts)
 
 

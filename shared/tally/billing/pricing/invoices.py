@@ -117,11 +117,16 @@ def _segments(
 _NO_VALUES: GroupValues = MappingProxyType({})
 
 
+def _value_order(value: str | None) -> str:
+    """Where a group value sorts: no value first, then values in string order."""
+    return "" if value is None else "\x01" + value
+
+
 def _sort_key(values: GroupValues) -> tuple:
     if len(values) == 1:  # the usual case, sorted already: thousands of lines per invoice sort by it
         ((key, value),) = values.items()
-        return ((key, "" if value is None else "\x01" + value),)
-    return tuple(sorted((k, "" if v is None else "\x01" + v) for k, v in values.items()))
+        return ((key, _value_order(value)),)
+    return tuple(sorted((k, _value_order(v)) for k, v in values.items()))
 
 
 def build_draft_invoices(
@@ -330,6 +335,34 @@ def _composite_edges(
     return edges
 
 
+def _combinations(
+    usage: UsageSource,
+    metric: str,
+    keys: tuple[str, ...],
+    start: datetime,
+    end: datetime,
+    segment_quantities: dict[tuple[datetime, datetime], Mapping | None],
+) -> list[dict[str, str | None]]:
+    """Each combination of values of `keys` seen in usage over [start, end), with every key
+    present, in `_sort_key` order. A source answering `quantities` gives them as its keys (values
+    in key order), and that answer also prices a segment spanning the whole window."""
+    if not keys:
+        return [{}]
+    found = segment_quantities[(start, end)] = _quantities_of(usage, metric, keys, start, end)
+    if found is None:
+        return sorted(
+            ({key: combo.get(key) for key in keys} for combo in usage.group_values(metric, keys, start, end)),
+            key=_sort_key,
+        )
+    # `_sort_key` compares (key, value) pairs in key-name order: values in that order compare alike.
+    if len(keys) == 1:
+        ordered = sorted(found, key=lambda values: _value_order(values[0]))
+    else:
+        by_name = sorted(range(len(keys)), key=keys.__getitem__)
+        ordered = sorted(found, key=lambda values: tuple(_value_order(values[i]) for i in by_name))
+    return [dict(zip(keys, values)) for values in ordered]
+
+
 def _usage_lines(
     product: Product, book: PriceBook, start: datetime, end: datetime, usage: UsageSource, hard: set[datetime]
 ) -> list[LineItem]:
@@ -342,16 +375,12 @@ def _usage_lines(
         assert metric is not None, "validated USAGE products name a metric"
         keys = version.group_keys
         pricing_key, presentation_key = version.pricing_group_key, version.presentation_group_key
-        # Each combination of group values, with all keys present, in `_sort_key` order.
-        combos = sorted(
-            ({key: combo.get(key) for key in keys} for combo in usage.group_values(metric, keys, window_start, window_end)),
-            key=_sort_key,
-        ) if keys else [{}]
+        segment_quantities: dict[tuple[datetime, datetime], Mapping | None] = {}
+        combos = _combinations(usage, metric, keys, window_start, window_end, segment_quantities)
         same_keys = tuple(pricing_key) == tuple(keys)
         # Group values mostly share one price (few have a rate or an override of their own), so the
         # window is cut and priced once per pricing class rather than once per combination.
         billed_segments: dict[tuple, list[_Segment]] = {}
-        segment_quantities: dict[tuple[datetime, datetime], Mapping | None] = {}
         for values in combos:
             pricing_values = values if same_keys else {key: values[key] for key in pricing_key}
             presentation_values = {key: values[key] for key in presentation_key} if presentation_key else _NO_VALUES
