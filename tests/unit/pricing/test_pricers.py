@@ -3,7 +3,7 @@
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tally.billing.pricing import (
@@ -17,7 +17,8 @@ from tally.billing.pricing import (
     price_subscription,
     price_tiered,
 )
-from tally.billing.pricing.pricers import tier_bands
+from tally.billing.pricing.money import PRICING_CONTEXT
+from tally.billing.pricing.pricers import flat_bands, graduated_charge, tier_bands
 
 D = Decimal
 THREE_TIERS = [Tier(D(10), D(100)), Tier(D(5), D(900)), Tier(D(1))]  # 0-100 @10, 100-1000 @5, 1000+ @1
@@ -113,3 +114,18 @@ def test_a_correction_undoes_exactly_what_the_usage_cost(tiers, position, quanti
     bands = tier_bands(tiers)
     charged = graduated_charge(bands, position, quantity).precise_total
     assert graduated_charge(bands, position + quantity, -quantity).precise_total == -charged
+
+
+@given(
+    price=st.decimals(min_value=0, max_value=1000, places=4),
+    position=st.decimals(min_value=0, max_value=10**9, places=30),
+    quantity=st.decimals(min_value=Decimal("-1e6"), max_value=Decimal("1e6"), places=30),
+)
+@example(price=Decimal("3.51"), position=Decimal("72.66666666666666666666666666666666667"),
+         quantity=Decimal("3.8333333333333333333333333333333333333"))  # a DIVIDE conversion's 23/6
+@example(price=Decimal(0), position=Decimal(5), quantity=Decimal("-24.65"))
+def test_a_flat_charge_is_quantity_times_price_wherever_in_the_period_it_starts(price, position, quantity):
+    # Not (position + quantity - position) × price: a long position would cost the quantity digits.
+    charge = graduated_charge(flat_bands(price), position, quantity)
+    assert charge.precise_total == PRICING_CONTEXT.multiply(quantity, price)
+    assert not (charge.precise_total.is_zero() and charge.precise_total.is_signed())  # never a -0 total

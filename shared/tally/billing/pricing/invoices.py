@@ -33,8 +33,8 @@ from tally.billing.pricing.lines import LineItem, LineType, line_from_charge
 from tally.billing.pricing.money import PRICING_CONTEXT, CreditType
 from tally.billing.pricing.overrides import EffectivePricing, PriceBook
 from tally.billing.pricing.periods import Period
-from tally.billing.pricing.pricers import graduated_charge, price_flat, price_percentage
-from tally.billing.pricing.rates import split_at
+from tally.billing.pricing.pricers import Band, graduated_charge, price_flat, price_percentage
+from tally.billing.pricing.rates import Rate, split_at
 from tally.billing.pricing.usage_filters import FilteredUsage
 from tally.billing.pricing.subscriptions import CollectionSchedule, scheduled_charge_lines, subscription_lines
 
@@ -363,11 +363,24 @@ def _combinations(
     return [dict(zip(keys, values)) for values in ordered]
 
 
+@dataclass(frozen=True, slots=True)
+class _Billed:
+    """A billed segment of one pricing class, with what each of its lines repeats."""
+
+    start: datetime
+    end: datetime
+    bands: tuple[Band, ...]
+    credit_type: CreditType
+    list_price: Rate | None  # shown on the line when an override changed the price
+    commit_price: Decimal | None  # the rate's commit price (COMMIT_RATE commits), if any
+    quantities: Mapping[tuple, Decimal | None] | None  # the source's answer for the whole span, if bulk
+
+
 def _usage_lines(
     product: Product, book: PriceBook, start: datetime, end: datetime, usage: UsageSource, hard: set[datetime]
 ) -> list[LineItem]:
     lines: list[LineItem] = []
-    positions: dict[frozenset, Decimal] = defaultdict(Decimal)  # cumulative quantity per group values
+    positions: dict[frozenset, Decimal] = {}  # cumulative quantity per group values
     hard = hard | set(product.version_boundaries)
     for window_start, window_end in split_at(start, end, product.version_boundaries):
         version = product.at(window_start)
@@ -375,62 +388,69 @@ def _usage_lines(
         assert metric is not None, "validated USAGE products name a metric"
         keys = version.group_keys
         pricing_key, presentation_key = version.pricing_group_key, version.presentation_group_key
+        converts = version.quantity_conversion is not None or version.quantity_rounding is not None
         segment_quantities: dict[tuple[datetime, datetime], Mapping | None] = {}
         combos = _combinations(usage, metric, keys, window_start, window_end, segment_quantities)
         same_keys = tuple(pricing_key) == tuple(keys)
+
+        def billed(pricing_values: GroupValues, presentation_values: GroupValues) -> list[_Billed]:
+            billed_segments = []
+            for segment in _segments(book, product, window_start, window_end, hard, pricing_values, presentation_values):
+                pricing = segment.pricing
+                if pricing is None or not pricing.entitled:
+                    continue  # not on the card, or not entitled: the usage is not billed
+                span = (segment.start, segment.end)
+                if span not in segment_quantities:
+                    segment_quantities[span] = _quantities_of(usage, metric, keys, *span)
+                billed_segments.append(
+                    _Billed(segment.start, segment.end, pricing.bands, pricing.credit_type,
+                            pricing.list_rate if pricing.overridden else None, pricing.list_rate.commit_price,
+                            segment_quantities[span])
+                )
+            return billed_segments
+
         # Group values mostly share one price (few have a rate or an override of their own), so the
         # window is cut and priced once per pricing class rather than once per combination.
-        billed_segments: dict[tuple, list[_Segment]] = {}
+        by_class: dict[tuple, list[_Billed]] = {}
         for values in combos:
             pricing_values = values if same_keys else {key: values[key] for key in pricing_key}
             presentation_values = {key: values[key] for key in presentation_key} if presentation_key else _NO_VALUES
             pricing_class = book.pricing_class(product.id, pricing_values, presentation_values)
-            segments = billed_segments.get(pricing_class)
+            segments = by_class.get(pricing_class)
             if segments is None:
-                segments = billed_segments[pricing_class] = [
-                    segment
-                    for segment in _segments(
-                        book, product, window_start, window_end, hard, pricing_values, presentation_values
-                    )
-                    # not on the card, or not entitled: the usage is not billed
-                    if segment.pricing is not None and segment.pricing.entitled
-                ]
+                segments = by_class[pricing_class] = billed(pricing_values, presentation_values)
+            group = tuple(values.values())  # the key of a bulk answer
             position_key = frozenset(values.items())
             for segment in segments:
-                pricing = segment.pricing
-                assert pricing is not None
-                span = (segment.start, segment.end)
-                if span not in segment_quantities:
-                    segment_quantities[span] = _quantities_of(usage, metric, keys, *span)
-                known = segment_quantities[span]
+                known = segment.quantities
                 if known is None:
                     raw = usage.quantity(metric, values if keys else None, segment.start, segment.end)
                 else:
-                    raw = known.get(tuple(values.values())) or ZERO
-                quantity = convert_quantity(raw, version)
+                    raw = known.get(group) or ZERO
+                quantity = convert_quantity(raw, version) if converts else raw
                 if quantity == 0:
                     continue
-                position = positions[position_key]
-                charge = graduated_charge(pricing.bands, position, quantity)
-                positions[position_key] = position + quantity
-                commit_price = pricing.list_rate.commit_price
-                line = line_from_charge(
-                    charge,
-                    LineType.USAGE,
-                    version.name,
-                    product.id,
-                    ProductType.USAGE,
-                    pricing.credit_type,
-                    segment.start,
-                    segment.end,
-                    pricing_values if pricing_key else None,
-                    presentation_values if presentation_key else None,
-                    pricing.list_rate if pricing.overridden else None,
-                    commit_total=None
-                    if commit_price is None
-                    else pricing.credit_type.round(PRICING_CONTEXT.multiply(quantity, commit_price)),
+                position = positions.get(position_key, ZERO)
+                positions[position_key] = PRICING_CONTEXT.add(position, quantity)
+                commit_price = segment.commit_price
+                lines.append(
+                    line_from_charge(
+                        graduated_charge(segment.bands, position, quantity),
+                        LineType.USAGE,
+                        version.name,
+                        product.id,
+                        ProductType.USAGE,
+                        segment.credit_type,
+                        segment.start,
+                        segment.end,
+                        pricing_values if pricing_key else None,
+                        presentation_values if presentation_key else None,
+                        segment.list_price,
+                        commit_total=None
+                        if commit_price is None
+                        else segment.credit_type.round(PRICING_CONTEXT.multiply(quantity, commit_price)),
+                    )
                 )
-                lines.append(line)
     return lines
 
 

@@ -68,12 +68,12 @@ def graduated_charge(bands: Sequence[Band], position: Decimal, quantity: Decimal
     # PRICING_CONTEXT's own methods do exactly what the operators do inside `localcontext(PRICING_CONTEXT)`,
     # without a context copied per charge: usage lines are priced by the thousand.
     add, subtract, multiply = PRICING_CONTEXT.add, PRICING_CONTEXT.subtract, PRICING_CONTEXT.multiply
-    sign = 1 if quantity >= 0 else -1
-    low, high = (position, add(position, quantity)) if sign > 0 else (add(position, quantity), position)
     if len(bands) == 1 and bands[0].end is None:  # one price for every unit: no tiers to detail
         price = bands[0].price
-        total = ZERO if high <= low else add(ZERO, multiply(multiply(subtract(high, low), sign), price))
-        return Charge(quantity, total, price)
+        # add(ZERO, …): a zero price times negative units is -0, which must not show as a total
+        return Charge(quantity, add(ZERO, multiply(quantity, price)) if quantity else ZERO, price)
+    sign = 1 if quantity >= 0 else -1
+    low, high = (position, add(position, quantity)) if sign > 0 else (add(position, quantity), position)
     tiers, total = [], ZERO
     for index, band in enumerate(bands):
         band_low = band.start if index else None  # None: unbounded below
