@@ -449,3 +449,49 @@ def test_a_source_that_answers_whole_segments_prices_exactly_like_one_asked_line
     bulk = BulkFakeUsage(fake)
     assert invoice(the_contract, the_catalog, bulk) == invoice(the_contract, the_catalog, fake)
     assert bulk.per_line == 0
+
+
+def _whole_key_order(lines):
+    """The line order as one stable sort on the whole key: what _in_line_order must equal."""
+    from tally.billing.pricing.invoices import _KIND_ORDER, _sort_key
+
+    def groups(values):
+        return _sort_key(values) if values else ()
+
+    return sorted(lines, key=lambda l: (_KIND_ORDER[l.type], l.name.casefold(), l.name, l.product_id,
+                                        groups(l.pricing_group_values), groups(l.presentation_group_values), l.starting_at))
+
+
+_ORDER_MAPPINGS = [None, {"model": "a"}, {"model": "B"}, {"model": None}, {"model": "a", "region": "eu"},
+                   {"region": "eu", "model": "a"}, {"region": "us"}]
+
+
+@st.composite
+def _lines_to_order(draw):
+    """Lines that share name, product and mapping objects the way an invoice's lines do, and equal
+    ones that are distinct objects; in any order, with runs kept together or not."""
+    from tally.billing.pricing.lines import LineItem
+
+    mappings = [None if m is None else dict(m) for m in _ORDER_MAPPINGS]
+    mappings += [None if m is None else dict(m) for m in _ORDER_MAPPINGS]  # equal, not identical
+    names = ["API", "api", "Storage", "".join(["AP", "I"])]  # the last equals the first, another object
+    lines = []
+    for index in range(draw(st.integers(0, 40))):
+        line_type = draw(st.sampled_from([LineType.USAGE, LineType.USAGE, LineType.SUBSCRIPTION, LineType.SCHEDULED]))
+        pricing = draw(st.sampled_from(mappings))
+        lines.append(LineItem(
+            line_type, draw(st.sampled_from(names)), draw(st.sampled_from(["p1", "p2"])), ProductType.USAGE, USD_CENTS,
+            D(index), None, D(index), D(index), at(draw(st.integers(1, 3)), draw(st.integers(1, 3))), None,
+            pricing, draw(st.sampled_from(mappings)),
+        ))
+    if draw(st.booleans()):
+        lines = draw(st.permutations(lines))
+    return lines
+
+
+@settings(max_examples=300, deadline=None)
+@given(_lines_to_order())
+def test_lines_come_in_the_order_of_one_sort_on_the_whole_key(lines):
+    from tally.billing.pricing.invoices import _in_line_order
+
+    assert [id(l) for l in _in_line_order(lines)] == [id(l) for l in _whole_key_order(lines)]

@@ -266,7 +266,12 @@ def _in_credit_types(
 
 
 def _in_line_order(lines: Sequence[LineItem]) -> list[LineItem]:
-    """Lines by kind, name, product, pricing then presentation group values, and start."""
+    """Lines by kind, name, product, pricing then presentation group values, and start.
+
+    The same order as one stable sort on that whole key, for less: lines are gathered per (kind,
+    name, product) in their given order, those heads are sorted, and a head's lines are sorted by
+    the rest of the key only when they are not in order already. Usage lines come in order (by
+    combination, then start), so an invoice of thousands of them mostly just checks that."""
     # The lines of one usage combination share their group value mappings, so each mapping's sort
     # key is computed once. Keyed by identity: the lines keep every mapping alive meanwhile.
     group_orders: dict[int, tuple] = {}
@@ -279,18 +284,46 @@ def _in_line_order(lines: Sequence[LineItem]) -> list[LineItem]:
             found = group_orders[id(values)] = _sort_key(values)
         return found
 
-    return sorted(
-        lines,
-        key=lambda line: (
-            _KIND_ORDER[line.type],
-            line.name.casefold(),
-            line.name,
-            line.product_id,
-            group_order(line.pricing_group_values),
-            group_order(line.presentation_group_values),
-            line.starting_at,
-        ),
-    )
+    def rest(line: LineItem) -> tuple:
+        return group_order(line.pricing_group_values), group_order(line.presentation_group_values), line.starting_at
+
+    heads: dict[tuple, list[LineItem]] = {}
+    run: list[LineItem] = []
+    previous: LineItem | None = None
+    for line in lines:
+        # `is`: the lines of one product share its name and id objects; equal ones that are not
+        # the same object still meet in `heads`.
+        if (
+            previous is None
+            or line.product_id is not previous.product_id
+            or line.name is not previous.name
+            or line.type is not previous.type
+        ):
+            run = heads.setdefault((line.type, line.name, line.product_id), [])
+        run.append(line)
+        previous = line
+    ordered: list[LineItem] = []
+    for head in sorted(heads, key=lambda h: (_KIND_ORDER[h[0]], h[1].casefold(), h[1], h[2])):
+        run = heads[head]
+        if not _in_order(run, rest):
+            run.sort(key=rest)
+        ordered += run
+    return ordered
+
+
+def _in_order(lines: Sequence[LineItem], rest) -> bool:
+    """Whether `rest(line)` never decreases along `lines`. Neighbours sharing their group value
+    mappings (one combination's segments) compare by start alone."""
+    for previous, line in zip(lines, lines[1:]):
+        if (
+            line.pricing_group_values is previous.pricing_group_values
+            and line.presentation_group_values is previous.presentation_group_values
+        ):
+            if line.starting_at < previous.starting_at:
+                return False
+        elif rest(line) < rest(previous):
+            return False
+    return True
 
 
 def _conversion_lines(
