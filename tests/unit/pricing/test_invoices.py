@@ -495,3 +495,30 @@ def test_lines_come_in_the_order_of_one_sort_on_the_whole_key(lines):
     from tally.billing.pricing.invoices import _in_line_order
 
     assert [id(l) for l in _in_line_order(lines)] == [id(l) for l in _whole_key_order(lines)]
+
+
+def test_tiers_carry_per_group_values_across_a_product_version_change():
+    """Given the llm product renamed on the 15th, keeping model and project as group keys but in the
+    other order, each model and project's tiers continue from its own position before the change."""
+    from tally.billing.pricing import ProductVersion
+
+    renamed = MODELS.updated(ProductVersion(at(1, 15), "LLM v2", "tokens", pricing_group_key=("model",),
+                                            presentation_group_key=("project",)))
+    renamed = renamed.updated(ProductVersion(at(1, 20), "LLM v3", "tokens", pricing_group_key=("project",),
+                                             presentation_group_key=("model",)))
+    rates = (tiered("llm", [(10, 100), (5,)]),)
+    fake = FakeUsage()
+    for when, model, project, tokens in [(at(1, 2), "m-a", "p1", 80), (at(1, 3), "m-b", "p1", 150),
+                                         (at(1, 16), "m-a", "p1", 50), (at(1, 17), "m-b", "p1", 10),
+                                         (at(1, 21), "m-a", "p1", 5)]:
+        fake.add(when, tokens, metric="tokens", model=model, project=project)
+
+    draft = invoice(contract(*rates), catalog(renamed), fake)
+
+    assert [(l.name, l.starting_at.day, l.quantity, l.total) for l in draft.line_items] == [
+        ("llm", 1, D(80), D("800.00")),
+        ("llm", 1, D(150), D("1250.00")),  # 100 at 10, 50 at 5
+        ("LLM v2", 15, D(50), D("350.00")),  # m-a goes on from 80: 20 at 10, 30 at 5
+        ("LLM v2", 15, D(10), D("50.00")),  # m-b goes on from 150: all at 5
+        ("LLM v3", 20, D(5), D("25.00")),  # m-a from 130, its keys in another order
+    ]

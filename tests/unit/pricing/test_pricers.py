@@ -129,3 +129,38 @@ def test_a_flat_charge_is_quantity_times_price_wherever_in_the_period_it_starts(
     charge = graduated_charge(flat_bands(price), position, quantity)
     assert charge.precise_total == PRICING_CONTEXT.multiply(quantity, price)
     assert not (charge.precise_total.is_zero() and charge.precise_total.is_signed())  # never a -0 total
+
+
+def _exactly(charge):
+    """A charge with every amount as written (Decimal equality ignores exponents)."""
+    return (str(charge.quantity), str(charge.precise_total), str(charge.unit_price),
+            [(str(t.starting_at), str(t.quantity), str(t.price), str(t.subtotal)) for t in charge.tiers])
+
+
+band_schedules = tier_lists.map(tier_bands) | st.lists(
+    st.tuples(prices, st.decimals(min_value="0.001", max_value=1000, places=3)), min_size=1, max_size=3
+).map(lambda sized: tier_bands([Tier(p, s) for p, s in sized]))  # ends in a band with an end
+scaled = st.decimals(min_value=0, max_value=10**6, places=30)
+
+
+@settings(max_examples=400, deadline=None)
+@given(bands=band_schedules, position=scaled, quantity=scaled)
+@example(bands=tier_bands([Tier(D("1E+2"), D(5))]), position=D(7), quantity=D(1))  # past a closed band's end
+@example(bands=tier_bands([Tier(D("1E+2"), D(5)), Tier(D(3))]), position=D(0), quantity=D(2))
+def test_the_usual_line_prices_exactly_as_the_general_loop(bands, position, quantity):
+    """Usage lines (quantity > 0 from a position >= 0) take a shorter path; amounts, exponents
+    included, are those of the general one."""
+    from tally.billing.pricing.pricers import _graduated
+
+    if quantity == 0:
+        return
+    assert _exactly(graduated_charge(bands, position, quantity)) == _exactly(_graduated(bands, position, quantity))
+
+
+@given(amount=st.decimals(allow_nan=False, allow_infinity=False, min_value=-10**20, max_value=10**20, places=12),
+       precision=st.integers(0, 6),
+       rounding=st.sampled_from(["ROUND_HALF_UP", "ROUND_HALF_EVEN", "ROUND_DOWN", "ROUND_UP", "ROUND_CEILING", "ROUND_FLOOR"]))
+def test_a_credit_type_rounds_as_decimal_quantize_with_its_mode(amount, precision, rounding):
+    rounded = CreditType("x", "x", precision, rounding).round(amount)
+    expected = amount.quantize(Decimal(1).scaleb(-precision), rounding=rounding, context=PRICING_CONTEXT)
+    assert str(rounded) == str(expected)

@@ -14,6 +14,7 @@ import threading
 import time
 from contextlib import contextmanager
 from decimal import Decimal
+from functools import lru_cache
 from typing import Iterable, Mapping
 
 from botocore.exceptions import ClientError
@@ -252,12 +253,21 @@ def _parts_row(item: dict, groups: dict[str, tuple[str | None, ...]]) -> Counter
 
 
 def _row(item: dict, groups: dict[str, tuple[str | None, ...]]) -> CounterRow:
-    bucket, group = _bucket_and_group(item, groups)
-    bucket = row_label(bucket)
+    bucket, _, group_json = item["sk"]["S"].partition("#")
+    group = groups.get(group_json)
+    if group is None:
+        group = groups[group_json] = tuple(json.loads(group_json))
+    label = _row_label(bucket)
     value = item.get("v")
-    row = CounterRow(bucket, group, None if value is None else Decimal(value["N"]))
-    if "u" not in item and "lo" not in item:
-        return row
+    total = None if value is None else Decimal(value["N"])
+    if "u" not in item and "lo" not in item:  # COUNT, SUM and MAX: a total and nothing else
+        return CounterRow(label, group, total)
     latest = (item["lo"]["S"], Decimal(item["lv"]["N"])) if "lo" in item else None
     uniques = frozenset(v[len(_UNIQUE_PREFIX) :] for v in item.get("u", {}).get("SS", []))
-    return CounterRow(bucket, group, row.total, uniques, latest)
+    return CounterRow(label, group, total, uniques, latest)
+
+
+@lru_cache(maxsize=4096)
+def _row_label(bucket: str) -> str:
+    """row_label, once per bucket: a month's totals are read by the thousand, all in one bucket."""
+    return row_label(bucket)

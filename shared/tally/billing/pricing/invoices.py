@@ -124,8 +124,8 @@ def _value_order(value: str | None) -> str:
 
 def _sort_key(values: GroupValues) -> tuple:
     if len(values) == 1:  # the usual case, sorted already: thousands of lines per invoice sort by it
-        ((key, value),) = values.items()
-        return ((key, _value_order(value)),)
+        for key, value in values.items():  # _value_order, inlined
+            return ((key, "" if value is None else "\x01" + value),)
     return tuple(sorted((k, _value_order(v)) for k, v in values.items()))
 
 
@@ -314,6 +314,7 @@ def _in_line_order(lines: Sequence[LineItem]) -> list[LineItem]:
 def _in_order(lines: Sequence[LineItem], rest) -> bool:
     """Whether `rest(line)` never decreases along `lines`. Neighbours sharing their group value
     mappings (one combination's segments) compare by start alone."""
+    previous_key = None  # rest(previous), when this loop has computed it
     for previous, line in zip(lines, lines[1:]):
         if (
             line.pricing_group_values is previous.pricing_group_values
@@ -321,8 +322,12 @@ def _in_order(lines: Sequence[LineItem], rest) -> bool:
         ):
             if line.starting_at < previous.starting_at:
                 return False
-        elif rest(line) < rest(previous):
-            return False
+            previous_key = None
+        else:
+            key = rest(line)
+            if key < (rest(previous) if previous_key is None else previous_key):
+                return False
+            previous_key = key
     return True
 
 
@@ -375,25 +380,27 @@ def _combinations(
     start: datetime,
     end: datetime,
     segment_quantities: dict[tuple[datetime, datetime], Mapping | None],
-) -> list[dict[str, str | None]]:
+) -> list[tuple[tuple[str | None, ...], dict[str, str | None]]]:
     """Each combination of values of `keys` seen in usage over [start, end), with every key
-    present, in `_sort_key` order. A source answering `quantities` gives them as its keys (values
-    in key order), and that answer also prices a segment spanning the whole window."""
+    present, in `_sort_key` order, as (values in key order, {key: value}). A source answering
+    `quantities` gives them as its keys (values in key order), and that answer also prices a
+    segment spanning the whole window."""
     if not keys:
-        return [{}]
+        return [((), {})]
     found = segment_quantities[(start, end)] = _quantities_of(usage, metric, keys, start, end)
     if found is None:
-        return sorted(
+        combos = sorted(
             ({key: combo.get(key) for key in keys} for combo in usage.group_values(metric, keys, start, end)),
             key=_sort_key,
         )
+        return [(tuple(combo.values()), combo) for combo in combos]
     # `_sort_key` compares (key, value) pairs in key-name order: values in that order compare alike.
     if len(keys) == 1:
         ordered = sorted(found, key=lambda values: _value_order(values[0]))
     else:
         by_name = sorted(range(len(keys)), key=keys.__getitem__)
         ordered = sorted(found, key=lambda values: tuple(_value_order(values[i]) for i in by_name))
-    return [dict(zip(keys, values)) for values in ordered]
+    return [(values, dict(zip(keys, values))) for values in ordered]
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,9 +420,12 @@ def _usage_lines(
     product: Product, book: PriceBook, start: datetime, end: datetime, usage: UsageSource, hard: set[datetime]
 ) -> list[LineItem]:
     lines: list[LineItem] = []
-    positions: dict[frozenset, Decimal] = {}  # cumulative quantity per group values
+    # Cumulative quantity per group values. Versions may change the group keys, so across windows
+    # the values are told apart as a set of (key, value); within one window, by the values alone.
+    positions: dict = {}
     hard = hard | set(product.version_boundaries)
-    for window_start, window_end in split_at(start, end, product.version_boundaries):
+    windows = split_at(start, end, product.version_boundaries)
+    for window_start, window_end in windows:
         version = product.at(window_start)
         metric = version.billable_metric_id
         assert metric is not None, "validated USAGE products name a metric"
@@ -445,15 +455,14 @@ def _usage_lines(
         # Group values mostly share one price (few have a rate or an override of their own), so the
         # window is cut and priced once per pricing class rather than once per combination.
         by_class: dict[tuple, list[_Billed]] = {}
-        for values in combos:
+        for group, values in combos:
             pricing_values = values if same_keys else {key: values[key] for key in pricing_key}
             presentation_values = {key: values[key] for key in presentation_key} if presentation_key else _NO_VALUES
             pricing_class = book.pricing_class(product.id, pricing_values, presentation_values)
             segments = by_class.get(pricing_class)
             if segments is None:
                 segments = by_class[pricing_class] = billed(pricing_values, presentation_values)
-            group = tuple(values.values())  # the key of a bulk answer
-            position_key = frozenset(values.items())
+            position_key = group if len(windows) == 1 else frozenset(values.items())
             for segment in segments:
                 known = segment.quantities
                 if known is None:

@@ -51,6 +51,7 @@ class LineItem:
     sub_line_items: tuple[SubLineItem, ...] = ()
     is_prorated: bool = False
     list_price: Rate | None = None  # the rate card rate, when an override changed the price
+    commit_total: Decimal | None = None  # usage lines: the same quantity at the rate's commit price
     subscription_id: str | None = None
     scheduled_charge_id: str | None = None
     converted_credit_type: CreditType | None = None  # CPU_CONVERSION: the unit converted from
@@ -60,7 +61,6 @@ class LineItem:
     # Postpaid drawdowns are shown but paid in arrears (by the true-up), so they are not in the total.
     counts_in_total: bool = True
     scheduled_at: datetime | None = None  # on the SCHEDULED invoice issued at this instant
-    commit_total: Decimal | None = None  # usage lines: the same quantity at the rate's commit price
 
 
 def line_from_charge(
@@ -76,6 +76,7 @@ def line_from_charge(
     presentation_group_values: Mapping[str, str | None] | None = None,
     list_price: Rate | None = None,
     is_prorated: bool = False,
+    commit_total: Decimal | None = None,
     **extra: object,
 ) -> LineItem:
     """The line of a charge, its total rounded once. Positional arguments are allowed: usage lines
@@ -98,5 +99,6 @@ def line_from_charge(
         sub_lines,
         is_prorated,
         list_price,
+        commit_total,  # positional: a keyword costs a search through the 26 parameters, per line
         **extra,  # type: ignore[arg-type]
     )

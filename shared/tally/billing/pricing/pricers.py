@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
+from functools import reduce
 from typing import Sequence
 
 from tally.billing.pricing.money import PRICING_CONTEXT
@@ -72,6 +73,14 @@ def graduated_charge(bands: Sequence[Band], position: Decimal, quantity: Decimal
         price = bands[0].price
         # add(ZERO, …): a zero price times negative units is -0, which must not show as a total
         return Charge(quantity, add(ZERO, multiply(quantity, price)) if quantity else ZERO, price)
+    if quantity > 0 and position >= 0 and bands[0].start == 0:
+        return _graduated_above_zero(bands, position, add(position, quantity), quantity)
+    return _graduated(bands, position, quantity)
+
+
+def _graduated(bands: Sequence[Band], position: Decimal, quantity: Decimal) -> Charge:
+    """graduated_charge in general: negative quantities (corrections) and positions included."""
+    add, subtract, multiply = PRICING_CONTEXT.add, PRICING_CONTEXT.subtract, PRICING_CONTEXT.multiply
     sign = 1 if quantity >= 0 else -1
     low, high = (position, add(position, quantity)) if sign > 0 else (add(position, quantity), position)
     tiers, total = [], ZERO
@@ -89,6 +98,27 @@ def graduated_charge(bands: Sequence[Band], position: Decimal, quantity: Decimal
         tiers.append(TierCharge(band.start, units, band.price, subtotal))
     single = len(bands) == 1
     return Charge(quantity, total, bands[0].price if single else None, () if single else tuple(tiers))
+
+
+def _graduated_above_zero(bands: Sequence[Band], low: Decimal, high: Decimal, quantity: Decimal) -> Charge:
+    """graduated_charge of the units from `low` to `high`, 0 <= low < high: the usual usage line,
+    priced by the thousand. Every band then bounds the units from below at its start (the first
+    band's being 0), which spares the general loop's cases; the arithmetic is the same."""
+    subtract, multiply = PRICING_CONTEXT.subtract, PRICING_CONTEXT.multiply
+    tiers = []
+    for band in bands:
+        start, end = band.start, band.end
+        if start >= high:
+            break  # bands ascend: this one and every later one start above the units charged
+        lo = start if start > low else low
+        hi = end if end is not None and end < high else high
+        if hi > lo:
+            units = subtract(hi, lo)
+            tiers.append(TierCharge(start, units, band.price, multiply(units, band.price)))
+    total = reduce(PRICING_CONTEXT.add, [t.subtotal for t in tiers], ZERO)
+    if len(bands) == 1:
+        return Charge(quantity, total, bands[0].price)
+    return Charge(quantity, total, None, tuple(tiers))
 
 
 def price_flat(price: Decimal, quantity: Decimal) -> Charge:
