@@ -181,7 +181,7 @@ def simulate_usage(events: int, shape: Shape, seed: int = 5) -> Usage:
 def counter_rows(usage: Usage, shape: Shape) -> dict[int, list]:
     """The counters N events leave behind, per product, as the aggregator lays them out for COUNT
     and SUM: per model, a day counter with a part per hour, and a month counter with a part per day."""
-    from tally.billing.counters import CounterRow, event_counters, row_label
+    from tally.billing.counters import CounterRow, event_counters, part_values
     from tally.billing.metrics import Aggregation
 
     hours = [event_counters(Aggregation.SUM, PERIOD_START + timedelta(hours=h)) for h in range(PERIOD_HOURS)]
@@ -193,7 +193,7 @@ def counter_rows(usage: Usage, shape: Shape) -> dict[int, list]:
     rows: dict[int, list[CounterRow]] = defaultdict(list)
     for (product, model, bucket), parts in sorted(counters.items()):
         rows[product].append(CounterRow(bucket, models[model], Decimal(sum(parts.values())),
-                                        parts=tuple((row_label(bucket, part), Decimal(units)) for part, units in sorted(parts.items()))))
+                                        parts=part_values(bucket, {part: Decimal(units) for part, units in parts.items()})))
     return dict(rows)
 
 

@@ -83,7 +83,7 @@ def stored_value(store, key: CounterKey, aggregation: Aggregation):
         return row.latest
     if aggregation.is_additive:
         parts = [r for r in store.read(key.metric_id, key.ingest_key, key.bucket, key.bucket, True) if r.group == key.group]
-        return row.total, dict(parts[0].parts) if parts else {}
+        return row.total, dict(parts[0].labelled_parts()) if parts else {}
     return row.total
 
 

@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from tally.adapters.dynamo.counter_stream import counter_changes, counter_identity
-from tally.billing.counters import CounterRow, event_counters, row_label
+from tally.billing.counters import CounterRow, event_counters, part_values
 from tally.billing.metrics import Aggregation, BillableMetric
 
 SAMPLE = Path(__file__).resolve().parents[2] / "events" / "dynamodb" / "counters_stream_modify.json"
@@ -70,7 +70,7 @@ def test_the_sample_crosses_a_usage_alert_once_and_its_redelivery_publishes_noth
     counters = event_counters(Aggregation.SUM, datetime.now(timezone.utc))  # today's day and month counters
     wiring.counter_store().put_rows(
         "sample-metric", "acme",
-        [CounterRow(bucket, ("eu",), Decimal("6.5"), parts=((row_label(bucket, part), Decimal("6.5")),)) for bucket, part in counters],
+        [CounterRow(bucket, ("eu",), Decimal("6.5"), parts=part_values(bucket, {part: Decimal("6.5")})) for bucket, part in counters],
     )
     alert = wiring.alert_service().create(
         name="6 tokens", alert_type="usage_threshold_reached", threshold=6, customer_id=customer.id,

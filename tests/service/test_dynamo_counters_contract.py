@@ -73,7 +73,7 @@ def test_counter_reads_taken_as_raw_json_equal_botocores_parse_page_by_page():
     the hook leaves every other call on the shared client alone."""
     from decimal import Decimal
 
-    from tally.billing.counters import CounterRow
+    from tally.billing.counters import CounterRow, part_values
 
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
@@ -83,7 +83,7 @@ def test_counter_reads_taken_as_raw_json_equal_botocores_parse_page_by_page():
         raw.page_limit = parsed.page_limit = 64  # pages of 64 items: every read spans pages
         rows = [
             CounterRow("M202611", (f"model-{i:03d}", big), Decimal(i * 3),
-                       parts=tuple((f"d202611{d:02d}", Decimal(i) + Decimal("0.5") + d) for d in range(1, 31)))
+                       parts=part_values("M202611", {f"d{d:02d}": Decimal(i) + Decimal("0.5") + d for d in range(1, 31)}))
             for i in range(700)
         ]
         raw.put_rows("m1", "acme", rows)
@@ -96,7 +96,7 @@ def test_counter_reads_taken_as_raw_json_equal_botocores_parse_page_by_page():
         client.meta.events.register("before-call.dynamodb.Query", lambda **_: pages.append(1))
         assert len(raw.read("m1", "acme", "M202611", "M202611", True)) == 700
         assert len(pages) > 1, "the read should have spanned pages"
-        assert raw.read("m1", "acme", "M202611", "M202611", True)[7].parts[14] == ("d20261115", Decimal("22.5"))
+        assert raw.read("m1", "acme", "M202611", "M202611", True)[7].labelled_parts()[14] == ("d20261115", Decimal("22.5"))
         # Other calls on the same client are parsed by botocore: a binary value comes back as bytes.
         client.put_item(TableName=table, Item={"pk": {"S": "other"}, "sk": {"S": "x"}, "b": {"B": b"\x00\x01"}})
         page = client.query(TableName=table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "other"}})

@@ -161,3 +161,17 @@ def test_reading_a_span_through_the_plan_sums_exactly_its_events(events, span, f
     assert all(start <= bucket_start(row.bucket) < end for row in rows)
     if finest is not None:
         assert all(row.bucket[0] in ("h", finest) for row in rows)
+
+
+def test_a_counters_parts_are_held_by_position_and_read_back_by_label():
+    from tally.billing.counters import CounterRead, CounterRow, part_values
+
+    day = CounterRow("D20261115", ("eu",), parts=part_values("D20261115", {"h07": Decimal(2), "h2026111523": Decimal("0.5")}))
+    assert len(day.parts) == 24 and day.parts[7] == Decimal(2) and day.parts[0] is None
+    assert day.labelled_parts() == [("h2026111507", Decimal(2)), ("h2026111523", Decimal("0.5"))]
+    month = CounterRow("M202602", ("eu",), parts=part_values("M202602", {"d28": Decimal(1)}))
+    assert month.labelled_parts() == [("d20260228", Decimal(1))]
+    # a read keeping the 7th to the 22nd hour sums what lies there, and skips counters with nothing there
+    kept = CounterRead("D20261115", "D20261115", True, "h2026111507", "h2026111522")
+    empty = CounterRow("D20261115", ("us",), parts=part_values("D20261115", {"h23": Decimal(9)}))
+    assert kept.totals([day, empty]) == [CounterRow("h2026111507", ("eu",), Decimal(2))]

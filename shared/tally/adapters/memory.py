@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Iterable
 
-from tally.billing.counters import CounterKey, CounterRow, exact_sum, labelled_parts, row_label
+from tally.billing.counters import CounterKey, CounterRow, exact_sum, part_values, row_label
 from tally.billing.customers import Customer
 from tally.billing.errors import Conflict
 from tally.billing.events import UsageEvent
@@ -104,7 +104,7 @@ class MemoryCounterStore:
         for k, c in self.counters.items():
             if k.metric_id == metric_id and k.ingest_key == ingest_key and first_bucket <= k.bucket <= last_bucket:
                 if parts:
-                    rows.append(CounterRow(k.bucket, k.group, parts=labelled_parts(k.bucket, c.parts)))
+                    rows.append(CounterRow(k.bucket, k.group, parts=part_values(k.bucket, c.parts)))
                 else:
                     rows.append(CounterRow(row_label(k.bucket), k.group, c.total, frozenset(c.uniques), c.latest))
         return rows

@@ -21,7 +21,7 @@ cover a span exactly once.
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Context, Decimal
@@ -100,17 +100,19 @@ PART_NAMES = {"D": tuple(f"h{hour:02d}" for hour in range(24)), "M": tuple(f"d{d
 
 
 @lru_cache(maxsize=1024)
-def part_labels(bucket: str) -> tuple[tuple[str, str], ...]:
-    """(part, row label) of every part a counter of `bucket` may hold, in label order: row_label's
-    rule, taken once per bucket rather than once per part (counters with parts are read by the
-    thousand, and few buckets are read at a time)."""
+def part_labels(bucket: str) -> tuple[str, ...]:
+    """The row label of each part a counter of `bucket` may hold, in PART_NAMES order (time order):
+    row_label's rule, taken once per bucket rather than once per part (counters with parts are
+    read by the thousand, and few buckets are read at a time)."""
     time = bucket[1:]
-    return tuple((part, part[0] + time + part[1:]) for part in PART_NAMES[bucket[0]])
+    return tuple(part[0] + time + part[1:] for part in PART_NAMES[bucket[0]])
 
 
-def labelled_parts(bucket: str, parts: Mapping[str, Decimal]) -> tuple[tuple[str, Decimal], ...]:
-    """A counter's parts as CounterRow.parts: (row label, total) pairs, in label order."""
-    return tuple([(label, parts[part]) for part, label in part_labels(bucket) if part in parts])
+def part_values(bucket: str, parts: Mapping[str, Decimal]) -> tuple[Decimal | None, ...]:
+    """A counter's parts as CounterRow.parts, from {part name or row label: total}: one entry per
+    part of PART_NAMES[kind], None where the counter has none."""
+    by_label = {label if label in PART_NAMES[bucket[0]] else part_of(label): value for label, value in parts.items()}
+    return tuple([by_label.get(part) for part in PART_NAMES[bucket[0]]])
 
 
 def part_of(label: str) -> str:
@@ -139,7 +141,10 @@ class CounterRead:
         if not self.parts:
             return [row for row in read if low <= row.bucket <= high]
         return [
-            CounterRow(label, row.group, total) for row in read for label, total in row.parts if low <= label <= high
+            CounterRow(label, row.group, total)
+            for row in read
+            for label, total in row.labelled_parts()
+            if low <= label <= high
         ]
 
     def totals(self, read: Iterable["CounterRow"]) -> list["CounterRow"]:
@@ -148,13 +153,16 @@ class CounterRead:
         if not self.parts:
             return self.rows(read)
         low, high = self.keep_first, self.keep_last
-        summed = []
+        spans: dict[str, slice] = {}  # per bucket: the positions of the kept parts (labels ascend)
+        add, summed = COUNTER_CONTEXT.add, []
         for row in read:
-            parts = row.parts  # in label order: the kept ones are a slice. Labels of a kind have one
-            first = bisect_left(parts, (low,))  # length, so (label,) bounds a label's pairs from below
-            last = bisect_left(parts, (high + "~",), lo=first)  # and '~' sorts above every digit
-            if last > first:
-                summed.append(CounterRow(low, row.group, exact_sum([total for _, total in parts[first:last]])))
+            span = spans.get(row.bucket)
+            if span is None:
+                labels = part_labels(row.bucket)
+                span = spans[row.bucket] = slice(bisect_left(labels, low), bisect_right(labels, high))
+            kept = [total for total in row.parts[span] if total is not None]
+            if kept:
+                summed.append(CounterRow(low, row.group, reduce(add, kept, _ZERO)))
         return summed
 
 
@@ -297,14 +305,23 @@ def preaggregate(
 class CounterRow:
     """A counter as read back, labelled by the time it covers (see `row_label`); or, read with its
     parts (CounterRead.parts) or stored as given (bulk loads), labelled by its bucket with `parts`
-    holding (row label, total) of each part, in label order."""
+    holding the total of each part of PART_NAMES[kind], in that order, None where it has none.
+
+    Positions rather than (label, total) pairs: a read of a month's counters with parts holds tens
+    of thousands of parts, and a pair each was most of what such a read allocated and freed."""
 
     bucket: str
     group: tuple[str | None, ...]
     total: Decimal | None = None  # COUNT, SUM, MAX
     uniques: frozenset[str] = frozenset()
     latest: tuple[str, Decimal] | None = None
-    parts: tuple[tuple[str, Decimal], ...] = ()
+    parts: tuple[Decimal | None, ...] = ()
+
+    def labelled_parts(self) -> list[tuple[str, Decimal]]:
+        """(row label, total) of each part the counter has, in label order."""
+        if not self.parts:
+            return []
+        return [(label, total) for label, total in zip(part_labels(self.bucket), self.parts) if total is not None]
 
 
 def combine_by_group(

@@ -20,7 +20,7 @@ from typing import Iterable, Mapping
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
-from tally.billing.counters import PART_NAMES, CounterKey, CounterRow, exact_sum, part_labels, part_of, row_label
+from tally.billing.counters import PART_NAMES, CounterKey, CounterRow, exact_sum, part_of, row_label
 
 _UNIQUE_PREFIX = "="  # DynamoDB sets cannot hold an empty string; every member gets a prefix
 _BATCH_WRITE_MAX = 25  # items per BatchWriteItem request (DynamoDB's limit)
@@ -233,7 +233,7 @@ def _attributes(row: CounterRow) -> dict:
         attributes["u"] = {"SS": sorted(_UNIQUE_PREFIX + v for v in row.uniques)}
     if row.latest is not None:
         attributes["lo"], attributes["lv"] = {"S": row.latest[0]}, _number(row.latest[1])
-    for label, value in row.parts:
+    for label, value in row.labelled_parts():
         attributes[part_of(label)] = _number(value)
     return attributes
 
@@ -248,7 +248,8 @@ def _bucket_and_group(item: dict, groups: dict[str, tuple[str | None, ...]]) -> 
 
 def _parts_row(item: dict, groups: dict[str, tuple[str | None, ...]]) -> CounterRow:
     bucket, group = _bucket_and_group(item, groups)
-    parts = tuple([(label, Decimal(item[part]["N"])) for part, label in part_labels(bucket) if part in item])
+    get = item.get
+    parts = tuple([None if (value := get(part)) is None else Decimal(value["N"]) for part in PART_NAMES[bucket[0]]])
     return CounterRow(bucket, group, parts=parts)
 
 
