@@ -166,7 +166,7 @@ def test_reading_a_span_through_the_plan_sums_exactly_its_events(events, span, f
 def test_a_counters_parts_are_held_by_position_and_read_back_by_label():
     from tally.billing.counters import CounterRead, CounterRow, part_values
 
-    day = CounterRow("D20261115", ("eu",), parts=part_values("D20261115", {"h07": Decimal(2), "h2026111523": Decimal("0.5")}))
+    day = CounterRow("D20261115", ("eu",), parts=part_values("D20261115", {"h07": Decimal(2), "h23": Decimal("0.5")}))
     assert len(day.parts) == 24 and day.parts[7] == Decimal(2) and day.parts[0] is None
     assert day.labelled_parts() == [("h2026111507", Decimal(2)), ("h2026111523", Decimal("0.5"))]
     month = CounterRow("M202602", ("eu",), parts=part_values("M202602", {"d28": Decimal(1)}))

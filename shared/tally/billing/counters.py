@@ -82,6 +82,7 @@ def event_counters(aggregation: Aggregation, instant: datetime) -> tuple[tuple[s
     return ((hour_bucket(utc), None), (day_bucket(utc), None))
 
 
+@lru_cache(maxsize=4096)  # rows are read by the thousand over a few buckets
 def row_label(bucket: str, part: str | None = None) -> str:
     """What a counter (part None: its total) or one of its parts covers, as a row label:
     'D20261115'+'h07' -> 'h2026111507', 'M202611'+'d03' -> 'd20261103', 'M202611' -> 'm202611',
@@ -109,10 +110,9 @@ def part_labels(bucket: str) -> tuple[str, ...]:
 
 
 def part_values(bucket: str, parts: Mapping[str, Decimal]) -> tuple[Decimal | None, ...]:
-    """A counter's parts as CounterRow.parts, from {part name or row label: total}: one entry per
-    part of PART_NAMES[kind], None where the counter has none."""
-    by_label = {label if label in PART_NAMES[bucket[0]] else part_of(label): value for label, value in parts.items()}
-    return tuple([by_label.get(part) for part in PART_NAMES[bucket[0]]])
+    """A counter's parts as CounterRow.parts, from {part name: total}: one entry per part of
+    PART_NAMES[kind], None where the counter has none."""
+    return tuple([parts.get(part) for part in PART_NAMES[bucket[0]]])
 
 
 def part_of(label: str) -> str:
@@ -154,7 +154,7 @@ class CounterRead:
             return self.rows(read)
         low, high = self.keep_first, self.keep_last
         spans: dict[str, slice] = {}  # per bucket: the positions of the kept parts (labels ascend)
-        add, summed = COUNTER_CONTEXT.add, []
+        summed = []
         for row in read:
             span = spans.get(row.bucket)
             if span is None:
@@ -162,7 +162,7 @@ class CounterRead:
                 span = spans[row.bucket] = slice(bisect_left(labels, low), bisect_right(labels, high))
             kept = [total for total in row.parts[span] if total is not None]
             if kept:
-                summed.append(CounterRow(low, row.group, reduce(add, kept, _ZERO)))
+                summed.append(CounterRow(low, row.group, exact_sum(kept)))
         return summed
 
 

@@ -14,7 +14,6 @@ import threading
 import time
 from contextlib import contextmanager
 from decimal import Decimal
-from functools import lru_cache
 from typing import Iterable, Mapping
 
 from botocore.exceptions import ClientError
@@ -254,11 +253,8 @@ def _parts_row(item: dict, groups: dict[str, tuple[str | None, ...]]) -> Counter
 
 
 def _row(item: dict, groups: dict[str, tuple[str | None, ...]]) -> CounterRow:
-    bucket, _, group_json = item["sk"]["S"].partition("#")
-    group = groups.get(group_json)
-    if group is None:
-        group = groups[group_json] = tuple(json.loads(group_json))
-    label = _row_label(bucket)
+    bucket, group = _bucket_and_group(item, groups)
+    label = row_label(bucket)
     value = item.get("v")
     total = None if value is None else Decimal(value["N"])
     if "u" not in item and "lo" not in item:  # COUNT, SUM and MAX: a total and nothing else
@@ -266,9 +262,3 @@ def _row(item: dict, groups: dict[str, tuple[str | None, ...]]) -> CounterRow:
     latest = (item["lo"]["S"], Decimal(item["lv"]["N"])) if "lo" in item else None
     uniques = frozenset(v[len(_UNIQUE_PREFIX) :] for v in item.get("u", {}).get("SS", []))
     return CounterRow(label, group, total, uniques, latest)
-
-
-@lru_cache(maxsize=4096)
-def _row_label(bucket: str) -> str:
-    """row_label, once per bucket: a month's totals are read by the thousand, all in one bucket."""
-    return row_label(bucket)

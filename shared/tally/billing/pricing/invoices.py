@@ -124,8 +124,8 @@ def _value_order(value: str | None) -> str:
 
 def _sort_key(values: GroupValues) -> tuple:
     if len(values) == 1:  # the usual case, sorted already: thousands of lines per invoice sort by it
-        for key, value in values.items():  # _value_order, inlined
-            return ((key, "" if value is None else "\x01" + value),)
+        ((key, value),) = values.items()
+        return ((key, _value_order(value)),)
     return tuple(sorted((k, _value_order(v)) for k, v in values.items()))
 
 
@@ -431,7 +431,6 @@ def _usage_lines(
         assert metric is not None, "validated USAGE products name a metric"
         keys = version.group_keys
         pricing_key, presentation_key = version.pricing_group_key, version.presentation_group_key
-        converts = version.quantity_conversion is not None or version.quantity_rounding is not None
         segment_quantities: dict[tuple[datetime, datetime], Mapping | None] = {}
         combos = _combinations(usage, metric, keys, window_start, window_end, segment_quantities)
         same_keys = tuple(pricing_key) == tuple(keys)
@@ -469,7 +468,7 @@ def _usage_lines(
                     raw = usage.quantity(metric, values if keys else None, segment.start, segment.end)
                 else:
                     raw = known.get(group) or ZERO
-                quantity = convert_quantity(raw, version) if converts else raw
+                quantity = convert_quantity(raw, version)
                 if quantity == 0:
                     continue
                 position = positions.get(position_key, ZERO)
