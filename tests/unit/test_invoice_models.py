@@ -28,7 +28,7 @@ from tally.billing.pricing import (
     RateType,
     Tier,
 )
-from tally.billing.pricing.lines import SubLineItem
+from tally.billing.pricing.lines import LineItems, SubLineItem, UsageRow, UsageRun, UsageSpan
 from tally.billing.pricing.pricers import TierCharge
 from tally.billing.time import format_rfc3339
 from tally.services.invoices import DraftInvoice
@@ -155,6 +155,35 @@ def lines(draw: st.DrawFn) -> LineItem:
 def test_line_items_text_equals_the_dict_form_field_by_field_and_digit_by_digit(items):
     # Lines sharing a product and span share the cached parts: repeat some to exercise the caches.
     items = items + items[:2]
+    written = _as_written(line_items_text(items, PRODUCTS))
+    expected = _as_written(exact_json.dumps([reference_line(line, PRODUCTS) for line in items]))
+    assert written == expected
+
+
+@st.composite
+def usage_runs(draw: st.DrawFn) -> UsageRun:
+    """Rows as rating keeps usage lines: several per span, spans of one name, product and credit
+    type, group value mappings shared between rows."""
+    name, credit_type = draw(names), draw(st.sampled_from([USD_CENTS, CUSTOM]))
+    product_id = draw(st.sampled_from(["p-api", "p-unknown"]))
+    spans = []
+    for _ in range(draw(st.integers(1, 3))):
+        start = draw(instants)
+        spans.append(UsageSpan(name, product_id, credit_type, start, start + timedelta(hours=draw(st.integers(1, 48))), draw(rates)))
+    mappings = draw(st.lists(group_values, min_size=1, max_size=3))
+    rows = [
+        UsageRow(draw(st.sampled_from(spans)), draw(st.sampled_from(mappings)), draw(st.sampled_from(mappings)),
+                 draw(amounts), draw(st.none() | amounts), draw(amounts), draw(amounts),
+                 tuple(draw(st.lists(tiers, max_size=3))), draw(st.none() | amounts))
+        for _ in range(draw(st.integers(1, 5)))
+    ]
+    return UsageRun.of(rows)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(lines() | usage_runs(), max_size=4))
+def test_usage_rows_are_written_as_the_dict_form_of_their_lines(parts):
+    items = LineItems(parts + parts[:1])
     written = _as_written(line_items_text(items, PRODUCTS))
     expected = _as_written(exact_json.dumps([reference_line(line, PRODUCTS) for line in items]))
     assert written == expected

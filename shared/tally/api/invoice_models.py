@@ -11,14 +11,15 @@ form, field by field, for every kind of line.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from decimal import Decimal
+from typing import Any, Mapping, Sequence
 
 from tally.api.catalog_models import rate_json
 from tally.api.contract_models import credit_type_json
 from tally.billing.exact_json import RawJSON, number_text
 from tally.billing.exact_json import dumps as exact_dumps
-from tally.billing.pricing import Invoice, LineItem, LineType, Product, Rate
-from tally.billing.pricing.lines import SubLineItem
+from tally.billing.pricing import Invoice, LineItem, LineType, Product, Rate, TierCharge
+from tally.billing.pricing.lines import LineItems, SubLineItem, UsageRow, UsageRun, UsageSpan
 from tally.billing.time import format_rfc3339
 from tally.services.invoices import DraftInvoice
 
@@ -29,7 +30,7 @@ def invoice_json(draft: DraftInvoice, products: dict[str, Product], skip_zero_qu
     invoice: Invoice = draft.invoice
     lines = invoice.line_items
     if skip_zero_quantity:
-        lines = tuple(line for line in lines if line.quantity != 0)
+        lines = LineItems([line for line in lines if line.quantity != 0])
     body = {
         "id": draft.id,
         "type": invoice.type.value,
@@ -53,10 +54,18 @@ def invoice_json(draft: DraftInvoice, products: dict[str, Product], skip_zero_qu
     return body
 
 
-def line_items_text(lines: tuple[LineItem, ...] | list[LineItem], products: Mapping[str, Product]) -> str:
-    """The JSON array of the lines' items."""
+def line_items_text(lines: Sequence[LineItem], products: Mapping[str, Product]) -> str:
+    """The JSON array of the lines' items. Usage runs are written from their rows."""
     writer = _LineWriter(products)
-    return "[" + ",".join([writer.line(line) for line in lines]) + "]"
+    if not isinstance(lines, LineItems):
+        return "[" + ",".join([writer.line(line) for line in lines]) + "]"
+    texts: list[str] = []
+    for part in lines.parts:
+        if isinstance(part, UsageRun):
+            texts += [writer.row(row) for row in part.rows]
+        else:
+            texts.append(writer.line(part))
+    return "[" + ",".join(texts) + "]"
 
 
 class _LineWriter:
@@ -70,6 +79,39 @@ class _LineWriter:
         self._group_values: dict[tuple, str] = {}
         self._strings: dict[str, str] = {}
         self._rates: dict[int, str] = {}
+        self._spans: dict[int, tuple[str, str, str]] = {}
+
+    def row(self, row: UsageRow) -> str:
+        """What `line` writes for the row's LineItem, with what the row shares with its span
+        written once per span."""
+        span = self._spans.get(id(row.span))
+        if span is None:
+            span = self._spans[id(row.span)] = self._span(row.span)
+        head, name, rare = span
+        quantity = number_text(row.quantity)
+        unit_price = "" if row.unit_price is None else ',"unit_price":' + number_text(row.unit_price)
+        pricing = "" if row.pricing_group_values is None else ',"pricing_group_values":' + self._values(row.pricing_group_values)
+        presentation = (
+            ""
+            if row.presentation_group_values is None
+            else ',"presentation_group_values":' + self._values(row.presentation_group_values)
+        )
+        if row.tiers:
+            subs = (
+                f'{{"name":{name},"quantity":{quantity},"subtotal":{number_text(row.precise_total)},'
+                f'"custom_fields":{{}},"tiers":[{self._tiers(row.tiers)}]}}'
+            )
+        else:
+            subs = ""
+        return (
+            f'{head},"quantity":{quantity},"total":{number_text(row.total)}{unit_price}'
+            f'{pricing}{presentation},"sub_line_items":[{subs}]{rare}}}'
+        )
+
+    def _span(self, span: UsageSpan) -> tuple[str, str, str]:
+        """(head, name as JSON, rare fields) of the lines of a span: the first row's LineItem's."""
+        line = UsageRow(span, None, None, Decimal(1), None, Decimal(0), Decimal(0), (), None).line_item()
+        return self._head(line), self._string(span.name), self._rare(line)
 
     def line(self, line: LineItem) -> str:
         head = self._head(line)
@@ -124,16 +166,19 @@ class _LineWriter:
         return text
 
     def _sub_line(self, sub: SubLineItem) -> str:
-        tiers = ",".join(
+        return (
+            f'{{"name":{self._string(sub.name)},"quantity":{number_text(sub.quantity)},'
+            f'"subtotal":{number_text(sub.subtotal)},"custom_fields":{{}},"tiers":[{self._tiers(sub.tiers)}]}}'
+        )
+
+    @staticmethod
+    def _tiers(tiers: tuple[TierCharge, ...]) -> str:
+        return ",".join(
             [
                 f'{{"starting_at":{number_text(t.starting_at)},"quantity":{number_text(t.quantity)},'
                 f'"price":{number_text(t.price)},"subtotal":{number_text(t.subtotal)}}}'
-                for t in sub.tiers
+                for t in tiers
             ]
-        )
-        return (
-            f'{{"name":{self._string(sub.name)},"quantity":{number_text(sub.quantity)},'
-            f'"subtotal":{number_text(sub.subtotal)},"custom_fields":{{}},"tiers":[{tiers}]}}'
         )
 
     def _rate(self, rate: Rate) -> str:

@@ -497,6 +497,80 @@ def test_lines_come_in_the_order_of_one_sort_on_the_whole_key(lines):
     assert [id(l) for l in _in_line_order(lines)] == [id(l) for l in _whole_key_order(lines)]
 
 
+def _line_value(line):
+    """A line as comparable values (quantities are unique per generated line)."""
+    groups = lambda values: None if values is None else tuple(values.items())
+    return (line.type, line.name, line.product_id, line.quantity, line.starting_at,
+            groups(line.pricing_group_values), groups(line.presentation_group_values))
+
+
+@st.composite
+def _parts_to_order(draw):
+    """Loose lines as above, and usage runs: rows of one name and product, sharing spans and
+    mapping objects, put in line order as rating makes them. A run may share its head with loose
+    lines of the same name and product, or with another run."""
+    from tally.billing.pricing.lines import UsageRow, UsageRun, UsageSpan
+
+    parts = list(draw(_lines_to_order()))
+    mappings = [None if m is None else dict(m) for m in _ORDER_MAPPINGS]
+    for run_index in range(draw(st.integers(0, 3))):
+        name, product_id = draw(st.sampled_from(["API", "api", "Storage"])), draw(st.sampled_from(["p1", "p2"]))
+        spans = [UsageSpan(name, product_id, USD_CENTS, at(1, day), at(1, day + 1), None) for day in (1, 2, 3)]
+        rows = [
+            UsageRow(draw(st.sampled_from(spans)), draw(st.sampled_from(mappings)), draw(st.sampled_from(mappings)),
+                     D(1000 * (run_index + 1) + index), None, D(index), D(index), (), None)
+            for index in range(draw(st.integers(1, 8)))
+        ]
+        rows = _rows_in_line_order(rows)
+        parts.insert(draw(st.integers(0, len(parts))), UsageRun.of(rows))
+    return parts
+
+
+def _rows_in_line_order(rows):
+    lines = [row.line_item() for row in rows]
+    index_of = {id(line): index for index, line in enumerate(lines)}
+    return [rows[index_of[id(line)]] for line in _whole_key_order(lines)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_parts_to_order())
+def test_usage_runs_and_lines_come_in_the_order_of_one_sort_on_the_whole_key(parts):
+    from tally.billing.pricing.invoices import _in_line_order
+    from tally.billing.pricing.lines import LineItems
+
+    every_line = list(LineItems(parts))
+    ordered = LineItems(_in_line_order(parts))
+    assert len(ordered) == len(every_line)
+    assert [_line_value(l) for l in ordered] == [_line_value(l) for l in _whole_key_order(every_line)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 31 * 24 - 1), st.sampled_from(["eu", "us", None]), st.sampled_from(["m-a", "m-b", None])),
+             max_size=12),
+    st.integers(1, 31 * 24 - 1),
+    st.booleans(),
+)
+def test_rated_lines_come_in_the_order_of_one_sort_on_the_whole_key(events, change_hour, renamed):
+    """Rating puts each product's usage rows in line order itself (a run is not sorted again): here
+    priced by region and shown by model, so combinations, which come sorted by all their values in
+    key name order (model first), are not in line order; and with a product version mid-month."""
+    from tally.billing.pricing import ProductVersion
+
+    change = at(1, 1) + timedelta(hours=change_hour)
+    api = product("api", pricing_group_key=("region",), presentation_group_key=("model",))
+    if renamed:
+        api = api.updated(ProductVersion(change, "API v2", "calls", pricing_group_key=("region",),
+                                         presentation_group_key=("model",)))
+    fake = FakeUsage()
+    for hour, region, model in events:
+        fake.add(at(1, 1) + timedelta(hours=hour), 1, region=region, model=model)
+    rates = (flat("api", 3, end=change), tiered("api", [(2, 2), (1,)], start=change))
+    lines = list(invoice(contract(*rates), catalog(api), fake).line_items)
+    assert len(lines) == len({(l.name, l.starting_at, _line_value(l)[5:]) for l in lines})
+    assert [_line_value(l) for l in lines] == [_line_value(l) for l in _whole_key_order(lines)]
+
+
 def test_tiers_carry_per_group_values_across_a_product_version_change():
     """Given the llm product renamed on the 15th, keeping model and project as group keys but in the
     other order, each model and project's tiers continue from its own position before the change."""

@@ -12,9 +12,13 @@ Composite lines price a fraction of the rounded totals of the usage lines they c
 type. Usage lines of covered products are also cut at the composite's own price changes, so each
 lies inside exactly one composite segment.
 
-Every line is rounded once (lines.line_from_charge). An invoice's total is the sum of its lines in
-its own credit type, except postpaid drawdowns (paid in arrears, by the true-up); its subtotal is
-the same before applied commits and credits.
+A product's usage lines are kept as rows of a `UsageRun` (lines.py), made in line order, and
+become LineItems only when something asks for them; an invoice's total, subtotal, composites and
+JSON read the rows.
+
+Every line is rounded once, by its credit type (money.CreditType). An invoice's total is the sum
+of its lines in its own credit type, except postpaid drawdowns (paid in arrears, by the true-up);
+its subtotal is the same before applied commits and credits.
 """
 
 from __future__ import annotations
@@ -29,12 +33,12 @@ from typing import Mapping, Protocol, Sequence
 
 from tally.billing.pricing.catalog import Product, ProductType, convert_quantity
 from tally.billing.pricing.contracts import Contract, validate_contract
-from tally.billing.pricing.lines import LineItem, LineType, line_from_charge
+from tally.billing.pricing.lines import LineItem, LineItems, LinePart, LineType, UsageRow, UsageRun, UsageSpan, line_from_charge
 from tally.billing.pricing.money import PRICING_CONTEXT, CreditType
 from tally.billing.pricing.overrides import EffectivePricing, PriceBook
 from tally.billing.pricing.periods import Period
 from tally.billing.pricing.pricers import Band, graduated_charge, price_flat, price_percentage
-from tally.billing.pricing.rates import Rate, split_at
+from tally.billing.pricing.rates import split_at
 from tally.billing.pricing.usage_filters import FilteredUsage
 from tally.billing.pricing.subscriptions import CollectionSchedule, scheduled_charge_lines, subscription_lines
 
@@ -78,7 +82,7 @@ class Invoice:
     credit_type: CreditType
     starting_at: datetime
     ending_before: datetime
-    line_items: tuple[LineItem, ...]
+    line_items: Sequence[LineItem]  # LineItems as rating assembles them; any sequence of lines compares equal
     subtotal: Decimal
     total: Decimal
     status: str = "DRAFT"
@@ -150,7 +154,7 @@ def build_draft_invoices(
     end = period.ending_before if contract.ending_before is None else min(period.ending_before, contract.ending_before)
     on_card = [products[p] for p in sorted(book.timeline.product_ids())]
     composites = [p for p in on_card if p.type is ProductType.COMPOSITE]
-    lines: list[LineItem] = []
+    lines: list[LinePart] = []
     if start < end:
         composite_segments = {
             c.id: [
@@ -160,17 +164,17 @@ def build_draft_invoices(
             ]
             for c in composites
         }
-        usage_lines = [
-            line
+        usage_runs = [
+            run
             for product in on_card
             if product.type is ProductType.USAGE
-            for line in _usage_lines(
+            for run in _usage_runs(
                 product, book, start, end, usage, _composite_edges(product, composites, composite_segments) | cuts
             )
         ]
-        lines += usage_lines
+        lines += usage_runs
         for composite in composites:
-            lines += _composite_lines(composite, composite_segments[composite.id], usage_lines, products)
+            lines += _composite_lines(composite, composite_segments[composite.id], usage_runs, products)
     anchor = contract.billing_anchor
     for subscription in contract.subscriptions:
         product = products[subscription.product_id]
@@ -181,9 +185,12 @@ def build_draft_invoices(
     return assemble_invoices(contract, period, lines)
 
 
-def _issued_at(line: LineItem, contract: Contract) -> datetime | None:
+def _issued_at(line: LinePart, contract: Contract) -> datetime | None:
     """When a line is billed on its own SCHEDULED invoice: scheduled charges at their timestamp and
-    in-advance subscription charges when their service starts. None: on the period's USAGE invoice."""
+    in-advance subscription charges when their service starts. None: on the period's USAGE invoice,
+    like every usage line."""
+    if type(line) is UsageRun:
+        return None
     if line.scheduled_at is not None:
         return line.scheduled_at
     if line.type is LineType.SCHEDULED:
@@ -195,7 +202,7 @@ def _issued_at(line: LineItem, contract: Contract) -> datetime | None:
     return None
 
 
-def assemble_invoices(contract: Contract, period: Period, lines: Sequence[LineItem]) -> tuple[Invoice, ...]:
+def assemble_invoices(contract: Contract, period: Period, lines: Sequence[LinePart]) -> tuple[Invoice, ...]:
     """The period's USAGE invoice (always, even empty) then one SCHEDULED invoice per issue instant.
 
     Each invoice is in the rate card's fiat credit type. Lines priced in a custom pricing unit stay
@@ -203,8 +210,8 @@ def assemble_invoices(contract: Contract, period: Period, lines: Sequence[LineIt
     unit, at the card's `credit_type_conversions` rate (rounded once, like every line). A unit
     without a conversion (not creatable through the API) gets an invoice of its own instead."""
     fiat = contract.rate_card.fiat_credit_type
-    usage_lines: list[LineItem] = []
-    scheduled: dict[datetime, list[LineItem]] = defaultdict(list)
+    usage_lines: list[LinePart] = []
+    scheduled: dict[datetime, list[LinePart]] = defaultdict(list)
     for line in lines:
         issued = _issued_at(line, contract)
         if issued is None:
@@ -233,47 +240,49 @@ _KIND_ORDER = {
 def _in_credit_types(
     contract: Contract,
     fiat: CreditType,
-    lines: Sequence[LineItem],
+    lines: Sequence[LinePart],
     type: InvoiceType,
     starting_at: datetime,
     ending_before: datetime,
     always: bool = False,
 ) -> list[Invoice]:
     conversions = contract.rate_card.credit_type_conversions
-    by_credit_type: dict[CreditType, list[LineItem]] = {fiat: []} if always else {}
+    by_credit_type: dict[CreditType, list[LinePart]] = {fiat: []} if always else {}
     for line in lines:
         home = fiat if line.credit_type.id in conversions else line.credit_type
         by_credit_type.setdefault(home, []).append(line)
     invoices = []
+    add = PRICING_CONTEXT.add
     for credit_type in sorted(by_credit_type, key=lambda c: (c != fiat, c.name, c.id)):
         items = _in_line_order(by_credit_type[credit_type])
         if credit_type == fiat:
             items += _conversion_lines(items, fiat, conversions, starting_at, ending_before)
-        # `is` first: lines share their credit type objects, and comparing them field by field is not free.
-        counted = [
-            line
-            for line in items
-            if (line.credit_type is credit_type or line.credit_type == credit_type) and line.counts_in_total
-        ]
-        total = sum((line.total for line in counted), Decimal(0))
-        subtotal = sum((line.total for line in counted if line.type is not LineType.APPLIED_COMMIT_OR_CREDIT), Decimal(0))
+        total = subtotal = ZERO
+        for line in items:
+            # `is` first: lines share their credit type objects, and comparing them field by field is not free.
+            if not (line.credit_type is credit_type or line.credit_type == credit_type):
+                continue
+            if isinstance(line, UsageRun):  # usage lines: counted, and no drawdown
+                total, subtotal = add(total, line.total), add(subtotal, line.total)
+            elif line.counts_in_total:  # type: ignore[union-attr]
+                total = add(total, line.total)
+                if line.type is not LineType.APPLIED_COMMIT_OR_CREDIT:  # type: ignore[union-attr]
+                    subtotal = add(subtotal, line.total)
         invoices.append(
             Invoice(
-                contract.id, contract.customer_id, credit_type, starting_at, ending_before, tuple(items), subtotal, total, type=type
+                contract.id, contract.customer_id, credit_type, starting_at, ending_before, LineItems(items), subtotal, total,
+                type=type,
             )
         )
     return invoices
 
 
-def _in_line_order(lines: Sequence[LineItem]) -> list[LineItem]:
-    """Lines by kind, name, product, pricing then presentation group values, and start.
+def _line_order_key():
+    """The order of lines within one (kind, name, product): pricing then presentation group values,
+    then start, as a key function over lines and usage rows alike.
 
-    The same order as one stable sort on that whole key, for less: lines are gathered per (kind,
-    name, product) in their given order, those heads are sorted, and a head's lines are sorted by
-    the rest of the key only when they are not in order already. Usage lines come in order (by
-    combination, then start), so an invoice of thousands of them mostly just checks that."""
-    # The lines of one usage combination share their group value mappings, so each mapping's sort
-    # key is computed once. Keyed by identity: the lines keep every mapping alive meanwhile.
+    The lines of one usage combination share their group value mappings, so each mapping's sort key
+    is computed once. Keyed by identity: the lines keep every mapping alive while the key is used."""
     group_orders: dict[int, tuple] = {}
 
     def group_order(values: GroupValues | None) -> tuple:
@@ -284,13 +293,30 @@ def _in_line_order(lines: Sequence[LineItem]) -> list[LineItem]:
             found = group_orders[id(values)] = _sort_key(values)
         return found
 
-    def rest(line: LineItem) -> tuple:
-        return group_order(line.pricing_group_values), group_order(line.presentation_group_values), line.starting_at
+    def key(line: LineItem | UsageRow) -> tuple:
+        start = line.span.starting_at if type(line) is UsageRow else line.starting_at  # type: ignore[union-attr]
+        return group_order(line.pricing_group_values), group_order(line.presentation_group_values), start
 
-    heads: dict[tuple, list[LineItem]] = {}
-    run: list[LineItem] = []
-    previous: LineItem | None = None
+    return key
+
+
+def _in_line_order(lines: Sequence[LinePart]) -> list[LinePart]:
+    """Lines by kind, name, product, pricing then presentation group values, and start.
+
+    The same order as one stable sort on that whole key, for less: lines are gathered per (kind,
+    name, product) in their given order, those heads are sorted, and a head's lines are sorted by
+    the rest of the key only when they are not in order already. A usage run alone in its head is
+    in order by construction; one sharing its head with other lines is taken apart into its lines."""
+    rest = _line_order_key()
+    heads: dict[tuple, list[LinePart]] = {}
+    run: list[LinePart] = []
+    previous: LinePart | None = None
     for line in lines:
+        if type(line) is UsageRun:
+            run = heads.setdefault((LineType.USAGE, line.name, line.product_id), [])
+            run.append(line)
+            previous = None
+            continue
         # `is`: the lines of one product share its name and id objects; equal ones that are not
         # the same object still meet in `heads`.
         if (
@@ -302,12 +328,21 @@ def _in_line_order(lines: Sequence[LineItem]) -> list[LineItem]:
             run = heads.setdefault((line.type, line.name, line.product_id), [])
         run.append(line)
         previous = line
-    ordered: list[LineItem] = []
+    ordered: list[LinePart] = []
     for head in sorted(heads, key=lambda h: (_KIND_ORDER[h[0]], h[1].casefold(), h[1], h[2])):
         run = heads[head]
-        if not _in_order(run, rest):
-            run.sort(key=rest)
-        ordered += run
+        if len(run) == 1:
+            ordered += run
+            continue
+        items: list[LineItem] = []
+        for part in run:
+            if type(part) is UsageRun:
+                items += part.line_items()
+            else:
+                items.append(part)  # type: ignore[arg-type]
+        if not _in_order(items, rest):
+            items.sort(key=rest)
+        ordered += items
     return ordered
 
 
@@ -332,7 +367,7 @@ def _in_order(lines: Sequence[LineItem], rest) -> bool:
 
 
 def _conversion_lines(
-    items: Sequence[LineItem],
+    items: Sequence[LinePart],
     fiat: CreditType,
     conversions: Mapping[str, Decimal],
     starting_at: datetime,
@@ -340,7 +375,7 @@ def _conversion_lines(
 ) -> list[LineItem]:
     spend: dict[CreditType, Decimal] = {}
     for line in items:
-        if line.credit_type is not fiat and line.credit_type != fiat and line.counts_in_total:
+        if line.credit_type is not fiat and line.credit_type != fiat and (isinstance(line, UsageRun) or line.counts_in_total):
             spend[line.credit_type] = spend.get(line.credit_type, Decimal(0)) + line.total
     return [
         line_from_charge(
@@ -405,26 +440,29 @@ def _combinations(
 
 @dataclass(frozen=True, slots=True)
 class _Billed:
-    """A billed segment of one pricing class, with what each of its lines repeats."""
+    """A billed segment of one pricing class: the span its lines share, and how they are priced."""
 
-    start: datetime
-    end: datetime
+    span: UsageSpan
     bands: tuple[Band, ...]
-    credit_type: CreditType
-    list_price: Rate | None  # shown on the line when an override changed the price
+    flat_price: Decimal | None  # the price of every unit, when the bands are one open band
+    rounder: tuple  # the credit type's (quantize, quantum)
     commit_price: Decimal | None  # the rate's commit price (COMMIT_RATE commits), if any
     quantities: Mapping[tuple, Decimal | None] | None  # the source's answer for the whole span, if bulk
 
 
-def _usage_lines(
+def _usage_runs(
     product: Product, book: PriceBook, start: datetime, end: datetime, usage: UsageSource, hard: set[datetime]
-) -> list[LineItem]:
-    lines: list[LineItem] = []
+) -> list[UsageRun]:
+    """The product's usage lines over [start, end), as runs (one per name and credit type)."""
+    rows: list[UsageRow] = []
     # Cumulative quantity per group values. Versions may change the group keys, so across windows
     # the values are told apart as a set of (key, value); within one window, by the values alone.
     positions: dict = {}
     hard = hard | set(product.version_boundaries)
     windows = split_at(start, end, product.version_boundaries)
+    in_order = len(windows) == 1  # rows come by combination, then start: the line order, unless…
+    runs: set[tuple[str, CreditType]] = set()
+    add, multiply = PRICING_CONTEXT.add, PRICING_CONTEXT.multiply
     for window_start, window_end in windows:
         version = product.at(window_start)
         metric = version.billable_metric_id
@@ -434,6 +472,9 @@ def _usage_lines(
         segment_quantities: dict[tuple[datetime, datetime], Mapping | None] = {}
         combos = _combinations(usage, metric, keys, window_start, window_end, segment_quantities)
         same_keys = tuple(pricing_key) == tuple(keys)
+        # …combinations are sorted by all their values in key name order, the order of the pricing
+        # group values only when those are all of them.
+        in_order = in_order and same_keys and not presentation_key
 
         def billed(pricing_values: GroupValues, presentation_values: GroupValues) -> list[_Billed]:
             billed_segments = []
@@ -444,10 +485,18 @@ def _usage_lines(
                 span = (segment.start, segment.end)
                 if span not in segment_quantities:
                     segment_quantities[span] = _quantities_of(usage, metric, keys, *span)
+                bands, credit_type = pricing.bands, pricing.credit_type
+                runs.add((version.name, credit_type))
                 billed_segments.append(
-                    _Billed(segment.start, segment.end, pricing.bands, pricing.credit_type,
-                            pricing.list_rate if pricing.overridden else None, pricing.list_rate.commit_price,
-                            segment_quantities[span])
+                    _Billed(
+                        UsageSpan(version.name, product.id, credit_type, segment.start, segment.end,
+                                  pricing.list_rate if pricing.overridden else None),
+                        bands,
+                        bands[0].price if len(bands) == 1 and bands[0].end is None else None,
+                        credit_type.rounder(),
+                        pricing.list_rate.commit_price,
+                        segment_quantities[span],
+                    )
                 )
             return billed_segments
 
@@ -462,42 +511,60 @@ def _usage_lines(
             if segments is None:
                 segments = by_class[pricing_class] = billed(pricing_values, presentation_values)
             position_key = group if len(windows) == 1 else frozenset(values.items())
+            shown_pricing = pricing_values if pricing_key else None
+            shown_presentation = presentation_values if presentation_key else None
             for segment in segments:
                 known = segment.quantities
                 if known is None:
-                    raw = usage.quantity(metric, values if keys else None, segment.start, segment.end)
+                    raw = usage.quantity(metric, values if keys else None, segment.span.starting_at, segment.span.ending_before)
                 else:
                     raw = known.get(group) or ZERO
                 quantity = convert_quantity(raw, version)
                 if quantity == 0:
                     continue
                 position = positions.get(position_key, ZERO)
-                positions[position_key] = PRICING_CONTEXT.add(position, quantity)
+                positions[position_key] = add(position, quantity)
+                price = segment.flat_price
+                if price is not None:  # graduated_charge's one-price case, without the Charge
+                    unit_price, precise, tiers = price, add(ZERO, multiply(quantity, price)), ()
+                else:
+                    charge = graduated_charge(segment.bands, position, quantity)
+                    unit_price, precise, tiers = charge.unit_price, charge.precise_total, charge.tiers
+                quantize, quantum = segment.rounder
                 commit_price = segment.commit_price
-                lines.append(
-                    line_from_charge(
-                        graduated_charge(segment.bands, position, quantity),
-                        LineType.USAGE,
-                        version.name,
-                        product.id,
-                        ProductType.USAGE,
-                        segment.credit_type,
-                        segment.start,
-                        segment.end,
-                        pricing_values if pricing_key else None,
-                        presentation_values if presentation_key else None,
-                        segment.list_price,
-                        commit_total=None
-                        if commit_price is None
-                        else segment.credit_type.round(PRICING_CONTEXT.multiply(quantity, commit_price)),
+                rows.append(
+                    UsageRow(
+                        segment.span,
+                        shown_pricing,
+                        shown_presentation,
+                        quantity,
+                        unit_price,
+                        quantize(precise, quantum),
+                        precise,
+                        tiers,
+                        None if commit_price is None else quantize(multiply(quantity, commit_price), quantum),
                     )
                 )
-    return lines
+    if not rows:
+        return []
+    if not in_order:
+        rows.sort(key=_line_order_key())
+    if len(runs) == 1:
+        return [UsageRun.of(rows)]
+    by_run: dict[tuple[str, CreditType], list[UsageRow]] = {}
+    for row in rows:
+        by_run.setdefault((row.span.name, row.span.credit_type), []).append(row)
+    return [UsageRun.of(run_rows) for run_rows in by_run.values()]
 
 
 def _composite_lines(
-    composite: Product, segments: Sequence[_Segment], usage_lines: Sequence[LineItem], products: Mapping[str, Product]
+    composite: Product, segments: Sequence[_Segment], usage_runs: Sequence[UsageRun], products: Mapping[str, Product]
 ) -> list[LineItem]:
+    # What the usage lines of each span add up to: a composite segment covers whole spans.
+    spent: dict[UsageSpan, Decimal] = {}
+    for run in usage_runs:
+        for row in run.rows:
+            spent[row.span] = PRICING_CONTEXT.add(spent.get(row.span, ZERO), row.total)
     lines: list[LineItem] = []
     for segment in segments:
         pricing = segment.pricing
@@ -505,10 +572,10 @@ def _composite_lines(
             continue
         version = composite.at(segment.start)
         spend: dict[CreditType, Decimal] = {}
-        for line in usage_lines:
-            if segment.start <= line.starting_at and line.ending_before is not None and line.ending_before <= segment.end:
-                if version.covers(line.product_id, products[line.product_id].at(line.starting_at).tags):
-                    spend[line.credit_type] = spend.get(line.credit_type, Decimal(0)) + line.total
+        for span, total in spent.items():
+            if segment.start <= span.starting_at and span.ending_before <= segment.end:
+                if version.covers(span.product_id, products[span.product_id].at(span.starting_at).tags):
+                    spend[span.credit_type] = PRICING_CONTEXT.add(spend.get(span.credit_type, ZERO), total)
         for credit_type in sorted(spend, key=lambda c: (c.name, c.id)):
             if spend[credit_type] == 0:
                 continue

@@ -1,4 +1,12 @@
-"""Invoice line items, and the single place a line's total is rounded."""
+"""Invoice line items. A line's total is its exact total rounded once, by its credit type
+(`line_from_charge`; usage rows are rounded the same way where rating makes them).
+
+A draft invoice of a big contract holds thousands of usage lines, so rating keeps them compact: a
+product's usage lines are a `UsageRun` of `UsageRow`s, each row naming the `UsageSpan` (product,
+credit type, segment) it shares with the other rows of its segment. An invoice's `LineItems` hold
+runs and lines together, in line order, and turn runs into `LineItem`s only when asked: totals,
+the invoice JSON and composite spend are read from the rows.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Mapping
+from functools import reduce
+from typing import Iterator, Mapping, NamedTuple, Sequence, overload
 
 from tally.billing.pricing.catalog import ProductType
-from tally.billing.pricing.money import CreditType
+from tally.billing.pricing.money import PRICING_CONTEXT, CreditType
 from tally.billing.pricing.pricers import Charge, TierCharge
 from tally.billing.pricing.rates import Rate
 from tally.billing.values import hot_value
@@ -102,3 +111,129 @@ def line_from_charge(
         commit_total,  # positional: a keyword costs a search through the 26 parameters, per line
         **extra,  # type: ignore[arg-type]
     )
+
+
+# -- usage lines, compact ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True, eq=False)
+class UsageSpan:
+    """What the usage lines of one billed segment of a product share. Compared by identity: rating
+    makes one per segment and pricing class, and the rows of that segment point to it."""
+
+    name: str
+    product_id: str
+    credit_type: CreditType
+    starting_at: datetime
+    ending_before: datetime
+    list_price: Rate | None  # the rate card rate, when an override changed the price
+
+
+class UsageRow(NamedTuple):
+    """One usage line of a span: the fields of its LineItem that are its own."""
+
+    span: UsageSpan
+    pricing_group_values: Mapping[str, str | None] | None
+    presentation_group_values: Mapping[str, str | None] | None
+    quantity: Decimal
+    unit_price: Decimal | None
+    total: Decimal
+    precise_total: Decimal
+    tiers: tuple[TierCharge, ...]  # the graduated detail; () for a single price
+    commit_total: Decimal | None
+
+    def line_item(self) -> LineItem:
+        span = self.span
+        quantity, precise, tiers = self.quantity, self.precise_total, self.tiers
+        return LineItem(
+            LineType.USAGE,
+            span.name,
+            span.product_id,
+            ProductType.USAGE,
+            span.credit_type,
+            quantity,
+            self.unit_price,
+            self.total,
+            precise,
+            span.starting_at,
+            span.ending_before,
+            self.pricing_group_values,
+            self.presentation_group_values,
+            (SubLineItem(span.name, quantity, precise, tiers),) if tiers else (),
+            False,
+            span.list_price,
+            self.commit_total,
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class UsageRun:
+    """Usage lines of one product, name and credit type, in line order (pricing group values,
+    presentation group values, start), as rows. None has quantity 0. `total` is the exact sum of
+    the rows' totals."""
+
+    name: str
+    product_id: str
+    credit_type: CreditType
+    rows: tuple[UsageRow, ...]
+    total: Decimal
+
+    @staticmethod
+    def of(rows: Sequence[UsageRow]) -> UsageRun:
+        """The run of rows sharing their span's product, name and credit type, in line order."""
+        span = rows[0].span
+        total = reduce(PRICING_CONTEXT.add, [row.total for row in rows], Decimal(0))
+        return UsageRun(span.name, span.product_id, span.credit_type, tuple(rows), total)
+
+    def line_items(self) -> list[LineItem]:
+        return [row.line_item() for row in self.rows]
+
+
+LinePart = LineItem | UsageRun
+
+
+class LineItems(Sequence[LineItem]):
+    """An invoice's lines, in order: lines and usage runs, each run standing for its rows' lines,
+    which are made on first access. Equal to any sequence of the same LineItems."""
+
+    __slots__ = ("parts", "_items", "_length")
+
+    def __init__(self, parts: Sequence[LinePart] = ()) -> None:
+        self.parts: tuple[LinePart, ...] = tuple(parts)
+        self._items: tuple[LineItem, ...] | None = None
+        self._length = sum(len(p.rows) if type(p) is UsageRun else 1 for p in self.parts)
+
+    def _all(self) -> tuple[LineItem, ...]:
+        if self._items is None:
+            items: list[LineItem] = []
+            for part in self.parts:
+                if type(part) is UsageRun:
+                    items += part.line_items()
+                else:
+                    items.append(part)  # type: ignore[arg-type]
+            self._items = tuple(items)
+        return self._items
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[LineItem]:
+        return iter(self._all())
+
+    @overload
+    def __getitem__(self, index: int) -> LineItem: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[LineItem, ...]: ...
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._all()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LineItems):
+            return self._all() == other._all()
+        if isinstance(other, (tuple, list)):
+            return self._all() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __repr__(self) -> str:
+        return f"LineItems({list(self._all())!r})"

@@ -32,6 +32,11 @@ class CreditType:
         quantize, quantum = _rounder(self.precision, self.rounding)
         return quantize(amount, quantum)
 
+    def rounder(self) -> tuple:
+        """(quantize, quantum) such that quantize(amount, quantum) == self.round(amount): for the
+        loops that round thousands of line totals in one credit type."""
+        return _rounder(self.precision, self.rounding)
+
 
 @lru_cache(maxsize=None)
 def _rounder(places: int, rounding: str) -> tuple:
