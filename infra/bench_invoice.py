@@ -417,13 +417,15 @@ class InvoiceWorld:
 
     def response_body(self, account: Account) -> str:
         """The whole GET /v1/customers/<id>/invoices/<id> body: the draft, then its JSON as the API
-        function writes it (invoice_json, then exact JSON with the resolver's serializer)."""
+        function writes it (invoice_json with the catalog the draft was priced with, then exact JSON
+        with the resolver's serializer)."""
         from tally.api.invoice_models import invoice_json
         from tally.billing import exact_json
 
         self.clock.now = INVOICED_AT
         draft = self.invoices.get(account.customer_id, account.invoice_id)
-        return exact_json.dumps({"data": invoice_json(draft, self.contracts.products())})
+        assert draft.products is not None, "a draft carries its catalog, as the route expects"
+        return exact_json.dumps({"data": invoice_json(draft, draft.products)})
 
 
 def check_invoice(invoice, usage: Usage, shape: Shape) -> ReferenceInvoice:

@@ -134,28 +134,36 @@ HOURS = 24 * 80  # about two and a half months around month ends
 
 @settings(max_examples=150, deadline=None)
 @given(
-    events=st.lists(st.tuples(st.integers(0, HOURS - 1), st.integers(0, 59), st.integers(1, 1000)), max_size=40),
+    events=st.lists(st.tuples(st.integers(0, HOURS - 1), st.integers(0, 59), st.integers(1, 1000), st.sampled_from(["eu", "us"])),
+                    max_size=40),
     span=st.tuples(st.integers(0, HOURS), st.integers(0, HOURS)).filter(lambda s: s[0] != s[1]),
     finest=st.sampled_from([None, "d", "h"]),
 )
 def test_reading_a_span_through_the_plan_sums_exactly_its_events(events, span, finest):
     from tally.adapters.memory import MemoryCounterStore
-    from tally.billing.counters import read_plan
+    from tally.billing.counters import combine_by_group, read_plan
     from tally.billing.time import bucket_start
     from tally.services.aggregate import apply_update
 
     store = MemoryCounterStore()
     batch = [
-        StreamedEvent(sequence_key(100 + i), UsageEvent(f"t{i}", "acme", "call", EPOCH + timedelta(hours=h, minutes=m), {"tokens": n}), T)
-        for i, (h, m, n) in enumerate(events)
+        StreamedEvent(sequence_key(100 + i), UsageEvent(f"t{i}", "acme", "call", EPOCH + timedelta(hours=h, minutes=m),
+                                                        {"tokens": n, "region": region}), T)
+        for i, (h, m, n, region) in enumerate(events)
     ]
-    metric = BillableMetric("sum", "sum", Aggregation.SUM, "tokens", None, (), (), activated_at=T - timedelta(days=1))
+    metric = BillableMetric("sum", "sum", Aggregation.SUM, "tokens", None, (), (("region",),), activated_at=T - timedelta(days=1))
     for update in preaggregate(batch, [metric]).values():
         apply_update(store, "shard-1", update)
     start, end = (EPOCH + timedelta(hours=min(span)), EPOCH + timedelta(hours=max(span)))
     rows = [row for read in read_plan(start, end, True, finest) for row in read.rows(store.read("sum", "acme", read.first, read.last, read.parts))]
     summed = [row for read in read_plan(start, end, True, finest) for row in read.totals(store.read("sum", "acme", read.first, read.last, read.parts))]
     assert combine(Aggregation.SUM, summed) == combine(Aggregation.SUM, rows)
+    # rating's sums per group, added as read: the same as the summed rows combined per group
+    per_group: dict = {}
+    for read in read_plan(start, end, True, finest):
+        read.add_totals(store.read("sum", "acme", read.first, read.last, read.parts), lambda row: row.group, per_group)
+    assert per_group == combine_by_group(Aggregation.SUM, summed, lambda row: row.group)
+    assert per_group == combine_by_group(Aggregation.SUM, rows, lambda row: row.group)
     expected = sum((Decimal(e.event.properties["tokens"]) for e in batch if start <= e.event.timestamp < end), Decimal(0))
     assert combine(Aggregation.SUM, rows) == expected
     assert all(start <= bucket_start(row.bucket) < end for row in rows)

@@ -166,6 +166,30 @@ class CounterRead:
         return summed
 
 
+    def add_totals(
+        self, read: Iterable["CounterRow"], group_of: Callable[["CounterRow"], tuple], totals: dict[tuple, Decimal]
+    ) -> None:
+        """Add what `totals` would give, row by row, into `totals[group_of(row)]`: rating's per
+        group sums of an additive metric, with no row made per counter read."""
+        add, low, high = COUNTER_CONTEXT.add, self.keep_first, self.keep_last
+        if not self.parts:
+            for row in read:
+                if low <= row.bucket <= high:
+                    group = group_of(row)
+                    totals[group] = add(totals.get(group, _ZERO), row.total or _ZERO)
+            return
+        spans: dict[str, slice] = {}
+        for row in read:
+            span = spans.get(row.bucket)
+            if span is None:
+                labels = part_labels(row.bucket)
+                span = spans[row.bucket] = slice(bisect_left(labels, low), bisect_right(labels, high))
+            kept = [total for total in row.parts[span] if total is not None]
+            if kept:
+                group = group_of(row)
+                totals[group] = add(totals.get(group, _ZERO), exact_sum(kept))
+
+
 def _whole(first: str, last: str) -> CounterRead:
     return CounterRead(first, last, False, row_label(first), row_label(last))
 

@@ -202,7 +202,7 @@ class BreakdownService:
                 if credit_type_id is not None and invoice.credit_type.id != credit_type_id:
                     continue
                 id_ = invoice_id(contract.id, invoice.starting_at, invoice.credit_type, invoice.type)
-                breakdowns.append(Breakdown(DraftInvoice(id_, invoice, contract), window))
+                breakdowns.append(Breakdown(DraftInvoice(id_, invoice, contract, products=products), window))
             per_window.append(breakdowns)
         if newest_first:
             per_window.reverse()

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from tally.billing.customers import Customer
 from tally.billing.errors import InvalidInput, NotFound, TallyError
@@ -69,14 +69,18 @@ class DraftInvoice:
     invoice: Invoice
     contract: Contract | None
     regenerated_from_invoice_id: str | None = None
+    # The catalog a draft was priced with (None for stored invoices): its JSON shows product tags
+    # from the same snapshot, and a GET reads the catalog once.
+    products: Mapping[str, Product] | None = field(default=None, compare=False, repr=False)
 
 
 # Lines commits and credits may pay for (Metronome: usage, subscription and composite products).
 DRAWABLE = (LineType.USAGE, LineType.SUBSCRIPTION)
 
 
-def _draft(contract: Contract, invoice: Invoice) -> DraftInvoice:
-    return DraftInvoice(invoice_id(contract.id, invoice.starting_at, invoice.credit_type, invoice.type), invoice, contract)
+def _draft(contract: Contract, invoice: Invoice, products: Mapping[str, Product]) -> DraftInvoice:
+    slot = invoice_id(contract.id, invoice.starting_at, invoice.credit_type, invoice.type)
+    return DraftInvoice(slot, invoice, contract, products=products)
 
 
 def _by_period(drafts: list[DraftInvoice]) -> list[list[DraftInvoice]]:
@@ -447,7 +451,7 @@ class InvoiceService:
                 for invoice in invoices:
                     slot = invoice_id(d.contract.id, invoice.starting_at, invoice.credit_type, invoice.type)
                     if state.is_draft(slot, invoice.type):
-                        view.drafts.append(_draft(d.contract, invoice))
+                        view.drafts.append(_draft(d.contract, invoice, products))
                         view.charges[slot] = []  # nothing to draw from: no drawdown to freeze
                 views[d.key] = view
             return _Computed(views, None, None)
@@ -498,7 +502,7 @@ class InvoiceService:
             for invoice in assemble_invoices(d.contract, d.period, lines):
                 slot = invoice_id(d.contract.id, invoice.starting_at, invoice.credit_type, invoice.type)
                 if state.is_draft(slot, invoice.type):
-                    view.drafts.append(_draft(d.contract, invoice))
+                    view.drafts.append(_draft(d.contract, invoice, products))
                     view.charges[slot] = draft_charges.get(d.key, {}).get(slot, [])
             views[d.key] = view
         return _Computed(views, burn, (grants.grants, charges, grants.manual_entries, tags, credit_types))

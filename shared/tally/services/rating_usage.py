@@ -51,37 +51,37 @@ class CounterUsageSource:
                 self._metric_cache[metric_id] = metric
         return self._metric_cache[metric_id]
 
-    def _held_rows(self, metric_id: str, read: CounterRead) -> list[CounterRow] | None:
-        """The rows `read` keeps, if a read before covered its counters. Bucket names sort as
-        time within a kind."""
-        for low, high, rows in self._read.get((metric_id, read.first[0], read.parts), ()):
+    def _counters_of(self, metric_id: str, read: CounterRead) -> tuple[list[CounterRow], bool]:
+        """(the counters `read` covers, as read, and whether the store was asked). A range inside
+        one read before is served from it; bucket names sort as time within a kind."""
+        ranges = self._read.setdefault((metric_id, read.first[0], read.parts), [])
+        for low, high, rows in ranges:
             if low <= read.first and read.last <= high:
-                return read.totals(rows)
-        return None
-
-    def _read_range(self, metric_id: str, read: CounterRead) -> list[CounterRow]:
+                return rows, False
         rows = [
             row
             for key in self._customer.ingest_keys
             for row in self._counters.read(metric_id, key, read.first, read.last, read.parts)
         ]
-        self._read.setdefault((metric_id, read.first[0], read.parts), []).append((read.first, read.last, rows))
-        return read.totals(rows)
+        ranges.append((read.first, read.last, rows))
+        return rows, True
 
-    def _rows(self, metric: BillableMetric, start: datetime, end: datetime) -> list[CounterRow]:
+    def _plan(self, metric: BillableMetric, start: datetime, end: datetime) -> list[tuple[CounterRead, list[CounterRow]]]:
+        """Each read of [start, end)'s plan with the counters it covers."""
         if not (is_hour_aligned(start) and is_hour_aligned(end)):
             raise ValueError("rating reads usage over hour-aligned segments only")
+        planned, missed = [], False
+        for read in read_plan(start, end, metric.aggregation_type.is_additive):
+            counters, asked = self._counters_of(metric.id, read)
+            planned.append((read, counters))
+            missed |= asked
+        self.reads += missed
+        return planned
+
+    def _rows(self, metric: BillableMetric, start: datetime, end: datetime) -> list[CounterRow]:
         key = (metric.id, start, end)
         if key not in self._row_cache:
-            rows: list[CounterRow] = []
-            missed = False
-            for read in read_plan(start, end, metric.aggregation_type.is_additive):
-                held = self._held_rows(metric.id, read)
-                if held is None:
-                    held, missed = self._read_range(metric.id, read), True
-                rows += held
-            self.reads += missed
-            self._row_cache[key] = rows
+            self._row_cache[key] = [row for read, counters in self._plan(metric, start, end) for row in read.totals(counters)]
         return self._row_cache[key]
 
     def _where(self, metric: BillableMetric, keys: tuple[str, ...]) -> tuple[tuple[int, ...], bool]:
@@ -103,8 +103,13 @@ class CounterUsageSource:
         if index is None:
             positions, whole = self._where(metric, keys)
             group_of = (lambda row: row.group) if whole else (lambda row: tuple(row.group[p] for p in positions))
-            rows = self._rows(metric, start, end)
-            index = self._index[index_key] = combine_by_group(metric.aggregation_type, rows, group_of)
+            if metric.aggregation_type.is_additive:  # summed as read: no row per counter and segment
+                index = {}
+                for read, counters in self._plan(metric, start, end):
+                    read.add_totals(counters, group_of, index)
+            else:
+                index = combine_by_group(metric.aggregation_type, self._rows(metric, start, end), group_of)
+            self._index[index_key] = index
         return index
 
     def quantity(self, metric_id: str, group_values: dict[str, str | None] | None, start: datetime, end: datetime) -> Decimal:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Mapping
+
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from tally import wiring
@@ -20,7 +22,9 @@ from tally.api.invoice_models import invoice_json
 from tally.api.models import read_body
 from tally.api.pagination import offset_cursor, page_limit
 from tally.billing.errors import InvalidInput
+from tally.billing.pricing import Product
 from tally.billing.time import format_rfc3339
+from tally.services.invoices import DraftInvoice
 
 router = Router()
 
@@ -99,7 +103,7 @@ def list_invoices(customer_id: str) -> dict:
         credit_type_id=query.get("credit_type_id"),
         newest_first=_newest_first(query),
     )
-    products = wiring.contract_service().products()
+    products = _catalog_of(drafts)
     skip_zero = query.get("skip_zero_qty_line_items", "false").lower() == "true"
     data = [invoice_json(d, products, skip_zero) for d in drafts]
     return {"data": data, "next_page": None if next_offset is None else str(next_offset)}
@@ -121,7 +125,7 @@ def list_invoice_breakdowns(customer_id: str) -> dict:
         cursor=query.get("next_page"),
         limit=page_limit(query),
     )
-    products = wiring.contract_service().products()
+    products = _catalog_of([b.draft for b in breakdowns])
     skip_zero = query.get("skip_zero_qty_line_items", "false").lower() == "true"
     data = [
         invoice_json(b.draft, products, skip_zero)
@@ -139,7 +143,16 @@ def get_invoice(customer_id: str, invoice_id: str) -> dict:
     query = router.current_event.query_string_parameters or {}
     draft = wiring.invoice_service().get(customer_id, invoice_id)
     skip_zero = query.get("skip_zero_qty_line_items", "false").lower() == "true"
-    return {"data": invoice_json(draft, wiring.contract_service().products(), skip_zero)}
+    return {"data": invoice_json(draft, _catalog_of([draft]), skip_zero)}
+
+
+def _catalog_of(drafts: list[DraftInvoice]) -> Mapping[str, Product]:
+    """The products to show line items with: those a draft was priced with, else read now (stored
+    invoices only)."""
+    for draft in drafts:
+        if draft.products is not None:
+            return draft.products
+    return wiring.contract_service().products()
 
 
 def _newest_first(query: dict) -> bool:

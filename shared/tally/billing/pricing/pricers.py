@@ -68,13 +68,13 @@ def graduated_charge(bands: Sequence[Band], position: Decimal, quantity: Decimal
     """Charge `quantity` units that follow `position` units already used in the period."""
     # PRICING_CONTEXT's own methods do exactly what the operators do inside `localcontext(PRICING_CONTEXT)`,
     # without a context copied per charge: usage lines are priced by the thousand.
-    add, subtract, multiply = PRICING_CONTEXT.add, PRICING_CONTEXT.subtract, PRICING_CONTEXT.multiply
-    if len(bands) == 1 and bands[0].end is None:  # one price for every unit: no tiers to detail
-        price = bands[0].price
+    first = bands[0]
+    if len(bands) == 1 and first.end is None:  # one price for every unit: no tiers to detail
+        price = first.price
         # add(ZERO, …): a zero price times negative units is -0, which must not show as a total
-        return Charge(quantity, add(ZERO, multiply(quantity, price)) if quantity else ZERO, price)
-    if quantity > 0 and position >= 0 and bands[0].start == 0:
-        return _graduated_above_zero(bands, position, add(position, quantity), quantity)
+        return Charge(quantity, PRICING_CONTEXT.add(ZERO, PRICING_CONTEXT.multiply(quantity, price)) if quantity else ZERO, price)
+    if quantity > 0 and position >= 0 and first.start == 0:
+        return _graduated_above_zero(bands, position, PRICING_CONTEXT.add(position, quantity), quantity)
     return _graduated(bands, position, quantity)
 
 
