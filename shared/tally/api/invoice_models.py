@@ -58,25 +58,35 @@ def line_items_text(lines: Sequence[LineItem], products: Mapping[str, Product]) 
     """The JSON array of the lines' items. Usage runs are written from their rows."""
     writer = _LineWriter(products)
     if not isinstance(lines, LineItems):
-        return "[" + ",".join([writer.line(line) for line in lines]) + "]"
-    texts: list[str] = []
-    for part in lines.parts:
-        if isinstance(part, UsageRun):
-            texts += [writer.row(row) for row in part.rows]
-        else:
-            texts.append(writer.line(part))
-    return "[" + ",".join(texts) + "]"
+        texts = [writer.line(line) for line in lines]
+    else:
+        texts = []
+        for part in lines.parts:
+            if isinstance(part, UsageRun):
+                texts += [writer.row(row) for row in part.rows]
+            else:
+                texts.append(writer.line(part))
+    if not texts:
+        return "[]"
+    # The brackets go on the first and last items: around the joined text, each would copy the
+    # megabytes of a big invoice into a fresh string once more.
+    texts[0] = "[" + texts[0]
+    texts[-1] += "]"
+    return ",".join(texts)
 
 
 class _LineWriter:
     """Writes the lines of one invoice, encoding each part they share once. Caches are keyed by
-    object identity where lines share objects (credit types, enums, rates): the lines keep them
-    alive while the invoice is written, and hashing them field by field is what the cache saves."""
+    object identity where lines share objects (credit types, enums, rates, spans, group value
+    mappings, tier bounds and prices): the lines keep them alive while the invoice is written, and
+    hashing them field by field is what the cache saves."""
 
     def __init__(self, products: Mapping[str, Product]) -> None:
         self._products = products
         self._heads: dict[tuple, str] = {}
         self._group_values: dict[tuple, str] = {}
+        self._values_by_id: dict[int, str] = {}
+        self._tier_parts: dict[tuple[int, int], tuple[str, str]] = {}
         self._strings: dict[str, str] = {}
         self._rates: dict[int, str] = {}
         self._spans: dict[int, tuple[str, str, str]] = {}
@@ -153,10 +163,14 @@ class _LineWriter:
         return head
 
     def _values(self, values: Mapping[str, str | None]) -> str:
-        key = tuple(values.items())
-        text = self._group_values.get(key)
+        # By identity first: rating shares one mapping per group values across an invoice's lines.
+        text = self._values_by_id.get(id(values))
         if text is None:
-            text = self._group_values[key] = json.dumps(dict(values), separators=(",", ":"))
+            key = tuple(values.items())
+            text = self._group_values.get(key)
+            if text is None:
+                text = self._group_values[key] = json.dumps(dict(values), separators=(",", ":"))
+            self._values_by_id[id(values)] = text
         return text
 
     def _string(self, value: str) -> str:
@@ -171,15 +185,19 @@ class _LineWriter:
             f'"subtotal":{number_text(sub.subtotal)},"custom_fields":{{}},"tiers":[{self._tiers(sub.tiers)}]}}'
         )
 
-    @staticmethod
-    def _tiers(tiers: tuple[TierCharge, ...]) -> str:
-        return ",".join(
-            [
-                f'{{"starting_at":{number_text(t.starting_at)},"quantity":{number_text(t.quantity)},'
-                f'"price":{number_text(t.price)},"subtotal":{number_text(t.subtotal)}}}'
-                for t in tiers
-            ]
-        )
+    def _tiers(self, tiers: tuple[TierCharge, ...]) -> str:
+        texts = []
+        for tier in tiers:
+            # A tier's start and price are its band's, shared by every line priced on that band.
+            key = (id(tier.starting_at), id(tier.price))
+            parts = self._tier_parts.get(key)
+            if parts is None:
+                parts = self._tier_parts[key] = (
+                    f'{{"starting_at":{number_text(tier.starting_at)},"quantity":',
+                    f',"price":{number_text(tier.price)},"subtotal":',
+                )
+            texts.append(f"{parts[0]}{number_text(tier.quantity)}{parts[1]}{number_text(tier.subtotal)}}}")
+        return ",".join(texts)
 
     def _rate(self, rate: Rate) -> str:
         text = self._rates.get(id(rate))

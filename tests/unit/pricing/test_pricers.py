@@ -18,7 +18,7 @@ from tally.billing.pricing import (
     price_tiered,
 )
 from tally.billing.pricing.money import PRICING_CONTEXT
-from tally.billing.pricing.pricers import flat_bands, graduated_charge, tier_bands
+from tally.billing.pricing.pricers import flat_bands, tier_bands
 
 D = Decimal
 THREE_TIERS = [Tier(D(10), D(100)), Tier(D(5), D(900)), Tier(D(1))]  # 0-100 @10, 100-1000 @5, 1000+ @1

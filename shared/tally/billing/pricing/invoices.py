@@ -164,12 +164,13 @@ def build_draft_invoices(
             ]
             for c in composites
         }
+        shared: dict[tuple, dict[str, str | None]] = {}  # see _shared_values
         usage_runs = [
             run
             for product in on_card
             if product.type is ProductType.USAGE
             for run in _usage_runs(
-                product, book, start, end, usage, _composite_edges(product, composites, composite_segments) | cuts
+                product, book, start, end, usage, _composite_edges(product, composites, composite_segments) | cuts, shared
             )
         ]
         lines += usage_runs
@@ -408,6 +409,18 @@ def _composite_edges(
     return edges
 
 
+def _shared_values(
+    shared: dict[tuple, dict[str, str | None]], keys: tuple[str, ...], values: tuple[str | None, ...]
+) -> dict[str, str | None]:
+    """{key: value}, one object per keys and values in one invoice build: the lines of every
+    product with these group values share it (never changed once made), so what is derived from a
+    mapping (its sort key, its JSON) is derived once, by identity."""
+    found = shared.get((keys, values))
+    if found is None:
+        found = shared[(keys, values)] = dict(zip(keys, values))
+    return found
+
+
 def _combinations(
     usage: UsageSource,
     metric: str,
@@ -415,6 +428,7 @@ def _combinations(
     start: datetime,
     end: datetime,
     segment_quantities: dict[tuple[datetime, datetime], Mapping | None],
+    shared: dict[tuple, dict[str, str | None]],
 ) -> list[tuple[tuple[str | None, ...], dict[str, str | None]]]:
     """Each combination of values of `keys` seen in usage over [start, end), with every key
     present, in `_sort_key` order, as (values in key order, {key: value}). A source answering
@@ -428,14 +442,15 @@ def _combinations(
             ({key: combo.get(key) for key in keys} for combo in usage.group_values(metric, keys, start, end)),
             key=_sort_key,
         )
-        return [(tuple(combo.values()), combo) for combo in combos]
+        found_values = [tuple(combo.values()) for combo in combos]
+        return [(values, _shared_values(shared, keys, values)) for values in found_values]
     # `_sort_key` compares (key, value) pairs in key-name order: values in that order compare alike.
     if len(keys) == 1:
         ordered = sorted(found, key=lambda values: _value_order(values[0]))
     else:
         by_name = sorted(range(len(keys)), key=keys.__getitem__)
         ordered = sorted(found, key=lambda values: tuple(_value_order(values[i]) for i in by_name))
-    return [(values, dict(zip(keys, values))) for values in ordered]
+    return [(values, _shared_values(shared, keys, values)) for values in ordered]
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,7 +466,13 @@ class _Billed:
 
 
 def _usage_runs(
-    product: Product, book: PriceBook, start: datetime, end: datetime, usage: UsageSource, hard: set[datetime]
+    product: Product,
+    book: PriceBook,
+    start: datetime,
+    end: datetime,
+    usage: UsageSource,
+    hard: set[datetime],
+    shared: dict[tuple, dict[str, str | None]],
 ) -> list[UsageRun]:
     """The product's usage lines over [start, end), as runs (one per name and credit type)."""
     rows: list[UsageRow] = []
@@ -470,7 +491,7 @@ def _usage_runs(
         keys = version.group_keys
         pricing_key, presentation_key = version.pricing_group_key, version.presentation_group_key
         segment_quantities: dict[tuple[datetime, datetime], Mapping | None] = {}
-        combos = _combinations(usage, metric, keys, window_start, window_end, segment_quantities)
+        combos = _combinations(usage, metric, keys, window_start, window_end, segment_quantities, shared)
         same_keys = tuple(pricing_key) == tuple(keys)
         # …combinations are sorted by all their values in key name order, the order of the pricing
         # group values only when those are all of them.
@@ -504,8 +525,14 @@ def _usage_runs(
         # window is cut and priced once per pricing class rather than once per combination.
         by_class: dict[tuple, list[_Billed]] = {}
         for group, values in combos:
-            pricing_values = values if same_keys else {key: values[key] for key in pricing_key}
-            presentation_values = {key: values[key] for key in presentation_key} if presentation_key else _NO_VALUES
+            pricing_values = (
+                values if same_keys else _shared_values(shared, pricing_key, tuple([values[key] for key in pricing_key]))
+            )
+            presentation_values = (
+                _shared_values(shared, presentation_key, tuple([values[key] for key in presentation_key]))
+                if presentation_key
+                else _NO_VALUES
+            )
             pricing_class = book.pricing_class(product.id, pricing_values, presentation_values)
             segments = by_class.get(pricing_class)
             if segments is None:
