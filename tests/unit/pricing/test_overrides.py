@@ -209,3 +209,12 @@ def test_group_values_of_one_pricing_class_get_the_same_price_at_every_instant(c
         version = SPLIT.at(instant)
         price = SPLIT_BOOK.pricing("api", version, instant, *first)
         assert price == SPLIT_BOOK.pricing("api", version, instant, *second)
+
+
+def test_a_product_prices_all_values_alike_until_a_rate_or_specifier_names_one():
+    specified = PriceBook(RateTimeline((flat("api", 10),)), (specifier_override("eu", pricing={"region": "eu"}),))
+    assert not specified.prices_all_values_alike("api")
+    assert PriceBook(RateTimeline((flat("api", 10),)), ()).prices_all_values_alike("api")
+    assert not PriceBook(RateTimeline((flat("api", 10), flat("api", 20, pricing_group_values={"region": "us"}))),
+                         ()).prices_all_values_alike("api")
+    assert not SPLIT_BOOK.prices_all_values_alike("api")

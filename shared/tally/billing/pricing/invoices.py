@@ -524,6 +524,7 @@ def _usage_runs(
         # Group values mostly share one price (few have a rate or an override of their own), so the
         # window is cut and priced once per pricing class rather than once per combination.
         by_class: dict[tuple, list[_Billed]] = {}
+        alike = book.prices_all_values_alike(product.id)
         for group, values in combos:
             pricing_values = (
                 values if same_keys else _shared_values(shared, pricing_key, tuple([values[key] for key in pricing_key]))
@@ -533,7 +534,7 @@ def _usage_runs(
                 if presentation_key
                 else _NO_VALUES
             )
-            pricing_class = book.pricing_class(product.id, pricing_values, presentation_values)
+            pricing_class = () if alike else book.pricing_class(product.id, pricing_values, presentation_values)
             segments = by_class.get(pricing_class)
             if segments is None:
                 segments = by_class[pricing_class] = billed(pricing_values, presentation_values)

@@ -309,16 +309,24 @@ class PriceBook:
         no specific rate and matches no specifier, exactly as a missing value does. So the key holds,
         for each group key something names, the value if it is named and a placeholder if not; the
         values of group keys nothing names are left out."""
-        named = self._named.get(product_id)
-        if named is None:
-            named = self._named[product_id] = self._named_values(product_id)
-        pricing_named, presentation_named = named
+        pricing_named, presentation_named = self._named_of(product_id)
         if not pricing_named and not presentation_named:
             return ()  # nothing names a value: one price for all group values
         return (
             tuple(v if (v := pricing_values.get(k)) in values else _UNNAMED for k, values in pricing_named),
             tuple(v if (v := presentation_values.get(k)) in values else _UNNAMED for k, values in presentation_named),
         )
+
+    def prices_all_values_alike(self, product_id: str) -> bool:
+        """Whether every group values get the same `pricing` of the product at every instant: one
+        pricing class, (), because no rate or specifier names a value."""
+        return self._named_of(product_id) == ((), ())
+
+    def _named_of(self, product_id: str) -> tuple[_Named, _Named]:
+        named = self._named.get(product_id)
+        if named is None:
+            named = self._named[product_id] = self._named_values(product_id)
+        return named
 
     def _named_values(self, product_id: str) -> tuple[_Named, _Named]:
         """(pricing, presentation): each group key some rate of the product or some override
