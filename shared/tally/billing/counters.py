@@ -204,6 +204,15 @@ def read_plan(start: datetime, end: datetime, additive: bool, finest: str | None
     Rows are as coarse as the span allows: whole months, then whole days, then hours at the edges,
     unless `finest` asks for rows no coarser than 'd' (days) or 'h' (hours), as windowed usage
     needs. A month read this way costs one counter per group (additive), or its days (others)."""
+    return list(_read_plan(start, end, additive, finest))
+
+
+@lru_cache(maxsize=1024)  # an invoice asks for the same few spans once per product
+def _read_plan(start: datetime, end: datetime, additive: bool, finest: str | None) -> tuple[CounterRead, ...]:
+    return tuple(_plan(start, end, additive, finest))
+
+
+def _plan(start: datetime, end: datetime, additive: bool, finest: str | None) -> list[CounterRead]:
     if start >= end:
         return []
     first_midnight, last_midnight = midnight_on_or_after(start), midnight_on_or_before(end)

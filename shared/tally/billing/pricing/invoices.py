@@ -493,6 +493,7 @@ def _usage_runs(
         segment_quantities: dict[tuple[datetime, datetime], Mapping | None] = {}
         combos = _combinations(usage, metric, keys, window_start, window_end, segment_quantities, shared)
         same_keys = tuple(pricing_key) == tuple(keys)
+        converts = version.quantity_conversion is not None or version.quantity_rounding is not None
         # …combinations are sorted by all their values in key name order, the order of the pricing
         # group values only when those are all of them.
         in_order = in_order and same_keys and not presentation_key
@@ -547,7 +548,7 @@ def _usage_runs(
                     raw = usage.quantity(metric, values if keys else None, segment.span.starting_at, segment.span.ending_before)
                 else:
                     raw = known.get(group) or ZERO
-                quantity = convert_quantity(raw, version)
+                quantity = convert_quantity(raw, version) if converts else raw
                 if quantity == 0:
                     continue
                 position = positions.get(position_key, ZERO)
