@@ -42,7 +42,7 @@ def invoice_json(draft: DraftInvoice, products: dict[str, Product], skip_zero_qu
         "end_timestamp": format_rfc3339(invoice.ending_before),
         # a usage invoice is issued when its period ends, a scheduled one at its own instant
         "issued_at": format_rfc3339(invoice.ending_before),
-        "line_items": RawJSON(line_items_text(lines, products)),
+        "line_items": RawJSON(line_items_chunks(lines, products)),
         "subtotal": invoice.subtotal,
         "total": invoice.total,
         "invoice_adjustments": [],
@@ -56,6 +56,12 @@ def invoice_json(draft: DraftInvoice, products: dict[str, Product], skip_zero_qu
 
 def line_items_text(lines: Sequence[LineItem], products: Mapping[str, Product]) -> str:
     """The JSON array of the lines' items. Usage runs are written from their rows."""
+    return "".join(line_items_chunks(lines, products))
+
+
+def line_items_chunks(lines: Sequence[LineItem], products: Mapping[str, Product]) -> list[str]:
+    """line_items_text in pieces: brackets, items and the commas between them. The invoice's
+    JSON joins them once with the rest of its text; joined here, megabytes would be copied twice."""
     writer = _LineWriter(products)
     if not isinstance(lines, LineItems):
         texts = [writer.line(line) for line in lines]
@@ -67,12 +73,11 @@ def line_items_text(lines: Sequence[LineItem], products: Mapping[str, Product]) 
             else:
                 texts.append(writer.line(part))
     if not texts:
-        return "[]"
-    # The brackets go on the first and last items: around the joined text, each would copy the
-    # megabytes of a big invoice into a fresh string once more.
-    texts[0] = "[" + texts[0]
-    texts[-1] += "]"
-    return ",".join(texts)
+        return ["[]"]
+    chunks = [","] * (2 * len(texts) + 1)
+    chunks[1::2] = texts
+    chunks[0], chunks[-1] = "[", "]"
+    return chunks
 
 
 class _LineWriter:

@@ -23,13 +23,19 @@ _QUOTED_RAW = re.compile('"' + re.escape(_RAW_OPEN) + "([0-9]+)" + re.escape(_RA
 
 
 class RawJSON:
-    """A value already encoded as JSON text (numbers exact), written by `dumps` as it is. The
-    text is trusted: whoever builds one answers for it being one valid JSON value."""
+    """A value already encoded as JSON text (numbers exact), written by `dumps` as it is: given
+    whole, or as the pieces it is the concatenation of (then `dumps` copies megabytes of lines
+    once, into its own result). The text is trusted: whoever builds one answers for it being one
+    valid JSON value."""
 
-    __slots__ = ("text",)
+    __slots__ = ("chunks",)
 
-    def __init__(self, text: str) -> None:
-        self.text = text
+    def __init__(self, text: str | list[str]) -> None:
+        self.chunks: list[str] = [text] if isinstance(text, str) else text
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
 
     def __repr__(self) -> str:
         return f"RawJSON({self.text!r})"
@@ -66,7 +72,7 @@ def dumps(value: Any, *, sort_keys: bool = False) -> str:
         if isinstance(item, Decimal):
             return _MARK_OPEN + number_text(item) + _MARK_CLOSE
         if isinstance(item, RawJSON):
-            raws.append(item.text)
+            raws.append(item.chunks)
             return f"{_RAW_OPEN}{len(raws) - 1}{_RAW_CLOSE}"
         raise TypeError(f"{type(item).__name__} is not JSON serializable")
 
@@ -74,6 +80,15 @@ def dumps(value: Any, *, sort_keys: bool = False) -> str:
     if _NONCE not in text:
         return text
     text = text.replace(_QUOTED_OPEN, "").replace(_QUOTED_CLOSE, "")
-    if raws:  # after the numbers: the raw texts are long, and hold no marks to replace
-        text = _QUOTED_RAW.sub(lambda match: raws[int(match.group(1))], text)
-    return text
+    if not raws:
+        return text
+    # After the numbers: the raw texts are long, and hold no marks to replace. Joined once, with
+    # the text around them.
+    pieces: list[str] = []
+    done = 0
+    for match in _QUOTED_RAW.finditer(text):
+        pieces.append(text[done : match.start()])
+        pieces += raws[int(match.group(1))]
+        done = match.end()
+    pieces.append(text[done:])
+    return "".join(pieces)
