@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Context, Decimal
 from functools import lru_cache, reduce
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 from tally.billing.events import UsageEvent
 from tally.billing.metrics import Aggregation, BillableMetric
@@ -152,33 +152,27 @@ class CounterRead:
         the read's first kept label): what rating needs, for a fraction of the rows."""
         if not self.parts:
             return self.rows(read)
-        low, high = self.keep_first, self.keep_last
-        spans: dict[str, slice] = {}  # per bucket: the positions of the kept parts (labels ascend)
-        summed = []
-        for row in read:
-            span = spans.get(row.bucket)
-            if span is None:
-                labels = part_labels(row.bucket)
-                span = spans[row.bucket] = slice(bisect_left(labels, low), bisect_right(labels, high))
-            kept = [total for total in row.parts[span] if total is not None]
-            if kept:
-                summed.append(CounterRow(low, row.group, exact_sum(kept)))
-        return summed
-
+        return [CounterRow(self.keep_first, row.group, total) for row, total in self._kept_sums(read)]
 
     def add_totals(
         self, read: Iterable["CounterRow"], group_of: Callable[["CounterRow"], tuple], totals: dict[tuple, Decimal]
     ) -> None:
         """Add what `totals` would give, row by row, into `totals[group_of(row)]`: rating's per
         group sums of an additive metric, with no row made per counter read."""
-        add, low, high = COUNTER_CONTEXT.add, self.keep_first, self.keep_last
-        if not self.parts:
-            for row in read:
-                if low <= row.bucket <= high:
-                    group = group_of(row)
-                    totals[group] = add(totals.get(group, _ZERO), row.total or _ZERO)
-            return
-        spans: dict[str, slice] = {}
+        if self.parts:
+            summed: Iterable[tuple[CounterRow, Decimal]] = self._kept_sums(read)
+        else:
+            low, high = self.keep_first, self.keep_last
+            summed = ((row, row.total or _ZERO) for row in read if low <= row.bucket <= high)
+        add = COUNTER_CONTEXT.add
+        for row, total in summed:
+            group = group_of(row)
+            totals[group] = add(totals.get(group, _ZERO), total)
+
+    def _kept_sums(self, read: Iterable["CounterRow"]) -> Iterator[tuple["CounterRow", Decimal]]:
+        """(counter, the sum of its kept parts) of each counter read with parts that has some."""
+        low, high = self.keep_first, self.keep_last
+        spans: dict[str, slice] = {}  # per bucket: the positions of the kept parts (labels ascend)
         for row in read:
             span = spans.get(row.bucket)
             if span is None:
@@ -186,8 +180,7 @@ class CounterRead:
                 span = spans[row.bucket] = slice(bisect_left(labels, low), bisect_right(labels, high))
             kept = [total for total in row.parts[span] if total is not None]
             if kept:
-                group = group_of(row)
-                totals[group] = add(totals.get(group, _ZERO), exact_sum(kept))
+                yield row, exact_sum(kept)
 
 
 def _whole(first: str, last: str) -> CounterRead:
