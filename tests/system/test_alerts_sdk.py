@@ -31,16 +31,21 @@ class AlertInbox:
         # what `tally local up` prints as the AWS endpoint; any AWS client works against it
         self.tail = TopicTail("alerts", STACK_NAME, local_stack.aws_endpoint, filter_policy)
 
-    def receive(self, quiet_for: float = 0.3) -> list[dict]:
-        """Everything delivered so far: read until the queue stays empty for `quiet_for` seconds."""
+    def receive(self, quiet_for: float = 0.3, expect: int = 0, timeout: float = 120.0) -> list[dict]:
+        """Everything delivered so far: read until at least `expect` messages came (or `timeout`
+        seconds passed) and the queue then stays empty for `quiet_for` seconds, so that a message
+        sent twice would still be read. Waiting for a count, not only for a quiet spell, keeps a
+        slow moment of the machine from ending the read early."""
         messages: list[dict] = []
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < quiet_for:
+        started = quiet_since = time.monotonic()
+        while True:
             batch = self.tail.poll(wait_seconds=0)
+            now = time.monotonic()
             if batch:
-                quiet_since = time.monotonic()
+                quiet_since = now
             messages += batch
-        return messages
+            if now - quiet_since >= quiet_for and (len(messages) >= expect or now - started >= timeout):
+                return messages
 
 
 def _own_alerts(sdk, customer: str, statuses: list[str] | None = None) -> list:
@@ -300,7 +305,7 @@ def test_a_thousand_customers_crossing_at_once_get_exactly_a_thousand_messages(s
     with ThreadPoolExecutor(max_workers=8) as pool:  # one burst
         list(pool.map(post, batches))
     settle(timeout=300)
-    messages = inbox.receive(quiet_for=1.0)
+    messages = inbox.receive(quiet_for=1.0, expect=customers_wanted)
     elapsed = time.monotonic() - started
 
     ids = [m["id"] for m in messages]
