@@ -190,8 +190,6 @@ def _issued_at(line: LinePart, contract: Contract) -> datetime | None:
     """When a line is billed on its own SCHEDULED invoice: scheduled charges at their timestamp and
     in-advance subscription charges when their service starts. None: on the period's USAGE invoice,
     like every usage line."""
-    if type(line) is UsageRun:
-        return None
     if line.scheduled_at is not None:
         return line.scheduled_at
     if line.type is LineType.SCHEDULED:
@@ -263,11 +261,9 @@ def _in_credit_types(
             # `is` first: lines share their credit type objects, and comparing them field by field is not free.
             if not (line.credit_type is credit_type or line.credit_type == credit_type):
                 continue
-            if isinstance(line, UsageRun):  # usage lines: counted, and no drawdown
-                total, subtotal = add(total, line.total), add(subtotal, line.total)
-            elif line.counts_in_total:  # type: ignore[union-attr]
+            if line.counts_in_total:
                 total = add(total, line.total)
-                if line.type is not LineType.APPLIED_COMMIT_OR_CREDIT:  # type: ignore[union-attr]
+                if line.type is not LineType.APPLIED_COMMIT_OR_CREDIT:
                     subtotal = add(subtotal, line.total)
         invoices.append(
             Invoice(
@@ -314,7 +310,7 @@ def _in_line_order(lines: Sequence[LinePart]) -> list[LinePart]:
     previous: LinePart | None = None
     for line in lines:
         if type(line) is UsageRun:
-            run = heads.setdefault((LineType.USAGE, line.name, line.product_id), [])
+            run = heads.setdefault((line.type, line.name, line.product_id), [])
             run.append(line)
             previous = None
             continue
@@ -376,7 +372,7 @@ def _conversion_lines(
 ) -> list[LineItem]:
     spend: dict[CreditType, Decimal] = {}
     for line in items:
-        if line.credit_type is not fiat and line.credit_type != fiat and (isinstance(line, UsageRun) or line.counts_in_total):
+        if line.credit_type is not fiat and line.credit_type != fiat and line.counts_in_total:
             spend[line.credit_type] = spend.get(line.credit_type, Decimal(0)) + line.total
     return [
         line_from_charge(

@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from functools import reduce
-from typing import Iterator, Mapping, NamedTuple, Sequence, overload
+from typing import ClassVar, Iterator, Mapping, NamedTuple, Sequence, overload
 
 from tally.billing.pricing.catalog import ProductType
 from tally.billing.pricing.money import PRICING_CONTEXT, CreditType
@@ -90,7 +90,7 @@ def line_from_charge(
 ) -> LineItem:
     """The line of a charge, its total rounded once. Positional arguments are allowed: usage lines
     are built by the thousand per invoice."""
-    sub_lines = (SubLineItem(name, charge.quantity, charge.precise_total, charge.tiers),) if charge.tiers else ()
+    sub_lines = _sub_lines(name, charge.quantity, charge.precise_total, charge.tiers)
     return LineItem(
         type,
         name,
@@ -111,6 +111,11 @@ def line_from_charge(
         commit_total,  # positional: a keyword costs a search through the 26 parameters, per line
         **extra,  # type: ignore[arg-type]
     )
+
+
+def _sub_lines(name: str, quantity: Decimal, precise_total: Decimal, tiers: tuple[TierCharge, ...]) -> tuple[SubLineItem, ...]:
+    """A line's sub line items: its graduated detail, when it has tiers."""
+    return (SubLineItem(name, quantity, precise_total, tiers),) if tiers else ()
 
 
 # -- usage lines, compact ------------------------------------------------------------------------
@@ -157,7 +162,7 @@ class UsageRow(NamedTuple):
             span.ending_before,
             self.pricing_group_values,
             self.presentation_group_values,
-            (SubLineItem(span.name, quantity, precise, tiers),) if tiers else (),
+            _sub_lines(span.name, quantity, precise, tiers),
             False,
             span.list_price,
             self.commit_total,
@@ -168,7 +173,12 @@ class UsageRow(NamedTuple):
 class UsageRun:
     """Usage lines of one product, name and credit type, in line order (pricing group values,
     presentation group values, start), as rows. None has quantity 0. `total` is the exact sum of
-    the rows' totals."""
+    the rows' totals. It answers what assembling an invoice asks of a line with what every usage
+    line answers (its kind, counted in the total, on the period's USAGE invoice)."""
+
+    type: ClassVar[LineType] = LineType.USAGE
+    counts_in_total: ClassVar[bool] = True
+    scheduled_at: ClassVar[None] = None
 
     name: str
     product_id: str
