@@ -594,7 +594,7 @@ _SCALAR_TYPES = ("S", "N", "SS", "NS", "BOOL", "NULL")
 
 class CounterSnapshot:
     """A CounterStore that answers reads it has recorded from another store: rating over the same
-    rows with no DynamoDB in the way."""
+    rows (and the store's sums of the same items) with no DynamoDB in the way."""
 
     def __init__(self, store) -> None:
         self._store = store
@@ -605,6 +605,12 @@ class CounterSnapshot:
         key = (metric_id, ingest_key, first_bucket, last_bucket, parts)
         if self.recording:
             self._rows[key] = self._store.read(*key)
+        return self._rows[key]
+
+    def sums(self, metric_id, ingest_key, first_bucket, last_bucket, parts):
+        key = ("sums", metric_id, ingest_key, first_bucket, last_bucket, parts)
+        if self.recording:
+            self._rows[key] = self._store.sums(*key[1:])
         return self._rows[key]
 
 

@@ -101,3 +101,61 @@ def test_counter_reads_taken_as_raw_json_equal_botocores_parse_page_by_page():
         client.put_item(TableName=table, Item={"pk": {"S": "other"}, "sk": {"S": "x"}, "b": {"B": b"\x00\x01"}})
         page = client.query(TableName=table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "other"}})
         assert page["Items"][0]["b"] == {"B": b"\x00\x01"}
+
+
+_PART_VALUE = st.one_of(
+    st.integers(-10**6, 10**12).map(str),  # counts and whole sums: summed as integers
+    st.decimals(-10**6, 10**6, places=3, allow_nan=False, allow_infinity=False).map(str),  # fractions
+    st.sampled_from(["1E+3", "-0", "0.000", "12.50"]),  # exponents and zeros, as a store may hold them
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    counters=st.lists(
+        st.tuples(st.sampled_from(["D20261114", "D20261115", "D20261116"]), st.sampled_from(["eu", "us", "apac"]),
+                  st.sampled_from(["a", "b"]), st.dictionaries(st.integers(0, 23), _PART_VALUE, max_size=24)),
+        max_size=30,
+    ),
+    months=st.lists(st.tuples(st.sampled_from(["M202610", "M202611"]), st.sampled_from(["eu", "us"]),
+                              st.dictionaries(st.integers(1, 30), _PART_VALUE, min_size=1, max_size=30)), max_size=8),
+    cut=st.tuples(st.integers(0, 23), st.integers(0, 23)),
+)
+def test_the_stores_sums_from_dynamodbs_items_equal_the_sums_of_its_rows(counters, months, cut):
+    """CounterStore.sums on DynamoDB sums the items as DynamoDB returns them (integers as
+    integers, every other text as a Decimal): the same totals, group by group and in the same
+    order, as CounterRead.add_totals over the rows `read` makes, for reads of parts cut at any
+    hour across days, and of whole months, with and without a projection of the groups."""
+    from decimal import Decimal
+
+    from tally.billing.counters import CounterRead, CounterRow, RowSums, part_values, row_label
+
+    def parts_of(bucket, values, prefix):
+        return part_values(bucket, {f"{prefix}{k:02d}": Decimal(v) for k, v in values.items()})
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        store = DynamoCounterStore(_table(client, "counters"), client)
+        store.page_limit = 7  # reads span pages
+        days = {(bucket, (region, model)): CounterRow(bucket, (region, model), parts=parts_of(bucket, values, "h"))
+                for bucket, region, model, values in counters}
+        whole = {(bucket, (region, "a")): CounterRow(bucket, (region, "a"), sum(map(Decimal, values.values()), Decimal(0)),
+                                                     parts=parts_of(bucket, values, "d"))
+                 for bucket, region, values in months}
+        store.put_rows("m", "acme", list(days.values()) + list(whole.values()))
+        low, high = sorted(cut)
+        reads = [
+            CounterRead("D20261114", "D20261116", True, f"h20261114{low:02d}", f"h20261116{high:02d}"),
+            CounterRead("D20261115", "D20261115", True, f"h20261115{low:02d}", f"h20261115{high:02d}"),
+            CounterRead("M202610", "M202611", True, f"d202610{low + 1:02d}", f"d202611{high + 1:02d}"),
+            CounterRead("M202610", "M202611", False, row_label("M202611"), row_label("M202611")),
+            CounterRead("M202610", "M202611", False, row_label("M202610"), row_label("M202611")),
+        ]
+        for read in reads:
+            for group_of in (None, lambda group: group[:1]):
+                expected: dict = {}
+                RowSums(store.read("m", "acme", read.first, read.last, read.parts)).add_totals(read, group_of, expected)
+                summed: dict = {}
+                store.sums("m", "acme", read.first, read.last, read.parts).add_totals(read, group_of, summed)
+                assert list(summed.items()) == list(expected.items()), read
+                assert [str(v) for v in summed.values()] == [str(v) for v in expected.values()], read

@@ -161,8 +161,12 @@ def test_reading_a_span_through_the_plan_sums_exactly_its_events(events, span, f
     # rating's sums per group, added as read: the same as the summed rows combined per group
     per_group: dict = {}
     for read in read_plan(start, end, True, finest):
-        read.add_totals(store.read("sum", "acme", read.first, read.last, read.parts), lambda row: row.group, per_group)
+        read.add_totals(store.read("sum", "acme", read.first, read.last, read.parts), None, per_group)
     assert per_group == combine_by_group(Aggregation.SUM, summed, lambda row: row.group)
+    by_store: dict = {}  # the store's own sums (CounterStore.sums) give the same
+    for read in read_plan(start, end, True, finest):
+        store.sums("sum", "acme", read.first, read.last, read.parts).add_totals(read, None, by_store)
+    assert by_store == per_group
     assert per_group == combine_by_group(Aggregation.SUM, rows, lambda row: row.group)
     expected = sum((Decimal(e.event.properties["tokens"]) for e in batch if start <= e.event.timestamp < end), Decimal(0))
     assert combine(Aggregation.SUM, rows) == expected

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Iterable
 
-from tally.billing.counters import CounterKey, CounterRow, exact_sum, part_values, row_label
+from tally.billing.counters import CounterKey, CounterRow, RowSums, exact_sum, part_values, row_label
 from tally.billing.customers import Customer
 from tally.billing.errors import Conflict
 from tally.billing.events import UsageEvent
@@ -108,6 +108,9 @@ class MemoryCounterStore:
                 else:
                     rows.append(CounterRow(row_label(k.bucket), k.group, c.total, frozenset(c.uniques), c.latest))
         return rows
+
+    def sums(self, metric_id, ingest_key, first_bucket, last_bucket, parts) -> RowSums:
+        return RowSums(self.read(metric_id, ingest_key, first_bucket, last_bucket, parts))
 
 
 class MemoryCustomerStore:

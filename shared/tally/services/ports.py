@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Iterable, Mapping, Protocol
 
-from tally.billing.counters import CounterKey, CounterRow
+from tally.billing.counters import CounterKey, CounterRow, CounterSums
 from tally.billing.customers import Customer
 from tally.billing.errors import TallyError
 from tally.billing.events import UsageEvent
@@ -76,6 +76,10 @@ class CounterStore(Protocol):
         """Counters of one metric and ingest key with buckets in [first_bucket, last_bucket] (one
         kind): a row per counter with its total, or (`parts`) a row per part, labelled by the time
         it covers (tally.billing.counters.row_label)."""
+
+    def sums(self, metric_id: str, ingest_key: str, first_bucket: str, last_bucket: str, parts: bool) -> CounterSums:
+        """The counters `read` would return, for an additive metric, summed on demand per
+        CounterRead (tally.billing.counters.CounterSums): what rating reads."""
 
 
 class CustomerStore(Protocol):

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Sequence
 
-from tally.billing.counters import CounterRead, CounterRow, combine, combine_by_group, read_plan
+from tally.billing.counters import CounterRead, CounterRow, CounterSums, combine, combine_by_group, read_plan
 from tally.billing.customers import Customer
 from tally.billing.metrics import BillableMetric
 from tally.billing.time import is_hour_aligned
@@ -20,8 +20,9 @@ class CounterUsageSource:
     customer's ingest keys, and a range inside one already read is served from it: the segments
     cut out of a month share one read of its days, and of the cut day's hours. Each segment's
     aggregate is computed once per group values, so pricing many group values of a product costs
-    one pass over its rows, not one per value. The metrics are read together, in one request. The
-    cost grows with counters and groups, never with events.
+    one pass over its rows, not one per value. Additive metrics (COUNT, SUM) are summed by the
+    store as it holds the counters (CounterStore.sums), with no row made per counter. The metrics
+    are read together, in one request. The cost grows with counters and groups, never with events.
     """
 
     def __init__(self, customer: Customer, metrics: MetricStore, counters: CounterStore) -> None:
@@ -30,8 +31,8 @@ class CounterUsageSource:
         self._counters = counters
         self._metric_cache: dict[str, BillableMetric] = {}
         self._all_metrics_read = False
-        # (metric id, counter kind, parts) -> ranges read: (first bucket, last bucket, rows)
-        self._read: dict[tuple[str, str, bool], list[tuple[str, str, list[CounterRow]]]] = {}
+        # (metric id, counter kind, parts) -> ranges read: (first bucket, last bucket, sums or rows)
+        self._read: dict[tuple[str, str, bool], list[tuple[str, str, list[CounterSums] | list[CounterRow]]]] = {}
         self._row_cache: dict[tuple[str, datetime, datetime], list[CounterRow]] = {}
         self._index: dict[tuple, dict[tuple[str | None, ...], Decimal | None]] = {}
         self._positions: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], bool]] = {}
@@ -51,34 +52,36 @@ class CounterUsageSource:
                 self._metric_cache[metric_id] = metric
         return self._metric_cache[metric_id]
 
-    def _counters_of(self, metric_id: str, read: CounterRead) -> tuple[list[CounterRow], bool]:
-        """(the counters `read` covers, as read, and whether the store was asked). A range inside
-        one read before is served from it; bucket names sort as time within a kind."""
-        ranges = self._read.setdefault((metric_id, read.first[0], read.parts), [])
-        for low, high, rows in ranges:
+    def _counters_of(self, metric: BillableMetric, read: CounterRead) -> tuple[list, bool]:
+        """(the counters `read` covers, and whether the store was asked): for an additive metric,
+        the store's sums of them (one CounterSums per ingest key), else their rows as read. A range
+        inside one read before is served from it; bucket names sort as time within a kind."""
+        ranges = self._read.setdefault((metric.id, read.first[0], read.parts), [])
+        for low, high, counters in ranges:
             if low <= read.first and read.last <= high:
-                return rows, False
-        rows = [
-            row
-            for key in self._customer.ingest_keys
-            for row in self._counters.read(metric_id, key, read.first, read.last, read.parts)
-        ]
-        ranges.append((read.first, read.last, rows))
-        return rows, True
+                return counters, False
+        keys, store = self._customer.ingest_keys, self._counters
+        if metric.aggregation_type.is_additive:
+            counters = [store.sums(metric.id, key, read.first, read.last, read.parts) for key in keys]
+        else:
+            counters = [row for key in keys for row in store.read(metric.id, key, read.first, read.last, read.parts)]
+        ranges.append((read.first, read.last, counters))
+        return counters, True
 
-    def _plan(self, metric: BillableMetric, start: datetime, end: datetime) -> list[tuple[CounterRead, list[CounterRow]]]:
-        """Each read of [start, end)'s plan with the counters it covers."""
+    def _plan(self, metric: BillableMetric, start: datetime, end: datetime) -> list[tuple[CounterRead, list]]:
+        """Each read of [start, end)'s plan with the counters it covers (see `_counters_of`)."""
         if not (is_hour_aligned(start) and is_hour_aligned(end)):
             raise ValueError("rating reads usage over hour-aligned segments only")
         planned, missed = [], False
         for read in read_plan(start, end, metric.aggregation_type.is_additive):
-            counters, asked = self._counters_of(metric.id, read)
+            counters, asked = self._counters_of(metric, read)
             planned.append((read, counters))
             missed |= asked
         self.reads += missed
         return planned
 
     def _rows(self, metric: BillableMetric, start: datetime, end: datetime) -> list[CounterRow]:
+        """The rows of [start, end) of a metric that is not additive (MAX, UNIQUE, LATEST)."""
         key = (metric.id, start, end)
         if key not in self._row_cache:
             self._row_cache[key] = [row for read, counters in self._plan(metric, start, end) for row in read.totals(counters)]
@@ -102,20 +105,23 @@ class CounterUsageSource:
         index = self._index.get(index_key)
         if index is None:
             positions, whole = self._where(metric, keys)
-            group_of = (lambda row: row.group) if whole else (lambda row: tuple(row.group[p] for p in positions))
-            if metric.aggregation_type.is_additive:  # summed as read: no row per counter and segment
+            if metric.aggregation_type.is_additive:  # summed by the store: no row per counter and segment
                 index = {}
-                for read, counters in self._plan(metric, start, end):
-                    read.add_totals(counters, group_of, index)
+                group_of = None if whole else (lambda group: tuple([group[p] for p in positions]))
+                for read, sums in self._plan(metric, start, end):
+                    for counters in sums:
+                        counters.add_totals(read, group_of, index)
             else:
-                index = combine_by_group(metric.aggregation_type, self._rows(metric, start, end), group_of)
+                rows_group_of = (lambda row: row.group) if whole else (lambda row: tuple([row.group[p] for p in positions]))
+                index = combine_by_group(metric.aggregation_type, self._rows(metric, start, end), rows_group_of)
             self._index[index_key] = index
         return index
 
     def quantity(self, metric_id: str, group_values: dict[str, str | None] | None, start: datetime, end: datetime) -> Decimal:
         metric = self._metric(metric_id)
-        if group_values:
-            value = self._by_group(metric, start, end, tuple(group_values)).get(tuple(group_values.values()))
+        if group_values or metric.aggregation_type.is_additive:  # additive: summed by the store, as per group
+            keys = tuple(group_values or ())
+            value = self._by_group(metric, start, end, keys).get(tuple(group_values.values()) if group_values else ())
         else:
             value = combine(metric.aggregation_type, self._rows(metric, start, end))
         return Decimal(0) if value is None else value

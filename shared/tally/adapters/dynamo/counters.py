@@ -19,11 +19,23 @@ from typing import Iterable, Mapping
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
-from tally.billing.counters import PART_NAMES, CounterKey, CounterRow, exact_sum, part_of, row_label
+from tally.billing.counters import (
+    COUNTER_CONTEXT,
+    PART_NAMES,
+    CounterKey,
+    CounterRead,
+    CounterRow,
+    GroupOf,
+    exact_sum,
+    exact_text_sum,
+    part_of,
+    row_label,
+)
 
 _UNIQUE_PREFIX = "="  # DynamoDB sets cannot hold an empty string; every member gets a prefix
 _BATCH_WRITE_MAX = 25  # items per BatchWriteItem request (DynamoDB's limit)
 _GROUPS_KEPT = 100_000  # parsed group values a warm function keeps between reads
+_ZERO = Decimal(0)
 
 
 def counter_pk(metric_id: str, ingest_key: str) -> str:
@@ -182,10 +194,22 @@ class DynamoCounterStore:
         return len(requests)
 
     def read(self, metric_id, ingest_key, first_bucket, last_bucket, parts=False):
-        rows: list[CounterRow] = []
+        groups = self._group_cache()
+        parse = _parts_row if parts else _row
+        return [parse(item, groups) for item in self._items(metric_id, ingest_key, first_bucket, last_bucket, parts)]
+
+    def sums(self, metric_id, ingest_key, first_bucket, last_bucket, parts):
+        return _ItemSums(self._items(metric_id, ingest_key, first_bucket, last_bucket, parts), self._group_cache(), parts)
+
+    def _group_cache(self) -> dict[str, tuple[str | None, ...]]:
         groups = self._groups  # metrics and ranges repeat a few group values many times
         if len(groups) > _GROUPS_KEPT:
             groups.clear()
+        return groups
+
+    def _items(self, metric_id: str, ingest_key: str, first_bucket: str, last_bucket: str, parts: bool) -> list[dict]:
+        """The items of the counters in [first_bucket, last_bucket], every page, holding what a
+        row holds: the sort key and the parts (`parts`), or the values."""
         names = _PART_NAMES[first_bucket[0]] if parts else _TOTAL_NAMES
         request = {
             "TableName": self._table,
@@ -203,6 +227,7 @@ class DynamoCounterStore:
         }
         if self.page_limit is not None:
             request["Limit"] = self.page_limit
+        items: list[dict] = []
         try:
             while True:
                 if self._raw_reads:
@@ -210,13 +235,59 @@ class DynamoCounterStore:
                         page = self._client.query(**request)
                 else:
                     page = self._client.query(**request)
-                parse = _parts_row if parts else _row
-                rows += [parse(item, groups) for item in page["Items"]]
+                items += page["Items"]
                 if "LastEvaluatedKey" not in page:
-                    return rows
+                    return items
                 request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         except ClientError as exc:
             raise translate(exc) from exc
+
+
+class _ItemSums:
+    """CounterSums of the items DynamoDB returned, kept as their number texts: no row or Decimal
+    per counter or part, and a number parsed only where a read keeps it (a month cut at a price
+    change keeps each of its days once). The items themselves are let go as soon as they are
+    read, while they are still in the CPU's caches."""
+
+    __slots__ = ("_buckets", "_groups", "_texts")
+
+    def __init__(self, items: list[dict], groups: dict[str, tuple[str | None, ...]], parts: bool) -> None:
+        buckets: list[str] = []
+        members: list[tuple[str | None, ...]] = []
+        texts: list = []  # per counter: its total's text, or (`parts`) its parts' texts in PART_NAMES order
+        for item in items:
+            bucket, _, group_json = item["sk"]["S"].partition("#")
+            group = groups.get(group_json)
+            if group is None:
+                group = groups[group_json] = tuple(json.loads(group_json))
+            buckets.append(bucket)
+            members.append(group)
+            get = item.get
+            if parts:
+                texts.append(tuple([None if (value := get(name)) is None else value["N"] for name in PART_NAMES[bucket[0]]]))
+            else:
+                texts.append(None if (value := get("v")) is None else value["N"])
+        self._buckets, self._groups, self._texts = buckets, members, texts
+
+    def add_totals(self, read: CounterRead, group_of: GroupOf, totals: dict[tuple, Decimal]) -> None:
+        add, get_total = COUNTER_CONTEXT.add, totals.get
+        kept_parts: dict[str, slice] = {}
+        for bucket, group, texts in zip(self._buckets, self._groups, self._texts):
+            if read.parts:
+                kept = kept_parts.get(bucket)
+                if kept is None:
+                    kept = kept_parts[bucket] = read.kept_parts(bucket)
+                numbers = [text for text in texts[kept] if text is not None]
+                if not numbers:
+                    continue
+                total = exact_text_sum(numbers)
+            elif read.keeps(row_label(bucket)):
+                total = (texts is not None and Decimal(texts)) or _ZERO  # as `row.total or 0`, zeros included
+            else:
+                continue
+            if group_of is not None:
+                group = group_of(group)
+            totals[group] = add(get_total(group, _ZERO), total)
 
 
 _TOTAL_NAMES = {f"#{name}": name for name in ("sk", "v", "u", "lo", "lv")}
