@@ -271,23 +271,29 @@ class _ItemSums:
 
     def add_totals(self, read: CounterRead, group_of: GroupOf, totals: dict[tuple, Decimal]) -> None:
         add, get_total = COUNTER_CONTEXT.add, totals.get
-        kept_parts: dict[str, slice] = {}
-        for bucket, group, texts in zip(self._buckets, self._groups, self._texts):
-            if read.parts:
+        counters = zip(self._buckets, self._groups, self._texts)
+        if read.parts:
+            kept_parts: dict[str, slice] = {}
+            for bucket, group, texts in counters:
                 kept = kept_parts.get(bucket)
                 if kept is None:
                     kept = kept_parts[bucket] = read.kept_parts(bucket)
                 numbers = [text for text in texts[kept] if text is not None]
-                if not numbers:
-                    continue
-                total = exact_text_sum(numbers)
-            elif read.keeps(row_label(bucket)):
-                total = (texts is not None and Decimal(texts)) or _ZERO  # as `row.total or 0`, zeros included
-            else:
-                continue
-            if group_of is not None:
-                group = group_of(group)
-            totals[group] = add(get_total(group, _ZERO), total)
+                if numbers:
+                    if group_of is not None:
+                        group = group_of(group)
+                    totals[group] = add(get_total(group, _ZERO), exact_text_sum(numbers))
+            return
+        kept_buckets: dict[str, bool] = {}
+        for bucket, group, text in counters:
+            keeps = kept_buckets.get(bucket)
+            if keeps is None:
+                keeps = kept_buckets[bucket] = read.keeps(row_label(bucket))
+            if keeps:
+                if group_of is not None:
+                    group = group_of(group)
+                # as `row.total or 0` for a row: zeros (0.000) and missing totals add 0
+                totals[group] = add(get_total(group, _ZERO), (text is not None and Decimal(text)) or _ZERO)
 
 
 _TOTAL_NAMES = {f"#{name}": name for name in ("sk", "v", "u", "lo", "lv")}
