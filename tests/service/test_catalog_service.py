@@ -214,3 +214,33 @@ def test_pricing_units_and_conversions(catalog):
     assert catalog.credit_type(credits.id) == credits
     catalog.archive_credit_type(credits.id)
     assert [r.credit_type for r in catalog.credit_types()] == [USD_CENTS]
+
+
+def test_parsed_catalog_documents_are_kept_by_their_text_so_every_change_is_read(catalog, dynamo, clock):
+    """The DynamoDB adapters keep metrics, products and rates parsed by their stored text (a warm
+    function reads them on every draft invoice): an unchanged item gives the very same value, and
+    every change, to the document or to an attribute beside it (archived_at, revision), is seen."""
+    from tally.adapters.dynamo.billing import DynamoBillingStore, DynamoMetricStore
+
+    metrics = DynamoMetricStore(DynamoBillingStore(dynamo["billing"], dynamo["client"]))
+    assert metrics.get("metric-1") is metrics.get("metric-1")
+    assert metrics.get("metric-1").archived_at is None
+    metrics.archive("metric-1", NOW + HOUR)
+    assert metrics.get("metric-1").archived_at == NOW + HOUR
+    assert [m.archived_at for m in metrics.all()] == [NOW + HOUR]
+
+    product = catalog.create_product(ProductType.USAGE, usage_version()).product
+    assert catalog.product_record(product.id) is catalog.product_record(product.id)
+    catalog.update_product(product.id, NOW + 48 * HOUR, {"name": "API requests"})
+    assert [v.name for v in catalog.product(product.id).versions] == ["API calls", "API requests"]
+    clock.now = NOW + 49 * HOUR
+    archived = catalog.archive_product(product.id)
+    assert catalog.product_record(product.id).product.archived_at == NOW + 49 * HOUR
+    assert catalog.product_record(product.id).revision == archived.revision
+
+    other = catalog.create_product(ProductType.USAGE, usage_version(name="Other")).product
+    card = catalog.create_rate_card("List")
+    catalog.add_rates(card.id, [flat(other.id, "2")])
+    assert [(r.price, r.ending_before) for r in catalog.rate_card(card.id).rates] == [(Decimal(2), None)]
+    catalog.add_rates(card.id, [flat(other.id, "3", start=MAR)])  # a price change ends the stored rate there
+    assert [(r.price, r.ending_before) for r in catalog.rate_card(card.id).rates] == [(Decimal(2), MAR), (Decimal(3), None)]

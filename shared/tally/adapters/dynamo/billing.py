@@ -10,11 +10,12 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
+from functools import lru_cache
 
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
-from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item, query_gsi1
+from tally.adapters.dynamo.reads import ITEM, PARSED_KEPT, all_gsi1, get_item, query_gsi1
 from tally.billing import exact_json
 from tally.billing.customers import Customer
 from tally.billing.errors import Conflict, InvalidInput, NotFound
@@ -311,10 +312,18 @@ def _tuple(values):
 
 
 def _metric(item: dict) -> BillableMetric:
-    d = json.loads(item["definition"]["S"])
+    times = tuple(item[name]["S"] if name in item else None for name in ("created_at", "activated_at", "archived_at"))
+    return _parsed_metric(item["sk"]["S"], item["definition"]["S"], *times)
+
+
+@lru_cache(maxsize=PARSED_KEPT)  # see PARSED_KEPT: the metric is immutable by convention, shared
+def _parsed_metric(
+    metric_id: str, definition: str, created_at: str | None, activated_at: str | None, archived_at: str | None
+) -> BillableMetric:
+    d = json.loads(definition)
     etf = d.get("event_type_filter")
     return BillableMetric(
-        id=item["sk"]["S"],
+        id=metric_id,
         name=d["name"],
         aggregation_type=Aggregation(d["aggregation_type"]),
         aggregation_key=d.get("aggregation_key"),
@@ -325,9 +334,9 @@ def _metric(item: dict) -> BillableMetric:
         ),
         group_keys=tuple(tuple(k) for k in d["group_keys"]),
         custom_fields=d.get("custom_fields") or {},
-        created_at=_opt_time(item, "created_at"),
-        activated_at=_opt_time(item, "activated_at"),
-        archived_at=_opt_time(item, "archived_at"),
+        created_at=None if created_at is None else parse_rfc3339(created_at),
+        activated_at=None if activated_at is None else parse_rfc3339(activated_at),
+        archived_at=None if archived_at is None else parse_rfc3339(archived_at),
     )
 
 

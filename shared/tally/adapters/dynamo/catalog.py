@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
-from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item
+from tally.adapters.dynamo.reads import ITEM, PARSED_KEPT, all_gsi1, get_item
 from tally.billing import exact_json
 from tally.billing.errors import Conflict
 from tally.billing.pricing import (
@@ -178,18 +179,28 @@ def _product_item(record: ProductRecord) -> dict:
 
 
 def _product(item: dict) -> ProductRecord:
-    doc = exact_json.loads(item["document"]["S"])
-    versions = tuple(_version(v) for v in doc["versions"])
     archived = item.get("archived_at", {}).get("S")
+    return _parsed_product(item["id"]["S"], item["document"]["S"], archived, item["created_at"]["S"], item["revision"]["N"])
+
+
+@lru_cache(maxsize=PARSED_KEPT)  # see PARSED_KEPT: the record is immutable by convention, shared
+def _parsed_product(product_id: str, document: str, archived: str | None, created_at: str, revision: str) -> ProductRecord:
+    doc = exact_json.loads(document)
+    versions = tuple(_version(v) for v in doc["versions"])
     return ProductRecord(
-        product=Product(item["id"]["S"], ProductType(doc["type"]), versions, _pt(archived)),
-        created_at=parse_rfc3339(item["created_at"]["S"]),
+        product=Product(product_id, ProductType(doc["type"]), versions, _pt(archived)),
+        created_at=parse_rfc3339(created_at),
         version_created_at={
             v.starting_at: _pt(d.get("created_at")) for v, d in zip(versions, doc["versions"]) if d.get("created_at")
         },
         custom_fields=doc.get("custom_fields") or {},
-        revision=int(item["revision"]["N"]),
+        revision=int(revision),
     )
+
+
+@lru_cache(maxsize=PARSED_KEPT)  # see PARSED_KEPT
+def _parsed_rate(document: str) -> Rate:
+    return rate_from_doc(exact_json.loads(document))
 
 
 def _rate_card_item(c: RateCardRecord) -> dict:
@@ -321,7 +332,7 @@ class DynamoCatalogStore:
                     if item["sk"]["S"] == ITEM:
                         card = _rate_card(item)
                     else:
-                        rates.append(StoredRate(item["sk"]["S"], rate_from_doc(exact_json.loads(item["document"]["S"]))))
+                        rates.append(StoredRate(item["sk"]["S"], _parsed_rate(item["document"]["S"])))
         except ClientError as exc:
             raise translate(exc) from exc
         return None if card is None else (card, rates)

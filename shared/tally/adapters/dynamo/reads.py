@@ -7,6 +7,10 @@ from botocore.exceptions import ClientError
 from tally.adapters.dynamo.client import translate
 
 ITEM = "#"  # the sort key of single-item entities (customers, products, contracts, ...)
+# Catalog documents (metrics, products, rates) a warm function keeps parsed, by their stored text:
+# every draft invoice reads the card's rates, the products and the metrics, and the same text
+# always parses to the same immutable value, so an edit is a new text and is parsed anew.
+PARSED_KEPT = 4096
 
 
 def get_item(client, table: str, pk: str, sk: str = ITEM) -> dict | None:
