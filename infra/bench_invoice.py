@@ -23,6 +23,7 @@ import itertools
 import json
 import math
 import os
+import pickle
 import random
 import statistics
 import time
@@ -641,6 +642,7 @@ class InvoiceFigures:
     cpu_ms: float  # InvoiceService.get, thread CPU minus moto's
     app_cpu_ms: float  # InvoiceService.get, thread CPU minus whole AWS calls (botocore and moto)
     response_cpu_ms: float  # the same, then the response body's JSON, as the API function writes it
+    replayed_response_cpu_ms: float  # response_cpu_ms with the AWS answers replayed: no moto in between
     response_bytes: int
     rating_cpu_ms: float  # build_draft_invoices over the same counter rows in memory
     wall_ms: float  # InvoiceService.get against moto in-process
@@ -679,6 +681,14 @@ def measure_invoice(world: InvoiceWorld, account: Account, meter: ReadMeter, aws
             check_invoice(invoice, account.usage, world.shape)
         runs.append(result)
 
+    # The body again with every AWS answer replayed in-process, unpickled afresh inside the call (as
+    # botocore parses an answer): our code runs with no emulator churning the caches between steps.
+    answers = _answers_of(lambda: world.response_body(account))
+    with _replaying(answers, aws):
+        replayed = [_timed(lambda: world.response_body(account), aws) for _ in range(repeats)]
+    if replayed[0][0] != responses[0][0]:
+        raise RuntimeError("the body from replayed AWS answers differs from the live one")
+
     # The rating part alone: the same contract, catalog and counter rows, already in memory.
     customer = world.contracts.customer(account.customer_id)
     contract = world.contracts.contract(world.contracts.get(account.customer_id, account.contract_id))
@@ -711,11 +721,49 @@ def measure_invoice(world: InvoiceWorld, account: Account, meter: ReadMeter, aws
         cpu_ms=statistics.median(r[1] for r in runs),
         app_cpu_ms=statistics.median(r[4] for r in runs),
         response_cpu_ms=statistics.median(r[4] for r in responses),
+        replayed_response_cpu_ms=statistics.median(r[4] for r in replayed),
         response_bytes=len(responses[0][0]),
         rating_cpu_ms=statistics.median(r[1] for r in rating),
         wall_ms=statistics.median(r[2] for r in runs),
         emulated_aws_ms=statistics.median(r[3] for r in runs),
     )
+
+
+def _request_key(operation: str, params: dict) -> tuple[str, str]:
+    return operation, json.dumps(params, sort_keys=True, default=str)
+
+
+def _answers_of(call: Callable[[], Any]) -> dict[tuple[str, str], bytes]:
+    """Every AWS answer `call` is given, pickled, by operation and request."""
+    from botocore.client import BaseClient
+
+    answers: dict[tuple[str, str], bytes] = {}
+    through = BaseClient._make_api_call
+
+    def recording(client, operation: str, params: dict):
+        answer = through(client, operation, params)
+        answers[_request_key(operation, params)] = pickle.dumps(answer)
+        return answer
+
+    with mock.patch.object(BaseClient, "_make_api_call", recording):
+        call()
+    return answers
+
+
+@contextmanager
+def _replaying(answers: dict[tuple[str, str], bytes], aws: EmulatedAwsTime) -> Iterator[None]:
+    """AWS calls answered from `answers`, each unpickled afresh and counted as an AWS call."""
+    from botocore.client import BaseClient
+
+    def replay(client, operation: str, params: dict):
+        cpu = time.thread_time()
+        try:
+            return pickle.loads(answers[_request_key(operation, params)])
+        finally:
+            aws.call_cpu += time.thread_time() - cpu
+
+    with mock.patch.object(BaseClient, "_make_api_call", replay):
+        yield
 
 
 @contextmanager
@@ -787,6 +835,7 @@ def figure_invoice(report, sizes, progress: Callable[[str], None] = lambda _: No
             f"invoice_{name}_rating_cpu_ms": figures.rating_cpu_ms,
             f"invoice_{name}_response_cpu_ms": figures.response_cpu_ms,
             f"invoice_{name}_response_bytes": figures.response_bytes,
+            f"invoice_{name}_replayed_response_cpu_ms": figures.replayed_response_cpu_ms,
             f"invoice_{name}_wall_ms": figures.wall_ms,
         }
     report.figures |= {
@@ -826,6 +875,9 @@ def figure_invoice(report, sizes, progress: Callable[[str], None] = lambda _: No
         Row("5f whole GET body: CPU excl. AWS calls (draft + JSON)", f"{large.response_cpu_ms:,.0f} ms",
             f"{base} {small.response_cpu_ms:,.0f} ms", ratio(large.response_cpu_ms, small.response_cpu_ms),
             f"≤ {CPU_GOAL_MS:.0f} ms", "met" if max(small.response_cpu_ms, large.response_cpu_ms) <= CPU_GOAL_MS else "missed"),
+        Row("5g whole GET body, AWS answers replayed (no moto between steps)", f"{large.replayed_response_cpu_ms:,.0f} ms",
+            f"{base} {small.replayed_response_cpu_ms:,.0f} ms",
+            ratio(large.replayed_response_cpu_ms, small.replayed_response_cpu_ms), "", ""),
         Row("5d   of which rating (engine, rows in memory)", f"{large.rating_cpu_ms:,.0f} ms",
             f"{base} {small.rating_cpu_ms:,.0f} ms", ratio(large.rating_cpu_ms, small.rating_cpu_ms), "", ""),
         Row("5e draft invoice: wall time, moto in-process", f"{large.wall_ms:,.0f} ms",
@@ -854,7 +906,11 @@ def figure_invoice(report, sizes, progress: Callable[[str], None] = lambda _: No
         f"of {sizes.invoice_repeats} warm calls. 5d prices the same contract over the same counter rows held "
         "in memory (CounterUsageSource and build_draft_invoices only); 5c minus 5d is the adapters and the "
         f"invoice service. 5f adds what the API function does next: the body as JSON ({large.response_bytes:,} "
-        "bytes after many events), with exact numbers. CPU grows from the small to the large figure with the lines priced (one per "
+        "bytes after many events), with exact numbers. 5g is 5f again with every AWS answer of the call "
+        "replayed in-process (unpickled afresh inside each call, which is left out as the round trips are): "
+        "the same body, with no moto query churning the CPU caches between our steps. Moto's Python work "
+        "between our steps is not what a function waiting on DynamoDB's network answers sees; 5f is the "
+        "strict figure, and the goal is judged on it. CPU grows from the small to the large figure with the lines priced (one per "
         "product, model and price segment that saw usage), not with events. Wall time includes moto, whose Query is made to cost what DynamoDB's does in kind "
         "(its partition only, plain JSON out); the garbage collector is kept off moto's items."
     )
