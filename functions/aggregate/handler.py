@@ -10,6 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tally import wiring
+from tally.runtime import freeze_when_warm
 from tally.adapters.dynamo.stream import ShardResolver, streamed_event
 
 logger = Logger(service="tally-aggregate")
@@ -17,6 +18,7 @@ metrics = Metrics(namespace="Tally", service="tally-aggregate")
 shards = ShardResolver()
 
 
+@freeze_when_warm
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context: LambdaContext) -> dict:

@@ -11,12 +11,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tally import wiring
+from tally.runtime import freeze_when_warm
 from tally.adapters.dynamo.counter_stream import counter_changes
 
 logger = Logger(service="tally-alerts")
 metrics = Metrics(namespace="Tally", service="tally-alerts")
 
 
+@freeze_when_warm
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict, context: LambdaContext) -> dict:

@@ -8,18 +8,21 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tally import wiring
+from tally.runtime import freeze_when_warm
 from tally.services import cycle_close_tasks as tasks
 from tally.settings import get_settings
 
 logger = Logger(service="tally-close-periods")
 
 
+@freeze_when_warm
 @logger.inject_lambda_context(clear_state=True)
 def find_due_periods(event: dict, context: LambdaContext) -> dict:
     grace = timedelta(hours=get_settings().grace_period_hours)
     return tasks.find_due_periods(event, wiring.cycle_close_service(), grace)
 
 
+@freeze_when_warm
 @logger.inject_lambda_context(clear_state=True)
 def finalize_period(event: dict, context: LambdaContext) -> dict:
     return tasks.finalize_period(
@@ -27,6 +30,7 @@ def finalize_period(event: dict, context: LambdaContext) -> dict:
     )
 
 
+@freeze_when_warm
 @logger.inject_lambda_context(clear_state=True)
 def publish_invoices(event: dict, context: LambdaContext) -> dict:
     return tasks.publish_invoices(event, wiring.cycle_close_service())
