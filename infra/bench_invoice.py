@@ -644,7 +644,7 @@ class InvoiceFigures:
     response_cpu_ms: float  # the same, then the response body's JSON, as the API function writes it
     replayed_response_cpu_ms: float  # response_cpu_ms with the AWS answers replayed: no moto in between
     response_bytes: int
-    rating_cpu_ms: float  # build_draft_invoices over the same counter rows in memory
+    rating_cpu_ms: float  # build_draft_invoices over the same counters in memory (the store's answers)
     wall_ms: float  # InvoiceService.get against moto in-process
     emulated_aws_ms: float  # moto's CPU inside that call
 
@@ -878,7 +878,7 @@ def figure_invoice(report, sizes, progress: Callable[[str], None] = lambda _: No
         Row("5g whole GET body, AWS answers replayed (no moto between steps)", f"{large.replayed_response_cpu_ms:,.0f} ms",
             f"{base} {small.replayed_response_cpu_ms:,.0f} ms",
             ratio(large.replayed_response_cpu_ms, small.replayed_response_cpu_ms), "", ""),
-        Row("5d   of which rating (engine, rows in memory)", f"{large.rating_cpu_ms:,.0f} ms",
+        Row("5d   of which rating (engine, counters in memory)", f"{large.rating_cpu_ms:,.0f} ms",
             f"{base} {small.rating_cpu_ms:,.0f} ms", ratio(large.rating_cpu_ms, small.rating_cpu_ms), "", ""),
         Row("5e draft invoice: wall time, moto in-process", f"{large.wall_ms:,.0f} ms",
             f"{base} {small.wall_ms:,.0f} ms", ratio(large.wall_ms, small.wall_ms), "", ""),
@@ -903,9 +903,9 @@ def figure_invoice(report, sizes, progress: Callable[[str], None] = lambda _: No
         "own work, the round trips left out. 5c' keeps botocore's client-side work in and leaves out only "
         "moto's request handler: it grows with read requests (about 0.4 ms each here) and attributes "
         "parsed. Median "
-        f"of {sizes.invoice_repeats} warm calls. 5d prices the same contract over the same counter rows held "
-        "in memory (CounterUsageSource and build_draft_invoices only); 5c minus 5d is the adapters and the "
-        f"invoice service. 5f adds what the API function does next: the body as JSON ({large.response_bytes:,} "
+        f"of {sizes.invoice_repeats} warm calls. 5d prices the same contract over the same counters held "
+        "in memory, as the store answered them (CounterUsageSource, the store's sums of the items it read, "
+        "and build_draft_invoices only); 5c minus 5d is the rest of the adapters and the invoice service. 5f adds what the API function does next: the body as JSON ({large.response_bytes:,} "
         "bytes after many events), with exact numbers. 5g is 5f again with every AWS answer of the call "
         "replayed in-process (unpickled afresh inside each call, which is left out as the round trips are): "
         "the same body, with no moto query churning the CPU caches between our steps. Moto's Python work "
