@@ -395,15 +395,8 @@ class CounterRow:
 def combine_by_group(
     aggregation: Aggregation, rows: Iterable[CounterRow], group_of: Callable[[CounterRow], tuple]
 ) -> dict[tuple, Decimal | None]:
-    """`combine` of the rows of each group, as {group_of(row): aggregate}. Additive aggregates are
-    folded as the rows come, with no list per group: rating combines thousands of groups."""
-    if aggregation.is_additive:
-        totals: dict[tuple, Decimal] = {}
-        add, zero = COUNTER_CONTEXT.add, Decimal(0)
-        for row in rows:
-            group = group_of(row)
-            totals[group] = add(totals.get(group, zero), row.total or zero)
-        return totals  # type: ignore[return-value]
+    """`combine` of the rows of each group, as {group_of(row): aggregate}. (Rating sums additive
+    metrics per group with CounterSums, without rows.)"""
     by_group: dict[tuple, list[CounterRow]] = {}
     for row in rows:
         by_group.setdefault(group_of(row), []).append(row)

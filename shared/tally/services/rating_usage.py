@@ -105,15 +105,17 @@ class CounterUsageSource:
         index = self._index.get(index_key)
         if index is None:
             positions, whole = self._where(metric, keys)
+            group_of = None if whole else (lambda group: tuple([group[p] for p in positions]))
             if metric.aggregation_type.is_additive:  # summed by the store: no row per counter and segment
                 index = {}
-                group_of = None if whole else (lambda group: tuple([group[p] for p in positions]))
                 for read, sums in self._plan(metric, start, end):
                     for counters in sums:
                         counters.add_totals(read, group_of, index)
             else:
-                rows_group_of = (lambda row: row.group) if whole else (lambda row: tuple([row.group[p] for p in positions]))
-                index = combine_by_group(metric.aggregation_type, self._rows(metric, start, end), rows_group_of)
+                rows = self._rows(metric, start, end)
+                index = combine_by_group(
+                    metric.aggregation_type, rows, (lambda row: row.group) if group_of is None else (lambda row: group_of(row.group))
+                )
             self._index[index_key] = index
         return index
 
