@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import io
+import zlib
 from datetime import datetime
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tally.billing import exact_json
 from tally.billing.customers import Customer
 from tally.billing.errors import InvalidInput
+from tally.billing.limits import first_unstorable
 from tally.billing.metrics import Aggregation, BillableMetric, EventTypeFilter, PropertyFilter
 from tally.billing.time import format_rfc3339, parse_rfc3339
 
@@ -35,16 +37,22 @@ def read_body(event: Any) -> Any:
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as unzipped:
                 data = unzipped.read(MAX_BODY_BYTES + 1)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a corrupt deflate stream
             raise InvalidInput("body", "is not valid gzip") from exc
     if len(data) > MAX_BODY_BYTES:
         raise InvalidInput("body", f"must be at most {MAX_BODY_BYTES} bytes")
     if not data.strip():
         raise InvalidInput("body", "must be a JSON document")
     try:
-        return exact_json.loads(data)
-    except ValueError as exc:
+        document = exact_json.loads(data)
+    except RecursionError as exc:  # JSON nested thousands deep
+        raise InvalidInput("body", "is nested too deeply") from exc
+    except ValueError as exc:  # UnicodeDecodeError included
         raise InvalidInput("body", f"is not valid JSON: {exc}") from exc
+    problem = first_unstorable(document)
+    if problem is not None:
+        raise InvalidInput(*problem)
+    return document
 
 
 def parse_instant(field: str, value: str | None) -> datetime | None:

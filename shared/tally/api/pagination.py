@@ -12,7 +12,7 @@ def page_limit(query: dict) -> int:
     raw = query.get("limit")
     if raw is None:
         return DEFAULT_LIMIT
-    if not str(raw).isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    if not (str(raw).isascii() and str(raw).isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidInput("limit", f"must be an integer between 1 and {MAX_LIMIT}")
     return int(raw)
 
@@ -21,7 +21,7 @@ def offset_cursor(cursor: str | None, field: str) -> int:
     """The offset an offset cursor stands for (0 when absent)."""
     if not cursor:
         return 0
-    if not cursor.isdigit():
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 12:  # '²'.isdigit() is True
         raise InvalidInput(field, "is not a cursor this API returned")
     return int(cursor)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from tally.billing import exact_json
 from tally.billing.errors import InvalidInput
+from tally.billing.limits import storable_number
 from tally.billing.events import UsageEvent
 
 
@@ -137,8 +138,11 @@ def numeric_value(raw: Any) -> Decimal | None:
             number = Decimal(raw.strip())
         except InvalidOperation:
             return None
-        return number if number.is_finite() else None
+        # A numeric string counts only if a DynamoDB number can hold it: '1e400', 'NaN' or
+        # 'Infinity' once poisoned a counter and made every usage read fail.
+        return number if storable_number(number) else None
     return None
+
 
 
 def validate_metric_definition(

@@ -8,6 +8,11 @@ from datetime import datetime, timedelta, timezone
 UTC = timezone.utc
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+# Every instant Tally accepts lies in this window. A year-9999 contract start once made period
+# arithmetic overflow (year 10000) and stopped cycle close for everyone; year 1 was written back as
+# '1-01-01', which is not RFC 3339.
+EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST_INSTANT = datetime(2200, 1, 1, tzinfo=timezone.utc)
 
 # RFC 3339 date-time: a 'T' (or space) separator and an explicit offset are mandatory.
 _RFC3339 = re.compile(
@@ -23,7 +28,13 @@ def parse_rfc3339(text: str) -> datetime:
     frac = re.search(r"\.(\d+)", normalized)
     if frac and len(frac.group(1)) > 6:  # Python keeps microseconds; drop the rest
         normalized = normalized.replace(frac.group(0), "." + frac.group(1)[:6])
-    return datetime.fromisoformat(normalized).astimezone(UTC)
+    instant = datetime.fromisoformat(normalized).astimezone(UTC)
+    if not EARLIEST_INSTANT <= instant < LATEST_INSTANT:
+        raise ValueError(
+            f"must lie between {EARLIEST_INSTANT:%Y-%m-%d} and {LATEST_INSTANT:%Y-%m-%d} (exclusive), "
+            "so that period arithmetic never leaves the calendar"
+        )
+    return instant
 
 
 def format_rfc3339(instant: datetime) -> str:

@@ -1,0 +1,92 @@
+"""Findings of issue 14 that one bad input turned into a 500 or a stopped pipeline, pinned at the
+layer where the bound now lives."""
+
+import gzip
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+
+from tally.api.models import read_body
+from tally.api.pagination import offset_cursor, page_limit
+from tally.billing.errors import InvalidInput
+from tally.billing.limits import first_unstorable, storable_number
+from tally.billing.metrics import numeric_value
+from tally.billing.time import parse_rfc3339
+
+
+def body(data: bytes, headers: dict | None = None):
+    import base64
+
+    return SimpleNamespace(body=base64.b64encode(data).decode(), is_base64_encoded=True, headers=headers or {})
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:00:00Z", "0001-01-01T00:00:00Z", "2200-01-01T00:00:00Z", "1969-12-31T23:59:59Z"])
+def test_an_instant_outside_the_calendar_window_is_refused(text):
+    with pytest.raises(ValueError, match="must lie between 1970-01-01 and 2200-01-01"):
+        parse_rfc3339(text)
+
+
+def test_the_last_hour_before_2200_is_accepted():
+    assert parse_rfc3339("2199-12-31T23:00:00Z").year == 2199
+
+
+@pytest.mark.parametrize("raw", ["²", "1²", "0", "101", "-1", "1e2"])
+def test_a_page_limit_that_is_not_plain_digits_in_range_is_a_400(raw):
+    with pytest.raises(InvalidInput) as caught:
+        page_limit({"limit": raw})
+    assert caught.value.field == "limit"
+
+
+@pytest.mark.parametrize("cursor", ["²", "12x", "9" * 40])
+def test_a_tampered_offset_cursor_is_a_400(cursor):
+    with pytest.raises(InvalidInput) as caught:
+        offset_cursor(cursor, "next_page")
+    assert caught.value.field == "next_page"
+
+
+@pytest.mark.parametrize("text", ["1e400", "NaN", "Infinity", "-Infinity", "1" * 39, "1e-200"])
+def test_a_numeric_string_no_counter_can_hold_is_not_a_number(text):
+    assert numeric_value(text) is None
+
+
+@pytest.mark.parametrize("text,value", [("12.5", Decimal("12.5")), ("1e125", Decimal("1e125")), ("0", Decimal(0))])
+def test_a_storable_numeric_string_still_counts(text, value):
+    assert numeric_value(text) == value
+
+
+def test_json_nested_ten_thousand_deep_is_a_400_naming_the_body():
+    with pytest.raises(InvalidInput) as caught:
+        read_body(body(b"[" * 10_000 + b"]" * 10_000))
+    assert caught.value.field.startswith("body")
+
+
+def test_json_nested_past_the_bound_names_the_depth():
+    with pytest.raises(InvalidInput, match="nest more than 32"):
+        read_body(body(b"[" * 40 + b"]" * 40))
+
+
+def test_a_gzip_header_with_a_corrupt_deflate_stream_is_a_400():
+    data = bytearray(gzip.compress(b'[{"a": 1}]' * 50))
+    data[12:20] = b"\xff" * 8
+    with pytest.raises(InvalidInput, match="gzip"):
+        read_body(body(bytes(data), {"content-encoding": "gzip"}))
+
+
+def test_a_price_no_store_can_hold_is_a_400_naming_the_field():
+    with pytest.raises(InvalidInput) as caught:
+        read_body(body(b'{"price": 1e400, "rate_type": "FLAT"}'))
+    assert caught.value.field == "body.price"
+    assert "38 significant digits" in caught.value.rule
+
+
+def test_invalid_utf8_is_a_400():
+    with pytest.raises(InvalidInput):
+        read_body(body(b'{"name": "\xff\xfe"}'))
+
+
+def test_storable_numbers_match_dynamodb_bounds():
+    assert storable_number(Decimal("9.9e125")) and not storable_number(Decimal("1e126"))
+    assert storable_number(Decimal("1e-130")) and not storable_number(Decimal("1e-131"))
+    assert storable_number(int("9" * 38)) and not storable_number(int("9" * 39))
+    assert first_unstorable({"a": [1, {"b": Decimal("2.5")}]}) is None
