@@ -119,9 +119,12 @@ class MemoryCustomerStore:
         self.aliases: dict[str, str] = {}
 
     def create(self, customer: Customer) -> None:
+        if customer.id in self.aliases:
+            raise Conflict("the customer changed or already exists; retry")
         for alias in customer.claimed_aliases:
             if alias in self.aliases:
                 raise Conflict(f"ingest alias {alias!r} already belongs to another customer")
+        self.aliases[customer.id] = customer.id  # the id is an ingest key too (see the Dynamo store)
         self.customers[customer.id] = customer
         for alias in customer.claimed_aliases:
             self.aliases[alias] = customer.id

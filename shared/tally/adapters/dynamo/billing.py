@@ -125,8 +125,12 @@ class DynamoBillingStore:
 
     def create(self, customer: Customer) -> None:
         actions = [{"Put": {"Item": _customer_item(customer), "ConditionExpression": "attribute_not_exists(pk)"}}]
+        # The customer's own id is an ingest key too: claiming it in the same namespace, in the same
+        # transaction, makes "an alias equal to another customer's id" lose a conditional write
+        # (that once counted one event for two customers).
+        actions.append(_alias_put(customer.id, customer.id))
         actions += [_alias_put(alias, customer.id) for alias in customer.claimed_aliases]
-        self._transact(actions, [None, *customer.claimed_aliases])
+        self._transact(actions, [None, None, *customer.claimed_aliases])
 
     def get(self, customer_id: str) -> Customer | None:
         item = self._get(f"customer#{customer_id}")
