@@ -90,3 +90,27 @@ def test_storable_numbers_match_dynamodb_bounds():
     assert storable_number(Decimal("1e-130")) and not storable_number(Decimal("1e-131"))
     assert storable_number(int("9" * 38)) and not storable_number(int("9" * 39))
     assert first_unstorable({"a": [1, {"b": Decimal("2.5")}]}) is None
+
+
+@pytest.mark.parametrize("customer_id,rule", [("   ", "blank"), ("acme\x00", "control"), ("ac\nme", "control")])
+def test_a_blank_or_control_character_customer_id_is_refused_at_ingest(customer_id, rule):
+    from datetime import datetime, timezone
+
+    from tally.billing.events import parse_usage_batch
+
+    now = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    event = {"transaction_id": "t", "customer_id": customer_id, "event_type": "call", "timestamp": "2026-12-01T00:00:00Z"}
+    with pytest.raises(InvalidInput, match=rule) as caught:
+        parse_usage_batch([event], now)
+    assert caught.value.field == "usage[0].customer_id"
+
+
+def test_usage_for_more_customers_than_one_request_may_name_is_a_400():
+    from pydantic import ValidationError
+
+    from tally.api.models import UsageList
+    from tally.billing.limits import MAX_IDS_PER_REQUEST
+
+    ids = ["c"] * (MAX_IDS_PER_REQUEST + 1)
+    with pytest.raises(ValidationError, match="customer_ids"):
+        UsageList(starting_on="2026-12-01T00:00:00Z", ending_before="2026-12-02T00:00:00Z", window_size="DAY", customer_ids=ids)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tally.billing import exact_json
 from tally.billing.customers import Customer
 from tally.billing.errors import InvalidInput
-from tally.billing.limits import first_unstorable
+from tally.billing.limits import MAX_IDS_PER_REQUEST, first_unstorable
 from tally.billing.metrics import Aggregation, BillableMetric, EventTypeFilter, PropertyFilter
 from tally.billing.time import format_rfc3339, parse_rfc3339
 
@@ -207,8 +207,8 @@ class UsageList(Request):
     starting_on: str
     ending_before: str
     window_size: Literal["HOUR", "DAY", "NONE", "hour", "day", "none"]
-    customer_ids: list[str] | None = None
-    billable_metrics: list[UsageMetricIn] | None = None
+    customer_ids: list[str] | None = Field(default=None, max_length=MAX_IDS_PER_REQUEST)
+    billable_metrics: list[UsageMetricIn] | None = Field(default=None, max_length=MAX_IDS_PER_REQUEST)
 
 
 class UsageGroups(Request):

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from tally.billing.errors import InvalidInput
+from tally.billing.limits import identifier_problem
 from tally.billing.time import parse_rfc3339
 
 MAX_EVENTS_PER_REQUEST = 100
@@ -73,6 +74,10 @@ def parse_usage_batch(raw: Any, now: datetime) -> list[UsageEvent]:
             raise InvalidInput(f"usage[{index}].timestamp", "must not be more than 24 hours in the future")
         if timestamp < earliest:
             raise InvalidInput(f"usage[{index}].timestamp", "must not be more than 34 days in the past")
+        for name in ("transaction_id", "customer_id", "event_type"):
+            problem = identifier_problem(getattr(item, name))
+            if problem:
+                raise InvalidInput(f"usage[{index}].{name}", problem)
         _check_properties(index, item.properties)
         events.append(
             UsageEvent(item.transaction_id, item.customer_id, item.event_type, timestamp, item.properties)
