@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from tally.billing.errors import InvalidInput
-from tally.billing.limits import identifier_problem
+from tally.billing.limits import NUMBER_RULE, identifier_problem, storable_number
 from tally.billing.time import parse_rfc3339
 
 MAX_EVENTS_PER_REQUEST = 100
@@ -85,29 +85,14 @@ def parse_usage_batch(raw: Any, now: datetime) -> list[UsageEvent]:
     return events
 
 
-# What a DynamoDB number can hold: a counter fed by a larger or more precise value would be refused
-# by DynamoDB in the aggregator, long after the client was told its event was accepted.
-MAX_SIGNIFICANT_DIGITS = 38
-MAX_ADJUSTED_EXPONENT = 125
-MIN_ADJUSTED_EXPONENT = -130
-
-
 def _check_properties(index: int, properties: dict[str, Any]) -> None:
+    # A counter fed by a number DynamoDB cannot hold would be refused in the aggregator, long after
+    # the client was told its event was accepted.
     for key, value in properties.items():
         if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
             continue
-        number = Decimal(value)
-        if not number.is_finite():
-            raise InvalidInput(f"usage[{index}].properties.{key}", "must be a finite number")
-        significant = "".join(map(str, number.as_tuple().digits)).strip("0")
-        if number and (
-            len(significant) > MAX_SIGNIFICANT_DIGITS
-            or not MIN_ADJUSTED_EXPONENT <= number.adjusted() <= MAX_ADJUSTED_EXPONENT
-        ):
-            raise InvalidInput(
-                f"usage[{index}].properties.{key}",
-                "must be a number of at most 38 significant digits with a magnitude between 1E-130 and 1E+126",
-            )
+        if not storable_number(value):
+            raise InvalidInput(f"usage[{index}].properties.{key}", NUMBER_RULE)
 
 
 def first_wins(events: list[UsageEvent]) -> tuple[list[UsageEvent], list[UsageEvent]]:
