@@ -114,3 +114,17 @@ def test_usage_for_more_customers_than_one_request_may_name_is_a_400():
     ids = ["c"] * (MAX_IDS_PER_REQUEST + 1)
     with pytest.raises(ValidationError, match="customer_ids"):
         UsageList(starting_on="2026-12-01T00:00:00Z", ending_before="2026-12-02T00:00:00Z", window_size="DAY", customer_ids=ids)
+
+
+def test_a_decimal_field_sent_as_a_string_no_store_can_hold_is_refused():
+    from pydantic import BaseModel, ValidationError
+
+    from tally.api.models import Request
+
+    class Rate(Request):
+        price: Decimal
+
+    assert Rate(price="12.5").price == Decimal("12.5")
+    for text in ("1e400", "NaN", "Infinity"):
+        with pytest.raises(ValidationError, match="price"):
+            Rate(price=text)

@@ -10,7 +10,7 @@ import zlib
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tally.billing import exact_json
 from tally.billing.customers import Customer
@@ -27,6 +27,16 @@ MAX_CUSTOM_FIELDS = 50
 
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _numbers_a_store_can_hold(self):
+        # Decimal fields also take numeric strings ("1e400"), which read_body's walk never sees as
+        # numbers; a rate or threshold no DynamoDB number can hold once broke every draft on its card.
+        for name in type(self).model_fields:
+            problem = first_unstorable(getattr(self, name), name)
+            if problem is not None:
+                raise ValueError(f"{problem[0]} {problem[1]}")
+        return self
 
 
 def read_body(event: Any) -> Any:
