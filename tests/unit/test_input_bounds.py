@@ -128,3 +128,90 @@ def test_a_decimal_field_sent_as_a_string_no_store_can_hold_is_refused():
     for text in ("1e400", "NaN", "Infinity"):
         with pytest.raises(ValidationError, match="price"):
             Rate(price=text)
+
+
+# -- definitions and events bounded by what one DynamoDB item and key can hold ----------------------
+def test_a_metric_grouping_by_more_properties_than_a_counter_key_holds_is_a_400():
+    from pydantic import ValidationError
+
+    from tally.api.errors import validation_rule
+    from tally.api.models import MetricCreate
+
+    with pytest.raises(ValidationError) as caught:
+        MetricCreate(name="m", group_keys=[[f"p{i}"] for i in range(500)])
+    error = caught.value.errors(include_url=False)[0]
+    assert error["loc"] == ("group_keys",)
+    assert "at most 16 distinct properties, got 500" in validation_rule(error)
+
+
+@pytest.mark.parametrize(
+    "fields,where,size",
+    [
+        ({"k": "v" * 1_025}, ("custom_fields", "k"), "got 1,025"),
+        ({"k" * 129: "v"}, ("custom_fields", "k" * 129, "[key]"), "got 129"),
+    ],
+    ids=["a long value", "a long key"],
+)
+def test_a_custom_field_past_its_bound_is_a_400_with_its_size(fields, where, size):
+    from pydantic import ValidationError
+
+    from tally.api.errors import validation_rule
+    from tally.api.models import CustomerCreate
+
+    with pytest.raises(ValidationError) as caught:
+        CustomerCreate(name="c", custom_fields=fields)
+    error = caught.value.errors(include_url=False)[0]
+    assert error["loc"] == where
+    assert validation_rule(error).endswith(size)
+
+
+def test_a_filter_with_more_values_than_an_item_holds_is_a_400():
+    from pydantic import ValidationError
+
+    from tally.api.models import MetricCreate
+
+    with pytest.raises(ValidationError) as caught:
+        MetricCreate(name="m", property_filters=[{"name": "region", "in_values": [str(i) for i in range(101)]}])
+    assert caught.value.errors(include_url=False)[0]["loc"] == ("property_filters", 0, "in_values")
+
+
+def test_more_ingest_aliases_than_one_transaction_replaces_is_a_400():
+    from tally.billing.customers import validate_aliases
+
+    with pytest.raises(InvalidInput, match="at most 40 aliases, got 41") as caught:
+        validate_aliases("ingest_aliases", [f"a{i}" for i in range(41)])
+    assert caught.value.field == "ingest_aliases"
+
+
+@pytest.mark.parametrize("alias", [" ", "a\x00b"])
+def test_an_alias_is_held_to_the_rules_of_an_ingest_key(alias):
+    from tally.billing.customers import validate_aliases
+
+    with pytest.raises(InvalidInput) as caught:
+        validate_aliases("ingest_aliases", ["ok", alias])
+    assert caught.value.field == "ingest_aliases[1]"
+
+
+@pytest.mark.parametrize("body_bytes", [None, 500_000], ids=["size unknown", "a large body"])
+def test_an_event_larger_than_an_item_should_hold_is_a_400_naming_it(body_bytes):
+    from tally.billing.events import parse_usage_batch
+
+    now = parse_rfc3339("2026-11-15T12:00:00Z")
+    small = {"transaction_id": "t1", "customer_id": "c", "event_type": "e", "timestamp": "2026-11-15T11:00:00Z"}
+    big = small | {"transaction_id": "t2", "properties": {"blob": "x" * 400_000}}
+    with pytest.raises(InvalidInput, match="as JSON must be at most 65,536 bytes, got 400,") as caught:
+        parse_usage_batch([small, big], now, body_bytes)
+    assert caught.value.field == "usage[1]"
+
+
+def test_dynamodb_refusing_an_item_for_its_size_is_a_400_not_a_500():
+    from botocore.exceptions import ClientError
+
+    from tally.adapters.dynamo.client import translate
+    from tally.services.ports import StoreRefused
+
+    exc = ClientError(
+        {"Error": {"Code": "ValidationException", "Message": "Item size has exceeded the maximum allowed size"}}, "PutItem"
+    )
+    refused = translate(exc)
+    assert isinstance(refused, StoreRefused) and refused.status == 400 and refused.field == "body"

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from tally.api.models import MAX_CUSTOM_FIELDS, MAX_NAME_LENGTH, Request, parse_instant
+from tally.api.models import MAX_NAME_LENGTH, CustomFields, Request, parse_instant
 from tally.billing.balances.grants import (
     AmountDistribution,
     CommitRateType,
@@ -96,7 +96,7 @@ class GrantIn(Request):
     applicable_product_tags: list[str] | None = None
     specifiers: list[SpecifierIn] | None = None
     rate_type: Literal["COMMIT_RATE", "LIST_RATE"] | None = None
-    custom_fields: dict[str, str] = Field(default_factory=dict, max_length=MAX_CUSTOM_FIELDS)
+    custom_fields: CustomFields = Field(default_factory=dict)
     netsuite_sales_order_id: str | None = None
     salesforce_opportunity_id: str | None = None
     temporary_id: str | None = None

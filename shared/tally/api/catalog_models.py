@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from tally.api.models import MAX_CUSTOM_FIELDS, MAX_NAME_LENGTH, Request, parse_instant
+from tally.api.models import MAX_NAME_LENGTH, CustomFields, Request, parse_instant
 from tally.billing.errors import InvalidInput
 from tally.billing.pricing import (
     ConversionOperation,
@@ -89,7 +89,7 @@ class _ProductFields(Request):
 class ProductCreate(_ProductFields):
     name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     type: Literal["FIXED", "USAGE", "COMPOSITE", "SUBSCRIPTION"]
-    custom_fields: dict[str, str] = Field(default_factory=dict, max_length=MAX_CUSTOM_FIELDS)
+    custom_fields: CustomFields = Field(default_factory=dict)
 
     def to_domain(self) -> tuple[ProductType, ProductVersion]:
         version = ProductVersion(
@@ -222,7 +222,7 @@ class RateCardCreate(Request):
     name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     aliases: list[AliasIn] | None = None
     credit_type_conversions: list[CreditTypeConversionIn] | None = None
-    custom_fields: dict[str, str] = Field(default_factory=dict, max_length=MAX_CUSTOM_FIELDS)
+    custom_fields: CustomFields = Field(default_factory=dict)
     description: str | None = None
     fiat_credit_type_id: str | None = None
 

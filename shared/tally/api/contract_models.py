@@ -13,7 +13,7 @@ from pydantic import ConfigDict, Field
 
 from tally.api.catalog_models import TierIn
 from tally.api.balance_models import CommitIn, CreditIn, grant_json
-from tally.api.models import MAX_CUSTOM_FIELDS, MAX_NAME_LENGTH, Request, parse_instant
+from tally.api.models import MAX_NAME_LENGTH, CustomFields, Request, parse_instant
 from tally.billing.errors import InvalidInput
 from tally.billing.pricing import Contract, CreditType, Product
 from tally.billing.time import format_rfc3339, parse_rfc3339
@@ -151,7 +151,7 @@ class SubscriptionIn(Request):
     proration: ProrationIn
     subscription_rate: SubscriptionRateIn
     billing_cycle_config: dict[str, Any] | None = None
-    custom_fields: dict[str, str] = Field(default_factory=dict, max_length=MAX_CUSTOM_FIELDS)
+    custom_fields: CustomFields = Field(default_factory=dict)
     description: str | None = None
     ending_before: str | None = None
     initial_quantity: Decimal | None = None
@@ -208,7 +208,7 @@ class ScheduleIn(Request):
 class ScheduledChargeIn(Request):
     product_id: str = Field(min_length=1)
     schedule: ScheduleIn
-    custom_fields: dict[str, str] = Field(default_factory=dict, max_length=MAX_CUSTOM_FIELDS)
+    custom_fields: CustomFields = Field(default_factory=dict)
     name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
     netsuite_sales_order_id: str | None = None
 
@@ -275,7 +275,7 @@ class ContractCreate(Request):
     scheduled_charges: list[ScheduledChargeIn] = Field(default_factory=list)
     usage_statement_schedule: UsageStatementScheduleIn | None = None
     multiplier_override_prioritization: Literal["LOWEST_MULTIPLIER", "EXPLICIT"] = "LOWEST_MULTIPLIER"
-    custom_fields: dict[str, str] = Field(default_factory=dict, max_length=MAX_CUSTOM_FIELDS)
+    custom_fields: CustomFields = Field(default_factory=dict)
     uniqueness_key: str | None = Field(default=None, min_length=1, max_length=128)
     # Accepted and kept for the record; they do not change billing.
     net_payment_terms_days: Decimal | None = None

@@ -27,6 +27,13 @@ def field_path(loc: tuple[Any, ...], root: str = "") -> str:
     return path or "body"
 
 
+def validation_rule(error: dict) -> str:
+    """Pydantic's rule for one error, with the value's size when a bound on size was broken."""
+    if error["type"] in ("string_too_long", "too_long") and hasattr(error.get("input"), "__len__"):
+        return f"{error['msg']}, got {len(error['input']):,}"
+    return error["msg"]
+
+
 def validation_error_response(exc: ValidationError, root: str = "") -> Response:
     first = exc.errors(include_url=False)[0]
-    return error_response(InvalidInput(field_path(first["loc"], root), first["msg"]))
+    return error_response(InvalidInput(field_path(first["loc"], root), validation_rule(first)))

@@ -8,21 +8,44 @@ import gzip
 import io
 import zlib
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from tally.billing import exact_json
 from tally.billing.customers import Customer
 from tally.billing.errors import InvalidInput
-from tally.billing.limits import MAX_IDS_PER_REQUEST, first_unstorable
+from tally.billing.limits import (
+    MAX_BODY_BYTES,
+    MAX_CUSTOM_FIELD_KEY_LENGTH,
+    MAX_CUSTOM_FIELD_VALUE_LENGTH,
+    MAX_CUSTOM_FIELDS,
+    MAX_FILTER_VALUE_LENGTH,
+    MAX_FILTER_VALUES,
+    MAX_FILTERS_PER_METRIC,
+    MAX_GROUP_PROPERTIES,
+    MAX_ID_LENGTH,
+    MAX_IDS_PER_REQUEST,
+    MAX_NAME_LENGTH,
+    MAX_PROPERTY_NAME_LENGTH,
+    first_unstorable,
+)
 from tally.billing.metrics import Aggregation, BillableMetric, EventTypeFilter, PropertyFilter
 from tally.billing.time import format_rfc3339, parse_rfc3339
 
-MAX_BODY_BYTES = 1_000_000
-MAX_NAME_LENGTH = 255
-MAX_ID_LENGTH = 128
-MAX_CUSTOM_FIELDS = 50
+# Bounded strings and maps every request model shares (the bounds: tally.billing.limits).
+CustomFields = Annotated[
+    dict[
+        Annotated[str, StringConstraints(max_length=MAX_CUSTOM_FIELD_KEY_LENGTH)],
+        Annotated[str, StringConstraints(max_length=MAX_CUSTOM_FIELD_VALUE_LENGTH)],
+    ],
+    Field(max_length=MAX_CUSTOM_FIELDS),
+]
+PropertyName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PROPERTY_NAME_LENGTH)]
+FilterValues = Annotated[
+    list[Annotated[str, StringConstraints(max_length=MAX_FILTER_VALUE_LENGTH)]],
+    Field(min_length=1, max_length=MAX_FILTER_VALUES),
+]
 
 
 class Request(BaseModel):
@@ -41,6 +64,11 @@ class Request(BaseModel):
 
 def read_body(event: Any) -> Any:
     """The JSON body of an API Gateway v2 event; gzip and base64 bodies are unpacked, numbers stay exact."""
+    return read_sized_body(event)[0]
+
+
+def read_sized_body(event: Any) -> tuple[Any, int]:
+    """read_body's document, and how many bytes it took unpacked."""
     raw = event.body or ""
     data = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8")
     if (event.headers.get("content-encoding") or "").lower() == "gzip" or data[:2] == b"\x1f\x8b":
@@ -62,7 +90,7 @@ def read_body(event: Any) -> Any:
     problem = first_unstorable(document)
     if problem is not None:
         raise InvalidInput(*problem)
-    return document
+    return document, len(data)
 
 
 def parse_instant(field: str, value: str | None) -> datetime | None:
@@ -81,7 +109,7 @@ class CustomerCreate(Request):
     name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     ingest_aliases: list[str] = Field(default_factory=list)
     external_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
-    custom_fields: dict[str, str] = Field(default_factory=dict, max_length=MAX_CUSTOM_FIELDS)
+    custom_fields: CustomFields = Field(default_factory=dict)
 
 
 class SetIngestAliases(Request):
@@ -111,26 +139,38 @@ def customer_detail_json(c: Customer) -> dict:
 
 # -- billable metrics --------------------------------------------------------------------------
 class EventTypeFilterIn(Request):
-    in_values: list[str] | None = Field(default=None, min_length=1)
-    not_in_values: list[str] | None = Field(default=None, min_length=1)
+    in_values: FilterValues | None = None
+    not_in_values: FilterValues | None = None
 
 
 class PropertyFilterIn(Request):
-    name: str = Field(min_length=1)
+    name: PropertyName
     exists: bool | None = None
-    in_values: list[str] | None = Field(default=None, min_length=1)
-    not_in_values: list[str] | None = Field(default=None, min_length=1)
+    in_values: FilterValues | None = None
+    not_in_values: FilterValues | None = None
 
 
 class MetricCreate(Request):
     name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     aggregation_type: Literal["COUNT", "SUM", "MAX", "UNIQUE", "LATEST"] = "COUNT"
-    aggregation_key: str | None = None
+    aggregation_key: PropertyName | None = None
     event_type_filter: EventTypeFilterIn | None = None
-    property_filters: list[PropertyFilterIn] = Field(default_factory=list)
-    group_keys: list[list[str]] = Field(default_factory=list)
-    custom_fields: dict[str, str] = Field(default_factory=dict, max_length=MAX_CUSTOM_FIELDS)
+    property_filters: list[PropertyFilterIn] = Field(default_factory=list, max_length=MAX_FILTERS_PER_METRIC)
+    group_keys: list[list[PropertyName]] = Field(default_factory=list)
+    custom_fields: CustomFields = Field(default_factory=dict)
     sql: str | None = None
+
+    @field_validator("group_keys")
+    @classmethod
+    def _group_properties_fit_a_counter_key(cls, group_keys: list[list[str]]) -> list[list[str]]:
+        # Counters are keyed by the values of every property any group key names (its sort key
+        # holds them all); 210 of them once made every aggregator batch fail, for every metric.
+        properties = {name for compound in group_keys for name in compound}
+        if len(properties) > MAX_GROUP_PROPERTIES:
+            raise ValueError(f"must name at most {MAX_GROUP_PROPERTIES} distinct properties, got {len(properties):,}")
+        if len(group_keys) > MAX_GROUP_PROPERTIES:
+            raise ValueError(f"must hold at most {MAX_GROUP_PROPERTIES} keys, got {len(group_keys):,}")
+        return group_keys
 
     def to_domain(self) -> BillableMetric:
         if self.sql is not None:

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from tally.billing.errors import InvalidInput
-
-MAX_ALIASES = 50
+from tally.billing.limits import MAX_ID_LENGTH, MAX_INGEST_ALIASES as MAX_ALIASES, identifier_problem, size_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,10 +36,11 @@ class Customer:
 
 def validate_aliases(field_name: str, aliases: list[str]) -> tuple[str, ...]:
     if len(aliases) > MAX_ALIASES:
-        raise InvalidInput(field_name, f"must hold at most {MAX_ALIASES} aliases")
+        raise InvalidInput(field_name, f"must hold at most {MAX_ALIASES} aliases, got {len(aliases):,}")
     for index, alias in enumerate(aliases):
-        if not isinstance(alias, str) or not alias.strip():
-            raise InvalidInput(f"{field_name}[{index}]", "must be a non-empty string")
-        if len(alias) > 128:
-            raise InvalidInput(f"{field_name}[{index}]", "must be at most 128 characters")
+        if not isinstance(alias, str):
+            raise InvalidInput(f"{field_name}[{index}]", "must be a string")
+        problem = identifier_problem(alias) or size_problem(alias, MAX_ID_LENGTH)
+        if problem:  # an alias is an ingest key, held to an event's customer_id rules
+            raise InvalidInput(f"{field_name}[{index}]", problem)
     return tuple(dict.fromkeys(aliases))

@@ -10,13 +10,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from tally.billing.errors import InvalidInput
-from tally.billing.limits import NUMBER_RULE, identifier_problem, storable_number
+from tally.billing import exact_json
+from tally.billing.limits import (
+    MAX_EVENT_BYTES,
+    MAX_EVENTS_PER_REQUEST,
+    MAX_ID_LENGTH,
+    NUMBER_RULE,
+    identifier_problem,
+    size_problem,
+    storable_number,
+)
 from tally.billing.time import parse_rfc3339
 
-MAX_EVENTS_PER_REQUEST = 100
 MAX_FUTURE = timedelta(hours=24)
 MAX_AGE = timedelta(days=34)  # also the dedup window on transaction_id
-MAX_ID_LENGTH = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +55,11 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return path
 
 
-def parse_usage_batch(raw: Any, now: datetime) -> list[UsageEvent]:
+def parse_usage_batch(raw: Any, now: datetime, body_bytes: int | None = None) -> list[UsageEvent]:
     """Validate a whole ingest request; raise on the first bad event, naming index and field.
 
     Nothing is returned unless every event passes, so a caller can never store half a batch.
+    `body_bytes`, the request's size, spares measuring each event when no event can be too big.
     """
     if not isinstance(raw, list):
         raise InvalidInput("usage", "the body must be a JSON array of events")
@@ -79,6 +87,10 @@ def parse_usage_batch(raw: Any, now: datetime) -> list[UsageEvent]:
             if problem:
                 raise InvalidInput(f"usage[{index}].{name}", problem)
         _check_properties(index, item.properties)
+        if body_bytes is None or body_bytes > MAX_EVENT_BYTES:
+            problem = size_problem(exact_json.dumps(raw[index]), MAX_EVENT_BYTES, "bytes")
+            if problem:
+                raise InvalidInput(f"usage[{index}]", f"as JSON {problem}")
         events.append(
             UsageEvent(item.transaction_id, item.customer_id, item.event_type, timestamp, item.properties)
         )

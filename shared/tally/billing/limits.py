@@ -1,24 +1,135 @@
-"""Bounds Tally enforces on input, each derived from what the store (DynamoDB) can hold.
+"""Bounds Tally enforces on input, each derived from what the store (DynamoDB) and AWS can hold.
 
 A value that validation lets through but a later stage cannot store becomes a poison pill for
-every customer (DESIGN.md, hard part 8), so the edge checks against these before anything is written.
+every customer (DESIGN.md, hard part 8), so the edge checks against these before anything is
+written, and the aggregator quarantines what a counter could not hold (services/quarantine.py).
+`LIMITS` lists them for the README's table, which a test keeps equal to it.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from dataclasses import dataclass
+from decimal import Context, Decimal
 from typing import Any
+
+# -- what DynamoDB and AWS allow ----------------------------------------------------------------
+DYNAMO_PARTITION_KEY_BYTES = 2_048
+DYNAMO_SORT_KEY_BYTES = 1_024
+DYNAMO_ITEM_BYTES = 400 * 1_024
+DYNAMO_TRANSACTION_ITEMS = 100
+API_GATEWAY_PAYLOAD_BYTES = 10 * 1_024 * 1_024
 
 # DynamoDB numbers: 38 significant digits, magnitude between 1E-130 and 1E+126.
 MAX_SIGNIFICANT_DIGITS = 38
 MAX_ADJUSTED_EXPONENT = 125
 MIN_ADJUSTED_EXPONENT = -130
+_EXACT = Context(prec=MAX_SIGNIFICANT_DIGITS)
+
+# -- request shape ------------------------------------------------------------------------------
 # JSON request bodies: deeper nesting than this is refused (Python's parser would otherwise recurse
 # until it fails with a RecursionError, a 500).
 MAX_NESTING_DEPTH = 32
 # Ids named in one request (`customer_ids` of /v1/usage): each costs reads, and API Gateway gives up
 # after 30 s; 3,000 once took 70 s.
 MAX_IDS_PER_REQUEST = 100
+# A request body, unpacked: well under API Gateway's payload limit, and a bound on what one
+# request can make the API function parse.
+MAX_BODY_BYTES = 1_000_000
+MAX_ID_LENGTH = 128  # characters of an id, transaction id, event type or ingest key
+MAX_NAME_LENGTH = 255
+
+# -- usage events -------------------------------------------------------------------------------
+MAX_EVENTS_PER_REQUEST = 100
+# One event as JSON: its stored item (the event, its receipt attributes) stays far below
+# DynamoDB's 400 KB, and a full stream batch stays under Lambda's 6 MB invocation payload.
+MAX_EVENT_BYTES = 64 * 1_024
+
+# -- usage counters -----------------------------------------------------------------------------
+# A counter's sort key is its bucket (at most 11 characters, 'h2026111507') + '#' + its group
+# values as JSON, so the group JSON may take what DynamoDB's 1,024-byte sort key leaves. A
+# (record, metric) pair whose group values are longer is quarantined, never written.
+LONGEST_BUCKET = 11
+MAX_GROUP_JSON_BYTES = DYNAMO_SORT_KEY_BYTES - LONGEST_BUCKET - 1
+# Properties one metric may group by: 16 values of about 60 bytes each fit the sort key.
+MAX_GROUP_PROPERTIES = 16
+# SUM counters are exact on the grid of SQL's DECIMAL(38,18): every value a multiple of 1E-18, every
+# counter total within +-1E19, so every sum needs at most 38 digits and is never rounded. A value
+# off the grid, or a sum that would leave the range, is quarantined with its reason.
+SUM_DECIMAL_PLACES = 18
+COUNTER_RANGE = Decimal(10) ** (MAX_SIGNIFICANT_DIGITS - SUM_DECIMAL_PLACES - 1)
+# UNIQUE counters store a value longer than this as its 128-bit digest (22 characters), so a day
+# counter of one group holds about 6,000 distinct long values (16,000 short ones) within 400 KB.
+MAX_UNIQUE_MEMBER_CHARS = 64
+
+# -- definitions (metrics, customers, products, rate cards, contracts) ---------------------------
+MAX_CUSTOM_FIELDS = 50
+MAX_CUSTOM_FIELD_KEY_LENGTH = 128
+# 50 fields of 128 + 1,024 characters stay under half of an item even at 4 bytes per character.
+MAX_CUSTOM_FIELD_VALUE_LENGTH = 1_024
+MAX_FILTERS_PER_METRIC = 32
+MAX_FILTER_VALUES = 100  # in_values / not_in_values of one filter
+MAX_FILTER_VALUE_LENGTH = 1_024
+MAX_PROPERTY_NAME_LENGTH = 128
+# Replacing a customer's aliases releases the old ones and claims the new ones in one transaction
+# (100 items at most), with the customer's own item.
+MAX_INGEST_ALIASES = 40  # (DYNAMO_TRANSACTION_ITEMS - 2) // 2 = 49 would just fit
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    what: str
+    value: str
+    protects: str
+
+
+def _n(number: int) -> str:
+    return f"{number:,}"
+
+
+LIMITS = (
+    Limit("significant digits of any number", str(MAX_SIGNIFICANT_DIGITS), "DynamoDB numbers (also magnitude 1E-130 to 1E+126)"),
+    Limit("JSON nesting depth of a body", str(MAX_NESTING_DEPTH), "the API function (deep nesting once gave a 500)"),
+    Limit("bytes of a request body, unpacked", _n(MAX_BODY_BYTES), "the API function; API Gateway takes 10 MB"),
+    Limit("ids named in one `/v1/usage` request", str(MAX_IDS_PER_REQUEST), "API Gateway's 30 s timeout"),
+    Limit("characters of an id, transaction id, event type or alias", str(MAX_ID_LENGTH), "keys (DynamoDB: 2,048-byte partition key)"),
+    Limit("events in one ingest request", str(MAX_EVENTS_PER_REQUEST), "the ingest function (Metronome's own limit)"),
+    Limit("bytes of one event as JSON", _n(MAX_EVENT_BYTES), "DynamoDB's 400 KB item; Lambda's 6 MB stream batch"),
+    Limit("bytes of a counter's group values as JSON", _n(MAX_GROUP_JSON_BYTES), "DynamoDB's 1,024-byte sort key (longer: quarantined)"),
+    Limit("properties a metric groups by", str(MAX_GROUP_PROPERTIES), "the counter sort key"),
+    Limit("decimal places of a summed value", str(SUM_DECIMAL_PLACES), "exact SUM counters (more: quarantined)"),
+    Limit("magnitude of a SUM counter", "1E19", "exact SUM counters (beyond: quarantined)"),
+    Limit("characters of a UNIQUE value kept as is", str(MAX_UNIQUE_MEMBER_CHARS), "DynamoDB's 400 KB item (longer: kept as a digest)"),
+    Limit("custom fields of an object", str(MAX_CUSTOM_FIELDS), "DynamoDB's 400 KB item"),
+    Limit("characters of a custom field key / value", f"{MAX_CUSTOM_FIELD_KEY_LENGTH} / {_n(MAX_CUSTOM_FIELD_VALUE_LENGTH)}", "DynamoDB's 400 KB item"),
+    Limit("property filters of a metric", str(MAX_FILTERS_PER_METRIC), "DynamoDB's 400 KB item"),
+    Limit("values in one filter / characters of each", f"{MAX_FILTER_VALUES} / {_n(MAX_FILTER_VALUE_LENGTH)}", "DynamoDB's 400 KB item"),
+    Limit("characters of a property name", str(MAX_PROPERTY_NAME_LENGTH), "DynamoDB's 400 KB item"),
+    Limit("ingest aliases of a customer", str(MAX_INGEST_ALIASES), "one 100-item transaction replaces them all"),
+)
+
+
+def limits_table(instants: str) -> str:
+    """The README's Limits table (`instants`: the range tally.billing.time allows, as text)."""
+    rows = [*LIMITS, Limit("instants (dates of contracts, schedules, queries)", instants, "period arithmetic (year 9999 stopped cycle close)")]
+    lines = ["| limit | value | protects |", "|---|---|---|"]
+    lines += [f"| {row.what} | {row.value} | {row.protects} |" for row in rows]
+    return "\n".join(lines)
+
+
+def size_problem(text: str, limit: int, unit: str = "characters") -> str | None:
+    """The rule and the value's size when `text` is longer than `limit`, else None."""
+    size = len(text.encode("utf-8")) if unit == "bytes" else len(text)
+    return None if size <= limit else f"must be at most {limit:,} {unit}, got {size:,}"
+
+
+def sum_value_problem(value: Decimal) -> str | None:
+    """Why `value` cannot be added to a SUM counter exactly (None when it can). `value` is a
+    storable number (38 digits at most), so normalizing it is exact."""
+    if value.normalize(_EXACT).as_tuple().exponent < -SUM_DECIMAL_PLACES:  # type: ignore[operator]
+        return f"has more than {SUM_DECIMAL_PLACES} decimal places, so a sum of it could not stay exact"
+    if abs(value) > COUNTER_RANGE:
+        return "exceeds 1E19 in magnitude, the most a SUM counter holds exactly"
+    return None
 
 
 def identifier_problem(value: str) -> str | None:

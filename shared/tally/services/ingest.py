@@ -21,9 +21,9 @@ class IngestService:
         self._events = events
         self._clock = clock
 
-    def ingest(self, body: Any) -> IngestResult:
+    def ingest(self, body: Any, body_bytes: int | None = None) -> IngestResult:
         now = self._clock()
-        events = parse_usage_batch(body, now)  # raises before anything is written
+        events = parse_usage_batch(body, now, body_bytes)  # raises before anything is written
         firsts, repeats = first_wins(events)
         already_known = self._events.put_new(firsts, ingested_at=now)
         duplicates = repeats + already_known

@@ -9,7 +9,7 @@ from typing import Iterable, Mapping, Protocol
 
 from tally.billing.counters import CounterKey, CounterRow, CounterSums
 from tally.billing.customers import Customer
-from tally.billing.errors import TallyError
+from tally.billing.errors import InvalidInput, TallyError
 from tally.billing.events import UsageEvent
 from tally.billing.metrics import BillableMetric
 
@@ -19,6 +19,11 @@ class StoreUnavailable(TallyError):
 
     status = 503
     kind = "unavailable"
+
+
+class StoreRefused(InvalidInput):
+    """The store refused a write for what it would hold (an item over 400 KB, a number out of
+    range): the input was too big. A 400 at the API; the aggregator quarantines it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tally.billing.errors import Conflict
-from tally.services.ports import StoreUnavailable
+from tally.services.ports import StoreRefused, StoreUnavailable
 
 _RETRYABLE = {
     "ProvisionedThroughputExceededException",
@@ -37,10 +37,29 @@ def error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
+# DynamoDB's words when an item, a key or a number is more than it holds: the caller's input was
+# too big (limits.py should have caught it first), never a reason to retry or to answer 500.
+_REFUSED = ("item size", "size of hashkey", "size of rangekey", "size limit", "number overflow", "number underflow")
+
+
+def refusal(exc: ClientError) -> str | None:
+    """DynamoDB's reason when it refused a write for what the item would hold, else None."""
+    messages = [exc.response.get("Error", {}).get("Message", "")]
+    messages += [reason.get("Message") or "" for reason in exc.response.get("CancellationReasons") or []]
+    for message in messages:
+        if any(words in message.lower() for words in _REFUSED):
+            return message
+    return None
+
+
 def translate(exc: ClientError) -> Exception:
-    """Map a ClientError to StoreUnavailable when it is worth retrying; otherwise keep it."""
+    """Map a ClientError to StoreUnavailable when it is worth retrying, to StoreRefused when the
+    item would hold more than DynamoDB allows; otherwise keep it."""
     if error_code(exc) in _RETRYABLE:
         return StoreUnavailable(f"DynamoDB is unavailable: {error_code(exc)}")
+    reason = refusal(exc)
+    if reason is not None:
+        return StoreRefused("body", f"holds more than DynamoDB can store ({reason})")
     return exc
 
 
