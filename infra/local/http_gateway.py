@@ -6,16 +6,27 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import sys
 import time
 import uuid
 from dataclasses import dataclass
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from infra.local.lambdas import FunctionError, LocalLambdas
+from tally.billing.limits import API_GATEWAY_PAYLOAD_BYTES
+
+logger = logging.getLogger(__name__)
 
 _TEXT_TYPES = ("application/json", "text/")
+# The methods an ANY route takes on API Gateway; others never reach a route.
+ALLOWED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+# Format 2.0 joins repeated headers with commas; for these a joined value would be a key or type
+# the client never sent, so a repeat is refused instead (content-length: see body_length).
+_SINGLE_HEADERS = ("authorization", "content-type", "host")
 # A route that exists only on the local runtime (no API Gateway route, no Lambda): it gets the
 # lowercased headers and the body, and returns the status and a JSON body.
 LocalRoute = Callable[[dict, bytes], tuple[int, dict]]
@@ -50,6 +61,47 @@ def choose(routes: list[Route], method: str, path: str) -> tuple[Route, dict] | 
     return None
 
 
+class GatewayRefusal(Exception):
+    """A request the gateway answers itself, before any Lambda: `field` broke `rule`."""
+
+    def __init__(self, status: int, field: str, rule: str, kind: str = "invalid_request") -> None:
+        super().__init__(f"{field}: {rule}")
+        self.status, self.field, self.rule, self.kind = status, field, rule, kind
+
+    def body(self) -> bytes:
+        # The API's error shape (tally.api.errors), so clients parse one kind of error.
+        return json.dumps({"message": f"{self.field}: {self.rule}", "type": self.kind, "field": self.field}).encode()
+
+
+def joined_headers(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """Lowercased headers as format 2.0 carries them: repeats joined with commas."""
+    headers: dict[str, str] = {}
+    for key, value in pairs:
+        key = key.lower()
+        if key in headers and key in _SINGLE_HEADERS:
+            raise GatewayRefusal(400, key, "must be sent once, not repeated")
+        headers[key] = f"{headers[key]},{value}" if key in headers else value
+    return headers
+
+
+def body_length(message: Message) -> int:
+    """The body's length from the request's headers, or the refusal when framing is unclear."""
+    if "transfer-encoding" in message:
+        raise GatewayRefusal(411, "transfer-encoding", "is not supported by the local gateway; send content-length",
+                             "length_required")
+    values = message.get_all("content-length") or ["0"]
+    if len(values) > 1:
+        raise GatewayRefusal(400, "content-length", "must be sent once, not repeated")
+    text = values[0].strip()
+    if not (text.isascii() and text.isdigit()):  # int() would take "+5", " 5", "1_0" and "²"
+        raise GatewayRefusal(400, "content-length", "must be a whole number of bytes")
+    length = int(text)
+    if length > API_GATEWAY_PAYLOAD_BYTES:
+        raise GatewayRefusal(413, "content-length", f"must be at most {API_GATEWAY_PAYLOAD_BYTES:,} bytes "
+                             "(API Gateway's payload limit)", "payload_too_large")
+    return length
+
+
 def build_event(route: Route, params: dict, method: str, raw_path: str, query: str, headers: dict, body: bytes) -> dict:
     text = not body or any((headers.get("content-type") or "").startswith(t) for t in _TEXT_TYPES)
     if headers.get("content-encoding"):
@@ -82,20 +134,38 @@ def build_event(route: Route, params: dict, method: str, raw_path: str, query: s
             "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
             "timeEpoch": int(now * 1000),
         },
-        "isBase64Encoded": not text,
     }
     if query_params:
         event["queryStringParameters"] = query_params
     if params:
         event["pathParameters"] = params
-    if body:
-        event["body"] = body.decode("utf-8") if text else base64.b64encode(body).decode("ascii")
+    if body and text:
+        try:
+            event["body"] = body.decode("utf-8")
+        except UnicodeDecodeError:  # not text whatever its type says (a gzip body, say): the Lambda decides
+            text = False
+    if body and not text:
+        event["body"] = base64.b64encode(body).decode("ascii")
+    event["isBase64Encoded"] = not text
     return event
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 drops SYNs under a burst, a 1 s stall per retry
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that resets or leaves mid-request is routine; one line, not socketserver's traceback.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            logger.warning("%s:%s went away: %s", *client_address[:2], type(exc).__name__)
+        else:
+            logger.error("request from %s:%s failed", *client_address[:2], exc_info=True)
 
 
 class LocalHttpApi:
     def __init__(self, lambdas: LocalLambdas, routes: list[Route], host: str, port: int,
-                 local_routes: dict[tuple[str, str], LocalRoute] | None = None) -> None:
+                 local_routes: dict[tuple[str, str], LocalRoute] | None = None, idle_timeout: float = 60.0) -> None:
         self.routes = routes
         self.local_routes = local_routes or {}  # (method, path) -> LocalRoute
         api = self
@@ -103,15 +173,70 @@ class LocalHttpApi:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # otherwise delayed ACKs add ~40 ms to each response
+            timeout = idle_timeout  # a half-open connection would otherwise hold its thread forever
 
             def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet by default
                 pass
 
+            def log_error(self, format: str, *args) -> None:  # noqa: A002
+                # Only a read timing out calls this (send_error is ours); an idle keep-alive
+                # connection timing out between requests is not news.
+                if self.raw_requestline:
+                    logger.warning("%s:%s %s", *self.client_address[:2], format % args)
+
+            def handle_one_request(self) -> None:
+                self.raw_requestline = b""
+                super().handle_one_request()
+
+            def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+                # http.server's own refusals (request line, header block, method) in the API's JSON
+                # shape: a 501 for a method becomes API Gateway's 405, never a 5xx nor an HTML page.
+                if code == 501:
+                    refusal = GatewayRefusal(405, "method", f"must be one of {', '.join(ALLOWED_METHODS)}",
+                                             "method_not_allowed")
+                elif code == 431:
+                    refusal = GatewayRefusal(431, "headers", f"{message}: {explain}", "invalid_request")
+                elif code == 414:
+                    refusal = GatewayRefusal(414, "request line", "must be at most 65,536 bytes")
+                else:
+                    refusal = GatewayRefusal(code if 400 <= code < 500 else 400, "request line", message or "is malformed")
+                self.close_connection = True
+                # An unparsed request line leaves HTTP/0.9, which would send the body without a status line.
+                self.request_version = self.protocol_version
+                self._refuse(refusal)
+
+            def _refuse(self, refusal: GatewayRefusal) -> None:
+                headers = {"content-type": "application/json"}
+                if refusal.status == 405:
+                    headers["allow"] = ", ".join(ALLOWED_METHODS)
+                self._reply(refusal.status, headers, refusal.body())
+
             def _serve(self) -> None:
+                try:
+                    self._forward()
+                except (ConnectionError, TimeoutError):
+                    raise  # the client is gone: _Server.handle_error logs one line
+                except Exception:  # noqa: BLE001 - a bug here must still answer, as API Gateway would
+                    logger.exception("local gateway failed on %s %s", self.command, self.path)
+                    self.close_connection = True
+                    self._reply(500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}')
+
+            def _forward(self) -> None:
                 url = urlsplit(self.path)
-                length = int(self.headers.get("content-length") or 0)
+                try:
+                    length = body_length(self.headers)
+                except GatewayRefusal as refusal:
+                    self.close_connection = True  # where the body ends is unknown, so nothing more can be read
+                    return self._refuse(refusal)
                 body = self.rfile.read(length) if length else b""
-                headers = {k.lower(): v for k, v in self.headers.items()}
+                if len(body) < length:
+                    self.close_connection = True
+                    return self._refuse(GatewayRefusal(400, "content-length", f"is {length:,} but the body "
+                                                       f"ended after {len(body):,} bytes"))
+                try:  # after the body is read, so the connection stays usable
+                    headers = joined_headers(list(self.headers.items()))
+                except GatewayRefusal as refusal:
+                    return self._refuse(refusal)
                 local = api.local_routes.get((self.command, url.path))
                 if local is not None:
                     try:
@@ -141,13 +266,15 @@ class LocalHttpApi:
                     if key not in ("content-length", "connection"):
                         self.send_header(key, value)
                 self.send_header("content-length", str(len(data)))
+                if self.close_connection:
+                    self.send_header("connection", "close")
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":
+                    self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server((host, port), Handler)
 
     @property
     def port(self) -> int:
