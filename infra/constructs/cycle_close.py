@@ -1,10 +1,12 @@
 """Cycle close: an EventBridge schedule starts the `close-billing-periods` state machine, which
 finalizes every period due as of the event's `time` and publishes invoice.finalized.
 
-    FindDuePeriods ─► AnyPeriodsDue? ─yes─► ClosePeriods: Map (MaxConcurrency 5), per period
-         ▲                         │            FinalizePeriod ─► PublishInvoices ─► PeriodClosed
-         └──── next page ◄─────────┼──────────  on any error after retries: DeadLetterPeriod (SQS)
-                                   └─no──► Closed                               ─► PeriodDeadLettered
+    FindDuePeriods ─► DeadLetterContracts: Map, per contract whose due periods could not be found
+         ▲               DeadLetterContract (SQS)
+         │          ─► AnyPeriodsDue? ─yes─► ClosePeriods: Map (MaxConcurrency 5), per period
+         │                          │           FinalizePeriod ─► PublishInvoices ─► PeriodClosed
+         └──── next page ◄──────────┼─────────  on any error after retries: DeadLetterPeriod (SQS)
+                                    └─no──► Closed                              ─► PeriodDeadLettered
 
 The data each state passes is described in tally.services.cycle_close_tasks. Retry and Catch match
 error names: our own errors by class name (the Lambda errorType), AWS's by their documented names.
@@ -112,15 +114,17 @@ class CycleClose(Construct):
         self.publish.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [tables.billing.table_arn])
         topics.grant_publish(self.publish.role, topics.invoices)
 
-        # Periods that still failed after their retries. Each message names the period and the
-        # error; the period stays due, so the next scheduled run tries it again.
+        # Periods that still failed after their retries, and contracts whose due periods could not
+        # be found. Each message names the period (or the customer and contract) and the error; it
+        # stays due, so the next scheduled run tries it again.
         self.dlq = dead_letter_queue(self, "the close-billing-periods workflow")
         self.dlq_alarm = dead_letter_alarm(
             self,
             self.dlq,
             (
                 "A billing period could not be closed: its invoice is still a draft (or finalized "
-                "but not announced). The message in the cycle-close DLQ names it and the error."
+                "but not announced), or a contract's due periods could not be found. The message in "
+                "the cycle-close DLQ names the period or contract and the error."
             ),
         )
 
@@ -217,6 +221,44 @@ class CycleClose(Construct):
             )
         )
 
+        # A contract find_due had to skip. Same queue and message shape as a period's, with the
+        # customer and contract in place of the period; the run goes on without it.
+        dead_letter_contract = tasks.SqsSendMessage(
+            states,
+            "DeadLetterContract",
+            queue=self.dlq,
+            message_body=sfn.TaskInput.from_object(
+                {
+                    "as_of": sfn.JsonPath.string_at("$.as_of"),
+                    "contract": {
+                        "customer_id": sfn.JsonPath.string_at("$.skipped.customer_id"),
+                        "contract_id": sfn.JsonPath.string_at("$.skipped.contract_id"),
+                    },
+                    "error": {
+                        "Error": sfn.JsonPath.string_at("$.skipped.error"),
+                        "Cause": sfn.JsonPath.string_at("$.skipped.cause"),
+                    },
+                    "execution": sfn.JsonPath.execution_id,
+                }
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        dead_letter_contract.add_retry(
+            errors=["States.TaskFailed"], interval=Duration.seconds(1), max_attempts=3, backoff_rate=2
+        )
+        dead_letter_contracts = sfn.Map(
+            states,
+            "DeadLetterContracts",
+            items_path="$.progress.skipped",
+            item_selector={
+                "as_of": sfn.JsonPath.string_at("$.progress.as_of"),
+                "skipped": sfn.JsonPath.object_at("$$.Map.Item.Value"),
+            },
+            max_concurrency=MAX_CONCURRENCY,
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        dead_letter_contracts.item_processor(dead_letter_contract)
+
         dead_letter = tasks.SqsSendMessage(
             states,
             "DeadLetterPeriod",
@@ -301,4 +343,4 @@ class CycleClose(Construct):
             .when(sfn.Condition.number_greater_than("$.progress.count", 0), close_periods)
             .otherwise(done)
         )
-        return find_due.next(any_due)
+        return find_due.next(dead_letter_contracts).next(any_due)

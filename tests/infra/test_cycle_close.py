@@ -59,8 +59,9 @@ def test_the_machine_is_named_close_billing_periods_after_its_stack(machine):
 
 
 def test_the_workflow_pages_through_due_periods_and_maps_over_each_page(states):
-    assert set(states) == {"FindDuePeriods", "AnyPeriodsDue", "ClosePeriods", "Closed"}
-    assert states["FindDuePeriods"]["Next"] == "AnyPeriodsDue"
+    assert set(states) == {"FindDuePeriods", "DeadLetterContracts", "AnyPeriodsDue", "ClosePeriods", "Closed"}
+    assert states["FindDuePeriods"]["Next"] == "DeadLetterContracts"
+    assert states["DeadLetterContracts"]["Next"] == "AnyPeriodsDue"
     (more,) = states["AnyPeriodsDue"]["Choices"]
     assert more == {"Variable": "$.progress.count", "NumericGreaterThan": 0, "Next": "ClosePeriods"}
     assert states["AnyPeriodsDue"]["Default"] == "Closed"
@@ -154,6 +155,28 @@ def test_the_dead_letter_message_names_the_period_the_error_and_the_execution(sy
     }
     assert send["ResultPath"] is None
     assert retriers(send)[("States.TaskFailed",)]["MaxAttempts"] == 3
+
+
+def test_each_contract_find_due_skipped_is_dead_lettered_by_name_and_the_run_goes_on(synth, states):
+    skipped = states["DeadLetterContracts"]
+    assert skipped["Type"] == "Map"
+    assert skipped["ItemsPath"] == "$.progress.skipped"
+    assert skipped["ItemSelector"] == {"as_of.$": "$.progress.as_of", "skipped.$": "$$.Map.Item.Value"}
+    assert skipped["ResultPath"] is None  # the run's state is unchanged: AnyPeriodsDue reads $.progress
+    (only,) = skipped["ItemProcessor"]["States"].values()
+    dlq_id, _ = synth.one("AWS::SQS::Queue", "CycleCloseDlq")
+    assert only["Resource"] == "arn:<AWS::Partition>:states:::sqs:sendMessage"
+    assert only["Parameters"] == {
+        "QueueUrl": f"<{dlq_id}>",
+        "MessageBody": {
+            "as_of.$": "$.as_of",
+            "contract": {"customer_id.$": "$.skipped.customer_id", "contract_id.$": "$.skipped.contract_id"},
+            "error": {"Error.$": "$.skipped.error", "Cause.$": "$.skipped.cause"},
+            "execution.$": "$$.Execution.Id",
+        },
+    }
+    assert only["ResultPath"] is None and only["End"] is True
+    assert retriers(only)[("States.TaskFailed",)]["MaxAttempts"] == 3
 
 
 def test_the_machine_logs_every_event_and_traces(synth, machine):

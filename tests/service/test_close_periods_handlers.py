@@ -16,6 +16,7 @@ import pytest
 
 from functions.close_periods import handler
 from tally.services import cycle_close_tasks
+from tally.services.cycle_close import DueCloses
 from tally.services.cycle_close_tasks import InvalidScheduledEvent, InvalidTaskInput
 from tally.services.ports import StoreUnavailable
 from tally.settings import get_settings
@@ -33,17 +34,20 @@ def due(customer: str, start: str = "2025-01-01T00:00:00Z", kind: str = "USAGE")
 class FakeCycleClose:
     """Records calls; periods stay due until finalized; `failing` customers raise on finalize."""
 
-    def __init__(self, periods: list[dict], failing: dict[str, Exception] | None = None) -> None:
+    def __init__(
+        self, periods: list[dict], failing: dict[str, Exception] | None = None, skipped: list[dict] | None = None
+    ) -> None:
         self.periods = periods
+        self.skipped = skipped or []
         self.failing = failing or {}
         self.finalized: set[str] = set()
         self.published: set[str] = set()
         self.calls: list[tuple] = []
         self.alerts = FakeAlerts()
 
-    def find_due(self, as_of: datetime, grace: timedelta) -> list[dict]:
+    def find_due(self, as_of: datetime, grace: timedelta) -> DueCloses:
         self.calls.append(("find_due", as_of, grace))
-        return [p for p in self.periods if p["contract_id"] not in self.finalized]
+        return DueCloses([p for p in self.periods if p["contract_id"] not in self.finalized], self.skipped)
 
     def finalize(self, customer_id, contract_id, period_start, as_of) -> dict:
         self.calls.append(("finalize", customer_id, contract_id, period_start, as_of))
@@ -122,7 +126,10 @@ def test_the_scheduled_events_time_is_the_as_of_instant_and_grace_defaults_to_24
         "invoices_published": 0,
         "periods_dead_lettered": 0,
         "dead_lettered": [],
+        "contracts_skipped": 0,
+        "skipped": [],
     }
+    assert progress["skipped"] == []
 
 
 def test_the_grace_period_comes_from_the_deployments_setting(service, context, grace_hours):

@@ -128,7 +128,7 @@ def test_find_due_lists_a_usage_period_once_its_end_plus_the_grace_has_passed_an
     contract_id, cid = with_seats["id"], w.customer.id
 
     def due(as_of):
-        return [(i["contract_id"], i["period_start"], i["kind"]) for i in w.service.find_due(as_of, GRACE)]
+        return [(i["contract_id"], i["period_start"], i["kind"]) for i in w.service.find_due(as_of, GRACE).periods]
 
     # Nov 1 12:00: October's usage waits for its grace; the seats billed on Oct 1 and Nov 1 are due.
     assert due(NOV + 12 * HOUR) == [
@@ -140,7 +140,7 @@ def test_find_due_lists_a_usage_period_once_its_end_plus_the_grace_has_passed_an
         (contract_id, "2026-10-01T00:00:00Z", "USAGE"),
         (contract_id, "2026-11-01T00:00:00Z", "SCHEDULED"),
     ]
-    items = w.service.find_due(NOV + GRACE, GRACE)
+    items = w.service.find_due(NOV + GRACE, GRACE).periods
     assert json.loads(json.dumps(items)) == items  # task payloads
     assert set(items[0]) == {"customer_id", "contract_id", "period_start", "kind"} and items[0]["customer_id"] == cid
 
@@ -291,10 +291,10 @@ def test_a_failed_publish_can_be_retried_at_once_and_a_crashed_one_after_the_lea
     # A publisher that crashed after claiming: nobody publishes while its claim is fresh...
     assert w.store.claim_publication(november, "crashed", w.clock.now, w.clock.now - timedelta(minutes=15))
     assert w.service.publish_finalized(november) is False
-    assert [i["period_start"] for i in w.service.find_due(DEC + 2 * DAY, GRACE)] == []
+    assert [i["period_start"] for i in w.service.find_due(DEC + 2 * DAY, GRACE).periods] == []
     # ...and once the lease has expired, the next run lists the period again and publishes it.
     w.clock.now += timedelta(minutes=16)
-    assert [i["period_start"] for i in w.service.find_due(w.clock.now, GRACE)] == ["2026-11-01T00:00:00Z"]
+    assert [i["period_start"] for i in w.service.find_due(w.clock.now, GRACE).periods] == ["2026-11-01T00:00:00Z"]
     assert w.service.publish_finalized(november) is True
     assert [m["id"] for _, m, _ in w.publisher.messages] == [f"invoice.finalized:{october}", f"invoice.finalized:{november}"]
 
@@ -358,7 +358,7 @@ def test_a_late_event_counts_in_usage_but_changes_no_finalized_invoice_only_the_
     assert [e for e in w.balances.burn_down(w.customer.id).ledger if e.invoice_id == november] == ledger
     december = w.invoices.list(w.customer.id, status="DRAFT")[0][0]
     assert (december.invoice.starting_at, december.invoice.subtotal) == (DEC, Decimal("10.00"))  # the open draft moves
-    assert w.service.find_due(clock.now, GRACE) == []  # and nothing reopens November
+    assert w.service.find_due(clock.now, GRACE).periods == []  # and nothing reopens November
 
 
 # --- void and regenerate --------------------------------------------------------------------------
@@ -382,7 +382,7 @@ def test_void_gives_the_drawdowns_back_and_regenerate_bills_the_period_again_fro
     voided = w.invoices.get(w.customer.id, october)
     assert voided.invoice.status == "VOID"
     assert [d.id for d in w.invoices.list(w.customer.id, status="VOID")[0]] == [october]
-    assert w.service.find_due(NOV + GRACE, GRACE) == []  # a voided period waits for a regenerate
+    assert w.service.find_due(NOV + GRACE, GRACE).periods == []  # a voided period waits for a regenerate
 
     w.usage.calls += [(datetime(2026, 10, 20, tzinfo=UTC), 20)]  # the correction: 20 calls were missing
     regenerated = w.service.regenerate(october)
@@ -399,7 +399,7 @@ def test_void_gives_the_drawdowns_back_and_regenerate_bills_the_period_again_fro
     assert w.service.finalize(w.customer.id, contract["id"], OCT, NOV + GRACE)["invoice_ids"] == [regenerated]
     # A later run publishes the regenerated invoice.
     w.clock.now += timedelta(hours=1)
-    assert [i["kind"] for i in w.service.find_due(w.clock.now, GRACE)] == ["USAGE"]
+    assert [i["kind"] for i in w.service.find_due(w.clock.now, GRACE).periods] == ["USAGE"]
 
 
 @pytest.mark.parametrize(
@@ -450,7 +450,7 @@ def test_a_postpaid_true_up_is_billed_at_its_invoice_date_once_the_usage_it_sett
     w.usage.calls += [(datetime(2026, 10, 10, tzinfo=UTC), 30)]  # 60 cents toward the 1000 promised
 
     def due(as_of):
-        return [(i["period_start"][:10], i["kind"]) for i in w.service.find_due(as_of, GRACE)]
+        return [(i["period_start"][:10], i["kind"]) for i in w.service.find_due(as_of, GRACE).periods]
 
     assert due(NOV + GRACE) == [("2026-10-01", "USAGE")]  # the true-up waits for October's usage
     assert w.service.finalize(w.customer.id, contract["id"], NOV, NOV + GRACE)["finalized"] == []

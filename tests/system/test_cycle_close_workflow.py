@@ -33,13 +33,16 @@ class FaultInjected(Exception):
 class FakeCycleClose:
     """Periods stay due until finalized; one invoice per period; each published once."""
 
-    def __init__(self, periods: list[dict]) -> None:
+    def __init__(self, periods: list[dict], skipped: list[dict] | None = None) -> None:
         self.periods = periods
+        self.skipped = skipped or []
         self.finalized: set[str] = set()
         self.published: set[str] = set()
 
     def find_due(self, as_of, grace):
-        return [p for p in self.periods if p["contract_id"] not in self.finalized]
+        from tally.services.cycle_close import DueCloses
+
+        return DueCloses([p for p in self.periods if p["contract_id"] not in self.finalized], self.skipped)
 
     def finalize(self, customer_id, contract_id, period_start, as_of):
         invoice = f"invoice-{contract_id}"
@@ -177,6 +180,33 @@ def test_every_due_period_is_closed_and_a_failing_one_is_dead_lettered_without_b
     assert "finalize exploded" in message["error"]["Cause"]
     assert "-close-billing-periods:" in message["execution"]
     assert elapsed < 5, "a non-retryable error is not retried"
+
+
+def test_a_contract_whose_due_periods_cannot_be_found_is_dead_lettered_by_name_and_the_rest_close(
+    api, monkeypatch, dead_letters
+):
+    skipped = [
+        {"customer_id": "customer-far", "contract_id": "contract-far", "error": "ValueError",
+         "cause": "year 10000 is out of range"},
+        {"customer_id": "customer-unlisted", "contract_id": None, "error": "KeyError", "cause": "'starting_at'"},
+    ]
+    fake = FakeCycleClose([period(f"customer-{n}") for n in range(3)], skipped)
+    install(monkeypatch, fake)
+
+    result = fire(api, "2025-02-02T01:00:00Z")
+
+    assert result["status"] == "SUCCEEDED", result
+    summary = result["output"]
+    assert (summary["periods_closed"], summary["invoices_published"]) == (3, 3)
+    assert summary["contracts_skipped"] == 2
+    assert summary["skipped"] == skipped
+    messages = sorted(dead_letters(), key=lambda m: m["contract"]["customer_id"])
+    assert [(m["contract"], m["error"]) for m in messages] == [
+        ({"customer_id": "customer-far", "contract_id": "contract-far"},
+         {"Error": "ValueError", "Cause": "year 10000 is out of range"}),
+        ({"customer_id": "customer-unlisted", "contract_id": None}, {"Error": "KeyError", "Cause": "'starting_at'"}),
+    ]
+    assert all(m["as_of"] == "2025-02-02T01:00:00Z" and "-close-billing-periods:" in m["execution"] for m in messages)
 
 
 def test_running_again_finalizes_and_publishes_nothing_new(api, monkeypatch, dead_letters):

@@ -247,6 +247,12 @@ class ContractService:
             found.append(document)
         return sorted(found, key=lambda d: (d["starting_at"], d["created_at"], d["id"]))
 
+    def ids(self, customer_id: str) -> list[str]:
+        """The ids of the customer's unarchived contracts, read without interpreting them, so that a
+        stored contract that no longer parses can still be named."""
+        self.customer(customer_id)
+        return [d["id"] for d in self._store.list_for_customer(customer_id) if not d.get("archived_at")]
+
     def contract(self, document: dict) -> Contract:
         """The engine object of a stored contract, with its rate card as the catalog has it now."""
         return contract_from_document(document, self._catalog.rate_card(document["rate_card_id"]))

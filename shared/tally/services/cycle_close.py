@@ -2,7 +2,10 @@
 the two corrections, void and regenerate.
 
 The close-billing-periods workflow calls `find_due`, then for each item `finalize`, then
-`publish_finalized` for every id `finalize` returns (services/cycle_close_tasks.py).
+`publish_finalized` for every id `finalize` returns (services/cycle_close_tasks.py). Isolation: a
+contract whose due periods cannot be found, whatever the error, is skipped and named by `find_due`
+(the workflow dead-letters it), and a period that fails to finalize or publish is dead-lettered by
+the workflow; neither holds up anyone else's close.
 
 Exactly once.
 - Invoices. A finalized invoice is stored under its draft's id (UUIDv5 of contract, type, instant,
@@ -33,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable, Mapping, Protocol
 
-from tally.billing.errors import InvalidInput, NotFound, TallyError
+from tally.billing.errors import InvalidInput, NotFound
 from tally.billing.messages import envelope
 from tally.billing.time import format_rfc3339
 from tally.services.invoice_records import (
@@ -74,6 +77,29 @@ class Publisher(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class DueCloses:
+    """What find_due found: the due periods, and the contracts it had to skip (see `_skipped`)."""
+
+    periods: list[dict]
+    skipped: list[dict]
+
+
+# A skipped contract's reason is kept short: it travels in a Step Functions payload and a DLQ message.
+MAX_REASON_CHARS = 500
+
+
+def _skipped(customer_id: str, contract_id: str | None, exc: Exception) -> dict:
+    """A contract whose due periods cannot be found; contract_id None: the customer's contracts
+    cannot even be listed. The reason is the error's name and message, never its traceback."""
+    return {
+        "customer_id": customer_id,
+        "contract_id": contract_id,
+        "error": type(exc).__name__,
+        "cause": (str(exc) or type(exc).__name__)[:MAX_REASON_CHARS],
+    }
+
+
+@dataclass(frozen=True, slots=True)
 class CloseTiming:
     attempts: int = 5
     backoff: float = 0.05  # seconds, doubled on each attempt
@@ -105,33 +131,93 @@ class CycleCloseService:
         self._sleep = sleep
 
     # -- finding and finalizing --------------------------------------------------------------------
-    def find_due(self, as_of: datetime, grace: timedelta) -> list[dict]:
+    def find_due(self, as_of: datetime, grace: timedelta) -> DueCloses:
         """Every (customer, contract, period) of a live contract with an invoice due as of `as_of`
         and not finalized yet: kind USAGE once the period's end plus `grace` has passed, SCHEDULED
         once an issue instant in the period has passed. A period whose FINALIZED invoice was never
         published (its claim expired) is listed again, so a run completes the publication. A voided
-        invoice is not due: it waits for a regenerate. Ordered by (period_start, customer, contract, kind)."""
+        invoice is not due: it waits for a regenerate. Ordered by (period_start, customer, contract, kind).
+
+        A contract whose due periods cannot be found, whatever the error, is skipped and named with
+        it in `skipped`; every other contract is listed. Only StoreUnavailable (the store, not one
+        customer's data) fails the whole call."""
         unpublished_before = self._clock() - self._timing.publish_lease
         found: dict[tuple, dict] = {}
+        skipped: list[dict] = []
         cursor: str | None = None
         while True:
             page = self._customers.list(100, cursor)
             for customer in page.items:
-                try:
-                    records = self._store.list_for_customer(customer.id)
-                    items = self._invoices.due_closes(customer.id, as_of, grace, records, unpublished_before)
-                except StoreUnavailable:
-                    raise
-                except TallyError:
-                    # One customer's broken data must not hold up every other customer's close.
-                    logger.exception("cannot find the due periods of customer %s", customer.id)
-                    continue
+                items, failed = self._due_of_customer(customer.id, as_of, grace, unpublished_before)
+                skipped += failed
                 for item in items:
                     found[(item["period_start"], item["customer_id"], item["contract_id"], item["kind"])] = item
             cursor = page.next_page
             if not cursor:
                 break
-        return [found[key] for key in sorted(found)]
+        return DueCloses([found[key] for key in sorted(found)], skipped)
+
+    def _due_of_customer(
+        self, customer_id: str, as_of: datetime, grace: timedelta, unpublished_before: datetime
+    ) -> tuple[list[dict], list[dict]]:
+        """(due periods, skipped contracts) of one customer: all its contracts at once, and after a
+        failure contract by contract, to name the culprits and list the rest.
+
+        - A culprit, a contract whose own periods cannot be computed, is named.
+        - A contract that then fails only alongside a culprit (pricing reads all of a customer's
+          contracts and grants) is held back unnamed: fixing the culprit releases it.
+        - Without a culprit, each failing contract is named; if none fails alone, the customer is.
+        A contract listed here whose customer cannot be priced as a whole fails at finalize, and
+        the workflow dead-letters that period with the reason."""
+        records: list[StoredInvoice] | None = None
+        try:
+            records = self._store.list_for_customer(customer_id)
+            return self._invoices.due_closes(customer_id, as_of, grace, records, unpublished_before), []
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one customer's data must not stop everyone's close
+            if records is None:  # its invoices cannot be read: nothing to split by contract
+                return [], [self._report_skip(customer_id, None, exc)]
+            logger.warning("cannot find the due periods of customer %s at once", customer_id, exc_info=True)
+            whole = exc
+        try:
+            contract_ids = self._invoices.contract_ids(customer_id)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            return [], [self._report_skip(customer_id, None, exc)]
+        found: list[dict] = []
+        culprits: list[dict] = []
+        held: list[tuple[str, Exception]] = []
+        for contract_id in contract_ids:
+            try:
+                self._invoices.due_periods(customer_id, contract_id, until=as_of)  # the contract alone
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                culprits.append(self._report_skip(customer_id, contract_id, exc))
+                continue
+            try:
+                found += self._invoices.due_closes(
+                    customer_id, as_of, grace, records, unpublished_before, contract_id=contract_id
+                )
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                held.append((contract_id, exc))
+        if culprits:
+            for contract_id, exc in held:
+                logger.warning("contract %s of customer %s held back by another", contract_id, customer_id, exc_info=exc)
+            return found, culprits
+        if held:
+            return found, [self._report_skip(customer_id, contract_id, exc) for contract_id, exc in held]
+        return [], [self._report_skip(customer_id, None, whole)]  # it fails only as a whole
+
+    @staticmethod
+    def _report_skip(customer_id: str, contract_id: str | None, exc: Exception) -> dict:
+        what = "every contract" if contract_id is None else f"contract {contract_id}"
+        logger.error("skipping %s of customer %s: due periods cannot be found", what, customer_id, exc_info=exc)
+        return _skipped(customer_id, contract_id, exc)
 
     def finalize(self, customer_id: str, contract_id: str, period_start: datetime, as_of: datetime) -> dict:
         """Store the period's due invoices as FINALIZED, priced as a read would price them now.

@@ -3,8 +3,12 @@ and returns, and the three steps that map it onto `CycleCloseService`.
 
 The workflow (infra/constructs/cycle_close.py) runs in pages:
 
-    FindDuePeriods ─► AnyPeriodsDue? ─yes─► ClosePeriods (Map) ─► FindDuePeriods ...
-                                    └─no──► Closed (output: the run's summary)
+    FindDuePeriods ─► DeadLetterContracts (Map) ─► AnyPeriodsDue? ─yes─► ClosePeriods (Map) ─► FindDuePeriods ...
+                                                                 └─no──► Closed (output: the run's summary)
+
+FindDuePeriods also names the contracts whose due periods could not be found (`skipped`, first
+page only: later pages find them again); DeadLetterContracts sends each to the DLQ with its reason
+before the periods are closed.
 
 Each FindDuePeriods call returns the next page of due periods after a cursor, so that a state's
 payload stays far below Step Functions' 256 KiB limit however many contracts close at once, and it
@@ -18,12 +22,16 @@ Catch blocks match: InvalidScheduledEvent fails the execution before anything is
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tally.billing.errors import InvalidInput
+from tally.services.ports import StoreUnavailable
+
+logger = logging.getLogger(__name__)
 
 # Periods per page. An iteration's outcome is a few hundred bytes, so a page's Map result stays
 # around 50 KiB, well inside the 256 KiB payload limit.
@@ -40,10 +48,17 @@ class InvalidTaskInput(InvalidInput):
     """A state passed a task input it should never produce: a workflow bug, not worth retrying."""
 
 
+class DueFound(Protocol):
+    """`tally.services.cycle_close.DueCloses`: the due periods and the skipped contracts, as dicts."""
+
+    periods: list[dict]
+    skipped: list[dict]
+
+
 class CycleClose(Protocol):
     """What the steps use of `tally.services.cycle_close.CycleCloseService`."""
 
-    def find_due(self, as_of: datetime, grace: timedelta) -> list[dict]: ...
+    def find_due(self, as_of: datetime, grace: timedelta) -> DueFound: ...
 
     def finalize(self, customer_id: str, contract_id: str, period_start: datetime, as_of: datetime) -> dict: ...
 
@@ -89,6 +104,16 @@ class PeriodOutcome(_Model):
     error: str | None = None
 
 
+class SkippedContract(_Model):
+    """A contract whose due periods could not be found (contract_id None: none of the customer's
+    could be listed). `error` is the exception's class name, `cause` its message."""
+
+    customer_id: str = Field(min_length=1)
+    contract_id: str | None
+    error: str
+    cause: str
+
+
 class RunSummary(_Model):
     """The execution's output."""
 
@@ -98,6 +123,16 @@ class RunSummary(_Model):
     invoices_published: int = 0
     periods_dead_lettered: int = 0
     dead_lettered: list[PeriodOutcome] = Field(default_factory=list)
+    contracts_skipped: int = 0
+    skipped: list[SkippedContract] = Field(default_factory=list)
+
+    def skipping(self, contracts: list[SkippedContract]) -> RunSummary:
+        return self.model_copy(
+            update={
+                "contracts_skipped": self.contracts_skipped + len(contracts),
+                "skipped": (self.skipped + contracts)[:DEAD_LETTERED_LISTED],
+            }
+        )
 
     def including(self, outcomes: list[PeriodOutcome]) -> RunSummary:
         failed = [o for o in outcomes if o.status == "DEAD_LETTERED"]
@@ -121,6 +156,7 @@ class Progress(_Model):
     count: int
     cursor: DuePeriod | None
     summary: RunSummary
+    skipped: list[SkippedContract] = Field(default_factory=list)  # this page's, for the DLQ
 
 
 class _RunState(_Model):
@@ -170,13 +206,21 @@ def find_due_periods(state: Any, service: CycleClose, grace: timedelta, page_siz
         as_of, cursor = run.progress.as_of, run.progress.cursor
         summary = run.progress.summary.including(run.closed)
 
-    found = (_parse(DuePeriod, item) for item in service.find_due(as_of, grace))
+    scan = service.find_due(as_of, grace)
+    found = (_parse(DuePeriod, item) for item in scan.periods)
     due = sorted({period.sort_key(): period for period in found}.values(), key=DuePeriod.sort_key)
+    # Every page finds the skipped contracts again; only the first page's go to the DLQ.
+    skipped = [_parse(SkippedContract, item) for item in scan.skipped] if run.progress is None else []
     if cursor is not None:
         due = [period for period in due if period.sort_key() > cursor.sort_key()]
     page = due[:page_size]
     progress = Progress(
-        as_of=as_of, periods=page, count=len(page), cursor=page[-1] if page else None, summary=summary
+        as_of=as_of,
+        periods=page,
+        count=len(page),
+        cursor=page[-1] if page else None,
+        summary=summary.skipping(skipped),
+        skipped=skipped,
     )
     return progress.model_dump(mode="json")
 
@@ -186,13 +230,20 @@ def finalize_period(task: Any, service: CycleClose, on_ledger_written: Callable[
 
     `on_ledger_written(customer_id)` runs after every call, not only the one that stored the
     invoices: a retry after a crash between the two must still evaluate the customer's balance
-    alerts, and evaluating twice publishes nothing twice (alerts move ok -> in_alarm once)."""
+    alerts, and evaluating twice publishes nothing twice (alerts move ok -> in_alarm once).
+    Only its StoreUnavailable fails the step (to be retried); any other error is logged, because
+    the invoices are final and a broken alert must not hold back their publication forever. The
+    customer's next usage or ledger change evaluates its alerts again."""
     given = _parse(FinalizeInput, task)
-    result = service.finalize(
-        given.period.customer_id, given.period.contract_id, _utc(given.period.period_start), _utc(given.as_of)
-    )
+    customer_id = given.period.customer_id
+    result = service.finalize(customer_id, given.period.contract_id, _utc(given.period.period_start), _utc(given.as_of))
     if on_ledger_written is not None:
-        on_ledger_written(given.period.customer_id)
+        try:
+            on_ledger_written(customer_id)
+        except StoreUnavailable:
+            raise
+        except Exception:  # noqa: BLE001 - see the docstring
+            logger.exception("balance alerts of customer %s not evaluated after finalizing", customer_id)
     return _parse(Finalized, result).model_dump(mode="json")
 
 

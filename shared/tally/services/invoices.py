@@ -392,13 +392,26 @@ class InvoiceService:
         customer = self._contracts.customer(customer_id)
         now = self._clock() if until is None else until
         due = []
-        for document in self._contracts.list(customer_id):
-            if contract_id is not None and document["id"] != contract_id:
-                continue
+        for document in self._documents(customer_id, contract_id):
             contract = self._contracts.contract(document)
             due += [DuePeriod(contract, p) for p in contract.periods(until=now) if p.starting_at <= now]
         due.sort(key=lambda d: (d.period.starting_at, d.contract.starting_at, d.contract.id))
         return customer, due
+
+    def _documents(self, customer_id: str, contract_id: str | None) -> list[dict]:
+        if contract_id is None:
+            return self._contracts.list(customer_id)
+        # That contract alone is read and interpreted, so that another one that no longer parses
+        # cannot hide it (cycle close retries a failing customer contract by contract).
+        try:
+            document = self._contracts.get(customer_id, contract_id)
+        except NotFound:
+            return []
+        return [] if document.get("archived_at") else [document]
+
+    def contract_ids(self, customer_id: str) -> list[str]:
+        """The customer's unarchived contracts, named even if one no longer parses."""
+        return self._contracts.ids(customer_id)
 
     def pricing_inputs(self, customer: Customer) -> tuple[UsageSource, dict[str, Product]]:
         """What pricing a customer's periods reads: its usage and the catalog's products."""
@@ -765,12 +778,14 @@ class InvoiceService:
         grace: timedelta,
         records: list[StoredInvoice],
         unpublished_before: datetime | None = None,
+        contract_id: str | None = None,
     ) -> list[dict]:
         """The customer's periods with an invoice due as of `as_of` and not stored yet (see
         close_period), found without reading usage: {customer_id, contract_id, period_start, kind}.
         With `unpublished_before`, also the periods with a FINALIZED invoice finalized before then,
-        never published, and not claimed for publication since then."""
-        customer, due = self.due_periods(customer_id, until=as_of)
+        never published, and not claimed for publication since then. With `contract_id`, only
+        that contract's."""
+        customer, due = self.due_periods(customer_id, contract_id, until=as_of)
         stored = {r.slot for r in records}
         closed = {d.key: d.usage_slot in stored for d in due}
         live = {d.key for d in due}
