@@ -4,6 +4,7 @@ usage changed, and publishes each crossing once to the alerts topic."""
 from __future__ import annotations
 
 from aws_cdk import Duration
+from aws_cdk import aws_lambda_destinations as destinations
 from constructs import Construct
 
 from infra.constructs.tables import BILLING_GSI1, Tables
@@ -52,8 +53,14 @@ class Alerts(TallyFunction):
         self.allow(["dynamodb:GetItem", "dynamodb:Query"], [tables.counters.table_arn])
         topics.grant_publish(self.role, topics.alerts)
 
-        # Batches the alerts function gave up on: their customers were not evaluated.
-        self.dlq = dead_letter_queue(self, "the alerts function's stream mapping")
+        # Batches the alerts function gave up on, and all-customer evaluations (evaluate_alert)
+        # that still failed for some customers after Lambda's retries: those were not evaluated.
+        self.dlq = dead_letter_queue(self, "the alerts function's stream mapping and asynchronous invocations")
+        self.function.configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.dlq),
+            retry_attempts=2,  # a walk re-evaluates everyone: harmless, each crossing fires once
+            max_event_age=Duration.hours(6),
+        )
 
         # No batching window: the goal is an alert within seconds of the usage; batches still fill
         # up by themselves under load. Exactly-once publishing holds at any parallelism (each
@@ -64,8 +71,10 @@ class Alerts(TallyFunction):
             self,
             self.dlq,
             (
-                "Counter changes the alerts function could not evaluate are waiting in its DLQ: "
-                "their customers' alerts were not checked until they are replayed."
+                "Counter changes, or an all-customer alert's customers, that the alerts function "
+                "could not evaluate are waiting in its DLQ: those customers' alerts were not "
+                "checked until they are replayed. An all-customer alert's message names the "
+                "customers and their errors."
             ),
         )
 

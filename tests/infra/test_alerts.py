@@ -85,3 +85,16 @@ def test_the_api_may_start_exactly_the_alerts_function(synth):
     env = api["Properties"]["Environment"]["Variables"]
     assert env["ALERTS_FUNCTION_NAME"] == {"Ref": alerts_function}
     assert env["ALERTS_TOPIC_ARN"] == {"Ref": synth.one("AWS::SNS::Topic", "TopicsAlerts")[0]}
+
+
+def test_an_all_customer_evaluation_that_still_fails_after_two_retries_lands_in_the_dlq(synth):
+    function_id, _ = synth.function(ALERTS)
+    _, config = synth.one("AWS::Lambda::EventInvokeConfig", "Alerts")
+    props = config["Properties"]
+    assert props["FunctionName"] == {"Ref": function_id}
+    assert props["MaximumRetryAttempts"] == 2
+    assert props["MaximumEventAgeInSeconds"] == 6 * 3600
+    dlq_id, _ = synth.one("AWS::SQS::Queue", "AlertsDlq")
+    assert props["DestinationConfig"] == {"OnFailure": {"Destination": {"Fn::GetAtt": [dlq_id, "Arn"]}}}
+    # The function's role sends the failure record itself, to that queue only.
+    assert "sqs:SendMessage" in synth.actions_on(synth.role_of(ALERTS), dlq_id)

@@ -20,9 +20,10 @@ Exactly one message per crossing, with concurrent evaluators and stream retries:
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -51,6 +52,8 @@ from tally.billing.time import format_rfc3339
 from tally.services.ports import CounterStore, CustomerStore, MetricStore
 from tally.services.usage import read_rows
 
+logger = logging.getLogger(__name__)
+
 # How long a claimer has to publish before another evaluator may take its crossing over. A claimer
 # slower than this (SNS retrying) leads to a second publish with the same id, never to a loss.
 DEFAULT_LEASE = timedelta(seconds=5)
@@ -73,6 +76,26 @@ class AlertContention(TallyError):
 
     status = 503
     kind = "unavailable"
+
+
+class AlertNotEvaluated(TallyError):
+    """An all-customer alert whose evaluation failed for some customers, each named with its reason.
+    The alerts function raises it after evaluating every other customer, so that Lambda retries
+    the invocation and then leaves it, with this message, in the alerts DLQ."""
+
+
+# The message names this many customers (every one is in the log), each reason this long at most.
+NOT_EVALUATED_NAMED = 20
+NOT_EVALUATED_REASON_CHARS = 200
+
+
+def not_evaluated(alert_id: str, failed: Sequence["CustomerNotEvaluated"]) -> AlertNotEvaluated:
+    named = "; ".join(
+        f"{f.customer_id} ({type(f.error).__name__}: {str(f.error)[:NOT_EVALUATED_REASON_CHARS]})"
+        for f in failed[:NOT_EVALUATED_NAMED]
+    )
+    more = f"; and {len(failed) - NOT_EVALUATED_NAMED} more" if len(failed) > NOT_EVALUATED_NAMED else ""
+    return AlertNotEvaluated(f"alert {alert_id} not evaluated for {len(failed)} customer(s): {named}{more}")
 
 
 class AlertStore(Protocol):
@@ -225,13 +248,27 @@ class _CustomerReadings:
 
 # -- the service -----------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
+class CustomerNotEvaluated:
+    """A customer whose evaluation raised; the others were evaluated all the same."""
+
+    customer_id: str
+    error: Exception
+
+
+@dataclass(frozen=True, slots=True)
 class Evaluation:
     fired: int = 0
     rearmed: int = 0
     republished: int = 0
+    failed: tuple[CustomerNotEvaluated, ...] = ()
 
     def __add__(self, other: "Evaluation") -> "Evaluation":
-        return Evaluation(self.fired + other.fired, self.rearmed + other.rearmed, self.republished + other.republished)
+        return Evaluation(
+            self.fired + other.fired,
+            self.rearmed + other.rearmed,
+            self.republished + other.republished,
+            self.failed + other.failed,
+        )
 
 
 class AlertService:
@@ -302,7 +339,12 @@ class AlertService:
         self._store.create(alert)
         if evaluate_on_create:
             if customer is not None:
-                self.evaluate(customer, [alert])
+                # The alert is stored: a failure here must not turn the create into an error that
+                # a retry would answer with a second alert. Its customer's next change evaluates it.
+                try:
+                    self.evaluate(customer, [alert])
+                except Exception:  # noqa: BLE001
+                    logger.exception("alert %s not evaluated on create for customer %s", alert.id, customer.id)
             elif self._evaluate_later is not None:
                 self._evaluate_later(alert.id)
             else:
@@ -397,6 +439,8 @@ class AlertService:
         return self.evaluate(customer, self.alerts_for(customer))
 
     def evaluate_on_every_customer(self, alert_id: str) -> Evaluation:
+        """The alert on every live customer. A customer whose evaluation raises, whatever the
+        error, is logged and listed in `failed`; every other customer is still evaluated."""
         alert = self._store.get(alert_id)
         if alert is None or alert.status is not AlertStatus.ENABLED:
             return Evaluation()
@@ -405,7 +449,11 @@ class AlertService:
             page = self._customers.list(CUSTOMER_PAGE, cursor)
             for customer in page.items:
                 if customer.archived_at is None:
-                    total += self.evaluate(customer, [alert])
+                    try:
+                        total += self.evaluate(customer, [alert])
+                    except Exception as exc:  # noqa: BLE001 - one customer must not stop the walk
+                        logger.exception("alert %s not evaluated for customer %s", alert.id, customer.id)
+                        total += Evaluation(failed=(CustomerNotEvaluated(customer.id, exc),))
             cursor = page.next_page
             if not cursor:
                 return total
