@@ -1,4 +1,5 @@
-"""Every /v1/* route but ingest, and /v2/*: customers, metrics, usage, events, catalog, contracts."""
+"""Every /v1/* route but ingest, and /v2/*: customers, metrics, usage, events, catalog, contracts;
+and GET /openapi.json."""
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -6,11 +7,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tally import wiring
 from tally.runtime import freeze_when_warm
 from tally.api.app import build_resolver
-from tally.api.routes import alerts, balances, catalog, contracts, contracts_v2, customers, events, invoices, metrics, usage
+from tally.api.routes import (
+    alerts, balances, catalog, contracts, contracts_v2, customers, events, invoices, metrics, openapi_document, usage,
+)
 
 logger = Logger(service="tally-api")
 app = build_resolver(
-    [customers.router, metrics.router, usage.router, events.router, contracts.router, contracts_v2.router, catalog.router, balances.router, alerts.router, invoices.router],
+    [customers.router, metrics.router, usage.router, events.router, contracts.router, contracts_v2.router, catalog.router, balances.router, alerts.router, invoices.router,
+     openapi_document.router],
     wiring.api_keys,
 )
 

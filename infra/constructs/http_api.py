@@ -1,7 +1,8 @@
 """The public HTTP API (API Gateway v2, payload format 2.0) in front of the ingest and API functions.
 
 The local runtime builds its router from these AWS::ApiGatewayV2::Route/Integration resources, so
-the route keys below are a contract: `POST /v1/ingest`, `ANY /v1/{proxy+}` and `ANY /v2/{proxy+}`.
+the route keys below are a contract: `POST /v1/ingest`, `ANY /v1/{proxy+}`, `ANY /v2/{proxy+}` and
+`GET /openapi.json`.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ class HttpApi(Construct):
         api_integration = HttpLambdaIntegration("Api", api_function, payload_format_version=v2)
         for path in ("/v1/{proxy+}", "/v2/{proxy+}"):
             self.api.add_routes(path=path, methods=[apigwv2.HttpMethod.ANY], integration=api_integration)
+        # The API's OpenAPI document (tally.api.openapi), served by the api function too.
+        self.api.add_routes(path="/openapi.json", methods=[apigwv2.HttpMethod.GET], integration=api_integration)
 
         reason = (
             "Every route is authenticated inside the Lambda: bearer API keys are looked up by their "

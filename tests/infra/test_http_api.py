@@ -1,6 +1,8 @@
-"""The HTTP API: the three routes the local runtime also routes by, and the default stage."""
+"""The HTTP API: the four routes the local runtime also routes by, and the default stage."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -19,21 +21,25 @@ ROUTES = {
         "ANY /v2/{proxy+}",
         "functions.api.handler.handler",
     ),
+    "GET /openapi.json goes to the api function": (
+        "GET /openapi.json",
+        "functions.api.handler.handler",
+    ),
 }
 
 
-def test_exactly_the_three_routes(synth):
+def test_exactly_the_four_routes(synth):
     routes = synth.of_type("AWS::ApiGatewayV2::Route").values()
     keys = sorted(r["Properties"]["RouteKey"] for r in routes)
-    assert keys == ["ANY /v1/{proxy+}", "ANY /v2/{proxy+}", "POST /v1/ingest"]
+    assert keys == ["ANY /v1/{proxy+}", "ANY /v2/{proxy+}", "GET /openapi.json", "POST /v1/ingest"]
 
 
-def test_both_api_versions_share_one_integration(synth):
+def test_both_api_versions_and_the_document_share_one_integration(synth):
     targets = [
         r["Properties"]["Target"] for r in synth.of_type("AWS::ApiGatewayV2::Route").values()
-        if r["Properties"]["RouteKey"].startswith("ANY ")
+        if r["Properties"]["RouteKey"] != "POST /v1/ingest"
     ]
-    assert len(targets) == 2 and targets[0] == targets[1]
+    assert len(targets) == 3 and len({json.dumps(t) for t in targets}) == 1
 
 
 @pytest.mark.parametrize(("route_key", "handler"), ROUTES.values(), ids=ROUTES.keys())

@@ -6,9 +6,17 @@ import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tally.billing.errors import InvalidInput, TallyError
+
+
+class ErrorBody(BaseModel):
+    """The body error_response writes, as the OpenAPI document (tally.api.openapi) declares it."""
+
+    message: str
+    type: str
+    field: str | None = None  # set for invalid_request: the dotted path of the field at fault
 
 
 def error_response(exc: TallyError | None, status: int = 500, kind: str = "internal_error", message: str = "") -> Response:

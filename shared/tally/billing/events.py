@@ -35,7 +35,9 @@ class UsageEvent:
     properties: dict[str, Any] = field(default_factory=dict)  # numbers are int or Decimal
 
 
-class _UsageIn(BaseModel):
+class UsageEventIn(BaseModel):
+    """One event of an ingest request, as sent (also the request schema in tally.api.openapi)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
     transaction_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
@@ -45,7 +47,7 @@ class _UsageIn(BaseModel):
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
-_BATCH = TypeAdapter(list[_UsageIn])
+_BATCH = TypeAdapter(list[UsageEventIn])
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
