@@ -17,6 +17,13 @@ from tally.services.ports import CounterStore, CustomerStore, MetricStore
 
 MAX_WINDOWS = 24 * 100
 MAX_GROUP_VALUES = 200
+# Values one /v1/usage answer may hold (a window's value, and each value of its groups): some 250
+# bytes each as JSON, so an answer stays far below Lambda's 6 MB response limit. 25 customers × 80
+# metrics × 24 hours once answered 12 MB, which API Gateway turns into a 502.
+MAX_USAGE_VALUES = 10_000
+# (customer, metric) series one /v1/usage answer may read, each at least one DynamoDB query per
+# ingest key, within API Gateway's 30 s: 25 customers × 85 metrics took 9 s on moto in-process.
+MAX_USAGE_SERIES = 500
 
 
 class WindowSize(str, Enum):
@@ -40,6 +47,44 @@ class UsageWindow:
     ending_before: datetime
     value: Decimal | None
     groups: dict[str, Decimal | None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsagePlan:
+    """The metrics and windows of a /v1/usage request, before any customer's counters are read."""
+
+    metrics: list[tuple[BillableMetric, MetricQuery]]
+    windows: list[tuple[datetime, datetime]]
+    start: datetime
+    end: datetime
+    size: WindowSize
+
+    @property
+    def values_per_customer(self) -> int:
+        return len(self.metrics) * len(self.windows)
+
+    def customers_per_page(self, most: int) -> int:
+        """How many customers a page of everyone's usage holds within MAX_USAGE_VALUES and
+        MAX_USAGE_SERIES (at least 1: UsageService.read refuses a single customer over them)."""
+        fits = min(MAX_USAGE_VALUES // max(1, self.values_per_customer), MAX_USAGE_SERIES // max(1, len(self.metrics)))
+        return max(1, min(most, fits))
+
+
+def _too_many_series(customers: int, metrics: int) -> InvalidInput:
+    return InvalidInput(
+        "billable_metrics" if metrics > MAX_USAGE_SERIES else "customer_ids",  # the one at fault
+        f"one answer reads at most {MAX_USAGE_SERIES} series (customers × billable metrics), this one "
+        f"{customers:,} × {metrics:,}: name fewer customer_ids or billable_metrics",
+    )
+
+
+def _too_many_values(count: int) -> InvalidInput:
+    return InvalidInput(
+        "window_size",
+        f"one answer holds at most {MAX_USAGE_VALUES:,} values (customers × billable metrics × windows, and "
+        f"group values), this one {count:,}: use a larger window_size, a shorter range, or fewer customer_ids "
+        "or billable_metrics",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +175,9 @@ class UsageService:
         end: datetime,
         size: WindowSize,
     ) -> list[UsageWindow]:
+        return self.read(customers, self.plan(queries, start, end, size))
+
+    def plan(self, queries: list[MetricQuery] | None, start: datetime, end: datetime, size: WindowSize) -> UsagePlan:
         windows = split_windows(start, end, size)
         if queries is None:
             metrics = [(m, MetricQuery(m.id)) for m in self._metrics.all() if m.archived_at is None]
@@ -141,18 +189,30 @@ class UsageService:
                         f"billable_metrics[{index}].group_by.key",
                         f"must be one of the metric's group keys {list(metric.dimensions)}",
                     )
-        result = []
+        return UsagePlan(metrics, windows, start, end, size)
+
+    def read(self, customers: list[Customer], plan: UsagePlan) -> list[UsageWindow]:
+        """Each customer's windows of each planned metric; refused before any read when they could not
+        fit one answer, and as soon as group values make them overflow it."""
+        if len(customers) * len(plan.metrics) > MAX_USAGE_SERIES:
+            raise _too_many_series(len(customers), len(plan.metrics))
+        if len(customers) * plan.values_per_customer > MAX_USAGE_VALUES:
+            raise _too_many_values(len(customers) * plan.values_per_customer)
+        result, values = [], 0
         for customer in customers:
-            for metric, query in metrics:
-                rows = self.rows(customer, metric, start, end, _finest(start, size))
-                for w_start, w_end in windows:
+            for metric, query in plan.metrics:
+                rows = self.rows(customer, metric, plan.start, plan.end, _finest(plan.start, plan.size))
+                for w_start, w_end in plan.windows:
                     in_window = _in_window(rows, w_start, w_end)
                     groups = None
                     if query.group_by_key is not None:
                         groups = self._group_values(metric, query, in_window)
+                    values += 1 + len(groups or ())
                     result.append(
                         UsageWindow(customer.id, metric, w_start, w_end, combine(metric.aggregation_type, in_window), groups)
                     )
+                if values > MAX_USAGE_VALUES:
+                    raise _too_many_values(values)
         return result
 
     @staticmethod

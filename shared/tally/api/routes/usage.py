@@ -20,12 +20,6 @@ def list_usage() -> dict:
     service = wiring.usage_service()
     start = parse_instant("starting_on", body.starting_on)
     end = parse_instant("ending_before", body.ending_before)
-    next_page = None
-    if body.customer_ids is not None:
-        customers = [service.customer(cid, f"customer_ids[{i}]") for i, cid in enumerate(body.customer_ids)]
-    else:  # every customer, a page of customers at a time
-        page = wiring.customer_service().list(CUSTOMERS_PER_PAGE, query.get("next_page"))
-        customers, next_page = page.items, page.next_page
     queries = None
     if body.billable_metrics is not None:
         queries = [
@@ -36,7 +30,14 @@ def list_usage() -> dict:
             )
             for m in body.billable_metrics
         ]
-    windows = service.usage(customers, queries, start, end, WindowSize(body.window_size.upper()))
+    plan = service.plan(queries, start, end, WindowSize(body.window_size.upper()))
+    next_page = None
+    if body.customer_ids is not None:
+        customers = [service.customer(cid, f"customer_ids[{i}]") for i, cid in enumerate(body.customer_ids)]
+    else:  # every customer, as many a page as one answer can hold
+        page = wiring.customer_service().list(plan.customers_per_page(CUSTOMERS_PER_PAGE), query.get("next_page"))
+        customers, next_page = page.items, page.next_page
+    windows = service.read(customers, plan)
     data = []
     for w in windows:
         item = {
