@@ -102,10 +102,11 @@ class Param:
     name: str
     schema: dict
     where: str = "query"
+    required: bool = False
 
     def spec(self) -> dict:
         spec: dict[str, Any] = {"name": self.name, "in": self.where, "schema": self.schema}
-        if self.where == "path":
+        if self.where == "path" or self.required:
             spec["required"] = True
         elif self.schema.get("type") == "array":
             spec |= {"style": "form", "explode": False}  # one comma-separated value, as routes split it
@@ -126,8 +127,6 @@ INCLUDE_ARCHIVED = Param("include_archived", _BOOLEAN)
 SKIP_ZERO = Param("skip_zero_qty_line_items", _BOOLEAN)
 INVOICE_FILTERS = (
     Param("status", {"type": "string", "enum": ["DRAFT", "FINALIZED", "VOID"]}),
-    Param("starting_on", _INSTANT),
-    Param("ending_before", _INSTANT),
     Param("credit_type_id", _STRING),
     Param("sort", {"type": "string", "enum": ["date_asc", "date_desc"]}),
     SKIP_ZERO,
@@ -211,10 +210,12 @@ OPERATIONS = (
     Operation("POST", "/v2/contracts/list", "shared.contract_v2:ContractV2", ContractV2List, page="cursor"),
     # invoices
     Operation("GET", f"{_C}/invoices", "v1.customers.invoice:Invoice", params=(
-        _path("customer_id"), Param("contract_id", _STRING), *INVOICE_FILTERS, *PAGE,
+        _path("customer_id"), Param("contract_id", _STRING), Param("starting_on", _INSTANT), Param("ending_before", _INSTANT),
+        *INVOICE_FILTERS, *PAGE,
     ), page="next_page"),
     Operation("GET", f"{_C}/invoices/breakdowns", "v1.customers.invoice_list_breakdowns_response:InvoiceListBreakdownsResponse", params=(
-        _path("customer_id"), Param("window_size", {"type": "string", "enum": ["HOUR", "DAY", "hour", "day"]}), *INVOICE_FILTERS, *PAGE,
+        _path("customer_id"), Param("starting_on", _INSTANT, required=True), Param("ending_before", _INSTANT, required=True),
+        Param("window_size", {"type": "string", "enum": ["HOUR", "DAY", "hour", "day"]}), *INVOICE_FILTERS, *PAGE,
     ), page="next_page"),
     Operation("GET", f"{_C}/invoices/{{invoice_id}}", "v1.customers.invoice_retrieve_response:InvoiceRetrieveResponse",
               params=(_path("customer_id"), _path("invoice_id"), SKIP_ZERO)),
