@@ -55,14 +55,21 @@ kinds: Counter = Counter()  # "phase mode" (coverage/fuzzing/examples, positive/
 raw_statuses: Counter = Counter()  # status -> answers to the byte-level cases
 
 
+def at(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _seed() -> dict[str, str]:
     """A small world for generated requests to name: random ids only ever find nothing (a 404), so
     the rich answers (contracts, invoices, balances) would never be checked against the document.
     Made through metronome-sdk with strict response validation, over the same gateway."""
     from metronome import Metronome
 
-    start = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
-    at = lambda instant: instant.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    from tally import wiring
+
+    # Yesterday's UTC midnight: on the hour and the day, so that HOUR and DAY windows both fit it.
+    start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    long_ago = start - timedelta(days=45)  # a month-long period of it has ended: its invoice can be finalized
     http = httpx.Client(transport=httpx.WSGITransport(app=gateway))
     with Metronome(bearer_token=API_KEY, base_url="http://tally.local", http_client=http, max_retries=0,
                    _strict_response_validation=True) as sdk:
@@ -79,11 +86,11 @@ def _seed() -> dict[str, str]:
         ids["rate_card"] = sdk.v1.contracts.rate_cards.create(name="Standard").data.id
         sdk.v1.contracts.rate_cards.rates.add(
             rate_card_id=ids["rate_card"], product_id=ids["product"], entitled=True, rate_type="FLAT", price=2,
-            starting_at=at(start - timedelta(days=1)),
+            starting_at=at(long_ago),
         )
         sdk.v1.contracts.rate_cards.rates.add(
             rate_card_id=ids["rate_card"], product_id=ids["seats"], entitled=True, rate_type="SUBSCRIPTION", price=100,
-            billing_frequency="MONTHLY", starting_at=at(start - timedelta(days=1)),
+            billing_frequency="MONTHLY", starting_at=at(long_ago),
         )
         segment = {"schedule_items": [{"amount": 500, "starting_at": at(start), "ending_before": at(start + timedelta(days=31))}]}
         ids["contract"] = sdk.v1.contracts.create(
@@ -127,6 +134,19 @@ def _seed() -> dict[str, str]:
         ids["spare_contract"] = sdk.v1.contracts.create(
             customer_id=ids["spare_customer"], rate_card_id=ids["rate_card"], starting_at=at(start),
         ).data.id
+        # a FINALIZED invoice, for void and regenerate (cycle close's own step, as its workflow runs it)
+        past = sdk.v1.customers.create(name="Past Co").data.id
+        past_contract = sdk.v1.contracts.create(
+            customer_id=past, rate_card_id=ids["rate_card"], starting_at=at(long_ago),
+            usage_statement_schedule={"frequency": "MONTHLY", "day": "CONTRACT_START"},
+            subscriptions=[{
+                "collection_schedule": "ARREARS", "initial_quantity": 1,
+                "proration": {"invoice_behavior": "BILL_IMMEDIATELY", "is_prorated": False},
+                "subscription_rate": {"product_id": ids["seats"], "billing_frequency": "MONTHLY"},
+            }],
+        ).data.id
+        closed = wiring.cycle_close_service().finalize(past, past_contract, long_ago, datetime.now(timezone.utc))
+        ids["finalized_invoice"] = closed["invoice_ids"][0]
     return ids
 
 
@@ -151,7 +171,8 @@ _BARE_ID = {
     "/v1/billable-metrics/archive": "spare_metric", "/v1/contract-pricing/products/get": "product",
     "/v1/contract-pricing/products/archive": "spare_product", "/v1/credit-types/archive": "spare_credit_type",
     "/v1/contract-pricing/rate-cards/get": "rate_card", "/v1/contract-pricing/rate-cards/archive": "spare_rate_card",
-    "/v1/alerts/archive": "spare_alert", "/v1/invoices/void": "invoice", "/v1/invoices/regenerate": "invoice",
+    "/v1/alerts/archive": "spare_alert", "/v1/invoices/void": "finalized_invoice",
+    "/v1/invoices/regenerate": "finalized_invoice",
     "/v1/contracts/addManualBalanceLedgerEntry": "credit", "/v1/contracts/customerBalances/list": "commit",
 }
 _SPARE_CONTRACT_PATHS = ("/v1/contracts/archive", "/v1/contracts/updateEndDate")
@@ -176,8 +197,9 @@ def _steer(case, world: dict[str, str]) -> None:
             elif key in _ENDS and isinstance(value, str):
                 values[key] = world["end"]
 
-    if case.path_parameters:
-        swap(case.path_parameters)
+    for parameters in (case.path_parameters, case.query):
+        if isinstance(parameters, dict):
+            swap(parameters)
     if isinstance(case.body, dict):
         swap(case.body)
     elif isinstance(case.body, list) and path == "/v1/ingest":
