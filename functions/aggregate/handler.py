@@ -43,6 +43,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     outcome = wiring.aggregate_service().apply_batch(shard, streamed)
     metrics.add_metric(name="CounterWrites", unit=MetricUnit.Count, value=outcome.counters_written)
     metrics.add_metric(name="EventsAggregated", unit=MetricUnit.Count, value=len(streamed))
+    metrics.add_metric(name="PairsQuarantined", unit=MetricUnit.Count, value=outcome.quarantined)
     if outcome.first_failed_sequence is not None:
         candidate = original[outcome.first_failed_sequence]
         if failed_at is None or int(candidate) < int(failed_at):

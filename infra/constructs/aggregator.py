@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
 from infra.constructs.tables import Tables
@@ -38,7 +39,9 @@ class Aggregator(TallyFunction):
             ],
         )
         self.allow(
-            ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"],
+            # Query: reading back a counter's state and the quarantine; a quarantine with its
+            # counter's high-water mark is one transaction of UpdateItems.
+            ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query"],
             [tables.counters.table_arn],
         )
         # Metric definitions.
@@ -50,6 +53,28 @@ class Aggregator(TallyFunction):
         # Parallelization must stay 1: the exactly-once counters keep a per-shard sequence
         # high-water mark, which holds only if each shard is processed in order, one batch at a time.
         self.function.add_event_source(stream_source(tables.events, self.dlq, REAL_EVENT_INSERTS, max_batching_window=Duration.seconds(1)))
+
+        # Pairs the counters could not take (services/aggregate.py): kept with their reason, and
+        # missing from the counters until re-applied.
+        self.quarantine_alarm = cloudwatch.Alarm(
+            self,
+            "QuarantineAlarm",
+            alarm_description=(
+                "The aggregator quarantined (record, metric) pairs no counter could take; their usage "
+                "is missing from those counters until the cause is fixed and they are re-applied."
+            ),
+            metric=cloudwatch.Metric(
+                namespace="Tally",
+                metric_name="PairsQuarantined",
+                dimensions_map={"service": "tally-aggregate"},
+                period=Duration.minutes(5),
+                statistic=cloudwatch.Stats.SUM,
+            ),
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
 
         self.dlq_alarm = dead_letter_alarm(
             self,

@@ -329,9 +329,9 @@ def test_a_sum_keeps_thirty_significant_digits(api, customer, settle):
     raw = ",".join(
         f'{{"transaction_id": "{tag}-{i}", "customer_id": "{customer}", "event_type": "{tag}",'
         f' "timestamp": "{rfc3339(hour)}", "properties": {{"tokens": {tokens}}}}}'
-        for i, tokens in enumerate(["12345678901234567890.1234567891", "0.1", "0.2"])
+        for i, tokens in enumerate(["1234567890123456789.12345678912", "0.1", "0.2"])
     )
     assert api.post("/v1/ingest", content=f"[{raw}]").status_code == 200
     settle()
 
-    assert _usage(api, customer, metric)["value"] == Decimal("12345678901234567890.4234567891")
+    assert _usage(api, customer, metric)["value"] == Decimal("1234567890123456789.42345678912")

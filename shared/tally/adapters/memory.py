@@ -9,12 +9,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Iterable
 
-from tally.billing.counters import CounterKey, CounterRow, RowSums, exact_sum, part_values, row_label
+from tally.billing.counters import CounterKey, CounterRow, RowSums, exact_sum, part_values, range_problem, row_label
 from tally.billing.customers import Customer
 from tally.billing.errors import Conflict
 from tally.billing.events import UsageEvent
 from tally.billing.metrics import BillableMetric
-from tally.services.ports import ApiKeyRecord, Page, StoredEvent
+from tally.billing.quarantine import PENDING, QuarantinedPair
+from tally.services.ports import AdditiveState, ApiKeyRecord, Page, StoredEvent
 
 
 class MemoryEventStore:
@@ -58,6 +59,7 @@ class MemoryCounterStore:
 
     def __init__(self) -> None:
         self.counters: dict[CounterKey, _Counter] = {}
+        self.quarantined_pairs: dict[tuple[str, str], QuarantinedPair] = {}  # (metric, transaction id) ->
         self.writes = 0
         self.fail = None  # callable(key) -> None, may raise, called before each write
 
@@ -74,7 +76,7 @@ class MemoryCounterStore:
             allowed = mark == expected
         else:
             allowed = mark is None or (below is not None and mark < below)
-        if not allowed:
+        if not allowed or range_problem(counter.total, counter.parts, parts) is not None:
             return False
         counter.total = exact_sum([counter.total or Decimal(0), *parts.values()])
         for part, delta in parts.items():
@@ -85,6 +87,32 @@ class MemoryCounterStore:
     def high_water_mark(self, key, shard):
         counter = self.counters.get(key)
         return None if counter is None else counter.marks.get(shard)
+
+    def additive_state(self, key, shard) -> AdditiveState:
+        counter = self.counters.get(key)
+        if counter is None:
+            return AdditiveState(None, None, {})
+        return AdditiveState(counter.marks.get(shard), counter.total, dict(counter.parts))
+
+    def quarantine(self, pairs) -> None:
+        for pair in pairs:
+            held = self.quarantined_pairs.get((pair.metric_id, pair.transaction_id))
+            if held is None:
+                self.quarantined_pairs[(pair.metric_id, pair.transaction_id)] = pair
+            elif held.state == PENDING:
+                buckets = tuple(sorted(set(held.buckets) | set(pair.buckets)))
+                self.quarantined_pairs[(pair.metric_id, pair.transaction_id)] = replace(held, buckets=buckets)
+
+    def quarantined(self, metric_id: str) -> list[QuarantinedPair]:
+        return [pair for (metric, _), pair in sorted(self.quarantined_pairs.items()) if metric == metric_id]
+
+    def refuse(self, key, shard, new_mark, expected, pairs) -> bool:
+        counter = self._before_write(key)
+        if counter.marks.get(shard) != expected:
+            return False
+        self.quarantine(pairs)
+        counter.marks[shard] = new_mark
+        return True
 
     def raise_max(self, key, value):
         counter = self._before_write(key)

@@ -29,7 +29,9 @@ from functools import lru_cache, reduce
 from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from tally.billing.events import UsageEvent
+from tally.billing.limits import COUNTER_RANGE
 from tally.billing.metrics import Aggregation, BillableMetric
+from tally.billing.quarantine import QuarantinedPair, group_problem, value_problem
 from tally.billing.time import (
     DAY,
     HOUR,
@@ -312,6 +314,7 @@ class CounterUpdate:
     uniques: set[str] = field(default_factory=set)
     latest: tuple[str, Decimal] | None = None  # (latest_order, value)
     sequences: list[str] = field(default_factory=list)
+    events: list[UsageEvent] = field(default_factory=list)  # the record of each sequence, to quarantine
 
     @property
     def min_sequence(self) -> str:
@@ -332,8 +335,17 @@ class CounterUpdate:
                 fresh += 1
         return dict(sorted(parts.items())), fresh
 
+    def pairs_after(self, high_water_mark: str | None, reason: str) -> list[QuarantinedPair]:
+        """The records newer than a high-water mark (None: all), as pairs this counter misses."""
+        return [
+            QuarantinedPair(self.key.metric_id, event, (self.key.bucket,), reason, sequence)
+            for sequence, event in zip(self.sequences, self.events)
+            if high_water_mark is None or sequence > high_water_mark
+        ]
+
     def add(self, sequence: str, event: UsageEvent, value: Decimal | str, part: str | None) -> None:
         self.sequences.append(sequence)
+        self.events.append(event)
         if self.aggregation.is_additive:
             self.additions.append((sequence, part, value))  # type: ignore[arg-type]
         elif self.aggregation is Aggregation.MAX:
@@ -346,12 +358,28 @@ class CounterUpdate:
                 self.latest = (order, value)  # type: ignore[assignment]
 
 
+def range_problem(total: Decimal | None, parts: Mapping[str, Decimal], deltas: Mapping[str, Decimal]) -> str | None:
+    """Why adding `deltas` to an additive counter (its total, its parts) would not stay exact: a
+    total or part leaving +-COUNTER_RANGE (None when every sum stays exact)."""
+    after = [COUNTER_CONTEXT.add(total or _ZERO, exact_sum(deltas.values()))]
+    after += [COUNTER_CONTEXT.add(parts.get(part, _ZERO), delta) for part, delta in deltas.items()]
+    if all(-COUNTER_RANGE <= value <= COUNTER_RANGE for value in after):
+        return None
+    return "the counter's total would leave +-1E19, the range a SUM counter holds exactly"
+
+
 def preaggregate(
-    streamed: Iterable[StreamedEvent], metrics: Iterable[BillableMetric]
+    streamed: Iterable[StreamedEvent],
+    metrics: Iterable[BillableMetric],
+    refused: list[QuarantinedPair] | None = None,
 ) -> dict[CounterKey, CounterUpdate]:
-    """Fold a batch of events into one update per counter. Pure; order of the result is stable."""
+    """Fold a batch of events into one update per counter. Pure; order of the result is stable.
+
+    A (record, metric) pair no counter can take (tally.billing.quarantine) is left out and added
+    to `refused` with its reason; without `refused`, such a pair raises ValueError."""
     live = list(metrics)
     updates: dict[CounterKey, CounterUpdate] = {}
+    group_problems: dict[tuple[str, tuple], str | None] = {}  # a batch repeats a few groups
     for item in streamed:
         event = item.event
         for metric in live:
@@ -360,13 +388,27 @@ def preaggregate(
             contribution = metric.contribution(event)
             if contribution is None:
                 continue
-            for bucket, part in event_counters(metric.aggregation_type, event.timestamp):
+            checked = (metric.id, contribution.group)
+            problem = group_problems.get(checked, _UNCHECKED)
+            if problem is _UNCHECKED:
+                problem = group_problems[checked] = group_problem(metric, contribution.group)
+            counters = event_counters(metric.aggregation_type, event.timestamp)
+            problem = problem or value_problem(metric, contribution.value)
+            if problem is not None:
+                if refused is None:
+                    raise ValueError(problem)
+                refused.append(QuarantinedPair(metric.id, event, tuple(b for b, _ in counters), problem, item.sequence))
+                continue
+            for bucket, part in counters:
                 key = CounterKey(metric.id, event.customer_id, bucket, contribution.group)
                 update = updates.get(key)
                 if update is None:
                     update = updates[key] = CounterUpdate(key, metric.aggregation_type)
                 update.add(item.sequence, event, contribution.value, part)
     return updates
+
+
+_UNCHECKED = object()
 
 
 @hot_value

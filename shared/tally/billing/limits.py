@@ -125,6 +125,9 @@ def size_problem(text: str, limit: int, unit: str = "characters") -> str | None:
 def sum_value_problem(value: Decimal) -> str | None:
     """Why `value` cannot be added to a SUM counter exactly (None when it can). `value` is a
     storable number (38 digits at most), so normalizing it is exact."""
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= -SUM_DECIMAL_PLACES and -COUNTER_RANGE <= value <= COUNTER_RANGE:
+        return None  # the common case, without normalizing
     if value.normalize(_EXACT).as_tuple().exponent < -SUM_DECIMAL_PLACES:  # type: ignore[operator]
         return f"has more than {SUM_DECIMAL_PLACES} decimal places, so a sum of it could not stay exact"
     if abs(value) > COUNTER_RANGE:

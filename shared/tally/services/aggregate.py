@@ -1,4 +1,5 @@
-"""Aggregate: fold a stream batch into counters so that no event is ever counted twice.
+"""Aggregate: fold a stream batch into counters so that no event is ever counted twice, and no
+record or metric can stop the others.
 
 Exactly-once rests on three facts:
 1. A batch comes from one shard, in sequence order, one batch at a time per shard
@@ -7,8 +8,13 @@ Exactly-once rests on three facts:
    conditional on that mark, so a replayed record (retry, bisect, partial failure) adds nothing.
 3. Only a prefix of the batch is ever applied: when something fails, the failure is reported at the
    lowest sequence number whose effect is missing, and the stream resends from there. So whenever a
-   counter's mark is s, every record of that counter at or below s is already in it.
+   counter's mark is s, every record of that counter at or below s is already in it, or quarantined.
 MAX, UNIQUE and LATEST are idempotent by nature and need no mark.
+
+Isolation: a (record, metric) pair that no counter can take is quarantined with its reason
+(tally.billing.quarantine) instead of failing the batch; only a store that is unavailable makes
+the stream resend. Quarantined pairs are counted (the handler's PairsQuarantined metric, with an
+alarm), listed and re-applied by services/quarantine.py.
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ from dataclasses import dataclass
 
 from aws_lambda_powertools import Logger
 
-from tally.billing.counters import CounterUpdate, StreamedEvent, preaggregate
+from tally.billing.counters import CounterUpdate, StreamedEvent, preaggregate, range_problem
+from tally.billing.limits import COUNTER_RANGE
 from tally.billing.metrics import Aggregation
-from tally.services.ports import CounterStore, MetricStore, StoreUnavailable
+from tally.billing.quarantine import QuarantinedPair
+from tally.services.ports import CounterStore, MetricStore, StoreRefused, StoreUnavailable
 
 logger = Logger(child=True)
 
@@ -30,6 +38,13 @@ MAX_MARK_RACES = 5
 class BatchOutcome:
     counters_written: int
     first_failed_sequence: str | None  # padded sequence; None when the whole batch is applied
+    quarantined: int = 0  # (record, metric) pairs quarantined by this batch
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    written: int
+    quarantined: int = 0
 
 
 class AggregateService:
@@ -40,40 +55,85 @@ class AggregateService:
     def apply_batch(self, shard: str, streamed: list[StreamedEvent]) -> BatchOutcome:
         if not streamed:
             return BatchOutcome(0, None)
-        updates = preaggregate(streamed, self._metrics.all())
+        refused: list[QuarantinedPair] = []
+        updates = preaggregate(streamed, self._metrics.all(), refused)
         failed: list[str] = []
-        written = 0
+        written = quarantined = 0
+        if refused:
+            try:
+                self._counters.quarantine(refused)
+                quarantined += len(refused)
+                log_quarantined(refused)
+            except StoreUnavailable as exc:
+                logger.warning("quarantine write failed", extra={"error": str(exc)})
+                failed.append(min(pair.sequence for pair in refused))
         for update in updates.values():
             try:
-                written += apply_update(self._counters, shard, update)
+                applied = apply_update(self._counters, shard, update)
             except StoreUnavailable as exc:
                 logger.warning("counter write failed", extra={"counter": str(update.key), "error": str(exc)})
                 failed.append(update.min_sequence)
-        return BatchOutcome(written, min(failed) if failed else None)
+                continue
+            written += applied.written
+            quarantined += applied.quarantined
+        return BatchOutcome(written, min(failed) if failed else None, quarantined)
 
 
-def apply_update(counters: CounterStore, shard: str, update: CounterUpdate) -> int:
-    """Write one counter update exactly once for this shard; returns the number of writes that took."""
+def log_quarantined(pairs: list[QuarantinedPair]) -> None:
+    # One line per metric and reason, not per pair: a poison metric may refuse every record.
+    seen: dict[tuple[str, str], int] = {}
+    for pair in pairs:
+        seen[(pair.metric_id, pair.reason)] = seen.get((pair.metric_id, pair.reason), 0) + 1
+    for (metric_id, reason), count in seen.items():
+        logger.warning("pairs quarantined", extra={"metric_id": metric_id, "reason": reason, "pairs": count})
+
+
+def apply_update(counters: CounterStore, shard: str, update: CounterUpdate) -> Applied:
+    """Write one counter update exactly once for this shard, or quarantine what the counter cannot
+    take. StoreUnavailable when the store could not be reached (the stream resends)."""
     key = update.key
-    if update.aggregation is Aggregation.MAX:
-        counters.raise_max(key, update.maximum)  # type: ignore[arg-type]
-        return 1
-    if update.aggregation is Aggregation.UNIQUE:
-        counters.add_uniques(key, update.uniques)
-        return 1
-    if update.aggregation is Aggregation.LATEST:
-        order, value = update.latest  # type: ignore[misc]
-        counters.raise_latest(key, order, value)
-        return 1
+    if not update.aggregation.is_additive:
+        try:
+            if update.aggregation is Aggregation.MAX:
+                counters.raise_max(key, update.maximum)  # type: ignore[arg-type]
+            elif update.aggregation is Aggregation.UNIQUE:
+                counters.add_uniques(key, update.uniques)
+            else:
+                order, value = update.latest  # type: ignore[misc]
+                counters.raise_latest(key, order, value)
+            return Applied(1)
+        except StoreRefused as exc:  # idempotent counters: a replay would be refused the same way
+            pairs = update.pairs_after(None, f"the counter refused it: {exc.rule}")
+            counters.quarantine(pairs)
+            log_quarantined(pairs)
+            return Applied(0, len(pairs))
     parts, _ = update.delta_after(None)
-    if counters.add(key, shard, parts, update.max_sequence, below=update.min_sequence):
-        return 1
-    # Some of these records were applied before (a replay). Add only what is newer than the mark.
+    refusal = None
+    if any(abs(delta) > COUNTER_RANGE for delta in parts.values()):
+        refusal = "the batch's sum would leave +-1E19, the range a SUM counter holds exactly"
+    else:
+        try:
+            if counters.add(key, shard, parts, update.max_sequence, below=update.min_sequence):
+                return Applied(1)
+        except StoreRefused as exc:
+            refusal = f"the counter refused it: {exc.rule}"
+    # A replay (some records are in already), a sum leaving the exact range, or a refusal: decide
+    # on the counter as it is now, adding or quarantining only what is newer than the mark.
     for _ in range(MAX_MARK_RACES):
-        mark = counters.high_water_mark(key, shard)
-        parts, fresh = update.delta_after(mark)
+        state = counters.additive_state(key, shard)
+        parts, fresh = update.delta_after(state.mark)
         if fresh == 0:
-            return 0
-        if counters.add(key, shard, parts, update.max_sequence, expected=mark):
-            return 1
+            return Applied(0)
+        problem = refusal or range_problem(state.total, state.parts, parts)
+        if problem is not None:
+            pairs = update.pairs_after(state.mark, problem)
+            if counters.refuse(key, shard, update.max_sequence, state.mark, pairs):
+                log_quarantined(pairs)
+                return Applied(0, len(pairs))
+            continue
+        try:
+            if counters.add(key, shard, parts, update.max_sequence, expected=state.mark):
+                return Applied(1)
+        except StoreRefused as exc:
+            refusal = f"the counter refused it: {exc.rule}"
     raise StoreUnavailable(f"the high-water mark of {key} kept moving; is the shard processed twice at once?")

@@ -10,6 +10,7 @@ from typing import Callable
 from tally.billing.counters import StreamedEvent, preaggregate, sequence_key
 from tally.billing.errors import InvalidInput, NotFound
 from tally.billing.metrics import BillableMetric, validate_metric_definition
+from tally.billing.quarantine import QuarantinedPair
 from tally.billing.time import UTC
 from tally.services.aggregate import apply_update
 from tally.services.ports import CounterStore, EventStore, MetricStore
@@ -56,8 +57,11 @@ class MetricService:
             for stored in self._events.scan_ingested_before(metric.activated_at)
             if not stored.is_duplicate
         )
-        updates = preaggregate(streamed, [window]).values()
-        return sum(apply_update(self._counters, f"{BACKFILL_SHARD}-{metric.id}", update) for update in updates)
+        refused: list[QuarantinedPair] = []
+        updates = preaggregate(streamed, [window], refused).values()
+        if refused:
+            self._counters.quarantine(refused)
+        return sum(apply_update(self._counters, f"{BACKFILL_SHARD}-{metric.id}", update).written for update in updates)
 
     def get(self, metric_id: str) -> BillableMetric:
         metric = self._metrics.get(metric_id)

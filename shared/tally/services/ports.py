@@ -7,11 +7,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Iterable, Mapping, Protocol
 
-from tally.billing.counters import CounterKey, CounterRow, CounterSums
+from tally.billing.counters import CounterKey, CounterRow, CounterSums, CounterUpdate
 from tally.billing.customers import Customer
 from tally.billing.errors import InvalidInput, TallyError
 from tally.billing.events import UsageEvent
 from tally.billing.metrics import BillableMetric
+from tally.billing.quarantine import QuarantinedPair
 
 
 class StoreUnavailable(TallyError):
@@ -69,6 +70,21 @@ class CounterStore(Protocol):
 
     def high_water_mark(self, key: CounterKey, shard: str) -> str | None: ...
 
+    def additive_state(self, key: CounterKey, shard: str) -> AdditiveState:
+        """The shard's high-water mark, the total and the parts of an additive counter, read
+        consistently."""
+
+    def quarantine(self, pairs: list[QuarantinedPair]) -> None:
+        """Quarantine each pair (idempotent by metric and transaction id; the buckets add up). A
+        pair already applied stays applied: a replayed record is never counted twice."""
+
+    def quarantined(self, metric_id: str) -> list[QuarantinedPair]:
+        """Every pair of the metric in quarantine, pending or applied."""
+
+    def refuse(self, key: CounterKey, shard: str, new_mark: str, expected: str | None, pairs: list[QuarantinedPair]) -> bool:
+        """Quarantine `pairs` and set the shard's mark to `new_mark` in one transaction, only if
+        the mark is still `expected` (None: absent). False if not."""
+
     def raise_max(self, key: CounterKey, value: Decimal) -> None: ...
 
     def add_uniques(self, key: CounterKey, values: set[str]) -> None: ...
@@ -85,6 +101,13 @@ class CounterStore(Protocol):
     def sums(self, metric_id: str, ingest_key: str, first_bucket: str, last_bucket: str, parts: bool) -> CounterSums:
         """The counters `read` would return, for an additive metric, summed on demand per
         CounterRead (tally.billing.counters.CounterSums): what rating reads."""
+
+
+@dataclass(frozen=True, slots=True)
+class AdditiveState:
+    mark: str | None
+    total: Decimal | None
+    parts: Mapping[str, Decimal]
 
 
 class CustomerStore(Protocol):

@@ -9,16 +9,22 @@ attribute each (`h00`..`h23` of a day, `d01`..`d31` of a month); `u` the distinc
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from decimal import Decimal
 from typing import Iterable, Mapping
 
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
+from tally.billing.limits import COUNTER_RANGE, DYNAMO_TRANSACTION_ITEMS, MAX_UNIQUE_MEMBER_CHARS
+from tally.billing.quarantine import PENDING, QuarantinedPair, event_from_json, event_json, group_json
+from tally.services.ports import AdditiveState
 from tally.billing.counters import (
     COUNTER_CONTEXT,
     PART_NAMES,
@@ -33,6 +39,54 @@ from tally.billing.counters import (
 )
 
 _UNIQUE_PREFIX = "="  # DynamoDB sets cannot hold an empty string; every member gets a prefix
+_DIGEST_PREFIX = "#"  # a long value, kept as its digest (limits.MAX_UNIQUE_MEMBER_CHARS)
+_TRANSACTION_ITEMS = DYNAMO_TRANSACTION_ITEMS
+
+
+def unique_member(value: str) -> str:
+    """A UNIQUE value as its counter's set holds it: as it is, or past MAX_UNIQUE_MEMBER_CHARS as a
+    128-bit digest, so ~6,000 distinct long values fit one item. Members are only ever counted,
+    and equal values have equal digests, so the count is the same."""
+    if len(value) <= MAX_UNIQUE_MEMBER_CHARS:
+        return _UNIQUE_PREFIX + value
+    digest = hashlib.blake2b(value.encode("utf-8"), digest_size=16).digest()
+    return _DIGEST_PREFIX + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def _within(attribute: str, placeholder: str, delta: Decimal, values: dict) -> str:
+    """A condition that `attribute` + `delta` stays within +-COUNTER_RANGE (|delta| <= the range,
+    so both bounds have at most 38 digits)."""
+    values[placeholder + "lo"] = _number(COUNTER_CONTEXT.subtract(-COUNTER_RANGE, delta))
+    values[placeholder + "hi"] = _number(COUNTER_CONTEXT.subtract(COUNTER_RANGE, delta))
+    return f"(attribute_not_exists({attribute}) OR {attribute} BETWEEN {placeholder}lo AND {placeholder}hi)"
+
+
+def quarantine_update(pair: QuarantinedPair, guarded: bool = True) -> dict:
+    """The UpdateItem arguments that quarantine a pair under `q#<metric>` / its transaction id,
+    adding its buckets; `guarded`: only while it is absent or pending (an applied pair stays so)."""
+    request = {
+        "Key": {"pk": {"S": "q#" + pair.metric_id}, "sk": {"S": pair.transaction_id}},
+        "UpdateExpression": "ADD bk :b SET st = if_not_exists(st, :pending), reason = :r, ev = :e, seq = if_not_exists(seq, :s)",
+        "ExpressionAttributeValues": {
+            ":b": {"SS": list(pair.buckets)},
+            ":pending": {"S": PENDING},
+            ":r": {"S": pair.reason},
+            ":e": {"S": event_json(pair.event)},
+            ":s": {"S": pair.sequence},
+        },
+    }
+    if guarded:
+        request["ConditionExpression"] = "attribute_not_exists(st) OR st = :pending"
+    return request
+
+
+def _merge_by_transaction(pairs: list[QuarantinedPair]) -> list[QuarantinedPair]:
+    # A transaction may touch an item once: one update per pair.
+    merged: dict[str, QuarantinedPair] = {}
+    for pair in pairs:
+        held = merged.get(pair.transaction_id)
+        merged[pair.transaction_id] = pair if held is None else replace(held, buckets=tuple(sorted({*held.buckets, *pair.buckets})))
+    return list(merged.values())
 _BATCH_WRITE_MAX = 25  # items per BatchWriteItem request (DynamoDB's limit)
 _GROUPS_KEPT = 100_000  # parsed group values a warm function keeps between reads
 _ZERO = Decimal(0)
@@ -43,7 +97,7 @@ def counter_pk(metric_id: str, ingest_key: str) -> str:
 
 
 def counter_sk(bucket: str, group: tuple[str | None, ...]) -> str:
-    return bucket + "#" + json.dumps(list(group), separators=(",", ":"), ensure_ascii=False)
+    return bucket + "#" + group_json(group)
 
 
 def _key(key: CounterKey) -> dict:
@@ -103,24 +157,108 @@ class DynamoCounterStore:
 
     def add(self, key, shard, parts, new_mark, *, below=None, expected=None) -> bool:
         names = {"#m": "mk_" + shard}
-        values = {":d": _number(exact_sum(parts.values())), ":new": {"S": new_mark}}
+        delta = exact_sum(parts.values())
+        values = {":d": _number(delta), ":new": {"S": new_mark}}
         additions = ["v :d"]
-        for index, (part, delta) in enumerate(sorted(parts.items())):
-            names[f"#p{index}"], values[f":p{index}"] = part, _number(delta)
+        # Every sum stays within +-COUNTER_RANGE, where 38 digits hold it exactly: checked by
+        # the write itself, since other shards add to the same counter concurrently.
+        ranges = [_within("v", ":v", delta, values)]
+        for index, (part, part_delta) in enumerate(sorted(parts.items())):
+            names[f"#p{index}"], values[f":p{index}"] = part, _number(part_delta)
             additions.append(f"#p{index} :p{index}")
+            ranges.append(_within(f"#p{index}", f":r{index}", part_delta, values))
         if expected is not None:
             condition = "#m = :expected"
             values[":expected"] = {"S": expected}
         else:
-            condition = "attribute_not_exists(#m) OR #m < :below"
+            condition = "(attribute_not_exists(#m) OR #m < :below)"
             values[":below"] = {"S": below or new_mark}
         return self._conditional_update(
             key,
             UpdateExpression="ADD " + ", ".join(additions) + " SET #m = :new",
-            ConditionExpression=condition,
+            ConditionExpression=" AND ".join([condition, *ranges]),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
+
+    def additive_state(self, key, shard) -> AdditiveState:
+        try:
+            item = self._client.get_item(TableName=self._table, Key=_key(key), ConsistentRead=True).get("Item") or {}
+        except ClientError as exc:
+            raise translate(exc) from exc
+        mark = item.get("mk_" + shard, {}).get("S")
+        total = Decimal(item["v"]["N"]) if "v" in item else None
+        names = PART_NAMES.get(key.bucket[0], ())
+        return AdditiveState(mark, total, {name: Decimal(item[name]["N"]) for name in names if name in item})
+
+    def quarantine(self, pairs) -> None:
+        for pair in pairs:
+            try:
+                self._client.update_item(TableName=self._table, **quarantine_update(pair))
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":  # applied already: stays so
+                    raise translate(exc) from exc
+
+    def quarantined(self, metric_id: str) -> list[QuarantinedPair]:
+        """Every pair of the metric in quarantine, pending or applied, by transaction id."""
+        pairs = []
+        try:
+            for page in self._client.get_paginator("query").paginate(
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": {"S": "q#" + metric_id}},
+                ConsistentRead=True,
+            ):
+                for item in page["Items"]:
+                    pairs.append(
+                        QuarantinedPair(
+                            metric_id,
+                            event_from_json(item["ev"]["S"]),
+                            tuple(sorted(item["bk"]["SS"])),
+                            item["reason"]["S"],
+                            item["seq"]["S"],
+                            item["st"]["S"],
+                        )
+                    )
+        except ClientError as exc:
+            raise translate(exc) from exc
+        return pairs
+
+    def refuse(self, key, shard, new_mark, expected, pairs) -> bool:
+        # The mark moves past the refused records in the same transaction that quarantines them, so
+        # a replay never counts them here; chunks keep each transaction within 100 items, in
+        # sequence order, so the mark only ever covers records already quarantined.
+        ordered = sorted(pairs, key=lambda pair: pair.sequence)
+        for start in range(0, len(ordered), _TRANSACTION_ITEMS - 1):
+            chunk = ordered[start : start + _TRANSACTION_ITEMS - 1]
+            mark = new_mark if start + len(chunk) >= len(ordered) else chunk[-1].sequence
+            names = {"#m": "mk_" + shard}
+            values = {":new": {"S": mark}}
+            if expected is None:
+                condition = "attribute_not_exists(#m)"
+            else:
+                condition, values[":expected"] = "#m = :expected", {"S": expected}
+            moves = {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": _key(key),
+                    "UpdateExpression": "SET #m = :new",
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                }
+            }
+            merged = _merge_by_transaction(chunk)
+            actions = [moves] + [{"Update": {"TableName": self._table, **quarantine_update(pair, guarded=False)}} for pair in merged]
+            try:
+                self._client.transact_write_items(TransactItems=actions)
+            except ClientError as exc:
+                reasons = exc.response.get("CancellationReasons") or []
+                if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
+                    return False
+                raise translate(exc) from exc
+            expected = mark
+        return True
 
     def high_water_mark(self, key, shard):
         try:
@@ -148,7 +286,7 @@ class DynamoCounterStore:
             self._conditional_update(
                 key,
                 UpdateExpression="ADD u :s",
-                ExpressionAttributeValues={":s": {"SS": sorted(_UNIQUE_PREFIX + v for v in values)}},
+                ExpressionAttributeValues={":s": {"SS": sorted({unique_member(v) for v in values})}},
             )
 
     def raise_latest(self, key, order, value):
@@ -306,7 +444,7 @@ def _attributes(row: CounterRow) -> dict:
     if row.total is not None:
         attributes["v"] = _number(row.total)
     if row.uniques:
-        attributes["u"] = {"SS": sorted(_UNIQUE_PREFIX + v for v in row.uniques)}
+        attributes["u"] = {"SS": sorted({unique_member(v) for v in row.uniques})}
     if row.latest is not None:
         attributes["lo"], attributes["lv"] = {"S": row.latest[0]}, _number(row.latest[1])
     for label, value in row.labelled_parts():
@@ -337,5 +475,5 @@ def _row(item: dict, groups: dict[str, tuple[str | None, ...]]) -> CounterRow:
     if "u" not in item and "lo" not in item:  # COUNT, SUM and MAX: a total and nothing else
         return CounterRow(label, group, total)
     latest = (item["lo"]["S"], Decimal(item["lv"]["N"])) if "lo" in item else None
-    uniques = frozenset(v[len(_UNIQUE_PREFIX) :] for v in item.get("u", {}).get("SS", []))
+    uniques = frozenset(v[1:] if v[0] == _UNIQUE_PREFIX else v for v in item.get("u", {}).get("SS", []))
     return CounterRow(label, group, total, uniques, latest)

@@ -1,0 +1,112 @@
+"""Issue 14, findings 1, 5, 6 and 8: a (record, metric) pair no counter can take is quarantined
+with its reason; every other pair of the batch, and every other metric, counts exactly once."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tally.adapters.dynamo.counters import DynamoCounterStore
+from tally.adapters.memory import MemoryCounterStore, MemoryMetricStore
+from tally.billing.counters import CounterKey, StreamedEvent, sequence_key
+from tally.billing.events import UsageEvent
+from tally.billing.metrics import Aggregation
+from tally.billing.quarantine import PENDING
+from tally.services.aggregate import AggregateService
+from tests.service.conftest import _table
+from tests.service.exactly_once_harness import T0, metric
+
+GROUPED = metric("count-by-region", Aggregation.COUNT, None, [["region"]])
+SUMMED = metric("sum-n", Aggregation.SUM, "n")
+UNIQUE = metric("unique-n", Aggregation.UNIQUE, "n")
+HEALTHY = metric("count", Aggregation.COUNT, None)
+DAY, MONTH = "D" + T0.strftime("%Y%m%d"), "M" + T0.strftime("%Y%m")
+
+
+@pytest.fixture(params=["memory", "dynamo"])
+def store(request):
+    if request.param == "memory":
+        yield MemoryCounterStore()
+        return
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        yield DynamoCounterStore(_table(client, "counters"), client)
+
+
+def service(store, *metrics):
+    catalog = MemoryMetricStore()
+    for m in metrics:
+        catalog.put(m)
+    return AggregateService(store, catalog)
+
+
+def streamed(index: int, **properties) -> StreamedEvent:
+    event = UsageEvent(f"t{index}", "acme", "call", T0 + timedelta(minutes=index), properties)
+    return StreamedEvent(sequence_key(10**20 + index), event, T0)
+
+
+def total(store, m, bucket=MONTH, group=()):
+    rows = [r for r in store.read(m.id, "acme", bucket, bucket) if r.group == group]
+    return rows[0].total if rows else None
+
+
+def test_a_group_value_longer_than_a_counter_key_holds_is_quarantined_and_the_rest_counts(store):
+    batch = [streamed(0, region="eu", n=1), streamed(1, region="x" * 2_000, n=1), streamed(2, region="eu", n=1)]
+
+    outcome = service(store, GROUPED, HEALTHY).apply_batch("shard-1", batch)
+
+    assert outcome.first_failed_sequence is None and outcome.quarantined == 1
+    assert total(store, GROUPED, group=("eu",)) == 2
+    assert total(store, HEALTHY) == 3
+    (pair,) = store.quarantined(GROUPED.id)
+    assert pair.transaction_id == "t1" and pair.buckets == (DAY, MONTH) and pair.state == PENDING
+    assert "take 2,004 bytes as JSON; a counter key holds 1,012" in pair.reason
+
+
+@pytest.mark.parametrize(
+    "value,rule",
+    [("1e-19", "more than 18 decimal places"), ("12345678901234567890123456789012345678", "exceeds 1E19")],
+    ids=["finer than the exact grid", "a 38-digit integer"],
+)
+def test_a_summed_value_off_the_exact_grid_is_quarantined_never_rounded(store, value, rule):
+    batch = [streamed(0, n=Decimal("1e18")), streamed(1, n=Decimal(value)), streamed(2, n=Decimal("0.5"))]
+
+    outcome = service(store, SUMMED).apply_batch("shard-1", batch)
+
+    assert outcome.quarantined == 1
+    assert total(store, SUMMED) == Decimal("1000000000000000000.5")
+    (pair,) = store.quarantined(SUMMED.id)
+    assert pair.transaction_id == "t1" and rule in pair.reason
+
+
+def test_a_sum_that_would_leave_the_exact_range_is_quarantined_once_and_a_replay_adds_nothing(store):
+    aggregate = service(store, SUMMED)
+    aggregate.apply_batch("shard-1", [streamed(0, n=Decimal("9e18"))])
+    crossing = [streamed(1, n=Decimal("2e18")), streamed(2, n=Decimal("1e17"))]
+
+    first = aggregate.apply_batch("shard-1", crossing)
+    replay = aggregate.apply_batch("shard-1", crossing)
+    aggregate.apply_batch("shard-1", [streamed(3, n=Decimal("1"))])
+
+    assert first.quarantined == 4  # two records, each refused by its day and its month counter
+    assert replay.quarantined == 0 and replay.first_failed_sequence is None
+    assert total(store, SUMMED) == Decimal("9000000000000000001")
+    pairs = store.quarantined(SUMMED.id)
+    assert [(p.transaction_id, p.buckets) for p in pairs] == [("t1", (DAY, MONTH)), ("t2", (DAY, MONTH))]
+    assert all("would leave +-1E19" in p.reason for p in pairs)
+
+
+def test_hundreds_of_distinct_long_unique_values_in_a_day_fit_one_counter(store):
+    batch = [streamed(i % 60, n=f"{i:04d}" + "v" * 1_000) for i in range(700)]
+    for index, item in enumerate(batch):  # 700 records, one a minute is enough for the counters
+        batch[index] = StreamedEvent(sequence_key(10**20 + index), item.event, T0)
+
+    outcome = service(store, UNIQUE).apply_batch("shard-1", batch)
+
+    assert outcome.quarantined == 0 and outcome.first_failed_sequence is None
+    day = [r for r in store.read(UNIQUE.id, "acme", "d" + T0.strftime("%Y%m%d"), "d" + T0.strftime("%Y%m%d"))]
+    assert len(day[0].uniques) == 700
