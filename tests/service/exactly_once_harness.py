@@ -50,6 +50,8 @@ def ground_truth(events: list[UsageEvent]) -> dict[CounterKey, object]:
     truth: dict[CounterKey, object] = {}
     for event in events:
         for m in METRICS:
+            if m.group_keys and is_poison(event):
+                continue  # quarantined, never counted (poison_pairs)
             group = (event.properties["region"],) if m.group_keys else ()
             n = Decimal(event.properties["n"])
             if m.aggregation_type.is_additive:
@@ -70,6 +72,18 @@ def ground_truth(events: list[UsageEvent]) -> dict[CounterKey, object]:
                     candidate = (latest_order(event), n)
                     truth[key] = max(truth.get(key, candidate), candidate)
     return truth
+
+
+POISON_REGION = "x" * 2_000  # group values longer than a counter key holds
+
+
+def is_poison(event: UsageEvent) -> bool:
+    return event.properties["region"] == POISON_REGION
+
+
+def poison_pairs(events: list[UsageEvent]) -> set[tuple[str, str]]:
+    """(metric id, transaction id) of every pair the aggregator must quarantine."""
+    return {(m.id, e.transaction_id) for e in events if is_poison(e) for m in METRICS if m.group_keys}
 
 
 def stored_value(store, key: CounterKey, aggregation: Aggregation):

@@ -13,6 +13,8 @@ from tally.services.aggregate import AggregateService
 
 from tests.service.exactly_once_harness import (
     METRICS,
+    POISON_REGION,
+    poison_pairs,
     T0,
     FaultPlan,
     ground_truth,
@@ -61,6 +63,34 @@ def test_counters_equal_ground_truth_under_replays_bisects_partial_failures_and_
     run_stream(service, store, shards, FaultPlan(data.draw), st)
 
     check_counters_match_truth(store, events)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    spec=st.lists(
+        st.tuples(
+            st.sampled_from(["acme", "globex"]),
+            st.sampled_from(["eu", "us", POISON_REGION]),
+            st.integers(0, 5),
+            st.integers(0, 150),
+            st.integers(0, 1),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    data=st.data(),
+)
+def test_poison_records_are_quarantined_once_and_healthy_counters_still_equal_the_truth(spec, data):
+    events = [make_event(i, c, region, n, minute) for i, (c, region, n, minute, _) in enumerate(spec)]
+    shards = to_shards(events, [s for *_, s in spec], T0 + timedelta(minutes=1))
+    store = MemoryCounterStore()
+    service = AggregateService(store, metric_store())
+
+    run_stream(service, store, shards, FaultPlan(data.draw), st)
+
+    check_counters_match_truth(store, events)
+    quarantined = {(m.id, pair.transaction_id) for m in METRICS for pair in store.quarantined(m.id)}
+    assert quarantined == poison_pairs(events)
 
 
 def test_a_clean_stream_needs_one_write_per_counter_and_grain_per_batch():
