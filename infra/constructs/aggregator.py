@@ -39,9 +39,9 @@ class Aggregator(TallyFunction):
             ],
         )
         self.allow(
-            # Query: reading back a counter's state and the quarantine; a quarantine with its
-            # counter's high-water mark is one transaction of UpdateItems.
-            ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem", "dynamodb:Query"],
+            # A quarantine with its counter's high-water mark is one transaction of UpdateItems,
+            # which IAM authorizes as UpdateItem.
+            ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"],
             [tables.counters.table_arn],
         )
         # Metric definitions.

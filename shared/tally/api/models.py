@@ -57,8 +57,8 @@ class Request(BaseModel):
         # numbers; a rate or threshold no DynamoDB number can hold once broke every draft on its card.
         for name in type(self).model_fields:
             problem = first_unstorable(getattr(self, name), name)
-            if problem is not None:
-                raise ValueError(f"{problem[0]} {problem[1]}")
+            if problem is not None:  # InvalidInput passes through pydantic, naming the field
+                raise InvalidInput(*problem)
         return self
 
 
