@@ -52,15 +52,19 @@ def check_counters_match_truth(store, events) -> None:
     assert set(store.counters) == set(truth), "a counter exists that no event justifies"
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(spec=events_strategy, data=st.data())
-def test_counters_equal_ground_truth_under_replays_bisects_partial_failures_and_crashes(spec, data):
+def stream_with_faults(spec, data) -> tuple[MemoryCounterStore, list]:
+    """The events `spec` draws, delivered through the faulty stream to a fresh store."""
     events = [make_event(i, c, region, n, minute) for i, (c, region, n, minute, _) in enumerate(spec)]
     shards = to_shards(events, [s for *_, s in spec], T0 + timedelta(minutes=1))
     store = MemoryCounterStore()
-    service = AggregateService(store, metric_store())
+    run_stream(AggregateService(store, metric_store()), store, shards, FaultPlan(data.draw), st)
+    return store, events
 
-    run_stream(service, store, shards, FaultPlan(data.draw), st)
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=events_strategy, data=st.data())
+def test_counters_equal_ground_truth_under_replays_bisects_partial_failures_and_crashes(spec, data):
+    store, events = stream_with_faults(spec, data)
 
     check_counters_match_truth(store, events)
 
@@ -81,12 +85,7 @@ def test_counters_equal_ground_truth_under_replays_bisects_partial_failures_and_
     data=st.data(),
 )
 def test_poison_records_are_quarantined_once_and_healthy_counters_still_equal_the_truth(spec, data):
-    events = [make_event(i, c, region, n, minute) for i, (c, region, n, minute, _) in enumerate(spec)]
-    shards = to_shards(events, [s for *_, s in spec], T0 + timedelta(minutes=1))
-    store = MemoryCounterStore()
-    service = AggregateService(store, metric_store())
-
-    run_stream(service, store, shards, FaultPlan(data.draw), st)
+    store, events = stream_with_faults(spec, data)
 
     check_counters_match_truth(store, events)
     quarantined = {(m.id, pair.transaction_id) for m in METRICS for pair in store.quarantined(m.id)}
