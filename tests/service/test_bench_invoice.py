@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from infra.bench_invoice import (
+from infra.bench.invoice import (
     PERIOD_START,
     PRICE_CHANGE,
     SETUP_AT,

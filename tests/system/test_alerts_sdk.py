@@ -26,7 +26,7 @@ class AlertInbox:
 
     def __init__(self, local_stack, filter_policy: dict) -> None:
         from infra.local.runtime import STACK_NAME
-        from infra.tail import TopicTail
+        from infra.cli.tail import TopicTail
 
         # what `tally local up` prints as the AWS endpoint; any AWS client works against it
         self.tail = TopicTail("alerts", STACK_NAME, local_stack.aws_endpoint, filter_policy)

@@ -5,7 +5,6 @@ entry of one customer and the instant to compute at; see burn_down.py for the ru
 """
 
 from tally.billing.balances.burn_down import (
-    Application,
     BurnDown,
     SegmentBalance,
     TrueUp,
@@ -22,6 +21,7 @@ from tally.billing.balances.eligibility import (
 )
 from tally.billing.balances.grants import (
     AccessSegment,
+    Application,
     AmountDistribution,
     CommitRateType,
     Grant,

@@ -67,7 +67,7 @@ from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from typing import Callable, Iterable, Mapping
 
 from tally.billing.balances.eligibility import Charge, applicable_product_count, burn_rank, grant_applies_to
-from tally.billing.balances.grants import AccessSegment, CommitRateType, Grant, GrantKind
+from tally.billing.balances.grants import AccessSegment, Application, CommitRateType, Grant, GrantKind
 from tally.billing.balances.ledger import LedgerEntry, ManualEntry, Movement, entry_type, has_entry_type
 from tally.billing.errors import InvalidInput
 from tally.billing.pricing.money import PRICING_CONTEXT, CreditType
@@ -76,18 +76,6 @@ from tally.billing.pricing.validation import as_decimal, aware
 ZERO = Decimal(0)
 _ROUND_UP = PRICING_CONTEXT.copy()
 _ROUND_UP.rounding = ROUND_CEILING
-
-
-@dataclass(frozen=True, slots=True)
-class Application:
-    """A segment paying for (part of) a charge."""
-
-    grant_id: str
-    segment_id: str
-    kind: GrantKind
-    amount: Decimal  # list amount of the charge covered, positive
-    balance_consumed: Decimal  # what the segment's balance went down by (differs under COMMIT_RATE)
-    reduces_total: bool  # False for postpaid commits: recorded, paid in arrears
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,12 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Iterable, Mapping
+from typing import Iterable, Mapping
 
-from tally.billing.balances.grants import AccessSegment, Grant, GrantKind, Specifier
-
-if TYPE_CHECKING:
-    from tally.billing.balances.burn_down import Application
+from tally.billing.balances.grants import AccessSegment, Application, Grant, GrantKind, Specifier
 
 
 @dataclass(frozen=True, slots=True)

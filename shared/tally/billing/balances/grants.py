@@ -38,6 +38,18 @@ GroupValues = Mapping[str, str]
 
 
 @dataclass(frozen=True, slots=True)
+class Application:
+    """A segment paying for (part of) a charge."""
+
+    grant_id: str
+    segment_id: str
+    kind: GrantKind
+    amount: Decimal  # list amount of the charge covered, positive
+    balance_consumed: Decimal  # what the segment's balance went down by (differs under COMMIT_RATE)
+    reduces_total: bool  # False for postpaid commits: recorded, paid in arrears
+
+
+@dataclass(frozen=True, slots=True)
 class Specifier:
     """Matches usage when every part it names matches (an absent part matches anything)."""
 

@@ -36,6 +36,8 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any, Callable, Iterator
 from unittest import mock
 
+from infra.bench.report import Row
+
 UTC = timezone.utc
 PERIOD_START = datetime(2026, 11, 1, tzinfo=UTC)
 PERIOD_END = datetime(2026, 12, 1, tzinfo=UTC)
@@ -808,7 +810,6 @@ def run_invoice_figure(sizes: tuple[int, ...], shape: Shape = Shape(), repeats: 
 
 def figure_invoice(report, sizes, progress: Callable[[str], None] = lambda _: None) -> None:
     """Figure 5 rows of `tally bench`: the draft invoice after few and after many events."""
-    from infra.bench import Row
 
     shape = sizes.invoice_shape
     small_events, large_events = sizes.invoice_events

@@ -1,4 +1,4 @@
-"""`tally`: run the local stack, manage API keys of a deployment, run the benchmarks."""
+"""`tally local`: the whole system on an emulated AWS (moto), in this process."""
 
 from __future__ import annotations
 
@@ -12,11 +12,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-app = typer.Typer(help="Tally: usage-based billing on AWS serverless.", no_args_is_help=True)
 local_app = typer.Typer(help="The whole system on an emulated AWS (moto), in this process.", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys of a deployment (stored hashed in its billing table).", no_args_is_help=True)
-app.add_typer(local_app, name="local")
-app.add_typer(keys_app, name="keys")
 console = Console()
 
 
@@ -112,7 +108,7 @@ def local_tail(
 ) -> None:
     """Subscribe a new SQS queue to the topic and print messages as they arrive (Ctrl-C stops,
     unsubscribes and deletes the queue). Filters are SNS filter policies on message attributes."""
-    from infra.tail import TopicTail
+    from infra.cli.tail import TopicTail
 
     policy = {k: [v] for k, v in (("customer_id", customer_id), ("type", message_type)) if v}
     tail = TopicTail(topic, stack, endpoint_url, policy or None)
@@ -136,76 +132,3 @@ def local_tail(
     except EndpointConnectionError:
         console.print("[red]the AWS endpoint went away[/red] (was the local stack stopped?)")
         raise typer.Exit(1) from None
-
-
-def _billing_table(stack: str, table: Optional[str], endpoint_url: Optional[str]) -> tuple[str, Optional[str]]:
-    if table:
-        return table, endpoint_url
-    import boto3
-
-    outputs = boto3.client("cloudformation", endpoint_url=endpoint_url).describe_stacks(StackName=stack)["Stacks"][0]
-    by_key = {o["OutputKey"]: o["OutputValue"] for o in outputs.get("Outputs", [])}
-    return by_key["BillingTableName"], endpoint_url
-
-
-def _key_service(stack: str, table: Optional[str], endpoint_url: Optional[str]):
-    import boto3
-
-    from tally.adapters.clock import system_clock
-    from tally.adapters.dynamo.billing import DynamoApiKeyStore, DynamoBillingStore
-    from tally.services.api_keys import ApiKeyService
-
-    name, endpoint = _billing_table(stack, table, endpoint_url)
-    client = boto3.client("dynamodb", endpoint_url=endpoint)
-    return ApiKeyService(DynamoApiKeyStore(DynamoBillingStore(name, client)), system_clock)
-
-
-STACK = typer.Option("Tally", help="CloudFormation stack whose BillingTableName output to use.")
-TABLE = typer.Option(None, help="Billing table name (skips the stack lookup).")
-ENDPOINT = typer.Option(None, "--endpoint-url", help="AWS endpoint, e.g. the local stack's moto endpoint.")
-
-
-@keys_app.command("create")
-def keys_create(name: str = typer.Argument(..., help="What the key is for."), stack: str = STACK,
-                table: Optional[str] = TABLE, endpoint_url: Optional[str] = ENDPOINT) -> None:
-    """Create a key. The plaintext is printed once; only its SHA-256 is stored."""
-    token, record = _key_service(stack, table, endpoint_url).create(name)
-    console.print(f"key id  {record.key_id}")
-    print(token)
-
-
-@keys_app.command("list")
-def keys_list(stack: str = STACK, table: Optional[str] = TABLE, endpoint_url: Optional[str] = ENDPOINT) -> None:
-    """List keys (ids and names; never secrets)."""
-    for record in _key_service(stack, table, endpoint_url).list():
-        state = f"revoked {record.revoked_at:%Y-%m-%d %H:%M}" if record.revoked_at else "active"
-        console.print(f"{record.key_id}  {record.name:<20} {state}")
-
-
-@keys_app.command("revoke")
-def keys_revoke(key_id: str, stack: str = STACK, table: Optional[str] = TABLE,
-                endpoint_url: Optional[str] = ENDPOINT) -> None:
-    """Revoke a key by id. Running functions stop accepting it within 30 s (their verify cache)."""
-    record = _key_service(stack, table, endpoint_url).revoke(key_id)
-    console.print(f"revoked {record.key_id} ({record.name})")
-
-
-@app.command("bench")
-def bench(
-    quick: bool = typer.Option(False, help="Smaller samples (CI smoke run)."),
-    json_out: Optional[str] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
-) -> None:
-    """Print the benchmark figures, each measured side by side with its baseline in one run."""
-    from infra.bench import run_all
-
-    figures = run_all(quick=quick, console=console)
-    if json_out:
-        with open(json_out, "w") as handle:
-            json.dump(figures, handle, indent=2)
-    # The local stack's jsii and server threads are not worth a graceful shutdown here.
-    os._exit(0)
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-    app()

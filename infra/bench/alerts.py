@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Any, Callable
 
-from infra.bench_load import usage_events
+from infra.bench.load import usage_events
 
 ALERT_GOAL_MS = 2_000.0
 ALERT_TIMEOUT_S = 15.0
@@ -36,9 +36,9 @@ def _wait_for(tail, wanted: Callable[[dict], bool], since: float) -> float:
 
 def figure_alert_latency(report: Any, quick: bool, tally: Any, stack: Any, row: Callable[..., Any],
                          percentile: Callable[[list[float], float], float]) -> None:
-    """`row` and `percentile` are the harness's Row and _percentile (infra/bench.py)."""
+    """`row` and `percentile` are the harness's Row and _percentile (infra/bench/figures.py)."""
     from infra.local.runtime import STACK_NAME
-    from infra.tail import TopicTail
+    from infra.cli.tail import TopicTail
     from tally.adapters.sns import SnsPublisher
 
     samples = _samples(quick)

@@ -6,9 +6,9 @@ the same run. These machines are noisy, so the ratios are the figures to read, n
 3. Local end-to-end events/s, HTTPS post → counters applied, vs bare moto BatchWriteItem.
 4. Freshness: ingest 200 → visible in POST /v1/usage, p50/p99 on the live local stack.
 5. The draft invoice of a 50-product × 100-model contract after 1,000 and after 1,000,000 events:
-   DynamoDB reads, CPU excluding AWS, wall time (infra/bench_invoice.py).
+   DynamoDB reads, CPU excluding AWS, wall time (infra/bench/invoice.py).
 6. Alert latency: ingest 200 → the alert's SNS message on an SQS subscription, p50/p99, live local
-   stack, vs a bare SNS → SQS delivery (infra/bench_alerts.py).
+   stack, vs a bare SNS → SQS delivery (infra/bench/alerts.py).
 
 Figures 1 and 5 run first, without the local stack: it sets process-wide AWS settings when it starts.
 """
@@ -23,16 +23,17 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterator
 
 from rich.console import Console
 from rich.table import Table
 
-from infra.bench_alerts import figure_alert_latency
-from infra.bench_invoice import Shape, figure_invoice
-from infra.bench_load import (
+from infra.bench.alerts import figure_alert_latency
+from infra.bench.invoice import Shape, figure_invoice
+from infra.bench.report import Report, Row
+from infra.bench.load import (
     CUSTOMER_ALIAS,
     FRESHNESS_ALIAS,
     TallyClient,
@@ -64,23 +65,6 @@ class Sizes:
                        invoice_events=(1_000, 5_000), invoice_shape=Shape(families=2, models=20), invoice_repeats=1)
         return cls(cpu_rounds=300, write_events=500, e2e_events=1_000, e2e_threads=4, fresh_events=200,
                    invoice_events=(1_000, 1_000_000), invoice_shape=Shape(), invoice_repeats=3)
-
-
-@dataclass
-class Row:
-    figure: str
-    measured: str
-    baseline: str
-    ratio: str
-    goal: str
-    verdict: str  # "met", "missed" or "" (no goal)
-
-
-@dataclass
-class Report:
-    figures: dict[str, float] = field(default_factory=dict)
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
 
 # -- figure 1: ingest handler CPU -------------------------------------------------------------------
