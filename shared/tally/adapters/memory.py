@@ -14,8 +14,8 @@ from tally.billing.customers import Customer
 from tally.billing.errors import Conflict
 from tally.billing.events import UsageEvent
 from tally.billing.metrics import BillableMetric
-from tally.billing.quarantine import PENDING, QuarantinedPair
-from tally.services.ports import AdditiveState, ApiKeyRecord, Page, StoredEvent
+from tally.billing.quarantine import APPLIED, PENDING, QuarantinedPair
+from tally.services.ports import NOT_PENDING, OUT_OF_RANGE, REAPPLIED, AdditiveState, ApiKeyRecord, Page, StoredEvent
 
 
 class MemoryEventStore:
@@ -112,6 +112,29 @@ class MemoryCounterStore:
             return False
         self.quarantine(pairs)
         counter.marks[shard] = new_mark
+        return True
+
+    def reapply(self, pair, additions) -> str:
+        held = self.quarantined_pairs.get((pair.metric_id, pair.transaction_id))
+        if held is None or held.state != PENDING:
+            return NOT_PENDING
+        for key, parts in additions.items():
+            counter = self.counters.get(key) or _Counter()
+            if range_problem(counter.total, counter.parts, parts) is not None:
+                return OUT_OF_RANGE
+        for key, parts in additions.items():
+            counter = self._before_write(key)
+            counter.total = exact_sum([counter.total or Decimal(0), *parts.values()])
+            for part, delta in parts.items():
+                counter.parts[part] = exact_sum([counter.parts.get(part, Decimal(0)), delta])
+        self.quarantined_pairs[(pair.metric_id, pair.transaction_id)] = replace(held, state=APPLIED)
+        return REAPPLIED
+
+    def mark_applied(self, pair) -> bool:
+        held = self.quarantined_pairs.get((pair.metric_id, pair.transaction_id))
+        if held is None or held.state != PENDING:
+            return False
+        self.quarantined_pairs[(pair.metric_id, pair.transaction_id)] = replace(held, state=APPLIED)
         return True
 
     def raise_max(self, key, value):

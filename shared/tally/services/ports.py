@@ -85,6 +85,17 @@ class CounterStore(Protocol):
         """Quarantine `pairs` and set the shard's mark to `new_mark` in one transaction, only if
         the mark is still `expected` (None: absent). False if not."""
 
+    def reapply(self, pair: QuarantinedPair, additions: Mapping[CounterKey, Mapping[str, Decimal]]) -> str:
+        """Re-apply a quarantined pair to additive counters: add each counter's parts (and their sum
+        to its total) and move the pair from pending to applied, in one transaction. Marks are left
+        alone: the pair's record is behind them already. Returns REAPPLIED, NOT_PENDING (applied
+        already, or never quarantined) or OUT_OF_RANGE (a sum would leave +-COUNTER_RANGE);
+        nothing is written unless REAPPLIED."""
+
+    def mark_applied(self, pair: QuarantinedPair) -> bool:
+        """Move a pending pair to applied, after its idempotent counters (MAX, UNIQUE, LATEST) took
+        it. False if it was not pending."""
+
     def raise_max(self, key: CounterKey, value: Decimal) -> None: ...
 
     def add_uniques(self, key: CounterKey, values: set[str]) -> None: ...
@@ -101,6 +112,11 @@ class CounterStore(Protocol):
     def sums(self, metric_id: str, ingest_key: str, first_bucket: str, last_bucket: str, parts: bool) -> CounterSums:
         """The counters `read` would return, for an additive metric, summed on demand per
         CounterRead (tally.billing.counters.CounterSums): what rating reads."""
+
+
+REAPPLIED = "reapplied"
+NOT_PENDING = "not pending"
+OUT_OF_RANGE = "out of range"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,8 +23,8 @@ from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
 from tally.billing.limits import COUNTER_RANGE, DYNAMO_TRANSACTION_ITEMS, MAX_UNIQUE_MEMBER_CHARS
-from tally.billing.quarantine import PENDING, QuarantinedPair, event_from_json, event_json, group_json
-from tally.services.ports import AdditiveState
+from tally.billing.quarantine import APPLIED, PENDING, QuarantinedPair, event_from_json, event_json, group_json
+from tally.services.ports import NOT_PENDING, OUT_OF_RANGE, REAPPLIED, AdditiveState
 from tally.billing.counters import (
     COUNTER_CONTEXT,
     PART_NAMES,
@@ -223,6 +223,61 @@ class DynamoCounterStore:
         except ClientError as exc:
             raise translate(exc) from exc
         return pairs
+
+    def reapply(self, pair, additions) -> str:
+        # One transaction: the counters' additions, each within +-COUNTER_RANGE, and the pair's move
+        # from pending to applied. Only one of two concurrent re-applies can win that move, so the
+        # pair is counted once, ever.
+        actions = []
+        for key, parts in additions.items():
+            names: dict[str, str] = {}
+            delta = exact_sum(parts.values())
+            values = {":d": _number(delta)}
+            additions_expr = ["v :d"]
+            ranges = [_within("v", ":v", delta, values)]
+            for index, (part, part_delta) in enumerate(sorted(parts.items())):
+                names[f"#p{index}"], values[f":p{index}"] = part, _number(part_delta)
+                additions_expr.append(f"#p{index} :p{index}")
+                ranges.append(_within(f"#p{index}", f":r{index}", part_delta, values))
+            update = {
+                "TableName": self._table,
+                "Key": _key(key),
+                "UpdateExpression": "ADD " + ", ".join(additions_expr),
+                "ConditionExpression": " AND ".join(ranges),
+                "ExpressionAttributeValues": values,
+            }
+            if names:
+                update["ExpressionAttributeNames"] = names
+            actions.append({"Update": update})
+        actions.append({"Update": self._applied_update(pair)})
+        try:
+            self._client.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            if reasons and reasons[-1].get("Code") == "ConditionalCheckFailed":
+                return NOT_PENDING
+            if any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons[:-1]):
+                return OUT_OF_RANGE
+            raise translate(exc) from exc
+        return REAPPLIED
+
+    def mark_applied(self, pair) -> bool:
+        try:
+            self._client.update_item(**self._applied_update(pair))
+            return True
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise translate(exc) from exc
+
+    def _applied_update(self, pair: QuarantinedPair) -> dict:
+        return {
+            "TableName": self._table,
+            "Key": {"pk": {"S": "q#" + pair.metric_id}, "sk": {"S": pair.transaction_id}},
+            "UpdateExpression": "SET st = :applied",
+            "ConditionExpression": "st = :pending",
+            "ExpressionAttributeValues": {":applied": {"S": APPLIED}, ":pending": {"S": PENDING}},
+        }
 
     def refuse(self, key, shard, new_mark, expected, pairs) -> bool:
         # The mark moves past the refused records in the same transaction that quarantines them, so
