@@ -1,6 +1,7 @@
 """`tally`: run the local stack, manage API keys of a deployment, run the benchmarks.
 
-One module per command group: local.py (`tally local ...`), keys.py (`tally keys ...`), and the
+One module per command group: local.py (`tally local ...`), keys.py (`tally keys ...`), quarantine.py
+(`tally quarantine ...`), and the
 bench command here; tail.py is the SNS-topic follower behind `tally local tail`.
 """
 
@@ -15,10 +16,12 @@ from rich.console import Console
 
 from infra.cli.keys import keys_app
 from infra.cli.local import local_app
+from infra.cli.quarantine import quarantine_app
 
 app = typer.Typer(help="Tally: usage-based billing on AWS serverless.", no_args_is_help=True)
 app.add_typer(local_app, name="local")
 app.add_typer(keys_app, name="keys")
+app.add_typer(quarantine_app, name="quarantine")
 console = Console()
 
 
