@@ -27,7 +27,8 @@ from tally.billing.pricing import (
 from tally.billing.pricing.periods import BillingDay, Frequency, UsageStatementSchedule
 from tally.billing.pricing.subscriptions import CollectionSchedule
 from tally.services import breakdowns as breakdowns_module
-from tally.services.breakdowns import MAX_WINDOWS, BreakdownService
+from tally.billing.limits import MAX_WINDOWS
+from tally.services.breakdowns import BreakdownService
 from tally.services.invoices import InvoiceService
 from tests.unit.pricing.builders import D, FakeUsage, at, catalog, contract, flat, product, tiered
 

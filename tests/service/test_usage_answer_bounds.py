@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tally.services.usage import MAX_USAGE_SERIES, MAX_USAGE_VALUES
+from tally.billing.limits import MAX_USAGE_SERIES, MAX_USAGE_VALUES
 from tests.service.api_gateway import LAMBDA_RESPONSE_BYTES, deployed_api, request, send
 
 API_KEY = "tally_usage_bounds_key"

@@ -32,6 +32,17 @@ MAX_NESTING_DEPTH = 32
 # Ids named in one request (`customer_ids` of /v1/usage): each costs reads, and API Gateway gives up
 # after 30 s; 3,000 once took 70 s.
 MAX_IDS_PER_REQUEST = 100
+# Windows of one usage series or invoice breakdown (100 days of hours); group values one usage
+# window lists.
+MAX_WINDOWS = 24 * 100
+MAX_USAGE_GROUP_VALUES = 200
+# Values one /v1/usage answer may hold (a window's value, and each value of its groups): some 250
+# bytes each as JSON, so an answer stays far below Lambda's 6 MB response limit. 25 customers × 80
+# metrics × 24 hours once answered 12 MB, which API Gateway turns into a 502.
+MAX_USAGE_VALUES = 10_000
+# (customer, metric) series one /v1/usage answer may read, each at least one DynamoDB query per
+# ingest key, within API Gateway's 30 s: 25 customers × 85 metrics took 9 s on moto in-process.
+MAX_USAGE_SERIES = 500
 # A request body, unpacked: well under API Gateway's payload limit, and a bound on what one
 # request can make the API function parse.
 MAX_BODY_BYTES = 1_000_000
@@ -91,6 +102,9 @@ LIMITS = (
     Limit("JSON nesting depth of a body", str(MAX_NESTING_DEPTH), "the API function (deep nesting once gave a 500)"),
     Limit("bytes of a request body, unpacked", _n(MAX_BODY_BYTES), "the API function; API Gateway takes 10 MB"),
     Limit("ids named in one `/v1/usage` request", str(MAX_IDS_PER_REQUEST), "API Gateway's 30 s timeout"),
+    Limit("windows of one usage series or invoice breakdown", _n(MAX_WINDOWS), "the API function's answer"),
+    Limit("values in one `/v1/usage` answer", _n(MAX_USAGE_VALUES), "Lambda's 6 MB response (12 MB once gave a 502)"),
+    Limit("series (customers × metrics) in one `/v1/usage` answer", str(MAX_USAGE_SERIES), "API Gateway's 30 s timeout"),
     Limit("characters of an id, transaction id, event type or alias", str(MAX_ID_LENGTH), "keys (DynamoDB: 2,048-byte partition key)"),
     Limit("events in one ingest request", str(MAX_EVENTS_PER_REQUEST), "the ingest function (Metronome's own limit)"),
     Limit("bytes of one event as JSON", _n(MAX_EVENT_BYTES), "DynamoDB's 400 KB item; Lambda's 6 MB stream batch"),

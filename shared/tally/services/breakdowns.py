@@ -26,6 +26,7 @@ from enum import Enum
 from typing import Mapping
 
 from tally.billing.errors import InvalidInput
+from tally.billing.limits import MAX_WINDOWS
 from tally.billing.pricing import (
     InvoiceType,
     LineItem,
@@ -38,9 +39,6 @@ from tally.billing.pricing import (
 )
 from tally.billing.time import is_day_aligned, is_hour_aligned
 from tally.services.invoices import DraftInvoice, DuePeriod, InvoiceService, invoice_id
-
-# 100 days of hours. Every window of a page's periods is built in memory, so the range is capped.
-MAX_WINDOWS = 24 * 100
 
 _CURSOR = re.compile(r"^(\d{1,9})\.(\d{1,9})$")
 

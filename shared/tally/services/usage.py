@@ -13,17 +13,8 @@ from tally.billing.customers import Customer
 from tally.billing.errors import InvalidInput, NotFound
 from tally.billing.metrics import BillableMetric
 from tally.billing.time import DAY, HOUR, bucket_start, is_day_aligned, is_hour_aligned
+from tally.billing.limits import MAX_USAGE_GROUP_VALUES, MAX_USAGE_SERIES, MAX_USAGE_VALUES, MAX_WINDOWS
 from tally.services.ports import CounterStore, CustomerStore, MetricStore
-
-MAX_WINDOWS = 24 * 100
-MAX_GROUP_VALUES = 200
-# Values one /v1/usage answer may hold (a window's value, and each value of its groups): some 250
-# bytes each as JSON, so an answer stays far below Lambda's 6 MB response limit. 25 customers × 80
-# metrics × 24 hours once answered 12 MB, which API Gateway turns into a 502.
-MAX_USAGE_VALUES = 10_000
-# (customer, metric) series one /v1/usage answer may read, each at least one DynamoDB query per
-# ingest key, within API Gateway's 30 s: 25 customers × 85 metrics took 9 s on moto in-process.
-MAX_USAGE_SERIES = 500
 
 
 class WindowSize(str, Enum):
@@ -223,7 +214,7 @@ class UsageService:
             value = row.group[position]
             if value is not None:
                 by_value.setdefault(value, []).append(row)
-        wanted = query.group_by_values if query.group_by_values is not None else sorted(by_value)[:MAX_GROUP_VALUES]
+        wanted = query.group_by_values if query.group_by_values is not None else sorted(by_value)[:MAX_USAGE_GROUP_VALUES]
         return {
             value: combine(metric.aggregation_type, by_value[value]) if value in by_value else None for value in wanted
         }
