@@ -218,3 +218,22 @@ def test_dynamodb_refusing_an_item_for_its_size_is_a_400_not_a_500():
     )
     refused = translate(exc)
     assert isinstance(refused, StoreRefused) and refused.status == 400 and refused.field == "body"
+
+
+@pytest.mark.parametrize(
+    "raw,field",
+    [
+        (rb'[{"customer_id": "a\ud800"}]', "body[0].customer_id"),
+        (rb'{"name": "x", "custom_fields": {"k": "\udc00 low half"}}', "body.custom_fields.k"),
+        (rb'{"properties": {"\uDBFF": 1}}', "body.properties.'\\udbff'"),
+    ],
+    ids=["a high half in a value", "a low half in a value", "a lone half as a key"],
+)
+def test_a_lone_utf16_surrogate_is_a_400_naming_the_field(raw, field):
+    with pytest.raises(InvalidInput) as caught:
+        read_body(body(raw))
+    assert (caught.value.field, caught.value.rule) == (field, "must be Unicode text (a lone UTF-16 surrogate such as \\ud800 is not)")
+
+
+def test_a_surrogate_pair_is_one_character_and_an_escaped_backslash_is_no_surrogate():
+    assert read_body(body(rb'{"name": "\ud83d\ude00", "path": "C:\\ud800"}')) == {"name": "\U0001F600", "path": "C:\\ud800"}

@@ -28,6 +28,7 @@ from tally.billing.limits import (
     MAX_IDS_PER_REQUEST,
     MAX_NAME_LENGTH,
     MAX_PROPERTY_NAME_LENGTH,
+    SURROGATE_ESCAPE,
     first_unstorable,
 )
 from tally.billing.metrics import Aggregation, BillableMetric, EventTypeFilter, PropertyFilter
@@ -87,7 +88,7 @@ def read_sized_body(event: Any) -> tuple[Any, int]:
         raise InvalidInput("body", "is nested too deeply") from exc
     except ValueError as exc:  # UnicodeDecodeError included
         raise InvalidInput("body", f"is not valid JSON: {exc}") from exc
-    problem = first_unstorable(document)
+    problem = first_unstorable(document, text=SURROGATE_ESCAPE.search(data) is not None)
     if problem is not None:
         raise InvalidInput(*problem)
     return document, len(data)

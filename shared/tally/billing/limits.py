@@ -8,6 +8,7 @@ written, and the aggregator quarantines what a counter could not hold (services/
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Context, Decimal
 from typing import Any
@@ -179,9 +180,10 @@ NUMBER_RULE = (
 )
 
 
-def first_unstorable(document: Any, path: str = "body") -> tuple[str, str] | None:
-    """(field path, rule) of the first number a store could not hold, or of nesting past
-    MAX_NESTING_DEPTH; None when the document is fine. Iterative, so depth never recurses."""
+def first_unstorable(document: Any, path: str = "body", text: bool = False) -> tuple[str, str] | None:
+    """(field path, rule) of the first number a store could not hold, of nesting past
+    MAX_NESTING_DEPTH, or (`text`: the body escapes a surrogate) of a string that is not Unicode
+    text; None when the document is fine. Iterative, so depth never recurses."""
     stack: list[tuple[Any, str, int]] = [(document, path, 0)]
     while stack:
         value, where, depth = stack.pop()
@@ -190,7 +192,25 @@ def first_unstorable(document: Any, path: str = "body") -> tuple[str, str] | Non
                 return where, f"must not nest more than {MAX_NESTING_DEPTH} levels deep"
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for key, inner in items:
+                if text and isinstance(key, str) and not is_text(key):
+                    return f"{where}.{key!a}", TEXT_RULE
                 stack.append((inner, f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}", depth + 1))
         elif isinstance(value, (int, Decimal)) and not isinstance(value, bool) and not storable_number(value):
             return where, NUMBER_RULE
+        elif text and isinstance(value, str) and not is_text(value):
+            return where, TEXT_RULE
     return None
+
+
+# JSON can escape half of a UTF-16 pair ("\ud800") where no UTF-8 text can hold it: DynamoDB
+# refuses such a string, and it would be refused far from the request that sent it.
+TEXT_RULE = "must be Unicode text (a lone UTF-16 surrogate such as \\ud800 is not)"
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
