@@ -1,5 +1,6 @@
 """Counters stream → alert evaluation for the customers whose usage changed in the batch; also
-`{"evaluate_alert": <id>}` (asynchronous invoke) to evaluate a new all-customer alert on everyone.
+`{"evaluate_alert": <id>}` (asynchronous invoke) to evaluate a new all-customer alert on everyone;
+`{"evaluate_customer": <id>}` to evaluate a customer whose evaluation failed after a balance write.
 
 A customer whose evaluation fails never stops the others'.
 - Stream: it is reported through `batchItemFailures` at its first record, so the stream resumes
@@ -34,6 +35,10 @@ def handler(event: dict, context: LambdaContext) -> dict:
         metrics.add_metric(name="AlertEvaluationsFailed", unit=MetricUnit.Count, value=len(outcome.failed))
         if outcome.failed:
             raise not_evaluated(alert_id, outcome.failed)
+        return {"fired": outcome.fired, "rearmed": outcome.rearmed}
+    if "evaluate_customer" in event:  # a write moved a balance and its own evaluation failed
+        outcome = wiring.alert_service().evaluate_customer(str(event["evaluate_customer"]))
+        metrics.add_metric(name="AlertsFired", unit=MetricUnit.Count, value=outcome.fired)
         return {"fired": outcome.fired, "rearmed": outcome.rearmed}
     changes = counter_changes(event.get("Records") or [])
     failed = [changes.unreadable_at] if changes.unreadable_at else []

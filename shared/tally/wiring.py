@@ -182,7 +182,7 @@ def alert_service() -> AlertService:
         publisher(),
         lambda: get_settings().require("alerts_topic_arn"),
         system_clock,
-        evaluate_later=(lambda alert_id: AsyncInvoker(function).invoke({"evaluate_alert": alert_id})) if function else None,
+        evaluate_later=AsyncInvoker(function).invoke if function else None,
     )
 
 

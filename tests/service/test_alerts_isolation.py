@@ -136,3 +136,26 @@ def test_the_function_evaluates_everyone_else_then_fails_the_invocation_naming_t
 
     world.values.broken.clear()
     assert handler({"evaluate_alert": alert.id}, LambdaContext()) == {"fired": 1, "rearmed": 0}
+
+
+def test_a_balance_write_whose_evaluation_raises_stands_and_hands_the_customer_to_the_alerts_function(world, monkeypatch):
+    from functions.alerts.handler import handler
+
+    handed: list[dict] = []
+    world.service._evaluate_later = handed.append
+    customer = add_customer(world)
+    alert = calls_alert(world, customer)
+    world.values.by_customer[customer.id] = Decimal(500)
+    world.values.broken.add(customer.id)
+
+    world.service.evaluate_after_write(customer.id)  # does not raise: the write is done
+    assert handed == [{"evaluate_customer": customer.id}] and world.publisher.published == []
+
+    # The alerts function evaluates it (Lambda retries it on error, then its DLQ keeps it).
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setattr("tally.wiring.alert_service", lambda: world.service, raising=False)
+    with pytest.raises(ValueError, match="year 10000"):
+        handler(handed[0], LambdaContext())
+    world.values.broken.clear()
+    assert handler(handed[0], LambdaContext()) == {"fired": 1, "rearmed": 0}
+    assert world.publisher.published == [f"{alert.id}:{customer.id}:1"]

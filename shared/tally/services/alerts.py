@@ -283,7 +283,7 @@ class AlertService:
         topic_arn: Callable[[], str],
         clock: Callable[[], datetime],
         *,
-        evaluate_later: Callable[[str], None] | None = None,
+        evaluate_later: Callable[[dict], None] | None = None,
         lease: timedelta = DEFAULT_LEASE,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -346,7 +346,7 @@ class AlertService:
                 except Exception:  # noqa: BLE001
                     logger.exception("alert %s not evaluated on create for customer %s", alert.id, customer.id)
             elif self._evaluate_later is not None:
-                self._evaluate_later(alert.id)
+                self._evaluate_later({"evaluate_alert": alert.id})
             else:
                 self.evaluate_on_every_customer(alert.id)
         return alert
@@ -432,6 +432,22 @@ class AlertService:
             for key in keys:
                 results[key] = outcome
         return results
+
+    def evaluate_after_write(self, customer_id: str) -> None:
+        """Evaluate the customer's alerts after a write that moved a balance. The write is done: a
+        failure here must not turn it into an error that a retry would repeat. It is handed to the
+        alerts function instead (asynchronous: Lambda retries it twice, then its DLQ keeps it)."""
+        try:
+            self.evaluate_customer(customer_id)
+            return
+        except Exception:  # noqa: BLE001 - whatever failed, the write stands
+            logger.exception("alerts of customer %s not evaluated after a write", customer_id)
+        if self._evaluate_later is None:
+            return
+        try:
+            self._evaluate_later({"evaluate_customer": customer_id})
+        except Exception:  # noqa: BLE001
+            logger.exception("alerts of customer %s not handed to the alerts function", customer_id)
 
     def evaluate_customer(self, customer_id: str) -> Evaluation:
         """Every alert of the customer (e.g. after a ledger write changed its balances)."""

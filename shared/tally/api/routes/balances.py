@@ -36,7 +36,7 @@ def create_customer_commit() -> dict:
     body = CustomerCommitCreate.model_validate(read_body(router.current_event))
     service = wiring.balance_service()
     document = service.create_customer_grant(customer_grant_document(body, wiring.catalog_service().now()))
-    wiring.alert_service().evaluate_customer(body.customer_id)  # a new balance may cross a low-balance alert
+    wiring.alert_service().evaluate_after_write(body.customer_id)  # a new balance may cross a low-balance alert
     return {"data": {"id": document["id"]}}
 
 
@@ -45,7 +45,7 @@ def create_customer_credit() -> dict:
     body = CustomerCreditCreate.model_validate(read_body(router.current_event))
     service = wiring.balance_service()
     document = service.create_customer_grant(customer_grant_document(body, wiring.catalog_service().now()))
-    wiring.alert_service().evaluate_customer(body.customer_id)
+    wiring.alert_service().evaluate_after_write(body.customer_id)
     return {"data": {"id": document["id"]}}
 
 
@@ -202,5 +202,5 @@ def add_manual_balance_ledger_entry() -> dict:
         parse_time_param("timestamp", body.timestamp),
         body.uniqueness_key,
     )
-    wiring.alert_service().evaluate_customer(body.customer_id)  # a ledger write moves a balance
+    wiring.alert_service().evaluate_after_write(body.customer_id)  # a ledger write moves a balance
     return {}
