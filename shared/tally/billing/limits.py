@@ -69,9 +69,12 @@ MAX_GROUP_PROPERTIES = 16
 # off the grid, or a sum that would leave the range, is quarantined with its reason.
 SUM_DECIMAL_PLACES = 18
 COUNTER_RANGE = Decimal(10) ** (MAX_SIGNIFICANT_DIGITS - SUM_DECIMAL_PLACES - 1)
-# UNIQUE counters store a value longer than this as its 128-bit digest (22 characters), so a day
-# counter of one group holds about 6,000 distinct long values (16,000 short ones) within 400 KB.
+# UNIQUE counters store a value longer than this as its 128-bit digest (22 characters), so one
+# item holds about 17,000 distinct long values (6,000 of 64 characters) within 400 KB.
 MAX_UNIQUE_MEMBER_CHARS = 64
+# Items a UNIQUE counter spills into when its own item is full, each member always to the same one
+# (by its hash): with the counter's item, some 1,000,000 distinct long values in one hour or day.
+UNIQUE_SPILL_ITEMS = 64
 
 # -- definitions (metrics, customers, products, rate cards, contracts) ---------------------------
 MAX_CUSTOM_FIELDS = 50
@@ -114,6 +117,7 @@ LIMITS = (
     Limit("decimal places of a summed value", str(SUM_DECIMAL_PLACES), "exact SUM counters (more: quarantined)"),
     Limit("magnitude of a SUM counter", "1E19", "exact SUM counters (beyond: quarantined)"),
     Limit("characters of a UNIQUE value kept as is", str(MAX_UNIQUE_MEMBER_CHARS), "DynamoDB's 400 KB item (longer: kept as a digest)"),
+    Limit("items a UNIQUE counter spills into", str(UNIQUE_SPILL_ITEMS), "DynamoDB's 400 KB item (~1M distinct values a day; beyond: quarantined)"),
     Limit("custom fields of an object", str(MAX_CUSTOM_FIELDS), "DynamoDB's 400 KB item"),
     Limit("characters of a custom field key / value", f"{MAX_CUSTOM_FIELD_KEY_LENGTH} / {_n(MAX_CUSTOM_FIELD_VALUE_LENGTH)}", "DynamoDB's 400 KB item"),
     Limit("property filters of a metric", str(MAX_FILTERS_PER_METRIC), "DynamoDB's 400 KB item"),

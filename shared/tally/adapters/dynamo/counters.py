@@ -22,9 +22,9 @@ from typing import Iterable, Mapping
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
-from tally.billing.limits import COUNTER_RANGE, DYNAMO_TRANSACTION_ITEMS, MAX_UNIQUE_MEMBER_CHARS
+from tally.billing.limits import COUNTER_RANGE, DYNAMO_TRANSACTION_ITEMS, MAX_UNIQUE_MEMBER_CHARS, UNIQUE_SPILL_ITEMS
 from tally.billing.quarantine import APPLIED, PENDING, QuarantinedPair, event_from_json, event_json, group_json
-from tally.services.ports import NOT_PENDING, OUT_OF_RANGE, REAPPLIED, AdditiveState
+from tally.services.ports import NOT_PENDING, OUT_OF_RANGE, REAPPLIED, AdditiveState, StoreRefused
 from tally.billing.counters import (
     COUNTER_CONTEXT,
     PART_NAMES,
@@ -40,7 +40,15 @@ from tally.billing.counters import (
 
 _UNIQUE_PREFIX = "="  # DynamoDB sets cannot hold an empty string; every member gets a prefix
 _DIGEST_PREFIX = "#"  # a long value, kept as its digest (limits.MAX_UNIQUE_MEMBER_CHARS)
+# A spill item's sort key is its counter's plus `~<n>`: after the counter's own (group JSON ends in
+# ']'), before the next bucket's, so every range read of the counter reads its spills too.
+_SPILL_MARK = "~"
 _TRANSACTION_ITEMS = DYNAMO_TRANSACTION_ITEMS
+
+
+def _spill_of(member: str) -> int:
+    """The spill item a UNIQUE member goes to when its counter's item is full: always the same."""
+    return 1 + int.from_bytes(hashlib.blake2b(member.encode("utf-8"), digest_size=4).digest(), "big") % UNIQUE_SPILL_ITEMS
 
 
 def unique_member(value: str) -> str:
@@ -337,12 +345,29 @@ class DynamoCounterStore:
         )
 
     def add_uniques(self, key, values):
-        if values:
-            self._conditional_update(
-                key,
-                UpdateExpression="ADD u :s",
-                ExpressionAttributeValues={":s": {"SS": sorted({unique_member(v) for v in values})}},
+        if not values:
+            return
+        members = sorted({unique_member(v) for v in values})
+        try:
+            self._add_members(_key(key), members)
+            return
+        except StoreRefused:  # the counter's item is full: spill (a member may then be in both)
+            pass
+        by_spill: dict[int, list[str]] = {}
+        for member in members:
+            by_spill.setdefault(_spill_of(member), []).append(member)
+        for spill, chosen in sorted(by_spill.items()):
+            spill_key = _key(key)
+            spill_key["sk"] = {"S": spill_key["sk"]["S"] + _SPILL_MARK + str(spill)}
+            self._add_members(spill_key, chosen)  # StoreRefused past every spill: quarantined
+
+    def _add_members(self, key: dict, members: list[str]) -> None:
+        try:
+            self._client.update_item(
+                TableName=self._table, Key=key, UpdateExpression="ADD u :s", ExpressionAttributeValues={":s": {"SS": members}}
             )
+        except ClientError as exc:
+            raise translate(exc) from exc
 
     def raise_latest(self, key, order, value):
         self._conditional_update(
@@ -509,6 +534,8 @@ def _attributes(row: CounterRow) -> dict:
 
 def _bucket_and_group(item: dict, groups: dict[str, tuple[str | None, ...]]) -> tuple[str, tuple[str | None, ...]]:
     bucket, _, group_json = item["sk"]["S"].partition("#")
+    if group_json[-1] != "]":  # a UNIQUE counter's spill item: `<group JSON>~<n>`, read with it
+        group_json = group_json[: group_json.rindex(_SPILL_MARK)]
     group = groups.get(group_json)
     if group is None:
         group = groups[group_json] = tuple(json.loads(group_json))
