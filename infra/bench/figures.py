@@ -465,10 +465,12 @@ def run_all(quick: bool, console: Console) -> dict[str, float]:
 
 
 def _step(console: Console, label: str, measure: Callable[[], None]) -> None:
-    console.print(f"[dim]{label}...[/dim]")
-    began = time.perf_counter()
-    measure()
-    console.print(f"[dim]  done in {time.perf_counter() - began:.1f} s[/dim]")
+    from infra.cli.progress import long_step
+
+    if not console.is_terminal:
+        console.print(f"[dim]{label}...[/dim]")  # a log still says which step is running
+    with long_step(label, console):  # a spinner with the elapsed time, then "<label>: <s> s"
+        measure()
 
 
 MIN_WIDTH = 140

@@ -1,8 +1,9 @@
 """`tally`: run the local stack, manage API keys of a deployment, run the benchmarks.
 
 One module per command group: local.py (`tally local ...`), keys.py (`tally keys ...`), quarantine.py
-(`tally quarantine ...`), and the
-bench command here; tail.py is the SNS-topic follower behind `tally local tail`.
+(`tally quarantine ...`), and the bench command here; tail.py is the SNS-topic follower behind
+`tally local tail`. errors.py turns a user's mistake into one red line for every command of the app
+(see TallyGroup); aws.py makes the sessions and reads the stack outputs of the commands that call AWS.
 """
 
 from __future__ import annotations
@@ -14,11 +15,17 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from infra.cli.errors import TallyGroup, UserError
 from infra.cli.keys import keys_app
 from infra.cli.local import local_app
 from infra.cli.quarantine import quarantine_app
 
-app = typer.Typer(help="Tally: usage-based billing on AWS serverless.", no_args_is_help=True)
+app = typer.Typer(
+    cls=TallyGroup,  # every command and group below runs inside errors.user_errors()
+    help="Tally: usage-based billing on AWS serverless.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # a bug's traceback must not print API keys held in locals
+)
 app.add_typer(local_app, name="local")
 app.add_typer(keys_app, name="keys")
 app.add_typer(quarantine_app, name="quarantine")
@@ -31,11 +38,16 @@ def bench(
     json_out: Optional[str] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
 ) -> None:
     """Print the benchmark figures, each measured side by side with its baseline in one run."""
+    # Open the file first: a bad path should not cost a whole run.
+    try:
+        handle = open(json_out, "w") if json_out else None
+    except OSError as exc:
+        raise UserError(f"cannot write --json {json_out}: {exc.strerror}") from None
     from infra.bench.figures import run_all
 
     figures = run_all(quick=quick, console=console)
-    if json_out:
-        with open(json_out, "w") as handle:
+    if handle is not None:
+        with handle:
             json.dump(figures, handle, indent=2)
     # The local stack's jsii and server threads are not worth a graceful shutdown here.
     os._exit(0)

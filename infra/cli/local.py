@@ -7,10 +7,13 @@ import os
 import signal
 import threading
 from datetime import datetime, timezone
+from enum import Enum
 from typing import Optional
 
 import typer
 from rich.console import Console
+
+from infra.cli.errors import USAGE, UserError
 
 local_app = typer.Typer(help="The whole system on an emulated AWS (moto), in this process.", no_args_is_help=True)
 console = Console()
@@ -66,39 +69,78 @@ def local_close_periods(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TALLY_API_KEY", help="The stack's API key."),
     timeout: float = typer.Option(300, help="Seconds to wait for the execution to end."),
 ) -> None:
-    """Fire the close-billing-periods schedule of a running local stack, with the event EventBridge
-    would send at --as-of; print the execution's status and output (exit 1 unless it succeeded)."""
+    """Fire the close-billing-periods schedule of a running local stack and wait for its execution.
+
+    The event is the one EventBridge would send at --as-of.
+
+    Prints the execution's status and output as JSON; exits 1 unless it succeeded.
+    """
+    from infra.cli.aws import checked_url
+    from infra.cli.progress import long_step
+
+    if not api_key:
+        raise UserError("--api-key (or TALLY_API_KEY) is required: the key `tally local up` printed", USAGE)
+    when = _checked_as_of(as_of) if as_of is not None else datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    base = checked_url("--endpoint", endpoint) if endpoint else f"http://127.0.0.1:{port}"
+    with long_step(f"closing billing periods as of {when}"):
+        result = _post_json(f"{base}/local/schedules/close-billing-periods", {"time": when}, api_key, timeout)
+    print(json.dumps(result, indent=2))
+    if result.get("status") != "SUCCEEDED":
+        detail = "".join(f": {part}" for part in (result.get("error"), result.get("cause")) if part)
+        raise UserError(f"the close-billing-periods execution ended {result.get('status')}{detail}")
+
+
+def _checked_as_of(as_of: str) -> str:
+    """`as_of` unchanged if the schedule's own event model accepts it as `time`; a usage error otherwise."""
+    from pydantic import ValidationError
+
+    from tally.services.cycle_close_tasks import ScheduledEvent
+
+    try:
+        ScheduledEvent.model_validate({"time": as_of})
+    except ValidationError as exc:
+        rule = exc.errors()[0]["msg"]
+        raise UserError(f"--as-of {as_of!r} is not an instant ({rule}): write it like 2025-02-02T00:00:00Z",
+                        USAGE) from None
+    return as_of
+
+
+def _post_json(url: str, body: dict, api_key: str, timeout: float) -> dict:
+    """POST `body` to a local stack route and return its JSON answer; a stack that is down or refuses is a UserError."""
     import urllib.error
     import urllib.request
 
-    if not api_key:
-        console.print("[red]--api-key (or TALLY_API_KEY) is required[/red]")
-        raise typer.Exit(2)
-    base = (endpoint or f"http://127.0.0.1:{port}").rstrip("/")
-    when = as_of or datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     request = urllib.request.Request(
-        f"{base}/local/schedules/close-billing-periods",
-        data=json.dumps({"time": when}).encode(),
-        method="POST",
+        url, data=json.dumps(body).encode(), method="POST",
         headers={"content-type": "application/json", "authorization": f"Bearer {api_key}"},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            result = json.loads(response.read())
+            return json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        console.print(f"[red]{exc.code}[/red] {exc.read().decode(errors='replace')}")
-        raise typer.Exit(1) from exc
+        text = exc.read().decode(errors="replace")
+        try:
+            text = json.loads(text).get("message", text)
+        except (ValueError, AttributeError):
+            pass
+        raise UserError(f"{url} answered {exc.code}: {text}") from None
     except urllib.error.URLError as exc:
-        console.print(f"[red]cannot reach {base}: {exc.reason}[/red] (is `tally local up` running?)")
-        raise typer.Exit(1) from exc
-    print(json.dumps(result, indent=2))
-    if result.get("status") != "SUCCEEDED":
-        raise typer.Exit(1)
+        hint = "is `tally local up` running? check --port or --endpoint"
+        raise UserError(f"cannot reach {url}: {exc.reason} ({hint})") from None
+    except TimeoutError:
+        raise UserError(f"{url} did not answer within {timeout:g} s (--timeout): the run may still be going") from None
+
+
+class Topic(str, Enum):
+    """The topics `tally local tail` follows (TopicTail's TOPIC_OUTPUTS)."""
+
+    alerts = "alerts"
+    invoices = "invoices"
 
 
 @local_app.command("tail")
 def local_tail(
-    topic: str = typer.Argument(..., help="alerts or invoices"),
+    topic: Topic = typer.Argument(..., metavar="TOPIC", help="Which topic to follow: alerts or invoices."),
     endpoint_url: Optional[str] = typer.Option(
         None, "--endpoint-url", help="AWS endpoint: the local stack's, as `tally local up` prints it."
     ),
@@ -106,12 +148,14 @@ def local_tail(
     customer_id: Optional[str] = typer.Option(None, "--customer-id", help="Only this customer's messages."),
     message_type: Optional[str] = typer.Option(None, "--type", help="Only this type, e.g. alerts.usage_threshold_reached."),
 ) -> None:
-    """Subscribe a new SQS queue to the topic and print messages as they arrive (Ctrl-C stops,
-    unsubscribes and deletes the queue). Filters are SNS filter policies on message attributes."""
+    """Subscribe a new SQS queue to the topic and print messages as they arrive.
+
+    Ctrl-C stops, unsubscribes and deletes the queue. Filters are SNS filter policies on message attributes.
+    """
     from infra.cli.tail import TopicTail
 
     policy = {k: [v] for k, v in (("customer_id", customer_id), ("type", message_type)) if v}
-    tail = TopicTail(topic, stack, endpoint_url, policy or None)
+    tail = TopicTail(topic.value, stack, endpoint_url, policy or None)
     console.print(f"[dim]tailing {tail.topic_arn} through {tail.queue_url} (Ctrl-C to stop)[/dim]")
     stopped = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stopped.set())
@@ -130,5 +174,4 @@ def local_tail(
         tail.follow(show, stopped.is_set)
         tail.close()
     except EndpointConnectionError:
-        console.print("[red]the AWS endpoint went away[/red] (was the local stack stopped?)")
-        raise typer.Exit(1) from None
+        raise UserError("the AWS endpoint went away (was the local stack stopped?)") from None

@@ -11,22 +11,18 @@ from typing import Any, Callable
 from tally.billing import exact_json
 
 TOPIC_OUTPUTS = {"alerts": "AlertsTopicArn", "invoices": "InvoicesTopicArn"}
-LOCAL_DEFAULTS = {"region_name": "us-east-1", "aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 
 class TopicTail:
     def __init__(self, topic: str, stack: str, endpoint_url: str | None, filter_policy: dict | None = None) -> None:
-        import boto3
+        from infra.cli.aws import aws_session, stack_output
 
         if topic not in TOPIC_OUTPUTS:
             raise ValueError(f"topic must be one of {sorted(TOPIC_OUTPUTS)}")
-        # Against the local endpoint any credentials do; against AWS, the usual chain applies.
-        session = boto3.Session(**LOCAL_DEFAULTS) if endpoint_url else boto3.Session()
+        session = aws_session(endpoint_url)
         self.sns = session.client("sns", endpoint_url=endpoint_url)
         self.sqs = session.client("sqs", endpoint_url=endpoint_url)
-        outputs = session.client("cloudformation", endpoint_url=endpoint_url).describe_stacks(StackName=stack)
-        by_key = {o["OutputKey"]: o["OutputValue"] for o in outputs["Stacks"][0].get("Outputs", [])}
-        self.topic_arn = by_key[TOPIC_OUTPUTS[topic]]
+        self.topic_arn = stack_output(session, stack, TOPIC_OUTPUTS[topic], endpoint_url)
         self.queue_url = self.sqs.create_queue(QueueName=f"tally-tail-{topic}-{uuid.uuid4().hex[:8]}")["QueueUrl"]
         queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         attributes = {"RawMessageDelivery": "true"}
