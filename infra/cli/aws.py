@@ -1,4 +1,5 @@
-"""AWS sessions and stack outputs for the commands that talk to a deployment (`tally keys`, `tally local tail`)."""
+"""AWS sessions and stack outputs for the commands that talk to a deployment (`tally keys`, `tally quarantine`,
+`tally local tail`)."""
 
 from __future__ import annotations
 

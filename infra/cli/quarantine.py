@@ -21,17 +21,17 @@ ENDPOINT = typer.Option(None, "--endpoint-url", help="AWS endpoint, e.g. the loc
 
 
 def _service(stack: str, endpoint_url: Optional[str]):
-    import boto3
-
+    from infra.cli.aws import aws_session, stack_output
     from tally.adapters.dynamo.billing import DynamoBillingStore, DynamoMetricStore
     from tally.adapters.dynamo.counters import DynamoCounterStore
     from tally.services.quarantine import QuarantineService
 
-    outputs = boto3.client("cloudformation", endpoint_url=endpoint_url).describe_stacks(StackName=stack)["Stacks"][0]
-    by_key = {o["OutputKey"]: o["OutputValue"] for o in outputs.get("Outputs", [])}
-    client = boto3.client("dynamodb", endpoint_url=endpoint_url)
-    counters = DynamoCounterStore(by_key["CountersTableName"], client, raw_reads=False)
-    metrics = DynamoMetricStore(DynamoBillingStore(by_key["BillingTableName"], client))
+    session = aws_session(endpoint_url)
+    counters_table = stack_output(session, stack, "CountersTableName", endpoint_url)
+    billing_table = stack_output(session, stack, "BillingTableName", endpoint_url)
+    client = session.client("dynamodb", endpoint_url=endpoint_url)
+    counters = DynamoCounterStore(counters_table, client, raw_reads=False)
+    metrics = DynamoMetricStore(DynamoBillingStore(billing_table, client))
     return QuarantineService(counters, metrics)
 
 

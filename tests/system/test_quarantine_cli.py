@@ -17,7 +17,7 @@ pytestmark = pytest.mark.system
 
 
 def tally(local_stack, *args: str, expect: int = 0) -> str:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # no AWS set-up needed locally
     run = subprocess.run(
         [sys.executable, "-m", "infra.cli", "quarantine", *args, "--endpoint-url", local_stack.aws_endpoint],
         capture_output=True, text=True, env=env, timeout=120,
@@ -25,6 +25,15 @@ def tally(local_stack, *args: str, expect: int = 0) -> str:
     assert run.returncode == expect, run.stdout[-2000:] + run.stderr[-2000:]
     assert "Traceback" not in run.stderr
     return run.stdout
+
+
+def test_an_unknown_metric_is_one_line_naming_it(local_stack):
+    run = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "quarantine", "reapply", "no-such-metric", "--endpoint-url", local_stack.aws_endpoint],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines() == ["error: billable metric no-such-metric not found"]
 
 
 def test_a_quarantined_sum_is_listed_and_reapplied_once_when_a_correction_makes_room(api, settle, local_stack):
