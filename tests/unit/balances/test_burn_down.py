@@ -5,7 +5,14 @@ from datetime import timedelta
 
 import pytest
 
-from tally.billing.balances import AccessSegment, LedgerEntryType as T, Specifier, net_balance, segment_edges
+from tally.billing.balances import (
+    AccessSegment,
+    BalanceFilter,
+    LedgerEntryType as T,
+    Specifier,
+    net_balance,
+    segment_edges,
+)
 from tests.unit.balances.builders import (
     COMMIT_RATE,
     CREDIT,
@@ -343,6 +350,46 @@ def test_net_balance_counts_draft_deductions_only_when_asked():
     assert net_balance(burn, include_drafts=False) == D(90)
     assert net_balance(burn, credit_type_id="cloud-units") == 0
     assert burn.balance("c/s").pending_deductions == D(25)
+
+
+def test_net_balance_counts_every_kind_postpaid_too_or_only_the_grants_named():
+    grants = [grant("c", CREDIT, "100"), grant("pre", PREPAID, "200", priority=D(2)), grant("post", POSTPAID, "1000", priority=D(3))]
+    burn = run(grants, [charge("x", 150, at(1, 10))], as_of=at(1, 20))
+    # The credit pays 100, the prepaid commit 50; the postpaid commit still covers its 1000.
+    assert net_balance(burn) == D(1150)
+    assert net_balance(burn, grant_ids={"pre", "c"}) == D(150)
+    assert net_balance(burn, grant_ids=set()) == 0
+
+
+@pytest.mark.parametrize(
+    "balance_filter, matched",
+    [
+        (BalanceFilter(), {"c", "pre", "post"}),
+        (BalanceFilter(kinds=frozenset({PREPAID, CREDIT})), {"c", "pre"}),
+        (BalanceFilter(ids=frozenset({"post"})), {"post"}),
+        (BalanceFilter(custom_fields={"campaign": "launch"}), {"pre"}),
+        (BalanceFilter(kinds=frozenset({CREDIT}), custom_fields={"campaign": "launch"}), set()),
+    ],
+    ids=["no condition takes every grant", "by kind", "by id", "by custom field", "conditions are AND'd"],
+)
+def test_a_balance_filter_matches_a_grant_when_every_condition_holds(balance_filter, matched):
+    grants = {"c": (CREDIT, {}), "pre": (PREPAID, {"campaign": "launch", "tier": "gold"}), "post": (POSTPAID, {"campaign": "x"})}
+    assert {g for g, (kind, fields) in grants.items() if balance_filter.matches(g, kind, fields)} == matched
+
+
+def test_a_grants_balance_counts_only_its_segments_active_at_the_instant_and_its_ledger_is_its_own():
+    split = (AccessSegment("s/jan", D(100), at(1), at(2)), AccessSegment("s/feb", D(40), at(2), at(3)))
+    grants = [grant("s", CREDIT, segments=split, priority=D(1)), grant("o", CREDIT, "10", priority=D(2))]
+    burn = run(grants, [charge("x", 30, at(1, 10))], as_of=at(2, 20))
+    # January's segment paid the 30 and expired with 70 left; February's 40 is whole.
+    assert burn.grant_balance("s") == D(40)
+    assert burn.grant_balance("s", at(1, 20)) == 0  # what January's segment holds as of the run: it expired
+    assert burn.grant_balance("s", at(3, 5)) == 0
+    assert burn.grant_balance("o") == 0  # ended with January
+    assert [(e.type, e.amount) for e in burn.grant_ledger("s")] == [
+        (T.CREDIT_SEGMENT_START, D(100)), (T.CREDIT_AUTOMATED_INVOICE_DEDUCTION, D(-30)), (T.CREDIT_EXPIRATION, D(-70)),
+        (T.CREDIT_SEGMENT_START, D(40))]
+    assert {e.grant_id for e in burn.grant_ledger("o")} == {"o"}
 
 
 def test_a_positive_manual_entry_adds_to_the_balance():

@@ -70,3 +70,53 @@ def test_an_open_ended_contract_lists_periods_up_to_the_one_holding_until():
 )
 def test_the_period_containing_an_instant(instant, expected):
     assert period_containing(UsageStatementSchedule(), at(1, 15), at(4, 10), instant) == expected
+
+
+# -- a subscription's billing periods (Metronome's `billing_periods`) ---------------------------------
+def _subscription(start, end=None, frequency=Frequency.MONTHLY):
+    from decimal import Decimal
+
+    from tally.billing.pricing import CollectionSchedule, Subscription
+
+    return Subscription("s", "seats", CollectionSchedule.ADVANCE, frequency, start, Decimal(1), ending_before=end)
+
+
+def _span(period):
+    return None if period is None else spans([period])[0]
+
+
+SUBSCRIPTION_CASES = [
+    ("mid-period: the one before, this one and the next, on the contract's anchor",
+     _subscription(at(1, 1)), at(1, 1), None, at(3, 10),
+     (("2026-02-01T00", "2026-03-01T00"), ("2026-03-01T00", "2026-04-01T00"), ("2026-04-01T00", "2026-05-01T00"))),
+    ("in the first period: nothing before it",
+     _subscription(at(1, 15)), at(1, 1), None, at(1, 20),
+     (None, ("2026-01-15T00", "2026-02-01T00"), ("2026-02-01T00", "2026-03-01T00"))),
+    ("the last period is cut at the subscription's end, and nothing comes after it",
+     _subscription(at(1, 1), at(3, 10)), at(1, 1), None, at(3, 5),
+     (("2026-02-01T00", "2026-03-01T00"), ("2026-03-01T00", "2026-03-10T00"), None)),
+    ("the contract's end cuts it too",
+     _subscription(at(1, 1)), at(1, 1), at(2, 20), at(2, 5),
+     (("2026-01-01T00", "2026-02-01T00"), ("2026-02-01T00", "2026-02-20T00"), None)),
+    ("not started yet: only its first period, as the next",
+     _subscription(at(2, 10)), at(1, 1), None, at(1, 20),
+     (None, None, ("2026-02-10T00", "2026-03-01T00"))),
+    ("ended: only its last period, as the previous",
+     _subscription(at(1, 1), at(2, 15)), at(1, 1), None, at(4, 1),
+     (("2026-02-01T00", "2026-02-15T00"), None, None)),
+    ("quarterly on a mid-month anchor",
+     _subscription(at(1, 15), frequency=Frequency.QUARTERLY), at(1, 15), None, at(5, 1),
+     (("2026-01-15T00", "2026-04-15T00"), ("2026-04-15T00", "2026-07-15T00"), ("2026-07-15T00", "2026-10-15T00"))),
+    ("at a boundary the new period is current",
+     _subscription(at(1, 1)), at(1, 1), None, at(2, 1),
+     (("2026-01-01T00", "2026-02-01T00"), ("2026-02-01T00", "2026-03-01T00"), ("2026-03-01T00", "2026-04-01T00"))),
+]
+
+
+@pytest.mark.parametrize("case", SUBSCRIPTION_CASES, ids=[c[0] for c in SUBSCRIPTION_CASES])
+def test_a_subscriptions_previous_current_and_next_billing_periods(case):
+    from tally.billing.pricing.subscriptions import subscription_periods
+
+    _, subscription, anchor, contract_end, now, expected = case
+    periods = subscription_periods(subscription, anchor, contract_end, now)
+    assert (_span(periods.previous), _span(periods.current), _span(periods.next)) == expected

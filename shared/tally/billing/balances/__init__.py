@@ -5,6 +5,7 @@ entry of one customer and the instant to compute at; see burn_down.py for the ru
 """
 
 from tally.billing.balances.burn_down import (
+    BalanceFilter,
     BurnDown,
     SegmentBalance,
     TrueUp,
@@ -36,7 +37,7 @@ from tally.billing.balances.grants import (
 from tally.billing.balances.ledger import LedgerEntry, LedgerEntryType, ManualEntry, Movement
 
 __all__ = [
-    "AccessSegment", "AmountDistribution", "Application", "BurnDown", "Charge", "CommitRateType", "Grant",
+    "AccessSegment", "AmountDistribution", "Application", "BalanceFilter", "BurnDown", "Charge", "CommitRateType", "Grant",
     "GrantKind", "InvoiceItem", "LedgerEntry", "LedgerEntryType", "ManualEntry", "Movement", "RecurringFrequency",
     "RecurringSchedule", "SegmentBalance", "Specifier", "TrueUp", "applicable_product_count", "burn_down",
     "burn_rank", "check_manual_entry", "expand_recurring_schedule", "grant_applies_to", "net_balance",

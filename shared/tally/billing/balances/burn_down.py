@@ -64,7 +64,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Collection, Iterable, Mapping
 
 from tally.billing.balances.eligibility import Charge, applicable_product_count, burn_rank, grant_applies_to
 from tally.billing.balances.grants import AccessSegment, Application, CommitRateType, Grant, GrantKind
@@ -138,15 +138,51 @@ class BurnDown:
         """How much the charge's invoice total goes down (prepaid commits and credits only)."""
         return sum((a.amount for a in self.applications.get(charge_key, ()) if a.reduces_total), ZERO)
 
+    def grant_balance(self, grant_id: str, at: datetime | None = None) -> Decimal:
+        """A commit's or credit's balance (Metronome's `balance`): what its segments active at `at`
+        (as_of by default) hold as of the run; expired and upcoming segments count 0."""
+        instant = self.as_of if at is None else at
+        return sum((b.remaining for b in self.balances if b.grant_id == grant_id and b.active_at(instant)), ZERO)
 
-def net_balance(burn: BurnDown, *, include_drafts: bool = True, credit_type_id: str | None = None) -> Decimal:
-    """What the customer can still use at `burn.as_of`: the remaining of every segment active then.
+    def grant_ledger(self, grant_id: str) -> list[LedgerEntry]:
+        """A commit's or credit's ledger entries, in time order."""
+        return [e for e in self.ledger if e.grant_id == grant_id]
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceFilter:
+    """One filter of a net balance: a grant matches when every condition given holds. Filters are
+    OR'd together; no filter at all takes every grant."""
+
+    kinds: frozenset[GrantKind] | None = None
+    ids: frozenset[str] | None = None
+    custom_fields: Mapping[str, str] | None = None
+
+    def matches(self, grant_id: str, kind: GrantKind, custom_fields: Mapping[str, str]) -> bool:
+        return (
+            (self.kinds is None or kind in self.kinds)
+            and (self.ids is None or grant_id in self.ids)
+            and all(custom_fields.get(key) == value for key, value in (self.custom_fields or {}).items())
+        )
+
+
+def net_balance(
+    burn: BurnDown,
+    *,
+    include_drafts: bool = True,
+    credit_type_id: str | None = None,
+    grant_ids: Collection[str] | None = None,
+) -> Decimal:
+    """What the customer can still use at `burn.as_of`: the remaining of every segment active then,
+    of every kind (a postpaid commit's remaining is what it still covers), or of `grant_ids` only.
     include_drafts False counts only finalized invoices' deductions (Metronome FINALIZED)."""
     return sum(
         (
             b.remaining if include_drafts else b.remaining_finalized
             for b in burn.balances
-            if b.active_at(burn.as_of) and (credit_type_id is None or b.credit_type_id == credit_type_id)
+            if b.active_at(burn.as_of)
+            and (credit_type_id is None or b.credit_type_id == credit_type_id)
+            and (grant_ids is None or b.grant_id in grant_ids)
         ),
         ZERO,
     )

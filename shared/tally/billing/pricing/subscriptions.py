@@ -114,6 +114,41 @@ def validate_scheduled_charge(charge: ScheduledCharge, field: str) -> None:
         non_negative(item.quantity, f"{prefix}.quantity")
 
 
+@dataclass(frozen=True, slots=True)
+class SubscriptionPeriods:
+    """A subscription's billing periods around an instant (Metronome's `billing_periods`): each a
+    cell of the grid its billing frequency draws from the contract's billing anchor, clipped to the
+    subscription's active time; None where there is no such period."""
+
+    previous: Period | None
+    current: Period | None
+    next: Period | None
+
+
+def subscription_periods(
+    subscription: Subscription, anchor: datetime, contract_end: datetime | None, now: datetime
+) -> SubscriptionPeriods:
+    """The period holding `now`, the one before and the one after. Before the subscription starts
+    only `next` (its first period) is given; after it ends only `previous` (its last)."""
+    frequency = subscription.billing_frequency
+    ends = [e for e in (subscription.ending_before, contract_end) if e is not None]
+    active_start, active_end = subscription.starting_at, min(ends) if ends else None
+
+    def clipped(k: int) -> Period | None:
+        start = max(grid_point(anchor, frequency, k), active_start)
+        end = grid_point(anchor, frequency, k + 1)
+        if active_end is not None:
+            end = min(end, active_end)
+        return Period(start, end) if start < end else None
+
+    if now < active_start:
+        return SubscriptionPeriods(None, None, clipped(grid_index(anchor, frequency, active_start)))
+    if active_end is not None and now >= active_end:
+        return SubscriptionPeriods(clipped(grid_index(anchor, frequency, active_end - MICROSECOND)), None, None)
+    k = grid_index(anchor, frequency, now)
+    return SubscriptionPeriods(clipped(k - 1), clipped(k), clipped(k + 1))
+
+
 def _fraction(part: timedelta, whole: timedelta) -> Decimal:
     return PRICING_CONTEXT.divide(Decimal(part // MICROSECOND), Decimal(whole // MICROSECOND))
 
