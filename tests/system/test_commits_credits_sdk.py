@@ -74,7 +74,8 @@ def test_credits_and_commits_burn_down_in_order_and_every_balance_is_explained_b
     def net_balance(mode="FINALIZED_AND_DRAFT"):
         return sdk.v1.contracts.get_net_balance(customer_id=customer, invoice_inclusion_mode=mode).data.balance
 
-    assert net_balance() == 300  # the credit (100) and the prepaid commit (200); postpaid is not a balance
+    # Every balance type: the credit (100), the prepaid commit (200) and what the postpaid commit covers (1000).
+    assert net_balance() == 1300
     assert [c.id for c in sdk.v1.customers.credits.list(customer_id=customer).data] == [credit_id]
     assert sdk.v1.customers.commits.list(customer_id=customer).data == []  # both commits are the contract's
     listed = sdk.v1.customers.commits.list(customer_id=customer, include_contract_commits=True).data
@@ -109,7 +110,8 @@ def test_credits_and_commits_burn_down_in_order_and_every_balance_is_explained_b
         ("CREDIT_SEGMENT_START", 100), ("CREDIT_AUTOMATED_INVOICE_DEDUCTION", -100)]
     assert [(e.type, e.amount) for e in by_id[commits["Postpaid"]].ledger] == [
         ("POSTPAID_COMMIT_INITIAL_BALANCE", 1000), ("POSTPAID_COMMIT_AUTOMATED_INVOICE_DEDUCTION", -50)]
-    assert net_balance() == 0 and net_balance("FINALIZED") == 300  # drafts are pending until finalized
+    # Only the postpaid commit's 950 is left; drafts are pending until finalized.
+    assert net_balance() == 950 and net_balance("FINALIZED") == 1300
 
     # A manual top-up of 25 on the credit moves 25 of API calls off the prepaid commit, which then
     # covers 25 more storage, so the postpaid commit takes 25 instead of 50. Total 350 - 125 - 200 = 25.

@@ -11,11 +11,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Mapping
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StringConstraints
 
+from tally.api.catalog_models import CREATED_BY
 from tally.api.models import MAX_NAME_LENGTH, CustomFields, Request, parse_instant
+from tally.billing.balances import BalanceFilter
 from tally.billing.balances.grants import (
     AmountDistribution,
     CommitRateType,
@@ -25,6 +27,7 @@ from tally.billing.balances.grants import (
     expand_recurring_schedule,
 )
 from tally.billing.errors import InvalidInput
+from tally.billing.limits import MAX_ID_LENGTH, MAX_IDS_PER_REQUEST
 from tally.billing.pricing import USD_CENTS
 from tally.billing.time import format_rfc3339, parse_rfc3339
 
@@ -134,6 +137,8 @@ class GrantIn(Request):
             "specifiers": [s.model_dump(exclude_none=True) for s in self.specifiers or ()],
             "rate_type": self.rate_type or CommitRateType.LIST_RATE.value,
             "custom_fields": self.custom_fields,
+            "netsuite_sales_order_id": self.netsuite_sales_order_id,
+            "salesforce_opportunity_id": self.salesforce_opportunity_id,
         }
 
 
@@ -286,13 +291,38 @@ class GrantEndDateUpdate(Request):
     invoices_ending_before: str | None = None
 
 
+BalanceType = Literal["PREPAID_COMMIT", "POSTPAID_COMMIT", "CREDIT"]
+_KIND_OF = {"PREPAID_COMMIT": GrantKind.PREPAID, "POSTPAID_COMMIT": GrantKind.POSTPAID, "CREDIT": GrantKind.CREDIT}
+
+
+class BalanceFilterIn(Request):
+    """metronome-sdk types/shared_params/balance_filter.py: every condition given must hold."""
+
+    balance_types: list[BalanceType] | None = Field(default=None, max_length=len(_KIND_OF))
+    custom_fields: CustomFields | None = None
+    ids: list[Annotated[str, StringConstraints(max_length=MAX_ID_LENGTH)]] | None = Field(
+        default=None, max_length=MAX_IDS_PER_REQUEST
+    )
+
+    def to_filter(self) -> BalanceFilter:
+        return BalanceFilter(
+            kinds=None if self.balance_types is None else frozenset(_KIND_OF[t] for t in self.balance_types),
+            ids=None if self.ids is None else frozenset(self.ids),
+            custom_fields=self.custom_fields,
+        )
+
+
 class NetBalanceRequest(Request):
     model_config = ConfigDict(extra="ignore")
     customer_id: str
     credit_type_id: str | None = None
     invoice_inclusion_mode: Literal["FINALIZED", "FINALIZED_AND_DRAFT"] = "FINALIZED_AND_DRAFT"
     access_type: Literal["SPEND"] | None = None
-    filters: list[Any] | None = None
+    # OR'd together; none (or an empty list) covers every commit and credit, postpaid ones too.
+    filters: list[BalanceFilterIn] | None = Field(default=None, max_length=MAX_IDS_PER_REQUEST)
+
+    def balance_filters(self) -> list[BalanceFilter]:
+        return [f.to_filter() for f in self.filters or ()]
 
 
 class ManualEntryRequest(Request):
@@ -304,10 +334,15 @@ class ManualEntryRequest(Request):
     contract_id: str | None = None
     timestamp: str | None = None
     uniqueness_key: str | None = Field(default=None, min_length=1, max_length=128)
-    per_group_amounts: dict[str, Decimal] | None = None
+    # The amount split by seat (group value); it must add up to `amount`.
+    per_group_amounts: Annotated[
+        dict[Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)], Decimal],
+        Field(max_length=MAX_IDS_PER_REQUEST),
+    ] | None = None
 
 
-def credit_type_ref(credit_type_id: str, names: dict[str, str]) -> dict:
+def credit_type_ref(credit_type_id: str, names: Mapping[str, str]) -> dict:
+    """Metronome's CreditTypeData; `names` from CatalogService.credit_type_names."""
     return {"id": credit_type_id, "name": names.get(credit_type_id, credit_type_id)}
 
 
@@ -330,9 +365,15 @@ def ledger_entry_json(entry) -> dict:
 
 
 def grant_json(
-    doc: dict, products: dict, names: dict[str, str], balance: Decimal | None = None, ledger: list | None = None
+    doc: dict,
+    products: Mapping,
+    names: Mapping[str, str],
+    balance: Decimal | None = None,
+    ledger: list | None = None,
+    invoice_ids: Mapping[str, str] | None = None,
 ) -> dict:
-    """Metronome's Commit (PREPAID / POSTPAID) or Credit."""
+    """Metronome's Commit (PREPAID / POSTPAID) or Credit. `invoice_ids`: the invoice billing each
+    invoice schedule item, by item id (GrantFigures)."""
     product = products.get(doc["product_id"])
     credit_type = credit_type_ref(doc["credit_type_id"], names)
     body: dict[str, Any] = {
@@ -351,18 +392,20 @@ def grant_json(
         "specifiers": doc.get("specifiers") or [],
         "rate_type": doc.get("rate_type") or "LIST_RATE",
         "custom_fields": doc.get("custom_fields") or {},
+        "created_by": doc.get("created_by") or CREATED_BY,
     }
-    for name in ("name", "description", "priority", "rollover_fraction", "created_at", "uniqueness_key"):
+    for name in ("name", "description", "priority", "rollover_fraction", "created_at", "uniqueness_key",
+                 "netsuite_sales_order_id", "salesforce_opportunity_id"):
         if doc.get(name) is not None:
             body[name] = doc[name]
     if doc["type"] != "CREDIT":
-        body["invoice_schedule"] = {
-            "credit_type": credit_type_ref(USD_CENTS.id, names),
-            "schedule_items": [
-                {k: i[k] for k in ("id", "timestamp", "amount", "quantity", "unit_price") if i.get(k) is not None}
-                for i in doc.get("invoice_schedule") or ()
-            ],
-        }
+        items = []
+        for item in doc.get("invoice_schedule") or ():
+            shown = {k: item[k] for k in ("id", "timestamp", "amount", "quantity", "unit_price") if item.get(k) is not None}
+            if invoice_ids and item["id"] in invoice_ids:
+                shown["invoice_id"] = invoice_ids[item["id"]]
+            items.append(shown)
+        body["invoice_schedule"] = {"credit_type": credit_type_ref(USD_CENTS.id, names), "schedule_items": items}
         if doc.get("invoice_contract_id"):
             body["invoice_contract"] = {"id": doc["invoice_contract_id"]}
     if doc.get("contract_id"):

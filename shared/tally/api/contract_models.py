@@ -5,18 +5,21 @@ subscription.py, scheduled_charge.py). Invoices are in invoice_models."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
 
 from pydantic import ConfigDict, Field
 
-from tally.api.catalog_models import TierIn
-from tally.api.balance_models import CommitIn, CreditIn, grant_json
+from tally.api.catalog_models import CREATED_BY, TierIn
+from tally.api.balance_models import CommitIn, CreditIn, credit_type_ref, grant_json
 from tally.api.models import MAX_NAME_LENGTH, CustomFields, Request, parse_instant
 from tally.billing.errors import InvalidInput
-from tally.billing.pricing import Contract, CreditType, Product
+from tally.billing.pricing import USD_CENTS, Contract, CreditType, Period, Product, Subscription
+from tally.billing.pricing.subscriptions import subscription_periods
 from tally.billing.time import format_rfc3339, parse_rfc3339
+from tally.services.balances import GrantFigures, contract_grant_document
 
 Frequency = Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"]
 
@@ -349,10 +352,12 @@ class ContractCreate(Request):
 
 
 class ContractRef(Request):
-    model_config = ConfigDict(extra="ignore")  # include_balance / include_ledgers: nothing to include yet
+    model_config = ConfigDict(extra="ignore")
 
     contract_id: str = Field(min_length=1)
     customer_id: str = Field(min_length=1)
+    include_balance: bool = False
+    include_ledgers: bool = False
 
 
 class ContractList(Request):
@@ -362,6 +367,8 @@ class ContractList(Request):
     covering_date: str | None = None
     starting_at: str | None = None
     include_archived: bool = False
+    include_balance: bool = False
+    include_ledgers: bool = False
     cursor: str | None = None
     limit: int = Field(default=20, ge=1, le=20)
 
@@ -390,6 +397,36 @@ def credit_type_json(credit_type: CreditType) -> dict:
     return {"id": credit_type.id, "name": credit_type.name}
 
 
+@dataclass(frozen=True)
+class ContractView:
+    """What a contract's answer shows beyond its stored document, read once per request (for a
+    list, once for all its contracts)."""
+
+    now: datetime | None = None  # subscriptions' billing_periods are the ones around it
+    credit_type_names: Mapping[str, str] = field(default_factory=lambda: {USD_CENTS.id: USD_CENTS.name})
+    figures: GrantFigures | None = None  # invoice links; balances and ledgers when it holds a burn-down
+    include_balance: bool = False
+    include_ledgers: bool = False
+
+    def grant_json(self, doc: dict, contract_doc: dict, products: dict[str, Product]) -> dict:
+        grant = contract_grant_document(doc, contract_doc)
+        figures = self.figures
+        return grant_json(
+            grant,
+            products,
+            self.credit_type_names,
+            figures.balance(grant["id"]) if figures is not None and self.include_balance else None,
+            figures.ledger(grant["id"]) if figures is not None and self.include_ledgers else None,
+            None if figures is None else figures.invoice_ids,
+        )
+
+
+def _period_json(period: Period | None) -> dict | None:
+    if period is None:
+        return None
+    return {"starting_at": format_rfc3339(period.starting_at), "ending_before": format_rfc3339(period.ending_before)}
+
+
 def _product_ref(product_id: str, products: dict[str, Product], at: datetime | None) -> dict:
     product = products.get(product_id)
     if product is None:
@@ -397,7 +434,7 @@ def _product_ref(product_id: str, products: dict[str, Product], at: datetime | N
     return {"id": product_id, "name": (product.at(at) if at is not None else product.versions[0]).name}
 
 
-def _override_json(o: dict, products: dict[str, Product], fiat: CreditType) -> dict:
+def _override_json(o: dict, products: dict[str, Product], fiat: CreditType, names: Mapping[str, str]) -> dict:
     starting_at = parse_rfc3339(o["starting_at"])
     body: dict[str, Any] = {
         "id": o["id"],
@@ -417,15 +454,26 @@ def _override_json(o: dict, products: dict[str, Product], fiat: CreditType) -> d
     rate = o.get("overwrite_rate")
     if rate is not None:
         overwrite = {k: v for k, v in rate.items() if k != "credit_type_id"}
-        overwrite["credit_type"] = {"id": rate.get("credit_type_id") or fiat.id, "name": fiat.name}
+        overwrite["credit_type"] = credit_type_ref(rate.get("credit_type_id") or fiat.id, names)
         if not overwrite.get("tiers"):
             overwrite.pop("tiers", None)
         body["overwrite_rate"] = overwrite
     return body
 
 
-def _subscription_json(s: dict, products: dict[str, Product], fiat: CreditType) -> dict:
+def _billing_periods_json(subscription: Subscription | None, contract: Contract, now: datetime | None) -> dict:
+    if subscription is None or now is None:
+        return {}
+    periods = subscription_periods(subscription, contract.billing_anchor, contract.ending_before, now)
+    shown = {"previous": periods.previous, "current": periods.current, "next": periods.next}
+    return {name: _period_json(period) for name, period in shown.items() if period is not None}
+
+
+def _subscription_json(
+    s: dict, products: dict[str, Product], fiat: CreditType, contract: Contract, now: datetime | None
+) -> dict:
     starting_at = parse_rfc3339(s["starting_at"])
+    engine = next((sub for sub in contract.subscriptions if sub.id == s["id"]), None)
     body = {
         "id": s["id"],
         "created_at": s["created_at"],
@@ -442,7 +490,7 @@ def _subscription_json(s: dict, products: dict[str, Product], fiat: CreditType) 
             "billing_frequency": s["billing_frequency"],
             "product": _product_ref(s["product_id"], products, starting_at),
         },
-        "billing_periods": {},
+        "billing_periods": _billing_periods_json(engine, contract, now),
         "fiat_credit_type_id": fiat.id,
         "custom_fields": s.get("custom_fields") or {},
     }
@@ -452,13 +500,13 @@ def _subscription_json(s: dict, products: dict[str, Product], fiat: CreditType) 
     return body
 
 
-def _scheduled_charge_json(c: dict, products: dict[str, Product], fiat: CreditType) -> dict:
+def _scheduled_charge_json(c: dict, products: dict[str, Product], fiat: CreditType, names: Mapping[str, str]) -> dict:
     first = parse_rfc3339(c["schedule_items"][0]["timestamp"]) if c["schedule_items"] else None
     body = {
         "id": c["id"],
         "product": _product_ref(c["product_id"], products, first),
         "schedule": {
-            "credit_type": {"id": c.get("credit_type_id") or fiat.id, "name": fiat.name},
+            "credit_type": credit_type_ref(c.get("credit_type_id") or fiat.id, names),
             "schedule_items": [
                 {
                     "id": i["id"],
@@ -477,21 +525,27 @@ def _scheduled_charge_json(c: dict, products: dict[str, Product], fiat: CreditTy
     return body
 
 
-def contract_json(doc: dict, contract: Contract, products: dict[str, Product]) -> dict:
+def contract_json(
+    doc: dict, contract: Contract, products: dict[str, Product], view: ContractView | None = None
+) -> dict:
     """Metronome's v1 Contract: `initial` and `current` are the same while amendments are unsupported."""
+    view = view or ContractView()
     fiat = contract.rate_card.fiat_credit_type
+    names = view.credit_type_names
     terms: dict[str, Any] = {
         "starting_at": doc["starting_at"],
         "created_at": doc["created_at"],
-        "created_by": "api",
+        "created_by": doc.get("created_by") or CREATED_BY,
         "rate_card_id": doc["rate_card_id"],
-        "commits": [grant_json(dict(c, contract_id=doc["id"]), products, {}) for c in doc.get("commits") or ()],
-        "credits": [grant_json(dict(c, contract_id=doc["id"]), products, {}) for c in doc.get("credits") or ()],
+        "commits": [view.grant_json(c, doc, products) for c in doc.get("commits") or ()],
+        "credits": [view.grant_json(c, doc, products) for c in doc.get("credits") or ()],
         "discounts": [],
         "transitions": [],
         "professional_services": [],
-        "overrides": [_override_json(o, products, fiat) for o in doc.get("overrides") or ()],
-        "scheduled_charges": [_scheduled_charge_json(c, products, fiat) for c in doc.get("scheduled_charges") or ()],
+        "overrides": [_override_json(o, products, fiat, names) for o in doc.get("overrides") or ()],
+        "scheduled_charges": [
+            _scheduled_charge_json(c, products, fiat, names) for c in doc.get("scheduled_charges") or ()
+        ],
         "usage_statement_schedule": {
             "frequency": doc["usage_statement_schedule"]["frequency"],
             "billing_anchor_date": format_rfc3339(contract.billing_anchor),
@@ -509,7 +563,9 @@ def contract_json(doc: dict, contract: Contract, products: dict[str, Product]) -
         "initial": terms,
         "current": terms,
         "custom_fields": doc.get("custom_fields") or {},
-        "subscriptions": [_subscription_json(s, products, fiat) for s in doc.get("subscriptions") or ()],
+        "subscriptions": [
+            _subscription_json(s, products, fiat, contract, view.now) for s in doc.get("subscriptions") or ()
+        ],
     }
     if doc.get("usage_filter"):
         base = dict(doc["usage_filter"], starting_at=doc["starting_at"])

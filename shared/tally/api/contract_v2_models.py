@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from tally.api.contract_models import contract_json
+from tally.api.contract_models import ContractView, contract_json
 from tally.api.models import Request, parse_instant
 from tally.billing.errors import InvalidInput
 from tally.billing.pricing import Contract, Product
@@ -31,7 +31,7 @@ class ContractV2Get(Request):
     contract_id: str = Field(min_length=1)
     customer_id: str = Field(min_length=1)
     as_of_date: str | None = None
-    include_balance: bool = False  # no commits or credits yet: nothing to include
+    include_balance: bool = False
     include_ledgers: bool = False
 
     def validated(self) -> ContractV2Get:
@@ -62,16 +62,18 @@ class ContractV2List(Request):
         return parse_instant("covering_date", self.covering_date), parse_instant("starting_at", self.starting_at)
 
 
-def contract_v2_json(doc: dict, contract: Contract, products: dict[str, Product]) -> dict:
+def contract_v2_json(
+    doc: dict, contract: Contract, products: dict[str, Product], view: ContractView | None = None
+) -> dict:
     """Metronome's ContractV2: the v1 contract's current terms, flattened onto the contract."""
-    v1 = contract_json(doc, contract, products)
+    v1 = contract_json(doc, contract, products, view)
     body: dict[str, Any] = {name: v1["current"][name] for name in _TERMS if name in v1["current"]}
     body |= {name: v1[name] for name in _CONTRACT if name in v1}
     body |= {
         "usage_filter": [],
         "recurring_commits": [],
         "recurring_credits": [],
-        # Every commit and credit is in the lists above (there are none yet).
+        # Every commit and credit is in the lists above.
         "has_more": {"commits": False, "credits": False},
     }
     return body

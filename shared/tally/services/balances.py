@@ -13,10 +13,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol, Sequence
 
 from tally.billing.balances import (
     AccessSegment,
+    BalanceFilter,
     BurnDown,
     CommitRateType,
     Grant,
@@ -25,6 +26,7 @@ from tally.billing.balances import (
     ManualEntry,
     Specifier,
     check_manual_entry,
+    net_balance,
     validate_grant,
 )
 from tally.billing.errors import InvalidInput, NotFound
@@ -86,6 +88,13 @@ def grant_from_document(doc: dict, contract_id: str | None = None) -> Grant:
     )
 
 
+def contract_grant_document(doc: dict, contract: dict) -> dict:
+    """A grant stored inside a contract, as a document of its own: it names its contract, and it
+    was created when and by whom the contract was, unless it records its own creation."""
+    inherited = {"created_at": contract.get("created_at"), "created_by": contract.get("created_by")}
+    return {k: v for k, v in inherited.items() if v is not None} | doc | {"contract_id": contract["id"], "stored_in_contract": True}
+
+
 def validate_grant_document(doc: dict, products: dict[str, Product], field_prefix: str) -> Grant:
     """Everything the burn-down relies on, with field names of the request."""
     grant = grant_from_document(doc)
@@ -122,7 +131,7 @@ class GrantBook:
         for contract in self._contracts.list(customer_id):
             for doc in (contract.get("commits") or []) + (contract.get("credits") or []):
                 grants.append(grant_from_document(doc, contract["id"]))
-                documents[doc["id"]] = dict(doc, contract_id=contract["id"], stored_in_contract=True)
+                documents[doc["id"]] = contract_grant_document(doc, contract)
         for doc in self._grants.list_for_customer(customer_id):
             if doc.get("archived_at"):
                 continue
@@ -141,6 +150,25 @@ class BurnDowns(Protocol):
     def burn_down(self, customer_id: str) -> BurnDown: ...
 
     def burn_inputs(self, customer_id: str) -> tuple: ...
+
+    def commit_invoice_ids(self, customer_id: str, grants: CustomerGrants) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True)
+class GrantFigures:
+    """What a commit's or credit's answer shows beyond its document, read once for a customer:
+    the invoice billing each invoice schedule item, and, when asked for, the burn-down whose
+    balances and ledgers /v1/contracts/customerBalances/list shows (so every route agrees)."""
+
+    grants: CustomerGrants
+    invoice_ids: Mapping[str, str]  # invoice schedule item id -> id of the invoice billing it
+    burn: BurnDown | None = None
+
+    def balance(self, grant_id: str, at: datetime | None = None) -> Decimal | None:
+        return None if self.burn is None else self.burn.grant_balance(grant_id, at)
+
+    def ledger(self, grant_id: str) -> list | None:
+        return None if self.burn is None else self.burn.grant_ledger(grant_id)
 
 
 class BalanceService:
@@ -203,9 +231,14 @@ class BalanceService:
 
     def add_manual_entry(
         self, customer_id: str, grant_id: str, segment_id: str, amount: Decimal, reason: str,
-        timestamp: datetime | None, uniqueness_key: str | None,
+        timestamp: datetime | None, uniqueness_key: str | None, per_group_amounts: Mapping[str, Decimal] | None = None,
     ) -> None:
+        """A manual ledger entry on one segment. `per_group_amounts` splits the amount by seat
+        (Metronome: for grants of seat-based subscriptions): it must add up to the amount, and is
+        kept with the entry; the segment's balance moves by the amount either way."""
         self._contracts.customer(customer_id)
+        if per_group_amounts is not None and sum(per_group_amounts.values(), Decimal(0)) != amount:
+            raise InvalidInput("per_group_amounts", f"must add up to amount ({amount})")
         grants, charges, manual, tags, credit_types = self._burn_downs.burn_inputs(customer_id)
         if not any(g.id == grant_id for g in grants):
             raise NotFound(f"commit or credit {grant_id} not found for customer {customer_id}")
@@ -221,6 +254,8 @@ class BalanceService:
             "reason": reason,
             "timestamp": format_rfc3339(entry.timestamp),
         }
+        if per_group_amounts is not None:
+            document["per_group_amounts"] = dict(per_group_amounts)
         self._manual.create(document, uniqueness_key)
 
     # -- reads -------------------------------------------------------------------------------
@@ -231,17 +266,25 @@ class BalanceService:
     def burn_down(self, customer_id: str) -> BurnDown:
         return self._burn_downs.burn_down(customer_id)
 
-    def net_balance(self, customer_id: str, credit_type_id: str | None, include_drafts: bool) -> Decimal:
-        """What the customer can still spend now: prepaid commits and credits in effect. A postpaid
-        commit is a promise to spend, not money held, so it is not part of the balance."""
+    def figures(self, customer_id: str, *, with_balances: bool) -> GrantFigures:
+        """The customer's grants with their invoice links, and their burn-down if `with_balances`."""
+        grants = self.grants(customer_id)
+        burn = self.burn_down(customer_id) if with_balances and grants.grants else None
+        return GrantFigures(grants, self._burn_downs.commit_invoice_ids(customer_id, grants), burn)
+
+    def net_balance(
+        self, customer_id: str, credit_type_id: str | None, include_drafts: bool, filters: Sequence[BalanceFilter] = ()
+    ) -> Decimal:
+        """What the commits and credits in effect still hold now, in one credit type: every kind
+        (Metronome's getNetBalance; a postpaid commit's is what it still covers), or the grants
+        matching any of `filters`."""
         burn = self.burn_down(customer_id)
-        return sum(
-            (
-                b.remaining if include_drafts else b.remaining_finalized
-                for b in burn.balances
-                if b.kind is not GrantKind.POSTPAID
-                and b.active_at(burn.as_of)
-                and (credit_type_id is None or b.credit_type_id == credit_type_id)
-            ),
-            Decimal(0),
-        )
+        grant_ids = None
+        if filters:
+            grants = self._book.of_customer(customer_id)
+            grant_ids = {
+                g.id
+                for g in grants.grants
+                if any(f.matches(g.id, g.kind, grants.documents[g.id].get("custom_fields") or {}) for f in filters)
+            }
+        return net_balance(burn, include_drafts=include_drafts, credit_type_id=credit_type_id, grant_ids=grant_ids)

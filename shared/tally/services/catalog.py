@@ -300,6 +300,12 @@ class CatalogService:
         usd = CreditTypeRecord(USD_CENTS, datetime.min)
         return [usd, *(r for r in custom if r.archived_at is None)]
 
+    def credit_type_names(self) -> dict[str, str]:
+        """Every credit type's name by id, archived pricing units too: what a balance, rate or
+        invoice priced in one shows as `credit_type.name` ("USD (cents)" for the fiat default)."""
+        names = {r.credit_type.id: r.credit_type.name for r in self._store.all_credit_types()}
+        return names | {USD_CENTS.id: USD_CENTS.name}
+
     def create_credit_type(self, name: str) -> CreditTypeRecord:
         if not name or not name.strip():
             raise InvalidInput("name", "must be a non-empty string")

@@ -575,6 +575,37 @@ class InvoiceService:
             return _Computed({}, burn_down((), (), (), tags, self._clock()), ((), [], (), tags, {}))
         return self._compute(customer, due, self.records(customer_id), self._clock(), grants=grants)
 
+    def commit_invoice_ids(self, customer_id: str, grants: CustomerGrants) -> dict[str, str]:
+        """The invoice that bills each commit invoice schedule item, by item id: the SCHEDULED
+        invoice of the commit's invoicing contract at the item's timestamp (a prepaid commit's
+        purchase, a postpaid commit's true-up), for the items whose invoice exists, i.e. whose
+        billing period has begun on a live contract. That is the draft's id, the FINALIZED invoice
+        of the slot once stored (after a void, the one regenerated from it), or the VOID one while
+        it awaits a regenerate. Read without pricing anything."""
+        billed: dict[str, tuple[str, datetime]] = {}  # item id -> (invoicing contract, timestamp)
+        for grant in grants.grants:
+            contract_id = _invoice_contract(grant, grants)
+            if grant.kind is GrantKind.PREPAID and contract_id is not None:
+                billed |= {item.id: (contract_id, item.timestamp) for item in grant.invoice_schedule}
+        by_id = {g.id: g for g in grants.grants}
+        for true_up in _expected_true_ups(grants):
+            contract_id = _invoice_contract(by_id[true_up.grant_id], grants)
+            if contract_id is not None:
+                billed[true_up.invoice_item_id] = (contract_id, true_up.timestamp)
+        if not billed:
+            return {}
+        _, due = self.due_periods(customer_id)
+        stored: dict[str, str] = {}
+        for record in sorted(self.records(customer_id), key=lambda r: (r.status == FINALIZED, r.finalized_at)):
+            stored[record.slot] = record.id  # a slot's FINALIZED record wins over voided ones
+        ids = {}
+        for item_id, (contract_id, timestamp) in billed.items():
+            d = next((d for d in due if d.contract.id == contract_id and d.period.contains(timestamp)), None)
+            if d is not None:
+                slot = invoice_id(contract_id, timestamp, d.contract.rate_card.fiat_credit_type, InvoiceType.SCHEDULED)
+                ids[item_id] = stored.get(slot, slot)
+        return ids
+
     # -- reads -------------------------------------------------------------------------------------
     def list(
         self,

@@ -27,10 +27,6 @@ from tally.billing.pricing import USD_CENTS
 router = Router()
 
 
-def _credit_type_names() -> dict[str, str]:
-    return {USD_CENTS.id: USD_CENTS.name} | {r.credit_type.id: r.credit_type.name for r in wiring.catalog_service().credit_types()}
-
-
 @router.post("/v1/contracts/customerCommits/create")
 def create_customer_commit() -> dict:
     body = CustomerCommitCreate.model_validate(read_body(router.current_event))
@@ -91,10 +87,9 @@ def _grants_page(
 ) -> dict:
     """Grants of the customer, filtered like Metronome's list endpoints, with balances and ledgers
     from one burn-down. `credits`: True credits only, False commits only, None both."""
-    service = wiring.balance_service()
-    grants = service.grants(customer_id)
-    burn = service.burn_down(customer_id) if grants.grants and (include_balance or include_ledgers or exclude_zero) else None
-    products, names = wiring.contract_service().products(), _credit_type_names()
+    figures = wiring.balance_service().figures(customer_id, with_balances=include_balance or include_ledgers or exclude_zero)
+    grants = figures.grants
+    products, names = wiring.contract_service().products(), wiring.catalog_service().credit_type_names()
     rows = []
     for grant in sorted(grants.grants, key=lambda g: (g.access_schedule[0].starting_at if g.access_schedule else datetime.min, g.id)):
         doc = grants.documents[grant.id]
@@ -112,18 +107,18 @@ def _grants_page(
             continue
         if starting_at is not None and not any(s.ending_before > starting_at for s in segments):
             continue
-        balance = ledger = None
-        if burn is not None:
-            at = covering_date or burn.as_of
-            balance = sum(
-                (b.remaining for b in burn.balances if b.grant_id == grant.id and b.starting_at <= at < b.ending_before),
-                start=0,
-            )
-            ledger = [e for e in burn.ledger if e.grant_id == grant.id]
+        balance = figures.balance(grant.id, covering_date)
         if exclude_zero and not balance:
             continue
         rows.append(
-            grant_json(doc, products, names, balance if include_balance else None, ledger if include_ledgers else None)
+            grant_json(
+                doc,
+                products,
+                names,
+                balance if include_balance else None,
+                figures.ledger(grant.id) if include_ledgers else None,
+                figures.invoice_ids,
+            )
         )
     start = offset_cursor(cursor, "next_page")
     end = start + limit
@@ -179,11 +174,12 @@ def list_customer_balances() -> dict:
 @router.post("/v1/contracts/customerBalances/getNetBalance")
 def get_net_balance() -> dict:
     body = NetBalanceRequest.model_validate(read_body(router.current_event))
-    if body.filters:
-        raise InvalidInput("filters", "is not supported by Tally yet")
     credit_type_id = body.credit_type_id or USD_CENTS.id
     balance = wiring.balance_service().net_balance(
-        body.customer_id, credit_type_id, include_drafts=body.invoice_inclusion_mode == "FINALIZED_AND_DRAFT"
+        body.customer_id,
+        credit_type_id,
+        include_drafts=body.invoice_inclusion_mode == "FINALIZED_AND_DRAFT",
+        filters=body.balance_filters(),
     )
     return {"data": {"balance": balance, "credit_type_id": credit_type_id}}
 
@@ -191,8 +187,6 @@ def get_net_balance() -> dict:
 @router.post("/v1/contracts/addManualBalanceLedgerEntry")
 def add_manual_balance_ledger_entry() -> dict:
     body = ManualEntryRequest.model_validate(read_body(router.current_event))
-    if body.per_group_amounts:
-        raise InvalidInput("per_group_amounts", "is not supported by Tally yet")
     wiring.balance_service().add_manual_entry(
         body.customer_id,
         body.id,
@@ -201,6 +195,7 @@ def add_manual_balance_ledger_entry() -> dict:
         body.reason,
         parse_time_param("timestamp", body.timestamp),
         body.uniqueness_key,
+        body.per_group_amounts,
     )
     wiring.alert_service().evaluate_after_write(body.customer_id)  # a ledger write moves a balance
     return {}

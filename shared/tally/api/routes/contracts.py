@@ -13,6 +13,7 @@ from tally.api.contract_models import (
     ContractList,
     ContractRef,
     ContractUpdateEndDate,
+    ContractView,
     SubscriptionQuantityHistory,
     contract_json,
     parse_time_param,
@@ -29,9 +30,18 @@ from tally.services.invoices import DraftInvoice
 router = Router()
 
 
-def _contract_json(document: dict) -> dict:
+def contract_view(customer_id: str, include_balance: bool, include_ledgers: bool) -> ContractView:
+    """What the customer's contracts show beyond their documents: credit type names, the invoices
+    commits are billed on, subscriptions' billing periods now, and when asked, the balances and
+    ledgers of the burn-down /v1/contracts/customerBalances/list shows."""
+    catalog = wiring.catalog_service()
+    figures = wiring.balance_service().figures(customer_id, with_balances=include_balance or include_ledgers)
+    return ContractView(catalog.now(), catalog.credit_type_names(), figures, include_balance, include_ledgers)
+
+
+def _contract_json(document: dict, view: ContractView) -> dict:
     service = wiring.contract_service()
-    return contract_json(document, service.contract(document), service.products())
+    return contract_json(document, service.contract(document), service.products(), view)
 
 
 @router.post("/v1/contracts/create")
@@ -44,7 +54,9 @@ def create_contract() -> dict:
 @router.post("/v1/contracts/get")
 def get_contract() -> dict:
     body = ContractRef.model_validate(read_body(router.current_event))
-    return {"data": _contract_json(wiring.contract_service().get(body.customer_id, body.contract_id))}
+    document = wiring.contract_service().get(body.customer_id, body.contract_id)
+    view = contract_view(body.customer_id, body.include_balance, body.include_ledgers)
+    return {"data": _contract_json(document, view)}
 
 
 @router.post("/v1/contracts/list")
@@ -58,8 +70,10 @@ def list_contracts() -> dict:
     )
     start = offset_cursor(body.cursor, "cursor")
     end = start + body.limit
+    page = documents[start:end]
+    view = contract_view(body.customer_id, body.include_balance, body.include_ledgers) if page else ContractView()
     return {
-        "data": [_contract_json(d) for d in documents[start:end]],
+        "data": [_contract_json(d, view) for d in page],
         "cursor": str(end) if end < len(documents) else None,
     }
 

@@ -6,22 +6,26 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from tally import wiring
+from tally.api.contract_models import ContractView
 from tally.api.contract_v2_models import ContractV2Get, ContractV2List, contract_v2_json
 from tally.api.models import read_body
 from tally.api.pagination import offset_cursor
+from tally.api.routes.contracts import contract_view
 
 router = Router()
 
 
-def _contract_v2_json(document: dict) -> dict:
+def _contract_v2_json(document: dict, view: ContractView) -> dict:
     service = wiring.contract_service()
-    return contract_v2_json(document, service.contract(document), service.products())
+    return contract_v2_json(document, service.contract(document), service.products(), view)
 
 
 @router.post("/v2/contracts/get")
 def get_contract_v2() -> dict:
     body = ContractV2Get.model_validate(read_body(router.current_event)).validated()
-    return {"data": _contract_v2_json(wiring.contract_service().get(body.customer_id, body.contract_id))}
+    document = wiring.contract_service().get(body.customer_id, body.contract_id)
+    view = contract_view(body.customer_id, body.include_balance, body.include_ledgers)
+    return {"data": _contract_v2_json(document, view)}
 
 
 @router.post("/v2/contracts/list")
@@ -33,7 +37,9 @@ def list_contracts_v2() -> dict:
     )
     start = offset_cursor(body.cursor, "cursor")
     end = start + body.limit
+    page = documents[start:end]
+    view = contract_view(body.customer_id, body.include_balance, body.include_ledgers) if page else ContractView()
     return {
-        "data": [_contract_v2_json(d) for d in documents[start:end]],
+        "data": [_contract_v2_json(d, view) for d in page],
         "cursor": str(end) if end < len(documents) else None,
     }
