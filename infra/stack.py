@@ -83,6 +83,7 @@ class TallyStack(Stack):
             # Finalizing writes the ledger for good, which moves balances: balance alerts are
             # evaluated right there, not only on the next usage change.
             alerts.grant_evaluation(cycle_close.finalize, topics)
+            cycle_close.grant_announcement(api, topics)  # a regenerated invoice is announced at once
 
         http_api = HttpApi(
             self,

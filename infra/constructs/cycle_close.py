@@ -174,6 +174,14 @@ class CycleClose(Construct):
             targets=[targets.SfnStateMachine(self.state_machine)],
         )
 
+    @staticmethod
+    def grant_announcement(caller: TallyFunction, topics: Topics) -> None:
+        """`caller` announces the invoices it regenerates (POST /v1/invoices/regenerate) at once,
+        as publish_invoices does: the topic's ARN and sns:Publish on it. Claiming and marking the
+        publication are updates of the billing table, which the API may write already."""
+        caller.function.add_environment(INVOICES_TOPIC_ENV, topics.invoices.topic_arn)
+        topics.grant_publish(caller.role, topics.invoices)
+
     def _function(
         self,
         construct_id: str,

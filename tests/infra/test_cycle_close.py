@@ -338,3 +338,14 @@ def test_the_machine_and_its_dlq_are_stack_outputs(synth, machine):
     dlq_id, _ = synth.one("AWS::SQS::Queue", "CycleCloseDlq")
     assert outputs["CloseBillingPeriodsArn"]["Value"] == {"Ref": machine[0]}
     assert outputs["CycleCloseDlqUrl"]["Value"] == {"Ref": dlq_id}
+
+
+def test_the_api_announces_the_invoices_it_regenerates_on_the_invoices_topic(synth):
+    role = synth.role_of("functions.api.handler.handler")
+    invoices, _ = synth.one("AWS::SNS::Topic", "TopicsInvoices")
+    alerts, _ = synth.one("AWS::SNS::Topic", "TopicsAlerts")
+    sns = [s for s in synth.statements_of(role) if any(a.startswith("sns:") for a in s["Action"])]
+    assert sorted((s["Action"], sorted(referenced_ids(s["Resource"]))) for s in sns) == sorted(
+        [(["sns:Publish"], [alerts]), (["sns:Publish"], [invoices])])
+    _, api = synth.function("functions.api.handler.handler")
+    assert api["Properties"]["Environment"]["Variables"]["INVOICES_TOPIC_ARN"] == {"Ref": invoices}

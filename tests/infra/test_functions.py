@@ -9,7 +9,8 @@ API = "functions.api.handler.handler"
 AGGREGATE = "functions.aggregate.handler.handler"
 ALERTS = "functions.alerts.handler.handler"
 # Besides tables, a function may name the SNS topic it publishes to and the function it starts.
-OTHER_ENV = {"api": {"ALERTS_TOPIC_ARN", "ALERTS_FUNCTION_NAME"}, "alerts": {"ALERTS_TOPIC_ARN"}}
+# Checked where they are granted (test_alerts.py, test_cycle_close.py).
+OTHER_ENV = {"api": {"ALERTS_TOPIC_ARN", "ALERTS_FUNCTION_NAME", "INVOICES_TOPIC_ARN"}, "alerts": {"ALERTS_TOPIC_ARN"}}
 
 FUNCTIONS = {
     "ingest: 10 s, 512 MB, events and billing tables": (

@@ -397,9 +397,47 @@ def test_void_gives_the_drawdowns_back_and_regenerate_bills_the_period_again_fro
     assert [(d.id, d.invoice.status) for d in w.invoices.list(w.customer.id, ending_before=NOV)[0]] == [
         (regenerated, "FINALIZED"), (october, "VOID")]
     assert w.service.finalize(w.customer.id, contract["id"], OCT, NOV + GRACE)["invoice_ids"] == [regenerated]
-    # A later run publishes the regenerated invoice.
-    w.clock.now += timedelta(hours=1)
-    assert [i["kind"] for i in w.service.find_due(w.clock.now, GRACE).periods] == ["USAGE"]
+    # The regenerate announced it at once, and once only.
+    assert [(m["type"], m["properties"]["invoice_id"]) for _, m, _ in w.publisher.messages] == [
+        ("invoice.finalized", regenerated)]
+    assert w.publisher.messages[0][1]["properties"]["regenerated_from_invoice_id"] == october
+    assert w.service.find_due(w.clock.now, GRACE).periods == []
+
+
+def test_a_regenerated_invoice_whose_announcement_failed_is_published_by_the_next_run_without_waiting_for_the_lease(w):
+    contract = _contract(w)
+    w.usage.calls += [(datetime(2026, 10, 10, tzinfo=UTC), 30)]
+    (october,) = w.service.finalize(w.customer.id, contract["id"], OCT, NOV + GRACE)["invoice_ids"]
+    assert w.service.publish_finalized(october)
+    w.service.void(october)
+
+    w.publisher.failures = 1  # SNS refuses the regenerate's own announcement
+    regenerated = w.service.regenerate(october)  # the invoice is stored all the same
+    assert w.invoices.get(w.customer.id, regenerated).invoice.status == "FINALIZED"
+    assert [m["properties"]["invoice_id"] for _, m, _ in w.publisher.messages] == [october]
+
+    # The very next run lists it (no 15-minute lease to wait out: the claim was given back) and
+    # announces it, once.
+    (due,) = w.service.find_due(w.clock.now, GRACE).periods
+    assert (due["contract_id"], due["period_start"], due["kind"]) == (contract["id"], "2026-10-01T00:00:00Z", "USAGE")
+    ids = w.service.finalize(w.customer.id, contract["id"], OCT, w.clock.now)["invoice_ids"]
+    assert [w.service.publish_finalized(i) for i in ids] == [True]
+    assert [m["properties"]["invoice_id"] for _, m, _ in w.publisher.messages] == [october, regenerated]
+    assert w.service.find_due(w.clock.now, GRACE).periods == []
+    # Regenerating again returns the same invoice and announces nothing more.
+    assert w.service.regenerate(october) == regenerated
+    assert len(w.publisher.messages) == 2
+
+
+def test_a_regenerate_retried_after_its_announcement_failed_announces_it(w):
+    contract = _contract(w)
+    (october,) = w.service.finalize(w.customer.id, contract["id"], OCT, NOV + GRACE)["invoice_ids"]
+    w.service.void(october)
+    w.publisher.failures = 1
+    regenerated = w.service.regenerate(october)
+    assert w.publisher.messages == []
+    assert w.service.regenerate(october) == regenerated  # the client's retry
+    assert [m["properties"]["invoice_id"] for _, m, _ in w.publisher.messages] == [regenerated]
 
 
 @pytest.mark.parametrize(

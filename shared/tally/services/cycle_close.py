@@ -18,6 +18,8 @@ Exactly once.
   one stored invoice is one set of ledger entries, however often the workflow runs.
 - Messages. `publish_finalized` first claims the invoice (a conditional write of a token, unless it
   was published or another claim is younger than the lease), publishes, then records published_at.
+  A regenerated invoice is published by the regenerate itself, at once; no run finalizes it, so
+  `find_due` lists it whenever it is unpublished and unclaimed, without waiting out the lease.
   A rerun or an overlapping execution finds it published or claimed and sends nothing. The message
   id is stable ("invoice.finalized:<invoice id>"). Crash windows: a crash after the claim and
   before SNS accepted the message leaves a claim that expires after `publish_lease`; a crash after
@@ -290,13 +292,15 @@ class CycleCloseService:
     def regenerate(self, invoice_id: str) -> str:
         """A new FINALIZED invoice for a VOID invoice's slot, recomputed from current data, with an
         id derived from the voided one's: regenerating twice gives the same invoice. Its
-        invoice.finalized message is sent by the next cycle close run (find_due lists it)."""
+        invoice.finalized message is published at once (`announce`); if that fails, the next cycle
+        close run publishes it (find_due lists a regenerated invoice as soon as no claim holds it)."""
         record = self._stored(invoice_id, InvoiceNotVoided, "only a VOID invoice can be regenerated; void it first")
         if record.status != VOID:
             raise InvoiceNotVoided("id", "only a VOID invoice can be regenerated; void it first")
         new_id = regenerated_invoice_id(record.id)
         for attempt in range(self._timing.attempts):
             if record.regenerated_invoice_id is not None:
+                self.announce(record.regenerated_invoice_id)  # a retry completes an announcement that failed
                 return record.regenerated_invoice_id
             written, records = self._records(record.customer_id)
             regenerated = self._invoices.regenerated(record, new_id, records, self._clock())
@@ -306,8 +310,19 @@ class CycleCloseService:
                 self._sleep(self._timing.backoff * 2**attempt)
                 record = self._store.get(record.id) or record
                 continue
+            self.announce(new_id)
             return new_id
         raise FinalizationRaced(f"invoices of customer {record.customer_id} kept changing while regenerating; retry")
+
+    def announce(self, invoice_id: str) -> bool:
+        """publish_finalized, for a caller that must not fail once the invoice is stored: a failure
+        is logged and the claim given back, and the next cycle close run publishes it."""
+        try:
+            return self.publish_finalized(invoice_id)
+        except Exception:  # noqa: BLE001 - the invoice is stored; its announcement is retried by cycle close
+            logger.warning("invoice %s is stored but not announced yet; the next cycle close run will", invoice_id,
+                           exc_info=True)
+            return False
 
     def _stored(self, invoice_id: str, refusal: type[InvalidInput], rule: str) -> StoredInvoice:
         """The stored invoice; a 400 naming `id` for a draft's id, a 404 for an unknown one.

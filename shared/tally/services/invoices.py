@@ -813,9 +813,9 @@ class InvoiceService:
     ) -> list[dict]:
         """The customer's periods with an invoice due as of `as_of` and not stored yet (see
         close_period), found without reading usage: {customer_id, contract_id, period_start, kind}.
-        With `unpublished_before`, also the periods with a FINALIZED invoice finalized before then,
-        never published, and not claimed for publication since then. With `contract_id`, only
-        that contract's."""
+        With `unpublished_before`, also the periods with a FINALIZED invoice never published and
+        not claimed for publication since then, finalized before then or regenerated (whenever).
+        With `contract_id`, only that contract's."""
         customer, due = self.due_periods(customer_id, contract_id, until=as_of)
         stored = {r.slot for r in records}
         closed = {d.key: d.usage_slot in stored for d in due}
@@ -826,7 +826,8 @@ class InvoiceService:
             if unpublished_before is not None
             and r.status == FINALIZED
             and r.published_at is None
-            and r.finalized_at < unpublished_before  # the run that finalized it had its chance
+            # The run that finalized it had its chance; no run finalizes a regenerated invoice.
+            and (r.finalized_at < unpublished_before or r.regenerated_from_invoice_id is not None)
             and (r.publish_claimed_at is None or r.publish_claimed_at < unpublished_before)
             and (r.contract_id, r.period_start) in live
         ]
