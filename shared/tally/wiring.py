@@ -21,6 +21,7 @@ from tally.services.api_keys import ApiKeyService
 from tally.services.balances import BalanceService, GrantBook
 from tally.services.breakdowns import BreakdownService
 from tally.services.catalog import CatalogService
+from tally.services.contract_edits import ContractEditService
 from tally.services.contracts import ContractService
 from tally.services.cycle_close import CycleCloseService
 from tally.services.customers import CustomerService
@@ -134,6 +135,13 @@ def cycle_close_service() -> CycleCloseService:
         lambda: get_settings().require("invoices_topic_arn"),  # only publishing needs it
         system_clock,
         timedelta(hours=get_settings().grace_period_hours),
+    )
+
+
+@lru_cache(maxsize=1)
+def contract_edit_service() -> ContractEditService:
+    return ContractEditService(
+        contract_service(), DynamoContractStore(get_settings().require("billing_table")), invoice_store(), system_clock
     )
 
 

@@ -24,9 +24,10 @@ def build_resolver(routers: list[Router], api_keys: Callable[[], ApiKeyService])
     def authenticate(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
         # Runs before any route body: an unauthenticated request processes nothing.
         try:
-            api_keys().verify(app.current_event.headers.get("authorization"))
+            key_id = api_keys().verify(app.current_event.headers.get("authorization"))
         except Unauthorized as exc:
             return error_response(exc)
+        app.append_context(api_key_id=key_id)  # who made a change (contract edit history); cleared per request
         return next_middleware(app)
 
     app.use(middlewares=[authenticate])

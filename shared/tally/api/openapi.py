@@ -57,6 +57,7 @@ from tally.api.contract_models import (
     ContractUpdateEndDate,
     SubscriptionQuantityHistory,
 )
+from tally.api.contract_edit_models import ContractEdit, ContractEditHistory
 from tally.api.contract_v2_models import ContractV2Get, ContractV2List
 from tally.api.errors import ErrorBody
 from tally.api.models import (
@@ -208,6 +209,9 @@ OPERATIONS = (
               SubscriptionQuantityHistory),
     Operation("POST", "/v2/contracts/get", "v2.contract_retrieve_response:ContractRetrieveResponse", ContractV2Get),
     Operation("POST", "/v2/contracts/list", "shared.contract_v2:ContractV2", ContractV2List, page="cursor"),
+    Operation("POST", "/v2/contracts/edit", "v2.contract_edit_response:ContractEditResponse", ContractEdit),
+    Operation("POST", "/v2/contracts/getEditHistory", "v2.contract_get_edit_history_response:ContractGetEditHistoryResponse",
+              ContractEditHistory),
     # invoices
     Operation("GET", f"{_C}/invoices", "v1.customers.invoice:Invoice", params=(
         _path("customer_id"), Param("contract_id", _STRING), Param("starting_on", _INSTANT), Param("ending_before", _INSTANT),

@@ -30,7 +30,7 @@ class ApiKeyService:
     def __init__(self, store: ApiKeyStore, clock: Callable[[], datetime]) -> None:
         self._store = store
         self._clock = clock
-        self._verified: dict[str, float] = {}
+        self._verified: dict[str, tuple[float, str]] = {}  # key hash -> (checked at, key id)
 
     def create(self, name: str, token: str | None = None) -> tuple[str, ApiKeyRecord]:
         """Create a key; the plaintext is returned once and never stored."""
@@ -41,8 +41,9 @@ class ApiKeyService:
         self._store.put(record)
         return token, record
 
-    def verify(self, authorization: str | None) -> None:
-        """Accept `Bearer <key>` for a known, unrevoked key; raise Unauthorized otherwise."""
+    def verify(self, authorization: str | None) -> str:
+        """Accept `Bearer <key>` for a known, unrevoked key and return its id; raise Unauthorized
+        otherwise."""
         if not authorization:
             raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <api key>'")
         scheme, _, token = authorization.strip().partition(" ")
@@ -50,14 +51,15 @@ class ApiKeyService:
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("the Authorization header must be 'Bearer <api key>'")
         key_hash = hash_api_key(token)
-        checked_at = self._verified.get(key_hash)
-        if checked_at is not None and time.monotonic() - checked_at < VERIFY_CACHE_SECONDS:
-            return
+        checked = self._verified.get(key_hash)
+        if checked is not None and time.monotonic() - checked[0] < VERIFY_CACHE_SECONDS:
+            return checked[1]
         record = self._store.by_hash(key_hash)
         if record is None or record.revoked_at is not None:
             self._verified.pop(key_hash, None)
             raise Unauthorized("the API key is not valid")
-        self._verified[key_hash] = time.monotonic()
+        self._verified[key_hash] = (time.monotonic(), record.key_id)
+        return record.key_id
 
     def list(self) -> list[ApiKeyRecord]:
         return self._store.list()

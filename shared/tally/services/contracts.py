@@ -75,6 +75,10 @@ class ContractStore(Protocol):
     def list_for_customer(self, customer_id: str) -> list[dict]: ...
 
 
+class ContractChanged(Conflict):
+    """The contract changed between its read and a conditional write: re-read and apply again."""
+
+
 class CustomerReader(Protocol):
     def get(self, customer_id: str) -> Customer | None: ...
 
@@ -136,19 +140,42 @@ def _override(doc: dict, index: int) -> Override:
     )
 
 
+def quantity_schedule(doc: dict) -> tuple[Decimal, tuple[QuantityChange, ...]]:
+    """A stored subscription's initial quantity and its changes, as absolute quantities.
+
+    `quantity_updates` are kept as they were sent (by contract edits): each sets a `quantity` or
+    adds a `quantity_delta`, from its `starting_at`. Metronome applies them on their effective dates
+    in the order sent, so they are folded in (starting_at, order sent) order; a change at the
+    subscription's start changes its initial quantity."""
+    start = parse_rfc3339(doc["starting_at"])
+    initial = _dec(doc["initial_quantity"])
+    updates = sorted(
+        enumerate(doc.get("quantity_updates") or ()), key=lambda pair: (parse_rfc3339(pair[1]["starting_at"]), pair[0])
+    )
+    quantity = initial
+    changes: dict[datetime, Decimal] = {}
+    for _, update in updates:
+        at = parse_rfc3339(update["starting_at"])
+        quantity = _dec(update["quantity"]) if update.get("quantity") is not None else quantity + _dec(update["quantity_delta"])
+        if at <= start:
+            initial = quantity
+        else:
+            changes[at] = quantity
+    return initial, tuple(QuantityChange(at, q) for at, q in sorted(changes.items()))
+
+
 def _subscription(doc: dict) -> Subscription:
+    initial, changes = quantity_schedule(doc)
     return Subscription(
         id=doc["id"],
         product_id=doc["product_id"],
         collection_schedule=CollectionSchedule(doc["collection_schedule"]),
         billing_frequency=Frequency(doc["billing_frequency"]),
         starting_at=parse_rfc3339(doc["starting_at"]),
-        initial_quantity=_dec(doc["initial_quantity"]),
+        initial_quantity=initial,
         is_prorated=doc["is_prorated"],
         ending_before=_time(doc.get("ending_before")),
-        quantity_updates=tuple(
-            QuantityChange(parse_rfc3339(u["starting_at"]), _dec(u["quantity"])) for u in doc.get("quantity_updates") or ()
-        ),
+        quantity_updates=changes,
         name=doc.get("name"),
     )
 
@@ -260,6 +287,9 @@ class ContractService:
     def products(self) -> dict[str, Product]:
         return self._catalog.products()
 
+    def rate_card_of(self, document: dict) -> RateCard:
+        return self._catalog.rate_card(document["rate_card_id"])
+
     # -- writes ------------------------------------------------------------------------------
     def create(self, request: dict, uniqueness_key: str | None = None) -> dict:
         """`request` is the normalized create body (api/contract_models.py). Nothing is written
@@ -352,6 +382,10 @@ class ContractService:
         if archived:
             raise InvalidInput("rate_card_id", "the rate card is archived")
         return rate_card_id
+
+    def validate(self, document: dict) -> None:
+        """Everything a stored contract must satisfy (InvalidInput names the document's field)."""
+        self._validate(document)
 
     def _validate(self, document: dict) -> None:
         try:

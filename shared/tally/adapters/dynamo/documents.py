@@ -14,9 +14,11 @@ from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item
 from tally.adapters.dynamo.client import claim, dynamodb, error_code, transact_or_conflict, translate
+from tally.adapters.dynamo.invoices import records_unchanged
 from tally.billing import exact_json
 from tally.billing.errors import Conflict
 from tally.billing.time import format_sortable, parse_rfc3339
+from tally.services.contracts import ContractChanged
 
 
 def _item(kind: str, sort_field: str, document: dict, version: int) -> dict:
@@ -98,6 +100,86 @@ class DynamoDocumentStore:
 
 
 class DynamoContractStore(DynamoDocumentStore):
+    """Contracts, and the edits made to them (services/contract_edits.py).
+
+    An edit is one item, `contract_edits#<contract_id>` / `<sequence>`, the sequence being the
+    contract version the edit made; it is written in one transaction with the edited contract
+    (conditional on the version read) and the edit's uniqueness claim, so an edit is applied and
+    recorded exactly once or not at all."""
+
     def __init__(self, table: str, client=None) -> None:
         super().__init__(table, "contract", "starting_at", client)
+
+    def commit_edit(
+        self, document: dict, edit: dict, uniqueness_key: str | None = None, invoices_written: int | None = None
+    ) -> None:
+        """Write an edited contract with its edit record. ContractChanged if the contract changed
+        since it was read (`_version`), or, given `invoices_written`, if the customer's finalized
+        invoices changed since they were counted; Conflict if the uniqueness key was used before."""
+        version = document["_version"]
+        actions: list[dict] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _item(self._kind, self._sort_field, _stored(document), version + 1),
+                    "ConditionExpression": "version = :v",
+                    "ExpressionAttributeValues": {":v": {"N": str(version)}},
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        "pk": {"S": _edits_pk(document["id"])},
+                        "sk": {"S": f"{edit['sequence']:012d}"},
+                        "document": {"S": exact_json.dumps(edit)},
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+        ]
+        if uniqueness_key is not None:
+            claim_pk = f"contract_edit_uniq#{document['id']}#{uniqueness_key}"
+            actions.append(claim(self._table, claim_pk, edit_id=edit["id"]))
+        if invoices_written is not None:
+            actions.append(records_unchanged(self._table, document["customer_id"], invoices_written))
+        try:
+            self._client.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            codes = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            if uniqueness_key is not None and len(codes) > 2 and codes[2] == "ConditionalCheckFailed":
+                raise Conflict(f"an edit with uniqueness_key {uniqueness_key!r} was already made to this contract") from exc
+            if any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in codes):
+                raise ContractChanged("the contract changed while it was being edited") from exc
+            raise translate(exc) from exc
+
+    def edit_claimed(self, contract_id: str, uniqueness_key: str) -> bool:
+        """Whether an edit of the contract took this uniqueness key (read consistently)."""
+        return get_item(self._client, self._table, f"contract_edit_uniq#{contract_id}#{uniqueness_key}") is not None
+
+    def edits(self, contract_id: str) -> list[dict]:
+        """The contract's edit records, oldest first, read consistently."""
+        records: list[dict] = []
+        start_key = None
+        while True:
+            kwargs = {
+                "TableName": self._table,
+                "KeyConditionExpression": "pk = :p",
+                "ExpressionAttributeValues": {":p": {"S": _edits_pk(contract_id)}},
+                "ConsistentRead": True,
+            }
+            if start_key:
+                kwargs["ExclusiveStartKey"] = start_key
+            try:
+                page = self._client.query(**kwargs)
+            except ClientError as exc:
+                raise translate(exc) from exc
+            records += [exact_json.loads(item["document"]["S"]) for item in page["Items"]]
+            start_key = page.get("LastEvaluatedKey")
+            if not start_key:
+                return records
+
+
+def _edits_pk(contract_id: str) -> str:
+    return f"contract_edits#{contract_id}"
 

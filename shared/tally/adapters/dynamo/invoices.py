@@ -38,6 +38,18 @@ def _key(invoice_id: str) -> dict:
     return {"pk": {"S": f"invoice#{invoice_id}"}, "sk": {"S": ITEM}}
 
 
+def records_unchanged(table: str, customer_id: str, written: int) -> dict:
+    """A transaction ConditionCheck: the customer still has `written` records (nothing was
+    finalized, voided into a regenerate or regenerated since they were counted)."""
+    check: dict = {"TableName": table, "Key": {"pk": {"S": f"invoice_records#{customer_id}"}, "sk": {"S": ITEM}}}
+    if written == 0:
+        check["ConditionExpression"] = "attribute_not_exists(pk)"
+    else:
+        check["ConditionExpression"] = "written = :w"
+        check["ExpressionAttributeValues"] = {":w": {"N": str(written)}}
+    return {"ConditionCheck": check}
+
+
 def _time(item: dict, name: str) -> datetime | None:
     return parse_rfc3339(item[name]["S"]) if name in item else None
 

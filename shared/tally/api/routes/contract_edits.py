@@ -1,0 +1,47 @@
+"""Contract edits: POST /v2/contracts/edit and /v2/contracts/getEditHistory."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from tally import wiring
+from tally.api.contract_edit_models import ContractEdit, ContractEditHistory, edit_json
+from tally.api.contract_models import ContractView
+from tally.api.models import read_body
+
+router = Router()
+
+
+def _edits_json(customer_id: str, contract_id: str, records: list[dict]) -> list[dict]:
+    contracts = wiring.contract_service()
+    document = contracts.get(customer_id, contract_id)
+    contract, products = contracts.contract(document), contracts.products()
+    view = ContractView(credit_type_names=wiring.catalog_service().credit_type_names())
+    return [edit_json(record, document, contract, products, view) for record in records]
+
+
+def api_key_id() -> str | None:
+    """The id of the API key the request was authenticated with (set by api/app.py)."""
+    return router.context.get("api_key_id")
+
+
+@router.post("/v2/contracts/edit")
+def edit_contract() -> dict:
+    body = ContractEdit.model_validate(read_body(router.current_event))
+    record = wiring.contract_edit_service().edit(
+        body.customer_id,
+        body.contract_id,
+        body.changes(),
+        author=api_key_id(),
+        uniqueness_key=body.uniqueness_key,
+        allow_ending_before_finalized=body.allow_contract_ending_before_finalized_invoice,
+    )
+    (edit,) = _edits_json(body.customer_id, body.contract_id, [record])
+    return {"data": {"id": record["id"], "edit": edit}}
+
+
+@router.post("/v2/contracts/getEditHistory")
+def get_edit_history() -> dict:
+    body = ContractEditHistory.model_validate(read_body(router.current_event))
+    records = wiring.contract_edit_service().history(body.customer_id, body.contract_id)
+    return {"data": _edits_json(body.customer_id, body.contract_id, records)}
