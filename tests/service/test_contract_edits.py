@@ -359,19 +359,21 @@ def test_changes_after_the_finalized_invoices_go_through_and_leave_them_byte_ide
     assert lines(w, "SCHEDULED", NOV_16) == [("p-seats", Decimal(2), Decimal("333.33"), NOV_16)]
 
 
-def test_ending_before_a_finalized_period_when_allowed_keeps_its_invoice(w):
+def test_ending_before_a_finalized_period_when_allowed_keeps_its_invoices_listed(w):
     contract = _contract(w, subscriptions=SEATS)
     records = _finalize_october_and_the_november_seats(w, contract)
-    october = [(d.id, d.invoice) for d in w.invoices.list(w.customer.id, status="FINALIZED")[0]
-               if d.invoice.starting_at == OCT]
+    finalized = [(d.id, d.invoice) for d in w.invoices.list(w.customer.id, status="FINALIZED")[0]]
+    listed = [(d.id, d.invoice) for d in w.invoices.list(w.customer.id)[0] if d.invoice.status == "FINALIZED"]
+    assert len(finalized) == 3 and listed == finalized
 
     edit(w, contract, update_contract_end_date="2026-10-20T00:00:00Z", allow_contract_ending_before_finalized_invoice=True)
 
     assert stored(w, contract)["ending_before"] == "2026-10-20T00:00:00Z"
     assert _stored_records(w) == records
-    assert [(d.id, d.invoice) for d in w.invoices.list(w.customer.id, status="FINALIZED")[0]
-            if d.invoice.starting_at == OCT] == october
-    assert [d for d in drafts(w) if d[2] == "DRAFT"] == []  # nothing after Oct 20 is billed
+    # November's seats invoice is past the new end, and still listed as it was, with October's.
+    assert [(d.id, d.invoice) for d in w.invoices.list(w.customer.id, status="FINALIZED")[0]] == finalized
+    assert [(d.id, d.invoice) for d in w.invoices.list(w.customer.id)[0]] == finalized  # no draft: nothing after Oct 20
+    assert [d.id for d in w.invoices.list(w.customer.id, starting_on=NOV)[0]] == [finalized[-1][0]]
 
 
 # -- history, uniqueness, races --------------------------------------------------------------------

@@ -259,18 +259,6 @@ def test_contracts_are_listed_by_date_and_filtered_and_archived_ones_hidden(worl
         contracts.get("someone-else", new["id"])
 
 
-def test_the_end_date_is_validated_then_stored(world):
-    contracts, cid = world["contracts"], world["customer"].id
-    created = contracts.create(_request(cid))
-    with pytest.raises(InvalidInput) as raised:
-        contracts.update_end_date(cid, created["id"], datetime(2026, 9, 1, tzinfo=UTC))
-    assert raised.value.field == "ending_before"
-    contracts.update_end_date(cid, created["id"], DEC)
-    assert contracts.contract(contracts.get(cid, created["id"])).ending_before == DEC
-    contracts.update_end_date(cid, created["id"], None)
-    assert contracts.contract(contracts.get(cid, created["id"])).ending_before is None
-
-
 def test_subscription_quantity_history_starts_at_the_initial_quantity(world):
     contracts, cid = world["contracts"], world["customer"].id
     created = contracts.create(_request(cid))

@@ -165,6 +165,8 @@ def test_seats_an_override_and_an_archived_credit_mid_month_then_an_early_end(st
     quantities = sdk.v1.contracts.retrieve_subscription_quantity_history(
         customer_id=customer, contract_id=contract_id, subscription_id=subscription.id).data.history
     assert [(h.starting_at, h.data[0].quantity) for h in quantities] == [(start, 10), (t, 15)]
+    (shown,) = sdk.v1.contracts.retrieve(customer_id=customer, contract_id=contract_id).data.subscriptions
+    assert [(q.starting_at, q.ending_before, q.quantity) for q in shown.quantity_schedule] == [(start, t, 10), (t, None, 15)]
 
     # -- the contract ends two days after t --------------------------------------------------------
     end = t + 2 * DAY
@@ -194,3 +196,11 @@ def test_seats_an_override_and_an_archived_credit_mid_month_then_an_early_end(st
     for invoice_id, text in frozen.items():
         assert api.get(f"/v1/customers/{customer}/invoices/{invoice_id}").text == text
     assert sorted(i.id for i in invoices() if i.status == "FINALIZED") == sorted(frozen)
+
+    # The older v1 route is an edit too: one more history entry; its refusal names its own field.
+    sdk.v1.contracts.update_end_date(customer_id=customer, contract_id=contract_id, ending_before=rfc3339(end + DAY))
+    with pytest.raises(metronome.BadRequestError) as refused:
+        sdk.v1.contracts.update_end_date(customer_id=customer, contract_id=contract_id, ending_before=rfc3339(start - DAY))
+    assert json.loads(refused.value.response.text)["field"] == "ending_before"
+    history = sdk.v2.contracts.get_edit_history(customer_id=customer, contract_id=contract_id).data
+    assert [h.update_contract_end_date for h in history] == [None, end, end + DAY]

@@ -20,6 +20,7 @@ from tally.billing.pricing import USD_CENTS, Contract, CreditType, Period, Produ
 from tally.billing.pricing.subscriptions import subscription_periods
 from tally.billing.time import format_rfc3339, parse_rfc3339
 from tally.services.balances import GrantFigures, contract_grant_document
+from tally.services.contracts import quantity_schedule
 
 Frequency = Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"]
 
@@ -469,6 +470,18 @@ def _billing_periods_json(subscription: Subscription | None, contract: Contract,
     return {name: _period_json(period) for name, period in shown.items() if period is not None}
 
 
+def _quantity_schedule_json(s: dict) -> list[dict]:
+    """The stored subscription's quantity from its start, one entry per change (contract edits)."""
+    initial, changes = quantity_schedule(s)
+    starts = [s["starting_at"], *(format_rfc3339(c.starting_at) for c in changes)]
+    ends = [*starts[1:], s.get("ending_before")]
+    quantities = [initial, *(c.quantity for c in changes)]
+    return [
+        _drop_none({"starting_at": start, "ending_before": end, "quantity": quantity})
+        for start, end, quantity in zip(starts, ends, quantities)
+    ]
+
+
 def _subscription_json(
     s: dict, products: dict[str, Product], fiat: CreditType, contract: Contract, now: datetime | None
 ) -> dict:
@@ -481,11 +494,7 @@ def _subscription_json(
         "collection_schedule": s["collection_schedule"],
         "proration": {"invoice_behavior": s["invoice_behavior"], "is_prorated": s["is_prorated"]},
         "quantity_management_mode": "QUANTITY_ONLY",
-        "quantity_schedule": [
-            _drop_none(
-                {"starting_at": s["starting_at"], "ending_before": s.get("ending_before"), "quantity": s["initial_quantity"]}
-            )
-        ],
+        "quantity_schedule": _quantity_schedule_json(s),
         "subscription_rate": {
             "billing_frequency": s["billing_frequency"],
             "product": _product_ref(s["product_id"], products, starting_at),

@@ -1,4 +1,4 @@
-"""Contracts: create, read, list, change the end date, archive.
+"""Contracts: create, read, list, archive (changes go through contract_edits.py).
 
 A contract is stored as a normalized document (the create request with ids and canonical times;
 see `api/contract_models.py`). Its rate card is *not* copied: the engine object is rebuilt from
@@ -324,19 +324,6 @@ class ContractService:
         self._validate(document)
         self._store.create(document, uniqueness_key)
         return document
-
-    def update_end_date(self, customer_id: str, contract_id: str, ending_before: datetime | None) -> dict:
-        document = self.get(customer_id, contract_id)
-        if document.get("archived_at"):
-            raise InvalidInput("contract_id", "the contract is archived")
-        changed = dict(document)
-        if ending_before is None:
-            changed.pop("ending_before", None)
-        else:
-            changed["ending_before"] = format_rfc3339(ending_before)
-        self._validate(changed)
-        self._store.replace(changed)
-        return changed
 
     def archive(self, customer_id: str, contract_id: str) -> dict:
         document = self.get(customer_id, contract_id)

@@ -365,6 +365,20 @@ class PeriodClose:
     new: list[StoredInvoice]
 
 
+def _beyond_their_contract(due: list[DuePeriod], records: list[StoredInvoice]) -> dict[tuple[str, datetime], DuePeriod]:
+    """Periods with stored invoices that their (live) contract no longer bills: its end was moved
+    before them, which Metronome allows and which leaves finalized invoices as they are. Listed
+    from storage only."""
+    live = {d.key for d in due}
+    contracts = {d.contract.id: d.contract for d in due}
+    found: dict[tuple[str, datetime], DuePeriod] = {}
+    for record in records:
+        key = (record.contract_id, record.period_start)
+        if key not in live and record.contract_id in contracts:
+            found.setdefault(key, DuePeriod(contracts[record.contract_id], Period(record.period_start, record.period_end)))
+    return found
+
+
 def _overlaps(period: Period, start: datetime, end: datetime) -> bool:
     return period.starting_at < end and start < period.ending_before
 
@@ -631,7 +645,9 @@ class InvoiceService:
         wanted_status = None if status is None else status.upper()
         customer, all_due = self.due_periods(customer_id)
         records = self.records(customer_id)
-        due = [d for d in all_due if contract_id is None or d.contract.id == contract_id]
+        beyond = _beyond_their_contract(all_due, records)
+        due = sorted(all_due + list(beyond.values()), key=lambda d: (d.period.starting_at, d.contract.starting_at, d.contract.id))
+        due = [d for d in due if contract_id is None or d.contract.id == contract_id]
         # ending_before is exclusive and so is a period's end: a period "ends before" T when its
         # end is at or before T.
         due = [
@@ -655,7 +671,15 @@ class InvoiceService:
             if wanted_status in (FINALIZED, VOID):
                 groups = [self._stored_of(d, records, wanted_status) for d in take]
             else:
-                groups = [view.current + view.voided for view in self._views(customer, all_due, take, records)]
+                live = [d for d in take if d.key not in beyond]
+                views = iter(self._views(customer, all_due, live, records) if live else ())
+                groups = []
+                for d in take:
+                    if d.key in beyond:
+                        groups.append(self._stored_of(d, records, FINALIZED) + self._stored_of(d, records, VOID))
+                    else:
+                        view = next(views)
+                        groups.append(view.current + view.voided)
             for invoices in groups:
                 if len(page) >= limit:
                     break

@@ -21,6 +21,7 @@ from tally.api.contract_models import (
 )
 from tally.api.invoice_models import invoice_json
 from tally.api.models import read_body
+from tally.api.routes.contract_edits import api_key_id
 from tally.api.pagination import offset_cursor, page_limit
 from tally.billing.errors import InvalidInput
 from tally.billing.pricing import Product
@@ -80,11 +81,22 @@ def list_contracts() -> dict:
 
 @router.post("/v1/contracts/updateEndDate")
 def update_end_date() -> dict:
+    """An edit of the end date alone: recorded in the edit history, like Metronome's."""
     body = ContractUpdateEndDate.model_validate(read_body(router.current_event))
-    document = wiring.contract_service().update_end_date(
-        body.customer_id, body.contract_id, parse_time_param("ending_before", body.ending_before)
-    )
-    return {"data": {"id": document["id"]}}
+    ending_before = parse_time_param("ending_before", body.ending_before)
+    try:
+        wiring.contract_edit_service().edit(
+            body.customer_id,
+            body.contract_id,
+            {"update_contract_end_date": None if ending_before is None else format_rfc3339(ending_before)},
+            author=api_key_id(),
+            allow_ending_before_finalized=body.allow_ending_before_finalized_invoice is not False,
+        )
+    except InvalidInput as exc:
+        if exc.field == "update_contract_end_date":
+            raise InvalidInput("ending_before", exc.rule) from exc
+        raise
+    return {"data": {"id": body.contract_id}}
 
 
 @router.post("/v1/contracts/archive")
