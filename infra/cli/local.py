@@ -8,6 +8,7 @@ import signal
 import threading
 from datetime import datetime, timezone
 from enum import Enum
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -21,16 +22,46 @@ console = Console()
 
 @local_app.command("up")
 def local_up(
-    host: str = typer.Option("127.0.0.1", help="Interface for the HTTP API and the moto endpoint."),
+    host: str = typer.Option("127.0.0.1", help="Interface for the HTTP API and the AWS endpoint."),
     port: int = typer.Option(8787, help="Port of the Tally HTTP API."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", help="Bearer key to accept; generated if omitted."),
-    moto_port: int = typer.Option(0, help="Port of the emulated AWS endpoint (0 picks a free one)."),
+    aws_port: Optional[int] = typer.Option(
+        None, "--aws-port", help="Port of the emulated AWS endpoint. Default: the API port + 1 (8788)."
+    ),
+    api_key: Optional[str] = typer.Option(
+        None, "--api-key", help="Bearer key to accept. Default: the key of the saved state, else a new one."
+    ),
+    state_dir: Path = typer.Option(
+        Path(".tally"), "--state-dir", help="Folder the stack keeps its data in, restored on the next start."
+    ),
+    fresh: bool = typer.Option(False, "--fresh", help="Start empty: discard the state saved in --state-dir."),
 ) -> None:
-    """Deploy the synthesized CDK template into moto and serve it until SIGINT or SIGTERM."""
-    from infra.local.runtime import LocalStack
+    """Deploy the synthesized CDK template into moto and serve it until Ctrl-C (SIGINT) or SIGTERM.
 
-    console.print("[dim]synthesizing the CDK app and deploying it into moto...[/dim]")
-    stack = LocalStack(host=host, port=port, api_key=api_key, moto_port=moto_port).start()
+    The data is saved in --state-dir every 2 seconds and on stop, and restored on the next start.
+    """
+    from contextlib import ExitStack
+
+    from infra.cli.progress import long_step
+    from infra.local.runtime import LocalStack, LocalStackError
+
+    _log_requests()
+    steps = ExitStack()
+
+    def progress(step: str) -> None:
+        steps.close()  # the previous step is done: its line shows how long it took
+        steps.enter_context(long_step(step))
+
+    if aws_port is None:
+        aws_port = port + 1 if port else 0  # next to the API's; 0 (a free port) when the API's is free too
+    stack = LocalStack(host=host, port=port, api_key=api_key, moto_port=aws_port, state_dir=state_dir, fresh=fresh,
+                       progress=progress)
+    try:
+        with steps:
+            stack.start()
+    except LocalStackError as exc:
+        raise UserError(str(exc)) from None
+    except KeyboardInterrupt:
+        os._exit(130)  # the CDK's jsii node process got the same SIGINT; skip its atexit hook
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())
@@ -42,6 +73,8 @@ def local_up(
     print(f"Tally local stack ready at {stack.base_url}")
     print(f"  API key            {stack.api_key}")
     print(f"  AWS endpoint       {stack.aws_endpoint}  (any AWS client: --endpoint-url, region us-east-1)")
+    print(f"  State              {stack.state_dir}")
+    print(f"  {stack.restored or ('started empty (--fresh)' if fresh else 'started empty')}")
     for name, value in stack.deployment.outputs.items():
         print(f"  {name:<18} {value}")
     print("Post an event:")
@@ -53,10 +86,23 @@ def local_up(
     print("Close billing periods now (the hourly schedule also runs on its own):")
     print(f"  tally local close-periods --port {stack.http.port} --api-key {stack.api_key} --as-of {now}", flush=True)
     stopped.wait()
-    print("stopping...", flush=True)
+    print("stopping: saving the state...", flush=True)
     stack.stop()
     # The CDK's jsii node process shared our terminal's SIGINT and is gone; skip its atexit hook.
     os._exit(0)
+
+
+def _log_requests() -> None:
+    """Tally's API requests at INFO, one line each, on stderr; the emulator's own traffic stays at
+    DEBUG (infra.local.aws), and other libraries speak up at WARNING."""
+    import logging
+    import sys
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("infra.local").setLevel(logging.INFO)
 
 
 @local_app.command("close-periods")

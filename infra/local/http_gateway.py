@@ -20,6 +20,8 @@ from infra.local.lambdas import FunctionError, LocalLambdas
 from tally.billing.limits import API_GATEWAY_PAYLOAD_BYTES
 
 logger = logging.getLogger(__name__)
+# One INFO line per request answered, as API Gateway's access log would have it.
+access_log = logging.getLogger("infra.local.access")
 
 _TEXT_TYPES = ("application/json", "text/")
 # The methods an ANY route takes on API Gateway; others never reach a route.
@@ -186,6 +188,7 @@ class LocalHttpApi:
 
             def handle_one_request(self) -> None:
                 self.raw_requestline = b""
+                self._received = time.monotonic()
                 super().handle_one_request()
 
             def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -260,6 +263,10 @@ class LocalHttpApi:
                 self._reply(status, out_headers, data)
 
             def _reply(self, status: int, headers: dict, data: bytes) -> None:
+                if access_log.isEnabledFor(logging.INFO):
+                    access_log.info('%s "%s %s" %d %d %.0f ms', self.client_address[0], self.command,
+                                    urlsplit(getattr(self, "path", "") or "").path, status, len(data),
+                                    (time.monotonic() - self._received) * 1000)
                 self.send_response(status)
                 headers.setdefault("content-type", "application/json")
                 for key, value in headers.items():

@@ -34,6 +34,7 @@ _listeners: list[Callable[[], None]] = []
 _lambdas: LocalLambdas | None = None
 _append_lock = threading.Lock()
 _write_lock = threading.RLock()
+_writes = 0  # DynamoDB write operations so far (tried, not necessarily applied): tells a saver something changed
 _ATOMIC_WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
 _READS = ("get_item", "query", "scan", "batch_get_item", "transact_get_items")
 
@@ -176,7 +177,9 @@ def _partition_queries() -> None:
 
 def _atomic(operation):
     def serialized(self, *args, **kwargs):
+        global _writes
         with _write_lock:
+            _writes += 1
             return operation(self, *args, **kwargs)
 
     serialized.__wrapped__ = operation
@@ -185,6 +188,15 @@ def _atomic(operation):
 
 def on_stream_record(listener: Callable[[], None]) -> None:
     _listeners.append(listener)
+
+
+def write_count() -> int:
+    return _writes
+
+
+def writes_paused():
+    """Hold every DynamoDB write (and transaction) off: inside, the tables are one instant."""
+    return _write_lock
 
 
 def committed_records(shard) -> list:

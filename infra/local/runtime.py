@@ -3,6 +3,7 @@
 What runs is what deploys to AWS: the template's tables, functions, environment, event source
 mapping settings and HTTP routes. Only the parts moto cannot run are replaced: API Gateway v2
 (by LocalHttpApi), the event source mapping (by StreamPump) and the Lambda runtime (in-process).
+With a state folder, the data survives restarts (infra/local/state.py explains how).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import decimal
 import io
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -18,7 +20,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 # Every AWS client in this process talks to moto; set before boto3 is used.
 LOCAL_ENV = {
@@ -47,13 +49,38 @@ REPLACED_TYPES = {
     "AWS::CloudWatch::Alarm",
     "AWS::SQS::QueuePolicy",
     "AWS::SNS::TopicPolicy",  # the TLS-only policy on each topic
+    # moto's CloudFormation skips it with a warning; locally a failed asynchronous invoke is not
+    # sent to its on-failure destination.
+    "AWS::Lambda::EventInvokeConfig",
 }
+# moto names resources with random suffixes; seeded for the deploy, the same template gets the
+# same table names and ARNs on every start, so a user's saved AWS commands keep working.
+NAMES_SEED = 8787
+TABLE_LABELS = {"EventsTableName": "events", "CountersTableName": "counters", "BillingTableName": "billing items"}
+_emulator_log = logging.getLogger("infra.local.aws")
+_synthesized: tuple[dict, Path] | None = None  # one synth per process: the template cannot change in it
+
+
+class LocalStackError(RuntimeError):
+    """The local stack cannot start, for a reason the user can fix (one line)."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def ensure_free(host: str, port: int, what: str) -> None:
+    """Fail early and in one line if `port` has a listener (moto's server thread would hang)."""
+    if not port:
+        return
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise LocalStackError(f"{what} port {host}:{port} is in use ({exc.strerror}); pick another") from None
 
 
 @dataclass
@@ -101,38 +128,91 @@ def _zip_dir(path: Path) -> bytes:
 
 def _quiet_disabled_metrics() -> None:
     """Metrics are disabled locally (POWERTOOLS_METRICS_DISABLED), yet Powertools still prints the
-    accumulated EMF blob each time a metric reaches 100 values. Locally, drop metrics at the source."""
+    accumulated EMF blob each time a metric reaches 100 values, and warns on every cold start that a
+    flush found no metric. Locally, drop metrics at the source, and flush nothing quietly."""
     from aws_lambda_powertools.metrics.functions import is_metrics_disabled
     from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
-    original = AmazonCloudWatchEMFProvider.add_metric
-    if getattr(original, "_tally_quiet", False):
+    original_add, original_flush = AmazonCloudWatchEMFProvider.add_metric, AmazonCloudWatchEMFProvider.flush_metrics
+    if getattr(original_add, "_tally_quiet", False):
         return
 
     def add_metric(self, *args, **kwargs):
         if is_metrics_disabled():
             return None
-        return original(self, *args, **kwargs)
+        return original_add(self, *args, **kwargs)
+
+    def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
+        if is_metrics_disabled() and not self.metric_set:
+            return None
+        return original_flush(self, raise_on_empty_metrics=raise_on_empty_metrics)
 
     add_metric._tally_quiet = True  # type: ignore[attr-defined]
     AmazonCloudWatchEMFProvider.add_metric = add_metric
+    AmazonCloudWatchEMFProvider.flush_metrics = flush_metrics
+
+
+class _EmulatorRequestsAtDebug(logging.Filter):
+    """werkzeug logs each request to the moto server at INFO: a line every 2 s while any AWS client
+    polls. They are emulator traffic, so they go to DEBUG on infra.local.aws."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO:
+            return True
+        _emulator_log.debug("%s", record.getMessage())
+        return False
+
+
+def _quiet_emulator_requests() -> None:
+    werkzeug = logging.getLogger("werkzeug")
+    if not any(isinstance(f, _EmulatorRequestsAtDebug) for f in werkzeug.filters):
+        werkzeug.addFilter(_EmulatorRequestsAtDebug())
+
+
+def _synthesize() -> tuple[dict, Path]:
+    global _synthesized
+    if _synthesized is None:
+        from infra.app import synth_template
+
+        outdir = Path(tempfile.mkdtemp(prefix="tally-cdk-"))
+        _synthesized = (synth_template(str(outdir)), outdir)
+    return _synthesized
 
 
 class LocalStack:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
-                 moto_port: int = 0, live_pump: bool = True, schedule_interval: float | None = None) -> None:
+                 moto_port: int = 0, live_pump: bool = True, schedule_interval: float | None = None,
+                 state_dir: Path | None = None, fresh: bool = False,
+                 progress: Callable[[str], None] | None = None) -> None:
         self.host = host
         # Seconds between local schedule ticks; None: each EventBridge rule's own rate.
         self.schedule_interval = schedule_interval
         self.port = port
-        self.moto_port = moto_port or free_port(host)
+        self.moto_port = moto_port  # 0: a free port, chosen at start
         self.api_key = api_key
         self.live_pump = live_pump
+        # Without a state folder, everything lives in memory only (the tests' stacks).
+        self.state_dir = Path(state_dir).resolve() if state_dir is not None else None
+        self.fresh = fresh
+        self.restored: str | None = None  # the "restored state as of ..." line, or None when started empty
+        self._progress = progress or (lambda step: None)
         self.deployment = Deployment()
         self._threads: list[threading.Thread] = []
+        self._saver = None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> "LocalStack":
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> "LocalStack":
+        ensure_free(self.host, self.port, "the API")
+        ensure_free(self.host, self.moto_port, "the AWS endpoint")
+        self.moto_port = self.moto_port or free_port(self.host)
+        saved = self._claim_state()
         os.environ.update(LOCAL_ENV)
         # DynamoDB does number arithmetic (ADD) with 38 significant digits; moto uses the decimal
         # module's default context (28). Threads started from now on inherit DefaultContext.
@@ -145,9 +225,13 @@ class LocalStack:
         from infra.local import moto_patches
         from infra.local.lambdas import LocalLambdas
 
+        self._progress("synthesizing the CDK app")
+        self.template, assets = _synthesize()
+        self._progress("deploying into moto")
         # Step Functions executions really run (LocalWorkflows recreates the state machines there).
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()  # in-process clients (the handlers) reach moto without HTTP
+        _quiet_emulator_requests()
         self._moto_server = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
         self._moto_server.start()  # same backends, for any other AWS client
         os.environ["MOTO_PORT"] = str(self.moto_port)
@@ -155,39 +239,84 @@ class LocalStack:
         self.lambdas = LocalLambdas()
         moto_patches.install(self.lambdas)
         _quiet_disabled_metrics()
-        self._deploy()
-        self._start_pump(moto_patches)
+        self._deploy(assets)
+        resume = {}
+        if saved is not None:
+            self._progress("restoring state")
+            resume = self._restore(saved)
+        self._progress("starting handlers")
+        self._start_pump(moto_patches, resume)
         self._start_workflows()
         self._start_http()
-        self._ensure_api_key()
+        self._ensure_api_key(saved.api_key if saved is not None else None)
+        self._start_saving()
         return self
 
     def stop(self) -> None:
         workflows = getattr(self, "workflows", None)
         if workflows is not None:
             workflows.stop()
-        pump = getattr(self, "pump", None)
-        if pump is not None:
-            pump.stop()
         http = getattr(self, "http", None)
         if http is not None:
             http.server.shutdown()
             http.server.server_close()
+        pump = getattr(self, "pump", None)
+        if pump is not None:
+            pump.stop()
+        if self._saver is not None:
+            self._saver.stop()  # the last snapshot, while moto still holds the data
+            self._saver = None
         server = getattr(self, "_moto_server", None)
-        if server is not None:
+        if server is not None and server._thread is not None:
             server.stop()
         mock = getattr(self, "_mock", None)
         if mock is not None:
             mock.stop()
+        state = getattr(self, "_state", None)
+        if state is not None:
+            state.release()
+
+    # -- state across restarts (infra/local/state.py) ---------------------------------------------
+    def _claim_state(self):
+        """Lock the state folder and read its snapshot (None: start empty)."""
+        if self.state_dir is None:
+            return None
+        from infra.local.state import StateDir, StateError
+
+        self._state = StateDir(self.state_dir)
+        try:
+            self._state.claim()
+            if self.fresh:
+                self._state.discard()
+            return self._state.load()
+        except StateError as exc:
+            raise LocalStackError(str(exc)) from None
+
+    def _restore(self, saved) -> dict[tuple[str, str], int]:
+        from infra.local.state import finish_backfills, restore
+
+        resume = restore(self, saved)
+        finish_backfills(saved.saved_at)
+        logical = {physical: name for name, physical in self.deployment.resources.items()}
+        labels = {logical[self.deployment.outputs[output]]: label
+                  for output, label in TABLE_LABELS.items() if output in self.deployment.outputs}
+        self.restored = saved.summary(labels)
+        return resume
+
+    def _start_saving(self) -> None:
+        if self.state_dir is None:
+            return
+        from infra.local.state import StateSaver, capture, fingerprint
+
+        self._saver = StateSaver(self._state, lambda: capture(self, self.api_key), lambda: fingerprint(self))
+        self._saver.save_if_changed()  # the state as of now, restored or empty, is on disk at once
+        self._saver.start()
 
     # -- deploy --------------------------------------------------------------------------------
-    def _deploy(self) -> None:
+    def _deploy(self, outdir: Path) -> None:
         import boto3
+        from moto.moto_api._internal import mock_random
 
-        from infra.app import synth_template
-
-        outdir = Path(tempfile.mkdtemp(prefix="tally-cdk-"))
-        self.template = synth_template(str(outdir))
         boto3.client("ssm").put_parameter(Name="/cdk-bootstrap/hnb659fds/version", Value="30", Type="String", Overwrite=True)
         s3 = boto3.client("s3")
         bucket = f"cdk-hnb659fds-assets-{ACCOUNT}-{REGION}"
@@ -199,14 +328,20 @@ class LocalStack:
                 s3.put_object(Bucket=bucket, Key=code["S3Key"], Body=_zip_dir(asset))
 
         cloudformation = boto3.client("cloudformation")
-        cloudformation.create_stack(
-            StackName=STACK_NAME,
-            TemplateBody=json.dumps(_prepare_template(self.template)),
-            Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
-        )
+        mock_random.seed(NAMES_SEED)
+        try:
+            cloudformation.create_stack(
+                StackName=STACK_NAME,
+                TemplateBody=json.dumps(_prepare_template(self.template)),
+                Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
+            )
+        finally:
+            mock_random.seed()  # ids drawn from now on (message ids, stream event ids) are random again
         stack = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
         if stack["StackStatus"] != "CREATE_COMPLETE":
             raise RuntimeError(f"local deploy failed: {stack['StackStatus']} {stack.get('StackStatusReason')}")
+        self._localize_queue_urls()
+        stack = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
         self.deployment.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=STACK_NAME):
             for summary in page["StackResourceSummaries"]:
@@ -235,7 +370,19 @@ class LocalStack:
 
         wiring.reset()  # table names may differ from a previous deployment in this process
 
-    def _start_pump(self, moto_patches) -> None:
+    def _localize_queue_urls(self) -> None:
+        """A queue's URL as an output: moto's CloudFormation gives AWS's public form, which no
+        client of the local endpoint can reach; point it at the local endpoint, as moto's own
+        CreateQueue and GetQueueUrl do."""
+        from moto.cloudformation.models import cloudformation_backends
+
+        public = f"https://sqs.{REGION}.amazonaws.com/"
+        for stack in cloudformation_backends[ACCOUNT][REGION].stacks.values():
+            for output in stack.output_map.values():  # parsed once by moto, then served as is
+                if output is not None and isinstance(output.value, str) and output.value.startswith(public):
+                    output.value = f"{self.aws_endpoint}/{output.value.removeprefix(public)}"
+
+    def _start_pump(self, moto_patches, resume: dict[tuple[str, str], int]) -> None:
         import boto3
         from moto.dynamodb.models import dynamodb_backends
 
@@ -274,6 +421,7 @@ class LocalStack:
                     on_failure=on_failure,
                 )
             )
+        self.pump.resume_at(resume)
         moto_patches.on_stream_record(self.pump.notify)
         if self.live_pump:
             thread = threading.Thread(target=self.pump.run_forever, name="stream-pump", daemon=True)
@@ -297,12 +445,24 @@ class LocalStack:
         thread.start()
         self._threads.append(thread)
 
-    def _ensure_api_key(self) -> None:
+    def _ensure_api_key(self, remembered: str | None) -> None:
+        """The key given, else the one a restored stack used (so saved commands still work), else a
+        new one. A key the restored data already knows is kept as it is (same id)."""
         from tally import wiring
+        from tally.billing.errors import Unauthorized
         from tally.services.api_keys import new_api_key
 
-        self.api_key = self.api_key or new_api_key()
-        wiring.api_keys().create("local", self.api_key)
+        keys = wiring.api_keys()
+        candidate = self.api_key or remembered
+        if candidate is not None:
+            try:
+                keys.verify(f"Bearer {candidate}")
+                self.api_key = candidate
+                return
+            except Unauthorized:
+                pass
+        self.api_key = self.api_key or new_api_key()  # a remembered key since revoked stays revoked
+        keys.create("local", self.api_key)
 
     # -- facts for users -----------------------------------------------------------------------
     @property

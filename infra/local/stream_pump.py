@@ -69,6 +69,17 @@ class StreamPump:
     def add_mapping(self, config: MappingConfig) -> None:
         self._mappings.append((config, _State()))
 
+    def checkpoints(self) -> dict[tuple[str, str], int]:
+        """(function, table) -> index of the first record of the table's shard not yet checkpointed.
+        Everything before it is applied (or sent to the on-failure destination)."""
+        return {(config.function, config.table_name): state.position for config, state in self._mappings}
+
+    def resume_at(self, checkpoints: dict[tuple[str, str], int]) -> None:
+        """Start each mapping at its checkpoint, as a restarted event source mapping would; call
+        before the pump runs."""
+        for config, state in self._mappings:
+            state.position = checkpoints.get((config.function, config.table_name), state.position)
+
     def notify(self) -> None:
         with self._wake:
             self._wake.notify_all()
