@@ -9,10 +9,13 @@ With a state folder, the data survives restarts (infra/local/state.py explains h
 from __future__ import annotations
 
 import decimal
+import hashlib
+import importlib.metadata
 import io
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -59,6 +62,9 @@ NAMES_SEED = 8787
 TABLE_LABELS = {"EventsTableName": "events", "CountersTableName": "counters", "BillingTableName": "billing items"}
 _emulator_log = logging.getLogger("infra.local.aws")
 _synthesized: tuple[dict, Path] | None = None  # one synth per process: the template cannot change in it
+# What a synthesized template depends on: a synth kept on disk is reused while these are unchanged.
+SYNTH_SOURCES = ("infra", "functions", "shared/tally", "cdk.json")
+SYNTH_PACKAGES = ("aws-cdk-lib", "constructs", "cdk-nag")
 
 
 class LocalStackError(RuntimeError):
@@ -169,13 +175,52 @@ def _quiet_emulator_requests() -> None:
         werkzeug.addFilter(_EmulatorRequestsAtDebug())
 
 
-def _synthesize() -> tuple[dict, Path]:
-    global _synthesized
-    if _synthesized is None:
-        from infra.app import synth_template
+def synth_key() -> str:
+    """A digest of everything the template depends on: the CDK app, the Lambda code asset, cdk.json
+    and the CDK libraries' versions."""
+    from infra.assets import REPO_ROOT
 
-        outdir = Path(tempfile.mkdtemp(prefix="tally-cdk-"))
-        _synthesized = (synth_template(str(outdir)), outdir)
+    digest = hashlib.sha256()
+    for package in SYNTH_PACKAGES:
+        digest.update(f"{package}=={importlib.metadata.version(package)}\n".encode())
+    for source in SYNTH_SOURCES:
+        root = REPO_ROOT / source
+        files = [root] if root.is_file() else sorted(root.rglob("*"))
+        for file in files:
+            if file.is_file() and "__pycache__" not in file.parts and file.suffix != ".pyc":
+                content = file.read_bytes()
+                digest.update(f"{file.relative_to(REPO_ROOT)}\0{len(content)}\0".encode())
+                digest.update(content)
+    return digest.hexdigest()[:20]
+
+
+def _synthesize(cache: Path | None, progress: Callable[[str], None]) -> tuple[dict, Path]:
+    """The template and its cloud assembly folder (for the assets): synthesized once per process,
+    and kept in `cache` (when given) for later processes while its sources are unchanged."""
+    global _synthesized
+    if _synthesized is not None:
+        return _synthesized
+    key = synth_key() if cache is not None else None
+    kept = cache / key if cache is not None else None
+    if kept is not None and (kept / "template.json").exists():
+        progress("reusing the synthesized CDK app (its sources are unchanged)")
+        _synthesized = (json.loads((kept / "template.json").read_text()), kept)
+        return _synthesized
+    progress("synthesizing the CDK app")
+    from infra.app import synth_template
+
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+    outdir = Path(tempfile.mkdtemp(prefix="tally-cdk-", dir=cache))
+    template = synth_template(str(outdir))
+    if kept is not None:
+        (outdir / "template.json").write_text(json.dumps(template))  # written last: marks a whole synth
+        for old in cache.iterdir():
+            if old != outdir:
+                shutil.rmtree(old, ignore_errors=True)
+        outdir.rename(kept)
+        outdir = kept
+    _synthesized = (template, outdir)
     return _synthesized
 
 
@@ -225,8 +270,8 @@ class LocalStack:
         from infra.local import moto_patches
         from infra.local.lambdas import LocalLambdas
 
-        self._progress("synthesizing the CDK app")
-        self.template, assets = _synthesize()
+        synth_cache = self.state_dir / "synth" if self.state_dir is not None else None
+        self.template, assets = _synthesize(synth_cache, self._progress)
         self._progress("deploying into moto")
         # Step Functions executions really run (LocalWorkflows recreates the state machines there).
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
