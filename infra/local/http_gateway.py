@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -169,6 +170,9 @@ class LocalHttpApi:
     def __init__(self, lambdas: LocalLambdas, routes: list[Route], host: str, port: int,
                  local_routes: dict[tuple[str, str], LocalRoute] | None = None, idle_timeout: float = 60.0) -> None:
         self.routes = routes
+        self._in_flight = 0
+        self._idle = threading.Condition()
+        self._closing = False
         self.local_routes = local_routes or {}  # (method, path) -> LocalRoute
         api = self
 
@@ -215,6 +219,21 @@ class LocalHttpApi:
                 self._reply(refusal.status, headers, refusal.body())
 
             def _serve(self) -> None:
+                with api._idle:
+                    closing = api._closing
+                    api._in_flight += not closing
+                if closing:  # a keep-alive connection outlives shutdown(); its requests must not
+                    self.close_connection = True
+                    return self._reply(503, {"content-type": "application/json"},
+                                       b'{"message":"the local stack is stopping"}')
+                try:
+                    self._answer()
+                finally:
+                    with api._idle:
+                        api._in_flight -= 1
+                        api._idle.notify_all()
+
+            def _answer(self) -> None:
                 try:
                     self._forward()
                 except (ConnectionError, TimeoutError):
@@ -286,6 +305,16 @@ class LocalHttpApi:
     @property
     def port(self) -> int:
         return self.server.server_address[1]
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop accepting requests and wait (up to `timeout`) for those in flight: once this returns,
+        every request that was answered is in the stores, and no other will be."""
+        with self._idle:
+            self._closing = True
+        self.server.shutdown()
+        self.server.server_close()
+        with self._idle:
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout)
 
 
 def routes_from_template(template: dict, function_names: dict[str, str]) -> list[Route]:

@@ -303,8 +303,7 @@ class LocalStack:
             workflows.stop()
         http = getattr(self, "http", None)
         if http is not None:
-            http.server.shutdown()
-            http.server.server_close()
+            http.close()  # requests in flight finish first: all that was answered is in the last snapshot
         pump = getattr(self, "pump", None)
         if pump is not None:
             pump.stop()
@@ -340,8 +339,11 @@ class LocalStack:
     def _restore(self, saved) -> dict[tuple[str, str], int]:
         from infra.local.state import finish_backfills, restore
 
-        resume = restore(self, saved)
-        finish_backfills(saved.saved_at)
+        try:
+            resume = restore(self, saved)
+            finish_backfills(saved.saved_at)
+        except Exception as exc:  # noqa: BLE001 - a snapshot this template cannot take: say so in one line
+            raise LocalStackError(f"cannot restore {self.state_dir}: {exc!r}; start with --fresh to discard it") from exc
         logical = {physical: name for name, physical in self.deployment.resources.items()}
         labels = {logical[self.deployment.outputs[output]]: label
                   for output, label in TABLE_LABELS.items() if output in self.deployment.outputs}

@@ -1,7 +1,8 @@
 """The local stack keeps its data across a stop and a start, and across a crash (SIGKILL).
 
-Each stack here has its own state folder and its own moto; the synthesized template is made once per
-process (infra.local.runtime caches it), so the in-process restart costs two deploys, not two synths.
+Each stack here has its own state folder, in a process of its own (the session's stack may be up in
+this one). The template is synthesized once per state folder and then reused from it, so a restart
+costs a deploy, not a synth.
 """
 
 from __future__ import annotations
@@ -113,15 +114,18 @@ class _AlertQueue:
         return sorted(json.loads(m["Body"])["id"] for m in received.get("Messages", []))
 
 
-def test_a_stop_and_a_start_keep_usage_invoices_balances_and_deliver_what_was_not_aggregated_once(tmp_path):
+def _stop_and_start(state_dir) -> dict:
+    """Given a world and three batches (one aggregated, one aggregated but not checkpointed, one not
+    aggregated), when the stack stops and starts again (and then once more with --fresh): what is
+    seen. Runs in a process of its own (see _in_own_process)."""
     tag, start = unique("state"), current_hour() - 3 * HOUR
-    at = start + HOUR
+    at, seen = start + HOUR, {}
     # The pump runs only when drained, so the test decides what is aggregated before the stop.
-    stack = LocalStack(api_key=KEY, state_dir=tmp_path, live_pump=False).start()
+    stack = LocalStack(api_key=KEY, state_dir=state_dir, live_pump=False).start()
     try:
-        assert stack.restored is None and stack.state_dir == tmp_path.resolve()
+        seen["first start"] = (stack.restored, stack.state_dir)
         with _client(stack) as api:
-            world = _world(api, tag, start)
+            world = seen["world"] = _world(api, tag, start)
             _ingest(api, tag, "first", 10, 3, at)  # 30 tokens: the 50-token alert stays ok
             stack.pump.drain()
             # The second batch reaches the counters, but the snapshot sees the checkpoints from
@@ -132,47 +136,71 @@ def test_a_stop_and_a_start_keep_usage_invoices_balances_and_deliver_what_was_no
             stack.pump.drain()
             stack.pump.checkpoints = lambda: before_second
             _ingest(api, tag, "third", 4, 11, at)  # acknowledged, never aggregated before the stop
-            assert _tokens(api, world, start) == 30 + 35
-        outputs = dict(stack.deployment.outputs)
+            seen["tokens at the stop"] = _tokens(api, world, start)
+        seen["outputs before"] = dict(stack.deployment.outputs)
     finally:
         stack.stop()
 
-    restarted = LocalStack(state_dir=tmp_path, live_pump=False).start()  # no key given: the saved one
+    restarted = LocalStack(state_dir=state_dir, live_pump=False).start()  # no key given: the saved one
     try:
-        assert restarted.restored.startswith("restored state as of "), restarted.restored
-        assert "stream records to deliver" in restarted.restored
-        assert restarted.api_key == KEY
-        # Same template, same physical names: saved AWS commands still name the right table.
-        assert {k: v for k, v in restarted.deployment.outputs.items() if k.endswith("TableName")} == {
-            k: v for k, v in outputs.items() if k.endswith("TableName")}
-        assert restarted.deployment.outputs["AggregatorDlqUrl"].startswith(restarted.aws_endpoint + "/")
+        seen["restored"], seen["api key"] = restarted.restored, restarted.api_key
+        seen["outputs after"], seen["aws endpoint"] = dict(restarted.deployment.outputs), restarted.aws_endpoint
         alerts = _AlertQueue(restarted, world["customer"])
         restarted.pump.drain()
         with _client(restarted) as api:
-            tokens = _tokens(api, world, start)
-            assert tokens == 30 + 35 + 44  # the replayed second batch counted once, the third once
-            assert _bill(api, world) == _expected_bill(tokens)
-            # The 50-token crossing was published before the stop and is not again; the 100-token
-            # one happens on the replayed third batch, once.
-            assert alerts.ids() == [f"{world['alert 100']}:{world['customer']}:1"]
-
+            seen["tokens"], seen["bill"] = _tokens(api, world, start), _bill(api, world)
+            seen["alerts"] = alerts.ids()
             _ingest(api, tag, "after", 2, 13, at)
             restarted.pump.drain()
-            assert _tokens(api, world, start) == tokens + 26
-            assert _bill(api, world) == _expected_bill(tokens + 26)
-            again = api.post("/v1/ingest", json=[usage_event(f"{tag}-first-0", tag, tag, at, tokens=3)])
-            assert again.json() == {"accepted": 0, "duplicates": 1}  # deduplication survived too
-            assert alerts.ids() == []
+            seen["tokens after"], seen["bill after"] = _tokens(api, world, start), _bill(api, world)
+            seen["posted again"] = api.post("/v1/ingest", json=[usage_event(f"{tag}-first-0", tag, tag, at, tokens=3)]).json()
+            seen["alerts after"] = alerts.ids()
     finally:
         restarted.stop()
 
-    fresh = LocalStack(state_dir=tmp_path, fresh=True).start()
+    fresh = LocalStack(state_dir=state_dir, fresh=True).start()
     try:
-        assert fresh.restored is None
         with _client(fresh) as api:
-            assert api.get("/v1/customers").status_code == 401  # the old key went with the old data
+            seen["fresh"] = (fresh.restored, api.get("/v1/customers").status_code)
     finally:
         fresh.stop()
+    return seen
+
+
+def _in_own_process(function, *args):
+    """A process holds one local stack (moto's backends and the handlers' environment are global),
+    and the session's may be up in this one: run `function` in a fresh interpreter."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def test_a_stop_and_a_start_keep_usage_invoices_balances_and_deliver_what_was_not_aggregated_once(tmp_path):
+    seen = _in_own_process(_stop_and_start, tmp_path)
+    world = seen["world"]
+
+    assert seen["first start"] == (None, tmp_path.resolve())
+    assert seen["tokens at the stop"] == 30 + 35
+    assert seen["restored"].startswith("restored state as of ") and "stream records to deliver" in seen["restored"]
+    assert seen["api key"] == KEY
+    # Same template, same physical names: saved AWS commands still name the right table.
+    tables = [k for k in seen["outputs before"] if k.endswith("TableName")]
+    assert tables and all(seen["outputs after"][k] == seen["outputs before"][k] for k in tables)
+    assert seen["outputs after"]["AggregatorDlqUrl"].startswith(seen["aws endpoint"] + "/")
+
+    assert seen["tokens"] == 30 + 35 + 44  # the replayed second batch counted once, the third once
+    assert seen["bill"] == _expected_bill(seen["tokens"])
+    # The 50-token crossing was published before the stop and is not again; the 100-token one
+    # happens on the replayed third batch, once.
+    assert seen["alerts"] == [f"{world['alert 100']}:{world['customer']}:1"]
+
+    assert seen["tokens after"] == seen["tokens"] + 26
+    assert seen["bill after"] == _expected_bill(seen["tokens after"])
+    assert seen["posted again"] == {"accepted": 0, "duplicates": 1}  # deduplication survived too
+    assert seen["alerts after"] == []
+    assert seen["fresh"] == (None, 401)  # --fresh: nothing restored, and the old key went with the data
 
 
 # -- a crash, through the CLI ---------------------------------------------------------------------
