@@ -1,4 +1,4 @@
-"""The two places where moto needs help to run this system faithfully (see DESIGN.md):
+"""The places where moto needs help to run this system faithfully (see DESIGN.md):
 
 1. `LambdaFunction._invoke_lambda` wants docker. Every invoke path (the Invoke API, SNS/SQS
    deliveries, Step Functions tasks) passes through it, so it is redirected to in-process handlers.
@@ -16,6 +16,8 @@
    customer's counters, alerts or contracts cost 25-100 ms. A query of the table now reads only the
    partition; a query of an index pre-selects with a plain compare of the index hash key. moto's
    own checks still run on what is left, so results are the same.
+6. moto lets ADD grow a set past DynamoDB's 400 KB item and then fails every read of the item; an
+   update past 400 KB is refused instead, as on DynamoDB (moto_item_size.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import StreamRecord, StreamShard
 
 from infra.local.lambdas import LocalLambdas
+from infra.local.moto_item_size import install_item_size_limit
 
 _installed = False
 _listeners: list[Callable[[], None]] = []
@@ -72,6 +75,7 @@ def install(lambdas: LocalLambdas) -> None:
     _narrow_transaction_snapshots()
     _partition_queries()
     install_atomic_writes()
+    install_item_size_limit()  # an UpdateItem past 400 KB is refused, as on DynamoDB
 
 
 def install_atomic_writes(reads: bool = False) -> None:
