@@ -141,7 +141,7 @@ def _seed() -> dict[str, str]:
             usage_statement_schedule={"frequency": "MONTHLY", "day": "CONTRACT_START"},
             subscriptions=[{
                 "collection_schedule": "ARREARS", "initial_quantity": 1,
-                "proration": {"invoice_behavior": "BILL_IMMEDIATELY", "is_prorated": False},
+                "proration": {"invoice_behavior": "BILL_ON_NEXT_COLLECTION_DATE", "is_prorated": False},
                 "subscription_rate": {"product_id": ids["seats"], "billing_frequency": "MONTHLY"},
             }],
         ).data.id

@@ -98,7 +98,7 @@ def test_seats_added_mid_month_in_advance_are_charged_prorated_when_they_start(w
 
 
 def test_seats_added_mid_month_in_arrears_split_the_month_on_the_usage_invoice(w):
-    arrears = [dict(SEATS[0], collection_schedule="ARREARS")]
+    arrears = [dict(SEATS[0], collection_schedule="ARREARS", proration={"is_prorated": True})]
     contract = _contract(w, subscriptions=arrears)
 
     seats(w, contract, [{"starting_at": "2026-11-16T00:00:00Z", "quantity_delta": 2}])
@@ -262,7 +262,10 @@ REFUSED = [
     ("an unknown credit", {"archive_credits": [{"id": "nope"}]}, "archive_credits[0].id"),
     ("discounts", {"add_discounts": [{"product_id": "p-setup", "schedule": {}}]}, "add_discounts"),
     ("commit updates", {"update_commits": [{"commit_id": "c"}]}, "update_commits"),
-    ("seat updates", {"update_subscriptions": [{"subscription_id": "SUB", "seat_updates": {}}]},
+    ("seat updates of a QUANTITY_ONLY subscription", {"update_subscriptions": [{"subscription_id": "SUB", "seat_updates": {
+        "add_seat_ids": [{"seat_ids": ["ann"], "starting_at": "2026-11-16T00:00:00Z"}]}}]},
+     "update_subscriptions[0].seat_updates"),
+    ("seat updates naming no change", {"update_subscriptions": [{"subscription_id": "SUB", "seat_updates": {}}]},
      "update_subscriptions[0].seat_updates"),
     ("nothing to change", {}, "body"),
 ]

@@ -117,7 +117,7 @@ def test_v2_contracts_are_the_stored_contracts_in_the_v2_shape(sdk):
         "subscriptions": [{
             "collection_schedule": "ARREARS",
             "initial_quantity": 3,
-            "proration": {"invoice_behavior": "BILL_IMMEDIATELY", "is_prorated": True},
+            "proration": {"invoice_behavior": "BILL_ON_NEXT_COLLECTION_DATE", "is_prorated": True},
             "subscription_rate": {"product_id": p["seats"], "billing_frequency": "MONTHLY"},
         }],
     })

@@ -20,8 +20,11 @@ from tally.api.balance_models import CommitIn, CreditIn
 from tally.api.contract_models import (
     ContractView,
     OverrideIn,
+    ProrationRoundingIn,
     ScheduledChargeIn,
+    SeatId,
     SubscriptionIn,
+    seat_ids_document,
     _override_json,
     _scheduled_charge_json,
     _subscription_json,
@@ -30,6 +33,7 @@ from tally.api.models import MAX_NAME_LENGTH, Request, parse_instant
 from tally.billing.errors import InvalidInput
 from tally.billing.limits import MAX_ID_LENGTH, MAX_IDS_PER_REQUEST
 from tally.billing.pricing import Contract, Product
+from tally.billing.pricing.seats import seat_count
 from tally.billing.time import format_rfc3339
 
 # Parts one edit may name in each list: an edit is a handful of changes, and each is validated
@@ -78,20 +82,62 @@ class QuantityUpdateIn(Request):
         return change
 
 
+class SeatIdsChangeIn(Request):
+    seat_ids: list[SeatId] = Field(min_length=1, max_length=MAX_PARTS)
+    starting_at: str
+
+
+class UnassignedSeatsChangeIn(Request):
+    quantity: Decimal
+    starting_at: str
+
+
+class SeatUpdatesIn(Request):
+    add_seat_ids: list[SeatIdsChangeIn] | None = Field(default=None, max_length=MAX_PARTS)
+    add_unassigned_seats: list[UnassignedSeatsChangeIn] | None = Field(default=None, max_length=MAX_PARTS)
+    remove_seat_ids: list[SeatIdsChangeIn] | None = Field(default=None, max_length=MAX_PARTS)
+    remove_unassigned_seats: list[UnassignedSeatsChangeIn] | None = Field(default=None, max_length=MAX_PARTS)
+
+    def to_changes(self, path: str) -> list[dict]:
+        """One stored seat update per change, in the order they apply at one instant: the SDK's
+        field order (seat ids added, unassigned seats added, seat ids removed, unassigned removed),
+        each kind in the order sent (so `seat_update_fields` can name them again)."""
+        changes: list[dict] = []
+        for kind in ("add_seat_ids", "remove_seat_ids"):
+            for j, change in enumerate(getattr(self, kind) or ()):
+                where = f"{path}.{kind}[{j}]"
+                changes.append(
+                    {
+                        "starting_at": _instant(f"{where}.starting_at", change.starting_at),
+                        kind: seat_ids_document(change.seat_ids, f"{where}.seat_ids"),
+                    }
+                )
+        for kind in ("add_unassigned_seats", "remove_unassigned_seats"):
+            for j, change in enumerate(getattr(self, kind) or ()):
+                where = f"{path}.{kind}[{j}]"
+                changes.append(
+                    {
+                        "starting_at": _instant(f"{where}.starting_at", change.starting_at),
+                        kind: Decimal(seat_count(change.quantity, f"{where}.quantity", allow_zero=False)),
+                    }
+                )
+        order = {"add_seat_ids": 0, "add_unassigned_seats": 1, "remove_seat_ids": 2, "remove_unassigned_seats": 3}
+        return sorted(changes, key=lambda c: next(order[k] for k in c if k in order))
+
+
 class SubscriptionUpdateIn(Request):
     subscription_id: str = Id
     ending_before: str | None = None
     name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
     quantity_updates: list[QuantityUpdateIn] | None = Field(default=None, max_length=MAX_PARTS)
-    # Refused when given (SEAT_BASED subscriptions and proration rounding are not built yet).
-    proration_rounding: Any = None
+    proration_rounding: ProrationRoundingIn | None = None
+    seat_updates: SeatUpdatesIn | None = None
+    # Refused when given (a subscription's mode is set when it is added).
     quantity_management_mode_update: Any = None
-    seat_updates: Any = None
 
     def to_update(self, path: str) -> dict:
-        for name in ("proration_rounding", "quantity_management_mode_update", "seat_updates"):
-            if name in self.model_fields_set:
-                raise InvalidInput(f"{path}.{name}", "is not supported yet")
+        if "quantity_management_mode_update" in self.model_fields_set:
+            raise InvalidInput(f"{path}.quantity_management_mode_update", "is not supported yet")
         update: dict[str, Any] = {"id": self.subscription_id}
         if "ending_before" in self.model_fields_set:
             update["ending_before"] = (
@@ -103,8 +149,20 @@ class SubscriptionUpdateIn(Request):
             update["quantity_updates"] = [
                 q.to_change(f"{path}.quantity_updates[{j}]") for j, q in enumerate(self.quantity_updates)
             ]
+        if "proration_rounding" in self.model_fields_set:  # null: no rounding from now on
+            update["proration_rounding"] = (
+                None
+                if self.proration_rounding is None
+                else self.proration_rounding.to_document(f"{path}.proration_rounding")
+            )
+        if self.seat_updates is not None:
+            update["seat_updates"] = self.seat_updates.to_changes(f"{path}.seat_updates")
+            if not update["seat_updates"]:
+                raise InvalidInput(f"{path}.seat_updates", "names no seat change")
         if len(update) == 1:
-            raise InvalidInput(path, "names no change (quantity_updates, ending_before or name)")
+            raise InvalidInput(
+                path, "names no change (quantity_updates, seat_updates, proration_rounding, ending_before or name)"
+            )
         return update
 
 
@@ -308,6 +366,19 @@ def _drop_none(values: dict) -> dict:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def _seat_updates_json(changes: list[dict]) -> dict:
+    """Stored seat updates grouped back by kind, in the SDK's shape."""
+    body: dict[str, list] = {}
+    for change in changes:
+        for kind in ("add_seat_ids", "remove_seat_ids"):
+            if kind in change:
+                body.setdefault(kind, []).append({"seat_ids": change[kind], "starting_at": change["starting_at"]})
+        for kind in ("add_unassigned_seats", "remove_unassigned_seats"):
+            if kind in change:
+                body.setdefault(kind, []).append({"quantity": change[kind], "starting_at": change["starting_at"]})
+    return body
+
+
 def _schedule_item_json(item: dict) -> dict:
     body = dict(item)
     if "unit_price" in item and "quantity" in item:
@@ -346,7 +417,14 @@ def edit_json(record: dict, document: dict, contract: Contract, products: dict[s
         body["update_subscriptions"] = [
             {"id": u["id"]}
             | ({"ending_before": u["ending_before"]} if "ending_before" in u else {})
-            | _drop_none({"name": u.get("name"), "quantity_updates": u.get("quantity_updates")})
+            | ({"proration_rounding": u["proration_rounding"]} if "proration_rounding" in u else {})
+            | _drop_none(
+                {
+                    "name": u.get("name"),
+                    "quantity_updates": u.get("quantity_updates"),
+                    "seat_updates": _seat_updates_json(u["seat_updates"]) if u.get("seat_updates") else None,
+                }
+            )
             for u in record["update_subscriptions"]
         ]
     if "update_scheduled_charges" in record:

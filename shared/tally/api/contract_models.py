@@ -8,14 +8,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping, Sequence
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, StringConstraints
 
 from tally.api.catalog_models import CREATED_BY, TierIn
-from tally.api.balance_models import CommitIn, CreditIn, credit_type_ref, grant_json
+from tally.api.balance_models import CommitIn, CreditIn, RecurringScheduleIn, credit_type_ref, grant_json
 from tally.api.models import MAX_NAME_LENGTH, CustomFields, Request, parse_instant
+from tally.billing.balances.grants import AmountDistribution, RecurringFrequency, RecurringSchedule, expand_recurring_schedule
 from tally.billing.errors import InvalidInput
+from tally.billing.limits import (
+    MAX_ID_LENGTH,
+    MAX_IDS_PER_REQUEST,
+    MAX_INITIAL_SEAT_IDS,
+    MAX_PROPERTY_NAME_LENGTH,
+    MAX_SCHEDULE_ITEMS,
+    identifier_problem,
+)
+from tally.billing.pricing.seats import SeatSegment, seat_count
+from tally.billing.pricing.subscriptions import MAX_DECIMAL_PLACES, MIN_DECIMAL_PLACES
 from tally.billing.pricing import USD_CENTS, Contract, CreditType, Period, Product, Subscription
 from tally.billing.pricing.subscriptions import subscription_periods
 from tally.billing.time import format_rfc3339, parse_rfc3339
@@ -139,15 +150,61 @@ class OverrideIn(Request):
         )
 
 
+class ProrationRoundingIn(Request):
+    decimal_places: Decimal
+    rounding_method: Literal["HALF_UP", "FLOOR", "CEILING"]
+
+    def to_document(self, path: str) -> dict:
+        places = self.decimal_places
+        if not places.is_finite() or places != places.to_integral_value() or not (
+            MIN_DECIMAL_PLACES <= places <= MAX_DECIMAL_PLACES
+        ):
+            raise InvalidInput(
+                f"{path}.decimal_places", f"must be a whole number from {MIN_DECIMAL_PLACES} to {MAX_DECIMAL_PLACES}"
+            )
+        return {"decimal_places": Decimal(int(places)), "rounding_method": self.rounding_method}
+
+
 class ProrationIn(Request):
-    invoice_behavior: Literal["BILL_IMMEDIATELY", "BILL_ON_NEXT_COLLECTION_DATE"] = "BILL_IMMEDIATELY"
+    # None: BILL_IMMEDIATELY for ADVANCE, BILL_ON_NEXT_COLLECTION_DATE (the only choice) for ARREARS.
+    invoice_behavior: Literal["BILL_IMMEDIATELY", "BILL_ON_NEXT_COLLECTION_DATE"] | None = None
     is_prorated: bool = True
-    rounding: dict[str, Any] | None = None
+    rounding: ProrationRoundingIn | None = None
 
 
 class SubscriptionRateIn(Request):
     billing_frequency: Frequency
     product_id: str = Field(min_length=1)
+
+
+SeatId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
+
+
+def seat_ids_document(ids: list[str], path: str) -> list[str]:
+    """Seat ids as stored: each a usable id, none twice."""
+    seen: set[str] = set()
+    for index, seat_id in enumerate(ids):
+        problem = identifier_problem(seat_id)
+        if problem is not None:
+            raise InvalidInput(f"{path}[{index}]", problem)
+        if seat_id in seen:
+            raise InvalidInput(f"{path}[{index}]", f"names seat {seat_id!r} twice")
+        seen.add(seat_id)
+    return list(ids)
+
+
+class SeatConfigIn(Request):
+    initial_seat_ids: list[SeatId] = Field(max_length=MAX_INITIAL_SEAT_IDS)
+    seat_group_key: str = Field(min_length=1, max_length=MAX_PROPERTY_NAME_LENGTH)
+    initial_unassigned_seats: Decimal | None = None
+
+    def to_document(self, path: str) -> dict:
+        unassigned = seat_count(self.initial_unassigned_seats or 0, f"{path}.initial_unassigned_seats", allow_zero=True)
+        return {
+            "seat_group_key": self.seat_group_key,
+            "initial_seat_ids": seat_ids_document(self.initial_seat_ids, f"{path}.initial_seat_ids"),
+            "initial_unassigned_seats": Decimal(unassigned),
+        }
 
 
 class SubscriptionIn(Request):
@@ -161,38 +218,55 @@ class SubscriptionIn(Request):
     initial_quantity: Decimal | None = None
     name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
     quantity_management_mode: Literal["SEAT_BASED", "QUANTITY_ONLY"] = "QUANTITY_ONLY"
-    seat_config: dict[str, Any] | None = None
+    seat_config: SeatConfigIn | None = None
     starting_at: str | None = None
     temporary_id: str | None = None
 
     def to_document(self, path: str) -> dict:
-        for name in ("billing_cycle_config", "seat_config"):
-            if getattr(self, name) is not None:
-                raise InvalidInput(f"{path}.{name}", "is not supported yet")
-        if self.quantity_management_mode != "QUANTITY_ONLY":
-            raise InvalidInput(f"{path}.quantity_management_mode", "only QUANTITY_ONLY is supported")
-        if self.proration.invoice_behavior != "BILL_IMMEDIATELY":
-            raise InvalidInput(f"{path}.proration.invoice_behavior", "only BILL_IMMEDIATELY is supported")
-        if self.proration.rounding is not None:
-            raise InvalidInput(f"{path}.proration.rounding", "is not supported yet")
-        if self.initial_quantity is None:
-            raise InvalidInput(f"{path}.initial_quantity", "is required for QUANTITY_ONLY subscriptions")
-        return _drop_none(
-            {
-                "product_id": self.subscription_rate.product_id,
-                "billing_frequency": self.subscription_rate.billing_frequency,
-                "collection_schedule": self.collection_schedule,
-                "is_prorated": self.proration.is_prorated,
-                "invoice_behavior": self.proration.invoice_behavior,
-                "starting_at": _canonical(f"{path}.starting_at", self.starting_at),
-                "ending_before": _canonical(f"{path}.ending_before", self.ending_before),
-                "initial_quantity": self.initial_quantity,
-                "name": self.name,
-                "description": self.description,
-                "custom_fields": self.custom_fields,
-                "temporary_id": self.temporary_id,
-            }
-        )
+        if self.billing_cycle_config is not None:
+            raise InvalidInput(f"{path}.billing_cycle_config", "is not supported yet")
+        behavior = self.proration.invoice_behavior
+        if behavior is None:
+            behavior = "BILL_IMMEDIATELY" if self.collection_schedule == "ADVANCE" else "BILL_ON_NEXT_COLLECTION_DATE"
+        if self.collection_schedule == "ARREARS" and behavior != "BILL_ON_NEXT_COLLECTION_DATE":
+            raise InvalidInput(
+                f"{path}.proration.invoice_behavior",
+                "must be BILL_ON_NEXT_COLLECTION_DATE for an ARREARS subscription (BILL_IMMEDIATELY is for ADVANCE)",
+            )
+        document = {
+            "product_id": self.subscription_rate.product_id,
+            "billing_frequency": self.subscription_rate.billing_frequency,
+            "collection_schedule": self.collection_schedule,
+            "is_prorated": self.proration.is_prorated,
+            "invoice_behavior": behavior,
+            "proration_rounding": None
+            if self.proration.rounding is None
+            else self.proration.rounding.to_document(f"{path}.proration.rounding"),
+            "starting_at": _canonical(f"{path}.starting_at", self.starting_at),
+            "ending_before": _canonical(f"{path}.ending_before", self.ending_before),
+            "initial_quantity": self.initial_quantity,
+            "name": self.name,
+            "description": self.description,
+            "custom_fields": self.custom_fields,
+            "temporary_id": self.temporary_id,
+        }
+        if self.quantity_management_mode == "SEAT_BASED":
+            if self.seat_config is None:
+                raise InvalidInput(f"{path}.seat_config", "is required for SEAT_BASED subscriptions")
+            seats = self.seat_config.to_document(f"{path}.seat_config")
+            total = len(seats["initial_seat_ids"]) + seats["initial_unassigned_seats"]
+            if self.initial_quantity is not None and self.initial_quantity != total:
+                raise InvalidInput(
+                    f"{path}.initial_quantity",
+                    f"a SEAT_BASED subscription's quantity is its seats ({total}); leave initial_quantity out",
+                )
+            document |= {"quantity_management_mode": "SEAT_BASED", "seat_config": seats, "initial_quantity": total}
+        else:
+            if self.seat_config is not None:
+                raise InvalidInput(f"{path}.seat_config", "is only for SEAT_BASED subscriptions")
+            if self.initial_quantity is None:
+                raise InvalidInput(f"{path}.initial_quantity", "is required for QUANTITY_ONLY subscriptions")
+        return _drop_none(document)
 
 
 class ScheduleItemIn(Request):
@@ -205,7 +279,7 @@ class ScheduleItemIn(Request):
 class ScheduleIn(Request):
     credit_type_id: str | None = None
     do_not_invoice: bool | None = None
-    recurring_schedule: dict[str, Any] | None = None
+    recurring_schedule: RecurringScheduleIn | None = None
     schedule_items: list[ScheduleItemIn] | None = None
 
 
@@ -217,13 +291,34 @@ class ScheduledChargeIn(Request):
     netsuite_sales_order_id: str | None = None
 
     def to_document(self, path: str) -> dict:
-        if self.schedule.recurring_schedule is not None:
-            raise InvalidInput(f"{path}.schedule.recurring_schedule", "is not supported yet; list schedule_items")
-        if self.schedule.do_not_invoice:
-            raise InvalidInput(f"{path}.schedule.do_not_invoice", "is not supported yet")
+        schedule = self.schedule
+        if (schedule.schedule_items is None) == (schedule.recurring_schedule is None):
+            raise InvalidInput(f"{path}.schedule", "give exactly one of schedule_items or recurring_schedule")
+        if schedule.recurring_schedule is not None:
+            items = self._recurring_items(schedule.recurring_schedule, f"{path}.schedule.recurring_schedule")
+        else:
+            items = self._listed_items(schedule.schedule_items or [], f"{path}.schedule.schedule_items")
+        return _drop_none(
+            {
+                "product_id": self.product_id,
+                "name": self.name,
+                "credit_type_id": schedule.credit_type_id,
+                "custom_fields": self.custom_fields,
+                "netsuite_sales_order_id": self.netsuite_sales_order_id,
+                "schedule_items": items,
+                # Kept so that refusals of the items it made name it (ContractService.validate).
+                "recurring_schedule": None
+                if schedule.recurring_schedule is None
+                else {"frequency": schedule.recurring_schedule.frequency, "items": len(items)},
+                "do_not_invoice": True if schedule.do_not_invoice else None,
+            }
+        )
+
+    @staticmethod
+    def _listed_items(listed: list[ScheduleItemIn], path: str) -> list[dict]:
         items = []
-        for index, item in enumerate(self.schedule.schedule_items or ()):
-            where = f"{path}.schedule.schedule_items[{index}]"
+        for index, item in enumerate(listed):
+            where = f"{path}[{index}]"
             if item.amount is not None and (item.quantity is not None or item.unit_price is not None):
                 raise InvalidInput(f"{where}.amount", "give either amount or quantity and unit_price")
             if item.amount is None and (item.quantity is None or item.unit_price is None):
@@ -235,15 +330,30 @@ class ScheduledChargeIn(Request):
                     "quantity": Decimal(1) if item.amount is not None else item.quantity,
                 }
             )
-        return _drop_none(
-            {
-                "product_id": self.product_id,
-                "name": self.name,
-                "credit_type_id": self.schedule.credit_type_id,
-                "custom_fields": self.custom_fields,
-                "schedule_items": items,
-            }
+        return items
+
+    @staticmethod
+    def _recurring_items(r: RecurringScheduleIn, path: str) -> list[dict]:
+        """The items a recurring schedule stands for, made once (as Metronome shows them): one per
+        frequency step from starting_at, the amount distributed as `amount_distribution` says."""
+        start = parse_rfc3339(_required_time(f"{path}.starting_at", r.starting_at))
+        end = parse_rfc3339(_required_time(f"{path}.ending_before", r.ending_before))
+        frequency = RecurringFrequency(r.frequency)
+        months = (end.year - start.year) * 12 + end.month - start.month
+        if months // frequency.months > MAX_SCHEDULE_ITEMS:  # checked before making them
+            raise InvalidInput(f"{path}.ending_before", f"would make more than {MAX_SCHEDULE_ITEMS:,} schedule items")
+        expanded = expand_recurring_schedule(
+            RecurringSchedule(
+                AmountDistribution(r.amount_distribution), frequency, start, end, r.amount, r.quantity, r.unit_price
+            ),
+            "item",
+            USD_CENTS,
+            path,
         )
+        return [
+            {"timestamp": format_rfc3339(i.timestamp), "unit_price": i.unit_price, "quantity": i.quantity}
+            for i in expanded
+        ]
 
 
 class UsageStatementScheduleIn(Request):
@@ -393,6 +503,50 @@ class SubscriptionQuantityHistory(Request):
     subscription_id: str = Field(min_length=1)
 
 
+class SubscriptionSeatsHistory(Request):
+    contract_id: str = Field(min_length=1)
+    customer_id: str = Field(min_length=1)
+    subscription_id: str = Field(min_length=1)
+    covering_date: str | None = None
+    cursor: str | None = None
+    ending_before: str | None = None
+    limit: int | None = Field(default=None, ge=1, le=10)
+    starting_at: str | None = None
+
+    def window(self) -> tuple[datetime | None, datetime | None, datetime | None]:
+        """(covering_date, starting_at, ending_before); covering_date alone or the other two."""
+        if self.covering_date is not None and (self.starting_at is not None or self.ending_before is not None):
+            raise InvalidInput("covering_date", "cannot be combined with starting_at or ending_before")
+        starting_at = parse_instant("starting_at", self.starting_at)
+        ending_before = parse_instant("ending_before", self.ending_before)
+        if starting_at is not None and ending_before is not None and ending_before < starting_at:
+            raise InvalidInput("ending_before", "must not be before starting_at")
+        return parse_instant("covering_date", self.covering_date), starting_at, ending_before
+
+
+class SeatBalancesList(Request):
+    contract_id: str = Field(min_length=1)
+    customer_id: str = Field(min_length=1)
+    covering_date: str | None = None
+    cursor: str | None = None
+    effective_before: str | None = None
+    include_credits_and_commits: bool = False
+    include_ledgers: bool = False
+    limit: int = Field(default=25, ge=1, le=100)
+    seat_ids: list[SeatId] | None = Field(default=None, max_length=MAX_IDS_PER_REQUEST)
+    skip_missing_seat_ids: bool = False
+    starting_at: str | None = None
+    subscription_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]] | None = Field(
+        default=None, max_length=MAX_IDS_PER_REQUEST
+    )
+
+    def check_dates(self) -> None:
+        if self.covering_date is not None and (self.starting_at is not None or self.effective_before is not None):
+            raise InvalidInput("covering_date", "cannot be combined with starting_at or effective_before")
+        for name in ("covering_date", "effective_before", "starting_at"):
+            parse_instant(name, getattr(self, name))
+
+
 # -- responses ---------------------------------------------------------------------------------
 def credit_type_json(credit_type: CreditType) -> dict:
     return {"id": credit_type.id, "name": credit_type.name}
@@ -492,8 +646,8 @@ def _subscription_json(
         "created_at": s["created_at"],
         "starting_at": s["starting_at"],
         "collection_schedule": s["collection_schedule"],
-        "proration": {"invoice_behavior": s["invoice_behavior"], "is_prorated": s["is_prorated"]},
-        "quantity_management_mode": "QUANTITY_ONLY",
+        "proration": _proration_json(s),
+        "quantity_management_mode": s.get("quantity_management_mode") or "QUANTITY_ONLY",
         "quantity_schedule": _quantity_schedule_json(s),
         "subscription_rate": {
             "billing_frequency": s["billing_frequency"],
@@ -506,6 +660,17 @@ def _subscription_json(
     for name in ("ending_before", "name", "description"):
         if s.get(name) is not None:
             body[name] = s[name]
+    if s.get("seat_config"):
+        body["seat_config"] = {"seat_group_key": s["seat_config"]["seat_group_key"]}
+    return body
+
+
+def _proration_json(s: dict) -> dict:
+    # ARREARS bills increases at the period's end whatever was stored (only that is allowed now).
+    behavior = "BILL_ON_NEXT_COLLECTION_DATE" if s["collection_schedule"] == "ARREARS" else s["invoice_behavior"]
+    body = {"invoice_behavior": behavior, "is_prorated": s["is_prorated"]}
+    if s.get("proration_rounding"):
+        body["rounding"] = dict(s["proration_rounding"])
     return body
 
 
@@ -516,6 +681,7 @@ def _scheduled_charge_json(c: dict, products: dict[str, Product], fiat: CreditTy
         "product": _product_ref(c["product_id"], products, first),
         "schedule": {
             "credit_type": credit_type_ref(c.get("credit_type_id") or fiat.id, names),
+            **({"do_not_invoice": True} if c.get("do_not_invoice") else {}),
             "schedule_items": [
                 {
                     "id": i["id"],
@@ -600,6 +766,18 @@ def quantity_history_json(history: dict) -> dict:
             for h in history["history"]
         ],
     }
+
+
+def seats_history_json(segments: Sequence[SeatSegment]) -> list[dict]:
+    return [
+        {
+            "starting_at": format_rfc3339(segment.starting_at),
+            "ending_before": None if segment.ending_before is None else format_rfc3339(segment.ending_before),
+            "assigned_seat_ids": list(segment.seats.assigned),
+            "total_quantity": segment.seats.total,
+        }
+        for segment in segments
+    ]
 
 
 def parse_time_param(field: str, value: str | None) -> datetime | None:

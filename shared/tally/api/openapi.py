@@ -55,7 +55,9 @@ from tally.api.contract_models import (
     ContractList,
     ContractRef,
     ContractUpdateEndDate,
+    SeatBalancesList,
     SubscriptionQuantityHistory,
+    SubscriptionSeatsHistory,
 )
 from tally.api.contract_edit_models import ContractEdit, ContractEditHistory
 from tally.api.contract_v2_models import ContractV2Get, ContractV2List
@@ -207,6 +209,11 @@ OPERATIONS = (
     Operation("POST", "/v1/contracts/getSubscriptionQuantityHistory",
               "v1.contract_retrieve_subscription_quantity_history_response:ContractRetrieveSubscriptionQuantityHistoryResponse",
               SubscriptionQuantityHistory),
+    Operation("POST", "/v1/contracts/getSubscriptionSeatsHistory",
+              "v1.contract_get_subscription_seats_history_response:ContractGetSubscriptionSeatsHistoryResponse",
+              SubscriptionSeatsHistory),
+    Operation("POST", "/v1/contracts/seatBalances/list",
+              "v1.contract_list_seat_balances_response:ContractListSeatBalancesResponse", SeatBalancesList),
     Operation("POST", "/v2/contracts/get", "v2.contract_retrieve_response:ContractRetrieveResponse", ContractV2Get),
     Operation("POST", "/v2/contracts/list", "shared.contract_v2:ContractV2", ContractV2List, page="cursor"),
     Operation("POST", "/v2/contracts/edit", "v2.contract_edit_response:ContractEditResponse", ContractEdit),

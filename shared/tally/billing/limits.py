@@ -49,6 +49,12 @@ MAX_USAGE_SERIES = 500
 MAX_BODY_BYTES = 1_000_000
 MAX_ID_LENGTH = 128  # characters of an id, transaction id, event type or ingest key
 MAX_NAME_LENGTH = 255
+# Seat ids a SEAT_BASED subscription starts with: they live in the contract's item (DynamoDB's
+# 400 KB), some 130 bytes each.
+MAX_INITIAL_SEAT_IDS = 1_000
+# Items one recurring schedule of a scheduled charge makes (a century of months): they live in the
+# contract's item too.
+MAX_SCHEDULE_ITEMS = 1_200
 
 # -- usage events -------------------------------------------------------------------------------
 MAX_EVENTS_PER_REQUEST = 100

@@ -1,10 +1,11 @@
 """Contract edits (Metronome's `POST /v2/contracts/edit`) and their history.
 
 An edit changes one live contract: overrides added or removed, subscriptions added or updated
-(quantity changes, end dates, names), scheduled charges added, updated or archived, commits and
-credits added or archived, and the contract's end date, name and payment terms. Each change
-carries its own effective date (an override's `starting_at`, a quantity change's `starting_at`, a
-charge's timestamps); the edit as a whole is recorded once, with who made it and when.
+(quantity or seat changes, end dates, names, proration rounding), scheduled charges added, updated
+or archived, commits and credits added or archived, and the contract's end date, name and payment
+terms. Each change carries its own effective date (an override's `starting_at`, a quantity or
+seat change's `starting_at`, a charge's timestamps); the edit as a whole is recorded once, with
+who made it and when.
 
 `changes` is the normalized request (api/contract_edit_models.py). The edit *record* is the
 changes with every id and default resolved, so applying it is pure (`apply_edit`) and replaying a
@@ -41,7 +42,13 @@ from tally.billing.errors import Conflict, InvalidInput, NotFound
 from tally.billing.pricing import InvoiceType, build_draft_invoices
 from tally.billing.pricing.validation import hour_aligned
 from tally.billing.time import format_rfc3339, parse_rfc3339
-from tally.services.contracts import ContractChanged, ContractService, contract_from_document, quantity_schedule
+from tally.services.contracts import (
+    ContractChanged,
+    ContractService,
+    contract_from_document,
+    is_seat_based,
+    quantity_schedule,
+)
 from tally.services.invoice_records import FINALIZED, StoredInvoice
 from tally.services.invoices import NO_USAGE, invoice_id
 from tally.services.ports import StoreUnavailable
@@ -149,6 +156,43 @@ def _check_quantities(sub: dict, field: str) -> None:
             )
 
 
+SEAT_UPDATE_KINDS = ("add_seat_ids", "add_unassigned_seats", "remove_seat_ids", "remove_unassigned_seats")
+
+
+def seat_update_fields(changes: list[dict], field: str) -> list[str]:
+    """The request field of each stored seat update of one subscription update (kept per kind, in
+    the order sent: api/contract_edit_models.SeatUpdatesIn)."""
+    counts: dict[str, int] = {}
+    fields = []
+    for change in changes:
+        kind = next(k for k in SEAT_UPDATE_KINDS if k in change)
+        fields.append(f"{field}.seat_updates.{kind}[{counts.get(kind, 0)}]")
+        counts[kind] = counts.get(kind, 0) + 1
+    return fields
+
+
+def _check_seats(sub: dict, update: dict, field: str) -> None:
+    """Seat updates only on SEAT_BASED subscriptions, on the hour and within the subscription."""
+    seat_based = is_seat_based(sub)
+    if update.get("seat_updates") and not seat_based:
+        raise InvalidInput(f"{field}.seat_updates", "is only for SEAT_BASED subscriptions; this one is QUANTITY_ONLY")
+    if update.get("quantity_updates") and seat_based:
+        raise InvalidInput(f"{field}.quantity_updates", "a SEAT_BASED subscription's quantity changes through seat_updates")
+    start, end = parse_rfc3339(sub["starting_at"]), _end(sub.get("ending_before"))
+    new = update.get("seat_updates") or []
+    for change, where in zip(new, seat_update_fields(new, field)):
+        at = hour_aligned(parse_rfc3339(change["starting_at"]), f"{where}.starting_at")
+        if at < start:
+            raise InvalidInput(f"{where}.starting_at", "must not be before the subscription starts")
+        if at >= end:
+            raise InvalidInput(f"{where}.starting_at", "must be before the subscription ends")
+    for change in sub.get("seat_updates") or ():
+        if parse_rfc3339(change["starting_at"]) >= end:
+            raise InvalidInput(
+                f"{field}.ending_before", f"must be after the subscription's seat change at {change['starting_at']}"
+            )
+
+
 def _update_subscription(doc: dict, update: dict, field: str) -> None:
     sub = _find(doc.get("subscriptions") or [], update["id"], f"{field}.subscription_id", "a subscription")
     if "ending_before" in update:
@@ -161,6 +205,11 @@ def _update_subscription(doc: dict, update: dict, field: str) -> None:
             sub["ending_before"] = update["ending_before"]
     if "name" in update:
         sub["name"] = update["name"]
+    if "proration_rounding" in update:
+        _set(sub, "proration_rounding", update["proration_rounding"])
+    if update.get("seat_updates"):
+        sub["seat_updates"] = list(sub.get("seat_updates") or ()) + [dict(c) for c in update["seat_updates"]]
+    _check_seats(sub, update, field)
     if update.get("quantity_updates"):
         # `_new` marks the changes this step adds (their index in the request) for _check_quantities.
         added = [dict(u, _new=j) for j, u in enumerate(update["quantity_updates"])]
@@ -329,6 +378,9 @@ def _check_dates(old: dict, record: dict, finalized: Finalized, allow_ending_bef
     for i, update in enumerate(record.get("update_subscriptions") or ()):
         for j, change in enumerate(update.get("quantity_updates") or ()):
             finalized.check(f"update_subscriptions[{i}].quantity_updates[{j}].starting_at", parse_rfc3339(change["starting_at"]))
+        seat_changes = update.get("seat_updates") or []
+        for change, where in zip(seat_changes, seat_update_fields(seat_changes, f"update_subscriptions[{i}]")):
+            finalized.check(f"{where}.starting_at", parse_rfc3339(change["starting_at"]))
         if "ending_before" in update:
             sub = next((s for s in old.get("subscriptions") or () if s["id"] == update["id"]), None)
             if sub is not None:
@@ -527,6 +579,10 @@ def _step_field(field: str, record: dict) -> str:
         update = record["update_subscriptions"][int(field[len("update_subscriptions["):-1])]
         if update.get("quantity_updates"):
             return f"{field}.quantity_updates"
+        if update.get("seat_updates"):
+            return f"{field}.seat_updates"
+        if "proration_rounding" in update:
+            return f"{field}.proration_rounding"
         if "ending_before" in update:
             return f"{field}.ending_before"
     return field

@@ -8,6 +8,7 @@ Metronome. Validation is the engine's own (`validate_contract`), run before anyt
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -42,7 +43,13 @@ from tally.billing.pricing.usage_filters import (
 )
 from tally.billing.pricing.periods import BillingDay, Frequency
 from tally.billing.pricing.rates import RateTimeline, RateType, Tier
-from tally.billing.pricing.subscriptions import CollectionSchedule
+from tally.billing.pricing.seats import SeatChange, Seats, SeatSegment, seat_quantities, seat_schedule
+from tally.billing.pricing.subscriptions import (
+    CollectionSchedule,
+    InvoiceBehavior,
+    ProrationRounding,
+    ProrationRoundingMethod,
+)
 from tally.billing.time import format_rfc3339, parse_rfc3339
 
 
@@ -143,10 +150,13 @@ def _override(doc: dict, index: int) -> Override:
 def quantity_schedule(doc: dict) -> tuple[Decimal, tuple[QuantityChange, ...]]:
     """A stored subscription's initial quantity and its changes, as absolute quantities.
 
+    A SEAT_BASED subscription's quantity is its number of seats (seat_schedule). Otherwise,
     `quantity_updates` are kept as they were sent (by contract edits): each sets a `quantity` or
     adds a `quantity_delta`, from its `starting_at`. Metronome applies them on their effective dates
     in the order sent, so they are folded in (starting_at, order sent) order; a change at the
     subscription's start changes its initial quantity."""
+    if is_seat_based(doc):
+        return seat_quantities(seat_schedule_of(doc))
     start = parse_rfc3339(doc["starting_at"])
     initial = _dec(doc["initial_quantity"])
     updates = sorted(
@@ -164,6 +174,39 @@ def quantity_schedule(doc: dict) -> tuple[Decimal, tuple[QuantityChange, ...]]:
     return initial, tuple(QuantityChange(at, q) for at, q in sorted(changes.items()))
 
 
+def is_seat_based(doc: dict) -> bool:
+    return doc.get("quantity_management_mode") == "SEAT_BASED"
+
+
+def seat_change(update: dict) -> SeatChange:
+    """A stored seat update (one kind of change, as contract edits keep them) as the engine's."""
+    return SeatChange(
+        parse_rfc3339(update["starting_at"]),
+        add_seat_ids=tuple(update.get("add_seat_ids") or ()),
+        remove_seat_ids=tuple(update.get("remove_seat_ids") or ()),
+        add_unassigned=int(update.get("add_unassigned_seats") or 0),
+        remove_unassigned=int(update.get("remove_unassigned_seats") or 0),
+    )
+
+
+def seat_schedule_of(doc: dict) -> tuple[SeatSegment, ...]:
+    """A stored SEAT_BASED subscription's seats from its start (billing/pricing/seats.py)."""
+    config = doc["seat_config"]
+    initial = Seats(tuple(config.get("initial_seat_ids") or ()), int(config.get("initial_unassigned_seats") or 0))
+    return seat_schedule(
+        parse_rfc3339(doc["starting_at"]),
+        _time(doc.get("ending_before")),
+        initial,
+        [seat_change(u) for u in doc.get("seat_updates") or ()],
+    )
+
+
+def _proration_rounding(doc: dict | None) -> ProrationRounding | None:
+    if doc is None:
+        return None
+    return ProrationRounding(int(doc["decimal_places"]), ProrationRoundingMethod(doc["rounding_method"]))
+
+
 def _subscription(doc: dict) -> Subscription:
     initial, changes = quantity_schedule(doc)
     return Subscription(
@@ -177,6 +220,8 @@ def _subscription(doc: dict) -> Subscription:
         ending_before=_time(doc.get("ending_before")),
         quantity_updates=changes,
         name=doc.get("name"),
+        invoice_behavior=InvoiceBehavior(doc.get("invoice_behavior") or InvoiceBehavior.BILL_IMMEDIATELY.value),
+        proration_rounding=_proration_rounding(doc.get("proration_rounding")),
     )
 
 
@@ -191,6 +236,7 @@ def _scheduled_charge(doc: dict, index: int) -> ScheduledCharge:
         name=doc.get("name"),
         credit_type=credit_type(doc.get("credit_type_id"), f"scheduled_charges[{index}].schedule.credit_type_id")
         or USD_CENTS,
+        do_not_invoice=bool(doc.get("do_not_invoice")),
     )
 
 
@@ -352,6 +398,38 @@ class ContractService:
             "history": history,
         }
 
+    def subscription_seats(self, customer_id: str, contract_id: str, subscription_id: str) -> tuple[SeatSegment, ...]:
+        """A SEAT_BASED subscription's seats from its start, one segment per change; the last ends
+        when the subscription does (with the contract, unless it ends before)."""
+        document = self.get(customer_id, contract_id)
+        sub = next((s for s in document.get("subscriptions") or () if s["id"] == subscription_id), None)
+        if sub is None:
+            raise NotFound(f"subscription {subscription_id} not found on contract {contract_id}")
+        if not is_seat_based(sub):
+            raise InvalidInput("subscription_id", "is not a SEAT_BASED subscription (its quantity_management_mode is QUANTITY_ONLY)")
+        ends = [e for e in (_time(sub.get("ending_before")), _time(document.get("ending_before"))) if e is not None]
+        segments = seat_schedule_of(dict(sub, ending_before=format_rfc3339(min(ends)) if ends else None))
+        return segments
+
+    def contract_seat_ids(self, customer_id: str, contract_id: str, subscription_ids: list[str] | None = None) -> list[str]:
+        """Every seat id ever assigned on the contract's SEAT_BASED subscriptions (those named, when
+        `subscription_ids` is given), in subscription order, then in the order first assigned."""
+        document = self.get(customer_id, contract_id)
+        subs = {s["id"]: s for s in document.get("subscriptions") or ()}
+        for index, sub_id in enumerate(subscription_ids or ()):
+            if sub_id not in subs:
+                raise InvalidInput(f"subscription_ids[{index}]", "is not a subscription of the contract")
+            if not is_seat_based(subs[sub_id]):
+                raise InvalidInput(f"subscription_ids[{index}]", "is not a SEAT_BASED subscription")
+        wanted = set(subscription_ids) if subscription_ids else None
+        seen: dict[str, None] = {}
+        for sub in subs.values():
+            if not is_seat_based(sub) or (wanted is not None and sub["id"] not in wanted):
+                continue
+            for segment in seat_schedule_of(sub):
+                seen.update(dict.fromkeys(segment.seats.assigned))
+        return list(seen)
+
     # -- helpers -----------------------------------------------------------------------------
     def _resolve_rate_card(self, request: dict) -> str:
         rate_card_id, alias = request.get("rate_card_id"), request.get("rate_card_alias")
@@ -380,7 +458,10 @@ class ContractService:
         except NotFound as exc:
             raise InvalidInput("rate_card_id", "is not a known rate card") from exc
         products = self._catalog.products()
-        validate_contract(contract, products)  # InvalidInput names the request field
+        try:
+            validate_contract(contract, products)  # InvalidInput names the request field
+        except InvalidInput as exc:
+            raise _recurring_field(exc, document) from exc
         for kind in ("commits", "credits"):
             for index, grant in enumerate(document.get(kind) or ()):
                 validate_grant_document(grant, products, f"{kind}[{index}]")
@@ -416,6 +497,24 @@ class ContractService:
                         f"needs COUNT or SUM billable metrics; {metric.id} (product {product_id}) is "
                         f"{metric.aggregation_type.value}",
                     )
+
+
+_SCHEDULE_ITEM = re.compile(r"scheduled_charges\[(\d+)\]\.schedule\.schedule_items\[(\d+)\]\.timestamp")
+
+
+def _recurring_field(error: InvalidInput, document: dict) -> InvalidInput:
+    """An item of a charge made from a recurring schedule is named by the schedule's bound that
+    put it where it is refused: its starting_at when before the contract, else its ending_before."""
+    match = _SCHEDULE_ITEM.fullmatch(error.field)
+    charges = document.get("scheduled_charges") or []
+    if match is None or int(match[1]) >= len(charges) or "recurring_schedule" not in charges[int(match[1])]:
+        return error
+    item = charges[int(match[1])]["schedule_items"][int(match[2])]
+    bound = "starting_at" if parse_rfc3339(item["timestamp"]) < parse_rfc3339(document["starting_at"]) else "ending_before"
+    return InvalidInput(
+        f"scheduled_charges[{match[1]}].schedule.recurring_schedule.{bound}",
+        f"makes an item at {item['timestamp']}: {error.rule}",
+    )
 
 
 def _window(contract: Contract) -> ContractWindow:

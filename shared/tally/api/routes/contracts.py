@@ -14,10 +14,13 @@ from tally.api.contract_models import (
     ContractRef,
     ContractUpdateEndDate,
     ContractView,
+    SeatBalancesList,
     SubscriptionQuantityHistory,
+    SubscriptionSeatsHistory,
     contract_json,
     parse_time_param,
     quantity_history_json,
+    seats_history_json,
 )
 from tally.api.invoice_models import invoice_json
 from tally.api.models import read_body
@@ -113,6 +116,53 @@ def subscription_quantity_history() -> dict:
         body.customer_id, body.contract_id, body.subscription_id
     )
     return {"data": quantity_history_json(history)}
+
+
+@router.post("/v1/contracts/getSubscriptionSeatsHistory")
+def subscription_seats_history() -> dict:
+    """A SEAT_BASED subscription's seats over time, one entry per change, oldest first: those
+    covering `covering_date`, or overlapping [starting_at, ending_before]."""
+    body = SubscriptionSeatsHistory.model_validate(read_body(router.current_event))
+    covering, starting_at, ending_before = body.window()
+    segments = wiring.contract_service().subscription_seats(body.customer_id, body.contract_id, body.subscription_id)
+    if covering is not None:
+        segments = tuple(s for s in segments if s.covers(covering))
+    if starting_at is not None:
+        segments = tuple(s for s in segments if s.ending_before is None or s.ending_before > starting_at)
+    if ending_before is not None:
+        segments = tuple(s for s in segments if s.starting_at <= ending_before)
+    start = offset_cursor(body.cursor, "cursor")
+    end = start + (body.limit or 10)
+    return {"data": seats_history_json(segments[start:end]), "next_page": str(end) if end < len(segments) else None}
+
+
+@router.post("/v1/contracts/seatBalances/list")
+def list_seat_balances() -> dict:
+    """Per-seat balances of the seat-based commits and credits of the contract's SEAT_BASED
+    subscriptions. Tally's commits and credits are pooled (a grant's `subscription_config` is
+    refused), so no grant is any one seat's: each seat is listed with no balance, commit or credit."""
+    body = SeatBalancesList.model_validate(read_body(router.current_event))
+    body.check_dates()
+    seats = wiring.contract_service().contract_seat_ids(body.customer_id, body.contract_id, body.subscription_ids)
+    if body.seat_ids is not None:
+        known = set(seats)
+        for index, seat_id in enumerate(body.seat_ids):
+            if seat_id not in known and not body.skip_missing_seat_ids:
+                raise InvalidInput(f"seat_ids[{index}]", "is not a seat of the contract's SEAT_BASED subscriptions")
+        wanted = set(body.seat_ids)
+        seats = [s for s in seats if s in wanted]
+    start = offset_cursor(body.cursor, "cursor")
+    end = start + body.limit
+    page = seats[start:end]
+    grants = {"commits": [], "credits": []} if body.include_credits_and_commits else {}
+    return {
+        "data": [{"seat_id": seat_id, "balances": []} | grants for seat_id in page],
+        "pagination": {
+            "seats_included": len(page),
+            "seats_available_for_next_page": max(len(seats) - end, 0),
+            "next_page": str(end) if end < len(seats) else None,
+        },
+    }
 
 
 @router.get("/v1/customers/<customer_id>/invoices")

@@ -40,7 +40,7 @@ from tally.billing.pricing.periods import Period
 from tally.billing.pricing.pricers import Band, graduated_charge, price_flat, price_percentage
 from tally.billing.pricing.rates import split_at
 from tally.billing.pricing.usage_filters import FilteredUsage
-from tally.billing.pricing.subscriptions import CollectionSchedule, scheduled_charge_lines, subscription_lines
+from tally.billing.pricing.subscriptions import charge_billed_in_advance, scheduled_charge_lines, subscription_lines
 
 GroupValues = Mapping[str, str | None]
 ZERO = Decimal(0)
@@ -188,15 +188,15 @@ def build_draft_invoices(
 
 def _issued_at(line: LinePart, contract: Contract) -> datetime | None:
     """When a line is billed on its own SCHEDULED invoice: scheduled charges at their timestamp and
-    in-advance subscription charges when their service starts. None: on the period's USAGE invoice,
-    like every usage line."""
+    in-advance subscription charges when their service starts (subscriptions.billed_in_advance).
+    None: on the period's USAGE invoice, like every usage line."""
     if line.scheduled_at is not None:
         return line.scheduled_at
     if line.type is LineType.SCHEDULED:
         return line.starting_at
     if line.type is LineType.SUBSCRIPTION:
         subscription = next(s for s in contract.subscriptions if s.id == line.subscription_id)
-        if subscription.collection_schedule is CollectionSchedule.ADVANCE:
+        if charge_billed_in_advance(subscription, contract.billing_anchor, line.starting_at):
             return line.starting_at
     return None
 

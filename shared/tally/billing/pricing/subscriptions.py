@@ -3,21 +3,28 @@
 Service periods of a subscription are cells of the grid its billing frequency draws from the
 contract's billing anchor, clipped to the subscription's active time. Which invoice a charge
 lands on is decided by the instant it is charged at:
-- ADVANCE: at the start of the service period, for the quantity then; a quantity increase later
-  in the period is charged when it happens, for the units above the most already charged in that
-  period and the rest of the period (decreases are not refunded). Metronome's BILL_IMMEDIATELY.
-- ARREARS: at the end of the service period, for each stretch of constant quantity and price.
+- ADVANCE: at the start of the service period, for the quantity then (a SCHEDULED invoice issued
+  then). A quantity increase later in the period is charged for the units above the most already
+  charged in that period, for the rest of the period (decreases are not refunded), and
+  `proration.invoice_behavior` says when:
+  - BILL_IMMEDIATELY: when it happens, on a SCHEDULED invoice issued then;
+  - BILL_ON_NEXT_COLLECTION_DATE: in arrears, at the end of the service period, on the USAGE
+    invoice of the billing period that service period ends in.
+- ARREARS: at the end of the service period, for each stretch of constant quantity and price, on
+  the USAGE invoice of the billing period it ends in. Metronome allows only
+  BILL_ON_NEXT_COLLECTION_DATE for ARREARS, and that is what ARREARS does.
 Proration is by exact time: the charged stretch over the whole grid cell, in microseconds. Without
 proration a partial period costs a whole one (stretches then weigh by their share of the active
-time, so a full period's charge never exceeds quantity × price).
+time, so a full period's charge never exceeds quantity × price). `proration.rounding` rounds a
+prorated line's total, once, to its decimal places with its method instead of the credit type's.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from enum import Enum
 
 from tally.billing.errors import InvalidInput
@@ -38,6 +45,45 @@ class CollectionSchedule(str, Enum):
     ARREARS = "ARREARS"
 
 
+class InvoiceBehavior(str, Enum):
+    """When a mid-period quantity increase of an ADVANCE subscription is billed."""
+
+    BILL_IMMEDIATELY = "BILL_IMMEDIATELY"
+    BILL_ON_NEXT_COLLECTION_DATE = "BILL_ON_NEXT_COLLECTION_DATE"
+
+
+class ProrationRoundingMethod(str, Enum):
+    HALF_UP = "HALF_UP"
+    FLOOR = "FLOOR"
+    CEILING = "CEILING"
+
+
+_DECIMAL_ROUNDING = {
+    ProrationRoundingMethod.HALF_UP: ROUND_HALF_UP,
+    ProrationRoundingMethod.FLOOR: ROUND_FLOOR,
+    ProrationRoundingMethod.CEILING: ROUND_CEILING,
+}
+# Bounds of proration.rounding.decimal_places: -12 rounds to 10^12 units ($10 billion in cents).
+MIN_DECIMAL_PLACES, MAX_DECIMAL_PLACES = -12, 12
+
+
+@dataclass(frozen=True, slots=True)
+class ProrationRounding:
+    """Metronome's `proration.rounding`: a prorated amount rounded to `decimal_places` of the credit
+    type's unit (negative: to a power of ten; -2 in cents is whole dollars) with `method`."""
+
+    decimal_places: int
+    method: ProrationRoundingMethod
+
+    def round(self, amount: Decimal, credit_type: CreditType) -> Decimal:
+        """`amount` rounded once. A line never keeps more places than its credit type, so more
+        decimal places than that round to the credit type's, still with this method."""
+        places = min(self.decimal_places, credit_type.precision)
+        rounded = amount.quantize(Decimal(1).scaleb(-places), rounding=_DECIMAL_ROUNDING[self.method], context=PRICING_CONTEXT)
+        # 1.2E+3 -> 1200: a total is shown as a plain number.
+        return rounded.quantize(Decimal(1), context=PRICING_CONTEXT) if places < 0 else rounded
+
+
 @dataclass(frozen=True, slots=True)
 class QuantityChange:
     starting_at: datetime
@@ -56,6 +102,8 @@ class Subscription:
     ending_before: datetime | None = None
     quantity_updates: tuple[QuantityChange, ...] = ()  # sorted by starting_at
     name: str | None = None
+    invoice_behavior: InvoiceBehavior = InvoiceBehavior.BILL_IMMEDIATELY  # ADVANCE only (see the module)
+    proration_rounding: ProrationRounding | None = None
 
     def quantity_at(self, instant: datetime) -> Decimal:
         index = bisect_right([u.starting_at for u in self.quantity_updates], instant)
@@ -84,6 +132,7 @@ class ScheduledCharge:
     schedule_items: tuple[ScheduleItem, ...]
     name: str | None = None
     credit_type: CreditType = USD_CENTS
+    do_not_invoice: bool = False  # kept on the contract, never billed
 
 
 def validate_subscription(subscription: Subscription, field: str) -> None:
@@ -93,6 +142,17 @@ def validate_subscription(subscription: Subscription, field: str) -> None:
     if not isinstance(subscription.billing_frequency, Frequency):
         raise InvalidInput(f"{field}.subscription_rate.billing_frequency", "must be MONTHLY, QUARTERLY, ANNUAL or WEEKLY")
     non_negative(subscription.initial_quantity, f"{field}.initial_quantity")
+    if not isinstance(subscription.invoice_behavior, InvoiceBehavior):
+        raise InvalidInput(f"{field}.proration.invoice_behavior", "must be BILL_IMMEDIATELY or BILL_ON_NEXT_COLLECTION_DATE")
+    rounding = subscription.proration_rounding
+    if rounding is not None:
+        if not isinstance(rounding.method, ProrationRoundingMethod):
+            raise InvalidInput(f"{field}.proration.rounding.rounding_method", "must be HALF_UP, FLOOR or CEILING")
+        if not isinstance(rounding.decimal_places, int) or not MIN_DECIMAL_PLACES <= rounding.decimal_places <= MAX_DECIMAL_PLACES:
+            raise InvalidInput(
+                f"{field}.proration.rounding.decimal_places",
+                f"must be a whole number from {MIN_DECIMAL_PLACES} to {MAX_DECIMAL_PLACES}",
+            )
     previous = subscription.starting_at
     for index, update in enumerate(subscription.quantity_updates):
         hour_aligned(update.starting_at, f"{field}.quantity_updates[{index}].starting_at")
@@ -198,7 +258,8 @@ def _line(
     end: datetime,
 ) -> LineItem:
     charge = price_subscription(pricing.bands, quantity, fraction)
-    return line_from_charge(
+    is_prorated = subscription.is_prorated and fraction != 1
+    line = line_from_charge(
         charge,
         type=LineType.SUBSCRIPTION,
         name=subscription.name or product.at(start).name,
@@ -207,10 +268,15 @@ def _line(
         credit_type=pricing.credit_type,
         starting_at=start,
         ending_before=end,
-        is_prorated=subscription.is_prorated and fraction != 1,
+        is_prorated=is_prorated,
         list_price=pricing.list_rate if pricing.overridden else None,
         subscription_id=subscription.id,
     )
+    rounding = subscription.proration_rounding
+    if is_prorated and rounding is not None:
+        # The line's one rounding is the proration's, from the exact total.
+        line = replace(line, total=rounding.round(line.precise_total, line.credit_type))
+    return line
 
 
 def _advance(
@@ -229,8 +295,11 @@ def _advance(
         if start < update.starting_at < end and update.quantity > charged:
             charges.append((update.starting_at, update.quantity - charged))
             charged = update.quantity
+    # An increase billed on the next collection date lands where an in-arrears charge would.
+    deferred_here = period.starting_at < end <= period.ending_before
     for at, quantity in charges:
-        if not period.contains(at) or quantity == 0:
+        billed_here = period.contains(at) if billed_in_advance(subscription, cell, at) else deferred_here
+        if not billed_here or quantity == 0:
             continue
         pricing = _pricing(subscription, product, book, at)
         if pricing is None:
@@ -238,6 +307,27 @@ def _advance(
         fraction = _fraction(end - at, cell.length) if subscription.is_prorated else Decimal(1)
         lines.append(_line(subscription, product, pricing, quantity, fraction, at, end))
     return lines
+
+
+def billed_in_advance(subscription: Subscription, cell: Period, charged_from: datetime) -> bool:
+    """Whether the subscription's charge for service from `charged_from` in the grid cell `cell` is
+    billed when that service starts (a SCHEDULED invoice issued then) rather than at the end of the
+    cell (the USAGE invoice). An ADVANCE subscription bills each period's start in advance, and a
+    mid-period increase too unless it is BILL_ON_NEXT_COLLECTION_DATE."""
+    if subscription.collection_schedule is not CollectionSchedule.ADVANCE:
+        return False
+    if subscription.invoice_behavior is InvoiceBehavior.BILL_IMMEDIATELY:
+        return True
+    return charged_from in (cell.starting_at, subscription.starting_at)
+
+
+def charge_billed_in_advance(subscription: Subscription, anchor: datetime, charged_from: datetime) -> bool:
+    """`billed_in_advance` for a line of the subscription starting at `charged_from`: the grid cell
+    is the one of its billing frequency from the contract's anchor that holds that instant."""
+    frequency = subscription.billing_frequency
+    k = grid_index(anchor, frequency, charged_from)
+    cell = Period(grid_point(anchor, frequency, k), grid_point(anchor, frequency, k + 1))
+    return billed_in_advance(subscription, cell, charged_from)
 
 
 def _arrears(
@@ -260,7 +350,10 @@ def _arrears(
 
 
 def scheduled_charge_lines(charge: ScheduledCharge, product: Product, period: Period) -> list[LineItem]:
-    """Items whose timestamp falls in the period, each priced quantity × unit_price."""
+    """Items whose timestamp falls in the period, each priced quantity × unit_price; none for a
+    charge that is not invoiced (`do_not_invoice`)."""
+    if charge.do_not_invoice:
+        return []
     return [
         line_from_charge(
             price_flat(item.unit_price, item.quantity),
