@@ -96,8 +96,9 @@ def _seed() -> dict[str, str]:
         ids["contract"] = sdk.v1.contracts.create(
             customer_id=ids["customer"], rate_card_id=ids["rate_card"], starting_at=at(start), name="Fuzz contract",
             usage_statement_schedule={"frequency": "MONTHLY", "day": "CONTRACT_START"},
-            subscriptions=[{
-                "collection_schedule": "ADVANCE", "initial_quantity": 2,
+            subscriptions=[{  # seat-based, so that the seat routes have seats to answer with
+                "collection_schedule": "ADVANCE", "quantity_management_mode": "SEAT_BASED",
+                "seat_config": {"seat_group_key": "user", "initial_seat_ids": ["fuzz-ann", "fuzz-bob"]},
                 "proration": {"invoice_behavior": "BILL_IMMEDIATELY", "is_prorated": True},
                 "subscription_rate": {"product_id": ids["seats"], "billing_frequency": "MONTHLY"},
             }],
