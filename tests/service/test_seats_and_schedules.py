@@ -202,3 +202,13 @@ def test_a_recurring_charge_added_by_an_edit_and_one_past_the_contract_refused_n
     with pytest.raises(InvalidInput) as refused:
         _contract(w, ending_before="2026-12-01T00:00:00Z", scheduled_charges=[RECURRING])
     assert refused.value.field == "scheduled_charges[0].schedule.recurring_schedule.ending_before"
+
+
+def test_a_recurring_charge_whose_items_an_edit_changed_is_named_by_its_items(w):
+    contract = _contract(w, ending_before="2027-01-01T00:00:00Z", scheduled_charges=[RECURRING])
+    charge = stored(w, contract)["scheduled_charges"][0]
+    with pytest.raises(InvalidInput) as refused:
+        edit(w, contract, update_scheduled_charges=[{"scheduled_charge_id": charge["id"], "invoice_schedule": {
+            "add_schedule_items": [{"timestamp": "2027-02-01T00:00:00Z", "amount": 5}]}}])
+    # The added item is past the contract; the recurring schedule is not what put it there.
+    assert refused.value.field == "update_scheduled_charges[0].schedule.schedule_items[3].timestamp"

@@ -234,6 +234,7 @@ def _update_scheduled_charge(doc: dict, update: dict, field: str) -> None:
     if not items:
         raise InvalidInput(f"{where}.remove_schedule_items", "would leave the charge without schedule items; archive it instead")
     charge["schedule_items"] = sorted(items, key=lambda i: (parse_rfc3339(i["timestamp"]), i["id"]))
+    charge.pop("recurring_schedule", None)  # its items are no longer the ones the schedule made
     if "netsuite_sales_order_id" in update:
         charge["netsuite_sales_order_id"] = update["netsuite_sales_order_id"]
 

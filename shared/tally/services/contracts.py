@@ -408,8 +408,7 @@ class ContractService:
         if not is_seat_based(sub):
             raise InvalidInput("subscription_id", "is not a SEAT_BASED subscription (its quantity_management_mode is QUANTITY_ONLY)")
         ends = [e for e in (_time(sub.get("ending_before")), _time(document.get("ending_before"))) if e is not None]
-        segments = seat_schedule_of(dict(sub, ending_before=format_rfc3339(min(ends)) if ends else None))
-        return segments
+        return seat_schedule_of(dict(sub, ending_before=format_rfc3339(min(ends)) if ends else None))
 
     def contract_seat_ids(self, customer_id: str, contract_id: str, subscription_ids: list[str] | None = None) -> list[str]:
         """Every seat id ever assigned on the contract's SEAT_BASED subscriptions (those named, when
