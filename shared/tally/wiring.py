@@ -12,6 +12,7 @@ from tally.adapters.dynamo.documents import DynamoContractStore, DynamoDocumentS
 from tally.adapters.dynamo.counters import DynamoCounterStore
 from tally.adapters.dynamo.events import DynamoEventStore
 from tally.adapters.dynamo.invoices import DynamoInvoiceStore
+from tally.adapters.dynamo.named_schedules import DynamoNamedScheduleStore
 from tally.adapters.dynamo.alerts import DynamoAlertStore
 from tally.adapters.lambda_invoke import AsyncInvoker
 from tally.adapters.sns import SnsPublisher
@@ -29,6 +30,7 @@ from tally.services.events_search import EventSearchService
 from tally.services.ingest import IngestService
 from tally.services.invoices import InvoiceService
 from tally.services.metrics import MetricService
+from tally.services.named_schedules import NamedScheduleService, ServiceOwners
 from tally.services.rating_usage import CounterUsageSource
 from tally.services.usage import UsageService
 from tally.settings import get_settings
@@ -160,6 +162,15 @@ def balance_service() -> BalanceService:
 @lru_cache(maxsize=1)
 def breakdown_service() -> BreakdownService:
     return BreakdownService(invoice_service())
+
+
+@lru_cache(maxsize=1)
+def named_schedule_service() -> NamedScheduleService:
+    return NamedScheduleService(
+        DynamoNamedScheduleStore(get_settings().require("billing_table")),
+        ServiceOwners(catalog_service(), contract_service()),
+        system_clock,
+    )
 
 
 @lru_cache(maxsize=1)

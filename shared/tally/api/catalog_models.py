@@ -330,8 +330,8 @@ class RateIn(Request):
                 raise InvalidInput(f"{prefix}commit_rate.price", "must be a number") from exc
             if not commit_price.is_finite() or commit_price < 0:
                 raise InvalidInput(f"{prefix}commit_rate.price", "must be zero or more")
-        if self.rate_type in ("TIERED_PERCENTAGE", "CUSTOM"):
-            raise InvalidInput(f"{prefix}rate_type", f"{self.rate_type} rates are not supported")
+        if self.rate_type == "CUSTOM":
+            raise InvalidInput(f"{prefix}rate_type", "CUSTOM rates are not supported")
         rate = Rate(
             product_id=self.product_id,
             starting_at=_instant(f"{prefix}starting_at", self.starting_at),

@@ -28,6 +28,7 @@ from tally.billing.limits import (
 from tally.billing.pricing.seats import SeatSegment, seat_count
 from tally.billing.pricing.subscriptions import MAX_DECIMAL_PLACES, MIN_DECIMAL_PLACES
 from tally.billing.pricing import USD_CENTS, Contract, CreditType, Period, Product, Subscription
+from tally.billing.pricing.usage_filters import UsageFilter
 from tally.billing.pricing.subscriptions import subscription_periods
 from tally.billing.time import format_rfc3339, parse_rfc3339
 from tally.services.balances import GrantFigures, contract_grant_document
@@ -102,16 +103,22 @@ class OverrideIn(Request):
     tiers: list[OverrideTierIn] | None = None
 
     def to_document(self, path: str) -> dict:
-        if self.is_commit_specific or self.target == "COMMIT_RATE":
-            raise InvalidInput(f"{path}.target", "commit-specific overrides are not supported yet (no commits)")
+        if self.target == "COMMIT_RATE" and not self.is_commit_specific:
+            raise InvalidInput(f"{path}.target", "COMMIT_RATE is only valid for commit-specific overrides (is_commit_specific)")
         rate = self.overwrite_rate
-        if rate is not None and rate.rate_type in ("TIERED_PERCENTAGE", "CUSTOM"):
-            raise InvalidInput(f"{path}.overwrite_rate.rate_type", f"{rate.rate_type} rates are not supported")
+        if rate is not None and rate.rate_type == "CUSTOM":
+            raise InvalidInput(f"{path}.overwrite_rate.rate_type", "CUSTOM rates are not supported")
         specifiers = []
         for index, spec in enumerate(self.override_specifiers or ()):
-            for name in ("billing_frequency", "commit_ids", "recurring_commit_ids", "any_commit_or_credit_ids"):
+            where = f"{path}.override_specifiers[{index}]"
+            for name in ("billing_frequency", "recurring_commit_ids"):
                 if getattr(spec, name) is not None:
-                    raise InvalidInput(f"{path}.override_specifiers[{index}].{name}", "is not supported yet")
+                    raise InvalidInput(f"{where}.{name}", "is not supported yet")
+            for name in ("commit_ids", "any_commit_or_credit_ids"):
+                if getattr(spec, name) is not None and not self.is_commit_specific:
+                    raise InvalidInput(f"{where}.{name}", "can only be used for commit-specific overrides (is_commit_specific)")
+            if spec.commit_ids is not None and spec.any_commit_or_credit_ids is not None:
+                raise InvalidInput(f"{where}.any_commit_or_credit_ids", "must be used instead of commit_ids, not with it")
             specifiers.append(
                 _drop_none(
                     {
@@ -119,6 +126,8 @@ class OverrideIn(Request):
                         "product_tags": spec.product_tags or [],
                         "pricing_group_values": spec.pricing_group_values,
                         "presentation_group_values": spec.presentation_group_values,
+                        "commit_ids": spec.commit_ids,
+                        "any_commit_or_credit_ids": spec.any_commit_or_credit_ids,
                     }
                 )
             )
@@ -146,6 +155,8 @@ class OverrideIn(Request):
                     }
                 ),
                 "tiers": [_drop_none({"multiplier": t.multiplier, "size": t.size}) for t in self.tiers or ()],
+                "is_commit_specific": True if self.is_commit_specific else None,
+                "target": self.target if self.is_commit_specific else None,
             }
         )
 
@@ -369,10 +380,13 @@ class UsageFilterIn(Request):
     starting_at: str | None = None
 
     def to_document(self, contract_start: str) -> dict:
+        """A filter from its starting_at, when later than the contract's start (before it, the
+        contract bills all usage); the engine checks it falls within the contract."""
         starting_at = _canonical("usage_filter.starting_at", self.starting_at)
+        document: dict[str, Any] = {"group_key": self.group_key, "group_values": list(self.group_values)}
         if starting_at is not None and parse_rfc3339(starting_at) > parse_rfc3339(contract_start):
-            raise InvalidInput("usage_filter.starting_at", "a filter that changes after the contract starts is not supported yet")
-        return {"group_key": self.group_key, "group_values": list(self.group_values)}
+            document["starting_at"] = starting_at
+        return document
 
 
 class ContractCreate(Request):
@@ -425,7 +439,7 @@ class ContractCreate(Request):
         schedule = self.usage_statement_schedule or UsageStatementScheduleIn(frequency="MONTHLY")
         if schedule.invoice_generation_starting_at is not None:
             raise InvalidInput("usage_statement_schedule.invoice_generation_starting_at", "is not supported yet")
-        return _drop_none(
+        document = _drop_none(
             {
                 "customer_id": self.customer_id,
                 "name": self.name,
@@ -460,6 +474,21 @@ class ContractCreate(Request):
                 else self.usage_filter.to_document(_required_time("starting_at", self.starting_at)),
             }
         )
+        return _temporary_ids_resolved(document, [*(self.commits or ()), *(self.credits or ())])
+
+
+def _temporary_ids_resolved(document: dict, grants: list) -> dict:
+    """Commit-specific overrides may name a commit or credit of the same request by its
+    `temporary_id`; they are stored naming its id."""
+    ids = {g.temporary_id: doc["id"] for g, doc in zip(grants, [*document.get("commits", ()), *document.get("credits", ())]) if g.temporary_id}
+    if not ids:
+        return document
+    for override in document.get("overrides") or ():
+        for spec in override.get("override_specifiers") or ():
+            for name in ("commit_ids", "any_commit_or_credit_ids"):
+                if spec.get(name) is not None:
+                    spec[name] = [ids.get(grant_id, grant_id) for grant_id in spec[name]]
+    return document
 
 
 class ContractRef(Request):
@@ -597,9 +626,9 @@ def _override_json(o: dict, products: dict[str, Product], fiat: CreditType, name
         "starting_at": o["starting_at"],
         "applicable_product_tags": o.get("applicable_product_tags") or [],
         "override_specifiers": o.get("override_specifiers") or [],
-        "target": "LIST_RATE",
+        "target": o.get("target") or "LIST_RATE",
     }
-    for name in ("ending_before", "type", "entitled", "priority", "multiplier"):
+    for name in ("ending_before", "type", "entitled", "priority", "multiplier", "is_commit_specific"):
         if o.get(name) is not None:
             body[name] = o[name]
     if o.get("product_id"):
@@ -742,14 +771,50 @@ def contract_json(
             _subscription_json(s, products, fiat, contract, view.now) for s in doc.get("subscriptions") or ()
         ],
     }
-    if doc.get("usage_filter"):
-        base = dict(doc["usage_filter"], starting_at=doc["starting_at"])
-        terms["usage_filter"] = {"initial": base, "current": base, "updates": []}
+    if contract.usage_filter is not None:
+        terms["usage_filter"] = usage_filter_json(contract, view.now)
     if doc.get("archived_at"):
         body["archived_at"] = doc["archived_at"]
     if doc.get("uniqueness_key"):
         body["uniqueness_key"] = doc["uniqueness_key"]
     return body
+
+
+def _filter_json(usage_filter: UsageFilter, starting_at: datetime) -> dict:
+    return {
+        "group_key": usage_filter.group_key,
+        "group_values": list(usage_filter.group_values),
+        "starting_at": format_rfc3339(starting_at),
+    }
+
+
+def usage_filter_json(contract: Contract, now: datetime | None) -> dict:
+    """v1's usage_filter: the first filter, the later ones, and the one in effect now (none before
+    the first starts; the first when `now` is unknown)."""
+    assert contract.usage_filter is not None
+    initial = _filter_json(contract.usage_filter, contract.usage_filter.starting_at or contract.starting_at)
+    body: dict[str, Any] = {
+        "initial": initial,
+        "updates": [_filter_json(u, u.starting_at) for u in contract.usage_filter_updates if u.starting_at],
+    }
+    current = contract.usage_filter if now is None else contract.usage_filter_at(now)
+    if current is not None:
+        body["current"] = _filter_json(current, current.starting_at or contract.starting_at)
+    return body
+
+
+def usage_filters_v2_json(contract: Contract) -> list[dict]:
+    """v2's usage_filter: each filter over its time, the last until the contract ends."""
+    found = []
+    for start, end, usage_filter in contract.usage_filter_windows():
+        if usage_filter is None or start is None:
+            continue
+        body = _filter_json(usage_filter, start)
+        end = end if end is not None else contract.ending_before
+        if end is not None:
+            body["ending_before"] = format_rfc3339(end)
+        found.append(body)
+    return found
 
 
 def quantity_history_json(history: dict) -> dict:

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field
 
-from tally.api.contract_models import ContractView, contract_json
+from tally.api.contract_models import ContractView, contract_json, usage_filters_v2_json
 from tally.api.models import Request, parse_instant
 from tally.billing.errors import InvalidInput
 from tally.billing.pricing import Contract, Product
@@ -70,7 +70,7 @@ def contract_v2_json(
     body: dict[str, Any] = {name: v1["current"][name] for name in _TERMS if name in v1["current"]}
     body |= {name: v1[name] for name in _CONTRACT if name in v1}
     body |= {
-        "usage_filter": [],
+        "usage_filter": usage_filters_v2_json(contract),
         "recurring_commits": [],
         "recurring_credits": [],
         # Every commit and credit is in the lists above.

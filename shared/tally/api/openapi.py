@@ -61,7 +61,9 @@ from tally.api.contract_models import (
 )
 from tally.api.contract_edit_models import ContractEdit, ContractEditHistory
 from tally.api.contract_v2_models import ContractV2Get, ContractV2List
+from tally.api import named_schedule_models as named
 from tally.api.errors import ErrorBody
+from tally.api.rate_schedule_models import ContractScheduleGet, RateCardScheduleGet
 from tally.api.models import (
     CustomerCreate,
     EventsSearch,
@@ -200,6 +202,23 @@ OPERATIONS = (
     Operation("POST", f"{_PRICING}/rate-cards/addRates", "v1.contracts.rate_cards.rate_add_many_response:RateAddManyResponse", RatesAdd),
     Operation("POST", f"{_PRICING}/rate-cards/getRates", "v1.contracts.rate_cards.rate_list_response:RateListResponse", RatesGet,
               PAGE, page="next_page"),
+    Operation("POST", f"{_PRICING}/rate-cards/getRateSchedule",
+              "v1.contracts.rate_card_retrieve_rate_schedule_response:RateCardRetrieveRateScheduleResponse", RateCardScheduleGet, PAGE),
+    Operation("POST", "/v1/contracts/getContractRateSchedule",
+              "v1.contract_retrieve_rate_schedule_response:ContractRetrieveRateScheduleResponse", ContractScheduleGet, PAGE),
+    # named schedules
+    Operation("POST", f"{_PRICING}/rate-cards/getNamedSchedule",
+              "v1.contracts.named_schedule_retrieve_response:NamedScheduleRetrieveResponse", named.RateCardScheduleGet),
+    Operation("POST", f"{_PRICING}/rate-cards/updateNamedSchedule", Empty, named.RateCardScheduleUpdate),
+    Operation("POST", "/v1/contracts/getNamedSchedule",
+              "v1.contracts.rate_cards.named_schedule_retrieve_response:NamedScheduleRetrieveResponse", named.ContractScheduleGet),
+    Operation("POST", "/v1/contracts/updateNamedSchedule", Empty, named.ContractScheduleUpdate),
+    Operation("POST", "/v1/contracts/listNamedSchedules",
+              "v1.contracts.rate_cards.named_schedule_list_response:NamedScheduleListResponse", named.ContractSchedulesList,
+              page="next_page"),
+    Operation("POST", "/v1/customers/getNamedSchedule",
+              "v1.customers.named_schedule_retrieve_response:NamedScheduleRetrieveResponse", named.CustomerScheduleGet),
+    Operation("POST", "/v1/customers/updateNamedSchedule", Empty, named.CustomerScheduleUpdate),
     # contracts
     Operation("POST", "/v1/contracts/create", "v1.contract_create_response:ContractCreateResponse", ContractCreate),
     Operation("POST", "/v1/contracts/get", "v1.contract_retrieve_response:ContractRetrieveResponse", ContractRef),

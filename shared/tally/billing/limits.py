@@ -95,6 +95,9 @@ MAX_PROPERTY_NAME_LENGTH = 128
 # (100 items at most), with the customer's own item.
 MAX_INGEST_ALIASES = 40  # (DYNAMO_TRANSACTION_ITEMS - 2) // 2 = 49 would just fit
 
+# A named schedule is one item: its segments as JSON, with room left for its keys and name.
+MAX_NAMED_SCHEDULE_BYTES = 300 * 1_024
+
 
 @dataclass(frozen=True, slots=True)
 class Limit:
@@ -130,6 +133,7 @@ LIMITS = (
     Limit("values in one filter / characters of each", f"{MAX_FILTER_VALUES} / {_n(MAX_FILTER_VALUE_LENGTH)}", "DynamoDB's 400 KB item"),
     Limit("characters of a property name", str(MAX_PROPERTY_NAME_LENGTH), "DynamoDB's 400 KB item"),
     Limit("ingest aliases of a customer", str(MAX_INGEST_ALIASES), "one 100-item transaction replaces them all"),
+    Limit("bytes of one named schedule as JSON (all its segments)", _n(MAX_NAMED_SCHEDULE_BYTES), "DynamoDB's 400 KB item"),
 )
 
 

@@ -33,7 +33,7 @@ from tally.billing.pricing import (
     validate_rate_card,
     validate_rates,
 )
-from tally.billing.pricing.periods import Frequency
+from tally.billing.pricing.rate_schedules import RateSelector, rates_overlapping
 from tally.billing.time import format_sortable, truncate_to_hour
 from tally.billing.metrics import BillableMetric
 from tally.services.ports import MetricStore
@@ -117,28 +117,6 @@ class RateDraft:
 
     rate: Rate
     credit_type_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RateSelector:
-    product_id: str | None = None
-    pricing_group_values: Mapping[str, str] | None = None  # exactly these values
-    partial_pricing_group_values: Mapping[str, str] | None = None  # at least these values
-    product_tags: tuple[str, ...] | None = None  # any of these tags
-    billing_frequency: Frequency | None = None
-
-    def matches(self, rate: Rate, version: ProductVersion) -> bool:
-        values = dict(rate.pricing_group_values or {})
-        return (
-            (self.product_id is None or rate.product_id == self.product_id)
-            and (self.pricing_group_values is None or values == dict(self.pricing_group_values))
-            and (
-                self.partial_pricing_group_values is None
-                or all(values.get(k) == v for k, v in self.partial_pricing_group_values.items())
-            )
-            and (self.product_tags is None or any(tag in version.tags for tag in self.product_tags))
-            and (self.billing_frequency is None or rate.billing_frequency is self.billing_frequency)
-        )
 
 
 class CatalogStore(Protocol):
@@ -556,3 +534,20 @@ class CatalogService:
             )
         )
         return result
+
+    def rate_schedule(
+        self,
+        rate_card_id: str,
+        starting_at: datetime,
+        ending_before: datetime | None = None,
+        selectors: list[RateSelector] | None = None,
+    ) -> list[tuple[Rate, ProductRecord]]:
+        """The card's rates in effect at some time in [starting_at, ending_before), matching any
+        selector (all without selectors), with their products (getRateSchedule)."""
+        if ending_before is not None and ending_before <= starting_at:
+            raise InvalidInput("ending_before", "must be after starting_at")
+        card = self.rate_card(rate_card_id)
+        records = {r.product.id: r for r in self._store.all_products()}
+        products = {product_id: record.product for product_id, record in records.items()}
+        found = rates_overlapping(card.rates, products, starting_at, ending_before, selectors or ())
+        return [(rate, records[rate.product_id]) for rate in found]

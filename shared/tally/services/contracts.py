@@ -25,6 +25,7 @@ from tally.billing.pricing import (
     OverrideTier,
     OverwriteRate,
     Product,
+    ProductType,
     QuantityChange,
     RateCard,
     ScheduledCharge,
@@ -35,13 +36,14 @@ from tally.billing.pricing import (
 )
 from tally.billing.metrics import Aggregation, BillableMetric
 from tally.services.balances import validate_grant_document
-from tally.billing.pricing.overrides import MultiplierPrioritization, OverrideType
+from tally.billing.pricing.overrides import MultiplierPrioritization, OverrideTarget, OverrideType
 from tally.billing.pricing.usage_filters import (
     ContractWindow,
     UsageFilter,
     validate_concurrent_contracts,
 )
 from tally.billing.pricing.periods import BillingDay, Frequency
+from tally.billing.pricing.rate_schedules import RateSelector, ScheduledPrice, contract_rate_schedule
 from tally.billing.pricing.rates import RateTimeline, RateType, Tier
 from tally.billing.pricing.seats import SeatChange, Seats, SeatSegment, seat_quantities, seat_schedule
 from tally.billing.pricing.subscriptions import (
@@ -127,6 +129,7 @@ def _override(doc: dict, index: int) -> Override:
                 product_tags=tuple(spec.get("product_tags") or ()),
                 pricing_group_values=spec.get("pricing_group_values"),
                 presentation_group_values=spec.get("presentation_group_values"),
+                commit_ids=tuple([*(spec.get("commit_ids") or ()), *(spec.get("any_commit_or_credit_ids") or ())]),
             )
             for spec in doc.get("override_specifiers") or ()
         ),
@@ -144,6 +147,8 @@ def _override(doc: dict, index: int) -> Override:
             credit_type=credit_type(rate.get("credit_type_id"), f"overrides[{index}].overwrite_rate.credit_type_id"),
         ),
         tiers=tuple(OverrideTier(_dec(t["multiplier"]), _dec(t.get("size"))) for t in doc.get("tiers") or ()),
+        commit_specific=bool(doc.get("is_commit_specific")),
+        target=OverrideTarget(doc.get("target") or OverrideTarget.LIST_RATE.value),
     )
 
 
@@ -259,11 +264,16 @@ def contract_from_document(doc: dict, rate_card: RateCard) -> Contract:
         ),
         multiplier_override_prioritization=MultiplierPrioritization(doc["multiplier_override_prioritization"]),
         usage_filter=_usage_filter(doc.get("usage_filter")),
+        usage_filter_updates=tuple(_usage_filter(u) for u in (doc.get("usage_filter") or {}).get("updates") or ()),
     )
 
 
 def _usage_filter(doc: dict | None) -> UsageFilter | None:
-    return None if doc is None else UsageFilter(doc["group_key"], tuple(doc["group_values"]))
+    """A stored filter: {group_key, group_values, starting_at (none: from the contract's start),
+    updates: later filters of the same shape, each with its starting_at (setUsageFilter)}."""
+    if doc is None:
+        return None
+    return UsageFilter(doc["group_key"], tuple(doc["group_values"]), _time(doc.get("starting_at")))
 
 
 def _new_id() -> str:
@@ -429,6 +439,14 @@ class ContractService:
                 seen.update(dict.fromkeys(segment.seats.assigned))
         return list(seen)
 
+    def rate_schedule(
+        self, customer_id: str, contract_id: str, at: datetime, selectors: list[RateSelector] | None = None
+    ) -> tuple[Contract, list[ScheduledPrice]]:
+        """What the contract pays at `at`, overrides applied, priced as its invoices are
+        (getContractRateSchedule; billing/pricing/rate_schedules.py)."""
+        contract = self.contract(self.get(customer_id, contract_id))
+        return contract, contract_rate_schedule(contract, self._catalog.products(), at, selectors or ())
+
     # -- helpers -----------------------------------------------------------------------------
     def _resolve_rate_card(self, request: dict) -> str:
         rate_card_id, alias = request.get("rate_card_id"), request.get("rate_card_alias")
@@ -464,6 +482,7 @@ class ContractService:
         for kind in ("commits", "credits"):
             for index, grant in enumerate(document.get(kind) or ()):
                 validate_grant_document(grant, products, f"{kind}[{index}]")
+        _check_commit_specific(document, products)
         if contract.usage_filter is not None:
             self._check_filter_is_readable(contract, products)
         others = [
@@ -477,7 +496,11 @@ class ContractService:
         """Counters keep usage per metric dimension, so a filter can only split usage on a property
         every metric of the card groups by; and only COUNT and SUM add up across filter values."""
         assert contract.usage_filter is not None
-        key = contract.usage_filter.group_key
+        keys = [(f"usage_filter.updates[{i}].group_key", u.group_key) for i, u in enumerate(contract.usage_filter_updates)]
+        for field, key in [("usage_filter.group_key", contract.usage_filter.group_key), *keys]:
+            self._check_filter_key(contract, products, key, field)
+
+    def _check_filter_key(self, contract: Contract, products: dict[str, Product], key: str, field: str) -> None:
         for product_id in sorted(RateTimeline(contract.rate_card.rates).product_ids()):
             for version in products[product_id].versions:
                 if version.billable_metric_id is None:
@@ -487,7 +510,7 @@ class ContractService:
                     continue
                 if key not in metric.dimensions:
                     raise InvalidInput(
-                        "usage_filter.group_key",
+                        field,
                         f"is not a group key of billable metric {metric.id} (product {product_id} on the rate card)",
                     )
                 if metric.aggregation_type not in (Aggregation.COUNT, Aggregation.SUM):
@@ -516,5 +539,29 @@ def _recurring_field(error: InvalidInput, document: dict) -> InvalidInput:
     )
 
 
+def _check_commit_specific(document: dict, products: dict[str, Product]) -> None:
+    """Commit-specific overrides name commits and credits of the contract (by id, or by the
+    temporary_id of one created with it), and price usage: the draws of commits on usage lines."""
+    grant_ids = {g["id"] for kind in ("commits", "credits") for g in document.get(kind) or ()}
+    for index, override in enumerate(document.get("overrides") or ()):
+        if not override.get("is_commit_specific"):
+            continue
+        product = products.get(override.get("product_id") or "")
+        if product is not None and product.type is not ProductType.USAGE:
+            raise InvalidInput(
+                f"overrides[{index}].product_id", "commit-specific overrides price usage products (what commits pay for)"
+            )
+        for position, spec in enumerate(override.get("override_specifiers") or ()):
+            for name in ("commit_ids", "any_commit_or_credit_ids"):
+                for k, grant_id in enumerate(spec.get(name) or ()):
+                    if grant_id not in grant_ids:
+                        raise InvalidInput(
+                            f"overrides[{index}].override_specifiers[{position}].{name}[{k}]",
+                            "is not a commit or credit of this contract (nor the temporary_id of one created with it)",
+                        )
+
+
 def _window(contract: Contract) -> ContractWindow:
-    return ContractWindow(contract.id, contract.starting_at, contract.ending_before, contract.usage_filter)
+    return ContractWindow(
+        contract.id, contract.starting_at, contract.ending_before, contract.usage_filter, contract.usage_filter_updates
+    )

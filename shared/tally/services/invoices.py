@@ -107,6 +107,7 @@ def _charge(key: str, draft_id: str, contract_id: str, line: LineItem, products:
         ending_before=line.ending_before,
         amount=line.total,
         commit_amount=line.commit_total,
+        commit_prices=tuple(line.commit_prices),
         pricing_group_values=line.pricing_group_values,
         presentation_group_values=line.presentation_group_values,
     )

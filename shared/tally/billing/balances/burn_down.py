@@ -22,6 +22,9 @@ amount is covered; the rest is billed at list price. A balance never goes below 
     rounded once with the credit type). A balance B short of that cost is spent whole and covers
     B×L/C of list, rounded once with the credit type and never more than U. A charge whose commit
     amount is 0 costs nothing, so such a segment covers it even when its balance is spent.
+  * Commit-specific overrides give a charge its price when a given grant (or any grant) pays
+    (`eligibility.spend_price`); that grant spends at that price C, exactly as above. So usage a
+    commit pays for costs the commit the overridden price, and what it cannot cover stays at list.
   * Prepaid and credit applications reduce the invoice. Postpaid ones are recorded but do not: the
     usage is paid in arrears, and the commit only counts it toward the promised spend.
 
@@ -66,8 +69,8 @@ from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 from typing import Callable, Collection, Iterable, Mapping
 
-from tally.billing.balances.eligibility import Charge, applicable_product_count, burn_rank, grant_applies_to
-from tally.billing.balances.grants import AccessSegment, Application, CommitRateType, Grant, GrantKind
+from tally.billing.balances.eligibility import Charge, applicable_product_count, burn_rank, grant_applies_to, spend_price
+from tally.billing.balances.grants import AccessSegment, Application, Grant, GrantKind
 from tally.billing.balances.ledger import LedgerEntry, ManualEntry, Movement, entry_type, has_entry_type
 from tally.billing.errors import InvalidInput
 from tally.billing.pricing.money import PRICING_CONTEXT, CreditType
@@ -456,7 +459,7 @@ def _costs_nothing(live: _Live, charge: Charge) -> bool:
     """A COMMIT_RATE segment covers a charge whose commit rate prices it at 0 without spending
     anything, so it covers it whatever its balance: otherwise whether it does would depend on the
     order charges draw in, and finalizing another invoice could change a draft's answer."""
-    return live.grant.rate_type is CommitRateType.COMMIT_RATE and charge.commit_amount == 0
+    return spend_price(live.grant, charge) == 0
 
 
 def _draw(
@@ -464,12 +467,11 @@ def _draw(
 ) -> tuple[Decimal, Decimal]:
     """(list amount covered, balance consumed) when `live` pays toward `uncovered` of the charge,
     out of `balance` (what the segment may give a draft)."""
-    at_commit_rate = live.grant.rate_type is CommitRateType.COMMIT_RATE and charge.commit_amount is not None
-    if not at_commit_rate:
+    commit_amount = spend_price(live.grant, charge)
+    if commit_amount is None:
         covered = min(uncovered, balance)
         return covered, covered
-    list_amount, commit_amount = charge.amount, charge.commit_amount
-    assert commit_amount is not None
+    list_amount = charge.amount
     if uncovered == list_amount:
         cost = commit_amount  # the whole line at its commit rate, exactly
     else:

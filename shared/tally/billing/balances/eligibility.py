@@ -7,7 +7,25 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Iterable, Mapping
 
-from tally.billing.balances.grants import AccessSegment, Application, Grant, GrantKind, Specifier
+from tally.billing.balances.grants import AccessSegment, Application, CommitRateType, Grant, GrantKind, Specifier
+
+
+def spend_price(grant: Grant, charge: Charge) -> Decimal | None:
+    """What the whole charge costs `grant` when it pays for it, where that differs from its list
+    amount (None: the list amount). A COMMIT_RATE grant spends the charge's commit amount, a
+    commit-specific override pricing the grant's draw (named, else for any grant) replaces either."""
+    target = grant.rate_type.value
+    anyone = None
+    for grant_id, price_target, total in charge.commit_prices:
+        if price_target != target:
+            continue
+        if grant_id == grant.id:
+            return total
+        if grant_id is None:
+            anyone = total
+    if anyone is not None:
+        return anyone
+    return charge.commit_amount if grant.rate_type is CommitRateType.COMMIT_RATE else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +42,9 @@ class Charge:
     ending_before: datetime | None
     amount: Decimal  # the line's rounded total at list price
     commit_amount: Decimal | None = None  # the same line at the rate's commit_rate; None: same as amount
+    # (grant id or None for any other grant, "LIST_RATE" or "COMMIT_RATE", the line's total when that
+    # grant pays): commit-specific overrides (pricing.lines.CommitPrice)
+    commit_prices: tuple[tuple[str | None, str, Decimal], ...] = ()
     pricing_group_values: Mapping[str, str | None] | None = None
     presentation_group_values: Mapping[str, str | None] | None = None
     finalized: bool = False

@@ -49,6 +49,7 @@ from tally.billing.pricing.pricers import (
     price_percentage,
     price_subscription,
     price_tiered,
+    price_tiered_percentage,
 )
 from tally.billing.pricing.rates import Rate, RateTimeline, RateType, Tier, split_at, validate_rates, validate_tiers
 from tally.billing.pricing.subscriptions import (
@@ -67,7 +68,7 @@ __all__ = [
     "RateTimeline", "RateType", "RoundingMethod", "ScheduleItem", "ScheduledCharge", "SubLineItem", "Subscription",
     "Tier", "TierCharge", "USD_CENTS", "UsageSource", "UsageStatementSchedule", "billing_anchor", "billing_periods",
     "assemble_invoices", "build_draft_invoices", "convert_quantity", "graduated_charge", "period_containing", "price_flat",
-    "price_percentage", "price_subscription", "price_tiered", "split_at", "validate_contract", "validate_overrides",
+    "price_percentage", "price_subscription", "price_tiered", "price_tiered_percentage", "split_at", "validate_contract", "validate_overrides",
     "validate_product", "validate_product_version", "validate_rate_card", "validate_rates", "validate_schedule",
     "validate_tiers",
 ]

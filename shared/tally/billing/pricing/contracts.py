@@ -32,13 +32,13 @@ from tally.billing.pricing.subscriptions import (
     validate_scheduled_charge,
     validate_subscription,
 )
-from tally.billing.pricing.usage_filters import UsageFilter, validate_usage_filter
+from tally.billing.pricing.usage_filters import FilterWindow, UsageFilter, filter_windows, validate_usage_filters
 from tally.billing.pricing.validation import window
 
 # Which rate types may price which product types.
 RATE_TYPES_FOR = {
     ProductType.USAGE: {RateType.FLAT, RateType.TIERED},
-    ProductType.COMPOSITE: {RateType.PERCENTAGE},
+    ProductType.COMPOSITE: {RateType.PERCENTAGE, RateType.TIERED_PERCENTAGE},
     ProductType.SUBSCRIPTION: {RateType.SUBSCRIPTION, RateType.FLAT},
     ProductType.FIXED: set(),  # priced by scheduled charges on the contract
 }
@@ -67,6 +67,21 @@ class Contract:
     usage_statement_schedule: UsageStatementSchedule = field(default_factory=UsageStatementSchedule)
     multiplier_override_prioritization: MultiplierPrioritization = MultiplierPrioritization.LOWEST_MULTIPLIER
     usage_filter: UsageFilter | None = None  # None: the contract bills all the customer's usage
+    usage_filter_updates: tuple[UsageFilter, ...] = ()  # later filters, each from its starting_at
+
+    @property
+    def filters_usage(self) -> bool:
+        return self.usage_filter is not None
+
+    def usage_filter_windows(self) -> list[FilterWindow]:
+        """Time cut where the usage filter changes, with the filter over each stretch (None: all usage)."""
+        return filter_windows(self.usage_filter, self.usage_filter_updates, self.starting_at)
+
+    def usage_filter_at(self, instant: datetime) -> UsageFilter | None:
+        for start, end, usage_filter in self.usage_filter_windows():
+            if (start is None or start <= instant) and (end is None or instant < end):
+                return usage_filter
+        return None
 
     def price_book(self) -> PriceBook:
         return PriceBook(RateTimeline(self.rate_card.rates), self.overrides, self.multiplier_override_prioritization)
@@ -104,8 +119,7 @@ def validate_contract(contract: Contract, products: Mapping[str, Product]) -> No
     """Everything the invoice builder relies on. Field names are those of the create request."""
     window(contract.starting_at, contract.ending_before, "")
     validate_schedule(contract.usage_statement_schedule)
-    if contract.usage_filter is not None:
-        validate_usage_filter(contract.usage_filter)
+    validate_usage_filters(contract.usage_filter, contract.usage_filter_updates, contract.starting_at, contract.ending_before)
     validate_rate_card(contract.rate_card.rates, products)
     on_card = {rate.product_id for rate in contract.rate_card.rates}
     validate_overrides(contract.overrides, contract.multiplier_override_prioritization)

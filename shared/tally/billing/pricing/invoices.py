@@ -33,9 +33,19 @@ from typing import Mapping, Protocol, Sequence
 
 from tally.billing.pricing.catalog import Product, ProductType, convert_quantity
 from tally.billing.pricing.contracts import Contract, validate_contract
-from tally.billing.pricing.lines import LineItem, LineItems, LinePart, LineType, UsageRow, UsageRun, UsageSpan, line_from_charge
+from tally.billing.pricing.lines import (
+    CommitPrice,
+    LineItem,
+    LineItems,
+    LinePart,
+    LineType,
+    UsageRow,
+    UsageRun,
+    UsageSpan,
+    line_from_charge,
+)
 from tally.billing.pricing.money import PRICING_CONTEXT, CreditType
-from tally.billing.pricing.overrides import EffectivePricing, PriceBook
+from tally.billing.pricing.overrides import CommitPricing, EffectivePricing, PriceBook
 from tally.billing.pricing.periods import Period
 from tally.billing.pricing.pricers import Band, graduated_charge, price_flat, price_percentage
 from tally.billing.pricing.rates import split_at
@@ -94,6 +104,7 @@ class _Segment:
     start: datetime
     end: datetime
     pricing: EffectivePricing | None
+    commit_pricings: tuple[CommitPricing, ...] = ()  # what grants spend, where commit-specific overrides say
 
 
 def _segments(
@@ -109,12 +120,14 @@ def _segments(
     hard boundary separates them."""
     version = product.at(start)
     segments: list[_Segment] = []
+    specific = book.has_commit_specific
     for a, b in split_at(start, end, book.boundaries(product.id) | hard):
         pricing = book.pricing(product.id, version, a, pricing_values, presentation_values)
-        if segments and segments[-1].pricing == pricing and a not in hard:
-            segments[-1] = _Segment(segments[-1].start, b, pricing)
+        commit = book.commit_pricings(product.id, version, a, pricing_values, presentation_values) if specific else ()
+        if segments and segments[-1].pricing == pricing and segments[-1].commit_pricings == commit and a not in hard:
+            segments[-1] = _Segment(segments[-1].start, b, pricing, commit)
         else:
-            segments.append(_Segment(a, b, pricing))
+            segments.append(_Segment(a, b, pricing, commit))
     return segments
 
 
@@ -147,8 +160,8 @@ def build_draft_invoices(
     segment edges). Tiers still count from the period start, so cutting changes a total only by
     the rounding of the extra lines (each line is rounded once)."""
     validate_contract(contract, products)
-    if contract.usage_filter is not None:
-        usage = FilteredUsage(usage, contract.usage_filter)
+    if contract.filters_usage:
+        usage = FilteredUsage(usage, contract.usage_filter_windows())
     book = contract.price_book()
     start = max(period.starting_at, contract.starting_at)
     end = period.ending_before if contract.ending_before is None else min(period.ending_before, contract.ending_before)
@@ -459,6 +472,8 @@ class _Billed:
     rounder: tuple  # the credit type's (quantize, quantum)
     commit_price: Decimal | None  # the rate's commit price (COMMIT_RATE commits), if any
     quantities: Mapping[tuple, Decimal | None] | None  # the source's answer for the whole span, if bulk
+    # (grant id or None, target, bands) where commit-specific overrides price a grant's draw
+    commit_bands: tuple[tuple[str | None, str, tuple[Band, ...]], ...] = ()
 
 
 def _usage_runs(
@@ -514,6 +529,7 @@ def _usage_runs(
                         credit_type.rounder(),
                         pricing.list_rate.commit_price,
                         segment_quantities[span],
+                        tuple((c.grant_id, c.target.value, c.pricing.bands) for c in segment.commit_pricings),
                     )
                 )
             return billed_segments
@@ -568,6 +584,12 @@ def _usage_runs(
                         precise,
                         tiers,
                         None if commit_price is None else quantize(multiply(quantity, commit_price), quantum),
+                        tuple(
+                            CommitPrice(grant_id, target, quantize(graduated_charge(bands, position, quantity).precise_total, quantum))
+                            for grant_id, target, bands in segment.commit_bands
+                        )
+                        if segment.commit_bands
+                        else (),
                     )
                 )
     if not rows:
@@ -591,6 +613,8 @@ def _composite_lines(
         for row in run.rows:
             spent[row.span] = PRICING_CONTEXT.add(spent.get(row.span, ZERO), row.total)
     lines: list[LineItem] = []
+    # Spend already covered in the period, per credit type: tiered percentages graduate over it.
+    positions: dict[CreditType, Decimal] = {}
     for segment in segments:
         pricing = segment.pricing
         if pricing is None or not pricing.entitled:
@@ -604,9 +628,11 @@ def _composite_lines(
         for credit_type in sorted(spend, key=lambda c: (c.name, c.id)):
             if spend[credit_type] == 0:
                 continue
+            position = positions.get(credit_type, ZERO)
+            positions[credit_type] = PRICING_CONTEXT.add(position, spend[credit_type])
             lines.append(
                 line_from_charge(
-                    price_percentage(pricing.bands, spend[credit_type]),
+                    price_percentage(pricing.bands, spend[credit_type], position),
                     type=LineType.USAGE,
                     name=version.name,
                     product_id=composite.id,

@@ -24,6 +24,15 @@ from tally.billing.pricing.rates import Rate
 from tally.billing.values import hot_value
 
 
+class CommitPrice(NamedTuple):
+    """What a usage line costs a grant paying for it, where a commit-specific override prices that
+    draw (overrides.CommitPricing): rounded once, like the line's total."""
+
+    grant_id: str | None  # None: any grant no override names
+    target: str  # "LIST_RATE": what LIST_RATE grants spend; "COMMIT_RATE": what COMMIT_RATE grants spend
+    total: Decimal
+
+
 class LineType(str, Enum):
     USAGE = "usage"  # usage and composite products
     SUBSCRIPTION = "subscription"
@@ -70,6 +79,7 @@ class LineItem:
     # Postpaid drawdowns are shown but paid in arrears (by the true-up), so they are not in the total.
     counts_in_total: bool = True
     scheduled_at: datetime | None = None  # on the SCHEDULED invoice issued at this instant
+    commit_prices: tuple[CommitPrice, ...] = ()  # usage lines under commit-specific overrides
 
 
 def line_from_charge(
@@ -144,6 +154,7 @@ class UsageRow(NamedTuple):
     precise_total: Decimal
     tiers: tuple[TierCharge, ...]  # the graduated detail; () for a single price
     commit_total: Decimal | None
+    commit_prices: tuple[CommitPrice, ...] = ()
 
     def line_item(self) -> LineItem:
         span = self.span
@@ -166,7 +177,11 @@ class UsageRow(NamedTuple):
             False,
             span.list_price,
             self.commit_total,
+            **({"commit_prices": self.commit_prices} if self.commit_prices else _NO_EXTRA),
         )
+
+
+_NO_EXTRA: dict = {}
 
 
 @dataclass(frozen=True, slots=True, eq=False)

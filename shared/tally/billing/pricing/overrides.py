@@ -11,6 +11,13 @@ Precedence, following Metronome's contract semantics:
   a tiered override only its tiers), the next covers the rest, and uncovered units pay list price.
 - Precedence among overrides of one kind: lowest `priority` first (none: last), then the latest
   `starting_at`, then the order given. Never dict or set order.
+
+Commit-specific overrides (`commit_specific`) change the price only of usage a commit or credit
+pays for: the named ones (a specifier's `commit_ids`) or, naming none, any. The list price ignores
+them. `PriceBook.commit_pricings` gives, for usage, the price each kind of payer spends at: a
+LIST_RATE grant the list price with the LIST_RATE-target commit-specific overrides that admit it, a
+COMMIT_RATE grant the rate's commit price (the list price without one) with the COMMIT_RATE-target
+ones. Burn-down then spends each grant at its own price (balances/burn_down.py).
 """
 
 from __future__ import annotations
@@ -34,6 +41,13 @@ class OverrideType(str, Enum):
     OVERWRITE = "OVERWRITE"
     MULTIPLIER = "MULTIPLIER"
     TIERED = "TIERED"
+
+
+class OverrideTarget(str, Enum):
+    """Which price a commit-specific override changes: the list rate, or the rate's commit rate."""
+
+    LIST_RATE = "LIST_RATE"
+    COMMIT_RATE = "COMMIT_RATE"
 
 
 class MultiplierPrioritization(str, Enum):
@@ -65,6 +79,13 @@ class OverrideSpecifier:
     product_tags: tuple[str, ...] = ()
     pricing_group_values: Mapping[str, str] | None = None
     presentation_group_values: Mapping[str, str] | None = None
+    # Commit-specific overrides only: the commits and credits whose draws it prices (none: any).
+    commit_ids: tuple[str, ...] = ()
+
+    def admits(self, grant_id: str | None) -> bool:
+        """Whether usage paid by `grant_id` is priced by this specifier (None: a grant no
+        specifier names, which only a specifier naming no commit admits)."""
+        return not self.commit_ids or grant_id in self.commit_ids
 
     def matches(
         self,
@@ -96,6 +117,8 @@ class Override:
     multiplier: Decimal | None = None  # MULTIPLIER
     overwrite_rate: OverwriteRate | None = None  # OVERWRITE
     tiers: tuple[OverrideTier, ...] = ()  # TIERED
+    commit_specific: bool = False  # prices only what commits and credits pay for
+    target: OverrideTarget = OverrideTarget.LIST_RATE  # commit-specific overrides only
 
     def in_effect(self, instant: datetime) -> bool:
         return self.starting_at <= instant and (self.ending_before is None or instant < self.ending_before)
@@ -106,12 +129,23 @@ class Override:
         tags: Sequence[str],
         pricing_values: Mapping[str, str | None],
         presentation_values: Mapping[str, str | None],
+        grant_id: str | None = None,
     ) -> bool:
+        """Whether the override prices this usage (`grant_id`: the grant paying for it, which a
+        commit-specific override's specifiers must admit)."""
         if self.override_specifiers:
-            return any(s.matches(product_id, tags, pricing_values, presentation_values) for s in self.override_specifiers)
+            return any(
+                s.matches(product_id, tags, pricing_values, presentation_values)
+                and (not self.commit_specific or s.admits(grant_id))
+                for s in self.override_specifiers
+            )
         if self.product_id is not None:
             return self.product_id == product_id
         return any(tag in tags for tag in self.applicable_product_tags)
+
+    @property
+    def named_grants(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(g for s in self.override_specifiers for g in s.commit_ids))
 
 
 def validate_overrides(
@@ -131,6 +165,17 @@ def validate_overrides(
                     f"{prefix}override_specifiers[{position}]",
                     "must set product_id, product_tags, pricing_group_values or presentation_group_values",
                 )
+        for position, spec in enumerate(override.override_specifiers):
+            if spec.commit_ids and not override.commit_specific:
+                raise InvalidInput(
+                    f"{prefix}override_specifiers[{position}].commit_ids", "is only valid for commit-specific overrides"
+                )
+        if not isinstance(override.target, OverrideTarget):
+            raise InvalidInput(f"{prefix}target", "must be COMMIT_RATE or LIST_RATE")
+        if override.target is OverrideTarget.COMMIT_RATE and not override.commit_specific:
+            raise InvalidInput(f"{prefix}target", "COMMIT_RATE is only valid for commit-specific overrides (is_commit_specific)")
+        if override.commit_specific and override.type is None:
+            raise InvalidInput(f"{prefix}type", "is required for commit-specific overrides: entitlement is not commit-specific")
         if override.priority is not None and as_decimal(override.priority, f"{prefix}priority") <= 0:
             raise InvalidInput(f"{prefix}priority", "must be greater than 0")
         kind = override.type
@@ -184,8 +229,17 @@ class EffectivePricing:
         return bool(self.override_ids)
 
 
+@dataclass(frozen=True, slots=True)
+class CommitPricing:
+    """What a grant paying for usage spends at, when commit-specific overrides change it."""
+
+    grant_id: str | None  # None: any grant no override names
+    target: OverrideTarget  # LIST_RATE: the price LIST_RATE grants spend; COMMIT_RATE: COMMIT_RATE grants
+    pricing: EffectivePricing
+
+
 def rate_bands(rate_type: RateType, price: Decimal | None, tiers: Sequence[Tier]) -> tuple[Band, ...]:
-    if rate_type is RateType.TIERED:
+    if rate_type.tiered:
         return tier_bands(tiers)
     assert price is not None, "validated rates carry a price"
     return flat_bands(price)
@@ -366,13 +420,81 @@ class PriceBook:
         matching = [
             (index, override)
             for index, override in self._overrides_at(at)
-            if override.targets(product_id, version.tags, pricing_values, presentation_values)
+            if not override.commit_specific and override.targets(product_id, version.tags, pricing_values, presentation_values)
         ]
+        return self._resolved_for(rate, matching)
+
+    def _resolved_for(self, rate: Rate, matching: list[tuple[int, Override]]) -> EffectivePricing:
         key = (id(rate), tuple(index for index, _ in matching))
         resolved = self._resolved.get(key)
         if resolved is None:
             resolved = self._resolved[key] = self._resolve(rate, [o for _, o in matching])
         return resolved
+
+    @property
+    def has_commit_specific(self) -> bool:
+        return any(o.commit_specific for o in self.overrides)
+
+    def commit_pricings(
+        self,
+        product_id: str,
+        version: ProductVersion,
+        at: datetime,
+        pricing_values: Mapping[str, str | None] | None = None,
+        presentation_values: Mapping[str, str | None] | None = None,
+        billing_frequency: Frequency | None = None,
+    ) -> tuple[CommitPricing, ...]:
+        """Where commit-specific overrides change what a grant paying for this usage spends: one
+        entry per (payer, target) they change, the payer being a grant id some override names or
+        None for any other grant. A grant with no entry spends its usual price (LIST_RATE grants the
+        list price, COMMIT_RATE ones the commit price). Empty without commit-specific overrides."""
+        if not self.has_commit_specific:
+            return ()
+        pricing_values = pricing_values or {}
+        presentation_values = presentation_values or {}
+        rate = self.timeline.rate_for(product_id, pricing_values, at, billing_frequency)
+        if rate is None:
+            return ()
+        regular, specific = [], []
+        for index, override in self._overrides_at(at):
+            if not override.commit_specific:
+                if override.targets(product_id, version.tags, pricing_values, presentation_values):
+                    regular.append((index, override))
+            elif any(  # its product filters match, whichever grant pays
+                s.matches(product_id, version.tags, pricing_values, presentation_values) for s in override.override_specifiers
+            ) or (not override.override_specifiers and override.targets(product_id, version.tags, pricing_values, presentation_values)):
+                specific.append((index, override))
+        if not specific:
+            return ()
+        payers: list[str | None] = [None, *sorted({g for _, o in specific for g in o.named_grants})]
+        found: list[CommitPricing] = []
+        for target in OverrideTarget:
+            chosen_for_anyone: tuple[int, ...] | None = None
+            for payer in payers:
+                chosen = [
+                    (i, o) for i, o in specific
+                    if o.target is target and o.targets(product_id, version.tags, pricing_values, presentation_values, payer)
+                ]
+                indexes = tuple(i for i, _ in chosen)
+                if payer is None:
+                    chosen_for_anyone = indexes
+                elif indexes == chosen_for_anyone:
+                    continue  # priced as any other grant: that entry covers it
+                if not chosen:
+                    continue
+                found.append(CommitPricing(payer, target, self._commit_resolved(rate, target, regular, chosen)))
+        return tuple(found)
+
+    def _commit_resolved(
+        self, rate: Rate, target: OverrideTarget, regular: list[tuple[int, Override]], chosen: list[tuple[int, Override]]
+    ) -> EffectivePricing:
+        if target is OverrideTarget.COMMIT_RATE and rate.commit_price is not None:
+            # The commit rate is its own price: the contract's other overrides change the list rate only.
+            commit_rate = Rate(rate.product_id, rate.starting_at, RateType.FLAT, rate.entitled, rate.ending_before,
+                               price=rate.commit_price, credit_type=rate.credit_type)
+            return self._resolve(commit_rate, [o for _, o in sorted(chosen, key=_precedence)])
+        merged = sorted([*regular, *chosen], key=_precedence)
+        return self._resolve(rate, [o for _, o in merged])
 
     def _resolve(self, rate: Rate, matching: list[Override]) -> EffectivePricing:
         """The rate with the matching overrides (in precedence order) applied."""

@@ -131,9 +131,16 @@ def price_tiered(tiers: Sequence[Tier], quantity: Decimal, position: Decimal = Z
     return graduated_charge(tier_bands(tiers), position, quantity)
 
 
-def price_percentage(bands: Sequence[Band], spend: Decimal) -> Charge:
-    """PERCENTAGE (composite products): the band prices are fractions of the covered spend."""
-    return graduated_charge(bands, ZERO, spend)
+def price_percentage(bands: Sequence[Band], spend: Decimal, position: Decimal = ZERO) -> Charge:
+    """PERCENTAGE and TIERED_PERCENTAGE (composite products): the band prices are fractions of the
+    covered spend, and band edges are amounts of spend. `position` is the spend already covered in
+    the period, so the tiers of a TIERED_PERCENTAGE rate count from the period start."""
+    return graduated_charge(bands, position, spend)
+
+
+def price_tiered_percentage(tiers: Sequence[Tier], spend: Decimal, position: Decimal = ZERO) -> Charge:
+    """TIERED_PERCENTAGE: each unit of spend at the fraction of the tier its cumulative position falls in."""
+    return graduated_charge(tier_bands(tiers), position, spend)
 
 
 def price_subscription(bands: Sequence[Band], quantity: Decimal, fraction: Decimal) -> Charge:

@@ -26,6 +26,17 @@ class RateType(str, Enum):
     TIERED = "TIERED"
     PERCENTAGE = "PERCENTAGE"
     SUBSCRIPTION = "SUBSCRIPTION"
+    TIERED_PERCENTAGE = "TIERED_PERCENTAGE"  # composite products: graduated fractions of the period's spend
+
+    @property
+    def tiered(self) -> bool:
+        """Priced by tiers rather than one price."""
+        return self in (RateType.TIERED, RateType.TIERED_PERCENTAGE)
+
+    @property
+    def fraction_of_spend(self) -> bool:
+        """Prices are fractions of covered spend (composite products), so each is at most 1."""
+        return self in (RateType.PERCENTAGE, RateType.TIERED_PERCENTAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +56,7 @@ class Rate:
     entitled: bool = True
     ending_before: datetime | None = None
     price: Decimal | None = None  # FLAT and SUBSCRIPTION: unit price; PERCENTAGE: fraction of spend
-    tiers: tuple[Tier, ...] = ()  # TIERED
+    tiers: tuple[Tier, ...] = ()  # TIERED; TIERED_PERCENTAGE (tier sizes in spend, prices fractions of it)
     pricing_group_values: Mapping[str, str] | None = None
     quantity: Decimal | None = None  # SUBSCRIPTION default quantity (a subscription's own schedule rules)
     is_prorated: bool | None = None  # SUBSCRIPTION
@@ -88,20 +99,22 @@ def validate_rate_shape(
 ) -> None:
     """The fields each rate type needs; shared by rate card rates and overwrite overrides."""
     if not isinstance(rate_type, RateType):
-        raise InvalidInput(f"{prefix}rate_type", "must be FLAT, TIERED, PERCENTAGE or SUBSCRIPTION")
-    if rate_type is RateType.TIERED:
+        raise InvalidInput(f"{prefix}rate_type", "must be FLAT, TIERED, PERCENTAGE, TIERED_PERCENTAGE or SUBSCRIPTION")
+    if rate_type.tiered:
         if price is not None:
-            raise InvalidInput(f"{prefix}price", "must be omitted for TIERED rates: set tiers")
+            raise InvalidInput(f"{prefix}price", f"must be omitted for {rate_type.value} rates: set tiers")
         validate_tiers(tiers, f"{prefix}tiers")
         for index, tier in enumerate(tiers):
             non_negative(tier.price, f"{prefix}tiers[{index}].price")
+            if rate_type.fraction_of_spend and tier.price > 1:
+                raise InvalidInput(f"{prefix}tiers[{index}].price", f"is a fraction of spend for {rate_type.value} rates: at most 1")
     else:
         if tiers:
-            raise InvalidInput(f"{prefix}tiers", f"is only valid for TIERED rates, not {rate_type.value}")
+            raise InvalidInput(f"{prefix}tiers", f"is only valid for TIERED and TIERED_PERCENTAGE rates, not {rate_type.value}")
         if price is None:
             raise InvalidInput(f"{prefix}price", f"is required for {rate_type.value} rates")
         non_negative(price, f"{prefix}price")
-        if rate_type is RateType.PERCENTAGE and price > 1:
+        if rate_type.fraction_of_spend and price > 1:
             raise InvalidInput(f"{prefix}price", "is a fraction of spend for PERCENTAGE rates: at most 1")
     if quantity is not None:
         if rate_type is not RateType.SUBSCRIPTION:
