@@ -152,7 +152,7 @@ def contract_rate_schedule(
     for rate in book.timeline.in_effect(at):
         product = products[rate.product_id]
         version = product.at(at)
-        for values in _priced_values(book, rate, version):
+        for values in _priced_values(book, rate, version, at):
             if book.timeline.rate_for(rate.product_id, values, at, rate.billing_frequency) != rate:
                 continue  # a more specific rate of the card prices these values: it has its own segment
             pricing = book.pricing(rate.product_id, version, at, values, {}, rate.billing_frequency)
@@ -173,13 +173,14 @@ def contract_rate_schedule(
     return found
 
 
-def _priced_values(book: PriceBook, rate: Rate, version: ProductVersion) -> list[dict[str, str]]:
-    """The rate's own pricing group values, and each extension of them an override specifier of the
-    product prices (its values for pricing group keys the product has, agreeing with the rate's)."""
+def _priced_values(book: PriceBook, rate: Rate, version: ProductVersion, at: datetime) -> list[dict[str, str]]:
+    """The rate's own pricing group values, and each extension of them that a specifier of an
+    override in effect prices (its values for pricing group keys the product has, agreeing with the
+    rate's)."""
     base = dict(rate.pricing_group_values or {})
     variants = [base]
     for override in book.overrides:
-        if override.commit_specific:
+        if override.commit_specific or not override.in_effect(at):
             continue
         for spec in override.override_specifiers:
             wanted = spec.pricing_group_values
