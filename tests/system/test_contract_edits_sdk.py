@@ -204,3 +204,47 @@ def test_seats_an_override_and_an_archived_credit_mid_month_then_an_early_end(st
     assert json.loads(refused.value.response.text)["field"] == "ending_before"
     history = sdk.v2.contracts.get_edit_history(customer_id=customer, contract_id=contract_id).data
     assert [h.update_contract_end_date for h in history] == [None, end, end + DAY]
+
+
+def test_an_amendment_through_the_v1_route_is_listed_on_the_contract_and_in_the_edit_history(strict, api, settle):
+    sdk = strict
+    tag = unique("amend")
+    start = current_hour() - 3 * DAY
+    metric = sdk.v1.billable_metrics.create(
+        name=f"{tag} calls", aggregation_type="COUNT", event_type_filter={"in_values": [tag]}
+    ).data.id
+    calls = sdk.v1.contracts.products.create(name=f"{tag} calls", type="USAGE", billable_metric_id=metric).data.id
+    fee = sdk.v1.contracts.products.create(name=f"{tag} fee", type="FIXED").data.id
+    card = sdk.v1.contracts.rate_cards.create(name=f"{tag} card").data.id
+    sdk.v1.contracts.rate_cards.rates.add(rate_card_id=card, product_id=calls, entitled=True, rate_type="FLAT",
+                                          price=CALL, starting_at=rfc3339(start - DAY))
+    customer = sdk.v1.customers.create(name=tag, ingest_aliases=[tag]).data.id
+    contract_id = sdk.v1.contracts.create(customer_id=customer, rate_card_id=card, starting_at=rfc3339(start),
+                                          usage_statement_schedule={"frequency": "MONTHLY", "day": "CONTRACT_START"}).data.id
+    sdk.v1.usage.ingest(usage=[usage_event(f"{tag}-{n}", tag, tag, start + DAY + HOUR) for n in range(4)])
+    settle()
+
+    amended = start + DAY
+    amendment_id = sdk.v1.contracts.amend(
+        customer_id=customer, contract_id=contract_id, starting_at=rfc3339(amended),
+        overrides=[{"product_id": calls, "type": "MULTIPLIER", "multiplier": 0.5, "starting_at": rfc3339(amended)}],
+        scheduled_charges=[{"product_id": fee, "schedule": {"schedule_items": [{"timestamp": rfc3339(amended), "amount": 700}]}}],
+    ).data.id
+    with pytest.raises(metronome.BadRequestError) as refused:
+        sdk.v1.contracts.amend(customer_id=customer, contract_id=contract_id, starting_at=rfc3339(amended),
+                               overrides=[{"product_id": fee, "type": "MULTIPLIER", "multiplier": 2,
+                                           "starting_at": rfc3339(amended)}])
+    assert json.loads(refused.value.response.text)["field"] == "overrides[0].product_id"
+
+    contract = sdk.v1.contracts.retrieve(customer_id=customer, contract_id=contract_id).data
+    (amendment,) = contract.amendments
+    assert (amendment.id, amendment.starting_at, amendment.created_by) == (amendment_id, amended, _key_id())
+    assert [(o.product.id, o.multiplier) for o in amendment.overrides] == [(calls, 0.5)]
+    assert [c.schedule.schedule_items[0].amount for c in amendment.scheduled_charges] == [700]
+    assert (contract.initial.overrides, contract.initial.scheduled_charges) == ([], [])
+    assert [o.id for o in contract.current.overrides] == [o.id for o in amendment.overrides]
+    # The draft re-prices: 4 calls × 10 × 0.5 = 20; the fee is on its own invoice, issued that day.
+    invoices = sdk.v1.customers.invoices.list(customer_id=customer).data
+    assert sorted((i.type, i.total) for i in invoices) == [("SCHEDULED", 700), ("USAGE", 20)]
+    (entry,) = sdk.v2.contracts.get_edit_history(customer_id=customer, contract_id=contract_id).data
+    assert entry.id == amendment_id and [o.id for o in entry.add_overrides] == [o.id for o in amendment.overrides]

@@ -1,13 +1,16 @@
-"""Contract edits: POST /v2/contracts/edit and /v2/contracts/getEditHistory."""
+"""Contract edits: POST /v2/contracts/edit, /v2/contracts/getEditHistory, and the older
+/v1/contracts/amend."""
 
 from __future__ import annotations
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from tally import wiring
+from tally.api.contract_amend_models import ContractAmend, amend_field
 from tally.api.contract_edit_models import ContractEdit, ContractEditHistory, edit_json
 from tally.api.contract_models import ContractView
 from tally.api.models import read_body
+from tally.billing.errors import InvalidInput
 
 router = Router()
 
@@ -45,3 +48,15 @@ def get_edit_history() -> dict:
     body = ContractEditHistory.model_validate(read_body(router.current_event))
     records = wiring.contract_edit_service().history(body.customer_id, body.contract_id)
     return {"data": _edits_json(body.customer_id, body.contract_id, records)}
+
+
+@router.post("/v1/contracts/amend")
+def amend_contract() -> dict:
+    body = ContractAmend.model_validate(read_body(router.current_event))
+    try:
+        record = wiring.contract_edit_service().edit(
+            body.customer_id, body.contract_id, body.changes(), author=api_key_id()
+        )
+    except InvalidInput as exc:
+        raise InvalidInput(amend_field(exc.field), exc.rule) from exc
+    return {"data": {"id": record["id"]}}
