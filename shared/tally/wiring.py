@@ -20,6 +20,7 @@ from tally.services.aggregate import AggregateService
 from tally.services.alerts import AlertService, LiveReadings
 from tally.services.api_keys import ApiKeyService
 from tally.services.balances import BalanceService, GrantBook
+from tally.services.professional_services import ProServiceInvoicing
 from tally.services.breakdowns import BreakdownService
 from tally.services.catalog import CatalogService
 from tally.services.contract_edits import ContractEditService
@@ -108,7 +109,9 @@ def _documents(kind: str, sort_field: str) -> DynamoDocumentStore:
 
 @lru_cache(maxsize=1)
 def grant_book() -> GrantBook:
-    return GrantBook(contract_service(), _documents("grant", "created_at"), _documents("ledger_entry", "timestamp"))
+    return GrantBook(
+        contract_service(), _documents("grant", "created_at"), _documents("ledger_entry", "timestamp"), system_clock
+    )
 
 
 @lru_cache(maxsize=1)
@@ -143,6 +146,13 @@ def cycle_close_service() -> CycleCloseService:
 @lru_cache(maxsize=1)
 def contract_edit_service() -> ContractEditService:
     return ContractEditService(
+        contract_service(), DynamoContractStore(get_settings().require("billing_table")), invoice_store(), system_clock
+    )
+
+
+@lru_cache(maxsize=1)
+def pro_service_invoicing() -> ProServiceInvoicing:
+    return ProServiceInvoicing(
         contract_service(), DynamoContractStore(get_settings().require("billing_table")), invoice_store(), system_clock
     )
 

@@ -69,7 +69,7 @@ def _world(dynamo, clock, catalog, usage_for):
     contracts = ContractService(DynamoContractStore(table, client), billing, catalog, clock)
     grant_docs = DynamoDocumentStore(table, "grant", "created_at", client)
     manual_docs = DynamoDocumentStore(table, "ledger_entry", "timestamp", client)
-    book = GrantBook(contracts, grant_docs, manual_docs)
+    book = GrantBook(contracts, grant_docs, manual_docs, clock)
     store = DynamoInvoiceStore(table, client)
     invoices = InvoiceService(contracts, usage_for, clock, book, store)
     publisher = FakePublisher()

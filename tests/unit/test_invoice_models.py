@@ -85,6 +85,12 @@ def reference_line(line: LineItem, products: dict[str, Product]) -> dict[str, An
         body["subscription_id"] = line.subscription_id
     if line.scheduled_charge_id is not None:
         body["scheduled_charge_id"] = line.scheduled_charge_id
+    if line.discount_id is not None:
+        body["discount_id"] = line.discount_id
+    if line.professional_service_id is not None:
+        body["professional_service_id"] = line.professional_service_id
+        if line.metadata is not None:
+            body["metadata"] = line.metadata
     if line.commit_id is not None:
         body["commit_id"] = line.commit_id
         body["commit_type"] = "PostpaidCommit" if line.commit_type == "POSTPAID" else "PrepaidCommit"
@@ -147,6 +153,9 @@ def lines(draw: st.DrawFn) -> LineItem:
         commit_id=commit_id,
         commit_segment_id=draw(st.none() | st.just("seg-1")) if commit_id else None,
         commit_type=draw(st.sampled_from(["PREPAID", "POSTPAID", "CREDIT"])) if commit_id else None,
+        discount_id=draw(st.none() | st.just("d-1")),
+        professional_service_id=draw(st.none() | st.just("ps-1")),
+        metadata=draw(st.none() | names),
     )
 
 

@@ -19,6 +19,10 @@ from pydantic import ConfigDict, Field
 from tally.api.balance_models import CommitIn, CreditIn
 from tally.api.contract_models import (
     ContractView,
+    DiscountIn,
+    ProfessionalServiceIn,
+    _discount_json,
+    _pro_service_json,
     OverrideIn,
     ProrationRoundingIn,
     ScheduledChargeIn,
@@ -30,6 +34,13 @@ from tally.api.contract_models import (
     _subscription_json,
 )
 from tally.api.models import MAX_NAME_LENGTH, Request, parse_instant
+from tally.api.recurring_models import (
+    RecurringCommitIn,
+    RecurringCommitUpdateIn,
+    RecurringCreditIn,
+    RecurringCreditUpdateIn,
+    recurring_grant_json,
+)
 from tally.billing.errors import InvalidInput
 from tally.billing.limits import MAX_ID_LENGTH, MAX_IDS_PER_REQUEST
 from tally.billing.pricing import Contract, Product
@@ -42,11 +53,10 @@ MAX_PARTS = MAX_IDS_PER_REQUEST
 
 # Edit fields of metronome-sdk 4.x the engine cannot do yet.
 UNSUPPORTED = (
-    "add_billing_provider_configuration_update", "add_discounts", "add_prepaid_balance_threshold_configuration",
-    "add_professional_services", "add_recurring_commits", "add_recurring_credits", "add_reseller_royalties",
-    "add_revenue_system_configuration_update", "add_spend_threshold_configuration", "add_spend_trackers",
-    "archive_spend_trackers", "update_commits", "update_credits", "update_prepaid_balance_threshold_configuration",
-    "update_recurring_commits", "update_recurring_credits", "update_spend_threshold_configuration",
+    "add_billing_provider_configuration_update", "add_prepaid_balance_threshold_configuration",
+    "add_reseller_royalties", "add_revenue_system_configuration_update", "add_spend_threshold_configuration",
+    "add_spend_trackers", "archive_spend_trackers", "update_commits", "update_credits",
+    "update_prepaid_balance_threshold_configuration", "update_spend_threshold_configuration",
 )
 
 Id = Field(min_length=1, max_length=MAX_ID_LENGTH)
@@ -284,12 +294,14 @@ class ContractEdit(Request):
     update_contract_name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
     update_net_payment_terms_days: Decimal | None = None
     # Refused when non-empty (see UNSUPPORTED).
+    add_recurring_commits: list[RecurringCommitIn] | None = Field(default=None, max_length=MAX_PARTS)
+    add_recurring_credits: list[RecurringCreditIn] | None = Field(default=None, max_length=MAX_PARTS)
+    update_recurring_commits: list[RecurringCommitUpdateIn] | None = Field(default=None, max_length=MAX_PARTS)
+    update_recurring_credits: list[RecurringCreditUpdateIn] | None = Field(default=None, max_length=MAX_PARTS)
+    add_discounts: list[DiscountIn] | None = Field(default=None, max_length=MAX_PARTS)
+    add_professional_services: list[ProfessionalServiceIn] | None = Field(default=None, max_length=MAX_PARTS)
     add_billing_provider_configuration_update: Any = None
-    add_discounts: list[Any] | None = None
     add_prepaid_balance_threshold_configuration: Any = None
-    add_professional_services: list[Any] | None = None
-    add_recurring_commits: list[Any] | None = None
-    add_recurring_credits: list[Any] | None = None
     add_reseller_royalties: list[Any] | None = None
     add_revenue_system_configuration_update: Any = None
     add_spend_threshold_configuration: Any = None
@@ -298,8 +310,6 @@ class ContractEdit(Request):
     update_commits: list[Any] | None = None
     update_credits: list[Any] | None = None
     update_prepaid_balance_threshold_configuration: Any = None
-    update_recurring_commits: list[Any] | None = None
-    update_recurring_credits: list[Any] | None = None
     update_spend_threshold_configuration: Any = None
 
     def changes(self) -> dict:
@@ -340,6 +350,14 @@ class ContractEdit(Request):
             refs = getattr(self, name)
             if refs:
                 changes[name] = [r.id for r in refs]
+        for name in ("add_recurring_commits", "add_recurring_credits", "add_discounts", "add_professional_services"):
+            parts = getattr(self, name)
+            if parts:
+                changes[name] = [p.to_document(f"{name}[{i}]") for i, p in enumerate(parts)]
+        for name in ("update_recurring_commits", "update_recurring_credits"):
+            updates = getattr(self, name)
+            if updates:
+                changes[name] = [u.to_update(f"{name}[{i}]") for i, u in enumerate(updates)]
         if "update_contract_end_date" in self.model_fields_set:
             changes["update_contract_end_date"] = (
                 None
@@ -450,6 +468,16 @@ def edit_json(record: dict, document: dict, contract: Contract, products: dict[s
                 entry["netsuite_sales_order_id"] = u["netsuite_sales_order_id"]
             updates.append(entry)
         body["update_scheduled_charges"] = updates
+    for kind in ("add_recurring_commits", "add_recurring_credits"):
+        if kind in record:
+            body[kind] = [recurring_grant_json(r, document, products) for r in record[kind]]
+    if "add_discounts" in record:
+        body["add_discounts"] = [_discount_json(d, products, fiat, names) for d in record["add_discounts"]]
+    if "add_professional_services" in record:
+        body["add_pro_services"] = [_pro_service_json(p) for p in record["add_professional_services"]]
+    for kind in ("update_recurring_commits", "update_recurring_credits"):
+        if kind in record:
+            body[kind] = [dict(u) for u in record[kind]]
     for name in ("update_contract_end_date", "update_contract_name", "update_net_payment_terms_days"):
         if name in record:
             body[name] = record[name]

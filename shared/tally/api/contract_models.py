@@ -14,7 +14,8 @@ from pydantic import ConfigDict, Field, StringConstraints
 
 from tally.api.catalog_models import CREATED_BY, TierIn
 from tally.api.balance_models import CommitIn, CreditIn, RecurringScheduleIn, credit_type_ref, grant_json
-from tally.api.models import MAX_NAME_LENGTH, CustomFields, Request, parse_instant
+from tally.api.models import MAX_NAME_LENGTH, CustomFields, ProrationRoundingIn, Request, parse_instant
+from tally.api.recurring_models import RecurringCommitIn, RecurringCreditIn, recurring_grant_json
 from tally.billing.balances.grants import AmountDistribution, RecurringFrequency, RecurringSchedule, expand_recurring_schedule
 from tally.billing.errors import InvalidInput
 from tally.billing.limits import (
@@ -26,20 +27,19 @@ from tally.billing.limits import (
     identifier_problem,
 )
 from tally.billing.pricing.seats import SeatSegment, seat_count
-from tally.billing.pricing.subscriptions import MAX_DECIMAL_PLACES, MIN_DECIMAL_PLACES
 from tally.billing.pricing import USD_CENTS, Contract, CreditType, Period, Product, Subscription
 from tally.billing.pricing.usage_filters import UsageFilter
 from tally.billing.pricing.subscriptions import subscription_periods
 from tally.billing.time import format_rfc3339, parse_rfc3339
 from tally.services.balances import GrantFigures, contract_grant_document
 from tally.services.contracts import quantity_schedule
+from tally.services.recurring_grants import made_grants
 
 Frequency = Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"]
 
 # Metronome contract features Tally does not implement yet. A request using them is refused (400
 # naming the field) rather than accepted and silently mis-billed; an empty list is fine.
 UNSUPPORTED = (
-    "discounts", "recurring_commits", "recurring_credits", "professional_services",
     "reseller_royalties", "spend_threshold_configuration", "prepaid_balance_threshold_configuration",
     "spend_trackers", "transition", "hierarchy_configuration", "package_id", "package_alias",
     "scheduled_charges_on_usage_invoices", "revenue_system_configuration",
@@ -159,21 +159,6 @@ class OverrideIn(Request):
                 "target": self.target if self.is_commit_specific else None,
             }
         )
-
-
-class ProrationRoundingIn(Request):
-    decimal_places: Decimal
-    rounding_method: Literal["HALF_UP", "FLOOR", "CEILING"]
-
-    def to_document(self, path: str) -> dict:
-        places = self.decimal_places
-        if not places.is_finite() or places != places.to_integral_value() or not (
-            MIN_DECIMAL_PLACES <= places <= MAX_DECIMAL_PLACES
-        ):
-            raise InvalidInput(
-                f"{path}.decimal_places", f"must be a whole number from {MIN_DECIMAL_PLACES} to {MAX_DECIMAL_PLACES}"
-            )
-        return {"decimal_places": Decimal(int(places)), "rounding_method": self.rounding_method}
 
 
 class ProrationIn(Request):
@@ -367,6 +352,38 @@ class ScheduledChargeIn(Request):
         ]
 
 
+class DiscountIn(ScheduledChargeIn):
+    """metronome-sdk's Discount: a schedule like a scheduled charge's, each item taken off."""
+
+    def to_document(self, path: str) -> dict:
+        if self.schedule.do_not_invoice:
+            raise InvalidInput(f"{path}.schedule.do_not_invoice", "only applies to commit invoice schedules")
+        return super().to_document(path)
+
+
+class ProfessionalServiceIn(Request):
+    max_amount: Decimal
+    product_id: str = Field(min_length=1)
+    quantity: Decimal
+    unit_price: Decimal
+    custom_fields: CustomFields = Field(default_factory=dict)
+    description: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
+    netsuite_sales_order_id: str | None = None
+
+    def to_document(self, path: str) -> dict:
+        return _drop_none(
+            {
+                "product_id": self.product_id,
+                "max_amount": self.max_amount,
+                "quantity": self.quantity,
+                "unit_price": self.unit_price,
+                "custom_fields": self.custom_fields,
+                "description": self.description,
+                "netsuite_sales_order_id": self.netsuite_sales_order_id,
+            }
+        )
+
+
 class UsageStatementScheduleIn(Request):
     frequency: Frequency
     day: Literal["FIRST_OF_MONTH", "CONTRACT_START", "CUSTOM_DATE"] = "FIRST_OF_MONTH"
@@ -414,10 +431,10 @@ class ContractCreate(Request):
     # Refused when non-empty (see UNSUPPORTED).
     commits: list[CommitIn] | None = None
     credits: list[CreditIn] | None = None
-    discounts: list[Any] | None = None
-    recurring_commits: list[Any] | None = None
-    recurring_credits: list[Any] | None = None
-    professional_services: list[Any] | None = None
+    discounts: list[DiscountIn] | None = None
+    recurring_commits: list[RecurringCommitIn] | None = None
+    recurring_credits: list[RecurringCreditIn] | None = None
+    professional_services: list[ProfessionalServiceIn] | None = None
     reseller_royalties: list[Any] | None = None
     spend_trackers: list[Any] | None = None
     spend_threshold_configuration: Any = None
@@ -469,6 +486,16 @@ class ContractCreate(Request):
                 "total_contract_value": self.total_contract_value,
                 "commits": [c.to_document(f"commits[{i}].") for i, c in enumerate(self.commits or ())],
                 "credits": [c.to_document(f"credits[{i}].") for i, c in enumerate(self.credits or ())],
+                "recurring_commits": [
+                    r.to_document(f"recurring_commits[{i}]") for i, r in enumerate(self.recurring_commits or ())
+                ],
+                "recurring_credits": [
+                    r.to_document(f"recurring_credits[{i}]") for i, r in enumerate(self.recurring_credits or ())
+                ],
+                "discounts": [d.to_document(f"discounts[{i}]") for i, d in enumerate(self.discounts or ())],
+                "professional_services": [
+                    p.to_document(f"professional_services[{i}]") for i, p in enumerate(self.professional_services or ())
+                ],
                 "usage_filter": None
                 if self.usage_filter is None
                 else self.usage_filter.to_document(_required_time("starting_at", self.starting_at)),
@@ -524,6 +551,57 @@ class ContractArchive(Request):
     contract_id: str = Field(min_length=1)
     customer_id: str = Field(min_length=1)
     void_invoices: bool
+
+
+class ProServiceLineIn(Request):
+    """A line of scheduleProServicesInvoice: an amount, or a quantity (with a unit_price that
+    overrides the term's)."""
+
+    professional_service_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    amendment_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    amount: Decimal | None = None
+    metadata: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
+    netsuite_invoice_billing_end: str | None = None
+    netsuite_invoice_billing_start: str | None = None
+    quantity: Decimal | None = None
+    unit_price: Decimal | None = None
+
+    def to_line(self, path: str) -> dict:
+        return _drop_none(
+            {
+                "professional_service_id": self.professional_service_id,
+                "amendment_id": self.amendment_id,
+                "amount": self.amount,
+                "quantity": self.quantity,
+                "unit_price": self.unit_price,
+                "metadata": self.metadata,
+                "netsuite_invoice_billing_start": _canonical(
+                    f"{path}.netsuite_invoice_billing_start", self.netsuite_invoice_billing_start
+                ),
+                "netsuite_invoice_billing_end": _canonical(f"{path}.netsuite_invoice_billing_end", self.netsuite_invoice_billing_end),
+            }
+        )
+
+
+class ScheduleProServicesInvoice(Request):
+    contract_id: str = Field(min_length=1)
+    customer_id: str = Field(min_length=1)
+    issued_at: str
+    line_items: list[ProServiceLineIn] = Field(min_length=1, max_length=MAX_IDS_PER_REQUEST)
+    netsuite_invoice_header_end: str | None = None
+    netsuite_invoice_header_start: str | None = None
+
+    def issued(self) -> datetime:
+        return parse_rfc3339(_required_time("issued_at", self.issued_at))
+
+    def lines(self) -> list[dict]:
+        return [line.to_line(f"line_items[{i}]") for i, line in enumerate(self.line_items)]
+
+    def header(self) -> dict:
+        return {
+            name: _canonical(name, getattr(self, name))
+            for name in ("netsuite_invoice_header_start", "netsuite_invoice_header_end")
+        }
 
 
 class SubscriptionQuantityHistory(Request):
@@ -729,23 +807,44 @@ def _scheduled_charge_json(c: dict, products: dict[str, Product], fiat: CreditTy
     return body
 
 
+def _discount_json(d: dict, products: dict[str, Product], fiat: CreditType, names: Mapping[str, str]) -> dict:
+    """Metronome's Discount: shaped like a scheduled charge, amounts as given (each taken off)."""
+    body = _scheduled_charge_json(d, products, fiat, names)
+    if d.get("netsuite_sales_order_id"):
+        body["netsuite_sales_order_id"] = d["netsuite_sales_order_id"]
+    return body
+
+
+def _pro_service_json(p: dict) -> dict:
+    """Metronome's ProService."""
+    body = {k: p[k] for k in ("id", "max_amount", "product_id", "quantity", "unit_price")}
+    body["custom_fields"] = p.get("custom_fields") or {}
+    for name in ("description", "netsuite_sales_order_id"):
+        if p.get(name) is not None:
+            body[name] = p[name]
+    return body
+
+
 def contract_json(
     doc: dict, contract: Contract, products: dict[str, Product], view: ContractView | None = None
 ) -> dict:
-    """Metronome's v1 Contract: `initial` and `current` are the same while amendments are unsupported."""
+    """Metronome's v1 Contract: `current` terms, and `initial` ones without what amendments added."""
     view = view or ContractView()
     fiat = contract.rate_card.fiat_credit_type
     names = view.credit_type_names
+    made = made_grants(doc, view.now)  # the commits and credits its recurring ones have made by now
     terms: dict[str, Any] = {
         "starting_at": doc["starting_at"],
         "created_at": doc["created_at"],
         "created_by": doc.get("created_by") or CREATED_BY,
         "rate_card_id": doc["rate_card_id"],
-        "commits": [view.grant_json(c, doc, products) for c in doc.get("commits") or ()],
-        "credits": [view.grant_json(c, doc, products) for c in doc.get("credits") or ()],
-        "discounts": [],
+        "commits": [view.grant_json(c, doc, products) for c in [*(doc.get("commits") or ()), *made["commits"]]],
+        "credits": [view.grant_json(c, doc, products) for c in [*(doc.get("credits") or ()), *made["credits"]]],
+        "recurring_commits": [recurring_grant_json(r, doc, products) for r in doc.get("recurring_commits") or ()],
+        "recurring_credits": [recurring_grant_json(r, doc, products) for r in doc.get("recurring_credits") or ()],
+        "discounts": [_discount_json(d, products, fiat, names) for d in doc.get("discounts") or ()],
         "transitions": [],
-        "professional_services": [],
+        "professional_services": [_pro_service_json(p) for p in doc.get("professional_services") or ()],
         "overrides": [_override_json(o, products, fiat, names) for o in doc.get("overrides") or ()],
         "scheduled_charges": [
             _scheduled_charge_json(c, products, fiat, names) for c in doc.get("scheduled_charges") or ()
@@ -763,8 +862,8 @@ def contract_json(
     body: dict[str, Any] = {
         "id": doc["id"],
         "customer_id": doc["customer_id"],
-        "amendments": [],
-        "initial": terms,
+        "amendments": _amendments_json(doc, terms),
+        "initial": _before_amendments(doc, terms),
         "current": terms,
         "custom_fields": doc.get("custom_fields") or {},
         "subscriptions": [
@@ -778,6 +877,35 @@ def contract_json(
     if doc.get("uniqueness_key"):
         body["uniqueness_key"] = doc["uniqueness_key"]
     return body
+
+
+_AMENDED = ("commits", "credits", "overrides", "scheduled_charges")
+
+
+def _amendments_json(doc: dict, terms: dict) -> list[dict]:
+    """v1's amendments (POST /v1/contracts/amend), each with the parts it added as the contract
+    shows them now (a part removed or archived since is left out)."""
+    shown = {kind: {part["id"]: part for part in terms[kind]} for kind in _AMENDED}
+    found = []
+    for amendment in doc.get("amendments") or ():
+        body = {
+            "id": amendment["id"],
+            "created_at": amendment["created_at"],
+            "created_by": amendment.get("created_by") or CREATED_BY,
+            "starting_at": amendment["starting_at"],
+        }
+        body |= {kind: [shown[kind][i] for i in amendment.get(kind) or () if i in shown[kind]] for kind in _AMENDED}
+        body |= {k: amendment[k] for k in ("netsuite_sales_order_id", "salesforce_opportunity_id") if amendment.get(k) is not None}
+        found.append(body)
+    return found
+
+
+def _before_amendments(doc: dict, terms: dict) -> dict:
+    """v1's `initial`: the terms without the parts amendments added (edits change both)."""
+    amended = {kind: {i for a in doc.get("amendments") or () for i in a.get(kind) or ()} for kind in _AMENDED}
+    if not any(amended.values()):
+        return terms
+    return terms | {kind: [part for part in terms[kind] if part["id"] not in amended[kind]] for kind in _AMENDED}
 
 
 def _filter_json(usage_filter: UsageFilter, starting_at: datetime) -> dict:

@@ -19,7 +19,7 @@ _TERMS = (
     "starting_at", "ending_before", "name", "created_at", "created_by", "rate_card_id", "overrides",
     "scheduled_charges", "usage_statement_schedule", "multiplier_override_prioritization",
     "net_payment_terms_days", "netsuite_sales_order_id", "salesforce_opportunity_id", "total_contract_value",
-    "commits", "credits", "discounts", "transitions", "professional_services",
+    "commits", "credits", "discounts", "transitions", "professional_services", "recurring_commits", "recurring_credits",
 )
 # Whole-contract fields, the same in v1 and v2.
 _CONTRACT = ("id", "customer_id", "custom_fields", "subscriptions", "archived_at", "uniqueness_key")
@@ -71,8 +71,6 @@ def contract_v2_json(
     body |= {name: v1[name] for name in _CONTRACT if name in v1}
     body |= {
         "usage_filter": usage_filters_v2_json(contract),
-        "recurring_commits": [],
-        "recurring_credits": [],
         # Every commit and credit is in the lists above.
         "has_more": {"commits": False, "credits": False},
     }

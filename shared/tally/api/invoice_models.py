@@ -218,6 +218,8 @@ class _LineWriter:
             and line.subscription_id is None
             and line.scheduled_charge_id is None
             and line.commit_id is None
+            and line.discount_id is None
+            and line.professional_service_id is None
             and line.type is not LineType.APPLIED_COMMIT_OR_CREDIT
             and line.type is not LineType.POSTPAID_TRUEUP
         ):
@@ -230,6 +232,12 @@ class _LineWriter:
             extra["subscription_id"] = line.subscription_id
         if line.scheduled_charge_id is not None:
             extra["scheduled_charge_id"] = line.scheduled_charge_id
+        if line.discount_id is not None:
+            extra["discount_id"] = line.discount_id
+        if line.professional_service_id is not None:
+            extra["professional_service_id"] = line.professional_service_id
+            if line.metadata is not None:
+                extra["metadata"] = line.metadata
         if line.commit_id is not None:
             extra["commit_id"] = line.commit_id
             # Metronome: PrepaidCommit for prepaid commits and credits, PostpaidCommit for postpaid ones

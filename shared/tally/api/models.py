@@ -8,6 +8,7 @@ import gzip
 import io
 import zlib
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -32,6 +33,7 @@ from tally.billing.limits import (
     first_unstorable,
 )
 from tally.billing.metrics import Aggregation, BillableMetric, EventTypeFilter, PropertyFilter
+from tally.billing.pricing.subscriptions import MAX_DECIMAL_PLACES, MIN_DECIMAL_PLACES
 from tally.billing.time import format_rfc3339, parse_rfc3339
 
 # Bounded strings and maps every request model shares (the bounds: tally.billing.limits).
@@ -92,6 +94,24 @@ def read_sized_body(event: Any) -> tuple[Any, int]:
     if problem is not None:
         raise InvalidInput(*problem)
     return document, len(data)
+
+
+class ProrationRoundingIn(Request):
+    """Metronome's proration rounding (a subscription's `proration.rounding`, a recurring commit's
+    `proration_rounding.access` and `.invoice`): decimal places of the credit type's unit."""
+
+    decimal_places: Decimal
+    rounding_method: Literal["HALF_UP", "FLOOR", "CEILING"]
+
+    def to_document(self, path: str) -> dict:
+        places = self.decimal_places
+        if not places.is_finite() or places != places.to_integral_value() or not (
+            MIN_DECIMAL_PLACES <= places <= MAX_DECIMAL_PLACES
+        ):
+            raise InvalidInput(
+                f"{path}.decimal_places", f"must be a whole number from {MIN_DECIMAL_PLACES} to {MAX_DECIMAL_PLACES}"
+            )
+        return {"decimal_places": Decimal(int(places)), "rounding_method": self.rounding_method}
 
 
 def parse_instant(field: str, value: str | None) -> datetime | None:

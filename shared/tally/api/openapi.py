@@ -56,9 +56,11 @@ from tally.api.contract_models import (
     ContractRef,
     ContractUpdateEndDate,
     SeatBalancesList,
+    ScheduleProServicesInvoice,
     SubscriptionQuantityHistory,
     SubscriptionSeatsHistory,
 )
+from tally.api.contract_amend_models import ContractAmend
 from tally.api.contract_edit_models import ContractEdit, ContractEditHistory
 from tally.api.contract_v2_models import ContractV2Get, ContractV2List
 from tally.api import named_schedule_models as named
@@ -233,11 +235,15 @@ OPERATIONS = (
               SubscriptionSeatsHistory),
     Operation("POST", "/v1/contracts/seatBalances/list",
               "v1.contract_list_seat_balances_response:ContractListSeatBalancesResponse", SeatBalancesList),
+    Operation("POST", "/v1/contracts/scheduleProServicesInvoice",
+              "v1.contract_schedule_pro_services_invoice_response:ContractScheduleProServicesInvoiceResponse",
+              ScheduleProServicesInvoice),
     Operation("POST", "/v2/contracts/get", "v2.contract_retrieve_response:ContractRetrieveResponse", ContractV2Get),
     Operation("POST", "/v2/contracts/list", "shared.contract_v2:ContractV2", ContractV2List, page="cursor"),
     Operation("POST", "/v2/contracts/edit", "v2.contract_edit_response:ContractEditResponse", ContractEdit),
     Operation("POST", "/v2/contracts/getEditHistory", "v2.contract_get_edit_history_response:ContractGetEditHistoryResponse",
               ContractEditHistory),
+    Operation("POST", "/v1/contracts/amend", "v1.contract_amend_response:ContractAmendResponse", ContractAmend),
     # invoices
     Operation("GET", f"{_C}/invoices", "v1.customers.invoice:Invoice", params=(
         _path("customer_id"), Param("contract_id", _STRING), Param("starting_on", _INSTANT), Param("ending_before", _INSTANT),

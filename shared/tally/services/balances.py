@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Callable, Mapping, Protocol, Sequence
 
@@ -32,6 +32,7 @@ from tally.billing.balances import (
 from tally.billing.errors import InvalidInput, NotFound
 from tally.billing.pricing import Product, ProductType
 from tally.billing.time import format_rfc3339, parse_rfc3339
+from tally.services.recurring_grants import made_grants
 
 
 class DocumentStore(Protocol):
@@ -56,7 +57,13 @@ def grant_from_document(doc: dict, contract_id: str | None = None) -> Grant:
         product_id=doc["product_id"],
         credit_type_id=doc["credit_type_id"],
         access_schedule=tuple(
-            AccessSegment(s["id"], Decimal(s["amount"]), parse_rfc3339(s["starting_at"]), parse_rfc3339(s["ending_before"]))
+            AccessSegment(
+                s["id"],
+                Decimal(s["amount"]),
+                parse_rfc3339(s["starting_at"]),
+                parse_rfc3339(s["ending_before"]),
+                None if s.get("rollover_ending_before") is None else parse_rfc3339(s["rollover_ending_before"]),
+            )
             for s in doc["access_schedule"]
         ),
         contract_id=contract_id if contract_id is not None else doc.get("contract_id"),
@@ -118,18 +125,29 @@ class CustomerGrants:
 
 
 class GrantBook:
-    """Reads a customer's grants (contract-level and customer-level) and manual entries."""
+    """Reads a customer's grants (contract-level, those the contracts' recurring commits and credits
+    have made by now, and customer-level) and manual entries."""
 
-    def __init__(self, contracts: ContractDocuments, grants: DocumentStore, manual: DocumentStore) -> None:
+    def __init__(
+        self,
+        contracts: ContractDocuments,
+        grants: DocumentStore,
+        manual: DocumentStore,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ) -> None:
         self._contracts = contracts
         self._grants = grants
         self._manual = manual
+        self._clock = clock
 
     def of_customer(self, customer_id: str) -> CustomerGrants:
         grants: list[Grant] = []
         documents: dict[str, dict] = {}
+        now = self._clock()
         for contract in self._contracts.list(customer_id):
-            for doc in (contract.get("commits") or []) + (contract.get("credits") or []):
+            made = made_grants(contract, now)
+            stored = (contract.get("commits") or []) + (contract.get("credits") or [])
+            for doc in stored + made["commits"] + made["credits"]:
                 grants.append(grant_from_document(doc, contract["id"]))
                 documents[doc["id"]] = contract_grant_document(doc, contract)
         for doc in self._grants.list_for_customer(customer_id):

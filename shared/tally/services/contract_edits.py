@@ -49,6 +49,7 @@ from tally.services.contracts import (
     is_seat_based,
     quantity_schedule,
 )
+from tally.services import recurring_grants
 from tally.services.invoice_records import FINALIZED, StoredInvoice
 from tally.services.invoices import NO_USAGE, invoice_id
 from tally.services.ports import StoreUnavailable
@@ -63,6 +64,8 @@ CHANGE_KEYS = (
     "add_subscriptions", "update_subscriptions",
     "archive_scheduled_charges", "update_scheduled_charges", "add_scheduled_charges",
     "archive_commits", "archive_credits", "add_commits", "add_credits",
+    *recurring_grants.EDIT_KEYS,
+    "amendment",
 )
 # Where archived parts go: out of the lists the engine prices, kept for the record.
 ARCHIVED = {
@@ -282,6 +285,18 @@ def edit_steps(record: dict) -> Iterator[Step]:
             for i, item in enumerate(record.get(f"add_{kind}") or ()):
                 field = f"add_{kind}[{i}]"
                 yield Step(field, lambda d, k=kind, x=item: d.setdefault(k, []).append(copy.deepcopy(x)))
+    for field, change in recurring_grants.edit_parts(record):
+        yield Step(field, change)
+    if "amendment" in record:
+        yield Step("amendment", lambda d: _record_amendment(d, record))
+
+
+def _record_amendment(doc: dict, record: dict) -> None:
+    """An amendment (POST /v1/contracts/amend) is listed on the contract with the parts it added."""
+    parts = {kind: [part["id"] for part in record.get(f"add_{kind}") or ()]
+             for kind in ("overrides", "scheduled_charges", "commits", "credits")}
+    entry = {"id": record["id"], "created_at": record["timestamp"], "created_by": record.get("created_by")}
+    doc.setdefault("amendments", []).append(entry | record["amendment"] | parts)
 
 
 def _subscription_steps(record: dict) -> Iterator[Step]:
@@ -308,10 +323,12 @@ def apply_edit(document: dict, record: dict, steps: int | None = None) -> dict:
 def _element_fields(record: dict) -> dict[str, str]:
     """Element id -> the request field that added or changed it, to name fields in errors."""
     fields: dict[str, str] = {}
-    for kind in ("overrides", "subscriptions", "scheduled_charges", "commits", "credits"):
+    added = ("overrides", "subscriptions", "scheduled_charges", "commits", "credits", "recurring_commits",
+             "recurring_credits", "discounts", "professional_services")
+    for kind in added:
         for i, item in enumerate(record.get(f"add_{kind}") or ()):
             fields[item["id"]] = f"add_{kind}[{i}]"
-    for kind in ("subscriptions", "scheduled_charges"):
+    for kind in ("subscriptions", "scheduled_charges", "recurring_commits", "recurring_credits"):
         for i, update in enumerate(record.get(f"update_{kind}") or ()):
             fields.setdefault(update["id"], f"update_{kind}[{i}]")
     return fields
@@ -368,6 +385,8 @@ def _check_dates(old: dict, record: dict, finalized: Finalized, allow_ending_bef
     on a finalized SCHEDULED invoice."""
     if finalized.usage_until is None and not finalized.scheduled:
         return
+    if "amendment" in record:  # effective from its start, whatever its parts say
+        finalized.check("starting_at", parse_rfc3339(record["amendment"]["starting_at"]))
     for i, override in enumerate(record.get("add_overrides") or ()):
         finalized.check(f"add_overrides[{i}].starting_at", parse_rfc3339(override["starting_at"]))
     for i, override_id in enumerate(record.get("remove_overrides") or ()):
@@ -410,6 +429,8 @@ def _check_dates(old: dict, record: dict, finalized: Finalized, allow_ending_bef
     for i, commit in enumerate(record.get("add_commits") or ()):
         for j, item in enumerate(commit.get("invoice_schedule") or ()):
             finalized.check(f"add_commits[{i}].invoice_schedule.schedule_items[{j}].timestamp", parse_rfc3339(item["timestamp"]), True)
+    for field, instant, issued in recurring_grants.edit_dates(old, record):
+        finalized.check(field, instant, issued)
     if "update_contract_end_date" in record and not allow_ending_before_finalized:
         end = min(_end(old.get("ending_before")), _end(record["update_contract_end_date"]))
         if finalized.usage_until is not None and end < finalized.usage_until:
@@ -503,6 +524,7 @@ class ContractEditService:
         for kind in ("add_commits", "add_credits"):
             for grant in record.get(kind) or ():
                 grant.setdefault("created_at", now)
+        recurring_grants.give_ids(record, _new_id)
         return record
 
     def _edited(self, document: dict, record: dict, finalized: Finalized, allow_ending_before_finalized: bool) -> dict:

@@ -35,7 +35,9 @@ from tally.billing.pricing import (
     validate_contract,
 )
 from tally.billing.metrics import Aggregation, BillableMetric
+from tally.billing.pricing.contract_charges import Discount, ProfessionalService, ProServiceCharge, ProServices
 from tally.services.balances import validate_grant_document
+from tally.services.recurring_grants import validate_recurring_documents
 from tally.billing.pricing.overrides import MultiplierPrioritization, OverrideTarget, OverrideType
 from tally.billing.pricing.usage_filters import (
     ContractWindow,
@@ -265,6 +267,46 @@ def contract_from_document(doc: dict, rate_card: RateCard) -> Contract:
         multiplier_override_prioritization=MultiplierPrioritization(doc["multiplier_override_prioritization"]),
         usage_filter=_usage_filter(doc.get("usage_filter")),
         usage_filter_updates=tuple(_usage_filter(u) for u in (doc.get("usage_filter") or {}).get("updates") or ()),
+        discounts=tuple(_discount(d, i) for i, d in enumerate(doc.get("discounts") or ())),
+        professional_services=_professional_services(doc),
+    )
+
+
+def _discount(doc: dict, index: int) -> Discount:
+    return Discount(
+        id=doc["id"],
+        product_id=doc["product_id"],
+        schedule_items=tuple(
+            ScheduleItem(parse_rfc3339(i["timestamp"]), _dec(i["unit_price"]), _dec(i["quantity"]))
+            for i in doc["schedule_items"]
+        ),
+        name=doc.get("name"),
+        credit_type=credit_type(doc.get("credit_type_id"), f"discounts[{index}].schedule.credit_type_id") or USD_CENTS,
+    )
+
+
+def _professional_services(doc: dict) -> ProServices:
+    """The terms (`professional_services`) and what scheduleProServicesInvoice scheduled for them
+    (`professional_service_invoices`: each an issue instant and its line items)."""
+    return ProServices(
+        tuple(
+            ProfessionalService(
+                p["id"], p["product_id"], _dec(p["quantity"]), _dec(p["unit_price"]), _dec(p["max_amount"]), p.get("description")
+            )
+            for p in doc.get("professional_services") or ()
+        ),
+        tuple(
+            ProServiceCharge(
+                line["id"],
+                line["professional_service_id"],
+                parse_rfc3339(invoice["issued_at"]),
+                _dec(line["quantity"]),
+                _dec(line["unit_price"]),
+                line.get("metadata"),
+            )
+            for invoice in doc.get("professional_service_invoices") or ()
+            for line in invoice["line_items"]
+        ),
     )
 
 
@@ -371,6 +413,14 @@ class ContractService:
             c | {"id": _new_id(), "schedule_items": [i | {"id": _new_id()} for i in c["schedule_items"]]}
             for c in request["scheduled_charges"]
         ]
+        for kind in ("recurring_commits", "recurring_credits", "professional_services"):
+            if request.get(kind):
+                document[kind] = [p | {"id": _new_id()} for p in request[kind]]
+        if request.get("discounts"):
+            document["discounts"] = [
+                d | {"id": _new_id(), "schedule_items": [i | {"id": _new_id()} for i in d["schedule_items"]]}
+                for d in request["discounts"]
+            ]
         if uniqueness_key is not None:
             document["uniqueness_key"] = uniqueness_key
             # A retried create is a conflict, not a clash with itself; the store's conditional write
@@ -482,6 +532,7 @@ class ContractService:
         for kind in ("commits", "credits"):
             for index, grant in enumerate(document.get(kind) or ()):
                 validate_grant_document(grant, products, f"{kind}[{index}]")
+        validate_recurring_documents(document, products, validate_grant_document)
         _check_commit_specific(document, products)
         if contract.usage_filter is not None:
             self._check_filter_is_readable(contract, products)
@@ -521,20 +572,23 @@ class ContractService:
                     )
 
 
-_SCHEDULE_ITEM = re.compile(r"scheduled_charges\[(\d+)\]\.schedule\.schedule_items\[(\d+)\]\.timestamp")
+_SCHEDULE_ITEM = re.compile(r"(scheduled_charges|discounts)\[(\d+)\]\.schedule\.schedule_items\[(\d+)\]\.timestamp")
 
 
 def _recurring_field(error: InvalidInput, document: dict) -> InvalidInput:
     """An item of a charge made from a recurring schedule is named by the schedule's bound that
     put it where it is refused: its starting_at when before the contract, else its ending_before."""
     match = _SCHEDULE_ITEM.fullmatch(error.field)
-    charges = document.get("scheduled_charges") or []
-    if match is None or int(match[1]) >= len(charges) or "recurring_schedule" not in charges[int(match[1])]:
+    if match is None:
         return error
-    item = charges[int(match[1])]["schedule_items"][int(match[2])]
+    kind, index, position = match[1], int(match[2]), int(match[3])
+    charges = document.get(kind) or []
+    if index >= len(charges) or "recurring_schedule" not in charges[index]:
+        return error
+    item = charges[index]["schedule_items"][position]
     bound = "starting_at" if parse_rfc3339(item["timestamp"]) < parse_rfc3339(document["starting_at"]) else "ending_before"
     return InvalidInput(
-        f"scheduled_charges[{match[1]}].schedule.recurring_schedule.{bound}",
+        f"{kind}[{index}].schedule.recurring_schedule.{bound}",
         f"makes an item at {item['timestamp']}: {error.rule}",
     )
 

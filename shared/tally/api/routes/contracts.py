@@ -14,6 +14,7 @@ from tally.api.contract_models import (
     ContractRef,
     ContractUpdateEndDate,
     ContractView,
+    ScheduleProServicesInvoice,
     SeatBalancesList,
     SubscriptionQuantityHistory,
     SubscriptionSeatsHistory,
@@ -100,6 +101,18 @@ def update_end_date() -> dict:
             raise InvalidInput("ending_before", exc.rule) from exc
         raise
     return {"data": {"id": body.contract_id}}
+
+
+@router.post("/v1/contracts/scheduleProServicesInvoice")
+def schedule_pro_services_invoice() -> dict:
+    """Professional services billed on the contract's SCHEDULED invoice issued at `issued_at`;
+    answers that invoice (a draft until it is due)."""
+    body = ScheduleProServicesInvoice.model_validate(read_body(router.current_event))
+    invoice = wiring.pro_service_invoicing().schedule(
+        body.customer_id, body.contract_id, body.issued(), body.lines(), body.header()
+    )
+    draft = wiring.invoice_service().get(body.customer_id, invoice)
+    return {"data": [invoice_json(draft, _catalog_of([draft]))]}
 
 
 @router.post("/v1/contracts/archive")

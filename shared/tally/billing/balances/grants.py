@@ -65,15 +65,18 @@ class AccessSegment:
     amount: Decimal
     starting_at: datetime  # inclusive, hour-aligned
     ending_before: datetime  # exclusive, hour-aligned
+    # Where what this segment rolls over lasts until (recurring grants: the next recurrence's end).
+    rollover_ending_before: datetime | None = None
 
     def covers(self, instant: datetime) -> bool:
         return self.starting_at <= instant < self.ending_before
 
     def rolled_over(self, amount: Decimal) -> AccessSegment:
-        """The segment a rollover opens: as long as this one, from its end. The id derives from this
-        one's, so recomputing a burn-down names it the same (manual entries can refer to it)."""
-        length = self.ending_before - self.starting_at
-        return AccessSegment(f"{self.id}:rollover", amount, self.ending_before, self.ending_before + length)
+        """The segment a rollover opens: from this one's end until `rollover_ending_before`, else as
+        long as this one. The id derives from this one's, so recomputing a burn-down names it the
+        same (manual entries can refer to it)."""
+        end = self.rollover_ending_before or self.ending_before + (self.ending_before - self.starting_at)
+        return AccessSegment(f"{self.id}:rollover", amount, self.ending_before, end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +183,8 @@ def _validate_access(grant: Grant, field) -> None:
         window(segment.starting_at, segment.ending_before, f"{prefix}.")
         if segment.ending_before is None:
             raise InvalidInput(f"{prefix}.ending_before", "is required")
+        if segment.rollover_ending_before is not None and segment.rollover_ending_before <= segment.ending_before:
+            raise InvalidInput(f"{prefix}.ending_before", "a rollover must end after the segment it rolls over from")
         non_negative(segment.amount, f"{prefix}.amount")
     # Overlap is reported on the later-starting segment, by its position in the request.
     ordered = sorted(range(len(items)), key=lambda i: (items[i].starting_at, i))

@@ -9,6 +9,12 @@ from typing import Mapping
 
 from tally.billing.errors import InvalidInput
 from tally.billing.pricing.catalog import Product, ProductType
+from tally.billing.pricing.contract_charges import (
+    Discount,
+    ProServices,
+    validate_discount,
+    validate_professional_services,
+)
 from tally.billing.pricing.money import USD_CENTS, CreditType
 from tally.billing.pricing.overrides import (
     MultiplierPrioritization,
@@ -68,6 +74,8 @@ class Contract:
     multiplier_override_prioritization: MultiplierPrioritization = MultiplierPrioritization.LOWEST_MULTIPLIER
     usage_filter: UsageFilter | None = None  # None: the contract bills all the customer's usage
     usage_filter_updates: tuple[UsageFilter, ...] = ()  # later filters, each from its starting_at
+    discounts: tuple[Discount, ...] = ()
+    professional_services: ProServices = field(default_factory=ProServices)
 
     @property
     def filters_usage(self) -> bool:
@@ -166,3 +174,13 @@ def validate_contract(contract: Contract, products: Mapping[str, Product]) -> No
                 raise InvalidInput(
                     f"{prefix}.schedule.schedule_items[{position}].timestamp", "must fall within the contract"
                 )
+    for index, discount in enumerate(contract.discounts):
+        prefix = f"discounts[{index}]"
+        validate_discount(discount, products, prefix)
+        for position, item in enumerate(discount.schedule_items):
+            if contract.period_containing(item.timestamp) is None:
+                raise InvalidInput(f"{prefix}.schedule.schedule_items[{position}].timestamp", "must fall within the contract")
+    validate_professional_services(contract.professional_services, products, "professional_services")
+    for charge in contract.professional_services.charges:
+        if contract.period_containing(charge.issued_at) is None:
+            raise InvalidInput("issued_at", "must fall within the contract")

@@ -32,6 +32,7 @@ from types import MappingProxyType
 from typing import Mapping, Protocol, Sequence
 
 from tally.billing.pricing.catalog import Product, ProductType, convert_quantity
+from tally.billing.pricing.contract_charges import discount_lines, pro_service_lines
 from tally.billing.pricing.contracts import Contract, validate_contract
 from tally.billing.pricing.lines import (
     CommitPrice,
@@ -195,6 +196,9 @@ def build_draft_invoices(
         lines += subscription_lines(subscription, product, book, anchor, contract.ending_before, period)
     for charge in contract.scheduled_charges:
         lines += scheduled_charge_lines(charge, products[charge.product_id], period)
+    for discount in contract.discounts:
+        lines += discount_lines(discount, products[discount.product_id], period)
+    lines += pro_service_lines(contract.professional_services, products, period, contract.rate_card.fiat_credit_type)
 
     return assemble_invoices(contract, period, lines)
 

@@ -80,6 +80,9 @@ class LineItem:
     counts_in_total: bool = True
     scheduled_at: datetime | None = None  # on the SCHEDULED invoice issued at this instant
     commit_prices: tuple[CommitPrice, ...] = ()  # usage lines under commit-specific overrides
+    discount_id: str | None = None  # a discount's (negative) scheduled line
+    professional_service_id: str | None = None  # a professional service's scheduled line
+    metadata: str | None = None  # professional service lines: the client's own note
 
 
 def line_from_charge(

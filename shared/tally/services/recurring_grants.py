@@ -1,0 +1,280 @@
+"""Recurring commits and credits of a contract, and the commits and credits they make.
+
+A contract stores each recurring grant once, in `recurring_commits` or `recurring_credits` (the
+normalized request: api/recurring_models.py). The commits and credits it makes are not stored:
+they are grant documents derived on every read (billing/balances/recurring.py), each shaped like
+a commit or credit stored in the contract, plus `recurring_commit_id` or `recurring_credit_id`. Their
+ids are UUIDs derived from the recurring grant's id and the recurrence's index, so they are the
+same on every read (invoice lines, ledgers and manual entries can name them).
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Callable, Iterator
+
+from tally.billing.balances import GrantKind
+from tally.billing.balances.recurring import (
+    Recurrence,
+    RecurrenceFrequency,
+    RecurringGrant,
+    RecurringProration,
+    recurrences,
+    validate_recurring,
+)
+from tally.billing.errors import InvalidInput
+from tally.billing.pricing import USD_CENTS, Product
+from tally.billing.pricing.periods import BillingDay, Frequency, UsageStatementSchedule, billing_anchor
+from tally.billing.pricing.subscriptions import ProrationRounding, ProrationRoundingMethod
+from tally.billing.pricing.validation import hour_aligned
+from tally.billing.time import format_rfc3339, parse_rfc3339
+
+RECURRING_KINDS = {"recurring_commits": "commits", "recurring_credits": "credits"}
+_ID_OF = {"recurring_commits": "recurring_commit_id", "recurring_credits": "recurring_credit_id"}
+# Fixed, so that a recurrence's ids are the same on every read and in every process.
+_NAMESPACE = uuid.UUID("5c7c2d0e-3f57-4f0e-9b7a-6a1f0c1d2e3f")
+# Passed down to every commit or credit made.
+_PASSED_DOWN = (
+    "product_id", "name", "description", "priority", "applicable_product_ids", "applicable_product_tags",
+    "specifiers", "rate_type", "rollover_fraction", "netsuite_sales_order_id",
+)
+
+
+def derived_id(recurring_id: str, index: int, part: str = "") -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{recurring_id}/{index}{'/' + part if part else ''}"))
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else parse_rfc3339(value)
+
+
+def _rounding(doc: dict | None) -> ProrationRounding | None:
+    if doc is None:
+        return None
+    return ProrationRounding(int(doc["decimal_places"]), ProrationRoundingMethod(doc["rounding_method"]))
+
+
+def _amount(doc: dict | None) -> Decimal | None:
+    if doc is None:
+        return None
+    return Decimal(doc["unit_price"]) * Decimal(doc["quantity"])
+
+
+def definitions(doc: dict) -> list[dict]:
+    """A stored recurring grant's definitions: as created, then as each update (contract edits'
+    update_recurring_commits/credits, kept in `updates`) left it. The last is the current one."""
+    current = {k: v for k, v in doc.items() if k != "updates"}
+    found = [current]
+    for update in doc.get("updates") or ():
+        current = dict(current)
+        for name in ("access_amount", "invoice_amount"):
+            if name in update:
+                current[name] = {**(current.get(name) or {}), **update[name]}
+        for name in ("ending_before", "rate_type", "proration_rounding"):
+            if name in update:
+                current[name] = update[name]
+        found.append({k: v for k, v in current.items() if v is not None})
+    return found
+
+
+def _definition(doc: dict) -> RecurringGrant:
+    rounding = doc.get("proration_rounding") or {}
+    duration = Decimal(doc["commit_duration"]["value"])
+    return RecurringGrant(
+        id=doc["id"],
+        kind=GrantKind(doc["type"]),
+        starting_at=parse_rfc3339(doc["starting_at"]),
+        access_amount=_amount(doc["access_amount"]) or Decimal(0),
+        credit_type=USD_CENTS,
+        ending_before=_time(doc.get("ending_before")),
+        duration=int(duration) if duration == duration.to_integral_value() else -1,
+        frequency=None if doc.get("recurrence_frequency") is None else RecurrenceFrequency(doc["recurrence_frequency"]),
+        proration=RecurringProration(doc.get("proration") or RecurringProration.FIRST_AND_LAST.value),
+        access_rounding=_rounding(rounding.get("access")),
+        invoice_amount=_amount(doc.get("invoice_amount")),
+        invoice_rounding=_rounding(rounding.get("invoice")),
+    )
+
+
+def recurring_from_document(doc: dict) -> RecurringGrant:
+    versions = definitions(doc)
+    updates = tuple(
+        (parse_rfc3339(update["effective_after"]), _definition(version))
+        for update, version in zip(doc.get("updates") or (), versions[1:])
+    )
+    return replace(_definition(versions[0]), updates=updates)
+
+
+def statement_schedule(contract: dict) -> UsageStatementSchedule:
+    schedule = contract["usage_statement_schedule"]
+    return UsageStatementSchedule(
+        Frequency(schedule["frequency"]), BillingDay(schedule["day"]), _time(schedule.get("billing_anchor_date"))
+    )
+
+
+def anchor_date(doc: dict, contract: dict) -> str:
+    """What the recurring grant's periods are counted from (its own start, or the contract's grid)."""
+    if doc.get("recurrence_frequency") is not None:
+        return doc["starting_at"]
+    return format_rfc3339(billing_anchor(statement_schedule(contract), parse_rfc3339(contract["starting_at"])))
+
+
+def _recurrences(doc: dict, contract: dict, until: datetime | None) -> tuple[Recurrence, ...]:
+    """`until` None: the first recurrence of an open-ended grant (no clock to say which came since)."""
+    return recurrences(
+        recurring_from_document(doc),
+        statement_schedule(contract),
+        parse_rfc3339(contract["starting_at"]),
+        _time(contract.get("ending_before")),
+        until if until is not None else parse_rfc3339(doc["starting_at"]),
+    )
+
+
+def recurrence_documents(doc: dict, kind: str, contract: dict, until: datetime | None) -> list[dict]:
+    """The commits (kind "recurring_commits") or credits a recurring grant has made by `until`
+    (all of them when it has an end), as grant documents stored in the contract would be."""
+    found = []
+    versions = definitions(doc)
+    for r in _recurrences(doc, contract, until):
+        version = versions[r.version]
+        segment = {
+            "id": derived_id(doc["id"], r.index, "access"),
+            "amount": r.access_amount,
+            "starting_at": format_rfc3339(r.starting_at),
+            "ending_before": format_rfc3339(r.ending_before),
+        }
+        if r.rollover_ending_before is not None and version.get("rollover_fraction"):
+            segment["rollover_ending_before"] = format_rfc3339(r.rollover_ending_before)
+        invoices = []
+        if r.invoice_amount is not None:
+            invoice = version["invoice_amount"]
+            whole = not r.prorated
+            invoices.append(
+                {
+                    "id": derived_id(doc["id"], r.index, "invoice"),
+                    "timestamp": format_rfc3339(r.starting_at),
+                    "amount": r.invoice_amount,
+                    "quantity": Decimal(invoice["quantity"]) if whole else Decimal(1),
+                    "unit_price": Decimal(invoice["unit_price"]) if whole else r.invoice_amount,
+                }
+            )
+        grant = {name: version[name] for name in _PASSED_DOWN if version.get(name) is not None}
+        grant |= {
+            "id": derived_id(doc["id"], r.index),
+            "type": doc["type"],
+            "credit_type_id": doc["access_amount"].get("credit_type_id") or USD_CENTS.id,
+            "access_schedule": [segment],
+            "invoice_schedule": invoices,
+            "custom_fields": {},
+            _ID_OF[kind]: doc["id"],
+            # Metronome: the later of the recurrence's service period start and the recurring grant's start
+            "created_at": format_rfc3339(r.starting_at),
+        }
+        found.append(grant)
+    return found
+
+
+def made_grants(contract: dict, until: datetime | None) -> dict[str, list[dict]]:
+    """{"commits": [...], "credits": [...]}: what the contract's recurring grants have made."""
+    made: dict[str, list[dict]] = {"commits": [], "credits": []}
+    for kind, grant_kind in RECURRING_KINDS.items():
+        for doc in contract.get(kind) or ():
+            made[grant_kind] += recurrence_documents(doc, kind, contract, until)
+    return made
+
+
+def validate_recurring_documents(contract: dict, products: dict[str, Product], validate_grant) -> None:
+    """Every recurring grant of a stored contract (InvalidInput names the request field).
+    `validate_grant(doc, products, prefix)` checks a grant document it made (its product, filters,
+    priority and rollover are named as the recurring grant's)."""
+    start, end = parse_rfc3339(contract["starting_at"]), _time(contract.get("ending_before"))
+    schedule = statement_schedule(contract)
+    daily = []
+    for kind in RECURRING_KINDS:
+        for index, doc in enumerate(contract.get(kind) or ()):
+            prefix = f"{kind}[{index}]"
+            recurring = recurring_from_document(doc)
+            validate_recurring(recurring, schedule, start, end, prefix)
+            if recurring.frequency is RecurrenceFrequency.DAILY:
+                daily.append(prefix)
+            # The first one it makes (none when the contract ends before it starts) stands for all:
+            # they share product, filters, priority and rollover.
+            for first in recurrence_documents(doc, kind, contract, recurring.starting_at)[:1]:
+                validate_grant(first, products, prefix)
+    if len(daily) > 1:
+        raise InvalidInput(f"{daily[1]}.recurrence_frequency", "a contract may have one DAILY recurring commit or credit")
+    if daily and any(s.get("quantity_management_mode") == "SEAT_BASED" for s in contract.get("subscriptions") or ()):
+        raise InvalidInput(f"{daily[0]}.recurrence_frequency", "DAILY recurring commits and credits cannot be used with SEAT_BASED subscriptions")
+
+
+# -- contract edits (services/contract_edits.py applies these) -------------------------------------
+EDIT_KEYS = (
+    "add_recurring_commits", "add_recurring_credits", "update_recurring_commits", "update_recurring_credits",
+    "add_discounts", "add_professional_services",
+)
+_ADDED = {
+    "add_recurring_commits": "recurring_commits", "add_recurring_credits": "recurring_credits",
+    "add_discounts": "discounts", "add_professional_services": "professional_services",
+}
+
+
+def give_ids(record: dict, new_id) -> None:
+    """Ids for the parts an edit record adds, made once so that a retried edit records the same."""
+    for key in _ADDED:
+        for part in record.get(key) or ():
+            part["id"] = new_id()
+            if key == "add_discounts":
+                part["schedule_items"] = [dict(i, id=new_id()) for i in part["schedule_items"]]
+
+
+def edit_parts(record: dict) -> Iterator[tuple[str, Callable[[dict], None]]]:
+    """(request field, change to the contract document) for each part the record adds or updates."""
+    at = record["timestamp"]
+    for key, kind in _ADDED.items():
+        for i, part in enumerate(record.get(key) or ()):
+            yield f"{key}[{i}]", lambda d, k=kind, p=part: d.setdefault(k, []).append(copy.deepcopy(p))
+    for key in ("update_recurring_commits", "update_recurring_credits"):
+        for i, update in enumerate(record.get(key) or ()):
+            field = f"{key}[{i}]"
+            yield field, lambda d, k=key[len("update_"):], u=update, f=field: _update_recurring(d, k, u, f, at)
+
+
+def _update_recurring(doc: dict, kind: str, update: dict, field: str, at: str) -> None:
+    """The update applies to the recurrences whose access starts after the edit (Metronome: those
+    begun or over stay as they are), so it is kept with its instant rather than written over."""
+    what, id_field = ("a recurring commit", "recurring_commit_id") if kind == "recurring_commits" else ("a recurring credit", "recurring_credit_id")
+    recurring = next((r for r in doc.get(kind) or () if r["id"] == update["id"]), None)
+    if recurring is None:
+        raise InvalidInput(f"{field}.{id_field}", f"is not {what} of the contract")
+    current = definitions(recurring)[-1]
+    if update.get("ending_before") is not None:
+        end = parse_rfc3339(update["ending_before"])
+        hour_aligned(end, f"{field}.ending_before")
+        if end <= parse_rfc3339(recurring["starting_at"]):
+            raise InvalidInput(f"{field}.ending_before", "must be after the recurring grant starts")
+    invoice = update.get("invoice_amount")
+    if invoice is not None and current.get("invoice_amount") is None and set(invoice) != {"quantity", "unit_price"}:
+        raise InvalidInput(f"{field}.invoice_amount", "the recurring commit bills nothing yet: give quantity and unit_price")
+    change = {k: v for k, v in update.items() if k != "id"}
+    if invoice is not None and current.get("invoice_amount") is None:
+        change["invoice_amount"] = dict(invoice, credit_type_id=current["access_amount"]["credit_type_id"])
+    recurring.setdefault("updates", []).append({"effective_after": at, **change})
+
+
+def edit_dates(old: dict, record: dict) -> Iterator[tuple[str, datetime, bool]]:
+    """(request field, instant, lands on a SCHEDULED invoice) for each part the record adds: what
+    must not fall in a finalized period (contract_edits.Finalized.check). Updates of recurring
+    grants only change recurrences that start after the edit, never a finalized one."""
+    until = parse_rfc3339(record["timestamp"])
+    for key in ("add_recurring_commits", "add_recurring_credits"):
+        for i, recurring in enumerate(record.get(key) or ()):
+            for made in recurrence_documents(recurring, key[len("add_"):], old, until):
+                for item in made["invoice_schedule"]:
+                    yield f"{key}[{i}].starting_at", parse_rfc3339(item["timestamp"]), True
+    for i, discount in enumerate(record.get("add_discounts") or ()):
+        for j, item in enumerate(discount["schedule_items"]):
+            yield f"add_discounts[{i}].schedule.schedule_items[{j}].timestamp", parse_rfc3339(item["timestamp"]), True
