@@ -83,8 +83,8 @@ def test_a_part_removed_later_leaves_the_amendment_and_the_initial_terms_stay_as
     ({"starting_at": "2026-10-20T00:00:00Z"}, "starting_at"),  # inside the finalized October
     ({"overrides": [{"starting_at": "2026-11-10T00:00:00Z", "product_id": "p-setup", "type": "MULTIPLIER",
                      "multiplier": 2}]}, "overrides[0].product_id"),
-    ({"discounts": [{"product_id": "p-setup"}]}, "discounts"),
-], ids=["effective in a finalized month", "an override of a product not on the card", "discounts"])
+    ({"reseller_royalties": [{"fraction": 0.1}]}, "reseller_royalties"),
+], ids=["effective in a finalized month", "an override of a product not on the card", "reseller royalties"])
 def test_a_bad_amendment_is_refused_naming_the_amend_field_and_changes_nothing(w, changes, field):  # noqa: F811
     contract = _contract(w, subscriptions=SEATS)
     w.service.finalize(w.customer.id, contract["id"], OCT, NOV + GRACE)

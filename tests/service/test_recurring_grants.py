@@ -297,3 +297,23 @@ def test_a_professional_services_invoice_is_never_scheduled_on_a_finalized_one(w
     with pytest.raises(InvalidInput) as refused:
         _schedule(w, contract, "2027-02-01T00:00:00Z", {"professional_service_id": term_id, "quantity": 1})
     assert refused.value.field == "issued_at"  # after the contract
+
+
+def test_an_amendment_adds_a_discount_and_professional_services_listed_with_it(w):
+    from tally.api.contract_amend_models import ContractAmend
+
+    w.clock.now = datetime(2026, 11, 24, tzinfo=UTC)
+    contract = _contract(w)
+    request = {"customer_id": w.customer.id, "contract_id": contract["id"], "starting_at": "2026-12-01T00:00:00Z",
+               "discounts": [{"product_id": "p-setup", "schedule": {"schedule_items": [{"timestamp": "2026-12-01T00:00:00Z", "amount": 70}]}}],
+               "professional_services": [CONSULTING]}
+    parsed = ContractAmend.model_validate(exact_json.loads(exact_json.dumps(request)))
+    w.edits.edit(w.customer.id, contract["id"], parsed.changes(), author="key-1")
+    w.clock.now = datetime(2026, 12, 2, tzinfo=UTC)
+    assert _invoices(w)[("SCHEDULED", DEC)].total == D("-70.00")
+    document = _stored(w, contract)
+    body = contract_json(document, w.contracts.contract(document), w.contracts.products())
+    (amendment,) = body["amendments"]
+    assert [d["id"] for d in amendment["discounts"]] == [d["id"] for d in document["discounts"]]
+    assert [p["description"] for p in amendment["professional_services"]] == ["Consulting"]
+    assert body["initial"]["discounts"] == [] and len(body["current"]["discounts"]) == 1

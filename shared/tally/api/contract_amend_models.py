@@ -1,6 +1,6 @@
 """`POST /v1/contracts/amend`, the older form of a contract edit (metronome-sdk
-types/v1/contract_amend_params.py): an amendment adds commits, credits, overrides and scheduled
-charges from its `starting_at`, and the v1 contract lists it under `amendments`, its parts kept out
+types/v1/contract_amend_params.py): an amendment adds commits, credits, overrides, scheduled
+charges, discounts and professional services from its `starting_at`, and the v1 contract lists it under `amendments`, its parts kept out
 of `initial`. Tally applies it as an edit (services/contract_edits.py), so it is in the edit
 history, checked against finalized invoices and serialized like any other edit.
 """
@@ -13,14 +13,14 @@ from typing import Any
 from pydantic import ConfigDict, Field
 
 from tally.api.contract_edit_models import MAX_PARTS, EditCommitIn, EditCreditIn
-from tally.api.contract_models import OverrideIn, ScheduledChargeIn
+from tally.api.contract_models import DiscountIn, OverrideIn, ProfessionalServiceIn, ScheduledChargeIn
 from tally.api.models import MAX_NAME_LENGTH, CustomFields, Request, parse_instant
 from tally.billing.errors import InvalidInput
 from tally.billing.limits import MAX_ID_LENGTH
 from tally.billing.time import format_rfc3339
 
 # Amendment fields the engine cannot do yet (as on contract creation).
-UNSUPPORTED = ("discounts", "professional_services", "reseller_royalties")
+UNSUPPORTED = ("reseller_royalties",)
 
 
 class ContractAmend(Request):
@@ -37,9 +37,9 @@ class ContractAmend(Request):
     netsuite_sales_order_id: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
     salesforce_opportunity_id: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
     total_contract_value: Decimal | None = None
+    discounts: list[DiscountIn] | None = Field(default=None, max_length=MAX_PARTS)
+    professional_services: list[ProfessionalServiceIn] | None = Field(default=None, max_length=MAX_PARTS)
     # Refused when non-empty (see UNSUPPORTED).
-    discounts: list[Any] | None = None
-    professional_services: list[Any] | None = None
     reseller_royalties: list[Any] | None = None
 
     def changes(self) -> dict:
@@ -66,6 +66,12 @@ class ContractAmend(Request):
             changes["add_commits"] = [c.to_document(f"commits[{i}].") for i, c in enumerate(self.commits)]
         if self.credits:
             changes["add_credits"] = [c.to_document(f"credits[{i}].") for i, c in enumerate(self.credits)]
+        if self.discounts:
+            changes["add_discounts"] = [d.to_document(f"discounts[{i}]") for i, d in enumerate(self.discounts)]
+        if self.professional_services:
+            changes["add_professional_services"] = [
+                p.to_document(f"professional_services[{i}]") for i, p in enumerate(self.professional_services)
+            ]
         return changes
 
 

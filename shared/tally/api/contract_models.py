@@ -879,7 +879,7 @@ def contract_json(
     return body
 
 
-_AMENDED = ("commits", "credits", "overrides", "scheduled_charges")
+_AMENDED = ("commits", "credits", "overrides", "scheduled_charges", "discounts", "professional_services")
 
 
 def _amendments_json(doc: dict, terms: dict) -> list[dict]:

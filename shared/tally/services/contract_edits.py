@@ -294,7 +294,7 @@ def edit_steps(record: dict) -> Iterator[Step]:
 def _record_amendment(doc: dict, record: dict) -> None:
     """An amendment (POST /v1/contracts/amend) is listed on the contract with the parts it added."""
     parts = {kind: [part["id"] for part in record.get(f"add_{kind}") or ()]
-             for kind in ("overrides", "scheduled_charges", "commits", "credits")}
+             for kind in ("overrides", "scheduled_charges", "commits", "credits", "discounts", "professional_services")}
     entry = {"id": record["id"], "created_at": record["timestamp"], "created_by": record.get("created_by")}
     doc.setdefault("amendments", []).append(entry | record["amendment"] | parts)
 
