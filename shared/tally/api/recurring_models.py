@@ -177,7 +177,6 @@ class RecurringUpdateIn(Request):
 
     access_amount: AmountUpdateIn | None = None
     ending_before: str | None = None
-    proration_rounding: dict | None = None
     rate_type: Literal["LIST_RATE", "COMMIT_RATE"] | None = None
 
     def _changes(self, path: str) -> dict:
@@ -207,7 +206,7 @@ def _amount_update(update: AmountUpdateIn, path: str) -> dict:
 class RecurringCommitUpdateIn(RecurringUpdateIn):
     recurring_commit_id: str = Field(min_length=1)
     invoice_amount: AmountUpdateIn | None = None
-    proration_rounding: CommitRoundingIn | None = None  # type: ignore[assignment]
+    proration_rounding: CommitRoundingIn | None = None
 
     def to_update(self, path: str) -> dict:
         changes = self._changes(path)
@@ -222,7 +221,7 @@ class RecurringCommitUpdateIn(RecurringUpdateIn):
 
 class RecurringCreditUpdateIn(RecurringUpdateIn):
     recurring_credit_id: str = Field(min_length=1)
-    proration_rounding: CreditRoundingIn | None = None  # type: ignore[assignment]
+    proration_rounding: CreditRoundingIn | None = None
 
     def to_update(self, path: str) -> dict:
         changes = self._changes(path)

@@ -18,6 +18,8 @@ shared/contract_without_amendments.py). Each period from `starting_at` makes one
 * Rollover. `rollover_fraction` passes to every recurrence, and what a recurrence rolls over at
   its end (burn_down.py) lasts until the next recurrence's access ends: from one period into the
   next, however long each is.
+* Updates (contract edits' update_recurring_commits/credits) change the recurrences whose access
+  starts after the update; those begun or over by then stay as they were made.
 
 Nothing is stored per recurrence: `recurrences` computes them again on every read, with the same
 indexes, from which callers derive stable ids.
