@@ -23,6 +23,7 @@ from tally.services.balances import BalanceService, GrantBook
 from tally.services.professional_services import ProServiceInvoicing
 from tally.services.breakdowns import BreakdownService
 from tally.services.catalog import CatalogService
+from tally.services.contract_transitions import ContractTransitionService
 from tally.services.contract_edits import ContractEditService
 from tally.services.contracts import ContractService
 from tally.services.cycle_close import CycleCloseService
@@ -147,6 +148,13 @@ def cycle_close_service() -> CycleCloseService:
 def contract_edit_service() -> ContractEditService:
     return ContractEditService(
         contract_service(), DynamoContractStore(get_settings().require("billing_table")), invoice_store(), system_clock
+    )
+
+
+@lru_cache(maxsize=1)
+def contract_transition_service() -> ContractTransitionService:
+    return ContractTransitionService(
+        contract_service(), contract_edit_service(), DynamoContractStore(get_settings().require("billing_table"))
     )
 
 

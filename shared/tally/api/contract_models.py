@@ -41,7 +41,7 @@ Frequency = Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"]
 # naming the field) rather than accepted and silently mis-billed; an empty list is fine.
 UNSUPPORTED = (
     "reseller_royalties", "spend_threshold_configuration", "prepaid_balance_threshold_configuration",
-    "spend_trackers", "transition", "hierarchy_configuration", "package_id", "package_alias",
+    "spend_trackers", "hierarchy_configuration", "package_id", "package_alias",
     "scheduled_charges_on_usage_invoices", "revenue_system_configuration",
 )
 
@@ -406,6 +406,27 @@ class UsageFilterIn(Request):
         return document
 
 
+class FutureInvoiceBehaviorIn(Request):
+    trueup: Literal["REMOVE", "AS_IS"] | None = None
+
+
+class TransitionIn(Request):
+    """The contract this one takes over from (services/contract_transitions.py). The SDK lists
+    RENEWAL; SUPERSEDE is the value its docstring says a client's configuration may add."""
+
+    from_contract_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    type: Literal["RENEWAL", "SUPERSEDE"]
+    future_invoice_behavior: FutureInvoiceBehaviorIn | None = None
+
+    def to_document(self) -> dict:
+        behavior = self.future_invoice_behavior
+        if behavior is not None and behavior.trueup == "REMOVE":
+            # Tally bills a postpaid commit's true-up from the burn-down, which would still record it.
+            raise InvalidInput("transition.future_invoice_behavior.trueup", "REMOVE is not supported yet (AS_IS is)")
+        return {"from_contract_id": self.from_contract_id, "type": self.type,
+                "future_invoice_behavior": {"trueup": "AS_IS"}}
+
+
 class ContractCreate(Request):
     model_config = ConfigDict(extra="forbid")
 
@@ -439,7 +460,7 @@ class ContractCreate(Request):
     spend_trackers: list[Any] | None = None
     spend_threshold_configuration: Any = None
     prepaid_balance_threshold_configuration: Any = None
-    transition: Any = None
+    transition: TransitionIn | None = None
     hierarchy_configuration: Any = None
     package_id: str | None = None
     package_alias: str | None = None
@@ -496,6 +517,7 @@ class ContractCreate(Request):
                 "professional_services": [
                     p.to_document(f"professional_services[{i}]") for i, p in enumerate(self.professional_services or ())
                 ],
+                "transition": None if self.transition is None else self.transition.to_document(),
                 "usage_filter": None
                 if self.usage_filter is None
                 else self.usage_filter.to_document(_required_time("starting_at", self.starting_at)),
@@ -825,6 +847,16 @@ def _pro_service_json(p: dict) -> dict:
     return body
 
 
+def _transitions_json(doc: dict) -> list[dict]:
+    """The contract's transitions to and from others. The SDK's type admits RENEWAL alone, so a
+    SUPERSEDE stays off the list (strict clients could not parse it); its end date shows it."""
+    return [
+        {"from_contract_id": t["from_contract_id"], "to_contract_id": t["to_contract_id"], "type": t["type"]}
+        for t in doc.get("transitions") or ()
+        if t["type"] == "RENEWAL"
+    ]
+
+
 def contract_json(
     doc: dict, contract: Contract, products: dict[str, Product], view: ContractView | None = None
 ) -> dict:
@@ -843,7 +875,7 @@ def contract_json(
         "recurring_commits": [recurring_grant_json(r, doc, products) for r in doc.get("recurring_commits") or ()],
         "recurring_credits": [recurring_grant_json(r, doc, products) for r in doc.get("recurring_credits") or ()],
         "discounts": [_discount_json(d, products, fiat, names) for d in doc.get("discounts") or ()],
-        "transitions": [],
+        "transitions": _transitions_json(doc),
         "professional_services": [_pro_service_json(p) for p in doc.get("professional_services") or ()],
         "overrides": [_override_json(o, products, fiat, names) for o in doc.get("overrides") or ()],
         "scheduled_charges": [

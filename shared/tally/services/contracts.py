@@ -392,6 +392,12 @@ class ContractService:
     def create(self, request: dict, uniqueness_key: str | None = None) -> dict:
         """`request` is the normalized create body (api/contract_models.py). Nothing is written
         unless the whole contract validates."""
+        document = self.prepared(request, uniqueness_key)
+        self._store.create(document, uniqueness_key)
+        return document
+
+    def prepared(self, request: dict, uniqueness_key: str | None = None) -> dict:
+        """The document `create` writes: ids given, rate card resolved, validated; not written."""
         self.customer(request["customer_id"])
         now = self._clock()
         document = dict(request)
@@ -428,7 +434,6 @@ class ContractService:
             if any(d.get("uniqueness_key") == uniqueness_key for d in self._store.list_for_customer(request["customer_id"])):
                 raise Conflict(f"a contract with uniqueness_key {uniqueness_key!r} already exists")
         self._validate(document)
-        self._store.create(document, uniqueness_key)
         return document
 
     def archive(self, customer_id: str, contract_id: str) -> dict:
@@ -536,8 +541,10 @@ class ContractService:
         _check_commit_specific(document, products)
         if contract.usage_filter is not None:
             self._check_filter_is_readable(contract, products)
+        # The contract a new one transitions from ends where the new one starts (the same write).
+        ends = {document["transition"]["from_contract_id"]: document["starting_at"]} if document.get("transition") else {}
         others = [
-            self.contract(d)
+            self.contract(d | ({"ending_before": ends[d["id"]]} if d["id"] in ends else {}))
             for d in self._store.list_for_customer(contract.customer_id)
             if not d.get("archived_at") and d["id"] != contract.id
         ]

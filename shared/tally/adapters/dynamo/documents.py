@@ -153,6 +153,56 @@ class DynamoContractStore(DynamoDocumentStore):
                 raise ContractChanged("the contract changed while it was being edited") from exc
             raise translate(exc) from exc
 
+    def create_transition(
+        self, document: dict, uniqueness_key: str | None, ended: dict, edit: dict, invoices_written: int | None
+    ) -> None:
+        """Create a contract and, in the same transaction, write the contract it transitions from
+        (`ended`, conditional on its `_version`) with the edit record of its new end. ContractChanged
+        if that contract or the customer's finalized invoices changed since they were read."""
+        version = ended["_version"]
+        actions: list[dict] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _item(self._kind, self._sort_field, _stored(ended), version + 1),
+                    "ConditionExpression": "version = :v",
+                    "ExpressionAttributeValues": {":v": {"N": str(version)}},
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        "pk": {"S": _edits_pk(ended["id"])},
+                        "sk": {"S": f"{edit['sequence']:012d}"},
+                        "document": {"S": exact_json.dumps(edit)},
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _item(self._kind, self._sort_field, _stored(document), 1),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+        ]
+        if invoices_written is not None:
+            actions.append(records_unchanged(self._table, document["customer_id"], invoices_written))
+        if uniqueness_key is not None:
+            claim_pk = f"{self._kind}_uniq#{document['customer_id']}#{uniqueness_key}"
+            actions.append(claim(self._table, claim_pk, document_id=document["id"]))
+        try:
+            self._client.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            codes = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            if uniqueness_key is not None and codes and codes[-1] == "ConditionalCheckFailed":
+                raise Conflict(f"a contract with uniqueness_key {uniqueness_key!r} already exists for this customer") from exc
+            if any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in codes):
+                raise ContractChanged("the contract transitioned from changed meanwhile") from exc
+            raise translate(exc) from exc
+
     def edit_claimed(self, contract_id: str, uniqueness_key: str) -> bool:
         """Whether an edit of the contract took this uniqueness key (read consistently)."""
         return get_item(self._client, self._table, f"contract_edit_uniq#{contract_id}#{uniqueness_key}") is not None

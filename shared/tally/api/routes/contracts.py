@@ -52,7 +52,11 @@ def _contract_json(document: dict, view: ContractView) -> dict:
 @router.post("/v1/contracts/create")
 def create_contract() -> dict:
     body = ContractCreate.model_validate(read_body(router.current_event))
-    document = wiring.contract_service().create(body.to_document(), body.uniqueness_key)
+    request = body.to_document()
+    if "transition" in request:
+        document = wiring.contract_transition_service().create(request, body.uniqueness_key, api_key_id())
+    else:
+        document = wiring.contract_service().create(request, body.uniqueness_key)
     return {"data": {"id": document["id"]}}
 
 
