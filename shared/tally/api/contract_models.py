@@ -42,7 +42,7 @@ Frequency = Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"]
 UNSUPPORTED = (
     "reseller_royalties", "spend_threshold_configuration", "prepaid_balance_threshold_configuration",
     "spend_trackers", "hierarchy_configuration", "package_id", "package_alias",
-    "scheduled_charges_on_usage_invoices", "revenue_system_configuration",
+    "revenue_system_configuration",
 )
 
 
@@ -465,7 +465,7 @@ class ContractCreate(Request):
     package_id: str | None = None
     package_alias: str | None = None
     usage_filter: UsageFilterIn | None = None
-    scheduled_charges_on_usage_invoices: Any = None
+    scheduled_charges_on_usage_invoices: Literal["ALL"] | None = None
     revenue_system_configuration: Any = None
 
     def to_document(self) -> dict:
@@ -518,6 +518,7 @@ class ContractCreate(Request):
                     p.to_document(f"professional_services[{i}]") for i, p in enumerate(self.professional_services or ())
                 ],
                 "transition": None if self.transition is None else self.transition.to_document(),
+                "scheduled_charges_on_usage_invoices": self.scheduled_charges_on_usage_invoices,
                 "usage_filter": None
                 if self.usage_filter is None
                 else self.usage_filter.to_document(_required_time("starting_at", self.starting_at)),
@@ -887,7 +888,8 @@ def contract_json(
         },
         "multiplier_override_prioritization": doc["multiplier_override_prioritization"],
     }
-    recorded = ("net_payment_terms_days", "netsuite_sales_order_id", "salesforce_opportunity_id", "total_contract_value")
+    recorded = ("net_payment_terms_days", "netsuite_sales_order_id", "salesforce_opportunity_id", "total_contract_value",
+                "scheduled_charges_on_usage_invoices")
     for name in ("ending_before", "name", *recorded):
         if doc.get(name) is not None:
             terms[name] = doc[name]
@@ -906,6 +908,8 @@ def contract_json(
         terms["usage_filter"] = usage_filter_json(contract, view.now)
     if doc.get("archived_at"):
         body["archived_at"] = doc["archived_at"]
+    if doc.get("scheduled_charges_on_usage_invoices"):
+        body["scheduled_charges_on_usage_invoices"] = doc["scheduled_charges_on_usage_invoices"]
     if doc.get("uniqueness_key"):
         body["uniqueness_key"] = doc["uniqueness_key"]
     return body

@@ -22,7 +22,8 @@ _TERMS = (
     "commits", "credits", "discounts", "transitions", "professional_services", "recurring_commits", "recurring_credits",
 )
 # Whole-contract fields, the same in v1 and v2.
-_CONTRACT = ("id", "customer_id", "custom_fields", "subscriptions", "archived_at", "uniqueness_key")
+_CONTRACT = ("id", "customer_id", "custom_fields", "subscriptions", "archived_at", "uniqueness_key",
+             "scheduled_charges_on_usage_invoices")
 
 
 class ContractV2Get(Request):

@@ -269,6 +269,7 @@ def contract_from_document(doc: dict, rate_card: RateCard) -> Contract:
         usage_filter_updates=tuple(_usage_filter(u) for u in (doc.get("usage_filter") or {}).get("updates") or ()),
         discounts=tuple(_discount(d, i) for i, d in enumerate(doc.get("discounts") or ())),
         professional_services=_professional_services(doc),
+        scheduled_charges_on_usage_invoices=doc.get("scheduled_charges_on_usage_invoices") == "ALL",
     )
 
 

@@ -76,6 +76,9 @@ class Contract:
     usage_filter_updates: tuple[UsageFilter, ...] = ()  # later filters, each from its starting_at
     discounts: tuple[Discount, ...] = ()
     professional_services: ProServices = field(default_factory=ProServices)
+    # scheduled_charges_on_usage_invoices ALL: a scheduled charge whose timestamp is a usage
+    # period's ending_before is billed on that period's USAGE invoice (billing/pricing/invoices.py).
+    scheduled_charges_on_usage_invoices: bool = False
 
     @property
     def filters_usage(self) -> bool:

@@ -194,13 +194,48 @@ def build_draft_invoices(
     for subscription in contract.subscriptions:
         product = products[subscription.product_id]
         lines += subscription_lines(subscription, product, book, anchor, contract.ending_before, period)
+    charge_window = ChargeWindow.of(contract, period)
     for charge in contract.scheduled_charges:
-        lines += scheduled_charge_lines(charge, products[charge.product_id], period)
+        lines += scheduled_charge_lines(charge, products[charge.product_id], charge_window)
     for discount in contract.discounts:
         lines += discount_lines(discount, products[discount.product_id], period)
     lines += pro_service_lines(contract.professional_services, products, period, contract.rate_card.fiat_credit_type)
 
     return assemble_invoices(contract, period, lines)
+
+
+@dataclass(frozen=True)
+class ChargeWindow:
+    """The scheduled charge timestamps a period bills: its own [start, end), or, when the contract
+    consolidates them onto usage invoices, (start, end] (a charge at a period's end goes on that
+    period's USAGE invoice), the first period keeping a charge at the contract's start (it ends no
+    usage period, so it stays on a SCHEDULED invoice)."""
+
+    starting_at: datetime
+    ending_before: datetime
+    consolidated: bool = False
+    first: bool = False
+
+    @staticmethod
+    def of(contract: Contract, period: Period) -> ChargeWindow:
+        return ChargeWindow(
+            period.starting_at, period.ending_before, contract.scheduled_charges_on_usage_invoices,
+            period.starting_at <= contract.starting_at,
+        )
+
+    def contains(self, instant: datetime) -> bool:
+        if not self.consolidated:
+            return self.starting_at <= instant < self.ending_before
+        return self.starting_at < instant <= self.ending_before or (self.first and instant == self.starting_at)
+
+
+def _on_usage_invoice(line: LinePart, contract: Contract, period: Period, issued: datetime) -> bool:
+    return (
+        contract.scheduled_charges_on_usage_invoices
+        and line.type is LineType.SCHEDULED
+        and line.scheduled_charge_id is not None
+        and issued == period.ending_before
+    )
 
 
 def _issued_at(line: LinePart, contract: Contract) -> datetime | None:
@@ -230,7 +265,7 @@ def assemble_invoices(contract: Contract, period: Period, lines: Sequence[LinePa
     scheduled: dict[datetime, list[LinePart]] = defaultdict(list)
     for line in lines:
         issued = _issued_at(line, contract)
-        if issued is None:
+        if issued is None or _on_usage_invoice(line, contract, period, issued):
             usage_lines.append(line)
         else:
             scheduled[issued].append(line)
