@@ -515,3 +515,29 @@ def test_an_edit_racing_a_finalization_sees_it_on_retry(w, monkeypatch):
     assert refused.value.field == "update_subscriptions[0].quantity_updates[0].starting_at"
     assert len(calls) == 2
     assert w.edits.history(w.customer.id, contract["id"]) == []
+
+
+def test_an_edit_committed_between_a_close_pricing_and_its_write_is_priced_by_the_close(w, monkeypatch):
+    """The other order: the cycle close has read and priced the contract when an edit commits
+    (its invoice count is still unchanged, so the edit goes through). The close's write, conditional
+    on the contract's version, fails, and the retry prices the edited contract."""
+    contract = _contract(w)
+    w.usage.calls += [(datetime(2026, 10, 10, tzinfo=UTC), 10)]  # 10 calls at 2 = 20
+    real = w.invoices.close_period
+    calls = []
+
+    def priced_then_edited(*args, **kwargs):
+        close = real(*args, **kwargs)
+        if not calls:  # the edit lands between the close's pricing and its write
+            edit(w, contract, add_overrides=[{"starting_at": "2026-10-05T00:00:00Z", "product_id": "p-calls",
+                                              "type": "OVERWRITE", "overwrite_rate": {"rate_type": "FLAT", "price": 3}}])
+        calls.append(close)
+        return close
+
+    monkeypatch.setattr(w.invoices, "close_period", priced_then_edited)
+    result = w.service.finalize(w.customer.id, contract["id"], OCT, NOV + GRACE)
+
+    assert len(calls) == 2  # priced again after the edit
+    (record,) = [w.store.get(i) for i in result["finalized"]]
+    assert record.invoice.total == Decimal("30.00")  # 10 calls at the override's 3, not the card's 2
+    assert len(w.edits.history(w.customer.id, contract["id"])) == 1

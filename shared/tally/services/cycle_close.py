@@ -13,7 +13,9 @@ Exactly once.
   (adapters/dynamo/invoices.py). A second or concurrent finalize of the same period loses that
   write, reads the stored invoices and returns them: one invoice per slot, ever. A finalize that
   raced a write on another period of the same customer is recomputed, so every finalization is
-  priced on top of the latest finalized drawdowns (FinalizationRaced after `attempts` tries).
+  priced on top of the latest finalized drawdowns (FinalizationRaced after `attempts` tries). The
+  write is also conditional on the contract's version read before pricing, so an edit committed
+  between the pricing and the write is priced by the retry, never missed by the invoice.
 - Ledger. The ledger is derived: the burn-down replays each stored invoice's drawdowns exactly, so
   one stored invoice is one set of ledger entries, however often the workflow runs.
 - Messages. `publish_finalized` first claims the invoice (a conditional write of a token, unless it
@@ -227,6 +229,9 @@ class CycleCloseService:
         finalizes nothing more. {"invoice_ids": every FINALIZED invoice of the period, "finalized":
         those this call stored}. Raises PeriodNotFound, FinalizationRaced, StoreUnavailable."""
         for attempt in range(self._timing.attempts):
+            # Read before pricing: an edit committed after this read fails the write below, and the
+            # retry prices the edited contract (edits check the invoice count, this the contract).
+            version = self._invoices.contract_version(customer_id, contract_id)
             written, records = self._records(customer_id)
             close = self._invoices.close_period(
                 customer_id, contract_id, period_start, as_of, self._grace, records, self._clock()
@@ -234,7 +239,10 @@ class CycleCloseService:
             if not close.new:
                 return {"invoice_ids": close.final_ids, "finalized": []}
             try:
-                self._store.create(customer_id, written, close.new)
+                self._store.create(
+                    customer_id, written, close.new,
+                    contract_version=None if version is None else (contract_id, version),
+                )
             except FinalizationRaced:
                 self._sleep(self._timing.backoff * 2**attempt)
                 continue

@@ -69,10 +69,14 @@ class InvoiceStore(Protocol):
         """How many records of the customer were ever created, read consistently: the version a
         `create` is conditional on."""
 
-    def create(self, customer_id: str, written: int, records: list[StoredInvoice], regenerated_from: str | None = None) -> None:
+    def create(
+        self, customer_id: str, written: int, records: list[StoredInvoice], regenerated_from: str | None = None,
+        contract_version: tuple[str, int] | None = None,
+    ) -> None:
         """Write new records all at once, only if none exists yet and the customer still has
         `written` records (and, with `regenerated_from`, that voided record is not regenerated
-        yet, and it then points to the first record). FinalizationRaced otherwise."""
+        yet, and it then points to the first record; with `contract_version` (contract id,
+        version), that contract is still at that version). FinalizationRaced otherwise."""
 
     def void(self, invoice_id: str, voided_at: datetime) -> bool:
         """FINALIZED -> VOID; False if it was not FINALIZED."""

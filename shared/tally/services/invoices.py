@@ -424,6 +424,14 @@ class InvoiceService:
             return []
         return [] if document.get("archived_at") else [document]
 
+    def contract_version(self, customer_id: str, contract_id: str) -> int | None:
+        """The contract's stored version (None if it does not exist): what a finalization is
+        conditional on, so that an edit committed between its pricing and its write is not missed."""
+        try:
+            return self._contracts.get(customer_id, contract_id)["_version"]
+        except NotFound:
+            return None
+
     def contract_ids(self, customer_id: str) -> list[str]:
         """The customer's unarchived contracts, named even if one no longer parses."""
         return self._contracts.ids(customer_id)

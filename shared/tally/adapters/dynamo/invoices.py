@@ -8,7 +8,8 @@ Keys:
 - `invoice_records#<customer_id>` / sk `#`: `written`, how many records the customer has. Every
   create is one transaction that puts the new records (attribute_not_exists) and moves `written`
   from the value the writer read: so a record is written once, and a finalization computed from a
-  view that another writer changed meanwhile is refused (FinalizationRaced) and recomputed.
+  view that another writer changed meanwhile is refused (FinalizationRaced) and recomputed. A
+  finalization is also conditional on its contract's `version` (documents.py), read before pricing.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from tally.services.invoice_records import (
     record_from_document,
 )
 
-# A transaction holds at most 100 items: the counter, a voided record, and the new records.
-MAX_RECORDS_PER_WRITE = 98
+# A transaction holds at most 100 items: the counter, a voided record, the contract check, the new records.
+MAX_RECORDS_PER_WRITE = 97
 
 
 def _key(invoice_id: str) -> dict:
@@ -81,7 +82,10 @@ class DynamoInvoiceStore:
         item = get_item(self._client, self._table, f"invoice_records#{customer_id}")
         return 0 if item is None else int(item["written"]["N"])
 
-    def create(self, customer_id: str, written: int, records: list[StoredInvoice], regenerated_from: str | None = None) -> None:
+    def create(
+        self, customer_id: str, written: int, records: list[StoredInvoice], regenerated_from: str | None = None,
+        contract_version: tuple[str, int] | None = None,
+    ) -> None:
         if not records or len(records) > MAX_RECORDS_PER_WRITE:
             raise ValueError(f"a write holds 1 to {MAX_RECORDS_PER_WRITE} records")
         actions: list[dict] = [
@@ -128,6 +132,17 @@ class DynamoInvoiceStore:
                     }
                 }
             )
+        if contract_version is not None:
+            contract_id, version = contract_version
+            # The contract priced is the contract stored: an edit since the pricing read it cancels this.
+            actions.append({
+                "ConditionCheck": {
+                    "TableName": self._table,
+                    "Key": {"pk": {"S": f"contract#{contract_id}"}, "sk": {"S": ITEM}},
+                    "ConditionExpression": "version = :cv",
+                    "ExpressionAttributeValues": {":cv": {"N": str(version)}},
+                }
+            })
         try:
             self._client.transact_write_items(TransactItems=actions)
         except ClientError as exc:
