@@ -23,6 +23,7 @@ from tally.services.balances import BalanceService, GrantBook
 from tally.services.professional_services import ProServiceInvoicing
 from tally.services.breakdowns import BreakdownService
 from tally.services.catalog import CatalogService
+from tally.services.historical_invoices import HistoricalInvoiceService
 from tally.services.contract_transitions import ContractTransitionService
 from tally.services.contract_edits import ContractEditService
 from tally.services.contracts import ContractService
@@ -156,6 +157,11 @@ def contract_transition_service() -> ContractTransitionService:
     return ContractTransitionService(
         contract_service(), contract_edit_service(), DynamoContractStore(get_settings().require("billing_table"))
     )
+
+
+@lru_cache(maxsize=1)
+def historical_invoice_service() -> HistoricalInvoiceService:
+    return HistoricalInvoiceService(contract_service(), invoice_store(), system_clock)
 
 
 @lru_cache(maxsize=1)

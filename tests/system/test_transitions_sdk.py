@@ -57,6 +57,22 @@ def test_a_renewal_takes_over_where_the_old_contract_now_ends(local_stack, settl
             (False, "USAGE", start, 30), (True, "USAGE", renewal_start, 40)]
         assert [i.end_timestamp for i in drafts if i.contract_id == old] == [renewal_start]
 
+        # The old contract's one period, migrated: 7 calls from the system it came from (7 x 10 = 70)
+        # are stored FINALIZED in place of the 30 Tally metered, and a retry changes nothing.
+        fiat = [i for i in drafts if i.contract_id == old][0].credit_type.id
+        migrated = {"customer_id": customer, "contract_id": old, "credit_type_id": fiat,
+                    "inclusive_start_date": rfc3339(start), "exclusive_end_date": rfc3339(renewal_start),
+                    "issue_date": rfc3339(renewal_start),
+                    "usage_line_items": [{"product_id": calls, "inclusive_start_date": rfc3339(start),
+                                          "exclusive_end_date": rfc3339(renewal_start), "quantity": 7}]}
+        (created,) = sdk.v1.contracts.create_historical_invoices(invoices=[migrated], preview=False).data
+        assert (created.status, created.total, created.start_timestamp, created.end_timestamp) == (
+            "FINALIZED", 70, start, renewal_start)
+        (again,) = sdk.v1.contracts.create_historical_invoices(invoices=[migrated], preview=False).data
+        assert again.id == created.id
+        assert sorted((i.contract_id == new, i.status, i.total) for i in sdk.v1.customers.invoices.list(customer_id=customer).data) == [
+            (False, "FINALIZED", 70), (True, "DRAFT", 40)]
+
         # The same renewal again is refused: a contract is transitioned from once.
         with pytest.raises(metronome.BadRequestError) as refused:
             sdk.v1.contracts.create(customer_id=customer, rate_card_id=card, starting_at=rfc3339(renewal_start),

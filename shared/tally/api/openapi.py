@@ -24,6 +24,7 @@ from typing import Annotated, Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 
 from tally.api import routes
+from tally.api.historical_invoice_models import CreateHistoricalInvoices
 from tally.api.balance_models import (
     CustomerBalancesList,
     CustomerCommitCreate,
@@ -238,6 +239,9 @@ OPERATIONS = (
     Operation("POST", "/v1/contracts/scheduleProServicesInvoice",
               "v1.contract_schedule_pro_services_invoice_response:ContractScheduleProServicesInvoiceResponse",
               ScheduleProServicesInvoice),
+    Operation("POST", "/v1/contracts/createHistoricalInvoices",
+              "v1.contract_create_historical_invoices_response:ContractCreateHistoricalInvoicesResponse",
+              CreateHistoricalInvoices),
     Operation("POST", "/v2/contracts/get", "v2.contract_retrieve_response:ContractRetrieveResponse", ContractV2Get),
     Operation("POST", "/v2/contracts/list", "shared.contract_v2:ContractV2", ContractV2List, page="cursor"),
     Operation("POST", "/v2/contracts/edit", "v2.contract_edit_response:ContractEditResponse", ContractEdit),

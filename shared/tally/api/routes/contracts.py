@@ -23,6 +23,7 @@ from tally.api.contract_models import (
     quantity_history_json,
     seats_history_json,
 )
+from tally.api.historical_invoice_models import CreateHistoricalInvoices
 from tally.api.invoice_models import invoice_json
 from tally.api.models import read_body
 from tally.api.routes.contract_edits import api_key_id
@@ -117,6 +118,15 @@ def schedule_pro_services_invoice() -> dict:
     )
     draft = wiring.invoice_service().get(body.customer_id, invoice)
     return {"data": [invoice_json(draft, _catalog_of([draft]))]}
+
+
+@router.post("/v1/contracts/createHistoricalInvoices")
+def create_historical_invoices() -> dict:
+    """Past usage invoices from another billing system, stored FINALIZED (services/historical_invoices.py)."""
+    body = CreateHistoricalInvoices.model_validate(read_body(router.current_event))
+    created = wiring.historical_invoice_service().create(body.inputs(), body.preview)
+    products = wiring.contract_service().products()
+    return {"data": [invoice_json(DraftInvoice(r.id, r.invoice, contract), products) for r, contract in created]}
 
 
 @router.post("/v1/contracts/archive")
