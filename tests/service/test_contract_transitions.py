@@ -17,7 +17,7 @@ from tally.billing.errors import InvalidInput
 from tally.services.contract_transitions import ContractTransitionService
 from tests.service.test_contract_edits import drafts, edit, stored, w  # noqa: F401 - w is the fixture
 from tests.service.test_cycle_close import BARE, GRACE, NOV, OCT, SEATS, _contract, _stored_records
-from tests.service.test_contracts_service import _request
+from tests.service.test_contracts_service import _commit, _request
 
 UTC = timezone.utc
 DEC = datetime(2026, 12, 1, tzinfo=UTC)
@@ -101,3 +101,21 @@ def test_a_contract_is_transitioned_from_once(w):  # noqa: F811
         transition(w, old, "RENEWAL", "2026-11-20T00:00:00Z")
     assert refused.value.field == "transition.from_contract_id"
     assert stored(w, old)["ending_before"] == "2026-12-01T00:00:00Z"
+
+
+@pytest.mark.parametrize("fraction, renewal_total", [(None, Decimal("80.00")), (Decimal("0.5"), Decimal("40.00"))],
+                         ids=["a commit without rollover ends with the old contract",
+                              "rollover_fraction 0.5: half of what is left serves the renewal"])
+def test_a_renewal_carries_the_rolled_over_part_of_a_commit(w, fraction, renewal_total):  # noqa: F811
+    commit = _commit(access_schedule={"schedule_items": [
+        {"amount": 100, "starting_at": "2026-10-01T00:00:00Z", "ending_before": "2027-01-01T00:00:00Z"}]},
+        rollover_fraction=fraction)
+    old = _contract(w, commits=[commit])
+    w.usage.calls += [(datetime(2026, 11, 5, tzinfo=UTC), 10), (datetime(2026, 11, 12, tzinfo=UTC), 40)]
+
+    transition(w, old, "RENEWAL", "2026-11-10T00:00:00Z")
+
+    # The old contract's 10 calls (20) are paid by the commit, which has 80 left at Nov 10; half of
+    # it (40) rolls over and pays half of the renewal's 40 calls x 2 = 80.
+    assert ("USAGE", NOV, "DRAFT", Decimal("0.00")) in drafts(w)
+    assert ("USAGE", NOV_10, "DRAFT", renewal_total) in drafts(w)

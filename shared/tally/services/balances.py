@@ -124,6 +124,14 @@ class CustomerGrants:
     manual_entries: tuple[ManualEntry, ...]
 
 
+def _renewed(grant: Grant, contract: dict) -> Grant:
+    """A grant of a contract renewed since (a RENEWAL transition from it): rolled over into the renewal."""
+    for transition in contract.get("transitions") or ():
+        if transition["from_contract_id"] == contract["id"] and transition["type"] == "RENEWAL":
+            return grant.renewed_into(transition["to_contract_id"], parse_rfc3339(contract["ending_before"]))
+    return grant
+
+
 class GrantBook:
     """Reads a customer's grants (contract-level, those the contracts' recurring commits and credits
     have made by now, and customer-level) and manual entries."""
@@ -148,7 +156,7 @@ class GrantBook:
             made = made_grants(contract, now)
             stored = (contract.get("commits") or []) + (contract.get("credits") or [])
             for doc in stored + made["commits"] + made["credits"]:
-                grants.append(grant_from_document(doc, contract["id"]))
+                grants.append(_renewed(grant_from_document(doc, contract["id"]), contract))
                 documents[doc["id"]] = contract_grant_document(doc, contract)
         for doc in self._grants.list_for_customer(customer_id):
             if doc.get("archived_at"):

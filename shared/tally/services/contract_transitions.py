@@ -10,6 +10,10 @@ finalized billing period, or one that would change a finalized SCHEDULED invoice
 transition has no `allow_contract_ending_before_finalized_invoice`).
 
 - RENEWAL: the renewal follows the old contract; its usage invoices start where the old one's stop.
+  A commit or credit of the old contract with a `rollover_fraction` ends at the renewal, and that
+  fraction of what is left then rolls over to serve the renewal until the segment's own end
+  (Grant.renewed_into, applied on every read by the GrantBook, so late usage before the renewal
+  still changes what rolls over until that period is finalized).
 - SUPERSEDE: the new contract replaces the old one from its start; the old one's invoices after
   that (usage periods and scheduled charges, subscriptions billed in advance) are no longer
   billed, because the old contract ends there.

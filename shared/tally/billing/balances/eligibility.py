@@ -80,7 +80,7 @@ def grant_applies_to(grant: Grant, charge: Charge) -> bool:
     """Same credit type, a contract the grant serves, and usage its filters admit (time aside)."""
     if grant.credit_type_id != charge.credit_type_id:
         return False
-    if grant.contract_id is not None and grant.contract_id != charge.contract_id:
+    if grant.contract_id is not None and charge.contract_id not in (grant.contract_id, grant.rollover_contract_id):
         return False
     if grant.specifiers:
         return any(

@@ -8,7 +8,7 @@ single true-up item); filters by product id, product tag or specifier.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 from enum import Enum
@@ -107,6 +107,7 @@ class Grant:
     rate_type: CommitRateType = CommitRateType.LIST_RATE
     rollover_fraction: Decimal | None = None
     invoice_schedule: tuple[InvoiceItem, ...] = ()
+    rollover_contract_id: str | None = None  # a renewal's: the contract its rollover segments serve too
 
     @property
     def applies_to_all_products(self) -> bool:
@@ -122,6 +123,21 @@ class Grant:
     @property
     def rolls_over(self) -> bool:
         return self.rollover_fraction is not None and self.rollover_fraction > 0
+
+    def renewed_into(self, contract_id: str, at: datetime) -> Grant:
+        """A rolling grant of a contract RENEWAL-transitioned at `at` (services/contract_transitions.py):
+        its access ends there (a segment starting later is dropped), and `rollover_fraction` of what is
+        left then rolls over to serve the renewal until the segment's own end."""
+        if not self.rolls_over:
+            return self
+        segments = []
+        for segment in self.access_schedule:
+            if segment.starting_at >= at:
+                continue
+            if segment.ending_before > at:
+                segment = replace(segment, ending_before=at, rollover_ending_before=segment.ending_before)
+            segments.append(segment)
+        return replace(self, access_schedule=tuple(segments), rollover_contract_id=contract_id)
 
     def segment(self, segment_id: str) -> AccessSegment | None:
         return next((s for s in self.access_schedule if s.id == segment_id), None)
