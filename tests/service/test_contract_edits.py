@@ -261,7 +261,8 @@ REFUSED = [
     ("an end before the start", {"update_contract_end_date": "2026-09-01T00:00:00Z"}, "update_contract_end_date"),
     ("an unknown credit", {"archive_credits": [{"id": "nope"}]}, "archive_credits[0].id"),
     ("a discount with no schedule", {"add_discounts": [{"product_id": "p-setup", "schedule": {}}]}, "add_discounts[0].schedule"),
-    ("commit updates", {"update_commits": [{"commit_id": "c"}]}, "update_commits"),
+    ("an unknown commit", {"update_commits": [{"commit_id": "c", "name": "x"}]}, "update_commits[0].commit_id"),
+    ("a commit update naming no change", {"update_commits": [{"commit_id": "c"}]}, "update_commits[0]"),
     ("seat updates of a QUANTITY_ONLY subscription", {"update_subscriptions": [{"subscription_id": "SUB", "seat_updates": {
         "add_seat_ids": [{"seat_ids": ["ann"], "starting_at": "2026-11-16T00:00:00Z"}]}}]},
      "update_subscriptions[0].seat_updates"),

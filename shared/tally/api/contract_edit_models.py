@@ -33,6 +33,7 @@ from tally.api.contract_models import (
     _scheduled_charge_json,
     _subscription_json,
 )
+from tally.api.grant_edit_models import CommitUpdateIn, CreditUpdateIn
 from tally.api.models import MAX_NAME_LENGTH, Request, parse_instant
 from tally.api.recurring_models import (
     RecurringCommitIn,
@@ -46,6 +47,7 @@ from tally.billing.limits import MAX_ID_LENGTH, MAX_IDS_PER_REQUEST
 from tally.billing.pricing import Contract, Product
 from tally.billing.pricing.seats import seat_count
 from tally.billing.time import format_rfc3339
+from tally.services.grant_edits import update_json
 
 # Parts one edit may name in each list: an edit is a handful of changes, and each is validated
 # against the whole contract.
@@ -55,7 +57,7 @@ MAX_PARTS = MAX_IDS_PER_REQUEST
 UNSUPPORTED = (
     "add_billing_provider_configuration_update", "add_prepaid_balance_threshold_configuration",
     "add_reseller_royalties", "add_revenue_system_configuration_update", "add_spend_threshold_configuration",
-    "add_spend_trackers", "archive_spend_trackers", "update_commits", "update_credits",
+    "add_spend_trackers", "archive_spend_trackers",
     "update_prepaid_balance_threshold_configuration", "update_spend_threshold_configuration",
 )
 
@@ -307,8 +309,8 @@ class ContractEdit(Request):
     add_spend_threshold_configuration: Any = None
     add_spend_trackers: list[Any] | None = None
     archive_spend_trackers: list[Any] | None = None
-    update_commits: list[Any] | None = None
-    update_credits: list[Any] | None = None
+    update_commits: list[CommitUpdateIn] | None = Field(default=None, max_length=MAX_PARTS)
+    update_credits: list[CreditUpdateIn] | None = Field(default=None, max_length=MAX_PARTS)
     update_prepaid_balance_threshold_configuration: Any = None
     update_spend_threshold_configuration: Any = None
 
@@ -354,7 +356,7 @@ class ContractEdit(Request):
             parts = getattr(self, name)
             if parts:
                 changes[name] = [p.to_document(f"{name}[{i}]") for i, p in enumerate(parts)]
-        for name in ("update_recurring_commits", "update_recurring_credits"):
+        for name in ("update_recurring_commits", "update_recurring_credits", "update_commits", "update_credits"):
             updates = getattr(self, name)
             if updates:
                 changes[name] = [u.to_update(f"{name}[{i}]") for i, u in enumerate(updates)]
@@ -478,6 +480,9 @@ def edit_json(record: dict, document: dict, contract: Contract, products: dict[s
     for kind in ("update_recurring_commits", "update_recurring_credits"):
         if kind in record:
             body[kind] = [dict(u) for u in record[kind]]
+    for kind in ("update_commits", "update_credits"):
+        if kind in record:
+            body[kind] = [update_json(u) for u in record[kind]]
     for name in ("update_contract_end_date", "update_contract_name", "update_net_payment_terms_days"):
         if name in record:
             body[name] = record[name]

@@ -31,6 +31,7 @@ changes to it again (a quantity delta adds to the quantity now) and retries, at 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ from tally.services.contracts import (
     is_seat_based,
     quantity_schedule,
 )
-from tally.services import recurring_grants
+from tally.services import grant_edits, recurring_grants
 from tally.services.invoice_records import FINALIZED, StoredInvoice
 from tally.services.invoices import NO_USAGE, invoice_id
 from tally.services.ports import StoreUnavailable
@@ -65,6 +66,7 @@ CHANGE_KEYS = (
     "archive_scheduled_charges", "update_scheduled_charges", "add_scheduled_charges",
     "archive_commits", "archive_credits", "add_commits", "add_credits",
     *recurring_grants.EDIT_KEYS,
+    *grant_edits.EDIT_KEYS,
     "amendment",
 )
 # Where archived parts go: out of the lists the engine prices, kept for the record.
@@ -287,6 +289,8 @@ def edit_steps(record: dict) -> Iterator[Step]:
                 yield Step(field, lambda d, k=kind, x=item: d.setdefault(k, []).append(copy.deepcopy(x)))
     for field, change in recurring_grants.edit_parts(record):
         yield Step(field, change)
+    for field, change in grant_edits.edit_parts(record):
+        yield Step(field, change)
     if "amendment" in record:
         yield Step("amendment", lambda d: _record_amendment(d, record))
 
@@ -331,6 +335,8 @@ def _element_fields(record: dict) -> dict[str, str]:
     for kind in ("subscriptions", "scheduled_charges", "recurring_commits", "recurring_credits"):
         for i, update in enumerate(record.get(f"update_{kind}") or ()):
             fields.setdefault(update["id"], f"update_{kind}[{i}]")
+    for grant_id, field in grant_edits.edit_fields(record).items():
+        fields.setdefault(grant_id, field)
     return fields
 
 
@@ -356,6 +362,8 @@ class Finalized:
 
     usage_until: datetime | None  # the end of the last finalized USAGE period
     scheduled: dict[str, datetime]  # finalized SCHEDULED invoices: slot -> issue instant
+    # access segment id -> (drawn, first, last instant) by finalized invoices (grant_edits.drawn_by_finalized)
+    drawn: dict = dataclasses.field(default_factory=dict)
 
     @staticmethod
     def of(records: list[StoredInvoice], contract_id: str) -> Finalized:
@@ -364,6 +372,7 @@ class Finalized:
         return Finalized(
             max(usage) if usage else None,
             {r.slot: r.invoice.starting_at for r in final if r.type is InvoiceType.SCHEDULED},
+            grant_edits.drawn_by_finalized(final, contract_id),
         )
 
     def check(self, field: str, instant: datetime, issued: bool = False) -> None:
@@ -431,6 +440,7 @@ def _check_dates(old: dict, record: dict, finalized: Finalized, allow_ending_bef
             finalized.check(f"add_commits[{i}].invoice_schedule.schedule_items[{j}].timestamp", parse_rfc3339(item["timestamp"]), True)
     for field, instant, issued in recurring_grants.edit_dates(old, record):
         finalized.check(field, instant, issued)
+    grant_edits.check_finalized(old, record, finalized)
     if "update_contract_end_date" in record and not allow_ending_before_finalized:
         end = min(_end(old.get("ending_before")), _end(record["update_contract_end_date"]))
         if finalized.usage_until is not None and end < finalized.usage_until:
@@ -525,6 +535,7 @@ class ContractEditService:
             for grant in record.get(kind) or ():
                 grant.setdefault("created_at", now)
         recurring_grants.give_ids(record, _new_id)
+        grant_edits.give_ids(record, _new_id)
         return record
 
     def _edited(self, document: dict, record: dict, finalized: Finalized, allow_ending_before_finalized: bool) -> dict:

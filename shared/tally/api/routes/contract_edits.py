@@ -1,5 +1,5 @@
-"""Contract edits: POST /v2/contracts/edit, /v2/contracts/getEditHistory, and the older
-/v1/contracts/amend."""
+"""Contract edits: POST /v2/contracts/edit, /v2/contracts/getEditHistory, /v2/contracts/commits/edit
+and /credits/edit, and the older /v1/contracts/amend."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from tally import wiring
 from tally.api.contract_amend_models import ContractAmend, amend_field
 from tally.api.contract_edit_models import ContractEdit, ContractEditHistory, edit_json
 from tally.api.contract_models import ContractView
+from tally.api.grant_edit_models import CommitEdit, CreditEdit
 from tally.api.models import read_body
 from tally.billing.errors import InvalidInput
+from tally.services.grant_edits import edit_grant
 
 router = Router()
 
@@ -48,6 +50,24 @@ def get_edit_history() -> dict:
     body = ContractEditHistory.model_validate(read_body(router.current_event))
     records = wiring.contract_edit_service().history(body.customer_id, body.contract_id)
     return {"data": _edits_json(body.customer_id, body.contract_id, records)}
+
+
+@router.post("/v2/contracts/commits/edit")
+def edit_commit() -> dict:
+    body = CommitEdit.model_validate(read_body(router.current_event))
+    if body.invoice_contract_id is not None:
+        raise InvalidInput("invoice_contract_id", "cannot be edited for a contract-level commit")
+    edit_grant(wiring.contract_edit_service(), wiring.contract_service(), body.customer_id, "commits",
+               body.to_update(), api_key_id())
+    return {"data": {"id": body.commit_id}}
+
+
+@router.post("/v2/contracts/credits/edit")
+def edit_credit() -> dict:
+    body = CreditEdit.model_validate(read_body(router.current_event))
+    edit_grant(wiring.contract_edit_service(), wiring.contract_service(), body.customer_id, "credits",
+               body.to_update(), api_key_id())
+    return {"data": {"id": body.credit_id}}
 
 
 @router.post("/v1/contracts/amend")
