@@ -10,11 +10,11 @@ from decimal import Decimal
 
 import pytest
 
-from tally.api.contract_models import contract_json
+from tally.api.contract_models import ContractView, contract_json
 from tally.billing.pricing.invoices import ChargeWindow
 from tests.service.test_contract_edits import drafts, stored, w  # noqa: F401 - w is the fixture
 from tests.service.test_cycle_close import BARE, GRACE, NOV, OCT
-from tests.service.test_contracts_service import _request
+from tests.service.test_contracts_service import _commit, _request
 
 UTC = timezone.utc
 NOV_12 = datetime(2026, 11, 12, tzinfo=UTC)
@@ -59,3 +59,19 @@ def test_a_charge_at_a_periods_end_is_billed_on_that_usage_invoice(w, consolidat
 def test_the_charge_window_of_a_period(instant, consolidated, first, billed):
     window = ChargeWindow(OCT, NOV, consolidated, first)
     assert window.contains(instant) is billed
+
+
+def test_a_commit_invoiced_at_a_periods_end_is_billed_on_that_usage_invoice_and_linked_to_it(w):  # noqa: F811
+    commit = _commit(access_schedule={"schedule_items": [
+        {"amount": 1000, "starting_at": "2026-11-01T00:00:00Z", "ending_before": "2027-01-01T00:00:00Z"}]},
+        invoice_schedule={"schedule_items": [{"timestamp": "2026-11-01T00:00:00Z", "amount": 600}]})
+    contract = w.contracts.create(_request(w.customer.id, **BARE, commits=[commit], scheduled_charges_on_usage_invoices="ALL"))
+    w.usage.calls += [(datetime(2026, 10, 5, tzinfo=UTC), 10)]
+
+    # October's usage invoice: 10 calls x 2 = 20 (the commit's access starts Nov 1) + the 600 purchase.
+    assert [d for d in drafts(w) if d[1] == OCT or d[0] == "SCHEDULED"] == [("USAGE", OCT, "DRAFT", Decimal("620.00"))]
+    document = stored(w, contract)
+    body = contract_json(document, w.contracts.contract(document), w.contracts.products(), ContractView(figures=w.balances.figures(w.customer.id, with_balances=False)))
+    (item,) = body["current"]["commits"][0]["invoice_schedule"]["schedule_items"]
+    (october,) = [d for d in w.invoices.list(w.customer.id)[0] if d.invoice.starting_at == OCT]
+    assert item["invoice_id"] == october.id

@@ -25,6 +25,7 @@ from typing import Callable, Mapping, Sequence
 from tally.billing.customers import Customer
 from tally.billing.errors import InvalidInput, NotFound, TallyError
 from tally.billing.balances import BurnDown, Charge, Grant, GrantKind, TrueUp, burn_down, segment_edges
+from tally.billing.pricing.invoices import ChargeWindow, on_usage_invoice
 from tally.billing.pricing import (
     Contract,
     LineItem,
@@ -183,8 +184,9 @@ def _purchase_lines(d: DuePeriod, grants: CustomerGrants, products: dict[str, Pr
     for grant in grants.grants:
         if grant.kind is not GrantKind.PREPAID or _invoice_contract(grant, grants) != d.contract.id:
             continue
+        billed_here = ChargeWindow.of(d.contract, d.period)  # a period's end too, when consolidated
         for item in grant.invoice_schedule:
-            if not d.period.contains(item.timestamp):
+            if not billed_here.contains(item.timestamp):
                 continue
             lines.append(
                 LineItem(
@@ -606,10 +608,12 @@ class InvoiceService:
         of the slot once stored (after a void, the one regenerated from it), or the VOID one while
         it awaits a regenerate. Read without pricing anything."""
         billed: dict[str, tuple[str, datetime]] = {}  # item id -> (invoicing contract, timestamp)
+        purchases: set[str] = set()
         for grant in grants.grants:
             contract_id = _invoice_contract(grant, grants)
             if grant.kind is GrantKind.PREPAID and contract_id is not None:
                 billed |= {item.id: (contract_id, item.timestamp) for item in grant.invoice_schedule}
+                purchases |= {item.id for item in grant.invoice_schedule}
         by_id = {g.id: g for g in grants.grants}
         for true_up in _expected_true_ups(grants):
             contract_id = _invoice_contract(by_id[true_up.grant_id], grants)
@@ -623,9 +627,14 @@ class InvoiceService:
             stored[record.slot] = record.id  # a slot's FINALIZED record wins over voided ones
         ids = {}
         for item_id, (contract_id, timestamp) in billed.items():
-            d = next((d for d in due if d.contract.id == contract_id and d.period.contains(timestamp)), None)
+            window = ChargeWindow.of if item_id in purchases else (lambda _, period: period)
+            d = next((d for d in due if d.contract.id == contract_id and window(d.contract, d.period).contains(timestamp)), None)
             if d is not None:
-                slot = invoice_id(contract_id, timestamp, d.contract.rate_card.fiat_credit_type, InvoiceType.SCHEDULED)
+                fiat = d.contract.rate_card.fiat_credit_type
+                if item_id in purchases and on_usage_invoice(d.contract, d.period, timestamp):
+                    slot = invoice_id(contract_id, d.period.starting_at, fiat)
+                else:
+                    slot = invoice_id(contract_id, timestamp, fiat, InvoiceType.SCHEDULED)
                 ids[item_id] = stored.get(slot, slot)
         return ids
 

@@ -229,13 +229,16 @@ class ChargeWindow:
         return self.starting_at < instant <= self.ending_before or (self.first and instant == self.starting_at)
 
 
+def on_usage_invoice(contract: Contract, period: Period, issued: datetime) -> bool:
+    """Whether a scheduled or commit charge issued then is billed on the period's USAGE invoice."""
+    return contract.scheduled_charges_on_usage_invoices and issued == period.ending_before
+
+
 def _on_usage_invoice(line: LinePart, contract: Contract, period: Period, issued: datetime) -> bool:
-    return (
-        contract.scheduled_charges_on_usage_invoices
-        and line.type is LineType.SCHEDULED
-        and line.scheduled_charge_id is not None
-        and issued == period.ending_before
+    consolidated = (line.type is LineType.SCHEDULED and line.scheduled_charge_id is not None) or (
+        line.type is LineType.COMMIT_PURCHASE
     )
+    return consolidated and on_usage_invoice(contract, period, issued)
 
 
 def _issued_at(line: LinePart, contract: Contract) -> datetime | None:
