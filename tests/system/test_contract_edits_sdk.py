@@ -248,3 +248,49 @@ def test_an_amendment_through_the_v1_route_is_listed_on_the_contract_and_in_the_
     assert sorted((i.type, i.total) for i in invoices) == [("SCHEDULED", 700), ("USAGE", 20)]
     (entry,) = sdk.v2.contracts.get_edit_history(customer_id=customer, contract_id=contract_id).data
     assert entry.id == amendment_id and [o.id for o in entry.add_overrides] == [o.id for o in amendment.overrides]
+
+
+def test_a_commit_edited_through_commits_edit_reprices_the_drafts_and_is_in_the_history(strict, api, settle):
+    sdk = strict
+    tag = unique("commit-edit")
+    start = current_hour() - 3 * DAY
+    metric = sdk.v1.billable_metrics.create(
+        name=f"{tag} calls", aggregation_type="COUNT", event_type_filter={"in_values": [tag]}
+    ).data.id
+    calls = sdk.v1.contracts.products.create(name=f"{tag} calls", type="USAGE", billable_metric_id=metric).data.id
+    prepay = sdk.v1.contracts.products.create(name=f"{tag} prepay", type="FIXED").data.id
+    card = sdk.v1.contracts.rate_cards.create(name=f"{tag} card").data.id
+    sdk.v1.contracts.rate_cards.rates.add(rate_card_id=card, product_id=calls, entitled=True, rate_type="FLAT",
+                                          price=CALL, starting_at=rfc3339(start - DAY))
+    customer = sdk.v1.customers.create(name=tag, ingest_aliases=[tag]).data.id
+    contract_id = sdk.v1.contracts.create(
+        customer_id=customer, rate_card_id=card, starting_at=rfc3339(start),
+        usage_statement_schedule={"frequency": "MONTHLY", "day": "CONTRACT_START"},
+        commits=[{"product_id": prepay, "type": "PREPAID", "access_schedule": {"schedule_items": [
+            {"amount": 100, "starting_at": rfc3339(start), "ending_before": rfc3339(start + 60 * DAY)}]},
+            "invoice_schedule": {"schedule_items": [{"timestamp": rfc3339(start), "amount": 100}]}}],
+    ).data.id
+    sdk.v1.usage.ingest(usage=[usage_event(f"{tag}-{n}", tag, tag, start + DAY + HOUR) for n in range(4)])
+    settle()
+    (commit,) = sdk.v2.contracts.retrieve(customer_id=customer, contract_id=contract_id).data.commits
+    # 4 calls x 10 = 40, all paid by the commit.
+    assert sorted((i.type, i.total) for i in sdk.v1.customers.invoices.list(customer_id=customer).data) == [
+        ("SCHEDULED", 100), ("USAGE", 0)]
+
+    assert sdk.v2.contracts.edit_commit(
+        customer_id=customer, commit_id=commit.id,
+        access_schedule={"update_schedule_items": [{"id": commit.access_schedule.schedule_items[0].id, "amount": 30}]},
+        invoice_schedule={"add_schedule_items": [{"timestamp": rfc3339(start + 2 * DAY), "quantity": 2, "unit_price": 15}]},
+        name="Prepay (reduced)",
+    ).data.id == commit.id
+
+    # The commit now pays 30 of the 40: the usage draft is 10; 2 x 15 = 30 is billed two days in.
+    assert sorted((i.type, i.total) for i in sdk.v1.customers.invoices.list(customer_id=customer).data) == [
+        ("SCHEDULED", 30), ("SCHEDULED", 100), ("USAGE", 10)]
+    (after,) = sdk.v2.contracts.retrieve(customer_id=customer, contract_id=contract_id).data.commits
+    assert (after.name, after.access_schedule.schedule_items[0].amount) == ("Prepay (reduced)", 30)
+    (entry,) = sdk.v2.contracts.get_edit_history(customer_id=customer, contract_id=contract_id).data
+    assert entry.created_by == _key_id() and [u.id for u in entry.update_commits] == [commit.id]
+    with pytest.raises(metronome.BadRequestError) as refused:
+        sdk.v2.contracts.edit_commit(customer_id=customer, commit_id="not-a-commit", name="x")
+    assert json.loads(refused.value.response.text)["field"] == "commit_id"
