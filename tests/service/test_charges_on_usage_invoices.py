@@ -10,6 +10,8 @@ from decimal import Decimal
 
 import pytest
 
+from tally.billing.errors import InvalidInput
+
 from tally.api.contract_models import ContractView, contract_json
 from tally.billing.pricing.invoices import ChargeWindow
 from tests.service.test_contract_edits import drafts, stored, w  # noqa: F401 - w is the fixture
@@ -75,3 +77,22 @@ def test_a_commit_invoiced_at_a_periods_end_is_billed_on_that_usage_invoice_and_
     (item,) = body["current"]["commits"][0]["invoice_schedule"]["schedule_items"]
     (october,) = [d for d in w.invoices.list(w.customer.id)[0] if d.invoice.starting_at == OCT]
     assert item["invoice_id"] == october.id
+
+
+@pytest.mark.parametrize("consolidated", [False, True], ids=["its own invoice: allowed", "ALL: refused"])
+def test_an_edit_adding_a_charge_at_a_finalized_periods_end_is_refused_when_that_usage_invoice_would_bill_it(
+    w, consolidated  # noqa: F811
+):
+    from tests.service.test_contract_edits import edit
+
+    contract = w.contracts.create(_request(w.customer.id, **BARE, **(
+        {"scheduled_charges_on_usage_invoices": "ALL"} if consolidated else {})))
+    w.service.finalize(w.customer.id, contract["id"], OCT, NOV + GRACE)
+    charge = {"product_id": "p-setup", "schedule": {"schedule_items": [{"timestamp": "2026-11-01T00:00:00Z", "amount": 70}]}}
+    if not consolidated:
+        edit(w, contract, add_scheduled_charges=[charge])
+        assert ("SCHEDULED", NOV, "DRAFT", Decimal("70.00")) in drafts(w)
+        return
+    with pytest.raises(InvalidInput) as refused:
+        edit(w, contract, add_scheduled_charges=[charge])
+    assert refused.value.field == "add_scheduled_charges[0].schedule.schedule_items[0].timestamp"

@@ -34,7 +34,7 @@ import copy
 import dataclasses
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Callable, Iterator, Protocol
@@ -362,6 +362,9 @@ class Finalized:
 
     usage_until: datetime | None  # the end of the last finalized USAGE period
     scheduled: dict[str, datetime]  # finalized SCHEDULED invoices: slot -> issue instant
+    # scheduled_charges_on_usage_invoices ALL: a charge at usage_until is billed on that finalized
+    # USAGE invoice, so it is refused like one issued on a finalized SCHEDULED invoice.
+    consolidated: bool = False
     # access segment id -> (drawn, first, last instant) by finalized invoices (grant_edits.drawn_by_finalized)
     drawn: dict = dataclasses.field(default_factory=dict)
 
@@ -382,6 +385,12 @@ class Finalized:
                 field,
                 f"is before {format_rfc3339(self.usage_until)}, the end of the contract's last finalized billing "
                 "period; a finalized invoice never changes (void and regenerate it to bill a change)",
+            )
+        if issued and self.consolidated and instant == self.usage_until:
+            raise InvalidInput(
+                field,
+                f"falls at {format_rfc3339(instant)}, the end of the contract's last finalized billing period, whose "
+                "finalized usage invoice bills it (scheduled_charges_on_usage_invoices); a finalized invoice never changes",
             )
         if issued and instant in self.scheduled.values():
             raise InvalidInput(
@@ -559,7 +568,8 @@ class ContractEditService:
             written = self._invoices.records_written(customer_id)
             records = self._invoices.list_for_customer(customer_id)
             if len(records) >= written:
-                return written, Finalized.of(records, document["id"])
+                consolidated = document.get("scheduled_charges_on_usage_invoices") == "ALL"
+                return written, replace(Finalized.of(records, document["id"]), consolidated=consolidated)
             self._sleep(0.05 * 2**attempt)
         raise StoreUnavailable(f"the invoice index of customer {customer_id} lags behind; retry")
 
