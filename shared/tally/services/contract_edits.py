@@ -375,7 +375,7 @@ class Finalized:
         return Finalized(
             max(usage) if usage else None,
             {r.slot: r.invoice.starting_at for r in final if r.type is InvoiceType.SCHEDULED},
-            grant_edits.drawn_by_finalized(final, contract_id),
+            drawn=grant_edits.drawn_by_finalized(final, contract_id),
         )
 
     def check(self, field: str, instant: datetime, issued: bool = False) -> None:
