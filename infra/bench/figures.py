@@ -61,7 +61,7 @@ class Sizes:
         # Local posts of 100 events slow down as the events table grows (see figure 3's note), so the
         # local figures stay small; writes per event do not depend on the count beyond whole batches.
         if quick:
-            return cls(cpu_rounds=40, write_events=200, e2e_events=400, e2e_threads=4, fresh_events=50,
+            return cls(cpu_rounds=40, write_events=200, e2e_events=400, e2e_threads=4, fresh_events=20,
                        invoice_events=(1_000, 5_000), invoice_shape=Shape(families=2, models=20), invoice_repeats=1)
         return cls(cpu_rounds=300, write_events=500, e2e_events=1_000, e2e_threads=4, fresh_events=200,
                    invoice_events=(1_000, 1_000_000), invoice_shape=Shape(), invoice_repeats=3)
