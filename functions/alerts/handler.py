@@ -44,7 +44,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     failed = [changes.unreadable_at] if changes.unreadable_at else []
     if changes.unreadable_at:
         logger.error("unreadable counter record", extra={"sequence_number": changes.unreadable_at})
-    fired = republished = not_evaluated_keys = 0
+    fired = republished = charged = not_evaluated_keys = 0
     for ingest_key, result in wiring.alert_service().evaluate_usage_changes(changes.metrics_by_key).items():
         if isinstance(result, Exception):
             logger.error("alert evaluation failed", extra={"ingest_key": ingest_key, "error": repr(result)})
@@ -53,7 +53,9 @@ def handler(event: dict, context: LambdaContext) -> dict:
         else:
             fired += result.fired
             republished += result.republished
+            charged += result.charged
     metrics.add_metric(name="AlertsFired", unit=MetricUnit.Count, value=fired)
+    metrics.add_metric(name="ThresholdCharges", unit=MetricUnit.Count, value=charged)
     metrics.add_metric(name="AlertEvaluationsFailed", unit=MetricUnit.Count, value=not_evaluated_keys)
     metrics.add_metric(name="AlertsRepublished", unit=MetricUnit.Count, value=republished)
     first = min(failed, key=int) if failed else None

@@ -14,6 +14,7 @@ from tally.adapters.dynamo.events import DynamoEventStore
 from tally.adapters.dynamo.invoices import DynamoInvoiceStore
 from tally.adapters.dynamo.named_schedules import DynamoNamedScheduleStore
 from tally.adapters.dynamo.alerts import DynamoAlertStore
+from tally.adapters.dynamo.thresholds import DynamoThresholdStore
 from tally.adapters.lambda_invoke import AsyncInvoker
 from tally.adapters.sns import SnsPublisher
 from tally.services.aggregate import AggregateService
@@ -35,6 +36,7 @@ from tally.services.invoices import InvoiceService
 from tally.services.metrics import MetricService
 from tally.services.named_schedules import NamedScheduleService, ServiceOwners
 from tally.services.rating_usage import CounterUsageSource
+from tally.services.thresholds import ThresholdBillingService, ThresholdGrants
 from tally.services.usage import UsageService
 from tally.settings import get_settings
 
@@ -112,7 +114,28 @@ def _documents(kind: str, sort_field: str) -> DynamoDocumentStore:
 @lru_cache(maxsize=1)
 def grant_book() -> GrantBook:
     return GrantBook(
-        contract_service(), _documents("grant", "created_at"), _documents("ledger_entry", "timestamp"), system_clock
+        contract_service(), _documents("grant", "created_at"), _documents("ledger_entry", "timestamp"), system_clock,
+        threshold_commits=ThresholdGrants(threshold_store()).of_contract,
+    )
+
+
+@lru_cache(maxsize=1)
+def threshold_store() -> DynamoThresholdStore:
+    return DynamoThresholdStore(get_settings().require("billing_table"))
+
+
+@lru_cache(maxsize=1)
+def threshold_billing() -> ThresholdBillingService:
+    return ThresholdBillingService(
+        contract_service(),
+        DynamoContractStore(get_settings().require("billing_table")),
+        invoice_service(),
+        balance_service(),
+        threshold_store(),
+        publisher(),
+        # payment_gate.* messages are threshold notifications: the alerts topic (services/thresholds.py)
+        lambda: get_settings().require("alerts_topic_arn"),
+        system_clock,
     )
 
 
@@ -226,6 +249,7 @@ def alert_service() -> AlertService:
         lambda: get_settings().require("alerts_topic_arn"),
         system_clock,
         evaluate_later=AsyncInvoker(function).invoke if function else None,
+        thresholds=threshold_billing(),
     )
 
 

@@ -42,12 +42,20 @@ from tally.api.recurring_models import (
     RecurringCreditUpdateIn,
     recurring_grant_json,
 )
+from tally.api.threshold_models import (
+    PrepaidBalanceThresholdConfigurationIn,
+    SpendThresholdConfigurationIn,
+    UpdatePrepaidBalanceThresholdConfigurationIn,
+    UpdateSpendThresholdConfigurationIn,
+    threshold_edit_changes,
+)
 from tally.billing.errors import InvalidInput
 from tally.billing.limits import MAX_ID_LENGTH, MAX_IDS_PER_REQUEST
 from tally.billing.pricing import Contract, Product
 from tally.billing.pricing.seats import seat_count
 from tally.billing.time import format_rfc3339
 from tally.services.grant_edits import update_json
+from tally.services.thresholds import threshold_config_json, threshold_update_json
 
 # Parts one edit may name in each list: an edit is a handful of changes, and each is validated
 # against the whole contract.
@@ -55,10 +63,9 @@ MAX_PARTS = MAX_IDS_PER_REQUEST
 
 # Edit fields of metronome-sdk 4.x the engine cannot do yet.
 UNSUPPORTED = (
-    "add_billing_provider_configuration_update", "add_prepaid_balance_threshold_configuration",
-    "add_reseller_royalties", "add_revenue_system_configuration_update", "add_spend_threshold_configuration",
+    "add_billing_provider_configuration_update",
+    "add_reseller_royalties", "add_revenue_system_configuration_update",
     "add_spend_trackers", "archive_spend_trackers",
-    "update_prepaid_balance_threshold_configuration", "update_spend_threshold_configuration",
 )
 
 Id = Field(min_length=1, max_length=MAX_ID_LENGTH)
@@ -302,17 +309,17 @@ class ContractEdit(Request):
     update_recurring_credits: list[RecurringCreditUpdateIn] | None = Field(default=None, max_length=MAX_PARTS)
     add_discounts: list[DiscountIn] | None = Field(default=None, max_length=MAX_PARTS)
     add_professional_services: list[ProfessionalServiceIn] | None = Field(default=None, max_length=MAX_PARTS)
+    add_spend_threshold_configuration: SpendThresholdConfigurationIn | None = None
+    add_prepaid_balance_threshold_configuration: PrepaidBalanceThresholdConfigurationIn | None = None
+    update_spend_threshold_configuration: UpdateSpendThresholdConfigurationIn | None = None
+    update_prepaid_balance_threshold_configuration: UpdatePrepaidBalanceThresholdConfigurationIn | None = None
     add_billing_provider_configuration_update: Any = None
-    add_prepaid_balance_threshold_configuration: Any = None
     add_reseller_royalties: list[Any] | None = None
     add_revenue_system_configuration_update: Any = None
-    add_spend_threshold_configuration: Any = None
     add_spend_trackers: list[Any] | None = None
     archive_spend_trackers: list[Any] | None = None
     update_commits: list[CommitUpdateIn] | None = Field(default=None, max_length=MAX_PARTS)
     update_credits: list[CreditUpdateIn] | None = Field(default=None, max_length=MAX_PARTS)
-    update_prepaid_balance_threshold_configuration: Any = None
-    update_spend_threshold_configuration: Any = None
 
     def changes(self) -> dict:
         """The normalized changes (services/contract_edits.py): canonical times, Decimals, added
@@ -360,6 +367,7 @@ class ContractEdit(Request):
             updates = getattr(self, name)
             if updates:
                 changes[name] = [u.to_update(f"{name}[{i}]") for i, u in enumerate(updates)]
+        changes |= threshold_edit_changes(self)
         if "update_contract_end_date" in self.model_fields_set:
             changes["update_contract_end_date"] = (
                 None
@@ -483,6 +491,12 @@ def edit_json(record: dict, document: dict, contract: Contract, products: dict[s
     for kind in ("update_commits", "update_credits"):
         if kind in record:
             body[kind] = [update_json(u) for u in record[kind]]
+    for name in ("add_spend_threshold_configuration", "add_prepaid_balance_threshold_configuration"):
+        if name in record:
+            body[name] = threshold_config_json(record[name])
+    for name in ("update_spend_threshold_configuration", "update_prepaid_balance_threshold_configuration"):
+        if name in record:
+            body[name] = threshold_update_json(record[name])
     for name in ("update_contract_end_date", "update_contract_name", "update_net_payment_terms_days"):
         if name in record:
             body[name] = record[name]

@@ -16,6 +16,7 @@ from tally.api.catalog_models import CREATED_BY, TierIn
 from tally.api.balance_models import CommitIn, CreditIn, RecurringScheduleIn, credit_type_ref, grant_json
 from tally.api.models import MAX_NAME_LENGTH, CustomFields, ProrationRoundingIn, Request, parse_instant
 from tally.api.recurring_models import RecurringCommitIn, RecurringCreditIn, recurring_grant_json
+from tally.api.threshold_models import PrepaidBalanceThresholdConfigurationIn, SpendThresholdConfigurationIn
 from tally.billing.balances.grants import AmountDistribution, RecurringFrequency, RecurringSchedule, expand_recurring_schedule
 from tally.billing.errors import InvalidInput
 from tally.billing.limits import (
@@ -34,13 +35,14 @@ from tally.billing.time import format_rfc3339, parse_rfc3339
 from tally.services.balances import GrantFigures, contract_grant_document
 from tally.services.contracts import quantity_schedule
 from tally.services.recurring_grants import made_grants
+from tally.services.thresholds import KINDS as THRESHOLD_KINDS, threshold_config_json
 
 Frequency = Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"]
 
 # Metronome contract features Tally does not implement yet. A request using them is refused (400
 # naming the field) rather than accepted and silently mis-billed; an empty list is fine.
 UNSUPPORTED = (
-    "reseller_royalties", "spend_threshold_configuration", "prepaid_balance_threshold_configuration",
+    "reseller_royalties",
     "spend_trackers", "hierarchy_configuration", "package_id", "package_alias",
     "revenue_system_configuration",
 )
@@ -458,8 +460,8 @@ class ContractCreate(Request):
     professional_services: list[ProfessionalServiceIn] | None = None
     reseller_royalties: list[Any] | None = None
     spend_trackers: list[Any] | None = None
-    spend_threshold_configuration: Any = None
-    prepaid_balance_threshold_configuration: Any = None
+    spend_threshold_configuration: SpendThresholdConfigurationIn | None = None
+    prepaid_balance_threshold_configuration: PrepaidBalanceThresholdConfigurationIn | None = None
     transition: TransitionIn | None = None
     hierarchy_configuration: Any = None
     package_id: str | None = None
@@ -514,6 +516,11 @@ class ContractCreate(Request):
                     r.to_document(f"recurring_credits[{i}]") for i, r in enumerate(self.recurring_credits or ())
                 ],
                 "discounts": [d.to_document(f"discounts[{i}]") for i, d in enumerate(self.discounts or ())],
+                **{
+                    name: config.to_document(name)
+                    for name in ("spend_threshold_configuration", "prepaid_balance_threshold_configuration")
+                    if (config := getattr(self, name)) is not None
+                },
                 "professional_services": [
                     p.to_document(f"professional_services[{i}]") for i, p in enumerate(self.professional_services or ())
                 ],
@@ -693,6 +700,16 @@ class ContractView:
     include_balance: bool = False
     include_ledgers: bool = False
 
+    def threshold_commits(self, contract_id: str) -> list[dict]:
+        """The commits the contract's threshold crossings bought (none without `figures`)."""
+        if self.figures is None:
+            return []
+        bought = [
+            d for d in self.figures.grants.documents.values()
+            if d.get("threshold_workflow_id") and d.get("contract_id") == contract_id
+        ]
+        return sorted(bought, key=lambda d: (d["created_at"], d["id"]))
+
     def grant_json(self, doc: dict, contract_doc: dict, products: dict[str, Product]) -> dict:
         grant = contract_grant_document(doc, contract_doc)
         figures = self.figures
@@ -871,7 +888,10 @@ def contract_json(
         "created_at": doc["created_at"],
         "created_by": doc.get("created_by") or CREATED_BY,
         "rate_card_id": doc["rate_card_id"],
-        "commits": [view.grant_json(c, doc, products) for c in [*(doc.get("commits") or ()), *made["commits"]]],
+        "commits": [
+            view.grant_json(c, doc, products)
+            for c in [*(doc.get("commits") or ()), *made["commits"], *view.threshold_commits(doc["id"])]
+        ],
         "credits": [view.grant_json(c, doc, products) for c in [*(doc.get("credits") or ()), *made["credits"]]],
         "recurring_commits": [recurring_grant_json(r, doc, products) for r in doc.get("recurring_commits") or ()],
         "recurring_credits": [recurring_grant_json(r, doc, products) for r in doc.get("recurring_credits") or ()],
@@ -906,6 +926,9 @@ def contract_json(
     }
     if contract.usage_filter is not None:
         terms["usage_filter"] = usage_filter_json(contract, view.now)
+    for kind in THRESHOLD_KINDS:  # v1 shows them on the contract and in its terms
+        if doc.get(kind.value) is not None:
+            body[kind.value] = terms[kind.value] = threshold_config_json(doc[kind.value])
     if doc.get("archived_at"):
         body["archived_at"] = doc["archived_at"]
     if doc.get("scheduled_charges_on_usage_invoices"):

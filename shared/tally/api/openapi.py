@@ -80,6 +80,7 @@ from tally.api.models import (
 from tally.api.pagination import MAX_LIMIT
 from tally.api.routes.alerts import AlertArchive, AlertCreate, CustomerAlertList, CustomerAlertRef
 from tally.api.routes.invoices import InvoiceRef
+from tally.api.threshold_models import ThresholdBillingRelease
 from tally.billing.events import UsageEventIn
 from tally.billing.limits import MAX_EVENTS_PER_REQUEST
 
@@ -278,6 +279,7 @@ OPERATIONS = (
     Operation("POST", "/v1/contracts/customerBalances/getNetBalance",
               "v1.contract_get_net_balance_response:ContractGetNetBalanceResponse", NetBalanceRequest),
     Operation("POST", "/v1/contracts/addManualBalanceLedgerEntry", Empty, ManualEntryRequest),
+    Operation("POST", "/v1/contracts/commits/threshold-billing/release", Empty, ThresholdBillingRelease),
     # alerts
     Operation("POST", "/v1/alerts/create", "v1.alert_create_response:AlertCreateResponse", AlertCreate),
     Operation("POST", "/v1/alerts/archive", "v1.alert_archive_response:AlertArchiveResponse", AlertArchive),

@@ -261,6 +261,7 @@ class Evaluation:
     rearmed: int = 0
     republished: int = 0
     failed: tuple[CustomerNotEvaluated, ...] = ()
+    charged: int = 0  # threshold billing crossings (services/thresholds.py)
 
     def __add__(self, other: "Evaluation") -> "Evaluation":
         return Evaluation(
@@ -268,7 +269,15 @@ class Evaluation:
             self.rearmed + other.rearmed,
             self.republished + other.republished,
             self.failed + other.failed,
+            self.charged + other.charged,
         )
+
+
+class Thresholds(Protocol):
+    """Threshold billing and auto-recharge (services/thresholds.ThresholdBillingService): evaluated
+    wherever a customer's alerts are, on the same changes."""
+
+    def evaluate_customer(self, customer_id: str) -> Any: ...
 
 
 class AlertService:
@@ -286,7 +295,9 @@ class AlertService:
         evaluate_later: Callable[[dict], None] | None = None,
         lease: timedelta = DEFAULT_LEASE,
         sleep: Callable[[float], None] = time.sleep,
+        thresholds: Thresholds | None = None,
     ) -> None:
+        self._thresholds = thresholds
         self._store = store
         self._customers = customers
         self._metrics = metrics
@@ -426,7 +437,7 @@ class AlertService:
                 if a.type is not AlertType.USAGE_THRESHOLD_REACHED or a.billable_metric_id in metric_ids
             ]
             try:
-                outcome: Evaluation | Exception = self.evaluate(customer, alerts)
+                outcome: Evaluation | Exception = self.evaluate(customer, alerts) + self._evaluate_thresholds(customer)
             except Exception as exc:  # noqa: BLE001 - reported per customer; the stream retries it
                 outcome = exc
             for key in keys:
@@ -450,9 +461,16 @@ class AlertService:
             logger.exception("alerts of customer %s not handed to the alerts function", customer_id)
 
     def evaluate_customer(self, customer_id: str) -> Evaluation:
-        """Every alert of the customer (e.g. after a ledger write changed its balances)."""
+        """Every alert and threshold of the customer (e.g. after a ledger write changed its balances)."""
         customer = self._customer(customer_id)
-        return self.evaluate(customer, self.alerts_for(customer))
+        return self.evaluate(customer, self.alerts_for(customer)) + self._evaluate_thresholds(customer)
+
+    def _evaluate_thresholds(self, customer: Customer) -> Evaluation:
+        """The customer's threshold billing, after its alerts (which saw the usage as it came)."""
+        if self._thresholds is None:
+            return Evaluation()
+        outcome = self._thresholds.evaluate_customer(customer.id)
+        return Evaluation(republished=outcome.republished, charged=outcome.charged)
 
     def evaluate_on_every_customer(self, alert_id: str) -> Evaluation:
         """The alert on every live customer. A customer whose evaluation raises, whatever the

@@ -134,7 +134,7 @@ def _renewed(grant: Grant, contract: dict) -> Grant:
 
 class GrantBook:
     """Reads a customer's grants (contract-level, those the contracts' recurring commits and credits
-    have made by now, and customer-level) and manual entries."""
+    have made by now and their threshold crossings bought, and customer-level) and manual entries."""
 
     def __init__(
         self,
@@ -142,11 +142,14 @@ class GrantBook:
         grants: DocumentStore,
         manual: DocumentStore,
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        threshold_commits: Callable[[dict], list[dict]] | None = None,
     ) -> None:
         self._contracts = contracts
         self._grants = grants
         self._manual = manual
         self._clock = clock
+        # The commits a contract's threshold crossings bought (services/thresholds.ThresholdGrants).
+        self._threshold_commits = threshold_commits
 
     def of_customer(self, customer_id: str) -> CustomerGrants:
         grants: list[Grant] = []
@@ -155,7 +158,8 @@ class GrantBook:
         for contract in self._contracts.list(customer_id):
             made = made_grants(contract, now)
             stored = (contract.get("commits") or []) + (contract.get("credits") or [])
-            for doc in stored + made["commits"] + made["credits"]:
+            bought = self._threshold_commits(contract) if self._threshold_commits is not None else []
+            for doc in stored + made["commits"] + made["credits"] + bought:
                 grants.append(_renewed(grant_from_document(doc, contract["id"]), contract))
                 documents[doc["id"]] = contract_grant_document(doc, contract)
         for doc in self._grants.list_for_customer(customer_id):

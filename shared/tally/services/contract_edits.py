@@ -50,7 +50,7 @@ from tally.services.contracts import (
     is_seat_based,
     quantity_schedule,
 )
-from tally.services import grant_edits, recurring_grants
+from tally.services import grant_edits, recurring_grants, thresholds
 from tally.services.invoice_records import FINALIZED, StoredInvoice
 from tally.services.invoices import NO_USAGE, invoice_id
 from tally.services.ports import StoreUnavailable
@@ -66,6 +66,7 @@ CHANGE_KEYS = (
     "archive_scheduled_charges", "update_scheduled_charges", "add_scheduled_charges",
     "archive_commits", "archive_credits", "add_commits", "add_credits",
     *recurring_grants.EDIT_KEYS,
+    *thresholds.EDIT_KEYS,
     *grant_edits.EDIT_KEYS,
     "amendment",
 )
@@ -289,6 +290,8 @@ def edit_steps(record: dict) -> Iterator[Step]:
                 yield Step(field, lambda d, k=kind, x=item: d.setdefault(k, []).append(copy.deepcopy(x)))
     for field, change in recurring_grants.edit_parts(record):
         yield Step(field, change)
+    for field, change in thresholds.edit_parts(record):
+        yield Step(field, change)
     for field, change in grant_edits.edit_parts(record):
         yield Step(field, change)
     if "amendment" in record:
@@ -342,6 +345,9 @@ def _element_fields(record: dict) -> dict[str, str]:
 
 def _request_field(error: InvalidInput, document: dict, record: dict) -> InvalidInput:
     """An error the engine raised naming the edited document's field, renamed to the request's."""
+    renamed = thresholds.request_field(error, record)
+    if renamed is not None:
+        return renamed
     fields = _element_fields(record)
     head, dot, rest = error.field.partition(".")
     kind, _, index = head.partition("[")
@@ -545,6 +551,7 @@ class ContractEditService:
                 grant.setdefault("created_at", now)
         recurring_grants.give_ids(record, _new_id)
         grant_edits.give_ids(record, _new_id)
+        thresholds.give_ids(record, _new_id)
         return record
 
     def _edited(self, document: dict, record: dict, finalized: Finalized, allow_ending_before_finalized: bool) -> dict:

@@ -38,6 +38,7 @@ from tally.billing.metrics import Aggregation, BillableMetric
 from tally.billing.pricing.contract_charges import Discount, ProfessionalService, ProServiceCharge, ProServices
 from tally.services.balances import validate_grant_document
 from tally.services.recurring_grants import validate_recurring_documents
+from tally.services.thresholds import validate_threshold_documents
 from tally.billing.pricing.overrides import MultiplierPrioritization, OverrideTarget, OverrideType
 from tally.billing.pricing.usage_filters import (
     ContractWindow,
@@ -539,6 +540,7 @@ class ContractService:
             for index, grant in enumerate(document.get(kind) or ()):
                 validate_grant_document(grant, products, f"{kind}[{index}]")
         validate_recurring_documents(document, products, validate_grant_document)
+        validate_threshold_documents(document, products)
         _check_commit_specific(document, products)
         if contract.usage_filter is not None:
             self._check_filter_is_readable(contract, products)

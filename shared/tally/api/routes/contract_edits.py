@@ -13,6 +13,7 @@ from tally.api.grant_edit_models import CommitEdit, CreditEdit
 from tally.api.models import read_body
 from tally.billing.errors import InvalidInput
 from tally.services.grant_edits import edit_grant
+from tally.services.thresholds import sets_threshold
 
 router = Router()
 
@@ -33,14 +34,17 @@ def api_key_id() -> str | None:
 @router.post("/v2/contracts/edit")
 def edit_contract() -> dict:
     body = ContractEdit.model_validate(read_body(router.current_event))
+    changes = body.changes()
     record = wiring.contract_edit_service().edit(
         body.customer_id,
         body.contract_id,
-        body.changes(),
+        changes,
         author=api_key_id(),
         uniqueness_key=body.uniqueness_key,
         allow_ending_before_finalized=body.allow_contract_ending_before_finalized_invoice,
     )
+    if sets_threshold(changes):  # a configuration added or changed is evaluated at once
+        wiring.alert_service().evaluate_after_write(body.customer_id)
     (edit,) = _edits_json(body.customer_id, body.contract_id, [record])
     return {"data": {"id": record["id"], "edit": edit}}
 

@@ -32,6 +32,7 @@ from tally.billing.errors import InvalidInput
 from tally.billing.pricing import Product
 from tally.billing.time import format_rfc3339
 from tally.services.invoices import DraftInvoice
+from tally.services.thresholds import sets_threshold
 
 router = Router()
 
@@ -58,6 +59,8 @@ def create_contract() -> dict:
         document = wiring.contract_transition_service().create(request, body.uniqueness_key, api_key_id())
     else:
         document = wiring.contract_service().create(request, body.uniqueness_key)
+    if sets_threshold(request):  # evaluated at once, as Metronome does; never fails the create
+        wiring.alert_service().evaluate_after_write(document["customer_id"])
     return {"data": {"id": document["id"]}}
 
 
