@@ -70,10 +70,8 @@ class AccessItemUpdateIn(Request):
         return change
 
 
-class AccessScheduleUpdateIn(Request):
-    add_schedule_items: list[AccessItemAddIn] | None = Field(default=None, max_length=MAX_PARTS)
-    remove_schedule_items: list[ItemRef] | None = Field(default=None, max_length=MAX_PARTS)
-    update_schedule_items: list[AccessItemUpdateIn] | None = Field(default=None, max_length=MAX_PARTS)
+class _ScheduleUpdate(Request):
+    """Items added, removed and updated in one schedule (access or invoice): the subclasses type them."""
 
     def to_changes(self, path: str) -> dict:
         changes: dict[str, Any] = {}
@@ -86,6 +84,12 @@ class AccessScheduleUpdateIn(Request):
                 i.to_change(_join(path, f"update_schedule_items[{j}]")) for j, i in enumerate(self.update_schedule_items)
             ]
         return changes
+
+
+class AccessScheduleUpdateIn(_ScheduleUpdate):
+    add_schedule_items: list[AccessItemAddIn] | None = Field(default=None, max_length=MAX_PARTS)
+    remove_schedule_items: list[ItemRef] | None = Field(default=None, max_length=MAX_PARTS)
+    update_schedule_items: list[AccessItemUpdateIn] | None = Field(default=None, max_length=MAX_PARTS)
 
 
 class InvoiceItemAddIn(Request):
@@ -126,22 +130,10 @@ def _price(path: str, amount: Decimal | None, quantity: Decimal | None, unit_pri
     return price
 
 
-class InvoiceScheduleUpdateIn(Request):
+class InvoiceScheduleUpdateIn(_ScheduleUpdate):
     add_schedule_items: list[InvoiceItemAddIn] | None = Field(default=None, max_length=MAX_PARTS)
     remove_schedule_items: list[ItemRef] | None = Field(default=None, max_length=MAX_PARTS)
     update_schedule_items: list[InvoiceItemUpdateIn] | None = Field(default=None, max_length=MAX_PARTS)
-
-    def to_changes(self, path: str) -> dict:
-        changes: dict[str, Any] = {}
-        if self.add_schedule_items:
-            changes["add_schedule_items"] = [i.to_item(_join(path, f"add_schedule_items[{j}]")) for j, i in enumerate(self.add_schedule_items)]
-        if self.remove_schedule_items:
-            changes["remove_schedule_items"] = [{"id": r.id} for r in self.remove_schedule_items]
-        if self.update_schedule_items:
-            changes["update_schedule_items"] = [
-                i.to_change(_join(path, f"update_schedule_items[{j}]")) for j, i in enumerate(self.update_schedule_items)
-            ]
-        return changes
 
 
 class GrantUpdateIn(Request):
