@@ -412,10 +412,16 @@ def rate_schedule_json(rate: Rate, record: ProductRecord, at: datetime) -> dict:
         "rate": rate_json(rate),
         "starting_at": format_rfc3339(rate.starting_at),
     }
+    return body | rate_scope_json(rate)
+
+
+def rate_scope_json(rate: Rate) -> dict:
+    """The optional fields that say when and for what a rate applies, as rate schedules show them."""
+    scope: dict[str, Any] = {}
     if rate.ending_before is not None:
-        body["ending_before"] = format_rfc3339(rate.ending_before)
+        scope["ending_before"] = format_rfc3339(rate.ending_before)
     if rate.billing_frequency is not None:
-        body["billing_frequency"] = rate.billing_frequency.value
+        scope["billing_frequency"] = rate.billing_frequency.value
     if rate.pricing_group_values:
-        body["pricing_group_values"] = dict(rate.pricing_group_values)
-    return body
+        scope["pricing_group_values"] = dict(rate.pricing_group_values)
+    return scope

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from tally.api.catalog_models import SelectorIn, rate_json
+from tally.api.catalog_models import SelectorIn, rate_json, rate_scope_json
 from tally.api.models import Request, parse_instant
 from tally.billing.pricing.rate_schedules import RateSelector, ScheduledPrice
 from tally.billing.pricing.rates import Rate
@@ -67,13 +67,8 @@ def rate_card_schedule_json(rate: Rate, record: ProductRecord, starting_at: date
         **_product_fields(record, max(rate.starting_at, starting_at)),
         "rate": rate_json(rate),
         "starting_at": format_rfc3339(rate.starting_at),
+        **rate_scope_json(rate),
     }
-    if rate.ending_before is not None:
-        body["ending_before"] = format_rfc3339(rate.ending_before)
-    if rate.billing_frequency is not None:
-        body["billing_frequency"] = rate.billing_frequency.value
-    if rate.pricing_group_values:
-        body["pricing_group_values"] = dict(rate.pricing_group_values)
     commit_rate = _commit_rate_json(rate)
     if commit_rate is not None:
         body["commit_rate"] = commit_rate

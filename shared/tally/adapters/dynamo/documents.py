@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item
+from tally.adapters.dynamo.reads import ITEM, all_gsi1, all_items, get_item
 from tally.adapters.dynamo.client import claim, dynamodb, error_code, transact_or_conflict, translate
 from tally.adapters.dynamo.invoices import records_unchanged
 from tally.billing import exact_json
@@ -209,25 +209,7 @@ class DynamoContractStore(DynamoDocumentStore):
 
     def edits(self, contract_id: str) -> list[dict]:
         """The contract's edit records, oldest first, read consistently."""
-        records: list[dict] = []
-        start_key = None
-        while True:
-            kwargs = {
-                "TableName": self._table,
-                "KeyConditionExpression": "pk = :p",
-                "ExpressionAttributeValues": {":p": {"S": _edits_pk(contract_id)}},
-                "ConsistentRead": True,
-            }
-            if start_key:
-                kwargs["ExclusiveStartKey"] = start_key
-            try:
-                page = self._client.query(**kwargs)
-            except ClientError as exc:
-                raise translate(exc) from exc
-            records += [exact_json.loads(item["document"]["S"]) for item in page["Items"]]
-            start_key = page.get("LastEvaluatedKey")
-            if not start_key:
-                return records
+        return [exact_json.loads(item["document"]["S"]) for item in all_items(self._client, self._table, _edits_pk(contract_id))]
 
 
 def _edits_pk(contract_id: str) -> str:

@@ -15,7 +15,7 @@ from typing import Mapping
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
-from tally.adapters.dynamo.reads import get_item
+from tally.adapters.dynamo.reads import all_items, get_item
 from tally.billing import exact_json
 from tally.billing.errors import Conflict
 from tally.billing.named_schedules import Segment
@@ -80,22 +80,4 @@ class DynamoNamedScheduleStore:
             raise translate(exc) from exc
 
     def of_owner(self, owner: str) -> list[StoredSchedule]:
-        found: list[StoredSchedule] = []
-        start_key = None
-        while True:
-            kwargs = {
-                "TableName": self._table,
-                "KeyConditionExpression": "pk = :p",
-                "ExpressionAttributeValues": {":p": {"S": _pk(owner)}},
-                "ConsistentRead": True,
-            }
-            if start_key:
-                kwargs["ExclusiveStartKey"] = start_key
-            try:
-                page = self._client.query(**kwargs)
-            except ClientError as exc:
-                raise translate(exc) from exc
-            found += [_schedule(owner, item) for item in page["Items"]]
-            start_key = page.get("LastEvaluatedKey")
-            if not start_key:
-                return found
+        return [_schedule(owner, item) for item in all_items(self._client, self._table, _pk(owner))]

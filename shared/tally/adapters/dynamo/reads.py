@@ -1,4 +1,4 @@
-"""The reads every billing-table adapter does: one item by key, and a gsi1 partition."""
+"""The reads every billing-table adapter does: one item by key, a whole partition, and a gsi1 partition."""
 
 from __future__ import annotations
 
@@ -19,6 +19,26 @@ def get_item(client, table: str, pk: str, sk: str = ITEM) -> dict | None:
         return client.get_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True).get("Item")
     except ClientError as exc:
         raise translate(exc) from exc
+
+
+def all_items(client, table: str, pk: str) -> list[dict]:
+    """Every item of a partition of the table, all pages, read consistently, in sort-key order."""
+    items: list[dict] = []
+    kwargs = {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :p",
+        "ExpressionAttributeValues": {":p": {"S": pk}},
+        "ConsistentRead": True,
+    }
+    while True:
+        try:
+            page = client.query(**kwargs)
+        except ClientError as exc:
+            raise translate(exc) from exc
+        items.extend(page["Items"])
+        if not page.get("LastEvaluatedKey"):
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def query_gsi1(client, table: str, partition: str, limit: int | None = None, start_key: dict | None = None) -> tuple[list[dict], dict | None]:
