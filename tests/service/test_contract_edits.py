@@ -542,3 +542,29 @@ def test_an_edit_committed_between_a_close_pricing_and_its_write_is_priced_by_th
     (record,) = [w.store.get(i) for i in result["finalized"]]
     assert record.invoice.total == Decimal("30.00")  # 10 calls at the override's 3, not the card's 2
     assert len(w.edits.history(w.customer.id, contract["id"])) == 1
+
+
+def test_an_edit_committed_between_a_regenerate_pricing_and_its_write_is_priced_by_the_regenerate(w, monkeypatch):
+    """Regenerate, like finalize, is conditional on the contract's version: an edit committed after
+    it priced the voided slot fails its write, and the retry prices the edited contract."""
+    contract = _contract(w)
+    w.usage.calls += [(datetime(2026, 10, 10, tzinfo=UTC), 10)]  # 10 calls at 2 = 20
+    (october,) = w.service.finalize(w.customer.id, contract["id"], OCT, NOV + GRACE)["invoice_ids"]
+    w.service.void(october)
+    real = w.invoices.regenerated
+    calls = []
+
+    def priced_then_edited(*args, **kwargs):
+        record = real(*args, **kwargs)
+        if not calls:  # the edit lands between the regenerate's pricing and its write
+            edit(w, contract, add_overrides=[{"starting_at": "2026-10-05T00:00:00Z", "product_id": "p-calls",
+                                              "type": "OVERWRITE", "overwrite_rate": {"rate_type": "FLAT", "price": 3}}])
+        calls.append(record.invoice.total)
+        return record
+
+    monkeypatch.setattr(w.invoices, "regenerated", priced_then_edited)
+    regenerated = w.service.regenerate(october)
+
+    assert calls == [Decimal("20.00"), Decimal("30.00")]  # priced again after the edit
+    assert w.store.get(regenerated).invoice.total == Decimal("30.00")  # 10 calls at the override's 3
+    assert len(w.edits.history(w.customer.id, contract["id"])) == 1

@@ -310,10 +310,16 @@ class CycleCloseService:
             if record.regenerated_invoice_id is not None:
                 self.announce(record.regenerated_invoice_id)  # a retry completes an announcement that failed
                 return record.regenerated_invoice_id
+            # Read before pricing, as finalize does: an edit committed after this read fails the
+            # write below, so the regenerated invoice is never priced from a stale contract.
+            version = self._invoices.contract_version(record.customer_id, record.contract_id)
             written, records = self._records(record.customer_id)
             regenerated = self._invoices.regenerated(record, new_id, records, self._clock())
             try:
-                self._store.create(record.customer_id, written, [regenerated], regenerated_from=record.id)
+                self._store.create(
+                    record.customer_id, written, [regenerated], regenerated_from=record.id,
+                    contract_version=None if version is None else (record.contract_id, version),
+                )
             except FinalizationRaced:
                 self._sleep(self._timing.backoff * 2**attempt)
                 record = self._store.get(record.id) or record
