@@ -395,7 +395,8 @@ def grant_json(
         "created_by": doc.get("created_by") or CREATED_BY,
     }
     for name in ("name", "description", "priority", "rollover_fraction", "created_at", "uniqueness_key",
-                 "netsuite_sales_order_id", "salesforce_opportunity_id", "recurring_commit_id", "recurring_credit_id"):
+                 "netsuite_sales_order_id", "salesforce_opportunity_id", "recurring_commit_id", "recurring_credit_id",
+                 "spend_tracker_attributes", "archived_at"):
         if doc.get(name) is not None:
             body[name] = doc[name]
     if doc["type"] != "CREDIT":

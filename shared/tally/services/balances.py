@@ -10,7 +10,7 @@ entries, so a rate card change or a late event moves every balance consistently.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Callable, Mapping, Protocol, Sequence
@@ -122,6 +122,8 @@ class CustomerGrants:
     grants: tuple[Grant, ...]
     documents: dict[str, dict]  # grant id -> its document
     manual_entries: tuple[ManualEntry, ...]
+    # Contract-level grants archived by an edit (archived_grant): never priced, kept for their ledgers.
+    archived: tuple[Grant, ...] = ()
 
 
 def _renewed(grant: Grant, contract: dict) -> Grant:
@@ -130,6 +132,20 @@ def _renewed(grant: Grant, contract: dict) -> Grant:
         if transition["from_contract_id"] == contract["id"] and transition["type"] == "RENEWAL":
             return grant.renewed_into(transition["to_contract_id"], parse_rfc3339(contract["ending_before"]))
     return grant
+
+
+def archived_grant(doc: dict, contract_id: str) -> Grant:
+    """An archived commit or credit as its ledger shows it: its access ends at the archive instant
+    (what is left then expires), with no rollover and no true-up. It is never priced: drafts do not
+    draw from it (an edit takes it off the contract), only its finalized drawdowns are replayed."""
+    at = parse_rfc3339(doc["archived_at"])
+    grant = grant_from_document(doc, contract_id)
+    access = tuple(
+        s if s.ending_before <= at else replace(s, ending_before=at, rollover_ending_before=None)
+        for s in grant.access_schedule
+        if s.starting_at < at
+    )
+    return replace(grant, access_schedule=access, rollover_fraction=None, invoice_schedule=())
 
 
 class GrantBook:
@@ -154,8 +170,11 @@ class GrantBook:
     def of_customer(self, customer_id: str) -> CustomerGrants:
         grants: list[Grant] = []
         documents: dict[str, dict] = {}
+        archived: list[Grant] = []
         now = self._clock()
         for contract in self._contracts.list(customer_id):
+            for doc in (contract.get("archived_commits") or []) + (contract.get("archived_credits") or []):
+                archived.append(archived_grant(doc, contract["id"]))
             made = made_grants(contract, now)
             stored = (contract.get("commits") or []) + (contract.get("credits") or [])
             bought = self._threshold_commits(contract) if self._threshold_commits is not None else []
@@ -171,7 +190,7 @@ class GrantBook:
             ManualEntry(d["grant_id"], d["segment_id"], Decimal(d["amount"]), parse_rfc3339(d["timestamp"]), d["reason"])
             for d in self._manual.list_for_customer(customer_id)
         )
-        return CustomerGrants(tuple(grants), documents, manual)
+        return CustomerGrants(tuple(grants), documents, manual, tuple(archived))
 
 
 class BurnDowns(Protocol):
@@ -183,6 +202,8 @@ class BurnDowns(Protocol):
 
     def commit_invoice_ids(self, customer_id: str, grants: CustomerGrants) -> dict[str, str]: ...
 
+    def archived_burn_down(self, customer_id: str, grants: CustomerGrants) -> BurnDown: ...
+
 
 @dataclass(frozen=True)
 class GrantFigures:
@@ -193,12 +214,20 @@ class GrantFigures:
     grants: CustomerGrants
     invoice_ids: Mapping[str, str]  # invoice schedule item id -> id of the invoice billing it
     burn: BurnDown | None = None
+    archived_burn: BurnDown | None = None  # the archived grants' own (BurnDowns.archived_burn_down)
+
+    def _burn_of(self, grant_id: str) -> BurnDown | None:
+        if self.archived_burn is not None and any(g.id == grant_id for g in self.grants.archived):
+            return self.archived_burn
+        return self.burn
 
     def balance(self, grant_id: str, at: datetime | None = None) -> Decimal | None:
-        return None if self.burn is None else self.burn.grant_balance(grant_id, at)
+        burn = self._burn_of(grant_id)
+        return None if burn is None else burn.grant_balance(grant_id, at)
 
     def ledger(self, grant_id: str) -> list | None:
-        return None if self.burn is None else self.burn.grant_ledger(grant_id)
+        burn = self._burn_of(grant_id)
+        return None if burn is None else burn.grant_ledger(grant_id)
 
 
 class BalanceService:
@@ -300,7 +329,8 @@ class BalanceService:
         """The customer's grants with their invoice links, and their burn-down if `with_balances`."""
         grants = self.grants(customer_id)
         burn = self.burn_down(customer_id) if with_balances and grants.grants else None
-        return GrantFigures(grants, self._burn_downs.commit_invoice_ids(customer_id, grants), burn)
+        archived = self._burn_downs.archived_burn_down(customer_id, grants) if with_balances and grants.archived else None
+        return GrantFigures(grants, self._burn_downs.commit_invoice_ids(customer_id, grants), burn, archived)
 
     def net_balance(
         self, customer_id: str, credit_type_id: str | None, include_drafts: bool, filters: Sequence[BalanceFilter] = ()

@@ -600,6 +600,19 @@ class InvoiceService:
             return _Computed({}, burn_down((), (), (), tags, self._clock()), ((), [], (), tags, {}))
         return self._compute(customer, due, self.records(customer_id), self._clock(), grants=grants)
 
+    def archived_burn_down(self, customer_id: str, grants: CustomerGrants) -> BurnDown:
+        """The ledgers and balances of the customer's archived grants (`grants.archived`): the
+        drawdowns finalized invoices made from them, replayed, and their manual entries. No draft
+        charge is in it, so an archived grant draws nothing new, as in pricing (where it is absent)."""
+        records = self.records(customer_id)
+        charges = [c for record in records for c in record.charges() if c.applications is not None]
+        credit_types = {line.credit_type.id: line.credit_type for r in records for line in r.invoice.line_items}
+        archived = {g.id for g in grants.archived}
+        manual = [e for e in grants.manual_entries if e.grant_id in archived]
+        now = self._clock()
+        tags = {p.id: tuple(p.at(now).tags) if p.versions else () for p in self._contracts.products().values()}
+        return burn_down(grants.archived, charges, manual, tags, now, credit_types)
+
     def commit_invoice_ids(self, customer_id: str, grants: CustomerGrants) -> dict[str, str]:
         """The invoice that bills each commit invoice schedule item, by item id: the SCHEDULED
         invoice of the commit's invoicing contract at the item's timestamp (a prepaid commit's
