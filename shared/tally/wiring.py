@@ -28,6 +28,7 @@ from tally.services.historical_invoices import HistoricalInvoiceService
 from tally.services.contract_transitions import ContractTransitionService
 from tally.services.contract_edits import ContractEditService
 from tally.services.contracts import ContractService
+from tally.services.customer_grant_edits import CustomerGrantEditService
 from tally.services.cycle_close import CycleCloseService
 from tally.services.customers import CustomerService
 from tally.services.events_search import EventSearchService
@@ -173,6 +174,11 @@ def contract_edit_service() -> ContractEditService:
     return ContractEditService(
         contract_service(), DynamoContractStore(get_settings().require("billing_table")), invoice_store(), system_clock
     )
+
+
+@lru_cache(maxsize=1)
+def customer_grant_edit_service() -> CustomerGrantEditService:
+    return CustomerGrantEditService(_documents("grant", "created_at"), invoice_store(), contract_service())
 
 
 @lru_cache(maxsize=1)

@@ -122,12 +122,12 @@ def edit_fields(record: dict) -> dict[str, str]:
 
 
 # -- what finalized invoices fix -------------------------------------------------------------------
-def drawn_by_finalized(records, contract_id: str) -> dict[str, tuple[Decimal, datetime, datetime]]:
-    """segment id -> (balance finalized invoices of the contract drew from it, first and last
-    instant of those charges)."""
+def drawn_by_finalized(records, contract_id: str | None) -> dict[str, tuple[Decimal, datetime, datetime]]:
+    """segment id -> (balance finalized invoices of the contract (None: of every contract) drew
+    from it, first and last instant of those charges)."""
     drawn: dict[str, tuple[Decimal, datetime, datetime]] = {}
     for record in records:
-        if record.contract_id != contract_id or record.status != "FINALIZED":
+        if (contract_id is not None and record.contract_id != contract_id) or record.status != "FINALIZED":
             continue
         for charge in record.drawdowns:
             last_at = charge.starting_at if charge.ending_before is None else charge.ending_before
@@ -198,18 +198,22 @@ def update_json(update: dict) -> dict:
     return copy.deepcopy(update)
 
 
-def edit_grant(edits, contracts, customer_id: str, kind: str, update: dict, author: str | None) -> dict:
+def edit_grant(edits, contracts, customer_id: str, kind: str, update: dict, author: str | None,
+               customer_grants=None) -> dict:
     """POST /v2/contracts/commits/edit and /credits/edit: `update` made to the contract holding the
-    grant, as an edit of that contract with this one change (recorded in its history). Customer-level
-    commits and credits are not edited here yet (400 naming the id)."""
+    grant, as an edit of that contract with this one change (recorded in its history), or to a
+    customer-level grant (`customer_grants`: services/customer_grant_edits.py; no contract, so no
+    history entry)."""
     what, id_field = _what(kind)
-    for document in contracts.list(customer_id):
-        if any(g["id"] == update["id"] for g in document.get(kind) or ()):
-            try:
+    try:
+        for document in contracts.list(customer_id):
+            if any(g["id"] == update["id"] for g in document.get(kind) or ()):
                 return edits.edit(customer_id, document["id"], {f"update_{kind}": [update]}, author=author)
-            except InvalidInput as exc:
-                raise InvalidInput(_top_field(exc.field, kind), exc.rule) from exc
-    raise InvalidInput(id_field, f"is not {what} of any live contract of the customer (customer-level ones cannot be edited yet)")
+        if customer_grants is not None and customer_grants.owns(customer_id, kind, update["id"]):
+            return customer_grants.edit(customer_id, kind, update)
+    except InvalidInput as exc:
+        raise InvalidInput(_top_field(exc.field, kind), exc.rule) from exc
+    raise InvalidInput(id_field, f"is not {what} of the customer (of a live contract, or customer-level)")
 
 
 def _top_field(field: str, kind: str) -> str:

@@ -62,7 +62,7 @@ def edit_commit() -> dict:
     if body.invoice_contract_id is not None:
         raise InvalidInput("invoice_contract_id", "cannot be edited for a contract-level commit")
     edit_grant(wiring.contract_edit_service(), wiring.contract_service(), body.customer_id, "commits",
-               body.to_update(), api_key_id())
+               body.to_update(), api_key_id(), wiring.customer_grant_edit_service())
     return {"data": {"id": body.commit_id}}
 
 
@@ -70,7 +70,7 @@ def edit_commit() -> dict:
 def edit_credit() -> dict:
     body = CreditEdit.model_validate(read_body(router.current_event))
     edit_grant(wiring.contract_edit_service(), wiring.contract_service(), body.customer_id, "credits",
-               body.to_update(), api_key_id())
+               body.to_update(), api_key_id(), wiring.customer_grant_edit_service())
     return {"data": {"id": body.credit_id}}
 
 
