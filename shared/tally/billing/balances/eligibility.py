@@ -13,9 +13,10 @@ from tally.billing.balances.grants import AccessSegment, Application, CommitRate
 def spend_price(grant: Grant, charge: Charge) -> Decimal | None:
     """What the whole charge costs `grant` when it pays for it, where that differs from its list
     amount (None: the list amount). A COMMIT_RATE grant spends the charge's commit amount, a
-    commit-specific override pricing the grant's draw (named, else for any grant) replaces either."""
+    commit-specific override pricing the grant's draw (named, else by the recurring grant that made
+    it, else for any grant) replaces either."""
     target = grant.rate_type.value
-    anyone = None
+    anyone = by_maker = None
     for grant_id, price_target, total in charge.commit_prices:
         if price_target != target:
             continue
@@ -23,6 +24,10 @@ def spend_price(grant: Grant, charge: Charge) -> Decimal | None:
             return total
         if grant_id is None:
             anyone = total
+        elif grant_id == grant.recurring_id:
+            by_maker = total
+    if by_maker is not None:
+        return by_maker
     if anyone is not None:
         return anyone
     return charge.commit_amount if grant.rate_type is CommitRateType.COMMIT_RATE else None
@@ -80,7 +85,10 @@ def grant_applies_to(grant: Grant, charge: Charge) -> bool:
     """Same credit type, a contract the grant serves, and usage its filters admit (time aside)."""
     if grant.credit_type_id != charge.credit_type_id:
         return False
-    if grant.contract_id is not None and charge.contract_id not in (grant.contract_id, grant.rollover_contract_id):
+    if grant.contract_id is not None:
+        if charge.contract_id not in (grant.contract_id, grant.rollover_contract_id) and charge.contract_id not in grant.child_contract_ids:
+            return False
+    elif grant.customer_contract_ids is not None and charge.contract_id not in grant.customer_contract_ids:
         return False
     if grant.specifiers:
         return any(

@@ -108,6 +108,12 @@ class Grant:
     rollover_fraction: Decimal | None = None
     invoice_schedule: tuple[InvoiceItem, ...] = ()
     rollover_contract_id: str | None = None  # a renewal's: the contract its rollover segments serve too
+    recurring_id: str | None = None  # the recurring commit or credit that made it (overrides may name it)
+    # A parent contract's grant: the child contracts it serves too (billing/hierarchy.py, child_access).
+    child_contract_ids: frozenset[str] = frozenset()
+    # A customer-level grant priced with other customers' charges (a hierarchy's burn-down): its
+    # customer's contracts, the only ones it serves. None: every contract priced with it.
+    customer_contract_ids: frozenset[str] | None = None
 
     @property
     def applies_to_all_products(self) -> bool:
