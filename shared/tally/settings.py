@@ -19,6 +19,10 @@ class Settings(BaseModel):
     alerts_function_name: str | None = Field(default=None)
     # Cycle close: a period is finalized once its end plus this grace has passed (per deployment).
     grace_period_hours: int = Field(default=24, ge=0)
+    # Billing provider secrets live in Secrets Manager under this name prefix (infra/constructs/invoice_delivery.py).
+    billing_provider_secrets_prefix: str = Field(default="tally/billing-providers")
+    # Stripe's API base: unset for Stripe itself; localstripe's URL on the local stack.
+    stripe_api_base: str | None = Field(default=None)
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -37,4 +41,6 @@ def get_settings() -> Settings:
         alerts_topic_arn=os.environ.get("ALERTS_TOPIC_ARN"),
         alerts_function_name=os.environ.get("ALERTS_FUNCTION_NAME"),
         grace_period_hours=os.environ.get("TALLY_GRACE_PERIOD_HOURS") or 24,
+        billing_provider_secrets_prefix=os.environ.get("BILLING_PROVIDER_SECRETS_PREFIX") or "tally/billing-providers",
+        stripe_api_base=os.environ.get("STRIPE_API_BASE") or None,
     )

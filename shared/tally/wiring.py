@@ -259,6 +259,35 @@ def alert_service() -> AlertService:
     )
 
 
+@lru_cache(maxsize=1)
+def billing_provider_service():
+    from tally.adapters.dynamo.billing_providers import customer_config_documents, delivery_method_documents
+    from tally.adapters.secrets import SecretsManagerVault
+    from tally.services.billing_providers import BillingProviderService
+
+    table = get_settings().require("billing_table")
+    return BillingProviderService(
+        delivery_method_documents(table), customer_config_documents(table), SecretsManagerVault(),
+        customer_service(), lambda: get_settings().billing_provider_secrets_prefix, system_clock,
+    )
+
+
+@lru_cache(maxsize=1)
+def invoice_delivery_service():
+    # Imported here: only the delivery function ships with (and loads) the stripe SDK's use.
+    from tally.adapters.dynamo.billing_providers import DynamoDeliveryStateStore
+    from tally.adapters.secrets import SecretsManagerVault
+    from tally.adapters.stripe_gateway import StripeGateway
+    from tally.services.invoice_delivery import InvoiceDeliveryService
+
+    settings = get_settings()
+    return InvoiceDeliveryService(
+        invoice_store(), billing_provider_service(), DynamoDeliveryStateStore(settings.require("billing_table")),
+        SecretsManagerVault(), StripeGateway(settings.stripe_api_base), publisher(),
+        lambda: get_settings().require("invoices_topic_arn"), system_clock,
+    )
+
+
 def reset() -> None:
     """Forget cached settings and clients (the local runtime redeploys within one process)."""
     import sys
@@ -269,7 +298,10 @@ def reset() -> None:
     from tally.adapters.lambda_invoke import lambda_client
     from tally.adapters.sns import sns_client
 
+    from tally.adapters.secrets import secrets_client
+
     get_settings.cache_clear()
+    secrets_client.cache_clear()
     dynamodb.cache_clear()
     sns_client.cache_clear()
     lambda_client.cache_clear()

@@ -1,0 +1,55 @@
+"""Request bodies of the billing provider routes (metronome-sdk 4.x: types/v1/settings/
+billing_provider_*_params.py, types/v1/customer_*_billing_configurations_params.py,
+types/v1/customers/billing_config_create_params.py). Values are checked by
+services/billing_providers.py, which names the field of each refusal."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import Field
+
+from tally.api.models import MAX_ID_LENGTH, Request
+
+MAX_CONFIGURATIONS = 100  # entries of one setCustomerBillingProviderConfigurations call
+
+
+class BillingProviderSetUp(Request):
+    billing_provider: str = Field(max_length=64)
+    configuration: dict[str, Any]
+    delivery_method: str = Field(max_length=64)
+
+
+class BillingProviderList(Request):
+    next_page: Optional[str] = Field(default=None, max_length=1024)
+
+
+class CustomerBillingConfiguration(Request):
+    billing_provider: str = Field(max_length=64)
+    customer_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    configuration: Optional[dict[str, Any]] = None
+    delivery_method: Optional[str] = Field(default=None, max_length=64)
+    delivery_method_id: Optional[str] = Field(default=None, max_length=MAX_ID_LENGTH)
+    tax_provider: Optional[str] = Field(default=None, max_length=64)
+
+
+class CustomerBillingConfigurationsSet(Request):
+    data: list[CustomerBillingConfiguration] = Field(min_length=1, max_length=MAX_CONFIGURATIONS)
+
+
+class CustomerBillingConfigurationsGet(Request):
+    customer_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    include_archived: bool = False
+
+
+class CustomerBillingConfigurationsArchive(Request):
+    customer_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    customer_billing_provider_configuration_ids: list[str] = Field(min_length=1, max_length=MAX_CONFIGURATIONS)
+
+
+class BillingConfigCreate(Request):
+    """POST /v1/customers/{customer_id}/billing-config/{billing_provider_type}. Marketplace and
+    Azure fields are accepted by the SDK; only Stripe is delivered so far, so they are refused."""
+
+    billing_provider_customer_id: str = Field(min_length=1, max_length=255)
+    stripe_collection_method: Optional[str] = Field(default=None, max_length=64)

@@ -1,0 +1,82 @@
+"""Where customers are charged: account-level billing providers and customer billing provider
+configurations (metronome-sdk 4.x: client.v1.settings.billing_providers, client.v1.customers
+.set_billing_configurations / retrieve_billing_configurations / archive_billing_configurations,
+and the older client.v1.customers.billing_config). Secrets are never answered: a Stripe key shows
+masked."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from tally import wiring
+from tally.api.billing_provider_models import (
+    BillingConfigCreate,
+    BillingProviderList,
+    BillingProviderSetUp,
+    CustomerBillingConfigurationsArchive,
+    CustomerBillingConfigurationsGet,
+    CustomerBillingConfigurationsSet,
+)
+from tally.api.models import read_body
+
+router = Router()
+
+
+@router.post("/v1/setUpBillingProvider")
+def set_up_billing_provider() -> dict:
+    body = BillingProviderSetUp.model_validate(read_body(router.current_event))
+    method_id = wiring.billing_provider_service().set_up(body.billing_provider, body.delivery_method, body.configuration)
+    return {"data": {"delivery_method_id": method_id}}
+
+
+@router.post("/v1/listConfiguredBillingProviders")
+def list_configured_billing_providers() -> dict:
+    BillingProviderList.model_validate(read_body(router.current_event) or {})
+    service = wiring.billing_provider_service()
+    return {"data": [service.delivery_method_json(m) for m in service.delivery_methods()], "next_page": None}
+
+
+@router.post("/v1/setCustomerBillingProviderConfigurations")
+def set_customer_billing_provider_configurations() -> dict:
+    body = CustomerBillingConfigurationsSet.model_validate(read_body(router.current_event))
+    created = wiring.billing_provider_service().set_customer_configurations(
+        [entry.model_dump(exclude_none=True) for entry in body.data]
+    )
+    return {"data": [{"id": d["id"], "billing_provider": d["billing_provider"], "configuration": d["configuration"],
+                      "customer_id": d["customer_id"], "delivery_method_id": d["delivery_method_id"],
+                      "tax_provider": d["tax_provider"]} for d in created]}
+
+
+@router.post("/v1/getCustomerBillingProviderConfigurations")
+def get_customer_billing_provider_configurations() -> dict:
+    body = CustomerBillingConfigurationsGet.model_validate(read_body(router.current_event))
+    service = wiring.billing_provider_service()
+    configurations = service.customer_configurations(body.customer_id, body.include_archived)
+    return {"data": [service.configuration_json(c) for c in configurations]}
+
+
+@router.post("/v1/archiveCustomerBillingProviderConfigurations")
+def archive_customer_billing_provider_configurations() -> dict:
+    body = CustomerBillingConfigurationsArchive.model_validate(read_body(router.current_event))
+    ids = wiring.billing_provider_service().archive_customer_configurations(
+        body.customer_id, body.customer_billing_provider_configuration_ids
+    )
+    return {"data": {"customer_billing_provider_configuration_ids": ids, "customer_id": body.customer_id}}
+
+
+@router.post("/v1/customers/<customer_id>/billing-config/<billing_provider_type>")
+def set_billing_config(customer_id: str, billing_provider_type: str) -> dict:
+    body = BillingConfigCreate.model_validate(read_body(router.current_event))
+    wiring.billing_provider_service().set_billing_config(customer_id, billing_provider_type, body.model_dump())
+    return {}
+
+
+@router.get("/v1/customers/<customer_id>/billing-config/<billing_provider_type>")
+def get_billing_config(customer_id: str, billing_provider_type: str) -> dict:
+    return {"data": wiring.billing_provider_service().billing_config(customer_id, billing_provider_type)}
+
+
+@router.delete("/v1/customers/<customer_id>/billing-config/<billing_provider_type>")
+def delete_billing_config(customer_id: str, billing_provider_type: str) -> dict:
+    wiring.billing_provider_service().delete_billing_config(customer_id, billing_provider_type)
+    return {}

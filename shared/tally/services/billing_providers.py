@@ -1,0 +1,270 @@
+"""Where customers are charged: account-level billing provider settings (delivery methods) and
+each customer's billing provider configurations, with metronome-sdk 4.x semantics.
+
+- `set_up` (POST /v1/setUpBillingProvider) stores a delivery method. For Stripe delivered
+  directly, `configuration.stripe_secret_key` goes to the vault (Secrets Manager) before the
+  document is written, so a document never names a missing secret; the document keeps only the
+  secret's name and a masked hint, which is all a read route shows.
+- Customer configurations name a delivery method by id, or by `delivery_method` (the account's
+  method of that provider and kind). A customer has at most one active configuration per
+  provider: the one invoices are delivered with.
+- The older /v1/customers/{id}/billing-config/{type} routes are another view of the same
+  customer configurations (`billing_provider_customer_id` is `stripe_customer_id` for Stripe).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable, Protocol
+
+from tally.billing.errors import InvalidInput, NotFound
+from tally.billing.invoice_delivery import DIRECT, STRIPE
+from tally.billing.time import format_rfc3339
+
+ACCOUNT = "_account"  # the owner of account-level documents (adapters/dynamo/billing_providers.py)
+PROVIDERS = ("aws_marketplace", "stripe", "netsuite", "custom", "azure_marketplace", "quickbooks_online", "workday",
+             "gcp_marketplace", "metronome")
+DELIVERY_METHODS = ("direct_to_billing_provider", "aws_sqs", "tackle", "aws_sns")
+COLLECTION_METHODS = ("charge_automatically", "send_invoice")
+TAX_PROVIDERS = ("anrok", "avalara", "stripe")
+SECRET_FIELD = "stripe_secret_key"
+MAX_SETTING_CHARS = 255
+
+
+class Documents(Protocol):
+    def create(self, document: dict, uniqueness_key: str | None = None) -> None: ...
+    def get(self, document_id: str) -> dict | None: ...
+    def replace(self, document: dict) -> None: ...
+    def list_for_customer(self, customer_id: str) -> list[dict]: ...
+
+
+class Vault(Protocol):
+    def put(self, name: str, value: str) -> None: ...
+    def get(self, name: str) -> str: ...
+
+
+class CustomerLookup(Protocol):
+    def get(self, customer_id: str): ...
+
+
+@dataclass(frozen=True, slots=True)
+class StripeTarget:
+    """What delivering an invoice to Stripe needs: the customer, how it pays, and the key's name."""
+
+    configuration_id: str
+    stripe_customer_id: str
+    collection_method: str
+    secret_name: str
+
+
+def mask(secret: str) -> str:
+    """sk_test_****wxyz: the kind of key and its last four characters, as Stripe's dashboard shows."""
+    prefix = "_".join(secret.split("_")[:2]) + "_" if secret.count("_") >= 2 else ""
+    return f"{prefix}****{secret[-4:]}"
+
+
+def _text(value, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(field, "must be a non-empty string")
+    if len(value) > MAX_SETTING_CHARS:
+        raise InvalidInput(field, f"must be at most {MAX_SETTING_CHARS} characters")
+    return value
+
+
+def _stripe_customer_settings(configuration: dict, field: str) -> dict:
+    """A Stripe customer configuration: stripe_customer_id (required), stripe_collection_method."""
+    unknown = sorted(set(configuration) - {"stripe_customer_id", "stripe_collection_method"})
+    if unknown:
+        raise InvalidInput(f"{field}.{unknown[0]}", "is not a Stripe customer setting "
+                           "(stripe_customer_id, stripe_collection_method)")
+    customer = _text(configuration.get("stripe_customer_id"), f"{field}.stripe_customer_id")
+    method = configuration.get("stripe_collection_method", "charge_automatically")
+    if method not in COLLECTION_METHODS:
+        raise InvalidInput(f"{field}.stripe_collection_method", f"must be one of {', '.join(COLLECTION_METHODS)}")
+    return {"stripe_customer_id": customer, "stripe_collection_method": method}
+
+
+class BillingProviderService:
+    def __init__(self, methods: Documents, configs: Documents, vault: Vault, customers: CustomerLookup,
+                 secret_prefix: Callable[[], str], clock: Callable[[], datetime]) -> None:
+        self._methods = methods
+        self._configs = configs
+        self._vault = vault
+        self._customers = customers
+        self._secret_prefix = secret_prefix  # read when first needed
+        self._clock = clock
+
+    # -- account level -----------------------------------------------------------------------------
+    def set_up(self, billing_provider: str, delivery_method: str, configuration: dict) -> str:
+        if billing_provider not in PROVIDERS:
+            raise InvalidInput("billing_provider", f"must be one of {', '.join(PROVIDERS)}")
+        if delivery_method not in DELIVERY_METHODS:
+            raise InvalidInput("delivery_method", f"must be one of {', '.join(DELIVERY_METHODS)}")
+        if not isinstance(configuration, dict):
+            raise InvalidInput("configuration", "must be an object")
+        method_id = str(uuid.uuid4())
+        settings = dict(configuration)
+        document = {"id": method_id, "customer_id": ACCOUNT, "created_at": format_rfc3339(self._clock()),
+                    "billing_provider": billing_provider, "delivery_method": delivery_method}
+        if billing_provider == STRIPE and delivery_method == DIRECT:
+            unknown = sorted(set(settings) - {SECRET_FIELD})
+            if unknown:
+                raise InvalidInput(f"configuration.{unknown[0]}", f"is not a Stripe setting ({SECRET_FIELD})")
+            secret = _text(settings.pop(SECRET_FIELD, None), f"configuration.{SECRET_FIELD}")
+            if not secret.startswith(("sk_", "rk_")) or len(secret) < 12:
+                raise InvalidInput(f"configuration.{SECRET_FIELD}", "must be a Stripe secret or restricted key (sk_..., rk_...)")
+            name = f"{self._secret_prefix()}/{method_id}"
+            self._vault.put(name, secret)  # first: the document never names a missing secret
+            document |= {"secret_name": name, "secret_hint": mask(secret)}
+        document["configuration"] = settings
+        self._methods.create(document)
+        return method_id
+
+    def delivery_methods(self) -> list[dict]:
+        return self._methods.list_for_customer(ACCOUNT)
+
+    def delivery_method_json(self, method: dict) -> dict:
+        shown = dict(method["configuration"])
+        if "secret_hint" in method:
+            shown[SECRET_FIELD] = method["secret_hint"]
+        return {"billing_provider": method["billing_provider"], "delivery_method": method["delivery_method"],
+                "delivery_method_configuration": shown, "delivery_method_id": method["id"]}
+
+    # -- customer configurations ---------------------------------------------------------------------
+    def set_customer_configurations(self, data: list[dict]) -> list[dict]:
+        """Validate every entry, then write them: a refusal writes nothing."""
+        methods = {m["id"]: m for m in self.delivery_methods()}
+        documents: list[dict] = []
+        claimed: set[tuple[str, str]] = set()
+        for index, entry in enumerate(data):
+            field = f"data[{index}]"
+            customer_id = _text(entry.get("customer_id"), f"{field}.customer_id")
+            self._customer(customer_id, f"{field}.customer_id")
+            provider = entry.get("billing_provider")
+            if provider not in PROVIDERS:
+                raise InvalidInput(f"{field}.billing_provider", f"must be one of {', '.join(PROVIDERS)}")
+            method = self._method_of(entry, provider, methods, field)
+            configuration = entry.get("configuration") or {}
+            if not isinstance(configuration, dict):
+                raise InvalidInput(f"{field}.configuration", "must be an object")
+            if provider == STRIPE:
+                configuration = _stripe_customer_settings(configuration, f"{field}.configuration")
+            tax = entry.get("tax_provider")
+            if tax is not None and (tax not in TAX_PROVIDERS or provider != STRIPE):
+                raise InvalidInput(f"{field}.tax_provider", "must be anrok, avalara or stripe, on a stripe configuration")
+            if (customer_id, provider) in claimed or self._active(customer_id, provider) is not None:
+                raise InvalidInput(f"{field}.billing_provider",
+                                   f"the customer already has an active {provider} configuration; archive it first")
+            claimed.add((customer_id, provider))
+            documents.append({
+                "id": str(uuid.uuid4()), "customer_id": customer_id, "created_at": format_rfc3339(self._clock()),
+                "billing_provider": provider, "delivery_method_id": method["id"],
+                "delivery_method": method["delivery_method"], "configuration": configuration,
+                "tax_provider": tax, "archived_at": None,
+            })
+        for document in documents:
+            self._configs.create(document)
+        return documents
+
+    def _method_of(self, entry: dict, provider: str, methods: dict[str, dict], field: str) -> dict:
+        method_id = entry.get("delivery_method_id")
+        if method_id is not None:
+            method = methods.get(method_id)
+            if method is None:
+                raise InvalidInput(f"{field}.delivery_method_id", "is not a delivery method of this account (listConfiguredBillingProviders)")
+            if method["billing_provider"] != provider:
+                raise InvalidInput(f"{field}.delivery_method_id", f"is a {method['billing_provider']} delivery method, not {provider}")
+            return method
+        kind = entry.get("delivery_method")
+        if kind is None:
+            raise InvalidInput(f"{field}.delivery_method", "delivery_method or delivery_method_id is required")
+        if kind not in DELIVERY_METHODS:
+            raise InvalidInput(f"{field}.delivery_method", f"must be one of {', '.join(DELIVERY_METHODS)}")
+        matching = [m for m in methods.values() if m["billing_provider"] == provider and m["delivery_method"] == kind]
+        if not matching:
+            raise InvalidInput(f"{field}.delivery_method",
+                               f"the account has no {provider} {kind} delivery method; set one up first (setUpBillingProvider)")
+        return matching[-1]  # the newest
+
+    def customer_configurations(self, customer_id: str, include_archived: bool = False) -> list[dict]:
+        self._customer(customer_id, "customer_id")
+        return [c for c in self._configs.list_for_customer(customer_id) if include_archived or c["archived_at"] is None]
+
+    def archive_customer_configurations(self, customer_id: str, ids: list[str]) -> list[str]:
+        self._customer(customer_id, "customer_id")
+        found = []
+        for index, config_id in enumerate(ids):
+            document = self._configs.get(config_id)
+            if document is None or document["customer_id"] != customer_id:
+                raise InvalidInput(f"customer_billing_provider_configuration_ids[{index}]", "is not a configuration of this customer")
+            found.append(document)
+        for document in found:
+            if document["archived_at"] is None:
+                self._configs.replace(document | {"archived_at": format_rfc3339(self._clock())})
+        return list(ids)
+
+    @staticmethod
+    def configuration_json(document: dict) -> dict:
+        return {"id": document["id"], "archived_at": document["archived_at"],
+                "billing_provider": document["billing_provider"], "configuration": document["configuration"],
+                "customer_id": document["customer_id"], "delivery_method": document["delivery_method"],
+                "delivery_method_configuration": {}, "delivery_method_id": document["delivery_method_id"]}
+
+    # -- the older per-customer routes -----------------------------------------------------------------
+    def set_billing_config(self, customer_id: str, provider: str, body: dict) -> None:
+        if provider != STRIPE:
+            raise InvalidInput("billing_provider_type", "only stripe is delivered by Tally so far")
+        configuration = {"stripe_customer_id": body.get("billing_provider_customer_id")}
+        if body.get("stripe_collection_method") is not None:
+            configuration["stripe_collection_method"] = body["stripe_collection_method"]
+        try:
+            self.set_customer_configurations([{"customer_id": customer_id, "billing_provider": provider,
+                                               "delivery_method": DIRECT, "configuration": configuration}])
+        except InvalidInput as exc:  # name the fields of this route's body
+            field = {"data[0].configuration.stripe_customer_id": "billing_provider_customer_id",
+                     "data[0].configuration.stripe_collection_method": "stripe_collection_method",
+                     "data[0].customer_id": "customer_id"}.get(exc.field, "billing_provider_type")
+            raise InvalidInput(field, exc.rule) from exc
+
+    def billing_config(self, customer_id: str, provider: str) -> dict:
+        self._customer(customer_id, "customer_id")
+        active = self._active(customer_id, provider)
+        if active is None:
+            raise NotFound(f"customer {customer_id} has no {provider} billing configuration")
+        configuration = active["configuration"]
+        return {"billing_provider_customer_id": configuration.get("stripe_customer_id"),
+                "stripe_collection_method": configuration.get("stripe_collection_method")}
+
+    def delete_billing_config(self, customer_id: str, provider: str) -> None:
+        self._customer(customer_id, "customer_id")
+        active = self._active(customer_id, provider)
+        if active is not None:
+            self.archive_customer_configurations(customer_id, [active["id"]])
+
+    # -- what delivery reads ---------------------------------------------------------------------------
+    def stripe_target(self, customer_id: str) -> StripeTarget | None:
+        """The customer's active Stripe configuration delivered directly, or None (not delivered)."""
+        active = self._active(customer_id, STRIPE)
+        if active is None or active["delivery_method"] != DIRECT:
+            return None
+        method = self._methods.get(active["delivery_method_id"])
+        if method is None or "secret_name" not in method:
+            return None
+        configuration = active["configuration"]
+        return StripeTarget(active["id"], configuration["stripe_customer_id"],
+                            configuration.get("stripe_collection_method", "charge_automatically"), method["secret_name"])
+
+    def _active(self, customer_id: str, provider: str) -> dict | None:
+        active = [c for c in self._configs.list_for_customer(customer_id)
+                  if c["billing_provider"] == provider and c["archived_at"] is None]
+        return active[-1] if active else None
+
+    def _customer(self, customer_id: str, field: str) -> None:
+        try:
+            found = self._customers.get(customer_id)
+        except NotFound:
+            found = None
+        if found is None:
+            raise NotFound(f"{field}: customer {customer_id} not found")
