@@ -83,7 +83,8 @@ def test_a_part_removed_later_leaves_the_amendment_and_the_initial_terms_stay_as
     ({"starting_at": "2026-10-20T00:00:00Z"}, "starting_at"),  # inside the finalized October
     ({"overrides": [{"starting_at": "2026-11-10T00:00:00Z", "product_id": "p-setup", "type": "MULTIPLIER",
                      "multiplier": 2}]}, "overrides[0].product_id"),
-    ({"reseller_royalties": [{"fraction": 0.1}]}, "reseller_royalties"),
+    ({"reseller_royalties": [{"reseller_type": "GCP", "fraction": 0.1, "netsuite_reseller_id": "ns-1"}]},
+     "reseller_royalties[0].starting_at"),  # a new royalty needs its start
 ], ids=["effective in a finalized month", "an override of a product not on the card", "reseller royalties"])
 def test_a_bad_amendment_is_refused_naming_the_amend_field_and_changes_nothing(w, changes, field):  # noqa: F811
     contract = _contract(w, subscriptions=SEATS)

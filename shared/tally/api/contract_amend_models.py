@@ -1,6 +1,6 @@
 """`POST /v1/contracts/amend`, the older form of a contract edit (metronome-sdk
 types/v1/contract_amend_params.py): an amendment adds commits, credits, overrides, scheduled
-charges, discounts and professional services from its `starting_at`, and the v1 contract lists it under `amendments`, its parts kept out
+charges, discounts, professional services and reseller royalties from its `starting_at`, and the v1 contract lists it under `amendments`, its parts kept out
 of `initial`. Tally applies it as an edit (services/contract_edits.py), so it is in the edit
 history, checked against finalized invoices and serialized like any other edit.
 """
@@ -14,14 +14,11 @@ from pydantic import ConfigDict, Field
 
 from tally.api.contract_edit_models import MAX_PARTS, EditCommitIn, EditCreditIn
 from tally.api.contract_models import DiscountIn, OverrideIn, ProfessionalServiceIn, ScheduledChargeIn
+from tally.api.spend_tracker_models import ResellerRoyaltyChangeIn
 from tally.api.models import MAX_NAME_LENGTH, CustomFields, Request, parse_instant
 from tally.billing.errors import InvalidInput
 from tally.billing.limits import MAX_ID_LENGTH
 from tally.billing.time import format_rfc3339
-
-# Amendment fields the engine cannot do yet (as on contract creation).
-UNSUPPORTED = ("reseller_royalties",)
-
 
 class ContractAmend(Request):
     model_config = ConfigDict(extra="forbid")
@@ -39,16 +36,11 @@ class ContractAmend(Request):
     total_contract_value: Decimal | None = None
     discounts: list[DiscountIn] | None = Field(default=None, max_length=MAX_PARTS)
     professional_services: list[ProfessionalServiceIn] | None = Field(default=None, max_length=MAX_PARTS)
-    # Refused when non-empty (see UNSUPPORTED).
-    reseller_royalties: list[Any] | None = None
+    reseller_royalties: list[ResellerRoyaltyChangeIn] | None = Field(default=None, max_length=MAX_PARTS)
 
     def changes(self) -> dict:
         """The amendment as edit changes: its parts added, and `amendment` (its start and what it
         records) for the contract's list of amendments."""
-        for name in UNSUPPORTED:
-            value = getattr(self, name)
-            if value is not None and value != []:
-                raise InvalidInput(name, "is not supported yet")
         starting_at = parse_instant("starting_at", self.starting_at)
         assert starting_at is not None
         amendment: dict[str, Any] = {"starting_at": format_rfc3339(starting_at)}
@@ -72,6 +64,12 @@ class ContractAmend(Request):
             changes["add_professional_services"] = [
                 p.to_document(f"professional_services[{i}]") for i, p in enumerate(self.professional_services)
             ]
+        if self.reseller_royalties:
+            # Applied as the edit's add_reseller_royalties; the amendment lists them as given.
+            changes["add_reseller_royalties"] = [
+                r.to_change(f"add_reseller_royalties[{i}]") for i, r in enumerate(self.reseller_royalties)
+            ]
+            amendment["reseller_royalties"] = changes["add_reseller_royalties"]
         return changes
 
 

@@ -34,6 +34,13 @@ from tally.api.contract_models import (
     _subscription_json,
 )
 from tally.api.grant_edit_models import CommitUpdateIn, CreditUpdateIn
+from tally.api.spend_tracker_models import (
+    Alias,
+    ContractCommitIn,
+    ResellerRoyaltyChangeIn,
+    SpendTrackerIn,
+    royalty_segment_json,
+)
 from tally.api.models import MAX_NAME_LENGTH, Request, parse_instant
 from tally.api.recurring_models import (
     RecurringCommitIn,
@@ -63,9 +70,7 @@ MAX_PARTS = MAX_IDS_PER_REQUEST
 
 # Edit fields of metronome-sdk 4.x the engine cannot do yet.
 UNSUPPORTED = (
-    "add_billing_provider_configuration_update",
-    "add_reseller_royalties", "add_revenue_system_configuration_update",
-    "add_spend_trackers", "archive_spend_trackers",
+    "add_billing_provider_configuration_update", "add_revenue_system_configuration_update",
 )
 
 Id = Field(min_length=1, max_length=MAX_ID_LENGTH)
@@ -262,13 +267,8 @@ class ScheduledChargeUpdateIn(Request):
         return update
 
 
-class EditCommitIn(CommitIn):
-    spend_tracker_attributes: Any = None
-
-    def to_document(self, path: str = "") -> dict:
-        if self.spend_tracker_attributes is not None:
-            raise InvalidInput(f"{path}spend_tracker_attributes", "is not supported yet")
-        return super().to_document(path)
+class EditCommitIn(ContractCommitIn):
+    pass
 
 
 class EditCreditIn(CreditIn):
@@ -314,10 +314,10 @@ class ContractEdit(Request):
     update_spend_threshold_configuration: UpdateSpendThresholdConfigurationIn | None = None
     update_prepaid_balance_threshold_configuration: UpdatePrepaidBalanceThresholdConfigurationIn | None = None
     add_billing_provider_configuration_update: Any = None
-    add_reseller_royalties: list[Any] | None = None
+    add_reseller_royalties: list[ResellerRoyaltyChangeIn] | None = Field(default=None, max_length=MAX_PARTS)
     add_revenue_system_configuration_update: Any = None
-    add_spend_trackers: list[Any] | None = None
-    archive_spend_trackers: list[Any] | None = None
+    add_spend_trackers: list[SpendTrackerIn] | None = Field(default=None, max_length=MAX_PARTS)
+    archive_spend_trackers: list[Alias] | None = Field(default=None, max_length=MAX_PARTS)
     update_commits: list[CommitUpdateIn] | None = Field(default=None, max_length=MAX_PARTS)
     update_credits: list[CreditUpdateIn] | None = Field(default=None, max_length=MAX_PARTS)
 
@@ -368,6 +368,14 @@ class ContractEdit(Request):
             if updates:
                 changes[name] = [u.to_update(f"{name}[{i}]") for i, u in enumerate(updates)]
         changes |= threshold_edit_changes(self)
+        if self.add_spend_trackers:
+            changes["add_spend_trackers"] = [t.to_document() for t in self.add_spend_trackers]
+        if self.archive_spend_trackers:
+            changes["archive_spend_trackers"] = list(self.archive_spend_trackers)
+        if self.add_reseller_royalties:
+            changes["add_reseller_royalties"] = [
+                r.to_change(f"add_reseller_royalties[{i}]") for i, r in enumerate(self.add_reseller_royalties)
+            ]
         if "update_contract_end_date" in self.model_fields_set:
             changes["update_contract_end_date"] = (
                 None
@@ -500,4 +508,11 @@ def edit_json(record: dict, document: dict, contract: Contract, products: dict[s
     for name in ("update_contract_end_date", "update_contract_name", "update_net_payment_terms_days"):
         if name in record:
             body[name] = record[name]
+    if "add_reseller_royalties" in record:
+        body["add_reseller_royalties"] = [royalty_segment_json(r) for r in record["add_reseller_royalties"]]
+    # Not in the SDK's history type (it lists neither): shown as the edit gave them.
+    if "add_spend_trackers" in record:
+        body["add_spend_trackers"] = [dict(t) for t in record["add_spend_trackers"]]
+    if "archive_spend_trackers" in record:
+        body["archive_spend_trackers"] = list(record["archive_spend_trackers"])
     return body

@@ -16,6 +16,15 @@ from tally.api.catalog_models import CREATED_BY, TierIn
 from tally.api.balance_models import CommitIn, CreditIn, RecurringScheduleIn, credit_type_ref, grant_json
 from tally.api.models import MAX_NAME_LENGTH, CustomFields, ProrationRoundingIn, Request, parse_instant
 from tally.api.recurring_models import RecurringCommitIn, RecurringCreditIn, recurring_grant_json
+from tally.api.spend_tracker_models import (
+    ContractCommitIn,
+    ResellerRoyaltyIn,
+    SpendTrackerIn,
+    reseller_royalties_document,
+    royalty_segment_json,
+    spend_tracker_json,
+    spend_trackers_document,
+)
 from tally.api.threshold_models import PrepaidBalanceThresholdConfigurationIn, SpendThresholdConfigurationIn
 from tally.billing.balances.grants import AmountDistribution, RecurringFrequency, RecurringSchedule, expand_recurring_schedule
 from tally.billing.errors import InvalidInput
@@ -35,6 +44,7 @@ from tally.billing.time import format_rfc3339, parse_rfc3339
 from tally.services.balances import GrantFigures, contract_grant_document
 from tally.services.contracts import quantity_schedule
 from tally.services.recurring_grants import made_grants
+from tally.services.spend_trackers import contract_commits
 from tally.services.thresholds import KINDS as THRESHOLD_KINDS, threshold_config_json
 
 Frequency = Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"]
@@ -42,8 +52,7 @@ Frequency = Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"]
 # Metronome contract features Tally does not implement yet. A request using them is refused (400
 # naming the field) rather than accepted and silently mis-billed; an empty list is fine.
 UNSUPPORTED = (
-    "reseller_royalties",
-    "spend_trackers", "hierarchy_configuration", "package_id", "package_alias",
+    "hierarchy_configuration", "package_id", "package_alias",
     "revenue_system_configuration",
 )
 
@@ -452,14 +461,14 @@ class ContractCreate(Request):
     total_contract_value: Decimal | None = None
     billing_provider_configuration: dict[str, Any] | None = None
     # Refused when non-empty (see UNSUPPORTED).
-    commits: list[CommitIn] | None = None
+    commits: list[ContractCommitIn] | None = None
     credits: list[CreditIn] | None = None
     discounts: list[DiscountIn] | None = None
     recurring_commits: list[RecurringCommitIn] | None = None
     recurring_credits: list[RecurringCreditIn] | None = None
     professional_services: list[ProfessionalServiceIn] | None = None
-    reseller_royalties: list[Any] | None = None
-    spend_trackers: list[Any] | None = None
+    reseller_royalties: list[ResellerRoyaltyIn] | None = Field(default=None, max_length=MAX_IDS_PER_REQUEST)
+    spend_trackers: list[SpendTrackerIn] | None = None
     spend_threshold_configuration: SpendThresholdConfigurationIn | None = None
     prepaid_balance_threshold_configuration: PrepaidBalanceThresholdConfigurationIn | None = None
     transition: TransitionIn | None = None
@@ -525,6 +534,8 @@ class ContractCreate(Request):
                     p.to_document(f"professional_services[{i}]") for i, p in enumerate(self.professional_services or ())
                 ],
                 "transition": None if self.transition is None else self.transition.to_document(),
+                "spend_trackers": spend_trackers_document(self.spend_trackers),
+                "reseller_royalties": reseller_royalties_document(self.reseller_royalties),
                 "scheduled_charges_on_usage_invoices": self.scheduled_charges_on_usage_invoices,
                 "usage_filter": None
                 if self.usage_filter is None
@@ -926,6 +937,13 @@ def contract_json(
     }
     if contract.usage_filter is not None:
         terms["usage_filter"] = usage_filter_json(contract, view.now)
+    if doc.get("spend_trackers"):  # on the contract and in its terms, as thresholds
+        tracked = contract_commits(doc, view.threshold_commits(doc["id"]), view.now)
+        body["spend_trackers"] = terms["spend_trackers"] = [
+            spend_tracker_json(t, tracked, contract, view.now) for t in doc["spend_trackers"]
+        ]
+    if doc.get("reseller_royalties"):
+        terms["reseller_royalties"] = [royalty_segment_json(r) for r in doc["reseller_royalties"]]
     for kind in THRESHOLD_KINDS:  # v1 shows them on the contract and in its terms
         if doc.get(kind.value) is not None:
             body[kind.value] = terms[kind.value] = threshold_config_json(doc[kind.value])
@@ -955,6 +973,8 @@ def _amendments_json(doc: dict, terms: dict) -> list[dict]:
         }
         body |= {kind: [shown[kind][i] for i in amendment.get(kind) or () if i in shown[kind]] for kind in _AMENDED}
         body |= {k: amendment[k] for k in ("netsuite_sales_order_id", "salesforce_opportunity_id") if amendment.get(k) is not None}
+        if amendment.get("reseller_royalties"):  # the changes it made, as it gave them
+            body["reseller_royalties"] = [royalty_segment_json(r) for r in amendment["reseller_royalties"]]
         found.append(body)
     return found
 

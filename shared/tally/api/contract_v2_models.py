@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field
 
 from tally.api.contract_models import ContractView, contract_json, usage_filters_v2_json
 from tally.api.models import Request, parse_instant
+from tally.api.spend_tracker_models import royalties_v2_json
 from tally.billing.errors import InvalidInput
 from tally.billing.pricing import Contract, Product
 
@@ -20,7 +21,7 @@ _TERMS = (
     "scheduled_charges", "usage_statement_schedule", "multiplier_override_prioritization",
     "net_payment_terms_days", "netsuite_sales_order_id", "salesforce_opportunity_id", "total_contract_value",
     "commits", "credits", "discounts", "transitions", "professional_services", "recurring_commits", "recurring_credits",
-    "spend_threshold_configuration", "prepaid_balance_threshold_configuration",
+    "spend_threshold_configuration", "prepaid_balance_threshold_configuration", "spend_trackers",
 )
 # Whole-contract fields, the same in v1 and v2.
 _CONTRACT = ("id", "customer_id", "custom_fields", "subscriptions", "archived_at", "uniqueness_key",
@@ -76,4 +77,6 @@ def contract_v2_json(
         # Every commit and credit is in the lists above.
         "has_more": {"commits": False, "credits": False},
     }
+    if doc.get("reseller_royalties"):
+        body["reseller_royalties"] = royalties_v2_json(doc["reseller_royalties"])
     return body

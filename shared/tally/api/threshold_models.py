@@ -89,14 +89,26 @@ class PrepaidThresholdCommitIn(ThresholdCommitIn):
         )
 
 
+class DiscountCapIn(Request):
+    """The discount stops applying once the spend tracker `spend_tracker_alias` (of the same
+    contract) has accumulated `amount` in the billing period (billing/spend_trackers.py)."""
+
+    amount: Decimal
+    spend_tracker_alias: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+
+    def to_document(self) -> dict:
+        return {"amount": self.amount, "spend_tracker_alias": self.spend_tracker_alias}
+
+
 class DiscountConfigurationIn(Request):
     payment_fraction: Decimal
-    cap: Any = None
+    cap: DiscountCapIn | None = None
 
     def to_document(self, path: str) -> dict:
+        document: dict[str, Any] = {"payment_fraction": self.payment_fraction}
         if self.cap is not None:
-            raise InvalidInput(f"{path}.cap", "is not supported yet (a cap is measured by a spend tracker)")
-        return {"payment_fraction": self.payment_fraction}
+            document["cap"] = self.cap.to_document()
+        return document
 
 
 class CustomFieldFilterIn(Request):
@@ -217,13 +229,14 @@ class UpdatePrepaidThresholdCommitIn(UpdateThresholdCommitIn):
 
 
 class UpdateDiscountConfigurationIn(Request):
-    cap: Any = None
+    cap: DiscountCapIn | None = None  # null removes the cap
     payment_fraction: Decimal | None = None
 
     def to_update(self, path: str) -> dict:
+        update = {name: getattr(self, name) for name in self.model_fields_set}
         if self.cap is not None:
-            raise InvalidInput(f"{path}.cap", "is not supported yet (a cap is measured by a spend tracker)")
-        return {name: getattr(self, name) for name in self.model_fields_set}
+            update["cap"] = self.cap.to_document()
+        return update
 
 
 class UpdateSpendThresholdConfigurationIn(Request):

@@ -13,7 +13,9 @@ the crossing buys.
   `threshold_balance_specifiers` exclusion names) has come down to `threshold_amount`. The crossing
   is a PREPAID commit of `recharge_to_amount - balance`, from the crossing's hour for `duration`
   (one year by default), invoiced at once.
-- The invoice is `discount_configuration.payment_fraction` of the commit, rounded once.
+- The invoice is `discount_configuration.payment_fraction` of the commit, rounded once. With a
+  `cap`, the discount applies while the named spend tracker's spend in the current billing period
+  is below `cap.amount` (billing/spend_trackers.py); from then on the crossing is invoiced in full.
 
 Crossings are numbered per (contract, kind) from 1; `decide` names the next one. The payment gate
 says when the commit counts:
@@ -37,6 +39,7 @@ from tally.billing.messages import envelope
 from tally.billing.pricing.money import CreditType
 from tally.billing.pricing.periods import Frequency, grid_point
 from tally.billing.pricing.validation import as_decimal
+from tally.billing.spend_trackers import discount_applies
 from tally.billing.time import format_rfc3339
 
 # Metronome's documented default: "Defaults to 100 if not specified."
@@ -111,11 +114,14 @@ class ThresholdConfig:
     payment_fraction: Decimal | None = None
     recharge_to_amount: Decimal | None = None  # prepaid balance only
     excluded: tuple[ExcludeFilter, ...] = ()
+    cap_amount: Decimal | None = None  # the discount's cap, measured by the tracker `cap_alias`
+    cap_alias: str | None = None
 
     @staticmethod
     def of(kind: ThresholdKind, doc: Mapping[str, Any]) -> ThresholdConfig:
         """The configuration stored under `kind` in a contract document."""
         discount = doc.get("discount_configuration") or {}
+        cap = discount.get("cap") or {}
         return ThresholdConfig(
             kind=kind,
             revision=doc.get("revision") or "",
@@ -130,6 +136,8 @@ class ThresholdConfig:
                 for specifier in doc.get("threshold_balance_specifiers") or ()
                 for exclude in specifier.get("exclude") or ()
             ),
+            cap_amount=None if cap.get("amount") is None else Decimal(cap["amount"]),
+            cap_alias=cap.get("spend_tracker_alias"),
         )
 
     def excludes(self, is_credit: bool, custom_fields: Mapping[str, str]) -> bool:
@@ -153,6 +161,14 @@ def validate_config(kind: ThresholdKind, doc: Mapping[str, Any], path: str) -> N
     fraction = (doc.get("discount_configuration") or {}).get("payment_fraction")
     if fraction is not None and not 0 <= as_decimal(fraction, f"{path}.discount_configuration.payment_fraction") <= 1:
         raise InvalidInput(f"{path}.discount_configuration.payment_fraction", "must be between 0 and 1")
+    cap = (doc.get("discount_configuration") or {}).get("cap")
+    if cap is not None:
+        if fraction is None:
+            raise InvalidInput(f"{path}.discount_configuration.payment_fraction", "is required with a cap")
+        if not as_decimal(cap.get("amount"), f"{path}.discount_configuration.cap.amount") > 0:
+            raise InvalidInput(f"{path}.discount_configuration.cap.amount", "must be more than 0")
+        if not cap.get("spend_tracker_alias"):
+            raise InvalidInput(f"{path}.discount_configuration.cap.spend_tracker_alias", "must name a spend tracker of the contract")
     commit = doc.get("commit") or {}
     rollover = commit.get("rollover_fraction")
     if rollover is not None and not 0 <= as_decimal(rollover, f"{path}.commit.rollover_fraction") <= 1:
@@ -187,11 +203,16 @@ class Crossing:
     value: Decimal  # the spend or balance that crossed
     access_amount: Decimal
     invoice_amount: Decimal
+    discounted: bool = False  # invoiced at the discount's payment_fraction (below 1)
 
 
-def decide(config: ThresholdConfig, charges: Sequence[ChargeState], value: Decimal | None, fiat: CreditType) -> Crossing | None:
+def decide(
+    config: ThresholdConfig, charges: Sequence[ChargeState], value: Decimal | None, fiat: CreditType,
+    tracked_spend: Decimal = Decimal(0),
+) -> Crossing | None:
     """The crossing `value` (uncollected spend, or balance) makes now, given the crossings claimed so
-    far (oldest first); None: nothing to do."""
+    far (oldest first); None: nothing to do. `tracked_spend`: the spend of the tracker the discount's
+    cap names, in the current billing period (ignored without a cap)."""
     if not config.is_enabled or value is None:
         return None
     last = charges[-1] if charges else None
@@ -208,8 +229,10 @@ def decide(config: ThresholdConfig, charges: Sequence[ChargeState], value: Decim
             return None
         assert config.recharge_to_amount is not None
         access = config.recharge_to_amount - value
-    fraction = Decimal(1) if config.payment_fraction is None else config.payment_fraction
-    return Crossing((last.crossing if last else 0) + 1, value, access, fiat.round(access * fraction))
+    fraction = config.payment_fraction
+    if fraction is None or not discount_applies(config.cap_amount, tracked_spend):
+        fraction = Decimal(1)
+    return Crossing((last.crossing if last else 0) + 1, value, access, fiat.round(access * fraction), fraction < 1)
 
 
 def workflow_id(contract_id: str, kind: ThresholdKind, crossing: int) -> str:

@@ -50,7 +50,7 @@ from tally.services.contracts import (
     is_seat_based,
     quantity_schedule,
 )
-from tally.services import grant_edits, recurring_grants, thresholds
+from tally.services import grant_edits, recurring_grants, reseller_royalties, spend_trackers, thresholds
 from tally.services.invoice_records import FINALIZED, StoredInvoice
 from tally.services.invoices import NO_USAGE, invoice_id
 from tally.services.ports import StoreUnavailable
@@ -67,6 +67,8 @@ CHANGE_KEYS = (
     "archive_commits", "archive_credits", "add_commits", "add_credits",
     *recurring_grants.EDIT_KEYS,
     *thresholds.EDIT_KEYS,
+    *spend_trackers.EDIT_KEYS,
+    *reseller_royalties.EDIT_KEYS,
     *grant_edits.EDIT_KEYS,
     "amendment",
 )
@@ -292,6 +294,10 @@ def edit_steps(record: dict) -> Iterator[Step]:
         yield Step(field, change)
     for field, change in thresholds.edit_parts(record):
         yield Step(field, change)
+    for field, change in spend_trackers.edit_parts(record):  # after caps changed: an archive checks them
+        yield Step(field, change)
+    for field, change in reseller_royalties.edit_parts(record):
+        yield Step(field, change)
     for field, change in grant_edits.edit_parts(record):
         yield Step(field, change)
     if "amendment" in record:
@@ -345,7 +351,11 @@ def _element_fields(record: dict) -> dict[str, str]:
 
 def _request_field(error: InvalidInput, document: dict, record: dict) -> InvalidInput:
     """An error the engine raised naming the edited document's field, renamed to the request's."""
-    renamed = thresholds.request_field(error, record)
+    renamed = (
+        thresholds.request_field(error, record)
+        or spend_trackers.request_field(error, document, record)
+        or reseller_royalties.request_field(error, document, record)
+    )
     if renamed is not None:
         return renamed
     fields = _element_fields(record)

@@ -38,6 +38,8 @@ from tally.billing.metrics import Aggregation, BillableMetric
 from tally.billing.pricing.contract_charges import Discount, ProfessionalService, ProServiceCharge, ProServices
 from tally.services.balances import validate_grant_document
 from tally.services.recurring_grants import validate_recurring_documents
+from tally.services.reseller_royalties import validate_reseller_royalty_documents
+from tally.services.spend_trackers import validate_spend_tracker_documents
 from tally.services.thresholds import validate_threshold_documents
 from tally.billing.pricing.overrides import MultiplierPrioritization, OverrideTarget, OverrideType
 from tally.billing.pricing.usage_filters import (
@@ -541,6 +543,8 @@ class ContractService:
                 validate_grant_document(grant, products, f"{kind}[{index}]")
         validate_recurring_documents(document, products, validate_grant_document)
         validate_threshold_documents(document, products)
+        validate_spend_tracker_documents(document, contract.rate_card.fiat_credit_type.id)
+        validate_reseller_royalty_documents(document, products)
         _check_commit_specific(document, products)
         if contract.usage_filter is not None:
             self._check_filter_is_readable(contract, products)

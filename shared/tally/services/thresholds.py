@@ -62,6 +62,7 @@ from tally.billing.thresholds import (
     DEFAULT_PRIORITY,
 )
 from tally.billing.time import format_rfc3339, truncate_to_hour
+from tally.services.spend_trackers import tracked_spend
 
 logger = logging.getLogger(__name__)
 
@@ -287,6 +288,8 @@ def commit_document(
     for name in ("name", "description", "rollover_fraction"):
         if commit.get(name) is not None:
             document[name] = commit[name]
+    if crossing.discounted:  # spend trackers with DISCOUNTED_ONLY count it
+        document["spend_tracker_attributes"] = {"counts_as_discounted": True}
     return document
 
 
@@ -367,7 +370,8 @@ class ThresholdBillingService:
                 return outcome
             now = self._clock()
             value = self._reading(customer_id, document, contract, config, now)
-            crossing = decide(config, states, value, contract.rate_card.fiat_credit_type)
+            tracked = self._tracked_spend(document, contract, config, now)
+            crossing = decide(config, states, value, contract.rate_card.fiat_credit_type, tracked)
             if crossing is None:
                 return outcome
             claimed = self._claim(customer_id, document, contract, config, crossing, now)
@@ -381,6 +385,15 @@ class ThresholdBillingService:
                                document["id"], outcome.charged, kind.workflow_type)
                 return outcome
         raise ThresholdContention(f"{kind.value} of contract {document['id']} kept changing")
+
+    def _tracked_spend(self, document: dict, contract, config: ThresholdConfig, now: datetime) -> Decimal:
+        """The spend the discount's cap is measured against (0 without a cap). It counts the
+        commits this contract's released crossings bought; a crossing is still claimed once, by its
+        number, whatever the reading."""
+        if config.cap_alias is None:
+            return Decimal(0)
+        bought = [c.document["commit"] for c in self._store.charges(document["id"]) if c.status.released]
+        return tracked_spend(document, contract, config.cap_alias, bought, now)
 
     def _reading(self, customer_id: str, document: dict, contract, config: ThresholdConfig, now: datetime) -> Decimal | None:
         if config.kind is ThresholdKind.SPEND:
