@@ -152,6 +152,8 @@ class ResellerRoyaltyChangeIn(Request):
         options = self.aws_options or self.gcp_options
         if options is not None:
             change |= {k: v for k, v in options.model_dump().items() if v is not None}
+        if len(change) == 1:
+            raise InvalidInput(path, "names no change (give starting_at, fraction, ending_before or other terms)")
         return change
 
 
