@@ -855,6 +855,8 @@ def _scheduled_charge_json(c: dict, products: dict[str, Product], fiat: CreditTy
     }
     if c.get("name"):
         body["name"] = c["name"]
+    if c.get("archived_at"):
+        body["archived_at"] = c["archived_at"]
     return body
 
 
@@ -899,11 +901,16 @@ def contract_json(
         "created_at": doc["created_at"],
         "created_by": doc.get("created_by") or CREATED_BY,
         "rate_card_id": doc["rate_card_id"],
+        # Archived parts stay listed, with archived_at (services/contract_edits.ARCHIVED).
         "commits": [
             view.grant_json(c, doc, products)
-            for c in [*(doc.get("commits") or ()), *made["commits"], *view.threshold_commits(doc["id"])]
+            for c in [*(doc.get("commits") or ()), *made["commits"], *view.threshold_commits(doc["id"]),
+                      *(doc.get("archived_commits") or ())]
         ],
-        "credits": [view.grant_json(c, doc, products) for c in [*(doc.get("credits") or ()), *made["credits"]]],
+        "credits": [
+            view.grant_json(c, doc, products)
+            for c in [*(doc.get("credits") or ()), *made["credits"], *(doc.get("archived_credits") or ())]
+        ],
         "recurring_commits": [recurring_grant_json(r, doc, products) for r in doc.get("recurring_commits") or ()],
         "recurring_credits": [recurring_grant_json(r, doc, products) for r in doc.get("recurring_credits") or ()],
         "discounts": [_discount_json(d, products, fiat, names) for d in doc.get("discounts") or ()],
@@ -911,7 +918,8 @@ def contract_json(
         "professional_services": [_pro_service_json(p) for p in doc.get("professional_services") or ()],
         "overrides": [_override_json(o, products, fiat, names) for o in doc.get("overrides") or ()],
         "scheduled_charges": [
-            _scheduled_charge_json(c, products, fiat, names) for c in doc.get("scheduled_charges") or ()
+            _scheduled_charge_json(c, products, fiat, names)
+            for c in [*(doc.get("scheduled_charges") or ()), *(doc.get("archived_scheduled_charges") or ())]
         ],
         "usage_statement_schedule": {
             "frequency": doc["usage_statement_schedule"]["frequency"],
@@ -961,7 +969,7 @@ _AMENDED = ("commits", "credits", "overrides", "scheduled_charges", "discounts",
 
 def _amendments_json(doc: dict, terms: dict) -> list[dict]:
     """v1's amendments (POST /v1/contracts/amend), each with the parts it added as the contract
-    shows them now (a part removed or archived since is left out)."""
+    shows them now (a part removed since is left out; an archived one shows archived_at)."""
     shown = {kind: {part["id"]: part for part in terms[kind]} for kind in _AMENDED}
     found = []
     for amendment in doc.get("amendments") or ():
