@@ -130,9 +130,11 @@ def test_trackers_are_added_and_archived_by_edits_and_shown_on_v2_and_in_the_his
                                   "starting_at": "2026-12-01T00:00:00Z", "applicable_product_ids": ["nope"]}]},
      "add_reseller_royalties[0].applicable_product_ids[0]"),
     ({"add_reseller_royalties": [{"reseller_type": "AWS"}]}, "add_reseller_royalties[0]"),
+    ({"add_spend_trackers": [_tracker(f"t{n}", ["MANUAL"]) for n in range(20)]}, "add_spend_trackers"),
 ], ids=["archiving the tracker a cap measures", "archiving an unknown alias", "an alias twice", "not the fiat credit type",
         "a cap on an unknown tracker", "a royalty fraction over 1", "GCP options on an AWS royalty",
-        "a royalty change before the current segment", "a royalty on an unknown product", "a royalty change of nothing"])
+        "a royalty change before the current segment", "a royalty on an unknown product", "a royalty change of nothing",
+        "a 21st tracker"])
 def test_edits_refused_name_their_field_and_change_nothing(w, body, field):
     contract = _contract(w, spend_trackers=TRACKERS[:1], reseller_royalties=[AWS],
                          spend_threshold_configuration=_spend(1000, discount_configuration=CAPPED))

@@ -36,7 +36,8 @@ class SpendSpecifierIn(Request):
 
 class SpendTrackerIn(Request):
     alias: Alias
-    applicable_spend_specifiers: list[SpendSpecifierIn] = Field(min_length=1, max_length=MAX_IDS_PER_REQUEST)
+    # 2 sources x 3 discounted filters: more could only repeat one.
+    applicable_spend_specifiers: list[SpendSpecifierIn] = Field(min_length=1, max_length=6)
     credit_type_id: Id
     reset_frequency: Literal["BILLING_PERIOD"]
 

@@ -32,7 +32,7 @@ GCP_FIELDS = ("gcp_account_id", "gcp_offer_id")
 TERMS = ("fraction", "netsuite_reseller_id", "applicable_product_ids", "applicable_product_tags",
          "reseller_contract_value", *AWS_FIELDS, *GCP_FIELDS)
 REQUIRED = ("fraction", "netsuite_reseller_id", "starting_at")
-MAX_SEGMENTS = 100
+MAX_SEGMENTS = 20  # each up to 2 x 100 product ids and tags: the contract item stays under 400 KB
 NEVER = datetime.max.replace(tzinfo=timezone.utc)
 
 

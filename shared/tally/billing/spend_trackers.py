@@ -30,7 +30,7 @@ SOURCES = ("THRESHOLD_RECHARGE", "MANUAL")
 DISCOUNTED = ("ANY", "DISCOUNTED_ONLY", "UNDISCOUNTED_ONLY")
 RESET_FREQUENCIES = ("BILLING_PERIOD",)
 SPEND_TYPES = ("COMMIT_PURCHASE",)
-MAX_TRACKERS = 100
+MAX_TRACKERS = 20  # with their specifiers, a few KB of the contract item (400 KB in all)
 
 
 @dataclass(frozen=True, slots=True)

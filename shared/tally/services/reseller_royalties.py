@@ -36,6 +36,8 @@ def validate_reseller_royalty_documents(document: Mapping[str, Any], products: M
 def request_field(error: InvalidInput, document: dict, record: dict) -> InvalidInput | None:
     """A stored segment's error, in an edit that changed royalties, named by the last change of
     that segment's reseller_type (segments have no ids of their own)."""
+    if error.field == "reseller_royalties" and record.get("add_reseller_royalties"):  # too many segments
+        return InvalidInput("add_reseller_royalties", error.rule)
     if not error.field.startswith("reseller_royalties["):
         return None
     head, dot, rest = error.field.partition(".")

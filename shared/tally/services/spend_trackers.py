@@ -52,10 +52,10 @@ def edit_parts(record: dict) -> Iterator[tuple[str, Callable[[dict], None]]]:
 def request_field(error: InvalidInput, document: dict, record: dict) -> InvalidInput | None:
     """An error naming the edited document's spend_trackers[i] renamed to the add_spend_trackers[j]
     that added it."""
-    if not error.field.startswith("spend_trackers["):
-        return None
     added = record.get("add_spend_trackers") or []
-    if not added:
+    if error.field == "spend_trackers" and added:  # too many
+        return InvalidInput("add_spend_trackers", error.rule)
+    if not error.field.startswith("spend_trackers[") or not added:
         return None
     head, dot, rest = error.field.partition(".")
     position = int(head[len("spend_trackers["):-1])
