@@ -176,7 +176,8 @@ _BARE_ID = {
     "/v1/invoices/regenerate": "finalized_invoice",
     "/v1/contracts/addManualBalanceLedgerEntry": "credit", "/v1/contracts/customerBalances/list": "commit",
 }
-_SPARE_CONTRACT_PATHS = ("/v1/contracts/archive", "/v1/contracts/updateEndDate", "/v2/contracts/edit", "/v1/contracts/amend")
+_SPARE_CONTRACT_PATHS = ("/v1/contracts/archive", "/v1/contracts/updateEndDate", "/v2/contracts/edit", "/v1/contracts/amend",
+                         "/v1/contracts/setUsageFilter")
 _STARTS = {"starting_on", "starting_at", "covering_date", "at", "timestamp", "as_of_date"}
 _ENDS = {"ending_before", "effective_before", "access_ending_before", "invoices_ending_before"}
 

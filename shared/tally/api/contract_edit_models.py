@@ -56,6 +56,7 @@ from tally.api.threshold_models import (
     UpdateSpendThresholdConfigurationIn,
     threshold_edit_changes,
 )
+from tally.api.usage_filter_models import added_usage_filters_json
 from tally.billing.errors import InvalidInput
 from tally.billing.limits import MAX_ID_LENGTH, MAX_IDS_PER_REQUEST
 from tally.billing.pricing import Contract, Product
@@ -508,6 +509,8 @@ def edit_json(record: dict, document: dict, contract: Contract, products: dict[s
     for name in ("update_contract_end_date", "update_contract_name", "update_net_payment_terms_days"):
         if name in record:
             body[name] = record[name]
+    if "add_usage_filters" in record:  # POST /v1/contracts/setUsageFilter
+        body["add_usage_filters"] = added_usage_filters_json(record["add_usage_filters"], contract)
     if "add_reseller_royalties" in record:
         body["add_reseller_royalties"] = [royalty_segment_json(r) for r in record["add_reseller_royalties"]]
     # Not in the SDK's history type (it lists neither): shown as the edit gave them.

@@ -41,9 +41,12 @@ class ContractV2Get(Request):
         if self.as_of_date is not None:
             if self.include_ledgers:
                 raise InvalidInput("as_of_date", "cannot be combined with include_ledgers")
-            # Contracts have no edits yet, so the contract as of any date is the stored one.
             parse_instant("as_of_date", self.as_of_date)
         return self
+
+    def as_of(self) -> datetime | None:
+        """The instant to show the contract as of (services/contract_edits.ContractEditService.as_of)."""
+        return parse_instant("as_of_date", self.as_of_date)
 
 
 class ContractV2List(Request):

@@ -65,6 +65,7 @@ from tally.api.contract_amend_models import ContractAmend
 from tally.api.contract_edit_models import ContractEdit, ContractEditHistory
 from tally.api.grant_edit_models import CommitEdit, CreditEdit
 from tally.api.contract_v2_models import ContractV2Get, ContractV2List
+from tally.api.usage_filter_models import UsageFilterSet
 from tally.api import named_schedule_models as named
 from tally.api.errors import ErrorBody
 from tally.api.rate_schedule_models import ContractScheduleGet, RateCardScheduleGet
@@ -250,6 +251,7 @@ OPERATIONS = (
     Operation("POST", "/v2/contracts/getEditHistory", "v2.contract_get_edit_history_response:ContractGetEditHistoryResponse",
               ContractEditHistory),
     Operation("POST", "/v1/contracts/amend", "v1.contract_amend_response:ContractAmendResponse", ContractAmend),
+    Operation("POST", "/v1/contracts/setUsageFilter", Empty, UsageFilterSet),
     Operation("POST", "/v2/contracts/commits/edit", "v2.contract_edit_commit_response:ContractEditCommitResponse", CommitEdit),
     Operation("POST", "/v2/contracts/credits/edit", "v2.contract_edit_credit_response:ContractEditCreditResponse", CreditEdit),
     # invoices

@@ -51,6 +51,7 @@ from tally.services.contracts import (
     quantity_schedule,
 )
 from tally.services import grant_edits, recurring_grants, reseller_royalties, spend_trackers, thresholds
+from tally.services import usage_filter_edits
 from tally.services.invoice_records import FINALIZED, StoredInvoice
 from tally.services.invoices import NO_USAGE, invoice_id
 from tally.services.ports import StoreUnavailable
@@ -70,6 +71,7 @@ CHANGE_KEYS = (
     *spend_trackers.EDIT_KEYS,
     *reseller_royalties.EDIT_KEYS,
     *grant_edits.EDIT_KEYS,
+    *usage_filter_edits.EDIT_KEYS,
     "amendment",
 )
 # Where archived parts go: out of the lists the engine prices, kept for the record.
@@ -94,6 +96,12 @@ class ContractEditStore(Protocol):
 
     def edits(self, contract_id: str) -> list[dict]:
         """The contract's records, oldest first."""
+
+    def keep_version(self, document: dict) -> None:
+        """Keep the document as it is at its `_version` (idempotent), before an edit changes it."""
+
+    def version(self, contract_id: str, version: int) -> dict | None:
+        """The contract as it was at `version`, if kept."""
 
 
 class FinalizedInvoices(Protocol):
@@ -300,6 +308,8 @@ def edit_steps(record: dict) -> Iterator[Step]:
         yield Step(field, change)
     for field, change in grant_edits.edit_parts(record):
         yield Step(field, change)
+    for field, change in usage_filter_edits.edit_parts(record):
+        yield Step(field, change)
     if "amendment" in record:
         yield Step("amendment", lambda d: _record_amendment(d, record))
 
@@ -466,6 +476,8 @@ def _check_dates(old: dict, record: dict, finalized: Finalized, allow_ending_bef
     for field, instant, issued in recurring_grants.edit_dates(old, record):
         finalized.check(field, instant, issued)
     grant_edits.check_finalized(old, record, finalized)
+    for field, instant in usage_filter_edits.edit_dates(record):
+        finalized.check(field, instant)
     if "update_contract_end_date" in record and not allow_ending_before_finalized:
         end = min(_end(old.get("ending_before")), _end(record["update_contract_end_date"]))
         if finalized.usage_until is not None and end < finalized.usage_until:
@@ -496,6 +508,23 @@ class ContractEditService:
         self._contracts.get(customer_id, contract_id)
         return self._store.edits(contract_id)
 
+    def as_of(self, customer_id: str, contract_id: str, at: datetime) -> dict:
+        """The contract as it was at `at` (v2 get's as_of_date): as the first edit made after `at`
+        found it (each edit keeps the version it changes), or as stored when no edit came later.
+        An archive after `at` is not shown."""
+        document = self._contracts.get(customer_id, contract_id)
+        if at < parse_rfc3339(document["created_at"]):
+            raise InvalidInput("as_of_date", f"is before the contract was created ({document['created_at']})")
+        later = [r for r in self._store.edits(contract_id) if parse_rfc3339(r["timestamp"]) > at]
+        if later:
+            before = self._store.version(contract_id, later[0]["sequence"] - 1)
+            if before is None:
+                raise InvalidInput("as_of_date", f"is before {later[0]['timestamp']}, an edit made before versions were kept")
+            document = before
+        if document.get("archived_at") and parse_rfc3339(document["archived_at"]) > at:
+            document = {k: v for k, v in document.items() if k != "archived_at"}
+        return document
+
     def edit(
         self,
         customer_id: str,
@@ -521,6 +550,7 @@ class ContractEditService:
             record["sequence"] = document["_version"] + 1
             written, finalized = self._finalized(document)
             edited = self._edited(document, record, finalized, allow_ending_before_finalized)
+            self._store.keep_version(document)  # what as_of shows before this edit
             try:
                 # Conditional on the contract's version and on the invoices counted: an invoice
                 # finalized meanwhile is seen by the retry.

@@ -61,6 +61,7 @@ class ContractTransitionService:
                 entry["future_invoice_behavior"] = transition["future_invoice_behavior"]
             edited["transitions"] = [*(old.get("transitions") or ()), entry]
             new["transitions"] = [entry]
+            self._store.keep_version(old)  # the old contract before its new end, for as_of_date
             try:
                 self._store.create_transition(new, uniqueness_key, edited, record, written)
             except ContractChanged:

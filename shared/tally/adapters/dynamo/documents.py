@@ -211,7 +211,35 @@ class DynamoContractStore(DynamoDocumentStore):
         """The contract's edit records, oldest first, read consistently."""
         return [exact_json.loads(item["document"]["S"]) for item in all_items(self._client, self._table, _edits_pk(contract_id))]
 
+    def keep_version(self, document: dict) -> None:
+        """Keep the contract as it is at its version (`_version`), before an edit changes it, for
+        v2 get's as_of_date: `contract_versions#<contract_id>` / `<version>`. A version is one
+        contract state, so writing it again (a retried edit) keeps the first copy, and one kept for
+        an edit that then loses its race is still a state the contract had."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": _versions_pk(document["id"])},
+                    "sk": {"S": f"{document['_version']:012d}"},
+                    "document": {"S": exact_json.dumps(_stored(document))},
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise translate(exc) from exc
+
+    def version(self, contract_id: str, version: int) -> dict | None:
+        """The contract as it was at `version`, if kept (keep_version)."""
+        item = get_item(self._client, self._table, _versions_pk(contract_id), f"{version:012d}")
+        return None if item is None else exact_json.loads(item["document"]["S"]) | {"_version": version}
+
 
 def _edits_pk(contract_id: str) -> str:
     return f"contract_edits#{contract_id}"
+
+
+def _versions_pk(contract_id: str) -> str:
+    return f"contract_versions#{contract_id}"
 

@@ -1,5 +1,5 @@
 """Contract edits: POST /v2/contracts/edit, /v2/contracts/getEditHistory, /v2/contracts/commits/edit
-and /credits/edit, and the older /v1/contracts/amend."""
+and /credits/edit, the older /v1/contracts/amend, and /v1/contracts/setUsageFilter."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from tally.api.contract_edit_models import ContractEdit, ContractEditHistory, ed
 from tally.api.contract_models import ContractView
 from tally.api.grant_edit_models import CommitEdit, CreditEdit
 from tally.api.models import read_body
+from tally.api.usage_filter_models import UsageFilterSet
 from tally.billing.errors import InvalidInput
 from tally.services.grant_edits import edit_grant
 from tally.services.thresholds import sets_threshold
+from tally.services.usage_filter_edits import request_field as usage_filter_field
 
 router = Router()
 
@@ -84,3 +86,14 @@ def amend_contract() -> dict:
     except InvalidInput as exc:
         raise InvalidInput(amend_field(exc.field), exc.rule) from exc
     return {"data": {"id": record["id"]}}
+
+
+@router.post("/v1/contracts/setUsageFilter")
+def set_usage_filter() -> dict:
+    """The SDK's method returns None: the answer is an empty object."""
+    body = UsageFilterSet.model_validate(read_body(router.current_event))
+    try:
+        wiring.contract_edit_service().edit(body.customer_id, body.contract_id, body.changes(), author=api_key_id())
+    except InvalidInput as exc:
+        raise InvalidInput(usage_filter_field(exc.field), exc.rule) from exc
+    return {}

@@ -3,6 +3,8 @@ contracts as /v1/contracts/*."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from tally import wiring
@@ -23,8 +25,15 @@ def _contract_v2_json(document: dict, view: ContractView) -> dict:
 @router.post("/v2/contracts/get")
 def get_contract_v2() -> dict:
     body = ContractV2Get.model_validate(read_body(router.current_event)).validated()
-    document = wiring.contract_service().get(body.customer_id, body.contract_id)
+    as_of = body.as_of()
     view = contract_view(body.customer_id, body.include_balance, body.include_ledgers)
+    if as_of is None:
+        document = wiring.contract_service().get(body.customer_id, body.contract_id)
+    else:
+        # The contract as its edit history had it then; subscriptions' periods and the recurring
+        # grants made are those of that instant too (balances stay the current ones).
+        document = wiring.contract_edit_service().as_of(body.customer_id, body.contract_id, as_of)
+        view = replace(view, now=as_of)
     return {"data": _contract_v2_json(document, view)}
 
 
