@@ -96,6 +96,9 @@ def test_archived_credit_and_charge_stay_listed_with_archived_at(strict, card):
     assert [(c.id, c.model_extra["archived_at"]) for c in v1.current.credits] == [(credit.id, rfc3339_exact(archived_at))]
     (listed,) = sdk.v2.contracts.list(customer_id=customer).data
     assert [c.archived_at for c in listed.credits] == [archived_at]
+    # customerBalances/list shows it with include_archived only.
+    assert [b.id for b in sdk.v1.contracts.list_balances(customer_id=customer, include_archived=True).data] == [credit.id]
+    assert sdk.v1.contracts.list_balances(customer_id=customer).data == []
     # Archived, the charge is billed nowhere: no SCHEDULED invoice.
     assert [i.type for i in sdk.v1.customers.invoices.list(customer_id=customer).data] == ["USAGE"]
 

@@ -23,6 +23,7 @@ from tally.api.models import read_body
 from tally.api.pagination import offset_cursor
 from tally.billing.errors import InvalidInput
 from tally.billing.pricing import USD_CENTS
+from tally.services.balances import contract_grant_document
 
 router = Router()
 
@@ -84,15 +85,21 @@ def _grants_page(
     exclude_zero: bool,
     cursor: str | None,
     limit: int,
+    include_archived: bool = False,
 ) -> dict:
     """Grants of the customer, filtered like Metronome's list endpoints, with balances and ledgers
-    from one burn-down. `credits`: True credits only, False commits only, None both."""
+    from one burn-down. `credits`: True credits only, False commits only, None both.
+    `include_archived`: also the contract-level ones an edit archived (with archived_at)."""
     figures = wiring.balance_service().figures(customer_id, with_balances=include_balance or include_ledgers or exclude_zero)
     grants = figures.grants
     products, names = wiring.contract_service().products(), wiring.catalog_service().credit_type_names()
+    documents, listed = grants.documents, list(grants.grants)
+    if include_archived and grants.archived:
+        documents = documents | _archived_documents(customer_id)
+        listed += [g for g in grants.archived if g.id in documents]
     rows = []
-    for grant in sorted(grants.grants, key=lambda g: (g.access_schedule[0].starting_at if g.access_schedule else datetime.min, g.id)):
-        doc = grants.documents[grant.id]
+    for grant in sorted(listed, key=lambda g: (g.access_schedule[0].starting_at if g.access_schedule else datetime.min, g.id)):
+        doc = documents[grant.id]
         is_credit = doc["type"] == "CREDIT"
         if credits is not None and is_credit != credits:
             continue
@@ -125,6 +132,15 @@ def _grants_page(
     return {"data": rows[start:end], "next_page": str(end) if end < len(rows) else None}
 
 
+def _archived_documents(customer_id: str) -> dict[str, dict]:
+    """The customer's contract-level commits and credits archived by an edit, as documents of their own."""
+    return {
+        doc["id"]: contract_grant_document(doc, contract)
+        for contract in wiring.contract_service().list(customer_id)
+        for doc in (contract.get("archived_commits") or []) + (contract.get("archived_credits") or [])
+    }
+
+
 def _list_grants(body: CustomerGrantsList, credits: bool) -> dict:
     return _grants_page(
         body.customer_id,
@@ -139,6 +155,7 @@ def _list_grants(body: CustomerGrantsList, credits: bool) -> dict:
         exclude_zero=False,
         cursor=body.next_page,
         limit=body.limit,
+        include_archived=body.include_archived,
     )
 
 
@@ -168,6 +185,7 @@ def list_customer_balances() -> dict:
         exclude_zero=body.exclude_zero_balances,
         cursor=body.next_page,
         limit=body.limit,
+        include_archived=body.include_archived,
     )
 
 
