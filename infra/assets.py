@@ -2,12 +2,15 @@
 
 `PythonFunction` would bundle in a container; instead every function ships the same folder:
 `tally/` (the shared package) and `functions/` (the handlers). Third-party runtime dependencies
-(Powertools, pydantic) come from the Powertools layer, and boto3 from the Lambda runtime.
+(Powertools, pydantic) come from the Powertools layer, and boto3 from the Lambda runtime; the one
+more the invoice delivery needs, the `stripe` SDK, is copied from this environment (it is pure
+Python, about 11 MB; without `requests` it speaks through urllib).
 """
 
 from __future__ import annotations
 
 import fcntl
+import importlib
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -23,6 +26,8 @@ LAMBDA_ASSET_DIR = BUILD_DIR / "lambda"
 # destination (relative to the asset root) <- source (relative to the repo root)
 _SOURCES = {"tally": "shared/tally", "functions": "functions"}
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
+# Pure-Python packages shipped in the asset's root, from the installed distribution.
+_VENDORED = ("stripe",)
 
 
 @contextmanager
@@ -49,6 +54,9 @@ def _copy_sources() -> Path:
         else:
             # The application code may not exist yet; synth must still work.
             (staging / destination).mkdir()
+    for package in _VENDORED:
+        installed = Path(importlib.import_module(package).__file__).parent
+        shutil.copytree(installed, staging / package, ignore=_IGNORE)
     if LAMBDA_ASSET_DIR.exists():
         retired = BUILD_DIR / f"lambda.old-{uuid.uuid4().hex}"
         LAMBDA_ASSET_DIR.rename(retired)

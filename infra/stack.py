@@ -15,6 +15,7 @@ from infra.constructs.cycle_close import DEFAULT_GRACE_PERIOD_HOURS, DEFAULT_SCH
 from infra.constructs.api_function import ApiFunction
 from infra.constructs.http_api import HttpApi
 from infra.constructs.ingest import Ingest
+from infra.constructs.invoice_delivery import InvoiceDelivery
 from infra.constructs.tables import Tables
 from infra.constructs.tally_function import FunctionDefaults, powertools_layer
 from infra.constructs.topics import Topics
@@ -84,6 +85,8 @@ class TallyStack(Stack):
             # evaluated right there, not only on the next usage change.
             alerts.grant_evaluation(cycle_close.finalize, topics)
             cycle_close.grant_announcement(api, topics)  # a regenerated invoice is announced at once
+            delivery = InvoiceDelivery(self, "InvoiceDelivery", tables=tables, topics=topics, defaults=defaults)
+            delivery.grant_secret_writes(api)  # POST /v1/setUpBillingProvider stores a Stripe key
 
         http_api = HttpApi(
             self,
@@ -103,3 +106,5 @@ class TallyStack(Stack):
         CfnOutput(self, "InvoicesTopicArn", value=topics.invoices.topic_arn)
         CfnOutput(self, "AlertsTopicArn", value=topics.alerts.topic_arn)
         CfnOutput(self, "AlertsDlqUrl", value=alerts.dlq.queue_url)
+        CfnOutput(self, "InvoiceDeliveryQueueUrl", value=delivery.queue.queue_url)
+        CfnOutput(self, "InvoiceDeliveryDlqUrl", value=delivery.dlq.queue_url)

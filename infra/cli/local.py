@@ -34,6 +34,12 @@ def local_up(
         Path(".tally"), "--state-dir", help="Folder the stack keeps its data in, restored on the next start."
     ),
     fresh: bool = typer.Option(False, "--fresh", help="Start empty: discard the state saved in --state-dir."),
+    stripe: bool = typer.Option(
+        False, "--stripe", help="Also start localstripe (a fake Stripe API) and deliver invoices to it, not to Stripe."
+    ),
+    stripe_port: Optional[int] = typer.Option(
+        None, "--stripe-port", help="Port of localstripe with --stripe. Default: the API port + 2 (8789)."
+    ),
 ) -> None:
     """Deploy the synthesized CDK template into moto and serve it until Ctrl-C (SIGINT) or SIGTERM.
 
@@ -53,6 +59,7 @@ def local_up(
 
     if aws_port is None:
         aws_port = port + 1 if port else 0  # next to the API's; 0 (a free port) when the API's is free too
+    stripe_url = _start_localstripe(host, stripe_port or (port + 2 if port else 0)) if stripe else None
     stack = LocalStack(host=host, port=port, api_key=api_key, moto_port=aws_port, state_dir=state_dir, fresh=fresh,
                        progress=progress)
     try:
@@ -61,6 +68,7 @@ def local_up(
     except LocalStackError as exc:
         raise UserError(str(exc)) from None
     except KeyboardInterrupt:
+        _end_children()
         os._exit(130)  # the CDK's jsii node process got the same SIGINT; skip its atexit hook
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -74,6 +82,8 @@ def local_up(
     print(f"  API key            {stack.api_key}")
     print(f"  AWS endpoint       {stack.aws_endpoint}  (any AWS client: --endpoint-url, region us-east-1)")
     print(f"  State              {stack.state_dir}")
+    if stripe_url is not None:
+        print(f"  Stripe (local)     {stripe_url}  (any secret key sk_test_...; invoices: GET {stripe_url}/v1/invoices)")
     print(f"  {stack.restored or ('started empty (--fresh)' if fresh else 'started empty')}")
     for name, value in stack.deployment.outputs.items():
         print(f"  {name:<18} {value}")
@@ -88,8 +98,42 @@ def local_up(
     stopped.wait()
     print("stopping: saving the state...", flush=True)
     stack.stop()
+    _end_children()
     # The CDK's jsii node process shared our terminal's SIGINT and is gone; skip its atexit hook.
     os._exit(0)
+
+
+_children: list = []  # processes `tally local up` started (localstripe), ended before it exits
+
+
+def _end_children() -> None:
+    while _children:
+        _children.pop().terminate()
+
+
+def _start_localstripe(host: str, port: int) -> str:
+    """localstripe in a child process that ends with this one; the delivery function's Stripe
+    client is pointed at it (STRIPE_API_BASE, read by tally.settings)."""
+    import atexit
+
+    from infra.cli.progress import long_step
+    from infra.local.runtime import ensure_free, free_port
+    from infra.local.stripe_process import start_subprocess
+
+    if port:
+        ensure_free(host, port, "localstripe")
+    else:
+        port = free_port(host)
+    with long_step("starting localstripe"):
+        try:
+            process = start_subprocess(host, port)
+        except RuntimeError as exc:
+            raise UserError(str(exc)) from None
+    _children.append(process)
+    atexit.register(_end_children)  # a failed start exits normally; os._exit paths call it themselves
+    url = f"http://{host}:{port}"
+    os.environ["STRIPE_API_BASE"] = url
+    return url
 
 
 def _log_requests() -> None:

@@ -52,6 +52,7 @@ REPLACED_TYPES = {
     "AWS::CloudWatch::Alarm",
     "AWS::SQS::QueuePolicy",
     "AWS::SNS::TopicPolicy",  # the TLS-only policy on each topic
+    "AWS::SNS::Subscription",  # moto's CloudFormation cannot create it: _subscribe_queues does
     # moto's CloudFormation skips it with a warning; locally a failed asynchronous invoke is not
     # sent to its on-failure destination.
     "AWS::Lambda::EventInvokeConfig",
@@ -307,6 +308,9 @@ class LocalStack:
         pump = getattr(self, "pump", None)
         if pump is not None:
             pump.stop()
+        queue_pump = getattr(self, "queue_pump", None)
+        if queue_pump is not None:
+            queue_pump.stop()
         if self._saver is not None:
             self._saver.stop()  # the last snapshot, while moto still holds the data
             self._saver = None
@@ -444,10 +448,14 @@ class LocalStack:
         self.pump = StreamPump(self.lambdas, shard_of)
         dynamodb = boto3.client("dynamodb")
         sqs = boto3.client("sqs")
+        queue_mappings = []
         for resource in self.template["Resources"].values():
             if resource["Type"] != "AWS::Lambda::EventSourceMapping":
                 continue
             props = resource["Properties"]
+            if props["EventSourceArn"]["Fn::GetAtt"][1] != "StreamArn":  # an SQS queue (queue_pump.py)
+                queue_mappings.append(props)
+                continue
             table = self.deployment.resources[props["EventSourceArn"]["Fn::GetAtt"][0]]
             destination = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
             on_failure = None
@@ -472,6 +480,47 @@ class LocalStack:
         moto_patches.on_stream_record(self.pump.notify)
         if self.live_pump:
             thread = threading.Thread(target=self.pump.run_forever, name="stream-pump", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._start_queue_pump(sqs, queue_mappings)
+
+    def _subscribe_queues(self, sqs) -> None:
+        """The template's SNS -> SQS subscriptions (the invoice delivery queue), made directly."""
+        import boto3
+
+        sns = boto3.client("sns")
+        for resource in self.template["Resources"].values():
+            if resource["Type"] != "AWS::SNS::Subscription":
+                continue
+            props = resource["Properties"]
+            queue_url = self.deployment.resources[props["Endpoint"]["Fn::GetAtt"][0]]
+            attributes = {"RawMessageDelivery": "true" if props.get("RawMessageDelivery") else "false"}
+            if "FilterPolicy" in props:
+                attributes["FilterPolicy"] = json.dumps(props["FilterPolicy"])
+            sns.subscribe(
+                TopicArn=self.deployment.resources[props["TopicArn"]["Ref"]],
+                Protocol=props["Protocol"],
+                Endpoint=sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"],
+                Attributes=attributes,
+            )
+
+    def _start_queue_pump(self, sqs, mappings: list[dict]) -> None:
+        from infra.local.queue_pump import QueueMapping, QueuePump
+
+        self._subscribe_queues(sqs)
+
+        self.queue_pump = QueuePump(self.lambdas, sqs, REGION)
+        for props in mappings:
+            queue_url = self.deployment.resources[props["EventSourceArn"]["Fn::GetAtt"][0]]
+            self.queue_pump.add_mapping(QueueMapping(
+                function=self.deployment.resources[props["FunctionName"]["Ref"]],
+                queue_url=queue_url,
+                queue_arn=sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"],
+                batch_size=int(props.get("BatchSize", 10)),
+                report_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+            ))
+        if self.live_pump and self.queue_pump.mappings:
+            thread = threading.Thread(target=self.queue_pump.run_forever, name="queue-pump", daemon=True)
             thread.start()
             self._threads.append(thread)
 

@@ -23,6 +23,8 @@ class Settings(BaseModel):
     billing_provider_secrets_prefix: str = Field(default="tally/billing-providers")
     # Stripe's API base: unset for Stripe itself; localstripe's URL on the local stack.
     stripe_api_base: str | None = Field(default=None)
+    # Deliveries of an invoice before its message is parked in the DLQ (the queue's maxReceiveCount).
+    delivery_max_receives: int = Field(default=5, ge=1)
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -43,4 +45,5 @@ def get_settings() -> Settings:
         grace_period_hours=os.environ.get("TALLY_GRACE_PERIOD_HOURS") or 24,
         billing_provider_secrets_prefix=os.environ.get("BILLING_PROVIDER_SECRETS_PREFIX") or "tally/billing-providers",
         stripe_api_base=os.environ.get("STRIPE_API_BASE") or None,
+        delivery_max_receives=os.environ.get("DELIVERY_MAX_RECEIVES") or 5,
     )

@@ -13,6 +13,7 @@ def repo(tmp_path, monkeypatch):
     monkeypatch.setattr(assets, "BUILD_DIR", tmp_path / ".build")
     monkeypatch.setattr(assets, "LAMBDA_ASSET_DIR", tmp_path / ".build" / "lambda")
     monkeypatch.setattr(assets, "_SOURCES", {"tally": "shared/tally", "functions": "functions"})
+    monkeypatch.setattr(assets, "_VENDORED", ())
     return tmp_path
 
 
@@ -48,3 +49,12 @@ def test_missing_sources_still_give_an_asset(repo):
     built = assets.build_lambda_asset()
     assert (built / "tally").is_dir()
     assert (built / "functions").is_dir()
+
+
+def test_the_stripe_sdk_ships_in_the_asset_without_bytecode(repo, monkeypatch):
+    monkeypatch.setattr(assets, "_VENDORED", ("stripe",))
+
+    built = assets.build_lambda_asset()
+
+    assert (built / "stripe/__init__.py").is_file() and (built / "stripe/_invoice_service.py").is_file()
+    assert not any(p.suffix == ".pyc" or p.name == "__pycache__" for p in (built / "stripe").rglob("*"))

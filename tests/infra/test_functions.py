@@ -10,7 +10,8 @@ AGGREGATE = "functions.aggregate.handler.handler"
 ALERTS = "functions.alerts.handler.handler"
 # Besides tables, a function may name the SNS topic it publishes to and the function it starts.
 # Checked where they are granted (test_alerts.py, test_cycle_close.py).
-OTHER_ENV = {"api": {"ALERTS_TOPIC_ARN", "ALERTS_FUNCTION_NAME", "INVOICES_TOPIC_ARN"}, "alerts": {"ALERTS_TOPIC_ARN"}}
+OTHER_ENV = {"api": {"ALERTS_TOPIC_ARN", "ALERTS_FUNCTION_NAME", "INVOICES_TOPIC_ARN", "BILLING_PROVIDER_SECRETS_PREFIX"},
+             "alerts": {"ALERTS_TOPIC_ARN"}}
 
 FUNCTIONS = {
     "ingest: 10 s, 512 MB, events and billing tables": (
@@ -99,5 +100,6 @@ def test_all_functions_share_one_code_asset(synth):
         f["Properties"]["Code"]["S3Key"] for f in synth.of_type("AWS::Lambda::Function").values()
     }
     assert len(keys) == 1
-    # ingest, api, aggregate, alerts, and the three cycle-close tasks (tests/infra/test_cycle_close.py)
-    assert len(synth.of_type("AWS::Lambda::Function")) == 7
+    # ingest, api, aggregate, alerts, the three cycle-close tasks (tests/infra/test_cycle_close.py)
+    # and invoice delivery (tests/infra/test_invoice_delivery.py)
+    assert len(synth.of_type("AWS::Lambda::Function")) == 8

@@ -27,6 +27,15 @@ EXPECTED_ACKNOWLEDGEMENTS = {
         for rule, part in (("AwsSolutions-IAM5[Resource::*]", "Role"), ("AwsSolutions-L1", "Function"))
     ),
     ("AwsSolutions-SQS3", "Tally/CycleClose/Dlq"),
+    ("AwsSolutions-IAM5[Resource::*]", "Tally/InvoiceDelivery/Role"),
+    ("AwsSolutions-L1", "Tally/InvoiceDelivery/Function"),
+    # (Tally/InvoiceDelivery/Dlq raises no SQS3: it is the delivery queue's redrive target.)
+    # Billing provider secrets: read by the delivery function, created and updated by the API.
+    *(
+        ("AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>"
+         ":secret:tally/Tally/billing-providers/*]", f"Tally/{role}/Role")
+        for role in ("InvoiceDelivery", "Api")
+    ),
     # Logs delivery and X-Ray, and each task function's ARN + ':*' (versions and aliases).
     ("AwsSolutions-IAM5[Resource::*]", "Tally/CycleClose/StateMachine"),
     *(

@@ -20,6 +20,8 @@ def test_outputs(synth):
         "InvoicesTopicArn",
         "AlertsTopicArn",
         "AlertsDlqUrl",
+        "InvoiceDeliveryQueueUrl",
+        "InvoiceDeliveryDlqUrl",
     }
     api_id = next(iter(synth.of_type("AWS::ApiGatewayV2::Api")))
     assert api_id in referenced_ids(outputs["ApiUrl"]["Value"])

@@ -236,3 +236,53 @@ def test_a_bad_secret_key_is_refused_and_nothing_is_stored(d):
     assert d.providers.delivery_methods() == []
     assert d.secrets.list_secrets()["SecretList"] == [] or all(
         not s["Name"].startswith("tally/test/") for s in d.secrets.list_secrets()["SecretList"])
+
+
+def _sqs_event(invoice_id: str, receive_count: int, message_id: str = "m-1") -> dict:
+    body = json.dumps({"id": f"invoice.finalized:{invoice_id}", "type": "invoice.finalized",
+                       "properties": {"invoice_id": invoice_id}})
+    return {"Records": [{
+        "messageId": message_id, "receiptHandle": "r", "body": body, "md5OfBody": "",
+        "attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "0",
+                       "SenderId": "s", "ApproximateFirstReceiveTimestamp": "0"},
+        "messageAttributes": {}, "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+        "awsRegion": "us-east-1",
+    }]}
+
+
+def test_the_delivery_function_reports_a_failed_message_and_on_its_last_receive_publishes_the_error(d, monkeypatch):
+    from functions.deliver_invoices import handler
+    from tally import wiring
+
+    sns = boto3.client("sns", region_name="us-east-1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    topic = sns.create_topic(Name="invoices-delivery-test")["TopicArn"]
+    inbox = sqs.create_queue(QueueName="inbox-delivery-test")["QueueUrl"]
+    inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=inbox_arn, Attributes={"RawMessageDelivery": "true"})
+    for name, value in {"BILLING_TABLE": d.table, "INVOICES_TOPIC_ARN": topic, "STRIPE_API_BASE": d.localstripe.url,
+                        "BILLING_PROVIDER_SECRETS_PREFIX": "tally/test/billing-providers",
+                        "DELIVERY_MAX_RECEIVES": "3"}.items():
+        monkeypatch.setenv(name, value)
+    wiring.reset()
+    monkeypatch.setattr(wiring, "invoice_delivery_service", lambda: InvoiceDeliveryService(
+        d.w.store, d.providers, d.state, SecretsManagerVault(d.secrets), StripeGateway(d.localstripe.url, 0),
+        wiring.publisher(), lambda: topic, d.w.clock))
+    _configure(d)
+    context = type("C", (), {"function_name": "deliver", "memory_limit_in_mb": 512, "aws_request_id": "x",
+                             "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:deliver"})()
+
+    d.localstripe.fail_next(1, 503)
+    assert handler.handler(_sqs_event(d.october, 1), context) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    assert sqs.receive_message(QueueUrl=inbox).get("Messages", []) == []  # not the last attempt: no error yet
+    d.localstripe.fail_next(1, 503)
+    assert handler.handler(_sqs_event(d.october, 3), context) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    (error,) = sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10)["Messages"]
+    assert json.loads(error["Body"])["id"] == f"invoice.billing_provider_error:{d.october}"
+
+    # Redriven from the DLQ once Stripe is back: delivered, once.
+    assert handler.handler(_sqs_event(d.october, 1, "m-2"), context) == {"batchItemFailures": []}
+    assert handler.handler(_sqs_event(d.october, 1, "m-3"), context) == {"batchItemFailures": []}
+    (invoice,) = _stripe_invoices(d)
+    assert d.state.get(d.october)["invoice_id"] == invoice.id
+    wiring.reset()

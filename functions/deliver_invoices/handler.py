@@ -1,0 +1,47 @@
+"""invoice.finalized (SQS, subscribed to the invoices topic with raw delivery) -> the customer's
+billing provider, exactly once (tally.services.invoice_delivery).
+
+A message that fails is reported in `batchItemFailures`, so SQS hands it over again after its
+visibility timeout; after MAX_RECEIVES it is parked in the DLQ by the queue's redrive policy. On
+that last attempt a still-unavailable provider is reported as invoice.billing_provider_error; a
+permanent refusal is reported at once (and retried only to park it)."""
+
+import json
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from tally import wiring
+from tally.billing.invoice_delivery import ProviderUnavailable
+from tally.runtime import freeze_when_warm
+from tally.settings import get_settings
+
+logger = Logger(service="tally-deliver-invoices")
+# Every record failing is still an answer (all of them in batchItemFailures), not an exception.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def deliver_record(record: SQSRecord) -> str:
+    message = json.loads(record.body)
+    if message.get("type") != "invoice.finalized":
+        return "ignored"
+    invoice_id = str(message["properties"]["invoice_id"])
+    service = wiring.invoice_delivery_service()
+    try:
+        delivery = service.deliver(invoice_id)
+    except ProviderUnavailable as exc:
+        receives = int(record.attributes.approximate_receive_count or 1)
+        if receives >= get_settings().delivery_max_receives:
+            service.report_failure(invoice_id, exc.message)  # the last attempt: it goes to the DLQ now
+        raise
+    logger.info("invoice delivery", extra={"invoice_id": invoice_id, "outcome": delivery.outcome,
+                                           "external_invoice_id": delivery.external_invoice_id})
+    return delivery.outcome
+
+
+@freeze_when_warm
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict, context: LambdaContext) -> dict:
+    return process_partial_response(event=event, record_handler=deliver_record, processor=processor, context=context)

@@ -1,0 +1,97 @@
+"""Invoices delivered to Stripe exactly once, through metronome-sdk in strict mode on the local stack
+with localstripe (issue 17): the account's Stripe key and the customer's Stripe customer set with
+the SDK, a closed week announced on the invoices topic, delivered by the delivery function through
+its SQS queue, and exactly one Stripe invoice however often the message comes.
+
+The week is closed by the cycle close service in the stack's process, for this test's customer only
+(as tests/system/test_invoice_corrections_sdk.py does). 7 calls at 25 cents: 175 cents.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+
+import boto3
+import metronome
+import pytest
+import stripe
+
+from tests.localstripe import localstripe  # noqa: F401 - the fixture
+from tests.system.conftest import API_KEY
+from tests.system.usage_events import DAY, HOUR, current_hour, rfc3339, unique, usage_event
+
+pytestmark = pytest.mark.system
+SECRET_KEY = "sk_test_tally_system_9876"
+
+
+def test_a_closed_week_reaches_stripe_once_configured_through_the_sdk(local_stack, settle, localstripe):  # noqa: F811
+    from tally import settings, wiring
+
+    os.environ["STRIPE_API_BASE"] = localstripe.url  # as `tally local up --stripe` does
+    settings.get_settings.cache_clear()
+    wiring.invoice_delivery_service.cache_clear()
+    client = metronome.Metronome(bearer_token=API_KEY, base_url=local_stack.base_url, max_retries=0,
+                                 _strict_response_validation=True)
+    tag = unique("delivery")
+    start = current_hour() - 9 * DAY
+    metric = client.v1.billable_metrics.create(
+        name=f"{tag} calls", aggregation_type="COUNT", event_type_filter={"in_values": [tag]}).data.id
+    calls = client.v1.contracts.products.create(name=f"{tag} calls", type="USAGE", billable_metric_id=metric).data.id
+    card = client.v1.contracts.rate_cards.create(name=f"{tag} card").data.id
+    client.v1.contracts.rate_cards.rates.add(rate_card_id=card, product_id=calls, entitled=True, rate_type="FLAT",
+                                            price=25, starting_at=rfc3339(start - DAY))
+    customer = client.v1.customers.create(name=tag, ingest_aliases=[tag]).data.id
+    contract = client.v1.contracts.create(customer_id=customer, rate_card_id=card, starting_at=rfc3339(start),
+                                          usage_statement_schedule={"frequency": "WEEKLY", "day": "CONTRACT_START"}).data.id
+
+    # The account's Stripe key (kept in Secrets Manager, shown masked) and the customer's Stripe customer.
+    method = client.v1.settings.billing_providers.create(
+        billing_provider="stripe",  # type: ignore[arg-type] - the SDK lists marketplaces; Tally takes Stripe too
+        delivery_method="direct_to_billing_provider",
+        configuration={"stripe_secret_key": SECRET_KEY},
+    ).data.delivery_method_id
+    listed = [m for m in client.v1.settings.billing_providers.list().data if m.delivery_method_id == method]
+    assert [m.delivery_method_configuration for m in listed] == [{"stripe_secret_key": "sk_test_****9876"}]
+    stripe_sdk = stripe.StripeClient(SECRET_KEY, base_addresses={"api": localstripe.url}, max_network_retries=0)
+    stripe_customer = stripe_sdk.customers.create(params={"name": tag}).id
+    (configured,) = client.v1.customers.set_billing_configurations(data=[{
+        "customer_id": customer, "billing_provider": "stripe", "delivery_method": "direct_to_billing_provider",
+        "configuration": {"stripe_customer_id": stripe_customer, "stripe_collection_method": "send_invoice"},
+    }]).data
+    (shown,) = client.v1.customers.retrieve_billing_configurations(customer_id=customer).data
+    assert (shown.id, shown.delivery_method_id, shown.configuration) == (
+        configured.id, method, {"stripe_customer_id": stripe_customer, "stripe_collection_method": "send_invoice"})
+    legacy = client.v1.customers.billing_config.retrieve(customer_id=customer, billing_provider_type="stripe").data
+    assert (legacy.billing_provider_customer_id, legacy.stripe_collection_method) == (stripe_customer, "send_invoice")
+    with pytest.raises(metronome.BadRequestError) as refused:
+        client.v1.customers.set_billing_configurations(data=[{
+            "customer_id": customer, "billing_provider": "stripe", "delivery_method": "direct_to_billing_provider",
+            "configuration": {"stripe_customer_id": "cus_other"}}])
+    assert refused.value.body["field"] == "data[0].billing_provider"  # one active Stripe configuration
+
+    client.v1.usage.ingest(usage=[usage_event(f"{tag}-{n}", tag, tag, start + HOUR) for n in range(7)])
+    settle()
+    close = wiring.cycle_close_service()
+    (week,) = close.finalize(customer, contract, start, datetime.now(timezone.utc))["finalized"]
+    assert close.publish_finalized(week) is True  # invoice.finalized -> the delivery queue
+    local_stack.queue_pump.drain()
+
+    def stripe_invoices():
+        return stripe_sdk.invoices.list(params={"customer": stripe_customer, "limit": 100}).data
+
+    (delivered,) = stripe_invoices()
+    assert (delivered.status, delivered.total, delivered.collection_method) == ("open", 175, "send_invoice")
+    assert delivered.metadata["tally_invoice_id"] == week
+    (line,) = stripe_sdk.invoices.line_items.list(delivered.id).data
+    assert (line.amount, line.description.split(" (")[0]) == (175, f"{tag} calls")
+
+    # The same message again (SQS delivers at least once), and a second close run: still one.
+    queue = local_stack.deployment.outputs["InvoiceDeliveryQueueUrl"]
+    body = json.dumps({"id": f"invoice.finalized:{week}", "type": "invoice.finalized", "properties": {"invoice_id": week}})
+    boto3.client("sqs", endpoint_url=local_stack.aws_endpoint).send_message(QueueUrl=queue, MessageBody=body)
+    assert close.finalize(customer, contract, start, datetime.now(timezone.utc))["finalized"] == []
+    assert close.publish_finalized(week) is False
+    local_stack.queue_pump.drain()
+    assert [i.id for i in stripe_invoices()] == [delivered.id]
