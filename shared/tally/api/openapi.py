@@ -82,6 +82,14 @@ from tally.api.pagination import MAX_LIMIT
 from tally.api.routes.alerts import AlertArchive, AlertCreate, CustomerAlertList, CustomerAlertRef
 from tally.api.routes.invoices import InvoiceRef
 from tally.api.threshold_models import ThresholdBillingRelease
+from tally.api.billing_provider_models import (
+    BillingConfigCreate,
+    BillingProviderList,
+    BillingProviderSetUp,
+    CustomerBillingConfigurationsArchive,
+    CustomerBillingConfigurationsGet,
+    CustomerBillingConfigurationsSet,
+)
 from tally.billing.events import UsageEventIn
 from tally.billing.limits import MAX_EVENTS_PER_REQUEST
 
@@ -282,6 +290,28 @@ OPERATIONS = (
               "v1.contract_get_net_balance_response:ContractGetNetBalanceResponse", NetBalanceRequest),
     Operation("POST", "/v1/contracts/addManualBalanceLedgerEntry", Empty, ManualEntryRequest),
     Operation("POST", "/v1/contracts/commits/threshold-billing/release", Empty, ThresholdBillingRelease),
+    # billing providers (where customers are charged)
+    Operation("POST", "/v1/setUpBillingProvider", "v1.settings.billing_provider_create_response:BillingProviderCreateResponse",
+              BillingProviderSetUp),
+    Operation("POST", "/v1/listConfiguredBillingProviders",
+              "v1.settings.billing_provider_list_response:BillingProviderListResponse", BillingProviderList,
+              body_optional=True),
+    Operation("POST", "/v1/setCustomerBillingProviderConfigurations",
+              "v1.customer_set_billing_configurations_response:CustomerSetBillingConfigurationsResponse",
+              CustomerBillingConfigurationsSet),
+    Operation("POST", "/v1/getCustomerBillingProviderConfigurations",
+              "v1.customer_retrieve_billing_configurations_response:CustomerRetrieveBillingConfigurationsResponse",
+              CustomerBillingConfigurationsGet),
+    Operation("POST", "/v1/archiveCustomerBillingProviderConfigurations",
+              "v1.customer_archive_billing_configurations_response:CustomerArchiveBillingConfigurationsResponse",
+              CustomerBillingConfigurationsArchive),
+    Operation("POST", f"{_C}/billing-config/{{billing_provider_type}}", Empty, BillingConfigCreate,
+              (_path("customer_id"), _path("billing_provider_type"))),
+    Operation("GET", f"{_C}/billing-config/{{billing_provider_type}}",
+              "v1.customers.billing_config_retrieve_response:BillingConfigRetrieveResponse",
+              params=(_path("customer_id"), _path("billing_provider_type"))),
+    Operation("DELETE", f"{_C}/billing-config/{{billing_provider_type}}", Empty,
+              params=(_path("customer_id"), _path("billing_provider_type"))),
     # alerts
     Operation("POST", "/v1/alerts/create", "v1.alert_create_response:AlertCreateResponse", AlertCreate),
     Operation("POST", "/v1/alerts/archive", "v1.alert_archive_response:AlertArchiveResponse", AlertArchive),
