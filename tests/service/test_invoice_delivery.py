@@ -200,6 +200,22 @@ def test_a_permanent_refusal_is_recorded_and_published_once(d):
     assert (state["external_status"], state["invoice_id"]) == ("INVALID_REQUEST_ERROR", None)
 
 
+def test_void_and_regenerate_leave_one_void_and_one_open_stripe_invoice(d):
+    _configure(d)
+    first = d.delivery.deliver(d.october).external_invoice_id
+    d.w.service.void(d.october)
+    regenerated = d.w.service.regenerate(d.october)
+
+    assert d.delivery.deliver(d.october).outcome == "not_finalized"  # a late copy of the first message
+    second = d.delivery.deliver(regenerated).external_invoice_id
+    assert d.delivery.deliver(regenerated).outcome == ALREADY_DELIVERED
+
+    statuses = sorted((i.id == first, i.status, i.total, i.metadata["tally_invoice_id"]) for i in _stripe_invoices(d))
+    assert statuses == [(False, "open", 2468, regenerated), (True, "void", 2468, d.october)]
+    assert second != first
+    assert (d.state.get(d.october)["external_status"], d.state.get(regenerated)["external_status"]) == ("VOID", "FINALIZED")
+
+
 def test_a_customer_without_a_stripe_configuration_is_not_delivered(d):
     assert d.delivery.deliver(d.october).outcome == "not_configured"
     assert _stripe_invoices(d) == []

@@ -111,6 +111,12 @@ class StripeGateway:
         return StripeInvoice(done.id, done.status, frozenset(), int(done.total or 0))
 
 
+    def void(self, secret_key: str, invoice: str, idempotency_key: str) -> StripeInvoice:
+        client = self._client(secret_key)
+        done = _call(lambda: client.invoices.void_invoice(invoice, options={"idempotency_key": idempotency_key}))
+        return StripeInvoice(done.id, done.status, frozenset(), int(done.total or 0))
+
+
 def _call(request):
     try:
         return request()

@@ -75,6 +75,10 @@ def finalize_key(tally_invoice_id: str) -> str:
     return f"tally-invoice-{tally_invoice_id}-finalize"
 
 
+def void_key(tally_invoice_id: str) -> str:
+    return f"tally-invoice-{tally_invoice_id}-void"
+
+
 def _day(instant: datetime) -> str:
     return instant.strftime("%Y-%m-%d")
 

@@ -13,6 +13,8 @@ Exactly once, step by step (DESIGN.md, "Delivery to the outside world"):
 4. Add each line Stripe does not show yet, under `tally-invoice-<id>-line-<index>`.
 5. Finalize it under `tally-invoice-<id>-finalize`, then record the external id and status on
    Tally's invoice record. A crash between 5 and the record is step 2 on the retry.
+A regenerated invoice first voids the Stripe invoice of the invoice it replaces (under
+`tally-invoice-<voided id>-void`), so void plus regenerate leaves one void and one open invoice.
 
 Failures. ProviderUnavailable propagates: the message is retried. On the last attempt, or on a
 permanent refusal (DeliveryRefused), the state is recorded with the provider's error and
@@ -36,6 +38,7 @@ from tally.billing.invoice_delivery import (
     finalize_key,
     invoice_key,
     line_key,
+    void_key,
 )
 from tally.billing.messages import envelope
 from tally.billing.time import format_rfc3339
@@ -110,6 +113,8 @@ class InvoiceDeliveryService:
         key = self._vault.get(target.secret_name)
         metadata = {"tally_invoice_id": record.id, "tally_customer_id": record.customer_id,
                     "tally_contract_id": record.contract_id}
+        if record.regenerated_from_invoice_id is not None:
+            self._void_replaced(key, target.stripe_customer_id, record.regenerated_from_invoice_id)
         found = self._stripe.find_invoice(key, target.stripe_customer_id, record.id)
         if found is None:
             found = self._stripe.create_invoice(
@@ -134,6 +139,19 @@ class InvoiceDeliveryService:
         })
         logger.info("invoice %s delivered to Stripe as %s (%s)", record.id, found.id, status)
         return Delivery(DELIVERED, found.id)
+
+    def _void_replaced(self, key: str, customer: str, voided_id: str) -> None:
+        """A regenerated invoice replaces a voided one: its Stripe invoice is voided first (found by
+        its metadata, so even one whose delivery was never recorded), once."""
+        old = self._stripe.find_invoice(key, customer, voided_id)
+        if old is None:
+            return
+        if old.status in ("draft", "open"):
+            old = self._stripe.void(key, old.id, void_key(voided_id))
+        self._state.record(voided_id, {
+            "billing_provider_type": STRIPE, "invoice_id": old.id, "external_status": _EXTERNAL_STATUS.get(old.status, "VOID"),
+            "invoiced_total": old.total, "billing_provider_error": None, "delivered_at": format_rfc3339(self._clock()),
+        })
 
     def report_failure(self, invoice_id: str, reason: str) -> bool:
         """Record the provider's error and publish invoice.billing_provider_error once; True if

@@ -52,17 +52,21 @@ class DynamoDeliveryStateStore:
 
     def record(self, invoice_id: str, external: dict) -> None:
         """Set the delivery state. Only ever moves forward: a FINALIZED state is never replaced by
-        an error a late, stale retry reports (the condition keeps it)."""
+        an error a late, stale retry reports (the condition keeps it), only by VOID."""
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key=_key(invoice_id),
                 UpdateExpression="SET external_invoice = :e, external_status = :s",
-                ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(external_status) OR external_status <> :final)",
+                ConditionExpression=(
+                    "attribute_exists(pk) AND (attribute_not_exists(external_status) OR external_status <> :final"
+                    " OR :s = :void)"
+                ),
                 ExpressionAttributeValues={
                     ":e": {"S": exact_json.dumps(external)},
                     ":s": {"S": external["external_status"]},
                     ":final": {"S": "FINALIZED"},
+                    ":void": {"S": "VOID"},
                 },
             )
         except ClientError as exc:
