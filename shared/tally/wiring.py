@@ -26,6 +26,7 @@ from tally.services.breakdowns import BreakdownService
 from tally.services.catalog import CatalogService
 from tally.services.historical_invoices import HistoricalInvoiceService
 from tally.services.contract_transitions import ContractTransitionService
+from tally.services.hierarchy import HierarchyService
 from tally.services.contract_edits import ContractEditService
 from tally.services.contracts import ContractService
 from tally.services.customer_grant_edits import CustomerGrantEditService
@@ -186,6 +187,11 @@ def contract_transition_service() -> ContractTransitionService:
     return ContractTransitionService(
         contract_service(), contract_edit_service(), DynamoContractStore(get_settings().require("billing_table"))
     )
+
+
+@lru_cache(maxsize=1)
+def hierarchy_service() -> HierarchyService:
+    return HierarchyService(contract_service(), DynamoContractStore(get_settings().require("billing_table")))
 
 
 @lru_cache(maxsize=1)

@@ -27,6 +27,7 @@ from tally.billing.balances.grants import (
     expand_recurring_schedule,
 )
 from tally.billing.errors import InvalidInput
+from tally.billing.hierarchy import child_access_document
 from tally.billing.limits import MAX_ID_LENGTH, MAX_IDS_PER_REQUEST
 from tally.billing.pricing import USD_CENTS
 from tally.billing.time import format_rfc3339, parse_rfc3339
@@ -109,7 +110,7 @@ class GrantIn(Request):
     subscription_config: Any = None
 
     def _document(self, kind: GrantKind, path: str) -> dict:
-        for name in ("hierarchy_configuration", "payment_gate_config", "subscription_config"):
+        for name in ("payment_gate_config", "subscription_config"):
             if getattr(self, name) is not None:
                 raise InvalidInput(f"{path}{name}", "is not supported by Tally yet")
         credit_type_id = self.access_schedule.credit_type_id or USD_CENTS.id
@@ -139,6 +140,9 @@ class GrantIn(Request):
             "custom_fields": self.custom_fields,
             "netsuite_sales_order_id": self.netsuite_sales_order_id,
             "salesforce_opportunity_id": self.salesforce_opportunity_id,
+            **({} if self.hierarchy_configuration is None else {
+                "hierarchy_configuration": child_access_document(self.hierarchy_configuration, f"{path}hierarchy_configuration")
+            }),
         }
 
 
@@ -396,7 +400,7 @@ def grant_json(
     }
     for name in ("name", "description", "priority", "rollover_fraction", "created_at", "uniqueness_key",
                  "netsuite_sales_order_id", "salesforce_opportunity_id", "recurring_commit_id", "recurring_credit_id",
-                 "spend_tracker_attributes", "archived_at"):
+                 "spend_tracker_attributes", "archived_at", "hierarchy_configuration"):
         if doc.get(name) is not None:
             body[name] = doc[name]
     if doc["type"] != "CREDIT":

@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, StringConstraints
 
 from tally.api.catalog_models import CREATED_BY, TierIn
 from tally.api.balance_models import CommitIn, CreditIn, RecurringScheduleIn, credit_type_ref, grant_json
+from tally.api.hierarchy_models import HierarchyConfigurationIn, hierarchy_json
 from tally.api.models import MAX_NAME_LENGTH, CustomFields, ProrationRoundingIn, Request, parse_instant
 from tally.api.recurring_models import RecurringCommitIn, RecurringCreditIn, recurring_grant_json
 from tally.api.spend_tracker_models import (
@@ -52,7 +53,7 @@ Frequency = Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"]
 # Metronome contract features Tally does not implement yet. A request using them is refused (400
 # naming the field) rather than accepted and silently mis-billed; an empty list is fine.
 UNSUPPORTED = (
-    "hierarchy_configuration", "package_id", "package_alias",
+    "package_id", "package_alias",
     "revenue_system_configuration",
 )
 
@@ -472,7 +473,7 @@ class ContractCreate(Request):
     spend_threshold_configuration: SpendThresholdConfigurationIn | None = None
     prepaid_balance_threshold_configuration: PrepaidBalanceThresholdConfigurationIn | None = None
     transition: TransitionIn | None = None
-    hierarchy_configuration: Any = None
+    hierarchy_configuration: HierarchyConfigurationIn | None = None
     package_id: str | None = None
     package_alias: str | None = None
     usage_filter: UsageFilterIn | None = None
@@ -534,6 +535,7 @@ class ContractCreate(Request):
                     p.to_document(f"professional_services[{i}]") for i, p in enumerate(self.professional_services or ())
                 ],
                 "transition": None if self.transition is None else self.transition.to_document(),
+                "hierarchy_configuration": None if self.hierarchy_configuration is None else self.hierarchy_configuration.to_document(),
                 "spend_trackers": spend_trackers_document(self.spend_trackers),
                 "reseller_royalties": reseller_royalties_document(self.reseller_royalties),
                 "scheduled_charges_on_usage_invoices": self.scheduled_charges_on_usage_invoices,
@@ -932,6 +934,8 @@ def contract_json(
     for name in ("ending_before", "name", *recorded):
         if doc.get(name) is not None:
             terms[name] = doc[name]
+    if (hierarchy := hierarchy_json(doc)) is not None:
+        terms["hierarchy_configuration"] = hierarchy
     body: dict[str, Any] = {
         "id": doc["id"],
         "customer_id": doc["customer_id"],

@@ -22,6 +22,7 @@ _TERMS = (
     "net_payment_terms_days", "netsuite_sales_order_id", "salesforce_opportunity_id", "total_contract_value",
     "commits", "credits", "discounts", "transitions", "professional_services", "recurring_commits", "recurring_credits",
     "spend_threshold_configuration", "prepaid_balance_threshold_configuration", "spend_trackers",
+    "hierarchy_configuration",
 )
 # Whole-contract fields, the same in v1 and v2.
 _CONTRACT = ("id", "customer_id", "custom_fields", "subscriptions", "archived_at", "uniqueness_key",

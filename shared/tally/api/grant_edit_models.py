@@ -14,6 +14,7 @@ from pydantic import Field
 from tally.api.balance_models import SpecifierIn
 from tally.api.models import MAX_NAME_LENGTH, Request, parse_instant
 from tally.billing.errors import InvalidInput
+from tally.billing.hierarchy import child_access_document
 from tally.billing.limits import MAX_ID_LENGTH, MAX_IDS_PER_REQUEST
 from tally.billing.time import format_rfc3339
 
@@ -149,12 +150,14 @@ class GrantUpdateIn(Request):
     priority: Decimal | None = None
     product_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
     rate_type: Literal["LIST_RATE", "COMMIT_RATE"] | None = None
-    hierarchy_configuration: Any = None  # refused: not supported yet
+    hierarchy_configuration: Any = None  # child access of a parent contract's grant (billing/hierarchy.py)
 
     def _update(self, grant_id: str, path: str) -> dict:
-        if self.hierarchy_configuration is not None:
-            raise InvalidInput(_join(path, "hierarchy_configuration"), "is not supported by Tally yet")
         update: dict[str, Any] = {"id": grant_id}
+        if self.hierarchy_configuration is not None:
+            update["hierarchy_configuration"] = child_access_document(
+                self.hierarchy_configuration, _join(path, "hierarchy_configuration")
+            )
         if self.access_schedule is not None:
             access = self.access_schedule.to_changes(_join(path, "access_schedule"))
             if access:

@@ -30,6 +30,7 @@ from tally.billing.balances import (
     validate_grant,
 )
 from tally.billing.errors import InvalidInput, NotFound
+from tally.billing.hierarchy import children_of, served_children
 from tally.billing.pricing import Product, ProductType
 from tally.billing.time import format_rfc3339, parse_rfc3339
 from tally.services.recurring_grants import made_grants
@@ -178,8 +179,12 @@ class GrantBook:
             made = made_grants(contract, now)
             stored = (contract.get("commits") or []) + (contract.get("credits") or [])
             bought = self._threshold_commits(contract) if self._threshold_commits is not None else []
+            children = [c["contract_id"] for c in children_of(contract)]
             for doc in stored + made["commits"] + made["credits"] + bought:
-                grants.append(_renewed(grant_from_document(doc, contract["id"]), contract))
+                grant = _renewed(grant_from_document(doc, contract["id"]), contract)
+                if children and doc.get("hierarchy_configuration"):
+                    grant = replace(grant, child_contract_ids=served_children(doc["hierarchy_configuration"], children))
+                grants.append(grant)
                 documents[doc["id"]] = contract_grant_document(doc, contract)
         for doc in self._grants.list_for_customer(customer_id):
             if doc.get("archived_at"):
@@ -191,6 +196,24 @@ class GrantBook:
             for d in self._manual.list_for_customer(customer_id)
         )
         return CustomerGrants(tuple(grants), documents, manual, tuple(archived))
+
+    def of_family(self, customer_id: str, members: Sequence[str]) -> CustomerGrants:
+        """The grants of a hierarchy priced together (services/hierarchy.py): `customer_id`'s and its
+        family `members'`, each customer-level grant limited to its own customer's contracts."""
+        if not members:
+            return self.of_customer(customer_id)
+        grants: list[Grant] = []
+        documents: dict[str, dict] = {}
+        manual: list[ManualEntry] = []
+        archived: list[Grant] = []
+        for member in (customer_id, *members):
+            own = self.of_customer(member)
+            contract_ids = frozenset(d["id"] for d in self._contracts.list(member, include_archived=True))
+            grants += [g if g.contract_id is not None else replace(g, customer_contract_ids=contract_ids) for g in own.grants]
+            documents |= own.documents
+            manual += own.manual_entries
+            archived += own.archived
+        return CustomerGrants(tuple(grants), documents, tuple(manual), tuple(archived))
 
 
 class BurnDowns(Protocol):
@@ -259,6 +282,8 @@ class BalanceService:
             raise InvalidInput("invoice_contract_id", "is not a contract of the customer")
         if document.get("invoice_schedule") and document.get("invoice_contract_id") is None:
             raise InvalidInput("invoice_contract_id", "is required for a commit with an invoice schedule")
+        if document.get("hierarchy_configuration") is not None:
+            raise InvalidInput("hierarchy_configuration", "child access is set on a parent contract's commits and credits, not a customer's")
         validate_grant_document(document, self._contracts.products(), "")
         self._grants.create(document, document.get("uniqueness_key"))
         return document

@@ -54,6 +54,7 @@ from tally.services import grant_edits, recurring_grants, reseller_royalties, sp
 from tally.services import usage_filter_edits
 from tally.services.invoice_records import FINALIZED, StoredInvoice
 from tally.services.invoices import NO_USAGE, invoice_id
+from tally.services.hierarchy import with_children_drawn
 from tally.services.ports import StoreUnavailable
 
 MAX_ATTEMPTS = 5
@@ -427,8 +428,8 @@ class Finalized:
 def _check_dates(old: dict, record: dict, finalized: Finalized, allow_ending_before_finalized: bool) -> None:
     """The date rules: nothing effective before the last finalized USAGE period ends, nothing issued
     on a finalized SCHEDULED invoice."""
-    if finalized.usage_until is None and not finalized.scheduled:
-        return
+    if finalized.usage_until is None and not finalized.scheduled and not finalized.drawn:
+        return  # (a parent's grants can be drawn by its children's finalized invoices alone)
     if "amendment" in record:  # effective from its start, whatever its parts say
         finalized.check("starting_at", parse_rfc3339(record["amendment"]["starting_at"]))
     for i, override in enumerate(record.get("add_overrides") or ()):
@@ -616,7 +617,9 @@ class ContractEditService:
             records = self._invoices.list_for_customer(customer_id)
             if len(records) >= written:
                 consolidated = document.get("scheduled_charges_on_usage_invoices") == "ALL"
-                return written, replace(Finalized.of(records, document["id"]), consolidated=consolidated)
+                finalized = replace(Finalized.of(records, document["id"]), consolidated=consolidated)
+                # A parent's grants are also drawn by its children's finalized invoices (no reads without children).
+                return written, replace(finalized, drawn=with_children_drawn(finalized.drawn, document, self._invoices))
             self._sleep(0.05 * 2**attempt)
         raise StoreUnavailable(f"the invoice index of customer {customer_id} lags behind; retry")
 

@@ -233,8 +233,17 @@ class CycleCloseService:
             # retry prices the edited contract (edits check the invoice count, this the contract).
             version = self._invoices.contract_version(customer_id, contract_id)
             written, records = self._records(customer_id)
+            # A hierarchy shares balances (services/hierarchy.py): every member's finalized invoices
+            # are priced from, and must be unchanged at the write, so two members never spend the
+            # same money; the loser prices again on top of the winner's drawdowns.
+            others = []
+            for member in self._invoices.family(customer_id):
+                member_written, member_records = self._records(member)
+                others.append((member, member_written))
+                records = records + member_records
             close = self._invoices.close_period(
-                customer_id, contract_id, period_start, as_of, self._grace, records, self._clock()
+                customer_id, contract_id, period_start, as_of, self._grace, records, self._clock(),
+                family_records=bool(others),
             )
             if not close.new:
                 return {"invoice_ids": close.final_ids, "finalized": []}
@@ -242,6 +251,7 @@ class CycleCloseService:
                 self._store.create(
                     customer_id, written, close.new,
                     contract_version=None if version is None else (contract_id, version),
+                    **({"others_written": others} if others else {}),
                 )
             except FinalizationRaced:
                 self._sleep(self._timing.backoff * 2**attempt)

@@ -30,7 +30,7 @@ from tally.billing.time import format_rfc3339, parse_rfc3339
 EDIT_KEYS = ("update_commits", "update_credits")
 SETTABLE = (
     "name", "description", "priority", "product_id", "applicable_product_ids", "applicable_product_tags",
-    "specifiers", "rate_type", "rollover_fraction", "netsuite_sales_order_id",
+    "specifiers", "rate_type", "rollover_fraction", "netsuite_sales_order_id", "hierarchy_configuration",
 )
 # Lists the documents always carry (an unset list is empty, never None).
 LISTS = ("applicable_product_ids", "applicable_product_tags", "specifiers")

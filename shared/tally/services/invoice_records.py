@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Protocol, Sequence
 
 from tally.billing.balances import Application, Charge, GrantKind
 from tally.billing.errors import TallyError
@@ -71,12 +71,13 @@ class InvoiceStore(Protocol):
 
     def create(
         self, customer_id: str, written: int, records: list[StoredInvoice], regenerated_from: str | None = None,
-        contract_version: tuple[str, int] | None = None,
+        contract_version: tuple[str, int] | None = None, others_written: Sequence[tuple[str, int]] = (),
     ) -> None:
         """Write new records all at once, only if none exists yet and the customer still has
         `written` records (and, with `regenerated_from`, that voided record is not regenerated
         yet, and it then points to the first record; with `contract_version` (contract id,
-        version), that contract is still at that version). FinalizationRaced otherwise."""
+        version), that contract is still at that version; each (customer id, count) of
+        `others_written` still has that many records). FinalizationRaced otherwise."""
 
     def void(self, invoice_id: str, voided_at: datetime) -> bool:
         """FINALIZED -> VOID; False if it was not FINALIZED."""

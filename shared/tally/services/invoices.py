@@ -43,6 +43,7 @@ from tally.billing.pricing import (
 from tally.billing.time import format_rfc3339
 from tally.services.balances import CustomerGrants, GrantBook
 from tally.services.contracts import ContractService
+from tally.services.hierarchy import family_members
 from tally.services.invoice_records import FINALIZED, VOID, InvoiceStore, StoredInvoice
 
 INVOICE_NAMESPACE = uuid.UUID("6f1c2b0e-5d3a-4c1e-9a57-7b7f1e0c2d41")
@@ -382,6 +383,13 @@ def _beyond_their_contract(due: list[DuePeriod], records: list[StoredInvoice]) -
     return found
 
 
+def _serves(grant: Grant, contract_id: str) -> bool:
+    """Whether `grant` may pay for the contract's charges (eligibility.grant_applies_to, products aside)."""
+    if grant.contract_id is None:
+        return grant.customer_contract_ids is None or contract_id in grant.customer_contract_ids
+    return contract_id in (grant.contract_id, grant.rollover_contract_id) or contract_id in grant.child_contract_ids
+
+
 def _overlaps(period: Period, start: datetime, end: datetime) -> bool:
     return period.starting_at < end and start < period.ending_before
 
@@ -434,6 +442,10 @@ class InvoiceService:
         except NotFound:
             return None
 
+    def family(self, customer_id: str) -> list[str]:
+        """The other customers of its hierarchy, priced together with it ([]: none)."""
+        return family_members(customer_id, self._contracts.list)
+
     def contract_ids(self, customer_id: str) -> list[str]:
         """The customer's unarchived contracts, named even if one no longer parses."""
         return self._contracts.ids(customer_id)
@@ -457,13 +469,36 @@ class InvoiceService:
         regenerating: StoredInvoice | None = None,
         regenerated_id: str | None = None,
         grants: CustomerGrants | None = None,
+        family_records: bool = False,
     ) -> _Computed:
         """The views of the `wanted` periods (all of `due` by default).
 
         Without commits or credits each period is priced on its own. With them, every period of the
         customer is priced (a balance carries from one invoice to the next), the burn-down runs once
         over all their draft lines and every stored invoice's drawdowns, and each draft gets its
-        drawdowns, commit purchases and true-ups."""
+        drawdowns, commit purchases and true-ups.
+
+        In a customer hierarchy (services/hierarchy.py) the burn-down runs over the whole family:
+        every member's periods, stored invoices and grants, each member priced from its own usage;
+        only `customer`'s views are answered. `family_records`: `records` holds the members' too.
+        """
+        usages = {customer.id: self._usage_for(customer)}
+        members = self.family(customer.id)
+        if members:
+            wanted = list(due) if wanted is None else wanted
+            due = list(due)
+            records = list(records)
+            for member in members:
+                try:
+                    member_customer, member_due = self.due_periods(member, until=now)
+                except NotFound:
+                    continue
+                usages[member] = self._usage_for(member_customer)
+                due += member_due
+                if not family_records:
+                    records += self.records(member)
+            if self._grants is not None:
+                grants = self._grants.of_family(customer.id, members)
         by_period: dict[tuple[str, datetime], list[StoredInvoice]] = {}
         for record in records:
             by_period.setdefault((record.contract_id, record.period_start), []).append(record)
@@ -477,14 +512,14 @@ class InvoiceService:
             since the voided invoice's drawdowns still carry the slot."""
             return regenerated_id if regenerating is not None and slot == regenerating.slot and regenerated_id else slot
 
-        usage, products = self.pricing_inputs(customer)
+        products = self._contracts.products()
         if grants is None and self._grants is not None:
             grants = self._grants.of_customer(customer.id)
         if grants is None or not grants.grants:
             views = {}
             for d in due if wanted is None else wanted:
                 state = states[d.key]
-                invoices = build_draft_invoices(d.contract, products, d.period, self._usage_of(state, usage))
+                invoices = build_draft_invoices(d.contract, products, d.period, self._usage_of(state, usages[d.contract.customer_id]))
                 view = _PeriodView(state, [])
                 for invoice in invoices:
                     slot = invoice_id(d.contract.id, invoice.starting_at, invoice.credit_type, invoice.type)
@@ -496,7 +531,9 @@ class InvoiceService:
 
         edges = segment_edges(grants.grants)
         rated = [
-            (d, build_draft_invoices(d.contract, products, d.period, self._usage_of(states[d.key], usage), cuts=edges))
+            (d, build_draft_invoices(
+                d.contract, products, d.period, self._usage_of(states[d.key], usages[d.contract.customer_id]), cuts=edges
+            ))
             for d in due
         ]
         charges: list[Charge] = []
@@ -570,8 +607,7 @@ class InvoiceService:
                 served = [
                     state
                     for state in states.values()
-                    if (grant.contract_id is None or state.due.contract.id == grant.contract_id)
-                    and _overlaps(state.due.period, start, end)
+                    if _serves(grant, state.due.contract.id) and _overlaps(state.due.period, start, end)
                 ]
                 if all(state.settled and not any(draft_charges.get(state.due.key, {}).values()) for state in served):
                     settled.add(segment_id)
@@ -755,6 +791,7 @@ class InvoiceService:
         grace: timedelta,
         records: list[StoredInvoice],
         finalized_at: datetime,
+        family_records: bool = False,
     ) -> PeriodClose:
         """The period's invoices due as of `as_of` and not stored yet, as FINALIZED records priced
         exactly as a read would price them now: the USAGE ones once the period's end plus `grace`
@@ -768,7 +805,7 @@ class InvoiceService:
                 f"contract {contract_id} of customer {customer_id} has no billing period starting {format_rfc3339(period_start)}"
             )
         grants = self._grants.of_customer(customer_id) if self._grants is not None else None
-        computed = self._compute(customer, due, records, now, [target], grants=grants)
+        computed = self._compute(customer, due, records, now, [target], grants=grants, family_records=family_records)
         view = computed.views[target.key]
         stored = {r.slot for r in records}
         closed = {d.key: d.usage_slot in stored for d in due}

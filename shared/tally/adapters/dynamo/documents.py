@@ -203,6 +203,41 @@ class DynamoContractStore(DynamoDocumentStore):
                 raise ContractChanged("the contract transitioned from changed meanwhile") from exc
             raise translate(exc) from exc
 
+    def create_child(self, document: dict, uniqueness_key: str | None, parent: dict) -> None:
+        """Create a child contract and, in the same transaction, write its parent listing it
+        (conditional on the parent's `_version`), so a child is linked once or not at all and a
+        concurrent change of the parent is never lost. ContractChanged if the parent changed."""
+        version = parent["_version"]
+        actions: list[dict] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _item(self._kind, self._sort_field, _stored(parent), version + 1),
+                    "ConditionExpression": "version = :v",
+                    "ExpressionAttributeValues": {":v": {"N": str(version)}},
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _item(self._kind, self._sort_field, _stored(document), 1),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+        ]
+        if uniqueness_key is not None:
+            claim_pk = f"{self._kind}_uniq#{document['customer_id']}#{uniqueness_key}"
+            actions.append(claim(self._table, claim_pk, document_id=document["id"]))
+        try:
+            self._client.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            codes = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            if uniqueness_key is not None and len(codes) > 2 and codes[2] == "ConditionalCheckFailed":
+                raise Conflict(f"a contract with uniqueness_key {uniqueness_key!r} already exists for this customer") from exc
+            if any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in codes):
+                raise ContractChanged("the parent contract changed meanwhile") from exc
+            raise translate(exc) from exc
+
     def edit_claimed(self, contract_id: str, uniqueness_key: str) -> bool:
         """Whether an edit of the contract took this uniqueness key (read consistently)."""
         return get_item(self._client, self._table, f"contract_edit_uniq#{contract_id}#{uniqueness_key}") is not None

@@ -15,6 +15,7 @@ Keys:
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Sequence
 
 from botocore.exceptions import ClientError
 
@@ -84,9 +85,9 @@ class DynamoInvoiceStore:
 
     def create(
         self, customer_id: str, written: int, records: list[StoredInvoice], regenerated_from: str | None = None,
-        contract_version: tuple[str, int] | None = None,
+        contract_version: tuple[str, int] | None = None, others_written: Sequence[tuple[str, int]] = (),
     ) -> None:
-        if not records or len(records) > MAX_RECORDS_PER_WRITE:
+        if not records or len(records) + len(others_written) > MAX_RECORDS_PER_WRITE:
             raise ValueError(f"a write holds 1 to {MAX_RECORDS_PER_WRITE} records")
         actions: list[dict] = [
             {
@@ -143,6 +144,8 @@ class DynamoInvoiceStore:
                     "ExpressionAttributeValues": {":cv": {"N": str(version)}},
                 }
             })
+        # A hierarchy's members share balances: nothing they finalized since it was counted.
+        actions += [records_unchanged(self._table, other, count) for other, count in others_written]
         try:
             self._client.transact_write_items(TransactItems=actions)
         except ClientError as exc:

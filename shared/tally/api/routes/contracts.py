@@ -56,7 +56,11 @@ def create_contract() -> dict:
     body = ContractCreate.model_validate(read_body(router.current_event))
     request = body.to_document()
     if "transition" in request:
+        if "hierarchy_configuration" in request:
+            raise InvalidInput("hierarchy_configuration", "cannot be combined with transition")
         document = wiring.contract_transition_service().create(request, body.uniqueness_key, api_key_id())
+    elif "hierarchy_configuration" in request:
+        document = wiring.hierarchy_service().create(request, body.uniqueness_key)
     else:
         document = wiring.contract_service().create(request, body.uniqueness_key)
     if sets_threshold(request):  # evaluated at once, as Metronome does; never fails the create
