@@ -279,16 +279,22 @@ def billing_provider_service():
 
 
 @lru_cache(maxsize=1)
+def delivery_state_store():
+    from tally.adapters.dynamo.billing_providers import DynamoDeliveryStateStore
+
+    return DynamoDeliveryStateStore(get_settings().require("billing_table"))
+
+
+@lru_cache(maxsize=1)
 def invoice_delivery_service():
     # Imported here: only the delivery function ships with (and loads) the stripe SDK's use.
-    from tally.adapters.dynamo.billing_providers import DynamoDeliveryStateStore
     from tally.adapters.secrets import SecretsManagerVault
     from tally.adapters.stripe_gateway import StripeGateway
     from tally.services.invoice_delivery import InvoiceDeliveryService
 
     settings = get_settings()
     return InvoiceDeliveryService(
-        invoice_store(), billing_provider_service(), DynamoDeliveryStateStore(settings.require("billing_table")),
+        invoice_store(), billing_provider_service(), delivery_state_store(),
         SecretsManagerVault(), StripeGateway(settings.stripe_api_base), publisher(),
         lambda: get_settings().require("invoices_topic_arn"), system_clock,
     )

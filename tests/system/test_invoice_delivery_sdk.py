@@ -86,6 +86,11 @@ def test_a_closed_week_reaches_stripe_once_configured_through_the_sdk(local_stac
     assert delivered.metadata["tally_invoice_id"] == week
     (line,) = stripe_sdk.invoices.line_items.list(delivered.id).data
     assert (line.amount, line.description.split(" (")[0]) == (175, f"{tag} calls")
+    shown = client.v1.customers.invoices.retrieve(customer_id=customer, invoice_id=week).data.external_invoice
+    assert (shown.billing_provider_type, shown.invoice_id, shown.external_status, shown.invoiced_total) == (
+        "stripe", delivered.id, "FINALIZED", 175)
+    (listed,) = [i for i in client.v1.customers.invoices.list(customer_id=customer, status="FINALIZED").data]
+    assert listed.external_invoice == shown
 
     # The same message again (SQS delivers at least once), and a second close run: still one.
     queue = local_stack.deployment.outputs["InvoiceDeliveryQueueUrl"]

@@ -50,6 +50,24 @@ class DynamoDeliveryStateStore:
         state["error_published"] = "billing_provider_error_published_at" in item
         return state
 
+    def external_invoices(self, invoice_ids: list[str]) -> dict[str, dict]:
+        """{invoice id: external_invoice} of those ever delivered: one BatchGetItem per 100 ids,
+        reading only the delivery state (not the invoice document)."""
+        found: dict[str, dict] = {}
+        for start in range(0, len(invoice_ids), 100):
+            request = {self._table: {"Keys": [_key(i) for i in dict.fromkeys(invoice_ids[start:start + 100])],
+                                     "ProjectionExpression": "pk, external_invoice", "ConsistentRead": True}}
+            while request:
+                try:
+                    answer = self._client.batch_get_item(RequestItems=request)
+                except ClientError as exc:
+                    raise translate(exc) from exc
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    if "external_invoice" in item:
+                        found[item["pk"]["S"].removeprefix("invoice#")] = exact_json.loads(item["external_invoice"]["S"])
+                request = answer.get("UnprocessedKeys") or None
+        return found
+
     def record(self, invoice_id: str, external: dict) -> None:
         """Set the delivery state. Only ever moves forward: a FINALIZED state is never replaced by
         an error a late, stale retry reports (the condition keeps it), only by VOID."""

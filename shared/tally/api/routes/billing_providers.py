@@ -20,6 +20,22 @@ from tally.api.billing_provider_models import (
 from tally.api.models import read_body
 
 router = Router()
+# Metronome's ExternalInvoice fields Tally records (services/invoice_delivery.py).
+_EXTERNAL_FIELDS = ("billing_provider_type", "billing_provider_error", "external_status", "invoice_id", "invoiced_total")
+
+
+def with_external_invoices(invoices: list[dict]) -> list[dict]:
+    """Invoices as the API answers them, each delivered one with its `external_invoice` (Metronome's
+    field: the provider, its invoice id and status, or the provider's error)."""
+    stored = [i["id"] for i in invoices if i.get("status") in ("FINALIZED", "VOID")]
+    if not stored:
+        return invoices
+    delivered = wiring.delivery_state_store().external_invoices(stored)
+    for invoice in invoices:
+        external = delivered.get(invoice["id"])
+        if external is not None:
+            invoice["external_invoice"] = {k: external.get(k) for k in _EXTERNAL_FIELDS}
+    return invoices
 
 
 @router.post("/v1/setUpBillingProvider")

@@ -27,6 +27,7 @@ from tally.api.historical_invoice_models import CreateHistoricalInvoices
 from tally.api.invoice_models import invoice_json
 from tally.api.models import read_body
 from tally.api.routes.contract_edits import api_key_id
+from tally.api.routes.billing_providers import with_external_invoices
 from tally.api.pagination import offset_cursor, page_limit
 from tally.billing.errors import InvalidInput
 from tally.billing.pricing import Product
@@ -215,7 +216,7 @@ def list_invoices(customer_id: str) -> dict:
     )
     products = _catalog_of(drafts)
     skip_zero = query.get("skip_zero_qty_line_items", "false").lower() == "true"
-    data = [invoice_json(d, products, skip_zero) for d in drafts]
+    data = with_external_invoices([invoice_json(d, products, skip_zero) for d in drafts])
     return {"data": data, "next_page": None if next_offset is None else str(next_offset)}
 
 
@@ -253,7 +254,7 @@ def get_invoice(customer_id: str, invoice_id: str) -> dict:
     query = router.current_event.query_string_parameters or {}
     draft = wiring.invoice_service().get(customer_id, invoice_id)
     skip_zero = query.get("skip_zero_qty_line_items", "false").lower() == "true"
-    return {"data": invoice_json(draft, _catalog_of([draft]), skip_zero)}
+    return {"data": with_external_invoices([invoice_json(draft, _catalog_of([draft]), skip_zero)])[0]}
 
 
 def _catalog_of(drafts: list[DraftInvoice]) -> Mapping[str, Product]:
