@@ -208,3 +208,49 @@ def test_an_edit_of_the_parents_commit_keeps_what_finalized_child_invoices_drew(
         "update_schedule_items": [{"id": segment, "amount": 300}]}}])
     assert _usage_total(w, kid_a, OCT) == Decimal(0)
     assert _balance(w) == Decimal(0)
+
+
+def _lower(w, parent: dict, amount: int) -> None:
+    commit = stored(w, parent)["commits"][0]
+    edit(w, parent, update_commits=[{"commit_id": commit["id"], "access_schedule": {
+        "update_schedule_items": [{"id": commit["access_schedule"][0]["id"], "amount": amount}]}}])
+
+
+def test_a_child_finalizing_while_the_parents_commit_is_lowered_is_seen_by_the_edit(w):
+    parent, (a, _, _) = _family(w)
+    kid_a = w.kids[0]
+    _use(w, kid_a, OCT_5, 150)  # 300
+    original = w.contract_store.commit_edit
+    raced = []
+
+    def racing(*args, **more):
+        if not raced:  # A's October is finalized after the edit read what children drew (nothing)
+            raced.append(w.service.finalize(kid_a.id, a["id"], OCT, NOV + GRACE))
+        return original(*args, **more)
+
+    w.contract_store.commit_edit = racing
+    # The edit's write fails on A's new record count; its retry sees A's finalized 300 and refuses 200.
+    with pytest.raises(InvalidInput) as refused:
+        _lower(w, parent, 200)
+    assert refused.value.field == "update_commits[0].access_schedule.update_schedule_items[0].amount"
+    assert raced and stored(w, parent)["commits"][0]["access_schedule"][0]["amount"] == Decimal(1000)
+
+
+def test_a_parents_commit_lowered_while_a_child_finalizes_makes_the_child_price_again(w):
+    parent, (a, _, _) = _family(w)
+    kid_a = w.kids[0]
+    _use(w, kid_a, OCT_5, 150)  # 300
+    original = w.store.create
+    raced = []
+
+    def racing(customer_id, written, records, **more):
+        if not raced:  # A priced October with the 1000 commit; the commit goes down to 100 before A writes
+            raced.append(True)
+            _lower(w, parent, 100)
+        return original(customer_id, written, records, **more)
+
+    w.store.create = racing
+    w.service.finalize(kid_a.id, a["id"], OCT, NOV + GRACE)
+    # A's write fails on the parent contract's version; priced again, the commit pays 100: 300 - 100.
+    assert raced and _usage_total(w, kid_a, OCT) == Decimal("200.00")
+    assert _balance(w) == Decimal(0)

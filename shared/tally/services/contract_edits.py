@@ -37,7 +37,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterator, Protocol, Sequence
 
 from tally.billing.errors import Conflict, InvalidInput, NotFound
 from tally.billing.pricing import InvoiceType, build_draft_invoices
@@ -54,7 +54,7 @@ from tally.services import grant_edits, recurring_grants, reseller_royalties, sp
 from tally.services import usage_filter_edits
 from tally.services.invoice_records import FINALIZED, StoredInvoice
 from tally.services.invoices import NO_USAGE, invoice_id
-from tally.services.hierarchy import with_children_drawn
+from tally.services.hierarchy import children_finalized, merged_drawn
 from tally.services.ports import StoreUnavailable
 
 MAX_ATTEMPTS = 5
@@ -87,11 +87,13 @@ class ContractEditStore(Protocol):
     """The contract store's edit side (adapters/dynamo/documents.py DynamoContractStore)."""
 
     def commit_edit(
-        self, document: dict, edit: dict, uniqueness_key: str | None = None, invoices_written: int | None = None
+        self, document: dict, edit: dict, uniqueness_key: str | None = None, invoices_written: int | None = None,
+        others_written: Sequence[tuple[str, int]] = (),
     ) -> None:
         """Write the edited contract and its record at once: ContractChanged if the contract changed
         since it was read or (given `invoices_written`) the customer's invoice records since they
-        were counted; Conflict if the uniqueness key was taken."""
+        were counted, or those of `others_written` (customer id, count: a parent's children);
+        Conflict if the uniqueness key was taken."""
 
     def edit_claimed(self, contract_id: str, uniqueness_key: str) -> bool: ...
 
@@ -394,6 +396,8 @@ class Finalized:
     consolidated: bool = False
     # access segment id -> (drawn, first, last instant) by finalized invoices (grant_edits.drawn_by_finalized)
     drawn: dict = dataclasses.field(default_factory=dict)
+    # A parent contract's: each child customer's record count when `drawn` was read (services/hierarchy.py).
+    children_written: tuple = ()
 
     @staticmethod
     def of(records: list[StoredInvoice], contract_id: str) -> Finalized:
@@ -555,7 +559,8 @@ class ContractEditService:
             try:
                 # Conditional on the contract's version and on the invoices counted: an invoice
                 # finalized meanwhile is seen by the retry.
-                self._store.commit_edit(edited, record, uniqueness_key, written)
+                children = finalized.children_written
+                self._store.commit_edit(edited, record, uniqueness_key, written, **({"others_written": children} if children else {}))
             except ContractChanged:
                 document = self._contracts.get(customer_id, contract_id)
                 continue
@@ -619,7 +624,8 @@ class ContractEditService:
                 consolidated = document.get("scheduled_charges_on_usage_invoices") == "ALL"
                 finalized = replace(Finalized.of(records, document["id"]), consolidated=consolidated)
                 # A parent's grants are also drawn by its children's finalized invoices (no reads without children).
-                return written, replace(finalized, drawn=with_children_drawn(finalized.drawn, document, self._invoices))
+                counts, theirs = children_finalized(document, self._invoices, self._sleep)
+                return written, replace(finalized, drawn=merged_drawn(finalized.drawn, theirs), children_written=counts)
             self._sleep(0.05 * 2**attempt)
         raise StoreUnavailable(f"the invoice index of customer {customer_id} lags behind; retry")
 

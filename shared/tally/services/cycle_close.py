@@ -237,6 +237,7 @@ class CycleCloseService:
             # are priced from, and must be unchanged at the write, so two members never spend the
             # same money; the loser prices again on top of the winner's drawdowns.
             others = []
+            parents = [(c["id"], c["_version"]) for c in self._invoices.parent_contracts(customer_id) if c["id"] != contract_id]
             for member in self._invoices.family(customer_id):
                 member_written, member_records = self._records(member)
                 others.append((member, member_written))
@@ -251,7 +252,7 @@ class CycleCloseService:
                 self._store.create(
                     customer_id, written, close.new,
                     contract_version=None if version is None else (contract_id, version),
-                    **({"others_written": others} if others else {}),
+                    **({"others_written": others, "parent_versions": parents} if others else {}),
                 )
             except FinalizationRaced:
                 self._sleep(self._timing.backoff * 2**attempt)

@@ -25,6 +25,7 @@ from tally.billing.errors import Conflict, NotFound
 from tally.billing.hierarchy import check_child_link, check_parent_customer, children_of, parent_of
 from tally.services.contracts import ContractChanged, ContractService
 from tally.services.grant_edits import drawn_by_finalized
+from tally.services.ports import StoreUnavailable
 
 MAX_ATTEMPTS = 5
 
@@ -45,6 +46,17 @@ def family_members(customer_id: str, contracts_of: Callable[[str], list[dict]]) 
             return []
     members = {parent_customer} | {child["customer_id"] for c in parent_contracts for child in children_of(c)}
     return sorted(members - {customer_id})
+
+
+def parent_contracts(customer_id: str, contracts_of: Callable[[str], list[dict]]) -> list[dict]:
+    """The contracts with children of `customer_id`'s hierarchy ([] when it is in none)."""
+    own = contracts_of(customer_id)
+    parent_customer = next((p["customer_id"] for c in own if (p := parent_of(c)) is not None), None)
+    try:
+        contracts = own if parent_customer is None else contracts_of(parent_customer)
+    except NotFound:
+        return []
+    return [c for c in contracts if children_of(c)]
 
 
 class HierarchyService:
@@ -87,27 +99,40 @@ class HierarchyService:
 
 
 
-def children_drawn(contract: dict, invoices) -> dict[str, tuple[Decimal, datetime, datetime]]:
-    """What the finalized invoices of a parent contract's children drew from its grants, by access
-    segment (grant_edits.drawn_by_finalized's shape), so an edit of a parent's commit or credit
-    keeps every child's finalized drawdown whole too. `invoices`: the invoice store."""
+
+def children_finalized(contract: dict, invoices, sleep: Callable[[float], None]) -> tuple[tuple[tuple[str, int], ...], dict]:
+    """(each child customer's record count, what its finalized invoices drew from `contract`'s
+    grants by access segment, in grant_edits.drawn_by_finalized's shape), so an edit of a parent's
+    commit or credit keeps every child's finalized drawdown whole, conditional on those counts.
+    Counts are read before records, and records until the index holds that many. `invoices`: the
+    invoice store. No reads for a contract without children."""
     children = children_of(contract)
     child_contracts = {c["contract_id"] for c in children}
-    records = [
-        r for customer_id in sorted({c["customer_id"] for c in children})
-        for r in invoices.list_for_customer(customer_id) if r.contract_id in child_contracts
-    ]
-    # Children draw from their own grants too; only the parent's segments matter here (and their
+    counts, records = [], []
+    for customer_id in sorted({c["customer_id"] for c in children}):
+        for attempt in range(MAX_ATTEMPTS):
+            written = invoices.records_written(customer_id)
+            listed = invoices.list_for_customer(customer_id)
+            if len(listed) >= written:
+                break
+            sleep(0.05 * 2**attempt)
+        else:
+            raise StoreUnavailable(f"the invoice index of customer {customer_id} lags behind; retry")
+        counts.append((customer_id, written))
+        records += [r for r in listed if r.contract_id in child_contracts]
+    # Children draw from their own grants too; only this contract's segments matter here (and their
     # rollover segments, "<segment id>:rollover").
     own = {s["id"] for g in (contract.get("commits") or []) + (contract.get("credits") or []) for s in g["access_schedule"]}
-    return {k: v for k, v in drawn_by_finalized(records, None).items() if k.split(":")[0] in own}
+    drawn = {k: v for k, v in drawn_by_finalized(records, None).items() if k.split(":")[0] in own}
+    return tuple(counts), drawn
 
 
-def with_children_drawn(drawn: dict, contract: dict, invoices) -> dict:
-    """`drawn` (the contract's own finalized drawdowns) plus its children's."""
-    merged = dict(drawn)
-    for segment_id, (total, first, last) in children_drawn(contract, invoices).items():
-        before = merged.get(segment_id)
-        merged[segment_id] = (total, first, last) if before is None else (
-            before[0] + total, min(before[1], first), max(before[2], last))
+def merged_drawn(*parts: dict) -> dict[str, tuple[Decimal, datetime, datetime]]:
+    """Finalized drawdowns by segment, added up: (total, first instant, last instant)."""
+    merged: dict[str, tuple[Decimal, datetime, datetime]] = {}
+    for part in parts:
+        for segment_id, (total, first, last) in part.items():
+            before = merged.get(segment_id)
+            merged[segment_id] = (total, first, last) if before is None else (
+                before[0] + total, min(before[1], first), max(before[2], last))
     return merged

@@ -72,12 +72,14 @@ class InvoiceStore(Protocol):
     def create(
         self, customer_id: str, written: int, records: list[StoredInvoice], regenerated_from: str | None = None,
         contract_version: tuple[str, int] | None = None, others_written: Sequence[tuple[str, int]] = (),
+        parent_versions: Sequence[tuple[str, int]] = (),
     ) -> None:
         """Write new records all at once, only if none exists yet and the customer still has
         `written` records (and, with `regenerated_from`, that voided record is not regenerated
         yet, and it then points to the first record; with `contract_version` (contract id,
         version), that contract is still at that version; each (customer id, count) of
-        `others_written` still has that many records). FinalizationRaced otherwise."""
+        `others_written` still has that many records, and each (contract id, version) of
+        `parent_versions` is still at that version). FinalizationRaced otherwise."""
 
     def void(self, invoice_id: str, voided_at: datetime) -> bool:
         """FINALIZED -> VOID; False if it was not FINALIZED."""

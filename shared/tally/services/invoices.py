@@ -43,7 +43,7 @@ from tally.billing.pricing import (
 from tally.billing.time import format_rfc3339
 from tally.services.balances import CustomerGrants, GrantBook
 from tally.services.contracts import ContractService
-from tally.services.hierarchy import family_members
+from tally.services.hierarchy import family_members, parent_contracts
 from tally.services.invoice_records import FINALIZED, VOID, InvoiceStore, StoredInvoice
 
 INVOICE_NAMESPACE = uuid.UUID("6f1c2b0e-5d3a-4c1e-9a57-7b7f1e0c2d41")
@@ -445,6 +445,10 @@ class InvoiceService:
     def family(self, customer_id: str) -> list[str]:
         """The other customers of its hierarchy, priced together with it ([]: none)."""
         return family_members(customer_id, self._contracts.list)
+
+    def parent_contracts(self, customer_id: str) -> list[dict]:
+        """The parent contracts of its hierarchy (with their `_version`), read now ([]: none)."""
+        return parent_contracts(customer_id, self._contracts.list)
 
     def contract_ids(self, customer_id: str) -> list[str]:
         """The customer's unarchived contracts, named even if one no longer parses."""

@@ -10,6 +10,8 @@ is a 409 and never a second document.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.reads import ITEM, all_gsi1, all_items, get_item
@@ -111,7 +113,8 @@ class DynamoContractStore(DynamoDocumentStore):
         super().__init__(table, "contract", "starting_at", client)
 
     def commit_edit(
-        self, document: dict, edit: dict, uniqueness_key: str | None = None, invoices_written: int | None = None
+        self, document: dict, edit: dict, uniqueness_key: str | None = None, invoices_written: int | None = None,
+        others_written: Sequence[tuple[str, int]] = (),
     ) -> None:
         """Write an edited contract with its edit record. ContractChanged if the contract changed
         since it was read (`_version`), or, given `invoices_written`, if the customer's finalized
@@ -143,6 +146,8 @@ class DynamoContractStore(DynamoDocumentStore):
             actions.append(claim(self._table, claim_pk, edit_id=edit["id"]))
         if invoices_written is not None:
             actions.append(records_unchanged(self._table, document["customer_id"], invoices_written))
+        # A parent's children: what they finalized from its grants was read at these counts.
+        actions += [records_unchanged(self._table, other, count) for other, count in others_written]
         try:
             self._client.transact_write_items(TransactItems=actions)
         except ClientError as exc:

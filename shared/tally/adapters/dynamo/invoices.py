@@ -86,8 +86,9 @@ class DynamoInvoiceStore:
     def create(
         self, customer_id: str, written: int, records: list[StoredInvoice], regenerated_from: str | None = None,
         contract_version: tuple[str, int] | None = None, others_written: Sequence[tuple[str, int]] = (),
+        parent_versions: Sequence[tuple[str, int]] = (),
     ) -> None:
-        if not records or len(records) + len(others_written) > MAX_RECORDS_PER_WRITE:
+        if not records or len(records) + len(others_written) + len(parent_versions) > MAX_RECORDS_PER_WRITE:
             raise ValueError(f"a write holds 1 to {MAX_RECORDS_PER_WRITE} records")
         actions: list[dict] = [
             {
@@ -133,9 +134,9 @@ class DynamoInvoiceStore:
                     }
                 }
             )
-        if contract_version is not None:
-            contract_id, version = contract_version
-            # The contract priced is the contract stored: an edit since the pricing read it cancels this.
+        # The contract priced is the contract stored: an edit since the pricing read it cancels this;
+        # so does an edit of a hierarchy's parent contract whose grants the pricing drew from.
+        for contract_id, version in [*([contract_version] if contract_version is not None else []), *parent_versions]:
             actions.append({
                 "ConditionCheck": {
                     "TableName": self._table,
