@@ -254,3 +254,22 @@ def test_a_parents_commit_lowered_while_a_child_finalizes_makes_the_child_price_
     # A's write fails on the parent contract's version; priced again, the commit pays 100: 300 - 100.
     assert raced and _usage_total(w, kid_a, OCT) == Decimal("200.00")
     assert _balance(w) == Decimal(0)
+
+
+def test_a_parents_recurring_credit_passes_child_access_down_to_the_credits_it_makes(w):
+    # 200 a month from Oct 1, shared with every child: A's October 300 takes October's 200 (draft
+    # 100), B's November 50 calls x 2 = 100 takes 100 of November's 200.
+    recurring = {"product_id": "p-setup", "access_amount": {"unit_price": 200, "quantity": 1},
+                 "commit_duration": {"value": 1, "unit": "PERIODS"}, "starting_at": "2026-10-01T00:00:00Z",
+                 "priority": 1, "hierarchy_configuration": ALL}
+    parent = _create(w, w.customer.id, recurring_credits=[recurring])
+    link = {"parent": {"contract_id": parent["id"], "customer_id": w.customer.id}}
+    a, b = (_create(w, kid.id, hierarchy_configuration=link) for kid in w.kids[:2])
+    _use(w, w.kids[0], OCT_5, 150)
+    _use(w, w.kids[1], NOV_5, 50)
+    assert _usage_total(w, w.kids[0], OCT) == Decimal("100.00")
+    assert _usage_total(w, w.kids[1], NOV) == Decimal(0)
+    doc = stored(w, parent)
+    shown = contract_json(doc, w.contracts.contract(doc), w.contracts.products())["current"]
+    assert shown["recurring_credits"][0]["hierarchy_configuration"] == ALL
+    assert {c["hierarchy_configuration"]["child_access"]["type"] for c in shown["credits"]} == {"ALL"}

@@ -14,6 +14,7 @@ from pydantic import Field
 from tally.api.balance_models import SpecifierIn
 from tally.api.models import MAX_NAME_LENGTH, ProrationRoundingIn, Request, parse_instant
 from tally.billing.errors import InvalidInput
+from tally.billing.hierarchy import child_access_document
 from tally.billing.pricing import USD_CENTS, Product
 from tally.billing.time import format_rfc3339
 from tally.services.recurring_grants import anchor_date, definitions
@@ -98,14 +99,12 @@ class RecurringGrantIn(Request):
     rollover_fraction: Decimal | None = None
     specifiers: list[SpecifierIn] | None = None
     temporary_id: str | None = None
-    # Refused when given: not implemented yet.
-    hierarchy_configuration: Any = None
-    subscription_config: Any = None
+    hierarchy_configuration: Any = None  # child access, passed down (billing/hierarchy.py)
+    subscription_config: Any = None  # refused when given: not implemented yet
 
     def _document(self, kind: str, path: str) -> dict:
-        for name in ("hierarchy_configuration", "subscription_config"):
-            if getattr(self, name) is not None:
-                raise InvalidInput(f"{path}.{name}", "is not supported yet")
+        if self.subscription_config is not None:
+            raise InvalidInput(f"{path}.subscription_config", "is not supported yet")
         access = self.access_amount.to_document(f"{path}.access_amount")
         return _drop_none(
             {
@@ -127,6 +126,8 @@ class RecurringGrantIn(Request):
                 "recurrence_frequency": self.recurrence_frequency,
                 "rollover_fraction": self.rollover_fraction,
                 "temporary_id": self.temporary_id,
+                # Passed down to the commits or credits it makes (billing/hierarchy.py).
+                "hierarchy_configuration": child_access_document(self.hierarchy_configuration, f"{path}.hierarchy_configuration"),
             }
         )
 
@@ -260,7 +261,7 @@ def recurring_grant_json(doc: dict, contract: dict, products: Mapping[str, Produ
         "proration": doc.get("proration") or "FIRST_AND_LAST",
     }
     for name in ("description", "ending_before", "name", "netsuite_sales_order_id", "recurrence_frequency",
-                 "rollover_fraction", "invoice_amount", "proration_rounding"):
+                 "rollover_fraction", "invoice_amount", "proration_rounding", "hierarchy_configuration"):
         if doc.get(name) is not None:
             body[name] = doc[name]
     return body

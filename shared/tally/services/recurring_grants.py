@@ -40,7 +40,7 @@ _NAMESPACE = uuid.UUID("5c7c2d0e-3f57-4f0e-9b7a-6a1f0c1d2e3f")
 # Passed down to every commit or credit made.
 _PASSED_DOWN = (
     "product_id", "name", "description", "priority", "applicable_product_ids", "applicable_product_tags",
-    "specifiers", "rate_type", "rollover_fraction", "netsuite_sales_order_id",
+    "specifiers", "rate_type", "rollover_fraction", "netsuite_sales_order_id", "hierarchy_configuration",
 )
 
 
