@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import time
 from datetime import datetime, timezone
 
 import boto3
@@ -75,13 +78,33 @@ def test_a_closed_week_reaches_stripe_once_configured_through_the_sdk(local_stac
     settle()
     close = wiring.cycle_close_service()
     (week,) = close.finalize(customer, contract, start, datetime.now(timezone.utc))["finalized"]
-    assert close.publish_finalized(week) is True  # invoice.finalized -> the delivery queue
-    local_stack.queue_pump.drain()
+    sqs = boto3.client("sqs", endpoint_url=local_stack.aws_endpoint)
+    outputs = local_stack.deployment.outputs
 
     def stripe_invoices():
         return stripe_sdk.invoices.list(params={"customer": stripe_customer, "limit": 100}).data
 
-    (delivered,) = stripe_invoices()
+    def delivered_once():  # the stack's queue pump thread may be the one delivering: wait for it
+        deadline = time.monotonic() + 10
+        while not stripe_invoices() and time.monotonic() < deadline:
+            local_stack.queue_pump.drain()
+            time.sleep(0.1)
+        (only,) = stripe_invoices()
+        return only
+
+    # Stripe fails the first delivery (its first request, and the stripe SDK's 2 retries of it): SQS
+    # keeps the message (hidden for 6 minutes), and after its last receive the redrive policy parks
+    # it in the DLQ, which this test does at once.
+    localstripe.fail_next(3, 500)
+    assert close.publish_finalized(week) is True  # invoice.finalized -> the delivery queue
+    local_stack.queue_pump.drain()
+    assert stripe_invoices() == []
+    body = json.dumps({"id": f"invoice.finalized:{week}", "type": "invoice.finalized", "properties": {"invoice_id": week}})
+    sqs.send_message(QueueUrl=outputs["InvoiceDeliveryDlqUrl"], MessageBody=body)
+    assert week in tally(local_stack, "list").split()
+    assert tally(local_stack, "redrive").strip() == "redelivered 1 invoice deliveries"
+
+    delivered = delivered_once()
     assert (delivered.status, delivered.total, delivered.collection_method) == ("open", 175, "send_invoice")
     assert delivered.metadata["tally_invoice_id"] == week
     (line,) = stripe_sdk.invoices.line_items.list(delivered.id).data
@@ -93,10 +116,16 @@ def test_a_closed_week_reaches_stripe_once_configured_through_the_sdk(local_stac
     assert listed.external_invoice == shown
 
     # The same message again (SQS delivers at least once), and a second close run: still one.
-    queue = local_stack.deployment.outputs["InvoiceDeliveryQueueUrl"]
-    body = json.dumps({"id": f"invoice.finalized:{week}", "type": "invoice.finalized", "properties": {"invoice_id": week}})
-    boto3.client("sqs", endpoint_url=local_stack.aws_endpoint).send_message(QueueUrl=queue, MessageBody=body)
+    sqs.send_message(QueueUrl=outputs["InvoiceDeliveryQueueUrl"], MessageBody=body)
     assert close.finalize(customer, contract, start, datetime.now(timezone.utc))["finalized"] == []
     assert close.publish_finalized(week) is False
     local_stack.queue_pump.drain()
     assert [i.id for i in stripe_invoices()] == [delivered.id]
+
+
+def tally(local_stack, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # no AWS set-up needed locally
+    run = subprocess.run([sys.executable, "-m", "infra.cli", "deliveries", *args, "--endpoint-url", local_stack.aws_endpoint],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stdout[-2000:] + run.stderr[-2000:]
+    return run.stdout
