@@ -262,6 +262,7 @@ def alert_service() -> AlertService:
         system_clock,
         evaluate_later=AsyncInvoker(function).invoke if function else None,
         thresholds=threshold_billing(),
+        family=invoice_service().family,
     )
 
 

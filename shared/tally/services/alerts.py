@@ -296,8 +296,11 @@ class AlertService:
         lease: timedelta = DEFAULT_LEASE,
         sleep: Callable[[float], None] = time.sleep,
         thresholds: Thresholds | None = None,
+        family: Callable[[str], list[str]] | None = None,
     ) -> None:
         self._thresholds = thresholds
+        # A customer's hierarchy (services/hierarchy.py): a child's usage draws its parent's balances.
+        self._family = family
         self._store = store
         self._customers = customers
         self._metrics = metrics
@@ -442,7 +445,32 @@ class AlertService:
                 outcome = exc
             for key in keys:
                 results[key] = outcome
+        self._evaluate_families(by_customer, everyone, results)
         return results
+
+    def _evaluate_families(self, by_customer: Mapping, everyone: list[Alert], results: dict) -> None:
+        """Usage of a hierarchy's member can draw balances its parent shares: the other members'
+        alerts other than usage ones (balances, thresholds such as auto-recharge) are evaluated
+        too, once per batch. A failure is reported on the keys that led there, so the stream retries."""
+        if self._family is None:
+            return
+        done = set(by_customer)
+        for customer, _, keys in list(by_customer.values()):
+            if any(isinstance(results.get(k), Exception) for k in keys):
+                continue
+            try:
+                for member_id in self._family(customer.id):
+                    member = None if member_id in done else self._customers.get(member_id)
+                    done.add(member_id)
+                    if member is None:
+                        continue
+                    alerts = [a for a in self.alerts_for(member, everyone) if a.type is not AlertType.USAGE_THRESHOLD_REACHED]
+                    outcome = self.evaluate(member, alerts) + self._evaluate_thresholds(member)
+                    for key in keys:
+                        results[key] = results[key] + outcome
+            except Exception as exc:  # noqa: BLE001 - reported per customer; the stream retries it
+                for key in keys:
+                    results[key] = exc
 
     def evaluate_after_write(self, customer_id: str) -> None:
         """Evaluate the customer's alerts after a write that moved a balance. The write is done: a
