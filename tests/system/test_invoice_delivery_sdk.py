@@ -29,7 +29,7 @@ pytestmark = pytest.mark.system
 SECRET_KEY = "sk_test_tally_system_9876"
 
 
-def test_a_closed_week_reaches_stripe_once_configured_through_the_sdk(local_stack, settle, localstripe):  # noqa: F811
+def test_a_closed_week_reaches_stripe_once_configured_through_the_sdk(local_stack, settle, api, localstripe):  # noqa: F811
     from tally import settings, wiring
 
     os.environ["STRIPE_API_BASE"] = localstripe.url  # as `tally local up --stripe` does
@@ -57,6 +57,8 @@ def test_a_closed_week_reaches_stripe_once_configured_through_the_sdk(local_stac
     ).data.delivery_method_id
     listed = [m for m in client.v1.settings.billing_providers.list().data if m.delivery_method_id == method]
     assert [m.delivery_method_configuration for m in listed] == [{"stripe_secret_key": "sk_test_****9876"}]
+    bare = api.post("/v1/listConfiguredBillingProviders")  # no body at all, as curl sends it
+    assert bare.status_code == 200 and SECRET_KEY not in bare.text
     stripe_sdk = stripe.StripeClient(SECRET_KEY, base_addresses={"api": localstripe.url}, max_network_retries=0)
     stripe_customer = stripe_sdk.customers.create(params={"name": tag}).id
     (configured,) = client.v1.customers.set_billing_configurations(data=[{

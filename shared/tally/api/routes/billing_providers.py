@@ -47,7 +47,8 @@ def set_up_billing_provider() -> dict:
 
 @router.post("/v1/listConfiguredBillingProviders")
 def list_configured_billing_providers() -> dict:
-    BillingProviderList.model_validate(read_body(router.current_event) or {})
+    # The SDK may send no body at all (its only field is optional).
+    BillingProviderList.model_validate(read_body(router.current_event) if (router.current_event.body or "").strip() else {})
     service = wiring.billing_provider_service()
     return {"data": [service.delivery_method_json(m) for m in service.delivery_methods()], "next_page": None}
 
