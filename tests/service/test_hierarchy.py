@@ -273,3 +273,17 @@ def test_a_parents_recurring_credit_passes_child_access_down_to_the_credits_it_m
     shown = contract_json(doc, w.contracts.contract(doc), w.contracts.products())["current"]
     assert shown["recurring_credits"][0]["hierarchy_configuration"] == ALL
     assert {c["hierarchy_configuration"]["child_access"]["type"] for c in shown["credits"]} == {"ALL"}
+
+
+def test_a_childs_voided_invoice_gives_the_parents_commit_back_and_its_regenerate_draws_again(w):
+    parent, (a, _, _) = _family(w)
+    kid_a = w.kids[0]
+    _use(w, kid_a, OCT_5, 150)  # 300
+    (final,) = w.service.finalize(kid_a.id, a["id"], OCT, NOV + GRACE)["finalized"]
+    assert _balance(w) == Decimal(700)
+    w.service.void(final)
+    assert _balance(w) == Decimal(1000)  # the voided invoice draws nothing
+    _use(w, kid_a, OCT_5, 50)  # a correction: 200 calls x 2 = 400, all paid by the commit
+    regenerated = w.service.regenerate(final)
+    assert w.store.get(regenerated).invoice.total == Decimal(0)
+    assert _balance(w) == Decimal(600)

@@ -233,32 +233,40 @@ class CycleCloseService:
             # retry prices the edited contract (edits check the invoice count, this the contract).
             version = self._invoices.contract_version(customer_id, contract_id)
             written, records = self._records(customer_id)
-            # A hierarchy shares balances (services/hierarchy.py): every member's finalized invoices
-            # are priced from, and must be unchanged at the write, so two members never spend the
-            # same money; the loser prices again on top of the winner's drawdowns.
-            others = []
-            parents = [(c["id"], c["_version"]) for c in self._invoices.parent_contracts(customer_id) if c["id"] != contract_id]
-            for member in self._invoices.family(customer_id):
-                member_written, member_records = self._records(member)
-                others.append((member, member_written))
-                records = records + member_records
+            family, records = self._family(customer_id, contract_id, records)
             close = self._invoices.close_period(
                 customer_id, contract_id, period_start, as_of, self._grace, records, self._clock(),
-                family_records=bool(others),
+                family_records=bool(family),
             )
             if not close.new:
                 return {"invoice_ids": close.final_ids, "finalized": []}
             try:
                 self._store.create(
                     customer_id, written, close.new,
-                    contract_version=None if version is None else (contract_id, version),
-                    **({"others_written": others, "parent_versions": parents} if others else {}),
+                    contract_version=None if version is None else (contract_id, version), **family,
                 )
             except FinalizationRaced:
                 self._sleep(self._timing.backoff * 2**attempt)
                 continue
             return {"invoice_ids": close.final_ids, "finalized": [record.id for record in close.new]}
         raise FinalizationRaced(f"invoices of customer {customer_id} kept changing while finalizing; retry")
+
+    def _family(self, customer_id: str, contract_id: str, records: list[StoredInvoice]) -> tuple[dict, list[StoredInvoice]]:
+        """A hierarchy shares balances (services/hierarchy.py): every member's finalized invoices
+        are priced from and must be unchanged at the write, and so must the parent contracts whose
+        grants it may draw, so two members never spend the same money (the loser prices again on
+        top of the winner's drawdowns). (The write's extra conditions, `records` with the members'.)
+        Nothing is read beyond the customer's contracts outside a hierarchy."""
+        members = self._invoices.family(customer_id)
+        if not members:
+            return {}, records
+        parents = [(c["id"], c["_version"]) for c in self._invoices.parent_contracts(customer_id) if c["id"] != contract_id]
+        others = []
+        for member in members:
+            member_written, member_records = self._records(member)
+            others.append((member, member_written))
+            records = records + member_records
+        return {"others_written": others, "parent_versions": parents}, records
 
     def _records(self, customer_id: str) -> tuple[int, list[StoredInvoice]]:
         """The customer's record count (read consistently) and its records. The listing is an
@@ -325,11 +333,12 @@ class CycleCloseService:
             # write below, so the regenerated invoice is never priced from a stale contract.
             version = self._invoices.contract_version(record.customer_id, record.contract_id)
             written, records = self._records(record.customer_id)
-            regenerated = self._invoices.regenerated(record, new_id, records, self._clock())
+            family, records = self._family(record.customer_id, record.contract_id, records)
+            regenerated = self._invoices.regenerated(record, new_id, records, self._clock(), family_records=bool(family))
             try:
                 self._store.create(
                     record.customer_id, written, [regenerated], regenerated_from=record.id,
-                    contract_version=None if version is None else (record.contract_id, version),
+                    contract_version=None if version is None else (record.contract_id, version), **family,
                 )
             except FinalizationRaced:
                 self._sleep(self._timing.backoff * 2**attempt)

@@ -827,7 +827,8 @@ class InvoiceService:
         return PeriodClose(final_ids, new)
 
     def regenerated(
-        self, voided: StoredInvoice, new_id: str, records: list[StoredInvoice], finalized_at: datetime
+        self, voided: StoredInvoice, new_id: str, records: list[StoredInvoice], finalized_at: datetime,
+        family_records: bool = False,
     ) -> StoredInvoice:
         """A voided invoice's slot recomputed from current data, as a FINALIZED record `new_id`."""
         now = self._clock()
@@ -835,7 +836,9 @@ class InvoiceService:
         target = next((d for d in due if d.key == (voided.contract_id, voided.period_start)), None)
         if target is None:
             raise InvalidInput("id", "the invoice's contract is archived or no longer bills that period")
-        computed = self._compute(customer, due, records, now, [target], regenerating=voided, regenerated_id=new_id)
+        computed = self._compute(
+            customer, due, records, now, [target], regenerating=voided, regenerated_id=new_id, family_records=family_records
+        )
         view = computed.views[target.key]
         draft = next((d for d in view.drafts if d.id == voided.slot), None)
         if draft is None:  # nothing is billed in that slot any more: an empty invoice
