@@ -32,9 +32,10 @@ def _unix(instant: datetime) -> int:
 class StripeGateway:
     """`api_base`: None for Stripe itself; localstripe's URL locally."""
 
-    def __init__(self, api_base: str | None = None, max_network_retries: int = 2) -> None:
+    def __init__(self, api_base: str | None = None, max_network_retries: int = 2, http_client=None) -> None:
         self._api_base = api_base
         self._retries = max_network_retries
+        self._http_client = http_client  # a stripe.HTTPClient; tests record the SDK's requests with one
         self._clients: dict[str, stripe.StripeClient] = {}
         self._lock = threading.Lock()
 
@@ -45,6 +46,8 @@ class StripeGateway:
                 options: dict[str, Any] = {"max_network_retries": self._retries}
                 if self._api_base:
                     options["base_addresses"] = {"api": self._api_base}
+                if self._http_client is not None:
+                    options["http_client"] = self._http_client
                 client = self._clients[secret_key] = stripe.StripeClient(secret_key, **options)
             return client
 
