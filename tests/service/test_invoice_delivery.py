@@ -232,8 +232,11 @@ def test_a_customer_without_a_stripe_configuration_is_not_delivered(d):
           "configuration": {"stripe_customer_id": "cus_1", "stripe_collection_method": "cash"}},
          "data[0].configuration.stripe_collection_method"),
         ({"billing_provider": "paypal", "delivery_method": "direct_to_billing_provider"}, "data[0].billing_provider"),
+        ({"billing_provider": "stripe", "delivery_method_id": "00000000-0000-4000-8000-000000000000",
+          "configuration": {"stripe_customer_id": "cus_1"}}, "data[0].delivery_method_id"),
     ],
-    ids=["stripe customer missing", "no such account method", "unknown collection method", "unknown provider"],
+    ids=["stripe customer missing", "no such account method", "unknown collection method", "unknown provider",
+         "unknown delivery method id"],
 )
 def test_bad_customer_configurations_are_refused_naming_the_field_and_write_nothing(d, entry, field):
     d.providers.set_up("stripe", "direct_to_billing_provider", {"stripe_secret_key": SECRET_KEY})
@@ -243,6 +246,23 @@ def test_bad_customer_configurations_are_refused_naming_the_field_and_write_noth
         d.providers.set_customer_configurations([entry | {"customer_id": d.w.customer.id}, good])
     assert refused.value.field == field
     assert d.providers.customer_configurations(d.w.customer.id, include_archived=True) == []
+
+
+def test_a_configuration_naming_its_delivery_method_by_id_is_archived_and_then_delivers_nothing(d):
+    method_id = d.providers.set_up("stripe", "direct_to_billing_provider", {"stripe_secret_key": SECRET_KEY})
+    (created,) = d.providers.set_customer_configurations([{
+        "customer_id": d.w.customer.id, "billing_provider": "stripe", "delivery_method_id": method_id,
+        "configuration": {"stripe_customer_id": d.stripe_customer},
+    }])
+    assert (created["delivery_method"], created["configuration"]["stripe_collection_method"]) == (
+        "direct_to_billing_provider", "charge_automatically")
+
+    assert d.providers.archive_customer_configurations(d.w.customer.id, [created["id"]]) == [created["id"]]
+
+    assert d.providers.customer_configurations(d.w.customer.id) == []
+    (archived,) = d.providers.customer_configurations(d.w.customer.id, include_archived=True)
+    assert archived["archived_at"] == "2026-11-24T12:00:00Z"
+    assert d.delivery.deliver(d.october).outcome == "not_configured" and _stripe_invoices(d) == []
 
 
 def test_a_bad_secret_key_is_refused_and_nothing_is_stored(d):

@@ -171,7 +171,10 @@ class BillingProviderService:
     def _method_of(self, entry: dict, provider: str, methods: dict[str, dict], field: str) -> dict:
         method_id = entry.get("delivery_method_id")
         if method_id is not None:
-            method = methods.get(method_id)
+            # A consistent read: the listing is an index, which may lag a method set up just before.
+            method = methods.get(method_id) or self._methods.get(method_id)
+            if method is not None and method["customer_id"] != ACCOUNT:
+                method = None
             if method is None:
                 raise InvalidInput(f"{field}.delivery_method_id", "is not a delivery method of this account (listConfiguredBillingProviders)")
             if method["billing_provider"] != provider:
