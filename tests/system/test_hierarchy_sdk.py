@@ -77,6 +77,15 @@ def test_children_draw_their_parents_commit(local_stack, settle):
         (entry,) = sdk.v2.contracts.get_edit_history(customer_id=parent_customer, contract_id=parent).data
         assert entry.update_commits[0].hierarchy_configuration.child_access.type == "CONTRACT_IDS"
 
+        # A credit added for b alone pays 200 of b's 400 (draft 200); the history lists it with its access.
+        sdk.v2.contracts.edit(customer_id=parent_customer, contract_id=parent, add_credits=[{
+            "product_id": prepay, "hierarchy_configuration": {"child_access": {"type": "CONTRACT_IDS", "contract_ids": [contracts[1]]}},
+            "access_schedule": {"schedule_items": [
+                {"amount": 200, "starting_at": rfc3339(start), "ending_before": rfc3339(start + 60 * DAY)}]}}])
+        assert usage_totals() == [[0], [200]]
+        added = sdk.v2.contracts.get_edit_history(customer_id=parent_customer, contract_id=parent).data[-1].add_credits
+        assert added[0].hierarchy_configuration.child_access.contract_ids == [contracts[1]]
+
         # A child cannot be a parent: one level only, refused naming the field.
         third = sdk.v1.customers.create(name=f"{tag} c", ingest_aliases=[f"{tag}-c"]).data.id
         with pytest.raises(metronome.BadRequestError) as refused:
