@@ -126,10 +126,10 @@ def test_a_commit_specific_override_prices_only_what_the_commit_pays(w):
          "overrides[0].override_specifiers[0].commit_ids"),
         ({"product_id": "p-calls", "target": "COMMIT_RATE"}, "overrides[0].target"),
         ({"is_commit_specific": True, "override_specifiers": [{"product_id": "p-calls", "recurring_commit_ids": ["r"]}]},
-         "overrides[0].override_specifiers[0].recurring_commit_ids"),
+         "overrides[0].override_specifiers[0].recurring_commit_ids[0]"),
     ],
     ids=["a commit the contract does not have", "commit ids on an override for everyone",
-         "a COMMIT_RATE target on an override for everyone", "recurring commit ids"],
+         "a COMMIT_RATE target on an override for everyone", "a recurring commit the contract does not have"],
 )
 def test_commit_specific_refusals_name_the_field_and_store_nothing(w, override, field):
     body = {"starting_at": "2026-10-01T00:00:00Z", "type": "MULTIPLIER", "multiplier": 0.5} | override

@@ -123,14 +123,13 @@ class OverrideIn(Request):
         specifiers = []
         for index, spec in enumerate(self.override_specifiers or ()):
             where = f"{path}.override_specifiers[{index}]"
-            for name in ("billing_frequency", "recurring_commit_ids"):
-                if getattr(spec, name) is not None:
-                    raise InvalidInput(f"{where}.{name}", "is not supported yet")
-            for name in ("commit_ids", "any_commit_or_credit_ids"):
+            for name in ("commit_ids", "recurring_commit_ids", "any_commit_or_credit_ids"):
                 if getattr(spec, name) is not None and not self.is_commit_specific:
                     raise InvalidInput(f"{where}.{name}", "can only be used for commit-specific overrides (is_commit_specific)")
-            if spec.commit_ids is not None and spec.any_commit_or_credit_ids is not None:
-                raise InvalidInput(f"{where}.any_commit_or_credit_ids", "must be used instead of commit_ids, not with it")
+            if spec.any_commit_or_credit_ids is not None and (spec.commit_ids is not None or spec.recurring_commit_ids is not None):
+                raise InvalidInput(
+                    f"{where}.any_commit_or_credit_ids", "must be used instead of commit_ids and recurring_commit_ids, not with them"
+                )
             specifiers.append(
                 _drop_none(
                     {
@@ -138,7 +137,9 @@ class OverrideIn(Request):
                         "product_tags": spec.product_tags or [],
                         "pricing_group_values": spec.pricing_group_values,
                         "presentation_group_values": spec.presentation_group_values,
+                        "billing_frequency": spec.billing_frequency,
                         "commit_ids": spec.commit_ids,
+                        "recurring_commit_ids": spec.recurring_commit_ids,
                         "any_commit_or_credit_ids": spec.any_commit_or_credit_ids,
                     }
                 )
@@ -898,17 +899,15 @@ def contract_json(
     fiat = contract.rate_card.fiat_credit_type
     names = view.credit_type_names
     made = made_grants(doc, view.now)  # the commits and credits its recurring ones have made by now
+    commits = [*(doc.get("commits") or ()), *made["commits"], *view.threshold_commits(doc["id"])]
+    # Archived parts stay listed, with archived_at (services/contract_edits.ARCHIVED).
+    commits += doc.get("archived_commits") or []
     terms: dict[str, Any] = {
         "starting_at": doc["starting_at"],
         "created_at": doc["created_at"],
         "created_by": doc.get("created_by") or CREATED_BY,
         "rate_card_id": doc["rate_card_id"],
-        # Archived parts stay listed, with archived_at (services/contract_edits.ARCHIVED).
-        "commits": [
-            view.grant_json(c, doc, products)
-            for c in [*(doc.get("commits") or ()), *made["commits"], *view.threshold_commits(doc["id"]),
-                      *(doc.get("archived_commits") or ())]
-        ],
+        "commits": [view.grant_json(c, doc, products) for c in commits],
         "credits": [
             view.grant_json(c, doc, products)
             for c in [*(doc.get("credits") or ()), *made["credits"], *(doc.get("archived_credits") or ())]

@@ -93,6 +93,7 @@ def grant_from_document(doc: dict, contract_id: str | None = None) -> Grant:
             )
             for i in doc.get("invoice_schedule") or ()
         ),
+        recurring_id=doc.get("recurring_commit_id") or doc.get("recurring_credit_id"),
     )
 
 
@@ -207,8 +208,13 @@ class GrantBook:
         manual: list[ManualEntry] = []
         archived: list[Grant] = []
         for member in (customer_id, *members):
-            own = self.of_customer(member)
-            contract_ids = frozenset(d["id"] for d in self._contracts.list(member, include_archived=True))
+            try:
+                own = self.of_customer(member)
+                contract_ids = frozenset(d["id"] for d in self._contracts.list(member, include_archived=True))
+            except NotFound:
+                if member == customer_id:
+                    raise
+                continue  # a member no longer there shares nothing
             grants += [g if g.contract_id is not None else replace(g, customer_contract_ids=contract_ids) for g in own.grants]
             documents |= own.documents
             manual += own.manual_entries

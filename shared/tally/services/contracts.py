@@ -134,7 +134,10 @@ def _override(doc: dict, index: int) -> Override:
                 product_tags=tuple(spec.get("product_tags") or ()),
                 pricing_group_values=spec.get("pricing_group_values"),
                 presentation_group_values=spec.get("presentation_group_values"),
-                commit_ids=tuple([*(spec.get("commit_ids") or ()), *(spec.get("any_commit_or_credit_ids") or ())]),
+                commit_ids=tuple(
+                    g for name in ("commit_ids", "recurring_commit_ids", "any_commit_or_credit_ids") for g in spec.get(name) or ()
+                ),
+                billing_frequency=None if spec.get("billing_frequency") is None else Frequency(spec["billing_frequency"]),
             )
             for spec in doc.get("override_specifiers") or ()
         ),
@@ -426,6 +429,7 @@ class ContractService:
         for kind in ("recurring_commits", "recurring_credits", "professional_services"):
             if request.get(kind):
                 document[kind] = [p | {"id": _new_id()} for p in request[kind]]
+        _recurring_temporary_ids_resolved(document)
         if request.get("discounts"):
             document["discounts"] = [
                 d | {"id": _new_id(), "schedule_items": [i | {"id": _new_id()} for i in d["schedule_items"]]}
@@ -607,10 +611,41 @@ def _recurring_field(error: InvalidInput, document: dict) -> InvalidInput:
     )
 
 
+def _recurring_temporary_ids_resolved(document: dict) -> None:
+    """Commit-specific overrides may name a recurring commit or credit of the same request by its
+    `temporary_id`; they are stored naming its id."""
+    ids = {
+        r["temporary_id"]: r["id"]
+        for kind in ("recurring_commits", "recurring_credits") for r in document.get(kind) or () if r.get("temporary_id")
+    }
+    if not ids:
+        return
+    for override in document.get("overrides") or ():
+        for spec in override.get("override_specifiers") or ():
+            for name in ("recurring_commit_ids", "any_commit_or_credit_ids"):
+                if spec.get(name) is not None:
+                    spec[name] = [ids.get(grant_id, grant_id) for grant_id in spec[name]]
+
+
 def _check_commit_specific(document: dict, products: dict[str, Product]) -> None:
     """Commit-specific overrides name commits and credits of the contract (by id, or by the
-    temporary_id of one created with it), and price usage: the draws of commits on usage lines."""
+    temporary_id of one created with it), or recurring commits (`recurring_commit_ids`: the commits
+    they make) and, in `any_commit_or_credit_ids`, any of these or recurring credits; and price
+    usage: the draws of commits on usage lines."""
     grant_ids = {g["id"] for kind in ("commits", "credits") for g in document.get(kind) or ()}
+    recurring_commit_ids = {r["id"] for r in document.get("recurring_commits") or ()}
+    recurring_credit_ids = {r["id"] for r in document.get("recurring_credits") or ()}
+    named = {
+        "commit_ids": (grant_ids, "is not a commit or credit of this contract (nor the temporary_id of one created with it)"),
+        "recurring_commit_ids": (
+            recurring_commit_ids, "is not a recurring commit of this contract (nor the temporary_id of one created with it)"
+        ),
+        "any_commit_or_credit_ids": (
+            grant_ids | recurring_commit_ids | recurring_credit_ids,
+            "is not a commit, credit, recurring commit or recurring credit of this contract (nor the temporary_id of one "
+            "created with it)",
+        ),
+    }
     for index, override in enumerate(document.get("overrides") or ()):
         if not override.get("is_commit_specific"):
             continue
@@ -620,13 +655,10 @@ def _check_commit_specific(document: dict, products: dict[str, Product]) -> None
                 f"overrides[{index}].product_id", "commit-specific overrides price usage products (what commits pay for)"
             )
         for position, spec in enumerate(override.get("override_specifiers") or ()):
-            for name in ("commit_ids", "any_commit_or_credit_ids"):
+            for name, (known, rule) in named.items():
                 for k, grant_id in enumerate(spec.get(name) or ()):
-                    if grant_id not in grant_ids:
-                        raise InvalidInput(
-                            f"overrides[{index}].override_specifiers[{position}].{name}[{k}]",
-                            "is not a commit or credit of this contract (nor the temporary_id of one created with it)",
-                        )
+                    if grant_id not in known:
+                        raise InvalidInput(f"overrides[{index}].override_specifiers[{position}].{name}[{k}]", rule)
 
 
 def _window(contract: Contract) -> ContractWindow:

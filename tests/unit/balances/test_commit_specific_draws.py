@@ -27,6 +27,12 @@ CASES = [
      [("c1", PREPAID, "1000", COMMIT_RATE)], [("c1", LIST, "500")], [("c1/s", D(1000), D(600))]),
     ("a COMMIT_RATE price does",
      [("c1", PREPAID, "1000", COMMIT_RATE)], [("c1", "COMMIT_RATE", "300")], [("c1/s", D(1000), D(300))]),
+    ("a price for a recurring commit applies to a commit it made",
+     [("c9", PREPAID, "1000", None, "rc")], [(None, LIST, "800"), ("rc", LIST, "400")], [("c9/s", D(1000), D(400))]),
+    ("the commit's own price wins over its maker's",
+     [("c9", PREPAID, "1000", None, "rc")], [("rc", LIST, "400"), ("c9", LIST, "300")], [("c9/s", D(1000), D(300))]),
+    ("another recurring commit's price does not apply",
+     [("c9", PREPAID, "1000", None, "rc2")], [("rc", LIST, "400")], [("c9/s", D(1000), D(1000))]),
     ("a price of zero covers the line without spending, even from an empty balance",
      [("c1", PREPAID, "0", None)], [("c1", LIST, "0")], [("c1/s", D(1000), D(0))]),
 ]
@@ -35,8 +41,9 @@ CASES = [
 @pytest.mark.parametrize("grants,commit_prices,expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_a_grant_spends_its_commit_specific_price(grants, commit_prices, expected):
     built = [
-        grant(id, kind, balance, **({"rate_type": rate_type} if rate_type else {}))
-        for id, kind, balance, rate_type in grants
+        grant(id, kind, balance, **({"rate_type": rate_type} if rate_type else {}), recurring_id=maker)
+        for id, kind, balance, rate_type, *made_by in grants
+        for maker in [made_by[0] if made_by else None]
     ]
     line = charge("x", "1000", commit="600", commit_prices=tuple((g, t, D(a)) for g, t, a in commit_prices))
     burn = run(built, [line])

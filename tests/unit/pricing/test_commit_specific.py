@@ -18,6 +18,7 @@ from tally.billing.pricing import (
 )
 from tally.billing.pricing.lines import CommitPrice
 from tally.billing.pricing.overrides import OverrideTarget
+from tally.billing.pricing.periods import Frequency
 from tests.unit.pricing.builders import D, FakeUsage, at, catalog, contract, flat, invoice, product
 
 API = product("api", name="API calls", pricing_group_key=("region",))
@@ -64,6 +65,10 @@ CASES = [
      [Override("w", at(1, 1), type=OverrideType.OVERWRITE, product_id="api", commit_specific=True,
                overwrite_rate=OverwriteRate(RateType.FLAT, price=D(3)))], {},
      [(D("1000.00"), (CommitPrice(None, LIST, D("300.00")),))]),
+    ("one naming a recurring commit prices the draws of the commits it makes (a payer like a commit)",
+     [specific("a", "0.5", commits=["rc1"])], {}, [(D("1000.00"), (CommitPrice("rc1", LIST, D("500.00")),))]),
+    ("one limited to a billing frequency leaves usage rates (which have none) alone",
+     [specific("a", "0.5", billing_frequency=Frequency.MONTHLY)], {}, [(D("1000.00"), ())]),
     ("one that has ended leaves later usage alone",
      [specific("a", "0.5", end=at(1, 10))], {}, [(D("1000.00"), ())]),
 ]

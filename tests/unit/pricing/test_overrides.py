@@ -9,6 +9,7 @@ from tally.billing.pricing import (
     Override,
     OverrideSpecifier,
     OverrideTier,
+    ProductType,
     OverrideType,
     OverwriteRate,
     PriceBook,
@@ -16,6 +17,7 @@ from tally.billing.pricing import (
     RateType,
     Tier,
 )
+from tally.billing.pricing.periods import Frequency
 from tests.unit.pricing.builders import D, at, flat, product, tiered
 
 API = product("api", tags=("billable", "ai"), pricing_group_key=("region",))
@@ -218,3 +220,20 @@ def test_a_product_prices_all_values_alike_until_a_rate_or_specifier_names_one()
     assert not PriceBook(RateTimeline((flat("api", 10), flat("api", 20, pricing_group_values={"region": "us"}))),
                          ()).prices_all_values_alike("api")
     assert not SPLIT_BOOK.prices_all_values_alike("api")
+
+
+def test_a_specifier_with_a_billing_frequency_overrides_only_the_rate_billed_so():
+    """Seats priced 1000 a month and 2700 a quarter; a 0.5 multiplier limited to QUARTERLY rates
+    makes the quarterly price 1350 and leaves the monthly one at 1000."""
+    seats = product("seats", ProductType.SUBSCRIPTION)
+    rates = (flat("seats", 1000, billing_frequency=Frequency.MONTHLY), flat("seats", 2700, billing_frequency=Frequency.QUARTERLY))
+    half = Override("q", at(1, 1), type=OverrideType.MULTIPLIER, multiplier=D("0.5"),
+                    override_specifiers=(OverrideSpecifier(product_id="seats", billing_frequency=Frequency.QUARTERLY),))
+    book = PriceBook(RateTimeline(rates), (half,))
+    version = seats.at(JAN_10)
+
+    monthly = book.pricing("seats", version, JAN_10, billing_frequency=Frequency.MONTHLY)
+    quarterly = book.pricing("seats", version, JAN_10, billing_frequency=Frequency.QUARTERLY)
+
+    assert ([b.price for b in monthly.bands], monthly.override_ids) == ([D(1000)], ())
+    assert ([b.price for b in quarterly.bands], quarterly.override_ids) == ([D(1350)], ("q",))

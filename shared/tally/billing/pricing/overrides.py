@@ -13,7 +13,8 @@ Precedence, following Metronome's contract semantics:
   `starting_at`, then the order given. Never dict or set order.
 
 Commit-specific overrides (`commit_specific`) change the price only of usage a commit or credit
-pays for: the named ones (a specifier's `commit_ids`) or, naming none, any. The list price ignores
+pays for: the named ones (a specifier's `commit_ids`, which may name a recurring commit or credit:
+then the ones it makes, `Grant.recurring_id`) or, naming none, any. The list price ignores
 them. `PriceBook.commit_pricings` gives, for usage, the price each kind of payer spends at: a
 LIST_RATE grant the list price with the LIST_RATE-target commit-specific overrides that admit it, a
 COMMIT_RATE grant the rate's commit price (the list price without one) with the COMMIT_RATE-target
@@ -73,14 +74,17 @@ class OverwriteRate:
 
 @dataclass(frozen=True, slots=True)
 class OverrideSpecifier:
-    """Matches when every field it sets matches (product tags: all of them)."""
+    """Matches when every field it sets matches (product tags: all of them; a billing frequency:
+    rates of that frequency, i.e. subscription rates billed so)."""
 
     product_id: str | None = None
     product_tags: tuple[str, ...] = ()
     pricing_group_values: Mapping[str, str] | None = None
     presentation_group_values: Mapping[str, str] | None = None
-    # Commit-specific overrides only: the commits and credits whose draws it prices (none: any).
+    # Commit-specific overrides only: the commits and credits whose draws it prices (none: any), by
+    # their id or the id of the recurring commit or credit that made them.
     commit_ids: tuple[str, ...] = ()
+    billing_frequency: Frequency | None = None
 
     def admits(self, grant_id: str | None) -> bool:
         """Whether usage paid by `grant_id` is priced by this specifier (None: a grant no
@@ -93,8 +97,11 @@ class OverrideSpecifier:
         tags: Sequence[str],
         pricing_values: Mapping[str, str | None],
         presentation_values: Mapping[str, str | None],
+        billing_frequency: Frequency | None = None,
     ) -> bool:
         if self.product_id is not None and self.product_id != product_id:
+            return False
+        if self.billing_frequency is not None and self.billing_frequency is not billing_frequency:
             return False
         if any(tag not in tags for tag in self.product_tags):
             return False
@@ -130,12 +137,13 @@ class Override:
         pricing_values: Mapping[str, str | None],
         presentation_values: Mapping[str, str | None],
         grant_id: str | None = None,
+        billing_frequency: Frequency | None = None,
     ) -> bool:
         """Whether the override prices this usage (`grant_id`: the grant paying for it, which a
-        commit-specific override's specifiers must admit)."""
+        commit-specific override's specifiers must admit; `billing_frequency`: the rate's)."""
         if self.override_specifiers:
             return any(
-                s.matches(product_id, tags, pricing_values, presentation_values)
+                s.matches(product_id, tags, pricing_values, presentation_values, billing_frequency)
                 and (not self.commit_specific or s.admits(grant_id))
                 for s in self.override_specifiers
             )
@@ -420,7 +428,8 @@ class PriceBook:
         matching = [
             (index, override)
             for index, override in self._overrides_at(at)
-            if not override.commit_specific and override.targets(product_id, version.tags, pricing_values, presentation_values)
+            if not override.commit_specific
+            and override.targets(product_id, version.tags, pricing_values, presentation_values, None, rate.billing_frequency)
         ]
         return self._resolved_for(rate, matching)
 
@@ -456,12 +465,14 @@ class PriceBook:
         if rate is None:
             return ()
         regular, specific = [], []
+        frequency = rate.billing_frequency
         for index, override in self._overrides_at(at):
             if not override.commit_specific:
-                if override.targets(product_id, version.tags, pricing_values, presentation_values):
+                if override.targets(product_id, version.tags, pricing_values, presentation_values, None, frequency):
                     regular.append((index, override))
             elif any(  # its product filters match, whichever grant pays
-                s.matches(product_id, version.tags, pricing_values, presentation_values) for s in override.override_specifiers
+                s.matches(product_id, version.tags, pricing_values, presentation_values, frequency)
+                for s in override.override_specifiers
             ) or (not override.override_specifiers and override.targets(product_id, version.tags, pricing_values, presentation_values)):
                 specific.append((index, override))
         if not specific:
@@ -473,7 +484,8 @@ class PriceBook:
             for payer in payers:
                 chosen = [
                     (i, o) for i, o in specific
-                    if o.target is target and o.targets(product_id, version.tags, pricing_values, presentation_values, payer)
+                    if o.target is target
+                    and o.targets(product_id, version.tags, pricing_values, presentation_values, payer, frequency)
                 ]
                 indexes = tuple(i for i, _ in chosen)
                 if payer is None:
