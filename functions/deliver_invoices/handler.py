@@ -1,5 +1,6 @@
 """invoice.finalized (SQS, subscribed to the invoices topic with raw delivery) -> the customer's
-billing provider, exactly once (tally.services.invoice_delivery).
+billing provider, exactly once (tally.services.invoice_delivery); invoice.voided -> its provider
+invoice voided.
 
 A message that fails is reported in `batchItemFailures`, so SQS hands it over again after its
 visibility timeout; after MAX_RECEIVES it is parked in the DLQ by the queue's redrive policy. On
@@ -16,6 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tally import wiring
 from tally.billing.invoice_delivery import ProviderUnavailable
 from tally.runtime import freeze_when_warm
+from tally.services.invoice_delivery import INVOICE_VOIDED
 from tally.settings import get_settings
 
 logger = Logger(service="tally-deliver-invoices")
@@ -25,12 +27,15 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 def deliver_record(record: SQSRecord) -> str:
     message = json.loads(record.body)
-    if message.get("type") != "invoice.finalized":
+    if message.get("type") not in ("invoice.finalized", INVOICE_VOIDED):
         return "ignored"
     invoice_id = str(message["properties"]["invoice_id"])
     service = wiring.invoice_delivery_service()
     try:
-        delivery = service.deliver(invoice_id)
+        if message["type"] == INVOICE_VOIDED:
+            delivery = service.void_at_provider(invoice_id)
+        else:
+            delivery = service.deliver(invoice_id)
     except ProviderUnavailable as exc:
         receives = int(record.attributes.approximate_receive_count or 1)
         if receives >= get_settings().delivery_max_receives:

@@ -1,6 +1,6 @@
 """Invoice delivery: finalized invoices to the customer's billing provider (Stripe), exactly once.
 
-invoices topic --(invoice.finalized only, raw)--> queue --> delivery function --> Stripe
+invoices topic --(invoice.finalized and invoice.voided only, raw)--> queue --> delivery function --> Stripe
 A message that keeps failing is parked in the DLQ after MAX_RECEIVES deliveries (the alarm fires);
 the function publishes invoice.billing_provider_error on the invoices topic before that.
 
@@ -92,7 +92,9 @@ class InvoiceDelivery(TallyFunction):
             subscriptions.SqsSubscription(
                 self.queue,
                 raw_message_delivery=True,
-                filter_policy={"type": sns.SubscriptionFilter.string_filter(allowlist=["invoice.finalized"])},
+                filter_policy={
+                    "type": sns.SubscriptionFilter.string_filter(allowlist=["invoice.finalized", "invoice.voided"])
+                },
             )
         )
         self.function.add_event_source(

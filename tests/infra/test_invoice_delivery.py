@@ -15,14 +15,14 @@ def _secret_statements(synth, role: str) -> list[dict]:
     return [s for s in synth.statements_of(role) if any(a.startswith("secretsmanager:") for a in s["Action"])]
 
 
-def test_the_queue_gets_finalized_invoices_raw_from_the_invoices_topic(synth):
+def test_the_queue_gets_finalized_and_voided_invoices_raw_from_the_invoices_topic(synth):
     queue_id, _ = synth.one("AWS::SQS::Queue", "InvoiceDeliveryQueue")
     topic_id, _ = synth.one("AWS::SNS::Topic", "TopicsInvoices")
     (subscription,) = [s["Properties"] for s in synth.of_type("AWS::SNS::Subscription").values()
                        if s["Properties"]["Endpoint"] == {"Fn::GetAtt": [queue_id, "Arn"]}]
     assert subscription["TopicArn"] == {"Ref": topic_id}
     assert subscription["RawMessageDelivery"] is True
-    assert subscription["FilterPolicy"] == {"type": ["invoice.finalized"]}
+    assert subscription["FilterPolicy"] == {"type": ["invoice.finalized", "invoice.voided"]}
 
 
 def test_a_delivery_failing_five_times_is_parked_in_an_alarmed_dlq(synth):

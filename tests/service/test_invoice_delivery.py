@@ -26,7 +26,7 @@ from tally.adapters.stripe_gateway import StripeGateway
 from tally.billing.errors import InvalidInput
 from tally.billing.invoice_delivery import DeliveryRefused, ProviderUnavailable
 from tally.services.billing_providers import BillingProviderService
-from tally.services.invoice_delivery import ALREADY_DELIVERED, DELIVERED, InvoiceDeliveryService
+from tally.services.invoice_delivery import ALREADY_DELIVERED, DELIVERED, InvoiceDeliveryService, announce_void
 from tests.localstripe import localstripe  # noqa: F401 - the fixture
 from tests.service.test_cycle_close import GRACE, NOV, OCT, TOPIC, UTC, FakePublisher, _contract, w  # noqa: F401
 
@@ -214,6 +214,23 @@ def test_void_and_regenerate_leave_one_void_and_one_open_stripe_invoice(d):
     assert statuses == [(False, "open", 2468, regenerated), (True, "void", 2468, d.october)]
     assert second != first
     assert (d.state.get(d.october)["external_status"], d.state.get(regenerated)["external_status"]) == ("VOID", "FINALIZED")
+
+
+def test_a_voided_invoice_is_voided_at_stripe_once_its_message_comes(d):
+    _configure(d)
+    delivered = d.delivery.deliver(d.october).external_invoice_id
+    assert d.delivery.void_at_provider(d.october).outcome == "not_voided"  # still FINALIZED: nothing to do
+    d.w.service.void(d.october)
+    announce_void(d.publisher, TOPIC, d.october, d.w.customer.id)
+
+    ((topic, message, attributes),) = d.publisher.messages
+    assert (message["id"], attributes["type"]) == (f"invoice.voided:{d.october}", "invoice.voided")
+    first = d.delivery.void_at_provider(d.october)
+    again = d.delivery.void_at_provider(d.october)
+
+    assert (first.outcome, first.external_invoice_id, again.external_invoice_id) == ("voided", delivered, delivered)
+    assert [(i.id, i.status) for i in _stripe_invoices(d)] == [(delivered, "void")]
+    assert d.state.get(d.october)["external_status"] == "VOID"
 
 
 def test_a_customer_without_a_stripe_configuration_is_not_delivered(d):

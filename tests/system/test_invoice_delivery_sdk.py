@@ -124,6 +124,20 @@ def test_a_closed_week_reaches_stripe_once_configured_through_the_sdk(local_stac
     local_stack.queue_pump.drain()
     assert [i.id for i in stripe_invoices()] == [delivered.id]
 
+    # Void and regenerate through the SDK: one void and one open Stripe invoice.
+    client.v1.invoices.void(id=week)
+    regenerated = client.v1.invoices.regenerate(id=week).data.id
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(stripe_invoices()) < 2:
+        local_stack.queue_pump.drain()
+        time.sleep(0.1)
+    local_stack.queue_pump.drain()
+    assert sorted((i.metadata["tally_invoice_id"], i.status, i.total) for i in stripe_invoices()) == sorted(
+        [(week, "void", 175), (regenerated, "open", 175)])
+    voided = client.v1.customers.invoices.retrieve(customer_id=customer, invoice_id=week).data
+    assert (voided.status, voided.external_invoice.external_status, voided.external_invoice.invoice_id) == (
+        "VOID", "VOID", delivered.id)
+
 
 def tally(local_stack, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # no AWS set-up needed locally

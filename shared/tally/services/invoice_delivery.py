@@ -13,8 +13,10 @@ Exactly once, step by step (DESIGN.md, "Delivery to the outside world"):
 4. Add each line Stripe does not show yet, under `tally-invoice-<id>-line-<index>`.
 5. Finalize it under `tally-invoice-<id>-finalize`, then record the external id and status on
    Tally's invoice record. A crash between 5 and the record is step 2 on the retry.
-A regenerated invoice first voids the Stripe invoice of the invoice it replaces (under
-`tally-invoice-<voided id>-void`), so void plus regenerate leaves one void and one open invoice.
+Voiding a Tally invoice publishes invoice.voided, and the delivery function voids its Stripe
+invoice (under `tally-invoice-<voided id>-void`); a regenerated invoice also voids the Stripe invoice
+of the one it replaces before it is delivered, so void plus regenerate leaves one void and one open
+invoice even if that message was lost.
 
 Failures. ProviderUnavailable propagates: the message is retried. On the last attempt, or on a
 permanent refusal (DeliveryRefused), the state is recorded with the provider's error and
@@ -48,6 +50,8 @@ from tally.services.invoice_records import FINALIZED, InvoiceStore
 logger = logging.getLogger(__name__)
 
 DELIVERED, ALREADY_DELIVERED, NOT_CONFIGURED, NOT_FINALIZED = "delivered", "already_delivered", "not_configured", "not_finalized"
+VOIDED, NOT_VOIDED = "voided", "not_voided"
+INVOICE_VOIDED = "invoice.voided"  # Tally's message: a finalized invoice was voided (POST /v1/invoices/void)
 # Stripe invoice status -> Metronome's external_status
 _EXTERNAL_STATUS = {"draft": "DRAFT", "open": "FINALIZED", "paid": "PAID", "uncollectible": "UNCOLLECTIBLE", "void": "VOID"}
 
@@ -140,18 +144,32 @@ class InvoiceDeliveryService:
         logger.info("invoice %s delivered to Stripe as %s (%s)", record.id, found.id, status)
         return Delivery(DELIVERED, found.id)
 
-    def _void_replaced(self, key: str, customer: str, voided_id: str) -> None:
-        """A regenerated invoice replaces a voided one: its Stripe invoice is voided first (found by
-        its metadata, so even one whose delivery was never recorded), once."""
+    def void_at_provider(self, invoice_id: str) -> Delivery:
+        """invoice.voided: void the invoice's Stripe invoice, if it has one (idempotent)."""
+        record = self._invoices.get(invoice_id)
+        if record is None:
+            raise InvoiceNotDeliverable(f"invoice {invoice_id} is not finalized")
+        if record.status == FINALIZED:
+            return Delivery(NOT_VOIDED)
+        target = self._providers.stripe_target(record.customer_id)
+        if target is None:
+            return Delivery(NOT_CONFIGURED)
+        voided = self._void_replaced(self._vault.get(target.secret_name), target.stripe_customer_id, invoice_id)
+        return Delivery(VOIDED, None if voided is None else voided.id)
+
+    def _void_replaced(self, key: str, customer: str, voided_id: str):
+        """The Stripe invoice of a voided Tally invoice, voided (found by its metadata, so even one
+        whose delivery was never recorded), once; None if Stripe has none."""
         old = self._stripe.find_invoice(key, customer, voided_id)
         if old is None:
-            return
+            return None
         if old.status in ("draft", "open"):
             old = self._stripe.void(key, old.id, void_key(voided_id))
         self._state.record(voided_id, {
             "billing_provider_type": STRIPE, "invoice_id": old.id, "external_status": _EXTERNAL_STATUS.get(old.status, "VOID"),
             "invoiced_total": old.total, "billing_provider_error": None, "delivered_at": format_rfc3339(self._clock()),
         })
+        return old
 
     def report_failure(self, invoice_id: str, reason: str) -> bool:
         """Record the provider's error and publish invoice.billing_provider_error once; True if
@@ -176,3 +194,11 @@ class InvoiceDeliveryService:
             self._state.release_error_publication(invoice_id)
             raise
         return True
+
+
+def announce_void(publisher: Publisher, topic_arn: str, invoice_id: str, customer_id: str) -> None:
+    """Tell the delivery function that a finalized invoice was voided (its Stripe invoice is voided
+    in turn). The id is stable: a repeated void is one message to consumers that deduplicate."""
+    publisher.publish(topic_arn, envelope(f"{INVOICE_VOIDED}:{invoice_id}", INVOICE_VOIDED,
+                                          {"invoice_id": invoice_id, "customer_id": customer_id}),
+                      {"type": INVOICE_VOIDED, "customer_id": customer_id})

@@ -6,6 +6,8 @@ masked."""
 
 from __future__ import annotations
 
+import logging
+
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from tally import wiring
@@ -18,10 +20,24 @@ from tally.api.billing_provider_models import (
     CustomerBillingConfigurationsSet,
 )
 from tally.api.models import read_body
+from tally.services.invoice_delivery import announce_void
+from tally.settings import get_settings
 
 router = Router()
+logger = logging.getLogger(__name__)
 # Metronome's ExternalInvoice fields Tally records (services/invoice_delivery.py).
 _EXTERNAL_FIELDS = ("billing_provider_type", "billing_provider_error", "external_status", "invoice_id", "invoiced_total")
+
+
+def announce_invoice_void(invoice_id: str) -> None:
+    """After POST /v1/invoices/void: invoice.voided, so the delivery function voids the provider's
+    invoice too. The void stands if this fails (logged); a regenerate voids it at the provider anyway."""
+    try:
+        record = wiring.invoice_store().get(invoice_id)
+        if record is not None:
+            announce_void(wiring.publisher(), get_settings().require("invoices_topic_arn"), invoice_id, record.customer_id)
+    except Exception:  # noqa: BLE001 - the void is done; only its announcement failed
+        logger.warning("invoice %s is voided but invoice.voided was not published", invoice_id, exc_info=True)
 
 
 def with_external_invoices(invoices: list[dict]) -> list[dict]:

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from tally import wiring
 from tally.api.models import MAX_ID_LENGTH, Request, read_body
+from tally.api.routes.billing_providers import announce_invoice_void
 
 router = Router()
 
@@ -19,7 +20,9 @@ class InvoiceRef(Request):
 @router.post("/v1/invoices/void")
 def void_invoice() -> dict:
     body = InvoiceRef.model_validate(read_body(router.current_event))
-    return {"data": {"id": wiring.cycle_close_service().void(body.id)}}
+    invoice_id = wiring.cycle_close_service().void(body.id)
+    announce_invoice_void(invoice_id)
+    return {"data": {"id": invoice_id}}
 
 
 @router.post("/v1/invoices/regenerate")
