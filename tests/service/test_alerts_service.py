@@ -10,7 +10,7 @@ import threading
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from tally.adapters.dynamo.alerts import DynamoAlertStore
 from tally.adapters.memory import MemoryCustomerStore, MemoryMetricStore
-from tally.billing.alerts import CustomerStatus, Reading
+from tally.billing.alerts import AlertState, CustomerStatus, Reading
 from tally.billing.customers import Customer
 from tally.billing.errors import Conflict, InvalidInput
 from tally.billing.metrics import Aggregation, BillableMetric
@@ -155,8 +155,8 @@ class World:
     metrics: MemoryMetricStore
 
 
-def make_world(dynamo, clock=utc_now, lease=timedelta(milliseconds=50)) -> World:
-    store = FaultyStore(DynamoAlertStore(dynamo["billing"], dynamo["client"]))
+def make_world(dynamo, clock=utc_now, lease=timedelta(milliseconds=50), alerts=None) -> World:
+    store = FaultyStore(alerts or DynamoAlertStore(dynamo["billing"], dynamo["client"]))
     customers, metrics = MemoryCustomerStore(), MemoryMetricStore()
     metrics.put(BillableMetric("m-calls", "calls", Aggregation.COUNT, None, None, (), ()))
     metrics.put(BillableMetric("m-tokens", "tokens", Aggregation.SUM, "tokens", None, (), (("region",),)))
@@ -422,3 +422,98 @@ def test_each_crossing_is_published_exactly_once_under_concurrency_crashes_and_r
             assert 1 <= published[crossing] <= allowed
             _, state = world.service.customer_alert(alert.id, customer.id)
             assert state.status is CustomerStatus.IN_ALARM and state.pending is None and state.crossings == 1
+
+
+
+class MemoryAlertStore:
+    """DynamoAlertStore's contract in memory, each write a compare-and-set on the state's version
+    under one lock (what the conditional writes give on DynamoDB; the store on moto is raced in the
+    tests above). It is for scale: 1,000 customers on moto take some 50 s."""
+
+    def __init__(self) -> None:
+        self._alerts: dict[str, object] = {}
+        self._states: dict[tuple[str, str], AlertState] = {}
+        self._lock = threading.Lock()
+
+    def create(self, alert) -> None:
+        self._alerts[alert.id] = alert
+
+    def get(self, alert_id):
+        return self._alerts.get(alert_id)
+
+    def in_scope(self, customer_id):
+        return [a for a in self._alerts.values() if a.customer_id == customer_id]
+
+    def state(self, alert_id, customer_id):
+        return self._states.get((alert_id, customer_id)) or AlertState(alert_id, customer_id)
+
+    def states(self, alert_ids, customer_id):
+        return {a: self.state(a, customer_id) for a in alert_ids}
+
+    def _swap(self, seen: AlertState, new: AlertState, unless_pending: bool = True) -> AlertState | None:
+        with self._lock:
+            now = self.state(seen.alert_id, seen.customer_id)
+            if now.version != seen.version or (unless_pending and now.pending is not None):
+                return None
+            self._states[(seen.alert_id, seen.customer_id)] = new
+            return new
+
+    def fire(self, state, window, value, at, message, lease_until):
+        return self._swap(state, replace(
+            state, status=CustomerStatus.IN_ALARM, version=state.version + 1, crossings=state.crossings + 1,
+            window=window, value=value, triggered_at=at, updated_at=at, pending=message, lease_until=lease_until,
+        ))
+
+    def rearm(self, state, at):
+        return self._swap(state, replace(state, status=CustomerStatus.OK, version=state.version + 1, updated_at=at))
+
+    def take_lease(self, state, lease_until):
+        with self._lock:
+            now = self.state(state.alert_id, state.customer_id)
+            if now.crossings != state.crossings or now.lease_until != state.lease_until or now.pending is None:
+                return None
+            self._states[(state.alert_id, state.customer_id)] = taken = replace(now, lease_until=lease_until)
+            return taken
+
+    def clear_pending(self, state) -> None:
+        with self._lock:
+            now = self.state(state.alert_id, state.customer_id)
+            if now.crossings == state.crossings and now.pending is not None:
+                self._states[(state.alert_id, state.customer_id)] = replace(now, pending=None, lease_until=None)
+
+
+def test_a_thousand_customers_crossing_at_once_publish_exactly_a_thousand_messages():
+    """The 1,000-customer burst at the real scale, in process: one all-customer usage alert, 1,000
+    customers each at the threshold, their counter changes delivered as the stream does (batches of
+    100 ingest keys, as the event source's BatchSize), four shards at once, and every batch delivered
+    a second time at once (a retry overlapping a slow attempt), both reading each state before either
+    claims. Exactly
+    1,000 messages, one per customer, none twice. (tests/system/test_alerts_sdk.py sends a smaller
+    burst through the whole stack: HTTP, stream pump, the function, SNS to SQS.)"""
+    import time
+
+    world = make_world(None, lease=timedelta(minutes=5), alerts=MemoryAlertStore())  # no claim outlives it
+    world.service._sleep = lambda seconds: time.sleep(0.001)  # a loser polls until the winner clears
+    alert = usage_alert(world, None, threshold=3)
+    customers = [add_customer(world, aliases=[f"load-{n}"]) for n in range(1000)]
+    world.values.by_customer.update({c.id: Decimal(3) for c in customers})
+    for customer in customers:
+        world.values.overlap(customer.id, 2)  # both deliveries read the state before either writes
+    keys = [f"load-{n}" for n in range(1000)]
+    batches = [{key: {"m-calls"} for key in keys[i : i + 100]} for i in range(0, 1000, 100)]
+
+    def deliver(batch):
+        def once():
+            failed = [r for r in world.service.evaluate_usage_changes(batch).values() if isinstance(r, Exception)]
+            if failed:
+                raise failed[0]
+        until_done(once)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(deliver, [b for batch in batches for b in (batch, batch)]))
+
+    ids = world.publisher.published
+    assert len(ids) == 1000, f"{len(ids)} messages for 1000 crossings"
+    assert len(set(ids)) == 1000, "a crossing was published twice"
+    assert set(ids) == {f"{alert.id}:{c.id}:1" for c in customers}
+    assert {b["properties"]["customer_id"] for [b] in world.publisher.bodies.values()} == {c.id for c in customers}

@@ -311,11 +311,12 @@ def test_bad_alerts_are_a_400_naming_the_field_and_store_nothing(sdk, api, body,
     assert _own_alerts(sdk, customer, ["ENABLED", "ARCHIVED"]) == []
 
 
-@pytest.mark.volume
-def test_a_thousand_customers_crossing_at_once_get_exactly_a_thousand_messages(sdk, api, local_stack, settle):
-    """1,000 customers, each crossing an all-customer usage alert in one burst of ingest requests:
-    exactly 1,000 messages, one per customer, none twice."""
-    customers_wanted = 1000
+def test_a_burst_of_customers_crossing_at_once_get_exactly_one_message_each(sdk, api, local_stack, settle):
+    """100 customers, each crossing an all-customer usage alert in one burst of ingest requests
+    (300 events, several stream batches of counter records): exactly 100 messages, one per
+    customer, none twice. The same at 1,000 customers, with racing deliveries, runs in process:
+    tests/service/test_alerts_service.py (here 1,000 took 70 to 85 s of the suite)."""
+    customers_wanted = 100
     tag = unique("alert-load")
     metric = _calls_metric(sdk, tag)
     alert = sdk.v1.alerts.create(
@@ -356,5 +357,5 @@ def test_a_thousand_customers_crossing_at_once_get_exactly_a_thousand_messages(s
     assert len(set(ids)) == customers_wanted, "a crossing was published twice"
     assert {m["properties"]["customer_id"] for m in messages} == set(customers)
     assert set(ids) == {f"{alert}:{c}:1" for c in customers}
-    print(f"\n1,000 customers created in {created:.1f} s; 1,000 crossings published in {settled:.1f} s "
-          f"and read in {elapsed:.1f} s after the burst")
+    print(f"\n{customers_wanted} customers created in {created:.1f} s; {customers_wanted} crossings published "
+          f"in {settled:.1f} s and read in {elapsed:.1f} s after the burst")
