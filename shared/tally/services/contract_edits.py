@@ -494,6 +494,16 @@ def _check_dates(old: dict, record: dict, finalized: Finalized, allow_ending_bef
 
 
 # -- the service ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlannedEdit:
+    """An edit checked and ready to write (ContractEditService.checked)."""
+
+    record: dict  # the edit history entry; its sequence is the version the write makes
+    document: dict  # the contract as edited
+    invoices_written: int | None  # the customer's invoice record count it was checked against
+    children_written: tuple = ()  # (child customer, record count): a hierarchy parent's children
+
+
 class ContractEditService:
     def __init__(
         self,
@@ -546,29 +556,29 @@ class ContractEditService:
         if not any(key in changes for key in CHANGE_KEYS):
             raise InvalidInput("body", "an edit must change something (add_*, update_*, archive_* or remove_overrides)")
         document = self._contracts.get(customer_id, contract_id)
-        record = self._record(document, changes, author, uniqueness_key)
+        record = self.new_record(document, changes, author, uniqueness_key)
         for _ in range(MAX_ATTEMPTS):
             if uniqueness_key is not None and self._store.edit_claimed(contract_id, uniqueness_key):
                 raise Conflict(f"an edit with uniqueness_key {uniqueness_key!r} was already made to this contract")
             if document.get("archived_at"):
                 raise InvalidInput("contract_id", "the contract is archived")
-            record["sequence"] = document["_version"] + 1
-            written, finalized = self._finalized(document)
-            edited = self._edited(document, record, finalized, allow_ending_before_finalized)
+            plan = self.checked(document, record, allow_ending_before_finalized)
             self._store.keep_version(document)  # what as_of shows before this edit
             try:
                 # Conditional on the contract's version and on the invoices counted: an invoice
                 # finalized meanwhile is seen by the retry.
-                children = finalized.children_written
-                self._store.commit_edit(edited, record, uniqueness_key, written, **({"others_written": children} if children else {}))
+                children = plan.children_written
+                self._store.commit_edit(plan.document, plan.record, uniqueness_key, plan.invoices_written,
+                                        **({"others_written": children} if children else {}))
             except ContractChanged:
                 document = self._contracts.get(customer_id, contract_id)
                 continue
             return record
         raise Conflict("the contract kept changing while this edit was applied; retry it")
 
-    def _record(self, document: dict, changes: dict, author: str | None, uniqueness_key: str | None) -> dict:
-        """The changes with ids and defaults resolved, made once so that a retry records the same ids."""
+    def new_record(self, document: dict, changes: dict, author: str | None, uniqueness_key: str | None) -> dict:
+        """The edit history entry for `changes` to `document`: the changes with ids and defaults
+        resolved, made once so that a retry records the same ids."""
         now = format_rfc3339(self._clock())
         record: dict = {
             "id": _new_id(),
@@ -599,6 +609,16 @@ class ContractEditService:
         grant_edits.give_ids(record, _new_id)
         thresholds.give_ids(record, _new_id)
         return record
+
+    def checked(self, document: dict, record: dict, allow_ending_before_finalized: bool) -> PlannedEdit:
+        """The edit `record` (new_record) makes to `document` as read, validated and checked against
+        the finalized invoices (InvalidInput naming the request field), not written. The caller
+        writes it conditional on the document's version and the counts it was checked against:
+        `edit`, or ContractTransitionService in one transaction with the contract taking over."""
+        record["sequence"] = document["_version"] + 1
+        written, finalized = self._finalized(document)
+        edited = self._edited(document, record, finalized, allow_ending_before_finalized)
+        return PlannedEdit(record, edited, written, finalized.children_written)
 
     def _edited(self, document: dict, record: dict, finalized: Finalized, allow_ending_before_finalized: bool) -> dict:
         edited = apply_edit(document, record)

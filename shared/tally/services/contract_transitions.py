@@ -48,14 +48,13 @@ class ContractTransitionService:
         new = self._contracts.prepared(request, uniqueness_key)
         for _ in range(MAX_ATTEMPTS):
             old = self._old(customer_id, transition["from_contract_id"], new)
-            record = self._edits._record(old, {"update_contract_end_date": new["starting_at"]}, author, None)
-            record["sequence"] = old["_version"] + 1
+            record = self._edits.new_record(old, {"update_contract_end_date": new["starting_at"]}, author, None)
             record["transition"] = {"to_contract_id": new["id"], "type": transition["type"]}
-            written, finalized = self._edits._finalized(old)
             try:
-                edited = self._edits._edited(old, record, finalized, False)
+                plan = self._edits.checked(old, record, allow_ending_before_finalized=False)
             except InvalidInput as exc:
                 raise InvalidInput("starting_at", f"ends contract {old['id']} there, which {exc.rule}") from exc
+            edited, written = plan.document, plan.invoices_written
             entry = {"from_contract_id": old["id"], "to_contract_id": new["id"], "type": transition["type"]}
             if transition.get("future_invoice_behavior"):
                 entry["future_invoice_behavior"] = transition["future_invoice_behavior"]
