@@ -7,6 +7,7 @@ from datetime import timedelta
 import boto3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+import pytest
 from moto import mock_aws
 
 from tally.adapters.dynamo.counters import DynamoCounterStore
@@ -23,6 +24,14 @@ from tests.service.exactly_once_harness import (
     stored_value,
     to_shards,
 )
+
+
+@pytest.fixture(scope="module")
+def client():
+    """One moto for the module: each example makes its own table (starting moto per example cost
+    some 50 ms of each one's time)."""
+    with mock_aws():
+        yield boto3.client("dynamodb", region_name="us-east-1")
 
 
 class FaultyDynamoCounterStore(DynamoCounterStore):
@@ -46,25 +55,23 @@ class FaultyDynamoCounterStore(DynamoCounterStore):
     ),
     data=st.data(),
 )
-def test_dynamo_counters_equal_ground_truth_under_faults(spec, data):
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        table = _table(client, "counters")
-        store = FaultyDynamoCounterStore(table, client)
-        metrics = MemoryMetricStore()
-        for m in METRICS:
-            metrics.put(m)
-        events = [make_event(i, c, region, n, minute) for i, (c, region, n, minute, _) in enumerate(spec)]
-        shards = to_shards(events, [s for *_, s in spec], T0 + timedelta(minutes=1))
+def test_dynamo_counters_equal_ground_truth_under_faults(client, spec, data):
+    table = _table(client, "counters")
+    store = FaultyDynamoCounterStore(table, client)
+    metrics = MemoryMetricStore()
+    for m in METRICS:
+        metrics.put(m)
+    events = [make_event(i, c, region, n, minute) for i, (c, region, n, minute, _) in enumerate(spec)]
+    shards = to_shards(events, [s for *_, s in spec], T0 + timedelta(minutes=1))
 
-        run_stream(AggregateService(store, metrics), store, shards, FaultPlan(data.draw), st)
+    run_stream(AggregateService(store, metrics), store, shards, FaultPlan(data.draw), st)
 
-        by_id = {m.id: m for m in METRICS}
-        truth = ground_truth(events)
-        for key, expected in truth.items():
-            assert stored_value(store, key, by_id[key.metric_id].aggregation_type) == expected, key
-        stored = client.scan(TableName=table, Select="COUNT")["Count"]
-        assert stored == len(truth)
+    by_id = {m.id: m for m in METRICS}
+    truth = ground_truth(events)
+    for key, expected in truth.items():
+        assert stored_value(store, key, by_id[key.metric_id].aggregation_type) == expected, key
+    stored = client.scan(TableName=table, Select="COUNT")["Count"]
+    assert stored == len(truth)
 
 
 def test_counter_reads_taken_as_raw_json_equal_botocores_parse_page_by_page():
@@ -80,11 +87,11 @@ def test_counter_reads_taken_as_raw_json_equal_botocores_parse_page_by_page():
         table = _table(client, "counters")
         raw, parsed = DynamoCounterStore(table, client), DynamoCounterStore(table, client, raw_reads=False)
         big = "x" * 900
-        raw.page_limit = parsed.page_limit = 64  # pages of 64 items: every read spans pages
+        raw.page_limit = parsed.page_limit = 16  # pages of 16 items: every read spans pages
         rows = [
             CounterRow("M202611", (f"model-{i:03d}", big), Decimal(i * 3),
                        parts=part_values("M202611", {f"d{d:02d}": Decimal(i) + Decimal("0.5") + d for d in range(1, 31)}))
-            for i in range(700)
+            for i in range(100)
         ]
         raw.put_rows("m1", "acme", rows)
         raw.put_rows("m2", "acme", [CounterRow("d20261103", ("eu",), uniques=frozenset({"a", "b"})),
@@ -94,7 +101,7 @@ def test_counter_reads_taken_as_raw_json_equal_botocores_parse_page_by_page():
             assert raw.read(*args) == parsed.read(*args)
         pages = []
         client.meta.events.register("before-call.dynamodb.Query", lambda **_: pages.append(1))
-        assert len(raw.read("m1", "acme", "M202611", "M202611", True)) == 700
+        assert len(raw.read("m1", "acme", "M202611", "M202611", True)) == 100
         assert len(pages) > 1, "the read should have spanned pages"
         assert raw.read("m1", "acme", "M202611", "M202611", True)[7].labelled_parts()[14] == ("d20261115", Decimal("22.5"))
         # Other calls on the same client are parsed by botocore: a binary value comes back as bytes.
@@ -121,7 +128,7 @@ _PART_VALUE = st.one_of(
                               st.dictionaries(st.integers(1, 30), _PART_VALUE, min_size=1, max_size=30)), max_size=8),
     cut=st.tuples(st.integers(0, 23), st.integers(0, 23)),
 )
-def test_the_stores_sums_from_dynamodbs_items_equal_the_sums_of_its_rows(counters, months, cut):
+def test_the_stores_sums_from_dynamodbs_items_equal_the_sums_of_its_rows(client, counters, months, cut):
     """CounterStore.sums on DynamoDB sums the items as DynamoDB returns them (integers as
     integers, every other text as a Decimal): the same totals, group by group and in the same
     order, as CounterRead.add_totals over the rows `read` makes, for reads of parts cut at any
@@ -133,29 +140,27 @@ def test_the_stores_sums_from_dynamodbs_items_equal_the_sums_of_its_rows(counter
     def parts_of(bucket, values, prefix):
         return part_values(bucket, {f"{prefix}{k:02d}": Decimal(v) for k, v in values.items()})
 
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        store = DynamoCounterStore(_table(client, "counters"), client)
-        store.page_limit = 7  # reads span pages
-        days = {(bucket, (region, model)): CounterRow(bucket, (region, model), parts=parts_of(bucket, values, "h"))
-                for bucket, region, model, values in counters}
-        whole = {(bucket, (region, "a")): CounterRow(bucket, (region, "a"), sum(map(Decimal, values.values()), Decimal(0)),
-                                                     parts=parts_of(bucket, values, "d"))
-                 for bucket, region, values in months}
-        store.put_rows("m", "acme", list(days.values()) + list(whole.values()))
-        low, high = sorted(cut)
-        reads = [
-            CounterRead("D20261114", "D20261116", True, f"h20261114{low:02d}", f"h20261116{high:02d}"),
-            CounterRead("D20261115", "D20261115", True, f"h20261115{low:02d}", f"h20261115{high:02d}"),
-            CounterRead("M202610", "M202611", True, f"d202610{low + 1:02d}", f"d202611{high + 1:02d}"),
-            CounterRead("M202610", "M202611", False, row_label("M202611"), row_label("M202611")),
-            CounterRead("M202610", "M202611", False, row_label("M202610"), row_label("M202611")),
-        ]
-        for read in reads:
-            for group_of in (None, lambda group: group[:1]):
-                expected: dict = {}
-                RowSums(store.read("m", "acme", read.first, read.last, read.parts)).add_totals(read, group_of, expected)
-                summed: dict = {}
-                store.sums("m", "acme", read.first, read.last, read.parts).add_totals(read, group_of, summed)
-                assert list(summed.items()) == list(expected.items()), read
-                assert [str(v) for v in summed.values()] == [str(v) for v in expected.values()], read
+    store = DynamoCounterStore(_table(client, "counters"), client)
+    store.page_limit = 7  # reads span pages
+    days = {(bucket, (region, model)): CounterRow(bucket, (region, model), parts=parts_of(bucket, values, "h"))
+            for bucket, region, model, values in counters}
+    whole = {(bucket, (region, "a")): CounterRow(bucket, (region, "a"), sum(map(Decimal, values.values()), Decimal(0)),
+                                                 parts=parts_of(bucket, values, "d"))
+             for bucket, region, values in months}
+    store.put_rows("m", "acme", list(days.values()) + list(whole.values()))
+    low, high = sorted(cut)
+    reads = [
+        CounterRead("D20261114", "D20261116", True, f"h20261114{low:02d}", f"h20261116{high:02d}"),
+        CounterRead("D20261115", "D20261115", True, f"h20261115{low:02d}", f"h20261115{high:02d}"),
+        CounterRead("M202610", "M202611", True, f"d202610{low + 1:02d}", f"d202611{high + 1:02d}"),
+        CounterRead("M202610", "M202611", False, row_label("M202611"), row_label("M202611")),
+        CounterRead("M202610", "M202611", False, row_label("M202610"), row_label("M202611")),
+    ]
+    for read in reads:
+        for group_of in (None, lambda group: group[:1]):
+            expected: dict = {}
+            RowSums(store.read("m", "acme", read.first, read.last, read.parts)).add_totals(read, group_of, expected)
+            summed: dict = {}
+            store.sums("m", "acme", read.first, read.last, read.parts).add_totals(read, group_of, summed)
+            assert list(summed.items()) == list(expected.items()), read
+            assert [str(v) for v in summed.values()] == [str(v) for v in expected.values()], read
