@@ -213,9 +213,10 @@ FROZEN = [
     ("a recurring credit of a usage product", {"add_recurring_credits": [dict(MONTHLY_CREDIT, product_id="p-calls",
                                                                             starting_at="2026-12-01T00:00:00Z")]},
      "add_recurring_credits[0].product_id"),
-    ("a recurring credit with a subscription", {"add_recurring_credits": [dict(MONTHLY_CREDIT, subscription_config={
-        "subscription_id": "s", "apply_seat_increase_config": {"is_prorated": True}})]},
-     "add_recurring_credits[0].subscription_config"),
+    ("a recurring credit linked to a subscription the contract does not have", {"add_recurring_credits": [dict(
+        MONTHLY_CREDIT, access_amount={"unit_price": 100}, starting_at="2026-12-01T00:00:00Z",
+        subscription_config={"subscription_id": "s", "apply_seat_increase_config": {"is_prorated": True}})]},
+     "add_recurring_credits[0].subscription_config.subscription_id"),
 ]
 
 

@@ -400,7 +400,7 @@ def grant_json(
     }
     for name in ("name", "description", "priority", "rollover_fraction", "created_at", "uniqueness_key",
                  "netsuite_sales_order_id", "salesforce_opportunity_id", "recurring_commit_id", "recurring_credit_id",
-                 "spend_tracker_attributes", "archived_at", "hierarchy_configuration"):
+                 "spend_tracker_attributes", "archived_at", "hierarchy_configuration", "subscription_config"):
         if doc.get(name) is not None:
             body[name] = doc[name]
     if doc["type"] != "CREDIT":

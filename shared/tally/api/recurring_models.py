@@ -35,15 +35,41 @@ class AccessAmountIn(Request):
     credit_type_id: str | None = None
     access_type: Literal["SPEND", "QUANTITY"] | None = None
 
-    def to_document(self, path: str) -> dict:
+    def to_document(self, path: str, linked: bool = False) -> dict:
+        """`linked`: a subscription is attached, whose quantity (seats) stands for `quantity`."""
         if self.access_type == "QUANTITY":
             raise InvalidInput(f"{path}.access_type", "QUANTITY is not supported yet (SPEND is)")
-        if self.quantity is None:
-            raise InvalidInput(f"{path}.quantity", "is required (unless a subscription is attached, which is not supported yet)")
+        if linked and self.quantity is not None:
+            raise InvalidInput(f"{path}.quantity", "must not be given with subscription_config: the access is per seat of the subscription")
+        if not linked and self.quantity is None:
+            raise InvalidInput(f"{path}.quantity", "is required unless a subscription is attached via subscription_config")
         for name in ("unit_price", "quantity"):
-            if getattr(self, name) < 0:
+            value = getattr(self, name)
+            if value is not None and value < 0:
                 raise InvalidInput(f"{path}.{name}", "must not be negative")
-        return {"unit_price": self.unit_price, "quantity": self.quantity, "credit_type_id": self.credit_type_id or USD_CENTS.id}
+        document = {"unit_price": self.unit_price, "quantity": self.quantity, "credit_type_id": self.credit_type_id or USD_CENTS.id}
+        return _drop_none(document)
+
+
+class SeatIncreaseConfigIn(Request):
+    is_prorated: bool
+
+
+class SubscriptionConfigIn(Request):
+    """A recurring grant's link to a subscription (billing/balances/recurring.py, SeatLink)."""
+
+    apply_seat_increase_config: SeatIncreaseConfigIn
+    subscription_id: str = Field(min_length=1)
+    allocation: Literal["INDIVIDUAL", "POOLED"] | None = None
+
+    def to_document(self, path: str) -> dict:
+        if self.allocation == "INDIVIDUAL":
+            raise InvalidInput(f"{path}.allocation", "INDIVIDUAL is not supported yet (POOLED is)")
+        return {
+            "subscription_id": self.subscription_id,
+            "allocation": self.allocation or "POOLED",
+            "apply_seat_increase_config": {"is_prorated": self.apply_seat_increase_config.is_prorated},
+        }
 
 
 class InvoiceAmountIn(Request):
@@ -100,12 +126,11 @@ class RecurringGrantIn(Request):
     specifiers: list[SpecifierIn] | None = None
     temporary_id: str | None = None
     hierarchy_configuration: Any = None  # child access, passed down (billing/hierarchy.py)
-    subscription_config: Any = None  # refused when given: not implemented yet
+    subscription_config: SubscriptionConfigIn | None = None  # access per seat of that subscription
 
     def _document(self, kind: str, path: str) -> dict:
-        if self.subscription_config is not None:
-            raise InvalidInput(f"{path}.subscription_config", "is not supported yet")
-        access = self.access_amount.to_document(f"{path}.access_amount")
+        linked = self.subscription_config is not None
+        access = self.access_amount.to_document(f"{path}.access_amount", linked)
         return _drop_none(
             {
                 "type": kind,
@@ -128,6 +153,9 @@ class RecurringGrantIn(Request):
                 "temporary_id": self.temporary_id,
                 # Passed down to the commits or credits it makes (billing/hierarchy.py).
                 "hierarchy_configuration": child_access_document(self.hierarchy_configuration, f"{path}.hierarchy_configuration"),
+                "subscription_config": None
+                if self.subscription_config is None
+                else self.subscription_config.to_document(f"{path}.subscription_config"),
             }
         )
 
@@ -138,6 +166,8 @@ class RecurringCommitIn(RecurringGrantIn):
 
     def to_document(self, path: str) -> dict:
         document = self._document("PREPAID", path)
+        if self.invoice_amount is not None and self.subscription_config is not None:
+            raise InvalidInput(f"{path}.invoice_amount", "is not supported with subscription_config yet")
         if self.invoice_amount is not None:
             document["invoice_amount"] = self.invoice_amount.to_document(
                 f"{path}.invoice_amount", document["access_amount"]["credit_type_id"]
@@ -245,7 +275,6 @@ def recurring_grant_json(doc: dict, contract: dict, products: Mapping[str, Produ
         "access_amount": {
             "credit_type_id": access["credit_type_id"],
             "unit_price": access["unit_price"],
-            "quantity": access["quantity"],
             "access_type": "SPEND",
         },
         "anchor_date": anchor_date(doc, contract),
@@ -260,8 +289,11 @@ def recurring_grant_json(doc: dict, contract: dict, products: Mapping[str, Produ
         "specifiers": doc.get("specifiers") or [],
         "proration": doc.get("proration") or "FIRST_AND_LAST",
     }
+    if access.get("quantity") is not None:  # none when linked to a subscription: per seat
+        body["access_amount"]["quantity"] = access["quantity"]
     for name in ("description", "ending_before", "name", "netsuite_sales_order_id", "recurrence_frequency",
-                 "rollover_fraction", "invoice_amount", "proration_rounding", "hierarchy_configuration"):
+                 "rollover_fraction", "invoice_amount", "proration_rounding", "hierarchy_configuration",
+                 "subscription_config"):
         if doc.get(name) is not None:
             body[name] = doc[name]
     return body

@@ -37,7 +37,7 @@ from tally.billing.pricing import (
 from tally.billing.metrics import Aggregation, BillableMetric
 from tally.billing.pricing.contract_charges import Discount, ProfessionalService, ProServiceCharge, ProServices
 from tally.services.balances import validate_grant_document
-from tally.services.recurring_grants import validate_recurring_documents
+from tally.services.recurring_grants import subscription_ids_resolved, validate_recurring_documents
 from tally.services.reseller_royalties import validate_reseller_royalty_documents
 from tally.services.spend_trackers import validate_spend_tracker_documents
 from tally.services.thresholds import validate_threshold_documents
@@ -430,6 +430,9 @@ class ContractService:
             if request.get(kind):
                 document[kind] = [p | {"id": _new_id()} for p in request[kind]]
         _recurring_temporary_ids_resolved(document)
+        subscription_ids_resolved(
+            document["subscriptions"], [*(document.get("recurring_commits") or ()), *(document.get("recurring_credits") or ())]
+        )
         if request.get("discounts"):
             document["discounts"] = [
                 d | {"id": _new_id(), "schedule_items": [i | {"id": _new_id()} for i in d["schedule_items"]]}

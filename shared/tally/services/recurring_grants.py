@@ -6,6 +6,12 @@ they are grant documents derived on every read (billing/balances/recurring.py), 
 a commit or credit stored in the contract, plus `recurring_commit_id` or `recurring_credit_id`. Their
 ids are UUIDs derived from the recurring grant's id and the recurrence's index, so they are the
 same on every read (invoice lines, ledgers and manual entries can name them).
+
+A recurring grant with a `subscription_config` grants its access amount per seat of that
+subscription (billing/balances/recurring.py, SeatLink), so what it makes follows the
+subscription's quantity history (its quantity updates, or its seat updates when SEAT_BASED) and is
+derived again from it on every read: a seat increase adds an access segment to the recurrence of
+its period, with an id derived from the recurrence and the increase's instant.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from tally.billing.balances.recurring import (
     RecurrenceFrequency,
     RecurringGrant,
     RecurringProration,
+    SeatLink,
     recurrences,
     validate_recurring,
 )
@@ -41,6 +48,7 @@ _NAMESPACE = uuid.UUID("5c7c2d0e-3f57-4f0e-9b7a-6a1f0c1d2e3f")
 _PASSED_DOWN = (
     "product_id", "name", "description", "priority", "applicable_product_ids", "applicable_product_tags",
     "specifiers", "rate_type", "rollover_fraction", "netsuite_sales_order_id", "hierarchy_configuration",
+    "subscription_config",
 )
 
 
@@ -61,7 +69,32 @@ def _rounding(doc: dict | None) -> ProrationRounding | None:
 def _amount(doc: dict | None) -> Decimal | None:
     if doc is None:
         return None
-    return Decimal(doc["unit_price"]) * Decimal(doc["quantity"])
+    # Linked to a subscription, the access amount has no quantity: it is per seat.
+    return Decimal(doc["unit_price"]) * Decimal(doc["quantity"] if doc.get("quantity") is not None else 1)
+
+
+def subscription_of(doc: dict, contract: dict) -> dict | None:
+    """The subscription a recurring grant is linked to (None: not linked, or no such subscription)."""
+    config = doc.get("subscription_config")
+    if config is None:
+        return None
+    return next((s for s in contract.get("subscriptions") or () if s["id"] == config["subscription_id"]), None)
+
+
+def _seat_link(doc: dict, contract: dict | None) -> SeatLink | None:
+    config = doc.get("subscription_config")
+    if config is None or contract is None:
+        return None
+    from tally.services.contracts import quantity_schedule  # services/contracts imports this module
+
+    sub = subscription_of(doc, contract)
+    if sub is None:
+        return SeatLink((), bool(config["apply_seat_increase_config"]["is_prorated"]))
+    initial, changes = quantity_schedule(sub)
+    starts = [parse_rfc3339(sub["starting_at"]), *(c.starting_at for c in changes)]
+    ends = [*starts[1:], _time(sub.get("ending_before"))]
+    quantities = [initial, *(c.quantity for c in changes)]
+    return SeatLink(tuple(zip(starts, ends, quantities)), bool(config["apply_seat_increase_config"]["is_prorated"]))
 
 
 def definitions(doc: dict) -> list[dict]:
@@ -81,7 +114,7 @@ def definitions(doc: dict) -> list[dict]:
     return found
 
 
-def _definition(doc: dict) -> RecurringGrant:
+def _definition(doc: dict, contract: dict | None = None) -> RecurringGrant:
     rounding = doc.get("proration_rounding") or {}
     duration = Decimal(doc["commit_duration"]["value"])
     return RecurringGrant(
@@ -97,16 +130,18 @@ def _definition(doc: dict) -> RecurringGrant:
         access_rounding=_rounding(rounding.get("access")),
         invoice_amount=_amount(doc.get("invoice_amount")),
         invoice_rounding=_rounding(rounding.get("invoice")),
+        seats=_seat_link(doc, contract),
     )
 
 
-def recurring_from_document(doc: dict) -> RecurringGrant:
+def recurring_from_document(doc: dict, contract: dict | None = None) -> RecurringGrant:
+    """`contract` gives a grant linked to a subscription its seats (without it, one seat)."""
     versions = definitions(doc)
     updates = tuple(
-        (parse_rfc3339(update["effective_after"]), _definition(version))
+        (parse_rfc3339(update["effective_after"]), _definition(version, contract))
         for update, version in zip(doc.get("updates") or (), versions[1:])
     )
-    return replace(_definition(versions[0]), updates=updates)
+    return replace(_definition(versions[0], contract), updates=updates)
 
 
 def statement_schedule(contract: dict) -> UsageStatementSchedule:
@@ -126,7 +161,7 @@ def anchor_date(doc: dict, contract: dict) -> str:
 def _recurrences(doc: dict, contract: dict, until: datetime | None) -> tuple[Recurrence, ...]:
     """`until` None: the first recurrence of an open-ended grant (no clock to say which came since)."""
     return recurrences(
-        recurring_from_document(doc),
+        recurring_from_document(doc, contract),
         statement_schedule(contract),
         parse_rfc3339(contract["starting_at"]),
         _time(contract.get("ending_before")),
@@ -147,8 +182,18 @@ def recurrence_documents(doc: dict, kind: str, contract: dict, until: datetime |
             "starting_at": format_rfc3339(r.starting_at),
             "ending_before": format_rfc3339(r.ending_before),
         }
+        segments = [segment] + [
+            {
+                "id": derived_id(doc["id"], r.index, f"seats/{format_rfc3339(at)}"),
+                "amount": amount,
+                "starting_at": format_rfc3339(at),
+                "ending_before": segment["ending_before"],
+            }
+            for at, amount in r.increases
+        ]
         if r.rollover_ending_before is not None and version.get("rollover_fraction"):
-            segment["rollover_ending_before"] = format_rfc3339(r.rollover_ending_before)
+            for s in segments:
+                s["rollover_ending_before"] = format_rfc3339(r.rollover_ending_before)
         invoices = []
         if r.invoice_amount is not None:
             invoice = version["invoice_amount"]
@@ -167,7 +212,7 @@ def recurrence_documents(doc: dict, kind: str, contract: dict, until: datetime |
             "id": derived_id(doc["id"], r.index),
             "type": doc["type"],
             "credit_type_id": doc["access_amount"].get("credit_type_id") or USD_CENTS.id,
-            "access_schedule": [segment],
+            "access_schedule": segments,
             "invoice_schedule": invoices,
             "custom_fields": {},
             _ID_OF[kind]: doc["id"],
@@ -199,12 +244,18 @@ def validate_recurring_documents(contract: dict, products: dict[str, Product], v
             prefix = f"{kind}[{index}]"
             recurring = recurring_from_document(doc)
             validate_recurring(recurring, schedule, start, end, prefix)
+            if doc.get("subscription_config") is not None and subscription_of(doc, contract) is None:
+                raise InvalidInput(
+                    f"{prefix}.subscription_config.subscription_id",
+                    "is not a subscription of this contract (nor the temporary_id of one created with it)",
+                )
             if recurring.frequency is RecurrenceFrequency.DAILY:
                 daily.append(prefix)
             # The first one it makes (none when the contract ends before it starts) stands for all:
             # they share product, filters, priority and rollover.
             for first in recurrence_documents(doc, kind, contract, recurring.starting_at)[:1]:
-                validate_grant(first, products, prefix)
+                # Its seat increases' segments overlap the first on purpose (checked as it is).
+                validate_grant(dict(first, access_schedule=first["access_schedule"][:1]), products, prefix)
     if len(daily) > 1:
         raise InvalidInput(f"{daily[1]}.recurrence_frequency", "a contract may have one DAILY recurring commit or credit")
     if daily and any(s.get("quantity_management_mode") == "SEAT_BASED" for s in contract.get("subscriptions") or ()):
@@ -223,12 +274,26 @@ _ADDED = {
 
 
 def give_ids(record: dict, new_id) -> None:
-    """Ids for the parts an edit record adds, made once so that a retried edit records the same."""
+    """Ids for the parts an edit record adds, made once so that a retried edit records the same.
+    A recurring grant added may name a subscription added with it by its temporary_id."""
     for key in _ADDED:
         for part in record.get(key) or ():
             part["id"] = new_id()
             if key == "add_discounts":
                 part["schedule_items"] = [dict(i, id=new_id()) for i in part["schedule_items"]]
+    subscription_ids_resolved(
+        record.get("add_subscriptions") or (), [*(record.get("add_recurring_commits") or ()), *(record.get("add_recurring_credits") or ())]
+    )
+
+
+def subscription_ids_resolved(subscriptions, recurring_grants) -> None:
+    """A recurring grant's subscription_config may name a subscription created with it by its
+    `temporary_id`; it is stored naming the subscription's id."""
+    ids = {s["temporary_id"]: s["id"] for s in subscriptions if s.get("temporary_id") and s.get("id")}
+    for doc in recurring_grants:
+        config = doc.get("subscription_config")
+        if config is not None and config["subscription_id"] in ids:
+            doc["subscription_config"] = dict(config, subscription_id=ids[config["subscription_id"]])
 
 
 def edit_parts(record: dict) -> Iterator[tuple[str, Callable[[dict], None]]]:
@@ -251,6 +316,8 @@ def _update_recurring(doc: dict, kind: str, update: dict, field: str, at: str) -
     if recurring is None:
         raise InvalidInput(f"{field}.{id_field}", f"is not {what} of the contract")
     current = definitions(recurring)[-1]
+    if recurring.get("subscription_config") is not None and "quantity" in (update.get("access_amount") or {}):
+        raise InvalidInput(f"{field}.access_amount.quantity", "is the subscription's: this recurring grant is per seat (subscription_config)")
     if update.get("ending_before") is not None:
         end = parse_rfc3339(update["ending_before"])
         hour_aligned(end, f"{field}.ending_before")

@@ -20,6 +20,14 @@ shared/contract_without_amendments.py). Each period from `starting_at` makes one
   next, however long each is.
 * Updates (contract edits' update_recurring_commits/credits) change the recurrences whose access
   starts after the update; those begun or over by then stay as they were made.
+* Subscriptions (`subscription_config`, POOLED allocation). A recurring grant linked to a
+  subscription grants its access amount per seat (or unit of quantity): a recurrence grants the
+  amount times the subscription's quantity at its period's start (0 outside the subscription). A
+  seat increase during the period grants the added seats' amount at once, from the increase to the
+  recurrence's access end: times the part of the period left (to the second, rounded once as
+  above) when `apply_seat_increase_config.is_prorated`, else in full. Only seats above the most the
+  period has had count: a seat removed and added back in one period grants nothing more. Decreases
+  take nothing back (what was granted stays, as with any grant).
 
 Nothing is stored per recurrence: `recurrences` computes them again on every read, with the same
 indexes, from which callers derive stable ids.
@@ -83,11 +91,37 @@ class RecurringProration(str, Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class SeatLink:
+    """The subscription a recurring grant is linked to: its quantity over time (seat count for a
+    SEAT_BASED subscription) as (from, until or None, quantity) steps, and whether an increase
+    within a period is prorated."""
+
+    quantities: tuple[tuple[datetime, datetime | None, Decimal], ...]
+    prorate_increase: bool
+
+    def quantity_at(self, instant: datetime) -> Decimal:
+        for start, end, quantity in self.quantities:
+            if start <= instant and (end is None or instant < end):
+                return quantity
+        return Decimal(0)
+
+    def increases(self, start: datetime, end: datetime) -> tuple[tuple[datetime, Decimal], ...]:
+        """(instant, seats added above the most the period has had) within (start, end)."""
+        most = self.quantity_at(start)
+        found = []
+        for at, _, quantity in self.quantities:
+            if start < at < end and quantity > most:
+                found.append((at, quantity - most))
+                most = quantity
+        return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
 class RecurringGrant:
     id: str
     kind: GrantKind  # PREPAID (a recurring commit) or CREDIT
     starting_at: datetime  # the first recurrence's start, hour-aligned
-    access_amount: Decimal  # per whole period: access unit_price × quantity
+    access_amount: Decimal  # per whole period: access unit_price × quantity (per seat when linked)
     credit_type: CreditType
     ending_before: datetime | None = None  # no recurrence starts at or after it
     duration: int = 1  # periods each recurrence's access lasts
@@ -96,6 +130,7 @@ class RecurringGrant:
     access_rounding: ProrationRounding | None = None
     invoice_amount: Decimal | None = None  # prepaid: billed per whole period; None: complimentary
     invoice_rounding: ProrationRounding | None = None
+    seats: SeatLink | None = None  # linked to a subscription: access_amount is per seat
     # Edits (update_recurring_commits/credits): (instant, the definition from then on). Each applies
     # to the recurrences whose access starts after its instant; those begun by then stay as they are.
     updates: tuple[tuple[datetime, RecurringGrant], ...] = ()
@@ -123,6 +158,9 @@ class Recurrence:
     invoice_amount: Decimal | None  # None: nothing to bill
     prorated: bool
     version: int = 0  # the definition it was made from (RecurringGrant.definition_at)
+    # Linked to a subscription: (instant, amount) granted by seat increases within its period, each
+    # from its instant to the recurrence's access end.
+    increases: tuple[tuple[datetime, Decimal], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +216,24 @@ def recurrences(
         paid_start = start if d.proration.first else cell_start
         paid_end = period_end if d.proration.last else cell_end
         prorated = (paid_start, paid_end) != (cell_start, cell_end)
-        fraction = PRICING_CONTEXT.divide(
-            Decimal((paid_end - paid_start).total_seconds()), Decimal((cell_end - cell_start).total_seconds())
-        )
+        cell_seconds = Decimal((cell_end - cell_start).total_seconds())
+        fraction = PRICING_CONTEXT.divide(Decimal((paid_end - paid_start).total_seconds()), cell_seconds)
+        per_period, increases = d.access_amount, ()
+        if d.seats is not None:
+            per_period = PRICING_CONTEXT.multiply(d.access_amount, d.seats.quantity_at(start))
+            increases = tuple(
+                (
+                    at,
+                    _prorated(
+                        PRICING_CONTEXT.multiply(d.access_amount, added),
+                        PRICING_CONTEXT.divide(Decimal((period_end - at).total_seconds()), cell_seconds),
+                        d.seats.prorate_increase,
+                        d.access_rounding,
+                        d.credit_type,
+                    ),
+                )
+                for at, added in d.seats.increases(start, period_end)
+            )
         found.append(
             Recurrence(
                 n,
@@ -188,12 +241,13 @@ def recurrences(
                 period_end,
                 access_end,
                 None,
-                _prorated(d.access_amount, fraction, prorated, d.access_rounding, d.credit_type),
+                _prorated(per_period, fraction, prorated, d.access_rounding, d.credit_type),
                 None
                 if d.invoice_amount is None
                 else _prorated(d.invoice_amount, fraction, prorated, d.invoice_rounding, d.credit_type),
                 prorated,
                 version,
+                increases,
             )
         )
         n += 1

@@ -1,0 +1,134 @@
+"""Recurring commits and credits linked to a subscription (`subscription_config`, POOLED): access
+per seat, following the subscription's quantity (or seats) through contract edits. The world of
+tests/service/test_recurring_grants.py: a contract from Oct 1 2026 to Jan 1 2027 billed monthly,
+API calls (p-calls) at 1 cent for the first 100 of a month and 0.5 after from Nov 15. November
+has 30 days: an increase on Nov 16 covers 15 of them, half the month.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from tally.api.contract_models import ContractView, contract_json
+from tally.api.contract_v2_models import contract_v2_json
+from tally.billing.errors import InvalidInput
+from tests.service.test_contracts_service import _contract_count
+from tests.service.test_cycle_close import NOV
+from tests.service.test_recurring_grants import _contract, _edit, _invoices, _made, _stored, w  # noqa: F401 (fixture)
+
+UTC = timezone.utc
+D = Decimal
+
+SUBSCRIPTION = {  # 10 seats, billed monthly in advance
+    "collection_schedule": "ADVANCE",
+    "proration": {"is_prorated": True, "invoice_behavior": "BILL_IMMEDIATELY"},
+    "subscription_rate": {"product_id": "p-seats", "billing_frequency": "MONTHLY"},
+    "initial_quantity": 10,
+    "temporary_id": "team",
+}
+PER_SEAT_CREDIT = {  # 500 a seat each month, prorated for seats added mid-month, for API calls only
+    "product_id": "p-setup", "priority": 1, "name": "Seat credit", "starting_at": "2026-10-01T00:00:00Z",
+    "access_amount": {"unit_price": 500}, "commit_duration": {"value": 1}, "applicable_product_ids": ["p-calls"],
+    "subscription_config": {"subscription_id": "team", "apply_seat_increase_config": {"is_prorated": True}},
+}
+PER_SEAT_COMMIT = {  # 100 a seat each month, complimentary; seats added mid-month get a whole month's
+    "product_id": "p-setup", "priority": 2, "name": "Seat commit", "starting_at": "2026-10-01T00:00:00Z",
+    "access_amount": {"unit_price": 100}, "commit_duration": {"value": 1}, "applicable_product_ids": ["p-calls"],
+    "subscription_config": {"subscription_id": "team", "allocation": "POOLED", "apply_seat_increase_config": {"is_prorated": False}},
+}
+
+
+def _segments(grants: list[dict]) -> list[list[tuple]]:
+    return [[(i["starting_at"], i["ending_before"], i["amount"]) for i in g["access_schedule"]["schedule_items"]] for g in grants]
+
+
+def test_a_per_seat_recurring_credit_and_commit_follow_the_seats_and_a_mid_month_increase(w):
+    w.clock.now = datetime(2026, 11, 24, tzinfo=UTC)
+    contract = _contract(w, subscriptions=[SUBSCRIPTION], recurring_credits=[PER_SEAT_CREDIT], recurring_commits=[PER_SEAT_COMMIT])
+    document = _stored(w, contract)
+    sub_id = document["subscriptions"][0]["id"]
+    assert [r["subscription_config"]["subscription_id"] for r in document["recurring_credits"] + document["recurring_commits"]] == [sub_id, sub_id]
+    # 10 seats: 10 × 500 = 5000 of credit and 10 × 100 = 1000 of commit each month.
+    assert _segments(_made(w, contract, "credits"))[:2] == [
+        [("2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", 5000)], [("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z", 5000)]]
+    before = [c["id"] for c in _made(w, contract, "credits")]
+
+    # Nov 16: 5 more seats. The credit adds 5 × 500 × 15/30 = 1250 to November's, from Nov 16;
+    # the commit, not prorated, 5 × 100 = 500. December has 15 seats: 7500 and 1500.
+    _edit(w, contract, update_subscriptions=[
+        {"subscription_id": sub_id, "quantity_updates": [{"starting_at": "2026-11-16T00:00:00Z", "quantity_delta": 5}]}])
+    w.clock.now = datetime(2026, 12, 20, tzinfo=UTC)
+    credits, commits = _made(w, contract, "credits"), _made(w, contract, "commits")
+    assert [c["id"] for c in credits] == before  # the same grants, derived again from the seats
+    assert _segments(credits) == [
+        [("2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", 5000)],
+        [("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z", 5000), ("2026-11-16T00:00:00Z", "2026-12-01T00:00:00Z", D("1250.00"))],
+        [("2026-12-01T00:00:00Z", "2027-01-01T00:00:00Z", 7500)],
+    ]
+    assert _segments(commits) == [
+        [("2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", 1000)],
+        [("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z", 1000), ("2026-11-16T00:00:00Z", "2026-12-01T00:00:00Z", 500)],
+        [("2026-12-01T00:00:00Z", "2027-01-01T00:00:00Z", 1500)],
+    ]
+    assert credits[1]["subscription_config"] == {
+        "subscription_id": sub_id, "allocation": "POOLED", "apply_seat_increase_config": {"is_prorated": True}}
+
+    # Nov 20, 14000 calls: 100 × 1 + 13900 × 0.5 = 7050. The credit pays 5000 + 1250 = 6250 (a line
+    # per access segment), the commit the other 800 of its 1500; nothing is left to pay.
+    w.usage.calls.append((datetime(2026, 11, 20, tzinfo=UTC), 14000))
+    usage = _invoices(w)[("USAGE", NOV)]
+    applied = sorted((line.commit_id, line.total) for line in usage.line_items if line.commit_id)
+    assert applied == sorted([(credits[1]["id"], D(-5000)), (credits[1]["id"], D("-1250.00")), (commits[1]["id"], D("-800.00"))])
+    assert usage.total == D(0)
+
+    # v1 and v2 show the link, and the access amount has no quantity (it is per seat).
+    document = _stored(w, contract)
+    v1 = contract_json(document, w.contracts.contract(document), w.contracts.products(), ContractView(w.clock.now))
+    v2 = contract_v2_json(document, w.contracts.contract(document), w.contracts.products(), ContractView(w.clock.now))
+    for terms in (v1["current"], v2):
+        (credit,) = terms["recurring_credits"]
+        assert credit["access_amount"] == {"credit_type_id": credit["access_amount"]["credit_type_id"], "unit_price": 500, "access_type": "SPEND"}
+        assert credit["subscription_config"]["subscription_id"] == sub_id
+
+
+def test_a_per_seat_credit_added_by_an_edit_with_a_seat_based_subscription_follows_its_seats(w):
+    w.clock.now = datetime(2026, 11, 24, tzinfo=UTC)
+    contract = _contract(w)
+    seat_based = {**SUBSCRIPTION, "initial_quantity": None, "quantity_management_mode": "SEAT_BASED", "starting_at": "2026-11-01T00:00:00Z",
+                  "seat_config": {"seat_group_key": "user_id", "initial_seat_ids": ["ann", "bob"]}}
+    seat_based = {k: v for k, v in seat_based.items() if v is not None}
+    _edit(w, contract, add_subscriptions=[seat_based], add_recurring_credits=[dict(PER_SEAT_CREDIT, starting_at="2026-11-01T00:00:00Z")])
+    sub_id = _stored(w, contract)["subscriptions"][0]["id"]
+    # Nov 16 cy and di join, Nov 20 ann leaves and Nov 25 eve joins: back to the 4 November has had,
+    # so only the Nov 16 increase grants: 2 × 500 × 15/30 = 500.
+    _edit(w, contract, update_subscriptions=[{"subscription_id": sub_id, "seat_updates": {
+        "add_seat_ids": [{"seat_ids": ["cy", "di"], "starting_at": "2026-11-16T00:00:00Z"},
+                         {"seat_ids": ["eve"], "starting_at": "2026-11-25T00:00:00Z"}],
+        "remove_seat_ids": [{"seat_ids": ["ann"], "starting_at": "2026-11-20T00:00:00Z"}]}}])
+    w.clock.now = datetime(2026, 12, 2, tzinfo=UTC)
+    assert _segments(_made(w, contract, "credits")) == [
+        [("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z", 1000), ("2026-11-16T00:00:00Z", "2026-12-01T00:00:00Z", D("500.00"))],
+        [("2026-12-01T00:00:00Z", "2027-01-01T00:00:00Z", 2000)],  # bob, cy, di, eve
+    ]
+
+
+@pytest.mark.parametrize(
+    ("credit", "field"),
+    [
+        ({"subscription_config": {"subscription_id": "nope", "apply_seat_increase_config": {"is_prorated": True}}},
+         "recurring_credits[0].subscription_config.subscription_id"),
+        ({"access_amount": {"unit_price": 500, "quantity": 2}}, "recurring_credits[0].access_amount.quantity"),
+        ({"subscription_config": None}, "recurring_credits[0].access_amount.quantity"),
+        ({"subscription_config": {"subscription_id": "team", "allocation": "INDIVIDUAL", "apply_seat_increase_config": {"is_prorated": True}}},
+         "recurring_credits[0].subscription_config.allocation"),
+    ],
+)
+def test_a_bad_subscription_link_is_refused_naming_the_field_and_nothing_is_written(w, credit, field):
+    before = _contract_count(w.dynamo)
+    with pytest.raises(InvalidInput) as refused:
+        _contract(w, subscriptions=[SUBSCRIPTION], recurring_credits=[{k: v for k, v in (PER_SEAT_CREDIT | credit).items() if v is not None}])
+    assert refused.value.field == field
+    assert _contract_count(w.dynamo) == before
