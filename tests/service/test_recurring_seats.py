@@ -132,3 +132,59 @@ def test_a_bad_subscription_link_is_refused_naming_the_field_and_nothing_is_writ
         _contract(w, subscriptions=[SUBSCRIPTION], recurring_credits=[{k: v for k, v in (PER_SEAT_CREDIT | credit).items() if v is not None}])
     assert refused.value.field == field
     assert _contract_count(w.dynamo) == before
+
+
+def test_a_quantity_only_subscription_made_seat_based_keeps_its_history_and_its_linked_credit_follows_seats(w):
+    w.clock.now = datetime(2026, 11, 24, tzinfo=UTC)
+    contract = _contract(w, subscriptions=[SUBSCRIPTION], recurring_credits=[PER_SEAT_CREDIT])
+    sub_id = _stored(w, contract)["subscriptions"][0]["id"]
+    _edit(w, contract, update_subscriptions=[
+        {"subscription_id": sub_id, "quantity_updates": [{"starting_at": "2026-11-16T00:00:00Z", "quantity": 12}]}])
+    invoices_before = {k: (v.total, [(l.product_id, l.quantity, l.total) for l in v.line_items]) for k, v in _invoices(w).items()}
+
+    # Made SEAT_BASED: its 10 then 12 become unassigned seats. On Dec 1 ann and bob fill two of them
+    # (still 12) and one more unassigned seat makes 13.
+    _edit(w, contract, update_subscriptions=[{
+        "subscription_id": sub_id,
+        "quantity_management_mode_update": {"quantity_management_mode": "SEAT_BASED", "seat_config": {"seat_group_key": "user_id"}},
+        "seat_updates": {"add_seat_ids": [{"seat_ids": ["ann", "bob"], "starting_at": "2026-12-01T00:00:00Z"}],
+                         "add_unassigned_seats": [{"quantity": 1, "starting_at": "2026-12-01T00:00:00Z"}]}}])
+    sub = _stored(w, contract)["subscriptions"][0]
+    assert (sub["quantity_management_mode"], sub["seat_config"]["seat_group_key"], sub["seat_config"]["initial_unassigned_seats"]) == (
+        "SEAT_BASED", "user_id", 10)
+    history = w.contracts.subscription_quantity_history(w.customer.id, contract["id"], sub_id)["history"]
+    NOV_16, DEC = datetime(2026, 11, 16, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
+    assert [(h["starting_at"], h["quantity"]) for h in history] == [(datetime(2026, 10, 1, tzinfo=UTC), 10), (NOV_16, 12), (DEC, 13)]
+    seats = w.contracts.subscription_seats(w.customer.id, contract["id"], sub_id)
+    assert [(s.starting_at, list(s.seats.assigned), s.seats.unassigned) for s in seats] == [
+        (datetime(2026, 10, 1, tzinfo=UTC), [], 10), (NOV_16, [], 12), (DEC, ["ann", "bob"], 11)]
+    # October and November are billed as before; December's credit is 13 × 500 = 6500.
+    after = {k: (v.total, [(l.product_id, l.quantity, l.total) for l in v.line_items]) for k, v in _invoices(w).items()}
+    assert {k: v for k, v in after.items() if k[1] < DEC} == {k: v for k, v in invoices_before.items() if k[1] < DEC}
+    w.clock.now = datetime(2026, 12, 2, tzinfo=UTC)
+    assert [s[0][2] for s in _segments(_made(w, contract, "credits"))] == [5000, 5000, 6500]
+    document = _stored(w, contract)
+    [shown] = contract_v2_json(document, w.contracts.contract(document), w.contracts.products(), ContractView(w.clock.now))["subscriptions"]
+    assert (shown["quantity_management_mode"], shown["seat_config"]) == ("SEAT_BASED", {"seat_group_key": "user_id"})
+
+
+@pytest.mark.parametrize(
+    ("quantity", "mode", "rule"),
+    [
+        (10, "SEAT_BASED", "the subscription is SEAT_BASED already"),
+        (D("2.5"), "QUANTITY_ONLY", "the subscription's quantity 2.5 is not a whole number of seats"),
+    ],
+)
+def test_a_mode_update_that_cannot_be_made_is_refused_and_changes_nothing(w, quantity, mode, rule):
+    w.clock.now = datetime(2026, 11, 24, tzinfo=UTC)
+    sub = {**SUBSCRIPTION, "initial_quantity": quantity}
+    if mode == "SEAT_BASED":
+        sub = {k: v for k, v in sub.items() if k != "initial_quantity"} | {
+            "quantity_management_mode": "SEAT_BASED", "seat_config": {"seat_group_key": "user_id", "initial_seat_ids": ["ann"]}}
+    contract = _contract(w, subscriptions=[sub])
+    before = _stored(w, contract)
+    with pytest.raises(InvalidInput) as refused:
+        _edit(w, contract, update_subscriptions=[{"subscription_id": before["subscriptions"][0]["id"], "quantity_management_mode_update": {
+            "quantity_management_mode": "SEAT_BASED", "seat_config": {"seat_group_key": "user_id"}}}])
+    assert (refused.value.field, refused.value.rule) == ("update_subscriptions[0].quantity_management_mode_update", rule)
+    assert _stored(w, contract) == before

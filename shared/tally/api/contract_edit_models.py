@@ -12,7 +12,7 @@ not supported yet") rather than accepted and ignored; an empty list is fine.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -58,7 +58,7 @@ from tally.api.threshold_models import (
 )
 from tally.api.usage_filter_models import added_usage_filters_json
 from tally.billing.errors import InvalidInput
-from tally.billing.limits import MAX_ID_LENGTH, MAX_IDS_PER_REQUEST
+from tally.billing.limits import MAX_ID_LENGTH, MAX_IDS_PER_REQUEST, MAX_PROPERTY_NAME_LENGTH
 from tally.billing.pricing import Contract, Product
 from tally.billing.pricing.seats import seat_count
 from tally.billing.time import format_rfc3339
@@ -150,6 +150,18 @@ class SeatUpdatesIn(Request):
         return sorted(changes, key=lambda c: next(order[k] for k in c if k in order))
 
 
+class ModeSeatConfigIn(Request):
+    seat_group_key: str = Field(min_length=1, max_length=MAX_PROPERTY_NAME_LENGTH)
+
+
+class ModeUpdateIn(Request):
+    """A QUANTITY_ONLY subscription made SEAT_BASED (services/contract_edits.py: its quantity so far
+    becomes unassigned seats)."""
+
+    quantity_management_mode: Literal["SEAT_BASED"]
+    seat_config: ModeSeatConfigIn
+
+
 class SubscriptionUpdateIn(Request):
     subscription_id: str = Id
     ending_before: str | None = None
@@ -157,13 +169,15 @@ class SubscriptionUpdateIn(Request):
     quantity_updates: list[QuantityUpdateIn] | None = Field(default=None, max_length=MAX_PARTS)
     proration_rounding: ProrationRoundingIn | None = None
     seat_updates: SeatUpdatesIn | None = None
-    # Refused when given (a subscription's mode is set when it is added).
-    quantity_management_mode_update: Any = None
+    quantity_management_mode_update: ModeUpdateIn | None = None  # QUANTITY_ONLY to SEAT_BASED
 
     def to_update(self, path: str) -> dict:
-        if "quantity_management_mode_update" in self.model_fields_set:
-            raise InvalidInput(f"{path}.quantity_management_mode_update", "is not supported yet")
         update: dict[str, Any] = {"id": self.subscription_id}
+        if self.quantity_management_mode_update is not None:
+            update["quantity_management_mode_update"] = {
+                "quantity_management_mode": "SEAT_BASED",
+                "seat_config": {"seat_group_key": self.quantity_management_mode_update.seat_config.seat_group_key},
+            }
         if "ending_before" in self.model_fields_set:
             update["ending_before"] = (
                 None if self.ending_before is None else _instant(f"{path}.ending_before", self.ending_before)
@@ -186,7 +200,9 @@ class SubscriptionUpdateIn(Request):
                 raise InvalidInput(f"{path}.seat_updates", "names no seat change")
         if len(update) == 1:
             raise InvalidInput(
-                path, "names no change (quantity_updates, seat_updates, proration_rounding, ending_before or name)"
+                path,
+                "names no change (quantity_updates, seat_updates, quantity_management_mode_update, proration_rounding, "
+                "ending_before or name)",
             )
         return update
 

@@ -212,8 +212,37 @@ def _check_seats(sub: dict, update: dict, field: str) -> None:
             )
 
 
+def _made_seat_based(sub: dict, mode: dict, field: str) -> None:
+    """quantity_management_mode_update: a QUANTITY_ONLY subscription becomes SEAT_BASED. Its quantity
+    so far becomes unassigned seats (initial quantity, then each change as unassigned seats added
+    or removed), so its quantity history and what it was billed stay as they were; seat updates
+    (of this update too) then assign and change seats."""
+    where = f"{field}.quantity_management_mode_update"
+    if is_seat_based(sub):
+        raise InvalidInput(where, "the subscription is SEAT_BASED already")
+    initial, changes = quantity_schedule(sub)
+    for quantity in (initial, *(c.quantity for c in changes)):
+        if quantity != quantity.to_integral_value():
+            raise InvalidInput(where, f"the subscription's quantity {quantity} is not a whole number of seats")
+    seat_updates, previous = [], initial
+    for change in changes:
+        delta = change.quantity - previous
+        kind = "add_unassigned_seats" if delta > 0 else "remove_unassigned_seats"
+        seat_updates.append({"starting_at": format_rfc3339(change.starting_at), kind: abs(delta)})
+        previous = change.quantity
+    sub["quantity_management_mode"] = "SEAT_BASED"
+    sub["seat_config"] = {"seat_group_key": mode["seat_config"]["seat_group_key"], "initial_seat_ids": [],
+                          "initial_unassigned_seats": initial}
+    sub.pop("initial_quantity", None)
+    sub.pop("quantity_updates", None)
+    if seat_updates:
+        sub["seat_updates"] = seat_updates
+
+
 def _update_subscription(doc: dict, update: dict, field: str) -> None:
     sub = _find(doc.get("subscriptions") or [], update["id"], f"{field}.subscription_id", "a subscription")
+    if "quantity_management_mode_update" in update:
+        _made_seat_based(sub, update["quantity_management_mode_update"], field)
     if "ending_before" in update:
         if update["ending_before"] is None:
             sub.pop("ending_before", None)
