@@ -78,9 +78,7 @@ def test_a_supersede_mid_month_ends_the_old_contracts_billing_there_and_is_kept_
     ({"starting_at": "2026-10-20T00:00:00Z"}, "starting_at"),  # inside the finalized October
     ({"starting_at": "2026-09-20T00:00:00Z"}, "starting_at"),  # before the old contract starts
     ({"from_contract_id": "nope"}, "transition.from_contract_id"),
-    ({"future_invoice_behavior": {"trueup": "REMOVE"}}, "transition.future_invoice_behavior.trueup"),
-], ids=["ends the old one in a finalized month", "starts before the old one", "an unknown contract",
-        "true-ups removed"])
+], ids=["ends the old one in a finalized month", "starts before the old one", "an unknown contract"])
 def test_a_bad_transition_is_refused_naming_the_field_and_writes_nothing(w, change, field):  # noqa: F811
     old = _contract(w, subscriptions=SEATS)
     w.service.finalize(w.customer.id, old["id"], OCT, NOV + GRACE)
@@ -119,3 +117,31 @@ def test_a_renewal_carries_the_rolled_over_part_of_a_commit(w, fraction, renewal
     # it (40) rolls over and pays half of the renewal's 40 calls x 2 = 80.
     assert ("USAGE", NOV, "DRAFT", Decimal("0.00")) in drafts(w)
     assert ("USAGE", NOV_10, "DRAFT", renewal_total) in drafts(w)
+
+
+POSTPAID_500 = _commit(type="POSTPAID", access_schedule={"schedule_items": [
+    {"amount": 500, "starting_at": "2026-10-01T00:00:00Z", "ending_before": "2026-12-01T00:00:00Z"}]},
+    invoice_schedule={"schedule_items": [{"timestamp": "2026-12-01T00:00:00Z", "amount": 500}]})
+
+
+@pytest.mark.parametrize("trueup, true_up_total", [(None, Decimal("480.00")), ("AS_IS", Decimal("480.00")), ("REMOVE", None)],
+                         ids=["by default the true-up is billed", "AS_IS bills it", "REMOVE leaves it out"])
+def test_future_invoice_behavior_decides_whether_the_old_contracts_true_up_is_billed(w, trueup, true_up_total):  # noqa: F811
+    """A 500 postpaid commit to Dec 1, true-up on Dec 1; 10 calls x 2 = 20 used before a Nov 10
+    supersede: the true-up is 500 - 20 = 480 (AS_IS), or removed."""
+    old = _contract(w, commits=[POSTPAID_500])
+    w.usage.calls += [(datetime(2026, 11, 5, tzinfo=UTC), 10)]
+    more = {} if trueup is None else {"future_invoice_behavior": {"trueup": trueup}}
+
+    transition(w, old, "SUPERSEDE", "2026-11-10T00:00:00Z", **more)
+    w.clock.now = datetime(2026, 12, 2, tzinfo=UTC)  # the true-up is due
+
+    scheduled = [(at, total) for t, at, _, total in drafts(w) if t == "SCHEDULED"]
+    assert scheduled == ([] if true_up_total is None else [(DEC, true_up_total)])
+    assert ("USAGE", NOV, "DRAFT", Decimal("20.00")) in drafts(w)  # postpaid draws are paid in arrears
+    assert stored(w, old)["transitions"][0]["future_invoice_behavior"] == {"trueup": trueup or "AS_IS"}
+    if true_up_total is not None:  # and cycle close finalizes it with the old contract's last period
+        w.clock.now = datetime(2026, 12, 3, tzinfo=UTC)
+        for period in (OCT, NOV, NOV):  # the true-up waits until the usage it settles is finalized
+            result = w.service.finalize(w.customer.id, old["id"], period, w.clock.now)
+        assert sorted(w.store.get(i).invoice.total for i in result["invoice_ids"]) == [Decimal("20.00"), true_up_total]

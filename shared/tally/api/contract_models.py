@@ -433,11 +433,9 @@ class TransitionIn(Request):
 
     def to_document(self) -> dict:
         behavior = self.future_invoice_behavior
-        if behavior is not None and behavior.trueup == "REMOVE":
-            # Tally bills a postpaid commit's true-up from the burn-down, which would still record it.
-            raise InvalidInput("transition.future_invoice_behavior.trueup", "REMOVE is not supported yet (AS_IS is)")
+        trueup = "AS_IS" if behavior is None or behavior.trueup is None else behavior.trueup  # the SDK's default
         return {"from_contract_id": self.from_contract_id, "type": self.type,
-                "future_invoice_behavior": {"trueup": "AS_IS"}}
+                "future_invoice_behavior": {"trueup": trueup}}
 
 
 class ContractCreate(Request):

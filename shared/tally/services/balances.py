@@ -129,10 +129,17 @@ class CustomerGrants:
 
 
 def _renewed(grant: Grant, contract: dict) -> Grant:
-    """A grant of a contract renewed since (a RENEWAL transition from it): rolled over into the renewal."""
+    """A grant of a contract transitioned from since: rolled over into a renewal (RENEWAL), and, with
+    future_invoice_behavior.trueup REMOVE, a postpaid commit whose true-up is due at or after the
+    transition has it removed (its invoice item dropped: no true-up invoice, no true-up entry)."""
     for transition in contract.get("transitions") or ():
-        if transition["from_contract_id"] == contract["id"] and transition["type"] == "RENEWAL":
-            return grant.renewed_into(transition["to_contract_id"], parse_rfc3339(contract["ending_before"]))
+        if transition["from_contract_id"] != contract["id"]:
+            continue
+        at = parse_rfc3339(contract["ending_before"])
+        if transition["type"] == "RENEWAL":
+            grant = grant.renewed_into(transition["to_contract_id"], at)
+        if (transition.get("future_invoice_behavior") or {}).get("trueup") == "REMOVE" and grant.kind is GrantKind.POSTPAID:
+            grant = replace(grant, invoice_schedule=tuple(i for i in grant.invoice_schedule if i.timestamp < at))
     return grant
 
 

@@ -210,6 +210,16 @@ def _purchase_lines(d: DuePeriod, grants: CustomerGrants, products: dict[str, Pr
     return lines
 
 
+def bills_true_up(d: DuePeriod, timestamp: datetime) -> bool:
+    """Whether the period's SCHEDULED invoices bill a true-up due then: one in the period, or, for the
+    last period of a contract that has ended, one due at or after its end (a postpaid commit's
+    true-up at the contract's end, or after a transition moved the end earlier: never lost)."""
+    if d.period.contains(timestamp):
+        return True
+    end = d.contract.ending_before
+    return end is not None and d.period.ending_before == end and timestamp >= end
+
+
 def _true_up_lines(
     d: DuePeriod, true_ups: Sequence[TrueUp], grants: CustomerGrants, products: dict[str, Product]
 ) -> list[LineItem]:
@@ -221,7 +231,7 @@ def _true_up_lines(
     lines = []
     for true_up in true_ups:
         grant = grant_by_id[true_up.grant_id]
-        if _invoice_contract(grant, grants) != d.contract.id or not d.period.contains(true_up.timestamp):
+        if _invoice_contract(grant, grants) != d.contract.id or not bills_true_up(d, true_up.timestamp):
             continue
         lines.append(
             LineItem(
@@ -680,8 +690,11 @@ class InvoiceService:
             stored[record.slot] = record.id  # a slot's FINALIZED record wins over voided ones
         ids = {}
         for item_id, (contract_id, timestamp) in billed.items():
-            window = ChargeWindow.of if item_id in purchases else (lambda _, period: period)
-            d = next((d for d in due if d.contract.id == contract_id and window(d.contract, d.period).contains(timestamp)), None)
+            if item_id in purchases:
+                d = next((d for d in due if d.contract.id == contract_id
+                          and ChargeWindow.of(d.contract, d.period).contains(timestamp)), None)
+            else:
+                d = next((d for d in due if d.contract.id == contract_id and bills_true_up(d, timestamp)), None)
             if d is not None:
                 fiat = d.contract.rate_card.fiat_credit_type
                 if item_id in purchases and on_usage_invoice(d.contract, d.period, timestamp):
