@@ -287,3 +287,20 @@ def test_a_childs_voided_invoice_gives_the_parents_commit_back_and_its_regenerat
     regenerated = w.service.regenerate(final)
     assert w.store.get(regenerated).invoice.total == Decimal(0)
     assert _balance(w) == Decimal(600)
+
+
+def test_contract_ids_name_only_the_parents_children_and_a_refusal_writes_nothing(w):
+    parent, (a, _, _) = _family(w)
+    before = stored(w, parent)
+    stranger = w.contracts.list(w.customer.id)[0]["id"]  # the parent's own contract is no child of itself
+    with pytest.raises(InvalidInput) as refused:
+        edit(w, parent, update_commits=[{"commit_id": before["commits"][0]["id"], "hierarchy_configuration": {
+            "child_access": {"type": "CONTRACT_IDS", "contract_ids": [a["id"], stranger]}}}])
+    assert refused.value.field == "update_commits[0].hierarchy_configuration.child_access.contract_ids"
+    assert stored(w, parent) == before
+    # At creation a contract has no children yet: CONTRACT_IDS is set by an edit once they exist.
+    commit = _commit(hierarchy_configuration={"child_access": {"type": "CONTRACT_IDS", "contract_ids": [a["id"]]}})
+    kid = CustomerService(w.billing, w.clock).create("Acme e", ["acme-e"], None, {})
+    with pytest.raises(InvalidInput) as refused:
+        _create(w, kid.id, commits=[commit])
+    assert refused.value.field == "commits[0].hierarchy_configuration.child_access.contract_ids"

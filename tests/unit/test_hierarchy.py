@@ -12,7 +12,9 @@ import pytest
 from tally.billing.balances import AccessSegment, Grant, GrantKind, burn_down
 from tally.billing.balances.eligibility import Charge
 from tally.billing.errors import InvalidInput
-from tally.billing.hierarchy import check_child_link, check_parent_customer, child_access_document, served_children
+from tally.billing.hierarchy import (
+    check_child_access, check_child_link, check_parent_customer, child_access_document, served_children,
+)
 
 UTC = timezone.utc
 OCT, NOV = datetime(2026, 10, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC)
@@ -109,3 +111,13 @@ def test_a_customer_level_grant_priced_with_its_family_serves_its_own_customers_
     burn = burn_down([credit], [_usage("a", 300), _usage("parent", 50)], [], {"p-calls": ()}, NOV)
     assert {key for key, apps in burn.applications.items() if apps} == {"parent|0"}
     assert burn.grant_balance("k") == Decimal(950)
+
+
+def test_child_access_contract_ids_must_name_the_contracts_children():
+    contract = {"hierarchy_configuration": {"children": [{"contract_id": "a", "customer_id": "x"}]},
+                "commits": [{"hierarchy_configuration": {"child_access": {"type": "CONTRACT_IDS", "contract_ids": ["a"]}}}],
+                "recurring_credits": [{"hierarchy_configuration": {"child_access": {"type": "CONTRACT_IDS", "contract_ids": ["a", "b"]}}}]}
+    with pytest.raises(InvalidInput) as refused:
+        check_child_access(contract)
+    assert refused.value.field == "recurring_credits[0].hierarchy_configuration.child_access.contract_ids"
+    check_child_access(dict(contract, recurring_credits=[]))  # a, a child: no refusal

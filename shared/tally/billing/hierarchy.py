@@ -103,3 +103,19 @@ def check_parent_customer(customer_contracts: Iterable[Mapping]) -> None:
     """A contract with parent_behavior (a parent-to-be) cannot belong to a customer that is a child."""
     if any(parent_of(c) is not None and not c.get("archived_at") for c in customer_contracts):
         raise InvalidInput("hierarchy_configuration.parent_behavior", "the customer is a child; a hierarchy has one level")
+
+
+def check_child_access(contract: Mapping) -> None:
+    """A contract's commits and credits (recurring ones too) name only its own child contracts in
+    child_access CONTRACT_IDS: a child links after its parent exists, so CONTRACT_IDS is set by an
+    edit once the children are there; ALL covers children yet to come."""
+    children = {c["contract_id"] for c in children_of(contract)}
+    for kind in ("commits", "credits", "recurring_commits", "recurring_credits"):
+        for index, grant in enumerate(contract.get(kind) or ()):
+            access = (grant.get("hierarchy_configuration") or {}).get("child_access") or {}
+            unknown = [i for i in access.get("contract_ids") or () if i not in children]
+            if unknown:
+                raise InvalidInput(
+                    f"{kind}[{index}].hierarchy_configuration.child_access.contract_ids",
+                    f"names {unknown[0]}, which is not a child contract of this contract",
+                )

@@ -16,6 +16,7 @@ from typing import Callable, Protocol
 
 from tally.billing.customers import Customer
 from tally.billing.errors import Conflict, InvalidInput, NotFound
+from tally.billing.hierarchy import check_child_access
 from tally.billing.pricing import (
     USD_CENTS,
     Contract,
@@ -552,6 +553,7 @@ class ContractService:
         validate_threshold_documents(document, products)
         validate_spend_tracker_documents(document, contract.rate_card.fiat_credit_type.id)
         validate_reseller_royalty_documents(document, products)
+        check_child_access(document)  # CONTRACT_IDS name this contract's children (billing/hierarchy.py)
         _check_commit_specific(document, products)
         if contract.usage_filter is not None:
             self._check_filter_is_readable(contract, products)
