@@ -486,8 +486,6 @@ class ContractCreate(Request):
             if value is not None and value != []:
                 raise InvalidInput(name, "is not supported by Tally yet")
         schedule = self.usage_statement_schedule or UsageStatementScheduleIn(frequency="MONTHLY")
-        if schedule.invoice_generation_starting_at is not None:
-            raise InvalidInput("usage_statement_schedule.invoice_generation_starting_at", "is not supported yet")
         document = _drop_none(
             {
                 "customer_id": self.customer_id,
@@ -503,6 +501,9 @@ class ContractCreate(Request):
                         "day": schedule.day,
                         "billing_anchor_date": _canonical(
                             "usage_statement_schedule.billing_anchor_date", schedule.billing_anchor_date
+                        ),
+                        "invoice_generation_starting_at": _canonical(
+                            "usage_statement_schedule.invoice_generation_starting_at", schedule.invoice_generation_starting_at
                         ),
                     }
                 ),

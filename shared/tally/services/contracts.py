@@ -270,6 +270,7 @@ def contract_from_document(doc: dict, rate_card: RateCard) -> Contract:
             Frequency(schedule["frequency"]),
             BillingDay(schedule["day"]),
             _time(schedule.get("billing_anchor_date")),
+            _time(schedule.get("invoice_generation_starting_at")),
         ),
         multiplier_override_prioritization=MultiplierPrioritization(doc["multiplier_override_prioritization"]),
         usage_filter=_usage_filter(doc.get("usage_filter")),

@@ -292,6 +292,12 @@ class DuePeriod:
     def usage_slot(self) -> str:
         return invoice_id(self.contract.id, self.period.starting_at, self.contract.rate_card.fiat_credit_type)
 
+    def usage_closed(self, stored_slots) -> bool:
+        """No usage lands on the period any more: its USAGE invoice is stored, or is never generated
+        (before usage_statement_schedule.invoice_generation_starting_at; createHistoricalInvoices
+        may store one)."""
+        return self.usage_slot in stored_slots or not self.contract.usage_statement_schedule.generates_usage_invoice(self.period)
+
 
 @dataclass
 class _PeriodState:
@@ -307,7 +313,7 @@ class _PeriodState:
     def __post_init__(self) -> None:
         self.finalized = {r.slot: r for r in self.records if r.status == FINALIZED}
         self.awaiting = {r.slot for r in self.records if r.status == VOID} - self.finalized.keys()
-        self.closed = any(r.slot == self.due.usage_slot for r in self.records)
+        self.closed = self.due.usage_closed({r.slot for r in self.records})
 
     def is_draft(self, slot: str, type_: InvoiceType) -> bool:
         if slot == self.regenerating:
@@ -825,7 +831,7 @@ class InvoiceService:
         computed = self._compute(customer, due, records, now, [target], grants=grants, family_records=family_records)
         view = computed.views[target.key]
         stored = {r.slot for r in records}
-        closed = {d.key: d.usage_slot in stored for d in due}
+        closed = {d.key: d.usage_closed(stored) for d in due}
         new = []
         for draft in view.drafts:  # USAGE invoices come first
             invoice = draft.invoice
@@ -930,7 +936,7 @@ class InvoiceService:
         With `contract_id`, only that contract's."""
         customer, due = self.due_periods(customer_id, contract_id, until=as_of)
         stored = {r.slot for r in records}
-        closed = {d.key: d.usage_slot in stored for d in due}
+        closed = {d.key: d.usage_closed(stored) for d in due}
         live = {d.key for d in due}
         unpublished = [
             r

@@ -126,10 +126,23 @@ def validate_rate_card(rates: tuple[Rate, ...], products: Mapping[str, Product],
                 raise InvalidInput(f"{field}[{index}].pricing_group_values", f"{key!r} is not a pricing group key of the product")
 
 
+def _validate_invoice_generation(contract: Contract) -> None:
+    start = contract.usage_statement_schedule.invoice_generation_starting_at
+    if start is None:
+        return
+    field = "usage_statement_schedule.invoice_generation_starting_at"
+    if start < contract.starting_at or (contract.ending_before is not None and start >= contract.ending_before):
+        raise InvalidInput(field, "must be within the contract (from its starting_at, before its ending_before)")
+    period = contract.period_containing(start)
+    if period is None or period.starting_at != start:
+        raise InvalidInput(field, "must be the start of one of the contract's billing periods")
+
+
 def validate_contract(contract: Contract, products: Mapping[str, Product]) -> None:
     """Everything the invoice builder relies on. Field names are those of the create request."""
     window(contract.starting_at, contract.ending_before, "")
     validate_schedule(contract.usage_statement_schedule)
+    _validate_invoice_generation(contract)
     validate_usage_filters(contract.usage_filter, contract.usage_filter_updates, contract.starting_at, contract.ending_before)
     validate_rate_card(contract.rate_card.rates, products)
     on_card = {rate.product_id for rate in contract.rate_card.rates}

@@ -43,6 +43,13 @@ class UsageStatementSchedule:
     frequency: Frequency = Frequency.MONTHLY
     day: BillingDay = BillingDay.FIRST_OF_MONTH
     billing_anchor_date: datetime | None = None  # CUSTOM_DATE only
+    # Usage invoices are generated for the periods ending after it only (None: from the contract's
+    # start); the earlier ones are left to createHistoricalInvoices. A billing period's start.
+    invoice_generation_starting_at: datetime | None = None
+
+    def generates_usage_invoice(self, period: Period) -> bool:
+        start = self.invoice_generation_starting_at
+        return start is None or period.ending_before > start
 
 
 @dataclass(frozen=True, slots=True)
