@@ -42,6 +42,7 @@ from tally.billing.pricing import USD_CENTS, Contract, CreditType, Period, Produ
 from tally.billing.pricing.usage_filters import UsageFilter
 from tally.billing.pricing.subscriptions import subscription_periods
 from tally.billing.time import format_rfc3339, parse_rfc3339
+from tally.billing.pricing.validation import hour_aligned
 from tally.services.balances import GrantFigures, contract_grant_document
 from tally.services.contracts import quantity_schedule
 from tally.services.recurring_grants import made_grants
@@ -216,11 +217,26 @@ class SeatConfigIn(Request):
         }
 
 
+class BillingCycleConfigIn(Request):
+    anchor_date: str | None = None
+    invoice_placement: Literal["ON_SCHEDULED_INVOICE", "ON_USAGE_INVOICE"] | None = None
+
+    def to_document(self, path: str, collection_schedule: str) -> dict:
+        """Left out, the anchor is the contract's usage billing anchor; ADVANCE charges get their own
+        SCHEDULED invoice and ARREARS ones go on the USAGE invoice (billing/pricing/subscriptions.py)."""
+        anchor = _canonical(f"{path}.anchor_date", self.anchor_date)
+        if anchor is not None:
+            hour_aligned(parse_rfc3339(anchor), f"{path}.anchor_date")
+        if collection_schedule == "ARREARS" and self.invoice_placement == "ON_SCHEDULED_INVOICE":
+            raise InvalidInput(f"{path}.invoice_placement", "ON_SCHEDULED_INVOICE is not supported yet for ARREARS subscriptions (ON_USAGE_INVOICE is)")
+        return _drop_none({"anchor_date": anchor, "invoice_placement": self.invoice_placement})
+
+
 class SubscriptionIn(Request):
     collection_schedule: Literal["ADVANCE", "ARREARS"]
     proration: ProrationIn
     subscription_rate: SubscriptionRateIn
-    billing_cycle_config: dict[str, Any] | None = None
+    billing_cycle_config: BillingCycleConfigIn | None = None
     custom_fields: CustomFields = Field(default_factory=dict)
     description: str | None = None
     ending_before: str | None = None
@@ -232,8 +248,6 @@ class SubscriptionIn(Request):
     temporary_id: str | None = None
 
     def to_document(self, path: str) -> dict:
-        if self.billing_cycle_config is not None:
-            raise InvalidInput(f"{path}.billing_cycle_config", "is not supported yet")
         behavior = self.proration.invoice_behavior
         if behavior is None:
             behavior = "BILL_IMMEDIATELY" if self.collection_schedule == "ADVANCE" else "BILL_ON_NEXT_COLLECTION_DATE"
@@ -258,6 +272,9 @@ class SubscriptionIn(Request):
             "description": self.description,
             "custom_fields": self.custom_fields,
             "temporary_id": self.temporary_id,
+            "billing_cycle_config": None
+            if self.billing_cycle_config is None
+            else self.billing_cycle_config.to_document(f"{path}.billing_cycle_config", self.collection_schedule),
         }
         if self.quantity_management_mode == "SEAT_BASED":
             if self.seat_config is None:
@@ -779,7 +796,7 @@ def _override_json(o: dict, products: dict[str, Product], fiat: CreditType, name
 def _billing_periods_json(subscription: Subscription | None, contract: Contract, now: datetime | None) -> dict:
     if subscription is None or now is None:
         return {}
-    periods = subscription_periods(subscription, contract.billing_anchor, contract.ending_before, now)
+    periods = subscription_periods(subscription, subscription.anchor(contract.billing_anchor), contract.ending_before, now)
     shown = {"previous": periods.previous, "current": periods.current, "next": periods.next}
     return {name: _period_json(period) for name, period in shown.items() if period is not None}
 
@@ -822,6 +839,13 @@ def _subscription_json(
             body[name] = s[name]
     if s.get("seat_config"):
         body["seat_config"] = {"seat_group_key": s["seat_config"]["seat_group_key"]}
+    if s.get("billing_cycle_config") is not None:  # shown when given, with what it left out filled in
+        cycle = s["billing_cycle_config"]
+        advance = s["collection_schedule"] == "ADVANCE"
+        body["billing_cycle_config"] = {
+            "anchor_date": cycle.get("anchor_date") or format_rfc3339(contract.billing_anchor),
+            "invoice_placement": cycle.get("invoice_placement") or ("ON_SCHEDULED_INVOICE" if advance else "ON_USAGE_INVOICE"),
+        }
     return body
 
 

@@ -233,7 +233,7 @@ def _made_seat_based(sub: dict, mode: dict, field: str) -> None:
     sub["quantity_management_mode"] = "SEAT_BASED"
     sub["seat_config"] = {"seat_group_key": mode["seat_config"]["seat_group_key"], "initial_seat_ids": [],
                           "initial_unassigned_seats": initial}
-    sub.pop("initial_quantity", None)
+    sub["initial_quantity"] = initial  # as a SEAT_BASED subscription keeps its initial seats
     sub.pop("quantity_updates", None)
     if seat_updates:
         sub["seat_updates"] = seat_updates

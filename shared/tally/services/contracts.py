@@ -236,6 +236,8 @@ def _subscription(doc: dict) -> Subscription:
         name=doc.get("name"),
         invoice_behavior=InvoiceBehavior(doc.get("invoice_behavior") or InvoiceBehavior.BILL_IMMEDIATELY.value),
         proration_rounding=_proration_rounding(doc.get("proration_rounding")),
+        billing_anchor=_time((doc.get("billing_cycle_config") or {}).get("anchor_date")),
+        advance_on_usage_invoice=(doc.get("billing_cycle_config") or {}).get("invoice_placement") == "ON_USAGE_INVOICE",
     )
 
 

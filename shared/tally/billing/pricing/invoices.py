@@ -193,7 +193,7 @@ def build_draft_invoices(
     anchor = contract.billing_anchor
     for subscription in contract.subscriptions:
         product = products[subscription.product_id]
-        lines += subscription_lines(subscription, product, book, anchor, contract.ending_before, period)
+        lines += subscription_lines(subscription, product, book, subscription.anchor(anchor), contract.ending_before, period)
     charge_window = ChargeWindow.of(contract, period)
     for charge in contract.scheduled_charges:
         lines += scheduled_charge_lines(charge, products[charge.product_id], charge_window)
@@ -251,7 +251,9 @@ def _issued_at(line: LinePart, contract: Contract) -> datetime | None:
         return line.starting_at
     if line.type is LineType.SUBSCRIPTION:
         subscription = next(s for s in contract.subscriptions if s.id == line.subscription_id)
-        if charge_billed_in_advance(subscription, contract.billing_anchor, line.starting_at):
+        if not subscription.advance_on_usage_invoice and charge_billed_in_advance(
+            subscription, subscription.anchor(contract.billing_anchor), line.starting_at
+        ):
             return line.starting_at
     return None
 

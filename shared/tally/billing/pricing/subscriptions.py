@@ -1,7 +1,8 @@
 """Subscriptions and scheduled charges: the lines that do not come from metered usage.
 
 Service periods of a subscription are cells of the grid its billing frequency draws from the
-contract's billing anchor, clipped to the subscription's active time. Which invoice a charge
+contract's billing anchor (or its own, billing_cycle_config.anchor_date), clipped to the
+subscription's active time. Which invoice a charge
 lands on is decided by the instant it is charged at:
 - ADVANCE: at the start of the service period, for the quantity then (a SCHEDULED invoice issued
   then). A quantity increase later in the period is charged for the units above the most already
@@ -104,6 +105,15 @@ class Subscription:
     name: str | None = None
     invoice_behavior: InvoiceBehavior = InvoiceBehavior.BILL_IMMEDIATELY  # ADVANCE only (see the module)
     proration_rounding: ProrationRounding | None = None
+    # billing_cycle_config: its own anchor (None: the contract's billing anchor), and in-advance
+    # charges on the USAGE invoice of the billing period they start in rather than their own
+    # SCHEDULED invoice (ON_USAGE_INVOICE).
+    billing_anchor: datetime | None = None
+    advance_on_usage_invoice: bool = False
+
+    def anchor(self, contract_anchor: datetime) -> datetime:
+        """Where its service periods' grid is drawn from."""
+        return self.billing_anchor if self.billing_anchor is not None else contract_anchor
 
     def quantity_at(self, instant: datetime) -> Decimal:
         index = bisect_right([u.starting_at for u in self.quantity_updates], instant)

@@ -1,0 +1,81 @@
+"""A per-seat recurring credit through metronome-sdk in strict mode on the local stack: linked to a
+10-seat subscription created with it (by temporary_id), then 5 seats added by an edit ten days
+into this month, prorated; the subscription made SEAT_BASED by a second edit; its own
+billing_cycle_config shown. Amounts are cents; the prorated one is worked from the month's length.
+
+The contract runs from the first of last month (M1) to the first of next month (M3), billed monthly
+from the first, so each recurrence is a whole month.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+import metronome
+import pytest
+
+from tests.system.conftest import API_KEY
+from tests.system.usage_events import DAY, UTC, rfc3339, unique
+
+pytestmark = pytest.mark.system
+
+PER_SEAT = 62  # cents of credit a seat each month
+SEAT = 1000  # cents a seat each month
+
+
+def test_a_per_seat_recurring_credit_follows_the_subscriptions_seats_through_edits(local_stack):
+    m2 = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    m1, m3 = (m2 - DAY).replace(day=1), (m2 + timedelta(days=32)).replace(day=1)
+    increase = m2 + 10 * DAY
+    tag = unique("seatcredit")
+    with metronome.Metronome(bearer_token=API_KEY, base_url=local_stack.base_url, max_retries=0,
+                             _strict_response_validation=True) as sdk:
+        seats = sdk.v1.contracts.products.create(name=f"{tag} seats", type="SUBSCRIPTION").data.id
+        fixed = sdk.v1.contracts.products.create(name=f"{tag} credit", type="FIXED").data.id
+        card = sdk.v1.contracts.rate_cards.create(name=f"{tag} card").data.id
+        sdk.v1.contracts.rate_cards.rates.add(rate_card_id=card, product_id=seats, entitled=True, rate_type="SUBSCRIPTION",
+                                              price=SEAT, billing_frequency="MONTHLY", starting_at=rfc3339(m1 - DAY))
+        customer = sdk.v1.customers.create(name=tag).data.id
+        contract_id = sdk.v1.contracts.create(
+            customer_id=customer, rate_card_id=card, starting_at=rfc3339(m1), ending_before=rfc3339(m3),
+            subscriptions=[{
+                "collection_schedule": "ADVANCE", "proration": {"is_prorated": True},
+                "subscription_rate": {"product_id": seats, "billing_frequency": "MONTHLY"},
+                "initial_quantity": 10, "temporary_id": "team",
+                "billing_cycle_config": {"invoice_placement": "ON_SCHEDULED_INVOICE"},
+            }],
+            recurring_credits=[{
+                "product_id": fixed, "name": "Seat credit", "priority": 1, "starting_at": rfc3339(m1),
+                "access_amount": {"unit_price": PER_SEAT}, "commit_duration": {"value": 1},
+                "subscription_config": {"subscription_id": "team", "apply_seat_increase_config": {"is_prorated": True}},
+            }],
+        ).data.id
+        contract = sdk.v2.contracts.retrieve(customer_id=customer, contract_id=contract_id).data
+        (sub,) = contract.subscriptions
+        (recurring,) = contract.recurring_credits
+        assert recurring.subscription_config.subscription_id == sub.id
+        assert (recurring.subscription_config.allocation, recurring.access_amount.quantity) == ("POOLED", None)
+        assert (sub.billing_cycle_config.anchor_date, sub.billing_cycle_config.invoice_placement) == (m1, "ON_SCHEDULED_INVOICE")
+
+        # 5 more seats ten days into M2: 5 × 62 × (the rest of M2 over all of it), rounded to cents.
+        sdk.v2.contracts.edit(customer_id=customer, contract_id=contract_id, update_subscriptions=[{
+            "subscription_id": sub.id, "quantity_updates": [{"starting_at": rfc3339(increase), "quantity_delta": 5}]}])
+        sdk.v2.contracts.edit(customer_id=customer, contract_id=contract_id, update_subscriptions=[{
+            "subscription_id": sub.id,
+            "quantity_management_mode_update": {"quantity_management_mode": "SEAT_BASED", "seat_config": {"seat_group_key": "user_id"}}}])
+
+        prorated = (Decimal(5 * PER_SEAT) * Decimal((m3 - increase).total_seconds()) / Decimal((m3 - m2).total_seconds())).quantize(
+            Decimal("0.01"), ROUND_HALF_UP)
+        for contract in (sdk.v2.contracts.retrieve(customer_id=customer, contract_id=contract_id).data,
+                         sdk.v1.contracts.retrieve(customer_id=customer, contract_id=contract_id).data.current):
+            credits = sorted(contract.credits, key=lambda c: c.access_schedule.schedule_items[0].starting_at)
+            assert [[(i.starting_at, i.amount) for i in c.access_schedule.schedule_items] for c in credits] == [
+                [(m1, 620)],  # 10 seats × 62
+                [(m2, 620), (increase, float(prorated))],
+            ]
+            assert {c.subscription_config.subscription_id for c in credits} == {sub.id}
+        (sub,) = sdk.v2.contracts.retrieve(customer_id=customer, contract_id=contract_id).data.subscriptions
+        assert (sub.quantity_management_mode, sub.seat_config.seat_group_key) == ("SEAT_BASED", "user_id")
+        history = sdk.v2.contracts.get_edit_history(customer_id=customer, contract_id=contract_id).data
+        assert len(history) == 2
