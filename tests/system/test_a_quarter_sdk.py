@@ -263,6 +263,13 @@ def test_a_quarter_seats_discount_override_and_archived_credit_mid_month_then_an
     assert usage(invoices()[("USAGE", p2)]) == ("DRAFT", [(calls, 10, 500)], {m2_credit: -200, commit.id: -300}, 0)
     contract = sdk.v2.contracts.retrieve(customer_id=customer, contract_id=contract_id, include_balance=True).data
     assert contract.ending_before == end
+    # The seats' next billing period is cut at the end too.
+    (periods,) = [s.billing_periods for s in contract.subscriptions]
+    assert [(p.starting_at, p.ending_before) for p in (periods.previous, periods.current, periods.next)] == [
+        (start, p2), (p2, p3), (p3, end)]
+    # The commit's purchase still links to the finalized SCHEDULED invoice of the first day.
+    assert [i.invoice_id for c in contract.commits for i in c.invoice_schedule.schedule_items] == [
+        found[("SCHEDULED", start)].id]
     # M3's credit is cut at the end and prorated (Metronome's default, FIRST_AND_LAST):
     # 200 x (hours p3 -> end) / (hours in M3) = 200 x 240 / (hours in M3).
     (m3,) = [c for c in contract.credits if c.id == m3_credit]
