@@ -188,3 +188,29 @@ def test_a_mode_update_that_cannot_be_made_is_refused_and_changes_nothing(w, qua
             "quantity_management_mode": "SEAT_BASED", "seat_config": {"seat_group_key": "user_id"}}}])
     assert (refused.value.field, refused.value.rule) == ("update_subscriptions[0].quantity_management_mode_update", rule)
     assert _stored(w, contract) == before
+
+
+def test_an_individual_allocation_makes_a_credit_per_seat_that_only_its_usage_draws(w):
+    w.clock.now = datetime(2026, 11, 24, tzinfo=UTC)
+    seat_based = {k: v for k, v in SUBSCRIPTION.items() if k != "initial_quantity"} | {
+        "quantity_management_mode": "SEAT_BASED", "starting_at": "2026-11-01T00:00:00Z",
+        "seat_config": {"seat_group_key": "user_id", "initial_seat_ids": ["ann", "bob"], "initial_unassigned_seats": 1}}
+    individual = PER_SEAT_CREDIT | {"starting_at": "2026-11-01T00:00:00Z", "subscription_config": {
+        "subscription_id": "team", "allocation": "INDIVIDUAL", "apply_seat_increase_config": {"is_prorated": True}}}
+    contract = _contract(w, subscriptions=[seat_based], recurring_credits=[individual])
+    sub_id = _stored(w, contract)["subscriptions"][0]["id"]
+    # Nov 16: ann leaves, cy joins (filling the unassigned seat): 500 × 15/30 = 250 for cy.
+    _edit(w, contract, update_subscriptions=[{"subscription_id": sub_id, "seat_updates": {
+        "add_seat_ids": [{"seat_ids": ["cy"], "starting_at": "2026-11-16T00:00:00Z"}],
+        "remove_seat_ids": [{"seat_ids": ["ann"], "starting_at": "2026-11-16T00:00:00Z"}]}}])
+    w.clock.now = datetime(2026, 12, 2, tzinfo=UTC)
+    credits = _made(w, contract, "credits")
+    assert [(c["access_schedule"]["schedule_items"][0]["starting_at"], c["access_schedule"]["schedule_items"][0]["amount"])
+            for c in credits] == [("2026-11-01T00:00:00Z", 500), ("2026-11-01T00:00:00Z", 500), ("2026-11-16T00:00:00Z", D("250.00")),
+                                  ("2026-12-01T00:00:00Z", 500), ("2026-12-01T00:00:00Z", 500)]
+    # Each draws only for its seat's API calls (a presentation or pricing group key of user_id).
+    assert [c["specifiers"] for c in credits[:1]] == [[
+        {"product_id": "p-calls", "presentation_group_values": {"user_id": "ann"}},
+        {"product_id": "p-calls", "pricing_group_values": {"user_id": "ann"}}]]
+    assert "applicable_product_ids" not in credits[0] or credits[0]["applicable_product_ids"] == []
+    assert len({c["id"] for c in credits}) == 5

@@ -63,8 +63,6 @@ class SubscriptionConfigIn(Request):
     allocation: Literal["INDIVIDUAL", "POOLED"] | None = None
 
     def to_document(self, path: str) -> dict:
-        if self.allocation == "INDIVIDUAL":
-            raise InvalidInput(f"{path}.allocation", "INDIVIDUAL is not supported yet (POOLED is)")
         return {
             "subscription_id": self.subscription_id,
             "allocation": self.allocation or "POOLED",

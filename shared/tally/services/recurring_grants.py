@@ -85,7 +85,8 @@ def _seat_link(doc: dict, contract: dict | None) -> SeatLink | None:
     config = doc.get("subscription_config")
     if config is None or contract is None:
         return None
-    from tally.services.contracts import quantity_schedule  # services/contracts imports this module
+    # services/contracts imports this module
+    from tally.services.contracts import is_seat_based, quantity_schedule, seat_schedule_of
 
     sub = subscription_of(doc, contract)
     if sub is None:
@@ -94,7 +95,29 @@ def _seat_link(doc: dict, contract: dict | None) -> SeatLink | None:
     starts = [parse_rfc3339(sub["starting_at"]), *(c.starting_at for c in changes)]
     ends = [*starts[1:], _time(sub.get("ending_before"))]
     quantities = [initial, *(c.quantity for c in changes)]
-    return SeatLink(tuple(zip(starts, ends, quantities)), bool(config["apply_seat_increase_config"]["is_prorated"]))
+    prorate = bool(config["apply_seat_increase_config"]["is_prorated"])
+    if not _individual(doc) or not is_seat_based(sub):
+        return SeatLink(tuple(zip(starts, ends, quantities)), prorate)
+    assigned = tuple((s.starting_at, s.ending_before, s.seats.assigned) for s in seat_schedule_of(sub))
+    return SeatLink(tuple(zip(starts, ends, quantities)), prorate, individual=True, assigned=assigned)
+
+
+def _individual(doc: dict) -> bool:
+    return (doc.get("subscription_config") or {}).get("allocation") == "INDIVIDUAL"
+
+
+def _seat_specifiers(version: dict, key: str, seat_id: str) -> list[dict]:
+    """What one seat's allocation may pay for: the recurring grant's filters (any product when it
+    has none), only for usage whose seat group key (a presentation or pricing group key) is the seat."""
+    bases = version.get("specifiers") or (
+        [{"product_id": p} for p in version.get("applicable_product_ids") or ()]
+        + [{"product_tags": [t]} for t in version.get("applicable_product_tags") or ()]
+    ) or [{}]
+    return [
+        dict(base, **{values: {**(base.get(values) or {}), key: seat_id}})
+        for values in ("presentation_group_values", "pricing_group_values")
+        for base in bases
+    ]
 
 
 def definitions(doc: dict) -> list[dict]:
@@ -219,8 +242,36 @@ def recurrence_documents(doc: dict, kind: str, contract: dict, until: datetime |
             # Metronome: the later of the recurrence's service period start and the recurring grant's start
             "created_at": format_rfc3339(r.starting_at),
         }
-        found.append(grant)
+        if _individual(doc):
+            found += _seat_allocations(doc, grant, r, contract, version)
+        else:
+            found.append(grant)
     return found
+
+
+def _seat_allocations(doc: dict, grant: dict, r: Recurrence, contract: dict, version: dict) -> list[dict]:
+    """INDIVIDUAL allocation: one commit or credit per seat, which only that seat's usage draws."""
+    key = ((subscription_of(doc, contract) or {}).get("seat_config") or {}).get("seat_group_key")
+    if key is None:
+        return []
+    made = []
+    for seat_id, at, amount in r.allocations:
+        segment = {
+            "id": derived_id(doc["id"], r.index, f"seat/{seat_id}/access"),
+            "amount": amount,
+            "starting_at": format_rfc3339(at),
+            "ending_before": format_rfc3339(r.ending_before),
+        }
+        if r.rollover_ending_before is not None and version.get("rollover_fraction"):
+            segment["rollover_ending_before"] = format_rfc3339(r.rollover_ending_before)
+        one = {k: v for k, v in grant.items() if k not in ("applicable_product_ids", "applicable_product_tags")}
+        made.append(one | {
+            "id": derived_id(doc["id"], r.index, f"seat/{seat_id}"),
+            "access_schedule": [segment],
+            "specifiers": _seat_specifiers(version, key, seat_id),
+            "created_at": format_rfc3339(at),
+        })
+    return made
 
 
 def made_grants(contract: dict, until: datetime | None) -> dict[str, list[dict]]:
@@ -244,11 +295,18 @@ def validate_recurring_documents(contract: dict, products: dict[str, Product], v
             prefix = f"{kind}[{index}]"
             recurring = recurring_from_document(doc)
             validate_recurring(recurring, schedule, start, end, prefix)
-            if doc.get("subscription_config") is not None and subscription_of(doc, contract) is None:
-                raise InvalidInput(
-                    f"{prefix}.subscription_config.subscription_id",
-                    "is not a subscription of this contract (nor the temporary_id of one created with it)",
-                )
+            if doc.get("subscription_config") is not None:
+                linked = subscription_of(doc, contract)
+                if linked is None:
+                    raise InvalidInput(
+                        f"{prefix}.subscription_config.subscription_id",
+                        "is not a subscription of this contract (nor the temporary_id of one created with it)",
+                    )
+                if _individual(doc) and linked.get("quantity_management_mode") != "SEAT_BASED":
+                    raise InvalidInput(
+                        f"{prefix}.subscription_config.allocation",
+                        "INDIVIDUAL needs a SEAT_BASED subscription (an allocation per seat); use POOLED",
+                    )
             if recurring.frequency is RecurrenceFrequency.DAILY:
                 daily.append(prefix)
             # The first one it makes (none when the contract ends before it starts) stands for all:

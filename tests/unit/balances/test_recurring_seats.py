@@ -65,3 +65,15 @@ def test_a_cut_first_period_prorates_the_seats_and_rounding_applies_to_increases
     floored = credit(access_amount=D(500), starting_at=t(10, 16), seats=link((t(10), 10), (t(10, 21), 11)),
                      access_rounding=ProrationRounding(-2, ProrationRoundingMethod.FLOOR))
     assert made(floored, t(11))[0] == (t(10, 16), D(2500), ((t(10, 21), D(100)),))
+
+
+def test_individual_allocation_gives_each_assigned_seat_its_own_and_a_seat_joining_mid_period_a_prorated_one():
+    # Oct: ann and bob (and 3 unassigned seats, which get nothing). Oct 16 ann leaves and cy joins
+    # (16 of 31 days left: 500 × 16/31 = 258.06); Oct 21 ann is back: she had hers this period.
+    assigned = ((t(10), t(10, 16), ("ann", "bob")), (t(10, 16), t(10, 21), ("bob", "cy")), (t(10, 21), None, ("bob", "cy", "ann")))
+    seats = SeatLink(((t(10), None, D(5)),), True, individual=True, assigned=assigned)
+    found = recurrences(credit(access_amount=D(500), seats=seats), MONTHLY, CONTRACT_START, t(12))
+    assert [(r.starting_at, r.access_amount, r.increases, r.allocations) for r in found] == [
+        (t(10), D(0), (), (("ann", t(10), D(500)), ("bob", t(10), D(500)), ("cy", t(10, 16), D("258.06")))),
+        (t(11), D(0), (), (("bob", t(11), D(500)), ("cy", t(11), D(500)), ("ann", t(11), D(500)))),
+    ]

@@ -28,6 +28,11 @@ shared/contract_without_amendments.py). Each period from `starting_at` makes one
   above) when `apply_seat_increase_config.is_prorated`, else in full. Only seats above the most the
   period has had count: a seat removed and added back in one period grants nothing more. Decreases
   take nothing back (what was granted stays, as with any grant).
+* INDIVIDUAL allocation (a SEAT_BASED subscription): each assigned seat gets its own allocation of
+  the access amount instead (only its usage may draw it: services/recurring_grants.py): the seats
+  assigned at the period's start, prorated as the recurrence is, and each seat first assigned
+  during the period from then on, prorated like an increase. Unassigned seats have no id, so
+  nothing to allocate to.
 
 Nothing is stored per recurrence: `recurrences` computes them again on every read, with the same
 indexes, from which callers derive stable ids.
@@ -98,6 +103,26 @@ class SeatLink:
 
     quantities: tuple[tuple[datetime, datetime | None, Decimal], ...]
     prorate_increase: bool
+    individual: bool = False  # INDIVIDUAL allocation: per assigned seat (`assigned`)
+    assigned: tuple[tuple[datetime, datetime | None, tuple[str, ...]], ...] = ()
+
+    def seat_ids_at(self, instant: datetime) -> tuple[str, ...]:
+        for start, end, seat_ids in self.assigned:
+            if start <= instant and (end is None or instant < end):
+                return seat_ids
+        return ()
+
+    def joined(self, start: datetime, end: datetime) -> tuple[tuple[datetime, str], ...]:
+        """(instant, seat id) for each seat first assigned within (start, end)."""
+        seen = set(self.seat_ids_at(start))
+        found = []
+        for at, _, seat_ids in self.assigned:
+            if start < at < end:
+                for seat_id in seat_ids:
+                    if seat_id not in seen:
+                        found.append((at, seat_id))
+                        seen.add(seat_id)
+        return tuple(found)
 
     def quantity_at(self, instant: datetime) -> Decimal:
         for start, end, quantity in self.quantities:
@@ -161,6 +186,8 @@ class Recurrence:
     # Linked to a subscription: (instant, amount) granted by seat increases within its period, each
     # from its instant to the recurrence's access end.
     increases: tuple[tuple[datetime, Decimal], ...] = ()
+    # INDIVIDUAL allocation: (seat id, from, amount), one per seat, instead of the amounts above.
+    allocations: tuple[tuple[str, datetime, Decimal], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,8 +245,25 @@ def recurrences(
         prorated = (paid_start, paid_end) != (cell_start, cell_end)
         cell_seconds = Decimal((cell_end - cell_start).total_seconds())
         fraction = PRICING_CONTEXT.divide(Decimal((paid_end - paid_start).total_seconds()), cell_seconds)
-        per_period, increases = d.access_amount, ()
-        if d.seats is not None:
+        per_period, increases, allocations = d.access_amount, (), ()
+        if d.seats is not None and d.seats.individual:
+            each = _prorated(d.access_amount, fraction, prorated, d.access_rounding, d.credit_type)
+            allocations = tuple((seat_id, start, each) for seat_id in d.seats.seat_ids_at(start)) + tuple(
+                (
+                    seat_id,
+                    at,
+                    _prorated(
+                        d.access_amount,
+                        PRICING_CONTEXT.divide(Decimal((period_end - at).total_seconds()), cell_seconds),
+                        d.seats.prorate_increase,
+                        d.access_rounding,
+                        d.credit_type,
+                    ),
+                )
+                for at, seat_id in d.seats.joined(start, period_end)
+            )
+            per_period = Decimal(0)
+        elif d.seats is not None:
             per_period = PRICING_CONTEXT.multiply(d.access_amount, d.seats.quantity_at(start))
             increases = tuple(
                 (
@@ -248,6 +292,7 @@ def recurrences(
                 prorated,
                 version,
                 increases,
+                allocations,
             )
         )
         n += 1
