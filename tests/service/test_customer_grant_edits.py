@@ -127,3 +127,29 @@ def test_concurrent_edits_of_one_customer_level_credit_keep_every_change(w):
     segments = _grants(w).get(credit["id"])["access_schedule"]
     # The first segment and the 4 added (10 + 11 + 12 + 13 = 46 more): none lost.
     assert sorted(s["amount"] for s in segments) == [Decimal(10), Decimal(11), Decimal(12), Decimal(13), Decimal(100)]
+
+
+def test_an_invoice_finalized_between_an_edits_check_and_its_write_is_seen_by_the_retry(w, monkeypatch):
+    """October's 30 calls x 2 = 60 are drawn from the credit by a finalization that lands after the
+    edit counted the invoices: the write fails, and the retry refuses lowering the credit to 50."""
+    contract = _contract(w)
+    credit = _credit(w)
+    segment_id = credit["access_schedule"][0]["id"]
+    w.usage.calls += [(datetime(2026, 10, 10, tzinfo=UTC), 30)]
+    service = CustomerGrantEditService(_grants(w), w.store, w.contracts, sleep=lambda _: None)
+    real = service._finalized
+    calls = []
+
+    def counted_then_finalized(*args):
+        result = real(*args)
+        if not calls:
+            w.service.finalize(w.customer.id, contract["id"], OCT, NOV + GRACE)
+        calls.append(result)
+        return result
+
+    monkeypatch.setattr(service, "_finalized", counted_then_finalized)
+    with pytest.raises(InvalidInput) as refused:
+        _edit(w, service, {"credit_id": credit["id"], "access_schedule": {"update_schedule_items": [{"id": segment_id, "amount": 50}]}})
+    assert refused.value.field == "access_schedule.update_schedule_items[0].amount"
+    assert len(calls) == 2
+    assert _grants(w).get(credit["id"])["access_schedule"][0]["amount"] == Decimal(100)

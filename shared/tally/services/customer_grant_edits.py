@@ -9,7 +9,10 @@ SCHEDULED invoices, so that contract's finalized ones are checked.
 
 Two concurrent edits of one grant never lose either change: the write is conditional on the
 grant's version (`_version`), and the loser applies its update again to what the winner stored
-(Conflict after MAX_ATTEMPTS).
+(Conflict after MAX_ATTEMPTS). It is also conditional on the customer's invoice record count read
+before the finalized check, so an invoice finalized in between is checked by the retry. (The other
+order, a finalization priced before an edit and written after it, is not checked yet: finalize is
+conditional on the contract's version, not on customer-level grants'.)
 """
 
 from __future__ import annotations
@@ -60,15 +63,18 @@ class CustomerGrantEditService:
             if document is None:
                 raise InvalidInput(f"update_{kind}[0]", f"is not a customer-level {kind[:-1]} of the customer")
             holder = {kind: [dict(document)]}
-            grant_edits.check_finalized(holder, record, self._finalized(customer_id, document.get("invoice_contract_id")))
+            written, finalized = self._finalized(customer_id, document.get("invoice_contract_id"))
+            grant_edits.check_finalized(holder, record, finalized)
             for _, change in grant_edits.edit_parts(record):
                 change(holder)
             edited = holder[kind][0]
             validate_grant_document(edited, self._catalog.products(), f"update_{kind}[0]")
             try:
-                self._grants.replace(edited)  # conditional on the version read (DocumentStore.replace)
+                # Conditional on the version read and on the invoices counted: a concurrent edit, or
+                # an invoice finalized since the check, makes this write fail and the retry see it.
+                self._grants.replace(edited, invoices_written=written)
             except Conflict:
-                continue  # another edit won: apply this one to what it stored
+                continue  # apply this one again to what is stored now
             return edited
         raise Conflict("the commit or credit kept changing while this edit was applied; retry it")
 
@@ -80,7 +86,7 @@ class CustomerGrantEditService:
             return None
         return document
 
-    def _finalized(self, customer_id: str, invoice_contract_id: str | None) -> Finalized:
+    def _finalized(self, customer_id: str, invoice_contract_id: str | None) -> tuple[int, Finalized]:
         """What the customer's finalized invoices fixed: every contract's draws, and the invoicing
         contract's finalized periods and SCHEDULED invoices. The listing is an index read that may
         lag the count: read again until it holds them all."""
@@ -89,6 +95,6 @@ class CustomerGrantEditService:
             records = self._invoices.list_for_customer(customer_id)
             if len(records) >= written:
                 base = Finalized.of(records, invoice_contract_id) if invoice_contract_id else Finalized(None, {})
-                return Finalized(base.usage_until, base.scheduled, drawn=grant_edits.drawn_by_finalized(records, None))
+                return written, Finalized(base.usage_until, base.scheduled, drawn=grant_edits.drawn_by_finalized(records, None))
             self._sleep(0.05 * 2**attempt)
         raise StoreUnavailable(f"the invoice index of customer {customer_id} lags behind; retry")

@@ -81,9 +81,14 @@ class DynamoDocumentStore:
         item = get_item(self._client, self._table, f"{self._kind}#{document_id}")
         return None if item is None else _document(item)
 
-    def replace(self, document: dict) -> None:
-        """Write a changed document; Conflict if it changed since it was read (`_version`)."""
+    def replace(self, document: dict, invoices_written: int | None = None) -> None:
+        """Write a changed document; Conflict if it changed since it was read (`_version`), or, given
+        `invoices_written`, if the customer's invoice records changed since they were counted (the
+        change was checked against invoices that are no longer all there are)."""
         version = document["_version"]
+        if invoices_written is not None:
+            self._replace_if_invoices_unchanged(document, invoices_written)
+            return
         try:
             self._client.put_item(
                 TableName=self._table,
@@ -99,6 +104,29 @@ class DynamoDocumentStore:
     def list_for_customer(self, customer_id: str) -> list[dict]:
         """Every document of this kind of the customer, in sort order (a customer has few)."""
         return [_document(item) for item in all_gsi1(self._client, self._table, f"{self._kind}s#{customer_id}")]
+
+    def _replace_if_invoices_unchanged(self, document: dict, invoices_written: int) -> None:
+        version = document["_version"]
+        actions = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": _item(self._kind, self._sort_field, _stored(document), version + 1),
+                    "ConditionExpression": "version = :v",
+                    "ExpressionAttributeValues": {":v": {"N": str(version)}},
+                }
+            },
+            records_unchanged(self._table, document["customer_id"], invoices_written),
+        ]
+        try:
+            self._client.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            codes = [r.get("Code") for r in exc.response.get("CancellationReasons") or []]
+            if error_code(exc) == "TransactionCanceledException" and any(
+                code in ("ConditionalCheckFailed", "TransactionConflict") for code in codes
+            ):
+                raise Conflict(f"the {self._kind} or the customer's invoices changed while it was being updated; retry") from exc
+            raise translate(exc) from exc
 
 
 class DynamoContractStore(DynamoDocumentStore):
