@@ -214,3 +214,15 @@ def test_an_individual_allocation_makes_a_credit_per_seat_that_only_its_usage_dr
         {"product_id": "p-calls", "pricing_group_values": {"user_id": "ann"}}]]
     assert "applicable_product_ids" not in credits[0] or credits[0]["applicable_product_ids"] == []
     assert len({c["id"] for c in credits}) == 5
+
+
+def test_subscription_config_on_a_plain_commit_is_refused_pointing_at_recurring_grants(w):
+    before = _contract_count(w.dynamo)
+    commit = {"type": "PREPAID", "product_id": "p-setup", "subscription_config": {"subscription_id": "team"},
+              "access_schedule": {"schedule_items": [{"amount": 100, "starting_at": "2026-10-01T00:00:00Z",
+                                                      "ending_before": "2026-11-01T00:00:00Z"}]}}
+    with pytest.raises(InvalidInput) as refused:
+        _contract(w, subscriptions=[SUBSCRIPTION], commits=[commit])
+    assert refused.value.field == "commits[0].subscription_config"
+    assert "recurring_credits[].subscription_config" in refused.value.rule
+    assert _contract_count(w.dynamo) == before

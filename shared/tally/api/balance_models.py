@@ -110,9 +110,14 @@ class GrantIn(Request):
     subscription_config: Any = None
 
     def _document(self, kind: GrantKind, path: str) -> dict:
-        for name in ("payment_gate_config", "subscription_config"):
-            if getattr(self, name) is not None:
-                raise InvalidInput(f"{path}{name}", "is not supported by Tally yet")
+        if self.payment_gate_config is not None:
+            raise InvalidInput(f"{path}payment_gate_config", "is not supported by Tally yet")
+        if self.subscription_config is not None:  # not a create field in metronome-sdk; shown on made grants
+            raise InvalidInput(
+                f"{path}subscription_config",
+                "is only on the commits and credits a recurring commit or credit linked to a subscription makes: "
+                "give it on recurring_commits[].subscription_config or recurring_credits[].subscription_config",
+            )
         credit_type_id = self.access_schedule.credit_type_id or USD_CENTS.id
         segments = [
             {
