@@ -279,6 +279,22 @@ def test_a_quarter_seats_discount_override_and_archived_credit_mid_month_then_an
     assert (net(), net("FINALIZED")) == (100, 600)
     assert balances() == live
 
+    # Every balance explained by its ledger (v1 list, include_ledgers): the commit 1000, M1's
+    # finalized 600 and M2's draft 300: 100 left; each monthly credit 200 spent by its own month,
+    # M3's not begun (no entry yet); goodwill's 300 expired when the edit archived it.
+    (listed,) = sdk.v1.contracts.list(customer_id=customer, include_balance=True, include_ledgers=True).data
+    ledgers = {g.id: (g.balance, [(e.type, e.amount) for e in g.ledger])
+               for g in [*listed.current.commits, *listed.current.credits]}
+    spent = (0, [("CREDIT_SEGMENT_START", MONTHLY), ("CREDIT_AUTOMATED_INVOICE_DEDUCTION", -MONTHLY)])
+    assert ledgers == {
+        commit.id: (100, [("PREPAID_COMMIT_SEGMENT_START", COMMIT), ("PREPAID_COMMIT_AUTOMATED_INVOICE_DEDUCTION", -600),
+                          ("PREPAID_COMMIT_AUTOMATED_INVOICE_DEDUCTION", -300)]),
+        m1_credit: spent, m2_credit: spent, m3_credit: (0, []),
+        goodwill.id: (0, [("CREDIT_SEGMENT_START", GOODWILL), ("CREDIT_EXPIRATION", -GOODWILL)]),
+    }
+    (expired,) = [g.ledger[-1] for g in listed.current.credits if g.id == goodwill.id]
+    assert expired.timestamp == edited.edit.timestamp
+
     # -- the history: one entry per edit, who and when, what changed ------------------------------
     history = sdk.v2.contracts.get_edit_history(customer_id=customer, contract_id=contract_id).data
     assert [h.id for h in history] == [edited.id, ending.id]
