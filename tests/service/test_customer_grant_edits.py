@@ -153,3 +153,30 @@ def test_an_invoice_finalized_between_an_edits_check_and_its_write_is_seen_by_th
     assert refused.value.field == "access_schedule.update_schedule_items[0].amount"
     assert len(calls) == 2
     assert _grants(w).get(credit["id"])["access_schedule"][0]["amount"] == Decimal(100)
+
+
+def test_an_edit_committed_between_a_close_pricing_and_its_write_is_priced_by_the_close(w, monkeypatch):
+    """The other order: the close priced October (30 calls x 2 = 60, all paid by the 100 credit) when
+    the credit is lowered to 50. The close's write, conditional on the customer's grant edits,
+    fails, and the retry prices the edited credit: 60 - 50 = 10 to pay."""
+    contract = _contract(w)
+    credit = _credit(w)
+    segment_id = credit["access_schedule"][0]["id"]
+    w.usage.calls += [(datetime(2026, 10, 10, tzinfo=UTC), 30)]
+    service = CustomerGrantEditService(_grants(w), w.store, w.contracts, sleep=lambda _: None)
+    real = w.invoices.close_period
+    calls = []
+
+    def priced_then_edited(*args, **kwargs):
+        close = real(*args, **kwargs)
+        if not calls:
+            _edit(w, service, {"credit_id": credit["id"], "access_schedule": {"update_schedule_items": [{"id": segment_id, "amount": 50}]}})
+        calls.append(close)
+        return close
+
+    monkeypatch.setattr(w.invoices, "close_period", priced_then_edited)
+    result = w.service.finalize(w.customer.id, contract["id"], OCT, NOV + GRACE)
+
+    assert len(calls) == 2
+    assert [w.store.get(i).invoice.total for i in result["finalized"]] == [Decimal("10.00")]
+    assert w.balances.net_balance(w.customer.id, None, include_drafts=True) == Decimal(0)

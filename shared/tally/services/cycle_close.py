@@ -232,6 +232,7 @@ class CycleCloseService:
             # Read before pricing: an edit committed after this read fails the write below, and the
             # retry prices the edited contract (edits check the invoice count, this the contract).
             version = self._invoices.contract_version(customer_id, contract_id)
+            grant_edits = self._store.grant_edits_made(customer_id)  # customer-level grants: the same
             written, records = self._records(customer_id)
             family, records = self._family(customer_id, contract_id, records)
             close = self._invoices.close_period(
@@ -243,7 +244,7 @@ class CycleCloseService:
             try:
                 self._store.create(
                     customer_id, written, close.new,
-                    contract_version=None if version is None else (contract_id, version), **family,
+                    contract_version=None if version is None else (contract_id, version), grant_edits=grant_edits, **family,
                 )
             except FinalizationRaced:
                 self._sleep(self._timing.backoff * 2**attempt)
@@ -332,13 +333,15 @@ class CycleCloseService:
             # Read before pricing, as finalize does: an edit committed after this read fails the
             # write below, so the regenerated invoice is never priced from a stale contract.
             version = self._invoices.contract_version(record.customer_id, record.contract_id)
+            grant_edits = self._store.grant_edits_made(record.customer_id)
             written, records = self._records(record.customer_id)
             family, records = self._family(record.customer_id, record.contract_id, records)
             regenerated = self._invoices.regenerated(record, new_id, records, self._clock(), family_records=bool(family))
             try:
                 self._store.create(
                     record.customer_id, written, [regenerated], regenerated_from=record.id,
-                    contract_version=None if version is None else (record.contract_id, version), **family,
+                    contract_version=None if version is None else (record.contract_id, version),
+                    grant_edits=grant_edits, **family,
                 )
             except FinalizationRaced:
                 self._sleep(self._timing.backoff * 2**attempt)

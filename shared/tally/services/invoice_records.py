@@ -72,14 +72,18 @@ class InvoiceStore(Protocol):
     def create(
         self, customer_id: str, written: int, records: list[StoredInvoice], regenerated_from: str | None = None,
         contract_version: tuple[str, int] | None = None, others_written: Sequence[tuple[str, int]] = (),
-        parent_versions: Sequence[tuple[str, int]] = (),
+        parent_versions: Sequence[tuple[str, int]] = (), grant_edits: int | None = None,
     ) -> None:
         """Write new records all at once, only if none exists yet and the customer still has
         `written` records (and, with `regenerated_from`, that voided record is not regenerated
         yet, and it then points to the first record; with `contract_version` (contract id,
         version), that contract is still at that version; each (customer id, count) of
         `others_written` still has that many records, and each (contract id, version) of
-        `parent_versions` is still at that version). FinalizationRaced otherwise."""
+        `parent_versions` is still at that version; with `grant_edits`, the customer's customer-level
+        commits and credits were edited that many times). FinalizationRaced otherwise."""
+
+    def grant_edits_made(self, customer_id: str) -> int:
+        """How many edits of the customer's customer-level commits and credits were ever written."""
 
     def void(self, invoice_id: str, voided_at: datetime) -> bool:
         """FINALIZED -> VOID; False if it was not FINALIZED."""

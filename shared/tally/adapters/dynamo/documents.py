@@ -117,6 +117,14 @@ class DynamoDocumentStore:
                 }
             },
             records_unchanged(self._table, document["customer_id"], invoices_written),
+            {  # counted, so that a finalization priced before this write is priced again (InvoiceStore.create)
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {"pk": {"S": f"{self._kind}_edits#{document['customer_id']}"}, "sk": {"S": ITEM}},
+                    "UpdateExpression": "SET edits = if_not_exists(edits, :zero) + :one",
+                    "ExpressionAttributeValues": {":zero": {"N": "0"}, ":one": {"N": "1"}},
+                }
+            },
         ]
         try:
             self._client.transact_write_items(TransactItems=actions)

@@ -32,8 +32,9 @@ from tally.services.invoice_records import (
     record_from_document,
 )
 
-# A transaction holds at most 100 items: the counter, a voided record, the contract check, the new records.
-MAX_RECORDS_PER_WRITE = 97
+# A transaction holds at most 100 items: the counter, a voided record, the contract check, the
+# customer-level grant edits check, the new records.
+MAX_RECORDS_PER_WRITE = 96
 
 
 def _key(invoice_id: str) -> dict:
@@ -83,10 +84,16 @@ class DynamoInvoiceStore:
         item = get_item(self._client, self._table, f"invoice_records#{customer_id}")
         return 0 if item is None else int(item["written"]["N"])
 
+    def grant_edits_made(self, customer_id: str) -> int:
+        """How many edits of the customer's customer-level commits and credits were ever written
+        (adapters/dynamo/documents.py counts them), read consistently."""
+        item = get_item(self._client, self._table, f"grant_edits#{customer_id}")
+        return 0 if item is None else int(item["edits"]["N"])
+
     def create(
         self, customer_id: str, written: int, records: list[StoredInvoice], regenerated_from: str | None = None,
         contract_version: tuple[str, int] | None = None, others_written: Sequence[tuple[str, int]] = (),
-        parent_versions: Sequence[tuple[str, int]] = (),
+        parent_versions: Sequence[tuple[str, int]] = (), grant_edits: int | None = None,
     ) -> None:
         if not records or len(records) + len(others_written) + len(parent_versions) > MAX_RECORDS_PER_WRITE:
             raise ValueError(f"a write holds 1 to {MAX_RECORDS_PER_WRITE} records")
@@ -145,6 +152,16 @@ class DynamoInvoiceStore:
                     "ExpressionAttributeValues": {":cv": {"N": str(version)}},
                 }
             })
+        if grant_edits is not None:
+            # The customer-level commits and credits priced are the ones stored: an edit of one since
+            # the pricing read the count cancels this.
+            check: dict = {"TableName": self._table, "Key": {"pk": {"S": f"grant_edits#{customer_id}"}, "sk": {"S": ITEM}}}
+            if grant_edits == 0:
+                check["ConditionExpression"] = "attribute_not_exists(pk)"
+            else:
+                check["ConditionExpression"] = "edits = :ge"
+                check["ExpressionAttributeValues"] = {":ge": {"N": str(grant_edits)}}
+            actions.append({"ConditionCheck": check})
         # A hierarchy's members share balances: nothing they finalized since it was counted.
         actions += [records_unchanged(self._table, other, count) for other, count in others_written]
         try:
