@@ -10,9 +10,9 @@ SCHEDULED invoices, so that contract's finalized ones are checked.
 Two concurrent edits of one grant never lose either change: the write is conditional on the
 grant's version (`_version`), and the loser applies its update again to what the winner stored
 (Conflict after MAX_ATTEMPTS). It is also conditional on the customer's invoice record count read
-before the finalized check, so an invoice finalized in between is checked by the retry. (The other
-order, a finalization priced before an edit and written after it, is not checked yet: finalize is
-conditional on the contract's version, not on customer-level grants'.)
+before the finalized check, so an invoice finalized in between is checked by the retry. The write
+counts itself (the store's grant_edits#<customer>), and a finalization is conditional on that count
+read before its pricing (services/cycle_close.py), so the other order is priced again too.
 """
 
 from __future__ import annotations
