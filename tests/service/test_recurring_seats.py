@@ -226,3 +226,23 @@ def test_subscription_config_on_a_plain_commit_is_refused_pointing_at_recurring_
     assert refused.value.field == "commits[0].subscription_config"
     assert "recurring_credits[].subscription_config" in refused.value.rule
     assert _contract_count(w.dynamo) == before
+
+
+def test_a_quantity_recurring_credit_grants_units_of_usage_each_month(w):
+    w.clock.now = datetime(2026, 11, 24, tzinfo=UTC)
+    units = {"product_id": "p-setup", "priority": 1, "name": "1000 calls a month", "starting_at": "2026-10-01T00:00:00Z",
+             "access_amount": {"unit_price": 1, "quantity": 1000, "access_type": "QUANTITY"}, "commit_duration": {"value": 1},
+             "applicable_product_ids": ["p-calls"]}
+    contract = _contract(w, recurring_credits=[units])
+    # October, 30 calls at 2 = 60: all paid, 30 of 1000 units spent. November 20, 14000 calls:
+    # 100 × 1 + 13900 × 0.5 = 7050, of which the 1000 units pay 7050 × 1000/14000 = 503.571… → 503.57.
+    w.usage.calls += [(datetime(2026, 10, 10, tzinfo=UTC), 30), (datetime(2026, 11, 20, tzinfo=UTC), 14000)]
+    invoices = _invoices(w)
+    assert invoices[("USAGE", datetime(2026, 10, 1, tzinfo=UTC))].total == D(0)
+    assert invoices[("USAGE", NOV)].total == D("6546.43")
+    credits = _made(w, contract, "credits")
+    assert [(c["access_schedule"]["schedule_items"][0]["amount"], c["balance"]) for c in credits[:2]] == [(1000, 0), (1000, 0)]
+    document = _stored(w, contract)
+    (shown,) = contract_v2_json(document, w.contracts.contract(document), w.contracts.products(), ContractView(w.clock.now))["recurring_credits"]
+    assert shown["access_amount"] == {"credit_type_id": "00000000-0000-0000-0000-000000000000", "unit_price": 1, "quantity": 1000,
+                                      "access_type": "QUANTITY"}

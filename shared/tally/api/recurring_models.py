@@ -13,6 +13,7 @@ from pydantic import Field
 
 from tally.api.balance_models import SpecifierIn
 from tally.api.models import MAX_NAME_LENGTH, ProrationRoundingIn, Request, parse_instant
+from tally.billing.balances.grants import NO_CREDIT_TYPE
 from tally.billing.errors import InvalidInput
 from tally.billing.hierarchy import child_access_document
 from tally.billing.pricing import USD_CENTS, Product
@@ -37,8 +38,6 @@ class AccessAmountIn(Request):
 
     def to_document(self, path: str, linked: bool = False) -> dict:
         """`linked`: a subscription is attached, whose quantity (seats) stands for `quantity`."""
-        if self.access_type == "QUANTITY":
-            raise InvalidInput(f"{path}.access_type", "QUANTITY is not supported yet (SPEND is)")
         if linked and self.quantity is not None:
             raise InvalidInput(f"{path}.quantity", "must not be given with subscription_config: the access is per seat of the subscription")
         if not linked and self.quantity is None:
@@ -48,6 +47,8 @@ class AccessAmountIn(Request):
             if value is not None and value < 0:
                 raise InvalidInput(f"{path}.{name}", "must not be negative")
         document = {"unit_price": self.unit_price, "quantity": self.quantity, "credit_type_id": self.credit_type_id or USD_CENTS.id}
+        if self.access_type == "QUANTITY":  # units of usage: access unit_price × quantity units each period
+            document["access_type"] = "QUANTITY"
         return _drop_none(document)
 
 
@@ -271,9 +272,10 @@ def recurring_grant_json(doc: dict, contract: dict, products: Mapping[str, Produ
     body: dict[str, Any] = {
         "id": doc["id"],
         "access_amount": {
-            "credit_type_id": access["credit_type_id"],
+            # Metronome: quantity-based ones show the null credit type
+            "credit_type_id": NO_CREDIT_TYPE if access.get("access_type") == "QUANTITY" else access["credit_type_id"],
             "unit_price": access["unit_price"],
-            "access_type": "SPEND",
+            "access_type": access.get("access_type") or "SPEND",
         },
         "anchor_date": anchor_date(doc, contract),
         "commit_duration": dict(doc["commit_duration"]),

@@ -94,6 +94,7 @@ def grant_from_document(doc: dict, contract_id: str | None = None) -> Grant:
             for i in doc.get("invoice_schedule") or ()
         ),
         recurring_id=doc.get("recurring_commit_id") or doc.get("recurring_credit_id"),
+        by_quantity=doc.get("access_type") == "QUANTITY",
     )
 
 

@@ -112,6 +112,7 @@ def _charge(key: str, draft_id: str, contract_id: str, line: LineItem, products:
         commit_prices=tuple(line.commit_prices),
         pricing_group_values=line.pricing_group_values,
         presentation_group_values=line.presentation_group_values,
+        quantity=line.quantity,
     )
 
 

@@ -242,6 +242,8 @@ def recurrence_documents(doc: dict, kind: str, contract: dict, until: datetime |
             # Metronome: the later of the recurrence's service period start and the recurring grant's start
             "created_at": format_rfc3339(r.starting_at),
         }
+        if doc["access_amount"].get("access_type") == "QUANTITY":  # a balance of units (Grant.by_quantity)
+            grant["access_type"] = "QUANTITY"
         if _individual(doc):
             found += _seat_allocations(doc, grant, r, contract, version)
         else:

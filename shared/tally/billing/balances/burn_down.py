@@ -25,6 +25,9 @@ amount is covered; the rest is billed at list price. A balance never goes below 
   * Commit-specific overrides give a charge its price when a given grant (or any grant) pays
     (`eligibility.spend_price`); that grant spends at that price C, exactly as above. So usage a
     commit pays for costs the commit the overridden price, and what it cannot cover stays at list.
+  * A QUANTITY grant (access_type QUANTITY, Grant.by_quantity) counts units: it spends as a
+    COMMIT_RATE segment would with the charge's quantity as its price (covering U of list costs
+    U x quantity / L units). Its balances are in NO_CREDIT_TYPE, so money totals leave them out.
   * Prepaid and credit applications reduce the invoice. Postpaid ones are recorded but do not: the
     usage is paid in arrears, and the commit only counts it toward the promised spend.
 
@@ -432,7 +435,7 @@ class _Run:
                 live.grant.id,
                 live.segment.id,
                 live.grant.kind,
-                live.grant.credit_type_id,
+                live.grant.balance_credit_type_id,
                 live.grant.contract_id,
                 live.segment.starting_at,
                 live.segment.ending_before,

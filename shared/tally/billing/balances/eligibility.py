@@ -15,6 +15,8 @@ def spend_price(grant: Grant, charge: Charge) -> Decimal | None:
     amount (None: the list amount). A COMMIT_RATE grant spends the charge's commit amount, a
     commit-specific override pricing the grant's draw (named, else by the recurring grant that made
     it, else for any grant) replaces either."""
+    if grant.by_quantity:  # QUANTITY: the whole charge costs its units (grant_applies_to: known)
+        return charge.quantity
     target = grant.rate_type.value
     anyone = by_maker = None
     for grant_id, price_target, total in charge.commit_prices:
@@ -52,6 +54,7 @@ class Charge:
     commit_prices: tuple[tuple[str | None, str, Decimal], ...] = ()
     pricing_group_values: Mapping[str, str | None] | None = None
     presentation_group_values: Mapping[str, str | None] | None = None
+    quantity: Decimal | None = None  # the line's units (what a QUANTITY grant spends); None: unknown
     finalized: bool = False
     # Set once the charge's invoice is finalized: the drawdowns it made then. They are replayed
     # exactly, never recomputed, and draft charges cannot take the money they need (burn_down).
@@ -84,6 +87,8 @@ def _matches_product(grant: Grant, product_id: str, tags: tuple[str, ...]) -> bo
 def grant_applies_to(grant: Grant, charge: Charge) -> bool:
     """Same credit type, a contract the grant serves, and usage its filters admit (time aside)."""
     if grant.credit_type_id != charge.credit_type_id:
+        return False
+    if grant.by_quantity and charge.quantity is None:
         return False
     if grant.contract_id is not None:
         if charge.contract_id not in (grant.contract_id, grant.rollover_contract_id) and charge.contract_id not in grant.child_contract_ids:

@@ -91,6 +91,10 @@ class InvoiceItem:
     unit_price: Decimal | None = None
 
 
+# Metronome's null credit type: what quantity-based (access_type QUANTITY) balances are counted in.
+NO_CREDIT_TYPE = "00000000-0000-0000-0000-000000000000"
+
+
 @dataclass(frozen=True, slots=True)
 class Grant:
     id: str
@@ -114,6 +118,14 @@ class Grant:
     # A customer-level grant priced with other customers' charges (a hierarchy's burn-down): its
     # customer's contracts, the only ones it serves. None: every contract priced with it.
     customer_contract_ids: frozenset[str] | None = None
+    # access_type QUANTITY: the balance counts units of usage, not money; a charge it pays costs it
+    # the charge's quantity (eligibility.spend_price), and its balances are in NO_CREDIT_TYPE.
+    by_quantity: bool = False
+
+    @property
+    def balance_credit_type_id(self) -> str:
+        """What its balances are counted in: its credit type, or units (NO_CREDIT_TYPE)."""
+        return NO_CREDIT_TYPE if self.by_quantity else self.credit_type_id
 
     @property
     def applies_to_all_products(self) -> bool:
