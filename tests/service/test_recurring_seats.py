@@ -246,3 +246,20 @@ def test_a_quantity_recurring_credit_grants_units_of_usage_each_month(w):
     (shown,) = contract_v2_json(document, w.contracts.contract(document), w.contracts.products(), ContractView(w.clock.now))["recurring_credits"]
     assert shown["access_amount"] == {"credit_type_id": "00000000-0000-0000-0000-000000000000", "unit_price": 1, "quantity": 1000,
                                       "access_type": "QUANTITY"}
+
+
+def test_a_plain_quantity_credit_pays_units_and_a_postpaid_quantity_commit_is_refused(w):
+    w.clock.now = datetime(2026, 11, 24, tzinfo=UTC)
+    schedule = {"access_type": "QUANTITY", "schedule_items": [
+        {"amount": 500, "starting_at": "2026-11-01T00:00:00Z", "ending_before": "2026-12-01T00:00:00Z"}]}
+    credit = {"product_id": "p-setup", "name": "500 calls", "access_schedule": schedule, "applicable_product_ids": ["p-calls"]}
+    before = _contract_count(w.dynamo)
+    with pytest.raises(InvalidInput) as refused:
+        _contract(w, commits=[credit | {"type": "POSTPAID", "invoice_schedule": {"schedule_items": [
+            {"timestamp": "2026-12-01T00:00:00Z", "amount": 500}]}}])
+    assert refused.value.field == "commits[0].access_schedule.access_type"
+    assert _contract_count(w.dynamo) == before
+    _contract(w, credits=[credit])
+    # Nov 20, 2000 calls: 100 × 1 + 1900 × 0.5 = 1050; 500 units pay 1050 × 500/2000 = 262.50.
+    w.usage.calls.append((datetime(2026, 11, 20, tzinfo=UTC), 2000))
+    assert _invoices(w)[("USAGE", NOV)].total == D("787.50")

@@ -53,7 +53,7 @@ class AccessItemIn(Request):
 class AccessScheduleIn(Request):
     schedule_items: list[AccessItemIn] = Field(min_length=1)
     credit_type_id: str | None = None
-    access_type: Literal["SPEND"] | None = None
+    access_type: Literal["SPEND", "QUANTITY"] | None = None  # QUANTITY: amounts are units of usage
 
 
 class InvoiceItemIn(Request):
@@ -148,7 +148,17 @@ class GrantIn(Request):
             **({} if self.hierarchy_configuration is None else {
                 "hierarchy_configuration": child_access_document(self.hierarchy_configuration, f"{path}hierarchy_configuration")
             }),
+            **_access_type_document(self.access_schedule.access_type, kind, path),
         }
+
+
+def _access_type_document(access_type: str | None, kind: GrantKind, path: str) -> dict:
+    """QUANTITY: a balance of units of usage (billing/balances/grants.py Grant.by_quantity)."""
+    if access_type != "QUANTITY":
+        return {}
+    if kind is GrantKind.POSTPAID:
+        raise InvalidInput(f"{path}access_schedule.access_type", "QUANTITY is for prepaid commits and credits (a true-up is money)")
+    return {"access_type": "QUANTITY"}
 
 
 class CommitIn(GrantIn):
