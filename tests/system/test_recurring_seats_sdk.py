@@ -1,7 +1,7 @@
 """A per-seat recurring credit through metronome-sdk in strict mode on the local stack: linked to a
 10-seat subscription created with it (by temporary_id), then 5 seats added by an edit ten days
 into this month, prorated; the subscription made SEAT_BASED by a second edit; its own
-billing_cycle_config shown. Amounts are cents; the prorated one is worked from the month's length.
+billing_cycle_config shown; a QUANTITY recurring credit (units of usage) beside it. Amounts are cents; the prorated one is worked from the month's length.
 
 The contract runs from the first of last month (M1) to the first of next month (M3), billed monthly
 from the first, so each recurrence is a whole month.
@@ -49,11 +49,16 @@ def test_a_per_seat_recurring_credit_follows_the_subscriptions_seats_through_edi
                 "product_id": fixed, "name": "Seat credit", "priority": 1, "starting_at": rfc3339(m1),
                 "access_amount": {"unit_price": PER_SEAT}, "commit_duration": {"value": 1},
                 "subscription_config": {"subscription_id": "team", "apply_seat_increase_config": {"is_prorated": True}},
+            }, {
+                "product_id": fixed, "name": "1000 units", "priority": 2, "starting_at": rfc3339(m1),
+                "access_amount": {"unit_price": 1, "quantity": 1000, "access_type": "QUANTITY"}, "commit_duration": {"value": 1},
             }],
         ).data.id
         contract = sdk.v2.contracts.retrieve(customer_id=customer, contract_id=contract_id).data
         (sub,) = contract.subscriptions
-        (recurring,) = contract.recurring_credits
+        recurring, units = sorted(contract.recurring_credits, key=lambda r: r.priority)
+        assert (units.access_amount.access_type, units.access_amount.credit_type_id) == (
+            "QUANTITY", "00000000-0000-0000-0000-000000000000")
         assert recurring.subscription_config.subscription_id == sub.id
         assert (recurring.subscription_config.allocation, recurring.access_amount.quantity) == ("POOLED", None)
         assert (sub.billing_cycle_config.anchor_date, sub.billing_cycle_config.invoice_placement) == (m1, "ON_SCHEDULED_INVOICE")
@@ -69,7 +74,8 @@ def test_a_per_seat_recurring_credit_follows_the_subscriptions_seats_through_edi
             Decimal("0.01"), ROUND_HALF_UP)
         for contract in (sdk.v2.contracts.retrieve(customer_id=customer, contract_id=contract_id).data,
                          sdk.v1.contracts.retrieve(customer_id=customer, contract_id=contract_id).data.current):
-            credits = sorted(contract.credits, key=lambda c: c.access_schedule.schedule_items[0].starting_at)
+            credits = sorted((c for c in contract.credits if c.recurring_credit_id == recurring.id),
+                             key=lambda c: c.access_schedule.schedule_items[0].starting_at)
             assert [[(i.starting_at, i.amount) for i in c.access_schedule.schedule_items] for c in credits] == [
                 [(m1, 620)],  # 10 seats × 62
                 [(m2, 620), (increase, float(prorated))],
