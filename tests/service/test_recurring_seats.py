@@ -41,6 +41,11 @@ PER_SEAT_COMMIT = {  # 100 a seat each month, complimentary; seats added mid-mon
 }
 
 
+SEATLESS = [SUBSCRIPTION, {k: v for k, v in SUBSCRIPTION.items() if k != "initial_quantity"} | {
+    "temporary_id": "seatless", "quantity_management_mode": "SEAT_BASED",
+    "seat_config": {"seat_group_key": "user_id", "initial_seat_ids": [], "initial_unassigned_seats": 2}}]
+
+
 def _segments(grants: list[dict]) -> list[list[tuple]]:
     return [[(i["starting_at"], i["ending_before"], i["amount"]) for i in g["access_schedule"]["schedule_items"]] for g in grants]
 
@@ -124,12 +129,16 @@ def test_a_per_seat_credit_added_by_an_edit_with_a_seat_based_subscription_follo
         ({"subscription_config": None}, "recurring_credits[0].access_amount.quantity"),
         ({"subscription_config": {"subscription_id": "team", "allocation": "INDIVIDUAL", "apply_seat_increase_config": {"is_prorated": True}}},
          "recurring_credits[0].subscription_config.allocation"),
+        # No seat is assigned yet, so no credit is made: the product is still checked (p-calls is usage).
+        ({"product_id": "p-calls", "subscription_config": {"subscription_id": "seatless", "allocation": "INDIVIDUAL",
+                                                           "apply_seat_increase_config": {"is_prorated": True}}},
+         "recurring_credits[0].product_id"),
     ],
 )
 def test_a_bad_subscription_link_is_refused_naming_the_field_and_nothing_is_written(w, credit, field):
     before = _contract_count(w.dynamo)
     with pytest.raises(InvalidInput) as refused:
-        _contract(w, subscriptions=[SUBSCRIPTION], recurring_credits=[{k: v for k, v in (PER_SEAT_CREDIT | credit).items() if v is not None}])
+        _contract(w, subscriptions=SEATLESS, recurring_credits=[{k: v for k, v in (PER_SEAT_CREDIT | credit).items() if v is not None}])
     assert refused.value.field == field
     assert _contract_count(w.dynamo) == before
 

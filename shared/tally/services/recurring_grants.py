@@ -312,10 +312,11 @@ def validate_recurring_documents(contract: dict, products: dict[str, Product], v
             if recurring.frequency is RecurrenceFrequency.DAILY:
                 daily.append(prefix)
             # The first one it makes (none when the contract ends before it starts) stands for all:
-            # they share product, filters, priority and rollover.
-            for first in recurrence_documents(doc, kind, contract, recurring.starting_at)[:1]:
-                # Its seat increases' segments overlap the first on purpose (checked as it is).
-                validate_grant(dict(first, access_schedule=first["access_schedule"][:1]), products, prefix)
+            # they share product, filters, priority and rollover. Linked to a subscription, as if for
+            # one seat: it may have no seats yet, or one grant per seat.
+            plain = {k: v for k, v in doc.items() if k != "subscription_config"}
+            for first in recurrence_documents(plain, kind, contract, recurring.starting_at)[:1]:
+                validate_grant(first, products, prefix)
     if len(daily) > 1:
         raise InvalidInput(f"{daily[1]}.recurrence_frequency", "a contract may have one DAILY recurring commit or credit")
     if daily and any(s.get("quantity_management_mode") == "SEAT_BASED" for s in contract.get("subscriptions") or ()):
