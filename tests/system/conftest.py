@@ -38,9 +38,3 @@ def api(local_stack):
     headers = {"Authorization": f"Bearer {API_KEY}"}
     with httpx.Client(base_url=local_stack.base_url, headers=headers, timeout=600) as client:
         yield client
-
-
-def pytest_collection_modifyitems(config, items):
-    """Volume tests run last: they leave tens of thousands of events behind, and creating a metric
-    backfills by scanning the whole events table (see the note in MetricService.backfill)."""
-    items.sort(key=lambda item: item.get_closest_marker("volume") is not None)
