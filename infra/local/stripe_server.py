@@ -9,7 +9,13 @@ invoice built from invoice items (what Tally sends):
   the period as `period_start`/`period_end`, not Stripe's `period[start]`/`period[end]`;
 - `POST /v1/invoices/{id}/finalize` does not exist;
 - voiding an invoice without a PaymentIntent is a 400;
-- `Idempotency-Key` is ignored: a repeated POST creates a second object.
+- `Idempotency-Key` is ignored: a repeated POST creates a second object, and two at once are both
+  carried out (Stripe answers the second 409 idempotency_key_in_use while the first runs);
+- `POST /v1/payment_intents/{id}/confirm` refuses `off_session` (a 400 "Unexpected"), which an
+  off-session charge of a saved payment method sends (the threshold billing STRIPE payment gate).
+  Its PaymentIntents, payment methods (`pm_card_visa`; `pm_card_chargeCustomerFail`, which attaches
+  and is then declined: 402 card_declined), invoice `/pay` and customers'
+  `invoice_settings.default_payment_method` serve as they are.
 This module adds each of them, shaped as Stripe's API reference documents them, and a test hook:
 `POST /_config/tally/failures` with `count`, `status` and `when` ("before": the request is refused;
 "after": it is carried out and its answer lost, as a timeout after Stripe committed would). The
@@ -34,6 +40,7 @@ from localstripe.errors import UserError
 
 _failures: dict = {"count": 0, "status": 500, "when": "before"}
 _idempotent: dict[str, tuple[str, int, bytes]] = {}  # key -> (request fingerprint, status, body)
+_in_flight: set[str] = set()  # keys whose first request is being carried out
 _lock = threading.Lock()
 
 
@@ -103,6 +110,12 @@ def _void_invoice(cls, id):
     return invoice
 
 
+def _confirm_payment_intent(id, off_session=None, **rest):
+    if off_session not in (None, True, False, "true", "false"):
+        raise UserError(400, "Invalid off_session")
+    return ls.PaymentIntent._api_confirm(id, **rest)
+
+
 def _install_resources() -> None:
     ls.Invoice._api_create = classmethod(_invoice_create)
     ls.Invoice._api_void_invoice = classmethod(_void_invoice)
@@ -142,16 +155,26 @@ async def idempotency_keys(request, handler):
     fingerprint = f"{request.path}?{await request.text()}"
     with _lock:
         seen = _idempotent.get(key)
+        busy = seen is None and key in _in_flight
+        if seen is None and not busy:
+            _in_flight.add(key)
+    if busy:
+        return _stripe_error(409, "There is currently another in-progress request using this Idempotent Key",
+                             "idempotency_error")
     if seen is not None:
         if seen[0] != fingerprint:
             return _stripe_error(400, "Keys for idempotent requests can only be used with the same parameters",
                                  "idempotency_error")
         return web.Response(status=seen[1], body=seen[2], content_type="application/json",
                             headers={"Idempotent-Replayed": "true"})
-    response = await handler(request)
-    if response.status < 500:  # Stripe does not save a 500: a retry runs the request again
+    try:
+        response = await handler(request)
+        if response.status < 500:  # Stripe does not save a 500: a retry runs the request again
+            with _lock:
+                _idempotent.setdefault(key, (fingerprint, response.status, response.body))
+    finally:
         with _lock:
-            _idempotent.setdefault(key, (fingerprint, response.status, response.body))
+            _in_flight.discard(key)
     return response
 
 
@@ -169,6 +192,8 @@ def build_app() -> web.Application:
                                        ls_server.auth_middleware])
     app.on_response_prepare.append(ls_server.add_cors_headers)
     app.router.add_post("/_config/tally/failures", _config_failures)
+    app.router.add_post("/v1/payment_intents/{id}/confirm",
+                        ls_server.api_extra(_confirm_payment_intent, "/v1/payment_intents/{id}/confirm"))
     app.router.add_post("/v1/invoices/{id}/finalize", ls_server.api_extra(_finalize_invoice, "/v1/invoices/{id}/finalize"))
     # localstripe's list of extra routes holds its own void: ours goes first.
     app.router.add_post("/v1/invoices/{id}/void", ls_server.api_extra(ls.Invoice._api_void_invoice, "/v1/invoices/{id}/void"))

@@ -474,10 +474,11 @@ def test_edits_refused_name_their_field_and_change_nothing(w, body, field):
     assert w.contracts.get(w.customer.id, contract["id"]) == before
 
 
-def test_a_contract_created_with_a_stripe_gate_or_an_unknown_product_is_refused(w):
+def test_a_contract_created_with_a_stripe_config_without_the_stripe_gate_or_an_unknown_product_is_refused(w):
     with pytest.raises(InvalidInput) as refused:
-        _contract(w, spend_threshold_configuration=_spend(1000, {"payment_gate_type": "STRIPE"}))
-    assert refused.value.field == "spend_threshold_configuration.payment_gate_config.payment_gate_type"
+        _contract(w, spend_threshold_configuration=_spend(1000, {"payment_gate_type": "NONE",
+                                                                 "stripe_config": {"payment_type": "INVOICE"}}))
+    assert refused.value.field == "spend_threshold_configuration.payment_gate_config.stripe_config"
     with pytest.raises(InvalidInput) as refused:
         _contract(w, spend_threshold_configuration=_spend(1000) | {"commit": {"product_id": "p-calls"}})
     assert refused.value.field == "spend_threshold_configuration.commit.product_id"

@@ -127,11 +127,11 @@ def test_threshold_billing_and_auto_recharge_with_none_and_external_payment_gate
         (edit,) = sdk.v2.contracts.get_edit_history(customer_id=prepaid, contract_id=recharging).data
         assert edit.update_prepaid_balance_threshold_configuration.is_enabled is True
 
-        # A workflow nobody started is a 404; a STRIPE gate is refused naming its field.
+        # A workflow nobody started is a 404; a stripe_config without the STRIPE gate is refused naming it.
         with pytest.raises(metronome.NotFoundError):
             sdk.post(RELEASE, body={"workflow_id": "5576ba1f-4a33-b473-3f05-6162d87b4a33", "outcome": "paid"}, cast_to=object)
         with pytest.raises(metronome.BadRequestError) as refused:
             sdk.v2.contracts.edit(customer_id=spender, contract_id=spending, update_spend_threshold_configuration={
-                "payment_gate_config": {"payment_gate_type": "STRIPE", "stripe_config": {"payment_type": "INVOICE"}}})
-        assert "update_spend_threshold_configuration.payment_gate_config.payment_gate_type" in str(refused.value)
+                "payment_gate_config": {"payment_gate_type": "EXTERNAL", "stripe_config": {"payment_type": "INVOICE"}}})
+        assert "update_spend_threshold_configuration.payment_gate_config.stripe_config" in str(refused.value)
         assert inbox.receive() == []

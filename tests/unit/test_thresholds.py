@@ -156,8 +156,10 @@ def test_a_spend_configuration_is_stored_as_sent_with_a_revision():
 @pytest.mark.parametrize(
     "model, body, field",
     [
-        pytest.param(SpendThresholdConfigurationIn, SPEND_BODY | {"payment_gate_config": {"payment_gate_type": "STRIPE"}},
-                     "c.payment_gate_config.payment_gate_type", id="the STRIPE gate comes with the billing provider"),
+        pytest.param(SpendThresholdConfigurationIn, SPEND_BODY | {"payment_gate_config": {
+                         "payment_gate_type": "STRIPE", "stripe_config": {"payment_type": "PAYMENT_INTENT",
+                                                                          "invoice_metadata": {"po": "1"}}}},
+                     "c.payment_gate_config.stripe_config.invoice_metadata", id="invoice_metadata without INVOICE"),
         pytest.param(SpendThresholdConfigurationIn, SPEND_BODY | {"payment_gate_config": {"payment_gate_type": "EXTERNAL", "tax_type": "ANROK"}},
                      "c.payment_gate_config.tax_type", id="no tax provider"),
         pytest.param(SpendThresholdConfigurationIn, SPEND_BODY | {"threshold_amount": 0}, "c.threshold_amount", id="a zero threshold"),
@@ -206,8 +208,8 @@ def test_an_update_merges_field_by_field_and_a_null_clears():
         pytest.param({"threshold_amount": None}, "u.threshold_amount", id="a threshold cannot be cleared"),
         pytest.param({"commit": {"product_id": None}}, "u.commit.product_id", id="nor the commit's product"),
         pytest.param({}, "u", id="an update naming no change"),
-        pytest.param({"payment_gate_config": {"payment_gate_type": "STRIPE"}}, "u.payment_gate_config.payment_gate_type",
-                     id="nor can an update switch to STRIPE"),
+        pytest.param({"payment_gate_config": {"payment_gate_type": "EXTERNAL", "stripe_config": {"payment_type": "INVOICE"}}},
+                     "u.payment_gate_config.stripe_config", id="a stripe_config without the STRIPE gate"),
     ],
 )
 def test_updates_refused_name_their_field(body, field):

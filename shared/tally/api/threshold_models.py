@@ -28,25 +28,42 @@ def _drop_none(values: dict) -> dict:
     return {k: v for k, v in values.items() if v is not None}
 
 
+class StripeConfigIn(Request):
+    """payment_gate_config.stripe_config (metronome-sdk shared_params/payment_gate_config.py)."""
+
+    payment_type: Literal["INVOICE", "PAYMENT_INTENT"] | None = None  # "If left blank, will default to INVOICE"
+    invoice_metadata: dict[Annotated[str, StringConstraints(min_length=1, max_length=40)],
+                           Annotated[str, StringConstraints(max_length=500)]] | None = Field(default=None, max_length=20)
+
+    def to_document(self, path: str) -> dict:
+        payment_type = self.payment_type or "INVOICE"
+        if self.invoice_metadata is not None and payment_type != "INVOICE":
+            raise InvalidInput(f"{path}.invoice_metadata", "is only for payment_type INVOICE")
+        if self.invoice_metadata and any(key.startswith("tally_") for key in self.invoice_metadata):
+            raise InvalidInput(f"{path}.invoice_metadata", "keys starting with tally_ are Tally's own")
+        return _drop_none({"payment_type": payment_type, "invoice_metadata": self.invoice_metadata})
+
+
 class PaymentGateConfigIn(Request):
     payment_gate_type: Literal["NONE", "STRIPE", "EXTERNAL"]
     precalculated_tax_config: Any = None
-    stripe_config: Any = None
+    stripe_config: StripeConfigIn | None = None
     tax_type: Literal["NONE", "STRIPE", "ANROK", "PRECALCULATED"] | None = None
 
     def to_document(self, path: str) -> dict:
-        if self.payment_gate_type == "STRIPE":
-            raise InvalidInput(
-                f"{path}.payment_gate_type",
-                "STRIPE is not supported yet (it comes with the Stripe billing provider); use NONE or EXTERNAL",
-            )
-        if self.stripe_config is not None:
+        if self.stripe_config is not None and self.payment_gate_type != "STRIPE":
             raise InvalidInput(f"{path}.stripe_config", "is only for the STRIPE payment gate")
         if self.tax_type not in (None, "NONE"):
             raise InvalidInput(f"{path}.tax_type", "only NONE is supported (Tally calculates no tax)")
         if self.precalculated_tax_config is not None:
             raise InvalidInput(f"{path}.precalculated_tax_config", "is only for tax_type PRECALCULATED, which is not supported")
-        return _drop_none({"payment_gate_type": self.payment_gate_type, "tax_type": self.tax_type})
+        document = _drop_none({"payment_gate_type": self.payment_gate_type, "tax_type": self.tax_type})
+        if self.payment_gate_type == "STRIPE":
+            # Charged through the customer's Stripe billing configuration when a crossing is claimed
+            # (services/threshold_payments.py); stored with its payment_type, as the SDK answers it.
+            stripe_config = self.stripe_config or StripeConfigIn()
+            document["stripe_config"] = stripe_config.to_document(f"{path}.stripe_config")
+        return document
 
 
 class DurationIn(Request):

@@ -23,6 +23,10 @@ says when the commit counts:
 - EXTERNAL: once the payment is reported paid (POST /v1/contracts/commits/threshold-billing/release).
   Until then no further crossing of that kind is decided; reported failed, the commit never counts
   and the configuration stays off (Metronome sets `is_enabled` false) until an edit updates it.
+- STRIPE: as EXTERNAL, but Tally itself collects the payment through the customer's Stripe billing
+  configuration (services/threshold_payments.py): a PaymentIntent on the customer's default payment
+  method, or a Stripe invoice charged automatically (`stripe_config.payment_type`, INVOICE by
+  default as the SDK says), and settles the crossing with the outcome.
 """
 
 from __future__ import annotations
@@ -67,6 +71,14 @@ class ThresholdKind(str, Enum):
 class PaymentGate(str, Enum):
     NONE = "NONE"
     EXTERNAL = "EXTERNAL"
+    STRIPE = "STRIPE"
+
+
+class StripePaymentType(str, Enum):
+    """`payment_gate_config.stripe_config.payment_type` ("If left blank, will default to INVOICE")."""
+
+    INVOICE = "INVOICE"
+    PAYMENT_INTENT = "PAYMENT_INTENT"
 
 
 class ChargeStatus(str, Enum):
@@ -268,8 +280,8 @@ def _envelope(type_: str, workflow: str, properties: dict) -> dict:
 
 
 def threshold_reached(kind: ThresholdKind, workflow: str, customer_id: str, contract_id: str, crossing: Crossing,
-                      threshold: Decimal, at: datetime) -> dict:
-    return _envelope(THRESHOLD_REACHED, workflow, {
+                      threshold: Decimal, at: datetime, gate: PaymentGate | None = None) -> dict:
+    properties = {
         "workflow_type": kind.workflow_type,
         "workflow_id": workflow,
         "customer_id": customer_id,
@@ -278,7 +290,11 @@ def threshold_reached(kind: ThresholdKind, workflow: str, customer_id: str, cont
         "threshold_amount": threshold,
         "value": crossing.value,
         "crossing": crossing.number,
-    })
+    }
+    if gate is PaymentGate.STRIPE:
+        # The delivery queue subscribes to these (message attribute payment_gate_type): it charges.
+        properties["payment_gate_type"] = gate.value
+    return _envelope(THRESHOLD_REACHED, workflow, properties)
 
 
 def external_initiate(kind: ThresholdKind, workflow: str, customer_id: str, contract_id: str, invoice_id: str,
@@ -295,8 +311,9 @@ def external_initiate(kind: ThresholdKind, workflow: str, customer_id: str, cont
 
 
 def payment_status(kind: ThresholdKind, workflow: str, customer_id: str, contract_id: str, invoice_id: str,
-                   outcome: PaymentOutcome, at: datetime) -> dict:
-    return _envelope(PAYMENT_STATUS, workflow, {
+                   outcome: PaymentOutcome, at: datetime, detail: Mapping[str, Any] | None = None) -> dict:
+    """`detail`: what the STRIPE gate adds (billing_provider, the Stripe object's id, the error)."""
+    return _envelope(PAYMENT_STATUS, workflow, dict(detail or {}) | {
         "workflow_type": kind.workflow_type,
         "workflow_id": workflow,
         "customer_id": customer_id,
@@ -311,9 +328,12 @@ def message_attributes(message: Mapping[str, Any]) -> dict[str, str]:
     """SNS attributes for filter policies, as alerts have theirs: type, customer_id, contract_id,
     workflow_type."""
     properties = message["properties"]
-    return {
+    attributes = {
         "type": message["type"],
         "customer_id": properties["customer_id"],
         "contract_id": properties["contract_id"],
         "workflow_type": properties["workflow_type"],
     }
+    if properties.get("payment_gate_type"):
+        attributes["payment_gate_type"] = properties["payment_gate_type"]
+    return attributes

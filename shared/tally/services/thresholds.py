@@ -91,6 +91,7 @@ class StoredCharge:
     pending: list[dict] | None = None
     lease_until: datetime | None = None
     settled_at: datetime | None = None
+    payment: dict | None = None  # STRIPE gate: the Stripe object charged (recorded before it is confirmed)
 
     @property
     def kind(self) -> ThresholdKind:
@@ -109,6 +110,7 @@ class ThresholdStore(Protocol):
                at: datetime) -> StoredCharge | None: ...
     def take_lease(self, charge: StoredCharge, lease_until: datetime) -> StoredCharge | None: ...
     def clear_pending(self, charge: StoredCharge) -> None: ...
+    def record_payment(self, charge: StoredCharge, payment: dict) -> StoredCharge | None: ...
 
 
 class Publisher(Protocol):
@@ -471,8 +473,16 @@ class ThresholdBillingService:
             "invoice_total": crossing.invoice_amount,
             "commit": commit_document(config, contract_id, crossing, workflow, now, access, credit_type_id),
         }
-        messages = [threshold_reached(kind, workflow, customer_id, contract_id, crossing, config.threshold_amount, now)]
-        if config.payment_gate is PaymentGate.EXTERNAL:
+        messages = [threshold_reached(kind, workflow, customer_id, contract_id, crossing, config.threshold_amount, now,
+                                      config.payment_gate)]
+        if config.payment_gate is PaymentGate.STRIPE:
+            # Charged by the delivery function, which the threshold_reached message reaches through its
+            # queue (services/threshold_payments.py): never here, where a slow Stripe would hold up
+            # every customer of the batch. The stripe_config is kept as it was at the claim.
+            record["stripe_config"] = copy.deepcopy(document[kind.value]["payment_gate_config"].get("stripe_config")
+                                                    or {"payment_type": "INVOICE"})
+            status = ChargeStatus.PENDING_PAYMENT
+        elif config.payment_gate is PaymentGate.EXTERNAL:
             currency = "USD" if fiat.id == USD_CENTS.id else fiat.name
             messages.append(
                 external_initiate(kind, workflow, customer_id, contract_id, invoice, crossing.invoice_amount, currency)
@@ -511,6 +521,12 @@ class ThresholdBillingService:
         """Metronome's commits/threshold-billing/release: the outcome of the payment of an EXTERNAL
         gate's crossing. Paid, its commit counts from then on; failed, it never does and the
         configuration is turned off. Reporting the same outcome again changes nothing."""
+        return self.settle(workflow, outcome, external=True)
+
+    def settle(self, workflow: str, outcome: PaymentOutcome, detail: Mapping[str, Any] | None = None,
+               *, external: bool = False) -> StoredCharge:
+        """The outcome of a gated crossing's payment, once (EXTERNAL: reported through `release`;
+        STRIPE: by services/threshold_payments.py, `detail` added to payment_status)."""
         wanted = ChargeStatus.PAID if outcome is PaymentOutcome.PAID else ChargeStatus.FAILED
         for _attempt in range(MAX_ATTEMPTS):
             charge = self._store.by_workflow(workflow)
@@ -518,6 +534,8 @@ class ThresholdBillingService:
                 raise NotFound(f"threshold billing workflow {workflow} not found")
             if charge.status is ChargeStatus.GRANTED:
                 raise InvalidInput("workflow_id", "is not waiting for a payment (its payment gate is NONE)")
+            if external and charge.document.get("payment_gate_type") == PaymentGate.STRIPE.value:
+                raise InvalidInput("workflow_id", "is paid through Stripe (payment gate STRIPE): Tally settles it itself")
             if charge.status is not ChargeStatus.PENDING_PAYMENT and charge.status is not wanted:
                 raise InvalidInput("outcome", f"the workflow was released as {charge.status.value.lower()} already")
             if charge.pending is not None:  # its earlier messages go out first
@@ -530,7 +548,7 @@ class ThresholdBillingService:
             now = self._clock()
             document = charge.document
             message = payment_status(charge.kind, workflow, document["customer_id"], document["contract_id"],
-                                     document["invoice_id"], outcome, now)
+                                     document["invoice_id"], outcome, now, detail)
             settled = self._store.settle(charge, wanted, [message], now + self._lease, now)
             if settled is None:
                 continue

@@ -40,6 +40,7 @@ def _charge(item: dict) -> StoredCharge:
         pending=exact_json.loads(item["pending"]["S"]) if "pending" in item else None,
         lease_until=parse_rfc3339(item["lease_until"]["S"]) if "lease_until" in item else None,
         settled_at=parse_rfc3339(item["settled_at"]["S"]) if "settled_at" in item else None,
+        payment=exact_json.loads(item["payment"]["S"]) if "payment" in item else None,
     )
 
 
@@ -161,4 +162,15 @@ class DynamoThresholdStore:
             "REMOVE pending, lease_until",
             "lease_until = :seen AND attribute_exists(pending) AND #s = :status",
             {":seen": {"S": format_rfc3339(charge.lease_until)}, ":status": {"S": charge.status.value}},
+        )
+
+    def record_payment(self, charge: StoredCharge, payment: dict) -> StoredCharge | None:
+        """The Stripe object a STRIPE gate's crossing is charged with, noted while it still waits for
+        its payment (None once settled). Racing chargers got the same object from Stripe (same
+        idempotency key), so the last write stores what the first did."""
+        return self._update(
+            charge,
+            "SET payment = :payment",
+            "#s = :awaiting",
+            {":payment": {"S": exact_json.dumps(payment)}, ":awaiting": {"S": ChargeStatus.PENDING_PAYMENT.value}},
         )
