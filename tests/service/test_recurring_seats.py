@@ -272,3 +272,29 @@ def test_a_plain_quantity_credit_pays_units_and_a_postpaid_quantity_commit_is_re
     # Nov 20, 2000 calls: 100 × 1 + 1900 × 0.5 = 1050; 500 units pay 1050 × 500/2000 = 262.50.
     w.usage.calls.append((datetime(2026, 11, 20, tzinfo=UTC), 2000))
     assert _invoices(w)[("USAGE", NOV)].total == D("787.50")
+
+
+def test_seat_balances_list_each_seats_own_credits(w):
+    from tally.services.seat_balances import SeatWindow, seat_grants, seat_json
+
+    w.clock.now = datetime(2026, 11, 24, tzinfo=UTC)
+    seat_based = {k: v for k, v in SUBSCRIPTION.items() if k != "initial_quantity"} | {
+        "quantity_management_mode": "SEAT_BASED", "starting_at": "2026-11-01T00:00:00Z",
+        "seat_config": {"seat_group_key": "user_id", "initial_seat_ids": ["ann", "bob"]}}
+    individual = PER_SEAT_CREDIT | {"starting_at": "2026-11-01T00:00:00Z", "subscription_config": {
+        "subscription_id": "team", "allocation": "INDIVIDUAL", "apply_seat_increase_config": {"is_prorated": True}}}
+    contract = _contract(w, subscriptions=[seat_based], recurring_credits=[individual])
+    sub_id = _stored(w, contract)["subscriptions"][0]["id"]
+    _edit(w, contract, update_subscriptions=[{"subscription_id": sub_id, "seat_updates": {
+        "remove_seat_ids": [{"seat_ids": ["ann"], "starting_at": "2026-12-01T00:00:00Z"}]}}])
+    w.clock.now = datetime(2026, 12, 2, tzinfo=UTC)
+    grants = seat_grants(_stored(w, contract), w.clock.now)
+    figures = w.balances.figures(w.customer.id, with_balances=True)
+    # Dec 2: bob's November 500 has expired, his December 500 is whole; ann has only November's.
+    bob = seat_json("bob", grants["bob"], figures, SeatWindow(), include_grants=True, include_ledgers=False)
+    assert bob["balances"] == [{"credit_type_id": bob["balances"][0]["credit_type_id"], "access_type": "SPEND",
+                                "balance": 500, "starting_balance": 1000}]
+    assert [(c["start_date"], c["balance"]) for c in bob["credits"]] == [("2026-11-01T00:00:00Z", 0), ("2026-12-01T00:00:00Z", 500)]
+    december = SeatWindow(covering_date=datetime(2026, 12, 15, tzinfo=UTC))
+    ann = seat_json("ann", grants["ann"], figures, december, include_grants=True, include_ledgers=True)
+    assert (ann["balances"], ann["credits"], ann["commits"]) == ([], [], [])

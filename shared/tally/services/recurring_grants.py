@@ -272,6 +272,7 @@ def _seat_allocations(doc: dict, grant: dict, r: Recurrence, contract: dict, ver
             "access_schedule": [segment],
             "specifiers": _seat_specifiers(version, key, seat_id),
             "created_at": format_rfc3339(at),
+            "seat_id": seat_id,  # whose it is (services/seat_balances.py)
         })
     return made
 
