@@ -298,6 +298,7 @@ def invoice_delivery_service():
         invoice_store(), billing_provider_service(), delivery_state_store(),
         SecretsManagerVault(), StripeGateway(settings.stripe_api_base), publisher(),
         lambda: get_settings().require("invoices_topic_arn"), system_clock,
+        contracts=DynamoContractStore(settings.require("billing_table")).get,  # the configuration a contract names
     )
 
 

@@ -73,8 +73,8 @@ def test_a_closed_week_reaches_stripe_once_configured_through_the_sdk(local_stac
     with pytest.raises(metronome.BadRequestError) as refused:
         client.v1.customers.set_billing_configurations(data=[{
             "customer_id": customer, "billing_provider": "stripe", "delivery_method": "direct_to_billing_provider",
-            "configuration": {"stripe_customer_id": "cus_other"}}])
-    assert refused.value.body["field"] == "data[0].billing_provider"  # one active Stripe configuration
+            "configuration": {"stripe_customer_id": stripe_customer, "stripe_collection_method": "send_invoice"}}])
+    assert refused.value.body["field"] == "data[0].configuration"  # the same active configuration twice
 
     client.v1.usage.ingest(usage=[usage_event(f"{tag}-{n}", tag, tag, start + HOUR) for n in range(7)])
     settle()

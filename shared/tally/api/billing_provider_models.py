@@ -5,9 +5,9 @@ services/billing_providers.py, which names the field of each refusal."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from tally.api.models import MAX_ID_LENGTH, Request
 
@@ -53,3 +53,41 @@ class BillingConfigCreate(Request):
 
     billing_provider_customer_id: str = Field(min_length=1, max_length=255)
     stripe_collection_method: Optional[str] = Field(default=None, max_length=64)
+
+
+ContractBillingProvider = Literal["aws_marketplace", "azure_marketplace", "gcp_marketplace", "stripe", "netsuite"]
+DeliveryMethod = Literal["direct_to_billing_provider", "aws_sqs", "tackle", "aws_sns"]
+
+
+class ContractBillingProviderConfigurationIn(Request):
+    """A contract's billing provider configuration (create's billing_provider_configuration, an
+    edit's add_billing_provider_configuration_update.billing_provider_configuration): by id, or by
+    provider and delivery method (services/contract_billing_providers.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    billing_provider: Optional[ContractBillingProvider] = None
+    delivery_method: Optional[DeliveryMethod] = None
+    billing_provider_configuration_id: Optional[str] = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
+
+    def to_spec(self) -> dict:
+        return self.model_dump(exclude_none=True)
+
+
+class BillingProviderScheduleIn(Request):
+    model_config = ConfigDict(extra="forbid")
+
+    effective_at: Literal["START_OF_CURRENT_PERIOD", "START_OF_NEXT_PERIOD"]
+
+
+class BillingProviderConfigurationUpdateIn(Request):
+    """v2 edit's add_billing_provider_configuration_update."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    billing_provider_configuration: ContractBillingProviderConfigurationIn
+    schedule: BillingProviderScheduleIn
+
+    def to_change(self) -> dict:
+        return {"billing_provider_configuration": self.billing_provider_configuration.to_spec(),
+                "schedule": {"effective_at": self.schedule.effective_at}}

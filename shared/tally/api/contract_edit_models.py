@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from tally.api.balance_models import CommitIn, CreditIn
+from tally.api.billing_provider_models import BillingProviderConfigurationUpdateIn
 from tally.api.contract_models import (
     ContractView,
     DiscountIn,
@@ -62,6 +63,7 @@ from tally.billing.limits import MAX_ID_LENGTH, MAX_IDS_PER_REQUEST, MAX_PROPERT
 from tally.billing.pricing import Contract, Product
 from tally.billing.pricing.seats import seat_count
 from tally.billing.time import format_rfc3339
+from tally.services.contract_billing_providers import history_json as billing_provider_history_json
 from tally.services.grant_edits import update_json
 from tally.services.thresholds import threshold_config_json, threshold_update_json
 
@@ -70,9 +72,7 @@ from tally.services.thresholds import threshold_config_json, threshold_update_js
 MAX_PARTS = MAX_IDS_PER_REQUEST
 
 # Edit fields of metronome-sdk 4.x the engine cannot do yet.
-UNSUPPORTED = (
-    "add_billing_provider_configuration_update", "add_revenue_system_configuration_update",
-)
+UNSUPPORTED = ("add_revenue_system_configuration_update",)
 
 Id = Field(min_length=1, max_length=MAX_ID_LENGTH)
 
@@ -330,7 +330,7 @@ class ContractEdit(Request):
     add_prepaid_balance_threshold_configuration: PrepaidBalanceThresholdConfigurationIn | None = None
     update_spend_threshold_configuration: UpdateSpendThresholdConfigurationIn | None = None
     update_prepaid_balance_threshold_configuration: UpdatePrepaidBalanceThresholdConfigurationIn | None = None
-    add_billing_provider_configuration_update: Any = None
+    add_billing_provider_configuration_update: BillingProviderConfigurationUpdateIn | None = None
     add_reseller_royalties: list[ResellerRoyaltyChangeIn] | None = Field(default=None, max_length=MAX_PARTS)
     add_revenue_system_configuration_update: Any = None
     add_spend_trackers: list[SpendTrackerIn] | None = Field(default=None, max_length=MAX_PARTS)
@@ -385,6 +385,8 @@ class ContractEdit(Request):
             if updates:
                 changes[name] = [u.to_update(f"{name}[{i}]") for i, u in enumerate(updates)]
         changes |= threshold_edit_changes(self)
+        if self.add_billing_provider_configuration_update is not None:
+            changes["add_billing_provider_configuration_update"] = self.add_billing_provider_configuration_update.to_change()
         if self.add_spend_trackers:
             changes["add_spend_trackers"] = [t.to_document() for t in self.add_spend_trackers]
         if self.archive_spend_trackers:
@@ -534,4 +536,5 @@ def edit_json(record: dict, document: dict, contract: Contract, products: dict[s
         body["add_spend_trackers"] = [dict(t) for t in record["add_spend_trackers"]]
     if "archive_spend_trackers" in record:
         body["archive_spend_trackers"] = list(record["archive_spend_trackers"])
+    body |= billing_provider_history_json(record)
     return body

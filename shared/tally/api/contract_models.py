@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, Mapping, Sequence
 
 from pydantic import ConfigDict, Field, StringConstraints
 
+from tally.api.billing_provider_models import ContractBillingProviderConfigurationIn
 from tally.api.catalog_models import CREATED_BY, TierIn
 from tally.api.balance_models import CommitIn, CreditIn, RecurringScheduleIn, credit_type_ref, grant_json
 from tally.api.hierarchy_models import HierarchyConfigurationIn, hierarchy_json
@@ -44,8 +45,10 @@ from tally.billing.pricing.subscriptions import subscription_periods
 from tally.billing.time import format_rfc3339, parse_rfc3339
 from tally.billing.pricing.validation import hour_aligned
 from tally.services.balances import GrantFigures, contract_grant_document
+from tally.services.contract_billing_providers import contract_fields as billing_provider_fields
 from tally.services.contracts import quantity_schedule
 from tally.services.recurring_grants import made_grants
+from tally.services.seat_balances import SeatWindow
 from tally.services.spend_trackers import contract_commits
 from tally.services.thresholds import KINDS as THRESHOLD_KINDS, threshold_config_json
 
@@ -476,7 +479,7 @@ class ContractCreate(Request):
     netsuite_sales_order_id: str | None = None
     salesforce_opportunity_id: str | None = None
     total_contract_value: Decimal | None = None
-    billing_provider_configuration: dict[str, Any] | None = None
+    billing_provider_configuration: ContractBillingProviderConfigurationIn | None = None  # services/contract_billing_providers.py
     # Refused when non-empty (see UNSUPPORTED).
     commits: list[ContractCommitIn] | None = None
     credits: list[CreditIn] | None = None
@@ -556,6 +559,9 @@ class ContractCreate(Request):
                 "spend_trackers": spend_trackers_document(self.spend_trackers),
                 "reseller_royalties": reseller_royalties_document(self.reseller_royalties),
                 "scheduled_charges_on_usage_invoices": self.scheduled_charges_on_usage_invoices,
+                "billing_provider_configuration": None
+                if self.billing_provider_configuration is None
+                else self.billing_provider_configuration.to_spec(),
                 "usage_filter": None
                 if self.usage_filter is None
                 else self.usage_filter.to_document(_required_time("starting_at", self.starting_at)),
@@ -712,6 +718,11 @@ class SeatBalancesList(Request):
             raise InvalidInput("covering_date", "cannot be combined with starting_at or effective_before")
         for name in ("covering_date", "effective_before", "starting_at"):
             parse_instant(name, getattr(self, name))
+
+    def window(self) -> SeatWindow:
+        """The access filters of the commits and credits listed (services/seat_balances.py)."""
+        self.check_dates()
+        return SeatWindow(*(parse_instant(name, getattr(self, name)) for name in ("covering_date", "starting_at", "effective_before")))
 
 
 # -- responses ---------------------------------------------------------------------------------
@@ -987,6 +998,9 @@ def contract_json(
         body["scheduled_charges_on_usage_invoices"] = doc["scheduled_charges_on_usage_invoices"]
     if doc.get("uniqueness_key"):
         body["uniqueness_key"] = doc["uniqueness_key"]
+    shown = billing_provider_fields(doc, view.now)
+    if shown:
+        body["customer_billing_provider_configuration"] = shown["customer_billing_provider_configuration"]
     return body
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ConfigDict, Field
 
 from tally.api.contract_models import ContractView, contract_json, usage_filters_v2_json
+from tally.services.contract_billing_providers import contract_fields as billing_provider_fields
 from tally.api.models import Request, parse_instant
 from tally.api.spend_tracker_models import royalties_v2_json
 from tally.billing.errors import InvalidInput
@@ -83,4 +84,5 @@ def contract_v2_json(
     }
     if doc.get("reseller_royalties"):
         body["reseller_royalties"] = royalties_v2_json(doc["reseller_royalties"])
+    body |= billing_provider_fields(doc, view.now if view is not None else None)
     return body

@@ -6,8 +6,10 @@ each customer's billing provider configurations, with metronome-sdk 4.x semantic
   document is written, so a document never names a missing secret; the document keeps only the
   secret's name and a masked hint, which is all a read route shows.
 - Customer configurations name a delivery method by id, or by `delivery_method` (the account's
-  method of that provider and kind). A customer has at most one active configuration per
-  provider: the one invoices are delivered with.
+  method of that provider and kind). A customer may have several active configurations of a
+  provider (say two Stripe customers), never the same one twice; its oldest active one is its
+  default, which invoices go to unless their contract names another
+  (services/contract_billing_providers.py).
 - The older /v1/customers/{id}/billing-config/{type} routes are another view of the same
   customer configurations (`billing_provider_customer_id` is `stripe_customer_id` for Stripe).
 """
@@ -154,12 +156,16 @@ class BillingProviderService:
             tax = entry.get("tax_provider")
             if tax is not None and (tax not in TAX_PROVIDERS or provider != STRIPE):
                 raise InvalidInput(f"{field}.tax_provider", "must be anrok, avalara or stripe, on a stripe configuration")
-            if (customer_id, provider) in claimed or self._active(customer_id, provider) is not None:
-                raise InvalidInput(f"{field}.billing_provider",
-                                   f"the customer already has an active {provider} configuration; archive it first")
-            claimed.add((customer_id, provider))
+            same = (customer_id, provider, method["id"], repr(sorted(configuration.items())))
+            if same in claimed or any(
+                    (c["delivery_method_id"], c["configuration"]) == (method["id"], configuration)
+                    for c in self._actives(customer_id, provider)):
+                raise InvalidInput(f"{field}.configuration",
+                                   f"the customer already has this active {provider} configuration")
+            claimed.add(same)
             documents.append({
                 "id": str(uuid.uuid4()), "customer_id": customer_id, "created_at": format_rfc3339(self._clock()),
+                "position": index,  # orders configurations made in one request (the default is the oldest)
                 "billing_provider": provider, "delivery_method_id": method["id"],
                 "delivery_method": method["delivery_method"], "configuration": configuration,
                 "tax_provider": tax, "archived_at": None,
@@ -219,6 +225,9 @@ class BillingProviderService:
     def set_billing_config(self, customer_id: str, provider: str, body: dict) -> None:
         if provider != STRIPE:
             raise InvalidInput("billing_provider_type", "only stripe is delivered by Tally so far")
+        self._customer(customer_id, "customer_id")
+        if self._active(customer_id, provider) is not None:  # this older route knows one per provider
+            raise InvalidInput("billing_provider_type", f"the customer already has an active {provider} configuration; archive it first")
         configuration = {"stripe_customer_id": body.get("billing_provider_customer_id")}
         if body.get("stripe_collection_method") is not None:
             configuration["stripe_collection_method"] = body["stripe_collection_method"]
@@ -247,9 +256,45 @@ class BillingProviderService:
             self.archive_customer_configurations(customer_id, [active["id"]])
 
     # -- what delivery reads ---------------------------------------------------------------------------
-    def stripe_target(self, customer_id: str) -> StripeTarget | None:
-        """The customer's active Stripe configuration delivered directly, or None (not delivered)."""
-        active = self._active(customer_id, STRIPE)
+    def configuration_for_contract(self, customer_id: str, spec: dict, field: str) -> dict:
+        """The configuration a contract names (its shown JSON): by billing_provider_configuration_id,
+        or by billing_provider and delivery_method when the customer has one such active
+        configuration. 400 naming the field: unknown, another customer's, archived, ambiguous."""
+        self._customer(customer_id, "customer_id")
+        config_id = spec.get("billing_provider_configuration_id")
+        if config_id is not None:
+            document = self._configs.get(config_id)
+            if document is None or document.get("customer_id") != customer_id or "billing_provider" not in document:
+                raise InvalidInput(f"{field}.billing_provider_configuration_id",
+                                   "is not a billing provider configuration of this customer (getCustomerBillingProviderConfigurations)")
+            if document["archived_at"] is not None:
+                raise InvalidInput(f"{field}.billing_provider_configuration_id", f"was archived at {document['archived_at']}")
+            for name in ("billing_provider", "delivery_method"):
+                if spec.get(name) is not None and spec[name] != document[name]:
+                    raise InvalidInput(f"{field}.{name}", f"is not the configuration's ({document[name]})")
+            return self.configuration_json(document)
+        provider, kind = spec.get("billing_provider"), spec.get("delivery_method")
+        if provider is None or kind is None:
+            raise InvalidInput(f"{field}.billing_provider_configuration_id",
+                               "is required unless billing_provider and delivery_method are both given")
+        matching = [c for c in self._actives(customer_id, provider) if c["delivery_method"] == kind]
+        if not matching:
+            raise InvalidInput(f"{field}.billing_provider", f"the customer has no active {provider} {kind} configuration")
+        if len(matching) > 1:
+            raise InvalidInput(f"{field}.billing_provider_configuration_id",
+                               f"the customer has {len(matching)} active {provider} {kind} configurations: name one by id")
+        return self.configuration_json(matching[0])
+
+    def stripe_target(self, customer_id: str, configuration_id: str | None = None) -> StripeTarget | None:
+        """The Stripe configuration delivered directly that a contract names (`configuration_id`,
+        if still active), else the customer's default; None: not delivered."""
+        if configuration_id is None:
+            active = self._active(customer_id, STRIPE)
+        else:
+            active = self._configs.get(configuration_id)
+            if active is None or active["customer_id"] != customer_id or active["archived_at"] is not None \
+                    or active["billing_provider"] != STRIPE:
+                return None
         if active is None or active["delivery_method"] != DIRECT:
             return None
         method = self._methods.get(active["delivery_method_id"])
@@ -259,10 +304,16 @@ class BillingProviderService:
         return StripeTarget(active["id"], configuration["stripe_customer_id"],
                             configuration.get("stripe_collection_method", "charge_automatically"), method["secret_name"])
 
-    def _active(self, customer_id: str, provider: str) -> dict | None:
+    def _actives(self, customer_id: str, provider: str) -> list[dict]:
+        """The customer's active configurations of the provider, oldest first."""
         active = [c for c in self._configs.list_for_customer(customer_id)
                   if c["billing_provider"] == provider and c["archived_at"] is None]
-        return active[-1] if active else None
+        return sorted(active, key=lambda c: (c["created_at"], c.get("position", 0), c["id"]))
+
+    def _active(self, customer_id: str, provider: str) -> dict | None:
+        """The customer's default configuration of the provider: its oldest active one."""
+        active = self._actives(customer_id, provider)
+        return active[0] if active else None
 
     def _customer(self, customer_id: str, field: str) -> None:
         try:

@@ -51,7 +51,7 @@ from tally.services.contracts import (
     quantity_schedule,
 )
 from tally.services import grant_edits, recurring_grants, reseller_royalties, spend_trackers, thresholds
-from tally.services import usage_filter_edits
+from tally.services import contract_billing_providers, usage_filter_edits
 from tally.services.invoice_records import FINALIZED, StoredInvoice
 from tally.services.invoices import NO_USAGE, invoice_id
 from tally.services.hierarchy import children_finalized, merged_drawn
@@ -73,6 +73,7 @@ CHANGE_KEYS = (
     *reseller_royalties.EDIT_KEYS,
     *grant_edits.EDIT_KEYS,
     *usage_filter_edits.EDIT_KEYS,
+    *contract_billing_providers.EDIT_KEYS,
     "amendment",
 )
 # Where archived parts go: out of the lists the engine prices, kept for the record.
@@ -341,6 +342,8 @@ def edit_steps(record: dict) -> Iterator[Step]:
     for field, change in grant_edits.edit_parts(record):
         yield Step(field, change)
     for field, change in usage_filter_edits.edit_parts(record):
+        yield Step(field, change)
+    for field, change in contract_billing_providers.edit_parts(record):
         yield Step(field, change)
     if "amendment" in record:
         yield Step("amendment", lambda d: _record_amendment(d, record))
@@ -637,6 +640,8 @@ class ContractEditService:
         recurring_grants.give_ids(record, _new_id)
         grant_edits.give_ids(record, _new_id)
         thresholds.give_ids(record, _new_id)
+        if contract_billing_providers.EDIT_KEY in record:  # its schedule against the billing periods now
+            contract_billing_providers.give_instant(record, self._contracts.contract(document), now)
         return record
 
     def checked(self, document: dict, record: dict, allow_ending_before_finalized: bool) -> PlannedEdit:

@@ -18,6 +18,10 @@ invoice (under `tally-invoice-<voided id>-void`); a regenerated invoice also voi
 of the one it replaces before it is delivered, so void plus regenerate leaves one void and one open
 invoice even if that message was lost.
 
+Where: the configuration the invoice's contract names for the invoice's billing period, else the
+customer's default (services/contract_billing_providers.py). A voided invoice's Stripe invoice is
+looked for where that invoice was delivered, which a regenerated one's may not be.
+
 Failures. ProviderUnavailable propagates: the message is retried. On the last attempt, or on a
 permanent refusal (DeliveryRefused), the state is recorded with the provider's error and
 invoice.billing_provider_error is published once (claimed on the record; its id is stable); the
@@ -45,6 +49,7 @@ from tally.billing.invoice_delivery import (
 from tally.billing.messages import envelope
 from tally.billing.time import format_rfc3339
 from tally.services.billing_providers import BillingProviderService
+from tally.services.contract_billing_providers import configuration_in_force
 from tally.services.invoice_records import FINALIZED, InvoiceStore
 
 logger = logging.getLogger(__name__)
@@ -83,7 +88,8 @@ class Delivery:
 
 class InvoiceDeliveryService:
     def __init__(self, invoices: InvoiceStore, providers: BillingProviderService, state: DeliveryState, vault: Vault,
-                 stripe, publisher: Publisher, invoices_topic: Callable[[], str], clock: Callable[[], datetime]) -> None:
+                 stripe, publisher: Publisher, invoices_topic: Callable[[], str], clock: Callable[[], datetime],
+                 contracts: Callable[[str], dict | None] | None = None) -> None:
         self._invoices = invoices
         self._providers = providers
         self._state = state
@@ -92,6 +98,14 @@ class InvoiceDeliveryService:
         self._publisher = publisher
         self._invoices_topic = invoices_topic
         self._clock = clock
+        self._contracts = contracts  # contract id -> its stored document (None: customers' defaults only)
+
+    def _target(self, record):
+        """Where the invoice is delivered: its contract's configuration for its period, else the
+        customer's default."""
+        document = None if self._contracts is None or not record.contract_id else self._contracts(record.contract_id)
+        named = configuration_in_force(document, record.period_start, record.finalized_at)
+        return self._providers.stripe_target(record.customer_id, named)
 
     def deliver(self, invoice_id: str) -> Delivery:
         """Raises ProviderUnavailable (retry) or DeliveryRefused (permanent; already reported)."""
@@ -103,7 +117,7 @@ class InvoiceDeliveryService:
         state = self._state.get(invoice_id)
         if state is not None and state.get("external_status") in ("FINALIZED", "PAID"):
             return Delivery(ALREADY_DELIVERED, state.get("invoice_id"))
-        target = self._providers.stripe_target(record.customer_id)
+        target = self._target(record)
         if target is None:
             return Delivery(NOT_CONFIGURED)
         try:
@@ -118,7 +132,10 @@ class InvoiceDeliveryService:
         metadata = {"tally_invoice_id": record.id, "tally_customer_id": record.customer_id,
                     "tally_contract_id": record.contract_id}
         if record.regenerated_from_invoice_id is not None:
-            self._void_replaced(key, target.stripe_customer_id, record.regenerated_from_invoice_id)
+            replaced = self._invoices.get(record.regenerated_from_invoice_id)
+            old = target if replaced is None else self._target(replaced)
+            if old is not None:
+                self._void_replaced(self._vault.get(old.secret_name), old.stripe_customer_id, record.regenerated_from_invoice_id)
         found = self._stripe.find_invoice(key, target.stripe_customer_id, record.id)
         if found is None:
             found = self._stripe.create_invoice(
@@ -151,7 +168,7 @@ class InvoiceDeliveryService:
             raise InvoiceNotDeliverable(f"invoice {invoice_id} is not finalized")
         if record.status == FINALIZED:
             return Delivery(NOT_VOIDED)
-        target = self._providers.stripe_target(record.customer_id)
+        target = self._target(record)
         if target is None:
             return Delivery(NOT_CONFIGURED)
         voided = self._void_replaced(self._vault.get(target.secret_name), target.stripe_customer_id, invoice_id)

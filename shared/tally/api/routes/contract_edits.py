@@ -13,6 +13,7 @@ from tally.api.grant_edit_models import CommitEdit, CreditEdit
 from tally.api.models import read_body
 from tally.api.usage_filter_models import UsageFilterSet
 from tally.billing.errors import InvalidInput
+from tally.services import contract_billing_providers
 from tally.services.grant_edits import edit_grant
 from tally.services.thresholds import sets_threshold
 from tally.services.usage_filter_edits import request_field as usage_filter_field
@@ -36,7 +37,7 @@ def api_key_id() -> str | None:
 @router.post("/v2/contracts/edit")
 def edit_contract() -> dict:
     body = ContractEdit.model_validate(read_body(router.current_event))
-    changes = body.changes()
+    changes = contract_billing_providers.for_edit(body.changes(), body.customer_id, wiring.billing_provider_service())
     record = wiring.contract_edit_service().edit(
         body.customer_id,
         body.contract_id,

@@ -33,6 +33,8 @@ from tally.billing.errors import InvalidInput
 from tally.billing.pricing import Product
 from tally.billing.time import format_rfc3339
 from tally.services.invoices import DraftInvoice
+from tally.services import contract_billing_providers
+from tally.services import seat_balances
 from tally.services.thresholds import sets_threshold
 
 router = Router()
@@ -55,7 +57,7 @@ def _contract_json(document: dict, view: ContractView) -> dict:
 @router.post("/v1/contracts/create")
 def create_contract() -> dict:
     body = ContractCreate.model_validate(read_body(router.current_event))
-    request = body.to_document()
+    request = contract_billing_providers.for_create(body.to_document(), wiring.billing_provider_service())
     if "transition" in request:
         if "hierarchy_configuration" in request:
             raise InvalidInput("hierarchy_configuration", "cannot be combined with transition")
@@ -173,11 +175,11 @@ def subscription_seats_history() -> dict:
 
 @router.post("/v1/contracts/seatBalances/list")
 def list_seat_balances() -> dict:
-    """Per-seat balances of the seat-based commits and credits of the contract's SEAT_BASED
-    subscriptions. Tally's commits and credits are pooled (a grant's `subscription_config` is
-    refused), so no grant is any one seat's: each seat is listed with no balance, commit or credit."""
+    """Per-seat balances of the contract's SEAT_BASED subscriptions: the commits and credits that
+    recurring ones with INDIVIDUAL allocation make for each seat (services/seat_balances.py); pooled
+    ones are no seat's."""
     body = SeatBalancesList.model_validate(read_body(router.current_event))
-    body.check_dates()
+    window = body.window()
     seats = wiring.contract_service().contract_seat_ids(body.customer_id, body.contract_id, body.subscription_ids)
     if body.seat_ids is not None:
         known = set(seats)
@@ -189,9 +191,17 @@ def list_seat_balances() -> dict:
     start = offset_cursor(body.cursor, "cursor")
     end = start + body.limit
     page = seats[start:end]
-    grants = {"commits": [], "credits": []} if body.include_credits_and_commits else {}
+    catalog = wiring.catalog_service()
+    contract = wiring.contract_service().get(body.customer_id, body.contract_id)
+    per_seat = seat_balances.seat_grants(contract, catalog.now(), body.subscription_ids)
+    figures = wiring.balance_service().figures(body.customer_id, with_balances=True) if per_seat else None
     return {
-        "data": [{"seat_id": seat_id, "balances": []} | grants for seat_id in page],
+        "data": [
+            seat_balances.seat_json(seat_id, per_seat.get(seat_id, []), figures, window,
+                                    include_grants=body.include_credits_and_commits,
+                                    include_ledgers=body.include_credits_and_commits and body.include_ledgers)
+            for seat_id in page
+        ],
         "pagination": {
             "seats_included": len(page),
             "seats_available_for_next_page": max(len(seats) - end, 0),
