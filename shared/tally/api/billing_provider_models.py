@@ -55,7 +55,10 @@ class BillingConfigCreate(Request):
     stripe_collection_method: Optional[str] = Field(default=None, max_length=64)
 
 
-ContractBillingProvider = Literal["aws_marketplace", "azure_marketplace", "gcp_marketplace", "stripe", "netsuite"]
+# The SDK's create lists five providers and its edit all nine; a provider Tally does not deliver
+# is refused as having no active configuration.
+ContractBillingProvider = Literal["aws_marketplace", "stripe", "netsuite", "custom", "azure_marketplace",
+                                  "quickbooks_online", "workday", "gcp_marketplace", "metronome"]
 DeliveryMethod = Literal["direct_to_billing_provider", "aws_sqs", "tackle", "aws_sns"]
 
 
