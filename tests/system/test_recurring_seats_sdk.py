@@ -56,7 +56,7 @@ def test_a_per_seat_recurring_credit_follows_the_subscriptions_seats_through_edi
         ).data.id
         contract = sdk.v2.contracts.retrieve(customer_id=customer, contract_id=contract_id).data
         (sub,) = contract.subscriptions
-        recurring, units = sorted(contract.recurring_credits, key=lambda r: r.priority)
+        recurring, units = sorted(contract.recurring_credits, key=lambda r: r.priority)[:2]
         assert (units.access_amount.access_type, units.access_amount.credit_type_id) == (
             "QUANTITY", "00000000-0000-0000-0000-000000000000")
         assert recurring.subscription_config.subscription_id == sub.id
@@ -66,9 +66,24 @@ def test_a_per_seat_recurring_credit_follows_the_subscriptions_seats_through_edi
         # 5 more seats ten days into M2: 5 × 62 × (the rest of M2 over all of it), rounded to cents.
         sdk.v2.contracts.edit(customer_id=customer, contract_id=contract_id, update_subscriptions=[{
             "subscription_id": sub.id, "quantity_updates": [{"starting_at": rfc3339(increase), "quantity_delta": 5}]}])
+        # Made SEAT_BASED (its seats so far unassigned); ann fills one from M2, and a credit of 100 a
+        # month for each seat of her own (INDIVIDUAL) starts then.
         sdk.v2.contracts.edit(customer_id=customer, contract_id=contract_id, update_subscriptions=[{
             "subscription_id": sub.id,
-            "quantity_management_mode_update": {"quantity_management_mode": "SEAT_BASED", "seat_config": {"seat_group_key": "user_id"}}}])
+            "quantity_management_mode_update": {"quantity_management_mode": "SEAT_BASED", "seat_config": {"seat_group_key": "user_id"}},
+            "seat_updates": {"add_seat_ids": [{"seat_ids": ["ann"], "starting_at": rfc3339(m2)}]}}])
+        sdk.v2.contracts.edit(customer_id=customer, contract_id=contract_id, add_recurring_credits=[{
+            "product_id": fixed, "name": "Own credit", "priority": 3, "starting_at": rfc3339(m2),
+            "access_amount": {"unit_price": 100}, "commit_duration": {"value": 1},
+            "subscription_config": {"subscription_id": sub.id, "allocation": "INDIVIDUAL", "apply_seat_increase_config": {"is_prorated": True}},
+        }])
+        (seat,) = sdk.v1.contracts.list_seat_balances(customer_id=customer, contract_id=contract_id,
+                                                      include_credits_and_commits=True, include_ledgers=True).data
+        assert (seat.seat_id, [(b.balance, b.starting_balance, b.access_type) for b in seat.balances], seat.commits) == (
+            "ann", [(100, 100, "SPEND")], [])
+        (own,) = seat.credits
+        assert (own.start_date, own.end_date, own.balance, [(e.type, e.amount) for e in own.ledger_entries]) == (
+            m2, m3, 100, [("CREDIT_SEGMENT_START", 100)])
 
         prorated = (Decimal(5 * PER_SEAT) * Decimal((m3 - increase).total_seconds()) / Decimal((m3 - m2).total_seconds())).quantize(
             Decimal("0.01"), ROUND_HALF_UP)
@@ -84,4 +99,4 @@ def test_a_per_seat_recurring_credit_follows_the_subscriptions_seats_through_edi
         (sub,) = sdk.v2.contracts.retrieve(customer_id=customer, contract_id=contract_id).data.subscriptions
         assert (sub.quantity_management_mode, sub.seat_config.seat_group_key) == ("SEAT_BASED", "user_id")
         history = sdk.v2.contracts.get_edit_history(customer_id=customer, contract_id=contract_id).data
-        assert len(history) == 2
+        assert len(history) == 3
