@@ -176,13 +176,13 @@ def test_a_bad_link_is_refused_naming_the_field_and_writes_nothing(w, link, fiel
 
 
 @pytest.mark.parametrize("config, field", [
-    ({"payer": "PARENT"}, "hierarchy_configuration.payer"),
     ({"usage_statement_behavior": "CONSOLIDATE"}, "hierarchy_configuration.usage_statement_behavior"),
+    ({"usage_statement_behavior": "CONSOLIDATE", "payer": "SELF"}, "hierarchy_configuration.usage_statement_behavior"),
     ({"payer": "SELF"}, "hierarchy_configuration.payer"),
-], ids=["consolidated billing is not built", "nor consolidated statements", "a child's setting without a parent"])
+], ids=["consolidated statements need payer PARENT", "even with SELF said", "a child's setting without a parent"])
 def test_settings_not_built_are_refused_naming_the_sub_field(w, config, field):
     parent, _ = _family(w)
-    if field != "hierarchy_configuration.payer" or config["payer"] == "PARENT":
+    if field != "hierarchy_configuration.payer":
         config = {"parent": {"contract_id": parent["id"], "customer_id": w.customer.id}, **config}
     with pytest.raises(InvalidInput) as refused:
         _request(w.kids[0].id, **(BARE | {"hierarchy_configuration": config}))

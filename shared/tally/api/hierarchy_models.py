@@ -43,12 +43,10 @@ class HierarchyConfigurationIn(Request):
             return {"parent_behavior": self._parent_behavior()}
         if self.parent_behavior is not None:
             raise InvalidInput(f"{FIELD}.parent_behavior", "is a parent's setting; a child contract cannot be a parent")
-        # Consolidated invoices (payer PARENT, CONSOLIDATE) are not built yet: refused rather than
-        # accepted and billed to the wrong customer.
-        if self.payer == "PARENT":
-            raise InvalidInput(f"{FIELD}.payer", "PARENT is not supported by Tally yet (SELF is)")
-        if self.usage_statement_behavior == "CONSOLIDATE":
-            raise InvalidInput(f"{FIELD}.usage_statement_behavior", "CONSOLIDATE is not supported by Tally yet (SEPARATE is)")
+        # A consolidated invoice is billed to the parent, so a child whose statements go onto it
+        # cannot pay its own (billing/consolidation.py).
+        if self.usage_statement_behavior == "CONSOLIDATE" and self.payer != "PARENT":
+            raise InvalidInput(f"{FIELD}.usage_statement_behavior", "CONSOLIDATE needs payer PARENT: the parent pays the consolidated invoice")
         return {
             "parent": {"contract_id": self.parent.contract_id, "customer_id": self.parent.customer_id},
             "payer": self.payer or DEFAULT_PAYER,
@@ -58,8 +56,6 @@ class HierarchyConfigurationIn(Request):
     def _parent_behavior(self) -> dict:
         assert self.parent_behavior is not None
         kind = self.parent_behavior.invoice_consolidation_type
-        if kind == "CONCATENATE":
-            raise InvalidInput(f"{FIELD}.parent_behavior.invoice_consolidation_type", "CONCATENATE is not supported by Tally yet (NONE is)")
         return {"invoice_consolidation_type": kind or "NONE"}
 
 

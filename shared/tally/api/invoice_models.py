@@ -47,8 +47,15 @@ def invoice_json(draft: DraftInvoice, products: dict[str, Product], skip_zero_qu
         "total": invoice.total,
         "invoice_adjustments": [],
         "custom_fields": {},
-        "billable_status": "billable",
+        "billable_status": "billable" if invoice.billable else "unbillable",
     }
+    if invoice.payer is not None:  # customer hierarchies: who pays it (billing/consolidation.py)
+        body["payer"] = {"contract_id": invoice.payer[0], "customer_id": invoice.payer[1]}
+    if invoice.constituent_invoices:
+        body["constituent_invoices"] = [
+            {"contract_id": contract_id, "customer_id": customer_id, "invoice_id": invoice_id}
+            for contract_id, customer_id, invoice_id in invoice.constituent_invoices
+        ]
     if draft.regenerated_from_invoice_id is not None:
         body["regenerated_from_invoice_id"] = draft.regenerated_from_invoice_id
     return body
@@ -222,6 +229,7 @@ class _LineWriter:
             and line.professional_service_id is None
             and line.type is not LineType.APPLIED_COMMIT_OR_CREDIT
             and line.type is not LineType.POSTPAID_TRUEUP
+            and line.origin is None
         ):
             return ""
         text = ""
@@ -248,6 +256,10 @@ class _LineWriter:
             extra["applied_commit_or_credit"] = {"id": line.commit_id, "type": line.commit_type}
         if line.type is LineType.POSTPAID_TRUEUP:
             extra["postpaid_commit"] = {"id": line.commit_id}
+        if line.origin is not None:  # a USAGE_CONSOLIDATED invoice's line
+            o = line.origin
+            extra["origin"] = {"contract_id": o.contract_id, "customer_id": o.customer_id,
+                               "invoice_id": o.invoice_id, "line_item_id": o.line_item_id}
         if extra:
             text += "," + json.dumps(extra, separators=(",", ":"))[1:-1]
         return text

@@ -17,6 +17,7 @@ from typing import Callable, Protocol
 from tally.billing.customers import Customer
 from tally.billing.errors import Conflict, InvalidInput, NotFound
 from tally.billing.hierarchy import check_child_access
+from tally.billing.consolidation import concatenates, consolidates, payer_of
 from tally.billing.pricing import (
     USD_CENTS,
     Contract,
@@ -280,6 +281,8 @@ def contract_from_document(doc: dict, rate_card: RateCard) -> Contract:
         discounts=tuple(_discount(d, i) for i, d in enumerate(doc.get("discounts") or ())),
         professional_services=_professional_services(doc),
         scheduled_charges_on_usage_invoices=doc.get("scheduled_charges_on_usage_invoices") == "ALL",
+        payer=payer_of(doc),
+        consolidated_usage=consolidates(doc) or concatenates(doc),
     )
 
 

@@ -21,7 +21,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Callable
 
-from tally.billing.errors import Conflict, NotFound
+from tally.billing.consolidation import concatenates, consolidates
+from tally.billing.errors import Conflict, InvalidInput, NotFound
 from tally.billing.hierarchy import check_child_link, check_parent_customer, children_of, parent_of
 from tally.services.contracts import ContractChanged, ContractService
 from tally.services.grant_edits import drawn_by_finalized
@@ -72,7 +73,12 @@ class HierarchyService:
         if link is None:
             check_parent_customer(self._contracts.list(customer_id))
             return self._contracts.create(request, uniqueness_key)
-        self._checked_parent(customer_id, link)  # the link's refusals before the contract's own
+        parent = self._checked_parent(customer_id, link)  # the link's refusals before the contract's own
+        if consolidates(request) and not concatenates(parent):
+            raise InvalidInput(
+                "hierarchy_configuration.usage_statement_behavior",
+                "CONSOLIDATE needs a parent contract with parent_behavior.invoice_consolidation_type CONCATENATE",
+            )
         document = self._contracts.prepared(request, uniqueness_key)
         for _ in range(MAX_ATTEMPTS):
             parent = self._checked_parent(customer_id, link)

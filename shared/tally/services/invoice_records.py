@@ -36,6 +36,7 @@ from tally.billing.pricing import (
     Tier,
     TierCharge,
 )
+from tally.billing.pricing.lines import LineOrigin
 from tally.billing.time import format_rfc3339, parse_rfc3339
 
 FINALIZED = "FINALIZED"
@@ -229,6 +230,10 @@ def _line(line: LineItem) -> dict:
         "counts_in_total": line.counts_in_total,
         "scheduled_at": _time(line.scheduled_at),
         "commit_total": line.commit_total,
+        **({} if line.origin is None else {"origin": {
+            "contract_id": line.origin.contract_id, "customer_id": line.origin.customer_id,
+            "invoice_id": line.origin.invoice_id, "line_item_id": line.origin.line_item_id,
+        }}),
     }
 
 
@@ -270,6 +275,7 @@ def _parse_line(doc: dict) -> LineItem:
         counts_in_total=doc["counts_in_total"],
         scheduled_at=_parse_time(doc["scheduled_at"]),
         commit_total=_dec(doc["commit_total"]),
+        origin=LineOrigin(**doc["origin"]) if doc.get("origin") else None,
     )
 
 
@@ -337,6 +343,10 @@ def record_document(record: StoredInvoice) -> dict:
             "line_items": [_line(line) for line in invoice.line_items],
             "subtotal": invoice.subtotal,
             "total": invoice.total,
+            # customer hierarchies (billing/consolidation.py); left out when the defaults
+            **({} if invoice.payer is None else {"payer": list(invoice.payer)}),
+            **({} if invoice.billable else {"billable": False}),
+            **({"constituent_invoices": [list(c) for c in invoice.constituent_invoices]} if invoice.constituent_invoices else {}),
         },
         "drawdowns": [_drawdown(c) for c in record.drawdowns],
     }
@@ -363,6 +373,9 @@ def record_from_document(
         total=_dec(body["total"]),
         status=status,
         type=InvoiceType(body["type"]),
+        payer=tuple(body["payer"]) if body.get("payer") else None,
+        billable=body.get("billable", True),
+        constituent_invoices=tuple(tuple(c) for c in body.get("constituent_invoices") or ()),
     )
     return StoredInvoice(
         id=doc["id"],

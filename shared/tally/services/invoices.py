@@ -44,6 +44,7 @@ from tally.billing.time import format_rfc3339
 from tally.services.balances import CustomerGrants, GrantBook
 from tally.services.contracts import ContractService
 from tally.services.hierarchy import family_members, parent_contracts
+from tally.services import consolidation
 from tally.services.invoice_records import FINALIZED, VOID, InvoiceStore, StoredInvoice
 
 INVOICE_NAMESPACE = uuid.UUID("6f1c2b0e-5d3a-4c1e-9a57-7b7f1e0c2d41")
@@ -82,6 +83,14 @@ DRAWABLE = (LineType.USAGE, LineType.SUBSCRIPTION)
 
 def _draft(contract: Contract, invoice: Invoice, products: Mapping[str, Product]) -> DraftInvoice:
     slot = invoice_id(contract.id, invoice.starting_at, invoice.credit_type, invoice.type)
+    if contract.payer is not None or contract.consolidated_usage:
+        # Hierarchies: a consolidated invoice bills the fiat USAGE invoices it holds (billing/consolidation.py).
+        consolidated = (
+            contract.consolidated_usage
+            and invoice.type is InvoiceType.USAGE
+            and invoice.credit_type == contract.rate_card.fiat_credit_type
+        )
+        invoice = replace(invoice, payer=contract.payer, billable=not consolidated)
     return DraftInvoice(slot, invoice, contract, products=products)
 
 
@@ -770,7 +779,7 @@ class InvoiceService:
                         groups.append(self._stored_of(d, records, FINALIZED) + self._stored_of(d, records, VOID))
                     else:
                         view = next(views)
-                        groups.append(view.current + view.voided)
+                        groups.append(view.current + self._consolidated_draft(d, view.current, records) + view.voided)
             for invoices in groups:
                 if len(page) >= limit:
                     break
@@ -793,6 +802,12 @@ class InvoiceService:
             return DraftInvoice(record.id, record.invoice, None, record.regenerated_from_invoice_id)
         customer, due = self.due_periods(customer_id)
         records = self.records(customer_id)
+        for d in due:  # a hierarchy parent's consolidated draft: its id is known without pricing
+            if d.contract.consolidated_usage and consolidation.consolidated_id(d) == invoice_id_:
+                view = self._views(customer, due, [d], records)[0]
+                found = self._consolidated_draft(d, view.current, records)
+                if found:
+                    return found[0]
         # Usage invoice ids are known without pricing; scheduled ones need the period priced.
         for d in due:
             if d.usage_slot == invoice_id_:
@@ -843,6 +858,7 @@ class InvoiceService:
             elif not self._scheduled_due(invoice, as_of, grace, grants, due, closed):
                 continue
             new.append(self._record(draft, target, view.charges.get(draft.id, []), computed.burn, draft.id, finalized_at))
+        new += self._consolidated_record(target, new, records, now, finalized_at)
         final_ids = [i.id for i in view.current if i.invoice.status == FINALIZED] + [r.id for r in new]
         return PeriodClose(final_ids, new)
 
@@ -889,6 +905,64 @@ class InvoiceService:
             drawdowns=tuple(drawdowns),
             finalized_at=finalized_at,
         )
+
+    # -- hierarchies: a parent's consolidated invoices (services/consolidation.py) ------------------
+    def _consolidated_draft(self, d: DuePeriod, current: list[DraftInvoice], records: list[StoredInvoice]) -> list[DraftInvoice]:
+        """A CONCATENATE parent's period: its consolidated invoice as a DRAFT until cycle close
+        stores it (stored, it is one of the period's records). [] for any other period."""
+        if not d.contract.consolidated_usage or not consolidation.is_concatenating(self._contracts, d):
+            return []
+        cid = consolidation.consolidated_id(d)
+        if any(r.slot == cid for r in records):
+            return []
+        parent_usage = consolidation.parent_usage_of(d, [(i.id, i.invoice) for i in current])
+        children = []
+        for s in consolidation.child_slots(self._contracts, self.due_periods, d):
+            try:
+                found = self.get(s.customer_id, s.slot)
+            except NotFound:
+                continue
+            if found.invoice.status != VOID:
+                children.append(consolidation.Constituent(found.id, found.invoice))
+        invoice = consolidation.compose(d, parent_usage, children)
+        return [DraftInvoice(cid, replace(invoice, status="DRAFT"), d.contract)]
+
+    def _consolidated_record(
+        self, d: DuePeriod, new: list[StoredInvoice], records: list[StoredInvoice], until: datetime, finalized_at: datetime
+    ) -> list[StoredInvoice]:
+        """The parent period's consolidated invoice as a FINALIZED record, composed from stored
+        records only, once the parent's USAGE invoice and every consolidating child's are FINALIZED
+        (`records` holds the family's); [] before then, once stored, or for any other period."""
+        if not d.contract.consolidated_usage or not consolidation.is_concatenating(self._contracts, d):
+            return []
+        cid = consolidation.consolidated_id(d)
+        if any(r.slot == cid for r in records):
+            return []
+        own = [r for r in records if r.status == FINALIZED and (r.contract_id, r.period_start) == d.key] + new
+        parent_usage = consolidation.parent_usage_of(d, [(r.id, r.invoice) for r in own])
+        if parent_usage is None:
+            return []
+        slots = consolidation.child_slots(self._contracts, self.due_periods, d, until=until)
+        children = consolidation.finalized_children(slots, records)
+        if children is None:
+            return []
+        invoice = consolidation.compose(d, parent_usage, children)
+        return [StoredInvoice(
+            id=cid, slot=cid, customer_id=d.contract.customer_id, contract_id=d.contract.id,
+            period_start=d.period.starting_at, period_end=d.period.ending_before,
+            invoice=invoice, drawdowns=(), finalized_at=finalized_at,
+        )]
+
+    def _consolidation_due(self, d: DuePeriod, stored: set[str], as_of: datetime) -> bool:
+        """The parent period's USAGE invoice is stored and its consolidated invoice is not, while
+        every consolidating child's is finalized: a close stores the consolidated invoice."""
+        if consolidation.consolidated_id(d) in stored or self._records is None:
+            return False
+        if not consolidation.is_concatenating(self._contracts, d):
+            return False
+        slots = consolidation.child_slots(self._contracts, self.due_periods, d, until=as_of)
+        records = [r for customer in sorted({s.customer_id for s in slots}) for r in self._records.list_for_customer(customer)]
+        return consolidation.finalized_children(slots, records) is not None
 
     def _scheduled_due(
         self,
@@ -959,6 +1033,8 @@ class InvoiceService:
             item = {"customer_id": customer_id, "contract_id": d.contract.id, "period_start": start}
             if d.period.ending_before + grace <= as_of and not closed[d.key]:
                 found.append(item | {"kind": InvoiceType.USAGE.value})
+            elif d.usage_slot in stored and d.contract.consolidated_usage and self._consolidation_due(d, stored, as_of):
+                found.append(item | {"kind": InvoiceType.USAGE.value})  # its children finalized after it
             lines = [line for inv in build_draft_invoices(d.contract, products, d.period, NO_USAGE) for line in inv.line_items]
             if grants is not None:
                 lines += _purchase_lines(d, grants, products) + _true_up_lines(d, expected_true_ups, grants, products)

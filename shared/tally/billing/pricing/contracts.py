@@ -79,6 +79,10 @@ class Contract:
     # scheduled_charges_on_usage_invoices ALL: a scheduled charge whose timestamp is a usage
     # period's ending_before is billed on that period's USAGE invoice (billing/pricing/invoices.py).
     scheduled_charges_on_usage_invoices: bool = False
+    # Customer hierarchies (billing/consolidation.py): who pays its invoices when not itself, and
+    # whether its fiat USAGE invoices are billed through a consolidated invoice instead.
+    payer: tuple[str, str] | None = None
+    consolidated_usage: bool = False
 
     @property
     def filters_usage(self) -> bool:

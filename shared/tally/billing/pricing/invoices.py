@@ -84,6 +84,8 @@ def _quantities_of(usage: UsageSource, metric_id: str, keys: Sequence[str], star
 class InvoiceType(str, Enum):
     USAGE = "USAGE"  # one per billing period: usage, composite and in-arrears subscription charges
     SCHEDULED = "SCHEDULED"  # one per issue instant: scheduled charges, in-advance subscriptions
+    # a hierarchy parent's period: its USAGE invoice and its consolidating children's (billing/consolidation.py)
+    USAGE_CONSOLIDATED = "USAGE_CONSOLIDATED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,12 @@ class Invoice:
     total: Decimal
     status: str = "DRAFT"
     type: InvoiceType = InvoiceType.USAGE
+    # Customer hierarchies (billing/consolidation.py): (contract id, customer id) paying the invoice
+    # when not its own; billable False when a consolidated invoice bills it instead; a consolidated
+    # invoice's constituents, (contract id, customer id, invoice id) each.
+    payer: tuple[str, str] | None = None
+    billable: bool = True
+    constituent_invoices: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,16 @@ class SubLineItem:
 
 
 @hot_value
+class LineOrigin:
+    """Where a line of a USAGE_CONSOLIDATED invoice was copied from (metronome-sdk LineItemOrigin)."""
+
+    contract_id: str
+    customer_id: str
+    invoice_id: str
+    line_item_id: str
+
+
+@hot_value
 class LineItem:
     type: LineType
     name: str
@@ -83,6 +93,7 @@ class LineItem:
     discount_id: str | None = None  # a discount's (negative) scheduled line
     professional_service_id: str | None = None  # a professional service's scheduled line
     metadata: str | None = None  # professional service lines: the client's own note
+    origin: LineOrigin | None = None  # a consolidated invoice's line: the constituent line it copies
 
 
 def line_from_charge(
