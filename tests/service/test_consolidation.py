@@ -128,3 +128,38 @@ def test_consolidate_needs_a_concatenating_parent(w):
     usage = _october(w, w.kids[0]).invoice
     assert (usage.payer, usage.billable, usage.total) == ((parent["id"], w.customer.id), True, Decimal(300))
     assert child["hierarchy_configuration"]["payer"] == "PARENT"
+
+
+class _Providers:
+    """Records which customer delivery looks up; no Stripe customer configured for anyone."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str | None]] = []
+
+    def stripe_target(self, customer_id, configuration_id=None):
+        self.asked.append((customer_id, configuration_id))
+        return None
+
+
+def test_delivery_sends_the_consolidated_invoice_to_the_parent_and_never_a_constituent(w):
+    from tally.services.invoice_delivery import NOT_BILLABLE, NOT_CONFIGURED, InvoiceDeliveryService
+
+    parent, (a, b, c) = _consolidating_family(w)
+    kid_a, kid_b, kid_c = w.kids
+    as_of = NOV + GRACE
+    for kid, contract in ((kid_a, a), (kid_b, b), (kid_c, c)):
+        w.service.finalize(kid.id, contract["id"], OCT, as_of)
+    w.service.finalize(w.customer.id, parent["id"], OCT, as_of)
+    providers = _Providers()
+    contracts = {doc["id"]: doc for k in (w.customer, *w.kids) for doc in w.contracts.list(k.id)}
+    never_delivered = type("NoState", (), {"get": staticmethod(lambda _id: None)})()
+    delivery = InvoiceDeliveryService(w.store, providers, never_delivered, None, None, None, lambda: "", w.clock, contracts.get)
+
+    # A's and the parent's own USAGE invoices are on the consolidated one: not delivered, not looked up.
+    assert delivery.deliver(_october(w, kid_a).id).outcome == NOT_BILLABLE
+    assert delivery.deliver(_october(w, w.customer).id).outcome == NOT_BILLABLE
+    assert providers.asked == []
+    # The consolidated invoice goes to the parent's provider customer; C (SELF, SEPARATE) to its own.
+    assert delivery.deliver(_october(w, w.customer, CONSOLIDATED).id).outcome == NOT_CONFIGURED
+    assert delivery.deliver(_october(w, kid_c).id).outcome == NOT_CONFIGURED
+    assert providers.asked == [(w.customer.id, None), (kid_c.id, None)]

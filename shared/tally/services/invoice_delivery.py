@@ -55,6 +55,7 @@ from tally.services.invoice_records import FINALIZED, InvoiceStore
 logger = logging.getLogger(__name__)
 
 DELIVERED, ALREADY_DELIVERED, NOT_CONFIGURED, NOT_FINALIZED = "delivered", "already_delivered", "not_configured", "not_finalized"
+NOT_BILLABLE = "not_billable"
 VOIDED, NOT_VOIDED = "voided", "not_voided"
 INVOICE_VOIDED = "invoice.voided"  # Tally's message: a finalized invoice was voided (POST /v1/invoices/void)
 # Stripe invoice status -> Metronome's external_status
@@ -102,10 +103,12 @@ class InvoiceDeliveryService:
 
     def _target(self, record):
         """Where the invoice is delivered: its contract's configuration for its period, else the
-        customer's default."""
-        document = None if self._contracts is None or not record.contract_id else self._contracts(record.contract_id)
+        customer's default. A hierarchy child's invoice paid by its parent (payer PARENT) goes to
+        the parent contract's."""
+        contract_id, customer_id = record.invoice.payer or (record.contract_id, record.customer_id)
+        document = None if self._contracts is None or not contract_id else self._contracts(contract_id)
         named = configuration_in_force(document, record.period_start, record.finalized_at)
-        return self._providers.stripe_target(record.customer_id, named)
+        return self._providers.stripe_target(customer_id, named)
 
     def deliver(self, invoice_id: str) -> Delivery:
         """Raises ProviderUnavailable (retry) or DeliveryRefused (permanent; already reported)."""
@@ -114,6 +117,8 @@ class InvoiceDeliveryService:
             raise InvoiceNotDeliverable(f"invoice {invoice_id} is not finalized")
         if record.status != FINALIZED:
             return Delivery(NOT_FINALIZED)  # voided before delivery: nothing to charge
+        if not record.invoice.billable:
+            return Delivery(NOT_BILLABLE)  # on the hierarchy parent's consolidated invoice, which is delivered
         state = self._state.get(invoice_id)
         if state is not None and state.get("external_status") in ("FINALIZED", "PAID"):
             return Delivery(ALREADY_DELIVERED, state.get("invoice_id"))
