@@ -1,6 +1,6 @@
 """invoice.finalized (SQS, subscribed to the invoices topic with raw delivery) -> the customer's
-billing provider, exactly once (tally.services.invoice_delivery); invoice.voided -> its provider
-invoice voided.
+billing provider, exactly once (tally.services.invoice_delivery; AWS Marketplace, SNS and SQS:
+tally.services.aws_invoice_delivery); invoice.voided -> its provider invoice voided.
 
 A message that fails is reported in `batchItemFailures`, so SQS hands it over again after its
 visibility timeout; after MAX_RECEIVES it is parked in the DLQ by the queue's redrive policy. On
@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tally import wiring
 from tally.billing.invoice_delivery import ProviderUnavailable
 from tally.runtime import freeze_when_warm
-from tally.services.invoice_delivery import INVOICE_VOIDED
+from tally.services.invoice_delivery import INVOICE_VOIDED, NOT_CONFIGURED
 from tally.settings import get_settings
 
 logger = Logger(service="tally-deliver-invoices")
@@ -36,6 +36,9 @@ def deliver_record(record: SQSRecord) -> str:
             delivery = service.void_at_provider(invoice_id)
         else:
             delivery = service.deliver(invoice_id)
+            if delivery.outcome == NOT_CONFIGURED:  # not Stripe: AWS Marketplace, SNS or SQS, if configured
+                service = wiring.aws_invoice_delivery_service()
+                delivery = service.deliver(invoice_id)
     except ProviderUnavailable as exc:
         receives = int(record.attributes.approximate_receive_count or 1)
         if receives >= get_settings().delivery_max_receives:

@@ -302,6 +302,46 @@ def invoice_delivery_service():
     )
 
 
+@lru_cache(maxsize=1)
+def aws_invoice_delivery_service():
+    """Invoices delivered through AWS: AWS Marketplace metering, a customer's SNS topic or SQS queue."""
+    from tally.adapters.aws_destinations import AwsDestinations
+    from tally.adapters.dynamo.aws_deliveries import DynamoAwsDeliveryStore
+    from tally.adapters.dynamo.billing_providers import delivery_method_documents
+    from tally.api.invoice_models import invoice_json
+    from tally.services.aws_invoice_delivery import AwsInvoiceDelivery
+    from tally.services.invoices import DraftInvoice
+
+    table = get_settings().require("billing_table")
+
+    def render(record) -> dict:  # the invoice as GET /v1/customers/{id}/invoices/{invoice_id} answers it
+        draft = DraftInvoice(record.id, record.invoice, None, record.regenerated_from_invoice_id)
+        return invoice_json(draft, contract_service().products())
+
+    return AwsInvoiceDelivery(
+        invoice_store(), billing_provider_service(), delivery_method_documents(table).get,
+        DynamoAwsDeliveryStore(table), delivery_state_store(), AwsDestinations(), render, publisher(),
+        lambda: get_settings().require("invoices_topic_arn"), system_clock,
+    )
+
+
+@lru_cache(maxsize=1)
+def threshold_payment_service():
+    """The STRIPE payment gate's charges (the delivery function). Its ThresholdBillingService only
+    settles crossings: it reads no usage, so the function needs no counters or events table."""
+    from tally.adapters.secrets import SecretsManagerVault
+    from tally.adapters.stripe_payments import StripePayments
+    from tally.services.threshold_payments import ThresholdPaymentService
+
+    settings = get_settings()
+    settling = ThresholdBillingService(
+        contract_service(), DynamoContractStore(settings.require("billing_table")), None, None, threshold_store(),
+        publisher(), lambda: get_settings().require("alerts_topic_arn"), system_clock,
+    )
+    return ThresholdPaymentService(settling, threshold_store(), billing_provider_service(), SecretsManagerVault(),
+                                   StripePayments(settings.stripe_api_base), system_clock)
+
+
 def reset() -> None:
     """Forget cached settings and clients (the local runtime redeploys within one process)."""
     import sys

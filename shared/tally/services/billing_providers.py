@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Protocol
 
+from tally.billing.aws_delivery import AWS_MARKETPLACE, AWS_SNS, AWS_SQS
+from tally.billing.aws_delivery import customer_settings as aws_customer_settings
+from tally.billing.aws_delivery import method_settings as aws_method_settings
 from tally.billing.errors import InvalidInput, NotFound
 from tally.billing.invoice_delivery import DIRECT, STRIPE
 from tally.billing.time import format_rfc3339
@@ -120,6 +123,8 @@ class BillingProviderService:
             name = f"{self._secret_prefix()}/{method_id}"
             self._vault.put(name, secret)  # first: the document never names a missing secret
             document |= {"secret_name": name, "secret_hint": mask(secret)}
+        elif billing_provider == AWS_MARKETPLACE or delivery_method in (AWS_SNS, AWS_SQS):
+            settings = aws_method_settings(billing_provider, delivery_method, settings)
         document["configuration"] = settings
         self._methods.create(document)
         return method_id
@@ -153,6 +158,9 @@ class BillingProviderService:
                 raise InvalidInput(f"{field}.configuration", "must be an object")
             if provider == STRIPE:
                 configuration = _stripe_customer_settings(configuration, f"{field}.configuration")
+            elif provider == AWS_MARKETPLACE or method["delivery_method"] in (AWS_SNS, AWS_SQS):
+                configuration = aws_customer_settings(provider, method["delivery_method"], configuration,
+                                                      method.get("configuration") or {}, f"{field}.configuration")
             tax = entry.get("tax_provider")
             if tax is not None and (tax not in TAX_PROVIDERS or provider != STRIPE):
                 raise InvalidInput(f"{field}.tax_provider", "must be anrok, avalara or stripe, on a stripe configuration")
