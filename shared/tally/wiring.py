@@ -322,6 +322,7 @@ def aws_invoice_delivery_service():
         invoice_store(), billing_provider_service(), delivery_method_documents(table).get,
         DynamoAwsDeliveryStore(table), delivery_state_store(), AwsDestinations(), render, publisher(),
         lambda: get_settings().require("invoices_topic_arn"), system_clock,
+        contracts=DynamoContractStore(table).get,  # the configuration a contract names
     )
 
 

@@ -106,14 +106,16 @@ def a(w, marketplace):  # noqa: F811
         return invoice_json(DraftInvoice(record.id, record.invoice, None, record.regenerated_from_invoice_id),
                             w.contracts.products())
 
+    contracts: dict[str, dict] = {}  # contract documents as delivery reads them (only their configuration schedule)
     delivery = AwsInvoiceDelivery(w.store, providers, methods.get, records, state, AwsDestinations(), render,
-                                  publisher, lambda: TOPIC, w.clock)
+                                  publisher, lambda: TOPIC, w.clock, contracts=contracts.get)
     w.usage.calls += [(OCT + timedelta(days=9), 1234)]
     contract = _contract(w)
     (october,) = w.service.finalize(w.customer.id, contract["id"], OCT, NOV + GRACE)["invoice_ids"]
     product = f"prod-{uuid.uuid4().hex[:10]}"  # moto is not reset between tests when the local stack is up
     _backend().customers_by_product[product].append("aws-cust-1")
-    return type("A", (), dict(w=w, providers=providers, records=records, state=state, delivery=delivery,
+    return type("A", (), dict(w=w, providers=providers, records=records, state=state, delivery=delivery, contracts=contracts,
+                              contract_id=contract["id"],
                               publisher=publisher, october=october, product=product, calls=marketplace))
 
 
@@ -201,6 +203,23 @@ def test_a_regenerated_invoice_meters_only_what_its_voided_invoice_did_not(a):
     assert a.w.store.get(regenerated).invoice.total == 2668
     assert _held(a) == [(HOUR_TS, "aws-cust-1", "usage_fee", 2468), (HOUR_TS + 3600, "aws-cust-1", "usage_fee", 200)]
     assert a.state.get(regenerated)["invoiced_total"] == 200
+
+
+def test_the_configuration_the_contract_names_is_metered_not_the_customers_default(a):
+    _marketplace(a)  # the default: a.product
+    other = f"prod-{uuid.uuid4().hex[:10]}"
+    _backend().customers_by_product[other].append("aws-cust-1")
+    (named,) = a.providers.set_customer_configurations([{
+        "customer_id": a.w.customer.id, "billing_provider": "aws_marketplace", "delivery_method": "direct_to_billing_provider",
+        "configuration": {"aws_customer_id": "aws-cust-1", "aws_product_code": other, "aws_region": "us-east-1"},
+    }])
+    a.contracts[a.contract_id] = {"billing_provider_configuration_schedule": [{
+        "billing_provider_configuration_id": named["id"], "effective_at": "2026-10-01T00:00:00Z", "recorded_at": None}]}
+
+    a.delivery.deliver(a.october)
+
+    assert [(c["product_code"], c["records"][0]["Quantity"]) for c in a.calls] == [(other, 2468)]
+    assert _held(a) == []
 
 
 def test_a_customer_aws_does_not_know_is_refused_and_reported_once(a):

@@ -54,6 +54,7 @@ from tally.billing.time import format_rfc3339, parse_rfc3339
 from tally.services.invoice_delivery import (
     ALREADY_DELIVERED,
     DELIVERED,
+    NOT_BILLABLE,
     NOT_CONFIGURED,
     NOT_FINALIZED,
     Delivery,
@@ -61,6 +62,7 @@ from tally.services.invoice_delivery import (
     InvoiceNotDeliverable,
     Publisher,
 )
+from tally.services.contract_billing_providers import configuration_in_force
 from tally.services.invoice_records import FINALIZED, InvoiceStore
 
 logger = logging.getLogger(__name__)
@@ -92,7 +94,8 @@ class AwsTarget:
 class AwsInvoiceDelivery:
     def __init__(self, invoices: InvoiceStore, providers: Providers, delivery_methods: Callable[[str], dict | None],
                  records: Records, state: DeliveryState, aws, render: Callable[[object], dict],
-                 publisher: Publisher, invoices_topic: Callable[[], str], clock: Callable[[], datetime]) -> None:
+                 publisher: Publisher, invoices_topic: Callable[[], str], clock: Callable[[], datetime],
+                 contracts: Callable[[str], dict | None] | None = None) -> None:
         self._invoices = invoices
         self._providers = providers
         self._delivery_methods = delivery_methods  # delivery method id -> its document (a consistent read)
@@ -103,10 +106,19 @@ class AwsInvoiceDelivery:
         self._publisher = publisher
         self._invoices_topic = invoices_topic
         self._clock = clock
+        self._contracts = contracts  # contract id -> its stored document (None: customers' defaults only)
 
-    def target(self, customer_id: str) -> AwsTarget | None:
-        """The customer's oldest active configuration delivered through AWS, if any."""
-        for config in self._providers.customer_configurations(customer_id):
+    def target(self, record) -> AwsTarget | None:
+        """Where the invoice goes through AWS, if it does: the configuration its contract names for
+        its billing period (services/contract_billing_providers.py), else the customer's oldest
+        active AWS configuration; the payer's, for an invoice paid by a hierarchy parent."""
+        contract_id, customer_id = record.invoice.payer or (record.contract_id, record.customer_id)
+        document = None if self._contracts is None or not contract_id else self._contracts(contract_id)
+        named = configuration_in_force(document, record.period_start, record.finalized_at)
+        configurations = self._providers.customer_configurations(customer_id)
+        if named is not None:  # the contract's choice, or nothing (another provider's, or archived)
+            configurations = [c for c in configurations if c["id"] == named]
+        for config in configurations:
             kind, provider = config["delivery_method"], config["billing_provider"]
             if (provider, kind) == (AWS_MARKETPLACE, DIRECT) or kind in (AWS_SNS, AWS_SQS):
                 method = self._delivery_methods(config["delivery_method_id"]) or {}
@@ -121,7 +133,9 @@ class AwsInvoiceDelivery:
             raise InvoiceNotDeliverable(f"invoice {invoice_id} is not finalized")
         if record.status != FINALIZED:
             return Delivery(NOT_FINALIZED)
-        target = self.target(record.customer_id)
+        if not record.invoice.billable:
+            return Delivery(NOT_BILLABLE)  # on a hierarchy parent's consolidated invoice, which is delivered
+        target = self.target(record)
         if target is None:
             return Delivery(NOT_CONFIGURED)
         kept = self._records.get(invoice_id, target.method)
@@ -222,7 +236,7 @@ class AwsInvoiceDelivery:
         record = self._invoices.get(invoice_id)
         if record is None:
             return False
-        target = target or self.target(record.customer_id)
+        target = target or self.target(record)
         provider = AWS_MARKETPLACE if target is None else target.billing_provider
         self._state.record(invoice_id, {"billing_provider_type": provider, "invoice_id": None,
                                         "external_status": "INVALID_REQUEST_ERROR", "billing_provider_error": reason})
