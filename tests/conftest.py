@@ -10,6 +10,13 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Tally")
 os.environ.setdefault("POWERTOOLS_DEV", "false")
 
 
+
+def examples(every_run: int) -> int:
+    """Hypothesis examples of a property test that runs on moto (each example costs tenths of a
+    second): `every_run` in the suite; ten times as many with TALLY_DEEP=1."""
+    return every_run * 10 if os.environ.get("TALLY_DEEP") == "1" else every_run
+
+
 # Files whose one test, or whose many tests together, take a minute or so: started first, so that
 # the other worker is never left idle while one of them runs at the end.
 LONG_FIRST = ("tests/system/test_bench_smoke.py", "tests/service/test_api_fuzz.py")

@@ -25,6 +25,7 @@ from tally.billing.customers import Customer
 from tally.billing.errors import Conflict, InvalidInput
 from tally.billing.metrics import Aggregation, BillableMetric
 from tally.services.alerts import AlertContention, AlertService
+from tests.conftest import examples
 
 T0 = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
 NOV = "2026-11-01T00:00:00Z"
@@ -364,7 +365,7 @@ def test_a_crash_after_publish_republishes_the_same_id_for_consumers_to_drop(wor
     assert first == again  # the same envelope, parked at the claim: consumers dedupe on its id
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(10), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     plan=st.lists(
         st.tuples(

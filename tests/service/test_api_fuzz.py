@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import time
 import zlib
 from collections import Counter, defaultdict
@@ -32,13 +31,14 @@ from schemathesis.checks import (
 
 from tally.api.openapi import DOCUMENT_PATH
 from tally.billing.limits import MAX_BODY_BYTES, MAX_NESTING_DEPTH
+from tests.conftest import examples
 from tests.service.api_gateway import deployed_api, gateway, send
 
 API_KEY = "tally_fuzz_key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 # 20 generated cases per operation on every run (the coverage phase adds its boundary cases, some
-# 11,000, on top); TALLY_FUZZ_EXAMPLES=200 for a deeper run.
-EXAMPLES_PER_OPERATION = int(os.environ.get("TALLY_FUZZ_EXAMPLES", "20"))
+# 12,000, on top); TALLY_DEEP=1 for 200.
+EXAMPLES_PER_OPERATION = examples(20)
 SUMMARY_PATH = Path(__file__).resolve().parents[2] / ".build" / "api-fuzz-summary.json"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 

@@ -32,6 +32,7 @@ from tally.billing.pricing.subscriptions import CollectionSchedule, QuantityChan
 from tally.billing.time import format_rfc3339
 from tally.services.customers import CustomerService
 from tally.services.invoices import invoice_id
+from tests.conftest import examples
 from tests.service.test_contract_edits import w  # noqa: F401 - the fixture
 from tests.service.test_cycle_close import BARE, GRACE, NOV, OCT, SEATS, _stored_records
 from tests.service.test_contracts_service import _request
@@ -144,7 +145,7 @@ def _invoices(invoices) -> list[tuple]:
     )
 
 
-@settings(max_examples=15, deadline=None, derandomize=True, database=None,
+@settings(max_examples=examples(15), deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(sequence=changes)
 def test_random_edits_price_as_their_final_terms_and_never_touch_a_finalized_invoice(w, sequence):  # noqa: F811

@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import boto3
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-import pytest
 from moto import mock_aws
 
 from tally.adapters.dynamo.counters import DynamoCounterStore
 from tally.adapters.memory import MemoryMetricStore
 from tally.services.aggregate import AggregateService
+from tests.conftest import examples
 from tests.service.conftest import _table
 from tests.service.exactly_once_harness import (
     METRICS,
@@ -45,7 +46,7 @@ class FaultyDynamoCounterStore(DynamoCounterStore):
         return super()._conditional_update(key, **kwargs)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(12), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(
     spec=st.lists(
         st.tuples(st.sampled_from(["acme", "globex"]), st.sampled_from(["eu", "us"]), st.integers(0, 5),
@@ -117,7 +118,7 @@ _PART_VALUE = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     counters=st.lists(
         st.tuples(st.sampled_from(["D20261114", "D20261115", "D20261116"]), st.sampled_from(["eu", "us", "apac"]),
