@@ -163,3 +163,15 @@ def test_delivery_sends_the_consolidated_invoice_to_the_parent_and_never_a_const
     assert delivery.deliver(_october(w, w.customer, CONSOLIDATED).id).outcome == NOT_CONFIGURED
     assert delivery.deliver(_october(w, kid_c).id).outcome == NOT_CONFIGURED
     assert providers.asked == [(w.customer.id, None), (kid_c.id, None)]
+
+
+def test_a_draft_consolidates_the_invoice_regenerated_for_a_voided_child_slot(w):
+    parent, (a, _, _) = _consolidating_family(w)
+    kid_a = w.kids[0]
+    w.service.finalize(kid_a.id, a["id"], OCT, NOV + GRACE)
+    voided = _october(w, kid_a).id
+    w.service.void(voided)
+    regenerated = w.service.regenerate(voided)
+    consolidated = _october(w, w.customer, CONSOLIDATED).invoice
+    assert consolidated.constituent_invoices[1] == (a["id"], kid_a.id, regenerated) and regenerated != voided
+    assert consolidated.total == Decimal(720)  # A's regenerated 300 with the same usage

@@ -920,6 +920,9 @@ class InvoiceService:
         for s in consolidation.child_slots(self._contracts, self.due_periods, d):
             try:
                 found = self.get(s.customer_id, s.slot)
+                voided = self._records.get(s.slot) if found.invoice.status == VOID and self._records is not None else None
+                if voided is not None and voided.regenerated_invoice_id is not None:  # the slot's invoice now
+                    found = self.get(s.customer_id, voided.regenerated_invoice_id)
             except NotFound:
                 continue
             if found.invoice.status != VOID:
