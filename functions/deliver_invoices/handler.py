@@ -1,6 +1,8 @@
 """invoice.finalized (SQS, subscribed to the invoices topic with raw delivery) -> the customer's
 billing provider, exactly once (tally.services.invoice_delivery; AWS Marketplace, SNS and SQS:
-tally.services.aws_invoice_delivery); invoice.voided -> its provider invoice voided.
+tally.services.aws_invoice_delivery); invoice.voided -> its provider invoice voided;
+payment_gate.threshold_reached of a STRIPE payment gate (from the alerts topic) -> the crossing
+charged through Stripe and settled once (tally.services.threshold_payments).
 
 A message that fails is reported in `batchItemFailures`, so SQS hands it over again after its
 visibility timeout; after MAX_RECEIVES it is parked in the DLQ by the queue's redrive policy. On
@@ -16,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tally import wiring
 from tally.billing.invoice_delivery import ProviderUnavailable
+from tally.billing.thresholds import THRESHOLD_REACHED
 from tally.runtime import freeze_when_warm
 from tally.services.invoice_delivery import INVOICE_VOIDED, NOT_CONFIGURED
 from tally.settings import get_settings
@@ -27,6 +30,8 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 def deliver_record(record: SQSRecord) -> str:
     message = json.loads(record.body)
+    if message.get("type") == THRESHOLD_REACHED:
+        return charge_threshold(message)
     if message.get("type") not in ("invoice.finalized", INVOICE_VOIDED):
         return "ignored"
     invoice_id = str(message["properties"]["invoice_id"])
@@ -47,6 +52,19 @@ def deliver_record(record: SQSRecord) -> str:
     logger.info("invoice delivery", extra={"invoice_id": invoice_id, "outcome": delivery.outcome,
                                            "external_invoice_id": delivery.external_invoice_id})
     return delivery.outcome
+
+
+def charge_threshold(message: dict) -> str:
+    """A STRIPE payment gate's crossing, charged and settled once (tally.services.threshold_payments).
+    Stripe unavailable: retried, then parked in the DLQ with the crossing still waiting for its
+    payment (redriven, it resumes from what Stripe holds)."""
+    properties = message["properties"]
+    if properties.get("payment_gate_type") != "STRIPE":
+        return "ignored"
+    payment = wiring.threshold_payment_service().charge(str(properties["workflow_id"]))
+    logger.info("threshold payment", extra={"workflow_id": properties["workflow_id"], "outcome": payment.outcome,
+                                            "stripe_id": payment.stripe_id})
+    return payment.outcome
 
 
 @freeze_when_warm

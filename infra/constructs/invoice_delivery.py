@@ -1,6 +1,8 @@
 """Invoice delivery: finalized invoices to the customer's billing provider (Stripe), exactly once.
 
 invoices topic --(invoice.finalized and invoice.voided only, raw)--> queue --> delivery function --> Stripe
+alerts topic --(payment_gate.threshold_reached of a STRIPE payment gate, raw)--> the same queue: the
+delivery function charges the crossing (services/threshold_payments.py), off the counters stream's path.
 A message that keeps failing is parked in the DLQ after MAX_RECEIVES deliveries (the alarm fires);
 the function publishes invoice.billing_provider_error on the invoices topic before that.
 
@@ -21,7 +23,7 @@ from constructs import Construct
 from infra.constructs.dead_letters import dead_letter_alarm, dead_letter_queue
 from infra.constructs.tables import BILLING_GSI1, Tables
 from infra.constructs.tally_function import FunctionDefaults, TallyFunction
-from infra.constructs.topics import INVOICES_TOPIC_ENV, Topics
+from infra.constructs.topics import ALERTS_TOPIC_ENV, INVOICES_TOPIC_ENV, Topics
 from infra.nag import acknowledge
 
 MAX_RECEIVES = 5
@@ -60,13 +62,18 @@ class InvoiceDelivery(TallyFunction):
             environment={
                 "BILLING_TABLE": tables.billing.table_name,
                 INVOICES_TOPIC_ENV: topics.invoices.topic_arn,
+                ALERTS_TOPIC_ENV: topics.alerts.topic_arn,  # payment_gate.payment_status
                 SECRETS_PREFIX_ENV: secrets_prefix(scope),
                 "DELIVERY_MAX_RECEIVES": str(MAX_RECEIVES),
             },
         )
         # Reads: the invoice record, customer configurations (gsi1) and delivery methods. Writes:
         # only the record's delivery state, conditional (adapters/dynamo/billing_providers.py).
-        self.allow(["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"], [tables.billing.table_arn])
+        # A STRIPE payment gate's crossing: its charge is updated (the Stripe object, the outcome),
+        # and a failed payment turns the contract's configuration off (a conditional put of the
+        # contract, adapters/dynamo/documents.py replace).
+        self.allow(["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:PutItem"],
+                   [tables.billing.table_arn])
         self.allow(["dynamodb:Query"], [f"{tables.billing.table_arn}/index/{BILLING_GSI1}"])
         self.allow(["secretsmanager:GetSecretValue"], [_secrets_arn(self)])
         acknowledge(
@@ -77,6 +84,7 @@ class InvoiceDelivery(TallyFunction):
             "resource. The role may only read them.",
         )
         topics.grant_publish(self.role, topics.invoices)  # invoice.billing_provider_error
+        topics.grant_publish(self.role, topics.alerts)  # payment_gate.payment_status
 
         self.dlq = dead_letter_queue(self, "invoice deliveries that failed MAX_RECEIVES times")
         self.queue = sqs.Queue(
@@ -94,6 +102,16 @@ class InvoiceDelivery(TallyFunction):
                 raw_message_delivery=True,
                 filter_policy={
                     "type": sns.SubscriptionFilter.string_filter(allowlist=["invoice.finalized", "invoice.voided"])
+                },
+            )
+        )
+        topics.alerts.add_subscription(
+            subscriptions.SqsSubscription(
+                self.queue,
+                raw_message_delivery=True,
+                filter_policy={
+                    "type": sns.SubscriptionFilter.string_filter(allowlist=["payment_gate.threshold_reached"]),
+                    "payment_gate_type": sns.SubscriptionFilter.string_filter(allowlist=["STRIPE"]),
                 },
             )
         )

@@ -19,10 +19,22 @@ def test_the_queue_gets_finalized_and_voided_invoices_raw_from_the_invoices_topi
     queue_id, _ = synth.one("AWS::SQS::Queue", "InvoiceDeliveryQueue")
     topic_id, _ = synth.one("AWS::SNS::Topic", "TopicsInvoices")
     (subscription,) = [s["Properties"] for s in synth.of_type("AWS::SNS::Subscription").values()
-                       if s["Properties"]["Endpoint"] == {"Fn::GetAtt": [queue_id, "Arn"]}]
-    assert subscription["TopicArn"] == {"Ref": topic_id}
+                       if s["Properties"]["Endpoint"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+                       and s["Properties"]["TopicArn"] == {"Ref": topic_id}]
     assert subscription["RawMessageDelivery"] is True
     assert subscription["FilterPolicy"] == {"type": ["invoice.finalized", "invoice.voided"]}
+
+
+def test_the_queue_gets_the_threshold_crossings_of_stripe_payment_gates_from_the_alerts_topic(synth):
+    queue_id, _ = synth.one("AWS::SQS::Queue", "InvoiceDeliveryQueue")
+    topic_id, _ = synth.one("AWS::SNS::Topic", "TopicsAlerts")
+    (subscription,) = [s["Properties"] for s in synth.of_type("AWS::SNS::Subscription").values()
+                       if s["Properties"]["Endpoint"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+                       and s["Properties"]["TopicArn"] == {"Ref": topic_id}]
+    assert subscription["RawMessageDelivery"] is True
+    assert subscription["FilterPolicy"] == {"type": ["payment_gate.threshold_reached"], "payment_gate_type": ["STRIPE"]}
+    role = synth.role_of(DELIVERY)
+    assert "sns:Publish" in synth.actions_on(role, topic_id)  # payment_gate.payment_status
 
 
 def test_a_delivery_failing_five_times_is_parked_in_an_alarmed_dlq(synth):
@@ -56,7 +68,9 @@ def test_only_the_delivery_function_reads_secrets_and_only_the_api_writes_them(s
 def test_the_delivery_role_reads_the_billing_table_writes_only_updates_and_publishes_to_the_invoices_topic(synth):
     role = synth.role_of(DELIVERY)
     billing, _ = synth.one("AWS::DynamoDB::Table", "TablesBilling")
-    assert synth.actions_on(role, billing) == {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"}
+    # PutItem: a declined STRIPE payment gate turns the contract's threshold configuration off.
+    assert synth.actions_on(role, billing) == {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem",
+                                               "dynamodb:PutItem"}
     topic_id, _ = synth.one("AWS::SNS::Topic", "TopicsInvoices")
     assert "sns:Publish" in synth.actions_on(role, topic_id)
     assert all("*" != s["Resource"] or s["Action"][0].startswith("xray:") for s in synth.statements_of(role)

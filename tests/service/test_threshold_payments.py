@@ -21,6 +21,7 @@ from tally.adapters.dynamo.billing_providers import customer_config_documents, d
 from tally.adapters.secrets import SecretsManagerVault
 from tally.adapters.stripe_payments import StripePayments
 from tally.api.contract_models import ContractView, contract_json
+from tally.billing import exact_json
 from tally.billing.errors import InvalidInput
 from tally.billing.invoice_delivery import ProviderUnavailable
 from tally.billing.pricing import USD_CENTS
@@ -213,3 +214,29 @@ def test_stripe_gate_configurations_read_back_and_refuse_what_does_not_fit(s):
         with pytest.raises(InvalidInput) as refused:
             _edit(s, contract, update_prepaid_balance_threshold_configuration={"payment_gate_config": body})
         assert refused.value.field == field
+
+
+def test_the_delivery_function_charges_the_crossing_its_queue_hands_over(s, monkeypatch):
+    from functions.deliver_invoices import handler
+    from tally import wiring
+
+    monkeypatch.setattr(wiring, "threshold_payment_service", lambda: s.payments)
+    contract = _contract(s, prepaid_balance_threshold_configuration=_recharge(500, 2000, INTENT_GATE))
+    s.service.evaluate_customer(s.customer.id)
+    (reached,) = [m for m in s.publisher.messages if m["type"] == "payment_gate.threshold_reached"]
+    event = {"Records": [{
+        "messageId": "m-1", "receiptHandle": "r", "body": exact_json.dumps(reached), "md5OfBody": "",
+        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "0", "SenderId": "s",
+                       "ApproximateFirstReceiveTimestamp": "0"},
+        "messageAttributes": {}, "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+        "awsRegion": "us-east-1",
+    }]}
+    context = type("C", (), {"function_name": "deliver", "memory_limit_in_mb": 512, "aws_request_id": "x",
+                             "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:deliver"})()
+
+    assert handler.handler(event, context) == {"batchItemFailures": []}
+    assert handler.handler(event, context) == {"batchItemFailures": []}  # handed over again: nothing more
+
+    (intent,) = _intents(s, workflow_id(contract["id"], ThresholdKind.PREPAID_BALANCE, 1))
+    assert (intent.status, intent.amount) == ("succeeded", 2000)
+    assert _balance(s) == 2000
