@@ -15,6 +15,7 @@ from infra.constructs.cycle_close import DEFAULT_GRACE_PERIOD_HOURS, DEFAULT_SCH
 from infra.constructs.api_function import ApiFunction
 from infra.constructs.http_api import HttpApi
 from infra.constructs.ingest import Ingest
+from infra.constructs.aws_delivery_access import grant_aws_deliveries
 from infra.constructs.invoice_delivery import InvoiceDelivery
 from infra.constructs.tables import Tables
 from infra.constructs.tally_function import FunctionDefaults, powertools_layer
@@ -87,6 +88,7 @@ class TallyStack(Stack):
             cycle_close.grant_announcement(api, topics)  # a regenerated invoice is announced at once
             delivery = InvoiceDelivery(self, "InvoiceDelivery", tables=tables, topics=topics, defaults=defaults)
             delivery.grant_secret_writes(api)  # POST /v1/setUpBillingProvider stores a Stripe key
+            grant_aws_deliveries(self, delivery.role)  # AWS Marketplace, customer topics and queues: from context
 
         http_api = HttpApi(
             self,
