@@ -128,6 +128,11 @@ def test_consolidate_needs_a_concatenating_parent(w):
     usage = _october(w, w.kids[0]).invoice
     assert (usage.payer, usage.billable, usage.total) == ((parent["id"], w.customer.id), True, Decimal(300))
     assert child["hierarchy_configuration"]["payer"] == "PARENT"
+    # Finalized, it is delivered to the parent's provider customer, not the child's.
+    w.service.finalize(w.kids[0].id, child["id"], OCT, NOV + GRACE)
+    delivery, providers = _delivery(w)
+    delivery.deliver(_october(w, w.kids[0]).id)
+    assert providers.asked == [(w.customer.id, None)]
 
 
 class _Providers:
@@ -141,8 +146,18 @@ class _Providers:
         return None
 
 
+def _delivery(w):
+    """Delivery with a provider lookup that records whom it asks (no Stripe for anyone)."""
+    from tally.services.invoice_delivery import InvoiceDeliveryService
+
+    providers = _Providers()
+    contracts = {doc["id"]: doc for k in (w.customer, *w.kids) for doc in w.contracts.list(k.id)}
+    never_delivered = type("NoState", (), {"get": staticmethod(lambda _id: None)})()
+    return InvoiceDeliveryService(w.store, providers, never_delivered, None, None, None, lambda: "", w.clock, contracts.get), providers
+
+
 def test_delivery_sends_the_consolidated_invoice_to_the_parent_and_never_a_constituent(w):
-    from tally.services.invoice_delivery import NOT_BILLABLE, NOT_CONFIGURED, InvoiceDeliveryService
+    from tally.services.invoice_delivery import NOT_BILLABLE, NOT_CONFIGURED
 
     parent, (a, b, c) = _consolidating_family(w)
     kid_a, kid_b, kid_c = w.kids
@@ -150,10 +165,7 @@ def test_delivery_sends_the_consolidated_invoice_to_the_parent_and_never_a_const
     for kid, contract in ((kid_a, a), (kid_b, b), (kid_c, c)):
         w.service.finalize(kid.id, contract["id"], OCT, as_of)
     w.service.finalize(w.customer.id, parent["id"], OCT, as_of)
-    providers = _Providers()
-    contracts = {doc["id"]: doc for k in (w.customer, *w.kids) for doc in w.contracts.list(k.id)}
-    never_delivered = type("NoState", (), {"get": staticmethod(lambda _id: None)})()
-    delivery = InvoiceDeliveryService(w.store, providers, never_delivered, None, None, None, lambda: "", w.clock, contracts.get)
+    delivery, providers = _delivery(w)
 
     # A's and the parent's own USAGE invoices are on the consolidated one: not delivered, not looked up.
     assert delivery.deliver(_october(w, kid_a).id).outcome == NOT_BILLABLE
