@@ -310,3 +310,37 @@ def test_bad_aws_configurations_and_delivery_methods_are_refused_naming_the_fiel
         refused.append(caught.value.field)
     assert refused == [field for *_, field in BAD_CONFIGURATIONS]
     assert providers.customer_configurations(w.customer.id) == []
+
+
+def test_the_delivery_function_meters_when_the_invoice_does_not_go_to_stripe_and_reports_the_last_failure(a, monkeypatch):
+    from functions.deliver_invoices import handler
+    from tally import wiring
+    from tally.billing.invoice_delivery import ProviderUnavailable
+    from tally.services.invoice_delivery import NOT_CONFIGURED, Delivery
+    from tests.service.test_invoice_delivery import _sqs_event
+
+    monkeypatch.setenv("DELIVERY_MAX_RECEIVES", "3")
+    wiring.reset()
+    not_stripe = type("NotStripe", (), {"deliver": lambda self, invoice_id: Delivery(NOT_CONFIGURED)})()
+    monkeypatch.setattr(wiring, "invoice_delivery_service", lambda: not_stripe)
+    monkeypatch.setattr(wiring, "aws_invoice_delivery_service", lambda: a.delivery)
+    context = type("C", (), {"function_name": "deliver", "memory_limit_in_mb": 512, "aws_request_id": "x",
+                             "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:deliver"})()
+    _marketplace(a)
+    real = a.delivery._aws
+
+    class Throttled:
+        def meter(self, **_):
+            raise ProviderUnavailable("AWS answered ThrottlingException; retrying")
+
+    a.delivery._aws = Throttled()
+    assert handler.handler(_sqs_event(a.october, 1), context) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    assert a.publisher.messages == []  # not the last attempt
+    assert handler.handler(_sqs_event(a.october, 3), context) == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+    ((_, error, _),) = a.publisher.messages
+    assert (error["id"], error["properties"]["billing_provider"]) == (f"invoice.billing_provider_error:{a.october}", "aws_marketplace")
+
+    a.delivery._aws = real  # redriven from the DLQ once AWS is back: metered once
+    assert handler.handler(_sqs_event(a.october, 1, "m-2"), context) == {"batchItemFailures": []}
+    assert handler.handler(_sqs_event(a.october, 1, "m-3"), context) == {"batchItemFailures": []}
+    assert (len(a.calls), _held(a)) == (1, [(HOUR_TS, "aws-cust-1", "usage_fee", 2468)])
