@@ -291,7 +291,10 @@ def invoice_delivery_service():
     # Imported here: only the delivery function ships with (and loads) the stripe SDK's use.
     from tally.adapters.secrets import SecretsManagerVault
     from tally.adapters.stripe_gateway import StripeGateway
+    from functools import partial
+
     from tally.services.invoice_delivery import InvoiceDeliveryService
+    from tally.services.threshold_payments import collected_by_gate
 
     settings = get_settings()
     return InvoiceDeliveryService(
@@ -299,6 +302,8 @@ def invoice_delivery_service():
         SecretsManagerVault(), StripeGateway(settings.stripe_api_base), publisher(),
         lambda: get_settings().require("invoices_topic_arn"), system_clock,
         contracts=DynamoContractStore(settings.require("billing_table")).get,  # the configuration a contract names
+        # an invoice a threshold's STRIPE payment gate collected already is recorded, not billed again
+        collected=partial(collected_by_gate, threshold_store()),
     )
 
 
@@ -340,7 +345,8 @@ def threshold_payment_service():
         publisher(), lambda: get_settings().require("alerts_topic_arn"), system_clock,
     )
     return ThresholdPaymentService(settling, threshold_store(), billing_provider_service(), SecretsManagerVault(),
-                                   StripePayments(settings.stripe_api_base), system_clock)
+                                   StripePayments(settings.stripe_api_base), system_clock,
+                                   contracts=DynamoContractStore(settings.require("billing_table")).get)
 
 
 def reset() -> None:

@@ -240,3 +240,38 @@ def test_the_delivery_function_charges_the_crossing_its_queue_hands_over(s, monk
     (intent,) = _intents(s, workflow_id(contract["id"], ThresholdKind.PREPAID_BALANCE, 1))
     assert (intent.status, intent.amount) == ("succeeded", 2000)
     assert _balance(s) == 2000
+
+
+def test_a_spend_threshold_paid_by_payment_intent_is_not_billed_again_when_its_invoice_is_delivered(s):
+    from tally.adapters.dynamo.billing_providers import DynamoDeliveryStateStore
+    from tally.adapters.dynamo.invoices import DynamoInvoiceStore
+    from tally.adapters.stripe_gateway import StripeGateway
+    from tally.services.invoice_delivery import ALREADY_DELIVERED, InvoiceDeliveryService
+    from tally.services.threshold_payments import collected_by_gate
+
+    contract = _contract(s, spend_threshold_configuration={
+        "commit": {"product_id": "p-setup", "name": "Early charge"}, "is_enabled": True,
+        "payment_gate_config": INTENT_GATE, "threshold_amount": 1000})
+    _calls(s, datetime(2026, 12, 2, tzinfo=UTC), 120)  # 1200 uncollected: crossing 1 buys 1000
+    s.clock.now = datetime(2026, 12, 2, 5, 20, tzinfo=UTC)
+    assert s.service.evaluate_customer(s.customer.id).charged == 1
+    wf = workflow_id(contract["id"], ThresholdKind.SPEND, 1)
+    assert s.payments.charge(wf).outcome == PAID
+    (intent,) = _intents(s, wf)
+    assert (intent.status, intent.amount) == ("succeeded", 1000)
+
+    s.clock.now = datetime(2026, 12, 2, 6, tzinfo=UTC)  # the hourly close run finalizes the crossing's invoice
+    (scheduled,) = s.close.finalize(s.customer.id, contract["id"], datetime(2026, 12, 1, tzinfo=UTC), s.clock.now)["finalized"]
+    table, client = s.dynamo["billing"], s.dynamo["client"]
+    state = DynamoDeliveryStateStore(table, client)
+    delivery = InvoiceDeliveryService(
+        DynamoInvoiceStore(table, client), s.payments._providers, state, s.payments._vault,
+        StripeGateway(s.payments._stripe._api_base, max_network_retries=0), s.publisher, lambda: "unused", s.clock,
+        collected=lambda record: collected_by_gate(s.store, record))
+
+    outcome = delivery.deliver(scheduled)
+
+    assert (outcome.outcome, outcome.external_invoice_id) == (ALREADY_DELIVERED, intent.id)
+    assert _stripe_invoices(s) == []  # paid once, by the PaymentIntent: no Stripe invoice to pay again
+    recorded = state.get(scheduled)
+    assert (recorded["external_status"], recorded["invoiced_total"], recorded["invoice_id"]) == ("PAID", 1000, intent.id)

@@ -90,8 +90,12 @@ class Delivery:
 class InvoiceDeliveryService:
     def __init__(self, invoices: InvoiceStore, providers: BillingProviderService, state: DeliveryState, vault: Vault,
                  stripe, publisher: Publisher, invoices_topic: Callable[[], str], clock: Callable[[], datetime],
-                 contracts: Callable[[str], dict | None] | None = None) -> None:
+                 contracts: Callable[[str], dict | None] | None = None,
+                 collected: Callable[[object], dict | None] | None = None) -> None:
         self._invoices = invoices
+        # record -> its external_invoice when a STRIPE payment gate collected it already
+        # (services/threshold_payments.collected_by_gate); None: never
+        self._collected = collected
         self._providers = providers
         self._state = state
         self._vault = vault
@@ -125,6 +129,10 @@ class InvoiceDeliveryService:
         target = self._target(record)
         if target is None:
             return Delivery(NOT_CONFIGURED)
+        collected = None if self._collected is None else self._collected(record)
+        if collected is not None:  # paid through a threshold's STRIPE payment gate: nothing more to bill
+            self._state.record(invoice_id, collected)
+            return Delivery(ALREADY_DELIVERED, collected["invoice_id"])
         try:
             return self._to_stripe(record, target)
         except DeliveryRefused as exc:

@@ -35,7 +35,8 @@ from typing import Callable, Protocol
 from tally.billing.errors import NotFound
 from tally.billing.invoice_delivery import STRIPE, DeliveryRefused, ExternalLine, ProviderUnavailable
 from tally.billing.thresholds import ChargeStatus, PaymentGate, PaymentOutcome, StripePaymentType
-from tally.billing.time import parse_rfc3339
+from tally.billing.time import format_rfc3339, parse_rfc3339
+from tally.services.contract_billing_providers import configuration_in_force
 from tally.services.thresholds import StoredCharge, ThresholdBillingService, ThresholdStore
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ class _Declined(Exception):
 
 class ThresholdPaymentService:
     def __init__(self, thresholds: ThresholdBillingService, store: ThresholdStore, providers, vault: Vault, stripe,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], contracts: Callable[[str], dict | None] | None = None) -> None:
+        self._contracts = contracts  # contract id -> its stored document (None: customers' defaults only)
         self._thresholds = thresholds
         self._store = store
         self._providers = providers  # services/billing_providers.BillingProviderService: stripe_target
@@ -87,7 +89,7 @@ class ThresholdPaymentService:
             return ThresholdPayment(NOT_STRIPE)
         if charge.status is not ChargeStatus.PENDING_PAYMENT:
             return ThresholdPayment(SETTLED_BEFORE, (charge.payment or {}).get("id"))
-        target = self._providers.stripe_target(charge.document["customer_id"])
+        target = self._target(charge)
         try:
             if target is None:
                 raise _Declined("the customer has no Stripe billing provider configuration")
@@ -102,6 +104,14 @@ class ThresholdPaymentService:
         except DeliveryRefused as refused:  # e.g. an unknown Stripe customer: it will not get better
             return self._settle(workflow, PaymentOutcome.FAILED, (charge.payment or {}).get("id"), refused.message)
         return self._settle(workflow, PaymentOutcome.PAID, stripe_id, None)
+
+    def _target(self, charge: StoredCharge):
+        """The Stripe configuration the contract names for the crossing's period (its invoices go
+        there too), else the customer's default."""
+        document = charge.document
+        contract = None if self._contracts is None else self._contracts(document["contract_id"])
+        at = parse_rfc3339(document["created_at"])
+        return self._providers.stripe_target(document["customer_id"], configuration_in_force(contract, at, at))
 
     def _settle(self, workflow: str, outcome: PaymentOutcome, stripe_id: str | None, reason: str | None) -> ThresholdPayment:
         detail = {"billing_provider": STRIPE, "stripe_id": stripe_id}
@@ -181,3 +191,23 @@ class ThresholdPaymentService:
         if invoice.status == "paid":
             return invoice.id
         raise _Declined(f"the Stripe invoice is {invoice.status}", invoice.id)
+
+
+def collected_by_gate(store: ThresholdStore, record) -> dict | None:
+    """The external_invoice of a finalized Tally invoice whose whole total the STRIPE payment gate
+    already collected (the SCHEDULED invoice a crossing issued: its commit purchase), so that its
+    delivery records the payment instead of billing the customer a second time; None: deliver it
+    as usual. A PAYMENT_INTENT crossing names its PaymentIntent (Stripe holds no invoice for it); an
+    INVOICE crossing names its paid Stripe invoice."""
+    if not record.contract_id:
+        return None
+    paid = [c for c in store.charges(record.contract_id)
+            if c.document.get("invoice_id") == record.id and c.document.get("payment_gate_type") == PaymentGate.STRIPE.value]
+    if not paid or any(c.status is not ChargeStatus.PAID for c in paid):
+        return None
+    total = sum((Decimal(c.document["invoice_total"]) for c in paid), Decimal(0))
+    if total != record.invoice.total:
+        return None  # other charges share the invoice: it is billed as usual
+    return {"billing_provider_type": STRIPE, "invoice_id": (paid[-1].payment or {}).get("id"), "external_status": "PAID",
+            "invoiced_total": int(total.to_integral_value()), "billing_provider_error": None,
+            "delivered_at": None if paid[-1].settled_at is None else format_rfc3339(paid[-1].settled_at)}
