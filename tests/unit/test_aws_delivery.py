@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tally.billing.aws_delivery import hour_slots, owed_cents
+from tally.billing.aws_delivery import hour_slots, owed_cents, region_of
 from tally.billing.invoice_delivery import DeliveryRefused
 from tally.billing.pricing import USD_CENTS
 
@@ -49,3 +49,12 @@ def test_an_invoice_may_claim_the_current_hour_and_the_five_before():
     slots = hour_slots(datetime(2026, 11, 24, 12, 41, 7, tzinfo=timezone.utc))
     assert [s.hour for s in slots] == [12, 11, 10, 9, 8, 7]
     assert slots[0] == datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(("destination", "region"), [
+    ("arn:aws:sns:eu-west-1:111122223333:billing.fifo", "eu-west-1"),
+    ("https://sqs.us-west-2.amazonaws.com/111122223333/billing", "us-west-2"),
+    ("http://127.0.0.1:4566/123456789012/billing", None),  # a local endpoint's queue: the client's region
+])
+def test_the_region_comes_from_the_topic_arn_or_the_sqs_host(destination, region):
+    assert region_of(destination) == region

@@ -37,13 +37,15 @@ class AwsDestinations:
         self._clients: dict[tuple, Any] = {}
         self._lock = threading.Lock()
 
-    def _client(self, service: str, region: str, role_arn: str | None = None, external_id: str | None = None):
+    def _client(self, service: str, region: str | None, role_arn: str | None = None, external_id: str | None = None):
         key = (service, region, role_arn, external_id)
         with self._lock:
             client = self._clients.get(key)
         if client is not None:
             return client
-        options: dict[str, Any] = {"region_name": region, "config": _CONFIG}
+        options: dict[str, Any] = {"config": _CONFIG}
+        if region:  # else the function's own region
+            options["region_name"] = region
         if self._endpoint_url:
             options["endpoint_url"] = self._endpoint_url
         if role_arn:  # the seller account's role (setUpBillingProvider's aws_iam_role_arn), as Metronome assumes it
@@ -80,7 +82,7 @@ class AwsDestinations:
             request |= {"MessageGroupId": group_id, "MessageDeduplicationId": deduplication_id}
         return _call(lambda: client.publish(**request))["MessageId"]
 
-    def send(self, queue_url: str, region: str, body: str, attributes: dict[str, str],
+    def send(self, queue_url: str, region: str | None, body: str, attributes: dict[str, str],
              group_id: str | None, deduplication_id: str | None) -> str:
         client = self._client("sqs", region)
         request: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": body, "MessageAttributes": _attributes(attributes)}

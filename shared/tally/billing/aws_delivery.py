@@ -45,7 +45,10 @@ AWS_REGIONS = (
     "us-gov-west-1", "us-west-1", "us-west-2",
 )  # metronome-sdk's aws_region values
 _TOPIC_ARN = re.compile(r"^arn:aws(?:-[a-z]+)*:sns:([a-z0-9-]+):(\d{12}):([A-Za-z0-9_-]{1,256}(?:\.fifo)?)$")
-_QUEUE_URL = re.compile(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/(\d{12})/([A-Za-z0-9_-]{1,80}(?:\.fifo)?)$")
+# A queue URL: SQS's (https://sqs.<region>.amazonaws.com/<account>/<name>), or an endpoint's that
+# serves the SQS API (the local stack's moto: http://127.0.0.1:<port>/<account>/<name>).
+_QUEUE_URL = re.compile(r"^https?://([A-Za-z0-9.-]{1,253}(?::\d{1,5})?)/(\d{12})/([A-Za-z0-9_-]{1,80}(?:\.fifo)?)$")
+_SQS_HOST = re.compile(r"^sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
 
 
 def owed_cents(tally_invoice_id: str, invoice: Invoice, already_metered: int = 0) -> int:
@@ -104,12 +107,17 @@ def queue_url(value, field: str) -> str:
     return value
 
 
-def region_of(destination: str) -> str:
-    """The region of a topic ARN or queue URL (validated by topic_arn/queue_url)."""
-    match = _TOPIC_ARN.match(destination) or _QUEUE_URL.match(destination)
-    if match is None:
+def region_of(destination: str) -> str | None:
+    """The region of a topic ARN or an SQS queue URL; None for another endpoint's queue URL (the
+    client's own region then)."""
+    topic = _TOPIC_ARN.match(destination)
+    if topic is not None:
+        return topic.group(1)
+    queue = _QUEUE_URL.match(destination)
+    if queue is None:
         raise ValueError(f"not an SNS topic ARN or SQS queue URL: {destination}")
-    return match.group(1)
+    host = _SQS_HOST.match(queue.group(1))
+    return None if host is None else host.group(1)
 
 
 def is_fifo(destination: str) -> bool:
