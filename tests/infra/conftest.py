@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from dataclasses import dataclass
@@ -101,7 +102,19 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     assembly = app.synth()  # raises if cdk-nag reports an unacknowledged error
     stack = app.node.find_child(STACK_ID)
     assert isinstance(stack, Stack)
-    return Synth(app, stack, outdir, assembly.get_stack_by_name(STACK_ID).template)
+    template = assembly.get_stack_by_name(STACK_ID).template
+    _share_with_the_local_stack(template, outdir)
+    return Synth(app, stack, outdir, template)
+
+
+def _share_with_the_local_stack(template: dict[str, Any], outdir: Path) -> None:
+    """The system tests' local stack synthesizes the same app (infra.app.synth_template): this
+    process's synth serves both (some 6 s saved per test process). A copy, so that no infra test
+    can change what the local stack deploys."""
+    from infra.local import runtime
+
+    if runtime._synthesized is None:
+        runtime._synthesized = (copy.deepcopy(template), outdir)
 
 
 @pytest.fixture(scope="session")
