@@ -93,13 +93,11 @@ def _queued(s) -> list[str]:
 
 
 def test_fifty_evaluations_crossing_together_charge_once_and_grant_once(s):
-    contract = _contract(s, prepaid_balance_threshold_configuration=_recharge(500, 2000, INTENT_GATE, is_enabled=False))
-    _calls(s, datetime(2026, 12, 2, tzinfo=UTC), 10)
-    s.clock.now = datetime(2026, 12, 2, 5, tzinfo=UTC)
-    _edit(s, contract, update_prepaid_balance_threshold_configuration={"is_enabled": True})
+    contract = _contract(s, prepaid_balance_threshold_configuration=_recharge(500, 2000, INTENT_GATE))
     s.meeting.of(50)
     with ThreadPoolExecutor(max_workers=50) as pool:  # 50 evaluations read the same state, then claim
         outcomes = list(pool.map(lambda _: s.service.evaluate_customer(s.customer.id), range(50)))
+    s.meeting.of(1)  # later readers meet nobody
     assert sum(o.charged for o in outcomes) == 1
     wf = workflow_id(contract["id"], ThresholdKind.PREPAID_BALANCE, 1)
     assert _queued(s) == [wf]
