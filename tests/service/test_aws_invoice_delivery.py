@@ -344,3 +344,25 @@ def test_the_delivery_function_meters_when_the_invoice_does_not_go_to_stripe_and
     assert handler.handler(_sqs_event(a.october, 1, "m-2"), context) == {"batchItemFailures": []}
     assert handler.handler(_sqs_event(a.october, 1, "m-3"), context) == {"batchItemFailures": []}
     assert (len(a.calls), _held(a)) == (1, [(HOUR_TS, "aws-cust-1", "usage_fee", 2468)])
+
+
+def test_the_older_billing_config_route_sets_and_shows_an_aws_marketplace_customer(w):  # noqa: F811
+    providers = _providers(w)
+    body = {"billing_provider_customer_id": "aws-cust-9", "aws_product_code": "prod-9", "aws_region": "eu-west-1",
+            "stripe_collection_method": None, "aws_customer_id": None, "aws_customer_account_id": None,
+            "aws_is_subscription_product": True}
+    with pytest.raises(InvalidInput) as refused:  # no account-level aws_marketplace method yet
+        providers.set_billing_config(w.customer.id, "aws_marketplace", body)
+    assert refused.value.field == "billing_provider_type"
+    providers.set_up("aws_marketplace", "direct_to_billing_provider", {})
+    with pytest.raises(InvalidInput) as refused:
+        providers.set_billing_config(w.customer.id, "aws_marketplace", body | {"aws_region": "mars-1"})
+    assert refused.value.field == "aws_region"
+
+    providers.set_billing_config(w.customer.id, "aws_marketplace", body)
+
+    assert providers.billing_config(w.customer.id, "aws_marketplace") == {
+        "billing_provider_customer_id": "aws-cust-9", "aws_customer_id": "aws-cust-9", "aws_product_code": "prod-9",
+        "aws_region": "eu-west-1", "aws_is_subscription_product": True}
+    (configured,) = providers.customer_configurations(w.customer.id)
+    assert (configured["billing_provider"], configured["delivery_method"]) == ("aws_marketplace", "direct_to_billing_provider")

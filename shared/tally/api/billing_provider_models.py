@@ -48,11 +48,17 @@ class CustomerBillingConfigurationsArchive(Request):
 
 
 class BillingConfigCreate(Request):
-    """POST /v1/customers/{customer_id}/billing-config/{billing_provider_type}. Marketplace and
-    Azure fields are accepted by the SDK; only Stripe is delivered so far, so they are refused."""
+    """POST /v1/customers/{customer_id}/billing-config/{billing_provider_type}: Stripe, and AWS
+    Marketplace (its aws_* fields; billing_provider_customer_id is the AWS customer unless
+    aws_customer_account_id is given). Azure's fields are refused: it is not delivered."""
 
     billing_provider_customer_id: str = Field(min_length=1, max_length=255)
     stripe_collection_method: Optional[str] = Field(default=None, max_length=64)
+    aws_customer_account_id: Optional[str] = Field(default=None, max_length=255)
+    aws_customer_id: Optional[str] = Field(default=None, max_length=255)
+    aws_product_code: Optional[str] = Field(default=None, max_length=255)
+    aws_region: Optional[str] = Field(default=None, max_length=64)
+    aws_is_subscription_product: Optional[bool] = None
 
 
 # The SDK's create lists five providers and its edit all nine; a provider Tally does not deliver

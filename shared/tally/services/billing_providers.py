@@ -36,6 +36,9 @@ COLLECTION_METHODS = ("charge_automatically", "send_invoice")
 TAX_PROVIDERS = ("anrok", "avalara", "stripe")
 SECRET_FIELD = "stripe_secret_key"
 MAX_SETTING_CHARS = 255
+# The older billing-config route's AWS Marketplace fields (metronome-sdk billing_config_create_params)
+AWS_BILLING_CONFIG_FIELDS = ("aws_customer_id", "aws_customer_account_id", "aws_product_code", "aws_region",
+                             "aws_is_subscription_product")
 
 
 class Documents(Protocol):
@@ -231,12 +234,17 @@ class BillingProviderService:
 
     # -- the older per-customer routes -----------------------------------------------------------------
     def set_billing_config(self, customer_id: str, provider: str, body: dict) -> None:
-        if provider != STRIPE:
-            raise InvalidInput("billing_provider_type", "only stripe is delivered by Tally so far")
+        if provider not in (STRIPE, AWS_MARKETPLACE):
+            raise InvalidInput("billing_provider_type", "only stripe and aws_marketplace are delivered by Tally so far")
         self._customer(customer_id, "customer_id")
         if self._active(customer_id, provider) is not None:  # this older route knows one per provider
             raise InvalidInput("billing_provider_type", f"the customer already has an active {provider} configuration; archive it first")
-        configuration = {"stripe_customer_id": body.get("billing_provider_customer_id")}
+        if provider == AWS_MARKETPLACE:
+            configuration = {name: body[name] for name in AWS_BILLING_CONFIG_FIELDS if body.get(name) is not None}
+            if "aws_customer_account_id" not in configuration:  # billing_provider_customer_id is the AWS customer
+                configuration.setdefault("aws_customer_id", body.get("billing_provider_customer_id"))
+        else:
+            configuration = {"stripe_customer_id": body.get("billing_provider_customer_id")}
         if body.get("stripe_collection_method") is not None:
             configuration["stripe_collection_method"] = body["stripe_collection_method"]
         try:
@@ -245,7 +253,9 @@ class BillingProviderService:
         except InvalidInput as exc:  # name the fields of this route's body
             field = {"data[0].configuration.stripe_customer_id": "billing_provider_customer_id",
                      "data[0].configuration.stripe_collection_method": "stripe_collection_method",
-                     "data[0].customer_id": "customer_id"}.get(exc.field, "billing_provider_type")
+                     "data[0].customer_id": "customer_id",
+                     **{f"data[0].configuration.{name}": name for name in AWS_BILLING_CONFIG_FIELDS},
+                     }.get(exc.field, "billing_provider_type")
             raise InvalidInput(field, exc.rule) from exc
 
     def billing_config(self, customer_id: str, provider: str) -> dict:
@@ -254,6 +264,10 @@ class BillingProviderService:
         if active is None:
             raise NotFound(f"customer {customer_id} has no {provider} billing configuration")
         configuration = active["configuration"]
+        if provider == AWS_MARKETPLACE:
+            shown = {name: configuration[name] for name in AWS_BILLING_CONFIG_FIELDS if name in configuration}
+            return shown | {"billing_provider_customer_id": configuration.get("aws_customer_id",
+                                                                             configuration.get("aws_customer_account_id"))}
         return {"billing_provider_customer_id": configuration.get("stripe_customer_id"),
                 "stripe_collection_method": configuration.get("stripe_collection_method")}
 
