@@ -9,6 +9,7 @@ balance at all the crossing buys 2000 - 0 = 2000 cents, charged as $20.00 (amoun
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -28,6 +29,7 @@ from tally.billing.pricing import USD_CENTS
 from tally.billing.thresholds import ChargeStatus, PaymentOutcome, ThresholdKind, workflow_id
 from tally.services.billing_providers import BillingProviderService
 from tally.services.threshold_payments import FAILED, PAID, SETTLED_BEFORE, ThresholdPaymentService
+from tally.services.thresholds import ThresholdContention
 from tests.localstripe import localstripe  # noqa: F401 - the fixture
 from tests.service.test_thresholds import UTC, _calls, _contract, _edit, _recharge, w  # noqa: F401
 
@@ -95,8 +97,18 @@ def _queued(s) -> list[str]:
 def test_fifty_evaluations_crossing_together_charge_once_and_grant_once(s):
     contract = _contract(s, prepaid_balance_threshold_configuration=_recharge(500, 2000, INTENT_GATE))
     s.meeting.of(50)
+    s.service._sleep = lambda seconds: time.sleep(min(seconds, 0.02))  # losers wait for the winner's publish
+
+    def evaluate(_):
+        for _attempt in range(10):
+            try:
+                return s.service.evaluate_customer(s.customer.id)
+            except ThresholdContention:  # still publishing after the loser's attempts: the stream retries
+                continue
+        raise AssertionError("never settled")
+
     with ThreadPoolExecutor(max_workers=50) as pool:  # 50 evaluations read the same state, then claim
-        outcomes = list(pool.map(lambda _: s.service.evaluate_customer(s.customer.id), range(50)))
+        outcomes = list(pool.map(evaluate, range(50)))
     s.meeting.of(1)  # later readers meet nobody
     assert sum(o.charged for o in outcomes) == 1
     wf = workflow_id(contract["id"], ThresholdKind.PREPAID_BALANCE, 1)
@@ -159,6 +171,25 @@ def test_a_declined_payment_grants_nothing_and_turns_the_configuration_off_until
     assert s.service.evaluate_customer(s.customer.id).charged == 1
     assert [(c.document["crossing"], c.status) for c in s.store.charges(contract["id"])] == [
         (1, ChargeStatus.FAILED), (2, ChargeStatus.PENDING_PAYMENT)]
+
+
+def test_a_declined_payment_intent_grants_nothing_and_says_why(declining):
+    s = declining
+    contract = _contract(s, prepaid_balance_threshold_configuration=_recharge(500, 2000, INTENT_GATE))
+    s.service.evaluate_customer(s.customer.id)
+    wf = workflow_id(contract["id"], ThresholdKind.PREPAID_BALANCE, 1)
+
+    result = s.payments.charge(wf)
+
+    (intent,) = _intents(s, wf)
+    assert (intent.status, intent.amount, intent.last_payment_error.code) == ("requires_payment_method", 2000, "card_declined")
+    assert (result.outcome, result.stripe_id, result.reason) == (FAILED, intent.id, "Your card was declined.")
+    assert _balance(s) == 0
+    assert s.contracts.get(s.customer.id, contract["id"])["prepaid_balance_threshold_configuration"]["is_enabled"] is False
+    (status,) = [m for m in s.publisher.messages if m["type"] == "payment_gate.payment_status"]
+    assert {k: status["properties"][k] for k in ("payment_status", "stripe_id", "error")} == {
+        "payment_status": "failed", "stripe_id": intent.id, "error": "Your card was declined."}
+    assert s.payments.charge(wf).outcome == SETTLED_BEFORE and len(_intents(s, wf)) == 1
 
 
 @pytest.mark.parametrize("gate", [INTENT_GATE, INVOICE_GATE], ids=["payment intent", "stripe invoice"])
