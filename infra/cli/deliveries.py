@@ -31,7 +31,11 @@ def _queues(stack: str, endpoint_url: Optional[str]):
 
 def _invoice_id(body: str) -> str:
     try:
-        return str(json.loads(body)["properties"]["invoice_id"])
+        properties = json.loads(body)["properties"]
+        if "invoice_id" not in properties and "workflow_id" in properties:
+            # a STRIPE payment gate's crossing still waiting for its charge (payment_gate.threshold_reached)
+            return f"threshold-billing workflow {properties['workflow_id']}"
+        return str(properties["invoice_id"])
     except (ValueError, KeyError, TypeError):
         return "(not an invoice message)"
 
