@@ -366,3 +366,19 @@ def test_the_older_billing_config_route_sets_and_shows_an_aws_marketplace_custom
         "aws_region": "eu-west-1", "aws_is_subscription_product": True}
     (configured,) = providers.customer_configurations(w.customer.id)
     assert (configured["billing_provider"], configured["delivery_method"]) == ("aws_marketplace", "direct_to_billing_provider")
+
+
+def test_a_regenerated_invoice_confirms_its_voided_invoices_unconfirmed_record_before_metering_the_rest(a):
+    _marketplace(a)
+    a.records.crash_next_save = True  # October's record reached AWS; Tally never recorded it
+    with pytest.raises(Crash):
+        a.delivery.deliver(a.october)
+    a.w.usage.calls += [(OCT + timedelta(days=20), 100)]
+    a.w.service.void(a.october)
+    regenerated = a.w.service.regenerate(a.october)
+    a.w.clock.now += timedelta(hours=1)
+
+    a.delivery.deliver(regenerated)
+
+    assert _held(a) == [(HOUR_TS, "aws-cust-1", "usage_fee", 2468), (HOUR_TS + 3600, "aws-cust-1", "usage_fee", 200)]
+    assert [c["records"][0]["Quantity"] for c in a.calls] == [2468, 2468, 200]  # the same record again, then the rest

@@ -159,29 +159,42 @@ class AwsInvoiceDelivery:
             claim = self._records.claim(record.id, AWS_MARKETPLACE, self._new_claim(record, target, customer))
         if claim["state"] in DONE:
             return Delivery(ALREADY_DELIVERED, claim.get("external_id"))
+        done = self._confirm(record.id, claim, target.method_configuration)
+        return self._done(record, done, done["quantity"])
+
+    def _confirm(self, invoice_id: str, claim: dict, method: dict) -> dict:
+        """Send the claimed usage record (again, after a crash: AWS keeps an identical record once)
+        and save it METERED (SKIPPED when nothing is owed)."""
+        if claim["state"] in DONE:
+            return claim
         if claim["quantity"] == 0:
-            return self._done(record, claim | {"state": SKIPPED}, 0)
-        timestamp = parse_rfc3339(claim["timestamp"])
-        if not still_accepted(timestamp, self._clock()):
-            raise DeliveryRefused(
-                f"the usage record claimed for {claim['timestamp']} ({claim['quantity']} {claim['dimension']}) was never "
-                "confirmed and AWS no longer takes that timestamp: check the customer's AWS bill before metering it by hand")
-        method = target.method_configuration
-        result = self._aws.meter(region=claim["region"], product_code=claim["product_code"], customer=claim["customer"],
-                                 dimension=claim["dimension"], quantity=claim["quantity"], timestamp=timestamp,
-                                 role_arn=method.get("aws_iam_role_arn"), external_id=method.get("aws_external_id"))
-        if result.status != "Success":
-            raise DeliveryRefused(f"AWS Marketplace answered {result.status} for the usage record of "
-                                  f"{claim['timestamp']} ({claim['quantity']} {claim['dimension']})")
-        return self._done(record, claim | {"state": METERED, "external_id": result.metering_record_id},
-                          claim["quantity"])
+            done = claim | {"state": SKIPPED}
+        else:
+            timestamp = parse_rfc3339(claim["timestamp"])
+            if not still_accepted(timestamp, self._clock()):
+                raise DeliveryRefused(
+                    f"the usage record claimed for {claim['timestamp']} ({claim['quantity']} {claim['dimension']}) by invoice "
+                    f"{invoice_id} was never confirmed and AWS no longer takes that timestamp: check the customer's AWS "
+                    "bill before metering it by hand")
+            result = self._aws.meter(region=claim["region"], product_code=claim["product_code"], customer=claim["customer"],
+                                     dimension=claim["dimension"], quantity=claim["quantity"], timestamp=timestamp,
+                                     role_arn=method.get("aws_iam_role_arn"), external_id=method.get("aws_external_id"))
+            if result.status != "Success":
+                raise DeliveryRefused(f"AWS Marketplace answered {result.status} for the usage record of "
+                                      f"{claim['timestamp']} ({claim['quantity']} {claim['dimension']})")
+            done = claim | {"state": METERED, "external_id": result.metering_record_id}
+        self._records.save(invoice_id, AWS_MARKETPLACE, done)
+        return done
 
     def _new_claim(self, record, target: AwsTarget, customer: dict) -> dict:
         already = 0
-        if record.regenerated_from_invoice_id is not None:
+        if record.regenerated_from_invoice_id is not None:  # the bill so far: what the voided invoice metered
             voided = self._records.get(record.regenerated_from_invoice_id, AWS_MARKETPLACE)
-            if voided is not None and voided["state"] == METERED:
-                already = voided["quantity"]
+            if voided is not None:
+                # A voided invoice is never delivered again, so its unconfirmed claim is confirmed
+                # here (the identical record), or refused, before this one is priced against it.
+                voided = self._confirm(record.regenerated_from_invoice_id, voided, target.method_configuration)
+                already = voided["already_metered"] + voided["quantity"]
         quantity = owed_cents(record.id, record.invoice, already)
         settings = target.configuration
         claim = {"state": METERING, "quantity": quantity, "dimension": USAGE_FEE, "customer": customer,
@@ -221,8 +234,6 @@ class AwsInvoiceDelivery:
 
     # -- shared ------------------------------------------------------------------------------------
     def _done(self, record, claim: dict, total: int | None, provider: str = AWS_MARKETPLACE) -> Delivery:
-        if claim["state"] in (METERED, SKIPPED):
-            self._records.save(record.id, AWS_MARKETPLACE, claim)
         status = {METERED: "FINALIZED", SKIPPED: "SKIPPED", SENT: "SENT"}[claim["state"]]
         self._state.record(record.id, {
             "billing_provider_type": provider, "invoice_id": claim.get("external_id"), "external_status": status,
