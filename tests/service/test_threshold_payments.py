@@ -304,3 +304,15 @@ def test_a_spend_threshold_paid_by_payment_intent_is_not_billed_again_when_its_i
     assert _stripe_invoices(s) == []  # paid once, by the PaymentIntent: no Stripe invoice to pay again
     recorded = state.get(scheduled)
     assert (recorded["external_status"], recorded["invoiced_total"], recorded["invoice_id"]) == ("PAID", 1000, intent.id)
+
+
+def test_a_crossing_with_nothing_to_pay_is_granted_without_a_charge(s):
+    contract = _contract(s, prepaid_balance_threshold_configuration=_recharge(
+        500, 2000, INTENT_GATE, discount_configuration={"payment_fraction": 0}))
+    s.service.evaluate_customer(s.customer.id)
+    wf = workflow_id(contract["id"], ThresholdKind.PREPAID_BALANCE, 1)
+
+    assert (s.payments.charge(wf).outcome, s.payments.charge(wf).outcome) == (PAID, SETTLED_BEFORE)
+
+    assert _intents(s, wf) == [] and _stripe_invoices(s) == []  # 2000 x 0 = 0: Stripe is not asked
+    assert _balance(s) == 2000

@@ -89,6 +89,8 @@ class ThresholdPaymentService:
             return ThresholdPayment(NOT_STRIPE)
         if charge.status is not ChargeStatus.PENDING_PAYMENT:
             return ThresholdPayment(SETTLED_BEFORE, (charge.payment or {}).get("id"))
+        if self._amount(charge) == 0:  # a discount's payment_fraction of 0: nothing to collect
+            return self._settle(workflow, PaymentOutcome.PAID, None, None)
         target = self._target(charge)
         try:
             if target is None:
