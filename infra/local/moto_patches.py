@@ -18,6 +18,8 @@
    own checks still run on what is left, so results are the same.
 6. moto lets ADD grow a set past DynamoDB's 400 KB item and then fails every read of the item; an
    update past 400 KB is refused instead, as on DynamoDB (moto_item_size.py).
+7. moto's BatchMeterUsage keeps no record and knows no subscribed customer: it keeps them and
+   deduplicates as AWS does, every customer subscribed (moto_marketplace.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from moto.dynamodb.models.table import StreamRecord, StreamShard
 
 from infra.local.lambdas import LocalLambdas
 from infra.local.moto_item_size import install_item_size_limit
+from infra.local.moto_marketplace import install as install_marketplace_metering
 
 _installed = False
 _listeners: list[Callable[[], None]] = []
@@ -76,6 +79,7 @@ def install(lambdas: LocalLambdas) -> None:
     _partition_queries()
     install_atomic_writes()
     install_item_size_limit()  # an UpdateItem past 400 KB is refused, as on DynamoDB
+    install_marketplace_metering()  # BatchMeterUsage keeps records and deduplicates, as AWS does
 
 
 def install_atomic_writes(reads: bool = False) -> None:

@@ -14,8 +14,9 @@ from datetime import datetime, timezone
 import boto3
 import metronome
 import pytest
-from moto.meteringmarketplace.models import MeteringMarketplaceBackend, Result, meteringmarketplace_backends
+from moto.meteringmarketplace.models import meteringmarketplace_backends
 
+from infra.local.moto_marketplace import held
 from tests.system.conftest import API_KEY
 from tests.system.usage_events import DAY, HOUR, current_hour, rfc3339, unique, usage_event
 
@@ -38,29 +39,14 @@ def _week(client, settle, tag: str) -> tuple[str, str]:
     return customer, contract, start
 
 
-def test_a_closed_week_is_metered_to_aws_marketplace_and_sent_to_a_queue_once(local_stack, settle, monkeypatch):
+def test_a_closed_week_is_metered_to_aws_marketplace_and_sent_to_a_queue_once(local_stack, settle):
     from tally import wiring
 
-    held: list[tuple] = []
-
-    def batch_meter_usage(self, product_code, usage_records):  # moto's keeps nothing: keep them as AWS does
-        results = []
-        for usage in usage_records:
-            result = Result(**usage)
-            if usage["CustomerIdentifier"] not in self.customers_by_product[product_code]:
-                result.status = Result.CUSTOMER_NOT_SUBSCRIBED
-            elif (product_code, usage["CustomerIdentifier"], usage["Dimension"], usage["Timestamp"], usage["Quantity"]) not in held:
-                held.append((product_code, usage["CustomerIdentifier"], usage["Dimension"], usage["Timestamp"], usage["Quantity"]))
-            results.append(result)
-        return results
-
-    monkeypatch.setattr(MeteringMarketplaceBackend, "batch_meter_usage", batch_meter_usage)
     client = metronome.Metronome(bearer_token=API_KEY, base_url=local_stack.base_url, max_retries=0,
                                  _strict_response_validation=True)
     tag = unique("aws")
     product = f"prod-{tag}"
     meter_region = "us-east-1"
-    meteringmarketplace_backends["123456789012"][meter_region].customers_by_product[product].append(f"{tag}-aws")
     sqs = boto3.client("sqs", endpoint_url=local_stack.aws_endpoint, region_name="us-east-1")
     inbox = sqs.create_queue(QueueName=f"{tag}-inbox")["QueueUrl"]
 
@@ -97,7 +83,9 @@ def test_a_closed_week_is_metered_to_aws_marketplace_and_sent_to_a_queue_once(lo
         sqs.send_message(QueueUrl=outputs["InvoiceDeliveryQueueUrl"], MessageBody=body)
     local_stack.queue_pump.drain()
 
-    assert [(p, c, d, q) for p, c, d, _, q in held] == [(product, f"{tag}-aws", "usage_fee", 175)]
+    # moto's metering as the local stack runs it (infra/local/moto_marketplace.py): what AWS would hold.
+    backend = meteringmarketplace_backends["123456789012"][meter_region]
+    assert [(c, d, q) for _, c, d, q in held(backend, product)] == [(f"{tag}-aws", "usage_fee", 175)]
     shown = client.v1.customers.invoices.retrieve(customer_id=metered, invoice_id=weeks[0]).data.external_invoice
     assert (shown.billing_provider_type, shown.external_status, shown.invoiced_total) == ("aws_marketplace", "FINALIZED", 175)
 
