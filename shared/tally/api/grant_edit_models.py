@@ -149,7 +149,7 @@ class GrantUpdateIn(Request):
     netsuite_sales_order_id: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
     priority: Decimal | None = None
     product_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
-    rate_type: Literal["LIST_RATE", "COMMIT_RATE"] | None = None
+    rate_type: Literal["COMMIT_RATE", "LIST_RATE"] | None = None
     hierarchy_configuration: Any = None  # child access of a parent contract's grant (billing/hierarchy.py)
 
     def _update(self, grant_id: str, path: str) -> dict:

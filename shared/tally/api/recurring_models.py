@@ -207,7 +207,7 @@ class RecurringUpdateIn(Request):
 
     access_amount: AmountUpdateIn | None = None
     ending_before: str | None = None
-    rate_type: Literal["LIST_RATE", "COMMIT_RATE"] | None = None
+    rate_type: Literal["COMMIT_RATE", "LIST_RATE"] | None = None
 
     def _changes(self, path: str) -> dict:
         changes: dict[str, Any] = {}
