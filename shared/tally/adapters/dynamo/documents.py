@@ -57,15 +57,7 @@ class DynamoDocumentStore:
     def create(self, document: dict, uniqueness_key: str | None = None) -> None:
         # Idempotent by key: the document id is new (attribute_not_exists), and the uniqueness
         # claim, when given, is written in the same transaction or not at all.
-        actions: list[dict] = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": _item(self._kind, self._sort_field, _stored(document), 1),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-        ]
+        actions: list[dict] = [self._put_new(document)]
         if uniqueness_key is not None:
             claim_pk = f"{self._kind}_uniq#{document['customer_id']}#{uniqueness_key}"
             actions.append(claim(self._table, claim_pk, document_id=document["id"]))
@@ -101,21 +93,35 @@ class DynamoDocumentStore:
                 raise Conflict(f"the {self._kind} changed while it was being updated; retry") from exc
             raise translate(exc) from exc
 
+    def _put_new(self, document: dict) -> dict:
+        """The transaction action writing a new document (its id never used)."""
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": _item(self._kind, self._sort_field, _stored(document), 1),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
+
+    def _put_next_version(self, document: dict) -> dict:
+        """The transaction action replacing a document, conditional on the `_version` it was read at."""
+        version = document["_version"]
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": _item(self._kind, self._sort_field, _stored(document), version + 1),
+                "ConditionExpression": "version = :v",
+                "ExpressionAttributeValues": {":v": {"N": str(version)}},
+            }
+        }
+
     def list_for_customer(self, customer_id: str) -> list[dict]:
         """Every document of this kind of the customer, in sort order (a customer has few)."""
         return [_document(item) for item in all_gsi1(self._client, self._table, f"{self._kind}s#{customer_id}")]
 
     def _replace_if_invoices_unchanged(self, document: dict, invoices_written: int) -> None:
-        version = document["_version"]
         actions = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": _item(self._kind, self._sort_field, _stored(document), version + 1),
-                    "ConditionExpression": "version = :v",
-                    "ExpressionAttributeValues": {":v": {"N": str(version)}},
-                }
-            },
+            self._put_next_version(document),
             records_unchanged(self._table, document["customer_id"], invoices_written),
             {  # counted, so that a finalization priced before this write is priced again (InvoiceStore.create)
                 "Update": {
@@ -155,27 +161,9 @@ class DynamoContractStore(DynamoDocumentStore):
         """Write an edited contract with its edit record. ContractChanged if the contract changed
         since it was read (`_version`), or, given `invoices_written`, if the customer's finalized
         invoices changed since they were counted; Conflict if the uniqueness key was used before."""
-        version = document["_version"]
         actions: list[dict] = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": _item(self._kind, self._sort_field, _stored(document), version + 1),
-                    "ConditionExpression": "version = :v",
-                    "ExpressionAttributeValues": {":v": {"N": str(version)}},
-                }
-            },
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": {
-                        "pk": {"S": _edits_pk(document["id"])},
-                        "sk": {"S": f"{edit['sequence']:012d}"},
-                        "document": {"S": exact_json.dumps(edit)},
-                    },
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
+            self._put_next_version(document),
+            self._put_edit_record(document["id"], edit),
         ]
         if uniqueness_key is not None:
             claim_pk = f"contract_edit_uniq#{document['id']}#{uniqueness_key}"
@@ -200,34 +188,10 @@ class DynamoContractStore(DynamoDocumentStore):
         """Create a contract and, in the same transaction, write the contract it transitions from
         (`ended`, conditional on its `_version`) with the edit record of its new end. ContractChanged
         if that contract or the customer's finalized invoices changed since they were read."""
-        version = ended["_version"]
         actions: list[dict] = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": _item(self._kind, self._sort_field, _stored(ended), version + 1),
-                    "ConditionExpression": "version = :v",
-                    "ExpressionAttributeValues": {":v": {"N": str(version)}},
-                }
-            },
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": {
-                        "pk": {"S": _edits_pk(ended["id"])},
-                        "sk": {"S": f"{edit['sequence']:012d}"},
-                        "document": {"S": exact_json.dumps(edit)},
-                    },
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": _item(self._kind, self._sort_field, _stored(document), 1),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
+            self._put_next_version(ended),
+            self._put_edit_record(ended["id"], edit),
+            self._put_new(document),
         ]
         if invoices_written is not None:
             actions.append(records_unchanged(self._table, document["customer_id"], invoices_written))
@@ -248,23 +212,9 @@ class DynamoContractStore(DynamoDocumentStore):
         """Create a child contract and, in the same transaction, write its parent listing it
         (conditional on the parent's `_version`), so a child is linked once or not at all and a
         concurrent change of the parent is never lost. ContractChanged if the parent changed."""
-        version = parent["_version"]
         actions: list[dict] = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": _item(self._kind, self._sort_field, _stored(parent), version + 1),
-                    "ConditionExpression": "version = :v",
-                    "ExpressionAttributeValues": {":v": {"N": str(version)}},
-                }
-            },
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": _item(self._kind, self._sort_field, _stored(document), 1),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
+            self._put_next_version(parent),
+            self._put_new(document),
         ]
         if uniqueness_key is not None:
             claim_pk = f"{self._kind}_uniq#{document['customer_id']}#{uniqueness_key}"
@@ -278,6 +228,20 @@ class DynamoContractStore(DynamoDocumentStore):
             if any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in codes):
                 raise ContractChanged("the parent contract changed meanwhile") from exc
             raise translate(exc) from exc
+
+    def _put_edit_record(self, contract_id: str, edit: dict) -> dict:
+        """The transaction action writing an edit record (its sequence never used)."""
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": {
+                    "pk": {"S": _edits_pk(contract_id)},
+                    "sk": {"S": f"{edit['sequence']:012d}"},
+                    "document": {"S": exact_json.dumps(edit)},
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+        }
 
     def edit_claimed(self, contract_id: str, uniqueness_key: str) -> bool:
         """Whether an edit of the contract took this uniqueness key (read consistently)."""
