@@ -84,9 +84,10 @@ UNIQUE_SPILL_ITEMS = 64
 
 # -- definitions (metrics, customers, products, rate cards, contracts) ---------------------------
 MAX_CUSTOM_FIELDS = 50
-MAX_CUSTOM_FIELD_KEY_LENGTH = 128
-# 50 fields of 128 + 1,024 characters stay under half of an item even at 4 bytes per character.
-MAX_CUSTOM_FIELD_VALUE_LENGTH = 1_024
+# Metronome documents custom field keys of at most 100 characters and values of at most 200
+# (/v1/customFields/setValues); 50 fields of 100 + 200 characters stay far under an item.
+MAX_CUSTOM_FIELD_KEY_LENGTH = 100
+MAX_CUSTOM_FIELD_VALUE_LENGTH = 200
 MAX_FILTERS_PER_METRIC = 32
 MAX_FILTER_VALUES = 100  # in_values / not_in_values of one filter
 MAX_FILTER_VALUE_LENGTH = 1_024
@@ -128,7 +129,7 @@ LIMITS = (
     Limit("characters of a UNIQUE value kept as is", str(MAX_UNIQUE_MEMBER_CHARS), "DynamoDB's 400 KB item (longer: kept as a digest)"),
     Limit("items a UNIQUE counter spills into", str(UNIQUE_SPILL_ITEMS), "DynamoDB's 400 KB item (~1M distinct values a day; beyond: quarantined)"),
     Limit("custom fields of an object", str(MAX_CUSTOM_FIELDS), "DynamoDB's 400 KB item"),
-    Limit("characters of a custom field key / value", f"{MAX_CUSTOM_FIELD_KEY_LENGTH} / {_n(MAX_CUSTOM_FIELD_VALUE_LENGTH)}", "DynamoDB's 400 KB item"),
+    Limit("characters of a custom field key / value", f"{MAX_CUSTOM_FIELD_KEY_LENGTH} / {_n(MAX_CUSTOM_FIELD_VALUE_LENGTH)}", "Metronome's documented bounds"),
     Limit("property filters of a metric", str(MAX_FILTERS_PER_METRIC), "DynamoDB's 400 KB item"),
     Limit("values in one filter / characters of each", f"{MAX_FILTER_VALUES} / {_n(MAX_FILTER_VALUE_LENGTH)}", "DynamoDB's 400 KB item"),
     Limit("characters of a property name", str(MAX_PROPERTY_NAME_LENGTH), "DynamoDB's 400 KB item"),
