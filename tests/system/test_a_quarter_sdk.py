@@ -263,6 +263,10 @@ def test_a_quarter_seats_discount_override_and_archived_credit_mid_month_then_an
     assert usage(invoices()[("USAGE", p2)]) == ("DRAFT", [(calls, 10, 500)], {m2_credit: -200, commit.id: -300}, 0)
     contract = sdk.v2.contracts.retrieve(customer_id=customer, contract_id=contract_id, include_balance=True).data
     assert contract.ending_before == end
+    # The seats end with the contract, and only their current quantity (15 since t1) is listed.
+    (seats,) = contract.subscriptions
+    assert seats.ending_before == end
+    assert [(q.starting_at, q.ending_before, q.quantity) for q in seats.quantity_schedule] == [(t1, end, 15)]
     # The seats' next billing period is cut at the end too.
     (periods,) = [s.billing_periods for s in contract.subscriptions]
     assert [(p.starting_at, p.ending_before) for p in (periods.previous, periods.current, periods.next)] == [

@@ -812,16 +812,30 @@ def _billing_periods_json(subscription: Subscription | None, contract: Contract,
     return {name: _period_json(period) for name, period in shown.items() if period is not None}
 
 
-def _quantity_schedule_json(s: dict) -> list[dict]:
-    """The stored subscription's quantity from its start, one entry per change (contract edits)."""
+def _subscription_end(s: dict, contract: Contract) -> str | None:
+    """Where the subscription ends: its own ending_before, or the contract's end if that is earlier
+    (an edit that ends the contract early ends its subscriptions with it)."""
+    own = parse_rfc3339(s["ending_before"]) if s.get("ending_before") else None
+    ends = [end for end in (own, contract.ending_before) if end is not None]
+    return format_rfc3339(min(ends)) if ends else None
+
+
+def _quantity_schedule_json(s: dict, ending_before: str | None, now: datetime | None) -> list[dict]:
+    """The subscription's quantity, one entry per change (contract edits). As the SDK documents,
+    only the current quantity and future changes: entries that ended by `now` are left out (the
+    last one is kept for a subscription that has ended). Without `now` (an edit record), all."""
     initial, changes = quantity_schedule(s)
     starts = [s["starting_at"], *(format_rfc3339(c.starting_at) for c in changes)]
-    ends = [*starts[1:], s.get("ending_before")]
+    ends = [*starts[1:], ending_before]
     quantities = [initial, *(c.quantity for c in changes)]
-    return [
+    entries = [
         _drop_none({"starting_at": start, "ending_before": end, "quantity": quantity})
         for start, end, quantity in zip(starts, ends, quantities)
     ]
+    if now is None:
+        return entries
+    shown = [e for e in entries if "ending_before" not in e or parse_rfc3339(e["ending_before"]) > now]
+    return shown or entries[-1:]
 
 
 def _subscription_json(
@@ -836,7 +850,7 @@ def _subscription_json(
         "collection_schedule": s["collection_schedule"],
         "proration": _proration_json(s),
         "quantity_management_mode": s.get("quantity_management_mode") or "QUANTITY_ONLY",
-        "quantity_schedule": _quantity_schedule_json(s),
+        "quantity_schedule": _quantity_schedule_json(s, _subscription_end(s, contract), now),
         "subscription_rate": {
             "billing_frequency": s["billing_frequency"],
             "product": _product_ref(s["product_id"], products, starting_at),
@@ -845,7 +859,10 @@ def _subscription_json(
         "fiat_credit_type_id": fiat.id,
         "custom_fields": s.get("custom_fields") or {},
     }
-    for name in ("ending_before", "name", "description"):
+    ending_before = _subscription_end(s, contract)
+    if ending_before is not None:
+        body["ending_before"] = ending_before
+    for name in ("name", "description"):
         if s.get(name) is not None:
             body[name] = s[name]
     if s.get("seat_config"):
