@@ -137,6 +137,20 @@ class SetIngestAliases(Request):
     ingest_aliases: list[str]
 
 
+class CustomerSetName(Request):
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+
+
+class CustomerUpdateConfig(Request):
+    salesforce_account_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    leave_stripe_invoices_in_draft: bool | None = None  # accepted; Tally does not send invoices to Stripe
+    ingest_aliases: list[str] | None = None  # Tally extension (extra_body): replaces the aliases
+
+
+class CustomerArchive(Request):
+    id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+
+
 def customer_json(c: Customer) -> dict:
     return {
         "id": c.id,
@@ -149,12 +163,14 @@ def customer_json(c: Customer) -> dict:
 
 def customer_detail_json(c: Customer) -> dict:
     detail = customer_json(c) | {
-        "customer_config": {},
+        "customer_config": {"salesforce_account_id": c.salesforce_account_id} if c.salesforce_account_id else {},
         "created_at": format_rfc3339(c.created_at),
         "updated_at": format_rfc3339(c.updated_at or c.created_at),
+        "current_billable_status": {"value": "billable"},
     }
     if c.archived_at:
         detail["archived_at"] = format_rfc3339(c.archived_at)
+        detail["current_billable_status"] = {"value": "unbillable", "effective_at": format_rfc3339(c.archived_at)}
     return detail
 
 

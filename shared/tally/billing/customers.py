@@ -19,10 +19,14 @@ class Customer:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     archived_at: datetime | None = None
+    salesforce_account_id: str | None = None
 
     @property
     def ingest_keys(self) -> tuple[str, ...]:
-        """Every customer_id value under which this customer's events may have been sent."""
+        """Every customer_id value under which this customer's events may have been sent.
+        An archived customer has released its aliases (another customer may own them now)."""
+        if self.archived_at is not None:
+            return (self.id,)
         keys = [self.id, *self.ingest_aliases]
         if self.external_id:
             keys.append(self.external_id)
@@ -30,7 +34,10 @@ class Customer:
 
     @property
     def claimed_aliases(self) -> tuple[str, ...]:
-        """Aliases that must be unique across customers (external_id is a deprecated alias)."""
+        """Aliases that must be unique across customers (external_id is a deprecated alias).
+        An archived customer claims none: archiving releases them for other customers."""
+        if self.archived_at is not None:
+            return ()
         return tuple(key for key in self.ingest_keys if key != self.id)
 
 

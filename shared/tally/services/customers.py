@@ -1,4 +1,4 @@
-"""Customers: creation, lookup and ingest aliases."""
+"""Customers: creation, lookup, ingest aliases, name and configuration, archiving."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Callable
 from tally.billing.customers import Customer, validate_aliases
 from tally.billing.errors import InvalidInput, NotFound
 from tally.services.ports import CustomerStore, Page
+
+MAX_SET_NAME_LENGTH = 160  # Metronome truncates setName's name to this
 
 
 class CustomerService:
@@ -57,11 +59,48 @@ class CustomerService:
         return self._store.list(limit, cursor)
 
     def set_ingest_aliases(self, customer_id: str, aliases: list[str]) -> Customer:
+        return self.update_config(customer_id, ingest_aliases=aliases)
+
+    def set_name(self, customer_id: str, name: str) -> Customer:
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInput("name", "must be a non-empty string")
         before = self.get(customer_id)
-        after = replace(
-            before,
-            ingest_aliases=validate_aliases("ingest_aliases", aliases),
-            updated_at=self._clock(),
-        )
+        # Metronome truncates a longer name to 160 characters rather than refusing it.
+        after = replace(before, name=name[:MAX_SET_NAME_LENGTH], updated_at=self._clock())
+        self._store.replace_aliases(before, after)  # aliases unchanged: a conditional put of the record
+        return after
+
+    def update_config(
+        self,
+        customer_id: str,
+        *,
+        ingest_aliases: list[str] | None = None,
+        salesforce_account_id: str | None = None,
+    ) -> Customer:
+        """Replace the ingest aliases (releasing the old ones, claiming the new ones) and/or set the
+        Salesforce account id, in one transaction; a taken alias is a Conflict and changes nothing."""
+        before = self.get(customer_id)
+        changes: dict = {"updated_at": self._clock()}
+        if ingest_aliases is not None:
+            if before.archived_at is not None:
+                raise InvalidInput("ingest_aliases", "cannot be set on an archived customer")
+            changes["ingest_aliases"] = validate_aliases("ingest_aliases", ingest_aliases)
+        if salesforce_account_id is not None:
+            if not salesforce_account_id.strip():
+                raise InvalidInput("salesforce_account_id", "must be a non-empty string when given")
+            changes["salesforce_account_id"] = salesforce_account_id
+        after = replace(before, **changes)
+        self._store.replace_aliases(before, after)
+        return after
+
+    def archive(self, customer_id: str) -> Customer:
+        """Archive: the customer's ingest aliases (and external id) are released in the same
+        transaction that records archived_at, so another customer may claim them at once; from then
+        on only events sent under the customer's own id are its keys. Archiving twice changes nothing."""
+        before = self.get(customer_id)
+        if before.archived_at is not None:
+            return before
+        now = self._clock()
+        after = replace(before, ingest_aliases=(), archived_at=now, updated_at=now)
         self._store.replace_aliases(before, after)
         return after

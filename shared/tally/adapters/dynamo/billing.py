@@ -71,6 +71,7 @@ def _customer_item(c: Customer) -> dict:
             "created_at": _time(c.created_at),
             "updated_at": _time(c.updated_at),
             "archived_at": _time(c.archived_at),
+            "salesforce_account_id": {"S": c.salesforce_account_id} if c.salesforce_account_id else None,
         }
     )
 
@@ -85,6 +86,7 @@ def _customer(item: dict) -> Customer:
         created_at=_opt_time(item, "created_at"),
         updated_at=_opt_time(item, "updated_at"),
         archived_at=_opt_time(item, "archived_at"),
+        salesforce_account_id=item.get("salesforce_account_id", {}).get("S"),
     )
 
 

@@ -3,7 +3,17 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from tally import wiring
-from tally.api.models import CustomerCreate, SetIngestAliases, customer_detail_json, customer_json, metric_json, read_body
+from tally.api.models import (
+    CustomerArchive,
+    CustomerCreate,
+    CustomerSetName,
+    CustomerUpdateConfig,
+    SetIngestAliases,
+    customer_detail_json,
+    customer_json,
+    metric_json,
+    read_body,
+)
 from tally.api.pagination import page_limit, paginate_list
 
 router = Router()
@@ -32,7 +42,6 @@ def list_customers() -> dict:
         customer = service.by_alias(query["ingest_alias"])
         return {"data": [customer_detail_json(customer)] if customer else [], "next_page": None}
     page = service.list(page_limit(query), query.get("next_page"))
-    # Customers cannot be archived yet, so only_archived=true lists none; the filter is still real.
     archived = query.get("only_archived", "false").lower() == "true"
     items = [c for c in page.items if (c.archived_at is not None) == archived]
     return {"data": [customer_detail_json(c) for c in items], "next_page": page.next_page}
@@ -42,6 +51,27 @@ def list_customers() -> dict:
 def set_ingest_aliases(customer_id: str) -> dict:
     body = SetIngestAliases.model_validate(read_body(router.current_event))
     wiring.customer_service().set_ingest_aliases(customer_id, body.ingest_aliases)
+    return {}
+
+
+@router.post("/v1/customers/archive")
+def archive_customer() -> dict:
+    body = CustomerArchive.model_validate(read_body(router.current_event))
+    return {"data": {"id": wiring.customer_service().archive(body.id).id}}
+
+
+@router.post("/v1/customers/<customer_id>/setName")
+def set_customer_name(customer_id: str) -> dict:
+    body = CustomerSetName.model_validate(read_body(router.current_event))
+    return {"data": customer_json(wiring.customer_service().set_name(customer_id, body.name))}
+
+
+@router.post("/v1/customers/<customer_id>/updateConfig")
+def update_customer_config(customer_id: str) -> dict:
+    body = CustomerUpdateConfig.model_validate(read_body(router.current_event))
+    wiring.customer_service().update_config(
+        customer_id, ingest_aliases=body.ingest_aliases, salesforce_account_id=body.salesforce_account_id
+    )
     return {}
 
 

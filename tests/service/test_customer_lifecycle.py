@@ -1,0 +1,94 @@
+"""Issue 18, customers: setName, updateConfig (Salesforce id, ingest aliases) and archive, on moto's
+DynamoDB and through the services. Archiving releases the customer's aliases in the transaction that
+records archived_at; events sent under a released alias are no longer the archived customer's."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from tally.api.models import customer_detail_json
+from tally.billing.errors import Conflict, InvalidInput, NotFound
+from tests.service.conftest import NOW
+from tests.service.test_ingest_and_metering import sum_metric, system, total, usage_event  # noqa: F401 (fixture)
+
+
+def test_set_name_renames_and_truncates_to_160_characters(system, clock):
+    acme = system.customers.create("Acme", ["acme"], None, {})
+    clock.now = NOW + timedelta(minutes=1)
+    renamed = system.customers.set_name(acme.id, "Acme Corp")
+    assert (renamed.name, renamed.updated_at, renamed.ingest_aliases) == ("Acme Corp", NOW + timedelta(minutes=1), ("acme",))
+    assert system.customers.get(acme.id).name == "Acme Corp"
+    assert len(system.customers.set_name(acme.id, "x" * 200).name) == 160
+    with pytest.raises(InvalidInput) as error:
+        system.customers.set_name(acme.id, "  ")
+    assert error.value.field == "name"
+    assert system.customers.get(acme.id).name == "x" * 160
+    with pytest.raises(NotFound):
+        system.customers.set_name("nope", "Nope")
+
+
+def test_update_config_replaces_aliases_and_frees_the_old_ones(system):
+    acme = system.customers.create("Acme", ["acme", "acme-old"], None, {})
+    after = system.customers.update_config(acme.id, ingest_aliases=["acme", "acme-new"], salesforce_account_id="0015g00000XYZ")
+    assert (after.ingest_aliases, after.salesforce_account_id) == (("acme", "acme-new"), "0015g00000XYZ")
+    stored = system.customers.get(acme.id)
+    assert customer_detail_json(stored)["customer_config"] == {"salesforce_account_id": "0015g00000XYZ"}
+    assert customer_detail_json(stored)["current_billable_status"] == {"value": "billable"}
+    assert "archived_at" not in customer_detail_json(stored)
+    assert system.customers.by_alias("acme-new").id == acme.id
+    assert system.customers.by_alias("acme-old") is None
+    other = system.customers.create("Other", ["acme-old"], None, {})  # the freed alias is another's now
+    assert system.customers.by_alias("acme-old").id == other.id
+
+
+def test_update_config_with_a_taken_alias_changes_nothing(system):
+    acme = system.customers.create("Acme", ["acme"], None, {})
+    system.customers.create("Other", ["other"], None, {})
+    with pytest.raises(Conflict, match="'other'"):
+        system.customers.update_config(acme.id, ingest_aliases=["acme-2", "other"], salesforce_account_id="sf-1")
+    stored = system.customers.get(acme.id)
+    assert (stored.ingest_aliases, stored.salesforce_account_id) == (("acme",), None)
+    assert system.customers.by_alias("acme-2") is None
+    assert system.customers.by_alias("acme").id == acme.id
+    with pytest.raises(InvalidInput) as error:
+        system.customers.update_config(acme.id, ingest_aliases=["ok", ""])
+    assert error.value.field == "ingest_aliases[1]"
+    assert system.customers.get(acme.id).ingest_aliases == ("acme",)
+
+
+def test_archive_releases_aliases_and_later_events_under_them_are_not_counted(system, clock):
+    metric = sum_metric(system, clock)
+    clock.now = NOW + timedelta(seconds=1)
+    acme = system.customers.create("Acme", ["acme"], "acme-ext", {})
+    system.ingest.ingest([usage_event(1, customer="acme", tokens=3)])
+
+    clock.now = NOW + timedelta(seconds=2)
+    archived = system.customers.archive(acme.id)
+    assert (archived.archived_at, archived.ingest_aliases) == (NOW + timedelta(seconds=2), ())
+    detail = customer_detail_json(system.customers.get(acme.id))
+    assert detail["archived_at"] == "2026-11-24T12:00:02Z"
+    assert detail["current_billable_status"] == {"value": "unbillable", "effective_at": "2026-11-24T12:00:02Z"}
+    assert detail["ingest_aliases"] == []
+    assert system.customers.by_alias("acme") is None and system.customers.by_alias("acme-ext") is None
+    assert system.customers.by_alias(acme.id).id == acme.id  # its own id stays its own
+
+    newco = system.customers.create("Newco", ["acme"], "acme-ext", {})  # aliases free for a new customer
+    clock.now = NOW + timedelta(seconds=3)
+    system.ingest.ingest([usage_event(2, customer="acme", tokens=5, minutes=1)])
+    system.stream()  # once: the harness feeds every stored event each time
+    assert total(system, acme, metric) == Decimal(8)  # both events are stored under the key "acme"
+    assert total(system, system.customers.get(acme.id), metric) == Decimal(0)  # released keys are not its
+    # Counters are keyed by the ingest key as sent, so the alias's owner reads both; the 3 before it
+    # existed fall before any contract it can have.
+    assert total(system, newco, metric) == Decimal(8)
+
+    assert system.customers.archive(acme.id) == archived  # archiving again changes nothing
+    with pytest.raises(InvalidInput) as error:
+        system.customers.update_config(acme.id, ingest_aliases=["acme-back"])
+    assert error.value.field == "ingest_aliases"
+    assert system.customers.by_alias("acme-back") is None
+    with pytest.raises(NotFound):
+        system.customers.archive("nope")
