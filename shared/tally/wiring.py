@@ -371,3 +371,14 @@ def reset() -> None:
         candidate = getattr(module, name)
         if hasattr(candidate, "cache_clear") and getattr(candidate, "__module__", None) == __name__:
             candidate.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def custom_field_service():
+    from tally.adapters.dynamo.custom_fields import DynamoCustomFieldStore
+    from tally.services.custom_fields import CustomFieldService
+
+    table = get_settings().require("billing_table")
+    return CustomFieldService(
+        DynamoCustomFieldStore(table), billing_store(), DynamoCatalogStore(table), DynamoContractStore(table), system_clock
+    )

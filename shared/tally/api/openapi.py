@@ -67,6 +67,7 @@ from tally.api.grant_edit_models import CommitEdit, CreditEdit
 from tally.api.contract_v2_models import ContractV2Get, ContractV2List
 from tally.api.usage_filter_models import UsageFilterSet
 from tally.api import named_schedule_models as named
+from tally.api import custom_field_models as cf
 from tally.api.errors import ErrorBody
 from tally.api.rate_schedule_models import ContractScheduleGet, RateCardScheduleGet
 from tally.api.models import (
@@ -233,6 +234,13 @@ OPERATIONS = (
     Operation("POST", "/v1/customers/getNamedSchedule",
               "v1.customers.named_schedule_retrieve_response:NamedScheduleRetrieveResponse", named.CustomerScheduleGet),
     Operation("POST", "/v1/customers/updateNamedSchedule", Empty, named.CustomerScheduleUpdate),
+    # custom fields
+    Operation("POST", "/v1/customFields/addKey", Empty, cf.CustomFieldAddKey),
+    Operation("POST", "/v1/customFields/listKeys", "v1.custom_field_list_keys_response:CustomFieldListKeysResponse",
+              cf.CustomFieldListKeys, (NEXT_PAGE,), page="next_page", body_optional=True),
+    Operation("POST", "/v1/customFields/removeKey", Empty, cf.CustomFieldRemoveKey),
+    Operation("POST", "/v1/customFields/setValues", Empty, cf.CustomFieldSetValues),
+    Operation("POST", "/v1/customFields/deleteValues", Empty, cf.CustomFieldDeleteValues),
     # contracts
     Operation("POST", "/v1/contracts/create", "v1.contract_create_response:ContractCreateResponse", ContractCreate),
     Operation("POST", "/v1/contracts/get", "v1.contract_retrieve_response:ContractRetrieveResponse", ContractRef),

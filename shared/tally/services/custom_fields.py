@@ -1,0 +1,194 @@
+"""Custom field keys per entity type, and their values on entities (/v1/customFields/*).
+
+A key is registered for one entity type before a value of it may be set on an entity of that type.
+A key registered with enforce_uniqueness holds each value for one entity at most: the value is
+claimed (its own item) before the entity is written, and released when overwritten or deleted.
+Every entity write is conditional on what was read (a customer's fields, a product's or rate
+card's revision, a contract's version): a concurrent write of the entity is a 409, never lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Callable, Mapping, Protocol
+
+from tally.billing.errors import Conflict, InvalidInput, NotFound
+from tally.billing.limits import MAX_CUSTOM_FIELD_KEY_LENGTH, MAX_CUSTOM_FIELD_VALUE_LENGTH, MAX_CUSTOM_FIELDS
+from tally.billing.time import format_sortable
+
+# Every entity type metronome-sdk 4.12 names.
+ENTITIES = (
+    "alert",
+    "billable_metric",
+    "charge",
+    "commit",
+    "contract_credit",
+    "contract_product",
+    "contract",
+    "credit_grant",
+    "customer_plan",
+    "customer",
+    "discount",
+    "invoice",
+    "plan",
+    "professional_service",
+    "product",
+    "rate_card",
+    "scheduled_charge",
+    "subscription",
+    "package_commit",
+    "package_credit",
+    "package_subscription",
+    "package_scheduled_charge",
+)
+# The entity types whose values may be set and deleted so far.
+WRITABLE = ("customer", "contract", "product", "rate_card")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyDefinition:
+    entity: str
+    key: str
+    enforce_uniqueness: bool
+
+
+class CustomFieldStore(Protocol):
+    def add_key(self, definition: KeyDefinition) -> None: ...
+    def get_key(self, entity: str, key: str) -> KeyDefinition | None: ...
+    def keys(self) -> list[KeyDefinition]: ...
+    def remove_key(self, entity: str, key: str) -> None: ...
+    def claim_value(self, entity: str, key: str, value: str, entity_id: str) -> bool: ...
+    def release_value(self, entity: str, key: str, value: str, entity_id: str) -> None: ...
+    def replace_customer_fields(self, customer_id: str, before: dict[str, str], after: dict[str, str], at: str) -> None: ...
+
+
+def _entity(entity: str) -> str:
+    if entity not in ENTITIES:
+        raise InvalidInput("entity", f"must be one of {', '.join(ENTITIES)}")
+    return entity
+
+
+def _key(key: str, field: str = "key") -> str:
+    if not key:
+        raise InvalidInput(field, "must be a non-empty string")
+    if len(key) > MAX_CUSTOM_FIELD_KEY_LENGTH:
+        raise InvalidInput(field, f"must be at most {MAX_CUSTOM_FIELD_KEY_LENGTH} characters")
+    return key
+
+
+class CustomFieldService:
+    def __init__(self, store: CustomFieldStore, customers, catalog, contracts, clock: Callable[[], datetime]) -> None:
+        """customers: a CustomerStore; catalog: a CatalogStore; contracts: a ContractStore."""
+        self._store = store
+        self._customers = customers
+        self._catalog = catalog
+        self._contracts = contracts
+        self._clock = clock
+
+    # -- keys ------------------------------------------------------------------------------------
+    def add_key(self, entity: str, key: str, enforce_uniqueness: bool) -> KeyDefinition:
+        definition = KeyDefinition(_entity(entity), _key(key), enforce_uniqueness)
+        self._store.add_key(definition)
+        return definition
+
+    def list_keys(self, entities: list[str] | None) -> list[KeyDefinition]:
+        wanted = {_entity(e) for e in entities} if entities else None
+        return [d for d in self._store.keys() if wanted is None or d.entity in wanted]
+
+    def remove_key(self, entity: str, key: str) -> None:
+        self._store.remove_key(_entity(entity), _key(key))
+
+    # -- values ----------------------------------------------------------------------------------
+    def set_values(self, entity: str, entity_id: str, values: Mapping[str, str]) -> dict[str, str]:
+        entity = _writable(entity)
+        definitions = {}
+        for key, value in values.items():
+            _key(key, f"custom_fields.{key}")
+            if not isinstance(value, str) or len(value) > MAX_CUSTOM_FIELD_VALUE_LENGTH:
+                raise InvalidInput(f"custom_fields.{key}", f"must be a string of at most {MAX_CUSTOM_FIELD_VALUE_LENGTH} characters")
+            definition = self._store.get_key(entity, key)
+            if definition is None:
+                raise InvalidInput(f"custom_fields.{key}", f"is not a custom field key of {entity} (add it with /v1/customFields/addKey)")
+            definitions[key] = definition
+        before = self._read(entity, entity_id)
+        after = {**before, **values}
+        if len(after) > MAX_CUSTOM_FIELDS:
+            raise InvalidInput("custom_fields", f"an entity holds at most {MAX_CUSTOM_FIELDS} custom fields")
+        claimed: list[tuple[str, str]] = []
+        try:
+            for key, value in values.items():
+                if definitions[key].enforce_uniqueness and before.get(key) != value:
+                    if not self._store.claim_value(entity, key, value, entity_id):
+                        raise Conflict(f"custom_fields.{key}: another {entity} already has the value {value!r} (the key enforces uniqueness)")
+                    claimed.append((key, value))
+            self._write(entity, entity_id, before, after)
+        except Exception:
+            for key, value in claimed:  # nothing half-written: the claims made for this write go
+                self._store.release_value(entity, key, value, entity_id)
+            raise
+        for key, value in values.items():
+            old = before.get(key)
+            if definitions[key].enforce_uniqueness and old is not None and old != value:
+                self._store.release_value(entity, key, old, entity_id)
+        return after
+
+    def delete_values(self, entity: str, entity_id: str, keys: list[str]) -> dict[str, str]:
+        entity = _writable(entity)
+        for key in keys:
+            _key(key, "keys")
+        before = self._read(entity, entity_id)
+        after = {k: v for k, v in before.items() if k not in keys}
+        if after != before:
+            self._write(entity, entity_id, before, after)
+            for key in keys:
+                if key in before:
+                    definition = self._store.get_key(entity, key)
+                    if definition is not None and definition.enforce_uniqueness:
+                        self._store.release_value(entity, key, before[key], entity_id)
+        return after
+
+    def values(self, entity: str, entity_id: str) -> dict[str, str]:
+        return self._read(_writable(entity), entity_id)
+
+    # -- entities --------------------------------------------------------------------------------
+    def _read(self, entity: str, entity_id: str) -> dict[str, str]:
+        return dict(self._load(entity, entity_id)[1])
+
+    def _load(self, entity: str, entity_id: str):
+        if entity == "customer":
+            found = self._customers.get(entity_id)
+            fields = None if found is None else found.custom_fields
+        elif entity == "product":
+            found = self._catalog.get_product(entity_id)
+            fields = None if found is None else found.custom_fields
+        elif entity == "rate_card":
+            got = self._catalog.get_rate_card(entity_id)
+            found = None if got is None else got[0]
+            fields = None if found is None else found.custom_fields
+        else:  # contract
+            found = self._contracts.get(entity_id)
+            fields = None if found is None else (found.get("custom_fields") or {})
+        if found is None:
+            raise NotFound(f"entity_id: {entity} {entity_id} not found")
+        return found, fields
+
+    def _write(self, entity: str, entity_id: str, before: dict[str, str], after: dict[str, str]) -> None:
+        found, fields = self._load(entity, entity_id)
+        if dict(fields) != before:
+            raise Conflict(f"{entity} {entity_id} changed while its custom fields were being set; retry")
+        if entity == "customer":
+            self._store.replace_customer_fields(entity_id, before, after, format_sortable(self._clock()))
+        elif entity == "product":
+            self._catalog.put_product(replace(found, custom_fields=dict(after), revision=found.revision + 1), found.revision)
+        elif entity == "rate_card":
+            self._catalog.put_rate_card(replace(found, custom_fields=dict(after), revision=found.revision + 1), found.revision)
+        else:
+            self._contracts.replace({**found, "custom_fields": dict(after)})
+
+
+def _writable(entity: str) -> str:
+    _entity(entity)
+    if entity not in WRITABLE:
+        raise InvalidInput("entity", f"{entity}: setting custom field values is not supported yet (supported: {', '.join(WRITABLE)})")
+    return entity
