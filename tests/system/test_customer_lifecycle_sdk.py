@@ -1,0 +1,57 @@
+"""Issue 18, customers, driven through Metronome's SDK in strict mode: setName, updateConfig and
+archive, each checked by a read after the write; an archived customer's aliases are free for a new
+customer, and the archived one lists under only_archived."""
+
+from __future__ import annotations
+
+import metronome
+import pytest
+
+from tests.system.conftest import API_KEY
+from tests.system.usage_events import unique
+
+pytestmark = pytest.mark.system
+
+
+@pytest.fixture(scope="module")
+def strict(local_stack):
+    with metronome.Metronome(
+        bearer_token=API_KEY, base_url=local_stack.base_url, max_retries=0, _strict_response_validation=True
+    ) as client:
+        yield client
+
+
+def test_a_customer_is_renamed_reconfigured_archived_and_its_aliases_reused(strict, api):
+    tag = unique("lifecycle")
+    acme = strict.v1.customers.create(name=f"{tag} Acme", ingest_aliases=[f"{tag}-a", f"{tag}-old"]).data
+
+    renamed = strict.v1.customers.set_name(customer_id=acme.id, name=f"{tag} Acme Corp").data
+    assert (renamed.id, renamed.name, renamed.ingest_aliases) == (acme.id, f"{tag} Acme Corp", [f"{tag}-a", f"{tag}-old"])
+
+    strict.v1.customers.update_config(
+        customer_id=acme.id, salesforce_account_id="0015g00000XYZ", extra_body={"ingest_aliases": [f"{tag}-a", f"{tag}-new"]}
+    )
+    read = strict.v1.customers.retrieve(customer_id=acme.id).data
+    assert (read.name, read.ingest_aliases, read.customer_config.salesforce_account_id) == (
+        f"{tag} Acme Corp", [f"{tag}-a", f"{tag}-new"], "0015g00000XYZ"
+    )
+    assert (read.archived_at, read.current_billable_status.value) == (None, "billable")
+
+    other = strict.v1.customers.create(name=f"{tag} Other", ingest_aliases=[f"{tag}-old"]).data  # freed
+    with pytest.raises(metronome.ConflictError):
+        strict.v1.customers.update_config(customer_id=acme.id, extra_body={"ingest_aliases": [f"{tag}-old"]})
+    assert strict.v1.customers.retrieve(customer_id=acme.id).data.ingest_aliases == [f"{tag}-a", f"{tag}-new"]
+
+    assert strict.v1.customers.archive(id=acme.id).data.id == acme.id
+    archived = strict.v1.customers.retrieve(customer_id=acme.id).data
+    assert archived.archived_at is not None and archived.ingest_aliases == []
+    assert archived.current_billable_status.value == "unbillable"
+    assert archived.current_billable_status.effective_at == archived.archived_at
+
+    newco = strict.v1.customers.create(name=f"{tag} Newco", ingest_aliases=[f"{tag}-a", f"{tag}-new"]).data
+    by_alias = strict.v1.customers.list(ingest_alias=f"{tag}-a").data
+    assert [c.id for c in by_alias] == [newco.id]
+    listed = api.get("/v1/customers", params={"customer_ids": f"{acme.id},{other.id}"}).json()["data"]
+    assert [(c["id"], "archived_at" in c) for c in listed] == [(acme.id, True), (other.id, False)]
+    archived_ids = [c.id for c in strict.v1.customers.list(only_archived=True, limit=100)]
+    assert acme.id in archived_ids and newco.id not in archived_ids
