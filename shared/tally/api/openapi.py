@@ -71,7 +71,10 @@ from tally.api import custom_field_models as cf
 from tally.api.errors import ErrorBody
 from tally.api.rate_schedule_models import ContractScheduleGet, RateCardScheduleGet
 from tally.api.models import (
+    CustomerArchive,
     CustomerCreate,
+    CustomerSetName,
+    CustomerUpdateConfig,
     EventsSearch,
     MetricArchive,
     MetricCreate,
@@ -182,6 +185,10 @@ OPERATIONS = (
     ), page="next_page"),
     Operation("GET", _C, "v1.customer_retrieve_response:CustomerRetrieveResponse", params=(_path("customer_id"),)),
     Operation("POST", f"{_C}/setIngestAliases", Empty, SetIngestAliases, (_path("customer_id"),)),
+    Operation("POST", f"{_C}/setName", "v1.customer_set_name_response:CustomerSetNameResponse", CustomerSetName,
+              (_path("customer_id"),)),
+    Operation("POST", f"{_C}/updateConfig", Empty, CustomerUpdateConfig, (_path("customer_id"),)),
+    Operation("POST", "/v1/customers/archive", "v1.customer_archive_response:CustomerArchiveResponse", CustomerArchive),
     Operation("GET", f"{_C}/billable-metrics", "v1.customer_list_billable_metrics_response:CustomerListBillableMetricsResponse",
               params=(_path("customer_id"), INCLUDE_ARCHIVED, *PAGE), page="next_page"),
     # billable metrics
