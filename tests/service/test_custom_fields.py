@@ -10,6 +10,7 @@ from tally.adapters.dynamo.catalog import DynamoCatalogStore
 from tally.adapters.dynamo.custom_fields import DynamoCustomFieldStore
 from tally.adapters.dynamo.documents import DynamoContractStore
 from tally.billing.errors import Conflict, InvalidInput, NotFound
+from tally.billing.metrics import Aggregation, BillableMetric, EventTypeFilter
 from tally.billing.pricing import ProductType, ProductVersion
 from tally.services.catalog import CatalogService
 from tally.services.custom_fields import CustomFieldService, KeyDefinition
@@ -134,6 +135,26 @@ def test_values_on_products_rate_cards_and_contracts_bump_their_version(world):
     assert (contracts.get("c-1")["custom_fields"], contracts.get("c-1")["_version"]) == ({}, 3)
     with pytest.raises(NotFound, match="entity_id: product nope"):
         service.set_values("product", "nope", {"sf_id": "x"})
+
+
+def test_values_on_a_billable_metric_leave_its_definition_as_it_was(world, clock):
+    service, *_, billing = world
+    metrics = DynamoMetricStore(billing)
+    metrics.put(BillableMetric(id="m-1", name="API calls", aggregation_type=Aggregation.COUNT, aggregation_key=None,
+                               event_type_filter=EventTypeFilter(("api",), None), property_filters=(), group_keys=(),
+                               custom_fields={"team": "core"},
+                               created_at=NOW))
+    service.add_key("billable_metric", "owner", False)
+    assert service.set_values("billable_metric", "m-1", {"owner": "ana"}) == {"team": "core", "owner": "ana"}
+    metric = metrics.get("m-1")
+    assert (metric.custom_fields, metric.name, metric.event_type_filter.in_values) == ({"team": "core", "owner": "ana"}, "API calls", ("api",))
+    service.delete_values("billable_metric", "m-1", ["team"])
+    assert metrics.get("m-1").custom_fields == {"owner": "ana"}
+    with pytest.raises(NotFound, match="entity_id: billable_metric m-2 not found"):
+        service.set_values("billable_metric", "m-2", {"owner": "x"})
+    with pytest.raises(Conflict):  # the definition changed since the fields were read
+        service._store.replace_metric_fields("m-1", {"team": "core"}, {})
+    assert metrics.get("m-1").custom_fields == {"owner": "ana"}
 
 
 def test_a_concurrent_write_of_the_entity_is_a_conflict_not_a_lost_update(world):

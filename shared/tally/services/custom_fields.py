@@ -4,7 +4,7 @@ A key is registered for one entity type before a value of it may be set on an en
 A key registered with enforce_uniqueness holds each value for one entity at most: the value is
 claimed (its own item) before the entity is written, and released when overwritten or deleted.
 Every entity write is conditional on what was read (a customer's fields, a product's or rate
-card's revision, a contract's version): a concurrent write of the entity is a 409, never lost.
+card's revision, a contract's version, a metric's definition): a concurrent write of the entity is a 409, never lost.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ ENTITIES = (
     "package_scheduled_charge",
 )
 # The entity types whose values may be set and deleted so far.
-WRITABLE = ("customer", "contract", "product", "rate_card")
+WRITABLE = ("customer", "contract", "product", "rate_card", "billable_metric")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,8 @@ class CustomFieldStore(Protocol):
     def claim_value(self, entity: str, key: str, value: str, entity_id: str) -> bool: ...
     def release_value(self, entity: str, key: str, value: str, entity_id: str) -> None: ...
     def replace_customer_fields(self, customer_id: str, before: dict[str, str], after: dict[str, str], at: str) -> None: ...
+    def metric_fields(self, metric_id: str) -> dict[str, str] | None: ...
+    def replace_metric_fields(self, metric_id: str, before: dict[str, str], after: dict[str, str]) -> None: ...
 
 
 def _entity(entity: str) -> str:
@@ -162,6 +164,8 @@ class CustomFieldService:
         elif entity == "product":
             found = self._catalog.get_product(entity_id)
             fields = None if found is None else found.custom_fields
+        elif entity == "billable_metric":
+            found = fields = self._store.metric_fields(entity_id)
         elif entity == "rate_card":
             got = self._catalog.get_rate_card(entity_id)
             found = None if got is None else got[0]
@@ -179,6 +183,8 @@ class CustomFieldService:
             raise Conflict(f"{entity} {entity_id} changed while its custom fields were being set; retry")
         if entity == "customer":
             self._store.replace_customer_fields(entity_id, before, after, format_sortable(self._clock()))
+        elif entity == "billable_metric":
+            self._store.replace_metric_fields(entity_id, before, after)
         elif entity == "product":
             self._catalog.put_product(replace(found, custom_fields=dict(after), revision=found.revision + 1), found.revision)
         elif entity == "rate_card":

@@ -3,7 +3,8 @@
 Keys: `cfkey#<entity>#<key>` / sk `#` registers a key (gsi1pk `customFieldKeys`, gsi1sk
 `<entity>#<key>`). `cfval#<entity>#<key>#<value>` / sk `#` holds the entity id that has this value
 of a key registered with enforce_uniqueness. A customer's custom fields are written here too, with
-an UpdateItem conditional on the fields read (the customer item has no version).
+an UpdateItem conditional on the fields read (the customer item has no version), and a billable
+metric's in its definition, conditional on the definition read.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
 from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item
+from tally.billing import exact_json
 from tally.billing.errors import Conflict, NotFound
 from tally.services.custom_fields import KeyDefinition
 
@@ -126,4 +128,32 @@ class DynamoCustomFieldStore:
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 raise Conflict(f"customer {customer_id} changed while its custom fields were being set; retry") from exc
+            raise translate(exc) from exc
+
+    def metric_fields(self, metric_id: str) -> dict[str, str] | None:
+        item = get_item(self._client, self._table, "metrics", metric_id)
+        return None if item is None else dict(exact_json.loads(item["definition"]["S"]).get("custom_fields") or {})
+
+    def replace_metric_fields(self, metric_id: str, before: dict[str, str], after: dict[str, str]) -> None:
+        """Write a billable metric's custom fields, if its definition is still the one read with them."""
+        item = get_item(self._client, self._table, "metrics", metric_id)
+        definition = None if item is None else exact_json.loads(item["definition"]["S"])
+        if definition is None or (definition.get("custom_fields") or {}) != before:
+            raise Conflict(f"billable metric {metric_id} changed while its custom fields were being set; retry")
+        definition["custom_fields"] = after
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": "metrics"}, "sk": {"S": metric_id}},
+                UpdateExpression="SET #d = :after",
+                ConditionExpression="#d = :before",
+                ExpressionAttributeNames={"#d": "definition"},  # a reserved word
+                ExpressionAttributeValues={
+                    ":before": item["definition"],
+                    ":after": {"S": exact_json.dumps(definition)},
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise Conflict(f"billable metric {metric_id} changed while its custom fields were being set; retry") from exc
             raise translate(exc) from exc
