@@ -380,5 +380,6 @@ def custom_field_service():
 
     table = get_settings().require("billing_table")
     return CustomFieldService(
-        DynamoCustomFieldStore(table), billing_store(), DynamoCatalogStore(table), DynamoContractStore(table), system_clock
+        DynamoCustomFieldStore(table), billing_store(), DynamoCatalogStore(table), DynamoContractStore(table), system_clock,
+        _documents("grant", "created_at"),
     )

@@ -185,3 +185,26 @@ def test_a_concurrent_write_of_the_entity_is_a_conflict_not_a_lost_update(world)
     with pytest.raises(Conflict):  # the customer's fields changed since they were read
         store.replace_customer_fields(customer.id, {"region": "old"}, {"region": "new"}, "2026-11-24T12:00:00Z")
     assert customers.get(customer.id).custom_fields == {}
+
+
+def test_values_on_customer_level_commits_and_credits(dynamo, clock):
+    from tally.adapters.dynamo.documents import DynamoDocumentStore
+
+    table, client = dynamo["billing"], dynamo["client"]
+    billing = DynamoBillingStore(table, client)
+    grants = DynamoDocumentStore(table, "grant", "created_at", client)
+    service = CustomFieldService(DynamoCustomFieldStore(table, client), billing, DynamoCatalogStore(table, client),
+                                 DynamoContractStore(table, client), clock, grants)
+    for grant_id, kind in (("g-commit", "PREPAID"), ("g-credit", "CREDIT")):
+        grants.create({"id": grant_id, "customer_id": "cust-1", "created_at": "2026-11-01T00:00:00Z", "type": kind})
+    service.add_key("commit", "po", False)
+    service.add_key("contract_credit", "po", False)
+
+    assert service.set_values("commit", "g-commit", {"po": "PO-1"}) == {"po": "PO-1"}
+    assert service.set_values("contract_credit", "g-credit", {"po": "PO-2"}) == {"po": "PO-2"}
+    assert [(g["id"], g["custom_fields"], g["_version"]) for g in grants.list_for_customer("cust-1")] == [
+        ("g-commit", {"po": "PO-1"}, 2), ("g-credit", {"po": "PO-2"}, 2)
+    ]
+    with pytest.raises(NotFound, match="entity_id: commit g-credit not found"):  # a credit is not a commit
+        service.set_values("commit", "g-credit", {"po": "PO-3"})
+    assert grants.get("g-credit")["custom_fields"] == {"po": "PO-2"}

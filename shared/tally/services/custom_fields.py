@@ -43,7 +43,9 @@ ENTITIES = (
     "package_scheduled_charge",
 )
 # The entity types whose values may be set and deleted so far.
-WRITABLE = ("customer", "contract", "product", "rate_card", "billable_metric")
+WRITABLE = ("customer", "contract", "product", "rate_card", "billable_metric", "commit", "contract_credit")
+# Customer-level commits and credits (their own documents); those inside a contract are not yet.
+GRANT_TYPES = {"commit": ("PREPAID", "POSTPAID"), "contract_credit": ("CREDIT",)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +82,10 @@ def _key(key: str, field: str = "key") -> str:
 
 
 class CustomFieldService:
-    def __init__(self, store: CustomFieldStore, customers, catalog, contracts, clock: Callable[[], datetime]) -> None:
-        """customers: a CustomerStore; catalog: a CatalogStore; contracts: a ContractStore."""
+    def __init__(self, store: CustomFieldStore, customers, catalog, contracts, clock: Callable[[], datetime], grants=None) -> None:
+        """customers: a CustomerStore; catalog: a CatalogStore; contracts: a ContractStore; grants: the
+        customer-level commit and credit documents (a DynamoDocumentStore of kind grant)."""
+        self._grants = grants
         self._store = store
         self._customers = customers
         self._catalog = catalog
@@ -166,6 +170,13 @@ class CustomFieldService:
             fields = None if found is None else found.custom_fields
         elif entity == "billable_metric":
             found = fields = self._store.metric_fields(entity_id)
+        elif entity in GRANT_TYPES:
+            found = self._grants.get(entity_id) if self._grants is not None else None
+            if found is not None and found.get("type") not in GRANT_TYPES[entity]:
+                found = None
+            if found is None:
+                raise NotFound(f"entity_id: {entity} {entity_id} not found (only customer-level commits and credits so far)")
+            fields = found.get("custom_fields") or {}
         elif entity == "rate_card":
             got = self._catalog.get_rate_card(entity_id)
             found = None if got is None else got[0]
@@ -189,6 +200,8 @@ class CustomFieldService:
             self._catalog.put_product(replace(found, custom_fields=dict(after), revision=found.revision + 1), found.revision)
         elif entity == "rate_card":
             self._catalog.put_rate_card(replace(found, custom_fields=dict(after), revision=found.revision + 1), found.revision)
+        elif entity in GRANT_TYPES:
+            self._grants.replace({**found, "custom_fields": dict(after)})
         else:
             self._contracts.replace({**found, "custom_fields": dict(after)})
 
