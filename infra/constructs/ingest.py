@@ -31,5 +31,6 @@ class Ingest(TallyFunction):
             ["dynamodb:PutItem", "dynamodb:ConditionCheckItem", "dynamodb:BatchWriteItem"],
             [tables.events.table_arn],
         )
-        # Bearer API keys are looked up by hash in the billing table.
-        self.allow(["dynamodb:GetItem"], [tables.billing.table_arn])
+        # Bearer API keys are looked up by hash in the billing table, and the batch's customer ids
+        # in its alias claims (an archived customer's later events are not stored).
+        self.allow(["dynamodb:GetItem", "dynamodb:BatchGetItem"], [tables.billing.table_arn])

@@ -70,7 +70,7 @@ def api_keys() -> ApiKeyService:
 
 @lru_cache(maxsize=1)
 def ingest_service() -> IngestService:
-    return IngestService(event_store(), system_clock)
+    return IngestService(event_store(), system_clock, billing_store().archived_ids)
 
 
 @lru_cache(maxsize=1)

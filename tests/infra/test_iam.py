@@ -53,14 +53,14 @@ def test_each_function_has_its_own_role_without_managed_policies(synth):
         }
 
 
-def test_ingest_writes_events_and_reads_api_keys_only(synth):
+def test_ingest_writes_events_and_reads_api_keys_and_archived_customer_ids_only(synth):
     role = synth.role_of(INGEST)
     assert synth.actions_on(role, table(synth, "TablesEvents")) == {
         "dynamodb:PutItem",
         "dynamodb:ConditionCheckItem",
         "dynamodb:BatchWriteItem",
     }
-    assert synth.actions_on(role, table(synth, "TablesBilling")) == {"dynamodb:GetItem"}
+    assert synth.actions_on(role, table(synth, "TablesBilling")) == {"dynamodb:GetItem", "dynamodb:BatchGetItem"}
     assert synth.actions_on(role, table(synth, "TablesCounters")) == set()
 
 

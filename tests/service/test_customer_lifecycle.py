@@ -9,8 +9,11 @@ from decimal import Decimal
 
 import pytest
 
+from tally.adapters.dynamo.billing import DynamoBillingStore
+from tally.adapters.dynamo.events import DynamoEventStore
 from tally.api.models import customer_detail_json
 from tally.billing.errors import Conflict, InvalidInput, NotFound
+from tally.services.ingest import IngestService
 from tests.service.conftest import NOW
 from tests.service.test_ingest_and_metering import sum_metric, system, total, usage_event  # noqa: F401 (fixture)
 
@@ -92,3 +95,28 @@ def test_archive_releases_aliases_and_later_events_under_them_are_not_counted(sy
     assert system.customers.by_alias("acme-back") is None
     with pytest.raises(NotFound):
         system.customers.archive("nope")
+
+
+
+def test_events_under_an_archived_customers_id_stop_counting_from_the_archive_instant(system, dynamo, clock):
+    billing = DynamoBillingStore(dynamo["billing"], dynamo["client"])
+    ingest = IngestService(DynamoEventStore(dynamo["events"], dynamo["client"]), clock, billing.archived_ids)
+    metric = sum_metric(system, clock)
+    clock.now = NOW + timedelta(seconds=1)
+    acme = system.customers.create("Acme", [], None, {})
+    other = system.customers.create("Other", [], None, {})
+    # usage_event's timestamps: NOW - 1 h + minutes; the archive instant is NOW - 30 min (event time).
+    clock.now = NOW - timedelta(minutes=30)  # a clock behind creation is fine here: only archived_at reads it
+    system.customers.archive(acme.id)
+    assert billing.archived_ids({acme.id, other.id, "nobody"}) == {acme.id: NOW - timedelta(minutes=30)}
+    clock.now = NOW + timedelta(seconds=2)
+    result = ingest.ingest([
+        usage_event(1, customer=acme.id, tokens=3, minutes=29),  # before the archive instant: counts
+        usage_event(2, customer=acme.id, tokens=5, minutes=30),  # at it: ignored
+        usage_event(3, customer=acme.id, tokens=7, minutes=59),  # after it: ignored
+        usage_event(4, customer=other.id, tokens=11, minutes=59),  # another customer: counts
+    ])
+    assert (result.accepted, result.duplicates, result.ignored) == (4, 0, 2)
+    system.stream()
+    assert total(system, system.customers.get(acme.id), metric) == Decimal(3)
+    assert total(system, other, metric) == Decimal(11)

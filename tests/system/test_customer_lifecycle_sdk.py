@@ -4,11 +4,13 @@ customer, and the archived one lists under only_archived."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import metronome
 import pytest
 
 from tests.system.conftest import API_KEY
-from tests.system.usage_events import unique
+from tests.system.usage_events import unique, usage_event
 
 pytestmark = pytest.mark.system
 
@@ -47,6 +49,16 @@ def test_a_customer_is_renamed_reconfigured_archived_and_its_aliases_reused(stri
     assert archived.archived_at is not None and archived.ingest_aliases == []
     assert archived.current_billable_status.value == "unbillable"
     assert archived.current_billable_status.effective_at == archived.archived_at
+
+    # Its events from the archive instant on are accepted and not stored; an earlier one still is.
+    before, after = f"{tag}-before", f"{tag}-after"
+    sent = api.post("/v1/ingest", json=[
+        usage_event(before, acme.id, "call", archived.archived_at - timedelta(minutes=5)),
+        usage_event(after, acme.id, "call", archived.archived_at + timedelta(seconds=1)),
+    ])
+    assert (sent.status_code, sent.json()) == (200, {"accepted": 2, "duplicates": 0})
+    found = strict.v1.usage.search(transaction_ids=[before, after])
+    assert [event.transaction_id for event in found] == [before]
 
     newco = strict.v1.customers.create(name=f"{tag} Newco", ingest_aliases=[f"{tag}-a", f"{tag}-new"]).data
     by_alias = strict.v1.customers.list(ingest_alias=f"{tag}-a").data

@@ -204,6 +204,9 @@ class MemoryCustomerStore:
             self.aliases[alias] = after.id
         self.customers[after.id] = after
 
+    def archived_ids(self, keys):
+        return {k: c.archived_at for k in keys if (c := self.customers.get(k)) is not None and c.archived_at is not None}
+
 
 class MemoryMetricStore:
     def __init__(self) -> None:

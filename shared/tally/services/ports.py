@@ -137,6 +137,9 @@ class CustomerStore(Protocol):
 
     def replace_aliases(self, before: Customer, after: Customer) -> None: ...
 
+    def archived_ids(self, keys: set[str]) -> dict[str, datetime]:
+        """The archive instants of the archived customers whose ids are among `keys`."""
+
 
 class MetricStore(Protocol):
     def put(self, metric: BillableMetric) -> None: ...

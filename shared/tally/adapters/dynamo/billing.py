@@ -170,9 +170,34 @@ class DynamoBillingStore:
             for a in removed
         ]
         actions += [_alias_put(a, after.id) for a in added]
+        if after.archived_at is not None and before.archived_at is None:
+            # The id's own claim records the archive instant: ingest reads it to ignore later events.
+            claim = _alias_put(after.id, after.id)
+            claim["Put"]["Item"]["archived_at"] = _time(after.archived_at)
+            actions.append(claim)
         if len(actions) > 100:
             raise InvalidInput("ingest_aliases", "changes too many aliases at once (at most 99)")
         self._transact(actions, [None, *[None] * len(removed), *added])
+
+    def archived_ids(self, keys: set[str]) -> dict[str, datetime]:
+        """One BatchGetItem per 100 keys on the `alias#` claims (eventually consistent: an event
+        racing its customer's archive by milliseconds may still count)."""
+        found: dict[str, datetime] = {}
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), 100):
+            request = {
+                self._table: {
+                    "Keys": [{"pk": {"S": f"alias#{k}"}, "sk": {"S": ITEM}} for k in ordered[start : start + 100]],
+                    "ProjectionExpression": "customer_id, archived_at",
+                }
+            }
+            while request:
+                answer = self._client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    if "archived_at" in item:
+                        found[item["customer_id"]["S"]] = parse_rfc3339(item["archived_at"]["S"])
+                request = answer.get("UnprocessedKeys") or None
+        return found
 
     # -- metrics -----------------------------------------------------------------------------
     def put(self, metric: BillableMetric) -> None:
