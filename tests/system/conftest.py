@@ -20,7 +20,10 @@ def local_stack():
 def sdk(local_stack):
     from metronome import Metronome
 
-    with Metronome(bearer_token=API_KEY, base_url=local_stack.base_url, max_retries=0) as client:
+    # Strict: every response must parse as metronome-sdk's own types, as a strict user's client would.
+    with Metronome(
+        bearer_token=API_KEY, base_url=local_stack.base_url, max_retries=0, _strict_response_validation=True
+    ) as client:
         yield client
 
 
