@@ -79,6 +79,7 @@ class StubDynamoClient:
     def __init__(self) -> None:
         self._keys: dict[tuple[str, str], dict] = {}
         self.event_items_written = 0
+        self.batch_gets = 0
 
     def put_item(self, TableName: str, Item: dict, **_: Any) -> dict:  # noqa: N803 - boto3's names
         if Item["pk"]["S"].startswith("apikey#"):
@@ -90,6 +91,11 @@ class StubDynamoClient:
     def get_item(self, TableName: str, Key: dict, **_: Any) -> dict:  # noqa: N803
         item = self._keys.get((Key["pk"]["S"], Key["sk"]["S"]))
         return {"Item": item} if item else {}
+
+    def batch_get_item(self, RequestItems: dict, **_: Any) -> dict:  # noqa: N803
+        # Ingest's one archive check per request: the bench's customers are live (no archived_at).
+        self.batch_gets += 1
+        return {"Responses": {table: [] for table in RequestItems}, "UnprocessedKeys": {}}
 
     def transact_write_items(self, TransactItems: list[dict], **_: Any) -> dict:  # noqa: N803
         self.event_items_written += len(TransactItems)
