@@ -225,6 +225,11 @@ class MemoryMetricStore:
         self.metrics[metric_id] = replace(self.metrics[metric_id], archived_at=at)
         return self.metrics[metric_id]
 
+    def replace(self, before, after):
+        if self.metrics.get(before.id) != before:
+            raise Conflict(f"billable metric {before.id} changed while it was being updated; retry")
+        self.metrics[after.id] = after
+
 
 class MemoryApiKeyStore:
     def __init__(self) -> None:

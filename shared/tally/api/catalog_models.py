@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field
 
 from tally.api.models import MAX_NAME_LENGTH, CustomFields, Request, parse_instant
 from tally.billing.errors import InvalidInput
+from tally.billing.limits import MAX_RATE_CARD_PRODUCT_ORDER
 from tally.billing.pricing import (
     ConversionOperation,
     ProductType,
@@ -254,6 +255,21 @@ class RateCardUpdate(Request):
 
 class RateCardId(Request):
     id: str = Field(min_length=1)
+
+
+class RateCardProductOrderSet(Request):
+    rate_card_id: str = Field(min_length=1)
+    product_order: list[str] = Field(max_length=MAX_RATE_CARD_PRODUCT_ORDER)
+
+
+class ProductMoveIn(Request):
+    product_id: str = Field(min_length=1)
+    position: int = Field(ge=0, le=MAX_RATE_CARD_PRODUCT_ORDER)  # 0-based; a float with a fraction is a 400
+
+
+class RateCardProductsMove(Request):
+    rate_card_id: str = Field(min_length=1)
+    product_moves: list[ProductMoveIn] = Field(min_length=1, max_length=MAX_RATE_CARD_PRODUCT_ORDER)
 
 
 class RateCardList(Request):

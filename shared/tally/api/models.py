@@ -238,6 +238,29 @@ class MetricCreate(Request):
         )
 
 
+class MetricUpdate(Request):
+    """PUT /v1/billable-metrics/{id}: Metronome changes the name only; what the metric counts is
+    fixed at creation (a change would disagree with the counters already kept), and custom field
+    values have their own routes (/v1/customFields/setValues)."""
+
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    aggregation_type: Any = None
+    aggregation_key: Any = None
+    event_type_filter: Any = None
+    property_filters: Any = None
+    group_keys: Any = None
+    sql: Any = None
+    custom_fields: Any = None
+
+    @model_validator(mode="after")
+    def _only_the_name_changes(self):
+        for name in self.model_fields_set - {"name"}:
+            if name == "custom_fields":
+                raise InvalidInput(name, "cannot be set here: use /v1/customFields/setValues with entity billable_metric")
+            raise InvalidInput(name, "cannot be changed after the billable metric is created (Metronome refuses it): create a new metric")
+        return self
+
+
 class MetricArchive(Request):
     id: str = Field(min_length=1)
 

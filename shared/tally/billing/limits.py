@@ -98,6 +98,9 @@ MAX_INGEST_ALIASES = 40  # (DYNAMO_TRANSACTION_ITEMS - 2) // 2 = 49 would just f
 
 # A named schedule is one item: its segments as JSON, with room left for its keys and name.
 MAX_NAMED_SCHEDULE_BYTES = 300 * 1_024
+# Product ids in a rate card's product order: kept in the card's own item, 2,000 x ~40 bytes
+# leaves most of DynamoDB's 400 KB for the card's names, aliases and custom fields.
+MAX_RATE_CARD_PRODUCT_ORDER = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,7 @@ LIMITS = (
     Limit("items a UNIQUE counter spills into", str(UNIQUE_SPILL_ITEMS), "DynamoDB's 400 KB item (~1M distinct values a day; beyond: quarantined)"),
     Limit("custom fields of an object", str(MAX_CUSTOM_FIELDS), "DynamoDB's 400 KB item"),
     Limit("characters of a custom field key / value", f"{MAX_CUSTOM_FIELD_KEY_LENGTH} / {_n(MAX_CUSTOM_FIELD_VALUE_LENGTH)}", "Metronome's documented bounds"),
+    Limit("products in a rate card's product order", _n(MAX_RATE_CARD_PRODUCT_ORDER), "DynamoDB's 400 KB item (the card's)"),
     Limit("property filters of a metric", str(MAX_FILTERS_PER_METRIC), "DynamoDB's 400 KB item"),
     Limit("values in one filter / characters of each", f"{MAX_FILTER_VALUES} / {_n(MAX_FILTER_VALUE_LENGTH)}", "DynamoDB's 400 KB item"),
     Limit("characters of a property name", str(MAX_PROPERTY_NAME_LENGTH), "DynamoDB's 400 KB item"),

@@ -16,9 +16,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from tally.billing.errors import InvalidInput, NotFound
+from tally.billing.limits import MAX_RATE_CARD_PRODUCT_ORDER
 from tally.billing.pricing import (
     USD_CENTS,
     CreditType,
@@ -103,6 +104,9 @@ class RateCardRecord:
     custom_fields: Mapping[str, str] = field(default_factory=dict)
     archived_at: datetime | None = None
     revision: int = 0
+    # Product ids in the order their lines appear on invoices (setRateCardProductsOrder); products
+    # not named come after, in the default line order.
+    product_order: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +177,7 @@ class CatalogService:
         card, rates = self.rate_card_record(rate_card_id)
         ordered = sorted((s.rate for s in rates), key=lambda r: (r.product_id, r.starting_at))
         conversions = {c.credit_type.id: c.fiat_per_custom_credit for c in card.credit_type_conversions}
-        return RateCard(card.id, card.name, tuple(ordered), card.fiat_credit_type, conversions)
+        return RateCard(card.id, card.name, tuple(ordered), card.fiat_credit_type, conversions, card.product_order)
 
     def is_archived(self, rate_card_id: str) -> bool:
         """Whether the rate card is archived. NotFound if unknown."""
@@ -377,6 +381,57 @@ class CatalogService:
             revision=card.revision + 1,
         )
         self._store.put_rate_card(after, card.revision)
+        return after
+
+    def set_product_order(self, rate_card_id: str, product_order: Sequence[str]) -> RateCardRecord:
+        """The card's product order, as given (conditional on the card's revision read)."""
+        card, _ = self.rate_card_record(rate_card_id)
+        if card.archived_at is not None:
+            raise InvalidInput("rate_card_id", "is archived: it cannot be updated")
+        if len(product_order) > MAX_RATE_CARD_PRODUCT_ORDER:
+            raise InvalidInput("product_order", f"must name at most {MAX_RATE_CARD_PRODUCT_ORDER:,} products, got {len(product_order):,}")
+        seen: set[str] = set()
+        for index, product_id in enumerate(product_order):
+            if product_id in seen:
+                raise InvalidInput(f"product_order[{index}]", f"names product {product_id} twice")
+            if self._store.get_product(product_id) is None:
+                raise InvalidInput(f"product_order[{index}]", f"product {product_id} not found")
+            seen.add(product_id)
+        return self._store_order(card, tuple(product_order))
+
+    def move_products(self, rate_card_id: str, moves: Sequence[tuple[str, int]]) -> RateCardRecord:
+        """Move products to 0-based positions of the card's current order, one move after the
+        other. The current order is the stored one, then the card's other products by name (the
+        order their lines take without one); conditional on the card's revision read."""
+        card, rates = self.rate_card_record(rate_card_id)
+        if card.archived_at is not None:
+            raise InvalidInput("rate_card_id", "is archived: it cannot be updated")
+        records = {r.product.id: r for r in self._store.all_products()}
+        unordered = {s.rate.product_id for s in rates} - set(card.product_order)
+        at = self._clock()
+
+        def name(product_id: str) -> str:
+            record = records.get(product_id)
+            return "" if record is None else record.product.at(at).name
+
+        order = list(card.product_order) + sorted(unordered, key=lambda p: (name(p).casefold(), name(p), p))
+        for index, (product_id, position) in enumerate(moves):
+            if product_id not in records:
+                raise InvalidInput(f"product_moves[{index}].product_id", f"product {product_id} not found")
+            if product_id in order:
+                order.remove(product_id)
+            if not 0 <= position <= len(order):
+                raise InvalidInput(f"product_moves[{index}].position", f"must be between 0 and {len(order)}")
+            order.insert(position, product_id)
+        if len(order) > MAX_RATE_CARD_PRODUCT_ORDER:
+            raise InvalidInput("product_moves", f"the order would name more than {MAX_RATE_CARD_PRODUCT_ORDER:,} products")
+        return self._store_order(card, tuple(order))
+
+    def _store_order(self, card: RateCardRecord, order: tuple[str, ...]) -> RateCardRecord:
+        if order == card.product_order:
+            return card
+        after = replace(card, product_order=order, revision=card.revision + 1)
+        self._store.put_rate_card(after, card.revision)  # conditional on the revision read
         return after
 
     def archive_rate_card(self, rate_card_id: str) -> RateCardRecord:

@@ -73,6 +73,21 @@ class MetricService:
         metrics = sorted(self._metrics.all(), key=lambda m: (m.created_at or datetime.min.replace(tzinfo=UTC), m.id))
         return [m for m in metrics if include_archived or m.archived_at is None]
 
+    def rename(self, metric_id: str, name: str) -> BillableMetric:
+        """Metronome lets a metric's name change, nothing else of its definition (what it counts
+        would differ from what its counters already hold); the change is conditional on the
+        definition read, so a concurrent change of it (custom fields, another rename) is a 409."""
+        if not name or not name.strip():
+            raise InvalidInput("name", "must be a non-empty string")
+        metric = self.get(metric_id)
+        if metric.archived_at is not None:
+            raise InvalidInput("billable_metric_id", "is archived: it cannot be updated")
+        if metric.name == name:
+            return metric
+        after = replace(metric, name=name)
+        self._metrics.replace(metric, after)
+        return after
+
     def archive(self, metric_id: str) -> BillableMetric:
         metric = self.get(metric_id)
         if metric.archived_at is not None:

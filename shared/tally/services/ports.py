@@ -151,6 +151,9 @@ class MetricStore(Protocol):
 
     def archive(self, metric_id: str, at: datetime) -> BillableMetric: ...
 
+    def replace(self, before: BillableMetric, after: BillableMetric) -> None:
+        """Write `after` if the stored metric is still `before` (Conflict otherwise)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ApiKeyRecord:

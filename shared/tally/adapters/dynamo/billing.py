@@ -300,6 +300,26 @@ class DynamoMetricStore:
         item = self._billing._get(METRICS, metric_id)
         return None if item is None else _metric(item)
 
+    def replace(self, before: BillableMetric, after: BillableMetric) -> None:
+        """Rewrite the definition if the stored one still reads as `before`: conditional on the
+        exact definition text read (a concurrent rename or custom field change is a Conflict)."""
+        item = self._billing._get(METRICS, before.id)
+        if item is None or _metric(item) != before:
+            raise Conflict(f"billable metric {before.id} changed while it was being updated; retry")
+        try:
+            self._billing._client.update_item(
+                TableName=self._billing._table,
+                Key={"pk": {"S": METRICS}, "sk": {"S": before.id}},
+                UpdateExpression="SET #d = :after",
+                ConditionExpression="#d = :before",
+                ExpressionAttributeNames={"#d": "definition"},  # a reserved word
+                ExpressionAttributeValues={":before": item["definition"], ":after": _metric_item(after)["definition"]},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise Conflict(f"billable metric {before.id} changed while it was being updated; retry") from exc
+            raise translate(exc) from exc
+
 
 class DynamoApiKeyStore:
     """ApiKeyStore view of the billing table."""

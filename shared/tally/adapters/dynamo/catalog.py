@@ -216,6 +216,7 @@ def _rate_card_item(c: RateCardRecord) -> dict:
             for x in c.credit_type_conversions
         ],
         "custom_fields": c.custom_fields,
+        "product_order": list(c.product_order),
     }
     item = {
         "pk": {"S": f"ratecard#{c.id}"},
@@ -250,6 +251,7 @@ def _rate_card(item: dict) -> RateCardRecord:
         created_at=parse_rfc3339(item["created_at"]["S"]),
         archived_at=_pt(item.get("archived_at", {}).get("S")),
         revision=int(item["revision"]["N"]),
+        product_order=tuple(doc.get("product_order") or ()),
     )
 
 

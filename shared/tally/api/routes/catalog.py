@@ -17,6 +17,8 @@ from tally.api.catalog_models import (
     RateCardCreate,
     RateCardId,
     RateCardList,
+    RateCardProductOrderSet,
+    RateCardProductsMove,
     RateCardUpdate,
     RatesAdd,
     RatesGet,
@@ -124,6 +126,19 @@ def list_rate_cards() -> dict:
 def update_rate_card() -> dict:
     body = RateCardUpdate.model_validate(_body())
     return {"data": {"id": wiring.catalog_service().update_rate_card(body.rate_card_id, **body.to_kwargs()).id}}
+
+
+@router.post("/v1/contract-pricing/rate-cards/setRateCardProductsOrder")
+def set_rate_card_products_order() -> dict:
+    body = RateCardProductOrderSet.model_validate(_body())
+    return {"data": {"id": wiring.catalog_service().set_product_order(body.rate_card_id, body.product_order).id}}
+
+
+@router.post("/v1/contract-pricing/rate-cards/moveRateCardProducts")
+def move_rate_card_products() -> dict:
+    body = RateCardProductsMove.model_validate(_body())
+    moves = [(m.product_id, m.position) for m in body.product_moves]
+    return {"data": {"id": wiring.catalog_service().move_products(body.rate_card_id, moves).id}}
 
 
 @router.post("/v1/contract-pricing/rate-cards/archive")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from tally import wiring
-from tally.api.models import MetricArchive, MetricCreate, metric_json, read_body
+from tally.api.models import MetricArchive, MetricCreate, MetricUpdate, metric_json, read_body
 from tally.api.pagination import paginate_list
 
 router = Router()
@@ -19,6 +19,12 @@ def create_metric() -> dict:
 @router.get("/v1/billable-metrics/<metric_id>")
 def get_metric(metric_id: str) -> dict:
     return {"data": metric_json(wiring.metric_service().get(metric_id))}
+
+
+@router.put("/v1/billable-metrics/<metric_id>")
+def update_metric(metric_id: str) -> dict:
+    body = MetricUpdate.model_validate(read_body(router.current_event))
+    return {"data": {"id": wiring.metric_service().rename(metric_id, body.name).id}}
 
 
 @router.get("/v1/billable-metrics")

@@ -58,6 +58,8 @@ class RateCard:
     fiat_credit_type: CreditType = USD_CENTS
     # custom pricing unit id -> fiat per unit: how invoices convert spend in that unit
     credit_type_conversions: Mapping[str, Decimal] = field(default_factory=dict)
+    # product ids in the order their lines appear on invoices (others after, by the default order)
+    product_order: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

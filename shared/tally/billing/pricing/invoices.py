@@ -318,7 +318,7 @@ def _in_credit_types(
     invoices = []
     add = PRICING_CONTEXT.add
     for credit_type in sorted(by_credit_type, key=lambda c: (c != fiat, c.name, c.id)):
-        items = _in_line_order(by_credit_type[credit_type])
+        items = _in_line_order(by_credit_type[credit_type], contract.rate_card.product_order)
         if credit_type == fiat:
             items += _conversion_lines(items, fiat, conversions, starting_at, ending_before)
         total = subtotal = ZERO
@@ -362,8 +362,13 @@ def _line_order_key():
     return key
 
 
-def _in_line_order(lines: Sequence[LinePart]) -> list[LinePart]:
-    """Lines by kind, name, product, pricing then presentation group values, and start.
+# Adjustments stay after the charges whatever the rate card's product order says.
+_UNORDERED_KINDS = frozenset({LineType.CPU_CONVERSION, LineType.POSTPAID_TRUEUP, LineType.APPLIED_COMMIT_OR_CREDIT})
+
+
+def _in_line_order(lines: Sequence[LinePart], product_order: Sequence[str] = ()) -> list[LinePart]:
+    """Lines by kind, name, product, pricing then presentation group values, and start; the
+    charges of the products in the rate card's `product_order` first, in that order.
 
     The same order as one stable sort on that whole key, for less: lines are gathered per (kind,
     name, product) in their given order, those heads are sorted, and a head's lines are sorted by
@@ -391,7 +396,14 @@ def _in_line_order(lines: Sequence[LinePart]) -> list[LinePart]:
         run.append(line)
         previous = line
     ordered: list[LinePart] = []
-    for head in sorted(heads, key=lambda h: (_KIND_ORDER[h[0]], h[1].casefold(), h[1], h[2])):
+    rank = {product_id: index for index, product_id in enumerate(product_order)}
+    last = len(rank)
+
+    def head_order(h: tuple) -> tuple:
+        placed = last if h[0] in _UNORDERED_KINDS else rank.get(h[2], last)
+        return placed, _KIND_ORDER[h[0]], h[1].casefold(), h[1], h[2]
+
+    for head in sorted(heads, key=head_order):
         run = heads[head]
         if len(run) == 1:
             ordered += run

@@ -1,0 +1,137 @@
+"""Issue 18 on moto's DynamoDB: a billable metric's rename (and the refusal of any other change),
+a rate card's product order and the invoice lines it orders, and custom field values on the parts
+of a contract."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timezone
+
+import pytest
+
+from tally.adapters.dynamo.billing import DynamoBillingStore, DynamoMetricStore
+from tally.adapters.dynamo.catalog import DynamoCatalogStore
+from tally.adapters.memory import MemoryMetricStore
+from tally.api.models import MetricUpdate
+from tally.billing.errors import Conflict, InvalidInput
+from tally.billing.metrics import Aggregation, BillableMetric
+from tally.billing.pricing import Contract, Period, ProductType, ProductVersion, Rate, RateType, build_draft_invoices
+from tally.services.catalog import CatalogService, RateDraft
+from tally.services.metrics import MetricService
+from tests.service.conftest import NOW
+from tests.unit.pricing.builders import FakeUsage
+
+NOV = datetime(2026, 11, 1, tzinfo=timezone.utc)
+DEC = datetime(2026, 12, 1, tzinfo=timezone.utc)
+
+
+def a_metric(metric_id: str = "m-1", **changes) -> BillableMetric:
+    fields = dict(
+        id=metric_id, name="API calls", aggregation_type=Aggregation.COUNT, aggregation_key=None,
+        event_type_filter=None, property_filters=(), group_keys=(("region",),), custom_fields={"team": "core"},
+        created_at=NOW, activated_at=NOW,
+    )
+    return BillableMetric(**(fields | changes))
+
+
+@pytest.fixture(params=["moto", "memory"])
+def metric_store(request, dynamo):
+    if request.param == "memory":
+        return MemoryMetricStore()
+    return DynamoMetricStore(DynamoBillingStore(dynamo["billing"], dynamo["client"]))
+
+
+def test_a_metric_is_renamed_and_nothing_else_of_it_changes(metric_store, clock):
+    service = MetricService(metric_store, None, None, clock)
+    metric_store.put(a_metric())
+    renamed = service.rename("m-1", "Calls (all regions)")
+    assert metric_store.get("m-1") == renamed == replace(a_metric(), name="Calls (all regions)")
+    with pytest.raises(InvalidInput) as bad:
+        service.rename("m-1", "  ")
+    assert bad.value.field == "name"
+    # a change between the read and the write (custom field values set meanwhile) is a 409
+    stale = metric_store.get("m-1")
+    metric_store.replace(stale, replace(stale, custom_fields={"team": "edge"}))
+    with pytest.raises(Conflict):
+        metric_store.replace(stale, replace(stale, name="lost"))
+    assert metric_store.get("m-1").name == "Calls (all regions)"
+    assert metric_store.get("m-1").custom_fields == {"team": "edge"}
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("aggregation_type", "SUM"),
+        ("aggregation_key", "tokens"),
+        ("event_type_filter", {"in_values": ["x"]}),
+        ("property_filters", [{"name": "region", "exists": True}]),
+        ("group_keys", [["tier"]]),
+        ("sql", "select 1"),
+        ("custom_fields", {"team": "x"}),
+    ],
+)
+def test_a_metric_update_naming_its_definition_is_refused_naming_the_field(field, value):
+    with pytest.raises(Exception) as bad:
+        MetricUpdate.model_validate({"name": "n", field: value})
+    assert field in str(bad.value)
+    assert MetricUpdate.model_validate({"name": "n"}).name == "n"
+
+
+@pytest.fixture()
+def catalog(dynamo, clock):
+    billing = DynamoBillingStore(dynamo["billing"], dynamo["client"])
+    metrics = DynamoMetricStore(billing)
+    metrics.put(a_metric("calls", custom_fields={}))
+    return CatalogService(DynamoCatalogStore(dynamo["billing"], dynamo["client"]), metrics, clock)
+
+
+def _card_with_three_products(catalog):
+    ids = {}
+    for name in ("Alpha", "Beta", "Gamma"):
+        ids[name] = catalog.create_product(
+            ProductType.USAGE, ProductVersion(NOV, name, billable_metric_id="calls"), {}
+        ).product.id
+    card = catalog.create_rate_card("Standard")
+    catalog.add_rates(card.id, [RateDraft(Rate(p, NOV, RateType.FLAT, price=1)) for p in ids.values()])
+    return card.id, ids
+
+
+def _line_products(catalog, card_id, ids):
+    names = {v: k for k, v in ids.items()}
+    contract = Contract("c-1", "cust-1", NOV, catalog.rate_card(card_id))
+    usage = FakeUsage().add(NOV.replace(day=2), 3)
+    invoice = build_draft_invoices(contract, catalog.products(), Period(NOV, DEC), usage)[0]
+    return [names[line.product_id] for line in invoice.line_items]
+
+
+def test_the_rate_card_product_order_orders_invoice_lines_and_moves_products(catalog):
+    card_id, ids = _card_with_three_products(catalog)
+    assert _line_products(catalog, card_id, ids) == ["Alpha", "Beta", "Gamma"]  # by name, without an order
+
+    catalog.set_product_order(card_id, [ids["Gamma"], ids["Alpha"]])
+    assert catalog.rate_card_record(card_id)[0].product_order == (ids["Gamma"], ids["Alpha"])
+    assert _line_products(catalog, card_id, ids) == ["Gamma", "Alpha", "Beta"]  # Beta, not ordered, after
+
+    catalog.move_products(card_id, [(ids["Beta"], 0), (ids["Alpha"], 2)])  # [B, G, A] then A stays last
+    assert _line_products(catalog, card_id, ids) == ["Beta", "Gamma", "Alpha"]
+
+    refusals = [
+        (lambda: catalog.set_product_order(card_id, [ids["Beta"], ids["Beta"]]), "product_order[1]"),
+        (lambda: catalog.set_product_order(card_id, ["nope"]), "product_order[0]"),
+        (lambda: catalog.move_products(card_id, [(ids["Beta"], 3)]), "product_moves[0].position"),
+        (lambda: catalog.move_products(card_id, [(ids["Beta"], 1), ("nope", 0)]), "product_moves[1].product_id"),
+    ]
+    for call, field in refusals:
+        with pytest.raises(InvalidInput) as bad:
+            call()
+        assert bad.value.field == field
+    assert _line_products(catalog, card_id, ids) == ["Beta", "Gamma", "Alpha"]  # nothing half-written
+
+
+def test_a_product_order_written_over_a_concurrent_card_edit_is_a_conflict(catalog):
+    card_id, ids = _card_with_three_products(catalog)
+    read = catalog.rate_card_record(card_id)[0]
+    catalog.update_rate_card(card_id, name="Renamed")
+    with pytest.raises(Conflict):
+        catalog._store.put_rate_card(replace(read, product_order=(ids["Beta"],), revision=read.revision + 1), read.revision)
+    assert catalog.rate_card_record(card_id)[0].product_order == ()
