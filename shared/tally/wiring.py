@@ -31,6 +31,7 @@ from tally.services.contract_edits import ContractEditService
 from tally.services.contracts import ContractService
 from tally.services.customer_grant_edits import CustomerGrantEditService
 from tally.services.cycle_close import CycleCloseService
+from tally.services.customer_archive import CustomerArchiving
 from tally.services.customers import CustomerService
 from tally.services.events_search import EventSearchService
 from tally.services.ingest import IngestService
@@ -175,6 +176,11 @@ def contract_edit_service() -> ContractEditService:
     return ContractEditService(
         contract_service(), DynamoContractStore(get_settings().require("billing_table")), invoice_store(), system_clock
     )
+
+
+@lru_cache(maxsize=1)
+def customer_archiving() -> CustomerArchiving:
+    return CustomerArchiving(customer_service(), contract_service(), contract_edit_service())
 
 
 @lru_cache(maxsize=1)

@@ -14,8 +14,14 @@ from tally.adapters.dynamo.events import DynamoEventStore
 from tally.api.models import customer_detail_json
 from tally.billing.errors import Conflict, InvalidInput, NotFound
 from tally.services.ingest import IngestService
+from tally.services.usage import MetricQuery, WindowSize
 from tests.service.conftest import NOW
 from tests.service.test_ingest_and_metering import sum_metric, system, total, usage_event  # noqa: F401 (fixture)
+
+
+def whole_day(system, customer, metric):
+    (window,) = system.usage.usage([customer], [MetricQuery(metric.id)], NOW - timedelta(days=1), NOW + timedelta(days=1), WindowSize.NONE)
+    return window.value
 
 
 def test_set_name_renames_and_truncates_to_160_characters(system, clock):
@@ -81,12 +87,14 @@ def test_archive_releases_aliases_and_later_events_under_them_are_not_counted(sy
     newco = system.customers.create("Newco", ["acme"], "acme-ext", {})  # aliases free for a new customer
     clock.now = NOW + timedelta(seconds=3)
     system.ingest.ingest([usage_event(2, customer="acme", tokens=5, minutes=1)])
+    # Later events under the alias: one timed before the release edge (the next hour, 13:00) is
+    # still the archived customer's usage (its draft keeps it); one timed after is the new owner's.
+    system.ingest.ingest([usage_event(3, customer="acme", tokens=7, minutes=121)])
     system.stream()  # once: the harness feeds every stored event each time
-    assert total(system, acme, metric) == Decimal(8)  # both events are stored under the key "acme"
-    assert total(system, system.customers.get(acme.id), metric) == Decimal(0)  # released keys are not its
-    # Counters are keyed by the ingest key as sent, so the alias's owner reads both; the 3 before it
-    # existed fall before any contract it can have.
-    assert total(system, newco, metric) == Decimal(8)
+    archived_now = system.customers.get(acme.id)
+    assert whole_day(system, archived_now, metric) == Decimal(8)  # 3 + 5, timed while "acme" was its
+    assert whole_day(system, newco, metric) == Decimal(7)  # none of the archived customer's usage
+    assert newco.alias_since == {"acme": NOW + timedelta(hours=1), "acme-ext": NOW + timedelta(hours=1)}
 
     assert system.customers.archive(acme.id) == archived  # archiving again changes nothing
     with pytest.raises(InvalidInput) as error:

@@ -168,6 +168,7 @@ class MemoryCustomerStore:
     def __init__(self) -> None:
         self.customers: dict[str, Customer] = {}
         self.aliases: dict[str, str] = {}
+        self.released: dict[str, datetime] = {}  # free aliases: where their former owner's usage ends
 
     def create(self, customer: Customer) -> None:
         if customer.id in self.aliases:
@@ -179,6 +180,7 @@ class MemoryCustomerStore:
         self.customers[customer.id] = customer
         for alias in customer.claimed_aliases:
             self.aliases[alias] = customer.id
+            self.released.pop(alias, None)
 
     def get(self, customer_id):
         return self.customers.get(customer_id)
@@ -198,11 +200,18 @@ class MemoryCustomerStore:
         for alias in after.claimed_aliases:
             if self.aliases.get(alias, after.id) != after.id:
                 raise Conflict(f"ingest alias {alias!r} already belongs to another customer")
+        ends = {w.key: w.until for w in after.former_keys}
         for alias in before.claimed_aliases:
-            self.aliases.pop(alias, None)
+            if alias not in after.claimed_aliases:
+                self.aliases.pop(alias, None)
+                self.released[alias] = ends.get(alias) or after.updated_at
         for alias in after.claimed_aliases:
             self.aliases[alias] = after.id
+            self.released.pop(alias, None)
         self.customers[after.id] = after
+
+    def released_until(self, aliases):
+        return {a: self.released[a] for a in aliases if a in self.released}
 
     def archived_ids(self, keys):
         return {k: c.archived_at for k in keys if (c := self.customers.get(k)) is not None and c.archived_at is not None}

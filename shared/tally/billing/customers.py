@@ -3,10 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from tally.billing.errors import InvalidInput
 from tally.billing.limits import MAX_ID_LENGTH, MAX_INGEST_ALIASES as MAX_ALIASES, identifier_problem, size_problem
+from tally.billing.time import is_hour_aligned, truncate_to_hour
+
+
+@dataclass(frozen=True, slots=True)
+class KeyWindow:
+    """An ingest key and the event times [since, until) of its usage that are this customer's.
+
+    Counters are keyed by the ingest key as sent and split at UTC hours, so an alias released at T
+    is its former owner's up to the hour boundary at or after T, and a later owner's from there on:
+    the two windows meet and never overlap, so no usage counts for both."""
+
+    key: str
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def clip(self, start: datetime, end: datetime) -> tuple[datetime, datetime] | None:
+        """The part of [start, end) this window covers (None: none of it)."""
+        low = start if self.since is None else max(start, self.since)
+        high = end if self.until is None else min(end, self.until)
+        return (low, high) if low < high else None
+
+
+def release_edge(instant: datetime) -> datetime:
+    """Where a key released at `instant` changes hands: the first UTC hour boundary at or after it."""
+    return instant if is_hour_aligned(instant) else truncate_to_hour(instant) + timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +45,28 @@ class Customer:
     updated_at: datetime | None = None
     archived_at: datetime | None = None
     salesforce_account_id: str | None = None
+    # Aliases claimed after another customer released them: read from that release's edge.
+    alias_since: dict[str, datetime] = field(default_factory=dict)
+    # Aliases this customer released (by an alias change or its archive), read up to the release edge.
+    former_keys: tuple[KeyWindow, ...] = ()
+
+    @property
+    def key_windows(self) -> tuple[KeyWindow, ...]:
+        """Every ingest key whose usage is this customer's, with the event times it is so: the keys
+        it holds now (an alias taken over from another customer from the handover on), and the
+        aliases it released, up to their release (an archived customer's draft keeps them)."""
+        current = [KeyWindow(key, self.alias_since.get(key)) for key in self.ingest_keys]
+        return (*current, *self.former_keys)
+
+    def released(self, aliases: tuple[str, ...] | list[str], at: datetime) -> tuple[KeyWindow, ...]:
+        """former_keys after releasing `aliases` at `at`."""
+        edge = release_edge(at)
+        added = tuple(
+            KeyWindow(alias, self.alias_since.get(alias), edge)
+            for alias in aliases
+            if self.alias_since.get(alias) is None or self.alias_since[alias] < edge
+        )
+        return self.former_keys + added
 
     @property
     def ingest_keys(self) -> tuple[str, ...]:

@@ -43,6 +43,7 @@ class CustomerService:
             created_at=now,
             updated_at=now,
         )
+        customer = replace(customer, alias_since=self._store.released_until(customer.claimed_aliases))
         self._store.create(customer)  # Conflict if an alias is taken; nothing is written then
         return customer
 
@@ -90,8 +91,20 @@ class CustomerService:
                 raise InvalidInput("salesforce_account_id", "must be a non-empty string when given")
             changes["salesforce_account_id"] = salesforce_account_id
         after = replace(before, **changes)
+        after = self._hand_over(before, after)
         self._store.replace_aliases(before, after)
         return after
+
+    def _hand_over(self, before: Customer, after: Customer) -> Customer:
+        """`after` with its released aliases kept up to the release (its usage under them stays its
+        own) and the aliases it takes over from another customer read from that one's release on."""
+        removed = [a for a in before.claimed_aliases if a not in after.claimed_aliases]
+        added = [a for a in after.claimed_aliases if a not in before.claimed_aliases]
+        if not removed and not added:
+            return after
+        since = {a: t for a, t in before.alias_since.items() if a in after.claimed_aliases}
+        since |= self._store.released_until(added) if added else {}
+        return replace(after, alias_since=since, former_keys=before.released(removed, after.updated_at))
 
     def archive(self, customer_id: str) -> Customer:
         """Archive: the customer's ingest aliases (and external id) are released in the same
@@ -101,6 +114,6 @@ class CustomerService:
         if before.archived_at is not None:
             return before
         now = self._clock()
-        after = replace(before, ingest_aliases=(), archived_at=now, updated_at=now)
+        after = self._hand_over(before, replace(before, ingest_aliases=(), archived_at=now, updated_at=now))
         self._store.replace_aliases(before, after)
         return after

@@ -140,6 +140,10 @@ class CustomerStore(Protocol):
     def archived_ids(self, keys: set[str]) -> dict[str, datetime]:
         """The archive instants of the archived customers whose ids are among `keys`."""
 
+    def released_until(self, aliases: list[str] | tuple[str, ...]) -> dict[str, datetime]:
+        """For each of `aliases` that is free after another customer released it: where that
+        customer's usage of it ends (Customer.former_keys), which is where a new owner's begins."""
+
 
 class MetricStore(Protocol):
     def put(self, metric: BillableMetric) -> None: ...

@@ -31,8 +31,8 @@ class CounterUsageSource:
         self._counters = counters
         self._metric_cache: dict[str, BillableMetric] = {}
         self._all_metrics_read = False
-        # (metric id, counter kind, parts) -> ranges read: (first bucket, last bucket, sums or rows)
-        self._read: dict[tuple[str, str, bool], list[tuple[str, str, list[CounterSums] | list[CounterRow]]]] = {}
+        # (metric id, ingest key, counter kind, parts) -> ranges read: (first bucket, last bucket, sums or rows)
+        self._read: dict[tuple[str, str, str, bool], list[tuple[str, str, list[CounterSums] | list[CounterRow]]]] = {}
         self._row_cache: dict[tuple[str, datetime, datetime], list[CounterRow]] = {}
         self._index: dict[tuple, dict[tuple[str | None, ...], Decimal | None]] = {}
         self._positions: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], bool]] = {}
@@ -52,31 +52,37 @@ class CounterUsageSource:
                 self._metric_cache[metric_id] = metric
         return self._metric_cache[metric_id]
 
-    def _counters_of(self, metric: BillableMetric, read: CounterRead) -> tuple[list, bool]:
-        """(the counters `read` covers, and whether the store was asked): for an additive metric,
-        the store's sums of them (one CounterSums per ingest key), else their rows as read. A range
-        inside one read before is served from it; bucket names sort as time within a kind."""
-        ranges = self._read.setdefault((metric.id, read.first[0], read.parts), [])
+    def _counters_of(self, metric: BillableMetric, key: str, read: CounterRead) -> tuple[list, bool]:
+        """(the counters of ingest key `key` that `read` covers, and whether the store was asked):
+        for an additive metric, the store's sums of them, else their rows as read. A range inside
+        one read before is served from it; bucket names sort as time within a kind."""
+        ranges = self._read.setdefault((metric.id, key, read.first[0], read.parts), [])
         for low, high, counters in ranges:
             if low <= read.first and read.last <= high:
                 return counters, False
-        keys, store = self._customer.ingest_keys, self._counters
+        store = self._counters
         if metric.aggregation_type.is_additive:
-            counters = [store.sums(metric.id, key, read.first, read.last, read.parts) for key in keys]
+            counters = [store.sums(metric.id, key, read.first, read.last, read.parts)]
         else:
-            counters = [row for key in keys for row in store.read(metric.id, key, read.first, read.last, read.parts)]
+            counters = store.read(metric.id, key, read.first, read.last, read.parts)
         ranges.append((read.first, read.last, counters))
         return counters, True
 
     def _plan(self, metric: BillableMetric, start: datetime, end: datetime) -> list[tuple[CounterRead, list]]:
-        """Each read of [start, end)'s plan with the counters it covers (see `_counters_of`)."""
+        """Each read of [start, end)'s plan, per ingest key of the customer, with the counters it
+        covers (see `_counters_of`). A key the customer owned or took over for part of the time is
+        read for that part alone (Customer.key_windows: the edges are hours, so reads stay exact)."""
         if not (is_hour_aligned(start) and is_hour_aligned(end)):
             raise ValueError("rating reads usage over hour-aligned segments only")
         planned, missed = [], False
-        for read in read_plan(start, end, metric.aggregation_type.is_additive):
-            counters, asked = self._counters_of(metric, read)
-            planned.append((read, counters))
-            missed |= asked
+        for window in self._customer.key_windows:
+            clipped = window.clip(start, end)
+            if clipped is None:
+                continue
+            for read in read_plan(*clipped, metric.aggregation_type.is_additive):
+                counters, asked = self._counters_of(metric, window.key, read)
+                planned.append((read, counters))
+                missed |= asked
         self.reads += missed
         return planned
 

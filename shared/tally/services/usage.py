@@ -127,11 +127,13 @@ def read_rows(
 ) -> list[CounterRow]:
     """Counter rows covering [start, end) (hour-aligned) exactly once, each no coarser than
     `finest` ('h' hours, 'd' days, None: whole months where they fit)."""
-    plan = read_plan(start, end, metric.aggregation_type.is_additive, finest)
     rows: list[CounterRow] = []
-    for ingest_key in customer.ingest_keys:
-        for read in plan:
-            rows += read.rows(counters.read(metric.id, ingest_key, read.first, read.last, read.parts))
+    for window in customer.key_windows:  # a key owned for part of the time is read for that part
+        clipped = window.clip(start, end)
+        if clipped is None:
+            continue
+        for read in read_plan(*clipped, metric.aggregation_type.is_additive, finest):
+            rows += read.rows(counters.read(metric.id, window.key, read.first, read.last, read.parts))
     return rows
 
 

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
 from tally.adapters.dynamo.reads import ITEM, PARSED_KEPT, all_gsi1, get_item, query_gsi1
 from tally.billing import exact_json
-from tally.billing.customers import Customer
+from tally.billing.customers import Customer, KeyWindow
 from tally.billing.errors import Conflict, InvalidInput, NotFound
 from tally.billing.metrics import Aggregation, BillableMetric, EventTypeFilter, PropertyFilter
 from tally.billing.time import format_sortable, parse_rfc3339
@@ -72,8 +72,21 @@ def _customer_item(c: Customer) -> dict:
             "updated_at": _time(c.updated_at),
             "archived_at": _time(c.archived_at),
             "salesforce_account_id": {"S": c.salesforce_account_id} if c.salesforce_account_id else None,
+            "alias_since": {"S": json.dumps({a: format_sortable(t) for a, t in c.alias_since.items()})}
+            if c.alias_since
+            else None,
+            "former_keys": {"S": json.dumps([_window_json(w) for w in c.former_keys])} if c.former_keys else None,
         }
     )
+
+
+def _window_json(w: KeyWindow) -> list:
+    return [w.key, None if w.since is None else format_sortable(w.since), None if w.until is None else format_sortable(w.until)]
+
+
+def _window(value: list) -> KeyWindow:
+    key, since, until = value
+    return KeyWindow(key, None if since is None else parse_rfc3339(since), None if until is None else parse_rfc3339(until))
 
 
 def _customer(item: dict) -> Customer:
@@ -87,18 +100,82 @@ def _customer(item: dict) -> Customer:
         updated_at=_opt_time(item, "updated_at"),
         archived_at=_opt_time(item, "archived_at"),
         salesforce_account_id=item.get("salesforce_account_id", {}).get("S"),
+        alias_since={a: parse_rfc3339(t) for a, t in json.loads(item["alias_since"]["S"]).items()}
+        if "alias_since" in item
+        else {},
+        former_keys=tuple(_window(w) for w in json.loads(item["former_keys"]["S"])) if "former_keys" in item else (),
     )
 
 
-def _alias_put(alias: str, customer_id: str) -> dict:
+def _alias_put(alias: str, customer_id: str, since: datetime | None = None) -> dict:
+    if since is None:
+        # An alias belongs to one customer: new, or already this customer's.
+        condition, values = "attribute_not_exists(pk) OR customer_id = :me", {":me": {"S": customer_id}}
+    else:
+        # Taken over after another customer released it: still free, and released at the edge read
+        # (which is where this customer's reads of it begin).
+        condition = "customer_id = :me OR (attribute_not_exists(customer_id) AND released_until = :since)"
+        values = {":me": {"S": customer_id}, ":since": _time(since)}
     return {
         "Put": {
             "Item": {"pk": {"S": f"alias#{alias}"}, "sk": {"S": ITEM}, "customer_id": {"S": customer_id}},
-            # An alias belongs to one customer: new, or already this customer's.
-            "ConditionExpression": "attribute_not_exists(pk) OR customer_id = :me",
-            "ExpressionAttributeValues": {":me": {"S": customer_id}},
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
         }
     }
+
+
+def _alias_release(alias: str, customer_id: str, until: datetime) -> dict:
+    """Free an alias but keep where its former owner's usage of it ends, for the next owner."""
+    return {
+        "Update": {
+            "Key": {"pk": {"S": f"alias#{alias}"}, "sk": {"S": ITEM}},
+            "UpdateExpression": "REMOVE customer_id SET released_until = :until",
+            "ConditionExpression": "customer_id = :me",
+            "ExpressionAttributeValues": {":me": {"S": customer_id}, ":until": _time(until)},
+        }
+    }
+
+
+# Attributes a customer update never rewrites (keys and creation facts).
+_FIXED = frozenset({"pk", "sk", "gsi1pk", "gsi1sk", "id", "created_at"})
+
+
+def _customer_update(before: Customer, after: Customer) -> dict:
+    """An Update of the attributes that differ between `before` and `after` alone, conditional on
+    each of them (and the aliases) still being as read: a concurrent write of another attribute (a
+    custom field, say) is kept, and a concurrent write of the same ones is a Conflict."""
+    old, new = _customer_item(before), _customer_item(after)
+    changed = sorted(n for n in (set(old) | set(new)) - _FIXED if old.get(n) != new.get(n))
+    names = {f"#a{i}": n for i, n in enumerate(changed)}
+    names["#aliases"] = "aliases"
+    values: dict = {":aliases": old["aliases"]}
+    sets, removes, conditions = [], [], ["attribute_exists(pk)", "#aliases = :aliases"]
+    for i, n in enumerate(changed):
+        if n in new:
+            values[f":n{i}"] = new[n]
+            sets.append(f"#a{i} = :n{i}")
+        else:
+            removes.append(f"#a{i}")
+        if n == "updated_at":
+            continue  # every write moves it; custom field writes too
+        if n in old:
+            values[f":o{i}"] = old[n]
+            conditions.append(f"#a{i} = :o{i}")
+        else:
+            conditions.append(f"attribute_not_exists(#a{i})")
+    expression = " ".join(part for part in (
+        "SET " + ", ".join(sets) if sets else "", "REMOVE " + ", ".join(removes) if removes else ""
+    ) if part)
+    update = {
+        "Key": {"pk": old["pk"], "sk": old["sk"]},
+        "ConditionExpression": " AND ".join(conditions),
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+    if not expression:  # nothing differs: still check the record is as read
+        return {"ConditionCheck": update}
+    return {"Update": {**update, "UpdateExpression": expression}}
 
 
 class DynamoBillingStore:
@@ -131,7 +208,7 @@ class DynamoBillingStore:
         # transaction, makes "an alias equal to another customer's id" lose a conditional write
         # (that once counted one event for two customers).
         actions.append(_alias_put(customer.id, customer.id))
-        actions += [_alias_put(alias, customer.id) for alias in customer.claimed_aliases]
+        actions += [_alias_put(alias, customer.id, customer.alias_since.get(alias)) for alias in customer.claimed_aliases]
         self._transact(actions, [None, None, *customer.claimed_aliases])
 
     def get(self, customer_id: str) -> Customer | None:
@@ -139,8 +216,8 @@ class DynamoBillingStore:
         return None if item is None else _customer(item)
 
     def by_alias(self, alias: str) -> Customer | None:
-        item = self._get(f"alias#{alias}")
-        return None if item is None else self.get(item["customer_id"]["S"])
+        item = self._get(f"alias#{alias}")  # a released alias keeps its item, without an owner
+        return None if item is None or "customer_id" not in item else self.get(item["customer_id"]["S"])
 
     def list(self, limit: int, cursor: str | None) -> Page:
         return self._list_gsi("customers", limit, cursor, _customer)
@@ -148,28 +225,12 @@ class DynamoBillingStore:
     def replace_aliases(self, before: Customer, after: Customer) -> None:
         removed = [a for a in before.claimed_aliases if a not in after.claimed_aliases]
         added = [a for a in after.claimed_aliases if a not in before.claimed_aliases]
-        item = _customer_item(after)
-        actions = [
-            {
-                "Put": {
-                    "Item": item,
-                    # optimistic concurrency: the aliases we replace are the ones stored
-                    "ConditionExpression": "aliases = :before",
-                    "ExpressionAttributeValues": {":before": {"S": json.dumps(list(before.ingest_aliases))}},
-                }
-            }
-        ]
-        actions += [
-            {
-                "Delete": {
-                    "Key": {"pk": {"S": f"alias#{a}"}, "sk": {"S": ITEM}},
-                    "ConditionExpression": "customer_id = :me",
-                    "ExpressionAttributeValues": {":me": {"S": after.id}},
-                }
-            }
-            for a in removed
-        ]
-        actions += [_alias_put(a, after.id) for a in added]
+        ends = {w.key: w.until for w in after.former_keys}
+        # Only the attributes that change are written, each conditional on its value as read (and
+        # the aliases, whose claims this transaction moves): nothing written concurrently is lost.
+        actions = [_customer_update(before, after)]
+        actions += [_alias_release(a, after.id, ends.get(a) or after.updated_at) for a in removed]
+        actions += [_alias_put(a, after.id, after.alias_since.get(a)) for a in added]
         if after.archived_at is not None and before.archived_at is None:
             # The id's own claim records the archive instant: ingest reads it to ignore later events.
             claim = _alias_put(after.id, after.id)
@@ -178,6 +239,26 @@ class DynamoBillingStore:
         if len(actions) > 100:
             raise InvalidInput("ingest_aliases", "changes too many aliases at once (at most 99)")
         self._transact(actions, [None, *[None] * len(removed), *added])
+
+    def released_until(self, aliases: list[str] | tuple[str, ...]) -> dict[str, datetime]:
+        """Where each released alias's former owner's usage ends (the aliases free after a release),
+        read consistently: a claim is conditional on it (see _alias_put)."""
+        found: dict[str, datetime] = {}
+        ordered = sorted(set(aliases))
+        for start in range(0, len(ordered), 100):
+            request = {
+                self._table: {
+                    "Keys": [{"pk": {"S": f"alias#{a}"}, "sk": {"S": ITEM}} for a in ordered[start : start + 100]],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                answer = self._client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    if "customer_id" not in item and "released_until" in item:
+                        found[item["pk"]["S"].removeprefix("alias#")] = parse_rfc3339(item["released_until"]["S"])
+                request = answer.get("UnprocessedKeys") or None
+        return found
 
     def archived_ids(self, keys: set[str]) -> dict[str, datetime]:
         """One BatchGetItem per 100 keys on the `alias#` claims (eventually consistent: an event

@@ -57,7 +57,7 @@ def set_ingest_aliases(customer_id: str) -> dict:
 @router.post("/v1/customers/archive")
 def archive_customer() -> dict:
     body = CustomerArchive.model_validate(read_body(router.current_event))
-    return {"data": {"id": wiring.customer_service().archive(body.id).id}}
+    return {"data": {"id": wiring.customer_archiving().archive(body.id).id}}
 
 
 @router.post("/v1/customers/<customer_id>/setName")
