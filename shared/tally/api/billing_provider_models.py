@@ -5,7 +5,7 @@ services/billing_providers.py, which names the field of each refusal."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import ConfigDict, Field
 
@@ -18,6 +18,15 @@ class BillingProviderSetUp(Request):
     billing_provider: str = Field(max_length=64)
     configuration: dict[str, Any]
     delivery_method: str = Field(max_length=64)
+
+
+class AvalaraCredentialsUpsert(Request):
+    avalara_environment: Literal["PRODUCTION", "SANDBOX"]
+    avalara_username: str = Field(min_length=1, max_length=255)
+    avalara_password: str = Field(min_length=1, max_length=255)
+    delivery_method_ids: list[Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]] = Field(
+        min_length=1, max_length=MAX_CONFIGURATIONS)
+    commit_transactions: bool = False
 
 
 class BillingProviderList(Request):

@@ -90,6 +90,7 @@ from tally.api.routes.alerts import AlertArchive, AlertCreate, CustomerAlertList
 from tally.api.routes.invoices import InvoiceRef
 from tally.api.threshold_models import ThresholdBillingRelease
 from tally.api.billing_provider_models import (
+    AvalaraCredentialsUpsert,
     BillingConfigCreate,
     BillingProviderList,
     BillingProviderSetUp,
@@ -315,6 +316,7 @@ OPERATIONS = (
     Operation("POST", "/v1/contracts/addManualBalanceLedgerEntry", Empty, ManualEntryRequest),
     Operation("POST", "/v1/contracts/commits/threshold-billing/release", Empty, ThresholdBillingRelease),
     # billing providers (where customers are charged)
+    Operation("POST", "/v1/upsertAvalaraCredentials", Empty, AvalaraCredentialsUpsert),
     Operation("POST", "/v1/setUpBillingProvider", "v1.settings.billing_provider_create_response:BillingProviderCreateResponse",
               BillingProviderSetUp),
     Operation("POST", "/v1/listConfiguredBillingProviders",

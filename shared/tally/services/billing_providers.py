@@ -16,6 +16,7 @@ each customer's billing provider configurations, with metronome-sdk 4.x semantic
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -132,6 +133,30 @@ class BillingProviderService:
         self._methods.create(document)
         return method_id
 
+    def upsert_avalara_credentials(self, environment: str, username: str, password: str,
+                                   delivery_method_ids: list[str], commit_transactions: bool) -> None:
+        """POST /v1/upsertAvalaraCredentials: the Avalara account of these delivery methods.
+
+        Every id is checked before anything is written. The credentials go to the vault first (one
+        secret per method, a new version on each upsert), so a method never names a missing secret;
+        the method keeps the environment, the username, commit_transactions and the secret's name,
+        never the password. Tally holds them for the method's tax provider; it computes no tax."""
+        username = _text(username, "avalara_username")
+        password = _text(password, "avalara_password")
+        methods = []
+        for index, method_id in enumerate(dict.fromkeys(delivery_method_ids)):
+            method = self._methods.get(method_id)
+            if method is None or method["customer_id"] != ACCOUNT:
+                raise InvalidInput(f"delivery_method_ids[{index}]",
+                                   "is not a delivery method of this account (listConfiguredBillingProviders)")
+            methods.append(method)
+        for method in methods:
+            name = f"{self._secret_prefix()}/{method['id']}/avalara"
+            self._vault.put(name, json.dumps({"username": username, "password": password}))
+            method["tax_credentials"] = {"provider": "avalara", "environment": environment, "username": username,
+                                         "commit_transactions": commit_transactions, "secret_name": name}
+            self._methods.replace(method)  # conditional on the version read: a concurrent change is a 409
+
     def delivery_methods(self) -> list[dict]:
         return self._methods.list_for_customer(ACCOUNT)
 
@@ -139,6 +164,10 @@ class BillingProviderService:
         shown = dict(method["configuration"])
         if "secret_hint" in method:
             shown[SECRET_FIELD] = method["secret_hint"]
+        tax = method.get("tax_credentials")
+        if tax is not None:  # never the password; the vault holds it
+            shown |= {"avalara_environment": tax["environment"], "avalara_username": tax["username"],
+                      "avalara_commit_transactions": tax["commit_transactions"]}
         return {"billing_provider": method["billing_provider"], "delivery_method": method["delivery_method"],
                 "delivery_method_configuration": shown, "delivery_method_id": method["id"]}
 

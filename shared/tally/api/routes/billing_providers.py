@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from tally import wiring
 from tally.api.billing_provider_models import (
+    AvalaraCredentialsUpsert,
     BillingConfigCreate,
     BillingProviderList,
     BillingProviderSetUp,
@@ -59,6 +60,15 @@ def set_up_billing_provider() -> dict:
     body = BillingProviderSetUp.model_validate(read_body(router.current_event))
     method_id = wiring.billing_provider_service().set_up(body.billing_provider, body.delivery_method, body.configuration)
     return {"data": {"delivery_method_id": method_id}}
+
+
+@router.post("/v1/upsertAvalaraCredentials")
+def upsert_avalara_credentials() -> dict:
+    body = AvalaraCredentialsUpsert.model_validate(read_body(router.current_event))
+    wiring.billing_provider_service().upsert_avalara_credentials(
+        body.avalara_environment, body.avalara_username, body.avalara_password, body.delivery_method_ids,
+        body.commit_transactions)
+    return {}
 
 
 @router.post("/v1/listConfiguredBillingProviders")
