@@ -13,7 +13,7 @@ from tally.adapters.dynamo.billing import DynamoBillingStore, DynamoMetricStore
 from tally.adapters.dynamo.catalog import DynamoCatalogStore
 from tally.adapters.memory import MemoryMetricStore
 from tally.api.models import MetricUpdate
-from tally.billing.errors import Conflict, InvalidInput
+from tally.billing.errors import Conflict, InvalidInput, NotFound
 from tally.billing.metrics import Aggregation, BillableMetric
 from tally.billing.pricing import Contract, Period, ProductType, ProductVersion, Rate, RateType, build_draft_invoices
 from tally.services.catalog import CatalogService, RateDraft
@@ -135,3 +135,79 @@ def test_a_product_order_written_over_a_concurrent_card_edit_is_a_conflict(catal
     with pytest.raises(Conflict):
         catalog._store.put_rate_card(replace(read, product_order=(ids["Beta"],), revision=read.revision + 1), read.revision)
     assert catalog.rate_card_record(card_id)[0].product_order == ()
+
+
+@pytest.fixture()
+def fields(dynamo, clock):
+    from tally.adapters.dynamo.custom_fields import DynamoCustomFieldStore
+    from tally.adapters.dynamo.documents import DynamoContractStore, DynamoDocumentStore
+    from tally.services.custom_fields import CustomFieldService
+
+    table, client = dynamo["billing"], dynamo["client"]
+    contracts = DynamoContractStore(table, client)
+    grants = DynamoDocumentStore(table, "grant", "created_at", client)
+    service = CustomFieldService(
+        DynamoCustomFieldStore(table, client), DynamoBillingStore(table, client), DynamoCatalogStore(table, client),
+        contracts, clock, grants,
+    )
+    return service, contracts
+
+
+PARTS = {  # entity type: (document list, part id)
+    "subscription": ("subscriptions", "sub-1"),
+    "scheduled_charge": ("scheduled_charges", "sc-1"),
+    "discount": ("discounts", "disc-1"),
+    "professional_service": ("professional_services", "ps-1"),
+    "commit": ("commits", "commit-1"),
+    "contract_credit": ("credits", "credit-1"),
+}
+
+
+def test_values_on_the_parts_of_a_contract_are_written_in_its_document(fields):
+    service, contracts = fields
+    document = {"id": "c-1", "customer_id": "cust-1", "starting_at": "2026-11-01T00:00:00Z", "custom_fields": {}}
+    for where, part_id in PARTS.values():
+        document[where] = [{"id": part_id, "custom_fields": {"given": "at create"}}]
+    contracts.create(document)
+    for entity, (where, part_id) in PARTS.items():
+        service.add_key(entity, "po", entity == "subscription")
+        assert service.set_values(entity, part_id, {"po": f"PO-{entity}"}) == {"given": "at create", "po": f"PO-{entity}"}
+    stored = contracts.get("c-1")
+    assert stored["_version"] == 1 + len(PARTS)
+    for entity, (where, part_id) in PARTS.items():
+        assert stored[where] == [{"id": part_id, "custom_fields": {"given": "at create", "po": f"PO-{entity}"}}]
+    assert service.delete_values("discount", "disc-1", ["given"]) == {"po": "PO-discount"}
+    assert service.values("subscription", "sub-1") == {"given": "at create", "po": "PO-subscription"}
+
+    # a part added by a later write of the contract is found too
+    stored = contracts.get("c-1")
+    contracts.replace({**stored, "subscriptions": [*stored["subscriptions"], {"id": "sub-2"}]})
+    assert service.set_values("subscription", "sub-2", {"po": "PO-2"}) == {"po": "PO-2"}
+    with pytest.raises(Conflict, match="custom_fields.po"):  # the key enforces uniqueness among subscriptions
+        service.set_values("subscription", "sub-2", {"po": "PO-subscription"})
+
+    with pytest.raises(NotFound, match="entity_id: scheduled_charge sub-1 not found"):  # a subscription's id
+        service.set_values("scheduled_charge", "sub-1", {"po": "x"})
+    for legacy in ("plan", "customer_plan", "credit_grant"):
+        with pytest.raises(InvalidInput, match="legacy plan-era entity") as bad:
+            service.set_values(legacy, "p-1", {"po": "x"})
+        assert bad.value.field == "entity"
+
+
+def test_a_contract_written_between_the_read_and_the_write_of_a_part_is_a_conflict(fields, monkeypatch):
+    service, contracts = fields
+    contracts.create({"id": "c-1", "customer_id": "cust-1", "starting_at": "2026-11-01T00:00:00Z",
+                      "scheduled_charges": [{"id": "sc-1"}]})
+    service.add_key("scheduled_charge", "po", False)
+    real_get = contracts.get
+
+    def get_then_someone_edits(contract_id):
+        found = real_get(contract_id)
+        contracts.replace({**real_get(contract_id), "name": "edited meanwhile"})
+        return found
+
+    monkeypatch.setattr(contracts, "get", get_then_someone_edits)
+    with pytest.raises(Conflict):
+        service.set_values("scheduled_charge", "sc-1", {"po": "PO-1"})
+    monkeypatch.undo()
+    assert contracts.get("c-1")["scheduled_charges"] == [{"id": "sc-1"}]

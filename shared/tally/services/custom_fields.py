@@ -42,10 +42,25 @@ ENTITIES = (
     "package_subscription",
     "package_scheduled_charge",
 )
-# The entity types whose values may be set and deleted so far.
-WRITABLE = ("customer", "contract", "product", "rate_card", "billable_metric", "commit", "contract_credit")
-# Customer-level commits and credits (their own documents); those inside a contract are not yet.
+# The entity types whose values may be set and deleted.
+WRITABLE = (
+    "customer", "contract", "product", "rate_card", "billable_metric", "commit", "contract_credit",
+    "subscription", "scheduled_charge", "discount", "professional_service",
+)
+# Plan-era entities: Tally has no plans.
+LEGACY = ("plan", "customer_plan", "credit_grant")
+# Customer-level commits and credits (their own documents).
 GRANT_TYPES = {"commit": ("PREPAID", "POSTPAID"), "contract_credit": ("CREDIT",)}
+# The parts of a contract, by the document lists they are kept in (a commit or credit not found
+# among the customer-level ones is looked for in its contract).
+CONTRACT_PARTS = {
+    "subscription": ("subscriptions",),
+    "scheduled_charge": ("scheduled_charges", "archived_scheduled_charges"),
+    "discount": ("discounts",),
+    "professional_service": ("professional_services",),
+    "commit": ("commits", "archived_commits"),
+    "contract_credit": ("credits", "archived_credits"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +185,11 @@ class CustomFieldService:
             fields = None if found is None else found.custom_fields
         elif entity == "billable_metric":
             found = fields = self._store.metric_fields(entity_id)
-        elif entity in GRANT_TYPES:
-            found = self._grants.get(entity_id) if self._grants is not None else None
-            if found is not None and found.get("type") not in GRANT_TYPES[entity]:
-                found = None
-            if found is None:
-                raise NotFound(f"entity_id: {entity} {entity_id} not found (only customer-level commits and credits so far)")
-            fields = found.get("custom_fields") or {}
+        elif entity in GRANT_TYPES and (grant := self._grant(entity, entity_id)) is not None:
+            found, fields = grant, grant.get("custom_fields") or {}
+        elif entity in CONTRACT_PARTS:
+            found = self._contract_part(entity, entity_id)
+            fields = None if found is None else (found[1].get("custom_fields") or {})
         elif entity == "rate_card":
             got = self._catalog.get_rate_card(entity_id)
             found = None if got is None else got[0]
@@ -200,14 +213,36 @@ class CustomFieldService:
             self._catalog.put_product(replace(found, custom_fields=dict(after), revision=found.revision + 1), found.revision)
         elif entity == "rate_card":
             self._catalog.put_rate_card(replace(found, custom_fields=dict(after), revision=found.revision + 1), found.revision)
+        elif entity in CONTRACT_PARTS and isinstance(found, tuple):
+            contract, part, where = found
+            parts = list(contract[where])
+            parts[parts.index(part)] = {**part, "custom_fields": dict(after)}
+            self._contracts.replace({**contract, where: parts})  # conditional on the contract's version read
         elif entity in GRANT_TYPES:
             self._grants.replace({**found, "custom_fields": dict(after)})
         else:
             self._contracts.replace({**found, "custom_fields": dict(after)})
 
 
+    def _grant(self, entity: str, grant_id: str) -> dict | None:
+        found = self._grants.get(grant_id) if self._grants is not None else None
+        return found if found is not None and found.get("type") in GRANT_TYPES[entity] else None
+
+    def _contract_part(self, entity: str, part_id: str) -> tuple[dict, dict, str] | None:
+        """(the contract, the part, the list holding it), or None."""
+        contract_id = self._contracts.part_owner(part_id)
+        contract = None if contract_id is None else self._contracts.get(contract_id)
+        for where in CONTRACT_PARTS[entity] if contract is not None else ():
+            for part in contract.get(where) or ():
+                if part.get("id") == part_id:
+                    return contract, part, where
+        return None
+
+
 def _writable(entity: str) -> str:
     _entity(entity)
+    if entity in LEGACY:
+        raise InvalidInput("entity", f"{entity} is a legacy plan-era entity: Tally has no plans (use contracts)")
     if entity not in WRITABLE:
         raise InvalidInput("entity", f"{entity}: setting custom field values is not supported yet (supported: {', '.join(WRITABLE)})")
     return entity

@@ -154,6 +154,50 @@ class DynamoContractStore(DynamoDocumentStore):
     def __init__(self, table: str, client=None) -> None:
         super().__init__(table, "contract", "starting_at", client)
 
+    # -- the parts of contracts, found by their own id (custom field values name them alone) -----
+    # `contract_part#<part id>` / sk `#` holds the id of the contract holding that subscription,
+    # scheduled charge, discount, professional service, commit or credit. It is written before the
+    # contract (an idempotent put: a part id is a new uuid, in one contract for ever), so a part
+    # of a stored contract is always found; an entry whose contract write then failed names a
+    # contract without that part, which part_owner's caller checks.
+    def get(self, document_id: str) -> dict | None:
+        return _with_parts(super().get(document_id))
+
+    def list_for_customer(self, customer_id: str) -> list[dict]:
+        return [_with_parts(d) for d in super().list_for_customer(customer_id)]
+
+    def replace(self, document: dict, invoices_written: int | None = None) -> None:
+        self._index_parts(document)
+        super().replace(document, invoices_written)
+
+    def _put_new(self, document: dict) -> dict:
+        self._index_parts(document)
+        return super()._put_new(document)
+
+    def _put_next_version(self, document: dict) -> dict:
+        self._index_parts(document)
+        return super()._put_next_version(document)
+
+    def _index_parts(self, document: dict) -> None:
+        new = sorted(part_ids(document) - set(document.get("_parts") or ()))
+        for start in range(0, len(new), 25):  # BatchWriteItem's most
+            pending = {
+                self._table: [
+                    {"PutRequest": {"Item": {"pk": {"S": _part_pk(i)}, "sk": {"S": ITEM}, "contract_id": {"S": document["id"]}}}}
+                    for i in new[start : start + 25]
+                ]
+            }
+            try:
+                while pending:  # idempotent puts by key: resending unprocessed ones is safe
+                    pending = self._client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+            except ClientError as exc:
+                raise translate(exc) from exc
+
+    def part_owner(self, part_id: str) -> str | None:
+        """The id of the contract a part was written in (read consistently), None if unknown."""
+        item = get_item(self._client, self._table, _part_pk(part_id))
+        return None if item is None else item["contract_id"]["S"]
+
     def commit_edit(
         self, document: dict, edit: dict, uniqueness_key: str | None = None, invoices_written: int | None = None,
         others_written: Sequence[tuple[str, int]] = (),
@@ -274,6 +318,28 @@ class DynamoContractStore(DynamoDocumentStore):
         """The contract as it was at `version`, if kept (keep_version)."""
         item = get_item(self._client, self._table, _versions_pk(contract_id), f"{version:012d}")
         return None if item is None else exact_json.loads(item["document"]["S"]) | {"_version": version}
+
+
+# The lists of a contract document whose entries are parts with their own id.
+PART_LISTS = (
+    "subscriptions", "scheduled_charges", "archived_scheduled_charges", "discounts", "professional_services",
+    "commits", "archived_commits", "credits", "archived_credits",
+)
+
+
+def part_ids(document: dict) -> set[str]:
+    return {part["id"] for name in PART_LISTS for part in document.get(name) or () if part.get("id")}
+
+
+def _with_parts(document: dict | None) -> dict | None:
+    """The document, noting the parts it was read with (indexed already: not written again)."""
+    if document is not None:
+        document["_parts"] = sorted(part_ids(document))
+    return document
+
+
+def _part_pk(part_id: str) -> str:
+    return f"contract_part#{part_id}"
 
 
 def _edits_pk(contract_id: str) -> str:
