@@ -389,3 +389,16 @@ def custom_field_service():
         DynamoCustomFieldStore(table), billing_store(), DynamoCatalogStore(table), DynamoContractStore(table), system_clock,
         _documents("grant", "created_at"),
     )
+
+
+@lru_cache(maxsize=1)
+def package_service():
+    from tally.adapters.dynamo.packages import DynamoPackageStore
+    from tally.api.contract_models import ContractCreate  # a package is checked as the contract create it makes
+    from tally.services.packages import PackageService
+
+    table = get_settings().require("billing_table")
+    return PackageService(
+        DynamoPackageStore(table), DynamoContractStore(table), contract_service(),
+        lambda body: ContractCreate.model_validate(body).to_document(), system_clock,
+    )

@@ -9,12 +9,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Iterable
 
+from tally.billing import exact_json
 from tally.billing.counters import CounterKey, CounterRow, RowSums, exact_sum, part_values, range_problem, row_label
 from tally.billing.customers import Customer
 from tally.billing.errors import Conflict
 from tally.billing.events import UsageEvent
 from tally.billing.metrics import BillableMetric
 from tally.billing.quarantine import APPLIED, PENDING, QuarantinedPair
+from tally.billing.time import format_sortable, parse_rfc3339
 from tally.services.ports import NOT_PENDING, OUT_OF_RANGE, REAPPLIED, AdditiveState, ApiKeyRecord, Page, StoredEvent
 
 
@@ -259,3 +261,49 @@ class MemoryApiKeyStore:
                 self.records[key_hash] = replace(record, revoked_at=at)
                 return self.records[key_hash]
         raise KeyError(key_id)
+
+
+class MemoryPackageStore:
+    """Packages and alias schedules in memory (services/packages.py PackageStore), with the
+    conditions of the DynamoDB store: a new id, alias schedules written over the version read, and
+    a uniqueness key claimed once."""
+
+    def __init__(self) -> None:
+        self._packages: dict[str, tuple[str, int]] = {}  # id -> (exact JSON, version)
+        self._aliases: dict[str, tuple[str, int]] = {}
+        self._claims: set[str] = set()
+
+    def create(self, package: dict, aliases: dict[str, tuple[list[dict], int | None]], uniqueness_key: str | None) -> None:
+        if uniqueness_key is not None and uniqueness_key in self._claims:
+            raise Conflict(f"a package with uniqueness_key {uniqueness_key!r} already exists")
+        for name, (_, version) in aliases.items():
+            if (self._aliases[name][1] if name in self._aliases else None) != version:
+                raise Conflict("an alias of the package was assigned meanwhile; retry")
+        if package["id"] in self._packages:
+            raise Conflict("the package already exists")
+        self._packages[package["id"]] = (exact_json.dumps({k: v for k, v in package.items() if not k.startswith("_")}), 1)
+        for name, (entries, version) in aliases.items():
+            self._aliases[name] = (exact_json.dumps(entries), (version or 0) + 1)
+        if uniqueness_key is not None:
+            self._claims.add(uniqueness_key)
+
+    def get(self, package_id: str) -> dict | None:
+        if package_id not in self._packages:
+            return None
+        text, version = self._packages[package_id]
+        return exact_json.loads(text) | {"_version": version}
+
+    def replace(self, package: dict) -> None:
+        _, version = self._packages[package["id"]]
+        if version != package["_version"]:
+            raise Conflict("the package changed while it was being updated; retry")
+        self._packages[package["id"]] = (exact_json.dumps({k: v for k, v in package.items() if not k.startswith("_")}), version + 1)
+
+    def page(self, after: str | None, limit: int) -> tuple[list[dict], str | None]:
+        keyed = sorted((f"{format_sortable(parse_rfc3339(p['created_at']))}#{p['id']}", p) for p in map(self.get, self._packages))
+        rest = [(k, p) for k, p in keyed if after is None or k > after]
+        page = rest[:limit]
+        return [p for _, p in page], page[-1][0] if len(rest) > limit else None
+
+    def alias_schedules(self, names: list[str]) -> dict[str, tuple[list[dict], int]]:
+        return {n: (exact_json.loads(self._aliases[n][0]), self._aliases[n][1]) for n in names if n in self._aliases}

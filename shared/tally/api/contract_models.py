@@ -57,7 +57,6 @@ Frequency = Literal["MONTHLY", "QUARTERLY", "ANNUAL", "WEEKLY"]
 # Metronome contract features Tally does not implement yet. A request using them is refused (400
 # naming the field) rather than accepted and silently mis-billed; an empty list is fine.
 UNSUPPORTED = (
-    "package_id", "package_alias",
     "revenue_system_configuration",
 )
 
@@ -493,8 +492,10 @@ class ContractCreate(Request):
     prepaid_balance_threshold_configuration: PrepaidBalanceThresholdConfigurationIn | None = None
     transition: TransitionIn | None = None
     hierarchy_configuration: HierarchyConfigurationIn | None = None
-    package_id: str | None = None
-    package_alias: str | None = None
+    # A contract from a package (services/packages.py): the route builds the body from the package,
+    # which then names the package by id; package_alias never reaches a document.
+    package_id: str | None = Field(default=None, min_length=1, max_length=MAX_ID_LENGTH)
+    package_alias: str | None = Field(default=None, min_length=1, max_length=MAX_NAME_LENGTH)
     usage_filter: UsageFilterIn | None = None
     scheduled_charges_on_usage_invoices: Literal["ALL"] | None = None
     revenue_system_configuration: Any = None
@@ -510,6 +511,7 @@ class ContractCreate(Request):
             {
                 "customer_id": self.customer_id,
                 "name": self.name,
+                "package_id": self.package_id,
                 "rate_card_id": self.rate_card_id,
                 "rate_card_alias": self.rate_card_alias,
                 "starting_at": _required_time("starting_at", self.starting_at),
@@ -1015,6 +1017,8 @@ def contract_json(
         body["scheduled_charges_on_usage_invoices"] = doc["scheduled_charges_on_usage_invoices"]
     if doc.get("uniqueness_key"):
         body["uniqueness_key"] = doc["uniqueness_key"]
+    if doc.get("package_id"):
+        body["package_id"] = doc["package_id"]
     shown = billing_provider_fields(doc, view.now)
     if shown:
         body["customer_billing_provider_configuration"] = shown["customer_billing_provider_configuration"]

@@ -70,6 +70,7 @@ from tally.api.contract_v2_models import ContractV2Get, ContractV2List
 from tally.api.usage_filter_models import UsageFilterSet
 from tally.api import named_schedule_models as named
 from tally.api import custom_field_models as cf
+from tally.api import package_models as pk
 from tally.api.errors import ErrorBody
 from tally.api.rate_schedule_models import ContractScheduleGet, RateCardScheduleGet
 from tally.api.models import (
@@ -258,6 +259,15 @@ OPERATIONS = (
     Operation("POST", "/v1/customFields/removeKey", Empty, cf.CustomFieldRemoveKey),
     Operation("POST", "/v1/customFields/setValues", Empty, cf.CustomFieldSetValues),
     Operation("POST", "/v1/customFields/deleteValues", Empty, cf.CustomFieldDeleteValues),
+    # packages
+    Operation("POST", "/v1/packages/create", "v1.package_create_response:PackageCreateResponse", pk.PackageCreate),
+    Operation("POST", "/v1/packages/get", "v1.package_retrieve_response:PackageRetrieveResponse", pk.PackageRef),
+    Operation("POST", "/v1/packages/list", "v1.package_list_response:PackageListResponse", pk.PackageList,
+              PAGE, page="next_page", body_optional=True),
+    Operation("POST", "/v1/packages/archive", "v1.package_archive_response:PackageArchiveResponse", pk.PackageRef),
+    Operation("POST", "/v1/packages/listContractsOnPackage",
+              "v1.package_list_contracts_on_package_response:PackageListContractsOnPackageResponse",
+              pk.ContractsOnPackageList, PAGE, page="next_page"),
     # contracts
     Operation("POST", "/v1/contracts/create", "v1.contract_create_response:ContractCreateResponse", ContractCreate),
     Operation("POST", "/v1/contracts/get", "v1.contract_retrieve_response:ContractRetrieveResponse", ContractRef),

@@ -96,6 +96,18 @@ MAX_PROPERTY_NAME_LENGTH = 128
 # (100 items at most), with the customer's own item.
 MAX_INGEST_ALIASES = 40  # (DYNAMO_TRANSACTION_ITEMS - 2) // 2 = 49 would just fit
 
+# A package is one item (its terms as JSON): parts of each kind, schedule items of each part, and its
+# aliases, each alias written in the package's create transaction (100 items at most).
+MAX_PACKAGE_PARTS = 100
+MAX_PACKAGE_SCHEDULE_ITEMS = 120
+MAX_PACKAGE_ALIASES = 10
+# Windows one alias's schedule keeps (one item): each later assignment adds at most two.
+MAX_ALIAS_ENTRIES = 200
+# Offsets from a contract's start: a century, so every resolved date stays below year 9999.
+MAX_PACKAGE_OFFSET = {"DAYS": 36_525, "WEEKS": 5_218, "MONTHS": 1_200, "YEARS": 100}
+# Packages, or contracts on a package, one page lists (one query page, then one BatchGetItem).
+MAX_PACKAGES_PAGE = 100
+
 # A named schedule is one item: its segments as JSON, with room left for its keys and name.
 MAX_NAMED_SCHEDULE_BYTES = 300 * 1_024
 # Product ids in a rate card's product order: kept in the card's own item, 2,000 x ~40 bytes
@@ -139,6 +151,8 @@ LIMITS = (
     Limit("characters of a property name", str(MAX_PROPERTY_NAME_LENGTH), "DynamoDB's 400 KB item"),
     Limit("ingest aliases of a customer", str(MAX_INGEST_ALIASES), "one 100-item transaction replaces them all"),
     Limit("bytes of one named schedule as JSON (all its segments)", _n(MAX_NAMED_SCHEDULE_BYTES), "DynamoDB's 400 KB item"),
+    Limit("parts of each kind of a package / schedule items of a part / aliases", f"{MAX_PACKAGE_PARTS} / {MAX_PACKAGE_SCHEDULE_ITEMS} / {MAX_PACKAGE_ALIASES}", "DynamoDB's 400 KB item; the 100-item create transaction"),
+    Limit("packages or contracts on a package in one page", str(MAX_PACKAGES_PAGE), "one query page and one BatchGetItem"),
 )
 
 

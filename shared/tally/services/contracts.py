@@ -410,9 +410,15 @@ class ContractService:
         self._store.create(document, uniqueness_key)
         return document
 
-    def prepared(self, request: dict, uniqueness_key: str | None = None) -> dict:
+    def check_terms(self, request: dict) -> None:
+        """InvalidInput unless `request`'s terms would make a valid contract, whoever the customer
+        (a package's terms, checked when the package is created)."""
+        self.prepared(request, for_customer=False)
+
+    def prepared(self, request: dict, uniqueness_key: str | None = None, for_customer: bool = True) -> dict:
         """The document `create` writes: ids given, rate card resolved, validated; not written."""
-        self.customer(request["customer_id"])
+        if for_customer:
+            self.customer(request["customer_id"])
         now = self._clock()
         document = dict(request)
         document["rate_card_id"] = self._resolve_rate_card(request)

@@ -10,6 +10,7 @@ is a 409 and never a second document.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Sequence
 
 from botocore.exceptions import ClientError
@@ -198,6 +199,27 @@ class DynamoContractStore(DynamoDocumentStore):
         item = get_item(self._client, self._table, _part_pk(part_id))
         return None if item is None else item["contract_id"]["S"]
 
+    def create(self, document: dict, uniqueness_key: str | None = None) -> None:
+        # Idempotent by key: the contract id is new, and its uniqueness claim and package link
+        # (package_link) are written in the same transaction or not at all.
+        actions: list[dict] = [self._put_new(document), *package_link(self._table, document)]
+        if uniqueness_key is not None:
+            claim_pk = f"{self._kind}_uniq#{document['customer_id']}#{uniqueness_key}"
+            actions.append(claim(self._table, claim_pk, document_id=document["id"]))
+        transact_or_conflict(
+            self._client,
+            actions,
+            f"a contract with uniqueness_key {uniqueness_key!r} already exists for this customer"
+            if uniqueness_key is not None
+            else "the contract already exists",
+        )
+
+    def contracts_on_package(
+        self, package_id: str, earliest: datetime | None, latest: datetime | None, after: str | None, limit: int
+    ) -> tuple[list[dict], str | None]:
+        """A page of the contracts made from the package (services/packages.py PackageContracts)."""
+        return _contracts_on_package(self._client, self._table, package_id, earliest, latest, after, limit)
+
     def commit_edit(
         self, document: dict, edit: dict, uniqueness_key: str | None = None, invoices_written: int | None = None,
         others_written: Sequence[tuple[str, int]] = (),
@@ -236,6 +258,7 @@ class DynamoContractStore(DynamoDocumentStore):
             self._put_next_version(ended),
             self._put_edit_record(ended["id"], edit),
             self._put_new(document),
+            *package_link(self._table, document),
         ]
         if invoices_written is not None:
             actions.append(records_unchanged(self._table, document["customer_id"], invoices_written))
@@ -263,6 +286,7 @@ class DynamoContractStore(DynamoDocumentStore):
         if uniqueness_key is not None:
             claim_pk = f"{self._kind}_uniq#{document['customer_id']}#{uniqueness_key}"
             actions.append(claim(self._table, claim_pk, document_id=document["id"]))
+        actions += package_link(self._table, document)  # after the claim: its index (2) is checked below
         try:
             self._client.transact_write_items(TransactItems=actions)
         except ClientError as exc:
@@ -349,3 +373,64 @@ def _edits_pk(contract_id: str) -> str:
 def _versions_pk(contract_id: str) -> str:
     return f"contract_versions#{contract_id}"
 
+
+def package_link(table: str, document: dict) -> list[dict]:
+    """The transaction action linking a contract made from a package to it (none otherwise); its
+    key (package, starting_at, contract id) is new with the contract, so a replay cannot add two."""
+    if not document.get("package_id"):
+        return []
+    return [{
+        "Put": {
+            "TableName": table,
+            "Item": {
+                "pk": {"S": f"package_contracts#{document['package_id']}"},
+                "sk": {"S": f"{format_sortable(parse_rfc3339(document['starting_at']))}#{document['id']}"},
+                "customer_id": {"S": document["customer_id"]},
+                "contract_id": {"S": document["id"]},
+            },
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+    }]
+
+
+def _contracts_on_package(
+    client, table: str, package_id: str, earliest: datetime | None, latest: datetime | None, after: str | None, limit: int
+) -> tuple[list[dict], str | None]:
+    """A page of the package's links (starting_at within [earliest, latest]) and the contracts they
+    name, read with one BatchGetItem."""
+    low = after if after is not None else (format_sortable(earliest) if earliest is not None else None)
+    high = None if latest is None else format_sortable(latest) + "#\U0010ffff"
+    condition = "pk = :p"
+    values: dict = {":p": {"S": f"package_contracts#{package_id}"}}
+    if low is not None and high is not None:
+        condition += " AND sk BETWEEN :lo AND :hi"
+        values |= {":lo": {"S": low}, ":hi": {"S": high}}
+    elif low is not None:
+        condition += " AND sk >= :lo"
+        values[":lo"] = {"S": low}
+    elif high is not None:
+        condition += " AND sk <= :hi"
+        values[":hi"] = {"S": high}
+    kwargs = {"TableName": table, "KeyConditionExpression": condition, "ExpressionAttributeValues": values,
+              "Limit": limit + (1 if after is not None else 0), "ConsistentRead": True}
+    try:
+        answer = client.query(**kwargs)
+    except ClientError as exc:
+        raise translate(exc) from exc
+    links = [i for i in answer["Items"] if i["sk"]["S"] != after]  # BETWEEN / >= include the cursor itself
+    more = bool(answer.get("LastEvaluatedKey")) or len(links) > limit
+    links = links[:limit]
+    cursor = links[-1]["sk"]["S"] if links and more else None
+    documents: dict[str, dict] = {}
+    request = {table: {"Keys": [{"pk": {"S": f"contract#{i['contract_id']['S']}"}, "sk": {"S": ITEM}} for i in links],
+                       "ConsistentRead": True}} if links else None
+    while request:
+        try:
+            got = client.batch_get_item(RequestItems=request)
+        except ClientError as exc:
+            raise translate(exc) from exc
+        for item in got.get("Responses", {}).get(table, []):
+            document = _document(item)
+            documents[document["id"]] = document
+        request = got.get("UnprocessedKeys") or None
+    return [documents[i["contract_id"]["S"]] for i in links if i["contract_id"]["S"] in documents], cursor

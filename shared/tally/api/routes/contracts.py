@@ -30,6 +30,7 @@ from tally.api.routes.contract_edits import api_key_id
 from tally.api.routes.billing_providers import with_external_invoices
 from tally.api.pagination import offset_cursor, page_limit
 from tally.billing.errors import InvalidInput
+from tally.billing.packages import CONTRACT_FIELDS_WITH_PACKAGE
 from tally.billing.pricing import Product
 from tally.billing.time import format_rfc3339
 from tally.services.invoices import DraftInvoice
@@ -57,6 +58,8 @@ def _contract_json(document: dict, view: ContractView) -> dict:
 @router.post("/v1/contracts/create")
 def create_contract() -> dict:
     body = ContractCreate.model_validate(read_body(router.current_event))
+    if body.package_id is not None or body.package_alias is not None:
+        body = _from_package(body)
     request = contract_billing_providers.for_create(body.to_document(), wiring.billing_provider_service())
     if "transition" in request:
         if "hierarchy_configuration" in request:
@@ -69,6 +72,17 @@ def create_contract() -> dict:
     if sets_threshold(request):  # evaluated at once, as Metronome does; never fails the create
         wiring.alert_service().evaluate_after_write(document["customer_id"])
     return {"data": {"id": document["id"]}}
+
+
+def _from_package(body: ContractCreate) -> ContractCreate:
+    """The create a package makes (services/packages.py): only the fields Metronome allows next to
+    package_id are taken from the request, and they are layered over the package's terms."""
+    for name in sorted(body.model_fields_set - set(CONTRACT_FIELDS_WITH_PACKAGE)):
+        if getattr(body, name) is not None:
+            raise InvalidInput(name, "cannot be given with package_id or package_alias (the package sets it)")
+    request = body.model_dump(include=set(CONTRACT_FIELDS_WITH_PACKAGE), exclude_none=True)
+    request["starting_at"] = format_rfc3339(parse_time_param("starting_at", body.starting_at))
+    return ContractCreate.model_validate(wiring.package_service().contract_create_body(request))
 
 
 @router.post("/v1/contracts/get")
