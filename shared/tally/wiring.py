@@ -382,12 +382,13 @@ def reset() -> None:
 @lru_cache(maxsize=1)
 def custom_field_service():
     from tally.adapters.dynamo.custom_fields import DynamoCustomFieldStore
+    from tally.adapters.dynamo.packages import DynamoPackageStore
     from tally.services.custom_fields import CustomFieldService
 
     table = get_settings().require("billing_table")
     return CustomFieldService(
         DynamoCustomFieldStore(table), billing_store(), DynamoCatalogStore(table), DynamoContractStore(table), system_clock,
-        _documents("grant", "created_at"),
+        _documents("grant", "created_at"), DynamoPackageStore(table),
     )
 
 

@@ -11,6 +11,8 @@ from metronome.types.v1.package_retrieve_response import PackageRetrieveResponse
 from pydantic import ValidationError
 
 from tally.adapters.dynamo.billing import DynamoBillingStore
+from tally.adapters.dynamo.catalog import DynamoCatalogStore
+from tally.adapters.dynamo.custom_fields import DynamoCustomFieldStore
 from tally.adapters.dynamo.documents import DynamoContractStore
 from tally.adapters.dynamo.packages import DynamoPackageStore
 from tally.adapters.memory import MemoryPackageStore
@@ -20,6 +22,7 @@ from tally.billing import exact_json
 from tally.billing.errors import Conflict, InvalidInput, NotFound
 from tally.billing.time import parse_rfc3339
 from tally.services.contracts import ContractService
+from tally.services.custom_fields import CustomFieldService
 from tally.services.customers import CustomerService
 from tally.services.packages import PackageService
 from tests.service.test_contracts_service import FakeCatalog
@@ -40,7 +43,9 @@ def world(request, dynamo, clock):
     store = MemoryPackageStore() if request.param == "memory" else DynamoPackageStore(dynamo["billing"], dynamo["client"])
     packages = PackageService(store, contract_store, contracts, _to_request, clock)
     customers = CustomerService(billing, clock)
-    return {"packages": packages, "contracts": contracts, "clock": clock, "customers": customers,
+    fields = CustomFieldService(DynamoCustomFieldStore(dynamo["billing"], dynamo["client"]), billing,
+                                DynamoCatalogStore(dynamo["billing"], dynamo["client"]), contract_store, clock, packages=store)
+    return {"packages": packages, "contracts": contracts, "clock": clock, "customers": customers, "fields": fields,
             "customer": customers.create("Acme", [], None, {})}
 
 
@@ -209,3 +214,24 @@ def test_contracts_on_a_package_are_paged_and_filtered(world):
     assert len(packages.contracts_on(package["id"], None, None, True, None, 10)[0]) == 3
     with pytest.raises(InvalidInput):
         packages.contracts_on(package["id"], covering, since, False, None, 10)
+
+
+def test_custom_field_values_on_a_package_part_are_set_by_its_id_and_reach_later_contracts(world):
+    package = _create(world)
+    fields, packages = world["fields"], world["packages"]
+    commit_id = package["commits"][0]["id"]
+    charge_id = package["scheduled_charges"][0]["id"]
+    fields.add_key("package_commit", "erp", enforce_uniqueness=False)
+    fields.add_key("package_scheduled_charge", "sku", enforce_uniqueness=False)
+
+    assert fields.set_values("package_commit", commit_id, {"erp": "C-2"}) == {"erp": "C-2"}
+    fields.set_values("package_scheduled_charge", charge_id, {"sku": "S-1"})
+
+    stored = packages.get(package["id"])
+    assert stored["commits"][0]["custom_fields"] == {"erp": "C-2"}
+    assert stored["scheduled_charges"][0]["custom_fields"] == {"sku": "S-1"}
+    made = _contract(world, world["customer"].id, "2026-02-01T00:00:00Z", package_id=package["id"])
+    assert world["contracts"].get(world["customer"].id, made["id"])["commits"][0]["custom_fields"] == {"erp": "C-2"}
+    with pytest.raises(NotFound):  # a commit id is not a credit's
+        fields.set_values("package_credit", commit_id, {})
+    assert fields.delete_values("package_commit", commit_id, ["erp"]) == {}

@@ -272,6 +272,7 @@ class MemoryPackageStore:
         self._packages: dict[str, tuple[str, int]] = {}  # id -> (exact JSON, version)
         self._aliases: dict[str, tuple[str, int]] = {}
         self._claims: set[str] = set()
+        self._parts: dict[str, str] = {}
 
     def create(self, package: dict, aliases: dict[str, tuple[list[dict], int | None]], uniqueness_key: str | None) -> None:
         if uniqueness_key is not None and uniqueness_key in self._claims:
@@ -286,6 +287,11 @@ class MemoryPackageStore:
             self._aliases[name] = (exact_json.dumps(entries), (version or 0) + 1)
         if uniqueness_key is not None:
             self._claims.add(uniqueness_key)
+        for kind in ("commits", "credits", "subscriptions", "scheduled_charges"):
+            self._parts.update({p["id"]: package["id"] for p in package.get(kind) or ()})
+
+    def part_owner(self, part_id: str) -> str | None:
+        return self._parts.get(part_id)
 
     def get(self, package_id: str) -> dict | None:
         if package_id not in self._packages:

@@ -46,6 +46,7 @@ ENTITIES = (
 WRITABLE = (
     "customer", "contract", "product", "rate_card", "billable_metric", "commit", "contract_credit",
     "subscription", "scheduled_charge", "discount", "professional_service",
+    "package_commit", "package_credit", "package_subscription", "package_scheduled_charge",
 )
 # Plan-era entities: Tally has no plans.
 LEGACY = ("plan", "customer_plan", "credit_grant")
@@ -60,6 +61,15 @@ CONTRACT_PARTS = {
     "professional_service": ("professional_services",),
     "commit": ("commits", "archived_commits"),
     "contract_credit": ("credits", "archived_credits"),
+}
+
+
+# The parts of a package (services/packages.py), by the list each is kept in.
+PACKAGE_PARTS = {
+    "package_commit": "commits",
+    "package_credit": "credits",
+    "package_subscription": "subscriptions",
+    "package_scheduled_charge": "scheduled_charges",
 }
 
 
@@ -97,10 +107,14 @@ def _key(key: str, field: str = "key") -> str:
 
 
 class CustomFieldService:
-    def __init__(self, store: CustomFieldStore, customers, catalog, contracts, clock: Callable[[], datetime], grants=None) -> None:
+    def __init__(
+        self, store: CustomFieldStore, customers, catalog, contracts, clock: Callable[[], datetime], grants=None, packages=None
+    ) -> None:
         """customers: a CustomerStore; catalog: a CatalogStore; contracts: a ContractStore; grants: the
-        customer-level commit and credit documents (a DynamoDocumentStore of kind grant)."""
+        customer-level commit and credit documents (a DynamoDocumentStore of kind grant); packages:
+        a PackageStore (services/packages.py)."""
         self._grants = grants
+        self._packages = packages
         self._store = store
         self._customers = customers
         self._catalog = catalog
@@ -190,6 +204,9 @@ class CustomFieldService:
         elif entity in CONTRACT_PARTS:
             found = self._contract_part(entity, entity_id)
             fields = None if found is None else (found[1].get("custom_fields") or {})
+        elif entity in PACKAGE_PARTS:
+            found = self._package_part(entity, entity_id)
+            fields = None if found is None else (found[1].get("custom_fields") or {})
         elif entity == "rate_card":
             got = self._catalog.get_rate_card(entity_id)
             found = None if got is None else got[0]
@@ -218,6 +235,11 @@ class CustomFieldService:
             parts = list(contract[where])
             parts[parts.index(part)] = {**part, "custom_fields": dict(after)}
             self._contracts.replace({**contract, where: parts})  # conditional on the contract's version read
+        elif entity in PACKAGE_PARTS and isinstance(found, tuple):
+            package, part, where = found
+            parts = list(package[where])
+            parts[parts.index(part)] = {**part, "custom_fields": dict(after)}
+            self._packages.replace({**package, where: parts})  # conditional on the package's version read
         elif entity in GRANT_TYPES:
             self._grants.replace({**found, "custom_fields": dict(after)})
         else:
@@ -227,6 +249,16 @@ class CustomFieldService:
     def _grant(self, entity: str, grant_id: str) -> dict | None:
         found = self._grants.get(grant_id) if self._grants is not None else None
         return found if found is not None and found.get("type") in GRANT_TYPES[entity] else None
+
+    def _package_part(self, entity: str, part_id: str) -> tuple[dict, dict, str] | None:
+        """(the package, the part, the list holding it), or None."""
+        package_id = None if self._packages is None else self._packages.part_owner(part_id)
+        package = None if package_id is None else self._packages.get(package_id)
+        where = PACKAGE_PARTS[entity]
+        for part in (package or {}).get(where) or ():
+            if part.get("id") == part_id:
+                return package, part, where
+        return None
 
     def _contract_part(self, entity: str, part_id: str) -> tuple[dict, dict, str] | None:
         """(the contract, the part, the list holding it), or None."""

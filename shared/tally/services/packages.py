@@ -39,6 +39,9 @@ class PackageStore(Protocol):
     def alias_schedules(self, names: list[str]) -> dict[str, tuple[list[dict], int]]:
         """Each named alias's schedule and its version (absent: never assigned)."""
 
+    def part_owner(self, part_id: str) -> str | None:
+        """The id of the package a commit, credit, subscription or scheduled charge was created in."""
+
 
 class PackageContracts(Protocol):
     def contracts_on_package(

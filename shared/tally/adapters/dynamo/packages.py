@@ -21,6 +21,7 @@ from tally.billing.errors import Conflict
 from tally.billing.time import format_sortable, parse_rfc3339
 
 PACKAGES = "packages"
+PART_KINDS = ("commits", "credits", "subscriptions", "scheduled_charges")  # parts custom fields can name
 
 
 def _item(package: dict, version: int) -> dict:
@@ -63,6 +64,7 @@ class DynamoPackageStore:
             actions.append({"Put": put})
         if uniqueness_key is not None:
             actions.append(claim(self._table, f"package_uniq#{uniqueness_key}", package_id=package["id"]))
+        self._index_parts(package)
         try:
             self._client.transact_write_items(TransactItems=actions)
         except ClientError as exc:
@@ -72,6 +74,27 @@ class DynamoPackageStore:
             if any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in codes):
                 raise Conflict("an alias of the package was assigned meanwhile; retry") from exc
             raise translate(exc) from exc
+
+    def _index_parts(self, package: dict) -> None:
+        # `package_part#<part id>` / `#` names the package holding a commit, credit, subscription or
+        # scheduled charge (custom field values name a part by its id alone). Written before the
+        # package, as idempotent puts by key (a part id is a new uuid, in one package for ever): an
+        # entry whose package write then failed names a package that is not there, or not with it.
+        ids = sorted(p["id"] for kind in PART_KINDS for p in package.get(kind) or ())
+        for start in range(0, len(ids), 25):  # BatchWriteItem's most
+            pending = {self._table: [
+                {"PutRequest": {"Item": {"pk": {"S": f"package_part#{i}"}, "sk": {"S": ITEM}, "package_id": {"S": package["id"]}}}}
+                for i in ids[start:start + 25]
+            ]}
+            try:
+                while pending:  # resending unprocessed puts is safe
+                    pending = self._client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+            except ClientError as exc:
+                raise translate(exc) from exc
+
+    def part_owner(self, part_id: str) -> str | None:
+        item = get_item(self._client, self._table, f"package_part#{part_id}")
+        return None if item is None else item["package_id"]["S"]
 
     def get(self, package_id: str) -> dict | None:
         item = get_item(self._client, self._table, f"package#{package_id}")
