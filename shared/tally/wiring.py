@@ -388,7 +388,7 @@ def custom_field_service():
     table = get_settings().require("billing_table")
     return CustomFieldService(
         DynamoCustomFieldStore(table), billing_store(), DynamoCatalogStore(table), DynamoContractStore(table), system_clock,
-        _documents("grant", "created_at"), DynamoPackageStore(table),
+        _documents("grant", "created_at"), DynamoPackageStore(table), alerts=DynamoAlertStore(table),
     )
 
 

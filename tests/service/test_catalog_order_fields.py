@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import pytest
 
@@ -211,3 +212,83 @@ def test_a_contract_written_between_the_read_and_the_write_of_a_part_is_a_confli
         service.set_values("scheduled_charge", "sc-1", {"po": "PO-1"})
     monkeypatch.undo()
     assert contracts.get("c-1")["scheduled_charges"] == [{"id": "sc-1"}]
+
+
+def _balance(grant_id, kind, remaining):
+    from tally.billing.balances.burn_down import SegmentBalance
+
+    return SegmentBalance(grant_id, f"{grant_id}-s", kind, USD, "c-1", NOV, DEC, Decimal(500), Decimal(remaining), Decimal(0), NOV)
+
+
+USD = "2714e483-4ff1-48e4-9e25-ac732e8f24f2"
+
+
+@pytest.mark.parametrize(
+    "filters, watched",
+    [
+        ((), 10 + 20 + 40),
+        ((("Commit", "team", "ai"),), 10),  # the credit also says ai, but a Commit filter takes commits only
+        ((("ContractCredit", "team", "ai"),), 20),
+        ((("ContractCreditOrCommit", "team", "ai"),), 10 + 20),
+        ((("Contract", "region", "eu"),), 10 + 20),  # the customer-level commit has no contract
+        ((("ContractCreditOrCommit", "team", "ai"), ("Contract", "region", "us")), None),  # nothing left to watch
+    ],
+    ids=["no filter", "commits of a team", "credits of a team", "either", "of a contract", "all must hold"],
+)
+def test_a_balance_alert_watches_the_balances_its_custom_field_filters_match(filters, watched):
+    from types import SimpleNamespace
+
+    from tally.billing.alerts import Alert, AlertType, CustomFieldFilter
+    from tally.billing.balances import GrantKind
+    from tally.billing.balances.burn_down import BurnDown
+    from tally.billing.customers import Customer
+    from tally.services.alerts import _CustomerReadings
+
+    burn = BurnDown(NOV, {}, (), (_balance("commit", GrantKind.PREPAID, 10), _balance("credit", GrantKind.CREDIT, 20),
+                                  _balance("own", GrantKind.PREPAID, 40)), ())
+    fields = {"commit": ({"team": "ai"}, {"region": "eu"}), "credit": ({"team": "ai"}, {"region": "eu"}), "own": ({}, {})}
+    balances = SimpleNamespace(burn_down=lambda customer_id: burn, grant_custom_fields=lambda customer_id: fields)
+    alert = Alert("a-1", "low", AlertType.LOW_REMAINING_CONTRACT_CREDIT_AND_COMMIT_BALANCE_REACHED, Decimal(5), USD, NOV,
+                  custom_field_filters=tuple(CustomFieldFilter(*f) for f in filters))
+    readings = _CustomerReadings(SimpleNamespace(_balances=balances), Customer("cust-1", "Acme", None, ()), NOV)
+    assert readings.reading(alert).value == (None if watched is None else Decimal(watched))
+
+
+def test_custom_field_filters_are_for_balance_alerts_and_values_on_an_alert_are_conditional(dynamo, clock):
+    from tally.adapters.dynamo.alerts import DynamoAlertStore
+    from tally.adapters.dynamo.custom_fields import DynamoCustomFieldStore
+    from tally.adapters.dynamo.documents import DynamoContractStore
+    from tally.billing.alerts import CustomFieldFilter, new_alert
+    from tally.services.custom_fields import CustomFieldService
+
+    common = dict(id="a-1", name="low", threshold=5, created_at=NOV, credit_type_id=USD, credit_type_known=True)
+    with pytest.raises(InvalidInput) as bad:
+        new_alert(alert_type="invoice_total_reached", custom_field_filters=(CustomFieldFilter("Contract", "k", "v"),), **common)
+    assert bad.value.field == "custom_field_filters"
+    alert = new_alert(alert_type="low_credit_balance_reached", customer_id="cust-1",
+                      custom_field_filters=(CustomFieldFilter("ContractCredit", "team", "ai"),), **common)
+
+    table, client = dynamo["billing"], dynamo["client"]
+    alerts = DynamoAlertStore(table, client)
+    alerts.create(alert)
+    assert alerts.get("a-1") == alert  # the filters are kept
+    service = CustomFieldService(DynamoCustomFieldStore(table, client), DynamoBillingStore(table, client),
+                                 DynamoCatalogStore(table, client), DynamoContractStore(table, client), clock, alerts=alerts)
+    service.add_key("alert", "owner", False)
+    assert service.set_values("alert", "a-1", {"owner": "finance"}) == {"owner": "finance"}
+    assert alerts.get("a-1").custom_fields == {"owner": "finance"}
+    assert [a.custom_fields for a in alerts.in_scope("cust-1")] == [{"owner": "finance"}]  # the scope copy too
+    with pytest.raises(Conflict):  # written over a read that is no longer the alert
+        alerts.replace_custom_fields(alert, {"owner": "lost"})
+    assert alerts.get("a-1").custom_fields == {"owner": "finance"}
+
+
+def test_contract_product_is_a_contract_pricing_product_and_charge_a_legacy_plan_charge(fields, catalog):
+    service, _ = fields
+    product = catalog.create_product(ProductType.FIXED, ProductVersion(NOV, "Setup fee"), {}).product.id
+    service.add_key("contract_product", "sku", False)
+    assert service.set_values("contract_product", product, {"sku": "S-1"}) == {"sku": "S-1"}
+    assert catalog.product_record(product).custom_fields == {"sku": "S-1"}
+    with pytest.raises(InvalidInput, match="legacy plan-era entity") as bad:
+        service.set_values("charge", "ch-1", {"sku": "x"})
+    assert bad.value.field == "entity"

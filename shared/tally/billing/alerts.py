@@ -96,6 +96,26 @@ class GroupValue:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomFieldFilter:
+    """A condition on the custom fields of the balances a balance alert watches: of the grant
+    (Commit, ContractCredit, ContractCreditOrCommit: which grants it can match) or of its contract."""
+
+    entity: str  # one of FILTER_ENTITIES
+    key: str
+    value: str
+
+    def holds(self, is_credit: bool, grant_fields: Mapping[str, str], contract_fields: Mapping[str, str]) -> bool:
+        if self.entity == "Contract":
+            return contract_fields.get(self.key) == self.value
+        if (self.entity == "Commit" and is_credit) or (self.entity == "ContractCredit" and not is_credit):
+            return False
+        return grant_fields.get(self.key) == self.value
+
+
+FILTER_ENTITIES = ("Contract", "Commit", "ContractCredit", "ContractCreditOrCommit")
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
     id: str
     name: str
@@ -110,6 +130,9 @@ class Alert:
     uniqueness_key: str | None = None
     status: AlertStatus = AlertStatus.ENABLED
     updated_at: datetime | None = None
+    # balance alerts: a balance counts only if every filter holds for it
+    custom_field_filters: tuple[CustomFieldFilter, ...] = ()
+    custom_fields: Mapping[str, str] = field(default_factory=dict)  # /v1/customFields values
 
     def applies_to(self, customer_id: str) -> bool:
         return self.status is AlertStatus.ENABLED and self.customer_id in (None, customer_id)
@@ -155,6 +178,7 @@ def new_alert(
     group_values: tuple[GroupValue, ...] = (),
     invoice_types_filter: tuple[str, ...] = (),
     uniqueness_key: str | None = None,
+    custom_field_filters: tuple[CustomFieldFilter, ...] = (),
 ) -> Alert:
     """A validated alert. `metric` is the billable metric `billable_metric_id` names (None if it
     names none); `credit_type_known` says whether `credit_type_id` is a pricing unit."""
@@ -191,6 +215,11 @@ def new_alert(
         for index, invoice_type in enumerate(invoice_types_filter):
             if invoice_type not in INVOICE_TYPES:
                 raise InvalidInput(f"invoice_types_filter[{index}]", f"must be one of {list(INVOICE_TYPES)}")
+    if custom_field_filters and kind not in LOW_BALANCE_TYPES:
+        raise InvalidInput("custom_field_filters", "is only for commit and credit balance alerts (low_*_balance_reached)")
+    for index, condition in enumerate(custom_field_filters):
+        if condition.entity not in FILTER_ENTITIES:
+            raise InvalidInput(f"custom_field_filters[{index}].entity", f"must be one of {list(FILTER_ENTITIES)}")
     return Alert(
         id=id,
         name=name,
@@ -204,6 +233,7 @@ def new_alert(
         invoice_types_filter=tuple(invoice_types_filter),
         uniqueness_key=uniqueness_key,
         updated_at=created_at,
+        custom_field_filters=tuple(custom_field_filters),
     )
 
 

@@ -35,6 +35,7 @@ from tally.billing.alerts import (
     AlertStatus,
     AlertType,
     CustomerStatus,
+    CustomFieldFilter,
     Decision,
     GroupValue,
     Reading,
@@ -164,6 +165,7 @@ class _CustomerReadings:
     _period: tuple[datetime, datetime, bool] | None = None
     _drafts: list | None = None
     _burn: Any = None
+    _grant_fields: dict | None = None  # grant id -> (its custom fields, its contract's), read once
     _metrics: dict = field(default_factory=dict)
 
     def period(self) -> tuple[datetime, datetime, bool]:
@@ -241,9 +243,18 @@ class _CustomerReadings:
             for b in burn.balances
             if b.kind in kinds and b.credit_type_id == alert.credit_type_id and b.active_at(burn.as_of)
         ]
+        if alert.custom_field_filters:
+            if self._grant_fields is None:
+                self._grant_fields = self.live._balances.grant_custom_fields(self.customer.id)
+            watched = [b for b in watched if _passes(alert, b, self._grant_fields.get(b.grant_id, ({}, {})))]
         if not watched:
             return Reading(None)
         return Reading(sum((b.remaining for b in watched), Decimal(0)))
+
+
+def _passes(alert: Alert, balance, fields: tuple[Mapping[str, str], Mapping[str, str]]) -> bool:
+    is_credit = balance.kind is GrantKind.CREDIT
+    return all(f.holds(is_credit, fields[0], fields[1]) for f in alert.custom_field_filters)
 
 
 # -- the service -----------------------------------------------------------------------------------
@@ -328,6 +339,7 @@ class AlertService:
         invoice_types_filter: Iterable[str] = (),
         uniqueness_key: str | None = None,
         evaluate_on_create: bool = True,
+        custom_field_filters: Iterable[CustomFieldFilter] = (),
     ) -> Alert:
         customer = None
         if customer_id is not None:
@@ -349,6 +361,7 @@ class AlertService:
             group_values=tuple(group_values),
             invoice_types_filter=tuple(invoice_types_filter),
             uniqueness_key=uniqueness_key,
+            custom_field_filters=tuple(custom_field_filters),
         )
         self._store.create(alert)
         if evaluate_on_create:

@@ -371,6 +371,15 @@ class BalanceService:
         archived = self._burn_downs.archived_burn_down(customer_id, grants) if with_balances and grants.archived else None
         return GrantFigures(grants, self._burn_downs.commit_invoice_ids(customer_id, grants), burn, archived)
 
+    def grant_custom_fields(self, customer_id: str) -> dict[str, tuple[Mapping[str, str], Mapping[str, str]]]:
+        """Grant id -> (its custom fields, its contract's; {} for a customer-level grant's)."""
+        contracts = {c["id"]: c.get("custom_fields") or {} for c in self._contracts.list(customer_id)}
+        documents = self._book.of_customer(customer_id).documents
+        return {
+            grant_id: (doc.get("custom_fields") or {}, contracts.get(doc.get("contract_id") or "", {}) if doc.get("stored_in_contract") else {})
+            for grant_id, doc in documents.items()
+        }
+
     def net_balance(
         self, customer_id: str, credit_type_id: str | None, include_drafts: bool, filters: Sequence[BalanceFilter] = ()
     ) -> Decimal:

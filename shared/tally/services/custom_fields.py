@@ -45,11 +45,11 @@ ENTITIES = (
 # The entity types whose values may be set and deleted.
 WRITABLE = (
     "customer", "contract", "product", "rate_card", "billable_metric", "commit", "contract_credit",
-    "subscription", "scheduled_charge", "discount", "professional_service",
+    "subscription", "scheduled_charge", "discount", "professional_service", "contract_product", "alert",
     "package_commit", "package_credit", "package_subscription", "package_scheduled_charge",
 )
-# Plan-era entities: Tally has no plans.
-LEGACY = ("plan", "customer_plan", "credit_grant")
+# Plan-era entities (a `charge` is a plan's charge, its values on plan charge lists): Tally has no plans.
+LEGACY = ("plan", "customer_plan", "credit_grant", "charge")
 # Customer-level commits and credits (their own documents).
 GRANT_TYPES = {"commit": ("PREPAID", "POSTPAID"), "contract_credit": ("CREDIT",)}
 # The parts of a contract, by the document lists they are kept in (a commit or credit not found
@@ -108,13 +108,15 @@ def _key(key: str, field: str = "key") -> str:
 
 class CustomFieldService:
     def __init__(
-        self, store: CustomFieldStore, customers, catalog, contracts, clock: Callable[[], datetime], grants=None, packages=None
+        self, store: CustomFieldStore, customers, catalog, contracts, clock: Callable[[], datetime], grants=None,
+        packages=None, alerts=None,
     ) -> None:
         """customers: a CustomerStore; catalog: a CatalogStore; contracts: a ContractStore; grants: the
         customer-level commit and credit documents (a DynamoDocumentStore of kind grant); packages:
-        a PackageStore (services/packages.py)."""
+        a PackageStore (services/packages.py); alerts: an AlertStore."""
         self._grants = grants
         self._packages = packages
+        self._alerts = alerts
         self._store = store
         self._customers = customers
         self._catalog = catalog
@@ -194,7 +196,7 @@ class CustomFieldService:
         if entity == "customer":
             found = self._customers.get(entity_id)
             fields = None if found is None else found.custom_fields
-        elif entity == "product":
+        elif entity in ("product", "contract_product"):  # a contract-pricing product, by either name
             found = self._catalog.get_product(entity_id)
             fields = None if found is None else found.custom_fields
         elif entity == "billable_metric":
@@ -207,6 +209,9 @@ class CustomFieldService:
         elif entity in PACKAGE_PARTS:
             found = self._package_part(entity, entity_id)
             fields = None if found is None else (found[1].get("custom_fields") or {})
+        elif entity == "alert":
+            found = None if self._alerts is None else self._alerts.get(entity_id)
+            fields = None if found is None else found.custom_fields
         elif entity == "rate_card":
             got = self._catalog.get_rate_card(entity_id)
             found = None if got is None else got[0]
@@ -226,7 +231,9 @@ class CustomFieldService:
             self._store.replace_customer_fields(entity_id, before, after, format_sortable(self._clock()))
         elif entity == "billable_metric":
             self._store.replace_metric_fields(entity_id, before, after)
-        elif entity == "product":
+        elif entity == "alert":
+            self._alerts.replace_custom_fields(found, dict(after))  # conditional on the alert read
+        elif entity in ("product", "contract_product"):
             self._catalog.put_product(replace(found, custom_fields=dict(after), revision=found.revision + 1), found.revision)
         elif entity == "rate_card":
             self._catalog.put_rate_card(replace(found, custom_fields=dict(after), revision=found.revision + 1), found.revision)

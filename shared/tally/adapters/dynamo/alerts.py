@@ -22,8 +22,8 @@ from botocore.exceptions import ClientError
 from tally.adapters.dynamo.client import claim, dynamodb, error_code, transact_or_conflict, translate
 from tally.adapters.dynamo.reads import ITEM, get_item
 from tally.billing import exact_json
-from tally.billing.alerts import Alert, AlertState, AlertStatus, AlertType, CustomerStatus, GroupValue
-from tally.billing.errors import NotFound
+from tally.billing.alerts import Alert, AlertState, CustomFieldFilter, AlertStatus, AlertType, CustomerStatus, GroupValue
+from tally.billing.errors import Conflict, NotFound
 from tally.billing.time import format_rfc3339, parse_rfc3339
 
 ALL_CUSTOMERS = "*"
@@ -49,6 +49,8 @@ def alert_document(alert: Alert) -> dict:
         "invoice_types_filter": list(alert.invoice_types_filter),
         "uniqueness_key": alert.uniqueness_key,
         "status": alert.status.value,
+        "custom_field_filters": [{"entity": f.entity, "key": f.key, "value": f.value} for f in alert.custom_field_filters],
+        "custom_fields": dict(alert.custom_fields),
     }
 
 
@@ -67,6 +69,10 @@ def alert_from_document(doc: dict) -> Alert:
         invoice_types_filter=tuple(doc.get("invoice_types_filter") or ()),
         uniqueness_key=doc.get("uniqueness_key"),
         status=AlertStatus(doc["status"]),
+        custom_field_filters=tuple(
+            CustomFieldFilter(f["entity"], f["key"], f["value"]) for f in doc.get("custom_field_filters") or ()
+        ),
+        custom_fields=doc.get("custom_fields") or {},
     )
 
 
@@ -175,6 +181,31 @@ class DynamoAlertStore:
         except ClientError as exc:
             raise translate(exc) from exc
         return archived
+
+    def replace_custom_fields(self, alert: Alert, after: dict[str, str]) -> None:
+        """Write the alert's custom field values, conditional on its document being the one read
+        as `alert` (Conflict otherwise); its scope copy is written in the same transaction."""
+        item = get_item(self._client, self._table, f"alert#{alert.id}")
+        if item is None or alert_from_document(exact_json.loads(item["document"]["S"])) != alert:
+            raise Conflict(f"alert {alert.id} changed while its custom fields were being set; retry")
+        document = {"S": exact_json.dumps(alert_document(replace(alert, custom_fields=dict(after))))}
+        actions = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {"pk": {"S": f"alert#{alert.id}"}, "sk": {"S": ITEM}, "document": document},
+                    "ConditionExpression": "document = :read",
+                    "ExpressionAttributeValues": {":read": item["document"]},
+                }
+            },
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {"pk": {"S": _scope(alert.customer_id)}, "sk": {"S": f"alert#{alert.id}"}, "document": document},
+                }
+            },
+        ]
+        transact_or_conflict(self._client, actions, f"alert {alert.id} changed while its custom fields were being set; retry")
 
     def in_scope(self, customer_id: str | None) -> list[Alert]:
         """Alerts stored under one scope (a customer, or None: the all-customer ones), archived too."""

@@ -12,7 +12,8 @@ from pydantic import Field
 from tally import wiring
 from tally.api.models import MAX_NAME_LENGTH, Request, read_body
 from tally.api.pagination import paginate_list
-from tally.billing.alerts import Alert, AlertState, AlertStatus, GroupValue, triggered_by
+from tally.billing.alerts import Alert, AlertState, AlertStatus, CustomFieldFilter, GroupValue, triggered_by
+from tally.billing.limits import MAX_CUSTOM_FIELD_KEY_LENGTH, MAX_CUSTOM_FIELD_VALUE_LENGTH, MAX_CUSTOM_FIELDS
 from tally.billing.errors import NotFound
 from tally.billing.pricing import USD_CENTS
 from tally.billing.time import format_rfc3339
@@ -23,6 +24,12 @@ router = Router()
 class GroupValueIn(Request):
     key: str = Field(min_length=1)
     value: str | None = None
+
+
+class CustomFieldFilterIn(Request):
+    entity: Literal["Contract", "Commit", "ContractCredit", "ContractCreditOrCommit"]
+    key: str = Field(min_length=1, max_length=MAX_CUSTOM_FIELD_KEY_LENGTH)
+    value: str = Field(max_length=MAX_CUSTOM_FIELD_VALUE_LENGTH)
 
 
 class AlertCreate(Request):
@@ -37,6 +44,7 @@ class AlertCreate(Request):
     uniqueness_key: str | None = Field(default=None, min_length=1, max_length=128)
     evaluate_on_create: bool = True
     access_type: Literal["SPEND"] | None = None  # QUANTITY (seat and unit balances) is not modelled
+    custom_field_filters: list[CustomFieldFilterIn] = Field(default_factory=list, max_length=MAX_CUSTOM_FIELDS)
 
 
 class AlertArchive(Request):
@@ -84,6 +92,9 @@ def alert_json(alert: Alert) -> dict:
         body["invoice_types_filter"] = list(alert.invoice_types_filter)
     if alert.type.falling:
         body["access_type"] = "SPEND"
+    if alert.custom_field_filters:
+        body["custom_field_filters"] = [{"entity": f.entity, "key": f.key, "value": f.value} for f in alert.custom_field_filters]
+    body["custom_fields"] = dict(alert.custom_fields)  # not in the SDK's Alert either (kept as an extra field)
     return body
 
 
@@ -110,6 +121,7 @@ def create_alert() -> dict:
         invoice_types_filter=body.invoice_types_filter,
         uniqueness_key=body.uniqueness_key,
         evaluate_on_create=body.evaluate_on_create,
+        custom_field_filters=[CustomFieldFilter(f.entity, f.key, f.value) for f in body.custom_field_filters],
     )
     return {"data": {"id": alert.id}}
 
