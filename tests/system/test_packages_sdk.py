@@ -52,6 +52,11 @@ def test_a_contract_from_a_package_alias_has_the_package_terms_at_its_offsets(lo
         assert (override.starting_at, override.ending_before) == (start + 7 * DAY, start + 14 * DAY)
         assert contract.current.ending_before.year == start.year + 1
 
+        # An ordinary contract: an edit of its end and its draft invoices work as on any other.
+        sdk.v1.contracts.update_end_date(customer_id=customer, contract_id=contract_id, ending_before=rfc3339(start + 60 * DAY))
+        assert sdk.v1.contracts.retrieve(customer_id=customer, contract_id=contract_id).data.current.ending_before == start + 60 * DAY
+        assert sdk.v1.customers.invoices.list(customer_id=customer).data
+
         listed = sdk.v1.packages.list_contracts_on_package(package_id=package, limit=10).data
         assert [(c.contract_id, c.customer_id, c.starting_at) for c in listed] == [(contract_id, customer, start)]
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Callable, Protocol
 
 from tally.billing import exact_json
-from tally.billing.errors import Conflict, InvalidInput, NotFound
+from tally.billing.errors import InvalidInput, NotFound
 from tally.billing.limits import DYNAMO_ITEM_BYTES, MAX_ALIAS_ENTRIES
 from tally.billing.packages import assigned, contract_body, package_at
 from tally.billing.time import format_rfc3339, parse_rfc3339
@@ -223,5 +223,3 @@ def cursor_problem(cursor: str | None) -> None:
     if not ok:
         raise InvalidInput("next_page", "is not a cursor this API returned")
 
-
-__all__ = ["PackageService", "PackageStore", "PackageContracts", "Conflict", "cursor_problem"]
