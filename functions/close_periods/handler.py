@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from tally import wiring
 from tally.runtime import freeze_when_warm
 from tally.services import cycle_close_tasks as tasks
+from tally.services import notifications as notification_tasks
 from tally.settings import get_settings
 
 logger = Logger(service="tally-close-periods")
@@ -34,3 +35,9 @@ def finalize_period(event: dict, context: LambdaContext) -> dict:
 @logger.inject_lambda_context(clear_state=True)
 def publish_invoices(event: dict, context: LambdaContext) -> dict:
     return tasks.publish_invoices(event, wiring.cycle_close_service())
+
+
+@freeze_when_warm
+@logger.inject_lambda_context(clear_state=True)
+def deliver_notifications(event: dict, context: LambdaContext) -> dict:
+    return notification_tasks.deliver_notifications(event, wiring.notification_service())

@@ -6,7 +6,9 @@ finalizes every period due as of the event's `time` and publishes invoice.finali
          │          ─► AnyPeriodsDue? ─yes─► ClosePeriods: Map (MaxConcurrency 5), per period
          │                          │           FinalizePeriod ─► PublishInvoices ─► PeriodClosed
          └──── next page ◄──────────┼─────────  on any error after retries: DeadLetterPeriod (SQS)
-                                    └─no──► Closed                              ─► PeriodDeadLettered
+                                    │                                           ─► PeriodDeadLettered
+                                    └─no──► DeliverNotifications ─► MoreNotificationsDue? ─no─► Closed
+                                                   ▲──────────────────────yes──┘
 
 The data each state passes is described in tally.services.cycle_close_tasks. Retry and Catch match
 error names: our own errors by class name (the Lambda errorType), AWS's by their documented names.
@@ -26,7 +28,7 @@ from constructs import Construct
 from infra.constructs.tables import BILLING_GSI1, Tables
 from infra.constructs.dead_letters import dead_letter_alarm, dead_letter_queue
 from infra.constructs.tally_function import FunctionDefaults, TallyFunction
-from infra.constructs.topics import INVOICES_TOPIC_ENV, Topics
+from infra.constructs.topics import ALERTS_TOPIC_ENV, INVOICES_TOPIC_ENV, Topics
 from infra.nag import acknowledge
 
 # The name the local runtime, the CLI and operators know the workflow by; the physical name is
@@ -114,6 +116,25 @@ class CycleClose(Construct):
         self.publish.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [tables.billing.table_arn])
         topics.grant_publish(self.publish.role, topics.invoices)
 
+        # Publishes the offset lifecycle notifications due as of the run (services/notifications.py):
+        # lists the configurations (gsi1), queries the occurrence index, reads the contract or
+        # invoice an occurrence names, claims (put), releases (delete) and marks (update) each
+        # delivery, moves each configuration's watermark (update); publishes on the alerts topic.
+        self.notify = self._function(
+            "DeliverNotifications",
+            defaults,
+            handler="deliver_notifications",
+            timeout=Duration.seconds(300),
+            memory_size=512,
+            environment={"BILLING_TABLE": tables.billing.table_name, ALERTS_TOPIC_ENV: topics.alerts.topic_arn},
+        )
+        self.notify.allow(
+            ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            [tables.billing.table_arn],
+        )
+        self.notify.allow(["dynamodb:Query"], [gsi1])
+        topics.grant_publish(self.notify.role, topics.alerts)
+
         # Periods that still failed after their retries, and contracts whose due periods could not
         # be found. Each message names the period (or the customer and contract) and the error; it
         # stays due, so the next scheduled run tries it again.
@@ -146,9 +167,9 @@ class CycleClose(Construct):
         )
         invoked = ", ".join(
             f"<{Stack.of(self).get_logical_id(f.function.node.default_child)}.Arn>:*"
-            for f in (self.find_due, self.finalize, self.publish)
+            for f in (self.find_due, self.finalize, self.publish, self.notify)
         )
-        for function in (self.find_due, self.finalize, self.publish):
+        for function in (self.find_due, self.finalize, self.publish, self.notify):
             logical = Stack.of(self).get_logical_id(function.function.node.default_child)
             acknowledge(
                 self.state_machine,
@@ -346,9 +367,30 @@ class CycleClose(Construct):
         close_periods.next(find_due)  # the next page
 
         done = sfn.Pass(states, "Closed", output_path="$.progress.summary")
+        # Once every period is closed (so that invoice.finalized occurrences are indexed), the
+        # notifications due as of the same instant, a page per call until none is left. A failure
+        # here is logged by the task and never undoes the close: the next run delivers what is due.
+        notify = self._retrying(
+            tasks.LambdaInvoke(
+                states,
+                "DeliverNotifications",
+                lambda_function=self.notify.function,
+                payload_response_only=True,
+                payload=sfn.TaskInput.from_object({"time": sfn.JsonPath.string_at("$.time")}),
+                result_path="$.notifications",
+                comment="Offset lifecycle notifications due as of the scheduled event's time.",
+            )
+        )
+        notify.add_catch(done, errors=[sfn.Errors.ALL], result_path="$.notifications_error")
+        more_notifications = (
+            sfn.Choice(states, "MoreNotificationsDue")
+            .when(sfn.Condition.boolean_equals("$.notifications.more", True), notify)
+            .otherwise(done)
+        )
+        notify.next(more_notifications)
         any_due = (
             sfn.Choice(states, "AnyPeriodsDue")
             .when(sfn.Condition.number_greater_than("$.progress.count", 0), close_periods)
-            .otherwise(done)
+            .otherwise(notify)
         )
         return find_due.next(dead_letter_contracts).next(any_due)

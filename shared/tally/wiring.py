@@ -9,6 +9,7 @@ from tally.adapters.clock import system_clock
 from tally.adapters.dynamo.billing import DynamoApiKeyStore, DynamoBillingStore, DynamoMetricStore
 from tally.adapters.dynamo.catalog import DynamoCatalogStore
 from tally.adapters.dynamo.documents import DynamoContractStore, DynamoDocumentStore
+from tally.adapters.dynamo.notifications import DynamoLifecycleIndex, DynamoNotificationStore
 from tally.adapters.dynamo.counters import DynamoCounterStore
 from tally.adapters.dynamo.events import DynamoEventStore
 from tally.adapters.dynamo.invoices import DynamoInvoiceStore
@@ -20,6 +21,7 @@ from tally.adapters.sns import SnsPublisher
 from tally.services.aggregate import AggregateService
 from tally.services.alerts import AlertService, LiveReadings
 from tally.services.api_keys import ApiKeyService
+from tally.services.notifications import NotificationService
 from tally.services.balances import BalanceService, GrantBook
 from tally.services.professional_services import ProServiceInvoicing
 from tally.services.breakdowns import BreakdownService
@@ -168,6 +170,20 @@ def cycle_close_service() -> CycleCloseService:
         lambda: get_settings().require("invoices_topic_arn"),  # only publishing needs it
         system_clock,
         timedelta(hours=get_settings().grace_period_hours),
+        lifecycle=DynamoLifecycleIndex(get_settings().require("billing_table")).record,
+    )
+
+
+@lru_cache(maxsize=1)
+def notification_service() -> NotificationService:
+    table = get_settings().require("billing_table")
+    return NotificationService(
+        DynamoNotificationStore(table),
+        publisher(),
+        lambda: get_settings().require("alerts_topic_arn"),  # only delivery needs it
+        system_clock,
+        contracts=DynamoContractStore(table).get,
+        invoices=invoice_store().get,
     )
 
 

@@ -12,6 +12,7 @@ HANDLERS = {
     "FindDuePeriods": "functions.close_periods.handler.find_due_periods",
     "FinalizePeriod": "functions.close_periods.handler.finalize_period",
     "PublishInvoices": "functions.close_periods.handler.publish_invoices",
+    "DeliverNotifications": "functions.close_periods.handler.deliver_notifications",
 }
 RETRYABLE = ["StoreUnavailable", "FinalizationRaced", "Lambda.TooManyRequestsException", "Sandbox.Timedout"]
 
@@ -59,14 +60,46 @@ def test_the_machine_is_named_close_billing_periods_after_its_stack(machine):
 
 
 def test_the_workflow_pages_through_due_periods_and_maps_over_each_page(states):
-    assert set(states) == {"FindDuePeriods", "DeadLetterContracts", "AnyPeriodsDue", "ClosePeriods", "Closed"}
+    assert set(states) == {
+        "FindDuePeriods", "DeadLetterContracts", "AnyPeriodsDue", "ClosePeriods",
+        "DeliverNotifications", "MoreNotificationsDue", "Closed",
+    }
     assert states["FindDuePeriods"]["Next"] == "DeadLetterContracts"
     assert states["DeadLetterContracts"]["Next"] == "AnyPeriodsDue"
     (more,) = states["AnyPeriodsDue"]["Choices"]
     assert more == {"Variable": "$.progress.count", "NumericGreaterThan": 0, "Next": "ClosePeriods"}
-    assert states["AnyPeriodsDue"]["Default"] == "Closed"
+    assert states["AnyPeriodsDue"]["Default"] == "DeliverNotifications"
     assert states["ClosePeriods"]["Next"] == "FindDuePeriods"  # the next page
     assert states["Closed"] == {"Type": "Pass", "OutputPath": "$.progress.summary", "End": True}
+
+
+def test_notifications_are_delivered_after_the_close_a_page_at_a_time_and_never_fail_the_run(synth, states):
+    notify = states["DeliverNotifications"]
+    assert notify["Resource"] == f"<{function_id(synth, 'DeliverNotifications')}.Arn>"
+    assert notify["Parameters"] == {"time.$": "$.time"}
+    assert notify["ResultPath"] == "$.notifications"
+    assert notify["Next"] == "MoreNotificationsDue"
+    assert tuple(RETRYABLE) in retriers(notify)
+    assert [(c["ErrorEquals"], c["Next"]) for c in notify["Catch"]] == [(["States.ALL"], "Closed")]
+    (more,) = states["MoreNotificationsDue"]["Choices"]
+    assert more == {"Variable": "$.notifications.more", "BooleanEquals": True, "Next": "DeliverNotifications"}
+    assert states["MoreNotificationsDue"]["Default"] == "Closed"
+
+
+def test_delivering_notifications_touches_billing_and_publishes_on_the_alerts_topic_only(synth):
+    role = synth.role_of(HANDLERS["DeliverNotifications"])
+    assert synth.actions_on(role, table(synth, "TablesBilling")) == {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",  # a delivery's claim
+        "dynamodb:UpdateItem",  # marks it, moves the watermark
+        "dynamodb:DeleteItem",  # releases a claim whose publish failed
+    }
+    assert synth.actions_on(role, table(synth, "TablesCounters")) == set()
+    assert synth.actions_on(role, table(synth, "TablesEvents")) == set()
+    alerts, _ = synth.one("AWS::SNS::Topic", "TopicsAlerts")
+    sns = [s for s in synth.statements_of(role) if any(a.startswith("sns:") for a in s["Action"])]
+    assert [(s["Action"], referenced_ids(s["Resource"])) for s in sns] == [(["sns:Publish"], {alerts})]
 
 
 def test_the_definition_is_jsonpath_only(machine):
@@ -237,7 +270,7 @@ def test_the_grace_period_reaches_the_functions_that_decide_what_is_due(synth):
         state: synth.function(handler)[1]["Properties"]["Environment"]["Variables"].get("TALLY_GRACE_PERIOD_HOURS")
         for state, handler in HANDLERS.items()
     }
-    assert grace == {"FindDuePeriods": "24", "FinalizePeriod": "24", "PublishInvoices": None}
+    assert grace == {"FindDuePeriods": "24", "FinalizePeriod": "24", "PublishInvoices": None, "DeliverNotifications": None}
 
 
 def test_context_sets_the_schedule_and_the_grace_period(tmp_path):

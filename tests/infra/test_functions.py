@@ -100,6 +100,6 @@ def test_all_functions_share_one_code_asset(synth):
         f["Properties"]["Code"]["S3Key"] for f in synth.of_type("AWS::Lambda::Function").values()
     }
     assert len(keys) == 1
-    # ingest, api, aggregate, alerts, the three cycle-close tasks (tests/infra/test_cycle_close.py)
+    # ingest, api, aggregate, alerts, the four cycle-close tasks (tests/infra/test_cycle_close.py)
     # and invoice delivery (tests/infra/test_invoice_delivery.py)
-    assert len(synth.of_type("AWS::Lambda::Function")) == 8
+    assert len(synth.of_type("AWS::Lambda::Function")) == 9

@@ -23,7 +23,7 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     ("AwsSolutions-SQS3", "Tally/Alerts/Dlq"),
     *(
         (rule, f"Tally/CycleClose/{function}/{part}")
-        for function in ("FindDuePeriods", "FinalizePeriod", "PublishInvoices")
+        for function in ("FindDuePeriods", "FinalizePeriod", "PublishInvoices", "DeliverNotifications")
         for rule, part in (("AwsSolutions-IAM5[Resource::*]", "Role"), ("AwsSolutions-L1", "Function"))
     ),
     ("AwsSolutions-SQS3", "Tally/CycleClose/Dlq"),
@@ -44,6 +44,7 @@ EXPECTED_ACKNOWLEDGEMENTS = {
             ("FindDuePeriods", "5851E2F6"),
             ("FinalizePeriod", "20F44B60"),
             ("PublishInvoices", "D36879EA"),
+            ("DeliverNotifications", "C61402C3"),
         )
     ),
 }

@@ -90,6 +90,13 @@ from tally.api.pagination import MAX_LIMIT
 from tally.api.routes.alerts import AlertArchive, AlertCreate, CustomerAlertList, CustomerAlertRef
 from tally.api.routes.invoices import InvoiceRef
 from tally.api.threshold_models import ThresholdBillingRelease
+from tally.api.notification_models import (
+    NotificationCreate,
+    NotificationEdit,
+    NotificationList,
+    NotificationRef,
+    SystemNotificationList,
+)
 from tally.api.billing_provider_models import (
     AvalaraCredentialsUpsert,
     BillingConfigCreate,
@@ -355,6 +362,19 @@ OPERATIONS = (
               (NEXT_PAGE,), page="next_page"),
     Operation("POST", "/v1/customer-alerts/get", "v1.customers.alert_retrieve_response:AlertRetrieveResponse", CustomerAlertRef),
     Operation("POST", "/v1/customer-alerts/reset", Empty, CustomerAlertRef),
+    # lifecycle notifications
+    Operation("POST", "/v2/notifications/create", "v2.notifications.offset_create_response:OffsetCreateResponse",
+              NotificationCreate),
+    Operation("POST", "/v2/notifications/get", "v2.notifications.offset_retrieve_response:OffsetRetrieveResponse",
+              NotificationRef),
+    Operation("POST", "/v2/notifications/edit", "v2.notifications.offset_edit_response:OffsetEditResponse", NotificationEdit),
+    Operation("POST", "/v2/notifications/archive", "v2.notifications.offset_archive_response:OffsetArchiveResponse",
+              NotificationRef),
+    Operation("POST", "/v2/notifications/offset/list",
+              "v2.lifecycle_event_offset_notification_config:LifecycleEventOffsetNotificationConfig", NotificationList,
+              page="cursor", body_optional=True),
+    Operation("POST", "/v2/notifications/system/list", "v2.notifications.system_list_response:SystemListResponse",
+              SystemNotificationList, body_optional=True),
     # this document
     Operation("GET", "/openapi.json", OpenApiDocument),
 )

@@ -114,6 +114,17 @@ MAX_NAMED_SCHEDULE_BYTES = 300 * 1_024
 # leaves most of DynamoDB's 400 KB for the card's names, aliases and custom fields.
 MAX_RATE_CARD_PRODUCT_ORDER = 2_000
 
+# Offset notifications (/v2/notifications/*). Every close-workflow run reads every live
+# configuration and queries one index partition per (configuration, UTC day its window spans), so
+# their number is bounded (Metronome lists at most 400 a page: one page holds them all). The offset
+# is bounded so that a window shifted by it stays inside the instants tally.billing.time allows and
+# spans few day partitions.
+MAX_NOTIFICATION_CONFIGS = 400
+MAX_NOTIFICATION_OFFSET_DAYS = 366
+# Occurrences one DeliverNotifications task publishes before handing over to the next iteration
+# (each is a claim, a read, a publish and a mark: ~4 calls, well inside the task's timeout).
+MAX_NOTIFICATIONS_PER_TASK = 200
+
 
 @dataclass(frozen=True, slots=True)
 class Limit:
@@ -153,6 +164,8 @@ LIMITS = (
     Limit("bytes of one named schedule as JSON (all its segments)", _n(MAX_NAMED_SCHEDULE_BYTES), "DynamoDB's 400 KB item"),
     Limit("parts of each kind of a package / schedule items of a part / aliases", f"{MAX_PACKAGE_PARTS} / {MAX_PACKAGE_SCHEDULE_ITEMS} / {MAX_PACKAGE_ALIASES}", "DynamoDB's 400 KB item; the 100-item create transaction"),
     Limit("packages or contracts on a package in one page", str(MAX_PACKAGES_PAGE), "one query page and one BatchGetItem"),
+    Limit("offset notification configurations (archived included)", str(MAX_NOTIFICATION_CONFIGS), "the close workflow reads them all every run"),
+    Limit("days of a notification's offset, before or after", str(MAX_NOTIFICATION_OFFSET_DAYS), "day partitions a delivery window spans"),
 )
 
 

@@ -42,6 +42,7 @@ from typing import Callable, Mapping, Protocol
 
 from tally.billing.errors import InvalidInput, NotFound
 from tally.billing.messages import envelope
+from tally.billing.notifications import Occurrence, invoice_finalized_occurrence
 from tally.billing.time import format_rfc3339
 from tally.services.invoice_records import (
     FINALIZED,
@@ -123,6 +124,7 @@ class CycleCloseService:
         *,
         timing: CloseTiming = CloseTiming(),
         sleep: Callable[[float], None] = time.sleep,
+        lifecycle: Callable[[list[Occurrence]], None] | None = None,
     ) -> None:
         self._invoices = invoices
         self._store = store
@@ -133,6 +135,7 @@ class CycleCloseService:
         self._grace = grace
         self._timing = timing
         self._sleep = sleep
+        self._lifecycle = lifecycle  # the notifications' occurrence index (services/notifications.py)
 
     # -- finding and finalizing --------------------------------------------------------------------
     def find_due(self, as_of: datetime, grace: timedelta) -> DueCloses:
@@ -241,6 +244,7 @@ class CycleCloseService:
             )
             if not close.new:
                 return {"invoice_ids": close.final_ids, "finalized": []}
+            self._record_finalized(close.new)
             try:
                 self._store.create(
                     customer_id, written, close.new,
@@ -251,6 +255,14 @@ class CycleCloseService:
                 continue
             return {"invoice_ids": close.final_ids, "finalized": [record.id for record in close.new]}
         raise FinalizationRaced(f"invoices of customer {customer_id} kept changing while finalizing; retry")
+
+    def _record_finalized(self, records: list[StoredInvoice]) -> None:
+        """Index the invoice.finalized occurrences ahead of the write (a lost write leaves entries
+        that delivery checks against the stored invoice and skips)."""
+        if self._lifecycle is not None:
+            self._lifecycle(
+                [invoice_finalized_occurrence(r.id, r.customer_id, r.contract_id, r.finalized_at) for r in records]
+            )
 
     def _family(self, customer_id: str, contract_id: str, records: list[StoredInvoice]) -> tuple[dict, list[StoredInvoice]]:
         """A hierarchy shares balances (services/hierarchy.py): every member's finalized invoices
@@ -337,6 +349,7 @@ class CycleCloseService:
             written, records = self._records(record.customer_id)
             family, records = self._family(record.customer_id, record.contract_id, records)
             regenerated = self._invoices.regenerated(record, new_id, records, self._clock(), family_records=bool(family))
+            self._record_finalized([regenerated])
             try:
                 self._store.create(
                     record.customer_id, written, [regenerated], regenerated_from=record.id,

@@ -18,8 +18,10 @@ from botocore.exceptions import ClientError
 from tally.adapters.dynamo.reads import ITEM, all_gsi1, all_items, get_item
 from tally.adapters.dynamo.client import claim, dynamodb, error_code, transact_or_conflict, translate
 from tally.adapters.dynamo.invoices import records_unchanged
+from tally.adapters.dynamo.notifications import DynamoLifecycleIndex
 from tally.billing import exact_json
 from tally.billing.errors import Conflict
+from tally.billing.notifications import contract_occurrences
 from tally.billing.time import format_sortable, parse_rfc3339
 from tally.services.contracts import ContractChanged
 
@@ -154,6 +156,12 @@ class DynamoContractStore(DynamoDocumentStore):
 
     def __init__(self, table: str, client=None) -> None:
         super().__init__(table, "contract", "starting_at", client)
+        self._lifecycle = DynamoLifecycleIndex(table, self._client)
+
+    def _index_lifecycle(self, *documents: dict) -> None:
+        """Record the lifecycle occurrences the documents will have, ahead of writing them: a write
+        that then fails leaves entries delivery finds stale, never a missing one (notifications)."""
+        self._lifecycle.record(o for document in documents for o in contract_occurrences(document))
 
     # -- the parts of contracts, found by their own id (custom field values name them alone) -----
     # `contract_part#<part id>` / sk `#` holds the id of the contract holding that subscription,
@@ -167,16 +175,22 @@ class DynamoContractStore(DynamoDocumentStore):
     def list_for_customer(self, customer_id: str) -> list[dict]:
         return [_with_parts(d) for d in super().list_for_customer(customer_id)]
 
+    # Every contract write goes through replace, _put_new or _put_next_version, so these also
+    # record the contract's lifecycle occurrences ahead of the write (_index_lifecycle).
     def replace(self, document: dict, invoices_written: int | None = None) -> None:
         self._index_parts(document)
+        if invoices_written is None:  # otherwise _put_next_version records them
+            self._index_lifecycle(document)
         super().replace(document, invoices_written)
 
     def _put_new(self, document: dict) -> dict:
         self._index_parts(document)
+        self._index_lifecycle(document)
         return super()._put_new(document)
 
     def _put_next_version(self, document: dict) -> dict:
         self._index_parts(document)
+        self._index_lifecycle(document)
         return super()._put_next_version(document)
 
     def _index_parts(self, document: dict) -> None:

@@ -1,0 +1,329 @@
+"""Offset lifecycle notifications: their configurations (/v2/notifications/*) and their delivery.
+
+Delivery runs as a task of the close-billing-periods workflow (DeliverNotifications, after the
+periods are closed), never as a poller of its own. Its work is O(configurations + due
+occurrences): every write of a contract (adapters/dynamo/documents.py) and every finalization of
+an invoice (services/cycle_close.py) first records the occurrences it will have in an index kept
+by event instant (`lifecycle#<type>#<UTC day>`), and a run asks that index, per live configuration,
+for the occurrences whose due instant (instant + offset) it has not walked past yet.
+
+Index entries are written ahead of the write they describe and never deleted, so an entry may be
+stale (the write lost its race, or a later edit moved the contract's end): each is checked against
+the stored contract or invoice when it falls due, and a stale one is skipped.
+
+Exactly once per (configuration, occurrence):
+- The message id is derived from both (billing/notifications.py `delivery_id`), so consumers
+  deduplicate a republish.
+- A delivery first claims `notification_delivery#<config>#<occurrence>` with a conditional write
+  (absent, or claimed longer ago than the lease and never delivered), publishes, then marks it
+  delivered. A second or concurrent run loses the claim and publishes nothing. A crash between the
+  claim and the publish leaves a claim that expires after the lease: the configuration's watermark
+  was not moved past it, so a later run claims it again and publishes (with the same id).
+- Each configuration's watermark (`evaluated_until`, and the last occurrence key at that instant
+  when a run stopped part-way) only moves once every occurrence before it was delivered or found
+  stale; a run that fails for one configuration leaves its watermark and goes on with the others.
+
+Archiving stops future deliveries (an archived configuration is never walked). An edit changes the
+name and the offset of the deliveries still to come: the watermark is kept in due-time, so a
+smaller offset walks no occurrence twice (and the claims would stop it anyway), and occurrences a
+larger offset makes due before the watermark are not sent late.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterable, Mapping, Protocol
+
+from tally.billing.errors import InvalidInput, NotFound
+from tally.billing.limits import MAX_NOTIFICATIONS_PER_TASK
+from tally.billing.notifications import (
+    INVOICE_FINALIZED,
+    LIFECYCLE_TYPES,
+    OFFSET_TYPE,
+    SYSTEM_TYPE,
+    Occurrence,
+    check_type,
+    contract_occurrences,
+    event_window,
+    notification_message,
+    parse_offset,
+)
+from tally.billing.time import format_rfc3339, parse_rfc3339
+from tally.services.ports import StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+ENVIRONMENT_TYPE = "PRODUCTION"
+DEFAULT_LEASE = timedelta(minutes=15)  # longer than the delivering function's timeout
+
+
+class NotificationNotFound(NotFound):
+    """No offset notification configuration has this id."""
+
+
+class NotificationArchived(InvalidInput):
+    """An archived configuration cannot be edited."""
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """How far a configuration's deliveries went: every occurrence due before `until`, and those
+    due exactly at `until` with a key up to `key` (all of them when `key` is None)."""
+
+    until: datetime
+    key: str | None = None
+
+    def covers(self, due: datetime, key: str) -> bool:
+        if due != self.until:
+            return due < self.until
+        return self.key is None or key <= self.key
+
+
+class NotificationStore(Protocol):
+    def create(self, config: dict, uniqueness_key: str | None) -> None: ...
+
+    def get(self, config_id: str) -> dict | None: ...
+
+    def list(self) -> list[dict]: ...
+
+    def replace(self, config: dict) -> None: ...
+
+    def watermark(self, config: dict) -> Watermark | None: ...
+
+    def advance(self, config_id: str, mark: Watermark) -> None: ...
+
+    def occurrences(self, lifecycle_type: str, low: datetime, high: datetime) -> Iterable[Occurrence]: ...
+
+    def claim(self, config_id: str, key: str, token: str, now: datetime, lease_before: datetime) -> bool: ...
+
+    def release(self, config_id: str, key: str, token: str) -> None: ...
+
+    def mark_delivered(self, config_id: str, key: str, token: str, at: datetime, message_id: str) -> None: ...
+
+
+class Publisher(Protocol):
+    def publish(self, topic_arn: str, message: Mapping, attributes: Mapping[str, str]) -> str: ...
+
+
+@dataclass
+class DeliveryRun:
+    """What one deliver_due call did."""
+
+    as_of: datetime
+    delivered: list[str] = field(default_factory=list)  # message ids
+    stale: int = 0
+    failed: list[dict] = field(default_factory=list)
+    more: bool = False
+
+    def summary(self) -> dict:
+        return {
+            "as_of": format_rfc3339(self.as_of),
+            "delivered": len(self.delivered),
+            "stale": self.stale,
+            "failed": self.failed[:20],
+            "more": self.more,
+        }
+
+
+class _BudgetSpent(Exception):
+    pass
+
+
+class NotificationService:
+    def __init__(
+        self,
+        store: NotificationStore,
+        publisher: Publisher,
+        topic_arn: Callable[[], str],
+        clock: Callable[[], datetime],
+        *,
+        contracts: Callable[[str], dict | None],
+        invoices: Callable[[str], Any],
+        lease: timedelta = DEFAULT_LEASE,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._topic_arn = topic_arn  # read when first needed: the API function publishes nothing
+        self._clock = clock
+        self._contracts = contracts
+        self._invoices = invoices
+        self._lease = lease
+
+    # -- configurations ------------------------------------------------------------------------
+    def create(self, name: str, lifecycle_type: str, offset: str, uniqueness_key: str | None = None) -> dict:
+        check_type(lifecycle_type)
+        parse_offset(offset)
+        config = {
+            "id": str(uuid.uuid4()),
+            "name": name,
+            "type": OFFSET_TYPE,
+            "policy": {"type": lifecycle_type, "offset": offset},
+            "created_at": format_rfc3339(self._clock()),
+            "created_by": "api",
+            "environment_type": ENVIRONMENT_TYPE,
+        }
+        if uniqueness_key is not None:
+            config["uniqueness_key"] = uniqueness_key
+        self._store.create(config, uniqueness_key)
+        return config
+
+    def get(self, config_id: str) -> dict:
+        config = self._store.get(config_id)
+        if config is None:
+            raise NotificationNotFound(f"notification {config_id} not found")
+        return config
+
+    def list(self, archive_filter: str = "NOT_ARCHIVED") -> list[dict]:
+        configs = self._store.list()
+        if archive_filter == "ARCHIVED":
+            return [c for c in configs if c.get("archived_at")]
+        if archive_filter == "NOT_ARCHIVED":
+            return [c for c in configs if not c.get("archived_at")]
+        return configs
+
+    def edit(self, config_id: str, lifecycle_type: str, offset: str, name: str | None = None) -> dict:
+        """A new offset (and name) for the deliveries still to come; the type cannot change."""
+        parse_offset(offset)
+        config = self.get(config_id)
+        if config.get("archived_at"):
+            raise NotificationArchived("id", "names an archived notification, which cannot be edited")
+        if lifecycle_type != config["policy"]["type"]:
+            raise InvalidInput("policy.type", f"must match the notification's lifecycle event type ({config['policy']['type']})")
+        changed = dict(config, policy={"type": lifecycle_type, "offset": offset})
+        if name is not None:
+            changed["name"] = name
+        self._store.replace(changed)  # conditional on the version read: a concurrent edit is a 409
+        return self.get(config_id)
+
+    def archive(self, config_id: str) -> dict:
+        config = self.get(config_id)
+        if config.get("archived_at"):
+            return config  # archiving twice changes nothing
+        self._store.replace(dict(config, archived_at=format_rfc3339(self._clock())))
+        return self.get(config_id)
+
+    @staticmethod
+    def system_configs() -> list[dict]:
+        """The lifecycle event types Tally notifies on (what an offset notification may name)."""
+        return [{"type": SYSTEM_TYPE, "policy": {"type": t}, "is_enabled": False} for t in LIFECYCLE_TYPES]
+
+    # -- delivery ------------------------------------------------------------------------------
+    def deliver_due(self, as_of: datetime, budget: int = MAX_NOTIFICATIONS_PER_TASK) -> DeliveryRun:
+        """Publish every notification due at or before `as_of` that no run published yet, for every
+        live configuration, at most `budget` occurrences walked (`more`: call again)."""
+        run = DeliveryRun(as_of)
+        remaining = [budget]
+        for config in self._store.list():
+            if config.get("archived_at"):
+                continue
+            try:
+                self._deliver_config(config, as_of, run, remaining)
+            except _BudgetSpent:
+                run.more = True
+                break
+            except StoreUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one configuration must not stop the others
+                logger.exception("notification %s: deliveries failed; its watermark stays", config["id"])
+                run.failed.append({"id": config["id"], "error": type(exc).__name__})
+        return run
+
+    def _deliver_config(self, config: dict, as_of: datetime, run: DeliveryRun, remaining: list[int]) -> None:
+        offset = parse_offset(config["policy"]["offset"])
+        mark = self._store.watermark(config) or Watermark(parse_rfc3339(config["created_at"]))
+        if as_of <= mark.until:
+            return
+        low, high = event_window(mark.until, as_of, offset)
+        for occurrence in self._store.occurrences(config["policy"]["type"], low, high):
+            due = occurrence.instant + offset
+            if mark.covers(due, occurrence.key) or due > as_of:
+                continue
+            if remaining[0] <= 0:
+                self._store.advance(config["id"], mark)
+                raise _BudgetSpent
+            remaining[0] -= 1
+            self._deliver(config, occurrence, offset, run)
+            mark = Watermark(due, occurrence.key)
+        self._store.advance(config["id"], Watermark(as_of))
+
+    def _deliver(self, config: dict, occurrence: Occurrence, offset: timedelta, run: DeliveryRun) -> None:
+        current = self._current(occurrence)
+        if current is None:
+            run.stale += 1
+            return
+        token, now = str(uuid.uuid4()), self._clock()
+        if not self._store.claim(config["id"], occurrence.key, token, now, now - self._lease):
+            return  # delivered already, or being delivered by a concurrent run
+        message = notification_message(config, current, offset)
+        try:
+            message_id = self._publisher.publish(self._topic_arn(), message, _attributes(message))
+        except Exception:
+            self._store.release(config["id"], occurrence.key, token)  # a retry may publish at once
+            raise
+        self._store.mark_delivered(config["id"], occurrence.key, token, self._clock(), message_id)
+        run.delivered.append(message["id"])
+
+    def _current(self, occurrence: Occurrence) -> Occurrence | None:
+        """The occurrence as the stored data has it now, or None if it no longer has it."""
+        if occurrence.type == INVOICE_FINALIZED:
+            record = self._invoices(occurrence.subject)
+            if record is None or getattr(record, "status", None) != "FINALIZED" or record.finalized_at != occurrence.instant:
+                return None
+            return occurrence
+        if occurrence.contract_id is None:
+            return None
+        contract = self._contracts(occurrence.contract_id)
+        if contract is None:
+            return None
+        return next((o for o in contract_occurrences(contract) if o.key == occurrence.key), None)
+
+
+def _attributes(message: dict) -> dict[str, str]:
+    """SNS message attributes subscribers filter on (as alerts carry them)."""
+    properties = message["properties"]
+    return {
+        "type": message["type"],
+        "customer_id": properties.get("customer_id") or "",
+        "notification_id": properties.get("notification_id") or "",
+    }
+
+
+def notification_json(config: dict) -> dict:
+    """LifecycleEventOffsetNotificationConfig."""
+    shown = {
+        "id": config["id"],
+        "name": config["name"],
+        "type": config.get("type", OFFSET_TYPE),
+        "policy": {"type": config["policy"]["type"], "offset": config["policy"]["offset"]},
+        "created_at": config["created_at"],
+        "created_by": config["created_by"],
+        "environment_type": config["environment_type"],
+    }
+    if config.get("archived_at"):
+        shown["archived_at"] = config["archived_at"]
+    return shown
+
+
+def deliver_notifications(state: Any, service: NotificationService) -> dict:
+    """The DeliverNotifications task: the state's scheduled `time` is the instant deliveries are
+    due as of (the same `as_of` the run closes periods at)."""
+    time = state.get("time") if isinstance(state, dict) else None
+    if not isinstance(time, str):
+        raise InvalidInput("time", "must be an RFC 3339 timestamp such as 2025-02-02T01:00:00Z")
+    try:
+        as_of = parse_rfc3339(time)
+    except ValueError as exc:
+        raise InvalidInput("time", "must be an RFC 3339 timestamp such as 2025-02-02T01:00:00Z") from exc
+    return service.deliver_due(as_of).summary()
+
+
+def check_list_filter(value: str | None) -> str:
+    if value is None:
+        return "NOT_ARCHIVED"
+    if value not in ("ARCHIVED", "NOT_ARCHIVED", "ALL"):
+        raise InvalidInput("archive_filter", "must be ARCHIVED, NOT_ARCHIVED or ALL")
+    return value
+
