@@ -90,7 +90,16 @@ def _contract(world, customer_id: str, starting_at: str, **fields) -> dict:
 
 
 def test_a_package_reads_back_as_metronome_shows_it(world):
-    created = _create(world, aliases=[{"name": "starter"}])
+    created = _create(
+        world, aliases=[{"name": "starter"}],
+        credits=[{"product_id": "p-setup", "priority": 1, "access_schedule": {"schedule_items": [
+            {"amount": 50, "starting_at_offset": {"unit": "DAYS", "value": 0}, "duration": {"unit": "YEARS", "value": 1}}]}}],
+        overrides=[{"override_specifiers": [{"product_id": "p-calls"}], "type": "OVERWRITE",
+                    "overwrite_rate": {"rate_type": "FLAT", "price": 1}, "starting_at_offset": {"unit": "DAYS", "value": 0}}],
+        recurring_commits=[{"product_id": "p-setup", "priority": 1, "commit_duration": {"value": 1},
+                            "access_amount": {"unit_price": 100, "quantity": 1},
+                            "starting_at_offset": {"unit": "MONTHS", "value": 0}}],
+    )
 
     package = world["packages"].get(created["id"])
     shown = package_json(package, world["packages"].alias_windows([package])[package["id"]],
@@ -101,9 +110,16 @@ def test_a_package_reads_back_as_metronome_shows_it(world):
     assert parsed.commits[0].access_schedule.schedule_items[0].starting_at_offset.unit == "MONTHS"
     assert parsed.commits[0].custom_fields == {"erp": "C-1"}
     assert parsed.overrides[0].override_specifiers[0].product_id == "p-calls"
+    assert parsed.overrides[0].overwrite_rate.price == 1 and parsed.overrides[0].product.name == "API calls"
+    assert parsed.credits[0].access_schedule.schedule_items[0].duration.unit == "YEARS"
+    assert parsed.recurring_commits[0].access_amount.unit_price == 100 and parsed.recurring_commits[0].rate_type == "LIST_RATE"
     assert parsed.subscriptions[0].proration.invoice_behavior == "BILL_IMMEDIATELY"
     assert [a.name for a in parsed.aliases] == ["starter"]
     assert parsed.duration.value == 1 and parsed.archived_at is None
+    made = world["contracts"].get(world["customer"].id, _contract(
+        world, world["customer"].id, "2026-02-01T00:00:00Z", package_id=created["id"])["id"])
+    assert [len(made[k]) for k in ("commits", "credits", "overrides", "recurring_commits")] == [1, 1, 1, 1]
+    assert made["recurring_commits"][0]["starting_at"] == "2026-02-01T00:00:00Z"
 
 
 def test_offsets_resolve_against_the_contract_start_month_ends_clamped(world):

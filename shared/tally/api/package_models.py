@@ -312,8 +312,12 @@ _TEMPLATE_IDS = {"commit_ids": "commit_template_ids", "recurring_commit_ids": "r
                  "any_commit_or_credit_ids": "any_commit_or_credit_template_ids"}
 
 
-def _override_json(override: dict, products: Mapping[str, Product]) -> dict:
-    body = {k: v for k, v in override.items() if k not in ("override_specifiers", "tiers")}
+def _override_json(override: dict, products: Mapping[str, Product], names: Mapping[str, str]) -> dict:
+    body = {k: v for k, v in override.items() if k not in ("override_specifiers", "tiers", "overwrite_rate")}
+    rate = override.get("overwrite_rate")
+    if rate is not None:
+        body["overwrite_rate"] = {k: v for k, v in rate.items() if k != "credit_type_id"} | {
+            "credit_type": _credit_type(rate.get("credit_type_id"), names)}
     body["override_specifiers"] = [{_TEMPLATE_IDS.get(k, k): v for k, v in spec.items()} for spec in override["override_specifiers"]]
     if override.get("tiers"):
         body["override_tiers"] = override["tiers"]
@@ -357,7 +361,7 @@ def package_json(package: dict, aliases: list[dict], products: Mapping[str, Prod
         "created_by": package.get("created_by") or "Tally",
         "commits": [_grant_json(c, products, names) for c in package.get("commits") or ()],
         "credits": [_grant_json(c, products, names) for c in package.get("credits") or ()],
-        "overrides": [_override_json(o, products) for o in package.get("overrides") or ()],
+        "overrides": [_override_json(o, products, names) for o in package.get("overrides") or ()],
         "scheduled_charges": [
             {k: v for k, v in c.items() if k not in ("product_id", "schedule")}
             | {"product": _product(c["product_id"], products), "schedule": _schedule_json(c["schedule"], names)}
