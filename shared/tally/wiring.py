@@ -17,6 +17,7 @@ from tally.adapters.dynamo.named_schedules import DynamoNamedScheduleStore
 from tally.adapters.dynamo.alerts import DynamoAlertStore
 from tally.adapters.dynamo.thresholds import DynamoThresholdStore
 from tally.adapters.lambda_invoke import AsyncInvoker
+from tally.adapters.memory import MemoryCounterStore
 from tally.adapters.sns import SnsPublisher
 from tally.services.aggregate import AggregateService
 from tally.services.alerts import AlertService, LiveReadings
@@ -34,6 +35,8 @@ from tally.services.contracts import ContractService
 from tally.services.customer_grant_edits import CustomerGrantEditService
 from tally.services.cycle_close import CycleCloseService
 from tally.services.customer_archive import CustomerArchiving
+from tally.services.customer_costs import CustomerCostService
+from tally.services.event_preview import EventPreviewService
 from tally.services.customers import CustomerService
 from tally.services.events_search import EventSearchService
 from tally.services.ingest import IngestService
@@ -192,6 +195,19 @@ def contract_edit_service() -> ContractEditService:
     return ContractEditService(
         contract_service(), DynamoContractStore(get_settings().require("billing_table")), invoice_store(), system_clock
     )
+
+
+@lru_cache(maxsize=1)
+def event_preview_service() -> EventPreviewService:
+    # MemoryCounterStore: the preview's counters live and die with the request.
+    return EventPreviewService(
+        customer_service(), invoice_service(), metric_store(), counter_store(), event_store(), MemoryCounterStore, system_clock
+    )
+
+
+@lru_cache(maxsize=1)
+def customer_cost_service() -> CustomerCostService:
+    return CustomerCostService(breakdown_service())
 
 
 @lru_cache(maxsize=1)

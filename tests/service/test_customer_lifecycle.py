@@ -128,3 +128,29 @@ def test_events_under_an_archived_customers_id_stop_counting_from_the_archive_in
     system.stream()
     assert total(system, system.customers.get(acme.id), metric) == Decimal(3)
     assert total(system, other, metric) == Decimal(11)
+
+
+def test_list_filters_combine_and_show_active_customers_unless_only_archived(system, clock):
+    a = system.customers.create("A", [], None, {})
+    system.customers.update_config(a.id, salesforce_account_id="sf-1")
+    b = system.customers.create("B", ["bee"], None, {})
+    system.customers.update_config(b.id, salesforce_account_id="sf-2")
+    c = system.customers.create("C", [], None, {})
+    system.customers.update_config(c.id, salesforce_account_id="sf-1")
+    system.customers.archive(c.id)
+
+    def ids(**filters):
+        return [x.id for x in system.customers.list(100, None, **filters).items]
+
+    assert sorted(ids()) == sorted([a.id, b.id])
+    assert ids(only_archived=True) == [c.id]
+    assert ids(customer_ids=[a.id, c.id, "nobody"]) == [a.id]  # an unknown id matches nothing
+    assert ids(customer_ids=[a.id, c.id], only_archived=True) == [c.id]
+    assert ids(ingest_alias="bee") == [b.id]
+    assert ids(ingest_alias="bee", customer_ids=[a.id]) == [] and ids(ingest_alias="nobody") == []
+    assert ids(salesforce_account_ids=["sf-1"]) == [a.id]
+    assert ids(salesforce_account_ids=["sf-1"], only_archived=True) == [c.id]
+    assert ids(salesforce_account_ids=["sf-2"], customer_ids=[a.id, b.id]) == [b.id]
+    with pytest.raises(InvalidInput) as error:
+        system.customers.list(100, None, customer_ids=[f"c{i}" for i in range(101)])
+    assert error.value.field == "customer_ids"

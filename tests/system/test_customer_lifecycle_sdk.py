@@ -63,7 +63,11 @@ def test_a_customer_is_renamed_reconfigured_archived_and_its_aliases_reused(stri
     newco = strict.v1.customers.create(name=f"{tag} Newco", ingest_aliases=[f"{tag}-a", f"{tag}-new"]).data
     by_alias = strict.v1.customers.list(ingest_alias=f"{tag}-a").data
     assert [c.id for c in by_alias] == [newco.id]
+    # Metronome lists active customers unless only_archived: the filters narrow that list.
     listed = api.get("/v1/customers", params={"customer_ids": f"{acme.id},{other.id}"}).json()["data"]
-    assert [(c["id"], "archived_at" in c) for c in listed] == [(acme.id, True), (other.id, False)]
+    assert [(c["id"], "archived_at" in c) for c in listed] == [(other.id, False)]
+    listed = strict.v1.customers.list(customer_ids=[acme.id, other.id], only_archived=True).data
+    assert [c.id for c in listed] == [acme.id]
+    assert [c.id for c in strict.v1.customers.list(salesforce_account_ids=["0015g00000XYZ"], only_archived=True)] == [acme.id]
     archived_ids = [c.id for c in strict.v1.customers.list(only_archived=True, limit=100)]
     assert acme.id in archived_ids and newco.id not in archived_ids

@@ -151,6 +151,31 @@ class CustomerArchive(Request):
     id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
 
 
+class CustomerPreviewEvents(Request):
+    # Each event is checked by ingest's own rules (tally.billing.events), so the 400s are ingest's.
+    events: list[dict[str, Any]]
+    mode: Literal["replace", "merge"] = "replace"
+    skip_zero_qty_line_items: bool = False
+
+
+def daily_cost_json(day) -> dict:
+    """One day of /v1/customers/{id}/costs (services/customer_costs.DailyCost)."""
+    credit_types = {}
+    for credit_type_id, cost in day.credit_types.items():
+        lines = []
+        for (name, group_key, group_value), amount in cost.lines.items():
+            line = {"name": name, "cost": amount}
+            if group_key is not None:
+                line |= {"group_key": group_key, "group_value": group_value}
+            lines.append(line)
+        credit_types[credit_type_id] = {"name": cost.credit_type.name, "cost": cost.cost, "line_item_breakdown": lines}
+    return {
+        "start_timestamp": format_rfc3339(day.starting_at),
+        "end_timestamp": format_rfc3339(day.ending_before),
+        "credit_types": credit_types,
+    }
+
+
 def customer_json(c: Customer) -> dict:
     return {
         "id": c.id,

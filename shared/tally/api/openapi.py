@@ -75,6 +75,7 @@ from tally.api.errors import ErrorBody
 from tally.api.rate_schedule_models import ContractScheduleGet, RateCardScheduleGet
 from tally.api.models import (
     CustomerArchive,
+    CustomerPreviewEvents,
     CustomerCreate,
     CustomerSetName,
     CustomerUpdateConfig,
@@ -193,6 +194,7 @@ OPERATIONS = (
         Param("customer_ids", {"type": "array", "items": {"type": "string"}}),
         Param("ingest_alias", _STRING),
         Param("only_archived", _BOOLEAN),
+        Param("salesforce_account_ids", {"type": "array", "items": {"type": "string"}}),
         *PAGE,
     ), page="next_page"),
     Operation("GET", _C, "v1.customer_retrieve_response:CustomerRetrieveResponse", params=(_path("customer_id"),)),
@@ -201,6 +203,12 @@ OPERATIONS = (
               (_path("customer_id"),)),
     Operation("POST", f"{_C}/updateConfig", Empty, CustomerUpdateConfig, (_path("customer_id"),)),
     Operation("POST", "/v1/customers/archive", "v1.customer_archive_response:CustomerArchiveResponse", CustomerArchive),
+    Operation("POST", f"{_C}/previewEvents", "v1.customer_preview_events_response:CustomerPreviewEventsResponse",
+              CustomerPreviewEvents, (_path("customer_id"),)),
+    Operation("GET", f"{_C}/costs", "v1.customer_list_costs_response:CustomerListCostsResponse", params=(
+        _path("customer_id"), Param("starting_on", _INSTANT, required=True), Param("ending_before", _INSTANT, required=True),
+        *PAGE,
+    ), page="next_page"),
     Operation("GET", f"{_C}/billable-metrics", "v1.customer_list_billable_metrics_response:CustomerListBillableMetricsResponse",
               params=(_path("customer_id"), INCLUDE_ARCHIVED, *PAGE), page="next_page"),
     # billable metrics

@@ -50,28 +50,28 @@ class UsageEventIn(BaseModel):
 _BATCH = TypeAdapter(list[UsageEventIn])
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    path = "usage"
+def _field_path(loc: tuple[Any, ...], path: str = "usage") -> str:
     for part in loc:
         path += f"[{part}]" if isinstance(part, int) else f".{part}"
     return path
 
 
-def parse_usage_batch(raw: Any, now: datetime, body_bytes: int | None = None) -> list[UsageEvent]:
+def parse_usage_batch(raw: Any, now: datetime, body_bytes: int | None = None, field: str = "usage") -> list[UsageEvent]:
     """Validate a whole ingest request; raise on the first bad event, naming index and field.
 
     Nothing is returned unless every event passes, so a caller can never store half a batch.
     `body_bytes`, the request's size, spares measuring each event when no event can be too big.
+    `field` names the events in errors (previewEvents sends the same events as `events`).
     """
     if not isinstance(raw, list):
-        raise InvalidInput("usage", "the body must be a JSON array of events")
+        raise InvalidInput(field, "the body must be a JSON array of events")
     if not 1 <= len(raw) <= MAX_EVENTS_PER_REQUEST:
-        raise InvalidInput("usage", f"must hold between 1 and {MAX_EVENTS_PER_REQUEST} events, got {len(raw)}")
+        raise InvalidInput(field, f"must hold between 1 and {MAX_EVENTS_PER_REQUEST} events, got {len(raw)}")
     try:
         parsed = _BATCH.validate_python(raw)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        raise InvalidInput(_field_path(first["loc"]), first["msg"]) from exc
+        raise InvalidInput(_field_path(first["loc"], field), first["msg"]) from exc
 
     events = []
     earliest, latest = now - MAX_AGE, now + MAX_FUTURE
@@ -79,34 +79,34 @@ def parse_usage_batch(raw: Any, now: datetime, body_bytes: int | None = None) ->
         try:
             timestamp = parse_rfc3339(item.timestamp)
         except ValueError as exc:
-            raise InvalidInput(f"usage[{index}].timestamp", str(exc)) from exc
+            raise InvalidInput(f"{field}[{index}].timestamp", str(exc)) from exc
         if timestamp > latest:
-            raise InvalidInput(f"usage[{index}].timestamp", "must not be more than 24 hours in the future")
+            raise InvalidInput(f"{field}[{index}].timestamp", "must not be more than 24 hours in the future")
         if timestamp < earliest:
-            raise InvalidInput(f"usage[{index}].timestamp", "must not be more than 34 days in the past")
+            raise InvalidInput(f"{field}[{index}].timestamp", "must not be more than 34 days in the past")
         for name in ("transaction_id", "customer_id", "event_type"):
             problem = identifier_problem(getattr(item, name))
             if problem:
-                raise InvalidInput(f"usage[{index}].{name}", problem)
-        _check_properties(index, item.properties)
+                raise InvalidInput(f"{field}[{index}].{name}", problem)
+        _check_properties(index, item.properties, field)
         if body_bytes is None or body_bytes > MAX_EVENT_BYTES:
             problem = size_problem(exact_json.dumps(raw[index]), MAX_EVENT_BYTES, "bytes")
             if problem:
-                raise InvalidInput(f"usage[{index}]", f"as JSON {problem}")
+                raise InvalidInput(f"{field}[{index}]", f"as JSON {problem}")
         events.append(
             UsageEvent(item.transaction_id, item.customer_id, item.event_type, timestamp, item.properties)
         )
     return events
 
 
-def _check_properties(index: int, properties: dict[str, Any]) -> None:
+def _check_properties(index: int, properties: dict[str, Any], field: str = "usage") -> None:
     # A counter fed by a number DynamoDB cannot hold would be refused in the aggregator, long after
     # the client was told its event was accepted.
     for key, value in properties.items():
         if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
             continue
         if not storable_number(value):
-            raise InvalidInput(f"usage[{index}].properties.{key}", NUMBER_RULE)
+            raise InvalidInput(f"{field}[{index}].properties.{key}", NUMBER_RULE)
 
 
 def first_wins(events: list[UsageEvent]) -> tuple[list[UsageEvent], list[UsageEvent]]:

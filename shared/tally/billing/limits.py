@@ -36,6 +36,10 @@ MAX_IDS_PER_REQUEST = 100
 # Windows of one usage series or invoice breakdown (100 days of hours); group values one usage
 # window lists.
 MAX_WINDOWS = 24 * 100
+# Days of one customer costs list (/v1/customers/{id}/costs): the range is priced with a cut at
+# every midnight, once per page, within API Gateway's 30 s (a quarter of days, like Metronome's
+# breakdowns).
+MAX_COST_DAYS = 100
 MAX_USAGE_GROUP_VALUES = 200
 # Values one /v1/usage answer may hold (a window's value, and each value of its groups): some 250
 # bytes each as JSON, so an answer stays far below Lambda's 6 MB response limit. 25 customers × 80
@@ -143,10 +147,11 @@ LIMITS = (
     Limit("bytes of a request body, unpacked", _n(MAX_BODY_BYTES), "the API function; API Gateway takes 10 MB"),
     Limit("ids named in one `/v1/usage` request", str(MAX_IDS_PER_REQUEST), "API Gateway's 30 s timeout"),
     Limit("windows of one usage series or invoice breakdown", _n(MAX_WINDOWS), "the API function's answer"),
+    Limit("days of one customer costs list", str(MAX_COST_DAYS), "API Gateway's 30 s timeout (priced per page)"),
     Limit("values in one `/v1/usage` answer", _n(MAX_USAGE_VALUES), "Lambda's 6 MB response (12 MB once gave a 502)"),
     Limit("series (customers × metrics) in one `/v1/usage` answer", str(MAX_USAGE_SERIES), "API Gateway's 30 s timeout"),
     Limit("characters of an id, transaction id, event type or alias", str(MAX_ID_LENGTH), "keys (DynamoDB: 2,048-byte partition key)"),
-    Limit("events in one ingest request", str(MAX_EVENTS_PER_REQUEST), "the ingest function (Metronome's own limit)"),
+    Limit("events in one ingest or previewEvents request", str(MAX_EVENTS_PER_REQUEST), "the ingest function (Metronome's own limit)"),
     Limit("bytes of one event as JSON", _n(MAX_EVENT_BYTES), "DynamoDB's 400 KB item; Lambda's 6 MB stream batch"),
     Limit("bytes of a counter's group values as JSON", _n(MAX_GROUP_JSON_BYTES), "DynamoDB's 1,024-byte sort key (longer: quarantined)"),
     Limit("properties a metric groups by", str(MAX_GROUP_PROPERTIES), "the counter sort key"),

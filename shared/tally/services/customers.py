@@ -9,6 +9,7 @@ from typing import Callable
 
 from tally.billing.customers import Customer, validate_aliases
 from tally.billing.errors import InvalidInput, NotFound
+from tally.billing.limits import MAX_IDS_PER_REQUEST
 from tally.services.ports import CustomerStore, Page
 
 MAX_SET_NAME_LENGTH = 160  # Metronome truncates setName's name to this
@@ -56,8 +57,38 @@ class CustomerService:
     def by_alias(self, alias: str) -> Customer | None:
         return self._store.by_alias(alias)
 
-    def list(self, limit: int, cursor: str | None) -> Page:
-        return self._store.list(limit, cursor)
+    def list(
+        self,
+        limit: int,
+        cursor: str | None,
+        *,
+        customer_ids: list[str] | None = None,
+        ingest_alias: str | None = None,
+        only_archived: bool = False,
+        salesforce_account_ids: list[str] | None = None,
+    ) -> Page:
+        """A page of customers: the active ones, or (only_archived) the archived ones, narrowed to
+        the ids, the alias's owner and/or the Salesforce account ids given (Metronome's filters,
+        combined). An unknown id or alias matches nothing. Ids and an alias are read directly; a
+        Salesforce filter walks the listing a page at a time (no index: the page may hold fewer
+        than `limit`, and next_page goes on from where it stopped)."""
+        for name, values in (("customer_ids", customer_ids), ("salesforce_account_ids", salesforce_account_ids)):
+            if values is not None and len(values) > MAX_IDS_PER_REQUEST:
+                raise InvalidInput(name, f"must name at most {MAX_IDS_PER_REQUEST} ids, got {len(values)}")
+
+        def wanted(c: Customer) -> bool:
+            return (c.archived_at is not None) == only_archived and (
+                salesforce_account_ids is None or c.salesforce_account_id in salesforce_account_ids
+            )
+
+        if customer_ids is not None or ingest_alias is not None:
+            found = [c for cid in dict.fromkeys(customer_ids or ()) if (c := self._store.get(cid)) is not None]
+            if ingest_alias is not None:
+                owner = self._store.by_alias(ingest_alias)
+                found = [owner] if owner is not None and (customer_ids is None or owner in found) else []
+            return Page([c for c in found if wanted(c)], None)
+        page = self._store.list(limit, cursor)
+        return Page([c for c in page.items if wanted(c)], page.next_page)
 
     def set_ingest_aliases(self, customer_id: str, aliases: list[str]) -> Customer:
         return self.update_config(customer_id, ingest_aliases=aliases)

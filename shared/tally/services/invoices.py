@@ -435,6 +435,10 @@ class InvoiceService:
         self._grants = grants
         self._records = records
 
+    def with_usage(self, usage_for: Callable[[Customer], UsageSource]) -> InvoiceService:
+        """The same invoices priced from other usage (previewEvents' events), nothing else changed."""
+        return InvoiceService(self._contracts, usage_for, self._clock, self._grants, self._records)
+
     # -- periods and inputs ----------------------------------------------------------------------
     def due_periods(
         self, customer_id: str, contract_id: str | None = None, until: datetime | None = None

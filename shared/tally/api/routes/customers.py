@@ -3,14 +3,19 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from tally import wiring
+from tally.api.contract_models import parse_time_param
+from tally.billing.errors import InvalidInput
+from tally.api.invoice_models import invoice_json
 from tally.api.models import (
     CustomerArchive,
     CustomerCreate,
+    CustomerPreviewEvents,
     CustomerSetName,
     CustomerUpdateConfig,
     SetIngestAliases,
     customer_detail_json,
     customer_json,
+    daily_cost_json,
     metric_json,
     read_body,
 )
@@ -34,17 +39,50 @@ def get_customer(customer_id: str) -> dict:
 @router.get("/v1/customers")
 def list_customers() -> dict:
     query = router.current_event.query_string_parameters or {}
-    service = wiring.customer_service()
-    if query.get("customer_ids"):
-        customers = [service.get(cid) for cid in query["customer_ids"].split(",") if cid]
-        return {"data": [customer_detail_json(c) for c in customers], "next_page": None}
-    if query.get("ingest_alias"):
-        customer = service.by_alias(query["ingest_alias"])
-        return {"data": [customer_detail_json(customer)] if customer else [], "next_page": None}
-    page = service.list(page_limit(query), query.get("next_page"))
-    archived = query.get("only_archived", "false").lower() == "true"
-    items = [c for c in page.items if (c.archived_at is not None) == archived]
-    return {"data": [customer_detail_json(c) for c in items], "next_page": page.next_page}
+    page = wiring.customer_service().list(
+        page_limit(query),
+        query.get("next_page"),
+        customer_ids=_ids(query.get("customer_ids")),
+        ingest_alias=query.get("ingest_alias") or None,
+        only_archived=_flag(query, "only_archived"),
+        salesforce_account_ids=_ids(query.get("salesforce_account_ids")),
+    )
+    return {"data": [customer_detail_json(c) for c in page.items], "next_page": page.next_page}
+
+
+def _flag(query: dict, name: str) -> bool:
+    value = query.get(name, "false").lower()
+    if value not in ("true", "false"):
+        raise InvalidInput(name, "must be true or false")
+    return value == "true"
+
+
+def _ids(value: str | None) -> list[str] | None:
+    """A comma-separated array parameter (the SDK sends arrays so; API Gateway joins repeats so)."""
+    return None if value is None else [part for part in value.split(",") if part]
+
+
+@router.get("/v1/customers/<customer_id>/costs")
+def list_customer_costs(customer_id: str) -> dict:
+    query = router.current_event.query_string_parameters or {}
+    days, next_page = wiring.customer_cost_service().list(
+        customer_id,
+        starting_on=parse_time_param("starting_on", query.get("starting_on")),
+        ending_before=parse_time_param("ending_before", query.get("ending_before")),
+        cursor=query.get("next_page"),
+        limit=page_limit(query),
+    )
+    return {"data": [daily_cost_json(day) for day in days], "next_page": next_page}
+
+
+@router.post("/v1/customers/<customer_id>/previewEvents")
+def preview_events(customer_id: str) -> dict:
+    body = CustomerPreviewEvents.model_validate(read_body(router.current_event))
+    drafts = wiring.event_preview_service().preview(customer_id, body.events, body.mode)
+    products = next((d.products for d in drafts if d.products is not None), None)
+    if products is None:
+        products = wiring.contract_service().products()
+    return {"data": [invoice_json(d, products, body.skip_zero_qty_line_items) for d in drafts]}
 
 
 @router.post("/v1/customers/<customer_id>/setIngestAliases")
