@@ -24,7 +24,7 @@ from tally.billing.time import parse_rfc3339
 from tally.services.contracts import ContractService
 from tally.services.custom_fields import CustomFieldService
 from tally.services.customers import CustomerService
-from tally.services.packages import PackageService
+from tally.services.packages import PackageService, cursor_problem
 from tests.service.test_contracts_service import FakeCatalog
 
 UTC = timezone.utc
@@ -194,6 +194,7 @@ def test_packages_list_in_pages_and_archive_filters(world):
     packages = world["packages"]
 
     first, cursor = packages.list("ALL", None, 2)
+    cursor_problem(cursor)  # a cursor it returned is one it takes
     second, last = packages.list("ALL", cursor, 2)
     assert [p["name"] for p in first] == ["A", "B"] and [p["name"] for p in second] == ["C"] and last is None
 
@@ -218,6 +219,7 @@ def test_contracts_on_a_package_are_paged_and_filtered(world):
     packages = world["packages"]
 
     page, cursor = packages.contracts_on(package["id"], None, None, False, None, 2)
+    cursor_problem(cursor)
     rest, end = packages.contracts_on(package["id"], None, None, False, cursor, 2)
     assert [c["id"] for c in page + rest] == [m["id"] for m in made] and end is None
 
@@ -251,3 +253,24 @@ def test_custom_field_values_on_a_package_part_are_set_by_its_id_and_reach_later
     with pytest.raises(NotFound):  # a commit id is not a credit's
         fields.set_values("package_credit", commit_id, {})
     assert fields.delete_values("package_commit", commit_id, ["erp"]) == {}
+
+
+def test_an_alias_schedule_is_written_only_over_the_version_it_was_computed_from(world):
+    first = _create(world, aliases=[{"name": "pro"}])
+    store = world["packages"]._store
+    stale = store.alias_schedules(["pro"])["pro"]
+    _create(world, name="Pro v2", aliases=[{"name": "pro", "starting_at": "2026-06-01T00:00:00Z"}])
+
+    late = {"id": "late-package", "name": "Late", "created_at": "2026-01-10T12:00:00Z", "aliases": []}
+    with pytest.raises(Conflict):  # a concurrent create read the schedule before the v2 took it
+        store.create(late, {"pro": (stale[0] + [{"package_id": "late-package", "starting_at": None, "ending_before": None}],
+                                    stale[1])}, None)
+    assert store.get("late-package") is None
+    assert [w["ending_before"] for w in world["packages"].alias_windows([first])[first["id"]]] == ["2026-06-01T00:00:00Z"]
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "2026-01-01T00:00:00.000000Z#", "x#y"])
+def test_a_list_cursor_this_api_never_returned_is_a_400(cursor):
+    with pytest.raises(InvalidInput) as refused:
+        cursor_problem(cursor)
+    assert refused.value.field == "next_page"
