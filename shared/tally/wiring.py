@@ -421,6 +421,7 @@ def custom_field_service():
     return CustomFieldService(
         DynamoCustomFieldStore(table), billing_store(), DynamoCatalogStore(table), DynamoContractStore(table), system_clock,
         _documents("grant", "created_at"), DynamoPackageStore(table), alerts=DynamoAlertStore(table),
+        invoices=DynamoInvoiceStore(table),
     )
 
 

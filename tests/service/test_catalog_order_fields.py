@@ -21,6 +21,7 @@ from tally.services.catalog import CatalogService, RateDraft
 from tally.services.metrics import MetricService
 from tests.service.conftest import NOW
 from tests.unit.pricing.builders import FakeUsage
+from tests.service.test_contract_edits import w  # noqa: F401 - a fixture
 
 NOV = datetime(2026, 11, 1, tzinfo=timezone.utc)
 DEC = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -292,3 +293,31 @@ def test_contract_product_is_a_contract_pricing_product_and_charge_a_legacy_plan
     with pytest.raises(InvalidInput, match="legacy plan-era entity") as bad:
         service.set_values("charge", "ch-1", {"sku": "x"})
     assert bad.value.field == "entity"
+
+
+def test_invoice_values_given_to_a_historical_invoice_are_kept_and_set_on_a_finalized_one(w, dynamo, clock):  # noqa: F811
+    from tally.adapters.dynamo.custom_fields import DynamoCustomFieldStore
+    from tally.adapters.dynamo.documents import DynamoContractStore
+    from tally.services.custom_fields import CustomFieldService
+    from tests.service.test_cycle_close import _contract
+    from tests.service.test_historical_invoices import historical, october
+
+    contract = _contract(w)
+    ((record, _),) = historical(w, [october(w, contract, quantity=3) | {"custom_fields": {"erp": "INV-7"}}])
+    assert w.store.get(record.id).custom_fields == {"erp": "INV-7"}  # given on create, kept
+
+    table, client = dynamo["billing"], dynamo["client"]
+    service = CustomFieldService(DynamoCustomFieldStore(table, client), DynamoBillingStore(table, client),
+                                 DynamoCatalogStore(table, client), DynamoContractStore(table, client), clock,
+                                 invoices=w.store)
+    service.add_key("invoice", "po", False)
+    assert service.set_values("invoice", record.id, {"po": "PO-1"}) == {"erp": "INV-7", "po": "PO-1"}
+    served = w.invoices.get(w.customer.id, record.id)
+    assert served.custom_fields == {"erp": "INV-7", "po": "PO-1"}
+    from tally.api.invoice_models import invoice_json
+    assert invoice_json(served, {})["custom_fields"] == {"erp": "INV-7", "po": "PO-1"}
+    with pytest.raises(Conflict):  # over values that are no longer the ones read
+        w.store.replace_custom_fields(record, {"po": "lost"})
+    assert service.delete_values("invoice", record.id, ["erp"]) == {"po": "PO-1"}
+    with pytest.raises(NotFound, match="finalized"):
+        service.set_values("invoice", "a-draft-id", {"po": "x"})

@@ -83,8 +83,8 @@ def test_values_on_a_customer_merge_delete_and_refusals_change_nothing(world, cl
         assert bad.value.field == field
     with pytest.raises(NotFound, match="entity_id: customer missing not found"):
         service.set_values("customer", "missing", {"region": "us"})
-    with pytest.raises(InvalidInput, match="not supported yet") as bad:
-        service.set_values("invoice", "inv-1", {"region": "us"})
+    with pytest.raises(InvalidInput, match="legacy plan-era entity") as bad:
+        service.set_values("customer_plan", "cp-1", {"region": "us"})
     assert bad.value.field == "entity"
     assert billing.get(customer.id).custom_fields == {"legacy": "1", "region": "eu", "tier": "silver"}
 

@@ -66,7 +66,7 @@ class HistoricalInvoiceRequestIn(Request):
     # Accepted and not kept: Tally has no unbillable invoices or breakdown settings per invoice.
     billable_status: Literal["billable", "unbillable"] | None = None
     breakdown_granularity: Literal["HOUR", "DAY"] | None = None
-    custom_fields: CustomFields = Field(default_factory=dict)
+    custom_fields: CustomFields = Field(default_factory=dict)  # kept on the invoice, shown on its reads
 
     def to_input(self, field: str) -> HistoricalInvoiceIn:
         start = parse_instant(f"{field}.inclusive_start_date", self.inclusive_start_date)
@@ -76,7 +76,9 @@ class HistoricalInvoiceRequestIn(Request):
             raise InvalidInput(f"{field}.issue_date", "must not be before exclusive_end_date")
         quantities = [q for i, line in enumerate(self.usage_line_items)
                       for q in line.quantities(f"{field}.usage_line_items[{i}]")]
-        return HistoricalInvoiceIn(self.customer_id, self.contract_id, self.credit_type_id, start, end, tuple(quantities))
+        return HistoricalInvoiceIn(
+            self.customer_id, self.contract_id, self.credit_type_id, start, end, tuple(quantities), dict(self.custom_fields)
+        )
 
 
 class CreateHistoricalInvoices(Request):

@@ -46,7 +46,7 @@ def invoice_json(draft: DraftInvoice, products: dict[str, Product], skip_zero_qu
         "subtotal": invoice.subtotal,
         "total": invoice.total,
         "invoice_adjustments": [],
-        "custom_fields": {},
+        "custom_fields": dict(draft.custom_fields),
         "billable_status": "billable" if invoice.billable else "unbillable",
     }
     if invoice.payer is not None:  # customer hierarchies: who pays it (billing/consolidation.py)

@@ -46,6 +46,7 @@ ENTITIES = (
 WRITABLE = (
     "customer", "contract", "product", "rate_card", "billable_metric", "commit", "contract_credit",
     "subscription", "scheduled_charge", "discount", "professional_service", "contract_product", "alert",
+    "invoice",
     "package_commit", "package_credit", "package_subscription", "package_scheduled_charge",
 )
 # Plan-era entities (a `charge` is a plan's charge, its values on plan charge lists): Tally has no plans.
@@ -109,11 +110,13 @@ def _key(key: str, field: str = "key") -> str:
 class CustomFieldService:
     def __init__(
         self, store: CustomFieldStore, customers, catalog, contracts, clock: Callable[[], datetime], grants=None,
-        packages=None, alerts=None,
+        packages=None, alerts=None, invoices=None,
     ) -> None:
         """customers: a CustomerStore; catalog: a CatalogStore; contracts: a ContractStore; grants: the
         customer-level commit and credit documents (a DynamoDocumentStore of kind grant); packages:
-        a PackageStore (services/packages.py); alerts: an AlertStore."""
+        a PackageStore (services/packages.py); alerts: an AlertStore; invoices: the InvoiceStore of
+        finalized, voided and historical invoices."""
+        self._invoices = invoices
         self._grants = grants
         self._packages = packages
         self._alerts = alerts
@@ -212,6 +215,11 @@ class CustomFieldService:
         elif entity == "alert":
             found = None if self._alerts is None else self._alerts.get(entity_id)
             fields = None if found is None else found.custom_fields
+        elif entity == "invoice":
+            found = None if self._invoices is None else self._invoices.get(entity_id)
+            if found is None:  # a draft is computed each time it is read: nothing to keep values on
+                raise NotFound(f"entity_id: invoice {entity_id} not found (values are set on finalized invoices)")
+            fields = found.custom_fields
         elif entity == "rate_card":
             got = self._catalog.get_rate_card(entity_id)
             found = None if got is None else got[0]
@@ -233,6 +241,8 @@ class CustomFieldService:
             self._store.replace_metric_fields(entity_id, before, after)
         elif entity == "alert":
             self._alerts.replace_custom_fields(found, dict(after))  # conditional on the alert read
+        elif entity == "invoice":
+            self._invoices.replace_custom_fields(found, dict(after))  # conditional on the values read
         elif entity in ("product", "contract_product"):
             self._catalog.put_product(replace(found, custom_fields=dict(after), revision=found.revision + 1), found.revision)
         elif entity == "rate_card":

@@ -11,9 +11,9 @@ are written in one conditional write, or none (`preview` writes nothing).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Callable
+from typing import Callable, Mapping
 
 from tally.billing.errors import InvalidInput, NotFound
 from tally.billing.pricing.historical import HistoricalQuantity, price_historical_invoice
@@ -34,6 +34,7 @@ class HistoricalInvoiceIn:
     starting_at: datetime
     ending_before: datetime
     quantities: tuple[HistoricalQuantity, ...]
+    custom_fields: Mapping[str, str] = field(default_factory=dict)
 
 
 class HistoricalInvoiceService:
@@ -101,5 +102,6 @@ class HistoricalInvoiceService:
             id=slot, slot=slot, customer_id=item.customer_id, contract_id=contract.id,
             period_start=period.starting_at, period_end=period.ending_before,
             invoice=replace(invoice, status=FINALIZED), drawdowns=(), finalized_at=now,
+            custom_fields=dict(item.custom_fields),
         )
         return record, contract

@@ -15,10 +15,10 @@ FINALIZED record at a time.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 from tally.billing.balances import Application, Charge, GrantKind
 from tally.billing.errors import TallyError
@@ -115,6 +115,8 @@ class StoredInvoice:
     regenerated_invoice_id: str | None = None
     published_at: datetime | None = None
     publish_claimed_at: datetime | None = None
+    # /v1/customFields values (entity invoice): metadata, so they may change on a finalized record
+    custom_fields: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def type(self) -> InvoiceType:
@@ -349,6 +351,7 @@ def record_document(record: StoredInvoice) -> dict:
             **({"constituent_invoices": [list(c) for c in invoice.constituent_invoices]} if invoice.constituent_invoices else {}),
         },
         "drawdowns": [_drawdown(c) for c in record.drawdowns],
+        **({"custom_fields": dict(record.custom_fields)} if record.custom_fields else {}),  # given at create (historical)
     }
 
 
@@ -360,6 +363,7 @@ def record_from_document(
     regenerated_invoice_id: str | None = None,
     published_at: datetime | None = None,
     publish_claimed_at: datetime | None = None,
+    custom_fields: Mapping[str, str] | None = None,
 ) -> StoredInvoice:
     body = doc["invoice"]
     invoice = Invoice(
@@ -393,4 +397,5 @@ def record_from_document(
         regenerated_invoice_id=regenerated_invoice_id,
         published_at=published_at,
         publish_claimed_at=publish_claimed_at,
+        custom_fields=custom_fields if custom_fields is not None else doc.get("custom_fields") or {},
     )

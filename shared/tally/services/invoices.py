@@ -75,6 +75,7 @@ class DraftInvoice:
     # The catalog a draft was priced with (None for stored invoices): its JSON shows product tags
     # from the same snapshot, and a GET reads the catalog once.
     products: Mapping[str, Product] | None = field(default=None, compare=False, repr=False)
+    custom_fields: Mapping[str, str] = field(default_factory=dict, compare=False)  # a stored invoice's
 
 
 # Lines commits and credits may pay for (Metronome: usage, subscription and composite products).
@@ -354,7 +355,7 @@ class _PeriodView:
         """The period's invoices: drafts and finalized ones, in assembly order."""
         fiat = self.state.due.contract.rate_card.fiat_credit_type
         stored = [
-            DraftInvoice(r.id, r.invoice, self.state.due.contract, r.regenerated_from_invoice_id)
+            DraftInvoice(r.id, r.invoice, self.state.due.contract, r.regenerated_from_invoice_id, custom_fields=r.custom_fields)
             for r in self.state.finalized.values()
         ]
         return sorted(self.drafts + stored, key=lambda d: _invoice_order(d.invoice, fiat))
@@ -365,7 +366,10 @@ class _PeriodView:
             (r for r in self.state.records if r.status == VOID),
             key=lambda r: (r.invoice.type is not InvoiceType.USAGE, r.invoice.starting_at, r.finalized_at, r.id),
         )
-        return [DraftInvoice(r.id, r.invoice, self.state.due.contract, r.regenerated_from_invoice_id) for r in records]
+        return [
+            DraftInvoice(r.id, r.invoice, self.state.due.contract, r.regenerated_from_invoice_id, custom_fields=r.custom_fields)
+            for r in records
+        ]
 
 
 def _invoice_order(invoice: Invoice, fiat: CreditType) -> tuple:
@@ -803,7 +807,7 @@ class InvoiceService:
             self._contracts.customer(customer_id)
             if record.customer_id != customer_id:
                 raise NotFound(f"invoice {invoice_id_} not found for customer {customer_id}")
-            return DraftInvoice(record.id, record.invoice, None, record.regenerated_from_invoice_id)
+            return DraftInvoice(record.id, record.invoice, None, record.regenerated_from_invoice_id, custom_fields=record.custom_fields)
         customer, due = self.due_periods(customer_id)
         records = self.records(customer_id)
         for d in due:  # a hierarchy parent's consolidated draft: its id is known without pricing

@@ -14,6 +14,7 @@ Keys:
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Sequence
 
@@ -22,6 +23,7 @@ from botocore.exceptions import ClientError
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
 from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item
 from tally.billing import exact_json
+from tally.billing.errors import Conflict
 from tally.billing.time import format_sortable, parse_rfc3339
 from tally.services.invoice_records import (
     FINALIZED,
@@ -65,6 +67,7 @@ def _record(item: dict) -> StoredInvoice:
         regenerated_invoice_id=item["regenerated_invoice_id"]["S"] if "regenerated_invoice_id" in item else None,
         published_at=_time(item, "published_at"),
         publish_claimed_at=_time(item, "publish_claimed_at"),
+        custom_fields=json.loads(item["custom_fields"]["S"]) if "custom_fields" in item else None,
     )
 
 
@@ -172,6 +175,30 @@ class DynamoInvoiceStore:
                 code in ("ConditionalCheckFailed", "TransactionConflict") for code in reasons
             ):
                 raise FinalizationRaced("another writer changed this customer's invoices; recompute") from exc
+            raise translate(exc) from exc
+
+    def replace_custom_fields(self, record: StoredInvoice, after: dict[str, str]) -> None:
+        """Set the record's custom field values (`custom_fields` beside the immutable document,
+        which keeps those given at create), conditional on the values read with `record`."""
+        item = get_item(self._client, self._table, f"invoice#{record.id}")
+        given = {} if item is None else exact_json.loads(item["document"]["S"]).get("custom_fields") or {}
+        condition = "custom_fields = :before"
+        if dict(record.custom_fields) == given:  # never set since: what was read is the document's
+            condition = "attribute_exists(pk) AND (attribute_not_exists(custom_fields) OR custom_fields = :before)"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(record.id),
+                UpdateExpression="SET custom_fields = :after",
+                ConditionExpression=condition,
+                ExpressionAttributeValues={
+                    ":before": {"S": json.dumps(dict(record.custom_fields))},
+                    ":after": {"S": json.dumps(after)},
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise Conflict(f"invoice {record.id} changed while its custom fields were being set; retry") from exc
             raise translate(exc) from exc
 
     def void(self, invoice_id: str, voided_at: datetime) -> bool:
