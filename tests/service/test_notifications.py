@@ -72,8 +72,10 @@ def _contract(contract_id: str = "c1", end: datetime = END, customer: str = "cus
     }
 
 
-def run(world, at: datetime, **kwargs) -> dict:
-    return world.service.deliver_due(at, **kwargs).summary()
+def run(world, at: datetime, expect_failed: bool = False, **kwargs) -> dict:
+    summary = world.service.deliver_due(at, **kwargs).summary()
+    assert bool(summary["failed"]) == expect_failed, summary
+    return summary
 
 
 # -- configurations --------------------------------------------------------------------------
@@ -131,6 +133,8 @@ def test_minus_p3d_fires_three_days_before_the_contract_end_not_earlier_and_only
     assert run(world, END - timedelta(days=3, seconds=1))["delivered"] == 0  # one second early
     assert world.inbox.messages == []
     assert run(world, END - timedelta(days=3))["delivered"] == 1  # exactly three days before
+    # the run's watermark: the next run walks only what falls due after it
+    assert world.service._store.get(config["id"])["_evaluated_until"] == "2026-12-07T00:00:00Z"
     assert run(world, END - timedelta(days=2))["delivered"] == 0  # the next run
     assert run(world, END - timedelta(days=3))["delivered"] == 0  # the same run again
     (message,) = world.inbox.of_type("contract.end")
@@ -156,6 +160,7 @@ def test_a_retried_task_and_a_concurrent_run_publish_nothing_twice(world):
         service = world.another()
         barrier.wait()
         results.append(service.deliver_due(at).summary())
+        assert results[-1]["failed"] == []
 
     threads = [threading.Thread(target=concurrent) for _ in range(2)]
     for thread in threads:
@@ -206,7 +211,7 @@ def test_a_failed_publish_gives_the_claim_back_and_the_retry_publishes_once(worl
     world.inbox.fail = 1
     # One configuration's failure is reported and kept from the others (SNS throttling, which the
     # adapter raises as StoreUnavailable, fails the task instead, for Step Functions to retry).
-    assert run(world, END)["failed"] == [{"id": config["id"], "error": "ConnectionError"}]
+    assert run(world, END, expect_failed=True)["failed"] == [{"id": config["id"], "error": "ConnectionError"}]
     assert world.inbox.messages == []
     assert run(world, END)["delivered"] == 1
     assert run(world, END)["delivered"] == 0
@@ -251,3 +256,26 @@ def test_segments_of_a_contracts_commits_are_indexed_and_delivered(world):
     (message,) = world.inbox.of_type("commit.segment.start")
     assert message["properties"]["commit_id"] == "commit-1"
     assert message["properties"]["segment_number"] == 1
+
+
+def test_a_system_notification_fires_at_the_event_once_enabled_and_never_while_off(world):
+    world.contracts.create(_contract())
+    assert world.service.set_system_enabled("contract.end", True) == {
+        "type": "SYSTEM", "policy": {"type": "contract.end"}, "is_enabled": True,
+    }
+    listed = {c["policy"]["type"]: c["is_enabled"] for c in world.service.system_configs()}
+    assert listed["contract.end"] is True and listed["contract.start"] is False
+    assert world.service.list("ALL") == []  # not an offset notification
+    assert run(world, END - timedelta(seconds=1))["delivered"] == 0
+    assert run(world, END)["delivered"] == 1
+    (message,) = world.inbox.of_type("contract.end")
+    assert message["properties"]["timestamp"] == message["properties"]["event_timestamp"] == "2026-12-10T00:00:00Z"
+
+    later = _contract("c2", end=END + timedelta(days=1))
+    world.contracts.create(later)
+    world.service.set_system_enabled("contract.end", False)
+    assert run(world, END + timedelta(days=2))["delivered"] == 0
+    world.clock.now = END + timedelta(days=3)
+    world.service.set_system_enabled("contract.end", True)  # what ended while it was off is not sent late
+    assert run(world, END + timedelta(days=4))["delivered"] == 0
+    assert len(world.inbox.messages) == 1

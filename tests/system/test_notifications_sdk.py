@@ -48,6 +48,8 @@ def test_an_offset_notification_is_published_once_by_the_close_workflow(local_st
             sdk.v2.notifications.offset.create(name=tag, policy={"type": "contract.renewed", "offset": "-P3D"})
         assert refused.value.body["field"] == "policy.type"
         assert {c.policy.type for c in sdk.v2.notifications.system.list().data} >= {"contract.end", "invoice.finalized"}
+        off = sdk.v2.notifications.offset.edit(policy={"type": "invoice.finalized"}, is_enabled=False).data
+        assert (off.type, off.is_enabled) == ("SYSTEM", False)
 
         created = sdk.v2.notifications.offset.create(name=tag, policy={"type": "contract.end", "offset": "-P3D"}).data
         assert sdk.v2.notifications.offset.retrieve(id=created.id).data.policy.offset == "-P3D"

@@ -23,6 +23,9 @@ Exactly once per (configuration, occurrence):
   when a run stopped part-way) only moves once every occurrence before it was delivered or found
   stale; a run that fails for one configuration leaves its watermark and goes on with the others.
 
+A system notification (edit without an id, `is_enabled`) is a stored configuration of offset zero
+named `system:<type>`, walked the same way while enabled, from the instant it was last enabled.
+
 Archiving stops future deliveries (an archived configuration is never walked). An edit changes the
 name and the offset of the deliveries still to come: the watermark is kept in due-time, so a
 smaller offset walks no occurrence twice (and the claims would stop it anyway), and occurrences a
@@ -90,6 +93,8 @@ class NotificationStore(Protocol):
     def list(self) -> list[dict]: ...
 
     def replace(self, config: dict) -> None: ...
+
+    def put_system(self, config: dict) -> None: ...
 
     def watermark(self, config: dict) -> Watermark | None: ...
 
@@ -172,12 +177,12 @@ class NotificationService:
 
     def get(self, config_id: str) -> dict:
         config = self._store.get(config_id)
-        if config is None:
+        if config is None or config.get("type") == SYSTEM_TYPE:
             raise NotificationNotFound(f"notification {config_id} not found")
         return config
 
     def list(self, archive_filter: str = "NOT_ARCHIVED") -> list[dict]:
-        configs = self._store.list()
+        configs = [c for c in self._store.list() if c.get("type") != SYSTEM_TYPE]
         if archive_filter == "ARCHIVED":
             return [c for c in configs if c.get("archived_at")]
         if archive_filter == "NOT_ARCHIVED":
@@ -205,10 +210,36 @@ class NotificationService:
         self._store.replace(dict(config, archived_at=format_rfc3339(self._clock())))
         return self.get(config_id)
 
-    @staticmethod
-    def system_configs() -> list[dict]:
-        """The lifecycle event types Tally notifies on (what an offset notification may name)."""
-        return [{"type": SYSTEM_TYPE, "policy": {"type": t}, "is_enabled": False} for t in LIFECYCLE_TYPES]
+    def system_configs(self) -> list[dict]:
+        """The lifecycle event types Tally notifies on (what an offset notification may name), each
+        with whether its system notification (at the event itself) is enabled."""
+        enabled = {c["policy"]["type"]: bool(c.get("is_enabled")) for c in self._store.list() if c.get("type") == SYSTEM_TYPE}
+        return [system_json(t, enabled.get(t, False)) for t in LIFECYCLE_TYPES]
+
+    def set_system_enabled(self, lifecycle_type: str, enabled: bool) -> dict:
+        """Turn the system notification of a lifecycle event type on or off. It is delivered as an
+        offset notification of offset zero would be, from the instant it is enabled: occurrences
+        while it was off are not sent late."""
+        check_type(lifecycle_type)
+        config_id = system_config_id(lifecycle_type)
+        current = self._store.get(config_id)
+        if current is not None and bool(current.get("is_enabled")) == enabled:
+            return system_json(lifecycle_type, enabled)
+        now = self._clock()
+        config = {
+            "id": config_id,
+            "name": lifecycle_type,
+            "type": SYSTEM_TYPE,
+            "policy": {"type": lifecycle_type, "offset": "PT0S"},
+            "created_at": (current or {}).get("created_at") or format_rfc3339(now),
+            "created_by": "api",
+            "environment_type": ENVIRONMENT_TYPE,
+            "is_enabled": enabled,
+        }
+        self._store.put_system(config)  # idempotent by key: one item per type
+        if enabled:
+            self._store.advance(config_id, Watermark(now))
+        return system_json(lifecycle_type, enabled)
 
     # -- delivery ------------------------------------------------------------------------------
     def deliver_due(self, as_of: datetime, budget: int = MAX_NOTIFICATIONS_PER_TASK) -> DeliveryRun:
@@ -217,7 +248,7 @@ class NotificationService:
         run = DeliveryRun(as_of)
         remaining = [budget]
         for config in self._store.list():
-            if config.get("archived_at"):
+            if config.get("archived_at") or (config.get("type") == SYSTEM_TYPE and not config.get("is_enabled")):
                 continue
             try:
                 self._deliver_config(config, as_of, run, remaining)
@@ -305,6 +336,15 @@ def notification_json(config: dict) -> dict:
     if config.get("archived_at"):
         shown["archived_at"] = config["archived_at"]
     return shown
+
+
+def system_config_id(lifecycle_type: str) -> str:
+    return f"system:{lifecycle_type}"
+
+
+def system_json(lifecycle_type: str, enabled: bool) -> dict:
+    """LifecycleEventSystemNotificationConfig."""
+    return {"type": SYSTEM_TYPE, "policy": {"type": lifecycle_type}, "is_enabled": enabled}
 
 
 def deliver_notifications(state: Any, service: NotificationService) -> dict:

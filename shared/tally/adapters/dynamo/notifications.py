@@ -175,6 +175,22 @@ class DynamoNotificationStore:
                 raise Conflict("the notification changed while it was being edited; read it again") from exc
             raise translate(exc) from exc
 
+    def put_system(self, config: dict) -> None:
+        """Write a system notification's configuration (one item per lifecycle type, so a repeat
+        is the same write); its watermark attributes are kept."""
+        item = self._item(config, 0)
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": item["pk"], "sk": item["sk"]},
+                UpdateExpression="SET document = :d, gsi1pk = :g, gsi1sk = :s, version = if_not_exists(version, :zero) + :one",
+                ExpressionAttributeValues={
+                    ":d": item["document"], ":g": item["gsi1pk"], ":s": item["gsi1sk"], ":zero": {"N": "0"}, ":one": {"N": "1"},
+                },
+            )
+        except ClientError as exc:
+            raise translate(exc) from exc
+
     @staticmethod
     def watermark(config: dict) -> Watermark | None:
         if "_evaluated_until" not in config:
@@ -184,7 +200,9 @@ class DynamoNotificationStore:
     def advance(self, config_id: str, mark: Watermark) -> None:
         # Never backwards past an instant (an overlapping run with an earlier as_of); moving back
         # within one instant only re-walks occurrences whose claims are taken.
-        names = "SET evaluated_until = :u" + (", evaluated_key = :k" if mark.key is not None else " REMOVE evaluated_key")
+        names = "SET evaluated_until = :u, evaluated_sortable = :s" + (
+            ", evaluated_key = :k" if mark.key is not None else " REMOVE evaluated_key"
+        )
         values = {":u": {"S": format_rfc3339(mark.until)}, ":s": {"S": format_sortable(mark.until)}}
         if mark.key is not None:
             values[":k"] = {"S": mark.key}
@@ -192,7 +210,7 @@ class DynamoNotificationStore:
             self._client.update_item(
                 TableName=self._table,
                 Key={"pk": {"S": _config_pk(config_id)}, "sk": {"S": ITEM}},
-                UpdateExpression=names + ", evaluated_sortable = :s",
+                UpdateExpression=names,
                 ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(evaluated_sortable) OR evaluated_sortable <= :s)",
                 ExpressionAttributeValues=values,
             )

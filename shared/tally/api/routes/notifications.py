@@ -43,8 +43,14 @@ def get_notification() -> dict:
 @router.post("/v2/notifications/edit")
 def edit_notification() -> dict:
     body = NotificationEdit.model_validate(read_body(router.current_event))
-    if body.id is None:
-        raise InvalidInput("id", "must name the offset notification to edit (system notifications cannot be toggled here)")
+    if body.id is None:  # a system notification: on or off
+        if body.is_enabled is None:
+            raise InvalidInput("is_enabled", "is required to edit a system notification (no id given)")
+        if body.policy.offset is not None:
+            raise InvalidInput("policy.offset", "a system notification has no offset; create an offset notification instead")
+        if body.name is not None:
+            raise InvalidInput("name", "a system notification is named by its type")
+        return {"data": wiring.notification_service().set_system_enabled(body.policy.type, body.is_enabled)}
     if body.is_enabled is not None:
         raise InvalidInput("is_enabled", "applies to system notifications only; an offset notification is archived instead")
     if body.policy.offset is None:
