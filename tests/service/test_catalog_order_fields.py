@@ -321,3 +321,27 @@ def test_invoice_values_given_to_a_historical_invoice_are_kept_and_set_on_a_fina
     assert service.delete_values("invoice", record.id, ["erp"]) == {"po": "PO-1"}
     with pytest.raises(NotFound, match="finalized"):
         service.set_values("invoice", "a-draft-id", {"po": "x"})
+
+
+def test_a_finalized_invoice_keeps_the_rate_card_product_order_of_its_draft(dynamo, clock):
+    from tests.service.test_contracts_service import FakeCatalog, FakeUsage
+    from tests.service.test_cycle_close import BARE, GRACE, NOV, OCT, _request, _world
+
+    clock.now = datetime(2026, 11, 24, 12, tzinfo=timezone.utc)
+    catalog = FakeCatalog()
+    catalog.cards["rc-std"] = replace(catalog.cards["rc-std"], product_order=("p-seats", "p-calls"))
+    usage = FakeUsage([(datetime(2026, 10, 5, tzinfo=timezone.utc), 10)])
+    w = _world(dynamo, clock, catalog, lambda customer: usage)
+    arrears_seats = [{"collection_schedule": "ARREARS", "initial_quantity": 1,
+                      "proration": {"is_prorated": True, "invoice_behavior": "BILL_ON_NEXT_COLLECTION_DATE"},
+                      "subscription_rate": {"product_id": "p-seats", "billing_frequency": "MONTHLY"}}]
+    contract = w.contracts.create(_request(w.customer.id, **(BARE | {"subscriptions": arrears_seats})))
+
+    def october_products(status):
+        (invoice,) = [d.invoice for d in w.invoices.list(w.customer.id)[0]
+                      if d.invoice.starting_at == OCT and d.invoice.type.value == "USAGE" and d.invoice.status == status]
+        return [line.product_id for line in invoice.line_items]
+
+    assert october_products("DRAFT") == ["p-seats", "p-calls"]  # by default usage lines come before subscriptions
+    w.service.finalize(w.customer.id, contract["id"], OCT, NOV + GRACE)
+    assert october_products("FINALIZED") == ["p-seats", "p-calls"]
