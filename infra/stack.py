@@ -98,6 +98,8 @@ class TallyStack(Stack):
             log_retention=LOG_RETENTION,
         )
 
+        # GET /v1/services names it: the function depends on the API, never the API on the function.
+        api.function.add_environment("TALLY_API_URL", http_api.url)
         CfnOutput(self, "ApiUrl", value=http_api.url)
         CfnOutput(self, "EventsTableName", value=tables.events.table_name)
         CfnOutput(self, "CountersTableName", value=tables.counters.table_name)

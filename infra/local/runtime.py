@@ -106,10 +106,15 @@ def _prepare_template(template: dict) -> dict:
         for logical, resource in prepared["Resources"].items()
         if resource["Type"] not in REPLACED_TYPES
     }
+    replaced = {k for k, r in template["Resources"].items() if r["Type"] in REPLACED_TYPES}
     for resource in prepared["Resources"].values():
         if resource["Type"] == "AWS::Lambda::Function":
             # The Powertools layer lives in AWS's account; locally the installed package is used.
             resource["Properties"].pop("Layers", None)
+            # Values naming what the runtime replaces (the API's URL) are set by the runtime itself.
+            variables = resource["Properties"].get("Environment", {}).get("Variables", {})
+            for name in [n for n, value in variables.items() if _mentions(value, replaced)]:
+                del variables[name]
     prepared["Outputs"] = {
         name: output
         for name, output in prepared.get("Outputs", {}).items()
@@ -540,6 +545,11 @@ class LocalStack:
         thread = threading.Thread(target=self.http.server.serve_forever, name="http-api", daemon=True)
         thread.start()
         self._threads.append(thread)
+        # The template's TALLY_API_URL names the HTTP API this gateway stands in for (GET /v1/services).
+        from tally.settings import get_settings
+
+        os.environ["TALLY_API_URL"] = f"http://{self.host}:{self.http.port}"
+        get_settings.cache_clear()
 
     def _ensure_api_key(self, remembered: str | None) -> None:
         """The key given, else the one a restored stack used (so saved commands still work), else a

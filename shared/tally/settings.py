@@ -25,6 +25,12 @@ class Settings(BaseModel):
     stripe_api_base: str | None = Field(default=None)
     # Deliveries of an invoice before its message is parked in the DLQ (the queue's maxReceiveCount).
     delivery_max_receives: int = Field(default=5, ge=1)
+    # The public API's base URL (the HTTP API's stage URL, set by infra.stack; the local stack's
+    # own URL locally) and region: what GET /v1/services tells customers to allow-list.
+    api_url: str | None = Field(default=None)
+    region: str | None = Field(default=None)
+    # Fixed addresses outbound calls leave from (a NAT's Elastic IPs), when the deployment has them.
+    egress_ips: tuple[str, ...] = Field(default=())
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -46,4 +52,7 @@ def get_settings() -> Settings:
         billing_provider_secrets_prefix=os.environ.get("BILLING_PROVIDER_SECRETS_PREFIX") or "tally/billing-providers",
         stripe_api_base=os.environ.get("STRIPE_API_BASE") or None,
         delivery_max_receives=os.environ.get("DELIVERY_MAX_RECEIVES") or 5,
+        api_url=os.environ.get("TALLY_API_URL") or None,
+        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+        egress_ips=tuple(ip.strip() for ip in (os.environ.get("TALLY_EGRESS_IPS") or "").split(",") if ip.strip()),
     )

@@ -436,3 +436,20 @@ def package_service():
         DynamoPackageStore(table), DynamoContractStore(table), contract_service(),
         lambda body: ContractCreate.model_validate(body).to_document(), system_clock,
     )
+
+
+@lru_cache(maxsize=1)
+def audit_log_service():
+    from tally.adapters.dynamo.audit import DynamoAuditLogStore
+    from tally.services.audit_logs import AuditLogService
+
+    return AuditLogService(DynamoAuditLogStore(get_settings().require("billing_table")))
+
+
+@lru_cache(maxsize=1)
+def deployment_services():
+    from tally.adapters.network import addresses_of
+    from tally.services.deployment_services import DeploymentServices
+
+    settings = get_settings()
+    return DeploymentServices(settings.api_url, settings.region, settings.egress_ips, addresses_of)

@@ -108,7 +108,7 @@ from tally.api.billing_provider_models import (
     CustomerBillingConfigurationsSet,
 )
 from tally.billing.events import UsageEventIn
-from tally.billing.limits import MAX_EVENTS_PER_REQUEST
+from tally.billing.limits import MAX_EVENTS_PER_REQUEST, MAX_ID_LENGTH
 
 DOCUMENT_PATH = Path(__file__).with_name("openapi.json")
 REGENERATE = "python -m tally.api.openapi"
@@ -384,6 +384,16 @@ OPERATIONS = (
     Operation("POST", "/v2/notifications/system/list", "v2.notifications.system_list_response:SystemListResponse",
               SystemNotificationList, body_optional=True),
     # this document
+    # security
+    Operation("GET", "/v1/auditLogs", "v1.audit_log_list_response:AuditLogListResponse", params=(
+        Param("starting_on", _INSTANT),
+        Param("ending_before", _INSTANT),
+        Param("sort", {"type": "string", "enum": ["date_asc", "date_desc"]}),
+        Param("resource_type", {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}),
+        Param("resource_id", {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}),
+        *PAGE,
+    ), page="next_page"),
+    Operation("GET", "/v1/services", "v1.service_list_response:ServiceListResponse"),
     Operation("GET", "/openapi.json", OpenApiDocument),
 )
 

@@ -20,6 +20,17 @@ DYNAMO_ITEM_BYTES = 400 * 1_024
 DYNAMO_TRANSACTION_ITEMS = 100
 API_GATEWAY_PAYLOAD_BYTES = 10 * 1_024 * 1_024
 
+# -- audit log ----------------------------------------------------------------------------------
+# A write made for an API request carries its audit record in the same transaction: the record by
+# time, the record by resource, and (when a later write corrects the resource) the removal of the
+# earlier guess's record (adapters/dynamo/audit.py). A transaction may hold this many of its own.
+AUDIT_ITEMS_PER_TRANSACTION = 3
+MAX_TRANSACTION_ITEMS = DYNAMO_TRANSACTION_ITEMS - AUDIT_ITEMS_PER_TRANSACTION
+# Partitions the by-time records spread over (a shard suffix): each takes some 1,000 writes/s, a
+# record by time costs 2 write units (transactional), so 8 hold some 4,000 audited changes a second;
+# a page of the audit log reads each shard once.
+AUDIT_LOG_SHARDS = 8
+
 # DynamoDB numbers: 38 significant digits, magnitude between 1E-130 and 1E+126.
 MAX_SIGNIFICANT_DIGITS = 38
 MAX_ADJUSTED_EXPONENT = 125
@@ -98,7 +109,7 @@ MAX_FILTER_VALUE_LENGTH = 1_024
 MAX_PROPERTY_NAME_LENGTH = 128
 # Replacing a customer's aliases releases the old ones and claims the new ones in one transaction
 # (100 items at most), with the customer's own item.
-MAX_INGEST_ALIASES = 40  # (DYNAMO_TRANSACTION_ITEMS - 2) // 2 = 49 would just fit
+MAX_INGEST_ALIASES = 40  # (MAX_TRANSACTION_ITEMS - 2) // 2 = 47 would just fit
 
 # A package is one item (its terms as JSON): parts of each kind, schedule items of each part, and its
 # aliases, each alias written in the package's create transaction (100 items at most).
@@ -171,6 +182,7 @@ LIMITS = (
     Limit("packages or contracts on a package in one page", str(MAX_PACKAGES_PAGE), "one query page and one BatchGetItem"),
     Limit("offset notification configurations (archived included)", str(MAX_NOTIFICATION_CONFIGS), "the close workflow reads them all every run"),
     Limit("days of a notification's offset, before or after", str(MAX_NOTIFICATION_OFFSET_DAYS), "day partitions a delivery window spans"),
+    Limit("items of one API write's transaction", str(MAX_TRANSACTION_ITEMS), "DynamoDB's 100-item transaction (3 go to the audit record)"),
 )
 
 

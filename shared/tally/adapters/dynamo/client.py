@@ -24,13 +24,20 @@ def dynamodb():
     """One client per process (creating clients is slow, and they are thread-safe).
 
     Client-side parameter validation is off: the adapters build every request themselves, DynamoDB
-    validates again on the server, and botocore's check cost more CPU than the whole ingest path."""
-    return boto3.client(
+    validates again on the server, and botocore's check cost more CPU than the whole ingest path.
+
+    Wrapped so that, inside an API request, each write to the billing table carries the request's
+    audit entry in the same transaction (adapters/dynamo/audit.py)."""
+    from tally.adapters.dynamo.audit import AuditedClient
+    from tally.settings import get_settings
+
+    client = boto3.client(
         "dynamodb",
         config=Config(
             retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32, parameter_validation=False
         ),
     )
+    return AuditedClient(client, lambda: get_settings().require("billing_table"))
 
 
 def error_code(exc: ClientError) -> str:
