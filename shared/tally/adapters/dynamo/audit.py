@@ -3,8 +3,8 @@
 `AuditedClient` wraps the process's one DynamoDB client (client.dynamodb()). While an audit scope
 is open (an API request that may change something), each write to the billing table becomes one
 TransactWriteItems holding the write and the request's entry, so the entry and the change commit
-or fail together: a put, update or delete becomes a 2- or 3-item transaction, a transaction gains
-2 items (limits.MAX_TRANSACTION_ITEMS), a batch write becomes transactions. Outside a scope it is
+or fail together: a put, update or delete becomes a 2- to 4-item transaction, a transaction gains
+at most 3 items (limits.MAX_TRANSACTION_ITEMS), a batch write becomes transactions. Outside a scope it is
 the client itself. Writes to the events and counters tables (usage and what is derived from it)
 are not audited: the configuration they follow from (a metric, a customer) is.
 
