@@ -279,3 +279,21 @@ def test_a_system_notification_fires_at_the_event_once_enabled_and_never_while_o
     world.service.set_system_enabled("contract.end", True)  # what ended while it was off is not sent late
     assert run(world, END + timedelta(days=4))["delivered"] == 0
     assert len(world.inbox.messages) == 1
+
+
+def test_an_edit_indexes_only_the_occurrences_it_changes(world):
+    contract = _contract() | {
+        "commits": [{"id": "commit-1", "access_schedule": [
+            {"id": f"seg-{n}", "amount": 10, "starting_at": f"2026-{n:02d}-01T00:00:00Z",
+             "ending_before": f"2026-{n + 1:02d}-01T00:00:00Z"} for n in range(1, 11)
+        ]}],
+    }
+    world.contracts.create(contract)
+
+    def indexed() -> int:
+        items = world.client.scan(TableName=world.table)["Items"]
+        return sum(1 for item in items if item["pk"]["S"].startswith("lifecycle#"))
+
+    assert indexed() == 2 + 20  # start, end, and each segment's two edges
+    world.contracts.replace(world.contracts.get("c1") | {"ending_before": "2026-12-20T00:00:00Z"})
+    assert indexed() == 2 + 20 + 1  # the new end only

@@ -160,8 +160,15 @@ class DynamoContractStore(DynamoDocumentStore):
 
     def _index_lifecycle(self, *documents: dict) -> None:
         """Record the lifecycle occurrences the documents will have, ahead of writing them: a write
-        that then fails leaves entries delivery finds stale, never a missing one (notifications)."""
-        self._lifecycle.record(o for document in documents for o in contract_occurrences(document))
+        that then fails leaves entries delivery finds stale, never a missing one (notifications).
+        Only those the document was not read with (`_occurrences`, recorded by the write that stored
+        it), so an edit costs a put per changed occurrence, not one per segment of every grant."""
+        self._lifecycle.record(
+            o
+            for document in documents
+            for o in contract_occurrences(document)
+            if o.key not in set(document.get("_occurrences") or ())
+        )
 
     # -- the parts of contracts, found by their own id (custom field values name them alone) -----
     # `contract_part#<part id>` / sk `#` holds the id of the contract holding that subscription,
@@ -370,9 +377,11 @@ def part_ids(document: dict) -> set[str]:
 
 
 def _with_parts(document: dict | None) -> dict | None:
-    """The document, noting the parts it was read with (indexed already: not written again)."""
+    """The document, noting the parts it was read with (indexed already: not written again), and
+    likewise its lifecycle occurrences (DynamoContractStore._index_lifecycle)."""
     if document is not None:
         document["_parts"] = sorted(part_ids(document))
+        document["_occurrences"] = sorted(o.key for o in contract_occurrences(document))
     return document
 
 
