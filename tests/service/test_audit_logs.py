@@ -324,3 +324,47 @@ def test_a_named_api_host_is_listed_by_the_addresses_it_resolves_to():
 
     with pytest.raises(ServicesUnknown):
         DeploymentServices("https://gone.example", None, (), unresolvable).list()
+
+
+class _Conflicting:
+    """A client whose first `conflicts` transactions are cancelled by a concurrent write (as
+    DynamoDB answers two transactions on one item; moto never does)."""
+
+    def __init__(self, client, conflicts: int) -> None:
+        self._client, self.conflicts, self.sent = client, conflicts, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._client, name)
+
+    def transact_write_items(self, **kwargs):
+        self.sent += 1
+        if self.sent <= self.conflicts:
+            reasons = [{"Code": "TransactionConflict"}] + [{"Code": "None"}] * (len(kwargs["TransactItems"]) - 1)
+            raise ClientError({"Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                               "CancellationReasons": reasons}, "TransactWriteItems")
+        return self._client.transact_write_items(**kwargs)
+
+
+def test_a_write_cancelled_by_a_concurrent_one_is_sent_again_not_answered_as_an_error(dynamo):
+    table = dynamo["billing"]
+    racing = _Conflicting(dynamo["client"], conflicts=2)
+    client = AuditedClient(racing, lambda: table, sleep=lambda seconds: None)
+    with audit_scope(AuditScope(_entry(3, T0))):
+        client.put_item(**_put_customer(table, "c3", "attribute_not_exists(pk)"))
+    assert racing.sent == 3
+    assert "Item" in dynamo["client"].get_item(TableName=table, Key={"pk": {"S": "customer#c3"}, "sk": {"S": "#"}})
+    assert sorted(i["pk"]["S"] for i in _audit_items(dynamo)) == ["audit#3", "audit_resource#customer#c3"]
+
+
+def test_a_write_that_keeps_conflicting_is_a_retryable_503_and_writes_nothing(dynamo):
+    from tally.adapters.dynamo.client import translate
+    from tally.services.ports import StoreUnavailable
+
+    table = dynamo["billing"]
+    racing = _Conflicting(dynamo["client"], conflicts=99)
+    client = AuditedClient(racing, lambda: table, sleep=lambda seconds: None)
+    with audit_scope(AuditScope(_entry(4, T0))), pytest.raises(ClientError) as refused:
+        client.put_item(**_put_customer(table, "c4"))
+    assert racing.sent == 5
+    assert isinstance(translate(refused.value), StoreUnavailable)
+    assert _audit_items(dynamo) == []

@@ -20,6 +20,8 @@ is idempotent (same key, same content, or the same content plus the resource lea
 from __future__ import annotations
 
 import heapq
+import random
+import time
 from typing import Callable
 
 from botocore.exceptions import ClientError
@@ -30,6 +32,7 @@ from tally.billing.limits import AUDIT_LOG_SHARDS, MAX_TRANSACTION_ITEMS
 from tally.services.audit_logs import AuditScope, current_scope
 from tally.services.ports import StoreRefused
 
+CONFLICT_ATTEMPTS = 5  # a transaction cancelled by a concurrent write of its items is sent this many times at most
 _ACTION_FIELDS = ("TableName", "Item", "Key", "UpdateExpression", "ConditionExpression",
                   "ExpressionAttributeNames", "ExpressionAttributeValues", "ReturnValuesOnConditionCheckFailure")
 
@@ -77,9 +80,10 @@ def _written_resources(table: str, actions: list[dict]) -> list[Resource]:
 class AuditedClient:
     """A DynamoDB client whose writes to `audit_table()` carry the open audit scope's entry."""
 
-    def __init__(self, client, audit_table: Callable[[], str]) -> None:
+    def __init__(self, client, audit_table: Callable[[], str], sleep: Callable[[float], None] = time.sleep) -> None:
         self._client = client
         self._audit_table = audit_table
+        self._sleep = sleep
 
     def __getattr__(self, name: str):
         return getattr(self._client, name)
@@ -133,9 +137,7 @@ class AuditedClient:
         table = self._audit_table()
         entry, final = scope.entry_for(_written_resources(table, actions))
         try:
-            response = self._client.transact_write_items(
-                **{**kwargs, "TransactItems": [*actions, *entry_items(table, entry, scope.stored)]}
-            )
+            response = self._transact(**{**kwargs, "TransactItems": [*actions, *entry_items(table, entry, scope.stored)]})
         except ClientError as exc:
             # The callers read the reasons by their own items' positions; the entry's are not theirs.
             reasons = exc.response.get("CancellationReasons")
@@ -144,6 +146,22 @@ class AuditedClient:
             raise
         scope.written(entry, final)  # only a committed write moves the request's entry on
         return response
+
+    def _transact(self, **kwargs):
+        """TransactWriteItems, again after a transaction conflict. A single put or update waits for a
+        concurrent write of its item; a transaction is cancelled instead (TransactionConflict), so
+        an audited write, now a transaction, would turn a race that used to serialize into an error.
+        A cancelled transaction wrote nothing, so sending it again is safe."""
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                return self._client.transact_write_items(**kwargs)
+            except ClientError as exc:
+                codes = {r.get("Code") for r in exc.response.get("CancellationReasons") or []}
+                retry = "TransactionConflict" in codes and not codes - {"TransactionConflict", "None", None}
+                if not retry or attempt + 1 == CONFLICT_ATTEMPTS:
+                    raise
+                self._sleep(random.uniform(0, 0.02 * 2**attempt))  # full jitter, 20 ms doubling
+        raise AssertionError("unreachable")
 
     def _single(self, kind: str, operation: str, kwargs: dict):
         scope = current_scope()

@@ -16,6 +16,7 @@ _RETRYABLE = {
     "InternalServerError",
     "ServiceUnavailable",
     "TransactionInProgressException",
+    "TransactionConflictException",  # a single write racing a transaction on its item (adapters/dynamo/audit.py)
 }
 
 
