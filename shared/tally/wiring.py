@@ -8,7 +8,7 @@ from functools import lru_cache
 from tally.adapters.clock import system_clock
 from tally.adapters.dynamo.billing import DynamoApiKeyStore, DynamoBillingStore, DynamoMetricStore
 from tally.adapters.dynamo.catalog import DynamoCatalogStore
-from tally.adapters.dynamo.documents import DynamoContractStore, DynamoDocumentStore
+from tally.adapters.dynamo.documents import DynamoContractStore, DynamoDocumentStore, DynamoGrantStore
 from tally.adapters.dynamo.notifications import DynamoLifecycleIndex, DynamoNotificationStore
 from tally.adapters.dynamo.counters import DynamoCounterStore
 from tally.adapters.dynamo.events import DynamoEventStore
@@ -116,6 +116,8 @@ def contract_service() -> ContractService:
 
 
 def _documents(kind: str, sort_field: str) -> DynamoDocumentStore:
+    if kind == "grant":  # customer-level commits and credits index their segments (notifications)
+        return DynamoGrantStore(get_settings().require("billing_table"))
     return DynamoDocumentStore(get_settings().require("billing_table"), kind, sort_field)
 
 
@@ -187,6 +189,7 @@ def notification_service() -> NotificationService:
         system_clock,
         contracts=DynamoContractStore(table).get,
         invoices=invoice_store().get,
+        grants=DynamoGrantStore(table).get,
     )
 
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tally.adapters.dynamo.documents import DynamoContractStore
+from tally.adapters.dynamo.documents import DynamoContractStore, DynamoGrantStore
 from tally.adapters.dynamo.notifications import DynamoLifecycleIndex, DynamoNotificationStore
 from tally.billing.errors import Conflict, InvalidInput
 from tally.billing.notifications import invoice_finalized_occurrence
@@ -46,17 +46,18 @@ def world(dynamo, clock):
     clock.now = NOW
     table = dynamo["billing"]
     contracts = DynamoContractStore(table, dynamo["client"])
+    grants = DynamoGrantStore(table, dynamo["client"])
     invoices: dict[str, object] = {}
     inbox = Inbox()
 
     def service() -> NotificationService:
         return NotificationService(
             DynamoNotificationStore(table, dynamo["client"]), inbox, lambda: TOPIC, clock,
-            contracts=contracts.get, invoices=invoices.get,
+            contracts=contracts.get, invoices=invoices.get, grants=grants.get,
         )
 
     return SimpleNamespace(
-        table=table, client=dynamo["client"], contracts=contracts, invoices=invoices, inbox=inbox, clock=clock,
+        table=table, client=dynamo["client"], contracts=contracts, grants=grants, invoices=invoices, inbox=inbox, clock=clock,
         service=service(), another=service, index=DynamoLifecycleIndex(table, dynamo["client"]),
     )
 
@@ -297,3 +298,18 @@ def test_an_edit_indexes_only_the_occurrences_it_changes(world):
     assert indexed() == 2 + 20  # start, end, and each segment's two edges
     world.contracts.replace(world.contracts.get("c1") | {"ending_before": "2026-12-20T00:00:00Z"})
     assert indexed() == 2 + 20 + 1  # the new end only
+
+
+def test_a_customer_level_credit_segment_end_fires_before_it_expires_and_not_once_archived(world):
+    world.service.create("credit expiring", "credit.segment.end", "-P7D")
+    segment = {"id": "seg-1", "amount": 500, "starting_at": "2026-11-01T00:00:00Z", "ending_before": "2026-12-31T00:00:00Z"}
+    for grant_id in ("credit-1", "credit-2"):
+        world.grants.create({"id": grant_id, "customer_id": "cust-1", "type": "CREDIT", "created_at": "2026-11-24T00:00:00Z",
+                             "access_schedule": [segment]})
+    world.grants.replace(world.grants.get("credit-2") | {"archived_at": "2026-11-25T00:00:00Z"})
+    assert run(world, datetime(2026, 12, 23, 23, tzinfo=UTC))["delivered"] == 0
+    summary = run(world, datetime(2026, 12, 24, tzinfo=UTC))
+    assert (summary["delivered"], summary["stale"]) == (1, 1)
+    (message,) = world.inbox.of_type("credit.segment.end")
+    assert message["properties"]["credit_id"] == "credit-1"
+    assert "contract_id" not in message["properties"]

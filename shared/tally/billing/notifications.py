@@ -131,6 +131,19 @@ def contract_occurrences(contract: dict) -> list[Occurrence]:
     return found
 
 
+def grant_occurrences(grant: dict) -> list[Occurrence]:
+    """The segment starts and ends of a customer-level commit or credit (no contract)."""
+    if grant.get("archived_at"):
+        return []
+    kind = "credit" if grant.get("type") == "CREDIT" else "commit"
+    return _segments(kind, grant, {"id": None, "customer_id": grant["customer_id"]})
+
+
+def grant_id_of(occurrence: Occurrence) -> str:
+    """The commit or credit a segment occurrence belongs to (its subject is `<grant>/<segment>`)."""
+    return occurrence.subject.split("/", 1)[0]
+
+
 def invoice_finalized_occurrence(invoice_id: str, customer_id: str, contract_id: str | None, finalized_at: datetime) -> Occurrence:
     return Occurrence(INVOICE_FINALIZED, finalized_at, customer_id, contract_id, invoice_id)
 

@@ -51,6 +51,8 @@ from tally.billing.notifications import (
     check_type,
     contract_occurrences,
     event_window,
+    grant_id_of,
+    grant_occurrences,
     notification_message,
     parse_offset,
 )
@@ -147,6 +149,7 @@ class NotificationService:
         *,
         contracts: Callable[[str], dict | None],
         invoices: Callable[[str], Any],
+        grants: Callable[[str], dict | None] = lambda grant_id: None,
         lease: timedelta = DEFAULT_LEASE,
     ) -> None:
         self._store = store
@@ -155,6 +158,7 @@ class NotificationService:
         self._clock = clock
         self._contracts = contracts
         self._invoices = invoices
+        self._grants = grants  # customer-level commits and credits
         self._lease = lease
 
     # -- configurations ------------------------------------------------------------------------
@@ -304,8 +308,11 @@ class NotificationService:
             if record is None or getattr(record, "status", None) != "FINALIZED" or record.finalized_at != occurrence.instant:
                 return None
             return occurrence
-        if occurrence.contract_id is None:
-            return None
+        if occurrence.contract_id is None:  # a customer-level commit's or credit's segment
+            grant = self._grants(grant_id_of(occurrence))
+            if grant is None:
+                return None
+            return next((o for o in grant_occurrences(grant) if o.key == occurrence.key), None)
         contract = self._contracts(occurrence.contract_id)
         if contract is None:
             return None

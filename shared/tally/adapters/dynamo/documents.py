@@ -21,7 +21,7 @@ from tally.adapters.dynamo.invoices import records_unchanged
 from tally.adapters.dynamo.notifications import DynamoLifecycleIndex
 from tally.billing import exact_json
 from tally.billing.errors import Conflict
-from tally.billing.notifications import contract_occurrences
+from tally.billing.notifications import contract_occurrences, grant_occurrences
 from tally.billing.time import format_sortable, parse_rfc3339
 from tally.services.contracts import ContractChanged
 
@@ -144,6 +144,45 @@ class DynamoDocumentStore:
             ):
                 raise Conflict(f"the {self._kind} or the customer's invoices changed while it was being updated; retry") from exc
             raise translate(exc) from exc
+
+
+class DynamoGrantStore(DynamoDocumentStore):
+    """Customer-level commits and credits. Like contracts, every write first records the segment
+    occurrences (notifications) the document was not read with; every write goes through replace,
+    _put_new or _put_next_version."""
+
+    def __init__(self, table: str, client=None) -> None:
+        super().__init__(table, "grant", "created_at", client)
+        self._lifecycle = DynamoLifecycleIndex(table, self._client)
+
+    def _index_lifecycle(self, document: dict) -> None:
+        known = set(document.get("_occurrences") or ())
+        self._lifecycle.record(o for o in grant_occurrences(document) if o.key not in known)
+
+    def get(self, document_id: str) -> dict | None:
+        return _with_occurrences(super().get(document_id))
+
+    def list_for_customer(self, customer_id: str) -> list[dict]:
+        return [_with_occurrences(d) for d in super().list_for_customer(customer_id)]
+
+    def replace(self, document: dict, invoices_written: int | None = None) -> None:
+        if invoices_written is None:  # otherwise _put_next_version records them
+            self._index_lifecycle(document)
+        super().replace(document, invoices_written)
+
+    def _put_new(self, document: dict) -> dict:
+        self._index_lifecycle(document)
+        return super()._put_new(document)
+
+    def _put_next_version(self, document: dict) -> dict:
+        self._index_lifecycle(document)
+        return super()._put_next_version(document)
+
+
+def _with_occurrences(document: dict | None) -> dict | None:
+    if document is not None:
+        document["_occurrences"] = sorted(o.key for o in grant_occurrences(document))
+    return document
 
 
 class DynamoContractStore(DynamoDocumentStore):
