@@ -76,7 +76,7 @@ def api_keys() -> ApiKeyService:
 
 @lru_cache(maxsize=1)
 def ingest_service() -> IngestService:
-    return IngestService(event_store(), system_clock, billing_store().archived_ids)
+    return IngestService(event_store(), system_clock, billing_store().handovers)
 
 
 @lru_cache(maxsize=1)

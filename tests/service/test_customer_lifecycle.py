@@ -12,6 +12,7 @@ import pytest
 from tally.adapters.dynamo.billing import DynamoBillingStore
 from tally.adapters.dynamo.events import DynamoEventStore
 from tally.api.models import customer_detail_json
+from tally.billing.customers import KeyHandover
 from tally.billing.errors import Conflict, InvalidInput, NotFound
 from tally.services.ingest import IngestService
 from tally.services.usage import MetricQuery, WindowSize
@@ -108,7 +109,7 @@ def test_archive_releases_aliases_and_later_events_under_them_are_not_counted(sy
 
 def test_events_under_an_archived_customers_id_stop_counting_from_the_archive_instant(system, dynamo, clock):
     billing = DynamoBillingStore(dynamo["billing"], dynamo["client"])
-    ingest = IngestService(DynamoEventStore(dynamo["events"], dynamo["client"]), clock, billing.archived_ids)
+    ingest = IngestService(DynamoEventStore(dynamo["events"], dynamo["client"]), clock, billing.handovers)
     metric = sum_metric(system, clock)
     clock.now = NOW + timedelta(seconds=1)
     acme = system.customers.create("Acme", [], None, {})
@@ -116,7 +117,7 @@ def test_events_under_an_archived_customers_id_stop_counting_from_the_archive_in
     # usage_event's timestamps: NOW - 1 h + minutes; the archive instant is NOW - 30 min (event time).
     clock.now = NOW - timedelta(minutes=30)  # a clock behind creation is fine here: only archived_at reads it
     system.customers.archive(acme.id)
-    assert billing.archived_ids({acme.id, other.id, "nobody"}) == {acme.id: NOW - timedelta(minutes=30)}
+    assert billing.handovers({acme.id, other.id, "nobody"}) == {acme.id: KeyHandover(ignored_from=NOW - timedelta(minutes=30))}
     clock.now = NOW + timedelta(seconds=2)
     result = ingest.ingest([
         usage_event(1, customer=acme.id, tokens=3, minutes=29),  # before the archive instant: counts
@@ -128,6 +129,36 @@ def test_events_under_an_archived_customers_id_stop_counting_from_the_archive_in
     system.stream()
     assert total(system, system.customers.get(acme.id), metric) == Decimal(3)
     assert total(system, other, metric) == Decimal(11)
+
+
+def test_a_released_aliases_handover_hour_counts_for_its_new_owner_only_from_its_claim(system, dynamo, clock):
+    # The counters split at hours, so the archived customer reads the alias up to the next hour
+    # (13:00) and the new owner from there: ingest decides the events timed in between.
+    billing = DynamoBillingStore(dynamo["billing"], dynamo["client"])
+    ingest = IngestService(DynamoEventStore(dynamo["events"], dynamo["client"]), clock, billing.handovers)
+    metric = sum_metric(system, clock)
+    clock.now = NOW - timedelta(hours=1)  # 11:00
+    acme = system.customers.create("Acme", ["acme"], None, {})
+    clock.now = NOW + timedelta(minutes=10)  # 12:10: archived, "acme" released
+    system.customers.archive(acme.id)
+    clock.now = NOW + timedelta(minutes=20)  # 12:20: another customer claims "acme"
+    newco = system.customers.create("Newco", ["acme"], None, {})
+    clock.now = NOW + timedelta(hours=2)
+    at = lambda minutes: {"minutes": 60 + minutes}  # usage_event times from 11:00  # noqa: E731
+    result = ingest.ingest([
+        usage_event(1, customer="acme", tokens=3, **at(5)),  # 12:05, before the archive: Acme's
+        usage_event(2, customer="acme", tokens=5, **at(15)),  # 12:15, released and not yet claimed: no one's
+        usage_event(3, customer="acme", tokens=7, **at(25)),  # 12:25, after Newco's claim: Newco's
+        usage_event(4, customer="acme", tokens=11, **at(75)),  # 13:15, after the hour: Newco's
+        usage_event(5, customer=acme.id, tokens=13, **at(30)),  # 12:30 under the archived id: no one's
+    ])
+    assert (result.accepted, result.ignored) == (5, 2)
+    system.stream()
+    assert whole_day(system, system.customers.get(acme.id), metric) == Decimal(3)
+    assert whole_day(system, system.customers.get(newco.id), metric) == Decimal(7 + 11)
+    assert billing.handovers({"acme"})["acme"] == KeyHandover(
+        released=(NOW + timedelta(minutes=10), NOW + timedelta(hours=1)), owner=newco.id,
+        claimed_at=NOW + timedelta(minutes=20))
 
 
 def test_list_filters_combine_and_show_active_customers_unless_only_archived(system, clock):

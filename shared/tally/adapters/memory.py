@@ -11,7 +11,7 @@ from typing import Iterable
 
 from tally.billing import exact_json
 from tally.billing.counters import CounterKey, CounterRow, RowSums, exact_sum, part_values, range_problem, row_label
-from tally.billing.customers import Customer
+from tally.billing.customers import Customer, KeyHandover
 from tally.billing.errors import Conflict
 from tally.billing.events import UsageEvent
 from tally.billing.metrics import BillableMetric
@@ -171,6 +171,8 @@ class MemoryCustomerStore:
         self.customers: dict[str, Customer] = {}
         self.aliases: dict[str, str] = {}
         self.released: dict[str, datetime] = {}  # free aliases: where their former owner's usage ends
+        # released aliases: (released at, former owner reads until, new owner, claimed at)
+        self.releases: dict[str, tuple] = {}
 
     def create(self, customer: Customer) -> None:
         if customer.id in self.aliases:
@@ -181,6 +183,9 @@ class MemoryCustomerStore:
         self.aliases[customer.id] = customer.id  # the id is an ingest key too (see the Dynamo store)
         self.customers[customer.id] = customer
         for alias in customer.claimed_aliases:
+            if alias in self.releases:
+                start, until, _, _ = self.releases[alias]
+                self.releases[alias] = (start, until, customer.id, customer.created_at)
             self.aliases[alias] = customer.id
             self.released.pop(alias, None)
 
@@ -207,7 +212,11 @@ class MemoryCustomerStore:
             if alias not in after.claimed_aliases:
                 self.aliases.pop(alias, None)
                 self.released[alias] = ends.get(alias) or after.updated_at
+                self.releases[alias] = (after.updated_at, self.released[alias], None, None)
         for alias in after.claimed_aliases:
+            if alias not in before.claimed_aliases and alias in self.releases:
+                start, until, _, _ = self.releases[alias]
+                self.releases[alias] = (start, until, after.id, after.updated_at)
             self.aliases[alias] = after.id
             self.released.pop(alias, None)
         self.customers[after.id] = after
@@ -215,8 +224,14 @@ class MemoryCustomerStore:
     def released_until(self, aliases):
         return {a: self.released[a] for a in aliases if a in self.released}
 
-    def archived_ids(self, keys):
-        return {k: c.archived_at for k in keys if (c := self.customers.get(k)) is not None and c.archived_at is not None}
+    def handovers(self, keys):
+        found = {k: KeyHandover(ignored_from=c.archived_at) for k in keys
+                 if (c := self.customers.get(k)) is not None and c.archived_at is not None}
+        for key in keys:
+            if key in self.releases:
+                start, until, owner, claimed_at = self.releases[key]
+                found[key] = KeyHandover(released=(start, until), owner=owner, claimed_at=claimed_at)
+        return found
 
 
 class MemoryMetricStore:

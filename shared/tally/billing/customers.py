@@ -29,6 +29,34 @@ class KeyWindow:
         return (low, high) if low < high else None
 
 
+@dataclass(frozen=True, slots=True)
+class KeyHandover:
+    """What ingest does with events sent under one ingest key, by event time.
+
+    - `ignored_from`: the key is an archived customer's own id; events from then on count for
+      no one (its contracts ended there).
+    - `released` [from, until): the key is an alias released at `from`. Its former owner reads it up
+      to `until` (the next UTC hour, where counters can split it), so events timed in that window
+      count for no one, unless a customer `owner` claimed the alias at `claimed_at` and the event is
+      timed at or after the claim: then it is that customer's, stored under its own id (the alias's
+      counters in that hour are the former owner's)."""
+
+    ignored_from: datetime | None = None
+    released: tuple[datetime, datetime] | None = None
+    owner: str | None = None
+    claimed_at: datetime | None = None
+
+    def route(self, timestamp: datetime, key: str) -> str | None:
+        """The ingest key an event timed `timestamp` sent under `key` is stored under (None: not stored)."""
+        if self.ignored_from is not None and timestamp >= self.ignored_from:
+            return None
+        if self.released is not None and self.released[0] <= timestamp < self.released[1]:
+            if self.owner is not None and self.claimed_at is not None and timestamp >= self.claimed_at:
+                return self.owner
+            return None
+        return key
+
+
 def release_edge(instant: datetime) -> datetime:
     """Where a key released at `instant` changes hands: the first UTC hour boundary at or after it."""
     return instant if is_hour_aligned(instant) else truncate_to_hour(instant) + timedelta(hours=1)

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Iterable, Mapping, Protocol
 
 from tally.billing.counters import CounterKey, CounterRow, CounterSums, CounterUpdate
-from tally.billing.customers import Customer
+from tally.billing.customers import Customer, KeyHandover
 from tally.billing.errors import InvalidInput, TallyError
 from tally.billing.events import UsageEvent
 from tally.billing.metrics import BillableMetric
@@ -137,8 +137,9 @@ class CustomerStore(Protocol):
 
     def replace_aliases(self, before: Customer, after: Customer) -> None: ...
 
-    def archived_ids(self, keys: set[str]) -> dict[str, datetime]:
-        """The archive instants of the archived customers whose ids are among `keys`."""
+    def handovers(self, keys: set[str]) -> dict[str, KeyHandover]:
+        """Of `keys`, the archived customers' ids and the aliases released within their handover
+        hour, with what ingest does with their events (KeyHandover)."""
 
     def released_until(self, aliases: list[str] | tuple[str, ...]) -> dict[str, datetime]:
         """For each of `aliases` that is free after another customer released it: where that

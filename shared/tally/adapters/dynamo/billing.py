@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
 from tally.adapters.dynamo.reads import ITEM, PARSED_KEPT, all_gsi1, get_item, query_gsi1
 from tally.billing import exact_json
-from tally.billing.customers import Customer, KeyWindow
+from tally.billing.customers import Customer, KeyHandover, KeyWindow
 from tally.billing.errors import Conflict, InvalidInput, NotFound
 from tally.billing.metrics import Aggregation, BillableMetric, EventTypeFilter, PropertyFilter
 from tally.billing.time import format_sortable, parse_rfc3339
@@ -107,7 +107,19 @@ def _customer(item: dict) -> Customer:
     )
 
 
-def _alias_put(alias: str, customer_id: str, since: datetime | None = None) -> dict:
+def _alias_put(alias: str, customer_id: str, since: datetime | None = None, at: datetime | None = None) -> dict:
+    if since is not None:
+        # Taken over after another customer released it: still free, and released at the edge read
+        # (where this customer's reads of it begin). An update, so the release's window stays on the
+        # item with the claim's instant: ingest routes the handover hour's events by them.
+        return {
+            "Update": {
+                "Key": {"pk": {"S": f"alias#{alias}"}, "sk": {"S": ITEM}},
+                "UpdateExpression": "SET customer_id = :me, claimed_at = :at",
+                "ConditionExpression": "customer_id = :me OR (attribute_not_exists(customer_id) AND released_until = :since)",
+                "ExpressionAttributeValues": {":me": {"S": customer_id}, ":since": _time(since), ":at": _time(at or since)},
+            }
+        }
     if since is None:
         # An alias belongs to one customer: new, or already this customer's.
         condition, values = "attribute_not_exists(pk) OR customer_id = :me", {":me": {"S": customer_id}}
@@ -125,14 +137,15 @@ def _alias_put(alias: str, customer_id: str, since: datetime | None = None) -> d
     }
 
 
-def _alias_release(alias: str, customer_id: str, until: datetime) -> dict:
-    """Free an alias but keep where its former owner's usage of it ends, for the next owner."""
+def _alias_release(alias: str, customer_id: str, until: datetime, at: datetime) -> dict:
+    """Free an alias but keep when (`at`) and where its former owner's usage of it ends, for the
+    next owner and for ingest (KeyHandover)."""
     return {
         "Update": {
             "Key": {"pk": {"S": f"alias#{alias}"}, "sk": {"S": ITEM}},
-            "UpdateExpression": "REMOVE customer_id SET released_until = :until",
+            "UpdateExpression": "REMOVE customer_id, claimed_at SET released_until = :until, released_at = :at",
             "ConditionExpression": "customer_id = :me",
-            "ExpressionAttributeValues": {":me": {"S": customer_id}, ":until": _time(until)},
+            "ExpressionAttributeValues": {":me": {"S": customer_id}, ":until": _time(until), ":at": _time(at)},
         }
     }
 
@@ -208,7 +221,8 @@ class DynamoBillingStore:
         # transaction, makes "an alias equal to another customer's id" lose a conditional write
         # (that once counted one event for two customers).
         actions.append(_alias_put(customer.id, customer.id))
-        actions += [_alias_put(alias, customer.id, customer.alias_since.get(alias)) for alias in customer.claimed_aliases]
+        actions += [_alias_put(alias, customer.id, customer.alias_since.get(alias), customer.created_at)
+                    for alias in customer.claimed_aliases]
         self._transact(actions, [None, None, *customer.claimed_aliases])
 
     def get(self, customer_id: str) -> Customer | None:
@@ -229,8 +243,8 @@ class DynamoBillingStore:
         # Only the attributes that change are written, each conditional on its value as read (and
         # the aliases, whose claims this transaction moves): nothing written concurrently is lost.
         actions = [_customer_update(before, after)]
-        actions += [_alias_release(a, after.id, ends.get(a) or after.updated_at) for a in removed]
-        actions += [_alias_put(a, after.id, after.alias_since.get(a)) for a in added]
+        actions += [_alias_release(a, after.id, ends.get(a) or after.updated_at, after.updated_at) for a in removed]
+        actions += [_alias_put(a, after.id, after.alias_since.get(a), after.updated_at) for a in added]
         if after.archived_at is not None and before.archived_at is None:
             # The id's own claim records the archive instant: ingest reads it to ignore later events.
             claim = _alias_put(after.id, after.id)
@@ -260,23 +274,30 @@ class DynamoBillingStore:
                 request = answer.get("UnprocessedKeys") or None
         return found
 
-    def archived_ids(self, keys: set[str]) -> dict[str, datetime]:
+    def handovers(self, keys: set[str]) -> dict[str, KeyHandover]:
         """One BatchGetItem per 100 keys on the `alias#` claims (eventually consistent: an event
         racing its customer's archive by milliseconds may still count)."""
-        found: dict[str, datetime] = {}
+        found: dict[str, KeyHandover] = {}
         ordered = sorted(keys)
         for start in range(0, len(ordered), 100):
             request = {
                 self._table: {
                     "Keys": [{"pk": {"S": f"alias#{k}"}, "sk": {"S": ITEM}} for k in ordered[start : start + 100]],
-                    "ProjectionExpression": "customer_id, archived_at",
+                    "ProjectionExpression": "pk, customer_id, archived_at, released_at, released_until, claimed_at",
                 }
             }
             while request:
                 answer = self._client.batch_get_item(RequestItems=request)
                 for item in answer.get("Responses", {}).get(self._table, []):
+                    key = item["pk"]["S"].removeprefix("alias#")
                     if "archived_at" in item:
-                        found[item["customer_id"]["S"]] = parse_rfc3339(item["archived_at"]["S"])
+                        found[key] = KeyHandover(ignored_from=parse_rfc3339(item["archived_at"]["S"]))
+                    elif "released_at" in item:
+                        found[key] = KeyHandover(
+                            released=(parse_rfc3339(item["released_at"]["S"]), parse_rfc3339(item["released_until"]["S"])),
+                            owner=item["customer_id"]["S"] if "customer_id" in item else None,
+                            claimed_at=_opt_time(item, "claimed_at"),
+                        )
                 request = answer.get("UnprocessedKeys") or None
         return found
 
