@@ -59,8 +59,8 @@ class DynamoDocumentStore:
 
     def create(self, document: dict, uniqueness_key: str | None = None) -> None:
         # Idempotent by key: the document id is new (attribute_not_exists), and the uniqueness
-        # claim, when given, is written in the same transaction or not at all.
-        actions: list[dict] = [self._put_new(document)]
+        # claim, when given, and what the kind writes with it are in the same transaction or not at all.
+        actions: list[dict] = [self._put_new(document), *self._created_with(document)]
         if uniqueness_key is not None:
             claim_pk = f"{self._kind}_uniq#{document['customer_id']}#{uniqueness_key}"
             actions.append(claim(self._table, claim_pk, document_id=document["id"]))
@@ -71,6 +71,10 @@ class DynamoDocumentStore:
             if uniqueness_key is not None
             else f"the {self._kind} already exists",
         )
+
+    def _created_with(self, document: dict) -> list[dict]:
+        """Items a kind of document writes in its create transaction (none by default)."""
+        return []
 
     def get(self, document_id: str) -> dict | None:
         item = get_item(self._client, self._table, f"{self._kind}#{document_id}")
@@ -259,20 +263,9 @@ class DynamoContractStore(DynamoDocumentStore):
         item = get_item(self._client, self._table, _part_pk(part_id))
         return None if item is None else item["contract_id"]["S"]
 
-    def create(self, document: dict, uniqueness_key: str | None = None) -> None:
-        # Idempotent by key: the contract id is new, and its uniqueness claim and package link
-        # (package_link) are written in the same transaction or not at all.
-        actions: list[dict] = [self._put_new(document), *package_link(self._table, document)]
-        if uniqueness_key is not None:
-            claim_pk = f"{self._kind}_uniq#{document['customer_id']}#{uniqueness_key}"
-            actions.append(claim(self._table, claim_pk, document_id=document["id"]))
-        transact_or_conflict(
-            self._client,
-            actions,
-            f"a contract with uniqueness_key {uniqueness_key!r} already exists for this customer"
-            if uniqueness_key is not None
-            else "the contract already exists",
-        )
+    def _created_with(self, document: dict) -> list[dict]:
+        # A contract made from a package is listed on it (package_link), in its create transaction.
+        return package_link(self._table, document)
 
     def contracts_on_package(
         self, package_id: str, earliest: datetime | None, latest: datetime | None, after: str | None, limit: int
