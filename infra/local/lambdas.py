@@ -44,6 +44,14 @@ class FunctionError(Exception):
         self.payload = payload
 
 
+# Functions that serve HTTP through Powertools' resolver, which keeps the request being served in
+# class attributes (BaseRouter.current_event): one per process. On AWS an execution environment
+# serves one request at a time, so that holds; in this one process, concurrent requests to the
+# same function would read each other's bodies (seen as a customer create claiming another
+# request's alias). They run one at a time per function here, as one environment would.
+ONE_REQUEST_AT_A_TIME = ("functions.api.", "functions.ingest.")
+
+
 class LocalLambdas:
     """Registry of the stack's functions. Environment variables of every function are applied to
     the process once at deploy time (they do not conflict: same tables, same region)."""
@@ -52,9 +60,12 @@ class LocalLambdas:
         self._specs: dict[str, FunctionSpec] = {}
         self._handlers: dict[str, Callable[..., Any]] = {}
         self._import_lock = threading.Lock()
+        self._one_at_a_time: dict[str, threading.Lock] = {}
 
     def register(self, spec: FunctionSpec) -> None:
         self._specs[spec.name] = spec
+        if spec.handler.startswith(ONE_REQUEST_AT_A_TIME):
+            self._one_at_a_time[spec.name] = threading.Lock()
         for key, value in spec.environment.items():
             os.environ[key] = value
 
@@ -78,8 +89,12 @@ class LocalLambdas:
         """Call the handler; raise FunctionError with Lambda's error payload if it raises."""
         spec = self.spec(name_or_arn)
         handler = self._handler(spec)
+        serial = self._one_at_a_time.get(spec.name)
         try:
-            return handler(event, LocalContext(spec))
+            if serial is None:
+                return handler(event, LocalContext(spec))
+            with serial:  # never re-entered: an HTTP function does not invoke itself
+                return handler(event, LocalContext(spec))
         except Exception as exc:  # noqa: BLE001 - becomes a Lambda function error, as on AWS
             raise FunctionError(
                 {
