@@ -185,7 +185,7 @@ class DynamoGrantStore(DynamoDocumentStore):
 
 def _with_occurrences(document: dict | None) -> dict | None:
     if document is not None:
-        document["_occurrences"] = sorted(o.key for o in grant_occurrences(document))
+        document["_occurrences"] = _read_occurrences(grant_occurrences, document)
     return document
 
 
@@ -413,8 +413,18 @@ def _with_parts(document: dict | None) -> dict | None:
     likewise its lifecycle occurrences (DynamoContractStore._index_lifecycle)."""
     if document is not None:
         document["_parts"] = sorted(part_ids(document))
-        document["_occurrences"] = sorted(o.key for o in contract_occurrences(document))
+        document["_occurrences"] = _read_occurrences(contract_occurrences, document)
     return document
+
+
+def _read_occurrences(occurrences, document: dict) -> list[str]:
+    """The lifecycle occurrences a document was read with. A document whose dates Tally cannot
+    handle (stored before the bounds; a write would refuse it) has none: a read never fails for
+    them, so one bad contract cannot stop its customer's reads and cycle close (the close names it)."""
+    try:
+        return sorted(o.key for o in occurrences(document))
+    except ValueError:
+        return []
 
 
 def _part_pk(part_id: str) -> str:
