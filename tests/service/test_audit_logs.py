@@ -293,9 +293,13 @@ def test_services_name_the_configured_api_and_egress_addresses(monkeypatch):
 
     with deployed_api(KEY):
         monkeypatch.delenv("TALLY_API_URL", raising=False)
+        asked = []
+        monkeypatch.setattr("tally.adapters.network.addresses_of", lambda host: asked.append(host) or ("192.0.2.1",))
         wiring.reset()
-        status, answer = request("GET", "/v1/services", KEY)
-        assert status == 503 and "TALLY_API_URL" in answer["message"]  # never a made-up address
+        status, answer = request("GET", "/v1/services", KEY)  # not configured: the host it came in on
+        assert status == 200 and answer["services"][0]["ips"] == ["192.0.2.1"], answer
+        assert asked == ["localhost"]  # the test event's requestContext.domainName
+        monkeypatch.undo()
 
         monkeypatch.setenv("TALLY_API_URL", "http://127.0.0.1:8787")
         monkeypatch.setenv("AWS_REGION", "eu-west-1")
@@ -318,6 +322,10 @@ def test_a_named_api_host_is_listed_by_the_addresses_it_resolves_to():
     assert [s.to_api() for s in services.list()] == [{
         "name": "Tally API abc123.execute-api.us-east-1.amazonaws.com (us-east-1)", "usage": "accepts_connections_at",
         "ips": ["3.5.1.2", "52.1.2.3"]}]
+
+    # Not configured: the host the request came in on (API Gateway's domainName) is the API's address.
+    reached = DeploymentServices(None, "us-east-1", (), resolved.__getitem__).list("abc123.execute-api.us-east-1.amazonaws.com")
+    assert reached[0].ips == ("3.5.1.2", "52.1.2.3")
 
     def unresolvable(host):
         raise OSError("no such host")

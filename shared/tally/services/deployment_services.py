@@ -35,8 +35,10 @@ class DeploymentServices:
         self._egress_ips = egress_ips
         self._addresses_of = addresses_of
 
-    def list(self) -> list[PublicService]:
-        host = urlsplit(self._api_url or "").hostname
+    def list(self, reached_at: str | None = None) -> list[PublicService]:
+        """`reached_at`: the host name this request came in on (API Gateway's domainName), the
+        API's public address when the deployment does not name one (TALLY_API_URL)."""
+        host = urlsplit(self._api_url or "").hostname or (reached_at or "").split(":")[0] or None
         if not host:
             raise ServicesUnknown("this deployment's API URL is not configured (TALLY_API_URL)")
         try:

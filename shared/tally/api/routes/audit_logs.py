@@ -30,4 +30,5 @@ def list_audit_logs() -> dict:
 
 @router.get("/v1/services")
 def list_services() -> dict:
-    return {"services": [service.to_api() for service in wiring.deployment_services().list()]}
+    reached_at = (router.current_event.raw_event.get("requestContext") or {}).get("domainName")
+    return {"services": [service.to_api() for service in wiring.deployment_services().list(reached_at)]}
