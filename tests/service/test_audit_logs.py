@@ -376,3 +376,20 @@ def test_a_write_that_keeps_conflicting_is_a_retryable_503_and_writes_nothing(dy
     assert racing.sent == 5
     assert isinstance(translate(refused.value), StoreUnavailable)
     assert _audit_items(dynamo) == []
+
+
+def test_the_systems_own_state_written_inside_a_request_returns_its_values_atomically_unaudited(dynamo):
+    # An alert's crossing or a threshold charge advanced by an API request's evaluation
+    # (adapters/dynamo/alerts.py, thresholds.py): not the request's change, and its new values must
+    # come from the write itself, not from a read after it.
+    from tally.adapters.dynamo.audit import unaudited
+
+    table = dynamo["billing"]
+    client = AuditedClient(dynamo["client"], lambda: table)
+    with audit_scope(AuditScope(_entry(5, T0))):
+        answer = unaudited(client).update_item(
+            TableName=table, Key={"pk": {"S": "alert#a1"}, "sk": {"S": "#"}}, UpdateExpression="SET n = :n",
+            ExpressionAttributeValues={":n": {"N": "2"}}, ReturnValues="ALL_NEW")
+    assert answer["Attributes"]["n"] == {"N": "2"}
+    assert _audit_items(dynamo) == []
+    assert unaudited(dynamo["client"]) is dynamo["client"]

@@ -19,6 +19,7 @@ from decimal import Decimal
 
 from botocore.exceptions import ClientError
 
+from tally.adapters.dynamo.audit import unaudited
 from tally.adapters.dynamo.client import claim, dynamodb, error_code, transact_or_conflict, translate
 from tally.adapters.dynamo.reads import ITEM, get_item
 from tally.billing import exact_json
@@ -253,7 +254,7 @@ class DynamoAlertStore:
         # DynamoDB refuses unused attribute names; these three are reserved words.
         names = {n: a for n, a in _NAMES.items() if n in expression or n in condition}
         try:
-            item = self._client.update_item(
+            item = unaudited(self._client).update_item(  # the crossing's state: the system's, see unaudited
                 TableName=self._table,
                 Key=_state_key(state.alert_id, state.customer_id),
                 UpdateExpression=expression,

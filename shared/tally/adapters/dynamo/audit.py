@@ -77,6 +77,14 @@ def _written_resources(table: str, actions: list[dict]) -> list[Resource]:
     return found
 
 
+def unaudited(client):
+    """The client without the audit entry: for the system's own state machines (an alert's
+    crossing, a threshold charge) that an API request may advance while it evaluates. They are not
+    the request's change, and they need their new values from the write itself, atomically (an
+    audited write is a transaction, which returns none)."""
+    return client._client if isinstance(client, AuditedClient) else client
+
+
 class AuditedClient:
     """A DynamoDB client whose writes to `audit_table()` carry the open audit scope's entry."""
 

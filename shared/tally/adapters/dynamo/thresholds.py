@@ -17,6 +17,7 @@ from datetime import datetime
 
 from botocore.exceptions import ClientError
 
+from tally.adapters.dynamo.audit import unaudited
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
 from tally.adapters.dynamo.reads import ITEM, get_item
 from tally.billing import exact_json
@@ -107,7 +108,7 @@ class DynamoThresholdStore:
 
     def _update(self, charge: StoredCharge, expression: str, condition: str, values: dict) -> StoredCharge | None:
         try:
-            item = self._client.update_item(
+            item = unaudited(self._client).update_item(  # the charge's state: the system's, see unaudited
                 TableName=self._table,
                 Key=_key(charge),
                 UpdateExpression=expression,
