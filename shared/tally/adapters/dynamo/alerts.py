@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.audit import unaudited
 from tally.adapters.dynamo.client import claim, dynamodb, error_code, transact_or_conflict, translate
-from tally.adapters.dynamo.reads import ITEM, get_item
+from tally.adapters.dynamo.reads import ITEM, batch_get, get_item
 from tally.billing import exact_json
 from tally.billing.alerts import Alert, AlertState, CustomFieldFilter, AlertStatus, AlertType, CustomerStatus, GroupValue
 from tally.billing.errors import Conflict, NotFound
@@ -236,18 +236,9 @@ class DynamoAlertStore:
 
     def states(self, alert_ids: list[str], customer_id: str) -> dict[str, AlertState]:
         found: dict[str, AlertState] = {a: AlertState(a, customer_id) for a in alert_ids}
-        for start in range(0, len(alert_ids), 100):
-            keys = [_state_key(a, customer_id) for a in alert_ids[start : start + 100]]
-            request = {self._table: {"Keys": keys, "ConsistentRead": True}}
-            while request:
-                try:
-                    response = self._client.batch_get_item(RequestItems=request)
-                except ClientError as exc:
-                    raise translate(exc) from exc
-                for item in response["Responses"].get(self._table, []):
-                    alert_id = item["pk"]["S"].removeprefix("alert#")
-                    found[alert_id] = _state(alert_id, customer_id, item)
-                request = response.get("UnprocessedKeys") or {}
+        for item in batch_get(self._client, self._table, [_state_key(a, customer_id) for a in alert_ids]):
+            alert_id = item["pk"]["S"].removeprefix("alert#")
+            found[alert_id] = _state(alert_id, customer_id, item)
         return found
 
     def _update(self, state: AlertState, expression: str, condition: str, values: dict) -> AlertState | None:

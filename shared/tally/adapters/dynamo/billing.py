@@ -15,7 +15,7 @@ from functools import lru_cache
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
-from tally.adapters.dynamo.reads import ITEM, PARSED_KEPT, all_gsi1, get_item, query_gsi1
+from tally.adapters.dynamo.reads import ITEM, PARSED_KEPT, all_gsi1, batch_get, get_item, query_gsi1
 from tally.billing import exact_json
 from tally.billing.customers import Customer, KeyHandover, KeyWindow
 from tally.billing.errors import Conflict, InvalidInput, NotFound
@@ -257,48 +257,29 @@ class DynamoBillingStore:
     def released_until(self, aliases: list[str] | tuple[str, ...]) -> dict[str, datetime]:
         """Where each released alias's former owner's usage ends (the aliases free after a release),
         read consistently: a claim is conditional on it (see _alias_put)."""
-        found: dict[str, datetime] = {}
-        ordered = sorted(set(aliases))
-        for start in range(0, len(ordered), 100):
-            request = {
-                self._table: {
-                    "Keys": [{"pk": {"S": f"alias#{a}"}, "sk": {"S": ITEM}} for a in ordered[start : start + 100]],
-                    "ConsistentRead": True,
-                }
-            }
-            while request:
-                answer = self._client.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    if "customer_id" not in item and "released_until" in item:
-                        found[item["pk"]["S"].removeprefix("alias#")] = parse_rfc3339(item["released_until"]["S"])
-                request = answer.get("UnprocessedKeys") or None
-        return found
+        keys = [{"pk": {"S": f"alias#{a}"}, "sk": {"S": ITEM}} for a in aliases]
+        return {
+            item["pk"]["S"].removeprefix("alias#"): parse_rfc3339(item["released_until"]["S"])
+            for item in batch_get(self._client, self._table, keys)
+            if "customer_id" not in item and "released_until" in item
+        }
 
     def handovers(self, keys: set[str]) -> dict[str, KeyHandover]:
         """One BatchGetItem per 100 keys on the `alias#` claims (eventually consistent: an event
         racing its customer's archive by milliseconds may still count)."""
         found: dict[str, KeyHandover] = {}
-        ordered = sorted(keys)
-        for start in range(0, len(ordered), 100):
-            request = {
-                self._table: {
-                    "Keys": [{"pk": {"S": f"alias#{k}"}, "sk": {"S": ITEM}} for k in ordered[start : start + 100]],
-                    "ProjectionExpression": "pk, customer_id, archived_at, released_at, released_until, claimed_at",
-                }
-            }
-            while request:
-                answer = self._client.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    key = item["pk"]["S"].removeprefix("alias#")
-                    if "archived_at" in item:
-                        found[key] = KeyHandover(ignored_from=parse_rfc3339(item["archived_at"]["S"]))
-                    elif "released_at" in item:
-                        found[key] = KeyHandover(
-                            released=(parse_rfc3339(item["released_at"]["S"]), parse_rfc3339(item["released_until"]["S"])),
-                            owner=item["customer_id"]["S"] if "customer_id" in item else None,
-                            claimed_at=_opt_time(item, "claimed_at"),
-                        )
-                request = answer.get("UnprocessedKeys") or None
+        claims = [{"pk": {"S": f"alias#{k}"}, "sk": {"S": ITEM}} for k in sorted(keys)]
+        projection = "pk, customer_id, archived_at, released_at, released_until, claimed_at"
+        for item in batch_get(self._client, self._table, claims, projection, consistent=False):
+            key = item["pk"]["S"].removeprefix("alias#")
+            if "archived_at" in item:
+                found[key] = KeyHandover(ignored_from=parse_rfc3339(item["archived_at"]["S"]))
+            elif "released_at" in item:
+                found[key] = KeyHandover(
+                    released=(parse_rfc3339(item["released_at"]["S"]), parse_rfc3339(item["released_until"]["S"])),
+                    owner=item["customer_id"]["S"] if "customer_id" in item else None,
+                    claimed_at=_opt_time(item, "claimed_at"),
+                )
         return found
 
     # -- metrics -----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
 from tally.adapters.dynamo.documents import DynamoDocumentStore
-from tally.adapters.dynamo.reads import ITEM, get_item
+from tally.adapters.dynamo.reads import ITEM, batch_get, get_item
 from tally.billing import exact_json
 from tally.billing.time import format_sortable
 
@@ -53,20 +53,9 @@ class DynamoDeliveryStateStore:
     def external_invoices(self, invoice_ids: list[str]) -> dict[str, dict]:
         """{invoice id: external_invoice} of those ever delivered: one BatchGetItem per 100 ids,
         reading only the delivery state (not the invoice document)."""
-        found: dict[str, dict] = {}
-        for start in range(0, len(invoice_ids), 100):
-            request = {self._table: {"Keys": [_key(i) for i in dict.fromkeys(invoice_ids[start:start + 100])],
-                                     "ProjectionExpression": "pk, external_invoice", "ConsistentRead": True}}
-            while request:
-                try:
-                    answer = self._client.batch_get_item(RequestItems=request)
-                except ClientError as exc:
-                    raise translate(exc) from exc
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    if "external_invoice" in item:
-                        found[item["pk"]["S"].removeprefix("invoice#")] = exact_json.loads(item["external_invoice"]["S"])
-                request = answer.get("UnprocessedKeys") or None
-        return found
+        items = batch_get(self._client, self._table, [_key(i) for i in invoice_ids], "pk, external_invoice")
+        return {item["pk"]["S"].removeprefix("invoice#"): exact_json.loads(item["external_invoice"]["S"])
+                for item in items if "external_invoice" in item}
 
     def record(self, invoice_id: str, external: dict) -> None:
         """Set the delivery state. Only ever moves forward: a FINALIZED state is never replaced by

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from botocore.exceptions import ClientError
 
-from tally.adapters.dynamo.reads import ITEM, all_gsi1, all_items, get_item
+from tally.adapters.dynamo.reads import ITEM, all_gsi1, all_items, batch_get, get_item
 from tally.adapters.dynamo.client import claim, dynamodb, error_code, transact_or_conflict, translate
 from tally.adapters.dynamo.invoices import records_unchanged
 from tally.adapters.dynamo.notifications import DynamoLifecycleIndex
@@ -486,16 +486,6 @@ def _contracts_on_package(
     more = bool(answer.get("LastEvaluatedKey")) or len(links) > limit
     links = links[:limit]
     cursor = links[-1]["sk"]["S"] if links and more else None
-    documents: dict[str, dict] = {}
-    request = {table: {"Keys": [{"pk": {"S": f"contract#{i['contract_id']['S']}"}, "sk": {"S": ITEM}} for i in links],
-                       "ConsistentRead": True}} if links else None
-    while request:
-        try:
-            got = client.batch_get_item(RequestItems=request)
-        except ClientError as exc:
-            raise translate(exc) from exc
-        for item in got.get("Responses", {}).get(table, []):
-            document = _document(item)
-            documents[document["id"]] = document
-        request = got.get("UnprocessedKeys") or None
+    keys = [{"pk": {"S": f"contract#{i['contract_id']['S']}"}, "sk": {"S": ITEM}} for i in links]
+    documents = {document["id"]: document for document in map(_document, batch_get(client, table, keys))}
     return [documents[i["contract_id"]["S"]] for i in links if i["contract_id"]["S"] in documents], cursor

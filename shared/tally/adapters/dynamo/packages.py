@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import claim, dynamodb, error_code, translate
 from tally.adapters.dynamo.documents import _document, _stored
-from tally.adapters.dynamo.reads import ITEM, get_item
+from tally.adapters.dynamo.reads import ITEM, batch_get, get_item
 from tally.billing import exact_json
 from tally.billing.errors import Conflict
 from tally.billing.time import format_sortable, parse_rfc3339
@@ -127,18 +127,6 @@ class DynamoPackageStore:
         return [_document(item) for item in items], cursor
 
     def alias_schedules(self, names: list[str]) -> dict[str, tuple[list[dict], int]]:
-        found: dict[str, tuple[list[dict], int]] = {}
-        wanted = sorted(set(names))
-        for start in range(0, len(wanted), 100):
-            request = {self._table: {"Keys": [{"pk": {"S": _alias_pk(n)}, "sk": {"S": ITEM}} for n in wanted[start:start + 100]],
-                                     "ConsistentRead": True}}
-            while request:
-                try:
-                    answer = self._client.batch_get_item(RequestItems=request)
-                except ClientError as exc:
-                    raise translate(exc) from exc
-                for item in answer.get("Responses", {}).get(self._table, []):
-                    name = item["pk"]["S"].removeprefix("package_alias#")
-                    found[name] = (exact_json.loads(item["entries"]["S"]), int(item["version"]["N"]))
-                request = answer.get("UnprocessedKeys") or None
-        return found
+        keys = [{"pk": {"S": _alias_pk(n)}, "sk": {"S": ITEM}} for n in names]
+        return {item["pk"]["S"].removeprefix("package_alias#"): (exact_json.loads(item["entries"]["S"]), int(item["version"]["N"]))
+                for item in batch_get(self._client, self._table, keys)}

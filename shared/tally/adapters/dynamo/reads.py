@@ -21,6 +21,27 @@ def get_item(client, table: str, pk: str, sk: str = ITEM) -> dict | None:
         raise translate(exc) from exc
 
 
+BATCH_GET_KEYS = 100  # DynamoDB's most keys per BatchGetItem
+
+
+def batch_get(client, table: str, keys: list[dict], projection: str | None = None, consistent: bool = True) -> list[dict]:
+    """The items of `keys` that exist (in no particular order): one BatchGetItem per 100 keys,
+    sending the unprocessed keys again until none are left."""
+    items: list[dict] = []
+    unique = list({(k["pk"]["S"], k["sk"]["S"]): k for k in keys}.values())  # DynamoDB refuses a key twice
+    for start in range(0, len(unique), BATCH_GET_KEYS):
+        request: dict | None = {table: {"Keys": unique[start : start + BATCH_GET_KEYS], "ConsistentRead": consistent,
+                                        **({"ProjectionExpression": projection} if projection else {})}}
+        while request:
+            try:
+                answer = client.batch_get_item(RequestItems=request)
+            except ClientError as exc:
+                raise translate(exc) from exc
+            items.extend(answer.get("Responses", {}).get(table, []))
+            request = answer.get("UnprocessedKeys") or None
+    return items
+
+
 def all_items(client, table: str, pk: str) -> list[dict]:
     """Every item of a partition of the table, all pages, read consistently, in sort-key order."""
     items: list[dict] = []
