@@ -100,6 +100,17 @@ class DynamoDocumentStore:
                 raise Conflict(f"the {self._kind} changed while it was being updated; retry") from exc
             raise translate(exc) from exc
 
+    def _as_read(self, document: dict) -> dict | None:
+        """The stored document `document` was read as (its `_version`), read again at the write;
+        None for a new one, or if it has changed since (the write then fails its condition anyway).
+        Writes ask for it, rather than every read noting what it held: reads are the hot path."""
+        if "_version" not in document:
+            return None
+        item = get_item(self._client, self._table, f"{self._kind}#{document['id']}")
+        if item is None or int(item["version"]["N"]) != document["_version"]:
+            return None
+        return _document(item)
+
     def _put_new(self, document: dict) -> dict:
         """The transaction action writing a new document (its id never used)."""
         return {
@@ -160,14 +171,8 @@ class DynamoGrantStore(DynamoDocumentStore):
         self._lifecycle = DynamoLifecycleIndex(table, self._client)
 
     def _index_lifecycle(self, document: dict) -> None:
-        known = set(document.get("_occurrences") or ())
+        known = _occurrence_keys(grant_occurrences, self._as_read(document))
         self._lifecycle.record(o for o in grant_occurrences(document) if o.key not in known)
-
-    def get(self, document_id: str) -> dict | None:
-        return _with_occurrences(super().get(document_id))
-
-    def list_for_customer(self, customer_id: str) -> list[dict]:
-        return [_with_occurrences(d) for d in super().list_for_customer(customer_id)]
 
     def replace(self, document: dict, invoices_written: int | None = None) -> None:
         if invoices_written is None:  # otherwise _put_next_version records them
@@ -183,10 +188,6 @@ class DynamoGrantStore(DynamoDocumentStore):
         return super()._put_next_version(document)
 
 
-def _with_occurrences(document: dict | None) -> dict | None:
-    if document is not None:
-        document["_occurrences"] = _read_occurrences(grant_occurrences, document)
-    return document
 
 
 class DynamoContractStore(DynamoDocumentStore):
@@ -201,17 +202,13 @@ class DynamoContractStore(DynamoDocumentStore):
         super().__init__(table, "contract", "starting_at", client)
         self._lifecycle = DynamoLifecycleIndex(table, self._client)
 
-    def _index_lifecycle(self, *documents: dict) -> None:
+    def _index_lifecycle(self, document: dict, read: dict | None) -> None:
         """Record the lifecycle occurrences the documents will have, ahead of writing them: a write
         that then fails leaves entries delivery finds stale, never a missing one (notifications).
-        Only those the document was not read with (`_occurrences`, recorded by the write that stored
-        it), so an edit costs a put per changed occurrence, not one per segment of every grant."""
-        self._lifecycle.record(
-            o
-            for document in documents
-            for o in contract_occurrences(document)
-            if o.key not in set(document.get("_occurrences") or ())
-        )
+        Only those the stored version it was read as (`read`) did not have, so an edit costs a put
+        per changed occurrence, not one per segment of every grant."""
+        known = _occurrence_keys(contract_occurrences, read)
+        self._lifecycle.record(o for o in contract_occurrences(document) if o.key not in known)
 
     # -- the parts of contracts, found by their own id (custom field values name them alone) -----
     # `contract_part#<part id>` / sk `#` holds the id of the contract holding that subscription,
@@ -219,32 +216,29 @@ class DynamoContractStore(DynamoDocumentStore):
     # contract (an idempotent put: a part id is a new uuid, in one contract for ever), so a part
     # of a stored contract is always found; an entry whose contract write then failed names a
     # contract without that part, which part_owner's caller checks.
-    def get(self, document_id: str) -> dict | None:
-        return _with_parts(super().get(document_id))
-
-    def list_for_customer(self, customer_id: str) -> list[dict]:
-        return [_with_parts(d) for d in super().list_for_customer(customer_id)]
-
     # Every contract write goes through replace, _put_new or _put_next_version, so these also
     # record the contract's lifecycle occurrences ahead of the write (_index_lifecycle).
     def replace(self, document: dict, invoices_written: int | None = None) -> None:
-        self._index_parts(document)
-        if invoices_written is None:  # otherwise _put_next_version records them
-            self._index_lifecycle(document)
+        if invoices_written is None:  # otherwise _put_next_version indexes it
+            self._index(document)
         super().replace(document, invoices_written)
 
     def _put_new(self, document: dict) -> dict:
-        self._index_parts(document)
-        self._index_lifecycle(document)
+        self._index(document)
         return super()._put_new(document)
 
     def _put_next_version(self, document: dict) -> dict:
-        self._index_parts(document)
-        self._index_lifecycle(document)
+        self._index(document)
         return super()._put_next_version(document)
 
-    def _index_parts(self, document: dict) -> None:
-        new = sorted(part_ids(document) - set(document.get("_parts") or ()))
+    def _index(self, document: dict) -> None:
+        """Ahead of the write: its new parts and its new lifecycle occurrences."""
+        read = self._as_read(document)
+        self._index_parts(document, read)
+        self._index_lifecycle(document, read)
+
+    def _index_parts(self, document: dict, read: dict | None) -> None:
+        new = sorted(part_ids(document) - (part_ids(read) if read is not None else set()))
         for start in range(0, len(new), 25):  # BatchWriteItem's most
             pending = {
                 self._table: [
@@ -408,23 +402,16 @@ def part_ids(document: dict) -> set[str]:
     return {part["id"] for name in PART_LISTS for part in document.get(name) or () if part.get("id")}
 
 
-def _with_parts(document: dict | None) -> dict | None:
-    """The document, noting the parts it was read with (indexed already: not written again), and
-    likewise its lifecycle occurrences (DynamoContractStore._index_lifecycle)."""
-    if document is not None:
-        document["_parts"] = sorted(part_ids(document))
-        document["_occurrences"] = _read_occurrences(contract_occurrences, document)
-    return document
-
-
-def _read_occurrences(occurrences, document: dict) -> list[str]:
-    """The lifecycle occurrences a document was read with. A document whose dates Tally cannot
-    handle (stored before the bounds; a write would refuse it) has none: a read never fails for
-    them, so one bad contract cannot stop its customer's reads and cycle close (the close names it)."""
+def _occurrence_keys(occurrences, document: dict | None) -> set[str]:
+    """The keys of the lifecycle occurrences a stored version has (none for None). A version whose
+    dates Tally cannot handle (stored before the bounds) has none: its write then indexes them
+    all, or refuses, as for a new document."""
+    if document is None:
+        return set()
     try:
-        return sorted(o.key for o in occurrences(document))
+        return {o.key for o in occurrences(document)}
     except ValueError:
-        return []
+        return set()
 
 
 def _part_pk(part_id: str) -> str:
