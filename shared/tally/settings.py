@@ -31,6 +31,8 @@ class Settings(BaseModel):
     region: str | None = Field(default=None)
     # Fixed addresses outbound calls leave from (a NAT's Elastic IPs), when the deployment has them.
     egress_ips: tuple[str, ...] = Field(default=())
+    # Who bills: the name invoice PDFs and pages are issued under (billing/invoice_document.py).
+    issuer_name: str = Field(default="Tally", min_length=1)
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -55,4 +57,5 @@ def get_settings() -> Settings:
         api_url=os.environ.get("TALLY_API_URL") or None,
         region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
         egress_ips=tuple(ip.strip() for ip in (os.environ.get("TALLY_EGRESS_IPS") or "").split(",") if ip.strip()),
+        issuer_name=(os.environ.get("TALLY_ISSUER_NAME") or "").strip() or "Tally",
     )
