@@ -20,6 +20,7 @@ from infra.constructs.invoice_delivery import InvoiceDelivery
 from infra.constructs.tables import Tables
 from infra.constructs.tally_function import FunctionDefaults, powertools_layer
 from infra.constructs.topics import Topics
+from infra.settings import ScaleSettings
 
 DEFAULT_POWERTOOLS_LAYER_VERSION = 18
 # Off by default: the tables already have RemovalPolicy.RETAIN, so deleting a stack never drops
@@ -58,7 +59,10 @@ class TallyStack(Stack):
         if grace_period_hours < 0:
             raise ValueError(f"grace_period_hours must be 0 or more, not {grace_period_hours}")
 
-        tables = Tables(self, "Tables", deletion_protection=deletion_protection)
+        # Memory sizes, stream batching, concurrency, table capacity: `-c <key>=<value>`, infra/settings.py.
+        scale = ScaleSettings.from_node(self.node)
+
+        tables = Tables(self, "Tables", deletion_protection=deletion_protection, scale=scale)
         topics = Topics(self, "Topics")
 
         with lambda_code() as code:
@@ -66,6 +70,7 @@ class TallyStack(Stack):
                 code=code,
                 layers=[powertools_layer(self, "PowertoolsLayer", layer_version)],
                 log_retention=LOG_RETENTION,
+                scale=scale,
             )
             ingest = Ingest(self, "Ingest", tables=tables, defaults=defaults)
             api = ApiFunction(self, "Api", tables=tables, defaults=defaults)
@@ -96,6 +101,8 @@ class TallyStack(Stack):
             ingest_function=ingest.function,
             api_function=api.function,
             log_retention=LOG_RETENTION,
+            rate_limit=scale.api_rate_limit,
+            burst_limit=scale.api_burst_limit,
         )
 
         # GET /v1/services names it: the function depends on the API, never the API on the function.

@@ -10,10 +10,7 @@ from infra.constructs.tables import Tables
 from infra.constructs.dead_letters import dead_letter_alarm, dead_letter_queue
 from infra.constructs.streams import stream_source
 from infra.constructs.tally_function import FunctionDefaults, TallyFunction
-
-# First receipts only: duplicate receipts share the table under sort keys `dup#...`, and TTL
-# expiries arrive as REMOVE.
-REAL_EVENT_INSERTS = {"eventName": ["INSERT"], "dynamodb": {"Keys": {"sk": {"S": ["event"]}}}}
+from infra.stream_filters import REAL_EVENT_INSERTS
 
 
 class Aggregator(TallyFunction):
@@ -27,7 +24,7 @@ class Aggregator(TallyFunction):
             handler="functions.aggregate.handler.handler",
             service_name="tally-aggregate",
             timeout=Duration.seconds(60),
-            memory_size=1024,
+            memory_size=defaults.scale.aggregate_memory_mb,
             environment={
                 "COUNTERS_TABLE": tables.counters.table_name,
                 "BILLING_TABLE": tables.billing.table_name,
@@ -52,7 +49,17 @@ class Aggregator(TallyFunction):
 
         # Parallelization must stay 1: the exactly-once counters keep a per-shard sequence
         # high-water mark, which holds only if each shard is processed in order, one batch at a time.
-        self.function.add_event_source(stream_source(tables.events, self.dlq, REAL_EVENT_INSERTS, max_batching_window=Duration.seconds(1)))
+        scale = defaults.scale
+        self.function.add_event_source(
+            stream_source(
+                tables.events,
+                self.dlq,
+                REAL_EVENT_INSERTS,
+                batch_size=scale.aggregate_batch_size,
+                max_batching_window=Duration.seconds(scale.aggregate_batching_window_s),
+                parallelization_factor=scale.aggregate_parallelization_factor,
+            )
+        )
 
         # Pairs the counters could not take (services/aggregate.py): kept with their reason, and
         # missing from the counters until re-applied.

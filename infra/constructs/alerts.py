@@ -12,9 +12,7 @@ from infra.constructs.dead_letters import dead_letter_alarm, dead_letter_queue
 from infra.constructs.streams import stream_source
 from infra.constructs.tally_function import FunctionDefaults, TallyFunction
 from infra.constructs.topics import ALERTS_TOPIC_ENV, Topics
-
-# Counter writes only: a counter never goes away, and a REMOVE would cross nothing.
-COUNTER_WRITES = {"eventName": ["INSERT", "MODIFY"]}
+from infra.stream_filters import COUNTER_WRITES
 ALERTS_FUNCTION_ENV = "ALERTS_FUNCTION_NAME"
 
 
@@ -30,7 +28,7 @@ class Alerts(TallyFunction):
             service_name="tally-alerts",
             # Room to wait out another evaluator's publishing lease (5 s) a few times and still finish.
             timeout=Duration.seconds(60),
-            memory_size=1024,
+            memory_size=defaults.scale.alerts_memory_mb,
             environment={
                 "COUNTERS_TABLE": tables.counters.table_name,
                 "BILLING_TABLE": tables.billing.table_name,
@@ -64,8 +62,19 @@ class Alerts(TallyFunction):
 
         # No batching window: the goal is an alert within seconds of the usage; batches still fill
         # up by themselves under load. Exactly-once publishing holds at any parallelism (each
-        # crossing is claimed with a conditional write); 1 keeps a customer's crossings in order.
-        self.function.add_event_source(stream_source(tables.counters, self.dlq, COUNTER_WRITES))
+        # crossing is claimed with a conditional write); the default 1 keeps a customer's crossings in order.
+        scale = defaults.scale
+        window = scale.alerts_batching_window_s
+        self.function.add_event_source(
+            stream_source(
+                tables.counters,
+                self.dlq,
+                COUNTER_WRITES,
+                batch_size=scale.alerts_batch_size,
+                max_batching_window=Duration.seconds(window) if window else None,
+                parallelization_factor=scale.alerts_parallelization_factor,
+            )
+        )
 
         self.dlq_alarm = dead_letter_alarm(
             self,

@@ -32,7 +32,8 @@ class ApiFunction(TallyFunction):
             handler="functions.api.handler.handler",
             service_name="tally-api",
             timeout=Duration.seconds(29),  # API Gateway's integration timeout
-            memory_size=1024,
+            memory_size=defaults.scale.api_memory_mb,
+            reserved_concurrency=defaults.scale.api_reserved_concurrency,
             environment={
                 "EVENTS_TABLE": tables.events.table_name,
                 "COUNTERS_TABLE": tables.counters.table_name,

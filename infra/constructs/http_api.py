@@ -64,8 +64,8 @@ class HttpApi(Construct):
         ingest_function: lambda_.IFunction,
         api_function: lambda_.IFunction,
         log_retention: logs.RetentionDays,
-        rate_limit: int = 1000,
-        burst_limit: int = 2000,
+        rate_limit: int,
+        burst_limit: int,
     ) -> None:
         super().__init__(scope, construct_id)
 

@@ -20,7 +20,8 @@ class Ingest(TallyFunction):
             handler="functions.ingest.handler.handler",
             service_name="tally-ingest",
             timeout=Duration.seconds(10),
-            memory_size=512,
+            memory_size=defaults.scale.ingest_memory_mb,
+            reserved_concurrency=defaults.scale.ingest_reserved_concurrency,
             environment={
                 "EVENTS_TABLE": tables.events.table_name,
                 "BILLING_TABLE": tables.billing.table_name,

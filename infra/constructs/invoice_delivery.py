@@ -58,7 +58,7 @@ class InvoiceDelivery(TallyFunction):
             handler="functions.deliver_invoices.handler.handler",
             service_name="tally-deliver-invoices",
             timeout=TIMEOUT,
-            memory_size=512,
+            memory_size=defaults.scale.delivery_memory_mb,
             environment={
                 "BILLING_TABLE": tables.billing.table_name,
                 INVOICES_TOPIC_ENV: topics.invoices.topic_arn,
@@ -116,7 +116,13 @@ class InvoiceDelivery(TallyFunction):
             )
         )
         self.function.add_event_source(
-            sources.SqsEventSource(self.queue, batch_size=10, report_batch_item_failures=True)
+            sources.SqsEventSource(
+                self.queue,
+                batch_size=10,
+                report_batch_item_failures=True,
+                # Bounds the calls to the billing provider, whatever the backlog a cycle close leaves.
+                max_concurrency=defaults.scale.delivery_max_concurrency,
+            )
         )
         self.dlq_alarm = dead_letter_alarm(
             self,

@@ -1,5 +1,5 @@
-"""How a Lambda reads a DynamoDB stream here: in order, in batches of 100, bisecting a failing
-batch, reporting the records that failed, and giving up only as late as the stream keeps records
+"""How a Lambda reads a DynamoDB stream here: in order, in batches (100 by default: the sizes and
+windows are scale settings, infra/settings.py), bisecting a failing batch, reporting the records that failed, and giving up only as late as the stream keeps records
 (24 h), into a dead-letter queue."""
 
 from __future__ import annotations
@@ -12,20 +12,26 @@ from aws_cdk import aws_sqs as sqs
 
 
 def stream_source(
-    table: dynamodb.ITable, dlq: sqs.IQueue, record_filter: dict, max_batching_window: Duration | None = None
+    table: dynamodb.ITable,
+    dlq: sqs.IQueue,
+    record_filter: dict,
+    *,
+    batch_size: int = 100,
+    max_batching_window: Duration | None = None,
+    parallelization_factor: int = 1,
 ) -> sources.DynamoEventSource:
-    # One batch per shard at a time: the aggregator's high-water marks need shard order, and alert
-    # crossings are published in stream order.
+    # One batch per shard at a time by default: the aggregator's high-water marks need shard order,
+    # and alert crossings are published in stream order.
     return sources.DynamoEventSource(
         table,
         starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-        batch_size=100,
+        batch_size=batch_size,
         max_batching_window=max_batching_window,
         bisect_batch_on_error=True,
         report_batch_item_failures=True,
         retry_attempts=8,
         max_record_age=Duration.hours(24),
-        parallelization_factor=1,
+        parallelization_factor=parallelization_factor,
         on_failure=sources.SqsDlq(dlq),
         filters=[lambda_.FilterCriteria.filter(record_filter)],
     )

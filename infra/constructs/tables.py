@@ -6,18 +6,29 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as ddb
 from constructs import Construct
 
+from infra.settings import ScaleSettings
+
 BILLING_GSI1 = "gsi1"
 
 _S = ddb.AttributeType.STRING
 
 
 class Tables(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, deletion_protection: bool) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        deletion_protection: bool,
+        scale: ScaleSettings = ScaleSettings.defaults(),
+    ) -> None:
         super().__init__(scope, construct_id)
+        self._scale = scale
 
         # Raw events. The stream feeds the aggregator; it needs only the new image of an insert.
         # `expires_at` ages out duplicate receipts after the 34-day dedup window.
         self.events = self._table(
+            "events",
             "Events",
             deletion_protection,
             stream=ddb.StreamViewType.NEW_IMAGE,
@@ -25,10 +36,11 @@ class Tables(Construct):
         )
         # Usage counters. Both images, so the alerts consumer can see a threshold being crossed.
         self.counters = self._table(
+            "counters",
             "Counters", deletion_protection, stream=ddb.StreamViewType.NEW_AND_OLD_IMAGES
         )
         # Customers, catalog, contracts, invoices, ledger, alert state, API keys.
-        self.billing = self._table("Billing", deletion_protection)
+        self.billing = self._table("billing", "Billing", deletion_protection)
         self.billing.add_global_secondary_index(
             index_name=BILLING_GSI1,
             partition_key=ddb.Attribute(name="gsi1pk", type=_S),
@@ -36,13 +48,13 @@ class Tables(Construct):
             projection_type=ddb.ProjectionType.ALL,
         )
 
-    def _table(self, construct_id: str, deletion_protection: bool, **props) -> ddb.Table:
+    def _table(self, name: str, construct_id: str, deletion_protection: bool, **props) -> ddb.Table:
         return ddb.Table(
             self,
             construct_id,
             partition_key=ddb.Attribute(name="pk", type=_S),
             sort_key=ddb.Attribute(name="sk", type=_S),
-            billing_mode=ddb.BillingMode.PAY_PER_REQUEST,
+            **self._capacity(name),
             encryption=ddb.TableEncryption.AWS_MANAGED,
             point_in_time_recovery_specification=ddb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
@@ -53,3 +65,16 @@ class Tables(Construct):
             deletion_protection=deletion_protection,
             **props,
         )
+
+    def _capacity(self, name: str) -> dict:
+        """On-demand (with an optional write ceiling) or provisioned units, from the scale settings.
+        The billing table's GSI inherits the table's mode and, if provisioned, its units."""
+        table = self._scale.table(name)
+        if table["mode"] == "provisioned":
+            return {
+                "billing_mode": ddb.BillingMode.PROVISIONED,
+                "read_capacity": table["read_units"],
+                "write_capacity": table["write_units"],
+            }
+        ceiling = {"max_write_request_units": table["max_write_units"]} if table["max_write_units"] else {}
+        return {"billing_mode": ddb.BillingMode.PAY_PER_REQUEST, **ceiling}

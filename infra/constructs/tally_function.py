@@ -12,6 +12,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.nag import acknowledge
+from infra.settings import ScaleSettings
 
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
 METRICS_NAMESPACE = "Tally"
@@ -33,11 +34,13 @@ def powertools_layer(scope: Construct, construct_id: str, version: int) -> lambd
 
 @dataclass(frozen=True)
 class FunctionDefaults:
-    """What every function shares: the one code asset, the layers and the log retention."""
+    """What every function shares: the one code asset, the layers, the log retention, and the
+    deployment's scale settings (memory sizes, stream batching, concurrency: infra/settings.py)."""
 
     code: lambda_.Code
     layers: Sequence[lambda_.ILayerVersion]
     log_retention: logs.RetentionDays
+    scale: ScaleSettings = ScaleSettings.defaults()
 
 
 class TallyFunction(Construct):
@@ -56,6 +59,7 @@ class TallyFunction(Construct):
         memory_size: int,
         environment: Mapping[str, str],
         other_wildcard_reasons: Sequence[str] = (),
+        reserved_concurrency: int | None = None,
     ) -> None:
         """`other_wildcard_reasons` justify any further Resource '*' statement the caller will add:
         cdk-nag takes one acknowledgement per finding, and this one is made here."""
@@ -84,6 +88,7 @@ class TallyFunction(Construct):
             architecture=lambda_.Architecture.X86_64,
             timeout=timeout,
             memory_size=memory_size,
+            reserved_concurrent_executions=reserved_concurrency,
             role=self.role,
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,

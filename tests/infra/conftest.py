@@ -120,3 +120,41 @@ def _share_with_the_local_stack(template: dict[str, Any], outdir: Path) -> None:
 @pytest.fixture(scope="session")
 def template(synth: Synth) -> Template:
     return synth.assertions
+
+
+# Context as `cdk -c key=value` passes it (strings), changing every setting the tests of context
+# read (test_stack.py, test_settings.py): one more synthesis serves them all.
+CONTEXT_OVERRIDES = {
+    "deletion_protection": "true",
+    "powertools_layer_version": "27",
+    "ingest_memory_mb": "1769",
+    "api_memory_mb": "2048",
+    "aggregate_memory_mb": "1536",
+    "alerts_memory_mb": "768",
+    "delivery_memory_mb": "256",
+    "ingest_reserved_concurrency": "200",
+    "api_reserved_concurrency": "50",
+    "aggregate_batch_size": "1000",
+    "aggregate_batching_window_s": "5",
+    "alerts_batch_size": "500",
+    "alerts_batching_window_s": "2",
+    "alerts_parallelization_factor": "4",
+    "delivery_max_concurrency": "3",
+    "api_rate_limit": "5000",
+    "api_burst_limit": "5000",
+    "events_billing_mode": "provisioned",
+    "events_read_units": "20",
+    "events_write_units": "3000",
+    "billing_billing_mode": "provisioned",
+    "counters_max_write_units": "12000",
+}
+
+
+@pytest.fixture(scope="session")
+def synth_overridden(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    outdir = tmp_path_factory.mktemp("cdk.out.overridden")
+    app = build_app(str(outdir), context=CONTEXT_OVERRIDES)
+    assembly = app.synth()
+    stack = app.node.find_child(STACK_ID)
+    assert isinstance(stack, Stack)
+    return Synth(app, stack, outdir, assembly.get_stack_by_name(STACK_ID).template)

@@ -68,7 +68,7 @@ def test_default_stage_deploys_itself_throttles_and_logs_access(synth):
     props = stage["Properties"]
     assert props["StageName"] == "$default"
     assert props["AutoDeploy"] is True
-    assert props["DefaultRouteSettings"] == {"ThrottlingBurstLimit": 2000, "ThrottlingRateLimit": 1000}
+    assert props["DefaultRouteSettings"] == {"ThrottlingBurstLimit": 4000, "ThrottlingRateLimit": 2000}
     (log_group_id,) = referenced_ids(props["AccessLogSettings"]["DestinationArn"])
     log_group = synth.resources[log_group_id]
     assert log_group["Type"] == "AWS::Logs::LogGroup"

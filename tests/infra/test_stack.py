@@ -35,17 +35,12 @@ def test_outputs(synth):
     assert outputs["AggregatorDlqUrl"]["Value"] == {"Ref": dlq_id}
 
 
-def test_context_turns_on_deletion_protection_and_picks_the_layer_version(tmp_path):
-    from infra.app import STACK_ID, build_app
-
-    # `cdk -c` passes context values as strings.
-    context = {"deletion_protection": "true", "powertools_layer_version": "27"}
-    app = build_app(str(tmp_path), context=context)
-    template = app.synth().get_stack_by_name(STACK_ID).template
-    resources = template["Resources"].values()
+def test_context_turns_on_deletion_protection_and_picks_the_layer_version(synth_overridden):
+    # `cdk -c` passes context values as strings (tests/infra/conftest.py CONTEXT_OVERRIDES).
+    resources = synth_overridden.template["Resources"].values()
     tables = [r for r in resources if r["Type"] == "AWS::DynamoDB::Table"]
     assert [t["Properties"]["DeletionProtectionEnabled"] for t in tables] == [True, True, True]
     functions = [r for r in resources if r["Type"] == "AWS::Lambda::Function"]
     layers = {f["Properties"]["Layers"][0]["Fn::Join"][1][-1] for f in functions}
     assert layers == {":017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-x86_64:27"}
-    assert os.path.exists(tmp_path / "Tally.template.json")
+    assert os.path.exists(synth_overridden.outdir / "Tally.template.json")

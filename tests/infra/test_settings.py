@@ -1,0 +1,103 @@
+"""The scale settings (infra/settings.py): the template carries their defaults, and context values
+given as `cdk -c` gives them change exactly what they name."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from infra.settings import SETTINGS, ScaleSettings
+from tests.infra.conftest import CONTEXT_OVERRIDES
+
+INGEST = "functions.ingest.handler.handler"
+API = "functions.api.handler.handler"
+AGGREGATE = "functions.aggregate.handler.handler"
+ALERTS = "functions.alerts.handler.handler"
+DELIVERY = "functions.deliver_invoices.handler.handler"
+MEMORY = {INGEST: "ingest_memory_mb", API: "api_memory_mb", AGGREGATE: "aggregate_memory_mb",
+          ALERTS: "alerts_memory_mb", DELIVERY: "delivery_memory_mb"}
+
+
+def _mapping(synth, prefix: str) -> dict:
+    return synth.one("AWS::Lambda::EventSourceMapping", prefix)[1]["Properties"]
+
+
+def _table(synth, prefix: str) -> dict:
+    return synth.one("AWS::DynamoDB::Table", prefix)[1]["Properties"]
+
+
+def test_every_setting_is_a_field_and_every_field_a_setting():
+    assert [f.name for f in fields(ScaleSettings)] == [s.key for s in SETTINGS]
+    assert len({s.key for s in SETTINGS}) == len(SETTINGS)
+
+
+def test_the_template_carries_the_defaults(synth):
+    defaults = ScaleSettings.defaults()
+    for handler, key in MEMORY.items():
+        props = synth.function(handler)[1]["Properties"]
+        assert props["MemorySize"] == getattr(defaults, key), key
+        assert "ReservedConcurrentExecutions" not in props, "no reserved concurrency unless asked"
+    aggregate = _mapping(synth, "Aggregator")
+    assert (aggregate["BatchSize"], aggregate["MaximumBatchingWindowInSeconds"], aggregate["ParallelizationFactor"]) == (
+        defaults.aggregate_batch_size, defaults.aggregate_batching_window_s, 1)
+    alerts = _mapping(synth, "Alerts")
+    assert (alerts["BatchSize"], alerts["ParallelizationFactor"]) == (defaults.alerts_batch_size, 1)
+    assert "MaximumBatchingWindowInSeconds" not in alerts, "alerts go out as soon as a counter changes"
+    assert _mapping(synth, "InvoiceDelivery")["ScalingConfig"] == {"MaximumConcurrency": 10}
+    (stage,) = synth.of_type("AWS::ApiGatewayV2::Stage").values()
+    assert stage["Properties"]["DefaultRouteSettings"] == {"ThrottlingBurstLimit": 4000, "ThrottlingRateLimit": 2000}
+    for prefix in ("TablesEvents", "TablesCounters", "TablesBilling"):
+        props = _table(synth, prefix)
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert "ProvisionedThroughput" not in props and "OnDemandThroughput" not in props
+
+
+def test_context_overrides_change_what_they_name(synth_overridden):
+    given = {key: value for key, value in CONTEXT_OVERRIDES.items() if key in {s.key for s in SETTINGS}}
+    for handler, key in MEMORY.items():
+        assert synth_overridden.function(handler)[1]["Properties"]["MemorySize"] == int(given[key]), key
+    assert synth_overridden.function(INGEST)[1]["Properties"]["ReservedConcurrentExecutions"] == 200
+    assert synth_overridden.function(API)[1]["Properties"]["ReservedConcurrentExecutions"] == 50
+    assert "ReservedConcurrentExecutions" not in synth_overridden.function(AGGREGATE)[1]["Properties"]
+    aggregate = _mapping(synth_overridden, "Aggregator")
+    assert (aggregate["BatchSize"], aggregate["MaximumBatchingWindowInSeconds"], aggregate["ParallelizationFactor"]) == (
+        1000, 5, 1)
+    alerts = _mapping(synth_overridden, "Alerts")
+    assert (alerts["BatchSize"], alerts["MaximumBatchingWindowInSeconds"], alerts["ParallelizationFactor"]) == (500, 2, 4)
+    assert _mapping(synth_overridden, "InvoiceDelivery")["ScalingConfig"] == {"MaximumConcurrency": 3}
+    (stage,) = synth_overridden.of_type("AWS::ApiGatewayV2::Stage").values()
+    assert stage["Properties"]["DefaultRouteSettings"] == {"ThrottlingBurstLimit": 5000, "ThrottlingRateLimit": 5000}
+    events = _table(synth_overridden, "TablesEvents")
+    assert events.get("BillingMode", "PROVISIONED") == "PROVISIONED"  # CloudFormation's default, left out
+    assert events["ProvisionedThroughput"] == {"ReadCapacityUnits": 20, "WriteCapacityUnits": 3000}
+    billing = _table(synth_overridden, "TablesBilling")
+    assert billing["ProvisionedThroughput"] == {"ReadCapacityUnits": 50, "WriteCapacityUnits": 10}
+    assert all("ProvisionedThroughput" in index for index in billing["GlobalSecondaryIndexes"])
+    counters = _table(synth_overridden, "TablesCounters")
+    assert counters["BillingMode"] == "PAY_PER_REQUEST"
+    assert counters["OnDemandThroughput"] == {"MaxWriteRequestUnits": 12000}
+
+
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"ingest_memory_mb": "64"}, "ingest_memory_mb=64 is outside 128..10240"),
+        ({"aggregate_batch_size": "lots"}, "aggregate_batch_size='lots' is not a whole number"),
+        ({"aggregate_batch_size": "10001"}, "outside 1..10000"),
+        ({"alerts_parallelization_factor": "11"}, "outside 1..10"),
+        ({"events_billing_mode": "serverless"}, "is not one of on_demand, provisioned"),
+        ({"api_rate_limit": "3000", "api_burst_limit": "1000"}, "api_burst_limit=1000 is below api_rate_limit=3000"),
+    ],
+    ids=["memory below Lambda's least", "a batch size that is no number", "a batch past DynamoDB streams' 10,000",
+         "parallelization past 10", "an unknown billing mode", "a burst below the rate"],
+)
+def test_a_bad_context_value_fails_synthesis_naming_the_key(context, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ScaleSettings.from_context(context.get)
+
+
+def test_unset_optional_settings_and_json_numbers_from_cdk_json():
+    settings = ScaleSettings.from_context({"ingest_reserved_concurrency": "none", "aggregate_batch_size": 250}.get)
+    assert settings.ingest_reserved_concurrency is None
+    assert settings.aggregate_batch_size == 250
