@@ -17,6 +17,7 @@ from infra.constructs.http_api import HttpApi
 from infra.constructs.ingest import Ingest
 from infra.constructs.aws_delivery_access import grant_aws_deliveries
 from infra.constructs.invoice_delivery import InvoiceDelivery
+from infra.constructs.page_signing import PageSigning
 from infra.constructs.tables import Tables
 from infra.constructs.tally_function import FunctionDefaults, powertools_layer
 from infra.constructs.topics import Topics
@@ -94,6 +95,8 @@ class TallyStack(Stack):
             delivery = InvoiceDelivery(self, "InvoiceDelivery", tables=tables, topics=topics, defaults=defaults)
             delivery.grant_secret_writes(api)  # POST /v1/setUpBillingProvider stores a Stripe key
             grant_aws_deliveries(self, delivery.role)  # AWS Marketplace, customer topics and queues: from context
+            page_signing = PageSigning(self, "PageSigning")
+            page_signing.grant_signing(api)  # public page links: GET /pages/* and the URLs minted for them
 
         http_api = HttpApi(
             self,
@@ -108,6 +111,7 @@ class TallyStack(Stack):
         # GET /v1/services names it: the function depends on the API, never the API on the function.
         api.function.add_environment("TALLY_API_URL", http_api.url)
         CfnOutput(self, "ApiUrl", value=http_api.url)
+        CfnOutput(self, "PageSigningSecretArn", value=page_signing.secret.secret_arn)
         CfnOutput(self, "EventsTableName", value=tables.events.table_name)
         CfnOutput(self, "CountersTableName", value=tables.counters.table_name)
         CfnOutput(self, "BillingTableName", value=tables.billing.table_name)

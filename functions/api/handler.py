@@ -19,6 +19,7 @@ app = build_resolver(
      openapi_document.router],
     wiring.api_keys,
     audit_clock=wiring.system_clock,
+    pages=wiring.page_links,
 )
 
 

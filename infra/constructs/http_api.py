@@ -1,8 +1,8 @@
 """The public HTTP API (API Gateway v2, payload format 2.0) in front of the ingest and API functions.
 
 The local runtime builds its router from these AWS::ApiGatewayV2::Route/Integration resources, so
-the route keys below are a contract: `POST /v1/ingest`, `ANY /v1/{proxy+}`, `ANY /v2/{proxy+}` and
-`GET /openapi.json`.
+the route keys below are a contract: `POST /v1/ingest`, `ANY /v1/{proxy+}`, `ANY /v2/{proxy+}`,
+`GET /openapi.json` and `GET /pages/{proxy+}` (public pages: a signed token, no API key).
 """
 
 from __future__ import annotations
@@ -102,11 +102,14 @@ class HttpApi(Construct):
             self.api.add_routes(path=path, methods=[apigwv2.HttpMethod.ANY], integration=api_integration)
         # The API's OpenAPI document (tally.api.openapi), served by the api function too.
         self.api.add_routes(path="/openapi.json", methods=[apigwv2.HttpMethod.GET], integration=api_integration)
+        # Public pages (hosted invoices, dashboards): GET only; the api function admits a request
+        # there by the signed token in its path, never by an API key (tally.api.app).
+        self.api.add_routes(path="/pages/{proxy+}", methods=[apigwv2.HttpMethod.GET], integration=api_integration)
 
         reason = (
             "Every route is authenticated inside the Lambda: bearer API keys are looked up by their "
-            "hash in the billing table (Metronome-compatible auth), so no API Gateway authorizer "
-            "is attached."
+            "hash in the billing table (Metronome-compatible auth), and /pages/* requests carry an "
+            "HMAC-signed expiring token verified there, so no API Gateway authorizer is attached."
         )
         acknowledge(self.api, "AwsSolutions-APIG4", reason)
 

@@ -56,6 +56,9 @@ REPLACED_TYPES = {
     # moto's CloudFormation skips it with a warning; locally a failed asynchronous invoke is not
     # sent to its on-failure destination.
     "AWS::Lambda::EventInvokeConfig",
+    # moto's CloudFormation skips it with a warning: _create_secrets makes it before the deploy,
+    # with a generated value, and references to it become its ARN.
+    "AWS::SecretsManager::Secret",
 }
 # moto names resources with random suffixes; seeded for the deploy, the same template gets the
 # same table names and ARNs on every start, so a user's saved AWS commands keep working.
@@ -99,14 +102,16 @@ class Deployment:
     functions: dict[str, str] = field(default_factory=dict)  # logical id -> function name
 
 
-def _prepare_template(template: dict) -> dict:
-    prepared = json.loads(json.dumps(template))
+def _prepare_template(template: dict, made: dict[str, str] | None = None) -> dict:
+    """The template moto can deploy. `made`: logical id -> physical id of resources the runtime made
+    itself (the generated secrets), whose references become that id."""
+    prepared = _substituted(json.loads(json.dumps(template)), made or {})
     prepared["Resources"] = {
         logical: resource
         for logical, resource in prepared["Resources"].items()
         if resource["Type"] not in REPLACED_TYPES
     }
-    replaced = {k for k, r in template["Resources"].items() if r["Type"] in REPLACED_TYPES}
+    replaced = {k for k, r in template["Resources"].items() if r["Type"] in REPLACED_TYPES and k not in (made or {})}
     for resource in prepared["Resources"].values():
         if resource["Type"] == "AWS::Lambda::Function":
             # The Powertools layer lives in AWS's account; locally the installed package is used.
@@ -118,10 +123,20 @@ def _prepare_template(template: dict) -> dict:
     prepared["Outputs"] = {
         name: output
         for name, output in prepared.get("Outputs", {}).items()
-        if not _mentions(output, {k for k, r in template["Resources"].items() if r["Type"] in REPLACED_TYPES})
+        if not _mentions(output, replaced)
     }
     prepared.pop("Rules", None)  # CheckBootstrapVersion: the bootstrap stack is faked below
     return prepared
+
+
+def _substituted(value: Any, made: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"Ref"} and value["Ref"] in made:
+            return made[value["Ref"]]
+        return {key: _substituted(item, made) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substituted(item, made) for item in value]
+    return value
 
 
 def _mentions(value: Any, logical_ids: set[str]) -> bool:
@@ -383,12 +398,13 @@ class LocalStack:
                 asset = outdir / ("asset." + code["S3Key"].removesuffix(".zip"))
                 s3.put_object(Bucket=bucket, Key=code["S3Key"], Body=_zip_dir(asset))
 
+        secrets = self._create_secrets()
         cloudformation = boto3.client("cloudformation")
         mock_random.seed(NAMES_SEED)
         try:
             cloudformation.create_stack(
                 StackName=STACK_NAME,
-                TemplateBody=json.dumps(_prepare_template(self.template)),
+                TemplateBody=json.dumps(_prepare_template(self.template, secrets)),
                 Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"],
             )
         finally:
@@ -399,6 +415,7 @@ class LocalStack:
         self._localize_queue_urls()
         stack = cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
         self.deployment.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        self.deployment.resources.update(secrets)
         for page in cloudformation.get_paginator("list_stack_resources").paginate(StackName=STACK_NAME):
             for summary in page["StackResourceSummaries"]:
                 self.deployment.resources[summary["LogicalResourceId"]] = summary["PhysicalResourceId"]
@@ -425,6 +442,31 @@ class LocalStack:
         from tally import wiring
 
         wiring.reset()  # table names may differ from a previous deployment in this process
+
+    def _create_secrets(self) -> dict[str, str]:
+        """The template's generated secrets (the page signing key), which moto's CloudFormation
+        skips: made here with a fresh random value of the template's length and alphabet (never
+        moto's seeded generator: each local stack gets its own key). Logical id -> ARN."""
+        import secrets as random_source
+        import string
+
+        import boto3
+
+        client = boto3.client("secretsmanager")
+        made: dict[str, str] = {}
+        for logical, resource in self.template["Resources"].items():
+            if resource["Type"] != "AWS::SecretsManager::Secret":
+                continue
+            props = resource.get("Properties", {})
+            generate = props.get("GenerateSecretString", {})
+            alphabet = string.ascii_letters + string.digits
+            if not generate.get("ExcludePunctuation"):
+                alphabet += "!#$%&()*+,-.:;<=>?@[]^_{|}~"
+            value = "".join(random_source.choice(alphabet) for _ in range(int(generate.get("PasswordLength", 32))))
+            arn = client.create_secret(Name=props.get("Name") or f"{STACK_NAME}-{logical}", SecretString=value,
+                                       Description=props.get("Description", ""))["ARN"]
+            made[logical] = arn
+        return made
 
     def _localize_queue_urls(self) -> None:
         """A queue's URL as an output: moto's CloudFormation gives AWS's public form, which no

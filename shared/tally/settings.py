@@ -33,6 +33,8 @@ class Settings(BaseModel):
     egress_ips: tuple[str, ...] = Field(default=())
     # Who bills: the name invoice PDFs and pages are issued under (billing/invoice_document.py).
     issuer_name: str = Field(default="Tally", min_length=1)
+    # The generated secret that signs public page links (infra.constructs.page_signing).
+    page_signing_secret_arn: str | None = Field(default=None)
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -56,6 +58,7 @@ def get_settings() -> Settings:
         delivery_max_receives=os.environ.get("DELIVERY_MAX_RECEIVES") or 5,
         api_url=os.environ.get("TALLY_API_URL") or None,
         region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+        page_signing_secret_arn=os.environ.get("PAGE_SIGNING_SECRET_ARN") or None,
         egress_ips=tuple(ip.strip() for ip in (os.environ.get("TALLY_EGRESS_IPS") or "").split(",") if ip.strip()),
         issuer_name=(os.environ.get("TALLY_ISSUER_NAME") or "").strip() or "Tally",
     )

@@ -456,3 +456,14 @@ def deployment_services():
 
     settings = get_settings()
     return DeploymentServices(settings.api_url, settings.region, settings.egress_ips, addresses_of)
+
+
+@lru_cache(maxsize=1)
+def page_links():
+    """Mints and verifies public page links (tally.services.page_links), signed with the stack's
+    generated key, read on first use and cached (tally.adapters.secrets.PageSigningKeys)."""
+    from tally.adapters.secrets import PageSigningKeys
+    from tally.services.page_links import PageLinks
+
+    keys = PageSigningKeys(lambda: get_settings().require("page_signing_secret_arn"))
+    return PageLinks(keys, system_clock, lambda: get_settings().api_url)

@@ -10,7 +10,8 @@ AGGREGATE = "functions.aggregate.handler.handler"
 ALERTS = "functions.alerts.handler.handler"
 # Besides tables, a function may name the SNS topic it publishes to and the function it starts.
 # Checked where they are granted (test_alerts.py, test_cycle_close.py).
-OTHER_ENV = {"api": {"ALERTS_TOPIC_ARN", "ALERTS_FUNCTION_NAME", "INVOICES_TOPIC_ARN", "BILLING_PROVIDER_SECRETS_PREFIX", "TALLY_API_URL"},
+OTHER_ENV = {"api": {"ALERTS_TOPIC_ARN", "ALERTS_FUNCTION_NAME", "INVOICES_TOPIC_ARN", "BILLING_PROVIDER_SECRETS_PREFIX", "TALLY_API_URL",
+                     "PAGE_SIGNING_SECRET_ARN"},
              "alerts": {"ALERTS_TOPIC_ARN"}}
 
 FUNCTIONS = {

@@ -1,4 +1,4 @@
-"""The HTTP API: the four routes the local runtime also routes by, and the default stage."""
+"""The HTTP API: the five routes the local runtime also routes by, and the default stage."""
 
 from __future__ import annotations
 
@@ -25,13 +25,17 @@ ROUTES = {
         "GET /openapi.json",
         "functions.api.handler.handler",
     ),
+    "GET /pages/{proxy+} (public pages) goes to the api function": (
+        "GET /pages/{proxy+}",
+        "functions.api.handler.handler",
+    ),
 }
 
 
-def test_exactly_the_four_routes(synth):
+def test_exactly_the_five_routes(synth):
     routes = synth.of_type("AWS::ApiGatewayV2::Route").values()
     keys = sorted(r["Properties"]["RouteKey"] for r in routes)
-    assert keys == ["ANY /v1/{proxy+}", "ANY /v2/{proxy+}", "GET /openapi.json", "POST /v1/ingest"]
+    assert keys == ["ANY /v1/{proxy+}", "ANY /v2/{proxy+}", "GET /openapi.json", "GET /pages/{proxy+}", "POST /v1/ingest"]
 
 
 def test_both_api_versions_and_the_document_share_one_integration(synth):
@@ -39,7 +43,7 @@ def test_both_api_versions_and_the_document_share_one_integration(synth):
         r["Properties"]["Target"] for r in synth.of_type("AWS::ApiGatewayV2::Route").values()
         if r["Properties"]["RouteKey"] != "POST /v1/ingest"
     ]
-    assert len(targets) == 3 and len({json.dumps(t) for t in targets}) == 1
+    assert len(targets) == 4 and len({json.dumps(t) for t in targets}) == 1
 
 
 @pytest.mark.parametrize(("route_key", "handler"), ROUTES.values(), ids=ROUTES.keys())

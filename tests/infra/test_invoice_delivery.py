@@ -59,8 +59,10 @@ def test_only_the_delivery_function_reads_secrets_and_only_the_api_writes_them(s
     delivery, api = synth.role_of(DELIVERY), synth.role_of(API)
     assert [(s["Action"], s["Resource"]) for s in _secret_statements(synth, delivery)] == [
         (["secretsmanager:GetSecretValue"], SECRET_ARN)]
+    page_key, _ = synth.one("AWS::SecretsManager::Secret", "PageSigning")  # the API's one read: tests/infra/test_page_signing.py
     assert [(s["Action"], s["Resource"]) for s in _secret_statements(synth, api)] == [
-        (["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"], SECRET_ARN)]
+        (["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"], SECRET_ARN),
+        (["secretsmanager:GetSecretValue"], {"Ref": page_key})]
     others = {r for r in synth.of_type("AWS::IAM::Role")} - {delivery, api}
     assert [r for r in others if _secret_statements(synth, r)] == []
 

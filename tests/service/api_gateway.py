@@ -28,6 +28,7 @@ ROUTES = [
     Route("ANY", "/v1/{proxy+}", "api"),
     Route("ANY", "/v2/{proxy+}", "api"),
     Route("GET", "/openapi.json", "api"),
+    Route("GET", "/pages/{proxy+}", "api"),
 ]
 # Lambda's limit on a synchronous invocation's response: an answer over it never reaches the client.
 LAMBDA_RESPONSE_BYTES = 6 * 1024 * 1024
@@ -47,6 +48,8 @@ def deployed_api(api_key: str) -> Iterator[None]:
         env.setenv("BILLING_TABLE", _table(client, "billing", gsi=True))
         env.setenv("INVOICES_TOPIC_ARN", sns.create_topic(Name="api-invoices")["TopicArn"])
         env.setenv("ALERTS_TOPIC_ARN", sns.create_topic(Name="api-alerts")["TopicArn"])
+        secrets = boto3.client("secretsmanager", region_name="us-east-1")  # the stack's generated page key
+        env.setenv("PAGE_SIGNING_SECRET_ARN", secrets.create_secret(Name="page-signing", SecretString="p" * 64)["ARN"])
         env.setenv("POWERTOOLS_METRICS_DISABLED", "true")
         env.setenv("POWERTOOLS_LOG_LEVEL", "CRITICAL")  # refusals are expected here; keep output readable
         wiring.reset()

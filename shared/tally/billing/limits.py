@@ -140,6 +140,12 @@ MAX_NOTIFICATION_OFFSET_DAYS = 366
 # (each is a claim, a read, a publish and a mark: ~4 calls, well inside the task's timeout).
 MAX_NOTIFICATIONS_PER_TASK = 200
 
+# Public page links (tally.billing.page_tokens). A token rides in a URL path: browsers, proxies and
+# log pipelines cut URLs somewhere past 2,000 characters, and API Gateway's request line takes
+# 10 KB. A link lives at most a quarter of days; a leaked link then stops working on its own.
+MAX_PAGE_TOKEN_CHARS = 2_000
+MAX_PAGE_LINK_LIFETIME_DAYS = 90
+
 
 @dataclass(frozen=True, slots=True)
 class Limit:
@@ -182,6 +188,7 @@ LIMITS = (
     Limit("packages or contracts on a package in one page", str(MAX_PACKAGES_PAGE), "one query page and one BatchGetItem"),
     Limit("offset notification configurations (archived included)", str(MAX_NOTIFICATION_CONFIGS), "the close workflow reads them all every run"),
     Limit("days of a notification's offset, before or after", str(MAX_NOTIFICATION_OFFSET_DAYS), "day partitions a delivery window spans"),
+    Limit("characters of a page link's token / days it is valid", f"{_n(MAX_PAGE_TOKEN_CHARS)} / {MAX_PAGE_LINK_LIFETIME_DAYS}", "URLs browsers and proxies keep whole; a leaked link expires"),
     Limit("items of one API write's transaction", str(MAX_TRANSACTION_ITEMS), "DynamoDB's 100-item transaction (3 go to the audit record)"),
 )
 
