@@ -4,7 +4,10 @@
 `tally/` (the shared package) and `functions/` (the handlers). Third-party runtime dependencies
 (Powertools, pydantic) come from the Powertools layer, and boto3 from the Lambda runtime; the one
 more the invoice delivery needs, the `stripe` SDK, is copied from this environment (it is pure
-Python, about 11 MB; without `requests` it speaks through urllib).
+Python, about 11 MB; without `requests` it speaks through urllib). Invoice PDFs need fpdf2 and its
+fontTools and defusedxml, copied the same way without their optional compiled modules (built for
+this Python, not the runtime's; fontTools falls back to its pure-Python code): about 9 MB. fpdf2's
+third dependency, Pillow, is left out: it is compiled, and fpdf2 needs it only for images.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ LAMBDA_ASSET_DIR = BUILD_DIR / "lambda"
 _SOURCES = {"tally": "shared/tally", "functions": "functions"}
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 # Pure-Python packages shipped in the asset's root, from the installed distribution.
-_VENDORED = ("stripe",)
+_VENDORED = ("stripe", "fpdf", "fontTools", "defusedxml")
+# Optional compiled accelerators (and their sources) are not shipped: see the module's doc.
+_IGNORE_VENDORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.so", "*.c", "*.pyx", "*.pxd")
 
 
 @contextmanager
@@ -56,7 +61,7 @@ def _copy_sources() -> Path:
             (staging / destination).mkdir()
     for package in _VENDORED:
         installed = Path(importlib.import_module(package).__file__).parent
-        shutil.copytree(installed, staging / package, ignore=_IGNORE)
+        shutil.copytree(installed, staging / package, ignore=_IGNORE_VENDORED)
     if LAMBDA_ASSET_DIR.exists():
         retired = BUILD_DIR / f"lambda.old-{uuid.uuid4().hex}"
         LAMBDA_ASSET_DIR.rename(retired)

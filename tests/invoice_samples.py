@@ -78,7 +78,7 @@ def many_lines(count: int = 5000, products: int = 50) -> Invoice:
         for g in range(per_product):
             quantity = D(1000 + 37 * g + p)
             price = D("0.0375")
-            line_total = quantity * price
+            line_total = USD_CENTS.round(quantity * price)  # rounded once, as rating rounds a line
             lines.append(_line(LineType.USAGE, f"Product {p:02d}", f"p-{p:02d}", str(quantity), str(price), str(line_total),
                                presentation_group_values={"customer_tenant": f"tenant-{g:04d}"}))
             total += line_total
@@ -87,3 +87,64 @@ def many_lines(count: int = 5000, products: int = 50) -> Invoice:
 
 def regenerated(invoice: Invoice) -> dict:
     return as_answered(replace(invoice, status="FINALIZED"), "inv-sample-2", regenerated_from="inv-sample-1")
+
+
+# ---- reading a rendered invoice back ---------------------------------------------------------------
+
+def pdf_text(pdf: bytes) -> str:
+    """The PDF's text as poppler's `pdftotext -layout` reads it (what a reader copies)."""
+    import subprocess
+
+    return subprocess.run(["pdftotext", "-layout", "-", "-"], input=pdf, capture_output=True, check=True).stdout.decode()
+
+
+def expected_rows(invoice: dict) -> list[tuple[str, ...]]:
+    """Every figure of the invoice JSON, as the rows a reader must find: (group values..., quantity,
+    unit price, total) per line, (quantity, price, subtotal) per tier, the applied and conversion
+    lines, then subtotal and total. Written with the one formatter the unit tests pin down."""
+    from tally.billing.invoice_document import format_money, format_quantity
+
+    rows: list[tuple[str, ...]] = []
+    for line in invoice["line_items"]:
+        ct = line["credit_type"]
+        if line["type"] == "applied_commit_or_credit":
+            rows.append((line["name"], format_money(line["total"], ct)))
+            continue
+        if line["type"] == "cpu_conversion":
+            unit = line["name"].removesuffix(" conversion")
+            rows.append((format_money(line["quantity"], {"name": unit}), format_money(line["unit_price"], ct), format_money(line["total"], ct)))
+            continue
+        values = [f"{k}: {v}" for group in ("pricing_group_values", "presentation_group_values") for k, v in (line.get(group) or {}).items()]
+        unit_price = [] if line.get("unit_price") is None else [format_money(line["unit_price"], ct)]
+        rows.append((*values, format_quantity(line["quantity"]), *unit_price, format_money(line["total"], ct)))
+        for sub in line.get("sub_line_items") or ():
+            for tier in sub.get("tiers") or ():
+                rows.append((format_quantity(tier["quantity"]), format_money(tier["price"], ct), format_money(tier["subtotal"], ct)))
+    rows.append(("Subtotal", format_money(invoice["subtotal"], invoice["credit_type"])))
+    rows.append(("Total", format_money(invoice["total"], invoice["credit_type"])))
+    return rows
+
+
+def unmatched_rows(text: str, invoice: dict) -> list[tuple[str, ...]]:
+    """The expected rows no line of `text` shows: each row's strings in order on one line, ending
+    with its last figure; each PDF line matches one row at most."""
+    import re
+    from collections import defaultdict
+
+    by_last: dict[str, list[str]] = defaultdict(list)
+    for line in text.splitlines():
+        stripped = line.rstrip()
+        if stripped:
+            last = re.split(r"\s{2,}", stripped.strip())[-1]
+            by_last[last].append(stripped)
+    missing = []
+    for row in expected_rows(invoice):
+        pattern = re.compile(r"\s+".join(re.escape(part) for part in row[:-1]) + (r".*?\s" if len(row) > 1 else "") + re.escape(row[-1]) + "$")
+        candidates = by_last.get(row[-1], [])
+        for index, candidate in enumerate(candidates):
+            if pattern.search(candidate):
+                del candidates[index]
+                break
+        else:
+            missing.append(row)
+    return missing

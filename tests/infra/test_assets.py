@@ -58,3 +58,16 @@ def test_the_stripe_sdk_ships_in_the_asset_without_bytecode(repo, monkeypatch):
 
     assert (built / "stripe/__init__.py").is_file() and (built / "stripe/_invoice_service.py").is_file()
     assert not any(p.suffix == ".pyc" or p.name == "__pycache__" for p in (built / "stripe").rglob("*"))
+
+
+def test_the_pdf_library_ships_pure_python_with_the_invoice_fonts(repo, monkeypatch):
+    monkeypatch.setattr(assets, "_VENDORED", ("fpdf", "fontTools", "defusedxml"))
+    (repo / "shared/tally/rendering/fonts").mkdir(parents=True)
+    (repo / "shared/tally/rendering/fonts/DejaVuSans-subset.ttf").write_bytes(b"font")
+
+    built = assets.build_lambda_asset()
+
+    assert (built / "fpdf/fpdf.py").is_file() and (built / "fontTools/subset/__init__.py").is_file()
+    assert (built / "fontTools/cu2qu/cu2qu.py").is_file()  # the pure-Python code an accelerator stands in for
+    assert not any(p.suffix in (".so", ".c", ".pyc") for p in built.rglob("*"))
+    assert (built / "tally/rendering/fonts/DejaVuSans-subset.ttf").is_file()

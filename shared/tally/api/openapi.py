@@ -179,6 +179,7 @@ class Operation:
     params: tuple[Param, ...] = ()
     page: str | None = None  # the response is a page of `response`, with this cursor field
     body_optional: bool = False  # list routes whose body the SDK may leave empty
+    content_type: str = "application/json"  # of the 200 answer; any other is a binary body (`response` unused)
 
     @property
     def key(self) -> str:
@@ -323,6 +324,8 @@ OPERATIONS = (
     ), page="next_page"),
     Operation("GET", f"{_C}/invoices/{{invoice_id}}", "v1.customers.invoice_retrieve_response:InvoiceRetrieveResponse",
               params=(_path("customer_id"), _path("invoice_id"), SKIP_ZERO)),
+    Operation("GET", f"{_C}/invoices/{{invoice_id}}/pdf", "", params=(_path("customer_id"), _path("invoice_id")),
+              content_type="application/pdf"),
     Operation("POST", "/v1/invoices/void", "v1.invoice_void_response:InvoiceVoidResponse", InvoiceRef),
     Operation("POST", "/v1/invoices/regenerate", "v1.invoice_regenerate_response:InvoiceRegenerateResponse", InvoiceRef),
     # commits, credits and balances
@@ -435,7 +438,8 @@ def document() -> dict:
         )
     inputs: list[tuple[Any, Any, TypeAdapter]] = [("error", "validation", TypeAdapter(ErrorBody))]
     for op in OPERATIONS:
-        inputs.append(((op.key, "response"), "validation", TypeAdapter(_response_type(op))))
+        if op.content_type == "application/json":
+            inputs.append(((op.key, "response"), "validation", TypeAdapter(_response_type(op))))
         if op.body is not None:
             inputs.append(((op.key, "request"), "validation", TypeAdapter(op.body)))
     schemas, defs = TypeAdapter.json_schemas(inputs, ref_template="#/components/schemas/{model}")
@@ -455,9 +459,11 @@ def document() -> dict:
                 "required": not op.body_optional,
                 "content": {"application/json": {"schema": schemas[((op.key, "request"), "validation")]}},
             }
-        spec["responses"] = {
-            "200": {"description": "OK", "content": {"application/json": {"schema": schemas[((op.key, "response"), "validation")]}}},
-        } | failures
+        if op.content_type == "application/json":
+            answer = {"application/json": {"schema": schemas[((op.key, "response"), "validation")]}}
+        else:
+            answer = {op.content_type: {"schema": {"type": "string", "format": "binary"}}}
+        spec["responses"] = {"200": {"description": "OK", "content": answer}} | failures
         paths.setdefault(op.path, {})[op.method.lower()] = spec
     return {
         "openapi": "3.1.0",

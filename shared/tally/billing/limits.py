@@ -19,6 +19,7 @@ DYNAMO_SORT_KEY_BYTES = 1_024
 DYNAMO_ITEM_BYTES = 400 * 1_024
 DYNAMO_TRANSACTION_ITEMS = 100
 API_GATEWAY_PAYLOAD_BYTES = 10 * 1_024 * 1_024
+LAMBDA_RESPONSE_BYTES = 6 * 1_024 * 1_024  # a synchronous invocation's response payload
 
 # -- audit log ----------------------------------------------------------------------------------
 # A write made for an API request carries its audit record in the same transaction: the record by
@@ -70,6 +71,13 @@ MAX_INITIAL_SEAT_IDS = 1_000
 # Items one recurring schedule of a scheduled charge makes (a century of months): they live in the
 # contract's item too.
 MAX_SCHEDULE_ITEMS = 1_200
+
+# Invoice PDFs (GET .../invoices/{id}/pdf). The PDF travels base64-encoded in the Lambda response
+# (4 bytes per 3), so it may take three quarters of it, less room for the response's own fields.
+MAX_INVOICE_PDF_BYTES = LAMBDA_RESPONSE_BYTES * 3 // 4 - 64 * 1_024
+# Line items one PDF lays out, within API Gateway's 30 s: 5,000 lines render in about 1.5 s here
+# (infra/bench/pdf.py), after the invoice itself is priced.
+MAX_INVOICE_PDF_LINES = 20_000
 
 # -- usage events -------------------------------------------------------------------------------
 MAX_EVENTS_PER_REQUEST = 100
@@ -167,6 +175,7 @@ LIMITS = (
     Limit("days of one customer costs list", str(MAX_COST_DAYS), "API Gateway's 30 s timeout (priced per page)"),
     Limit("values in one `/v1/usage` answer", _n(MAX_USAGE_VALUES), "Lambda's 6 MB response (12 MB once gave a 502)"),
     Limit("series (customers × metrics) in one `/v1/usage` answer", str(MAX_USAGE_SERIES), "API Gateway's 30 s timeout"),
+    Limit("line items of an invoice PDF / bytes of the PDF", f"{_n(MAX_INVOICE_PDF_LINES)} / {_n(MAX_INVOICE_PDF_BYTES)}", "API Gateway's 30 s timeout; Lambda's 6 MB response, base64"),
     Limit("characters of an id, transaction id, event type or alias", str(MAX_ID_LENGTH), "keys (DynamoDB: 2,048-byte partition key)"),
     Limit("events in one ingest or previewEvents request", str(MAX_EVENTS_PER_REQUEST), "the ingest function (Metronome's own limit)"),
     Limit("bytes of one event as JSON", _n(MAX_EVENT_BYTES), "DynamoDB's 400 KB item; Lambda's 6 MB stream batch"),

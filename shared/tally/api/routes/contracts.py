@@ -276,9 +276,15 @@ def list_invoice_breakdowns(customer_id: str) -> dict:
 @router.get("/v1/customers/<customer_id>/invoices/<invoice_id>")
 def get_invoice(customer_id: str, invoice_id: str) -> dict:
     query = router.current_event.query_string_parameters or {}
-    draft = wiring.invoice_service().get(customer_id, invoice_id)
     skip_zero = query.get("skip_zero_qty_line_items", "false").lower() == "true"
-    return {"data": with_external_invoices([invoice_json(draft, _catalog_of([draft]), skip_zero)])[0]}
+    return {"data": invoice_answer(customer_id, invoice_id, skip_zero)}
+
+
+def invoice_answer(customer_id: str, invoice_id: str, skip_zero_quantity: bool = False) -> dict:
+    """The invoice's `data` as GET .../invoices/{invoice_id} answers it (the PDF and the hosted
+    page render this same answer); NotFound for an unknown invoice or another customer's."""
+    draft = wiring.invoice_service().get(customer_id, invoice_id)
+    return with_external_invoices([invoice_json(draft, _catalog_of([draft]), skip_zero_quantity)])[0]
 
 
 def _catalog_of(drafts: list[DraftInvoice]) -> Mapping[str, Product]:
