@@ -4,7 +4,8 @@
    deliveries, Step Functions tasks) passes through it, so it is redirected to in-process handlers.
 2. moto's DynamoDB checks a condition and then writes, with no lock between: two threads can both
    pass `attribute_not_exists`. DynamoDB makes each write (and each transaction) atomic, so the
-   write operations are serialized here. The lock never spans a handler call, only one operation.
+   write operations are serialized here, and reads with them (moto's reads walk dicts a write may
+   be changing). The lock never spans a handler call, only one operation.
 3. moto's `transact_write_items` deep-copies every table it touches, once per item, as its rollback
    snapshot: a 100-item transaction on a 10,000-item table copies a million items. The snapshot is
    narrowed to the partitions the transaction touches (and the stream's length), same semantics.
@@ -77,7 +78,9 @@ def install(lambdas: LocalLambdas) -> None:
     StreamShard.add = add
     _narrow_transaction_snapshots()
     _partition_queries()
-    install_atomic_writes()
+    # Reads too: an API function sends a draft's reads together (services/together.py) while the
+    # stream pump writes counters, and moto's reads walk the dicts those writes change.
+    install_atomic_writes(reads=True)
     install_item_size_limit()  # an UpdateItem past 400 KB is refused, as on DynamoDB
     install_marketplace_metering()  # BatchMeterUsage keeps records and deduplicates, as AWS does
 
@@ -89,7 +92,7 @@ def install_atomic_writes(reads: bool = False) -> None:
     for name in _ATOMIC_WRITES + (_READS if reads else ()):
         operation = getattr(DynamoDBBackend, name)
         if not hasattr(operation, "__wrapped__"):
-            setattr(DynamoDBBackend, name, _atomic(operation))
+            setattr(DynamoDBBackend, name, _atomic(operation, counted=name in _ATOMIC_WRITES))
 
 
 def _narrow_transaction_snapshots() -> None:
@@ -183,11 +186,12 @@ def _partition_queries() -> None:
     Table.query, Table.all_items = query, all_items
 
 
-def _atomic(operation):
+def _atomic(operation, counted: bool = True):
     def serialized(self, *args, **kwargs):
         global _writes
         with _write_lock:
-            _writes += 1
+            if counted:  # a write: the saver's "something changed"
+                _writes += 1
             return operation(self, *args, **kwargs)
 
     serialized.__wrapped__ = operation

@@ -18,6 +18,7 @@ from infra.bench.invoice import (
     Shape,
     Usage,
     check_invoice,
+    measure_round_trips,
     reference_invoice,
     run_invoice_figure,
     simulate_usage,
@@ -93,3 +94,19 @@ def test_the_figure_reads_are_bounded_by_the_contract_not_the_events():
     assert few.billing_requests == many.billing_requests
     assert many.counter_items > few.counter_items and many.counter_items_read > few.counter_items_read
     assert min(few.cpu_ms, many.cpu_ms, few.rating_cpu_ms, many.rating_cpu_ms) > 0
+
+
+def test_a_draft_reads_its_counters_together_in_a_few_round_trips(world):
+    # 8 products × 4 models, per ingest key (the customer id and its alias): each product's month,
+    # and the days and hours around the price change for the 2 priority products: 24 counter
+    # ranges, read by one round of the pool once the contract, rate card and metrics are known.
+    account = world.open_account(simulate_usage(500, SHAPE), "bench-together")
+    world.feed(account)
+
+    (trips, requests), (sequential_trips, sequential_requests) = measure_round_trips(world, account)  # drafts equal
+
+    assert requests == sequential_requests == sequential_trips
+    assert sequential_trips > 2 * (SHAPE.products + 2 * SHAPE.families)
+    # the invoice, then the customer and everything its id names, then what its contract names
+    # (rate card, grants, metrics), then the counters
+    assert trips < 6  # 4 when every range is read in the same round

@@ -34,6 +34,7 @@ from tally.billing.hierarchy import children_of, served_children
 from tally.billing.pricing import Product, ProductType
 from tally.billing.time import format_rfc3339, parse_rfc3339
 from tally.services.recurring_grants import made_grants
+from tally.services.together import together
 
 
 class DocumentStore(Protocol):
@@ -177,12 +178,19 @@ class GrantBook:
         # The commits a contract's threshold crossings bought (services/thresholds.ThresholdGrants).
         self._threshold_commits = threshold_commits
 
-    def of_customer(self, customer_id: str) -> CustomerGrants:
+    def of_customer(self, customer_id: str, contracts: list[dict] | None = None) -> CustomerGrants:
+        """`contracts`: the customer's (unarchived) contracts, if already read."""
         grants: list[Grant] = []
         documents: dict[str, dict] = {}
         archived: list[Grant] = []
         now = self._clock()
-        for contract in self._contracts.list(customer_id):
+        # Three independent reads, sent together.
+        listed, stored_grants, manual_documents = together([
+            (lambda: contracts) if contracts is not None else (lambda: self._contracts.list(customer_id)),
+            lambda: self._grants.list_for_customer(customer_id),
+            lambda: self._manual.list_for_customer(customer_id),
+        ])
+        for contract in listed:
             for doc in (contract.get("archived_commits") or []) + (contract.get("archived_credits") or []):
                 archived.append(archived_grant(doc, contract["id"]))
             made = made_grants(contract, now)
@@ -195,14 +203,14 @@ class GrantBook:
                     grant = replace(grant, child_contract_ids=served_children(doc["hierarchy_configuration"], children))
                 grants.append(grant)
                 documents[doc["id"]] = contract_grant_document(doc, contract)
-        for doc in self._grants.list_for_customer(customer_id):
+        for doc in stored_grants:
             if doc.get("archived_at"):
                 continue
             grants.append(grant_from_document(doc))
             documents[doc["id"]] = doc
         manual = tuple(
             ManualEntry(d["grant_id"], d["segment_id"], Decimal(d["amount"]), parse_rfc3339(d["timestamp"]), d["reason"])
-            for d in self._manual.list_for_customer(customer_id)
+            for d in manual_documents
         )
         return CustomerGrants(tuple(grants), documents, manual, tuple(archived))
 

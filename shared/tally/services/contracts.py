@@ -43,6 +43,7 @@ from tally.services.recurring_grants import subscription_ids_resolved, validate_
 from tally.services.reseller_royalties import validate_reseller_royalty_documents
 from tally.services.spend_trackers import validate_spend_tracker_documents
 from tally.services.thresholds import validate_threshold_documents
+from tally.services.together import together
 from tally.billing.pricing.overrides import MultiplierPrioritization, OverrideTarget, OverrideType
 from tally.billing.pricing.usage_filters import (
     ContractWindow,
@@ -373,9 +374,9 @@ class ContractService:
     ) -> list[dict]:
         if covering_date is not None and starting_at is not None:
             raise InvalidInput("covering_date", "cannot be combined with starting_at")
-        self.customer(customer_id)
+        _, stored = self._customer_and_documents(customer_id)
         found = []
-        for document in self._store.list_for_customer(customer_id):
+        for document in stored:
             start, end = parse_rfc3339(document["starting_at"]), _time(document.get("ending_before"))
             if document.get("archived_at") and not include_archived:
                 continue
@@ -385,6 +386,17 @@ class ContractService:
                 continue
             found.append(document)
         return sorted(found, key=lambda d: (d["starting_at"], d["created_at"], d["id"]))
+
+    def customer_and_contracts(self, customer_id: str) -> tuple[Customer, list[dict]]:
+        """The customer and `list(customer_id)`, read together."""
+        customer, stored = self._customer_and_documents(customer_id)
+        found = [d for d in stored if not d.get("archived_at")]
+        return customer, sorted(found, key=lambda d: (d["starting_at"], d["created_at"], d["id"]))
+
+    def _customer_and_documents(self, customer_id: str) -> tuple[Customer, list[dict]]:
+        # Two independent reads, sent together: the customer's own (NotFound first) and its contracts'.
+        customer, stored = together([lambda: self.customer(customer_id), lambda: self._store.list_for_customer(customer_id)])
+        return customer, stored
 
     def ids(self, customer_id: str) -> list[str]:
         """The ids of the customer's unarchived contracts, read without interpreting them, so that a

@@ -44,6 +44,7 @@ from tally.billing.time import format_rfc3339
 from tally.services.balances import CustomerGrants, GrantBook
 from tally.services.contracts import ContractService
 from tally.services.hierarchy import family_members, parent_contracts
+from tally.services.together import together
 from tally.services import consolidation
 from tally.services.invoice_records import FINALIZED, VOID, InvoiceStore, StoredInvoice
 
@@ -384,6 +385,16 @@ def _invoice_order(invoice: Invoice, fiat: CreditType) -> tuple:
 
 
 @dataclass(frozen=True)
+class _Read:
+    """What a read of one customer's invoices has read already, for pricing them."""
+
+    products: dict[str, Product]
+    grants: CustomerGrants | None  # the customer's own (a hierarchy's are read as a family)
+    members: list[str]  # the other customers of its hierarchy
+    usage: UsageSource  # the customer's
+
+
+@dataclass(frozen=True)
 class _Computed:
     views: dict[tuple[str, datetime], _PeriodView]
     burn: BurnDown | None
@@ -448,14 +459,19 @@ class InvoiceService:
         self, customer_id: str, contract_id: str | None = None, until: datetime | None = None
     ) -> tuple[Customer, list[DuePeriod]]:
         """(contract, period) pairs with an invoice: periods started by `until` (now), oldest first."""
-        customer = self._contracts.customer(customer_id)
-        now = self._clock() if until is None else until
-        due = []
-        for document in self._documents(customer_id, contract_id):
-            contract = self._contracts.contract(document)
-            due += [DuePeriod(contract, p) for p in contract.periods(until=now) if p.starting_at <= now]
+        if contract_id is None:
+            customer, documents = self._contracts.customer_and_contracts(customer_id)
+        else:
+            customer = self._contracts.customer(customer_id)
+            documents = self._documents(customer_id, contract_id)
+        return customer, self._due_of(documents, now=self._clock() if until is None else until)
+
+    def _due_of(self, documents: list[dict], now: datetime) -> list[DuePeriod]:
+        # Each contract reads its rate card: independent reads, sent together.
+        contracts = together([lambda document=document: self._contracts.contract(document) for document in documents])
+        due = [DuePeriod(contract, p) for contract in contracts for p in contract.periods(until=now) if p.starting_at <= now]
         due.sort(key=lambda d: (d.period.starting_at, d.contract.starting_at, d.contract.id))
-        return customer, due
+        return due
 
     def _documents(self, customer_id: str, contract_id: str | None) -> list[dict]:
         if contract_id is None:
@@ -508,6 +524,7 @@ class InvoiceService:
         regenerated_id: str | None = None,
         grants: CustomerGrants | None = None,
         family_records: bool = False,
+        read: _Read | None = None,
     ) -> _Computed:
         """The views of the `wanted` periods (all of `due` by default).
 
@@ -520,8 +537,8 @@ class InvoiceService:
         every member's periods, stored invoices and grants, each member priced from its own usage;
         only `customer`'s views are answered. `family_records`: `records` holds the members' too.
         """
-        usages = {customer.id: self._usage_for(customer)}
-        members = self.family(customer.id)
+        usages = {customer.id: self._usage_for(customer) if read is None else read.usage}
+        members = self.family(customer.id) if read is None else read.members
         if members:
             wanted = list(due) if wanted is None else wanted
             due = list(due)
@@ -550,7 +567,9 @@ class InvoiceService:
             since the voided invoice's drawdowns still carry the slot."""
             return regenerated_id if regenerating is not None and slot == regenerating.slot and regenerated_id else slot
 
-        products = self._contracts.products()
+        products = self._contracts.products() if read is None else read.products
+        if grants is None and read is not None and not members:
+            grants = read.grants
         if grants is None and self._grants is not None:
             grants = self._grants.of_customer(customer.id)
         if grants is None or not grants.grants:
@@ -651,9 +670,11 @@ class InvoiceService:
                     settled.add(segment_id)
         return settled
 
-    def _views(self, customer: Customer, due: list[DuePeriod], wanted: list[DuePeriod], records=None) -> list[_PeriodView]:
+    def _views(
+        self, customer: Customer, due: list[DuePeriod], wanted: list[DuePeriod], records=None, read: _Read | None = None
+    ) -> list[_PeriodView]:
         records = self.records(customer.id) if records is None else records
-        computed = self._compute(customer, due, records, self._clock(), wanted)
+        computed = self._compute(customer, due, records, self._clock(), wanted, read=read)
         return [computed.views[w.key] for w in wanted]
 
     def burn_down(self, customer_id: str) -> BurnDown:
@@ -808,21 +829,39 @@ class InvoiceService:
             if record.customer_id != customer_id:
                 raise NotFound(f"invoice {invoice_id_} not found for customer {customer_id}")
             return DraftInvoice(record.id, record.invoice, None, record.regenerated_from_invoice_id, custom_fields=record.custom_fields)
-        customer, due = self.due_periods(customer_id)
-        records = self.records(customer_id)
+        # What pricing reads, sent together in two rounds (services/together.py): what the
+        # customer's id names, then what its contracts name (rate cards, grants, the hierarchy).
+        (customer, documents), records, products = together([
+            lambda: self._contracts.customer_and_contracts(customer_id),
+            lambda: self.records(customer_id),
+            self._contracts.products,
+        ])
+        now = self._clock()
+
+        def contracts_of(member: str) -> list[dict]:
+            return documents if member == customer_id else self._contracts.list(member)
+
+        usage = self._usage_for(customer)
+        due, grants, members, _ = together([
+            lambda: self._due_of(documents, now),
+            lambda: self._grants.of_customer(customer_id, documents) if self._grants is not None else None,
+            lambda: family_members(customer_id, contracts_of),
+            getattr(usage, "read_metrics", lambda: None),  # what a usage source reads first, if anything
+        ])
+        read = _Read(products, grants, members, usage)
         for d in due:  # a hierarchy parent's consolidated draft: its id is known without pricing
             if d.contract.consolidated_usage and consolidation.consolidated_id(d) == invoice_id_:
-                view = self._views(customer, due, [d], records)[0]
+                view = self._views(customer, due, [d], records, read)[0]
                 found = self._consolidated_draft(d, view.current, records)
                 if found:
                     return found[0]
         # Usage invoice ids are known without pricing; scheduled ones need the period priced.
         for d in due:
             if d.usage_slot == invoice_id_:
-                found = [i for i in self._views(customer, due, [d], records)[0].drafts if i.id == invoice_id_]
+                found = [i for i in self._views(customer, due, [d], records, read)[0].drafts if i.id == invoice_id_]
                 if found:
                     return found[0]
-        for view in self._views(customer, due, due, records):
+        for view in self._views(customer, due, due, records, read):
             for draft in view.drafts:
                 if draft.id == invoice_id_:
                     return draft

@@ -11,6 +11,7 @@ from tally.billing.customers import Customer
 from tally.billing.metrics import BillableMetric
 from tally.billing.time import is_hour_aligned
 from tally.services.ports import CounterStore, MetricStore
+from tally.services.together import together
 
 
 class CounterUsageSource:
@@ -38,13 +39,18 @@ class CounterUsageSource:
         self._positions: dict[tuple[str, tuple[str, ...]], tuple[tuple[int, ...], bool]] = {}
         self.reads = 0  # segments that needed the store (one served from rows already read needs none)
 
+    def read_metrics(self) -> None:
+        """Read the billable metrics now (rating reads them all at its first metric): one request,
+        which a caller can send together with its other reads."""
+        if not self._all_metrics_read:
+            # A contract prices many products, each on its metric: one read of them all costs
+            # one request, where a read per metric costs one request each.
+            self._metric_cache.update((m.id, m) for m in self._metrics.all())
+            self._all_metrics_read = True
+
     def _metric(self, metric_id: str) -> BillableMetric:
         if metric_id not in self._metric_cache:
-            if not self._all_metrics_read:
-                # A contract prices many products, each on its metric: one read of them all costs
-                # one request, where a read per metric costs one request each.
-                self._metric_cache.update((m.id, m) for m in self._metrics.all())
-                self._all_metrics_read = True
+            self.read_metrics()
             if metric_id not in self._metric_cache:
                 metric = self._metrics.get(metric_id)
                 if metric is None:
@@ -67,6 +73,43 @@ class CounterUsageSource:
             counters = store.read(metric.id, key, read.first, read.last, read.parts)
         ranges.append((read.first, read.last, counters))
         return counters, True
+
+    def prefetch(self, spans: Sequence[tuple[str, datetime, datetime]]) -> None:
+        """Read the counters of these (metric, start, end) spans now, every range at once
+        (services/together.py), so that rating them waits for one round of reads rather than one
+        read after another. A range inside another planned or read range is not read again; what
+        rating asks later and was not planned is read then, as without this."""
+        candidates: dict[tuple[str, str, str, bool], dict[tuple[str, str], tuple[BillableMetric, CounterRead]]] = {}
+        for metric_id, start, end in spans:
+            if not (is_hour_aligned(start) and is_hour_aligned(end)):
+                continue  # rating refuses such a span itself
+            metric = self._metric(metric_id)
+            for window in self._customer.key_windows:
+                clipped = window.clip(start, end)
+                if clipped is None:
+                    continue
+                for read in read_plan(*clipped, metric.aggregation_type.is_additive):
+                    slot = (metric.id, window.key, read.first[0], read.parts)
+                    candidates.setdefault(slot, {}).setdefault((read.first, read.last), (metric, read))
+        wanted: list[tuple[BillableMetric, str, CounterRead]] = []
+        for slot, reads in candidates.items():
+            # A range's containers sort before it (first up, then last down): read only the outermost.
+            kept = [(low, high) for low, high, _ in self._read.get(slot, ())]
+            for first, last in sorted(reads, key=lambda r: (r[0], tuple(-ord(c) for c in r[1]))):
+                if not any(low <= first and last <= high for low, high in kept):
+                    kept.append((first, last))
+                    metric, read = reads[(first, last)]
+                    wanted.append((metric, slot[1], read))
+        store = self._counters
+
+        def reader(metric: BillableMetric, key: str, read: CounterRead):
+            if metric.aggregation_type.is_additive:
+                return lambda: [store.sums(metric.id, key, read.first, read.last, read.parts)]
+            return lambda: store.read(metric.id, key, read.first, read.last, read.parts)
+
+        answers = together([reader(*w) for w in wanted])
+        for (metric, key, read), counters in zip(wanted, answers):
+            self._read.setdefault((metric.id, key, read.first[0], read.parts), []).append((read.first, read.last, counters))
 
     def _plan(self, metric: BillableMetric, start: datetime, end: datetime) -> list[tuple[CounterRead, list]]:
         """Each read of [start, end)'s plan, per ingest key of the customer, with the counters it

@@ -8,6 +8,7 @@ from botocore.exceptions import ClientError
 
 from tally.billing.errors import Conflict
 from tally.services.ports import StoreRefused, StoreUnavailable
+from tally.services.together import POOL_LEVELS, READS_IN_FLIGHT
 
 _RETRYABLE = {
     "ProvisionedThroughputExceededException",
@@ -35,7 +36,9 @@ def dynamodb():
     client = boto3.client(
         "dynamodb",
         config=Config(
-            retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32, parameter_validation=False
+            retries={"mode": "standard", "max_attempts": 5},
+            max_pool_connections=READS_IN_FLIGHT * POOL_LEVELS,  # services/together.py: a connection per thread
+            parameter_validation=False,
         ),
     )
     return AuditedClient(client, lambda: get_settings().require("billing_table"))

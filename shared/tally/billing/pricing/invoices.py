@@ -187,6 +187,14 @@ def build_draft_invoices(
             for c in composites
         }
         shared: dict[tuple, dict[str, str | None]] = {}  # see _shared_values
+        prefetch = getattr(usage, "prefetch", None)
+        if prefetch is not None:  # a source that can read the spans together: all of them at once
+            prefetch(sorted({
+                span
+                for product in on_card
+                if product.type is ProductType.USAGE
+                for span in _usage_spans(product, book, start, end, _composite_edges(product, composites, composite_segments) | cuts)
+            }))
         usage_runs = [
             run
             for product in on_card
@@ -538,6 +546,35 @@ class _Billed:
     quantities: Mapping[tuple, Decimal | None] | None  # the source's answer for the whole span, if bulk
     # (grant id or None, target, bands) where commit-specific overrides price a grant's draw
     commit_bands: tuple[tuple[str | None, str, tuple[Band, ...]], ...] = ()
+
+
+# Past this many pricing classes, a product's spans are its every piece between price changes.
+_CLASSES_PLANNED = 64
+
+
+def _usage_spans(
+    product: Product, book: PriceBook, start: datetime, end: datetime, hard: set[datetime]
+) -> set[tuple[str, datetime, datetime]]:
+    """(metric, start, end) of the usage `_usage_runs` asks for over [start, end): each version
+    window, then the billed segments of each pricing class in it. What usage turns out to hold
+    changes no span, so a source can read them all before pricing starts."""
+    spans: set[tuple[str, datetime, datetime]] = set()
+    hard = hard | set(product.version_boundaries)
+    classes = book.class_representatives(product.id, _CLASSES_PLANNED)
+    for window_start, window_end in split_at(start, end, product.version_boundaries):
+        metric = product.at(window_start).billable_metric_id
+        if metric is None:
+            continue
+        spans.add((metric, window_start, window_end))
+        if classes is None:
+            pieces = split_at(window_start, window_end, book.boundaries(product.id) | hard)
+            spans.update((metric, a, b) for a, b in pieces)
+            continue
+        for pricing_values, presentation_values in classes:
+            for segment in _segments(book, product, window_start, window_end, hard, pricing_values, presentation_values):
+                if segment.pricing is not None and segment.pricing.entitled:
+                    spans.add((metric, segment.start, segment.end))
+    return spans
 
 
 def _usage_runs(

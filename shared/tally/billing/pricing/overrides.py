@@ -384,6 +384,30 @@ class PriceBook:
         pricing class, (), because no rate or specifier names a value."""
         return self._named_of(product_id) == ((), ())
 
+    def class_representatives(
+        self, product_id: str, most: int
+    ) -> list[tuple[dict[str, str | None], dict[str, str | None]]] | None:
+        """(pricing values, presentation values) of one member of each pricing class of the
+        product, a key left out standing for every value nothing names (`pricing_class`), or None
+        when there are more than `most` classes."""
+        pricing_named, presentation_named = self._named_of(product_id)
+        choices = [(key, (*sorted(values, key=str), _UNNAMED)) for key, values in pricing_named + presentation_named]
+        count = 1
+        for _, values in choices:
+            count *= len(values)
+            if count > most:
+                return None
+        found: list[tuple[dict[str, str | None], dict[str, str | None]]] = [({}, {})]
+        for position, (key, values) in enumerate(choices):
+            in_pricing = position < len(pricing_named)
+            found = [
+                (pricing | ({key: v} if in_pricing and v is not _UNNAMED else {}),
+                 presentation | ({key: v} if not in_pricing and v is not _UNNAMED else {}))
+                for pricing, presentation in found
+                for v in values
+            ]
+        return found
+
     def _named_of(self, product_id: str) -> tuple[_Named, _Named]:
         named = self._named.get(product_id)
         if named is None:
