@@ -445,6 +445,7 @@ def run_all(quick: bool, console: Console) -> dict[str, float]:
     began = time.perf_counter()
     report = Report()
     _step(console, "1 ingest handler CPU, DynamoDB stubbed", lambda: figure_ingest_cpu(report, sizes))
+    _step(console, "9 invoice PDF", lambda: __import__("infra.bench.pdf").bench.pdf.figure_pdf(report, quick))
     _step(console, "5 draft invoice from the counters (moto in-process)",
           lambda: figure_invoice(report, sizes, lambda text: console.print(f"[dim]  {text}[/dim]")))
     console.print("[dim]starting the local stack (CDK synth, moto deploy)...[/dim]")

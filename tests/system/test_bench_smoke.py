@@ -29,6 +29,8 @@ FIGURES = (
     "alert_latency_p50_ms",
     "alert_latency_p99_ms",
     "bare_sns_to_sqs_p50_ms",
+    "pdf_vs_json_cpu",
+    "pdf_vs_json_bytes",
 )
 
 
