@@ -112,7 +112,8 @@ def expected_rows(invoice: dict) -> list[tuple[str, ...]]:
             continue
         if line["type"] == "cpu_conversion":
             unit = line["name"].removesuffix(" conversion")
-            rows.append((format_money(line["quantity"], {"name": unit}), format_money(line["unit_price"], ct), format_money(line["total"], ct)))
+            rows.append((format_money(line["quantity"], {"name": unit}), f"to {ct['name']}", format_money(line["unit_price"], ct),
+                         format_money(line["total"], ct)))
             continue
         values = [f"{k}: {v}" for group in ("pricing_group_values", "presentation_group_values") for k, v in (line.get(group) or {}).items()]
         unit_price = [] if line.get("unit_price") is None else [format_money(line["unit_price"], ct)]

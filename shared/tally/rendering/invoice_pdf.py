@@ -16,6 +16,7 @@ load) is added only when the document has a character DejaVu lacks.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -116,6 +117,35 @@ def needs_cjk_font(document: InvoiceDocument) -> bool:
     return any(ord(ch) not in covered for ch in set("".join(_texts(document))))
 
 
+# A figure that lines up on its decimal point: (sign, $, integer part) and (the point and decimals).
+_ALIGNABLE = re.compile(r"^(-?\$?[0-9][0-9,]*)(\.[0-9]+)?$")
+MAX_ALIGNED_PLACES = 6
+
+
+def _column_places(document: InvoiceDocument) -> tuple[int, int, int]:
+    """Per numeric column (quantity, unit price, amount), the most decimals an aligned figure in it
+    shows, capped at MAX_ALIGNED_PLACES (a figure with more is right-aligned instead)."""
+    places = [0, 0, 0]
+
+    def see(column: int, text: str) -> None:
+        match = _ALIGNABLE.match(text)
+        if match and match.group(2):
+            places[column] = max(places[column], min(len(match.group(2)) - 1, MAX_ALIGNED_PLACES))
+
+    for section in document.sections:
+        see(2, section.subtotal)
+        for row in section.rows:
+            see(0, row.quantity), see(1, row.unit_price), see(2, row.total)
+            for tier in row.tiers:
+                see(0, tier.quantity), see(1, tier.unit_price), see(2, tier.total)
+    for applied in document.applied:
+        see(2, applied.total)
+    for conversion in document.conversions:
+        see(1, conversion.rate), see(2, conversion.total)
+    see(2, document.subtotal), see(2, document.total)
+    return places[0], places[1], places[2]
+
+
 class _InvoicePDF(FPDF):
     def __init__(self, document: InvoiceDocument) -> None:
         super().__init__(orientation="P", unit="mm", format="A4")
@@ -135,6 +165,8 @@ class _InvoicePDF(FPDF):
         self._runs_cache: dict[str, tuple[tuple[bool, str], ...]] = {}
         self.y_pos = MARGIN
         self.table_started = False
+        self.section_title: str | None = None  # the section a page break falls in
+        self.places = _column_places(document)
 
     # ---- text primitives ---------------------------------------------------------------------
     def set_text_color(self, r, g=-1, b=-1) -> None:  # type: ignore[override]
@@ -245,6 +277,12 @@ class _InvoicePDF(FPDF):
             self.y_pos = MARGIN + 8
             if self.table_started:
                 self.column_headings()
+                if self.section_title:
+                    self._font(8.5, bold=True)
+                    self.set_text_color(*MUTED)
+                    self.put(MARGIN + 2, self.y_pos + 3, f"{self.section_title} (continued)")
+                    self.set_text_color(*INK)
+                    self.y_pos += 5
 
     def _watermark(self) -> None:
         """DRAFT or VOID across the page, in a light tint of the status colour, behind the content."""
@@ -272,7 +310,9 @@ class _InvoicePDF(FPDF):
             self.set_font("sans", "B", 7.5)  # a font change, so the page's content selects the font again
             self._font(7.5)
             self.set_fill_color(255, 255, 255)  # differs from the text colour: `text` then sets its colour
+            self.set_draw_color(0)  # a change, so this page's content sets the colour whatever it was
             self.set_draw_color(*RULE)
+            self.set_line_width(0.1)
             self.set_line_width(0.2)
             self.line(MARGIN, FOOTER_Y - 4, PAGE_W - MARGIN, FOOTER_Y - 4)
             self.set_text_color(*MUTED)
@@ -368,21 +408,34 @@ class _InvoicePDF(FPDF):
         self.set_text_color(*colour)
         self.put(x + 3, y + 4.6, status)
         self.set_text_color(*INK)
+        self.set_draw_color(*RULE)
 
     def figures(self, y: float, quantity: str, unit_price: str, total: str, size: float, bold: bool = False) -> None:
+        """The three numeric columns of a row. Plain numbers and dollar amounts line up on their
+        decimal point (room for the most decimals the column shows, up to MAX_ALIGNED_PLACES);
+        anything else (a custom unit's amount) is right-aligned, smaller if it must be to fit."""
         right = MARGIN + COLUMNS[0]
-        for text, width in zip((quantity, unit_price, total), COLUMNS[1:]):
+        for column, (text, width) in enumerate(zip((quantity, unit_price, total), COLUMNS[1:])):
             right += width
-            if text:
-                self.fitted(text, width - 5, size, bold)
+            if not text:
+                continue
+            size_used = self.fitted(text, width - 5, size, bold)
+            places = self.places[column]
+            match = _ALIGNABLE.match(text) if size_used == size else None
+            if match is None or len(match.group(2) or "") > places + 1:
                 self.put(0, y, text, "R", right - 2)
+                continue
+            room = self.width("." + "0" * places) if places else 0.0
+            self.put(0, y, match.group(1), "R", right - 2 - room)
+            if match.group(2):
+                self.put(right - 2 - room, y, match.group(2))
 
     def section(self, section: Section) -> None:
-        title = section.title + (f"  (priced in {section.credit_type})" if section.is_custom_unit else "")
         single = len(section.rows) == 1 and not section.rows[0].description and not section.rows[0].tiers
         self.room_for(SECTION_H + ROW_H)
+        self.section_title = section.title
         self._font(9.5, bold=True)
-        lines = self.wrap(title, COLUMNS[0] - 4)
+        lines = self.wrap(section.title, COLUMNS[0] - 4)
         for i, line in enumerate(lines):
             self.put(MARGIN + 2, self.y_pos + 5, line)
             if i < len(lines) - 1:
@@ -390,11 +443,17 @@ class _InvoicePDF(FPDF):
         if single:
             row = section.rows[0]
             self.figures(self.y_pos + 5, row.quantity, row.unit_price, row.total, 9.5)
-            self.y_pos += SECTION_H
-        else:
-            self.y_pos += SECTION_H - 0.5
+        self.y_pos += SECTION_H - (0 if single else 0.5)
+        if section.is_custom_unit:
+            self._font(7.8)
+            self.set_text_color(*MUTED)
+            self.put(MARGIN + 2, self.y_pos + 1.5, f"Priced in {section.credit_type}; converted below")
+            self.set_text_color(*INK)
+            self.y_pos += 3.5
+        if not single:
             for row in section.rows:
                 self.row(row)
+        if len(section.rows) > 1:
             self.room_for(ROW_H + 1)
             self._font(8.5)
             self.set_text_color(*MUTED)
@@ -402,6 +461,7 @@ class _InvoicePDF(FPDF):
             self.set_text_color(*INK)
             self.figures(self.y_pos + 4, "", "", section.subtotal, 8.5, bold=True)
             self.y_pos += ROW_H + 0.5
+        self.section_title = None
         self.set_draw_color(*RULE)
         self.set_line_width(0.15)
         self.line(MARGIN, self.y_pos, PAGE_W - MARGIN, self.y_pos)
@@ -450,13 +510,13 @@ class _InvoicePDF(FPDF):
             for conversion in doc.conversions:
                 self.room_for(ROW_H)
                 self._font(9)
-                self.put(MARGIN + 6, self.y_pos + 3.6, f"{conversion.unit} to {doc.header.credit_type}")
-                self.figures(self.y_pos + 3.6, conversion.unit_amount, conversion.rate, conversion.total, 9)
+                self.put(MARGIN + 6, self.y_pos + 3.6, f"{conversion.unit_amount} to {doc.header.credit_type}")
+                self.figures(self.y_pos + 3.6, "", conversion.rate, conversion.total, 9)
                 self.y_pos += ROW_H
             self._font(7.8)
             self.set_text_color(*MUTED)
             self.room_for(TIER_H)
-            self.put(MARGIN + 6, self.y_pos + 3, "Amount in the unit × rate per unit = amount invoiced")
+            self.put(MARGIN + 6, self.y_pos + 3, "The unit's total on this invoice × the rate per unit")
             self.set_text_color(*INK)
             self.y_pos += TIER_H
 
@@ -472,15 +532,13 @@ class _InvoicePDF(FPDF):
         self.line(left, self.y_pos, PAGE_W - MARGIN, self.y_pos)
         self._font(9.5)
         self.put(left + 2, self.y_pos + 5.5, "Subtotal")
-        self.fitted(doc.subtotal, 60, 9.5)
-        self.put(0, self.y_pos + 5.5, doc.subtotal, "R", PAGE_W - MARGIN - 2)
+        self.figures(self.y_pos + 5.5, "", "", doc.subtotal, 9.5)
         self.y_pos += 8
         self.set_fill_color(*BAND)
         self.rect(left, self.y_pos, 90, 9, style="F")
         self._font(11, bold=True)
         self.put(left + 2, self.y_pos + 6.2, total_label)
-        self.fitted(doc.total, 60, 11, bold=True)
-        self.put(0, self.y_pos + 6.2, doc.total, "R", PAGE_W - MARGIN - 2)
+        self.figures(self.y_pos + 6.2, "", "", doc.total, 11, bold=True)
         self.y_pos += 12
 
 
