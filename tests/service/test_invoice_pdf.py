@@ -186,3 +186,19 @@ def test_the_pdf_travels_base64_encoded_as_api_gateway_needs_for_binary(world):
     answer = handler(build_event(route, params, "GET", path, "", {"authorization": f"Bearer {KEY}"}, b""), _context("api"))
     assert answer["isBase64Encoded"] is True and base64.b64decode(answer["body"])[:5] == b"%PDF-"
     assert answer["headers"]["Content-Disposition"] == f'inline; filename="invoice-{invoice_id}.pdf"'
+
+
+@pytest.mark.parametrize(
+    "bound, value, rule",
+    [
+        pytest.param("MAX_INVOICE_PDF_LINES", 0, "line items; a document holds at most 0", id="too many line items for one PDF"),
+        pytest.param("MAX_INVOICE_PDF_BYTES", 1_000, "bytes; a response carries at most 1,000", id="a PDF over the response limit"),
+    ],
+)
+def test_an_invoice_over_a_pdf_bound_is_refused_with_a_400_naming_it(world, monkeypatch, bound, value, rule):
+    from tally.api import invoice_documents
+
+    monkeypatch.setattr(invoice_documents, bound, value)
+    status, headers, data = get_pdf(world["customer"], _invoices(world["customer"])[0]["id"])
+    body = json.loads(data)
+    assert (status, body["field"]) == (400, "invoice_id") and rule in body["message"]

@@ -148,6 +148,20 @@ def test_an_unbillable_child_invoice_says_who_is_billed():
     assert "Not billed on its own: billed to customer cust-parent." in notes
 
 
+def test_a_consolidated_invoice_names_its_constituents_customers():
+    from tally.billing.pricing import InvoiceType
+    from tally.billing.pricing.lines import LineOrigin
+
+    child = tiered_with_commits_and_credits()
+    lines = [replace(line, origin=LineOrigin("contract-c", "cust-child", "inv-child", f"line-{n}")) for n, line in enumerate(child.line_items[:1])]
+    consolidated = replace(child, line_items=lines, type=InvoiceType.USAGE_CONSOLIDATED,
+                           constituent_invoices=(("contract-c", "cust-child", "inv-child"),))
+    doc = invoice_document(as_answered(consolidated), customer_name="Parent")
+    assert doc.header.title == "Consolidated invoice"
+    assert "Consolidates 1 invoice of other customers." in doc.header.status_notes
+    assert doc.sections[0].rows[0].description == "region: eu-west · customer cust-child"
+
+
 def test_a_regenerated_invoice_is_finalized_and_names_the_voided_one():
     header = invoice_document(regenerated(custom_pricing_unit()), customer_name="Acme").header
     assert (header.status, header.status_notes) == ("FINALIZED", ("Replaces voided invoice inv-sample-1.",))

@@ -316,6 +316,9 @@ def _row(line: Mapping[str, Any], starting_at: datetime, ending_before: datetime
         parts.append(format_period(line_start, line_end))
     if line.get("is_prorated"):
         parts.append("prorated")
+    origin = line.get("origin")
+    if origin and origin.get("customer_id"):  # a consolidated invoice's line: whose usage it bills
+        parts.append(f"customer {origin['customer_id']}")
     tiers = tuple(
         TierRow(
             label=f"Tier {index} (from {format_quantity(tier['starting_at'])})",
