@@ -32,7 +32,7 @@ from rich.table import Table
 
 from infra.bench.alerts import figure_alert_latency
 from infra.bench.invoice import Shape, figure_invoice
-from infra.bench.report import Report, Row
+from infra.bench.report import OFFLINE_FIGURES, STACK_FIGURES, Report, Row, registered
 from infra.bench.load import (
     CUSTOMER_ALIAS,
     FRESHNESS_ALIAS,
@@ -373,7 +373,7 @@ def figure_end_to_end(report: Report, sizes: Sizes, tally: TallyClient, stack) -
         f"3: {events:,} events in 100-event posts over HTTP; wall time from the first post until the "
         "pump's drain returns, the live pump aggregating meanwhile. Baseline: the same raw items (built "
         "by the events adapter, untimed) written 25 at a time to a stream-less table of the same "
-        "in-process moto. Tally's side also pays the conditional transaction per post, the stream "
+        "in-process moto. Tally's side also pays a conditional put per event, the stream "
         "pump and the aggregator's counter writes (two counters per metric: a day and a month counter for COUNT and SUM, an hour and a day counter for the others)."
     )
 
@@ -448,6 +448,8 @@ def run_all(quick: bool, console: Console) -> dict[str, float]:
     _step(console, "9 invoice PDF", lambda: __import__("infra.bench.pdf").bench.pdf.figure_pdf(report, quick))
     _step(console, "5 draft invoice from the counters (moto in-process)",
           lambda: figure_invoice(report, sizes, lambda text: console.print(f"[dim]  {text}[/dim]")))
+    for label, name in OFFLINE_FIGURES:
+        _step(console, label, lambda name=name: registered(name)(report, quick))
     console.print("[dim]starting the local stack (CDK synth, moto deploy)...[/dim]")
     stack = LocalStack(port=0).start()  # default: the live stream pump runs
     try:
@@ -459,6 +461,8 @@ def run_all(quick: bool, console: Console) -> dict[str, float]:
             _step(console, "6 alert latency", lambda: figure_alert_latency(report, quick, tally, stack, Row, _percentile))
             # Last, because it stops the live pump to fix the batch shapes.
             _step(console, "2 writes per accepted event", lambda: figure_writes(report, sizes, tally, stack))
+            for label, name in STACK_FIGURES:
+                _step(console, label, lambda name=name: registered(name)(report, quick, tally, stack))
         finally:
             tally.close()
     finally:

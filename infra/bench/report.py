@@ -1,8 +1,18 @@
-"""The rows and figures one `tally bench` run reports."""
+"""The rows and figures one `tally bench` run reports, and the figures other modules add."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+# Figures of their own modules, (label, "module:function"), run by figures.run_all in this order:
+# OFFLINE as figure(report, quick) before the local stack starts; STACK as
+# figure(report, quick, tally, stack) on it, after figure 2 (the stream pump stopped).
+OFFLINE_FIGURES: list[tuple[str, str]] = [
+    ("8 hot keys: counter writes per item at 10k events/s", "infra.bench.hot_keys:figure_hot_keys"),
+]
+STACK_FIGURES: list[tuple[str, str]] = [
+    ("7 DynamoDB capacity per accepted event", "infra.bench.wru:figure_wru"),
+]
 
 
 @dataclass
@@ -20,3 +30,11 @@ class Report:
     figures: dict[str, float] = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+def registered(name: str):
+    """The figure function a registry entry names."""
+    import importlib
+
+    module, _, function = name.partition(":")
+    return getattr(importlib.import_module(module), function)

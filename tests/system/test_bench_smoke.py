@@ -31,6 +31,9 @@ FIGURES = (
     "bare_sns_to_sqs_p50_ms",
     "pdf_vs_json_cpu",
     "pdf_vs_json_bytes",
+    "wru_per_event.5m.100ev.total",
+    "wru_per_event.5m.100ev.before.total",
+    "rru_per_event.5m.100ev.total",
 )
 
 
@@ -48,5 +51,5 @@ def test_quick_bench_reports_every_figure_with_a_finite_value(tmp_path):
     assert not missing, f"figures not reported: {missing}"
     not_finite = {name: value for name, value in figures.items() if not math.isfinite(value)}
     assert not not_finite, f"figures without a finite value: {not_finite}"
-    for label in ("ingest CPU", "items written/event", "local e2e", "freshness", "alert latency"):
+    for label in ("ingest CPU", "items written/event", "local e2e", "freshness", "alert latency", "WRU/event"):
         assert label in run.stdout

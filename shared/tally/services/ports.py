@@ -43,7 +43,9 @@ class Page:
 
 class EventStore(Protocol):
     def put_new(self, events: list[UsageEvent], ingested_at: datetime) -> list[UsageEvent]:
-        """Store events whose transaction_id is new, atomically; return those that already existed."""
+        """Store each event whose transaction_id is new (first wins, per event; a request cut short
+        by an outage raises StoreUnavailable and its retry stores the rest); return those that
+        already existed."""
 
     def put_duplicate_receipts(self, events: list[UsageEvent], ingested_at: datetime) -> None:
         """Record duplicates for search; they never reach the counters."""

@@ -3,9 +3,12 @@ counts) and `dup#<ingested_at>#<id>` for each later duplicate (kept for search o
 
 from __future__ import annotations
 
+import contextvars
 import random
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Iterable
 
@@ -20,7 +23,20 @@ from tally.services.ports import StoredEvent, StoreUnavailable
 ORIGINAL = "event"
 # Items outlive the dedup window by a day: TTL deletion is lazy, never early.
 RETENTION = MAX_AGE + timedelta(days=1)
-MAX_TRANSACTION_ATTEMPTS = 8
+MAX_BATCH_ROUNDS = 8  # BatchWriteItem rounds for duplicate receipts
+# Concurrent PutItems of one ingest request; the shared client pools 32 connections.
+PUT_WORKERS = 8
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _put_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(PUT_WORKERS, thread_name_prefix="event-puts")
+        return _pool
 
 
 def event_item(event: UsageEvent, ingested: str, expires_at: str, sort_key: str, item_id: str) -> dict:
@@ -55,46 +71,49 @@ class DynamoEventStore:
         self._client = client or dynamodb()
 
     def put_new(self, events: list[UsageEvent], ingested_at: datetime) -> list[UsageEvent]:
-        """One conditional transaction per request: the first receipt of a transaction_id wins."""
-        pending = list(events)
-        known: list[UsageEvent] = []
+        """Each event by its own PutItem, conditional on `attribute_not_exists(pk)` for the key
+        `txn#<transaction_id>`: the first receipt of a transaction_id wins, whichever request
+        carried it. 1 WRU per event item of up to 1 KB, where one transaction for the request costs
+        2 per item; the puts run concurrently, in up to PUT_WORKERS slices.
+
+        Not atomic across the request, and it need not be: the request was validated whole before
+        the first put, so only an outage stops it part-way. Then StoreUnavailable is raised once
+        every put has ended, the client gets no 200 and sends the request again; the events already
+        stored answer as duplicates of themselves (first wins) and the rest are stored. Each event
+        is stored, and counted, once."""
+        if not events:
+            return []
         ingested, expires_at = stamps(ingested_at)
         request_id = uuid.uuid4().hex  # item ids: one random id per request, plus the position
-        for attempt in range(MAX_TRANSACTION_ATTEMPTS):
-            if not pending:
-                return known
-            items = [event_item(e, ingested, expires_at, ORIGINAL, f"{request_id}{i:03d}") for i, e in enumerate(pending)]
-            try:
-                self._write_all_new(items)
-                return known
-            except ClientError as exc:
-                reasons = _cancellation_codes(exc, len(items))
-                if reasons is None:
-                    raise translate(exc) from exc
-            # The transaction wrote nothing. Drop the duplicates, retry the rest.
-            retry = []
-            for event, code in zip(pending, reasons):
-                if code == "ConditionalCheckFailed":
-                    known.append(event)
-                elif code in ("None", "", "TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"):
-                    retry.append(event)
-                else:
-                    raise StoreUnavailable(f"event write cancelled: {code}")
-            if len(retry) == len(pending):  # nothing was a duplicate: back off before retrying
-                time.sleep(min(0.05 * 2**attempt, 1.0) * random.random())
-            pending = retry
-        raise StoreUnavailable("events could not be written: the transaction kept conflicting")
+        items = [(i, event_item(e, ingested, expires_at, ORIGINAL, f"{request_id}{i:03d}")) for i, e in enumerate(events)]
+        workers = min(PUT_WORKERS, len(items))
+        if workers == 1:
+            known_at = self._put_each(items)
+        else:
+            pool = _put_pool()
+            futures = [pool.submit(contextvars.copy_context().run, self._put_each, items[w::workers]) for w in range(workers)]
+            known_at, failure = [], None
+            for future in futures:  # every slice ends before this request answers
+                try:
+                    known_at += future.result()
+                except Exception as exc:  # noqa: BLE001 - re-raised below, once all have ended
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
+        return [events[i] for i in sorted(known_at)]
 
-    def _write_all_new(self, items: list[dict]) -> None:
-        condition = "attribute_not_exists(pk)"
-        if len(items) == 1:
-            self._client.put_item(TableName=self._table, Item=items[0], ConditionExpression=condition)
-            return
-        self._client.transact_write_items(
-            TransactItems=[
-                {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": condition}} for item in items
-            ]
-        )
+    def _put_each(self, items: list[tuple[int, dict]]) -> list[int]:
+        """Put each item if its transaction_id is new; the positions of those that were not.
+        Throttling is retried by the client (standard mode); what remains is StoreUnavailable."""
+        known = []
+        for position, item in items:
+            try:
+                self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+            except ClientError as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise translate(exc) from exc
+                known.append(position)
+        return known
 
     def put_duplicate_receipts(self, events: list[UsageEvent], ingested_at: datetime) -> None:
         ingested, expires_at = stamps(ingested_at)
@@ -108,7 +127,7 @@ class DynamoEventStore:
     def _batch_write(self, requests: list[dict]) -> None:
         for start in range(0, len(requests), 25):
             chunk = requests[start : start + 25]
-            for attempt in range(MAX_TRANSACTION_ATTEMPTS):
+            for attempt in range(MAX_BATCH_ROUNDS):
                 try:
                     response = self._client.batch_write_item(RequestItems={self._table: chunk})
                 except ClientError as exc:
@@ -148,15 +167,3 @@ class DynamoEventStore:
 
 def stamps(ingested_at: datetime) -> tuple[str, str]:
     return format_sortable(ingested_at), str(int((ingested_at + RETENTION).timestamp()))
-
-
-def _cancellation_codes(exc: ClientError, count: int) -> list[str] | None:
-    code = error_code(exc)
-    if code == "ConditionalCheckFailedException" and count == 1:
-        return ["ConditionalCheckFailed"]
-    if code != "TransactionCanceledException":
-        return None
-    reasons = exc.response.get("CancellationReasons") or []
-    if len(reasons) != count:
-        return None
-    return [reason.get("Code") or "None" for reason in reasons]
