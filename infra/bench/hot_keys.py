@@ -25,13 +25,15 @@ from decimal import Decimal
 from typing import Any
 
 from infra.bench.capacity import item_size, write_units
+from infra.settings import ScaleSettings
 
 SHARDS = 100
 RATE_PER_S = 10_000
 PARTITION_WRITE_UNITS_PER_S = 1_000  # DynamoDB's per-partition write throughput
-# The aggregator's event source mapping (infra/constructs/streams.py, aggregator.py).
-BATCH_SIZE = 100
-BATCHING_WINDOW_S = 1.0
+# The aggregator's event source mapping as deployed by default (infra/settings.py).
+_DEPLOYED = ScaleSettings.defaults()
+BATCH_SIZE = _DEPLOYED.aggregate_batch_size
+BATCHING_WINDOW_S = float(_DEPLOYED.aggregate_batching_window_s)
 INVOKE_S = 0.05  # one aggregator invocation, from the stream poll to its response
 
 
