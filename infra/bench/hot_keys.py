@@ -35,6 +35,8 @@ _DEPLOYED = ScaleSettings.defaults()
 BATCH_SIZE = _DEPLOYED.aggregate_batch_size
 BATCHING_WINDOW_S = float(_DEPLOYED.aggregate_batching_window_s)
 INVOKE_S = 0.05  # one aggregator invocation, from the stream poll to its response
+SHARD_LIFETIME_H = 4  # DynamoDB Streams closes a shard and opens its successor about every 4 hours
+MAX_ITEM_BYTES = 400 * 1024
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class HotKeyFigures:
     largest_item_bytes: int
     marks_on_largest_item: int
     wru_per_event: float  # aggregation's write units per event, steady state
+    days_until_full: float  # until a month counter written from every shard holds 400 KB of marks
 
 
 def _shard_id(index: int) -> str:
@@ -109,6 +112,7 @@ def _batches(arrivals: list[tuple[float, Any]]) -> list[tuple[float, list[Any]]]
 def simulate(seconds: int, metric_count: int = 5, seed: int = 11) -> HotKeyFigures:
     from tally.adapters.dynamo.counters import counter_pk, counter_sk, unique_member
     from tally.adapters.memory import MemoryCounterStore
+    from tally.billing.counters import SEQUENCE_WIDTH
     from tally.services.aggregate import AggregateService
 
     now = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
@@ -159,6 +163,10 @@ def simulate(seconds: int, metric_count: int = 5, seed: int = 11) -> HotKeyFigur
             units_partition[(second, key.metric_id, key.ingest_key)] += units
     largest = max(sizes.items(), key=lambda entry: entry[1][0])
     steady_units = sum(units_item.values())
+    # A month counter keeps the marks of every shard that ever wrote it, closed shards' too.
+    mark_bytes = item_size({"mk_" + _shard_id(0): {"S": "0" * SEQUENCE_WIDTH}})
+    marks_per_day = SHARDS * 24 / SHARD_LIFETIME_H
+    unmarked = largest[1][0] - largest[1][1] * mark_bytes
     return HotKeyFigures(
         seconds=seconds, batches=len(timeline), mean_batch=RATE_PER_S * seconds / len(timeline),
         max_writes_per_item_s=max(per_item),
@@ -166,6 +174,7 @@ def simulate(seconds: int, metric_count: int = 5, seed: int = 11) -> HotKeyFigur
         max_units_per_item_s=max(units_item.values()), max_units_per_partition_s=max(units_partition.values()),
         largest_item_bytes=largest[1][0], marks_on_largest_item=largest[1][1],
         wru_per_event=steady_units / (RATE_PER_S * len(full)),
+        days_until_full=(MAX_ITEM_BYTES - unmarked) / (mark_bytes * marks_per_day),
     )
 
 
@@ -185,6 +194,7 @@ def figure_hot_keys(report: Any, quick: bool) -> None:
         "hot_key_largest_counter_item_bytes": figures.largest_item_bytes,
         "hot_key_mean_batch": figures.mean_batch,
         f"hot_key_aggregation_wru_per_event_{metric_count}m": figures.wru_per_event,
+        "hot_key_days_until_a_month_counter_holds_400kb": figures.days_until_full,
     }
     report.rows.append(Row(
         "8  hot key: writes/s per counter item",
@@ -203,7 +213,10 @@ def figure_hot_keys(report: Any, quick: bool) -> None:
         f"8: in-memory stream of {figures.seconds} s at {RATE_PER_S:,} events/s from one customer over {SHARDS} "
         f"shards, batches of up to {BATCH_SIZE} or a {BATCHING_WINDOW_S:g} s window, one in flight per shard "
         f"({figures.batches:,} batches, mean {figures.mean_batch:.0f} records), applied by the real aggregator "
-        f"to {'the COUNT metric' if quick else 'the 5 bench metrics'}; no pre-aggregation: one write per event. Peak over whole seconds. Write units: the item's size as stored, with one "
+        f"to {'the COUNT metric' if quick else 'the 5 bench metrics'}; no pre-aggregation: one write per event. "
+        f"Peak over whole seconds. Write units: the item's size as stored, with one "
         f"high-water mark (shard id and sequence, ~80 B) per stream shard that wrote it; marks of shards that "
-        f"closed (DynamoDB rolls shards over about every 4 h) stay on the item."
+        f"closed stay on the item: with shards renewed about every {SHARD_LIFETIME_H} h, a month counter "
+        f"written from every shard reaches DynamoDB's 400 KB item after {figures.days_until_full:.1f} days, "
+        f"and DynamoDB refuses the writes that would grow it."
     )
