@@ -18,9 +18,7 @@ from pathlib import Path
 # Metronome's legacy plan-era routes (plans, credit grants, charges added to a plan).
 PLAN_ERA = re.compile(r"^/v1/(plans|planDetails|credits/|customers/\{\}/(plans|addCharge))")
 # Contract-era routes not served yet, and the issue that brings each.
-NOT_YET = {
-    ("POST", "/v1/dashboards/getEmbeddableUrl"): "embeddable dashboards (issue 19)",
-}
+NOT_YET: dict[tuple[str, str], str] = {}
 _CALL = re.compile(r'self\._(get|post|put|delete|patch)(_api_list)?\(\s*(?:path_template\(\s*)?f?"([^"]+)"')
 
 

@@ -62,6 +62,15 @@ class Chromium:
             raise AssertionError(f"chromium took no screenshot of {url}: {done.stderr.decode(errors='replace')[-2000:]}")
         return target
 
+    def dom_and_screenshot(self, url: str, name: str, *, width: int = 1280, height: int = 1600) -> str:
+        """`dom(url)` and `screenshot(url, name)` from one browser start (each start costs ~1-2 s)."""
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        target = SCREENSHOTS / f"{name}.png"
+        done = self._run("--dump-dom", f"--screenshot={target}", f"--window-size={width},{height}", url)
+        if done.returncode != 0 or not done.stdout or not target.exists() or target.stat().st_size == 0:
+            raise AssertionError(f"chromium could not load {url}: {done.stderr.decode(errors='replace')[-2000:]}")
+        return done.stdout.decode("utf-8")
+
 
 @pytest.fixture(scope="session")
 def chromium() -> Chromium:

@@ -8,7 +8,7 @@ from tally import wiring
 from tally.runtime import freeze_when_warm
 from tally.api.app import build_resolver
 from tally.api.routes import (
-    alerts, audit_logs, balances, billing_providers, catalog, contract_edits, contracts, contracts_v2, custom_fields, customers, events, invoices, metrics,
+    alerts, audit_logs, balances, billing_providers, catalog, contract_edits, contracts, contracts_v2, custom_fields, customers, dashboards, events, invoices, metrics,
     named_schedules, notifications, openapi_document, packages, rate_schedules, thresholds, usage,
 )
 
@@ -16,7 +16,7 @@ logger = Logger(service="tally-api")
 app = build_resolver(
     [customers.router, metrics.router, usage.router, events.router, contracts.router, contracts_v2.router, contract_edits.router, catalog.router, balances.router, alerts.router, invoices.router,
      rate_schedules.router, named_schedules.router, thresholds.router, billing_providers.router, custom_fields.router, packages.router, notifications.router, audit_logs.router,
-     openapi_document.router],
+     dashboards.router, openapi_document.router],
     wiring.api_keys,
     audit_clock=wiring.system_clock,
     pages=wiring.page_links,

@@ -180,6 +180,37 @@ def local_close_periods(
         raise UserError(f"the close-billing-periods execution ended {result.get('status')}{detail}")
 
 
+class Dashboard(str, Enum):
+    """The dashboards `tally local dashboard` opens (POST /v1/dashboards/getEmbeddableUrl's `dashboard`)."""
+
+    usage = "usage"
+    invoices = "invoices"
+    credits = "credits"
+    commits_and_credits = "commits_and_credits"
+
+
+@local_app.command("dashboard")
+def local_dashboard(
+    customer_id: str = typer.Argument(..., metavar="CUSTOMER_ID", help="The customer whose dashboard to open."),
+    dashboard: Dashboard = typer.Option(Dashboard.usage, "--dashboard", help="Which dashboard."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Base URL of the local stack (overrides --port)."),
+    port: int = typer.Option(8787, help="Port of the local stack's HTTP API on 127.0.0.1."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TALLY_API_KEY", help="The stack's API key."),
+) -> None:
+    """Print a signed URL of the customer's embeddable dashboard on a running local stack.
+
+    Open it in a browser (no API key needed; it expires in an hour). Reload it to see new usage.
+    """
+    from infra.cli.aws import checked_url
+
+    if not api_key:
+        raise UserError("--api-key (or TALLY_API_KEY) is required: the key `tally local up` printed", USAGE)
+    base = checked_url("--endpoint", endpoint) if endpoint else f"http://127.0.0.1:{port}"
+    answer = _post_json(f"{base}/v1/dashboards/getEmbeddableUrl",
+                        {"customer_id": customer_id, "dashboard": dashboard.value}, api_key, 60)
+    print(answer["data"]["url"])
+
+
 def _checked_as_of(as_of: str) -> str:
     """`as_of` unchanged if the schedule's own event model accepts it as `time`; a usage error otherwise."""
     from pydantic import ValidationError

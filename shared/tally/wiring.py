@@ -467,3 +467,13 @@ def page_links():
 
     keys = PageSigningKeys(lambda: get_settings().require("page_signing_secret_arn"))
     return PageLinks(keys, system_clock, lambda: get_settings().api_url)
+
+
+@lru_cache(maxsize=1)
+def dashboard_service():
+    from tally.services.dashboards import DashboardService
+
+    return DashboardService(
+        invoice_service(), usage_service(), balance_service(), contract_service().products,
+        metric_store().all, catalog_service().credit_type_names, page_links(), system_clock,
+    )

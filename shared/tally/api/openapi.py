@@ -90,6 +90,8 @@ from tally.api.models import (
 from tally.api.pagination import MAX_LIMIT
 from tally.api.routes.alerts import AlertArchive, AlertCreate, CustomerAlertList, CustomerAlertRef
 from tally.api.routes.invoices import InvoiceRef
+from tally.api.dashboard_models import DashboardUrlRequest
+from tally.services.page_links import PUBLIC_PREFIX
 from tally.api.threshold_models import ThresholdBillingRelease
 from tally.api.notification_models import (
     NotificationCreate,
@@ -328,6 +330,9 @@ OPERATIONS = (
               content_type="application/pdf"),
     Operation("POST", "/v1/invoices/void", "v1.invoice_void_response:InvoiceVoidResponse", InvoiceRef),
     Operation("POST", "/v1/invoices/regenerate", "v1.invoice_regenerate_response:InvoiceRegenerateResponse", InvoiceRef),
+    # embeddable dashboards (the page itself, GET /pages/dashboards/{token}, is HTML opened by its signed link)
+    Operation("POST", "/v1/dashboards/getEmbeddableUrl",
+              "v1.dashboard_get_embeddable_url_response:DashboardGetEmbeddableURLResponse", DashboardUrlRequest),
     # commits, credits and balances
     Operation("POST", "/v1/contracts/customerCommits/create", "v1.customers.commit_create_response:CommitCreateResponse", CustomerCommitCreate),
     Operation("POST", "/v1/contracts/customerCommits/list", "shared.commit:Commit", CustomerGrantsList, page="next_page"),
@@ -410,6 +415,8 @@ def registered_routes() -> dict[str, str]:
         for key, function in router._routes.items():  # Powertools keeps no public list
             rule, methods = key[0], key[1]
             path = re.sub(r"<(\w+)>", r"{\1}", rule)
+            if path.startswith(PUBLIC_PREFIX):  # HTML pages opened by a signed link, not the JSON API
+                continue
             for method in methods:
                 found[f"{method} {path}"] = function.__name__
     return found

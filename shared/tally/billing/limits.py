@@ -154,6 +154,10 @@ MAX_NOTIFICATIONS_PER_TASK = 200
 MAX_PAGE_TOKEN_CHARS = 2_000
 MAX_PAGE_LINK_LIFETIME_DAYS = 90
 
+# The invoices dashboard lists the newest invoices only: each listed period of a draft is priced in
+# the page's one API call (API Gateway's 30 s).
+MAX_DASHBOARD_INVOICES = 100
+
 
 @dataclass(frozen=True, slots=True)
 class Limit:
@@ -198,6 +202,7 @@ LIMITS = (
     Limit("offset notification configurations (archived included)", str(MAX_NOTIFICATION_CONFIGS), "the close workflow reads them all every run"),
     Limit("days of a notification's offset, before or after", str(MAX_NOTIFICATION_OFFSET_DAYS), "day partitions a delivery window spans"),
     Limit("characters of a page link's token / days it is valid", f"{_n(MAX_PAGE_TOKEN_CHARS)} / {MAX_PAGE_LINK_LIFETIME_DAYS}", "URLs browsers and proxies keep whole; a leaked link expires"),
+    Limit("invoices an embeddable invoices dashboard lists (the newest)", str(MAX_DASHBOARD_INVOICES), "API Gateway's 30 s timeout (drafts are priced)"),
     Limit("items of one API write's transaction", str(MAX_TRANSACTION_ITEMS), "DynamoDB's 100-item transaction (3 go to the audit record)"),
 )
 

@@ -83,13 +83,18 @@ class DashboardScope:
     dashboard: str
     options: tuple[tuple[str, str], ...] = ()
     color_overrides: tuple[tuple[str, str], ...] = ()
+    # bm_group_key_overrides: (group key, display name or "", ((value, display name), ...)) each
+    group_keys: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = ()
 
     def canonical(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "dashboard": self.dashboard,
             "options": [list(pair) for pair in self.options],
             "colors": [list(pair) for pair in self.color_overrides],
         }
+        if self.group_keys:  # absent when there are none: a token without them reads the same
+            body["groups"] = [[name, display, [list(pair) for pair in values]] for name, display, values in self.group_keys]
+        return body
 
 
 Scope = InvoiceScope | DashboardScope
@@ -203,6 +208,8 @@ def _parse_claims(raw: bytes, key_id: str) -> PageClaims:
                 _text(scope_data["dashboard"]),
                 tuple((_text(k), _text(v)) for k, v in scope_data["options"]),
                 tuple((_text(k), _text(v)) for k, v in scope_data["colors"]),
+                tuple((_text(name), _text(display), tuple((_text(k), _text(v)) for k, v in values))
+                      for name, display, values in scope_data.get("groups", ())),
             )
         else:
             scope = InvoiceScope(_text(scope_data["invoice_id"]))
