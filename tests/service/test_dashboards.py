@@ -103,7 +103,7 @@ def world():
         streamed = [StreamedEvent(sequence_key(10**20 + n), s.event, s.ingested_at)
                     for n, s in enumerate(wiring.event_store().scan_ingested_before(datetime.now(timezone.utc) + timedelta(hours=1)))]
         wiring.aggregate_service().apply_batch("shard-1", streamed)
-        yield {"metric": metric, "customers": customers, "contracts": contracts, "card": card}
+        yield {"metric": metric, "customers": customers, "contracts": contracts, "card": card, "fixed": credit_product}
 
 
 @pytest.mark.parametrize("body, status, field", [
@@ -229,3 +229,21 @@ def test_the_view_colors_are_the_pages_css_and_a_customers_name_is_only_ever_tex
     assert "--link:#0b3d91;" in html and "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert "No contract is in effect now" in html
     assert "frame-ancestors *" in headers["content-security-policy"]  # embeddable, and nothing else loosened
+
+
+def test_commits_and_credits_lists_both_kinds_and_credits_the_credits_alone(world):
+    b = world["customers"]["Bravo B"]
+    ok("POST", "/v1/contracts/customerCommits/create", {
+        "customer_id": b, "product_id": world["fixed"], "type": "PREPAID", "priority": 2, "name": "Prepaid B",
+        "invoice_contract_id": world["contracts"]["Bravo B"],
+        "access_schedule": {"schedule_items": [{"amount": 5000, "starting_at": at(MONTH),
+                                                "ending_before": at(MONTH + timedelta(days=92))}]},
+        "invoice_schedule": {"schedule_items": [{"timestamp": at(MONTH), "amount": 4000}]}})
+    grants = ok("POST", "/v1/contracts/customerBalances/list", {"customer_id": b, "include_balance": True})["data"]
+    both = page(url_for(b, "commits_and_credits"))[2]
+    rows = re.findall(r'<tr data-grant-id="([^"]+)">', re.search(r'<table class="balances">.*?</table>', both, re.S).group(0))
+    assert sorted(rows) == sorted(g["id"] for g in grants) and len(rows) == 2
+    assert "Prepaid commit" in both and "Prepaid B" in both
+    credits = page(url_for(b, "credits"))[2]
+    assert "Prepaid B" not in credits and "Welcome Bravo B" in credits
+    assert values(credits, 'class="balances"') == [10000, 10000 - 5 * 25]  # $0 credits burn before paid commits
