@@ -95,6 +95,13 @@ NOTHING_RUNNING = {
         ["cannot reach", "{closed}", "tally local up"]),
     "local close-periods with an endpoint that is not a URL": (
         ["local", "close-periods", "--api-key", "k", "--endpoint", "127.0.0.1:8787"], "no aws", 2, ["--endpoint"]),
+    "local dashboard without an API key": (
+        ["local", "dashboard", "c-1"], "no aws", 2, ["--api-key", "TALLY_API_KEY"]),
+    "local dashboard of an unknown kind": (
+        ["local", "dashboard", "c-1", "--dashboard", "billing", "--api-key", "k"], "no aws", 2, ["'billing'", "usage"]),
+    "local dashboard with no stack running": (
+        ["local", "dashboard", "c-1", "--api-key", "k", "--endpoint", "{closed}"], "no aws", 1,
+        ["cannot reach", "{closed}", "tally local up"]),
     "local up with a port that is not a number": (
         ["local", "up", "--port", "eighty"], "no aws", 2, ["--port", "integer"]),
     "bench writing its figures into a missing folder": (
@@ -184,3 +191,11 @@ def test_close_periods_with_a_wrong_api_key_is_one_line(local_stack, tmp_path):
                 env=without_aws(tmp_path))
 
     assert_one_clear_line(run, 1, "401", "not valid")
+
+
+@pytest.mark.system
+def test_the_dashboard_of_an_unknown_customer_is_one_line(local_stack, tmp_path):
+    run = tally("local", "dashboard", "no-such-customer", "--endpoint", local_stack.base_url, "--api-key", API_KEY,
+                env=without_aws(tmp_path))
+
+    assert_one_clear_line(run, 1, "404", "customer no-such-customer not found")
