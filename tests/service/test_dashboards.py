@@ -76,6 +76,8 @@ def world():
         metric = ok("POST", "/v1/billable-metrics/create", {
             "name": "calls", "aggregation_type": "COUNT", "event_type_filter": {"in_values": ["call"]},
             "group_keys": [["region"]]})["data"]["id"]
+        ok("POST", "/v1/billable-metrics/create", {  # "zone" only ever groups together with "rack"
+            "name": "disk", "aggregation_type": "COUNT", "group_keys": [["zone", "rack"]]})
         product = ok("POST", "/v1/contract-pricing/products/create",
                      {"name": "Calls", "type": "USAGE", "billable_metric_id": metric})["data"]["id"]
         credit_product = ok("POST", "/v1/contract-pricing/products/create", {"name": "Promotion", "type": "FIXED"})["data"]["id"]
@@ -123,9 +125,12 @@ def world():
      400, "color_overrides[0].value"),
     ({"customer_id": "A", "dashboard": "usage", "bm_group_key_overrides": [{"group_key_name": "planet"}]},
      400, "bm_group_key_overrides[0].group_key_name"),
+    ({"customer_id": "A", "dashboard": "usage", "bm_group_key_overrides": [{"group_key_name": "zone"}]},
+     400, "bm_group_key_overrides[0].group_key_name"),
     ({"customer_id": "no-such-customer", "dashboard": "usage"}, 404, None),
 ], ids=["no customer", "unknown dashboard", "invoice_type ALL", "unknown option", "another customer's contract",
-        "unknown credit type", "light gray link", "five-digit hex", "group key no metric has", "unknown customer"])
+        "unknown credit type", "light gray link", "five-digit hex", "group key no metric has",
+        "part of a compound group key", "unknown customer"])
 def test_refusals_name_the_field(world, body, status, field):
     body = {k: (world["customers"]["Acme A"] if v == "A" else v) for k, v in body.items()}
     for option in body.get("dashboard_options", ()):

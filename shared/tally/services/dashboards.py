@@ -113,7 +113,8 @@ class DashboardService:
             raise InvalidInput(f"dashboard_options[{option_index['credit_ledger_credit_type_id']}].value",
                                f"credit type {credit_type_id} not found")
         if view.group_key_overrides:
-            keys = {key for metric in self._metrics() for key in metric.dimensions}
+            # a metric's group key of one property: what /v1/usage/groups can group its usage by
+            keys = {key[0] for metric in self._metrics() for key in metric.group_keys if len(key) == 1}
             for override in view.group_key_overrides:
                 if override.group_key_name not in keys:
                     raise InvalidInput(f"bm_group_key_overrides[{group_index[override.group_key_name]}].group_key_name",
