@@ -338,9 +338,9 @@ def figure_writes(report: Report, sizes: Sizes, tally: TallyClient, stack) -> No
         "accepted event, with 5 metrics (COUNT, SUM, MAX, UNIQUE, LATEST, no group keys) matching every "
         "event of one customer in one hour. Counted in the shared boto3 client: PutItem, UpdateItem, each "
         "item of TransactWriteItems and BatchWriteItem, conditional failures included; reads excluded. "
-        "Posted with the pump stopped, then drained in batches of up to 100. Items, not capacity: a "
-        f"transactional put costs 2 WCU, so raw writes cost {wcu_1:.1f} WCU/event in 1-event posts and "
-        f"{wcu_100:.1f} in 100-event posts."
+        "Posted with the pump stopped, then drained in batches of up to 100. Items, not capacity (figure 7 "
+        f"counts capacity by AWS's rules): raw writes cost {wcu_1:.1f} WCU/event in 1-event posts and "
+        f"{wcu_100:.1f} in 100-event posts, counting a transactional put as 2."
     )
 
 
