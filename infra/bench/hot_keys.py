@@ -35,7 +35,9 @@ _DEPLOYED = ScaleSettings.defaults()
 BATCH_SIZE = _DEPLOYED.aggregate_batch_size
 BATCHING_WINDOW_S = float(_DEPLOYED.aggregate_batching_window_s)
 INVOKE_S = 0.05  # one aggregator invocation, from the stream poll to its response
-SHARD_LIFETIME_H = 4  # DynamoDB Streams closes a shard and opens its successor about every 4 hours
+# DynamoDB Streams closes shards periodically and opens successors; about 4 hours is the period
+# commonly observed (AWS documents no figure): an assumption of this figure.
+SHARD_LIFETIME_H = 4
 MAX_ITEM_BYTES = 400 * 1024
 
 
@@ -52,6 +54,7 @@ class HotKeyFigures:
     marks_on_largest_item: int
     wru_per_event: float  # aggregation's write units per event, steady state
     days_until_full: float  # until a month counter written from every shard holds 400 KB of marks
+    units_per_item_s_after_a_day: int  # the busiest item's WRU/s once it holds a day of shards' marks
 
 
 def _shard_id(index: int) -> str:
@@ -175,6 +178,7 @@ def simulate(seconds: int, metric_count: int = 5, seed: int = 11) -> HotKeyFigur
         largest_item_bytes=largest[1][0], marks_on_largest_item=largest[1][1],
         wru_per_event=steady_units / (RATE_PER_S * len(full)),
         days_until_full=(MAX_ITEM_BYTES - unmarked) / (mark_bytes * marks_per_day),
+        units_per_item_s_after_a_day=max(per_item) * write_units(unmarked + int(marks_per_day) * mark_bytes),
     )
 
 
@@ -195,6 +199,7 @@ def figure_hot_keys(report: Any, quick: bool) -> None:
         "hot_key_mean_batch": figures.mean_batch,
         f"hot_key_aggregation_wru_per_event_{metric_count}m": figures.wru_per_event,
         "hot_key_days_until_a_month_counter_holds_400kb": figures.days_until_full,
+        "hot_key_wru_per_item_s_after_a_day": figures.units_per_item_s_after_a_day,
     }
     report.rows.append(Row(
         "8  hot key: writes/s per counter item",
@@ -216,7 +221,8 @@ def figure_hot_keys(report: Any, quick: bool) -> None:
         f"to {'the COUNT metric' if quick else 'the 5 bench metrics'}; no pre-aggregation: one write per event. "
         f"Peak over whole seconds. Write units: the item's size as stored, with one "
         f"high-water mark (shard id and sequence, ~80 B) per stream shard that wrote it; marks of shards that "
-        f"closed stay on the item: with shards renewed about every {SHARD_LIFETIME_H} h, a month counter "
+        f"closed stay on the item: with shards renewed about every {SHARD_LIFETIME_H} h (observed, not documented), a month counter "
         f"written from every shard reaches DynamoDB's 400 KB item after {figures.days_until_full:.1f} days, "
-        f"and DynamoDB refuses the writes that would grow it."
+        f"and DynamoDB refuses the writes that would grow it; after one day ({int(SHARDS * 24 / SHARD_LIFETIME_H)} "
+        f"marks) the busiest item would take {figures.units_per_item_s_after_a_day:,} WRU/s."
     )
