@@ -211,6 +211,30 @@ def local_dashboard(
     print(answer["data"]["url"])
 
 
+@local_app.command("invoice-page")
+def local_invoice_page(
+    customer_id: str = typer.Argument(..., help="The customer's id."),
+    invoice_id: str = typer.Argument(..., help="The invoice's id (GET /v1/customers/CUSTOMER_ID/invoices lists them)."),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Base URL of the local stack (overrides --port)."),
+    port: int = typer.Option(8787, help="Port of the local stack's HTTP API on 127.0.0.1."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TALLY_API_KEY", help="The stack's API key."),
+    days: int = typer.Option(30, min=1, max=90, help="Days the link works."),
+) -> None:
+    """Print the URL of an invoice's hosted page on a running local stack: open it in a browser, no API key needed.
+
+    The link is signed by the stack's page key and expires after --days (its PDF link is on the page).
+    """
+    from infra.cli.aws import checked_url
+
+    if not api_key:
+        raise UserError("--api-key (or TALLY_API_KEY) is required: the key `tally local up` printed", USAGE)
+    base = checked_url("--endpoint", endpoint) if endpoint else f"http://127.0.0.1:{port}"
+    answer = _post_json(f"{base}/v1/invoices/getHostedUrl",
+                        {"customer_id": customer_id, "invoice_id": invoice_id, "expires_in_seconds": days * 86_400},
+                        api_key, 60)
+    print(answer["data"]["url"])
+
+
 def _checked_as_of(as_of: str) -> str:
     """`as_of` unchanged if the schedule's own event model accepts it as `time`; a usage error otherwise."""
     from pydantic import ValidationError

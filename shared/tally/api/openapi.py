@@ -87,6 +87,7 @@ from tally.api.models import (
     UsageGroups,
     UsageList,
 )
+from tally.api.page_models import InvoiceHostedUrlRequest, InvoiceHostedUrlResponse
 from tally.api.pagination import MAX_LIMIT
 from tally.api.routes.alerts import AlertArchive, AlertCreate, CustomerAlertList, CustomerAlertRef
 from tally.api.routes.invoices import InvoiceRef
@@ -333,6 +334,9 @@ OPERATIONS = (
     # embeddable dashboards (the page itself, GET /pages/dashboards/{token}, is HTML opened by its signed link)
     Operation("POST", "/v1/dashboards/getEmbeddableUrl",
               "v1.dashboard_get_embeddable_url_response:DashboardGetEmbeddableURLResponse", DashboardUrlRequest),
+    # hosted invoice pages, a Tally extension (the pages, GET /pages/invoices/{token} and
+    # /pages/invoice-pdfs/{token}, are opened by their signed links)
+    Operation("POST", "/v1/invoices/getHostedUrl", InvoiceHostedUrlResponse, InvoiceHostedUrlRequest),
     # commits, credits and balances
     Operation("POST", "/v1/contracts/customerCommits/create", "v1.customers.commit_create_response:CommitCreateResponse", CustomerCommitCreate),
     Operation("POST", "/v1/contracts/customerCommits/list", "shared.commit:Commit", CustomerGrantsList, page="next_page"),

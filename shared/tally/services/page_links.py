@@ -55,6 +55,9 @@ class PageLinks:
         self._clock = clock
         self._base_url = base_url
 
+    def now(self) -> datetime:
+        return self._clock()
+
     def mint(self, kind: PageKind, customer_id: str, scope: Scope, lifetime: timedelta = DEFAULT_LIFETIME) -> PageLink:
         now = self._clock()
         token = mint(self._keys(), kind, customer_id, scope, now, lifetime)
