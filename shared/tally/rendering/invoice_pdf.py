@@ -5,7 +5,7 @@
 Every figure is the document's own string: this module formats nothing, it only places text. The
 layout is drawn with `FPDF.text` at computed positions (not `cell`/`table`): a 5,000-line invoice
 then renders in about a second, and page breaks, the header repeated on every page and the
-right-aligned numeric columns are all decided here.
+decimal-aligned numeric columns are all decided here.
 
 Fonts are bundled (rendering/fonts, built by infra/build_invoice_fonts.py): DejaVu Sans for Latin,
 Greek and Cyrillic, and Noto Sans CJK for Chinese, Japanese and Korean. fpdf2's `text` does not
@@ -358,12 +358,15 @@ class _InvoicePDF(FPDF):
         self.set_text_color(*MUTED)
         self.put(MARGIN, y, "BILL TO")
         self.set_text_color(*INK)
-        self.fitted(h.customer_name, 88, 11, bold=True)
+        self._font(11, bold=True)
         lines = self.wrap(h.customer_name, 88)
+        if len(lines) > 2:  # a long name in a smaller size, whole
+            self._font(9, bold=True)
+            lines = self.wrap(h.customer_name, 88)
         left_y = y + 5.5
-        for line in lines[:3]:
+        for line in lines:
             self.put(MARGIN, left_y, line)
-            left_y += 5
+            left_y += self._size * 0.45
         self._font(9.5)
         for line in h.address_lines:
             for part in self.wrap(line, 88):
