@@ -75,8 +75,9 @@ MAX_SCHEDULE_ITEMS = 1_200
 # Invoice PDFs (GET .../invoices/{id}/pdf). The PDF travels base64-encoded in the Lambda response
 # (4 bytes per 3), so it may take three quarters of it, less room for the response's own fields.
 MAX_INVOICE_PDF_BYTES = LAMBDA_RESPONSE_BYTES * 3 // 4 - 64 * 1_024
-# Line items one PDF lays out, within API Gateway's 30 s: 5,000 lines render in about 1.5 s here
-# (infra/bench/pdf.py), after the invoice itself is priced.
+# Line items one PDF lays out, within API Gateway's 30 s: 5,000 lines take 0.6-0.7 s of CPU here
+# (infra/bench/pdf.py), so 20,000 some 5 s on the API function's 1,024 MB (0.58 vCPU), after the
+# invoice itself is priced.
 MAX_INVOICE_PDF_LINES = 20_000
 
 # -- usage events -------------------------------------------------------------------------------
