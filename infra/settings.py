@@ -171,3 +171,17 @@ class ScaleSettings:
                     "write_units": getattr(self, f"{name}_write_units")}
         return {"mode": mode, "max_write_units": getattr(self, f"{name}_max_write_units", None)}
 
+
+
+def settings_table() -> str:
+    """The README's table of the settings: key, default, meaning (`python -m infra.settings`)."""
+    lines = ["| context key | default | what it sets |", "|---|---|---|"]
+    for setting in SETTINGS:
+        default = "unset" if setting.default is None else f"{setting.default:,}" if isinstance(setting.default, int) \
+            else setting.default
+        lines.append(f"| `{setting.key}` | {default} | {setting.meaning} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(settings_table())

@@ -23,6 +23,7 @@ class Price:
     unit: str
     source: str  # the AWS page that lists it
     confirmed: str  # how the figure was checked
+    short: str = ""  # the unit in a table's quantity column
 
 
 API_GATEWAY_HTTP_REQUEST = Price(
@@ -30,6 +31,7 @@ API_GATEWAY_HTTP_REQUEST = Price(
     "Amazon API Gateway pricing (aws.amazon.com/api-gateway/pricing), HTTP APIs",
     "figure not in the stored text of the AWS page; $1.00 per million in the guides citing it "
     "(amnic.com, awsforengineers.com, apigatewaycost.com)",
+    short="requests",
 )
 # The stack deploys x86_64 (infra/constructs/tally_function.py: the Powertools layer is the x86 build).
 LAMBDA_GB_SECOND = Price(
@@ -37,27 +39,32 @@ LAMBDA_GB_SECOND = Price(
     "AWS Lambda pricing (aws.amazon.com/lambda/pricing), x86 duration",
     "AWS whitepaper 'How AWS Pricing Works', Lambda: $0.00001667 per GB-second; $0.0000166667 in "
     "cloudchipr.com's us-east-1 table",
+    short="GB-s",
 )
 LAMBDA_REQUEST = Price(
     Decimal("0.20") / 1_000_000, "invocation",
     "AWS Lambda pricing (aws.amazon.com/lambda/pricing), requests",
     "AWS whitepaper 'How AWS Pricing Works', Lambda: $0.20 per 1 million requests",
+    short="invocations",
 )
 DYNAMODB_WRITE_REQUEST_UNIT = Price(
     Decimal("0.625") / 1_000_000, "write request unit (on-demand, Standard table class)",
     "Amazon DynamoDB pricing for on-demand capacity (aws.amazon.com/dynamodb/pricing/on-demand)",
     "figure not in the stored text of the AWS page; $0.625 per million for US East after the "
     "November 2024 on-demand price cut (airbyte.com DynamoDB pricing guide)",
+    short="WRU",
 )
 DYNAMODB_READ_REQUEST_UNIT = Price(
     Decimal("0.125") / 1_000_000, "read request unit (on-demand, Standard table class)",
     "Amazon DynamoDB pricing for on-demand capacity (aws.amazon.com/dynamodb/pricing/on-demand)",
     "figure not in the stored text of the AWS page; $0.125 per million for US East (airbyte.com)",
+    short="RRU",
 )
 DYNAMODB_STORAGE_GB_MONTH = Price(
     Decimal("0.25"), "GB-month stored (Standard table class, after the free 25 GB)",
     "Amazon DynamoDB pricing (aws.amazon.com/dynamodb/pricing), data storage",
     "AWS page: 'first 25 GB consumed per month is free, and prices start from $0.25 per GB-month'",
+    short="GB-months",
 )
 # Point-in-time recovery is on for every table (infra/constructs/tables.py) and is billed on the
 # table's size: the events the 34 days keep.
@@ -65,6 +72,7 @@ DYNAMODB_PITR_GB_MONTH = Price(
     Decimal("0.20"), "GB-month of continuous backup (point-in-time recovery)",
     "Amazon DynamoDB pricing for on-demand capacity, continuous backups (PITR)",
     "NOT CONFIRMED: no stored page gave the figure; $0.20 is the list price as last known",
+    short="GB-months",
 )
 # Lambda's event source mappings read the streams: AWS does not charge those GetRecords calls.
 DYNAMODB_STREAM_READ_BY_LAMBDA = Price(
@@ -73,12 +81,14 @@ DYNAMODB_STREAM_READ_BY_LAMBDA = Price(
     "AWS: 'You are not charged for GetRecords API calls invoked by AWS Lambda as part of DynamoDB "
     "triggers' (quoted at notes.paulswail.com); DynamoDB developer guide, 'Evaluate your DynamoDB "
     "streams usage': 'Read requests made by Lambda-based consumers of DynamoDB Streams are free'",
+    short="GetRecords",
 )
 SNS_PUBLISH = Price(
     Decimal("0.50") / 1_000_000, "publish to a standard topic (per 64 KB chunk)",
     "Amazon SNS pricing (aws.amazon.com/sns/pricing), standard topics",
     "figure not in the stored text of the AWS page; $0.50 per million publishes "
     "(factualminds.com, awsnegotiations.com); deliveries to SQS are not charged by SNS",
+    short="publishes",
 )
 # Step Functions runs once per cycle close, per due period: no cost per event, so no price here.
 

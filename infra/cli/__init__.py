@@ -1,7 +1,7 @@
 """`tally`: run the local stack, manage API keys of a deployment, run the benchmarks.
 
 One module per command group: local.py (`tally local ...`), keys.py (`tally keys ...`), quarantine.py
-(`tally quarantine ...`), deliveries.py (`tally deliveries ...`), and the bench command here; tail.py is the SNS-topic follower behind
+(`tally quarantine ...`), deliveries.py (`tally deliveries ...`), capacity.py (`tally capacity`), and the bench command here; tail.py is the SNS-topic follower behind
 `tally local tail`. errors.py turns a user's mistake into one red line for every command of the app
 (see TallyGroup); aws.py makes the sessions and reads the stack outputs of the commands that call AWS.
 """
@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from infra.cli.capacity import capacity
 from infra.cli.deliveries import deliveries_app
 from infra.cli.errors import TallyGroup, UserError
 from infra.cli.keys import keys_app
@@ -31,6 +32,7 @@ app.add_typer(local_app, name="local")
 app.add_typer(keys_app, name="keys")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(deliveries_app, name="deliveries")
+app.command("capacity")(capacity)
 console = Console()
 
 

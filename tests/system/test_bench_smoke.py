@@ -34,6 +34,8 @@ FIGURES = (
     "wru_per_event.5m.100ev.total",
     "wru_per_event.5m.100ev.before.total",
     "rru_per_event.5m.100ev.total",
+    "cost_usd_per_million_events",
+    "cost_vs_floor",
 )
 
 

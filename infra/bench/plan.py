@@ -1,0 +1,207 @@
+"""The capacity plan for 1k, 10k and 100k events/s, from the units one run measured (units.py), the
+deployed settings (infra/settings.py) and AWS's default quotas (prices.py): what each rate asks of
+API Gateway, the tables, their streams and Lambda, and which quota to raise first.
+
+Model, beyond the measured units:
+- A table's partitions: enough for its write units at 1,000 per second and its read units at 3,000
+  per second, and for its data at 10 GB each once 34 days of events are kept. A stream has about one
+  shard per partition, and a mapping runs at most (shards × parallelization factor) batches at once.
+- Per shard, events arrive at rate / shards; a batch holds what one batching window gathers, at
+  least one record and at most the batch size. The measured counter writes are per batch (one
+  customer's batch writes each of its counters once), so fewer events per batch cost more writes
+  per event.
+- Lambda concurrency is arrivals × duration (Little's law) at the measured median durations, capped
+  by the mapping's bound for the stream consumers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from infra.bench import prices
+from infra.bench.units import WRITES_TABLE, Units
+from infra.settings import ScaleSettings
+
+RATES = (1_000, 10_000, 100_000)
+STORAGE_DAYS = 34
+PARTITION_BYTES = 10 * 2**30  # see PARTITION_SIZE_SOURCE
+PARTITION_SIZE_SOURCE = (
+    "10 GB per partition: NOT CONFIRMED on a current AWS page (older DynamoDB guide "
+    "'Guidelines for tables', as cited by third parties)"
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    rate: int  # events/s
+    posts_per_s: float
+    events_wru_per_s: float
+    events_rru_per_s: float
+    events_partitions_throughput: int
+    events_partitions_size: int
+    counters_wru_per_s: float
+    counters_partitions: int
+    billing_wru_per_s: float
+    billing_rru_per_s: float
+    events_per_batch: float
+    aggregator_max_concurrency: int
+    aggregator_concurrency: float
+    alerts_max_concurrency: int
+    alerts_concurrency: float
+    ingest_concurrency: float
+
+    @property
+    def events_partitions(self) -> int:
+        return max(self.events_partitions_throughput, self.events_partitions_size)
+
+    @property
+    def lambda_concurrency(self) -> float:
+        return self.ingest_concurrency + self.aggregator_concurrency + self.alerts_concurrency
+
+
+def _partitions(wru: float, rru: float) -> int:
+    return max(1, math.ceil(wru / prices.DYNAMODB_PARTITION_WCU.value + rru / prices.DYNAMODB_PARTITION_RCU.value))
+
+
+def plan(units: Units, rate: int, settings: ScaleSettings | None = None) -> Plan:
+    settings = settings or ScaleSettings.defaults()
+    # Each path writes one table (WRITES_TABLE). No path reads the events table; the paths' reads
+    # go to the counters and billing tables, all counted on both as an upper bound.
+    by_table_w = {WRITES_TABLE[path]: wru for path, wru in units.wru_per_event.items()}
+    reads = sum(units.rru_per_event.values())
+    by_table_r = {"counters": reads, "billing": reads}
+    posts = rate / units.events_per_post
+    events_wru, events_rru = rate * by_table_w.get("events", 0.0), 0.0
+    stored = rate * 86_400 * STORAGE_DAYS * units.event_item_bytes
+    by_throughput = _partitions(events_wru, events_rru)
+    by_size = max(1, math.ceil(stored / PARTITION_BYTES))
+    shards = max(by_throughput, by_size)
+    # Events per aggregator batch at this rate, and the counter writes that follow from it.
+    per_shard = rate / shards
+    window = max(settings.aggregate_batching_window_s, 1)  # with no window a poll gathers about 1 s
+    batch = min(float(settings.aggregate_batch_size), max(1.0, per_shard * window))
+    measured_batch = units.events_per_aggregation_batch or batch
+    counters_wru = rate * by_table_w.get("counters", 0.0) * measured_batch / batch
+    counters_partitions = _partitions(counters_wru, rate * by_table_r.get("counters", 0.0))
+    aggregate_invocations = rate / batch
+    alerts_per_batch = (units.invocations_per_event["alerts"] / units.invocations_per_event["aggregation"]
+                        if units.invocations_per_event.get("aggregation") else 0.0)
+    aggregator_max = shards * settings.aggregate_parallelization_factor
+    alerts_max = counters_partitions * settings.alerts_parallelization_factor
+
+    def busy(invocations: float, path: str, cap: float) -> float:
+        return min(cap, invocations * units.lambda_ms(path) / 1000)
+
+    return Plan(
+        rate=rate,
+        posts_per_s=posts,
+        events_wru_per_s=events_wru,
+        events_rru_per_s=events_rru,
+        events_partitions_throughput=by_throughput,
+        events_partitions_size=by_size,
+        counters_wru_per_s=counters_wru,
+        counters_partitions=counters_partitions,
+        billing_wru_per_s=rate * by_table_w.get("billing", 0.0),
+        billing_rru_per_s=rate * by_table_r.get("billing", 0.0),
+        events_per_batch=batch,
+        aggregator_max_concurrency=aggregator_max,
+        aggregator_concurrency=busy(aggregate_invocations, "aggregation", aggregator_max),
+        alerts_max_concurrency=alerts_max,
+        alerts_concurrency=busy(aggregate_invocations * alerts_per_batch, "alerts", alerts_max),
+        ingest_concurrency=busy(posts, "ingest", math.inf),
+    )
+
+
+def quotas_to_raise(p: Plan, settings: ScaleSettings | None = None) -> list[str]:
+    settings = settings or ScaleSettings.defaults()
+    raise_ = []
+    if p.posts_per_s > settings.api_rate_limit:
+        raise_.append(f"stage throttle -c api_rate_limit (now {settings.api_rate_limit:,}/s)")
+    if p.posts_per_s > prices.API_GATEWAY_ACCOUNT_RPS.value:
+        raise_.append("API Gateway account requests/s")
+    for table, wru in (("events", p.events_wru_per_s), ("counters", p.counters_wru_per_s),
+                       ("billing", p.billing_wru_per_s)):
+        if wru > prices.DYNAMODB_TABLE_WRU_PER_S.value:
+            raise_.append(f"DynamoDB {table} table WRU/s")
+    if p.events_rru_per_s > prices.DYNAMODB_TABLE_RRU_PER_S.value:
+        raise_.append("DynamoDB events table RRU/s")
+    if p.lambda_concurrency > prices.LAMBDA_CONCURRENCY.value:
+        raise_.append("Lambda concurrent executions")
+    return raise_
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:,.1f}"
+
+
+def plan_rows(units: Units, settings: ScaleSettings | None = None) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): one column per rate, one row per figure, as printed and as in the README."""
+    settings = settings or ScaleSettings.defaults()
+    plans = [plan(units, rate, settings) for rate in RATES]
+    api_quota = prices.API_GATEWAY_ACCOUNT_RPS.value
+    table_quota = prices.DYNAMODB_TABLE_WRU_PER_S.value
+    lambda_quota = prices.LAMBDA_CONCURRENCY.value
+
+    def pct(value: float, quota: float) -> str:
+        return f"{_n(value)} ({value / quota:.0%})"
+
+    rows = [
+        [f"API Gateway requests/s (account quota {api_quota:,}; stage {settings.api_rate_limit:,})",
+         *(pct(p.posts_per_s, api_quota) for p in plans)],
+        [f"events table WRU/s (table quota {table_quota:,})", *(pct(p.events_wru_per_s, table_quota) for p in plans)],
+        ["events table RRU/s", *(_n(p.events_rru_per_s) for p in plans)],
+        ["events partitions: by throughput / by 34 days of data",
+         *(f"{p.events_partitions_throughput:,} / {p.events_partitions_size:,}" for p in plans)],
+        ["events stream shards (≈ partitions)", *(f"{p.events_partitions:,}" for p in plans)],
+        ["events per aggregator batch", *(_n(p.events_per_batch) for p in plans)],
+        [f"counters table WRU/s (table quota {table_quota:,})", *(pct(p.counters_wru_per_s, table_quota) for p in plans)],
+        ["counters partitions = stream shards", *(f"{p.counters_partitions:,}" for p in plans)],
+        ["billing table WRU/s / RRU/s", *(f"{_n(p.billing_wru_per_s)} / {_n(p.billing_rru_per_s)}" for p in plans)],
+        [f"aggregator concurrency: busy / most (shards × {settings.aggregate_parallelization_factor})",
+         *(f"{_n(p.aggregator_concurrency)} / {p.aggregator_max_concurrency:,}" for p in plans)],
+        [f"alerts concurrency: busy / most (shards × {settings.alerts_parallelization_factor})",
+         *(f"{_n(p.alerts_concurrency)} / {p.alerts_max_concurrency:,}" for p in plans)],
+        ["ingest concurrency", *(_n(p.ingest_concurrency) for p in plans)],
+        [f"Lambda concurrency, busy (account limit {lambda_quota:,})",
+         *(pct(p.lambda_concurrency, lambda_quota) for p in plans)],
+        ["quotas to raise", *("; ".join(quotas_to_raise(p, settings)) or "none" for p in plans)],
+    ]
+    return ["", *(f"{rate:,} events/s" for rate in RATES)], rows
+
+
+def units_rows(units: Units) -> list[list[str]]:
+    """The measured units the plan and the cost come from, one row per path."""
+    rows = []
+    for path in ("ingest", "aggregation", "alerts"):
+        rows.append([
+            path,
+            f"{units.invocations_per_event.get(path, 0.0):.4f}",
+            f"{units.lambda_ms(path):.0f}",
+            str(units.memory_mb.get(path, "")),
+            f"{units.wru_per_event.get(path, 0.0):.3f}",
+            f"{units.rru_per_event.get(path, 0.0):.3f}",
+        ])
+    return rows
+
+
+UNITS_HEADER = ["path", "invocations/event", "billed ms/invocation", "memory MB", "WRU/event", "RRU/event"]
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(units: Units, settings: ScaleSettings | None = None) -> str:
+    """The README's "Scale and cost" tables: the measured units, the plan, and the cost breakdown."""
+    from infra.bench.cost import breakdown_rows, cost_per_million
+
+    header, rows = plan_rows(units, settings)
+    cost = [list(row) for row in breakdown_rows(cost_per_million(units))]
+    return "\n\n".join([
+        _markdown_table(UNITS_HEADER, units_rows(units)),
+        _markdown_table(header, rows),
+        _markdown_table(["service", "item", "per million events", "cost", "share"], cost),
+    ])
