@@ -134,7 +134,8 @@ def figure_wru(report: Any, quick: bool, tally: Any, stack: Any) -> None:
     from tally.adapters.dynamo.client import dynamodb
 
     _stop_pump(stack)
-    if "WRU_ONE" not in tally.metric_ids:
+    # Its create backfills over every stored event: only when a case needs it (not in quick runs).
+    if any(metrics == 1 for metrics, *_ in _cases(quick)) and "WRU_ONE" not in tally.metric_ids:
         tally.metric_ids["WRU_ONE"] = tally._post("/v1/billable-metrics/create", {
             "name": "bench wru calls", "aggregation_type": "COUNT",
             "event_type_filter": {"in_values": [ONE_METRIC_EVENT_TYPE]}})["data"]["id"]
