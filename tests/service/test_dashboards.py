@@ -174,7 +174,13 @@ def test_the_invoices_page_lists_the_invoices_api_with_totals_and_signed_links(w
     rows = re.findall(r'<tr data-invoice-id="([^"]+)">.*?<td class="num total" data-value="([^"]*)">', html, re.S)
     assert [(r[0], Decimal(r[1])) for r in rows] == [(i["id"], Decimal(str(i["total"]))) for i in invoices]
     assert invoices[0]["subtotal"] == 4 * 25 and invoices[0]["total"] == 0  # the credit pays it
-    assert "/pages/invoices/" in html and "/pages/invoice-pdfs/" in html
+    # each row's links open that invoice's hosted page and PDF, with no API key
+    hosted = re.search(r'href="[^"]*(/pages/invoices/[^"]+)"', html).group(1)
+    pdf = re.search(r'href="[^"]*(/pages/invoice-pdfs/[^"]+)"', html).group(1)
+    status, _, invoice_page = page(hosted)
+    assert status == 200 and invoices[0]["id"] in invoice_page and "Acme A" in invoice_page
+    status, headers, body = send("GET", pdf, {})
+    assert status == 200 and body.startswith(b"%PDF-")
     # A filter the SDK documents: no SCHEDULED invoice exists
     _, _, scheduled = page(url_for(a, "invoices", dashboard_options=[{"key": "invoice_type", "value": "SCHEDULED"}]))
     assert "No invoices to show." in scheduled

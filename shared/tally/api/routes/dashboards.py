@@ -4,6 +4,8 @@ serves the page, with no API key (tally.api.app verifies the token before this r
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
@@ -11,7 +13,7 @@ from tally import wiring
 from tally.api.app import html_response, page_claims
 from tally.api.dashboard_models import DashboardUrlRequest
 from tally.api.models import read_body
-from tally.billing.dashboards import URL_LIFETIME, DashboardView
+from tally.billing.dashboards import DashboardView
 from tally.billing.page_tokens import InvoiceScope, PageKind
 from tally.rendering.dashboard_pages import render
 
@@ -34,10 +36,12 @@ def dashboard_page(token: str) -> Response:
     view = DashboardView.of(claims.customer_id, claims.scope)
     data = wiring.dashboard_service().data(view)
     links = wiring.page_links()
+    # An invoice's links expire with the dashboard's: a link never outlives the one it was found on.
+    lifetime = max(claims.expires_at - links.now(), timedelta(seconds=1))
 
     def invoice_links(invoice_id: str) -> tuple[str, str]:
         scope = InvoiceScope(invoice_id)
-        return (links.mint(PageKind.INVOICE_PAGE, view.customer_id, scope, URL_LIFETIME).url,
-                links.mint(PageKind.INVOICE_PDF, view.customer_id, scope, URL_LIFETIME).url)
+        return (links.mint(PageKind.INVOICE_PAGE, view.customer_id, scope, lifetime).url,
+                links.mint(PageKind.INVOICE_PDF, view.customer_id, scope, lifetime).url)
 
     return html_response(render(data, invoice_links))
