@@ -25,8 +25,9 @@ because each counter keeps, per stream shard, the highest sequence number it has
 3. The shard's sequence numbers go on after the last saved one, so a new record is never taken for
    a replay of an old one.
 
-Two more things make the restored stack behave like the one that stopped: the local API key is
-kept (a user's saved commands still authenticate), and a metric created shortly before the
+Three more things make the restored stack behave like the one that stopped: the local API key is
+kept (a user's saved commands still authenticate), so is the page signing key (the hosted invoice
+and dashboard links it signed still open; like the API key, it is in the state file in clear), and a metric created shortly before the
 snapshot gets its backfill run again, in case the snapshot caught it half done (the backfill is
 idempotent; see MetricService.backfill).
 
@@ -84,6 +85,8 @@ class SavedState(BaseModel):
     shards: dict[str, SavedShard]  # table -> its stream shard from the oldest checkpoint on
     checkpoints: dict[str, int]  # "<function>/<table>" -> sequence number of the next record to deliver
     messages: dict[str, list[dict[str, Any]]]  # queue -> messages (body, message attributes)
+    # generated secret (logical id) -> version stage (AWSCURRENT, AWSPREVIOUS) -> value
+    secrets: dict[str, dict[str, str]] = {}
 
     def summary(self, outputs_by_table: dict[str, str]) -> str:
         counts = [f"{len(items):,} {outputs_by_table.get(table, table)}" for table, items in self.items.items()]
@@ -180,7 +183,7 @@ def capture(stack: LocalStack, api_key: str | None) -> SavedState:
         if queue_name in queues
     }
     return SavedState(saved_at=saved_at, api_key=api_key, items=items, shards=shards,
-                      checkpoints=saved_checkpoints, messages=messages)
+                      checkpoints=saved_checkpoints, messages=messages, secrets=_secret_values(stack))
 
 
 def fingerprint(stack: LocalStack) -> tuple:
@@ -230,6 +233,8 @@ def restore(stack: LocalStack, state: SavedState) -> dict[tuple[str, str], int]:
     for name, queue_name in _queues(stack).items():
         for message in state.messages.get(name, []):
             sqs.send_message(queue_name, message["body"], message_attributes=message.get("message_attributes") or None)
+
+    _restore_secrets(stack, state.secrets)
 
     physical = stack.deployment.resources
     resume: dict[tuple[str, str], int] = {}
@@ -291,6 +296,45 @@ class StateSaver:
         if self._thread.is_alive():
             self._thread.join()
         self.save_if_changed()
+
+
+def _secret_ids(stack: LocalStack) -> dict[str, str]:
+    """Logical id -> ARN, for the template's generated secrets (the runtime made them)."""
+    return {
+        logical: stack.deployment.resources[logical]
+        for logical, resource in stack.template["Resources"].items()
+        if resource["Type"] == "AWS::SecretsManager::Secret" and logical in stack.deployment.resources
+    }
+
+
+def _secret_values(stack: LocalStack) -> dict[str, dict[str, str]]:
+    import boto3
+    from botocore.exceptions import ClientError
+
+    client = boto3.client("secretsmanager")
+    values: dict[str, dict[str, str]] = {}
+    for logical, arn in _secret_ids(stack).items():
+        for stage in ("AWSPREVIOUS", "AWSCURRENT"):
+            try:
+                values.setdefault(logical, {})[stage] = client.get_secret_value(SecretId=arn, VersionStage=stage)["SecretString"]
+            except ClientError:
+                continue  # never rotated: no previous version
+    return values
+
+
+def _restore_secrets(stack: LocalStack, saved: dict[str, dict[str, str]]) -> None:
+    """The saved values as the new secrets' versions: the previous one first, so that putting the
+    current one makes it AWSPREVIOUS again."""
+    import boto3
+
+    client = boto3.client("secretsmanager")
+    arns = _secret_ids(stack)
+    for logical, stages in saved.items():
+        if logical not in arns:
+            continue
+        for stage in ("AWSPREVIOUS", "AWSCURRENT"):
+            if stage in stages:
+                client.put_secret_value(SecretId=arns[logical], SecretString=stages[stage])
 
 
 # -- moto's side -----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 from tally.billing import exact_json
 from tally.billing.invoice_document import invoice_document
 from tally.rendering.invoice_html import render_invoice_html
-from tests.invoice_samples import as_answered, custom_pricing_unit, tiered_with_commits_and_credits
+from tests.invoice_samples import as_answered, custom_pricing_unit, many_lines, tiered_with_commits_and_credits
 from tests.service.api_gateway import deployed_api, send
 
 KEY = "tally_invoice_page_key"
@@ -66,20 +66,46 @@ def cents(text: str) -> Decimal:
     return Decimal(match.group(2).replace(",", "")).scaleb(2) * (-1 if match.group(1) else 1)
 
 
+def amount(text: str, credit_type: dict) -> Decimal:
+    """A figure in its credit type's units: cents for USD, else '1,500 CPU credits' -> 1500."""
+    if credit_type["name"] == "USD (cents)":
+        return cents(text)
+    number, _, name = text.strip().partition(" ")
+    assert name == credit_type["name"], f"{text!r} is not in {credit_type['name']}"
+    return Decimal(number.replace(",", ""))
+
+
 def assert_figures_equal_the_json(page: str, invoice: dict) -> None:
-    """Every line total, quantity and the subtotal and total on the page equal the JSON invoice's."""
+    """Every line's quantity and total, every commit, credit and conversion, and the subtotal and
+    total on the page equal the JSON invoice's."""
     shown = figures_of(page).figures
     assert cents(shown["total"][0]) == Decimal(invoice["total"])
     assert cents(shown["subtotal"][0]) == Decimal(invoice["subtotal"])
-    usd = [line for line in invoice["line_items"] if line["credit_type"]["name"] == "USD (cents)"
-           and line["type"] not in ("applied_commit_or_credit", "cpu_conversion")]
-    assert sorted(cents(t) for t in shown.get("line-total", []) if t.startswith(("$", "-$"))) == sorted(Decimal(l["total"]) for l in usd)
+    priced = [l for l in invoice["line_items"] if l["type"] not in ("applied_commit_or_credit", "cpu_conversion")]
     applied = [l for l in invoice["line_items"] if l["type"] == "applied_commit_or_credit"]
+    converted = [l for l in invoice["line_items"] if l["type"] == "cpu_conversion"]
+    # Line for line: the page groups lines by product, so its rows are put back in the JSON's order.
+    assert len(shown.get("line-total", [])) == len(priced)
+    ordered = _ordered(shown.get("line-total", []), priced)
+    assert [amount(t, l["credit_type"]) for t, l in zip(ordered, priced)] == [Decimal(l["total"]) for l in priced]
     assert sorted(cents(t) for t in shown.get("applied-total", [])) == sorted(Decimal(l["total"]) for l in applied)
+    assert sorted(cents(t) for t in shown.get("conversion-total", [])) == sorted(Decimal(l["total"]) for l in converted)
     quantities = sorted(Decimal(q.replace(",", "")) for q in shown.get("quantity", []) if q)
-    assert quantities == sorted(Decimal(l["quantity"]) for l in invoice["line_items"]
-                                if l["type"] not in ("applied_commit_or_credit", "cpu_conversion") and l.get("quantity") is not None)
+    assert quantities == sorted(Decimal(l["quantity"]) for l in priced if l.get("quantity") is not None)
     assert shown["invoice-id"] == [invoice["id"]] and shown["status"][0] == invoice["status"]
+
+
+def _ordered(texts: list[str], lines: list[dict]) -> list[str]:
+    """The page's line totals in the JSON's line order: the page groups lines by product (keeping
+    their order within a product), in the order products first appear."""
+    order: dict[tuple, list[int]] = {}
+    for index, line in enumerate(lines):
+        order.setdefault((line.get("product_id"), line["name"], line["credit_type"]["id"]), []).append(index)
+    positions = [index for group in order.values() for index in group]
+    by_json = [""] * len(lines)
+    for text, index in zip(texts, positions):
+        by_json[index] = text
+    return by_json
 
 
 # ---- the page's HTML ------------------------------------------------------------------------------
@@ -87,10 +113,21 @@ def assert_figures_equal_the_json(page: str, invoice: dict) -> None:
 @pytest.mark.parametrize("invoice", [
     pytest.param(as_answered(tiered_with_commits_and_credits()), id="tiered lines, a prepaid commit and a credit"),
     pytest.param(as_answered(custom_pricing_unit()), id="a custom pricing unit and its conversion"),
+    pytest.param(as_answered(many_lines()), id="5,000 lines of 50 products"),
 ])
 def test_the_pages_figures_are_the_json_invoices(invoice):
     page = render_invoice_html(invoice_document(invoice, customer_name="Acme"), "https://t/pages/invoice-pdfs/x").html
     assert_figures_equal_the_json(page, invoice)
+
+
+def test_a_wrong_figure_is_caught():
+    invoice = as_answered(custom_pricing_unit())
+    page = render_invoice_html(invoice_document(invoice, customer_name="Acme"), None).html
+    lines = [dict(line) for line in invoice["line_items"]]
+    lines[1]["total"] += 1  # a GPU line in CPU credits
+    for tampered in (invoice | {"total": invoice["total"] + 1}, invoice | {"line_items": lines}):
+        with pytest.raises(AssertionError):
+            assert_figures_equal_the_json(page, tampered)
 
 
 def test_tiers_are_rows_under_their_line_and_every_table_is_labelled():

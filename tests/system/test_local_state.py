@@ -91,6 +91,15 @@ def _bill(api: httpx.Client, world: dict) -> tuple[Decimal, Decimal, Decimal]:
     return Decimal(draft["subtotal"]), Decimal(draft["total"]), json.loads(balance.text, parse_float=Decimal)["data"]["balance"]
 
 
+def _invoice_page_path(api: httpx.Client, world: dict) -> str:
+    """The path of the draft invoice's hosted page, as POST /v1/invoices/getHostedUrl signs it."""
+    invoices = api.get(f"/v1/customers/{world['customer']}/invoices").json()["data"]
+    (draft,) = [i for i in invoices if i["status"] == "DRAFT" and i["type"] == "USAGE"]
+    minted = api.post("/v1/invoices/getHostedUrl", json={"customer_id": world["customer"], "invoice_id": draft["id"]})
+    assert minted.status_code == 200, minted.text
+    return "/pages/" + minted.json()["data"]["url"].split("/pages/", 1)[1]
+
+
 def _expected_bill(tokens: Decimal) -> tuple[Decimal, Decimal, Decimal]:
     subtotal = PRICE * tokens
     applied = min(subtotal, Decimal(CREDIT))
@@ -138,6 +147,7 @@ def _stop_and_start(state_dir) -> dict:
             stack.pump.checkpoints = lambda: before_second
             _ingest(api, tag, "third", 4, 11, at)  # acknowledged, never aggregated before the stop
             seen["tokens at the stop"] = _tokens(api, world, start)
+            page_link = _invoice_page_path(api, world)  # signed by this stack's page key
         seen["outputs before"] = dict(stack.deployment.outputs)
     finally:
         stack.stop()
@@ -156,6 +166,7 @@ def _stop_and_start(state_dir) -> dict:
             seen["tokens after"], seen["bill after"] = _tokens(api, world, start), _bill(api, world)
             seen["posted again"] = api.post("/v1/ingest", json=[usage_event(f"{tag}-first-0", tag, tag, at, tokens=3)]).json()
             seen["alerts after"] = alerts.ids()
+            seen["page after"] = httpx.get(f"{restarted.base_url}{page_link}").status_code  # the key was kept
     finally:
         restarted.stop()
 
@@ -163,6 +174,7 @@ def _stop_and_start(state_dir) -> dict:
     try:
         with _client(fresh) as api:
             seen["fresh"] = (fresh.restored, api.get("/v1/customers").status_code)
+            seen["page fresh"] = httpx.get(f"{fresh.base_url}{page_link}").status_code  # a new key: the link is dead
     finally:
         fresh.stop()
     return seen
@@ -202,6 +214,7 @@ def test_a_stop_and_a_start_keep_usage_invoices_balances_and_deliver_what_was_no
     assert seen["posted again"] == {"accepted": 0, "duplicates": 1}  # deduplication survived too
     assert seen["alerts after"] == []
     assert seen["fresh"] == (None, 401)  # --fresh: nothing restored, and the old key went with the data
+    assert (seen["page after"], seen["page fresh"]) == (200, 403)  # the page signing key: kept, then not
 
 
 # -- a crash, through the CLI ---------------------------------------------------------------------
