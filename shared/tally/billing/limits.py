@@ -156,8 +156,10 @@ MAX_PAGE_TOKEN_CHARS = 2_000
 MAX_PAGE_LINK_LIFETIME_DAYS = 90
 
 # The invoices dashboard lists the newest invoices only: each listed period of a draft is priced in
-# the page's one API call (API Gateway's 30 s).
+# the page's one API call (API Gateway's 30 s). The usage dashboard charts this many metrics of a
+# contract's rate card, each a day series read from the counters in that same call.
 MAX_DASHBOARD_INVOICES = 100
+MAX_DASHBOARD_METRICS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +205,7 @@ LIMITS = (
     Limit("offset notification configurations (archived included)", str(MAX_NOTIFICATION_CONFIGS), "the close workflow reads them all every run"),
     Limit("days of a notification's offset, before or after", str(MAX_NOTIFICATION_OFFSET_DAYS), "day partitions a delivery window spans"),
     Limit("characters of a page link's token / days it is valid", f"{_n(MAX_PAGE_TOKEN_CHARS)} / {MAX_PAGE_LINK_LIFETIME_DAYS}", "URLs browsers and proxies keep whole; a leaked link expires"),
-    Limit("invoices an embeddable invoices dashboard lists (the newest)", str(MAX_DASHBOARD_INVOICES), "API Gateway's 30 s timeout (drafts are priced)"),
+    Limit("invoices an invoices dashboard lists (the newest) / metrics a usage dashboard charts", f"{MAX_DASHBOARD_INVOICES} / {MAX_DASHBOARD_METRICS}", "API Gateway's 30 s timeout (one call prices or reads them all)"),
     Limit("items of one API write's transaction", str(MAX_TRANSACTION_ITEMS), "DynamoDB's 100-item transaction (3 go to the audit record)"),
 )
 

@@ -14,7 +14,7 @@ from typing import Callable, Mapping
 from tally.billing.customers import Customer
 from tally.billing.dashboards import URL_LIFETIME, DashboardView, GroupKeyOverride
 from tally.billing.errors import InvalidInput
-from tally.billing.limits import MAX_DASHBOARD_INVOICES
+from tally.billing.limits import MAX_DASHBOARD_INVOICES, MAX_DASHBOARD_METRICS
 from tally.billing.metrics import BillableMetric
 from tally.billing.page_tokens import PageKind
 from tally.billing.pricing.catalog import Product, ProductType
@@ -49,6 +49,7 @@ class ContractUsage:
     contract_id: str
     period: Period
     metrics: list[MetricUsage]
+    more_metrics: int = 0  # the card's metrics beyond MAX_DASHBOARD_METRICS, not shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,8 @@ class DashboardService:
 
     def _usage_of(self, customer: Customer, now: datetime, products: Mapping[str, Product],
                   view: DashboardView) -> list[ContractUsage]:
-        """Per current contract, its period's daily usage of each metric its rate card prices: the
+        """Per current contract, its period's daily usage of each metric its rate card prices (the
+        first MAX_DASHBOARD_METRICS, in the card's order): the
         windows /v1/usage answers for window_size DAY from the period's start, read up to the day
         that holds `now` (later days are not read)."""
         _, due = self._invoices.due_periods(customer.id)
@@ -147,16 +149,13 @@ class DashboardService:
             if not d.period.contains(now):
                 continue
             metric_ids = _metrics_of_rate_card(d.contract.rate_card.rates, products, d.period.starting_at)
+            shown = metric_ids[:MAX_DASHBOARD_METRICS]
             start = d.period.starting_at
             read_until = min(d.period.ending_before, start + DAY * ((now - start) // DAY + 1))
             days_total = -(-(d.period.ending_before - start) // DAY)  # ceiling: a last, shorter day
-            windows = self._usage.usage([customer], [MetricQuery(m) for m in metric_ids], start, read_until, WindowSize.DAY)
-            by_metric: dict[str, list] = {}
-            for w in windows:
-                by_metric.setdefault(w.metric.id, []).append(w)
             metrics = []
-            for metric_id in metric_ids:
-                read = by_metric.get(metric_id, [])
+            for metric_id in shown:  # one series a read: a year of days fits /v1/usage's answer bound
+                read = self._usage.usage([customer], [MetricQuery(metric_id)], start, read_until, WindowSize.DAY)
                 if not read:
                     continue
                 days = [DayUsage(w.starting_on, w.ending_before, w.value) for w in read]
@@ -170,7 +169,7 @@ class DashboardService:
                         rows = self._usage.grouped(customer, metric, (override.group_key_name,), {}, start, read_until, WindowSize.NONE)
                         groups.append(GroupUsage(override, [(r.group[override.group_key_name], r.value) for r in rows]))
                 metrics.append(MetricUsage(metric, days, groups))
-            result.append(ContractUsage(d.contract.id, d.period, metrics))
+            result.append(ContractUsage(d.contract.id, d.period, metrics, len(metric_ids) - len(shown)))
         return result
 
     def _invoices_of(self, view: DashboardView) -> list[DraftInvoice]:
