@@ -158,3 +158,23 @@ def test_the_key_ring_is_read_from_secrets_manager_once_and_keeps_the_previous_v
         rotated = PageSigningKeys(lambda: arn, client=client)()
         assert (rotated.current, rotated.previous) == (SigningKey.from_secret("b" * 64), SigningKey.from_secret("a" * 64))
         assert "a" * 64 not in repr(rotated) and "b" * 64 not in json.dumps(repr(rotated))
+
+
+def test_in_the_api_function_every_route_outside_pages_refuses_a_request_without_a_key():
+    """Through the real handler: every served route but /pages/* answers 401 to a request whose
+    bearer is a valid page token, not an API key (no key at all: tested above on a small app)."""
+    import re as _re
+
+    from tally.api.openapi import registered_routes
+    from tests.service.api_gateway import deployed_api, send
+
+    with deployed_api("tally_pages_auth_key"):
+        token = PageLinks(lambda: KeyRing(KEY), Clock(), lambda: "").mint(PageKind.INVOICE_PAGE, "c", InvoiceScope("i")).token
+        routes = sorted(registered_routes())
+        assert len(routes) > 100 and not any(" /pages/" in r for r in routes)
+        for route in routes:
+            method, path = route.split(" ", 1)
+            path = _re.sub(r"\{\w+\}", "x", path)
+            for headers in ({"authorization": f"Bearer {token}"},):  # a page token is not an API key
+                status, _, body = send(method, path, headers | {"content-type": "application/json"}, b"{}" if method != "GET" else b"")
+                assert status == 401, (route, status, body[:200])
