@@ -258,3 +258,12 @@ def test_commits_and_credits_lists_both_kinds_and_credits_the_credits_alone(worl
     credits = page(url_for(b, "credits"))[2]
     assert "Prepaid B" not in credits and "Welcome Bravo B" in credits
     assert values(credits, 'class="balances"') == [10000, 10000 - 5 * 25]  # $0 credits burn before paid commits
+
+
+def test_the_usage_page_charts_a_bounded_number_of_metrics_and_says_how_many_it_left_out(world, monkeypatch):
+    import tally.services.dashboards
+
+    monkeypatch.setattr(tally.services.dashboards, "MAX_DASHBOARD_METRICS", 0)
+    html = page(url_for(world["customers"]["Acme A"], "usage"))[2]
+    assert "<svg" not in html and "and 1 more metric on this contract&#x27;s rate card" in html
+

@@ -118,7 +118,9 @@ def _usage(data) -> Markup:
             parts.append(el("section", {"class": "metric", "data-metric-id": metric.metric.id},
                             el("h3", {}, name), Markup(svg), table, [_groups(name, g) for g in metric.groups]))
         if contract.more_metrics:
-            parts.append(el("p", {"class": "muted"}, f"and {contract.more_metrics:,} more metrics on this contract's rate card, not charted here"))
+            more = contract.more_metrics
+            parts.append(el("p", {"class": "muted"},
+                            f"and {more:,} more metric{'s' if more != 1 else ''} on this contract's rate card, not charted here"))
         sections.append(el("section", {"class": "period", "data-contract-id": contract.contract_id}, parts))
     return Markup("".join(sections))
 
