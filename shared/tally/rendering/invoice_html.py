@@ -19,7 +19,10 @@ _BADGE = {"DRAFT": "badge-draft", "FINALIZED": "badge-finalized", "VOID": "badge
 
 INVOICE_CSS = BASE_CSS + """
 table{table-layout:fixed}
-thead th:first-child,tbody th{width:46%}
+thead th:first-child,tbody th{width:40%}
+.num{white-space:normal;padding-left:1rem}
+.table-wrap{overflow-x:auto}
+@media (max-width:40rem){table{table-layout:auto;font-size:.9rem}thead th:first-child,tbody th{width:auto}main{padding:1rem .5rem}th,td,.num{padding:.4rem .25rem}tr.tier th{padding-left:.75rem}}
 header.card h1{display:flex;flex-wrap:wrap;align-items:center;gap:.75rem}
 .parties{display:grid;grid-template-columns:repeat(auto-fit,minmax(16rem,1fr));gap:1rem 2rem;margin-top:1rem}
 .parties h2{margin:0 0 .25rem;font-size:1rem}
@@ -89,9 +92,14 @@ def _columns(*names: str, numeric_from: int = 1) -> Markup:
     ]))
 
 
+def _wrapped(table: Markup) -> Markup:
+    """A table that scrolls sideways on a narrow screen instead of overflowing the page."""
+    return el("div", {"class": "table-wrap"}, table)
+
+
 def _section_table(section: Section, index: int) -> Markup:
     caption = section.title if not section.is_custom_unit else f"{section.title} (in {section.credit_type})"
-    return el(
+    return _wrapped(el(
         "table", {"data-section": section.product_id or f"section-{index}"},
         el("caption", {}, caption),
         _columns("Description", "Quantity", "Unit price", "Amount"),
@@ -99,7 +107,7 @@ def _section_table(section: Section, index: int) -> Markup:
         el("tfoot", {}, el("tr", {},
                            el("th", {"scope": "row", "colspan": "3"}, f"Subtotal, {section.title}"),
                            el("td", {"class": "num", "data-figure": "section-subtotal"}, section.subtotal))),
-    )
+    ))
 
 
 def _row(section: Section, row: Row) -> list[Markup]:
@@ -118,7 +126,7 @@ def _row(section: Section, row: Row) -> list[Markup]:
 
 
 def _applied_table(document: InvoiceDocument) -> Markup:
-    return el(
+    return _wrapped(el(
         "table", {"data-section": "applied"},
         el("caption", {}, "Commits, credits and adjustments applied"),
         _columns("Name", "Kind", "Amount", numeric_from=2),
@@ -129,11 +137,11 @@ def _applied_table(document: InvoiceDocument) -> Markup:
                el("td", {"class": "num", "data-figure": "applied-total"}, row.total))
             for row in document.applied
         ]),
-    )
+    ))
 
 
 def _conversions_table(document: InvoiceDocument) -> Markup:
-    return el(
+    return _wrapped(el(
         "table", {"data-section": "conversions"},
         el("caption", {}, "Custom pricing units converted"),
         _columns("Unit", "Amount in unit", "Rate per unit", "Amount"),
@@ -145,11 +153,11 @@ def _conversions_table(document: InvoiceDocument) -> Markup:
                el("td", {"class": "num", "data-figure": "conversion-total"}, row.total))
             for row in document.conversions
         ]),
-    )
+    ))
 
 
 def _totals_table(document: InvoiceDocument) -> Markup:
-    return el(
+    return _wrapped(el(
         "table", {"data-section": "totals"},
         el("caption", {}, "Totals"),
         el("tbody", {},
@@ -157,4 +165,4 @@ def _totals_table(document: InvoiceDocument) -> Markup:
               el("td", {"class": "num", "data-figure": "subtotal"}, document.subtotal)),
            el("tr", {"class": "total-row"}, el("th", {"scope": "row"}, "Total due" if document.header.status != "VOID" else "Total (void)"),
               el("td", {"class": "num", "data-figure": "total"}, document.total))),
-    )
+    ))
