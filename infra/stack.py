@@ -13,6 +13,7 @@ from infra.constructs.aggregator import Aggregator
 from infra.constructs.alerts import Alerts
 from infra.constructs.cycle_close import DEFAULT_GRACE_PERIOD_HOURS, DEFAULT_SCHEDULE, CycleClose
 from infra.constructs.api_function import ApiFunction
+from infra.constructs.backfill import Backfill
 from infra.constructs.http_api import HttpApi
 from infra.constructs.ingest import Ingest
 from infra.constructs.aws_delivery_access import grant_aws_deliveries
@@ -97,6 +98,9 @@ class TallyStack(Stack):
             grant_aws_deliveries(self, delivery.role)  # AWS Marketplace, customer topics and queues: from context
             page_signing = PageSigning(self, "PageSigning")
             page_signing.grant_signing(api)  # public page links: GET /pages/* and the URLs minted for them
+            backfill = Backfill(self, "Backfill", tables=tables, defaults=defaults, ingest_timeout=ingest.function.timeout)
+            backfill.grant_start(api)  # metric create sends the job's first messages
+            Backfill.grant_activation(aggregator, tables)  # a metric met pending is activated
 
         http_api = HttpApi(
             self,
@@ -123,3 +127,4 @@ class TallyStack(Stack):
         CfnOutput(self, "AlertsDlqUrl", value=alerts.dlq.queue_url)
         CfnOutput(self, "InvoiceDeliveryQueueUrl", value=delivery.queue.queue_url)
         CfnOutput(self, "InvoiceDeliveryDlqUrl", value=delivery.dlq.queue_url)
+        CfnOutput(self, "BackfillDlqUrl", value=backfill.dlq.queue_url)

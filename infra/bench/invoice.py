@@ -324,7 +324,11 @@ def wired(tables: dict[str, str], clock: Clock) -> Iterator[None]:
     it: the services below are the ones the API function builds, whatever they become."""
     from tally import wiring
 
-    names = {"BILLING_TABLE": tables["billing"], "EVENTS_TABLE": tables["events"], "COUNTERS_TABLE": tables["counters"]}
+    import boto3
+
+    names = {"BILLING_TABLE": tables["billing"], "EVENTS_TABLE": tables["events"], "COUNTERS_TABLE": tables["counters"],
+             # metric create starts a backfill job: its messages go to a queue nobody reads here
+             "BACKFILL_QUEUE_URL": boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="bench-backfill")["QueueUrl"]}
     with mock.patch.dict(os.environ, names), mock.patch.object(wiring, "system_clock", clock):
         wiring.reset()
         try:

@@ -163,8 +163,10 @@ def _world(settings: ScaleSettings) -> Iterator[tuple[Any, Any, dict[str, str], 
         client = boto3.client("dynamodb")
         tables = _create_tables(client, "tally-cost")
         topic = boto3.client("sns").create_topic(Name=f"tally-cost-alerts-{uuid.uuid4().hex[:8]}")["TopicArn"]
+        backfills = boto3.client("sqs").create_queue(QueueName=f"tally-cost-backfill-{uuid.uuid4().hex[:8]}")["QueueUrl"]
         os.environ.update({"EVENTS_TABLE": tables["events"], "COUNTERS_TABLE": tables["counters"],
-                           "BILLING_TABLE": tables["billing"], "ALERTS_TOPIC_ARN": topic})
+                           "BILLING_TABLE": tables["billing"], "ALERTS_TOPIC_ARN": topic,
+                           "BACKFILL_QUEUE_URL": backfills})  # metric create sends its job there (unread here)
         lambdas = LocalLambdas()
         memory = {"api": settings.api_memory_mb, "ingest": settings.ingest_memory_mb,
                   "aggregation": settings.aggregate_memory_mb, "alerts": settings.alerts_memory_mb}

@@ -46,6 +46,18 @@ class QueuePump:
                     break
         return delivered
 
+    def drain_function(self, function_part: str, wait_seconds: int = 0) -> int:
+        """Like drain, for the queues of functions whose name contains `function_part` only; with
+        `wait_seconds`, a first empty poll waits that long for a (delayed) message to show up."""
+        delivered = 0
+        for mapping in self.mappings:
+            if function_part in mapping.function:
+                wait = wait_seconds
+                while (count := self._poll(mapping, wait)) > 0:
+                    delivered += count
+                    wait = 0
+        return delivered
+
     def _poll(self, mapping: QueueMapping, wait_seconds: int) -> int:
         received = self._sqs.receive_message(
             QueueUrl=mapping.queue_url, MaxNumberOfMessages=min(mapping.batch_size, 10),

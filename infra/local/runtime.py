@@ -36,6 +36,11 @@ LOCAL_ENV = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_DISABLED": "true",
 }
+# Function settings the local stack sets apart from the template. A backfill waits, before reading
+# the events table, longer than any ingest takes between stamping and writing its events (infra/
+# constructs/backfill.py: the ingest timeout plus a margin, 30 s). Here ingest runs in-process,
+# with no timeout, and takes milliseconds: 2 s keeps a new metric's backfill quick to watch.
+LOCAL_FUNCTION_ENV = {"BACKFILL_SETTLE_SECONDS": "2"}
 STACK_NAME = "Tally"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -69,6 +74,10 @@ _synthesized: tuple[dict, Path] | None = None  # one synth per process: the temp
 # What a synthesized template depends on: a synth kept on disk is reused while these are unchanged.
 SYNTH_SOURCES = ("infra", "functions", "shared/tally", "cdk.json")
 SYNTH_PACKAGES = ("aws-cdk-lib", "constructs", "cdk-nag")
+
+
+def _local_environment(variables: dict[str, str]) -> dict[str, str]:
+    return {**variables, **{k: v for k, v in LOCAL_FUNCTION_ENV.items() if k in variables}}
 
 
 class LocalStackError(RuntimeError):
@@ -365,7 +374,7 @@ class LocalStack:
 
         try:
             resume = restore(self, saved)
-            finish_backfills(saved.saved_at)
+            finish_backfills()
         except Exception as exc:  # noqa: BLE001 - a snapshot this template cannot take: say so in one line
             raise LocalStackError(f"cannot restore {self.state_dir}: {exc!r}; start with --fresh to discard it") from exc
         logical = {physical: name for name, physical in self.deployment.resources.items()}
@@ -433,7 +442,7 @@ class LocalStack:
                 FunctionSpec(
                     name=name,
                     handler=config["Handler"],
-                    environment=config.get("Environment", {}).get("Variables", {}),
+                    environment=_local_environment(config.get("Environment", {}).get("Variables", {})),
                     timeout=config.get("Timeout", 30),
                     memory=config.get("MemorySize", 512),
                     arn=config["FunctionArn"],

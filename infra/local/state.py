@@ -27,9 +27,10 @@ because each counter keeps, per stream shard, the highest sequence number it has
 
 Three more things make the restored stack behave like the one that stopped: the local API key is
 kept (a user's saved commands still authenticate), so is the page signing key (the hosted invoice
-and dashboard links it signed still open; like the API key, it is in the state file in clear), and a metric created shortly before the
-snapshot gets its backfill run again, in case the snapshot caught it half done (the backfill is
-idempotent; see MetricService.backfill).
+and dashboard links it signed still open; like the API key, it is in the state file in clear), and
+every unfinished backfill job is asked for again: the snapshot keeps the backfill queue's messages,
+but not one being handled at that instant. A segment's checkpoint is in the billing table's
+snapshot, and a page is applied once however often it is asked for (services/backfill.py).
 
 A crash loses what changed after the last snapshot: at most SAVE_INTERVAL seconds, plus the time to
 write one. Requests in flight at a crash may be half applied, as when a Lambda is killed on AWS.
@@ -43,7 +44,7 @@ import json
 import logging
 import os
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
@@ -57,9 +58,6 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 LOCK_FILE = "lock"
 SAVE_INTERVAL = 2.0
-# No Lambda runs longer than this on AWS, so a metric created earlier than this before a snapshot
-# finished its backfill (or was killed) before it.
-BACKFILL_WINDOW = timedelta(minutes=15)
 _TABLE = "AWS::DynamoDB::Table"
 _QUEUE = "AWS::SQS::Queue"
 
@@ -245,16 +243,13 @@ def restore(stack: LocalStack, state: SavedState) -> dict[tuple[str, str], int]:
     return resume
 
 
-def finish_backfills(saved_at: datetime) -> int:
-    """Run again the backfill of each metric created within BACKFILL_WINDOW of the snapshot: the
-    snapshot may have caught it half done. Idempotent, so a finished one adds nothing."""
+def finish_backfills() -> int:
+    """Ask again for every unfinished segment of every backfill job; how many were asked for.
+    Harmless for a segment whose message survived: the second run finds its pages claimed or done."""
     from tally import wiring
 
-    service = wiring.metric_service()
-    recent = [m for m in service.list(include_archived=True) if m.created_at and m.created_at >= saved_at - BACKFILL_WINDOW]
-    for metric in recent:
-        service.backfill(metric)
-    return len(recent)
+    metrics = wiring.metric_service().list(include_archived=True)
+    return wiring.backfill_service().resume([m.id for m in metrics])
 
 
 # -- saving in the background ----------------------------------------------------------------------

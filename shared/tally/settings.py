@@ -36,6 +36,12 @@ class Settings(BaseModel):
     # The generated secret that signs public page links (infra.constructs.page_signing).
     page_signing_secret_arn: str | None = Field(default=None)
 
+    # Backfill jobs (services/backfill.py): their queue, and the settle time before a job reads the
+    # events table, longer than any ingest between its stamp and its write (infra/constructs/backfill.py).
+    backfill_queue_url: str | None = Field(default=None)
+    backfill_settle_seconds: int = Field(default=30, ge=0, le=900)
+    backfill_segments: int = Field(default=8, ge=1, le=64)
+
     def require(self, name: str) -> str:
         value = getattr(self, name)
         if not value:
@@ -59,6 +65,9 @@ def get_settings() -> Settings:
         api_url=os.environ.get("TALLY_API_URL") or None,
         region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
         page_signing_secret_arn=os.environ.get("PAGE_SIGNING_SECRET_ARN") or None,
+        backfill_queue_url=os.environ.get("BACKFILL_QUEUE_URL") or None,
+        backfill_settle_seconds=os.environ.get("BACKFILL_SETTLE_SECONDS") or 30,
+        backfill_segments=os.environ.get("BACKFILL_SEGMENTS") or 8,
         egress_ips=tuple(ip.strip() for ip in (os.environ.get("TALLY_EGRESS_IPS") or "").split(",") if ip.strip()),
         issuer_name=(os.environ.get("TALLY_ISSUER_NAME") or "").strip() or "Tally",
     )

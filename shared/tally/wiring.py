@@ -6,6 +6,8 @@ from datetime import timedelta
 from functools import lru_cache
 
 from tally.adapters.clock import system_clock
+from tally.adapters.backfill_queue import SqsBackfillQueue
+from tally.adapters.dynamo.backfills import DynamoBackfillStore, DynamoSegmentScan
 from tally.adapters.dynamo.billing import DynamoApiKeyStore, DynamoBillingStore, DynamoMetricStore
 from tally.adapters.dynamo.catalog import DynamoCatalogStore
 from tally.adapters.dynamo.documents import DynamoContractStore, DynamoDocumentStore, DynamoGrantStore
@@ -23,6 +25,7 @@ from tally.services.aggregate import AggregateService
 from tally.services.alerts import AlertService, LiveReadings
 from tally.services.api_keys import ApiKeyService
 from tally.services.notifications import NotificationService
+from tally.services.backfill import BackfillService
 from tally.services.balances import BalanceService, GrantBook
 from tally.services.professional_services import ProServiceInvoicing
 from tally.services.breakdowns import BreakdownService
@@ -81,7 +84,7 @@ def ingest_service() -> IngestService:
 
 @lru_cache(maxsize=1)
 def aggregate_service() -> AggregateService:
-    return AggregateService(counter_store(), metric_store())
+    return AggregateService(counter_store(), metric_store(), system_clock)
 
 
 @lru_cache(maxsize=1)
@@ -90,8 +93,28 @@ def customer_service() -> CustomerService:
 
 
 @lru_cache(maxsize=1)
+def backfill_queue() -> SqsBackfillQueue:
+    return SqsBackfillQueue(lambda: get_settings().require("backfill_queue_url"))
+
+
+@lru_cache(maxsize=1)
+def backfill_service() -> BackfillService:
+    settings = get_settings()
+    return BackfillService(
+        metric_store(),
+        DynamoSegmentScan(settings.require("events_table")),
+        counter_store(),
+        DynamoBackfillStore(settings.require("billing_table")),
+        backfill_queue(),
+        system_clock,
+        settle=timedelta(seconds=settings.backfill_settle_seconds),
+        segments=settings.backfill_segments,
+    )
+
+
+@lru_cache(maxsize=1)
 def metric_service() -> MetricService:
-    return MetricService(metric_store(), event_store(), counter_store(), system_clock)
+    return MetricService(metric_store(), system_clock, backfill_service())
 
 
 @lru_cache(maxsize=1)
@@ -106,7 +129,7 @@ def usage_service() -> UsageService:
 
 @lru_cache(maxsize=1)
 def event_search_service() -> EventSearchService:
-    return EventSearchService(event_store(), billing_store(), metric_store())
+    return EventSearchService(event_store(), billing_store(), metric_store(), backfill_service())
 
 
 @lru_cache(maxsize=1)
@@ -397,6 +420,7 @@ def reset() -> None:
     from tally.adapters.dynamo.client import dynamodb
     from tally.settings import get_settings
 
+    from tally.adapters.backfill_queue import sqs_client
     from tally.adapters.lambda_invoke import lambda_client
     from tally.adapters.sns import sns_client
 
@@ -407,6 +431,7 @@ def reset() -> None:
     dynamodb.cache_clear()
     sns_client.cache_clear()
     lambda_client.cache_clear()
+    sqs_client.cache_clear()
     module = sys.modules[__name__]
     for name in dir(module):
         candidate = getattr(module, name)

@@ -11,7 +11,8 @@ ALERTS = "functions.alerts.handler.handler"
 # Besides tables, a function may name the SNS topic it publishes to and the function it starts.
 # Checked where they are granted (test_alerts.py, test_cycle_close.py).
 OTHER_ENV = {"api": {"ALERTS_TOPIC_ARN", "ALERTS_FUNCTION_NAME", "INVOICES_TOPIC_ARN", "BILLING_PROVIDER_SECRETS_PREFIX", "TALLY_API_URL",
-                     "PAGE_SIGNING_SECRET_ARN"},
+                     "PAGE_SIGNING_SECRET_ARN",
+                     "BACKFILL_QUEUE_URL", "BACKFILL_SETTLE_SECONDS", "BACKFILL_SEGMENTS"},  # test_backfill.py
              "alerts": {"ALERTS_TOPIC_ARN"}}
 
 FUNCTIONS = {
@@ -103,4 +104,4 @@ def test_all_functions_share_one_code_asset(synth):
     assert len(keys) == 1
     # ingest, api, aggregate, alerts, the four cycle-close tasks (tests/infra/test_cycle_close.py)
     # and invoice delivery (tests/infra/test_invoice_delivery.py)
-    assert len(synth.of_type("AWS::Lambda::Function")) == 9
+    assert len(synth.of_type("AWS::Lambda::Function")) == 10

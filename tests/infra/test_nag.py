@@ -30,6 +30,8 @@ EXPECTED_ACKNOWLEDGEMENTS = {
     ("AwsSolutions-SQS3", "Tally/CycleClose/Dlq"),
     ("AwsSolutions-IAM5[Resource::*]", "Tally/InvoiceDelivery/Role"),
     ("AwsSolutions-L1", "Tally/InvoiceDelivery/Function"),
+    ("AwsSolutions-IAM5[Resource::*]", "Tally/Backfill/Role"),
+    ("AwsSolutions-L1", "Tally/Backfill/Function"),
     # (Tally/InvoiceDelivery/Dlq raises no SQS3: it is the delivery queue's redrive target.)
     # Billing provider secrets: read by the delivery function, created and updated by the API.
     *(

@@ -23,6 +23,7 @@ def test_outputs(synth):
         "InvoiceDeliveryQueueUrl",
         "InvoiceDeliveryDlqUrl",
         "PageSigningSecretArn",  # the ARN, never the value (tests/infra/test_page_signing.py)
+        "BackfillDlqUrl",
     }
     api_id = next(iter(synth.of_type("AWS::ApiGatewayV2::Api")))
     assert api_id in referenced_ids(outputs["ApiUrl"]["Value"])

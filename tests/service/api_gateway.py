@@ -50,6 +50,8 @@ def deployed_api(api_key: str) -> Iterator[None]:
         env.setenv("ALERTS_TOPIC_ARN", sns.create_topic(Name="api-alerts")["TopicArn"])
         secrets = boto3.client("secretsmanager", region_name="us-east-1")  # the stack's generated page key
         env.setenv("PAGE_SIGNING_SECRET_ARN", secrets.create_secret(Name="page-signing", SecretString="p" * 64)["ARN"])
+        sqs = boto3.client("sqs", region_name="us-east-1")  # metric create starts its backfill job there
+        env.setenv("BACKFILL_QUEUE_URL", sqs.create_queue(QueueName="api-backfill")["QueueUrl"])
         env.setenv("POWERTOOLS_METRICS_DISABLED", "true")
         env.setenv("POWERTOOLS_LOG_LEVEL", "CRITICAL")  # refusals are expected here; keep output readable
         wiring.reset()

@@ -44,7 +44,7 @@ def metric_store(request, dynamo):
 
 
 def test_a_metric_is_renamed_and_nothing_else_of_it_changes(metric_store, clock):
-    service = MetricService(metric_store, None, None, clock)
+    service = MetricService(metric_store, clock)
     metric_store.put(a_metric())
     renamed = service.rename("m-1", "Calls (all regions)")
     assert metric_store.get("m-1") == renamed == replace(a_metric(), name="Calls (all regions)")

@@ -322,7 +322,7 @@ def test_a_late_event_counts_in_usage_but_changes_no_finalized_invoice_only_the_
     events, counters = DynamoEventStore(dynamo["events"], client), DynamoCounterStore(dynamo["counters"], client)
     metrics = DynamoMetricStore(DynamoBillingStore(dynamo["billing"], client))
     clock.now = NOV + 9 * DAY
-    metric = MetricService(metrics, events, counters, clock).create(
+    metric = MetricService(metrics, clock).create(
         BillableMetric("", "calls", Aggregation.COUNT, None, None, (), ())
     )
     clock.now += HOUR

@@ -7,17 +7,21 @@ from decimal import Decimal
 
 import pytest
 
+from tally.adapters.dynamo.backfills import DynamoBackfillStore, DynamoSegmentScan
 from tally.adapters.dynamo.billing import DynamoBillingStore, DynamoMetricStore
 from tally.adapters.dynamo.counters import DynamoCounterStore
 from tally.adapters.dynamo.events import DynamoEventStore
 from tally.billing.counters import StreamedEvent, sequence_key
 from tally.billing.errors import Conflict, InvalidInput, NotFound
 from tally.billing.metrics import Aggregation, BillableMetric, PropertyFilter
+from tally.adapters.memory_backfill import MemoryBackfillQueue
 from tally.services.aggregate import AggregateService
+from tally.services.backfill import BackfillService
 from tally.services.customers import CustomerService
 from tally.services.ingest import IngestService
 from tally.services.metrics import MetricService
 from tally.services.usage import MetricQuery, UsageService, WindowSize
+from tests.service.backfill_runner import run_backfills
 from tests.service.conftest import NOW
 
 
@@ -28,14 +32,24 @@ def system(dynamo, clock):
     counters = DynamoCounterStore(dynamo["counters"], client)
     billing = DynamoBillingStore(dynamo["billing"], client)
     metrics = DynamoMetricStore(billing)
+    queue = MemoryBackfillQueue()
+    backfills = BackfillService(
+        metrics, DynamoSegmentScan(dynamo["events"], client), counters, DynamoBackfillStore(dynamo["billing"], client),
+        queue, clock, settle=timedelta(seconds=30), segments=3, page_size=2,
+    )
 
     class System:
         ingest = IngestService(events, clock)
         aggregate = AggregateService(counters, metrics)
         customers = CustomerService(billing, clock)
-        metric_service = MetricService(metrics, events, counters, clock)
+        metric_service = MetricService(metrics, clock, backfills)
+        metric_service_backfills = backfills
         usage = UsageService(billing, metrics, counters)
         sequence = 0
+
+        def backfill(self):
+            """The backfill function, until the jobs' queue is empty (the clock passes the settle)."""
+            return run_backfills(backfills, queue, clock)
 
         def stream(self):
             """Feed every original event stored so far (by scan) through the aggregator once."""
@@ -88,13 +102,16 @@ def test_a_bad_event_stores_nothing_from_its_request(system, dynamo):
 def test_a_metric_created_after_the_events_counts_them_once(system, clock):
     system.ingest.ingest([usage_event(1, tokens=3), usage_event(2, tokens=4)])
     clock.now = NOW + timedelta(seconds=5)
-    metric = sum_metric(system, clock)  # backfills the two earlier events
+    metric = sum_metric(system, clock)  # returns at once; its job will count the two earlier events
     clock.now = NOW + timedelta(seconds=10)
     system.ingest.ingest([usage_event(3, tokens=5)])
     system.stream()  # the live path sees all three records; it must count only the third
     customer = system.customers.create("Acme", ["acme"], None, {})
+    assert total(system, customer, metric) == Decimal(5)
+    assert system.backfill() > 0
     assert total(system, customer, metric) == Decimal(12)
-    system.metric_service.backfill(metric)  # a rerun of the backfill adds nothing
+    system.metric_service_backfills.resume([metric.id])  # asked for again: nothing is left to add
+    assert system.backfill() == 0
     assert total(system, customer, metric) == Decimal(12)
 
 

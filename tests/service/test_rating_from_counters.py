@@ -40,7 +40,7 @@ def test_a_draft_invoice_prices_metered_usage_split_at_a_mid_month_price_change(
     billing = DynamoBillingStore(dynamo["billing"], client)
     metrics = DynamoMetricStore(billing)
     clock.now = datetime(2026, 11, 24, 12, tzinfo=UTC)
-    metric = MetricService(metrics, events, counters, clock).create(
+    metric = MetricService(metrics, clock).create(
         BillableMetric("", "tokens", Aggregation.SUM, "tokens", None, (PropertyFilter("tokens", exists=True),), (("region",),))
     )
     clock.now += timedelta(seconds=1)
@@ -86,7 +86,7 @@ def test_group_values_come_from_the_counters(dynamo, clock):
     events, counters = DynamoEventStore(dynamo["events"], client), DynamoCounterStore(dynamo["counters"], client)
     billing = DynamoBillingStore(dynamo["billing"], client)
     metrics = DynamoMetricStore(billing)
-    metric = MetricService(metrics, events, counters, clock).create(
+    metric = MetricService(metrics, clock).create(
         BillableMetric("", "calls", Aggregation.COUNT, None, None, (), (("region",),))
     )
     clock.now += timedelta(seconds=1)

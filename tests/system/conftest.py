@@ -41,3 +41,21 @@ def api(local_stack):
     headers = {"Authorization": f"Bearer {API_KEY}"}
     with httpx.Client(base_url=local_stack.base_url, headers=headers, timeout=600) as client:
         yield client
+
+
+@pytest.fixture()
+def backfilled(local_stack, sdk):
+    """Wait until the metrics' backfill jobs have completed, as a client would: reading each
+    metric's `backfill_status` through the SDK. The jobs run on the local stack's queue pump after
+    their settle time (2 s locally, infra/local/runtime.py LOCAL_FUNCTION_ENV); here the backfill
+    queue is also long-polled, so the wait ends as soon as the last page lands."""
+
+    def wait(*metric_ids: str, rounds: int = 120) -> dict:
+        for _ in range(rounds):
+            metrics = {m: sdk.v1.billable_metrics.retrieve(billable_metric_id=m).data for m in metric_ids}
+            if all(getattr(d, "backfill_status", None) == "completed" for d in metrics.values()):
+                return metrics
+            local_stack.queue_pump.drain_function("Backfill", wait_seconds=1)
+        raise AssertionError(f"backfills not completed: {[getattr(d, 'backfill_status', None) for d in metrics.values()]}")
+
+    return wait

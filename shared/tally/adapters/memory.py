@@ -256,6 +256,12 @@ class MemoryMetricStore:
             raise Conflict(f"billable metric {before.id} changed while it was being updated; retry")
         self.metrics[after.id] = after
 
+    def activate(self, metric_id, at):
+        metric = self.metrics[metric_id]
+        if metric.activated_at is None:
+            metric = self.metrics[metric_id] = replace(metric, activated_at=at)
+        return metric
+
 
 class MemoryApiKeyStore:
     def __init__(self) -> None:

@@ -290,7 +290,9 @@ class MetricArchive(Request):
     id: str = Field(min_length=1)
 
 
-def metric_json(m: BillableMetric) -> dict:
+def metric_json(m: BillableMetric, backfill: Any = None) -> dict:
+    """`backfill`: the metric's BackfillView (services/backfill.py), shown as two fields beyond
+    Metronome's, `backfill_status` and `backfill_progress` (its responses allow extra fields)."""
     body: dict[str, Any] = {
         "id": m.id,
         "name": m.name,
@@ -324,6 +326,16 @@ def metric_json(m: BillableMetric) -> dict:
         }
     if m.archived_at:
         body["archived_at"] = format_rfc3339(m.archived_at)
+    if backfill is not None:
+        body["backfill_status"] = backfill.status.value
+        body["backfill_progress"] = {
+            "segments": backfill.segments,
+            "segments_done": backfill.segments_done,
+            "events_scanned": backfill.events_scanned,
+            "events_counted": backfill.events_counted,
+            **({"starts_after": format_rfc3339(backfill.start_after)} if backfill.start_after else {}),
+            **({"completed_at": format_rfc3339(backfill.completed_at)} if backfill.completed_at else {}),
+        }
     return body
 
 

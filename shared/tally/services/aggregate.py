@@ -20,6 +20,8 @@ alarm), listed and re-applied by services/quarantine.py.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
 
 from aws_lambda_powertools import Logger
 
@@ -48,15 +50,24 @@ class Applied:
 
 
 class AggregateService:
-    def __init__(self, counters: CounterStore, metrics: MetricStore) -> None:
+    def __init__(self, counters: CounterStore, metrics: MetricStore, clock: Callable[[], datetime] | None = None) -> None:
+        """`clock`: to activate a metric met pending (its create stopped between storing and
+        activating it, or has not activated it yet); without one, a pending metric counts nothing
+        here until its create activates it."""
         self._counters = counters
         self._metrics = metrics
+        self._clock = clock
 
     def apply_batch(self, shard: str, streamed: list[StreamedEvent]) -> BatchOutcome:
         if not streamed:
             return BatchOutcome(0, None)
+        metrics = self._metrics.all()
+        if self._clock is not None and any(m.activated_at is None for m in metrics):
+            # Read pending, so stored: an activation instant read from the clock now is after the
+            # metric was readable (tally.billing.backfill, point 1). The first activation wins.
+            metrics = [m if m.activated_at is not None else self._metrics.activate(m.id, self._clock()) for m in metrics]
         refused: list[QuarantinedPair] = []
-        updates = preaggregate(streamed, self._metrics.all(), refused)
+        updates = preaggregate(streamed, metrics, refused)
         failed: list[str] = []
         written = quarantined = 0
         if refused:

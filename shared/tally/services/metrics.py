@@ -1,4 +1,4 @@
-"""Billable metrics: definition, archive, and the one-time backfill of earlier events."""
+"""Billable metrics: definition, rename, archive; creating one starts its backfill job."""
 
 from __future__ import annotations
 
@@ -7,61 +7,40 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Callable
 
-from tally.billing.counters import StreamedEvent, preaggregate, sequence_key
 from tally.billing.errors import InvalidInput, NotFound
 from tally.billing.metrics import BillableMetric, validate_metric_definition
-from tally.billing.quarantine import QuarantinedPair
 from tally.billing.time import UTC
-from tally.services.aggregate import apply_update
-from tally.services.ports import CounterStore, EventStore, MetricStore
-
-# The backfill writes each counter once, as if it were a one-record shard of its own: a rerun of
-# the same backfill finds the mark already set and adds nothing.
-BACKFILL_SHARD = "backfill"
-_BACKFILL_MARK = sequence_key(1)
+from tally.services.backfill import BackfillService
+from tally.services.ports import MetricStore
 
 
 class MetricService:
     def __init__(
         self,
         metrics: MetricStore,
-        events: EventStore,
-        counters: CounterStore,
         clock: Callable[[], datetime],
+        backfills: BackfillService | None = None,
     ) -> None:
+        """`backfills` None: metrics are created with no backfill job (tests whose metrics come
+        before their events); the deployment's wiring always passes one."""
         self._metrics = metrics
-        self._events = events
-        self._counters = counters
         self._clock = clock
+        self._backfills = backfills
 
     def create(self, draft: BillableMetric) -> BillableMetric:
         if not draft.name or not draft.name.strip():
             raise InvalidInput("name", "must be a non-empty string")
         validate_metric_definition(draft.aggregation_type, draft.aggregation_key, draft.group_keys)
-        now = self._clock()
-        metric = replace(draft, id=str(uuid.uuid4()), created_at=now, activated_at=now)
-        self._metrics.put(metric)
-        self.backfill(metric)
+        metric = replace(draft, id=str(uuid.uuid4()), created_at=self._clock(), activated_at=None)
+        if self._backfills is not None:
+            self._backfills.prepare(metric.id)
+        self._metrics.put(metric)  # pending: nothing counts for it yet
+        # Activated from a clock read now that the store holds it (tally.billing.backfill, point 1):
+        # events ingested from then on are the live aggregator's, the earlier ones its job's.
+        metric = self._metrics.activate(metric.id, self._clock())
+        if self._backfills is not None:
+            self._backfills.launch(metric)  # returns at once: the job runs off the request
         return metric
-
-    def backfill(self, metric: BillableMetric) -> int:
-        """Count events ingested before the metric's activation (the live path counts the rest).
-
-        Known limit: this scans the whole events table (34 days) inside the create request. That is
-        fine for small deployments and the local stack, but it grows with traffic; it belongs in an
-        asynchronous job (Step Functions or a self-invoked Lambda) with a backfill status."""
-        assert metric.activated_at is not None
-        window = replace(metric, activated_at=datetime.min.replace(tzinfo=UTC), archived_at=metric.activated_at)
-        streamed = (
-            StreamedEvent(_BACKFILL_MARK, stored.event, stored.ingested_at)
-            for stored in self._events.scan_ingested_before(metric.activated_at)
-            if not stored.is_duplicate
-        )
-        refused: list[QuarantinedPair] = []
-        updates = preaggregate(streamed, [window], refused).values()
-        if refused:
-            self._counters.quarantine(refused)
-        return sum(apply_update(self._counters, f"{BACKFILL_SHARD}-{metric.id}", update).written for update in updates)
 
     def get(self, metric_id: str) -> BillableMetric:
         metric = self._metrics.get(metric_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterable, Mapping, Protocol
+from typing import Any, Iterable, Mapping, Protocol
 
 from tally.billing.counters import CounterKey, CounterRow, CounterSums, CounterUpdate
 from tally.billing.customers import Customer, KeyHandover
@@ -161,6 +161,10 @@ class MetricStore(Protocol):
     def replace(self, before: BillableMetric, after: BillableMetric) -> None:
         """Write `after` if the stored metric is still `before` (Conflict otherwise)."""
 
+    def activate(self, metric_id: str, at: datetime) -> BillableMetric:
+        """Set a pending metric's activation instant to `at`, unless it has one already (the first
+        activation wins); the metric as stored after. NotFound if there is no such metric."""
+
 
 @dataclass(frozen=True, slots=True)
 class ApiKeyRecord:
@@ -179,3 +183,48 @@ class ApiKeyStore(Protocol):
     def list(self) -> list[ApiKeyRecord]: ...
 
     def revoke(self, key_id: str, at: datetime) -> ApiKeyRecord: ...
+
+
+# -- backfill jobs (tally.billing.backfill, services/backfill.py) ------------------------------------
+@dataclass(frozen=True, slots=True)
+class ScanPage:
+    """Stored items of one scan segment, in the segment's key order, and the key the page ends at
+    (tally.billing.backfill.SEGMENT_END when the segment has no more)."""
+
+    items: list[StoredEvent]
+    end: str
+    scanned: int  # items the store read for the page, returned or not
+
+
+class SegmentScan(Protocol):
+    def scan_segment(
+        self, segment: int, segments: int, start: str | None, limit: int, ingested_before: datetime, until: str | None = None
+    ) -> ScanPage:
+        """Scan segment `segment` of `segments` after the key `start` (None: from the segment's
+        start): at most `limit` items read, or, with `until`, every one up to and including the
+        item keyed `until` (to the segment's end for SEGMENT_END), however many that is. Returned:
+        at least the first receipts ingested before `ingested_before` among them (a store may return
+        more; the caller keeps those)."""
+
+
+class BackfillStore(Protocol):
+    def create(self, job: Any) -> None:
+        """Store a new job (idempotent by metric id: a second create keeps the first)."""
+
+    def get(self, metric_id: str) -> Any | None: ...
+
+    def get_many(self, metric_ids: list[str]) -> dict[str, Any]: ...
+
+    def claim(self, metric_id: str, segment: int, pages: int, end: str) -> bool:
+        """Record `end` as the end key of page `pages + 1` of the segment, only if the segment has
+        finished exactly `pages` pages and no page is claimed. False if not."""
+
+    def finish(self, metric_id: str, segment: int, pages: int, end: str, scanned: int, counted: int, at: Any) -> bool:
+        """Move the segment past its claimed page `pages + 1` (ending at `end`) and add the page's
+        figures to the job's, only if that page is still the claimed one: each page's figures are
+        added once. Sets completed_at when the last segment finishes. False if not."""
+
+
+class BackfillQueue(Protocol):
+    def send(self, metric_id: str, segments: list[int], delay_seconds: int) -> None:
+        """Ask for the segments' pages to be read, not before `delay_seconds` (at most 900)."""

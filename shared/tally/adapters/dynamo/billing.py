@@ -404,6 +404,27 @@ class DynamoMetricStore:
             raise translate(exc) from exc
 
 
+    def activate(self, metric_id: str, at: datetime) -> BillableMetric:
+        # Conditional on no activation instant yet: the first activation wins, the others read it.
+        # It names only pk and activated_at and returns nothing: the aggregator's role may make
+        # exactly this write (infra/constructs/backfill.py grant_activation), then reads.
+        try:
+            self._billing._client.update_item(
+                TableName=self._billing._table,
+                Key={"pk": {"S": METRICS}, "sk": {"S": metric_id}},
+                UpdateExpression="SET activated_at = :at",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(activated_at)",
+                ExpressionAttributeValues={":at": _time(at)},
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise translate(exc) from exc
+        stored = self.get(metric_id)
+        if stored is None:
+            raise NotFound(f"billable metric {metric_id} not found")
+        return stored
+
+
 class DynamoApiKeyStore:
     """ApiKeyStore view of the billing table."""
 

@@ -18,7 +18,8 @@ def create_metric() -> dict:
 
 @router.get("/v1/billable-metrics/<metric_id>")
 def get_metric(metric_id: str) -> dict:
-    return {"data": metric_json(wiring.metric_service().get(metric_id))}
+    metric = wiring.metric_service().get(metric_id)
+    return {"data": metric_json(metric, wiring.backfill_service().view(metric))}
 
 
 @router.put("/v1/billable-metrics/<metric_id>")
@@ -31,7 +32,9 @@ def update_metric(metric_id: str) -> dict:
 def list_metrics() -> dict:
     query = router.current_event.query_string_parameters or {}
     include_archived = query.get("include_archived", "false").lower() == "true"
-    return paginate_list([metric_json(m) for m in wiring.metric_service().list(include_archived)], query)
+    metrics = wiring.metric_service().list(include_archived)
+    backfills = wiring.backfill_service().views(metrics)
+    return paginate_list([metric_json(m, backfills.get(m.id)) for m in metrics], query)
 
 
 @router.post("/v1/billable-metrics/archive")

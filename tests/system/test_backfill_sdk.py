@@ -1,0 +1,38 @@
+"""A metric created over stored events answers at once; its backfill job runs on the local stack's
+queue, and the metric shows its status and progress through the SDK in strict mode (Metronome's
+billable metric responses allow fields beyond their own: `backfill_status`, `backfill_progress`)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.system.usage_events import HOUR, current_hour, unique, usage_event, usage_value
+
+pytestmark = pytest.mark.system
+
+
+def test_a_late_metric_is_waiting_then_completed_and_counts_earlier_and_later_events_once(sdk, settle, backfilled):
+    tag, hour = unique("backfill"), current_hour()
+    customer = sdk.v1.customers.create(name=tag).data.id
+    sdk.v1.usage.ingest(usage=[usage_event(f"{tag}-{i}", customer, tag, hour + HOUR / 8, tokens=i) for i in range(1, 5)])
+    settle()
+
+    metric = sdk.v1.billable_metrics.create(
+        name=f"{tag} tokens", aggregation_type="SUM", aggregation_key="tokens", event_type_filter={"in_values": [tag]}
+    ).data.id
+    early = sdk.v1.billable_metrics.retrieve(billable_metric_id=metric).data
+    assert early.backfill_status in ("waiting", "running")  # the settle time (2 s locally) has not passed
+    # Ingested after the create: the live path's, even while the job waits.
+    sdk.v1.usage.ingest(usage=[usage_event(f"{tag}-5", customer, tag, hour + HOUR / 4, tokens=5)])
+    settle()
+    assert usage_value(sdk, customer, metric, hour, hour + HOUR) == 5
+
+    done = backfilled(metric)[metric]
+    assert done.backfill_progress["events_counted"] == 4
+    assert done.backfill_progress["segments_done"] == done.backfill_progress["segments"]
+    assert done.backfill_progress["events_scanned"] >= 5 and "completed_at" in done.backfill_progress
+    assert usage_value(sdk, customer, metric, hour, hour + HOUR) == 15  # 1 + 2 + 3 + 4, then 5
+    listed = [m for m in sdk.v1.billable_metrics.list() if m.id == metric]
+    assert [m.backfill_status for m in listed] == ["completed"]
+    (searched,) = sdk.v1.usage.search(transaction_ids=[f"{tag}-1"])
+    assert metric in {m.id for m in searched.matched_billable_metrics or []}
