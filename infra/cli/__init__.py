@@ -21,6 +21,7 @@ from infra.cli.errors import TallyGroup, UserError
 from infra.cli.keys import keys_app
 from infra.cli.local import local_app
 from infra.cli.quarantine import quarantine_app
+from infra.cli.close_index import close_index_app
 
 app = typer.Typer(
     cls=TallyGroup,  # every command and group below runs inside errors.user_errors()
@@ -33,6 +34,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(deliveries_app, name="deliveries")
 app.command("capacity")(capacity)
+app.add_typer(close_index_app, name="close-index")
 console = Console()
 
 

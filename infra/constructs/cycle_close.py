@@ -25,7 +25,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.constructs.tables import BILLING_GSI1, Tables
+from infra.constructs.tables import BILLING_GSI1, BILLING_GSI2, Tables
 from infra.constructs.dead_letters import dead_letter_alarm, dead_letter_queue
 from infra.constructs.tally_function import FunctionDefaults, TallyFunction
 from infra.constructs.topics import ALERTS_TOPIC_ENV, INVOICES_TOPIC_ENV, Topics
@@ -78,7 +78,8 @@ class CycleClose(Construct):
         grace_env = {GRACE_PERIOD_ENV: str(grace_period_hours)}
         gsi1 = f"{tables.billing.table_arn}/index/{BILLING_GSI1}"
 
-        # Reads contracts and invoices to list the periods due; writes nothing.
+        # Queries the wake index (gsi2) for the customers to read, reads their contracts and invoices
+        # to list the periods due, and moves the wake entries of those with nothing due (update).
         self.find_due = self._function(
             "FindDuePeriods",
             defaults,
@@ -87,8 +88,8 @@ class CycleClose(Construct):
             memory_size=512,
             environment={**tables_env, **grace_env},
         )
-        self.find_due.allow(_READ, [tables.billing.table_arn])
-        self.find_due.allow(["dynamodb:Query"], [gsi1])
+        self.find_due.allow([*_READ, "dynamodb:UpdateItem"], [tables.billing.table_arn])
+        self.find_due.allow(["dynamodb:Query"], [gsi1, f"{tables.billing.table_arn}/index/{BILLING_GSI2}"])
 
         # Prices the period from the counters and freezes it into FINALIZED invoices and ledger entries.
         self.finalize = self._function(

@@ -9,6 +9,7 @@ from constructs import Construct
 from infra.settings import ScaleSettings
 
 BILLING_GSI1 = "gsi1"
+BILLING_GSI2 = "gsi2"  # the cycle-close wake index (shared/tally/adapters/dynamo/close_index.py)
 
 _S = ddb.AttributeType.STRING
 
@@ -46,6 +47,13 @@ class Tables(Construct):
             partition_key=ddb.Attribute(name="gsi1pk", type=_S),
             sort_key=ddb.Attribute(name="gsi1sk", type=_S),
             projection_type=ddb.ProjectionType.ALL,
+        )
+        # Keys only: a run needs the customer (in the sort key) and the document's key, nothing more.
+        self.billing.add_global_secondary_index(
+            index_name=BILLING_GSI2,
+            partition_key=ddb.Attribute(name="gsi2pk", type=_S),
+            sort_key=ddb.Attribute(name="gsi2sk", type=_S),
+            projection_type=ddb.ProjectionType.KEYS_ONLY,
         )
 
     def _table(self, name: str, construct_id: str, deletion_protection: bool, **props) -> ddb.Table:

@@ -10,6 +10,7 @@ from tally.adapters.backfill_queue import SqsBackfillQueue
 from tally.adapters.dynamo.backfills import DynamoBackfillStore, DynamoSegmentScan
 from tally.adapters.dynamo.billing import DynamoApiKeyStore, DynamoBillingStore, DynamoMetricStore
 from tally.adapters.dynamo.catalog import DynamoCatalogStore
+from tally.adapters.dynamo.close_index import DynamoCloseIndex
 from tally.adapters.dynamo.documents import DynamoContractStore, DynamoDocumentStore, DynamoGrantStore
 from tally.adapters.dynamo.notifications import DynamoLifecycleIndex, DynamoNotificationStore
 from tally.adapters.dynamo.counters import DynamoCounterStore
@@ -199,6 +200,7 @@ def cycle_close_service() -> CycleCloseService:
         system_clock,
         timedelta(hours=get_settings().grace_period_hours),
         lifecycle=DynamoLifecycleIndex(get_settings().require("billing_table")).record,
+        index=DynamoCloseIndex(get_settings().require("billing_table")),
     )
 
 

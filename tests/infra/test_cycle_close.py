@@ -315,12 +315,13 @@ def test_the_machine_may_invoke_its_three_functions_and_send_to_its_dlq_only(syn
     assert all(a.startswith(("logs:", "xray:")) for a in unscoped)
 
 
-def test_finding_due_periods_only_reads_billing(synth):
+def test_finding_due_periods_reads_billing_and_only_updates_its_wake_entries(synth):
     role = synth.role_of(HANDLERS["FindDuePeriods"])
     assert synth.actions_on(role, table(synth, "TablesBilling")) == {
         "dynamodb:GetItem",
         "dynamodb:BatchGetItem",
         "dynamodb:Query",
+        "dynamodb:UpdateItem",  # moves a wake entry (adapters/dynamo/close_index.py): no put, no delete
     }
     assert synth.actions_on(role, table(synth, "TablesCounters")) == set()
     assert synth.actions_on(role, table(synth, "TablesEvents")) == set()

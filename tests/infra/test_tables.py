@@ -41,7 +41,7 @@ def test_table_shape(synth, prefix, stream, ttl):
     assert props["DeletionProtectionEnabled"] is False
 
 
-def test_billing_table_has_gsi1_projecting_everything(template):
+def test_billing_table_has_gsi1_projecting_everything_and_the_wake_index_gsi2_keys_only(template):
     template.has_resource_properties(
         "AWS::DynamoDB::Table",
         {
@@ -53,12 +53,22 @@ def test_billing_table_has_gsi1_projecting_everything(template):
                         {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
                     ],
                     "Projection": {"ProjectionType": "ALL"},
-                }
+                },
+                {
+                    "IndexName": "gsi2",
+                    "KeySchema": [
+                        {"AttributeName": "gsi2pk", "KeyType": "HASH"},
+                        {"AttributeName": "gsi2sk", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                },
             ],
             "AttributeDefinitions": Match.array_with(
                 [
                     {"AttributeName": "gsi1pk", "AttributeType": "S"},
                     {"AttributeName": "gsi1sk", "AttributeType": "S"},
+                    {"AttributeName": "gsi2pk", "AttributeType": "S"},
+                    {"AttributeName": "gsi2sk", "AttributeType": "S"},
                 ]
             ),
         },

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 from tally.adapters.dynamo.billing import DynamoBillingStore, DynamoMetricStore
+from tally.adapters.dynamo.close_index import DynamoCloseIndex
 from tally.adapters.dynamo.counters import DynamoCounterStore
 from tally.adapters.dynamo.documents import DynamoContractStore, DynamoDocumentStore
 from tally.adapters.dynamo.events import DynamoEventStore
@@ -74,7 +75,8 @@ def _world(dynamo, clock, catalog, usage_for):
     invoices = InvoiceService(contracts, usage_for, clock, book, store)
     publisher = FakePublisher()
     service = CycleCloseService(
-        invoices, store, billing, publisher, lambda: TOPIC, clock, GRACE, timing=CloseTiming(backoff=0), sleep=lambda _: None
+        invoices, store, billing, publisher, lambda: TOPIC, clock, GRACE, timing=CloseTiming(backoff=0), sleep=lambda _: None,
+        index=DynamoCloseIndex(table, client),
     )
     return SimpleNamespace(
         billing=billing, contracts=contracts, invoices=invoices, store=store, publisher=publisher, service=service,

@@ -36,6 +36,8 @@ FIGURES = (
     "rru_per_event.5m.100ev.total",
     "cost_usd_per_million_events",
     "cost_vs_floor",
+    "close_big_vs_small_items",
+    "close_walk_big_vs_small_items",
 )
 
 

@@ -38,7 +38,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Iterator, Mapping, Protocol
 
 from tally.billing.errors import InvalidInput, NotFound
 from tally.billing.messages import envelope
@@ -52,7 +52,7 @@ from tally.services.invoice_records import (
     StoredInvoice,
     regenerated_invoice_id,
 )
-from tally.services.invoices import InvoiceService
+from tally.services.invoices import CloseOutlook, InvoiceService
 from tally.services.ports import Page, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -75,6 +75,15 @@ class InvoiceNotVoided(InvalidInput):
 
 class CustomerDirectory(Protocol):
     def list(self, limit: int, cursor: str | None) -> Page: ...
+
+
+class CloseIndex(Protocol):
+    """The wake index (adapters/dynamo/close_index.py): each entry names a customer and one of its
+    contract or grant documents, and is due at an instant."""
+
+    def due(self, as_of: datetime) -> list: ...
+
+    def advance(self, entry, version: int, wake: datetime | None) -> bool: ...
 
 
 class Publisher(Protocol):
@@ -125,6 +134,7 @@ class CycleCloseService:
         timing: CloseTiming = CloseTiming(),
         sleep: Callable[[float], None] = time.sleep,
         lifecycle: Callable[[list[Occurrence]], None] | None = None,
+        index: CloseIndex | None = None,
     ) -> None:
         self._invoices = invoices
         self._store = store
@@ -136,6 +146,7 @@ class CycleCloseService:
         self._timing = timing
         self._sleep = sleep
         self._lifecycle = lifecycle  # the notifications' occurrence index (services/notifications.py)
+        self._index = index  # the wake index: which customers a run reads (None: every customer)
 
     # -- finding and finalizing --------------------------------------------------------------------
     def find_due(self, as_of: datetime, grace: timedelta) -> DueCloses:
@@ -145,29 +156,52 @@ class CycleCloseService:
         published (its claim expired) is listed again, so a run completes the publication. A voided
         invoice is not due: it waits for a regenerate. Ordered by (period_start, customer, contract, kind).
 
-        A contract whose due periods cannot be found, whatever the error, is skipped and named with
-        it in `skipped`; every other contract is listed. Only StoreUnavailable (the store, not one
-        customer's data) fails the whole call."""
+        With a wake index, only the customers it names as due are read (see CloseIndex); without
+        one, every customer. A contract whose due periods cannot be found, whatever the error, is
+        skipped and named with it in `skipped`; every other contract is listed. Only
+        StoreUnavailable (the store, not one customer's data) fails the whole call."""
         unpublished_before = self._clock() - self._timing.publish_lease
         found: dict[tuple, dict] = {}
         skipped: list[dict] = []
+        for customer_id, entries in self._customers_to_read(as_of):
+            items, failed, outlook = self._due_of_customer(customer_id, as_of, grace, unpublished_before)
+            skipped += failed
+            for item in items:
+                found[(item["period_start"], item["customer_id"], item["contract_id"], item["kind"])] = item
+            if entries and outlook is not None and not items and not failed and not outlook.pending:
+                self._advance(entries, outlook)
+        return DueCloses([found[key] for key in sorted(found)], skipped)
+
+    def _customers_to_read(self, as_of: datetime) -> Iterator[tuple[str, list]]:
+        """(customer id, its due wake entries): those of the index, or every customer (no entries)."""
+        if self._index is not None:
+            by_customer: dict[str, list] = {}
+            for entry in self._index.due(as_of):
+                by_customer.setdefault(entry.customer_id, []).append(entry)
+            yield from sorted(by_customer.items())
+            return
         cursor: str | None = None
         while True:
             page = self._customers.list(100, cursor)
             for customer in page.items:
-                items, failed = self._due_of_customer(customer.id, as_of, grace, unpublished_before)
-                skipped += failed
-                for item in items:
-                    found[(item["period_start"], item["customer_id"], item["contract_id"], item["kind"])] = item
+                yield customer.id, []
             cursor = page.next_page
             if not cursor:
-                break
-        return DueCloses([found[key] for key in sorted(found)], skipped)
+                return
+
+    def _advance(self, entries: list, outlook: CloseOutlook) -> None:
+        """Nothing is due: move the customer's entries to its next instant. Only an entry whose
+        document this read saw, at the version it saw (a document the listing did not show yet
+        stays due); the index refuses the move if the entry or the document changed since."""
+        for entry in entries:
+            version = outlook.versions.get(entry.document_key)
+            if version is not None:
+                self._index.advance(entry, version, outlook.next_at)
 
     def _due_of_customer(
         self, customer_id: str, as_of: datetime, grace: timedelta, unpublished_before: datetime
-    ) -> tuple[list[dict], list[dict]]:
-        """(due periods, skipped contracts) of one customer: all its contracts at once, and after a
+    ) -> tuple[list[dict], list[dict], CloseOutlook | None]:
+        """(due periods, skipped contracts, its outlook if read at once) of one customer: all its contracts at once, and after a
         failure contract by contract, to name the culprits and list the rest.
 
         - A culprit, a contract whose own periods cannot be computed, is named.
@@ -179,12 +213,13 @@ class CycleCloseService:
         records: list[StoredInvoice] | None = None
         try:
             records = self._store.list_for_customer(customer_id)
-            return self._invoices.due_closes(customer_id, as_of, grace, records, unpublished_before), []
+            outlook = self._invoices.close_outlook(customer_id, as_of, grace, records, unpublished_before)
+            return outlook.found, [], outlook
         except StoreUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - one customer's data must not stop everyone's close
             if records is None:  # its invoices cannot be read: nothing to split by contract
-                return [], [self._report_skip(customer_id, None, exc)]
+                return [], [self._report_skip(customer_id, None, exc)], None
             logger.warning("cannot find the due periods of customer %s at once", customer_id, exc_info=True)
             whole = exc
         try:
@@ -192,7 +227,7 @@ class CycleCloseService:
         except StoreUnavailable:
             raise
         except Exception as exc:  # noqa: BLE001
-            return [], [self._report_skip(customer_id, None, exc)]
+            return [], [self._report_skip(customer_id, None, exc)], None
         found: list[dict] = []
         culprits: list[dict] = []
         held: list[tuple[str, Exception]] = []
@@ -215,10 +250,10 @@ class CycleCloseService:
         if culprits:
             for contract_id, exc in held:
                 logger.warning("contract %s of customer %s held back by another", contract_id, customer_id, exc_info=exc)
-            return found, culprits
+            return found, culprits, None
         if held:
-            return found, [self._report_skip(customer_id, contract_id, exc) for contract_id, exc in held]
-        return [], [self._report_skip(customer_id, None, whole)]  # it fails only as a whole
+            return found, [self._report_skip(customer_id, contract_id, exc) for contract_id, exc in held], None
+        return [], [self._report_skip(customer_id, None, whole)], None  # it fails only as a whole
 
     @staticmethod
     def _report_skip(customer_id: str, contract_id: str | None, exc: Exception) -> dict:

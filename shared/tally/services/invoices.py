@@ -402,6 +402,16 @@ class _Computed:
 
 
 @dataclass(frozen=True)
+class CloseOutlook:
+    """A customer's due closes as of an instant, and when it may next have one (close_outlook)."""
+
+    found: list[dict]
+    next_at: datetime | None  # None: never, as its documents stand
+    pending: bool  # something may become due that no instant predicts: read it again next run
+    versions: dict[str, int]  # the version of each document item read (`contract#<id>`, `grant#<id>`)
+
+
+@dataclass(frozen=True)
 class PeriodClose:
     """What closing one (contract, period) stores: the invoices due and not stored yet, with the
     drawdowns they made. `final_ids`: the period's FINALIZED invoices, those stored before too."""
@@ -1059,42 +1069,82 @@ class InvoiceService:
         With `unpublished_before`, also the periods with a FINALIZED invoice never published and
         not claimed for publication since then, finalized before then or regenerated (whenever).
         With `contract_id`, only that contract's."""
-        customer, due = self.due_periods(customer_id, contract_id, until=as_of)
+        return self.close_outlook(customer_id, as_of, grace, records, unpublished_before, contract_id).found
+
+    def close_outlook(
+        self,
+        customer_id: str,
+        as_of: datetime,
+        grace: timedelta,
+        records: list[StoredInvoice],
+        unpublished_before: datetime | None = None,
+        contract_id: str | None = None,
+    ) -> CloseOutlook:
+        """due_closes' periods, and when the customer may next have one (the cycle-close wake index,
+        services/cycle_close.py): the earliest instant after `as_of` at which a period ends (its
+        USAGE invoice, after `grace`), a new period or a contract starts, or an unstored SCHEDULED
+        invoice is issued; `pending` when something may become due that only a later read can tell
+        (a consolidation waiting for its children, an invoice waiting to be published)."""
+        seen: dict[str, int] = {}
+        documents = self._documents(customer_id, contract_id)
+        customer = self._contracts.customer(customer_id)
+        due: list[DuePeriod] = []
+        wakes: list[datetime] = []
+        for document in documents:
+            seen[f"contract#{document['id']}"] = document["_version"]
+            contract = self._contracts.contract(document)
+            periods = [p for p in contract.periods(until=as_of) if p.starting_at <= as_of]
+            due += [DuePeriod(contract, p) for p in periods]
+            wakes += [contract.starting_at] + [p.ending_before for p in periods[-1:]]  # a contract, a period starts
+        due.sort(key=lambda d: (d.period.starting_at, d.contract.starting_at, d.contract.id))
         stored = {r.slot for r in records}
         closed = {d.key: d.usage_closed(stored) for d in due}
         live = {d.key for d in due}
-        unpublished = [
-            r
-            for r in records
-            if unpublished_before is not None
-            and r.status == FINALIZED
-            and r.published_at is None
-            # The run that finalized it had its chance; no run finalizes a regenerated invoice.
-            and (r.finalized_at < unpublished_before or r.regenerated_from_invoice_id is not None)
-            and (r.publish_claimed_at is None or r.publish_claimed_at < unpublished_before)
-            and (r.contract_id, r.period_start) in live
-        ]
+        unpublished = []
+        pending = False
+        for r in records:
+            if r.status != FINALIZED or r.published_at is not None or (r.contract_id, r.period_start) not in live:
+                continue
+            if unpublished_before is not None and (
+                # The run that finalized it had its chance; no run finalizes a regenerated invoice.
+                (r.finalized_at < unpublished_before or r.regenerated_from_invoice_id is not None)
+                and (r.publish_claimed_at is None or r.publish_claimed_at < unpublished_before)
+            ):
+                unpublished.append(r)
+            else:
+                pending = True  # its publication may yet fail
         products = self._contracts.products()
         grants = self._grants.of_customer(customer_id) if self._grants is not None else None
+        if grants is not None:
+            seen |= {f"grant#{i}": doc["_version"] for i, doc in grants.documents.items() if "_version" in doc}
         expected_true_ups = _expected_true_ups(grants) if grants is not None else []
         found = []
         for d in due:
             start = format_rfc3339(d.period.starting_at)
             item = {"customer_id": customer_id, "contract_id": d.contract.id, "period_start": start}
+            if not closed[d.key]:
+                wakes.append(d.period.ending_before + grace)
             if d.period.ending_before + grace <= as_of and not closed[d.key]:
                 found.append(item | {"kind": InvoiceType.USAGE.value})
             elif d.usage_slot in stored and d.contract.consolidated_usage and self._consolidation_due(d, stored, as_of):
                 found.append(item | {"kind": InvoiceType.USAGE.value})  # its children finalized after it
+            elif (d.usage_slot in stored and d.contract.consolidated_usage and self._records is not None
+                  and consolidation.consolidated_id(d) not in stored and consolidation.is_concatenating(self._contracts, d)):
+                pending = True  # its children's invoices are not all finalized yet
             lines = [line for inv in build_draft_invoices(d.contract, products, d.period, NO_USAGE) for line in inv.line_items]
             if grants is not None:
                 lines += _purchase_lines(d, grants, products) + _true_up_lines(d, expected_true_ups, grants, products)
             for invoice in assemble_invoices(d.contract, d.period, lines):
                 slot = invoice_id(d.contract.id, invoice.starting_at, invoice.credit_type, invoice.type)
-                if invoice.type is InvoiceType.SCHEDULED and slot not in stored and self._scheduled_due(
-                    invoice, as_of, grace, grants, due, closed
-                ):
+                if invoice.type is not InvoiceType.SCHEDULED or slot in stored:
+                    continue
+                if self._scheduled_due(invoice, as_of, grace, grants, due, closed):
                     found.append(item | {"kind": InvoiceType.SCHEDULED.value})
                     break
+                # Not due yet: at its issue instant (a true-up also waits out the grace). One whose
+                # instant has passed waits for periods whose own ends are among the wakes.
+                true_up = any(line.type is LineType.POSTPAID_TRUEUP for line in invoice.line_items)
+                wakes.append(invoice.starting_at + (grace if true_up else timedelta(0)))
         for record in unpublished:
             found.append(
                 {
@@ -1104,4 +1154,5 @@ class InvoiceService:
                     "kind": record.invoice.type.value,
                 }
             )
-        return found
+        later = [w for w in wakes if w > as_of]
+        return CloseOutlook(found, min(later) if later else None, pending, seen)

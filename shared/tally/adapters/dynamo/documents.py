@@ -16,6 +16,7 @@ from typing import Sequence
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.reads import ITEM, all_gsi1, all_items, batch_get, get_item
+from tally.adapters.dynamo.close_index import written_entry
 from tally.adapters.dynamo.client import claim, dynamodb, error_code, transact_or_conflict, translate
 from tally.adapters.dynamo.invoices import records_unchanged
 from tally.adapters.dynamo.notifications import DynamoLifecycleIndex
@@ -35,6 +36,8 @@ def _item(kind: str, sort_field: str, document: dict, version: int) -> dict:
         "gsi1sk": {"S": f"{format_sortable(sort_at)}#{document['id']}"},
         "document": {"S": exact_json.dumps(document)},
         "version": {"N": str(version)},
+        # Its cycle-close wake entry, due at once: written with the document, so never missing.
+        **written_entry(kind, document),
     }
 
 

@@ -21,6 +21,7 @@ from typing import Sequence
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
+from tally.adapters.dynamo.close_index import woken_update
 from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item
 from tally.billing import exact_json
 from tally.billing.errors import Conflict
@@ -146,15 +147,22 @@ class DynamoInvoiceStore:
             )
         # The contract priced is the contract stored: an edit since the pricing read it cancels this;
         # so does an edit of a hierarchy's parent contract whose grants the pricing drew from.
-        for contract_id, version in [*([contract_version] if contract_version is not None else []), *parent_versions]:
-            actions.append({
-                "ConditionCheck": {
-                    "TableName": self._table,
-                    "Key": {"pk": {"S": f"contract#{contract_id}"}, "sk": {"S": ITEM}},
-                    "ConditionExpression": "version = :cv",
-                    "ExpressionAttributeValues": {":cv": {"N": str(version)}},
-                }
-            })
+        for n, (contract_id, version) in enumerate([*([contract_version] if contract_version is not None else []), *parent_versions]):
+            check = {
+                "TableName": self._table,
+                "Key": {"pk": {"S": f"contract#{contract_id}"}, "sk": {"S": ITEM}},
+                "ConditionExpression": "version = :cv",
+                "ExpressionAttributeValues": {":cv": {"N": str(version)}},
+            }
+            if n == 0 and contract_version is not None and regenerated_from is not None:
+                # A regenerated invoice is announced by the regenerate; if that fails, the next cycle
+                # close run must read this customer: its contract's wake entry is due at once.
+                woken = woken_update(customer_id)
+                check |= {"UpdateExpression": woken["UpdateExpression"],
+                          "ExpressionAttributeValues": check["ExpressionAttributeValues"] | woken["ExpressionAttributeValues"]}
+                actions.append({"Update": check})
+                continue
+            actions.append({"ConditionCheck": check})
         if grant_edits is not None:
             # The customer-level commits and credits priced are the ones stored: an edit of one since
             # the pricing read the count cancels this.

@@ -1,0 +1,299 @@
+"""Figure 11 of `tally bench`: what one cycle-close run reads (find_due), with the wake index
+(adapters/dynamo/close_index.py) and with the walk over every customer it replaced.
+
+Two worlds on moto in-process, side by side: SMALL customers all due, and the same number due
+among BIG customers. Every due customer and one not-due customer are created through the
+services (customer create, contract create: monthly, first of the month, from Oct 1 or Oct 15).
+The other not-due customers are copies of that one at the item level (its customer, contract and
+index items with new ids, written with BatchWriteItem), because creating 100,000 contracts through
+the services on moto would take an hour; a copy is the same items the services wrote, and its
+index entry is where a run that read it left it. Every read request and item read during one
+find_due call is counted (GetItem, BatchGetItem, Query, Scan; a GSI query's items included).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterator
+from unittest import mock
+
+UTC = timezone.utc
+SETUP_AT = datetime(2026, 10, 20, tzinfo=UTC)
+AS_OF = datetime(2026, 11, 2, 1, tzinfo=UTC)  # Oct 1 contracts' October is past its 24 h grace; Oct 15 ones are not
+GOAL = 2.0  # the index's run over BIG customers reads at most this many times the items of SMALL all due
+
+
+@dataclass(frozen=True)
+class CloseSizes:
+    due: int  # customers due, in both worlds
+    big: int  # customers in the big world, `due` of them due
+    walk_big: int  # customers of the big world the walk (before the index) is measured on
+
+    @classmethod
+    def for_run(cls, quick: bool) -> "CloseSizes":
+        return cls(due=5, big=500, walk_big=50) if quick else cls(due=1_000, big=100_000, walk_big=10_000)
+
+
+@dataclass
+class RunReads:
+    requests: int = 0
+    items: int = 0
+    periods: int = 0
+
+
+class _ReadCounter:
+    def __init__(self) -> None:
+        self.reads = RunReads()
+        self.on = False
+
+    def count(self, operation: str, answer: dict) -> None:
+        if not self.on:
+            return
+        if operation in ("Query", "Scan"):
+            self.reads.requests += 1
+            self.reads.items += len(answer.get("Items", ()))
+        elif operation == "GetItem":
+            self.reads.requests += 1
+            self.reads.items += 1 if answer.get("Item") else 0
+        elif operation == "BatchGetItem":
+            self.reads.requests += 1
+            self.reads.items += sum(len(items) for items in answer.get("Responses", {}).values())
+
+
+_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
+
+
+@contextmanager
+def _counting(counter: _ReadCounter) -> Iterator[None]:
+    """Count the reads; and make moto's Query read its partition only, as DynamoDB does (moto
+    walks and sorts every item of the table for every query, an hour at 100,000 customers): the
+    items of each GSI partition are kept from one write to the next. Results are moto's own."""
+    from botocore.client import BaseClient
+    from moto.dynamodb.models.table import Table
+
+    from infra.bench.invoice import faithful_moto_queries
+
+    original_call = BaseClient._make_api_call
+    partitions: dict[tuple[int, str], dict[str, list]] = {}
+
+    def counted(client, operation: str, params: dict):
+        if operation in _WRITES:
+            partitions.clear()
+        answer = original_call(client, operation, params)
+        counter.count(operation, answer)
+        return answer
+
+    def query(self, hash_key, *args, **kwargs):
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if hash_key is None or not index_name:  # a main-table query: faithful_moto_queries reads its partition
+            return original_query(self, hash_key, *args, **kwargs)
+        by_value = partitions.get((id(self), index_name))
+        if by_value is None:
+            index = next(i for i in self.global_indexes if i.name == index_name)
+            attr = next(k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH")
+            by_value = {}
+            for part in self.items.values():
+                for item in part.values():
+                    value = item.attrs.get(attr)
+                    if value is not None:
+                        by_value.setdefault(value.value, []).append(item)
+            partitions[(id(self), index_name)] = by_value
+        partition = by_value.get(hash_key.value, [])
+        self.all_items = lambda: partition  # shadows the method for this call only
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    with faithful_moto_queries():  # main-table queries and Query's serializer
+        original_query = Table.query
+        with mock.patch.object(BaseClient, "_make_api_call", counted), mock.patch.object(Table, "query", query):
+            yield
+
+
+def _create_tables(client, prefix: str) -> dict[str, str]:
+    """Billing (gsi1, gsi2), events and counters tables, keyed as the CDK app defines them."""
+    keys = {"KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
+                                     {"AttributeName": "sk", "AttributeType": "S"}],
+            "BillingMode": "PAY_PER_REQUEST"}
+    names = {kind: f"{prefix}-{kind}" for kind in ("billing", "events", "counters")}
+    gsis = [{"IndexName": f"gsi{n}", "KeySchema": [{"AttributeName": f"gsi{n}pk", "KeyType": "HASH"},
+                                                   {"AttributeName": f"gsi{n}sk", "KeyType": "RANGE"}],
+             "Projection": {"ProjectionType": "ALL" if n == 1 else "KEYS_ONLY"}} for n in (1, 2)]
+    client.create_table(
+        TableName=names["billing"], GlobalSecondaryIndexes=gsis,
+        **{**keys, "AttributeDefinitions": keys["AttributeDefinitions"] + [
+            {"AttributeName": f"gsi{n}{k}", "AttributeType": "S"} for n in (1, 2) for k in ("pk", "sk")]},
+    )
+    client.create_table(TableName=names["events"], **keys)
+    client.create_table(TableName=names["counters"], **keys)
+    return names
+
+
+class _World:
+    """One deployment's billing table, with the services of `tally.wiring` pointed at it."""
+
+    def __init__(self, tables: dict[str, str], clock) -> None:
+        from tally import wiring
+        from tally.adapters.dynamo.client import dynamodb
+
+        self.tables = tables
+        self.client = dynamodb()
+        self.customers = wiring.customer_service()
+        self.contracts = wiring.contract_service()
+        self.close = wiring.cycle_close_service()
+        self.clock = clock
+        self.rate_card_id = wiring.catalog_service().create_rate_card("Bench close").id
+
+    def open(self, due: bool) -> tuple[str, str]:
+        from tally.api.contract_models import ContractCreate
+
+        customer = self.customers.create("Bench close customer", [], None, {})
+        body = ContractCreate.model_validate({
+            "customer_id": customer.id, "rate_card_id": self.rate_card_id, "name": "Close 2026",
+            "starting_at": "2026-10-01T00:00:00Z" if due else "2026-10-15T00:00:00Z",
+            "usage_statement_schedule": {"frequency": "MONTHLY", "day": "FIRST_OF_MONTH" if due else "CONTRACT_START"},
+        })
+        return customer.id, self.contracts.create(body.to_document())["id"]
+
+    def copy(self, customer_id: str, contract_id: str, copies: int) -> None:
+        """`copies` customers made of the items of this one, with new ids (BatchWriteItem)."""
+        from tally.adapters.dynamo.close_index import shard_of
+
+        table = self.tables["billing"]
+        items, kwargs = [], {"TableName": table}
+        while True:
+            page = self.client.scan(**kwargs)
+            items += [i for i in page["Items"] if any(
+                customer_id in v.get("S", "") or contract_id in v.get("S", "") for v in i.values())]
+            if not page.get("LastEvaluatedKey"):
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        pending = []
+        for _ in range(copies):
+            new_customer, new_contract = str(uuid.uuid4()), str(uuid.uuid4())
+            for item in items:
+                copy = {k: ({"S": v["S"].replace(customer_id, new_customer).replace(contract_id, new_contract)}
+                            if "S" in v else v) for k, v in item.items()}
+                if "gsi2pk" in copy:
+                    copy["gsi2pk"] = {"S": shard_of(new_customer)}
+                pending.append({"PutRequest": {"Item": copy}})
+        for start in range(0, len(pending), 25):
+            request = {table: pending[start : start + 25]}
+            while request:
+                request = self.client.batch_write_item(RequestItems=request).get("UnprocessedItems") or None
+
+    def run(self, counter: _ReadCounter, index: bool = True, at: datetime = AS_OF) -> RunReads:
+        """One find_due as of `at`, its reads counted; without `index`, the walk over every customer."""
+        from tally import wiring
+        from tally.services.cycle_close import CycleCloseService
+
+        service = self.close
+        if not index:
+            s = service
+            service = CycleCloseService(s._invoices, s._store, s._customers, s._publisher, s._invoices_topic,
+                                        s._clock, s._grace, timing=s._timing, sleep=s._sleep)
+        self.clock.now = at
+        counter.reads, counter.on = RunReads(), True
+        try:
+            found = service.find_due(at, timedelta(hours=wiring.get_settings().grace_period_hours))
+        finally:
+            counter.on = False
+        counter.reads.periods = len(found.periods)
+        return counter.reads
+
+
+class _Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@contextmanager
+def _world(client, prefix: str, clock: _Clock) -> Iterator[_World]:
+    from tally import wiring
+
+    tables = _create_tables(client, prefix)
+    names = {"BILLING_TABLE": tables["billing"], "EVENTS_TABLE": tables["events"], "COUNTERS_TABLE": tables["counters"]}
+    with mock.patch.dict(os.environ, names), mock.patch.object(wiring, "system_clock", clock):
+        wiring.reset()
+        try:
+            yield _World(tables, clock)
+        finally:
+            wiring.reset()
+
+
+def measure(sizes: CloseSizes, progress: Callable[[str], None] = lambda _: None) -> dict[str, RunReads]:
+    """The reads of one run in each world: SMALL all due, BIG with as many due; the index's and,
+    on `walk_big` customers, the walk's."""
+    import boto3
+    from moto import mock_aws
+
+    settings = {"AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+                "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled"}
+    results: dict[str, RunReads] = {}
+    counter = _ReadCounter()
+    with mock.patch.dict(os.environ, settings), mock_aws(), _counting(counter):
+        client = boto3.client("dynamodb")
+        for name, total in (("small", sizes.due), ("big", sizes.big), ("walk_big", sizes.walk_big)):
+            began = time.perf_counter()
+            clock = _Clock(SETUP_AT)
+            with _world(client, f"tally-bench-close-{name}", clock) as world:
+                for _ in range(sizes.due):
+                    world.open(due=True)
+                template = world.open(due=False) if total > sizes.due else None
+                world.run(counter, at=SETUP_AT)  # a run reads each new contract once and puts it to sleep
+                if template is not None:
+                    world.copy(*template, total - sizes.due - 1)  # asleep, as the template
+                results[name] = world.run(counter, index=name != "walk_big")
+            progress(f"{name}: {total:,} customers, {sizes.due:,} due, in {time.perf_counter() - began:.1f} s")
+        clock = _Clock(SETUP_AT)
+        with _world(client, "tally-bench-close-walk-small", clock) as world:
+            for _ in range(sizes.due):
+                world.open(due=True)
+            results["walk_small"] = world.run(counter, index=False)
+    return results
+
+
+def figure_close(report, quick: bool, progress: Callable[[str], None] = lambda _: None) -> None:
+    """Figure 11 rows: items read by one cycle-close run, big world against small, index and walk."""
+    from infra.bench.report import Row as row
+
+    sizes = CloseSizes.for_run(quick)
+    r = measure(sizes, progress)
+    index_ratio = r["big"].items / r["small"].items
+    walk_ratio = r["walk_big"].items / r["walk_small"].items
+    report.figures |= {
+        "close_small_items_read": r["small"].items, "close_small_read_requests": r["small"].requests,
+        "close_big_items_read": r["big"].items, "close_big_read_requests": r["big"].requests,
+        "close_big_vs_small_items": index_ratio,
+        "close_walk_small_items_read": r["walk_small"].items, "close_walk_big_items_read": r["walk_big"].items,
+        "close_walk_big_vs_small_items": walk_ratio,
+    }
+    report.rows.append(row(
+        f"11 cycle-close run reads, {sizes.big:,} customers ({sizes.due:,} due) vs {sizes.due:,} all due",
+        f"{r['big'].items:,} items, {r['big'].requests:,} requests ({r['big'].periods:,} periods found)",
+        f"{r['small'].items:,} items, {r['small'].requests:,} requests ({r['small'].periods:,} periods found)",
+        f"{index_ratio:.2f}×", f"≤ {GOAL:.0f}×", "met" if index_ratio <= GOAL else "missed",
+    ))
+    report.rows.append(row(
+        f"11 before the index (walk of every customer), {sizes.walk_big:,} customers ({sizes.due:,} due) vs {sizes.due:,}",
+        f"{r['walk_big'].items:,} items, {r['walk_big'].requests:,} requests",
+        f"{r['walk_small'].items:,} items, {r['walk_small'].requests:,} requests",
+        f"{walk_ratio:.2f}×", "", "",
+    ))
+    report.notes.append(
+        f"11: one find_due call as of {AS_OF:%Y-%m-%d %H:%M} UTC, moto in-process; reads counted per request and item "
+        f"(GSI queries included). Due customers and one not-due customer per world are created through the services; "
+        f"the other not-due customers are item-level copies of that one (creating {sizes.big:,} contracts through "
+        f"the services on moto would take an hour). The walk is measured on {sizes.walk_big:,} customers: it reads "
+        f"every customer, so its items grow with the customer count."
+    )

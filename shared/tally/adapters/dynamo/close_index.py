@@ -1,0 +1,163 @@
+"""The cycle-close wake index: which customers a cycle close run must read (services/cycle_close.py
+explains the protocol; this module keeps its keys).
+
+Every unarchived contract and customer-level grant item of the billing table carries an entry of
+gsi2, in the item itself, so that the write of the document and of its entry are one write:
+- `gsi2pk` `close_due#<shard>`: the customer's shard (SHARDS of them, by a hash of its id), so a
+  hundred thousand customers due in the same hour spread over SHARDS partitions, not one.
+- `gsi2sk` `<wake>#<mark>#<customer_id>`: `wake` is `!` when the document was written (a write may
+  make anything due, at once: `!` sorts before every instant), or the sortable instant at which
+  the customer may next have something to close, set by a run that read the customer and found
+  nothing due (`advance`). `mark` is new on every write of the entry, so an advance conditional on
+  the entry it read never overwrites a later write's entry.
+A run queries each shard for the entries up to its instant: it reads as many entries as there are
+due or changed documents, never one per customer. gsi2 is eventually consistent: an entry written
+while a run queries is found by the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from botocore.exceptions import ClientError
+
+from tally.adapters.dynamo.client import dynamodb, error_code, translate
+from tally.billing import exact_json
+from tally.billing.time import format_sortable
+
+GSI = "gsi2"
+SHARDS = 16
+DIRTY = "!"  # sorts before any format_sortable instant ("0001-...")
+INDEXED_KINDS = ("contract", "grant")  # the documents whose writes can make an invoice due
+
+
+def shard_of(customer_id: str) -> str:
+    n = int.from_bytes(hashlib.sha256(customer_id.encode()).digest()[:4], "big") % SHARDS
+    return f"close_due#{n:02d}"
+
+
+def _sort_key(wake: str, customer_id: str) -> str:
+    return f"{wake}#{uuid.uuid4().hex[:12]}#{customer_id}"
+
+
+def written_entry(kind: str, document: dict) -> dict:
+    """The entry attributes a document item is written with: due at once (none for an archived
+    document, or a kind that never makes an invoice due: archiving only removes invoices)."""
+    if kind not in INDEXED_KINDS or document.get("archived_at"):
+        return {}
+    customer_id = document["customer_id"]
+    return {"gsi2pk": {"S": shard_of(customer_id)}, "gsi2sk": {"S": _sort_key(DIRTY, customer_id)}}
+
+
+def woken_update(customer_id: str) -> dict:
+    """The update expression parts marking a document's entry due at once (a regenerated invoice
+    to announce), for a transaction's Update of that document's item."""
+    return {
+        "UpdateExpression": "SET gsi2pk = :wpk, gsi2sk = :wsk",
+        "ExpressionAttributeValues": {":wpk": {"S": shard_of(customer_id)}, ":wsk": {"S": _sort_key(DIRTY, customer_id)}},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class WakeEntry:
+    customer_id: str
+    document_key: str  # the document item's pk, e.g. `contract#<id>`
+    sort_key: str  # the entry as read, the condition of its advance
+
+
+class DynamoCloseIndex:
+    """The wake entries (CloseIndex in services/cycle_close.py)."""
+
+    def __init__(self, table: str, client=None) -> None:
+        self._table = table
+        self._client = client or dynamodb()
+
+    def due(self, as_of: datetime) -> list[WakeEntry]:
+        """Every entry with a wake up to `as_of` (written ones first), from every shard."""
+        high = format_sortable(as_of) + "#\U0010ffff"
+        entries: list[WakeEntry] = []
+        for n in range(SHARDS):
+            kwargs = {
+                "TableName": self._table,
+                "IndexName": GSI,
+                "KeyConditionExpression": "gsi2pk = :p AND gsi2sk <= :hi",
+                "ExpressionAttributeValues": {":p": {"S": f"close_due#{n:02d}"}, ":hi": {"S": high}},
+            }
+            while True:
+                try:
+                    page = self._client.query(**kwargs)
+                except ClientError as exc:
+                    raise translate(exc) from exc
+                for item in page["Items"]:
+                    sort_key = item["gsi2sk"]["S"]
+                    entries.append(WakeEntry(sort_key.split("#", 2)[2], item["pk"]["S"], sort_key))
+                if not page.get("LastEvaluatedKey"):
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return entries
+
+    def advance(self, entry: WakeEntry, version: int, wake: datetime | None) -> bool:
+        """Move the entry to `wake` (None: remove it, nothing will ever be due), only if neither the
+        entry nor the document changed since they were read (`entry.sort_key`, `version`): a write
+        in between keeps it due. True if moved."""
+        condition = "gsi2sk = :read AND version = :v"
+        values = {":read": {"S": entry.sort_key}, ":v": {"N": str(version)}}
+        if wake is None:
+            update = "REMOVE gsi2pk, gsi2sk"
+        else:
+            update = "SET gsi2sk = :wsk"
+            values[":wsk"] = {"S": _sort_key(format_sortable(wake), entry.customer_id)}
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": entry.document_key}, "sk": {"S": "#"}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise translate(exc) from exc
+        return True
+
+    def backfill(self) -> int:
+        """The one-off migration of documents stored before the index: every unarchived contract
+        and grant without an entry gets one, due at once (the next run reads each such customer
+        once and advances it). Idempotent: an entry is only added where none is. The count added."""
+        added = 0
+        kwargs = {
+            "TableName": self._table,
+            "FilterExpression": "(begins_with(pk, :c) OR begins_with(pk, :g)) AND sk = :item"
+                                " AND attribute_not_exists(gsi2pk) AND attribute_exists(document)",
+            "ExpressionAttributeValues": {":c": {"S": "contract#"}, ":g": {"S": "grant#"}, ":item": {"S": "#"}},
+        }
+        while True:
+            try:
+                page = self._client.scan(**kwargs)
+            except ClientError as exc:
+                raise translate(exc) from exc
+            for item in page["Items"]:
+                document = exact_json.loads(item["document"]["S"])
+                kind = item["pk"]["S"].split("#", 1)[0]
+                entry = written_entry(kind, document)
+                if not entry:
+                    continue
+                try:
+                    self._client.update_item(
+                        TableName=self._table,
+                        Key={"pk": item["pk"], "sk": item["sk"]},
+                        UpdateExpression="SET gsi2pk = :wpk, gsi2sk = :wsk",
+                        ConditionExpression="attribute_exists(pk) AND attribute_not_exists(gsi2pk)",
+                        ExpressionAttributeValues={":wpk": entry["gsi2pk"], ":wsk": entry["gsi2sk"]},
+                    )
+                    added += 1
+                except ClientError as exc:
+                    if error_code(exc) != "ConditionalCheckFailedException":  # a write indexed it meanwhile
+                        raise translate(exc) from exc
+            if not page.get("LastEvaluatedKey"):
+                return added
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

@@ -1,0 +1,201 @@
+"""The cycle-close wake index (adapters/dynamo/close_index.py): a run reads only the customers it
+names, and finds exactly what the walk over every customer finds (moto DynamoDB, the fake catalog
+and usage of the contracts tests, a fake clock).
+
+The property test creates random contracts (starts, billing days, ends, subscriptions in advance,
+one-off charges, prepaid and postpaid commits, a late invoice_generation_starting_at), then moves
+the clock in random steps, editing contracts now and then (new charges, new end dates), and at each
+step compares the indexed find_due with the walk's, then finalizes some of what is due (a run whose
+Map fails for some periods leaves them to the next run).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, Phase, event, given, note, settings
+from hypothesis import strategies as st
+
+from tally.adapters.dynamo.close_index import DynamoCloseIndex
+from tally.billing.time import format_rfc3339, parse_rfc3339
+from tally.services.customers import CustomerService
+from tally.services.cycle_close import CycleCloseService
+from tests.conftest import examples
+from tests.service.test_contract_edits import edit, w  # noqa: F401 - the fixture
+from tests.service.test_cycle_close import BARE, GRACE, NOV, OCT, SEATS
+from tests.service.test_contracts_service import _commit, _request
+
+UTC = timezone.utc
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+JAN, FAR = datetime(2027, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def _walk(w) -> CycleCloseService:
+    """The same service without the index: it reads every customer."""
+    s = w.service
+    return CycleCloseService(s._invoices, s._store, s._customers, s._publisher, s._invoices_topic, s._clock, s._grace,
+                             timing=s._timing, sleep=s._sleep)
+
+
+def _reads(w, monkeypatch) -> list[str]:
+    """The customers whose due periods a run computes, in order (a spy on close_outlook)."""
+    read: list[str] = []
+    outlook = w.invoices.close_outlook
+
+    def spy(customer_id, *args, **kwargs):
+        read.append(customer_id)
+        return outlook(customer_id, *args, **kwargs)
+
+    monkeypatch.setattr(w.invoices, "close_outlook", spy)
+    return read
+
+
+def _due(w, as_of, service=None):
+    return [(i["customer_id"], i["contract_id"], i["period_start"][:10], i["kind"])
+            for i in (service or w.service).find_due(as_of, GRACE).periods]
+
+
+def _close(w, as_of) -> None:
+    """What the workflow does with a run's due periods: finalize, then publish."""
+    for c, contract_id, start, _ in _due(w, as_of):
+        for invoice_id in w.service.finalize(c, contract_id, parse_rfc3339(start + "T00:00:00Z"), as_of)["invoice_ids"]:
+            w.service.publish_finalized(invoice_id)
+
+
+def test_a_run_reads_only_the_customers_due_and_wakes_a_customer_when_its_period_ends(w, monkeypatch):  # noqa: F811
+    w.clock.now = OCT + 20 * DAY
+    w.contracts.create(_request(w.customer.id, **BARE))  # monthly from Oct 1
+    later = CustomerService(w.billing, w.clock).create("Later", ["later"], None, {})
+    w.contracts.create(_request(later.id, **(BARE | {"starting_at": "2026-10-15T00:00:00Z",
+                       "usage_statement_schedule": {"frequency": "MONTHLY", "day": "CONTRACT_START"}})))
+    read = _reads(w, monkeypatch)
+
+    assert _due(w, w.clock.now) == []  # written contracts are read once, and put to sleep
+    assert sorted(read) == sorted([w.customer.id, later.id])
+    read.clear()
+    assert _due(w, NOV - HOUR) == [] and read == []  # nobody is read before a period ends
+    assert _due(w, NOV) == [] and read == [w.customer.id]  # at its end: a new period, still in grace
+    read.clear()
+    w.clock.now = NOV + GRACE
+    assert _due(w, NOV + GRACE) == [(w.customer.id, _ids(w, w.customer.id)[0], "2026-10-01", "USAGE")]
+    assert read == [w.customer.id]  # the other customer's period ends on Nov 15
+    _close(w, NOV + GRACE)
+    read.clear()
+    assert _due(w, NOV + GRACE + HOUR) == [] and read == [w.customer.id]  # read once more, then asleep
+    read.clear()
+    assert _due(w, NOV + 10 * DAY) == [] and read == []
+
+
+def test_an_edit_wakes_its_customer_at_once_and_a_run_does_not_overwrite_it(w, monkeypatch):  # noqa: F811
+    w.clock.now = OCT + 20 * DAY
+    contract = w.contracts.create(_request(w.customer.id, **BARE))
+    assert _due(w, w.clock.now) == []
+    read = _reads(w, monkeypatch)
+    edit(w, contract, add_scheduled_charges=[{"product_id": "p-setup", "schedule": {
+        "schedule_items": [{"timestamp": "2026-10-18T00:00:00Z", "amount": 700}]}}])
+    assert _due(w, w.clock.now) == [(w.customer.id, contract["id"], "2026-10-01", "SCHEDULED")]
+    assert read == [w.customer.id]
+
+    # A run that read the customer before an edit cannot move its entry past the edit's.
+    index = DynamoCloseIndex(w.dynamo["billing"], w.dynamo["client"])
+    _close(w, w.clock.now)
+    entries = index.due(w.clock.now)
+    assert [e.customer_id for e in entries] == [w.customer.id]
+    edit(w, contract, update_contract_end_date="2027-03-01T00:00:00Z")
+    version = w.contracts.get(w.customer.id, contract["id"])["_version"]
+    assert not index.advance(entries[0], version - 1, NOV)  # the entry and the version both moved on
+    assert [e.customer_id for e in index.due(w.clock.now)] == [w.customer.id]
+
+
+def test_documents_stored_before_the_index_are_indexed_by_the_backfill_once(w):  # noqa: F811
+    w.clock.now = NOV + GRACE
+    contract = w.contracts.create(_request(w.customer.id, **BARE))
+    client, table = w.dynamo["client"], w.dynamo["billing"]
+    key = {"pk": {"S": f"contract#{contract['id']}"}, "sk": {"S": "#"}}
+    client.update_item(TableName=table, Key=key, UpdateExpression="REMOVE gsi2pk, gsi2sk")  # as stored before
+    assert _due(w, w.clock.now) == []  # invisible to the index ...
+    index = DynamoCloseIndex(table, client)
+    assert index.backfill() == 1
+    assert index.backfill() == 0  # ... until the backfill, once
+    assert _due(w, w.clock.now) == [(w.customer.id, contract["id"], "2026-10-01", "USAGE")]
+
+
+def _ids(w, customer_id):
+    return [c["id"] for c in w.contracts.list(customer_id)]
+
+
+# -- equivalence with the walk -----------------------------------------------------------------------
+
+STARTS = ["2026-09-15T00:00:00Z", "2026-10-01T00:00:00Z", "2026-10-20T00:00:00Z", "2026-12-05T00:00:00Z"]
+INSTANTS = [OCT + n * DAY + h * HOUR for n in range(0, 120, 9) for h in (0, 13)]
+
+
+@st.composite
+def contract_shapes(draw):
+    start = draw(st.sampled_from(STARTS))
+    body = dict(BARE) | {"starting_at": start}
+    schedule = {"frequency": draw(st.sampled_from(["MONTHLY", "QUARTERLY"])),
+                "day": draw(st.sampled_from(["FIRST_OF_MONTH", "CONTRACT_START"]))}
+    if draw(st.booleans()) and start == "2026-10-01T00:00:00Z" and schedule == {"frequency": "MONTHLY", "day": "FIRST_OF_MONTH"}:
+        schedule["invoice_generation_starting_at"] = "2026-11-01T00:00:00Z"
+    body["usage_statement_schedule"] = schedule
+    if draw(st.booleans()):
+        body["subscriptions"] = SEATS
+    ends = draw(st.booleans())
+    for at in draw(st.lists(st.sampled_from(INSTANTS), max_size=2)):
+        if parse_rfc3339(start) <= at < (JAN if ends else FAR):
+            body["scheduled_charges"] = body["scheduled_charges"] + [{"product_id": "p-setup", "schedule": {
+                "schedule_items": [{"timestamp": format_rfc3339(at), "amount": 300}]}}]
+    commit = draw(st.sampled_from([None, "PREPAID", "POSTPAID"]))
+    if commit is not None and parse_rfc3339(start) <= OCT:
+        body["commits"] = [_commit(type=commit, access_schedule={"schedule_items": [
+            {"amount": 1000, "starting_at": format_rfc3339(OCT), "ending_before": format_rfc3339(NOV)}]},
+            invoice_schedule={"schedule_items": [{"timestamp": format_rfc3339(NOV if commit == "POSTPAID" else OCT), "amount": 1000}]})]
+    if ends:
+        body["ending_before"] = format_rfc3339(JAN)
+    return body
+
+
+# No shrinking: an example costs seconds on moto, and the notes name each step anyway.
+@settings(max_examples=examples(2), deadline=None, suppress_health_check=list(HealthCheck),
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(
+    shapes=st.lists(contract_shapes(), min_size=1, max_size=2),
+    steps=st.lists(st.tuples(st.integers(1, 400), st.sampled_from(["none", "none", "charge", "end"]), st.randoms()),
+                   min_size=3, max_size=5),
+)
+def test_the_indexed_find_due_finds_what_the_walk_over_every_customer_finds(w, shapes, steps):  # noqa: F811
+    walk = _walk(w)
+    w.clock.now = OCT + 18 * DAY
+    people = CustomerService(w.billing, w.clock)  # a customer each: concurrent contracts would need usage filters
+    contracts = [w.contracts.create(_request(people.create("C", [], None, {}).id, **shape)) for shape in shapes]
+    for hours, change, rnd in steps:
+        w.clock.now += hours * HOUR
+        as_of = w.clock.now
+        contract = contracts[rnd.randrange(len(contracts))]
+        if change != "none":
+            owner = type("W", (), {"customer": type("C", (), {"id": contract["customer_id"]}), "edits": w.edits})
+            body = ({"add_scheduled_charges": [{"product_id": "p-setup", "schedule": {"schedule_items": [
+                {"timestamp": format_rfc3339(as_of - rnd.randrange(0, 48) * HOUR), "amount": 100}]}}]}
+                if change == "charge" else {"update_contract_end_date": format_rfc3339(
+                    max(as_of, parse_rfc3339(contract["starting_at"])).replace(hour=0) + rnd.randrange(1, 60) * DAY)})
+            try:
+                edit(owner, contract, **body)
+                event(f"{change} edit made")
+            except Exception as exc:  # noqa: BLE001 - an edit the rules refuse changes nothing
+                note(f"refused {body}: {exc}")
+                event(f"{change} edit refused")
+        expected = _due(w, as_of, walk)
+        assert _due(w, as_of) == expected, f"at {as_of}"
+        event(f"a step finds {'nothing' if not expected else 'SCHEDULED' if any(k == 'SCHEDULED' for *_, k in expected) else 'USAGE'}")
+        note(f"{as_of}: {expected}")
+        for c, contract_id, start, _ in expected:
+            if rnd.random() < 0.8:  # the rest fail in the Map and wait for the next run
+                closed = w.service.finalize(c, contract_id, parse_rfc3339(start + "T00:00:00Z"), as_of)
+                for invoice_id in closed["invoice_ids"]:
+                    if rnd.random() < 0.8:  # the rest are published by a later run, after the lease
+                        w.service.publish_finalized(invoice_id)
+    w.clock.now += 200 * DAY  # everything ended or far along: still the same
+    assert _due(w, w.clock.now) == _due(w, w.clock.now, walk)
