@@ -109,6 +109,20 @@ def test_an_edit_wakes_its_customer_at_once_and_a_run_does_not_overwrite_it(w, m
     assert [e.customer_id for e in index.due(w.clock.now)] == [w.customer.id]
 
 
+def test_a_customer_level_credit_wakes_its_customer_and_is_put_to_sleep_with_its_contracts(w, monkeypatch):  # noqa: F811
+    from tests.service.test_customer_grant_edits import _credit
+
+    w.clock.now = OCT + 20 * DAY
+    w.contracts.create(_request(w.customer.id, **BARE))
+    assert _due(w, w.clock.now) == []
+    read = _reads(w, monkeypatch)
+    _credit(w)
+    index = DynamoCloseIndex(w.dynamo["billing"], w.dynamo["client"])
+    assert [e.document_key.split("#")[0] for e in index.due(w.clock.now)] == ["grant"]
+    assert _due(w, w.clock.now) == [] and read == [w.customer.id]
+    assert index.due(NOV - HOUR) == []  # the credit's entry sleeps too: nothing is read again before Nov 1
+
+
 def test_documents_stored_before_the_index_are_indexed_by_the_backfill_once(w):  # noqa: F811
     w.clock.now = NOV + GRACE
     contract = w.contracts.create(_request(w.customer.id, **BARE))
