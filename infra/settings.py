@@ -52,6 +52,18 @@ def _optional_int(low: int, high: int) -> Callable[[str, Any], int | None]:
     return parse
 
 
+def _flag(key: str, value: Any) -> bool:
+    # `cdk -c key=value` passes strings; cdk.json passes JSON booleans.
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise ValueError(f"context {key}={value!r} is not true or false")
+
+
 def _mode(key: str, value: Any) -> str:
     mode = str(value).strip().lower().replace("-", "_")
     if mode not in BILLING_MODES:
@@ -71,6 +83,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("aggregate_memory_mb", 1024, "aggregator memory (MB); one batch of the events stream per call", _memory),
     Setting("alerts_memory_mb", 1024, "alerts function memory (MB); one batch of the counters stream per call", _memory),
     Setting("delivery_memory_mb", 512, "invoice delivery function memory (MB)", _memory),
+    # Cycle close (Step Functions tasks): runs once per due period, not per event.
+    Setting("find_due_memory_mb", 512, "cycle close: the function that lists the due periods (MB)", _memory),
+    Setting("finalize_memory_mb", 1024, "cycle close: the function that finalizes a period's invoices (MB)", _memory),
+    Setting("publish_memory_mb", 512, "cycle close: the function that publishes invoice.finalized (MB)", _memory),
+    Setting("notify_memory_mb", 512, "cycle close: the function that delivers lifecycle notifications (MB)", _memory),
     # Reserved concurrency: unset leaves a function on the account's shared pool (1,000 by default).
     Setting("ingest_reserved_concurrency", None, "reserved concurrency of the ingest function (unset: shared pool)", _reserved),
     Setting("api_reserved_concurrency", None, "reserved concurrency of the API function (unset: shared pool)", _reserved),
@@ -102,6 +119,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("counters_write_units", 50, "counters table write capacity units, if provisioned", _units),
     Setting("billing_read_units", 50, "billing table read capacity units, if provisioned", _units),
     Setting("billing_write_units", 10, "billing table write capacity units, if provisioned", _units),
+    # Continuous backups of the events table are billed on its size: 34 days of raw events (the cost
+    # breakdown prices them). The counters and billing tables keep theirs whatever this says.
+    Setting("events_point_in_time_recovery", True, "point-in-time recovery of the events table", _flag),
     # On-demand ceilings (OnDemandThroughput): a cost guard; unset means no ceiling of our own.
     Setting("events_max_write_units", None, "events table on-demand write ceiling, WRU/s (unset: none)", _optional_units),
     Setting("counters_max_write_units", None, "counters table on-demand write ceiling, WRU/s (unset: none)",
@@ -116,6 +136,10 @@ class ScaleSettings:
     aggregate_memory_mb: int
     alerts_memory_mb: int
     delivery_memory_mb: int
+    find_due_memory_mb: int
+    finalize_memory_mb: int
+    publish_memory_mb: int
+    notify_memory_mb: int
     ingest_reserved_concurrency: int | None
     api_reserved_concurrency: int | None
     aggregate_batch_size: int
@@ -135,6 +159,7 @@ class ScaleSettings:
     counters_write_units: int
     billing_read_units: int
     billing_write_units: int
+    events_point_in_time_recovery: bool
     events_max_write_units: int | None
     counters_max_write_units: int | None
 
@@ -177,8 +202,14 @@ def settings_table() -> str:
     """The README's table of the settings: key, default, meaning (`python -m infra.settings`)."""
     lines = ["| context key | default | what it sets |", "|---|---|---|"]
     for setting in SETTINGS:
-        default = "unset" if setting.default is None else f"{setting.default:,}" if isinstance(setting.default, int) \
-            else setting.default
+        if setting.default is None:
+            default = "unset"
+        elif isinstance(setting.default, bool):
+            default = str(setting.default).lower()
+        elif isinstance(setting.default, int):
+            default = f"{setting.default:,}"
+        else:
+            default = setting.default
         lines.append(f"| `{setting.key}` | {default} | {setting.meaning} |")
     return "\n".join(lines)
 

@@ -74,7 +74,8 @@ def cost_per_million(units: Units) -> list[Line]:
     gb_months = MILLION * _d(units.event_item_bytes) / GIB * STORAGE_DAYS / DAYS_PER_MONTH
     add("DynamoDB", f"storage, raw events ({units.event_item_bytes:.0f} B each) for {STORAGE_DAYS} days", gb_months,
         prices.DYNAMODB_STORAGE_GB_MONTH)
-    add("DynamoDB", f"point-in-time recovery of them, {STORAGE_DAYS} days", gb_months, prices.DYNAMODB_PITR_GB_MONTH)
+    if units.events_pitr:  # -c events_point_in_time_recovery=false leaves it out
+        add("DynamoDB", f"point-in-time recovery of them, {STORAGE_DAYS} days", gb_months, prices.DYNAMODB_PITR_GB_MONTH)
     stream_batches = MILLION * (_d(units.invocations_per_event["aggregation"]) + _d(units.invocations_per_event["alerts"]))
     add("DynamoDB Streams", "GetRecords by the two Lambda mappings (at least one per batch)", stream_batches,
         prices.DYNAMODB_STREAM_READ_BY_LAMBDA)

@@ -70,6 +70,7 @@ class Units:
     counter_bytes_total: float = 0.0  # the counters table after the run (not per event: see cost.py)
     sns_publishes_per_event: float = 0.0
     events_per_aggregation_batch: float = 0.0
+    events_pitr: bool = True  # the deployed setting: point-in-time recovery of the events table
     measured_at: str = ""
     quick: bool = False
 
@@ -219,7 +220,7 @@ def measure_units(quick: bool, settings: ScaleSettings | None = None) -> Units:
     from tally.adapters.sns import SnsPublisher
 
     settings = settings or ScaleSettings.defaults()
-    timed_posts, metered_posts = (2, 1) if quick else (20, 10)
+    timed_posts, metered_posts = (1, 1) if quick else (20, 10)
     rng = random.Random(20)
     publishes = 0
     original_publish = SnsPublisher.publish
@@ -270,6 +271,7 @@ def measure_units(quick: bool, settings: ScaleSettings | None = None) -> Units:
         counter_bytes_total=counter_bytes,
         sns_publishes_per_event=publishes / metered_events,
         events_per_aggregation_batch=timed_events / counts["aggregation"] if counts["aggregation"] else 0.0,
+        events_pitr=settings.events_point_in_time_recovery,
         measured_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         quick=quick,
     )

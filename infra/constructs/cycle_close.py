@@ -85,7 +85,7 @@ class CycleClose(Construct):
             defaults,
             handler="find_due_periods",
             timeout=Duration.seconds(60),
-            memory_size=512,
+            memory_size=defaults.scale.find_due_memory_mb,
             environment={**tables_env, **grace_env},
         )
         self.find_due.allow([*_READ, "dynamodb:UpdateItem"], [tables.billing.table_arn])
@@ -97,7 +97,7 @@ class CycleClose(Construct):
             defaults,
             handler="finalize_period",
             timeout=Duration.seconds(120),
-            memory_size=1024,
+            memory_size=defaults.scale.finalize_memory_mb,
             environment={**tables_env, **grace_env},
         )
         self.finalize.allow([*_READ, *_FINALIZE_WRITES], [tables.billing.table_arn])
@@ -111,7 +111,7 @@ class CycleClose(Construct):
             defaults,
             handler="publish_invoices",
             timeout=Duration.seconds(60),
-            memory_size=512,
+            memory_size=defaults.scale.publish_memory_mb,
             environment={**tables_env, INVOICES_TOPIC_ENV: topics.invoices.topic_arn},
         )
         self.publish.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [tables.billing.table_arn])
@@ -126,7 +126,7 @@ class CycleClose(Construct):
             defaults,
             handler="deliver_notifications",
             timeout=Duration.seconds(300),
-            memory_size=512,
+            memory_size=defaults.scale.notify_memory_mb,
             environment={"BILLING_TABLE": tables.billing.table_name, ALERTS_TOPIC_ENV: topics.alerts.topic_arn},
         )
         self.notify.allow(

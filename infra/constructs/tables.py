@@ -6,6 +6,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as ddb
 from constructs import Construct
 
+from infra.nag import acknowledge
 from infra.settings import ScaleSettings
 
 BILLING_GSI1 = "gsi1"
@@ -34,7 +35,15 @@ class Tables(Construct):
             deletion_protection,
             stream=ddb.StreamViewType.NEW_IMAGE,
             time_to_live_attribute="expires_at",
+            point_in_time_recovery=scale.events_point_in_time_recovery,
         )
+        if not scale.events_point_in_time_recovery:
+            acknowledge(
+                self.events,
+                "AwsSolutions-DDB3",
+                "Point-in-time recovery of the events table was turned off by the operator "
+                "(-c events_point_in_time_recovery=false): it is billed on 34 days of raw events.",
+            )
         # Usage counters. Both images, so the alerts consumer can see a threshold being crossed.
         self.counters = self._table(
             "counters",
@@ -56,7 +65,9 @@ class Tables(Construct):
             projection_type=ddb.ProjectionType.KEYS_ONLY,
         )
 
-    def _table(self, name: str, construct_id: str, deletion_protection: bool, **props) -> ddb.Table:
+    def _table(
+        self, name: str, construct_id: str, deletion_protection: bool, point_in_time_recovery: bool = True, **props
+    ) -> ddb.Table:
         return ddb.Table(
             self,
             construct_id,
@@ -65,7 +76,7 @@ class Tables(Construct):
             **self._capacity(name),
             encryption=ddb.TableEncryption.AWS_MANAGED,
             point_in_time_recovery_specification=ddb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
+                point_in_time_recovery_enabled=point_in_time_recovery
             ),
             # Every table holds records of account (usage or money): replacing or deleting the
             # stack must never drop one.

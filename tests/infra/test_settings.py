@@ -15,8 +15,11 @@ API = "functions.api.handler.handler"
 AGGREGATE = "functions.aggregate.handler.handler"
 ALERTS = "functions.alerts.handler.handler"
 DELIVERY = "functions.deliver_invoices.handler.handler"
+CLOSE = "functions.close_periods.handler."
 MEMORY = {INGEST: "ingest_memory_mb", API: "api_memory_mb", AGGREGATE: "aggregate_memory_mb",
-          ALERTS: "alerts_memory_mb", DELIVERY: "delivery_memory_mb"}
+          ALERTS: "alerts_memory_mb", DELIVERY: "delivery_memory_mb",
+          CLOSE + "find_due_periods": "find_due_memory_mb", CLOSE + "finalize_period": "finalize_memory_mb",
+          CLOSE + "publish_invoices": "publish_memory_mb", CLOSE + "deliver_notifications": "notify_memory_mb"}
 
 
 def _mapping(synth, prefix: str) -> dict:
@@ -51,6 +54,7 @@ def test_the_template_carries_the_defaults(synth):
         props = _table(synth, prefix)
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert "ProvisionedThroughput" not in props and "OnDemandThroughput" not in props
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
 
 
 def test_context_overrides_change_what_they_name(synth_overridden):
@@ -77,6 +81,8 @@ def test_context_overrides_change_what_they_name(synth_overridden):
     counters = _table(synth_overridden, "TablesCounters")
     assert counters["BillingMode"] == "PAY_PER_REQUEST"
     assert counters["OnDemandThroughput"] == {"MaxWriteRequestUnits": 12000}
+    assert events["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": False}
+    assert counters["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}, "events only"
 
 
 @pytest.mark.parametrize(
@@ -87,10 +93,11 @@ def test_context_overrides_change_what_they_name(synth_overridden):
         ({"aggregate_batch_size": "10001"}, "outside 1..10000"),
         ({"alerts_parallelization_factor": "11"}, "outside 1..10"),
         ({"events_billing_mode": "serverless"}, "is not one of on_demand, provisioned"),
+        ({"events_point_in_time_recovery": "maybe"}, "events_point_in_time_recovery='maybe' is not true or false"),
         ({"api_rate_limit": "3000", "api_burst_limit": "1000"}, "api_burst_limit=1000 is below api_rate_limit=3000"),
     ],
     ids=["memory below Lambda's least", "a batch size that is no number", "a batch past DynamoDB streams' 10,000",
-         "parallelization past 10", "an unknown billing mode", "a burst below the rate"],
+         "parallelization past 10", "an unknown billing mode", "a flag that is neither", "a burst below the rate"],
 )
 def test_a_bad_context_value_fails_synthesis_naming_the_key(context, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

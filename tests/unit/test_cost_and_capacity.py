@@ -60,6 +60,12 @@ def test_each_line_is_quantity_per_million_events_times_its_list_price():
     assert total(lines) == sum(li.usd for li in lines)
 
 
+def test_without_point_in_time_recovery_its_line_is_left_out():
+    lines = cost_per_million(units(events_pitr=False))
+    assert not [li for li in lines if li.item.startswith("point-in-time")]
+    assert total(lines) < total(cost_per_million(units()))
+
+
 def test_the_floor_is_one_write_and_34_days_of_storage_per_event():
     gb_months = MILLION * 500 / Decimal(2**30) * 34 / Decimal("30.4375")
     assert floor_per_million(units()) == Decimal("0.625") + gb_months * Decimal("0.25")
