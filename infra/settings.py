@@ -83,6 +83,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("aggregate_memory_mb", 1024, "aggregator memory (MB); one batch of the events stream per call", _memory),
     Setting("alerts_memory_mb", 1024, "alerts function memory (MB); one batch of the counters stream per call", _memory),
     Setting("delivery_memory_mb", 512, "invoice delivery function memory (MB)", _memory),
+    Setting("backfill_memory_mb", 1024, "backfill function memory (MB); one scan page of the events table per call",
+            _memory),
     # Cycle close (Step Functions tasks): runs once per due period, not per event.
     Setting("find_due_memory_mb", 512, "cycle close: the function that lists the due periods (MB)", _memory),
     Setting("finalize_memory_mb", 1024, "cycle close: the function that finalizes a period's invoices (MB)", _memory),
@@ -136,6 +138,7 @@ class ScaleSettings:
     aggregate_memory_mb: int
     alerts_memory_mb: int
     delivery_memory_mb: int
+    backfill_memory_mb: int
     find_due_memory_mb: int
     finalize_memory_mb: int
     publish_memory_mb: int

@@ -41,7 +41,7 @@ class Backfill(TallyFunction):
             handler="functions.backfill.handler.handler",
             service_name="tally-backfill",
             timeout=TIMEOUT,
-            memory_size=1024,
+            memory_size=defaults.scale.backfill_memory_mb,
             environment={
                 "EVENTS_TABLE": tables.events.table_name,
                 "COUNTERS_TABLE": tables.counters.table_name,

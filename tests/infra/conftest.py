@@ -132,6 +132,7 @@ CONTEXT_OVERRIDES = {
     "aggregate_memory_mb": "1536",
     "alerts_memory_mb": "768",
     "delivery_memory_mb": "256",
+    "backfill_memory_mb": "2048",
     "find_due_memory_mb": "640",
     "finalize_memory_mb": "3008",
     "publish_memory_mb": "256",

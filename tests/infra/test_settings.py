@@ -15,9 +15,10 @@ API = "functions.api.handler.handler"
 AGGREGATE = "functions.aggregate.handler.handler"
 ALERTS = "functions.alerts.handler.handler"
 DELIVERY = "functions.deliver_invoices.handler.handler"
+BACKFILL = "functions.backfill.handler.handler"
 CLOSE = "functions.close_periods.handler."
 MEMORY = {INGEST: "ingest_memory_mb", API: "api_memory_mb", AGGREGATE: "aggregate_memory_mb",
-          ALERTS: "alerts_memory_mb", DELIVERY: "delivery_memory_mb",
+          ALERTS: "alerts_memory_mb", DELIVERY: "delivery_memory_mb", BACKFILL: "backfill_memory_mb",
           CLOSE + "find_due_periods": "find_due_memory_mb", CLOSE + "finalize_period": "finalize_memory_mb",
           CLOSE + "publish_invoices": "publish_memory_mb", CLOSE + "deliver_notifications": "notify_memory_mb"}
 
