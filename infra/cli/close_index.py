@@ -19,6 +19,8 @@ console = Console()
     "run reads its customer once and puts it to sleep until its next period end. Safe to run again.",
 )
 def close_index_backfill(
+    every: bool = typer.Option(False, "--all", help="Make every entry due, not only the missing ones (after "
+                               "shortening the grace period: an entry holds a period end plus the grace it was set with)."),
     stack: str = typer.Option("Tally", help="CloudFormation stack whose table outputs to use."),
     endpoint_url: Optional[str] = typer.Option(None, "--endpoint-url", help="AWS endpoint, e.g. the local stack's."),
 ) -> None:
@@ -27,5 +29,5 @@ def close_index_backfill(
 
     session = aws_session(endpoint_url)
     table = stack_output(session, stack, "BillingTableName", endpoint_url)
-    added = DynamoCloseIndex(table, session.client("dynamodb", endpoint_url=endpoint_url)).backfill()
+    added = DynamoCloseIndex(table, session.client("dynamodb", endpoint_url=endpoint_url)).backfill(every)
     console.print(f"{added} documents indexed")

@@ -134,6 +134,7 @@ def test_documents_stored_before_the_index_are_indexed_by_the_backfill_once(w): 
     assert index.backfill() == 1
     assert index.backfill() == 0  # ... until the backfill, once
     assert _due(w, w.clock.now) == [(w.customer.id, contract["id"], "2026-10-01", "USAGE")]
+    assert index.backfill(every=True) == 1 and len(index.due(OCT)) == 1  # --all: every entry due again
 
 
 def _ids(w, customer_id):

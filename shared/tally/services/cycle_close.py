@@ -169,7 +169,7 @@ class CycleCloseService:
             for item in items:
                 found[(item["period_start"], item["customer_id"], item["contract_id"], item["kind"])] = item
             if entries and outlook is not None and not items and not failed and not outlook.pending:
-                self._advance(entries, outlook)
+                self._advance(customer_id, entries, outlook)
         return DueCloses([found[key] for key in sorted(found)], skipped)
 
     def _customers_to_read(self, as_of: datetime) -> Iterator[tuple[str, list]]:
@@ -189,10 +189,14 @@ class CycleCloseService:
             if not cursor:
                 return
 
-    def _advance(self, entries: list, outlook: CloseOutlook) -> None:
+    def _advance(self, customer_id: str, entries: list, outlook: CloseOutlook) -> None:
         """Nothing is due: move the customer's entries to its next instant. Only an entry whose
         document this read saw, at the version it saw (a document the listing did not show yet
-        stays due); the index refuses the move if the entry or the document changed since."""
+        stays due); the index refuses the move if the entry or the document changed since. None if
+        the invoice listing (an index read) lagged behind the records written (a regenerated
+        invoice to announce may be among those it missed)."""
+        if self._store.records_written(customer_id) > outlook.records:
+            return
         for entry in entries:
             version = outlook.versions.get(entry.document_key)
             if version is not None:

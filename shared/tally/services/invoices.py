@@ -409,6 +409,7 @@ class CloseOutlook:
     next_at: datetime | None  # None: never, as its documents stand
     pending: bool  # something may become due that no instant predicts: read it again next run
     versions: dict[str, int]  # the version of each document item read (`contract#<id>`, `grant#<id>`)
+    records: int = 0  # how many invoice records it was computed from
 
 
 @dataclass(frozen=True)
@@ -1155,4 +1156,4 @@ class InvoiceService:
                 }
             )
         later = [w for w in wakes if w > as_of]
-        return CloseOutlook(found, min(later) if later else None, pending, seen)
+        return CloseOutlook(found, min(later) if later else None, pending, seen, len(records))

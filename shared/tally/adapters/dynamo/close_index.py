@@ -124,15 +124,18 @@ class DynamoCloseIndex:
             raise translate(exc) from exc
         return True
 
-    def backfill(self) -> int:
+    def backfill(self, every: bool = False) -> int:
         """The one-off migration of documents stored before the index: every unarchived contract
         and grant without an entry gets one, due at once (the next run reads each such customer
-        once and advances it). Idempotent: an entry is only added where none is. The count added."""
+        once and advances it). Idempotent: an entry is only added where none is. With `every`, the
+        entries there are are made due too (after the grace period was shortened: an entry holds
+        its period end plus the grace of the run that set it). The count made due."""
         added = 0
+        missing = "" if every else " AND attribute_not_exists(gsi2pk)"
         kwargs = {
             "TableName": self._table,
             "FilterExpression": "(begins_with(pk, :c) OR begins_with(pk, :g)) AND sk = :item"
-                                " AND attribute_not_exists(gsi2pk) AND attribute_exists(document)",
+                                f"{missing} AND attribute_exists(document)",
             "ExpressionAttributeValues": {":c": {"S": "contract#"}, ":g": {"S": "grant#"}, ":item": {"S": "#"}},
         }
         while True:
@@ -151,7 +154,8 @@ class DynamoCloseIndex:
                         TableName=self._table,
                         Key={"pk": item["pk"], "sk": item["sk"]},
                         UpdateExpression="SET gsi2pk = :wpk, gsi2sk = :wsk",
-                        ConditionExpression="attribute_exists(pk) AND attribute_not_exists(gsi2pk)",
+                        # Never on a document deleted or indexed since the scan read it (a write's entry is due already).
+                        ConditionExpression="attribute_exists(pk)" + missing,
                         ExpressionAttributeValues={":wpk": entry["gsi2pk"], ":wsk": entry["gsi2sk"]},
                     )
                     added += 1
