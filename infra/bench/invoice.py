@@ -50,7 +50,6 @@ SETUP_AT = datetime(2026, 8, 20, 9, tzinfo=UTC)  # catalog and contracts are cre
 INVOICED_AT = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)  # the month's last hour: all its usage is in
 CPU_GOAL_MS = 100.0
 ROUND_TRIPS_GOAL = 10  # sequential DynamoDB round trips of a draft (issue 20)
-ROUND_TRIP_LATENCY = 0.05  # seconds each request waits for moto while round trips are counted (RoundTrips)
 # What the aggregator stores on every counter it writes: a shard's high-water mark (item size).
 SHARD_MARK = {"shardId-00000001730000000000-5c1e2f3a": "0" * 12 + "4967143123587340591082301729"}
 
@@ -511,20 +510,14 @@ class RoundTrips:
     """DynamoDB round trips on a call's critical path: the longest chain of requests of which each
     could only be sent once the one before it had answered, counted by happens-before as the
     client sends them. Each thread keeps a count: a request adds one to its thread's; work handed
-    to a pool thread starts from the count of the thread that handed it over (or the pool
-    thread's own, if higher: it did other work first), and a thread that waits for that work's
-    result goes on from the higher of the two. A pool of k threads reading n ranges so costs
-    about n / k round trips, the sequential reading mode n.
-
-    While counting with a `latency`, every request waits that long before moto answers (its thread
-    lets the others run meanwhile), as a request waits for DynamoDB across the network: the pool's
-    threads then take the queued reads in turn, as they would on AWS, rather than the first
-    thread to run taking most of them while moto's Python work keeps the others waiting (at 20 ms,
-    32 requests' botocore and moto work still outlasts the wait, and the count grows by 2-3)."""
+    to a pool thread starts from the count of the thread that handed it over, and a thread that
+    waits for that work's result goes on from the higher of the two. services/together.py hands
+    a pool thread one lane of calls, never more lanes than the pool has threads, so a lane never
+    waits for another's thread: n ranges read together cost ceil(n / 32) round trips, the
+    sequential reading mode n, whatever moto's Python work does to the threads' scheduling."""
 
     def __init__(self, client) -> None:
         self._client = client
-        self._latency = 0.0
         self._lock = threading.Lock()
         self._counts: dict[int, int] = {}
         self.depth = 0
@@ -532,6 +525,10 @@ class RoundTrips:
 
     def _count(self) -> int:
         return self._counts.get(threading.get_ident(), 0)
+
+    def _set(self, count: int) -> None:
+        with self._lock:
+            self._counts[threading.get_ident()] = count
 
     def _raise_to(self, count: int) -> None:
         with self._lock:
@@ -546,19 +543,18 @@ class RoundTrips:
             self.requests += 1
 
     @contextmanager
-    def counting(self, latency: float = 0.0) -> Iterator["RoundTrips"]:
+    def counting(self) -> Iterator["RoundTrips"]:
         from concurrent.futures import Future, ThreadPoolExecutor
-        from moto.core.botocore_stubber import BotocoreStubber
 
-        self._counts, self.depth, self.requests, self._latency = {}, 0, 0, latency
-        submit, result, answer = ThreadPoolExecutor.submit, Future.result, BotocoreStubber.__call__
+        self._counts, self.depth, self.requests = {}, 0, 0
+        submit, result = ThreadPoolExecutor.submit, Future.result
         trips = self
 
         def counted_submit(executor, fn, /, *args: Any, **kwargs: Any):
             handed_over, ended = trips._count(), [0]
 
             def run(*a: Any, **k: Any):
-                trips._raise_to(handed_over)
+                trips._set(handed_over)  # whatever this thread did before
                 try:
                     return fn(*a, **k)
                 finally:
@@ -576,17 +572,11 @@ class RoundTrips:
                 if ended is not None:
                     trips._raise_to(ended[0])
 
-        def late_answer(stubber, *args: Any, **kwargs: Any):
-            if trips._latency:
-                time.sleep(trips._latency)
-            return answer(stubber, *args, **kwargs)
-
         events = self._client.meta.events
         events.register("before-call.dynamodb", self._request)
         try:
             with mock.patch.object(ThreadPoolExecutor, "submit", counted_submit), \
-                    mock.patch.object(Future, "result", counted_result), \
-                    mock.patch.object(BotocoreStubber, "__call__", late_answer):
+                    mock.patch.object(Future, "result", counted_result):
                 yield self
         finally:
             events.unregister("before-call.dynamodb", self._request)
@@ -786,10 +776,10 @@ def measure_round_trips(world: InvoiceWorld, account: Account) -> tuple[tuple[in
     from tally.services.together import one_at_a_time
 
     trips = RoundTrips(world.client)
-    with trips.counting(latency=ROUND_TRIP_LATENCY):
+    with trips.counting():
         together_invoice = world.draft(account)
     concurrent = (trips.depth, trips.requests)
-    with one_at_a_time(), trips.counting():  # one after another: no wait changes the order
+    with one_at_a_time(), trips.counting():
         sequential_invoice = world.draft(account)
     if sequential_invoice != together_invoice:
         raise RuntimeError("the draft read one range after another differs from the one read together")
@@ -1047,10 +1037,9 @@ def figure_invoice(report, sizes, progress: Callable[[str], None] = lambda _: No
         "Items grow with the (product, model) pairs that saw usage, up to one month counter per pair plus "
         f"two for each pair of the {shape.families} re-priced products ({items_bound:,}), never with events. "
         "5h: the longest chain of DynamoDB requests each sent only after the one before it answered "
-        "(happens-before, counted per thread and carried across the read pool's hand-overs; each request "
-        "made to wait 50 ms for moto, as for DynamoDB's network answer, so the pool's threads share the "
-        "queued reads as on AWS), against the same draft read one range after another "
-        "(services/together.one_at_a_time: the reading before the pool). "
+        "(happens-before, counted per thread and carried across the read pool's hand-overs: up to 32 lanes "
+        "of reads, each lane's one after the other), against the same draft read one range after another "
+        "(services/together.one_at_a_time: the reading before the pool); the two drafts are checked equal. "
         "CPU (5c): the call's process CPU (the read pool's threads included) minus the thread CPU of its AWS calls, each whole (botocore's "
         "serializing, signing and parsing, and moto standing in for DynamoDB's servers): the function's "
         "own work, the round trips left out. 5c' keeps botocore's client-side work in and leaves out only "

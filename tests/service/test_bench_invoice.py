@@ -109,4 +109,4 @@ def test_a_draft_reads_its_counters_together_in_a_few_round_trips(world):
     assert sequential_trips > 2 * (SHAPE.products + 2 * SHAPE.families)
     # the invoice, then the customer and everything its id names, then what its contract names
     # (rate card, grants, metrics), then the counters
-    assert trips < 6  # 4 when every range is read in the same round
+    assert trips == 4

@@ -63,3 +63,21 @@ def test_the_sequential_mode_reads_one_after_another_on_the_callers_thread():
     with one_at_a_time():
         names = together([lambda: threading.current_thread().name] * 5)
     assert names == [threading.current_thread().name] * 5
+
+
+def test_calls_go_in_lanes_of_which_each_runs_on_one_thread_in_order():
+    # 70 calls: 32 lanes of 2 or 3, so the reads of a lane wait for at most 3 round trips in turn.
+    lock, ran = threading.Lock(), []
+
+    def call(index: int):
+        def run():
+            with lock:
+                ran.append((index, threading.get_ident()))
+            return index
+        return run
+
+    assert together([call(i) for i in range(70)]) == list(range(70))
+    for lane in range(READS_IN_FLIGHT):
+        mine = [(index, thread) for index, thread in ran if index % READS_IN_FLIGHT == lane]
+        assert [index for index, _ in mine] == list(range(lane, 70, READS_IN_FLIGHT))
+        assert len({thread for _, thread in mine}) == 1

@@ -49,24 +49,42 @@ def _mark(level: int) -> None:
 
 
 def together(calls: Sequence[Callable[[], Any]]) -> list[Any]:
-    """Each call's result, in the order of `calls`, the calls made concurrently. Every call runs
-    to its end; then the first failure, in the order of `calls`, is raised (so which error a
-    request answers does not depend on timing)."""
+    """Each call's result, in the order of `calls`, the calls made concurrently: in at most
+    READS_IN_FLIGHT lanes, call i in lane i mod lanes, each lane's calls one after the other on one
+    pool thread. So n calls wait for at most ceil(n / READS_IN_FLIGHT) round trips one after the
+    other, however the threads are scheduled (a thread finishing early never takes another lane's
+    work: each lane has its own thread, since a request's calls together never outnumber the pool).
+    Every call runs to its end; then the first failure, in the order of `calls`, is raised (so
+    which error a request answers does not depend on timing)."""
     level = getattr(_level, "value", 0)
     if len(calls) < 2 or _sequential.get() or level >= POOL_LEVELS:
         return [call() for call in calls]
     pool = _executor(level)
-    # Each call sees the caller's context (its audit scope, the reading mode).
-    futures: list[Future] = [pool.submit(contextvars.copy_context().run, call) for call in calls]
-    results, failure = [], None
-    for future in futures:
-        try:
-            results.append(future.result())
-        except BaseException as exc:  # noqa: BLE001 - re-raised below, after every call ended
-            results.append(None)
-            failure = failure or exc
-    if failure is not None:
-        raise failure
+    lanes = min(len(calls), READS_IN_FLIGHT)
+
+    def lane(indexes: range) -> list[tuple[bool, Any]]:
+        outcomes: list[tuple[bool, Any]] = []
+        for index in indexes:
+            try:
+                outcomes.append((True, calls[index]()))
+            except BaseException as exc:  # noqa: BLE001 - raised by the caller, after every call ended
+                outcomes.append((False, exc))
+        return outcomes
+
+    # Each lane sees the caller's context (its audit scope, the reading mode), a copy of its own.
+    futures: list[Future] = [
+        pool.submit(contextvars.copy_context().run, lane, range(first, len(calls), lanes)) for first in range(lanes)
+    ]
+    results: list[Any] = [None] * len(calls)
+    failures: dict[int, BaseException] = {}
+    for first, future in enumerate(futures):
+        for index, (ok, value) in zip(range(first, len(calls), lanes), future.result()):
+            if ok:
+                results[index] = value
+            else:
+                failures[index] = value
+    if failures:
+        raise failures[min(failures)]
     return results
 
 
