@@ -12,6 +12,12 @@ are the counter item's size as DynamoDB would hold it (infra/bench/capacity.py),
 high-water mark per stream shard that ever wrote it.
 
 Baseline, same events: one write per (event, counter), as without pre-aggregation.
+
+8d, marks over days: the same shards rotating every SHARD_LIFETIME_H hours for ROTATION_HOURS
+hours, each shard writing the month counter WRITES_PER_SHARD_LIFE times, through the real aggregator, side
+by side with and without the marks' creation times (without: no mark is ever pruned, as before).
+The month counter's marks, size and write units per write (the prune follow-ups included) over the
+last hours.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ INVOKE_S = 0.05  # one aggregator invocation, from the stream poll to its respon
 # commonly observed (AWS documents no figure): an assumption of this figure.
 SHARD_LIFETIME_H = 4
 MAX_ITEM_BYTES = 400 * 1024
+ROTATION_HOURS = 44  # past the marks' 26 h window plus a shard's life: the pruned steady state
+ROTATION_HOURS_FULL = 96
+WRITES_PER_SHARD_LIFE = 1
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,84 @@ class HotKeyFigures:
     wru_per_event: float  # aggregation's write units per event, steady state
     days_until_full: float  # until a month counter written from every shard holds 400 KB of marks
     units_per_item_s_after_a_day: int  # the busiest item's WRU/s once it holds a day of shards' marks
+
+
+@dataclass(frozen=True)
+class RotationFigures:
+    hours: int
+    marks: int  # on the month counter at the end
+    item_bytes: int
+    wru_per_write: float  # over the last quarter of the run, prune follow-ups included
+    prune_writes: int
+
+
+def _item(key, counter) -> dict:
+    """A memory store's counter as DynamoDB would hold it, marks included."""
+    from tally.adapters.dynamo.counters import counter_pk, counter_sk, unique_member
+
+    item = {"pk": {"S": counter_pk(key.metric_id, key.ingest_key)}, "sk": {"S": counter_sk(key.bucket, key.group)}}
+    if counter.total is not None:
+        item["v"] = {"N": str(counter.total)}
+    item |= {part: {"N": str(value)} for part, value in counter.parts.items()}
+    if counter.uniques:
+        item["u"] = {"SS": [unique_member(v) for v in counter.uniques]}
+    if counter.latest is not None:
+        item["lo"], item["lv"] = {"S": counter.latest[0]}, {"N": str(counter.latest[1])}
+    item |= {"mk_" + shard: {"S": mark} for shard, mark in counter.marks.items()}
+    return item
+
+
+def rotation(hours: int, prune: bool, seed: int = 5) -> RotationFigures:
+    """SHARDS lineages of shards, each renewed every SHARD_LIFETIME_H hours (staggered), each
+    shard applying WRITES_PER_SHARD_LIFE one-event batches of the COUNT metric; `prune`: records
+    carry their creation time, so stale marks are removed."""
+    from tally.adapters.memory import MemoryCounterStore
+    from tally.billing.counters import StreamedEvent, sequence_key
+    from tally.billing.events import UsageEvent
+    from tally.services.aggregate import AggregateService
+
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
+    epoch = int(now.timestamp())
+    rng = random.Random(seed)
+    life = SHARD_LIFETIME_H * 3600
+    schedule = []
+    for lineage in range(SHARDS):
+        offset = rng.uniform(0, life)
+        for generation in range(int(hours * 3600 // life) + 2):
+            start = generation * life - offset
+            for _ in range(WRITES_PER_SHARD_LIFE):
+                at = rng.uniform(start, start + life)
+                if 0 <= at < hours * 3600:
+                    schedule.append((at, _shard_id(lineage * 1_000 + generation)))
+    schedule.sort()
+    pruned_keys = []
+
+    class Store(MemoryCounterStore):
+        def _prune(self, key):
+            pruned_keys.append(key)
+            super()._prune(key)
+
+    store = Store()
+    service = AggregateService(store, type("Metrics", (), {"all": staticmethod(lambda: _metrics(now)[:1])})())
+    tail_from = hours * 3600 * 3 / 4
+    units = writes = prune_writes = 0
+    month, size_units = None, 0
+    for n, (at, shard) in enumerate(schedule):
+        event = UsageEvent(f"r-{n}", "hot-customer", "api_call", now + timedelta(seconds=at), {})
+        record = StreamedEvent(sequence_key(10**20 + n), event, now, epoch + int(at) if prune else None)
+        pruned_keys.clear()
+        service.apply_batch(shard, [record])
+        if month is None:
+            month = next(key for key in store.counters if key.bucket.startswith("M"))
+        if at >= tail_from:  # the month counter's write, and its prune follow-up, at its size then
+            if writes % 8 == 0:  # (measured every 8th write: sizes change by a mark or so a write)
+                size_units = write_units(item_size(_item(month, store.counters[month])))
+            pruned = pruned_keys.count(month)
+            units += size_units * (1 + pruned)
+            writes += 1
+            prune_writes += pruned
+    counter = store.counters[month]
+    return RotationFigures(hours, len(counter.marks), item_size(_item(month, counter)), units / max(writes, 1), prune_writes)
 
 
 def _shard_id(index: int) -> str:
@@ -113,9 +200,8 @@ def _batches(arrivals: list[tuple[float, Any]]) -> list[tuple[float, list[Any]]]
 
 
 def simulate(seconds: int, metric_count: int = 5, seed: int = 11) -> HotKeyFigures:
-    from tally.adapters.dynamo.counters import counter_pk, counter_sk, unique_member
     from tally.adapters.memory import MemoryCounterStore
-    from tally.billing.counters import SEQUENCE_WIDTH
+    from tally.billing.counters import SEQUENCE_WIDTH, mark_of
     from tally.services.aggregate import AggregateService
 
     now = datetime(2026, 12, 6, 12, 0, tzinfo=timezone.utc)
@@ -142,18 +228,7 @@ def simulate(seconds: int, metric_count: int = 5, seed: int = 11) -> HotKeyFigur
         if outcome.first_failed_sequence is not None:
             raise RuntimeError("the simulated aggregator failed a batch")
 
-    sizes = {}
-    for key, counter in store.counters.items():
-        item = {"pk": {"S": counter_pk(key.metric_id, key.ingest_key)}, "sk": {"S": counter_sk(key.bucket, key.group)}}
-        if counter.total is not None:
-            item["v"] = {"N": str(counter.total)}
-        item |= {part: {"N": str(value)} for part, value in counter.parts.items()}
-        if counter.uniques:
-            item["u"] = {"SS": [unique_member(v) for v in counter.uniques]}
-        if counter.latest is not None:
-            item["lo"], item["lv"] = {"S": counter.latest[0]}, {"N": str(counter.latest[1])}
-        item |= {"mk_" + shard: {"S": mark} for shard, mark in counter.marks.items()}
-        sizes[key] = (item_size(item), len(counter.marks))
+    sizes = {key: (item_size(_item(key, counter)), len(counter.marks)) for key, counter in store.counters.items()}
     # Whole seconds of steady state: batches of the first second's events are applied in the
     # next, and the last second's after the end.
     full = set(range(1, seconds))
@@ -167,7 +242,8 @@ def simulate(seconds: int, metric_count: int = 5, seed: int = 11) -> HotKeyFigur
     largest = max(sizes.items(), key=lambda entry: entry[1][0])
     steady_units = sum(units_item.values())
     # A month counter keeps the marks of every shard that ever wrote it, closed shards' too.
-    mark_bytes = item_size({"mk_" + _shard_id(0): {"S": "0" * SEQUENCE_WIDTH}})
+    # (as a live mark: its sequence and its newest record's creation time, tally.billing.counters.mark_of)
+    mark_bytes = item_size({"mk_" + _shard_id(0): {"S": mark_of("0" * SEQUENCE_WIDTH, int(now.timestamp()))}})
     marks_per_day = SHARDS * 24 / SHARD_LIFETIME_H
     unmarked = largest[1][0] - largest[1][1] * mark_bytes
     return HotKeyFigures(
@@ -189,6 +265,8 @@ def figure_hot_keys(report: Any, quick: bool) -> None:
     # suite's) simulate the COUNT metric alone, over 2 s.
     metric_count = 1 if quick else 5
     figures = simulate(seconds=2 if quick else 3, metric_count=metric_count)
+    hours = ROTATION_HOURS if quick else ROTATION_HOURS_FULL
+    pruned, unpruned = rotation(hours, prune=True), rotation(hours, prune=False)
     limit = PARTITION_WRITE_UNITS_PER_S
     report.figures |= {
         "hot_key_max_writes_per_item_s": figures.max_writes_per_item_s,
@@ -200,6 +278,13 @@ def figure_hot_keys(report: Any, quick: bool) -> None:
         f"hot_key_aggregation_wru_per_event_{metric_count}m": figures.wru_per_event,
         "hot_key_days_until_a_month_counter_holds_400kb": figures.days_until_full,
         "hot_key_wru_per_item_s_after_a_day": figures.units_per_item_s_after_a_day,
+        "marks_pruned_month_counter_marks": pruned.marks,
+        "marks_unpruned_month_counter_marks": unpruned.marks,
+        "marks_pruned_month_counter_bytes": pruned.item_bytes,
+        "marks_unpruned_month_counter_bytes": unpruned.item_bytes,
+        "marks_pruned_wru_per_write": pruned.wru_per_write,
+        "marks_unpruned_wru_per_write": unpruned.wru_per_write,
+        "marks_prune_writes": pruned.prune_writes,
     }
     report.rows.append(Row(
         "8  hot key: writes/s per counter item",
@@ -214,13 +299,27 @@ def figure_hot_keys(report: Any, quick: bool) -> None:
     report.rows.append(Row(
         f"8c hot key: aggregation WRU/event, {metric_count}m",
         f"{figures.wru_per_event:.3f}", "figure 7: one shard", "", "", ""))
+    report.rows.append(Row(
+        f"8d month counter after {hours} h of shard rotation: marks / item / WRU per write",
+        f"pruned {pruned.marks:,} / {pruned.item_bytes / 1024:,.0f} KB / {pruned.wru_per_write:.0f}",
+        f"unpruned {unpruned.marks:,} / {unpruned.item_bytes / 1024:,.0f} KB / {unpruned.wru_per_write:.0f}",
+        f"{pruned.item_bytes / unpruned.item_bytes:.2f}×", f"< {MAX_ITEM_BYTES // 1024} KB, flat",
+        "met" if pruned.item_bytes < MAX_ITEM_BYTES else "missed"))
+    report.notes.append(
+        f"8d: {SHARDS} shard lineages renewed every {SHARD_LIFETIME_H} h, each shard writing the month counter "
+        f"{WRITES_PER_SHARD_LIFE} times, {hours} h, real aggregator on the memory store; pruned: records carry their "
+        f"creation time and marks older than the newest record minus 26 h (24 h retention + 2 h margin) are removed, "
+        f"in batches once one is 1 h past; WRU per write over the last quarter, the {pruned.prune_writes} removal "
+        f"writes included. Pruned, the item stays flat (about {SHARDS} × (26 + 1 + {SHARD_LIFETIME_H}) / "
+        f"{SHARD_LIFETIME_H} marks); unpruned, it grows by {int(SHARDS * 24 / SHARD_LIFETIME_H)} marks a day."
+    )
     report.notes.append(
         f"8: in-memory stream of {figures.seconds} s at {RATE_PER_S:,} events/s from one customer over {SHARDS} "
         f"shards, batches of up to {BATCH_SIZE} or a {BATCHING_WINDOW_S:g} s window, one in flight per shard "
         f"({figures.batches:,} batches, mean {figures.mean_batch:.0f} records), applied by the real aggregator "
         f"to {'the COUNT metric' if quick else 'the 5 bench metrics'}; no pre-aggregation: one write per event. "
         f"Peak over whole seconds. Write units: the item's size as stored, with one "
-        f"high-water mark (shard id and sequence, ~80 B) per stream shard that wrote it; marks of shards that "
+        f"high-water mark (shard id, sequence and creation time, ~90 B) per stream shard that wrote it; unpruned, marks of shards that "
         f"closed stay on the item: with shards renewed about every {SHARD_LIFETIME_H} h (observed, not documented), a month counter "
         f"written from every shard reaches DynamoDB's 400 KB item after {figures.days_until_full:.1f} days, "
         f"and DynamoDB refuses the writes that would grow it; after one day ({int(SHARDS * 24 / SHARD_LIFETIME_H)} "

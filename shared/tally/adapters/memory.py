@@ -10,10 +10,20 @@ from decimal import Decimal
 from typing import Iterable
 
 from tally.billing import exact_json
-from tally.billing.counters import CounterKey, CounterRow, RowSums, exact_sum, part_values, range_problem, row_label
+from tally.billing.counters import (
+    CounterKey,
+    CounterRow,
+    RowSums,
+    exact_sum,
+    marks_to_prune,
+    part_values,
+    range_problem,
+    row_label,
+)
 from tally.billing.customers import Customer, KeyHandover
 from tally.billing.errors import Conflict
 from tally.billing.events import UsageEvent
+from tally.billing.limits import MAX_MARKS_PRUNED_PER_WRITE
 from tally.billing.metrics import BillableMetric
 from tally.billing.quarantine import APPLIED, PENDING, QuarantinedPair
 from tally.billing.time import format_sortable, parse_rfc3339
@@ -63,6 +73,8 @@ class MemoryCounterStore:
         self.counters: dict[CounterKey, _Counter] = {}
         self.quarantined_pairs: dict[tuple[str, str], QuarantinedPair] = {}  # (metric, transaction id) ->
         self.writes = 0
+        self.prune_writes = 0  # follow-up writes that removed stale marks (also in `writes`)
+        self.pruned_marks = 0
         self.fail = None  # callable(key) -> None, may raise, called before each write
 
     def _before_write(self, key: CounterKey) -> _Counter:
@@ -71,7 +83,7 @@ class MemoryCounterStore:
         self.writes += 1
         return self.counters.setdefault(key, _Counter())
 
-    def add(self, key, shard, parts, new_mark, *, below=None, expected=None) -> bool:
+    def add(self, key, shard, parts, new_mark, *, below=None, expected=None, prune_before=None) -> bool:
         counter = self._before_write(key)
         mark = counter.marks.get(shard)
         if expected is not None:
@@ -84,7 +96,18 @@ class MemoryCounterStore:
         for part, delta in parts.items():
             counter.parts[part] = exact_sum([counter.parts.get(part, Decimal(0)), delta])
         counter.marks[shard] = new_mark
+        if prune_before is not None:
+            stale = marks_to_prune(counter.marks, prune_before, keep=shard)[:MAX_MARKS_PRUNED_PER_WRITE]
+            if stale:  # as DynamoDB's follow-up write: one more write, the marks unchanged since
+                self._prune(key)
+                for gone in stale:
+                    del counter.marks[gone]
+                self.pruned_marks += len(stale)
         return True
+
+    def _prune(self, key: CounterKey) -> None:
+        self.writes += 1
+        self.prune_writes += 1
 
     def high_water_mark(self, key, shard):
         counter = self.counters.get(key)

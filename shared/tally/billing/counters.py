@@ -29,7 +29,7 @@ from functools import lru_cache, reduce
 from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from tally.billing.events import UsageEvent
-from tally.billing.limits import COUNTER_RANGE
+from tally.billing.limits import COUNTER_RANGE, MARK_PRUNE_EVERY_S, MARK_PRUNE_MARGIN_S, STREAM_RECORD_RETENTION_S
 from tally.billing.metrics import Aggregation, BillableMetric
 from tally.billing.quarantine import QuarantinedPair, group_problem, value_problem
 from tally.billing.time import (
@@ -59,6 +59,62 @@ def sequence_key(sequence_number: str | int) -> str:
     if not text.isdigit() or len(text) > SEQUENCE_WIDTH:
         raise ValueError(f"not a stream sequence number: {text!r}")
     return text.zfill(SEQUENCE_WIDTH)
+
+
+_MARK_TIME = "@"  # sorts after every digit
+
+
+def mark_of(sequence: str, created: int | None) -> str:
+    """A shard's high-water mark as a counter stores it: the padded sequence of the newest record
+    applied under it, then `@` and that record's approximate creation time (epoch seconds; none
+    when unknown). `@` sorts after every digit, so against a padded sequence `s` a mark compares
+    as its sequence does: mark < s iff its sequence < s (equal sequences: the mark is longer, so
+    greater), which keeps the writes' conditions (`#m < :below`) and `s > mark` exact."""
+    return sequence if created is None else f"{sequence}{_MARK_TIME}{created}"
+
+
+def mark_sequence(mark: str) -> str:
+    return mark.partition(_MARK_TIME)[0]
+
+
+def mark_created(mark: str) -> int | None:
+    """The creation time a mark carries; None for a mark written before marks carried one."""
+    _, separator, created = mark.partition(_MARK_TIME)
+    return int(created) if separator and created.isdigit() else None
+
+
+def prune_before(newest_created: int | None) -> int | None:
+    """Marks whose newest record was created before this (epoch seconds) guard only records the
+    stream can no longer deliver: the newest record seen was created at most now, and every record
+    of a shard at or below a mark was created no later than the mark's own (sequence numbers grow
+    with time on a shard), so all of them are older than the retention plus the margin
+    (limits.STREAM_RECORD_RETENTION_S, MARK_PRUNE_MARGIN_S). None: nothing is known, prune nothing."""
+    if newest_created is None:
+        return None
+    return newest_created - STREAM_RECORD_RETENTION_S - MARK_PRUNE_MARGIN_S
+
+
+def stale_marks(marks: Mapping[str, str], before: int, keep: str | None = None) -> list[str]:
+    """The shards (of `marks`, shard -> mark) whose marks may be removed: created before `before`.
+    A mark without a time (written before marks carried one) is never stale; `keep` (the shard
+    writing) is never removed."""
+    stale = []
+    for shard, mark in marks.items():  # as mark_created, inline: a counter may hold hundreds
+        at = mark.find(_MARK_TIME)
+        if at >= 0 and shard != keep:
+            created = mark[at + 1 :]
+            if created.isdigit() and int(created) < before:
+                stale.append(shard)
+    return sorted(stale)
+
+
+def marks_to_prune(marks: Mapping[str, str], before: int, keep: str | None = None) -> list[str]:
+    """The stale marks (stale_marks) a write removes now: all of them, once the oldest is
+    limits.MARK_PRUNE_EVERY_S past `before`; none before that, so removals come in batches."""
+    stale = stale_marks(marks, before, keep)
+    if stale and min(mark_created(marks[shard]) or before for shard in stale) < before - MARK_PRUNE_EVERY_S:
+        return stale
+    return []
 
 
 def exact_sum(values: Iterable[Decimal]) -> Decimal:
@@ -296,6 +352,7 @@ class StreamedEvent:
     sequence: str  # padded with sequence_key
     event: UsageEvent
     ingested_at: datetime
+    created_at: int | None = None  # the record's ApproximateCreationDateTime, epoch seconds rounded up
 
 
 def latest_order(event: UsageEvent) -> str:
@@ -315,6 +372,8 @@ class CounterUpdate:
     latest: tuple[str, Decimal] | None = None  # (latest_order, value)
     sequences: list[str] = field(default_factory=list)
     events: list[UsageEvent] = field(default_factory=list)  # the record of each sequence, to quarantine
+    created: int | None = None  # the newest record's creation time (None: some record has none)
+    untimed: bool = False
 
     @property
     def min_sequence(self) -> str:
@@ -324,26 +383,40 @@ class CounterUpdate:
     def max_sequence(self) -> str:
         return max(self.sequences)
 
+    @property
+    def new_mark(self) -> str:
+        """The shard's mark once this update is in: its newest sequence, with the newest creation
+        time among its records (the latest, or later: a mark is only ever kept longer)."""
+        return mark_of(self.max_sequence, None if self.untimed else self.created)
+
     def delta_after(self, high_water_mark: str | None) -> tuple[dict[str, Decimal], int]:
         """What the contributions newer than a high-water mark add to each part, and how many
         there are. The counter's total grows by the sum of the parts."""
         parts: dict[str, Decimal] = {}
         fresh = 0
+        mark = None if high_water_mark is None else mark_sequence(high_water_mark)
         for sequence, part, value in self.additions:
-            if high_water_mark is None or sequence > high_water_mark:
+            if mark is None or sequence > mark:
                 parts[part] = COUNTER_CONTEXT.add(parts.get(part, Decimal(0)), value)
                 fresh += 1
         return dict(sorted(parts.items())), fresh
 
     def pairs_after(self, high_water_mark: str | None, reason: str) -> list[QuarantinedPair]:
         """The records newer than a high-water mark (None: all), as pairs this counter misses."""
+        mark = None if high_water_mark is None else mark_sequence(high_water_mark)
         return [
             QuarantinedPair(self.key.metric_id, event, (self.key.bucket,), reason, sequence)
             for sequence, event in zip(self.sequences, self.events)
-            if high_water_mark is None or sequence > high_water_mark
+            if mark is None or sequence > mark
         ]
 
-    def add(self, sequence: str, event: UsageEvent, value: Decimal | str, part: str | None) -> None:
+    def add(
+        self, sequence: str, event: UsageEvent, value: Decimal | str, part: str | None, created: int | None = None
+    ) -> None:
+        if created is None:
+            self.untimed = True
+        elif self.created is None or created > self.created:
+            self.created = created
         self.sequences.append(sequence)
         self.events.append(event)
         if self.aggregation.is_additive:
@@ -404,7 +477,7 @@ def preaggregate(
                 update = updates.get(key)
                 if update is None:
                     update = updates[key] = CounterUpdate(key, metric.aggregation_type)
-                update.add(item.sequence, event, contribution.value, part)
+                update.add(item.sequence, event, contribution.value, part, item.created_at)
     return updates
 
 

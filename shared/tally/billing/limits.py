@@ -21,6 +21,23 @@ DYNAMO_TRANSACTION_ITEMS = 100
 API_GATEWAY_PAYLOAD_BYTES = 10 * 1_024 * 1_024
 LAMBDA_RESPONSE_BYTES = 6 * 1_024 * 1_024  # a synchronous invocation's response payload
 
+# -- counters' per-shard high-water marks --------------------------------------------------------
+# DynamoDB Streams keeps a record 24 hours, and the aggregator's event source mapping gives up on a
+# record older than that (MaximumRecordAge, infra/constructs/streams.py). A mark whose newest
+# record was created more than the retention plus a margin before the newest record the aggregator
+# has seen guards only records that can never be delivered again, so it is removed
+# (tally.billing.counters.stale_marks). The margin covers ApproximateCreationDateTime's rounding
+# and the trimming's and clocks' slack; it only delays pruning, never makes it unsafe.
+STREAM_RECORD_RETENTION_S = 24 * 3_600
+MARK_PRUNE_MARGIN_S = 2 * 3_600
+# Stale marks one follow-up UpdateItem removes (REMOVE plus a condition per mark, about 25
+# characters each, within DynamoDB's 4 KB expression); more wait for the counter's next write.
+MAX_MARKS_PRUNED_PER_WRITE = 100
+# Stale marks are removed together once the oldest is this far past the window: a counter then takes
+# about one removal write an hour rather than one per shard crossing the window (about 25 an hour
+# at 100 shards renewed every 4 h); the marks kept grow by about this long's worth.
+MARK_PRUNE_EVERY_S = 3_600
+
 # -- audit log ----------------------------------------------------------------------------------
 # A write made for an API request carries its audit record in the same transaction: the record by
 # time, the record by resource, and (when a later write corrects the resource) the removal of the

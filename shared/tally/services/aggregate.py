@@ -11,6 +11,12 @@ Exactly-once rests on three facts:
    counter's mark is s, every record of that counter at or below s is already in it, or quarantined.
 MAX, UNIQUE and LATEST are idempotent by nature and need no mark.
 
+Marks of shards that stopped writing are removed once they guard only records the stream can no
+longer deliver (tally.billing.counters.prune_before): each mark carries the creation time of its
+newest record, and a counter write removes the marks older than the newest record of its batch
+minus the stream's retention and a margin. A later record of such a shard is newer than all it
+guarded, so it is applied without the mark, exactly once.
+
 Isolation: a (record, metric) pair that no counter can take is quarantined with its reason
 (tally.billing.quarantine) instead of failing the batch; only a store that is unavailable makes
 the stream resend. Quarantined pairs are counted (the handler's PairsQuarantined metric, with an
@@ -25,7 +31,7 @@ from typing import Callable
 
 from aws_lambda_powertools import Logger
 
-from tally.billing.counters import CounterUpdate, StreamedEvent, preaggregate, range_problem
+from tally.billing.counters import CounterUpdate, StreamedEvent, preaggregate, prune_before, range_problem
 from tally.billing.limits import COUNTER_RANGE
 from tally.billing.metrics import Aggregation
 from tally.billing.quarantine import QuarantinedPair
@@ -68,6 +74,8 @@ class AggregateService:
             metrics = [m if m.activated_at is not None else self._metrics.activate(m.id, self._clock()) for m in metrics]
         refused: list[QuarantinedPair] = []
         updates = preaggregate(streamed, metrics, refused)
+        times = [item.created_at for item in streamed if item.created_at is not None]
+        stale_before = prune_before(max(times) if times else None)
         failed: list[str] = []
         written = quarantined = 0
         if refused:
@@ -80,7 +88,7 @@ class AggregateService:
                 failed.append(min(pair.sequence for pair in refused))
         for update in updates.values():
             try:
-                applied = apply_update(self._counters, shard, update)
+                applied = apply_update(self._counters, shard, update, stale_before)
             except StoreUnavailable as exc:
                 logger.warning("counter write failed", extra={"counter": str(update.key), "error": str(exc)})
                 failed.append(update.min_sequence)
@@ -99,9 +107,10 @@ def log_quarantined(pairs: list[QuarantinedPair]) -> None:
         logger.warning("pairs quarantined", extra={"metric_id": metric_id, "reason": reason, "pairs": count})
 
 
-def apply_update(counters: CounterStore, shard: str, update: CounterUpdate) -> Applied:
+def apply_update(counters: CounterStore, shard: str, update: CounterUpdate, stale_before: int | None = None) -> Applied:
     """Write one counter update exactly once for this shard, or quarantine what the counter cannot
-    take. StoreUnavailable when the store could not be reached (the stream resends)."""
+    take. StoreUnavailable when the store could not be reached (the stream resends). A write
+    removes the other shards' marks created before `stale_before` (None: none)."""
     key = update.key
     if not update.aggregation.is_additive:
         try:
@@ -124,7 +133,7 @@ def apply_update(counters: CounterStore, shard: str, update: CounterUpdate) -> A
         refusal = "the batch's sum would leave +-1E19, the range a SUM counter holds exactly"
     else:
         try:
-            if counters.add(key, shard, parts, update.max_sequence, below=update.min_sequence):
+            if counters.add(key, shard, parts, update.new_mark, below=update.min_sequence, prune_before=stale_before):
                 return Applied(1)
         except StoreRefused as exc:
             refusal = f"the counter refused it: {exc.rule}"
@@ -138,12 +147,12 @@ def apply_update(counters: CounterStore, shard: str, update: CounterUpdate) -> A
         problem = refusal or range_problem(state.total, state.parts, parts)
         if problem is not None:
             pairs = update.pairs_after(state.mark, problem)
-            if counters.refuse(key, shard, update.max_sequence, state.mark, pairs):
+            if counters.refuse(key, shard, update.new_mark, state.mark, pairs):
                 log_quarantined(pairs)
                 return Applied(0, len(pairs))
             continue
         try:
-            if counters.add(key, shard, parts, update.max_sequence, expected=state.mark):
+            if counters.add(key, shard, parts, update.new_mark, expected=state.mark, prune_before=stale_before):
                 return Applied(1)
         except StoreRefused as exc:
             refusal = f"the counter refused it: {exc.rule}"

@@ -65,10 +65,13 @@ class CounterStore(Protocol):
         *,
         below: str | None = None,
         expected: str | None = None,
+        prune_before: int | None = None,
     ) -> bool:
         """Add each part's delta to that part and their sum to the total, and set the shard's
         high-water mark to `new_mark`, only if the shard's mark is absent or lower than `below`
-        (first attempt), or equals `expected` (retry). False if not."""
+        (first attempt), or equals `expected` (retry). False if not. Once added, the other
+        shards' marks created before `prune_before` (tally.billing.counters.stale_marks) are
+        removed, each only while unchanged; best effort: a removal that fails waits for the next."""
 
     def high_water_mark(self, key: CounterKey, shard: str) -> str | None: ...
 

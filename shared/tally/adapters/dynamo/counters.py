@@ -4,7 +4,8 @@ the prefixes keep the kinds apart in key order).
 
 Attributes: `v` running total (COUNT, SUM) or maximum (MAX); the parts of an additive counter, one
 attribute each (`h00`..`h23` of a day, `d01`..`d31` of a month); `u` the distinct values (UNIQUE);
-`lo`/`lv` order and value of the latest event (LATEST); `mk_<shard>` the per-shard high-water mark.
+`lo`/`lv` order and value of the latest event (LATEST); `mk_<shard>` the per-shard high-water mark
+(tally.billing.counters.mark_of: the sequence, `@`, the creation time of its newest record).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import threading
 import time
 from contextlib import contextmanager
@@ -19,10 +21,16 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Iterable, Mapping
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
-from tally.billing.limits import COUNTER_RANGE, DYNAMO_TRANSACTION_ITEMS, MAX_UNIQUE_MEMBER_CHARS, UNIQUE_SPILL_ITEMS
+from tally.billing.limits import (
+    COUNTER_RANGE,
+    DYNAMO_TRANSACTION_ITEMS,
+    MAX_MARKS_PRUNED_PER_WRITE,
+    MAX_UNIQUE_MEMBER_CHARS,
+    UNIQUE_SPILL_ITEMS,
+)
 from tally.billing.quarantine import APPLIED, PENDING, QuarantinedPair, event_from_json, event_json, group_json
 from tally.services.ports import NOT_PENDING, OUT_OF_RANGE, REAPPLIED, AdditiveState, StoreRefused
 from tally.billing.counters import (
@@ -34,9 +42,14 @@ from tally.billing.counters import (
     GroupOf,
     exact_sum,
     exact_text_sum,
+    mark_created,
+    mark_of,
+    marks_to_prune,
     part_of,
     row_label,
 )
+
+_log = logging.getLogger(__name__)
 
 _UNIQUE_PREFIX = "="  # DynamoDB sets cannot hold an empty string; every member gets a prefix
 _DIGEST_PREFIX = "#"  # a long value, kept as its digest (limits.MAX_UNIQUE_MEMBER_CHARS)
@@ -153,6 +166,10 @@ class DynamoCounterStore:
             self._client.meta.events.register(
                 "before-parse.dynamodb.Query", _keep_raw_json, unique_id="tally-counters-raw-query"
             )
+            # the counter item an add returns (ReturnValues), to find stale marks
+            self._client.meta.events.register(
+                "before-parse.dynamodb.UpdateItem", _keep_raw_json, unique_id="tally-counters-raw-update"
+            )
 
     def _conditional_update(self, key: CounterKey, **kwargs) -> bool:
         try:
@@ -163,7 +180,7 @@ class DynamoCounterStore:
                 return False
             raise translate(exc) from exc
 
-    def add(self, key, shard, parts, new_mark, *, below=None, expected=None) -> bool:
+    def add(self, key, shard, parts, new_mark, *, below=None, expected=None, prune_before=None) -> bool:
         names = {"#m": "mk_" + shard}
         delta = exact_sum(parts.values())
         values = {":d": _number(delta), ":new": {"S": new_mark}}
@@ -181,13 +198,52 @@ class DynamoCounterStore:
         else:
             condition = "(attribute_not_exists(#m) OR #m < :below)"
             values[":below"] = {"S": below or new_mark}
-        return self._conditional_update(
-            key,
-            UpdateExpression="ADD " + ", ".join(additions) + " SET #m = :new",
-            ConditionExpression=" AND ".join([condition, *ranges]),
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
+        # Marks carry a time after the sequence (mark_of), and compare with a padded sequence as
+        # their sequence does: `#m < :below` and `#m = :expected` keep their meaning.
+        request = {
+            "UpdateExpression": "ADD " + ", ".join(additions) + " SET #m = :new",
+            "ConditionExpression": " AND ".join([condition, *ranges]),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if prune_before is None:
+            return self._conditional_update(key, **request)
+        # The item as written comes back with the write (ReturnValues: no read capacity), so the
+        # stale marks are found without a read.
+        try:
+            if self._raw_reads:
+                with _raw_pages():
+                    item = self._client.update_item(TableName=self._table, Key=_key(key), ReturnValues="ALL_NEW", **request)
+            else:
+                item = self._client.update_item(TableName=self._table, Key=_key(key), ReturnValues="ALL_NEW", **request)
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise translate(exc) from exc
+        self._prune(key, shard, item.get("Attributes") or {}, prune_before)
+        return True
+
+    def _prune(self, key: CounterKey, shard: str, item: dict, before: int) -> None:
+        """Remove the marks of `item` created before `before` (but `shard`'s), in one write
+        conditional on each being unchanged: a shard that wrote again in between keeps its mark.
+        Best effort: the counter is already right, and the next write tries again."""
+        marks = {name[3:]: value["S"] for name, value in item.items() if name.startswith("mk_") and "S" in value}
+        stale = marks_to_prune(marks, before, keep=shard)[:MAX_MARKS_PRUNED_PER_WRITE]
+        if not stale:
+            return
+        names = {f"#s{i}": "mk_" + gone for i, gone in enumerate(stale)}
+        values = {f":s{i}": {"S": marks[gone]} for i, gone in enumerate(stale)}
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=_key(key),
+                UpdateExpression="REMOVE " + ", ".join(names),
+                ConditionExpression=" AND ".join(f"{name} = :s{name[2:]}" for name in names),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            _log.warning("stale marks not removed", extra={"counter": str(key), "marks": len(stale), "error": str(exc)})
 
     def additive_state(self, key, shard) -> AdditiveState:
         try:
@@ -294,7 +350,8 @@ class DynamoCounterStore:
         ordered = sorted(pairs, key=lambda pair: pair.sequence)
         for start in range(0, len(ordered), _TRANSACTION_ITEMS - 1):
             chunk = ordered[start : start + _TRANSACTION_ITEMS - 1]
-            mark = new_mark if start + len(chunk) >= len(ordered) else chunk[-1].sequence
+            # an intermediate mark takes the final one's time: later, so kept at least as long
+            mark = new_mark if start + len(chunk) >= len(ordered) else mark_of(chunk[-1].sequence, mark_created(new_mark))
             names = {"#m": "mk_" + shard}
             values = {":new": {"S": mark}}
             if expected is None:

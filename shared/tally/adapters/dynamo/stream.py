@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal, InvalidOperation
+
 from tally.adapters.dynamo.events import ORIGINAL, stored_event
 from tally.billing.counters import StreamedEvent, sequence_key
 
@@ -20,7 +23,22 @@ def streamed_event(record: dict) -> StreamedEvent | None:
     if not image:
         raise NotACountableRecord("INSERT record without NewImage: the stream view type must include new images")
     stored = stored_event(image)
-    return StreamedEvent(sequence_key(dynamodb["SequenceNumber"]), stored.event, stored.ingested_at)
+    return StreamedEvent(
+        sequence_key(dynamodb["SequenceNumber"]), stored.event, stored.ingested_at, created_at(dynamodb)
+    )
+
+
+def created_at(dynamodb: dict) -> int | None:
+    """The record's ApproximateCreationDateTime (epoch seconds, maybe fractional) rounded up; None
+    when absent or unreadable: the counters' marks then carry no time and are never pruned."""
+    value = dynamodb.get("ApproximateCreationDateTime")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return math.ceil(number) if number.is_finite() and number > 0 else None
 
 
 class ShardResolver:
