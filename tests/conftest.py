@@ -31,8 +31,8 @@ def _run_order(item) -> tuple[int, int]:
 
 def _group(item, path: str) -> int:
     if item.get_closest_marker("volume") is not None:
-        # Volume tests leave tens of thousands of events behind, and creating a metric backfills by
-        # scanning the whole events table (see the note in MetricService.backfill): they come after
+        # Volume tests leave tens of thousands of events behind, and creating a metric starts a
+        # backfill job that scans the whole events table (services/backfill.py): they come after
         # every other test of the local stack, and before the pure tests, which keep the other
         # worker busy meanwhile (never left idle while one of them ends the run).
         return 2

@@ -38,6 +38,8 @@ FIGURES = (
     "cost_vs_floor",
     "close_big_vs_small_items",
     "close_walk_big_vs_small_items",
+    "backfill_create_ms",
+    "backfill_job_vs_bare_scan",
 )
 
 

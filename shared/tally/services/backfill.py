@@ -36,7 +36,8 @@ from tally.billing.quarantine import QuarantinedPair
 from tally.services.aggregate import apply_update
 from tally.services.ports import BackfillQueue, BackfillStore, CounterStore, MetricStore, SegmentScan, StoredEvent
 
-DEFAULT_PAGES_PER_RUN = 20
+DEFAULT_PAGES_PER_RUN = 5
+_FIRST_KIND = ("D", "h")
 
 
 class RunOutcome(str, Enum):
@@ -153,7 +154,9 @@ class BackfillService:
         shard = page_shard(window.id, segment)
         for update in updates.values():
             apply_update(self._counters, shard, update)
-        return sum(1 for s in streamed if window.contribution(s.event) is not None)
+        # Each counted event is in exactly one counter of the first kind (a day counter for COUNT
+        # and SUM, an hour counter for the others: tally.billing.counters.event_counters).
+        return sum(len(u.events) for u in updates.values() if u.key.bucket[0] in _FIRST_KIND)
 
     def view(self, metric: BillableMetric) -> BackfillView | None:
         job = self._jobs.get(metric.id)

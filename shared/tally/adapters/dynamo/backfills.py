@@ -162,9 +162,18 @@ class DynamoSegmentScan:
 
     def scan_segment(self, segment: int, segments: int, start: str | None, limit: int, ingested_before: datetime,
                      until: str | None = None) -> ScanPage:
-        if until is None:
-            items, last, scanned = self._scan(segment, segments, start, limit, ingested_before)
-            return ScanPage([stored_event(i) for i in items], SEGMENT_END if last is None else _cursor(last), scanned)
+        if until is None:  # Scan calls (each at most 1 MB) until `limit` items are read or the segment ends
+            kept: list[dict] = []
+            scanned, cursor = 0, start
+            while True:
+                items, last, count = self._scan(segment, segments, cursor, limit - scanned, ingested_before)
+                kept += items
+                scanned += count
+                if last is None:
+                    return ScanPage([stored_event(i) for i in kept], SEGMENT_END, scanned)
+                cursor = _cursor(last)
+                if scanned >= limit:
+                    return ScanPage([stored_event(i) for i in kept], cursor, scanned)
         read: list[dict] = []
         cursor = start
         while True:
