@@ -1,4 +1,4 @@
-"""Figure 12 of `tally bench`: creating a billable metric over stored events, and its backfill job.
+"""Figure 13 of `tally bench`: creating a billable metric over stored events, and its backfill job.
 
 What is measured, on the in-memory stores (tally.adapters.memory, memory_backfill): the events are
 stored first (1,000,000 in a full run, 20,000 in a quick one), spread over 1,000 customers and 30
@@ -137,18 +137,18 @@ def figure_backfill(report: Any, quick: bool) -> None:
         "backfill_counter_writes_per_event": figures.counter_writes / figures.events,
     }
     report.rows.append(Row(
-        f"12  metric create over {n} stored events", f"{figures.create_s * 1000:.2f} ms",
+        f"13  metric create over {n} stored events", f"{figures.create_s * 1000:.2f} ms",
         f"bare scan {figures.bare_scan_s:.2f} s", f"{figures.create_s / figures.bare_scan_s:.5f}×",
         f"< {CREATE_GOAL_S:g} s", "met" if figures.create_s < CREATE_GOAL_S else "missed"))
     report.rows.append(Row(
-        f"12b backfill job over {n} events", f"{figures.job_s:.2f} s ({figures.events / figures.job_s:,.0f}/s)",
+        f"13b backfill job over {n} events", f"{figures.job_s:.2f} s ({figures.events / figures.job_s:,.0f}/s)",
         f"bare scan {figures.bare_scan_s:.2f} s", f"{figures.job_s / figures.bare_scan_s:.1f}×",
         "completes", "met" if figures.counted == figures.events else "missed"))
     report.rows.append(Row(
-        "12c backfill counter writes per event", f"{figures.counter_writes / figures.events:.2f}",
+        "13c backfill counter writes per event", f"{figures.counter_writes / figures.events:.2f}",
         "live path: figure 7", "", "", ""))
     report.notes.append(
-        f"12: in-memory stores, {n} events stored beforehand over {CUSTOMERS:,} customers and 30 days; create timed "
+        f"13: in-memory stores, {n} events stored beforehand over {CUSTOMERS:,} customers and 30 days; create timed "
         f"as MetricService.create runs it (job, pending metric, activation, 8 segment messages); "
         f"the job timed as the backfill function runs it, one process, {figures.runs:,} runs, {figures.pages:,} pages of "
         f"up to 10,000, checkpointed, counting {figures.counted:,} events (all of them, checked), after its "
