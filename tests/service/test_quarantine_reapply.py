@@ -81,6 +81,11 @@ def test_a_pair_still_refused_stays_pending_with_its_reason_and_nothing_is_writt
 
 
 def test_concurrent_reapplies_of_one_pair_count_it_once():
+    from infra.local.moto_patches import install_atomic_writes
+
+    # DynamoDB runs each transaction atomically; moto checks conditions and then writes with no lock
+    # between, so without this two threads could both pass the pending check (a moto race, not ours).
+    install_atomic_writes(reads=True)
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         store = DynamoCounterStore(_table(client, "counters"), client)
