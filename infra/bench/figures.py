@@ -436,38 +436,45 @@ def _verdict(ok: bool) -> str:
 
 
 # -- orchestration ----------------------------------------------------------------------------------
-def run_all(quick: bool, console: Console) -> dict[str, float]:
-    """Measure every figure, print the table, and return the figures by name."""
+PARTS = ("all", "offline", "stack")
+
+
+def run_all(quick: bool, console: Console, part: str = "all") -> dict[str, float]:
+    """Measure every figure, print the table, and return the figures by name. `part` picks the
+    figures measured without the local stack ("offline") or on it ("stack"): the two can run as
+    separate processes side by side (the CI smoke test does), each ratio still within one run."""
     from infra.local.runtime import LocalStack
     from tally import wiring
 
     sizes = Sizes.for_run(quick)
     began = time.perf_counter()
     report = Report()
-    _step(console, "1 ingest handler CPU, DynamoDB stubbed", lambda: figure_ingest_cpu(report, sizes))
-    _step(console, "9 invoice PDF", lambda: __import__("infra.bench.pdf").bench.pdf.figure_pdf(report, quick))
-    _step(console, "5 draft invoice from the counters (moto in-process)",
-          lambda: figure_invoice(report, sizes, lambda text: console.print(f"[dim]  {text}[/dim]")))
-    for label, name in OFFLINE_FIGURES:
-        _step(console, label, lambda name=name: registered(name)(report, quick))
-    console.print("[dim]starting the local stack (CDK synth, moto deploy)...[/dim]")
-    stack = LocalStack(port=0).start()  # default: the live stream pump runs
-    try:
-        tally = TallyClient(stack.base_url, stack.api_key)
+    if part in ("all", "offline"):
+        _step(console, "1 ingest handler CPU, DynamoDB stubbed", lambda: figure_ingest_cpu(report, sizes))
+        _step(console, "9 invoice PDF", lambda: __import__("infra.bench.pdf").bench.pdf.figure_pdf(report, quick))
+        _step(console, "5 draft invoice from the counters (moto in-process)",
+              lambda: figure_invoice(report, sizes, lambda text: console.print(f"[dim]  {text}[/dim]")))
+        for label, name in OFFLINE_FIGURES:
+            _step(console, label, lambda name=name: registered(name)(report, quick))
+    if part in ("all", "stack"):
+        console.print("[dim]starting the local stack (CDK synth, moto deploy)...[/dim]")
+        stack = LocalStack(port=0).start()  # default: the live stream pump runs
         try:
-            tally.setup_metrics()
-            _step(console, "3 end-to-end throughput", lambda: figure_end_to_end(report, sizes, tally, stack))
-            _step(console, "4 freshness", lambda: figure_freshness(report, sizes, tally, stack))
-            _step(console, "6 alert latency", lambda: figure_alert_latency(report, quick, tally, stack, Row, _percentile))
-            # Last, because it stops the live pump to fix the batch shapes.
-            _step(console, "2 writes per accepted event", lambda: figure_writes(report, sizes, tally, stack))
-            for label, name in STACK_FIGURES:
-                _step(console, label, lambda name=name: registered(name)(report, quick, tally, stack))
+            tally = TallyClient(stack.base_url, stack.api_key)
+            try:
+                tally.setup_metrics()
+                _step(console, "3 end-to-end throughput", lambda: figure_end_to_end(report, sizes, tally, stack))
+                _step(console, "4 freshness", lambda: figure_freshness(report, sizes, tally, stack))
+                _step(console, "6 alert latency", lambda: figure_alert_latency(report, quick, tally, stack, Row, _percentile))
+                # Last, because it stops the live pump to fix the batch shapes.
+                _step(console, "2 writes per accepted event", lambda: figure_writes(report, sizes, tally, stack))
+                for label, name in STACK_FIGURES:
+                    _step(console, label, lambda name=name: registered(name)(report, quick, tally, stack))
+            finally:
+                tally.close()
         finally:
-            tally.close()
-    finally:
-        stack.stop()
-        wiring.reset()  # its cached client belongs to the stopped moto
+            stack.stop()
+            wiring.reset()  # its cached client belongs to the stopped moto
     report.rows.sort(key=lambda row: row.figure)
     report.notes.sort()
     report.figures["runtime_s"] = time.perf_counter() - began

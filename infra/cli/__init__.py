@@ -42,8 +42,13 @@ console = Console()
 def bench(
     quick: bool = typer.Option(False, help="Smaller samples (CI smoke run)."),
     json_out: Optional[str] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+    part: str = typer.Option("all", help="all, offline (no local stack) or stack (the figures on the local stack)."),
 ) -> None:
     """Print the benchmark figures, each measured side by side with its baseline in one run."""
+    from infra.bench.figures import PARTS
+
+    if part not in PARTS:
+        raise UserError(f"--part must be one of {', '.join(PARTS)}, not {part!r}")
     # Open the file first: a bad path should not cost a whole run.
     try:
         handle = open(json_out, "w") if json_out else None
@@ -51,7 +56,7 @@ def bench(
         raise UserError(f"cannot write --json {json_out}: {exc.strerror}") from None
     from infra.bench.figures import run_all
 
-    figures = run_all(quick=quick, console=console)
+    figures = run_all(quick=quick, console=console, part=part)
     if handle is not None:
         with handle:
             json.dump(figures, handle, indent=2)

@@ -13,11 +13,8 @@ import pytest
 
 pytestmark = pytest.mark.system
 
-FIGURES = (
-    "ingest_cpu_us_per_event",
-    "json_loads_us_per_event",
-    "ingest_cpu_vs_json_loads",
-    "ingest_cpu_with_boto3_us_per_event",
+# The figures each part reports: the two parts run as two tests, so pytest-xdist runs them side by side.
+STACK = (
     "writes_per_event_1_event_posts",
     "writes_per_event_100_event_posts",
     "writes_per_event_vs_naive",
@@ -29,11 +26,17 @@ FIGURES = (
     "alert_latency_p50_ms",
     "alert_latency_p99_ms",
     "bare_sns_to_sqs_p50_ms",
-    "pdf_vs_json_cpu",
-    "pdf_vs_json_bytes",
     "wru_per_event.5m.100ev.total",
     "wru_per_event.5m.100ev.before.total",
     "rru_per_event.5m.100ev.total",
+)
+OFFLINE = (
+    "ingest_cpu_us_per_event",
+    "json_loads_us_per_event",
+    "ingest_cpu_vs_json_loads",
+    "ingest_cpu_with_boto3_us_per_event",
+    "pdf_vs_json_cpu",
+    "pdf_vs_json_bytes",
     "cost_usd_per_million_events",
     "cost_vs_floor",
     "close_big_vs_small_items",
@@ -43,19 +46,27 @@ FIGURES = (
 )
 
 
-def test_quick_bench_reports_every_figure_with_a_finite_value(tmp_path):
+PARTS = {
+    "offline": (OFFLINE, ("ingest CPU",)),
+    "stack": (STACK, ("items written/event", "local e2e", "freshness", "alert latency", "WRU/event")),
+}
+
+
+@pytest.mark.parametrize("part", sorted(PARTS))
+def test_quick_bench_reports_every_figure_with_a_finite_value(tmp_path, part):
+    expected, labels = PARTS[part]
     out = tmp_path / "figures.json"
     run = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "bench", "--quick", "--json", str(out)],
+        [sys.executable, "-m", "infra.cli", "bench", "--quick", "--part", part, "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     figures = json.loads(out.read_text())
-    missing = [name for name in FIGURES if name not in figures]
+    missing = [name for name in expected if name not in figures]
     assert not missing, f"figures not reported: {missing}"
     not_finite = {name: value for name, value in figures.items() if not math.isfinite(value)}
     assert not not_finite, f"figures without a finite value: {not_finite}"
-    for label in ("ingest CPU", "items written/event", "local e2e", "freshness", "alert latency", "WRU/event"):
+    for label in labels:
         assert label in run.stdout
