@@ -57,6 +57,9 @@ class FakeContracts:
     def list(self, customer_id: str) -> list[dict]:
         return [{"id": c.id} for c in self.contracts.values()]
 
+    def customer_and_contracts(self, customer_id: str) -> tuple[Customer, list[dict]]:
+        return self.customer(customer_id), self.list(customer_id)
+
     def contract(self, document: dict) -> Contract:
         return self.contracts[document["id"]]
 

@@ -82,7 +82,7 @@ def test_a_request_cut_short_by_an_outage_raises_and_its_retry_stores_the_rest_c
     events = DynamoEventStore(dynamo["events"], client)
     counters = DynamoCounterStore(dynamo["counters"], dynamo["client"])
     metrics = DynamoMetricStore(DynamoBillingStore(dynamo["billing"], dynamo["client"]))
-    count = MetricService(metrics, events, counters, clock).create(BillableMetric("", "calls", Aggregation.COUNT, None, None, (), ()))
+    count = MetricService(metrics, clock).create(BillableMetric("", "calls", Aggregation.COUNT, None, None, (), ()))
     clock.now = NOW + timedelta(seconds=1)
     service = IngestService(events, clock)
     body = [event(i) for i in range(40)]

@@ -38,6 +38,13 @@ def _job(item: dict) -> BackfillJob:
             claimed_end=item[f"e{n}"]["S"] if f"e{n}" in item else None,
             done=f"d{n}" in item,
         )
+    # A segment's done mark holds the instant it finished, written by the finish itself, so the
+    # job's completion is the latest of them: no second write that a crash could leave undone.
+    # (`completed_at` and BOOL marks: items written before the marks held instants.)
+    done_at = [item[f"d{n}"].get("S") for n in range(segments) if f"d{n}" in item]
+    completed_at = parse_rfc3339(item["completed_at"]["S"]) if "completed_at" in item else None
+    if completed_at is None and len(done_at) == segments and all(done_at):
+        completed_at = max(parse_rfc3339(at) for at in done_at)
     return BackfillJob(
         metric_id=item["sk"]["S"],
         settle=timedelta(seconds=int(item["settle_seconds"]["N"])),
@@ -45,7 +52,7 @@ def _job(item: dict) -> BackfillJob:
         checkpoints=checkpoints,
         scanned=int(item["scanned"]["N"]),
         counted=int(item["counted"]["N"]),
-        completed_at=parse_rfc3339(item["completed_at"]["S"]) if "completed_at" in item else None,
+        completed_at=completed_at,
     )
 
 
@@ -104,24 +111,13 @@ class DynamoBackfillStore:
         values = {":next": {"N": str(pages + 1)}, ":end": {"S": end}, ":pages": {"N": str(pages)},
                   ":scanned": {"N": str(scanned)}, ":counted": {"N": str(counted)}}
         if last:
-            values[":done"] = {"BOOL": True}
-        answer = self._update(
+            values[":done"] = {"S": format_sortable(at)}
+        return self._update(
             metric_id,
             UpdateExpression=f"SET {', '.join(sets)} REMOVE e{segment} ADD scanned :scanned, counted :counted",
             ConditionExpression=f"p{segment} = :pages AND e{segment} = :end",
             ExpressionAttributeValues=values,
-            ReturnValues="ALL_NEW",
-        )
-        if answer is None:
-            return False
-        job = _job(answer["Attributes"])
-        if job.completed_at is None and job.segments_done == job.segments:
-            self._update(  # idempotent: the first finisher's instant stays
-                metric_id,
-                UpdateExpression="SET completed_at = if_not_exists(completed_at, :at)",
-                ExpressionAttributeValues={":at": {"S": format_sortable(at)}},
-            )
-        return True
+        ) is not None
 
 
 def _cursor(key: dict) -> str:
