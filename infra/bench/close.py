@@ -23,6 +23,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable, Iterator
 from unittest import mock
 
+from infra.bench.invoice import Clock
+
 UTC = timezone.utc
 SETUP_AT = datetime(2026, 10, 20, tzinfo=UTC)
 AS_OF = datetime(2026, 11, 2, 1, tzinfo=UTC)  # Oct 1 contracts' October is past its 24 h grace; Oct 15 ones are not
@@ -236,16 +238,8 @@ class _World:
         return counter.reads
 
 
-class _Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @contextmanager
-def _world(client, prefix: str, clock: _Clock) -> Iterator[_World]:
+def _world(client, prefix: str, clock: Clock) -> Iterator[_World]:
     from tally import wiring
 
     tables = _create_tables(client, prefix)
@@ -272,7 +266,7 @@ def measure(sizes: CloseSizes, progress: Callable[[str], None] = lambda _: None)
         client = boto3.client("dynamodb")
         for name, total in (("small", sizes.due), ("big", sizes.big), ("walk_big", sizes.walk_big)):
             began = time.perf_counter()
-            clock = _Clock(SETUP_AT)
+            clock = Clock(SETUP_AT)
             with _world(client, f"tally-bench-close-{name}", clock) as world:
                 made = [world.open(due=True) for _ in range(min(sizes.due, MADE))]
                 world.copy(*made[0], sizes.due - len(made))  # as written: due at once

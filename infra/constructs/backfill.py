@@ -15,10 +15,9 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.constructs.dead_letters import dead_letter_alarm, dead_letter_queue
+from infra.constructs.dead_letters import dead_letter_alarm, dead_letter_queue, work_queue
 from infra.constructs.tables import Tables
 from infra.constructs.tally_function import FunctionDefaults, TallyFunction
 
@@ -59,15 +58,7 @@ class Backfill(TallyFunction):
         self.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], [tables.billing.table_arn])
 
         self.dlq = dead_letter_queue(self, "backfill segments that failed MAX_RECEIVES times")
-        self.queue = sqs.Queue(
-            self,
-            "Queue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            visibility_timeout=Duration.seconds(TIMEOUT.to_seconds() * 6),  # AWS's advice for a Lambda source
-            retention_period=Duration.days(14),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dlq, max_receive_count=MAX_RECEIVES),
-        )
+        self.queue = work_queue(self, self.dlq, TIMEOUT, MAX_RECEIVES)
         self.queue.grant_send_messages(self.role)  # a segment's next message
         self.function.add_environment("BACKFILL_QUEUE_URL", self.queue.queue_url)
         self.function.add_event_source(sources.SqsEventSource(self.queue, batch_size=1, report_batch_item_failures=True))

@@ -32,6 +32,20 @@ def dead_letter_queue(scope: Construct, what_lands_here: str) -> sqs.Queue:
     return queue
 
 
+def work_queue(scope: Construct, dlq: sqs.Queue, timeout: Duration, max_receives: int) -> sqs.Queue:
+    """The queue a Lambda function works from ("Queue"): encrypted, TLS-only, messages kept 14 days,
+    and after `max_receives` failed receives a message moves to `dlq`."""
+    return sqs.Queue(
+        scope,
+        "Queue",
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        visibility_timeout=Duration.seconds(timeout.to_seconds() * 6),  # AWS's advice for a Lambda source
+        retention_period=Duration.days(14),
+        dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=max_receives),
+    )
+
+
 def dead_letter_alarm(scope: Construct, queue: sqs.Queue, description: str) -> cloudwatch.Alarm:
     """In alarm from the first message: every dead letter is something not counted, checked or billed."""
     return cloudwatch.Alarm(

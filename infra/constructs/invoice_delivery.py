@@ -17,10 +17,9 @@ from aws_cdk import Duration, Stack
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.constructs.dead_letters import dead_letter_alarm, dead_letter_queue
+from infra.constructs.dead_letters import dead_letter_alarm, dead_letter_queue, work_queue
 from infra.constructs.tables import BILLING_GSI1, Tables
 from infra.constructs.tally_function import FunctionDefaults, TallyFunction
 from infra.constructs.topics import ALERTS_TOPIC_ENV, INVOICES_TOPIC_ENV, Topics
@@ -87,15 +86,7 @@ class InvoiceDelivery(TallyFunction):
         topics.grant_publish(self.role, topics.alerts)  # payment_gate.payment_status
 
         self.dlq = dead_letter_queue(self, "invoice deliveries that failed MAX_RECEIVES times")
-        self.queue = sqs.Queue(
-            self,
-            "Queue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            visibility_timeout=Duration.seconds(TIMEOUT.to_seconds() * 6),  # AWS's advice for a Lambda source
-            retention_period=Duration.days(14),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dlq, max_receive_count=MAX_RECEIVES),
-        )
+        self.queue = work_queue(self, self.dlq, TIMEOUT, MAX_RECEIVES)
         topics.invoices.add_subscription(
             subscriptions.SqsSubscription(
                 self.queue,

@@ -91,6 +91,7 @@ def _outline(word: str) -> tuple[str, float, float, float]:
         ops += pen.ops
         advance += font["hmtx"][name][0]
     cap = getattr(font["OS/2"], "sCapHeight", 0) or font["head"].unitsPerEm * 0.73
+    # Font units for drawing (glyph outlines, widths), not amounts: floats are the PDF's own geometry.
     return " ".join(ops), advance, float(cap), float(font["head"].unitsPerEm)
 
 

@@ -52,6 +52,7 @@ def daily_usage_svg(chart_id: str, title: str, days: list[Day], bar_color: str, 
         f'<desc id="{chart_id}-desc">{escape(summary)}</desc>',
         f'<rect x="{_LEFT}" y="{_TOP}" width="{plot_w}" height="{plot_h}" fill="{plot_color}"/>',
     ]
+    # Pixel geometry only: every figure a reader sees is written from the Decimals by _label.
     for fraction in (Decimal(0), Decimal("0.5"), Decimal(1)):
         y = _TOP + plot_h - float(fraction) * plot_h
         parts.append(f'<line x1="{_LEFT}" y1="{y:.1f}" x2="{WIDTH - _RIGHT}" y2="{y:.1f}" stroke="{grid_color}"/>')

@@ -25,6 +25,7 @@ from datetime import datetime
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
+from tally.adapters.dynamo.reads import query_pages
 from tally.billing import exact_json
 from tally.billing.time import format_sortable
 
@@ -80,23 +81,15 @@ class DynamoCloseIndex:
         high = format_sortable(as_of) + "#\U0010ffff"
         entries: list[WakeEntry] = []
         for n in range(SHARDS):
-            kwargs = {
-                "TableName": self._table,
-                "IndexName": GSI,
-                "KeyConditionExpression": "gsi2pk = :p AND gsi2sk <= :hi",
-                "ExpressionAttributeValues": {":p": {"S": f"close_due#{n:02d}"}, ":hi": {"S": high}},
-            }
-            while True:
-                try:
-                    page = self._client.query(**kwargs)
-                except ClientError as exc:
-                    raise translate(exc) from exc
-                for item in page["Items"]:
-                    sort_key = item["gsi2sk"]["S"]
-                    entries.append(WakeEntry(sort_key.split("#", 2)[2], item["pk"]["S"], sort_key))
-                if not page.get("LastEvaluatedKey"):
-                    break
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            for item in query_pages(
+                self._client,
+                TableName=self._table,
+                IndexName=GSI,
+                KeyConditionExpression="gsi2pk = :p AND gsi2sk <= :hi",
+                ExpressionAttributeValues={":p": {"S": f"close_due#{n:02d}"}, ":hi": {"S": high}},
+            ):
+                sort_key = item["gsi2sk"]["S"]
+                entries.append(WakeEntry(sort_key.split("#", 2)[2], item["pk"]["S"], sort_key))
         return entries
 
     def advance(self, entry: WakeEntry, version: int, wake: datetime | None) -> bool:

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import claim, dynamodb, error_code, translate
-from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item
+from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item, query_pages
 from tally.billing import exact_json
 from tally.billing.errors import Conflict, InvalidInput
 from tally.billing.limits import MAX_NOTIFICATION_CONFIGS
@@ -223,27 +223,19 @@ class DynamoNotificationStore:
         """The indexed occurrences of a type with low <= instant <= high, in (instant, key) order,
         read a page at a time (the caller may stop early)."""
         for day in window_days(low, high):
-            kwargs = {
-                "TableName": self._table,
-                "KeyConditionExpression": "pk = :p AND sk BETWEEN :a AND :b",
-                "ExpressionAttributeValues": {
+            for item in query_pages(
+                self._client,
+                TableName=self._table,
+                KeyConditionExpression="pk = :p AND sk BETWEEN :a AND :b",
+                ExpressionAttributeValues={
                     ":p": {"S": f"lifecycle#{lifecycle_type}#{day.isoformat()}"},
                     ":a": {"S": format_sortable(low)},
                     ":b": {"S": format_sortable(high) + "$"},  # '$' sorts after '#': the instant itself is in
                 },
-                "ConsistentRead": True,
-                "Limit": 100,
-            }
-            while True:
-                try:
-                    page = self._client.query(**kwargs)
-                except ClientError as exc:
-                    raise translate(exc) from exc
-                for item in page["Items"]:
-                    yield _occurrence(item)
-                if not page.get("LastEvaluatedKey"):
-                    break
-                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+                ConsistentRead=True,
+                Limit=100,
+            ):
+                yield _occurrence(item)
 
     # -- delivery claims -----------------------------------------------------------------------
     def claim(self, config_id: str, key: str, token: str, now: datetime, lease_before: datetime) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import translate
@@ -42,24 +44,28 @@ def batch_get(client, table: str, keys: list[dict], projection: str | None = Non
     return items
 
 
-def all_items(client, table: str, pk: str) -> list[dict]:
-    """Every item of a partition of the table, all pages, read consistently, in sort-key order."""
-    items: list[dict] = []
-    kwargs = {
-        "TableName": table,
-        "KeyConditionExpression": "pk = :p",
-        "ExpressionAttributeValues": {":p": {"S": pk}},
-        "ConsistentRead": True,
-    }
+def query_pages(client, **request) -> Iterator[dict]:
+    """The items of one Query, page after page (ClientErrors translated), read as they come."""
     while True:
         try:
-            page = client.query(**kwargs)
+            page = client.query(**request)
         except ClientError as exc:
             raise translate(exc) from exc
-        items.extend(page["Items"])
+        yield from page["Items"]
         if not page.get("LastEvaluatedKey"):
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            return
+        request = {**request, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+
+def all_items(client, table: str, pk: str) -> list[dict]:
+    """Every item of a partition of the table, all pages, read consistently, in sort-key order."""
+    return list(query_pages(
+        client,
+        TableName=table,
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": pk}},
+        ConsistentRead=True,
+    ))
 
 
 def query_gsi1(client, table: str, partition: str, limit: int | None = None, start_key: dict | None = None) -> tuple[list[dict], dict | None]:
