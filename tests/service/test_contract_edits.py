@@ -444,11 +444,16 @@ class RacingReads:
 
 
 class BlindWrites(DynamoContractStore):
-    """The store without its version condition: the last writer wins."""
+    """The store without its version condition: the last writer wins. Writes take turns, so no two
+    pick the same sequence number: otherwise the history item's own condition refuses one, the
+    service retries it from a fresh read, and whether anything is lost came down to thread timing."""
+
+    _turn = threading.Lock()
 
     def commit_edit(self, document, edit, uniqueness_key=None, invoices_written=None):
-        version = self.get(document["id"])["_version"]
-        super().commit_edit(dict(document, _version=version), dict(edit, sequence=version + 1), uniqueness_key, invoices_written)
+        with self._turn:
+            version = self.get(document["id"])["_version"]
+            super().commit_edit(dict(document, _version=version), dict(edit, sequence=version + 1), uniqueness_key, invoices_written)
 
 
 def _race(w, store, parties: int) -> list:
