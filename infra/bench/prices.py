@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 REGION = "us-east-1"
-TAKEN_ON = "2026-12-06"
+TAKEN_ON = "2026-12-06"  # the provisioned unit-hours and their quotas: 2026-12-07
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,24 @@ DYNAMODB_READ_REQUEST_UNIT = Price(
     "figure not in the stored text of the AWS page; $0.125 per million for US East (airbyte.com)",
     short="RRU",
 )
+# Provisioned capacity (auto scaled): billed per unit-hour provisioned, used or not. A unit is one
+# write (1 KB) or one strongly consistent read (4 KB) per second: 3,600 request units an hour at 100 %.
+DYNAMODB_WRITE_CAPACITY_UNIT_HOUR = Price(
+    Decimal("0.00065"), "write capacity unit-hour (provisioned, Standard table class)",
+    "Amazon DynamoDB pricing for provisioned capacity (https://aws.amazon.com/dynamodb/pricing/provisioned/)",
+    "figure not in the stored text of the AWS page (its price table renders with JavaScript); "
+    "$0.00065 per WCU-hour for US East in a 2025 pricing breakdown (linkedin.com, 'Amazon DynamoDB Pricing "
+    "Explained'), and $0.0065 per 10 WCU-hours in the us-east-1 table of the dynamo-autoscale gem "
+    "(rubydoc.info): the provisioned price did not change with the November 2024 on-demand cut",
+    short="WCU-hours",
+)
+DYNAMODB_READ_CAPACITY_UNIT_HOUR = Price(
+    Decimal("0.00013"), "read capacity unit-hour (provisioned, Standard table class)",
+    "Amazon DynamoDB pricing for provisioned capacity (https://aws.amazon.com/dynamodb/pricing/provisioned/)",
+    "figure not in the stored text of the AWS page; $0.00013 per RCU-hour for US East (linkedin.com, as "
+    "above), $0.0065 per 50 RCU-hours (dynamo-autoscale gem)",
+    short="RCU-hours",
+)
 DYNAMODB_STORAGE_GB_MONTH = Price(
     Decimal("0.25"), "GB-month stored (Standard table class, after the free 25 GB)",
     "Amazon DynamoDB pricing (aws.amazon.com/dynamodb/pricing), data storage",
@@ -98,6 +116,8 @@ PRICES = {
     "Lambda request": LAMBDA_REQUEST,
     "DynamoDB write request unit": DYNAMODB_WRITE_REQUEST_UNIT,
     "DynamoDB read request unit": DYNAMODB_READ_REQUEST_UNIT,
+    "DynamoDB write capacity unit-hour": DYNAMODB_WRITE_CAPACITY_UNIT_HOUR,
+    "DynamoDB read capacity unit-hour": DYNAMODB_READ_CAPACITY_UNIT_HOUR,
     "DynamoDB storage GB-month": DYNAMODB_STORAGE_GB_MONTH,
     "DynamoDB PITR GB-month": DYNAMODB_PITR_GB_MONTH,
     "DynamoDB Streams read by Lambda": DYNAMODB_STREAM_READ_BY_LAMBDA,
@@ -123,6 +143,23 @@ DYNAMODB_TABLE_WRU_PER_S = Quota(
 )
 DYNAMODB_TABLE_RRU_PER_S = Quota(
     40_000, "read request units/s per on-demand table; can be raised",
+    "Amazon DynamoDB developer guide, 'Quotas in Amazon DynamoDB', throughput default quotas",
+)
+# Provisioned tables: the same 40,000 per table (reads and writes each, a table and each of its
+# indexes), and the sum over every provisioned table and index of the account in the region.
+DYNAMODB_TABLE_WCU = Quota(
+    40_000, "provisioned write capacity units per table or index (40,000 read capacity units too); can be raised",
+    "Amazon DynamoDB developer guide, 'Quotas in Amazon DynamoDB', throughput default quotas "
+    "(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ServiceQuotas.html)",
+)
+DYNAMODB_ACCOUNT_WCU = Quota(
+    80_000, "provisioned write capacity units per account and region, all tables and indexes together "
+    "(80,000 read capacity units too); can be raised",
+    "Amazon DynamoDB developer guide, 'Quotas in Amazon DynamoDB', throughput default quotas: 'Per account "
+    "per Region ... 80,000 read capacity units and 80,000 write capacity units' (provisioned only)",
+)
+DYNAMODB_ACCOUNT_RCU = Quota(
+    80_000, "provisioned read capacity units per account and region, all tables and indexes together",
     "Amazon DynamoDB developer guide, 'Quotas in Amazon DynamoDB', throughput default quotas",
 )
 DYNAMODB_PARTITION_WCU = Quota(

@@ -27,10 +27,11 @@ def capacity(
     units_file: Optional[Path] = typer.Option(None, "--units", help="Read the units from this saved JSON file."),
     markdown: bool = typer.Option(False, "--markdown", help="Print the README's tables as Markdown."),
 ) -> None:
-    """Print the capacity plan and the cost per million events, from measured per-event units."""
+    """Print the capacity plan and the cost per million events (on-demand and provisioned tables),
+    from measured per-event units."""
     from infra.bench import plan
     from infra.bench import prices
-    from infra.bench.cost import breakdown_rows, cost_per_million
+    from infra.bench.cost import COST_GOAL_USD, MODE_NAMES, MODES, breakdown_rows, cost_per_million, total
     from infra.bench.units import UNITS_FILE, Units, measure_units
 
     if units_file is not None and measure:
@@ -77,13 +78,18 @@ def capacity(
         table.add_row(*row)
     out.print(table)
 
-    cost = Table(title=f"Cost per million events (us-east-1 list prices of {prices.TAKEN_ON})")
-    for column, justify in (("service", "left"), ("item", "left"), ("per million events", "right"),
-                            ("cost", "right"), ("share", "right")):
-        cost.add_column(column, justify=justify)
-    for row in breakdown_rows(cost_per_million(units)):
-        cost.add_row(*row, style="bold" if row[0] == "Total" else None)
-    out.print(cost)
+    for mode in MODES:
+        lines = cost_per_million(units, mode)
+        whole = total(lines)
+        verdict = "goal met" if whole <= COST_GOAL_USD else "goal missed"
+        cost = Table(title=f"Cost per million events, {MODE_NAMES[mode]} (us-east-1 list prices of "
+                           f"{prices.TAKEN_ON}): ≤ ${COST_GOAL_USD} {verdict}")
+        for column, justify in (("service", "left"), ("item", "left"), ("per million events", "right"),
+                                ("cost", "right"), ("share", "right")):
+            cost.add_column(column, justify=justify)
+        for row in breakdown_rows(lines):
+            cost.add_row(*row, style="bold" if row[0] == "Total" else None)
+        out.print(cost)
     unconfirmed = [name for name, price in prices.PRICES.items() if price.confirmed.startswith("NOT CONFIRMED")]
     out.print(f"[dim]Prices and quotas with their sources: infra/bench/prices.py. Not confirmed: "
                   f"{', '.join(unconfirmed) or 'none'}; {plan.PARTITION_SIZE_SOURCE}.[/dim]")

@@ -56,6 +56,7 @@ class Tables(Construct):
             partition_key=ddb.Attribute(name="gsi1pk", type=_S),
             sort_key=ddb.Attribute(name="gsi1sk", type=_S),
             projection_type=ddb.ProjectionType.ALL,
+            **self._index_capacity("billing"),
         )
         # Keys only: a run needs the customer (in the sort key) and the document's key, nothing more.
         self.billing.add_global_secondary_index(
@@ -63,7 +64,11 @@ class Tables(Construct):
             partition_key=ddb.Attribute(name="gsi2pk", type=_S),
             sort_key=ddb.Attribute(name="gsi2sk", type=_S),
             projection_type=ddb.ProjectionType.KEYS_ONLY,
+            **self._index_capacity("billing"),
         )
+        for name, table, indexes in (("events", self.events, ()), ("counters", self.counters, ()),
+                                     ("billing", self.billing, (BILLING_GSI1, BILLING_GSI2))):
+            self._auto_scale(name, table, indexes)
 
     def _table(
         self, name: str, construct_id: str, deletion_protection: bool, point_in_time_recovery: bool = True, **props
@@ -86,14 +91,44 @@ class Tables(Construct):
         )
 
     def _capacity(self, name: str) -> dict:
-        """On-demand (with an optional write ceiling) or provisioned units, from the scale settings.
-        The billing table's GSI inherits the table's mode and, if provisioned, its units."""
+        """On-demand (with optional ceilings) or provisioned units, from the scale settings."""
         table = self._scale.table(name)
         if table["mode"] == "provisioned":
             return {
                 "billing_mode": ddb.BillingMode.PROVISIONED,
-                "read_capacity": table["read_units"],
-                "write_capacity": table["write_units"],
+                "read_capacity": table["read"]["least"],
+                "write_capacity": table["write"]["least"],
             }
-        ceiling = {"max_write_request_units": table["max_write_units"]} if table["max_write_units"] else {}
-        return {"billing_mode": ddb.BillingMode.PAY_PER_REQUEST, **ceiling}
+        ceilings = {f"max_{kind}_request_units": table[f"max_{kind}_units"]
+                    for kind in ("read", "write") if table[f"max_{kind}_units"]}
+        return {"billing_mode": ddb.BillingMode.PAY_PER_REQUEST, **ceilings}
+
+    def _index_capacity(self, name: str) -> dict:
+        """A global secondary index of a provisioned table has units of its own: the table's. An
+        on-demand table's indexes are on-demand with it (and share its ceilings)."""
+        table = self._scale.table(name)
+        if table["mode"] != "provisioned":
+            return {}
+        return {"read_capacity": table["read"]["least"], "write_capacity": table["write"]["least"]}
+
+    def _auto_scale(self, name: str, table: ddb.Table, indexes: tuple[str, ...]) -> None:
+        """Target tracking on the consumed share of each provisioned capacity, the table's and each
+        index's: reads and writes between the least and the most units, at the target utilization.
+        Application Auto Scaling acts through its DynamoDB service-linked role (no role of ours).
+        Equal least and most units: fixed capacity, nothing to scale."""
+        settings = self._scale.table(name)
+        if settings["mode"] != "provisioned":
+            return
+        for kind in ("read", "write"):
+            least, most = settings[kind]["least"], settings[kind]["most"]
+            if most == least:
+                continue
+            bounds = {"min_capacity": least, "max_capacity": most}
+            scalers = [table.auto_scale_read_capacity(**bounds) if kind == "read"
+                       else table.auto_scale_write_capacity(**bounds)]
+            for index in indexes:
+                scale_index = (table.auto_scale_global_secondary_index_read_capacity if kind == "read"
+                               else table.auto_scale_global_secondary_index_write_capacity)
+                scalers.append(scale_index(index, **bounds))
+            for scaler in scalers:
+                scaler.scale_on_utilization(target_utilization_percent=settings["target_percent"])

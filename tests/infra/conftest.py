@@ -153,6 +153,10 @@ CONTEXT_OVERRIDES = {
     "events_write_units": "3000",
     "billing_billing_mode": "provisioned",
     "counters_max_write_units": "12000",
+    "counters_max_read_units": "8000",
+    "events_max_write_units": "30000",
+    "billing_max_read_units": "50",
+    "table_target_utilization_percent": "60",
 }
 
 

@@ -34,17 +34,17 @@ FUNCTIONS = {
             "BILLING_TABLE": "TablesBilling",
         },
     ),
-    "aggregate: 60 s, 1024 MB, counters and billing tables": (
+    "aggregate: 60 s, 512 MB, counters and billing tables": (
         AGGREGATE,
         60,
-        1024,
+        512,
         "tally-aggregate",
         {"COUNTERS_TABLE": "TablesCounters", "BILLING_TABLE": "TablesBilling"},
     ),
-    "alerts: 60 s, 1024 MB, counters and billing tables": (
+    "alerts: 60 s, 512 MB, counters and billing tables": (
         ALERTS,
         60,
-        1024,
+        512,
         "tally-alerts",
         {"COUNTERS_TABLE": "TablesCounters", "BILLING_TABLE": "TablesBilling"},
     ),

@@ -81,3 +81,10 @@ def test_every_acknowledgement_is_expected_and_has_a_reason(synth):
     assert {(s["ruleName"], s["acknowledgedAt"]) for s in suppressed} == EXPECTED_ACKNOWLEDGEMENTS
     for s in suppressed:
         assert len(s["reason"]) > 40, s
+
+
+def test_provisioned_tables_with_auto_scaling_leave_no_finding_open(synth_overridden):
+    """The overridden synthesis has provisioned, auto-scaled events and billing tables (and the
+    events table's point-in-time recovery turned off, acknowledged where it is)."""
+    report = _aws_solutions(synth_overridden)
+    assert [(v["ruleName"], [c["constructPath"] for c in v["violatingConstructs"]]) for v in report["violations"]] == []

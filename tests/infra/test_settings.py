@@ -3,6 +3,7 @@ given as `cdk -c` gives them change exactly what they name."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields
 
 import pytest
@@ -56,6 +57,7 @@ def test_the_template_carries_the_defaults(synth):
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert "ProvisionedThroughput" not in props and "OnDemandThroughput" not in props
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert not synth.of_type("AWS::ApplicationAutoScaling::ScalableTarget"), "on-demand tables need no auto scaling"
 
 
 def test_context_overrides_change_what_they_name(synth_overridden):
@@ -81,9 +83,48 @@ def test_context_overrides_change_what_they_name(synth_overridden):
     assert all("ProvisionedThroughput" in index for index in billing["GlobalSecondaryIndexes"])
     counters = _table(synth_overridden, "TablesCounters")
     assert counters["BillingMode"] == "PAY_PER_REQUEST"
-    assert counters["OnDemandThroughput"] == {"MaxWriteRequestUnits": 12000}
+    assert counters["OnDemandThroughput"] == {"MaxWriteRequestUnits": 12000, "MaxReadRequestUnits": 8000}
     assert events["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": False}
     assert counters["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}, "events only"
+
+
+def _scaling(synth) -> dict[tuple[str, str], tuple[int, int, float]]:
+    """(table's construct path, dimension) -> (least, most, target %) of each scalable target and its
+    target-tracking policy."""
+    targets = synth.of_type("AWS::ApplicationAutoScaling::ScalableTarget")
+    policies = synth.of_type("AWS::ApplicationAutoScaling::ScalingPolicy")
+    found = {}
+    for logical_id, target in targets.items():
+        props = target["Properties"]
+        (policy,) = [p["Properties"] for p in policies.values()
+                     if p["Properties"]["ScalingTargetId"] == {"Ref": logical_id}]
+        tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+        resource = json.dumps(props["ResourceId"])
+        table = next(name for name in ("TablesEvents", "TablesCounters", "TablesBilling") if name in resource)
+        index = next((name for name in ("gsi1", "gsi2") if f"/index/{name}" in resource), "table")
+        found[(table, index, props["ScalableDimension"].rsplit(":", 1)[1])] = (
+            props["MinCapacity"], props["MaxCapacity"], tracking["TargetValue"])
+        assert props["ServiceNamespace"] == "dynamodb"
+        metric = "DynamoDBReadCapacityUtilization" if "Read" in props["ScalableDimension"] else \
+            "DynamoDBWriteCapacityUtilization"
+        assert tracking["PredefinedMetricSpecification"] == {"PredefinedMetricType": metric}
+    return found
+
+
+def test_provisioned_tables_and_their_indexes_scale_between_the_least_and_most_units_at_the_target(synth_overridden):
+    scaling = _scaling(synth_overridden)
+    assert scaling == {
+        # events: reads 20 up to the table quota, writes 3,000 up to the 30,000 asked for, at 60 %
+        ("TablesEvents", "table", "ReadCapacityUnits"): (20, 40_000, 60),
+        ("TablesEvents", "table", "WriteCapacityUnits"): (3_000, 30_000, 60),
+        # billing: reads fixed at 50 (least = most), writes 10 up to the quota, the table and both indexes
+        ("TablesBilling", "table", "WriteCapacityUnits"): (10, 40_000, 60),
+        ("TablesBilling", "gsi1", "WriteCapacityUnits"): (10, 40_000, 60),
+        ("TablesBilling", "gsi2", "WriteCapacityUnits"): (10, 40_000, 60),
+    }, "the counters table is on-demand: no scaling"
+    billing = _table(synth_overridden, "TablesBilling")
+    assert [index["ProvisionedThroughput"] for index in billing["GlobalSecondaryIndexes"]] == [
+        {"ReadCapacityUnits": 50, "WriteCapacityUnits": 10}] * 2, "each index starts at the table's units"
 
 
 @pytest.mark.parametrize(
@@ -96,9 +137,14 @@ def test_context_overrides_change_what_they_name(synth_overridden):
         ({"events_billing_mode": "serverless"}, "is not one of on_demand, provisioned"),
         ({"events_point_in_time_recovery": "maybe"}, "events_point_in_time_recovery='maybe' is not true or false"),
         ({"api_rate_limit": "3000", "api_burst_limit": "1000"}, "api_burst_limit=1000 is below api_rate_limit=3000"),
+        ({"table_target_utilization_percent": "95"}, "table_target_utilization_percent=95 is outside 20..90"),
+        ({"counters_billing_mode": "provisioned", "counters_write_units": "500", "counters_max_write_units": "400"},
+         "counters_max_write_units=400 is below counters_write_units=500"),
+        ({"events_write_units": "50000"}, "events_write_units=50000 is outside 1..40000"),
     ],
     ids=["memory below Lambda's least", "a batch size that is no number", "a batch past DynamoDB streams' 10,000",
-         "parallelization past 10", "an unknown billing mode", "a flag that is neither", "a burst below the rate"],
+         "parallelization past 10", "an unknown billing mode", "a flag that is neither", "a burst below the rate",
+         "a target past auto scaling's 90 %", "an auto scaling maximum below its least", "units past the table quota"],
 )
 def test_a_bad_context_value_fails_synthesis_naming_the_key(context, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

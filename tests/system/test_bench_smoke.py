@@ -39,6 +39,8 @@ OFFLINE = (
     "pdf_vs_json_bytes",
     "cost_usd_per_million_events",
     "cost_vs_floor",
+    "cost_provisioned_usd_per_million_events",
+    "cost_provisioned_vs_on_demand",
     "close_big_vs_small_items",
     "close_walk_big_vs_small_items",
     "backfill_create_ms",

@@ -49,7 +49,10 @@ def test_each_line_is_quantity_per_million_events_times_its_list_price():
     assert gb_s.quantity == Decimal(10_000) * ingest_ms / 1000 * Decimal("0.5")
     assert gb_s.usd == gb_s.quantity * prices.LAMBDA_GB_SECOND.usd
     assert line(lines, "DynamoDB", "ingest writes").usd == Decimal("0.625")
-    assert line(lines, "DynamoDB", "aggregation writes").usd == Decimal("0.0625")
+    # per batch: measured at 100-event batches, priced at the plan's steady ones
+    factor = Decimal(repr(plan.batch_factor(units())))
+    assert factor > 1
+    assert line(lines, "DynamoDB", "aggregation writes").usd == Decimal("0.0625") * factor
     assert not [li for li in lines if li.item.startswith("alerts writes")], "no writes, no line"
     storage = line(lines, "DynamoDB", "storage")
     gb_months = MILLION * 500 / Decimal(2**30) * 34 / Decimal("30.4375")
@@ -58,6 +61,57 @@ def test_each_line_is_quantity_per_million_events_times_its_list_price():
     assert line(lines, "DynamoDB Streams", "GetRecords").usd == 0, "Lambda triggers read streams for free"
     assert line(lines, "SNS", "alert publishes").usd == Decimal(1_000) * Decimal("0.50") / MILLION
     assert total(lines) == sum(li.usd for li in lines)
+
+
+def test_provisioned_tables_bill_the_units_per_second_over_the_target_utilization_per_unit_hour():
+    on_demand, provisioned = cost_per_million(units()), cost_per_million(units(), "provisioned")
+    writes = line(provisioned, "DynamoDB", "ingest writes")
+    # 1,000,000 WRU at 70 %: 1,000,000 / 0.7 / 3,600 WCU-hours
+    assert writes.quantity == MILLION / Decimal("0.7") / 3600
+    assert writes.usd == writes.quantity * Decimal("0.00065") and writes.unit == "WCU-hours"
+    reads = line(provisioned, "DynamoDB", "alerts reads")
+    assert reads.usd == line(on_demand, "DynamoDB", "alerts reads").quantity / Decimal("0.7") / 3600 * Decimal("0.00013")
+    not_dynamodb_capacity = [li for li in on_demand if "writes" not in li.item and "reads" not in li.item]
+    assert not_dynamodb_capacity == [li for li in provisioned if "writes" not in li.item and "reads" not in li.item]
+    assert total(provisioned) < total(on_demand)
+
+
+def test_a_lower_target_utilization_costs_more():
+    from infra.settings import ScaleSettings
+
+    headroom = ScaleSettings.from_context({"table_target_utilization_percent": "35"}.get)
+    assert line(cost_per_million(units(), "provisioned", headroom), "DynamoDB", "ingest writes").usd == pytest.approx(
+        2 * line(cost_per_million(units(), "provisioned"), "DynamoDB", "ingest writes").usd)
+
+
+def test_an_unknown_table_mode_is_refused():
+    with pytest.raises(ValueError, match="'reserved' is not one of on_demand, provisioned"):
+        cost_per_million(units(), "reserved")
+
+
+def test_the_per_batch_units_scale_to_the_steady_batches_of_a_full_events_table():
+    from infra.settings import ScaleSettings
+
+    # 500 B events, 34 days at 1k events/s: 137 partitions of 10 GB, 7.3 events/s per shard;
+    # a 10 s window gathers 73 of them.
+    assert plan.steady_events_per_batch(units()) == pytest.approx(1_000 / 137 * 10)
+    assert plan.batch_factor(units()) == pytest.approx(100 / (1_000 / 137 * 10))
+    one_second = ScaleSettings.from_context({"aggregate_batching_window_s": "1"}.get)
+    assert plan.batch_factor(units(), one_second) == pytest.approx(100 / (1_000 / 137))
+    assert plan.batch_factor(units(events_per_aggregation_batch=0.0)) == 1.0, "nothing measured: as measured"
+
+
+def test_on_provisioned_tables_100k_events_per_second_need_the_table_and_account_quotas_raised():
+    p = plan.plan(units(), 100_000)
+    capacity = plan.provisioned(p)
+    assert capacity.wcu["events"] == 142_858, "100,000 WRU/s at 70 %"
+    assert capacity.rcu["events"] == 5, "no reads: the least units"
+    assert capacity.account_wcu == sum(capacity.wcu.values()) + 2 * 10, "the billing table's two indexes at least"
+    raise_ = plan.quotas_to_raise_provisioned(p)
+    assert "DynamoDB events table WCU to 142,858" in raise_
+    assert "-c events_max_write_units to 142,858" in raise_
+    assert f"DynamoDB account WCU to {capacity.account_wcu:,}" in raise_
+    assert plan.quotas_to_raise_provisioned(plan.plan(units(), 1_000)) == []
 
 
 def test_without_point_in_time_recovery_its_line_is_left_out():
@@ -107,6 +161,8 @@ def test_tally_capacity_prints_the_plan_and_the_cost_from_saved_units(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Capacity plan" in result.output and "100,000 events/s" in result.output
     assert f"{total(cost_per_million(units())) * 100:.3f}¢" in result.output
+    assert f"{total(cost_per_million(units(), 'provisioned')) * 100:.3f}¢" in result.output
+    assert "on-demand tables" in result.output and "provisioned tables, auto scaled" in result.output
     markdown = CliRunner().invoke(app, ["capacity", "--units", str(saved), "--markdown"])
     assert markdown.output.strip() == plan.markdown(units())
 

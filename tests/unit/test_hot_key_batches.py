@@ -13,9 +13,9 @@ def test_a_busy_shard_fills_batches_to_the_batch_size():
 
 
 def test_a_quiet_shard_waits_for_the_window_and_one_batch_is_in_flight_at_a_time():
-    arrivals = [(n * 0.1, n) for n in range(30)]  # 10 records/s
+    arrivals = [(n * BATCHING_WINDOW_S / 10, n) for n in range(30)]  # 10 records a window
     batches = _batches(arrivals)
-    assert len(batches[0][1]) == 11  # records 0.0 .. 1.0 s: the first window
+    assert len(batches[0][1]) == 11  # records 0 .. 10 (at the window's end): the first window
     assert batches[0][0] == BATCHING_WINDOW_S + INVOKE_S
     assert all(later > earlier for (earlier, _), (later, _) in zip(batches, batches[1:]))
     assert sum(len(records) for _, records in batches) == 30
