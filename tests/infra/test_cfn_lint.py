@@ -18,3 +18,12 @@ def test_template_passes_cfn_lint(synth, tmp_path):
     matches = lint_file(path, config=ManualArgs(regions=["us-east-1"], ignore_checks=IGNORED))
 
     assert [f"{m.rule.id} {m.message} ({m.path})" for m in matches] == []
+
+
+def test_the_provisioned_auto_scaled_template_passes_cfn_lint(synth_overridden, tmp_path):
+    path = tmp_path / "Tally.overridden.template.json"
+    path.write_text(json.dumps(synth_overridden.template))
+
+    matches = lint_file(path, config=ManualArgs(regions=["us-east-1"], ignore_checks=IGNORED))
+
+    assert [f"{m.rule.id} {m.message} ({m.path})" for m in matches] == []

@@ -39,12 +39,23 @@ def _put_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def event_item(event: UsageEvent, ingested: str, expires_at: str, sort_key: str, item_id: str) -> dict:
-    """The stored form; `ingested` and `expires_at` are formatted once per request by the caller."""
-    return {
+# An original receipt's id is not stored: it is derived from the item's own key and ingest stamp
+# (37 bytes less per event, stored 34 days and backed up: the cost breakdown's storage and PITR).
+# Items written before carry an `id`, which wins. Duplicates keep a stored random id.
+_ORIGINAL_IDS = uuid.UUID("4d0c8a3e-5b7f-4c1e-9a2d-6f8e1b3c7a90")
+
+
+def original_id(transaction_id: str, ingested: str) -> str:
+    """The id of the original receipt of `transaction_id` stored at `ingested` (format_sortable)."""
+    return uuid.uuid5(_ORIGINAL_IDS, f"{transaction_id}@{ingested}").hex
+
+
+def event_item(event: UsageEvent, ingested: str, expires_at: str, sort_key: str, item_id: str | None = None) -> dict:
+    """The stored form; `ingested` and `expires_at` are formatted once per request by the caller.
+    `item_id` is stored for duplicate receipts only; an original's is derived (original_id), any given ignored."""
+    item = {
         "pk": {"S": "txn#" + event.transaction_id},
         "sk": {"S": sort_key},
-        "id": {"S": item_id},
         "cid": {"S": event.customer_id},
         "et": {"S": event.event_type},
         "ts": {"S": format_sortable(event.timestamp)},
@@ -52,17 +63,24 @@ def event_item(event: UsageEvent, ingested: str, expires_at: str, sort_key: str,
         "ing": {"S": ingested},
         "expires_at": {"N": expires_at},
     }
+    if sort_key != ORIGINAL:
+        if item_id is None:
+            raise ValueError("a duplicate receipt needs its id")
+        item["id"] = {"S": item_id}
+    return item
 
 
 def stored_event(item: dict) -> StoredEvent:
+    transaction_id, ingested = item["pk"]["S"][4:], item["ing"]["S"]
     event = UsageEvent(
-        transaction_id=item["pk"]["S"][4:],
+        transaction_id=transaction_id,
         customer_id=item["cid"]["S"],
         event_type=item["et"]["S"],
         timestamp=parse_rfc3339(item["ts"]["S"]),
         properties=exact_json.loads(item["props"]["S"]),
     )
-    return StoredEvent(item["id"]["S"], event, parse_rfc3339(item["ing"]["S"]), item["sk"]["S"] != ORIGINAL)
+    item_id = item["id"]["S"] if "id" in item else original_id(transaction_id, ingested)
+    return StoredEvent(item_id, event, parse_rfc3339(ingested), item["sk"]["S"] != ORIGINAL)
 
 
 class DynamoEventStore:
@@ -84,8 +102,7 @@ class DynamoEventStore:
         if not events:
             return []
         ingested, expires_at = stamps(ingested_at)
-        request_id = uuid.uuid4().hex  # item ids: one random id per request, plus the position
-        items = [(i, event_item(e, ingested, expires_at, ORIGINAL, f"{request_id}{i:03d}")) for i, e in enumerate(events)]
+        items = [(i, event_item(e, ingested, expires_at, ORIGINAL)) for i, e in enumerate(events)]
         workers = min(PUT_WORKERS, len(items))
         if workers == 1:
             known_at = self._put_each(items)
