@@ -108,7 +108,8 @@ SETTINGS: tuple[Setting, ...] = (
     # shards) that each shard sees about 10 events/s at any rate (`tally capacity`): 10 s fill a
     # batch of about 100 events, so the counter writes per event stay those of full batches.
     Setting("aggregate_batching_window_s", 10, "seconds the aggregator's mapping waits to fill a batch: about 100 "
-            "events per shard once the events table is full; usage shows up to this much later", _int_in(*BATCHING_WINDOW_S)),
+            "events per shard once the events table is full; usage shows up to this much later",
+            _int_in(*BATCHING_WINDOW_S)),
     # The counters stream → alerts mapping.
     Setting("alerts_batch_size", 100, "counters-stream records per alerts batch", _int_in(*STREAM_BATCH_SIZE)),
     Setting("alerts_batching_window_s", 0, "seconds the alerts mapping waits to fill a batch (0: alert at once)",
@@ -131,8 +132,8 @@ SETTINGS: tuple[Setting, ...] = (
             "auto scaled; cheaper at a steady 1k events/s and up)", _mode),
     Setting("counters_billing_mode", "on_demand", "counters table: on_demand or provisioned", _mode),
     Setting("billing_billing_mode", "on_demand", "billing table: on_demand or provisioned", _mode),
-    Setting("events_read_units", 5, "events table read capacity units, if provisioned: the start and auto scaling's least",
-            _units),
+    Setting("events_read_units", 5, "events table read capacity units, if provisioned: the start and auto "
+            "scaling's least", _units),
     Setting("events_write_units", 100, "events table write capacity units, if provisioned: the start and auto "
             "scaling's least", _units),
     Setting("counters_read_units", 50, "counters table read capacity units, if provisioned: the start and auto "
@@ -247,7 +248,8 @@ class ScaleSettings:
         also the start; equal, no auto scaling) and the auto scaling target (%)."""
         mode = getattr(self, f"{name}_billing_mode")
         if mode == "provisioned":
-            units = {kind: dict(zip(("least", "most"), self.provisioned_units(name, kind))) for kind in ("read", "write")}
+            units = {kind: dict(zip(("least", "most"), self.provisioned_units(name, kind)))
+                     for kind in ("read", "write")}
             return {"mode": mode, **units, "target_percent": self.table_target_utilization_percent}
         return {"mode": mode, "max_read_units": getattr(self, f"{name}_max_read_units"),
                 "max_write_units": getattr(self, f"{name}_max_write_units")}

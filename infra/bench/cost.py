@@ -5,9 +5,13 @@ Per million events at `events_per_post` events a post: API Gateway requests; Lam
 GB-seconds of ingest, aggregation and alerts at the deployed memory (infra/settings.py); DynamoDB
 write and read request units by path; 34 days of the raw events' storage and of their
 point-in-time-recovery backup (the stack enables it); the streams' reads (free: Lambda triggers);
-SNS publishes. Not per event, so left out: the API function's other routes, the counters' storage
-(it grows with customers × metrics × time buckets, not with events: reported beside), cycle close
-(Step Functions, once per due period), CloudWatch Logs and X-Ray.
+SNS publishes. DynamoDB's reads and writes are priced two ways: on-demand, per request unit; and
+provisioned with auto scaling, per capacity unit-hour at the units/s the load asks for over the
+target utilization (infra/settings.py), which assumes a steady load above the tables' least
+units (a load that swings leaves capacity idle while auto scaling catches up). Not per event, so
+left out: the API function's other routes, the counters' storage (it grows with customers ×
+metrics × time buckets, not with events: reported beside), cycle close (Step Functions, once per
+due period), CloudWatch Logs and X-Ray.
 """
 
 from __future__ import annotations
@@ -215,7 +219,8 @@ def figure_cost(report: Any, quick: bool) -> None:
         f"measured at {units.events_per_aggregation_batch:.0f}-event batches, priced at the "
         f"{plan_steady_batch(units, settings):.0f}-event batches the capacity plan finds once the events table "
         f"holds its 34 days (× {batch_factor(units, settings):.2f}). Provisioned: capacity = units/s ÷ {target} % "
-        f"(auto scaling's target), per unit-hour. Where each cent goes, on-demand: {where['on_demand']}. "
+        f"(auto scaling's target), per unit-hour, for a steady load. "
+        f"Where each cent goes, on-demand: {where['on_demand']}. "
         f"Provisioned: {where['provisioned']}. "
         f"Median warm call: {ms} (handler CPU at the memory's CPU share, 1 vCPU at 1,769 MB; moto's CPU "
         f"stands in for the waits on DynamoDB). Duration at other memory sizes, per million events: {memory}. "

@@ -163,7 +163,8 @@ class Provisioned:
 def provisioned(p: Plan, settings: ScaleSettings | None = None) -> Provisioned:
     settings = settings or ScaleSettings.defaults()
     target = settings.table_target_utilization_percent / 100
-    consumed = {"events": (p.events_wru_per_s, p.events_rru_per_s), "counters": (p.counters_wru_per_s, p.counters_rru_per_s),
+    consumed = {"events": (p.events_wru_per_s, p.events_rru_per_s),
+                "counters": (p.counters_wru_per_s, p.counters_rru_per_s),
                 "billing": (p.billing_wru_per_s, p.billing_rru_per_s)}
     wcu, rcu = {}, {}
     for table, (wru, rru) in consumed.items():

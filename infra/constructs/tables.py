@@ -104,12 +104,13 @@ class Tables(Construct):
         return {"billing_mode": ddb.BillingMode.PAY_PER_REQUEST, **ceilings}
 
     def _index_capacity(self, name: str) -> dict:
-        """A global secondary index of a provisioned table has units of its own: the table's. An
-        on-demand table's indexes are on-demand with it (and share its ceilings)."""
+        """A global secondary index has capacity of its own: provisioned, it starts at the table's
+        least units; on-demand, it takes the table's ceilings (OnDemandThroughput is per index)."""
         table = self._scale.table(name)
-        if table["mode"] != "provisioned":
-            return {}
-        return {"read_capacity": table["read"]["least"], "write_capacity": table["write"]["least"]}
+        if table["mode"] == "provisioned":
+            return {"read_capacity": table["read"]["least"], "write_capacity": table["write"]["least"]}
+        return {f"max_{kind}_request_units": table[f"max_{kind}_units"]
+                for kind in ("read", "write") if table[f"max_{kind}_units"]}
 
     def _auto_scale(self, name: str, table: ddb.Table, indexes: tuple[str, ...]) -> None:
         """Target tracking on the consumed share of each provisioned capacity, the table's and each

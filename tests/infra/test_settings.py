@@ -155,3 +155,19 @@ def test_unset_optional_settings_and_json_numbers_from_cdk_json():
     settings = ScaleSettings.from_context({"ingest_reserved_concurrency": "none", "aggregate_batch_size": 250}.get)
     assert settings.ingest_reserved_concurrency is None
     assert settings.aggregate_batch_size == 250
+
+
+def test_an_on_demand_tables_ceilings_hold_for_its_indexes_too():
+    from aws_cdk import App, Stack
+    from aws_cdk.assertions import Template
+
+    from infra.constructs.tables import Tables
+
+    stack = Stack(App(), "TablesOnly")
+    Tables(stack, "Tables", deletion_protection=False,
+           scale=ScaleSettings.from_context({"billing_max_write_units": "500", "billing_max_read_units": "900"}.get))
+    (billing,) = [r["Properties"] for r in Template.from_stack(stack).find_resources("AWS::DynamoDB::Table").values()
+                  if "GlobalSecondaryIndexes" in r["Properties"]]
+    ceilings = {"MaxReadRequestUnits": 900, "MaxWriteRequestUnits": 500}
+    assert billing["OnDemandThroughput"] == ceilings
+    assert [index["OnDemandThroughput"] for index in billing["GlobalSecondaryIndexes"]] == [ceilings] * 2

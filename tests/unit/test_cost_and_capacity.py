@@ -70,7 +70,8 @@ def test_provisioned_tables_bill_the_units_per_second_over_the_target_utilizatio
     assert writes.quantity == MILLION / Decimal("0.7") / 3600
     assert writes.usd == writes.quantity * Decimal("0.00065") and writes.unit == "WCU-hours"
     reads = line(provisioned, "DynamoDB", "alerts reads")
-    assert reads.usd == line(on_demand, "DynamoDB", "alerts reads").quantity / Decimal("0.7") / 3600 * Decimal("0.00013")
+    rru = line(on_demand, "DynamoDB", "alerts reads").quantity
+    assert reads.usd == rru / Decimal("0.7") / 3600 * Decimal("0.00013")
     not_dynamodb_capacity = [li for li in on_demand if "writes" not in li.item and "reads" not in li.item]
     assert not_dynamodb_capacity == [li for li in provisioned if "writes" not in li.item and "reads" not in li.item]
     assert total(provisioned) < total(on_demand)
