@@ -389,9 +389,11 @@ class CycleClose(Construct):
             .otherwise(done)
         )
         notify.next(more_notifications)
+        # A page may hold no period and still not be the last (its customers had nothing due):
+        # the Map then closes nothing and sets `$.closed` to [] for the next page's summary.
         any_due = (
             sfn.Choice(states, "AnyPeriodsDue")
-            .when(sfn.Condition.number_greater_than("$.progress.count", 0), close_periods)
+            .when(sfn.Condition.boolean_equals("$.progress.more", True), close_periods)
             .otherwise(notify)
         )
         return find_due.next(dead_letter_contracts).next(any_due)

@@ -12,14 +12,18 @@ Map fails for some periods leaves them to the next run).
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import datetime, timedelta, timezone
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, Phase, event, given, note, settings
 from hypothesis import strategies as st
 
+from tally.adapters.dynamo import close_index
 from tally.adapters.dynamo.close_index import DynamoCloseIndex
 from tally.billing.time import format_rfc3339, parse_rfc3339
+from tally.services import cycle_close, cycle_close_tasks
 from tally.services.customers import CustomerService
 from tally.services.cycle_close import CycleCloseService
 from tests.conftest import examples
@@ -55,6 +59,39 @@ def _reads(w, monkeypatch) -> list[str]:
 def _due(w, as_of, service=None):
     return [(i["customer_id"], i["contract_id"], i["period_start"][:10], i["kind"])
             for i in (service or w.service).find_due(as_of, GRACE).periods]
+
+
+def _paged(w, as_of, size: int, service=None) -> list[list[tuple]]:
+    """find_due a page of `size` at a time, as the workflow calls it (nothing closed in between)."""
+    pages, cursor = [], None
+    while True:
+        found = (service or w.service).find_due(as_of, GRACE, after=cursor, limit=size)
+        pages.append([(i["customer_id"], i["contract_id"], i["period_start"][:10], i["kind"]) for i in found.periods])
+        assert len(pages[-1]) <= 2 * size
+        cursor = found.cursor
+        if cursor is None:
+            return pages
+
+
+def _workflow(w, as_of, size: int, between_pages=lambda pages: None) -> tuple[list[list[tuple]], list[str], dict]:
+    """What the state machine does (infra/constructs/cycle_close.py): the FindDuePeriods task a page
+    at a time, and its Map finalizing and publishing each period of the page, until `more` is
+    false. (The pages, every invoice id a finalize stored, the run's summary.)"""
+    state, pages, stored = {"time": format_rfc3339(as_of)}, [], []
+    while True:
+        progress = cycle_close_tasks.find_due_periods(state, w.service, GRACE, page_size=size)
+        if not progress["more"]:
+            return pages, stored, progress["summary"]
+        pages.append([(p["customer_id"], p["contract_id"], p["period_start"][:10], p["kind"]) for p in progress["periods"]])
+        closed = []
+        for p in progress["periods"]:
+            result = w.service.finalize(p["customer_id"], p["contract_id"], parse_rfc3339(p["period_start"]), as_of)
+            stored += result["finalized"]
+            published = [i for i in result["invoice_ids"] if w.service.publish_finalized(i)]
+            closed.append({"period": p, "status": "CLOSED", "invoice_ids": result["invoice_ids"],
+                           "finalized": result["finalized"], "published": published})
+        between_pages(pages)
+        state = {"time": format_rfc3339(as_of), "progress": progress, "closed": closed}
 
 
 def _close(w, as_of) -> None:
@@ -141,6 +178,109 @@ def _ids(w, customer_id):
     return [c["id"] for c in w.contracts.list(customer_id)]
 
 
+# -- a run in pages ----------------------------------------------------------------------------------
+
+LATE_CHARGE = [{"product_id": "p-setup", "schedule": {"schedule_items": [{"timestamp": "2026-10-25T00:00:00Z", "amount": 700}]}}]
+
+
+def _all_due(w, count: int) -> list[str]:
+    """`count` customers, each with a monthly contract from Oct 1, all due at NOV + GRACE: every
+    other one with a one-off charge on Oct 25 too (two periods), every third with a customer-level
+    credit too (two documents, so two wake entries). A run on Oct 20 put them all to sleep."""
+    from tests.service.test_customer_grant_edits import _credit
+
+    w.clock.now = OCT + 19 * DAY
+    people, ids = CustomerService(w.billing, w.clock), []
+    for n in range(count):
+        customer = people.create(f"C{n}", [], None, {})
+        w.contracts.create(_request(customer.id, **(BARE | ({"scheduled_charges": LATE_CHARGE} if n % 2 else {}))))
+        if n % 3 == 0:
+            _credit(type("W", (), {"customer": customer, "balances": w.balances, "clock": w.clock}))
+        ids.append(customer.id)
+    w.clock.now = OCT + 20 * DAY
+    assert _due(w, w.clock.now) == []
+    return ids
+
+
+def test_a_run_reads_each_customer_due_once_in_pages_of_whole_customers(w, monkeypatch):  # noqa: F811
+    ids = _all_due(w, 7)
+    w.clock.now = NOV + GRACE
+    expected = _due(w, w.clock.now, _walk(w))
+    assert len(expected) == 10 and {c for c, *_ in expected} == set(ids)
+    read = _reads(w, monkeypatch)
+
+    pages, stored, summary = _workflow(w, w.clock.now, size=3)
+
+    assert sorted(p for page in pages for p in page) == sorted(expected)  # each due period once
+    assert Counter(read) == Counter(ids)  # each customer once, the two-document ones too
+    assert all(len(page) < 3 + 2 for page in pages)  # at least 3 unless the last, and one customer's more at most
+    customers_by_page = [{c for c, *_ in page} for page in pages]
+    assert sum(len(c) for c in customers_by_page) == len(ids)  # a customer's periods in one page
+    assert len(stored) == len(set(stored)) == len(expected)  # one invoice per period, finalized once
+    assert (summary["periods_closed"], summary["invoices_finalized"]) == (10, 10)
+    read.clear()
+    assert _workflow(w, w.clock.now, size=3)[0] == [] and sorted(read) == sorted(ids)  # read again, put to sleep
+    read.clear()
+    assert _workflow(w, w.clock.now + HOUR, size=3)[0] == [] and read == []
+
+
+def test_a_customer_with_more_periods_than_a_page_holds_goes_out_a_page_at_a_time(w):  # noqa: F811
+    w.clock.now = NOV + GRACE
+    contract = w.contracts.create(_request(w.customer.id, **(BARE | {"starting_at": "2026-09-01T00:00:00Z",
+                                                                      "scheduled_charges": LATE_CHARGE})))
+    c, k = w.customer.id, contract["id"]
+
+    pages, stored, _ = _workflow(w, w.clock.now, size=1)  # a page holds at most 2 periods
+
+    assert pages == [[(c, k, "2026-09-01", "USAGE")], [(c, k, "2026-10-01", "SCHEDULED"), (c, k, "2026-10-01", "USAGE")]]
+    assert len(stored) == len(set(stored)) == 3
+
+
+def test_entries_that_move_while_a_run_pages_hide_no_due_period_and_close_none_twice(w, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(close_index, "SHARDS", 1)  # every entry in the shard the run is reading
+    ids = _all_due(w, 8)
+    w.clock.now = as_of = NOV + GRACE
+    expected = _due(w, as_of, _walk(w))
+    index = DynamoCloseIndex(w.dynamo["billing"], w.dynamo["client"])
+    order = list(dict.fromkeys(e.customer_id for e in index.entries(as_of)))  # run order
+    assert sorted(order) == sorted(ids)
+    ahead, behind = order[-1], order[0]
+    owner = lambda customer_id: type("W", (), {"customer": type("C", (), {"id": customer_id}), "edits": w.edits})  # noqa: E731
+    contract = {c: w.contracts.list(c)[0] for c in (ahead, behind)}
+
+    def meanwhile(pages):
+        if len(pages) != 1:
+            return
+        assert behind in {c for c, *_ in pages[0]}
+        # A customer not read yet is edited: its entry moves behind the run's position in its part,
+        # to the end of its shard's written entries, which the run reads after its instants.
+        edit(owner(ahead), contract[ahead], update_contract_end_date="2027-03-01T00:00:00Z")
+        assert all(e.sort_key.startswith("!") for e in index.entries_of(ahead, as_of))
+        # One read already gets a new charge, due at once: read again by this run or the next.
+        edit(owner(behind), contract[behind], add_scheduled_charges=[{"product_id": "p-setup", "schedule": {
+            "schedule_items": [{"timestamp": "2026-11-01T12:00:00Z", "amount": 300}]}}])
+
+    pages, stored, _ = _workflow(w, as_of, size=2, between_pages=meanwhile)
+    listed = [p for page in pages for p in page]
+    assert sorted(set(listed) & set(expected)) == sorted(expected)  # the edited one's too
+    assert len(listed) == len(set(listed))  # none twice
+    pages_after, stored_after, _ = _workflow(w, as_of, size=2)
+    late = (behind, contract[behind]["id"], "2026-11-01", "SCHEDULED")
+    assert late in listed + [p for page in pages_after for p in page]  # the new charge, once
+    assert late not in set(listed) & set(p for page in pages_after for p in page)
+    everything = stored + stored_after
+    assert len(everything) == len(set(everything))  # no invoice finalized twice
+    assert _workflow(w, as_of, size=2)[0] == []
+
+
+def test_a_cursor_that_find_due_never_returned_is_a_workflow_bug_named_as_such(w):  # noqa: F811
+    state = {"time": format_rfc3339(NOV), "progress": {"as_of": format_rfc3339(NOV), "periods": [], "count": 0,
+             "cursor": "not a cursor", "more": True, "summary": {"as_of": format_rfc3339(NOV)}}, "closed": []}
+    with pytest.raises(cycle_close_tasks.InvalidTaskInput) as raised:
+        cycle_close_tasks.find_due_periods(state, w.service, GRACE)
+    assert raised.value.field == "cursor"
+
+
 # -- equivalence with the walk -----------------------------------------------------------------------
 
 STARTS = ["2026-09-15T00:00:00Z", "2026-10-01T00:00:00Z", "2026-10-20T00:00:00Z", "2026-12-05T00:00:00Z"]
@@ -203,6 +343,11 @@ def test_the_indexed_find_due_finds_what_the_walk_over_every_customer_finds(w, s
                 note(f"refused {body}: {exc}")
                 event(f"{change} edit refused")
         expected = _due(w, as_of, walk)
+        size = rnd.randrange(1, 3)
+        with mock.patch.object(cycle_close, "WALK_CHUNK", 1):  # the walk resumes across listing pages too
+            assert sorted(p for page in _paged(w, as_of, size, walk) for p in page) == sorted(expected)
+        # In pages, before a whole run reads again what the pages left due: the same periods.
+        assert sorted(p for page in _paged(w, as_of, size) for p in page) == sorted(expected), f"at {as_of}"
         assert _due(w, as_of) == expected, f"at {as_of}"
         event(f"a step finds {'nothing' if not expected else 'SCHEDULED' if any(k == 'SCHEDULED' for *_, k in expected) else 'USAGE'}")
         note(f"{as_of}: {expected}")

@@ -45,9 +45,15 @@ class FakeCycleClose:
         self.calls: list[tuple] = []
         self.alerts = FakeAlerts()
 
-    def find_due(self, as_of: datetime, grace: timedelta) -> DueCloses:
+    def find_due(self, as_of: datetime, grace: timedelta, after: str | None = None, limit: int | None = None) -> DueCloses:
+        """Pages as the real one does: `periods` in run order, `limit` at a time, the cursor the
+        index of the next one; a page lists those of its periods not finalized, and the skipped
+        contracts when it reads them (the first page)."""
         self.calls.append(("find_due", as_of, grace))
-        return DueCloses([p for p in self.periods if p["contract_id"] not in self.finalized], self.skipped)
+        start = int(after or 0)
+        end = len(self.periods) if limit is None else min(start + limit, len(self.periods))
+        page = [p for p in self.periods[start:end] if p["contract_id"] not in self.finalized]
+        return DueCloses(page, self.skipped if start == 0 else [], str(end) if end < len(self.periods) else None)
 
     def finalize(self, customer_id, contract_id, period_start, as_of) -> dict:
         self.calls.append(("finalize", customer_id, contract_id, period_start, as_of))

@@ -172,7 +172,7 @@ def test_the_first_page_carries_the_skipped_contracts_to_the_dlq_state_and_the_s
     assert (first["summary"]["contracts_skipped"], first["summary"]["skipped"]) == (1, [SKIPPED])
     assert [p["customer_id"] for p in first["periods"]] == ["customer-0", "customer-1"]
 
-    # find_due names it again on every page: only the first page's go to the DLQ, counted once.
+    # The page that reads its customer names it: it goes to the DLQ and is counted once.
     second = cycle_close_tasks.find_due_periods({**SCHEDULED, "progress": first, "closed": []}, fake, GRACE, page_size=2)
     assert second["skipped"] == []
     assert second["summary"]["contracts_skipped"] == 1

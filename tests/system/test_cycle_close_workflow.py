@@ -39,10 +39,14 @@ class FakeCycleClose:
         self.finalized: set[str] = set()
         self.published: set[str] = set()
 
-    def find_due(self, as_of, grace):
+    def find_due(self, as_of, grace, after=None, limit=None):
+        """Pages as the real one does: `periods` in run order, `limit` at a time."""
         from tally.services.cycle_close import DueCloses
 
-        return DueCloses([p for p in self.periods if p["contract_id"] not in self.finalized], self.skipped)
+        start = int(after or 0)
+        end = len(self.periods) if limit is None else min(start + limit, len(self.periods))
+        page = [p for p in self.periods[start:end] if p["contract_id"] not in self.finalized]
+        return DueCloses(page, self.skipped if start == 0 else [], str(end) if end < len(self.periods) else None)
 
     def finalize(self, customer_id, contract_id, period_start, as_of):
         invoice = f"invoice-{contract_id}"
@@ -66,9 +70,9 @@ class Spy:
         self.calls: list[tuple] = []
         self.failing: dict[str, list[Exception]] = {}
 
-    def find_due(self, as_of, grace):
+    def find_due(self, as_of, grace, after=None, limit=None):
         self.calls.append(("find_due", as_of, grace))
-        return self.service.find_due(as_of, grace)
+        return self.service.find_due(as_of, grace, after, limit)
 
     def finalize(self, customer_id, contract_id, period_start, as_of):
         self.calls.append(("finalize", customer_id, contract_id, period_start, as_of))
@@ -276,6 +280,10 @@ def test_the_schedule_fires_on_its_own_while_the_stack_is_up(local_stack, monkey
             time.sleep(0.05)
     finally:
         ticker.stop()
+        # A tick already under way runs to its end: wait for it, or its execution would call the
+        # next test's spy (it found that test's periods and closed them before that test's run).
+        for thread in ticker._threads:
+            thread.join(timeout=120)
 
     assert lines and "SUCCEEDED" in lines[0], lines
     ((_, as_of, grace),) = spy.of("find_due")[:1]

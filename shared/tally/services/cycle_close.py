@@ -33,12 +33,13 @@ Exactly once.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 from tally.billing.errors import InvalidInput, NotFound
 from tally.billing.messages import envelope
@@ -79,9 +80,13 @@ class CustomerDirectory(Protocol):
 
 class CloseIndex(Protocol):
     """The wake index (adapters/dynamo/close_index.py): each entry names a customer and one of its
-    contract or grant documents, and is due at an instant."""
+    contract or grant documents, and is due at an instant. `entries` yields them in run order, each
+    with its `position` (JSON, where a run resumes after it) and `order` (comparable); `entries_of`
+    gives one customer's due entries as its documents hold them."""
 
-    def due(self, as_of: datetime) -> list: ...
+    def entries(self, as_of: datetime, after: Any = None) -> Iterable: ...
+
+    def entries_of(self, customer_id: str, as_of: datetime) -> list: ...
 
     def advance(self, entry, version: int, wake: datetime | None) -> bool: ...
 
@@ -92,10 +97,57 @@ class Publisher(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DueCloses:
-    """What find_due found: the due periods, and the contracts it had to skip (see `_skipped`)."""
+    """What find_due found: the due periods, and the contracts it had to skip (see `_skipped`);
+    for a page, the cursor of the next one (None: the run has read every customer due)."""
 
     periods: list[dict]
     skipped: list[dict]
+    cursor: str | None = None
+
+
+# Customers one page may read, per period it may hold: a page of customers with nothing due (each
+# read once, then put to sleep) ends there, so that one call stays well inside its timeout.
+READS_PER_PERIOD = 4
+# Customers listed per request by the walk (no index).
+WALK_CHUNK = 100
+MAX_CURSOR_CHARS = 4096  # a wake index position is two keys (<= 2 KiB); the walk's is a token and an id
+
+
+@dataclass(frozen=True, slots=True)
+class _Reading:
+    """A customer a run reads: its due wake entries (none without the index), and the run's
+    position before and after it (JSON: they travel in the workflow's state)."""
+
+    customer_id: str
+    entries: list
+    before: Any
+    after: Any
+
+
+def _period_key(item: dict) -> tuple:
+    return (item["period_start"], item["customer_id"], item["contract_id"], item["kind"])
+
+
+def _cursor_text(position: Any, within: tuple | None = None) -> str:
+    return json.dumps({"at": position, "within": None if within is None else list(within)}, separators=(",", ":"))
+
+
+def _cursor_parts(cursor: str | None) -> tuple[Any, tuple | None]:
+    """(position, within) of a cursor find_due returned; InvalidInput for anything else."""
+    if cursor is None:
+        return None, None
+    try:
+        if len(cursor) > MAX_CURSOR_CHARS:
+            raise ValueError("too long")
+        parts = json.loads(cursor)
+        position, within = parts["at"], parts["within"]
+        if position is not None and not (isinstance(position, list) and len(position) == 2):
+            raise ValueError("not a position")
+        if within is not None and not (isinstance(within, list) and len(within) == 4 and all(isinstance(v, str) for v in within)):
+            raise ValueError("not a period")
+    except (TypeError, ValueError, KeyError) as exc:
+        raise InvalidInput("cursor", "must be a cursor that find_due returned") from exc
+    return position, None if within is None else tuple(within)
 
 
 # A skipped contract's reason is kept short: it travels in a Step Functions payload and a DLQ message.
@@ -149,7 +201,9 @@ class CycleCloseService:
         self._index = index  # the wake index: which customers a run reads (None: every customer)
 
     # -- finding and finalizing --------------------------------------------------------------------
-    def find_due(self, as_of: datetime, grace: timedelta) -> DueCloses:
+    def find_due(
+        self, as_of: datetime, grace: timedelta, after: str | None = None, limit: int | None = None
+    ) -> DueCloses:
         """Every (customer, contract, period) of a live contract with an invoice due as of `as_of`
         and not finalized yet: kind USAGE once the period's end plus `grace` has passed, SCHEDULED
         once an issue instant in the period has passed. A period whose FINALIZED invoice was never
@@ -159,35 +213,80 @@ class CycleCloseService:
         With a wake index, only the customers it names as due are read (see CloseIndex); without
         one, every customer. A contract whose due periods cannot be found, whatever the error, is
         skipped and named with it in `skipped`; every other contract is listed. Only
-        StoreUnavailable (the store, not one customer's data) fails the whole call."""
-        unpublished_before = self._clock() - self._timing.publish_lease
-        found: dict[tuple, dict] = {}
-        skipped: list[dict] = []
-        for customer_id, entries in self._customers_to_read(as_of):
-            items, failed, outlook = self._due_of_customer(customer_id, as_of, grace, unpublished_before)
-            skipped += failed
-            for item in items:
-                found[(item["period_start"], item["customer_id"], item["contract_id"], item["kind"])] = item
-            if entries and outlook is not None and not items and not failed and not outlook.pending:
-                self._advance(customer_id, entries, outlook)
-        return DueCloses([found[key] for key in sorted(found)], skipped)
+        StoreUnavailable (the store, not one customer's data) fails the whole call.
 
-    def _customers_to_read(self, as_of: datetime) -> Iterator[tuple[str, list]]:
-        """(customer id, its due wake entries): those of the index, or every customer (no entries)."""
-        if self._index is not None:
-            by_customer: dict[str, list] = {}
-            for entry in self._index.due(as_of):
-                by_customer.setdefault(entry.customer_id, []).append(entry)
-            yield from sorted(by_customer.items())
-            return
-        cursor: str | None = None
+        With `limit`, one page of a run: the customers after the cursor `after` (None: the first
+        page), in the index's run order (or the walk's), whole, until the page holds `limit`
+        periods or more (or has read READS_PER_PERIOD * `limit` customers), and the cursor of the
+        next page (None once every customer due was read). A page holds at most 2 * `limit`: a
+        customer that would make it more is left whole to the next page (read again there), unless
+        it alone has more than that, and its periods go out `limit` at a time.
+        Each customer due is read by one page of the run, so a run reads about once per customer
+        however many are due; a contract is skipped (named) by that page only."""
+        unpublished_before = self._clock() - self._timing.publish_lease
+        start, within = _cursor_parts(after)
+        periods: list[dict] = []
+        skipped: list[dict] = []
+        position, reads = start, 0
+        readings = self._customers_to_read(as_of, start)
         while True:
-            page = self._customers.list(100, cursor)
-            for customer in page.items:
-                yield customer.id, []
-            cursor = page.next_page
-            if not cursor:
+            if limit is not None and (len(periods) >= limit or reads >= READS_PER_PERIOD * limit):
+                return DueCloses(sorted(periods, key=_period_key), skipped, _cursor_text(position))
+            reading = next(readings, None)
+            if reading is None:
+                return DueCloses(sorted(periods, key=_period_key), skipped, None)
+            customer_id = reading.customer_id
+            items, failed, outlook = self._due_of_customer(customer_id, as_of, grace, unpublished_before)
+            reads += 1
+            items = sorted({_period_key(item): item for item in items}.values(), key=_period_key)
+            if within is not None and within[1] == customer_id:  # the rest of a customer split across pages
+                items, failed = [item for item in items if _period_key(item) > within], []
+            within = None
+            if limit is not None and len(periods) + len(items) > 2 * limit:
+                if periods:  # read whole by the next page
+                    return DueCloses(sorted(periods, key=_period_key), skipped, _cursor_text(reading.before))
+                return DueCloses(items[:limit], skipped + failed,
+                                 _cursor_text(reading.before, _period_key(items[limit - 1])))
+            periods += items
+            skipped += failed
+            position = reading.after
+            if reading.entries and outlook is not None and not items and not failed and not outlook.pending:
+                self._advance(customer_id, reading.entries, outlook)
+
+    def _customers_to_read(self, as_of: datetime, start: Any) -> Iterator[_Reading]:
+        """The customers a run reads, from `start` on: those the index names, or every customer."""
+        if self._index is not None:
+            yield from self._indexed_customers(as_of, start)
+            return
+        token, last = start if start is not None else (None, None)
+        while True:
+            page = self._customers.list(WALK_CHUNK, token)
+            ids = [customer.id for customer in page.items]
+            # Resume after the last customer read; if it left the listing, from the listing's start
+            # (some customers are read twice, none is missed).
+            begin = ids.index(last) + 1 if last in ids else 0
+            before = [token, last if begin else None]
+            for customer_id in ids[begin:]:
+                yield _Reading(customer_id, [], before, [token, customer_id])
+                before = [token, customer_id]
+            if not page.next_page:
                 return
+            token = page.next_page
+
+    def _indexed_customers(self, as_of: datetime, start: Any) -> Iterator[_Reading]:
+        """The customers of the due wake entries after `start`, in run order, each once per run:
+        at its first due entry (a customer with due entries behind this one was read at those), with
+        all its due entries (so that a customer with nothing due is put to sleep entirely)."""
+        seen: set[str] = set()
+        before = start
+        for entry in self._index.entries(as_of, start):
+            customer_id = entry.customer_id
+            if customer_id not in seen:
+                seen.add(customer_id)
+                others = [e for e in self._index.entries_of(customer_id, as_of) if e.document_key != entry.document_key]
+                if not any(other.order < entry.order for other in others):
+                    yield _Reading(customer_id, [entry, *others], before, entry.position)
+            before = entry.position
 
     def _advance(self, customer_id: str, entries: list, outlook: CloseOutlook) -> None:
         """Nothing is due: move the customer's entries to its next instant. Only an entry whose

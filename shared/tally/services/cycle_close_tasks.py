@@ -6,15 +6,17 @@ The workflow (infra/constructs/cycle_close.py) runs in pages:
     FindDuePeriods ─► DeadLetterContracts (Map) ─► AnyPeriodsDue? ─yes─► ClosePeriods (Map) ─► FindDuePeriods ...
                                                                  └─no──► Closed (output: the run's summary)
 
-FindDuePeriods also names the contracts whose due periods could not be found (`skipped`, first
-page only: later pages find them again); DeadLetterContracts sends each to the DLQ with its reason
-before the periods are closed.
+FindDuePeriods also names the contracts whose due periods could not be found (`skipped`, by the
+page that read their customer); DeadLetterContracts sends each to the DLQ with its reason before
+the periods are closed.
 
-Each FindDuePeriods call returns the next page of due periods after a cursor, so that a state's
-payload stays far below Step Functions' 256 KiB limit however many contracts close at once, and it
-folds the previous page's outcomes into the run's summary. Pages are ordered by (period start,
-customer, contract, kind) and the cursor moves past failed periods too, so a period that keeps
-failing is dead-lettered once per run and never loops; the next scheduled run finds it due again.
+Each FindDuePeriods call returns the next page of due periods, whole customers read after the
+previous page's cursor (CycleCloseService.find_due): a state's payload stays far below Step
+Functions' 256 KiB limit however many contracts close at once, and a run reads each customer due
+about once, not once per page. It folds the previous page's outcomes into the run's summary. The
+cursor (a position in the wake index, or in the customer listing without one) moves past failed
+periods too, so a period that keeps failing is dead-lettered once per run and never loops; the next
+scheduled run finds it due again. `more` is false once a page found nothing and nothing is left.
 
 Errors reach Step Functions under their class name (the Lambda `errorType`), which the Retry and
 Catch blocks match: InvalidScheduledEvent fails the execution before anything is written.
@@ -29,12 +31,14 @@ from typing import Any, Callable, Literal, Protocol
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tally.billing.errors import InvalidInput
+from tally.services.cycle_close import MAX_CURSOR_CHARS
 from tally.services.ports import StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
-# Periods per page. An iteration's outcome is a few hundred bytes, so a page's Map result stays
-# around 50 KiB, well inside the 256 KiB payload limit.
+# Periods per page: a page ends at this many or more, with whole customers, and holds at most
+# twice as many. An iteration's outcome is a few hundred bytes, so a page's Map result stays around
+# 50 KiB and under 100 KiB, well inside the 256 KiB payload limit.
 PAGE_SIZE = 100
 # The summary names at most this many dead-lettered periods (the DLQ holds every one of them).
 DEAD_LETTERED_LISTED = 50
@@ -49,16 +53,18 @@ class InvalidTaskInput(InvalidInput):
 
 
 class DueFound(Protocol):
-    """`tally.services.cycle_close.DueCloses`: the due periods and the skipped contracts, as dicts."""
+    """`tally.services.cycle_close.DueCloses`: the due periods and the skipped contracts, as dicts,
+    and the next page's cursor (None: nothing left)."""
 
     periods: list[dict]
     skipped: list[dict]
+    cursor: str | None
 
 
 class CycleClose(Protocol):
     """What the steps use of `tally.services.cycle_close.CycleCloseService`."""
 
-    def find_due(self, as_of: datetime, grace: timedelta) -> DueFound: ...
+    def find_due(self, as_of: datetime, grace: timedelta, after: str | None = None, limit: int | None = None) -> DueFound: ...
 
     def finalize(self, customer_id: str, contract_id: str, period_start: datetime, as_of: datetime) -> dict: ...
 
@@ -154,7 +160,8 @@ class Progress(_Model):
     as_of: AwareDatetime
     periods: list[DuePeriod]
     count: int
-    cursor: DuePeriod | None
+    cursor: str | None = Field(default=None, max_length=MAX_CURSOR_CHARS)  # None: nothing left to read
+    more: bool  # this page's periods to close, or more to read: the workflow calls again
     summary: RunSummary
     skipped: list[SkippedContract] = Field(default_factory=list)  # this page's, for the DLQ
 
@@ -205,20 +212,22 @@ def find_due_periods(state: Any, service: CycleClose, grace: timedelta, page_siz
     else:
         as_of, cursor = run.progress.as_of, run.progress.cursor
         summary = run.progress.summary.including(run.closed)
+        if cursor is None:  # the previous page was the last one
+            return Progress(as_of=as_of, periods=[], count=0, more=False, summary=summary).model_dump(mode="json")
 
-    scan = service.find_due(as_of, grace)
+    try:
+        scan = service.find_due(as_of, grace, after=cursor, limit=page_size)
+    except InvalidInput as exc:
+        raise InvalidTaskInput(exc.field, exc.rule) from exc
     found = (_parse(DuePeriod, item) for item in scan.periods)
-    due = sorted({period.sort_key(): period for period in found}.values(), key=DuePeriod.sort_key)
-    # Every page finds the skipped contracts again; only the first page's go to the DLQ.
-    skipped = [_parse(SkippedContract, item) for item in scan.skipped] if run.progress is None else []
-    if cursor is not None:
-        due = [period for period in due if period.sort_key() > cursor.sort_key()]
-    page = due[:page_size]
+    page = sorted({period.sort_key(): period for period in found}.values(), key=DuePeriod.sort_key)
+    skipped = [_parse(SkippedContract, item) for item in scan.skipped]
     progress = Progress(
         as_of=as_of,
         periods=page,
         count=len(page),
-        cursor=page[-1] if page else None,
+        cursor=scan.cursor,
+        more=bool(page) or scan.cursor is not None,
         summary=summary.skipping(skipped),
         skipped=skipped,
     )
