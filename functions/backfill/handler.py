@@ -1,6 +1,11 @@
-"""Backfill queue -> a metric's backfill job, one scan segment a few pages at a time
-(tally.services.backfill). Each message names a metric and a segment; the function sends the
-segment's next message itself while pages are left, delayed while the job's settle time runs.
+"""Backfill queue -> backfill jobs (tally.services.backfill). Three kinds of message:
+- a job's start, `{"metric_id"}` (sent by metric create, delayed by the settle time, or by the
+  sweep): it forms a scan with the jobs waiting, or finds that one carries it;
+- a scan segment, `{"metric_id": <the scan's leader>, "segment"}`: a few pages of it, from its
+  checkpoint; the function sends the segment's next message itself while pages are left, delayed
+  while the scan's start is ahead;
+- the EventBridge schedule's event (`"source": "aws.events"`, put on this queue by the rule): the
+  sweep, which starts the jobs waiting past their bound (a create that died before its start).
 
 A message that fails (a store unavailable, a crash) is reported in `batchItemFailures` and comes
 back after the queue's visibility timeout; the run resumes from the segment's checkpoint, and a
@@ -24,14 +29,24 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 def run_record(record: SQSRecord) -> str:
     message = json.loads(record.body)
-    metric_id, segment = str(message["metric_id"]), int(message["segment"])
     service = wiring.backfill_service()
+    if message.get("source") == "aws.events":
+        started = service.sweep()
+        logger.info("backfill sweep", extra={"jobs_started": started, "as_of": message.get("time")})
+        return "swept"
+    metric_id = str(message["metric_id"])
+    if message.get("segment") is None:
+        start = service.start(metric_id)
+        logger.info("backfill start", extra={"metric_id": metric_id, "outcome": start.outcome.value,
+                                             "scan": start.scan, "metrics": start.members})
+        return start.outcome.value
+    segment = int(message["segment"])
     run = service.run(metric_id, segment)
     if run.outcome is RunOutcome.MORE:
         wiring.backfill_queue().send(metric_id, [segment], 0)
     elif run.outcome is RunOutcome.WAIT:
         wiring.backfill_queue().send(metric_id, [segment], run.delay_seconds)
-    logger.info("backfill segment", extra={"metric_id": metric_id, "segment": segment,
+    logger.info("backfill segment", extra={"scan": metric_id, "segment": segment,
                                            "outcome": run.outcome.value, "pages": run.pages})
     return run.outcome.value
 

@@ -8,7 +8,9 @@
   attempts; states, error names, attempts and catches are unchanged.
 - EventBridge schedules never fire in moto. A tick thread per scheduled rule starts its state
   machine every interval with the event EventBridge would send, and `run` does the same on demand
-  (POST /local/schedules/<name> and `tally local close-periods`).
+  (POST /local/schedules/<name> and `tally local close-periods`). A rule whose target is an SQS
+  queue (the backfill sweep) gets the event sent to that queue instead, as EventBridge does; the
+  queue pump then hands it to the queue's function like any other message.
 """
 
 from __future__ import annotations
@@ -71,10 +73,16 @@ def scheduled_event(rule_arn: str, at: datetime, region: str, account: str) -> d
 
 @dataclass(frozen=True)
 class Schedule:
-    name: str  # the target's short name: close-billing-periods
+    name: str  # the target's short name: close-billing-periods (a queue's: the rule's, backfill-sweep)
     rule_arn: str
     expression: str
-    state_machine_arn: str
+    state_machine_arn: str | None
+    queue_url: str | None = None  # an SQS target: the event is sent there
+
+
+def _kebab(logical_id: str) -> str:
+    """`BackfillSweep1A2B3C4D` -> `backfill-sweep` (a logical id without CDK's hash suffix)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", re.sub(r"[0-9A-F]{8}$", "", logical_id)).lower()
 
 
 class LocalWorkflows:
@@ -129,10 +137,23 @@ class LocalWorkflows:
             rule = events.describe_rule(Name=self._resources[logical])
             for target in props.get("Targets", []):
                 arn = by_logical_id.get(target["Arn"].get("Ref", "")) if isinstance(target["Arn"], dict) else None
+                queue = target["Arn"].get("Fn::GetAtt", [""])[0] if isinstance(target["Arn"], dict) else ""
+                if arn is None and self._template["Resources"].get(queue, {}).get("Type") == "AWS::SQS::Queue":
+                    name = _kebab(logical)
+                    self.schedules[name] = Schedule(name, rule["Arn"], props["ScheduleExpression"], None,
+                                                    self._queue_url(self._resources[queue]))
+                    continue
                 if arn is None:
                     continue
                 name = arn.rsplit(":", 1)[-1].removeprefix(self._stack_prefix)
                 self.schedules[name] = Schedule(name, rule["Arn"], props["ScheduleExpression"], arn)
+
+    def _queue_url(self, physical_id: str) -> str:
+        if physical_id.startswith("http"):
+            return physical_id
+        import boto3
+
+        return boto3.client("sqs").get_queue_url(QueueName=physical_id.rsplit(":", 1)[-1])["QueueUrl"]
 
     # -- running -------------------------------------------------------------------------------
     def event_for(self, name: str, at: datetime) -> dict:
@@ -161,7 +182,17 @@ class LocalWorkflows:
         return result
 
     def run(self, name: str, event: dict, timeout: float = 300.0) -> dict:
+        schedule = self.schedules.get(name)
+        if schedule is not None and schedule.queue_url is not None:
+            return self.enqueue(name, event)
         return self.wait(self.start(name, event), timeout)
+
+    def enqueue(self, name: str, event: dict) -> dict:
+        """Send the scheduled event to the rule's queue, as EventBridge's SQS target does."""
+        import boto3
+
+        sent = boto3.client("sqs").send_message(QueueUrl=self.schedules[name].queue_url, MessageBody=json.dumps(event))
+        return {"status": "QUEUED", "message_id": sent["MessageId"], "output": None}
 
     # -- EventBridge's part --------------------------------------------------------------------
     def start_schedules(self, interval: float | None = None, log: Callable[[str], None] = print) -> None:

@@ -41,6 +41,9 @@ class Settings(BaseModel):
     backfill_queue_url: str | None = Field(default=None)
     backfill_settle_seconds: int = Field(default=30, ge=0, le=900)
     backfill_segments: int = Field(default=8, ge=1, le=64)
+    # How long a job may wait for a scan before the sweep starts it: longer than a create request
+    # can run plus the settle time (infra/constructs/backfill.py). None: the service's default.
+    backfill_stuck_after_seconds: int | None = Field(default=None, ge=0, le=86_400)
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -68,6 +71,7 @@ def get_settings() -> Settings:
         backfill_queue_url=os.environ.get("BACKFILL_QUEUE_URL") or None,
         backfill_settle_seconds=os.environ.get("BACKFILL_SETTLE_SECONDS") or 30,
         backfill_segments=os.environ.get("BACKFILL_SEGMENTS") or 8,
+        backfill_stuck_after_seconds=os.environ.get("BACKFILL_STUCK_AFTER_SECONDS") or None,
         egress_ips=tuple(ip.strip() for ip in (os.environ.get("TALLY_EGRESS_IPS") or "").split(",") if ip.strip()),
         issuer_name=(os.environ.get("TALLY_ISSUER_NAME") or "").strip() or "Tally",
     )

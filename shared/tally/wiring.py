@@ -110,6 +110,8 @@ def backfill_service() -> BackfillService:
         system_clock,
         settle=timedelta(seconds=settings.backfill_settle_seconds),
         segments=settings.backfill_segments,
+        stuck_after=None if settings.backfill_stuck_after_seconds is None
+        else timedelta(seconds=settings.backfill_stuck_after_seconds),
     )
 
 

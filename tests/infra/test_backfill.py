@@ -50,7 +50,8 @@ def test_the_backfill_role_scans_events_updates_counters_and_its_jobs_and_sends_
     assert synth.actions_on(role, _table(synth, "TablesEvents")) == {"dynamodb:Scan"}
     assert synth.actions_on(role, _table(synth, "TablesCounters")) == {
         "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"}
-    assert synth.actions_on(role, _table(synth, "TablesBilling")) == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    assert synth.actions_on(role, _table(synth, "TablesBilling")) == {
+        "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"}  # Query: on the waiting index only (below)
     queue_id, _ = synth.one("AWS::SQS::Queue", "BackfillQueue")
     sends = [s for s in _sqs_statements(synth, role) if "sqs:SendMessage" in s["Action"]]
     assert [referenced_ids(s["Resource"]) for s in sends] == [{queue_id}]
@@ -65,3 +66,31 @@ def test_the_api_may_send_to_the_backfill_queue_and_the_aggregator_only_activate
                      if billing in referenced_ids(s["Resource"]) and "dynamodb:UpdateItem" in s["Action"]]
     assert activation["Condition"]["ForAllValues:StringEquals"] == {
         "dynamodb:LeadingKeys": ["metrics"], "dynamodb:Attributes": ["pk", "sk", "activated_at"]}
+
+
+def test_a_schedule_puts_the_sweep_on_the_backfill_queue_which_reads_only_the_waiting_index(synth):
+    from infra.constructs.backfill import STUCK_MARGIN, SWEEP_EVERY, TIMEOUT
+    from tally.billing.limits import BACKFILL_RUN_SECONDS
+
+    queue_id, _ = synth.one("AWS::SQS::Queue", "BackfillQueue")
+    dlq_id, _ = synth.one("AWS::SQS::Queue", "BackfillDlq")
+    _, rule = synth.one("AWS::Events::Rule", "BackfillSweep")
+    assert rule["Properties"]["ScheduleExpression"] == f"rate({int(SWEEP_EVERY.to_minutes())} minutes)"
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dlq_id, "Arn"]}}
+    # Only this rule may put events on the queue (the queue policy's condition names it).
+    (policy,) = [p for p in synth.of_type("AWS::SQS::QueuePolicy").values() if {"Ref": queue_id} in p["Properties"]["Queues"]]
+    events_statements = [s for s in policy["Properties"]["PolicyDocument"]["Statement"]
+                         if s.get("Principal", {}).get("Service") == "events.amazonaws.com"]
+    assert len(events_statements) == 1 and "aws:SourceArn" in events_statements[0]["Condition"]["ArnEquals"]
+    role = synth.role_of(BACKFILL)
+    queries = [s for s in synth.statements_of(role) if "dynamodb:Query" in s["Action"]]
+    assert len(queries) == 1 and queries[0]["Action"] == ["dynamodb:Query"]
+    assert queries[0]["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [_table(synth, "TablesBilling"), "Arn"]}, "/index/gsi1"]]}
+    _, backfill = synth.function(BACKFILL)
+    _, api = synth.function(API)
+    variables = backfill["Properties"]["Environment"]["Variables"]
+    stuck_after = int(variables["BACKFILL_STUCK_AFTER_SECONDS"])  # no create outlives it, settle included
+    assert stuck_after == api["Properties"]["Timeout"] + int(variables["BACKFILL_SETTLE_SECONDS"]) + STUCK_MARGIN.to_seconds()
+    assert backfill["Properties"]["Timeout"] == TIMEOUT.to_seconds() == BACKFILL_RUN_SECONDS

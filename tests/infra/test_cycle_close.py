@@ -280,7 +280,8 @@ def test_context_sets_the_schedule_and_the_grace_period(tmp_path):
     context = {"cycle_close_schedule": "rate(15 minutes)", "grace_period_hours": "0"}
     template = build_app(str(tmp_path), context=context).synth().get_stack_by_name(STACK_ID).template
     resources = template["Resources"].values()
-    (rule,) = [r for r in resources if r["Type"] == "AWS::Events::Rule"]
+    (rule,) = [r for logical, r in template["Resources"].items()
+               if r["Type"] == "AWS::Events::Rule" and logical.startswith("CycleCloseSchedule")]
     assert rule["Properties"]["ScheduleExpression"] == "rate(15 minutes)"
     for state in ("FindDuePeriods", "FinalizePeriod"):
         (function,) = [

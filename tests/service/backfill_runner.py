@@ -20,6 +20,9 @@ def run_backfills(service: BackfillService, queue: MemoryBackfillQueue, clock, m
             queue.tick += wait
             clock.now += timedelta(seconds=wait)
             continue
+        if message.segment is None:  # a job's start: forms or joins a scan, sends its segments itself
+            service.start(message.metric_id)
+            continue
         run = service.run(message.metric_id, message.segment)
         if run.outcome is RunOutcome.MORE:
             queue.send(message.metric_id, [message.segment], 0)

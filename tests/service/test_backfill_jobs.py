@@ -31,10 +31,12 @@ from tests.service.conftest import NOW, Clock
 INGEST_BOUND = timedelta(seconds=5)
 SETTLE = timedelta(seconds=8)
 
+STUCK_AFTER = timedelta(seconds=30)  # a create's longest run plus the settle time (the sweep's bound)
 METRICS = (
     BillableMetric("", "calls", Aggregation.COUNT, None, EventTypeFilter(("call",)), (), ()),
     BillableMetric("", "tokens", Aggregation.SUM, "tokens", None, (PropertyFilter("tokens", exists=True),), (("region",),)),
 )
+MOST_CREATED = 4  # metrics a run creates: several wait together, and scans carry up to 3 of them
 
 
 class TickingClock(Clock):
@@ -52,16 +54,17 @@ class Crash(Exception):
 
 
 class World:
-    def __init__(self, settle: timedelta = SETTLE, segments: int = 2, page_size: int = 2) -> None:
+    def __init__(self, settle: timedelta = SETTLE, segments: int = 2, page_size: int = 2, scan_metrics: int = 3) -> None:
         self.clock = TickingClock(NOW)
         self.events = MemoryEventStore()
         self.counters = MemoryCounterStore()
         self.metrics = MemoryMetricStore()
         self.jobs = MemoryBackfillStore()
+        self.jobs.stale_index = True  # the waiting index lags, as gsi1 may: it lists jobs already taken
         self.queue = MemoryBackfillQueue()
         self.backfills = BackfillService(
             self.metrics, MemorySegmentScan(self.events), self.counters, self.jobs, self.queue, self.clock,
-            settle=settle, segments=segments, page_size=page_size,
+            settle=settle, segments=segments, page_size=page_size, stuck_after=STUCK_AFTER, scan_metrics=scan_metrics,
         )
         self.metric_service = MetricService(self.metrics, self.clock, self.backfills)
         self.aggregator = AggregateService(self.counters, self.metrics, self.clock)
@@ -90,13 +93,13 @@ class World:
 
     def create(self, which: int) -> None:
         """A whole create request: its job, the metric stored pending, activated, the job launched."""
-        if len(self.created) < len(METRICS):
+        if len(self.created) < MOST_CREATED:
             self.created.append(self.metric_service.create(METRICS[which % len(METRICS)]))
 
     def store_pending(self, which: int) -> None:
         """The first half of a create request: job and pending metric stored (what runs between
         this and `activate` is what a slow create request lets happen meanwhile)."""
-        if len(self.created) < len(METRICS):
+        if len(self.created) < MOST_CREATED:
             metric = replace(METRICS[which % len(METRICS)], id=f"m-{len(self.created)}", created_at=self.clock())
             self.backfills.prepare(metric.id)
             self.metrics.put(metric)
@@ -136,15 +139,24 @@ class World:
             if operation == crash_at:
                 raise Crash(operation)
 
+        def send_fault(*args):
+            raise Crash("send")
+
         self.counters.fail = counter_fault if crash_at == "counter" else None
-        self.jobs.fail = job_fault if crash_at in ("claim", "finish") else None
+        self.jobs.fail = job_fault if crash_at in ("claim", "finish", "form_scan") else None
+        if crash_at == "send":  # the run dies as it sends its next messages (a start: its scan's)
+            self.queue.send = send_fault
         try:
+            if message.segment is None:
+                self.backfills.start(message.metric_id)
+                return
             run = self.backfills.run(message.metric_id, message.segment, max_pages=1)
         except Crash:
             self.queue.messages.append(message)  # not deleted: SQS hands it over again
             return
         finally:
             self.counters.fail = self.jobs.fail = None
+            self.queue.__dict__.pop("send", None)
         if run.outcome is RunOutcome.MORE:
             self.queue.send(message.metric_id, [message.segment], 0)
         elif run.outcome is RunOutcome.WAIT:
@@ -159,13 +171,18 @@ class World:
         if self.queue.messages:
             self.queue.messages.append(self.queue.messages[0])
 
+    def sweep(self) -> None:  # the scheduled sweep, at any moment: racing creates, starts and pages
+        self.backfills.sweep()
+
     def finish(self) -> None:
-        """Everything in flight lands: ingests write (or were killed), the jobs and the stream end."""
+        """Everything in flight lands: ingests write (or were killed), creates still running end,
+        and, as on AWS, the sweep starts the jobs of creates that died; the jobs and the stream end."""
         for i in list(self.stamped):
             self.write(i)
         while self.pending:
             self.activate()
-        self.backfills.resume([m.id for m in self.created])  # what restarts and operators do
+        self.tick(int(STUCK_AFTER.total_seconds()))
+        self.backfills.sweep()
         run_backfills(self.backfills, self.queue, self.clock)
         self.aggregate(len(self.stream))
 
@@ -194,7 +211,8 @@ def usage_event(i: int) -> UsageEvent:
 
 _PAGE = st.tuples(st.just("page"), st.just(0))
 _INGEST = st.tuples(st.just("ingest"), st.integers(0, 15))
-_CRASH = st.tuples(st.sampled_from(["crash_counter", "crash_claim", "crash_finish"]), st.integers(0, 3))
+_CRASH = st.tuples(st.sampled_from(["crash_counter", "crash_claim", "crash_finish", "crash_form_scan", "crash_send"]),
+                   st.integers(0, 3))
 STEP = st.one_of(  # pages, ingests and crashes weigh double: the interleavings that matter need several
     st.tuples(st.just("stamp"), st.integers(0, 15)),
     st.tuples(st.just("write"), st.integers(0, 15)),
@@ -209,6 +227,7 @@ STEP = st.one_of(  # pages, ingests and crashes weigh double: the interleavings 
     _PAGE, _PAGE,
     _CRASH, _CRASH,
     st.tuples(st.just("duplicate_message"), st.just(0)),
+    st.tuples(st.just("sweep"), st.just(0)),
 )
 
 
@@ -242,24 +261,33 @@ def play(world: World, steps) -> None:
             world.page()
         elif name.startswith("crash_"):
             world.page(crash_at=name.removeprefix("crash_"), after=arg)
+        elif name == "sweep":
+            world.sweep()
         else:
             world.duplicate_message()
     world.finish()
 
 
-# Found by hand, kept as examples: the activation race itself, and a page crashed half applied
-# and retried after new events landed inside its key range (t10 sorts between t1 and t2).
-RACE = [("stamp", 1), ("create", 0), ("page", 0), ("write", 1), ("aggregate", 4)]
+# Found by hand, kept as examples: the activation race itself (the first message a job's start, the
+# second its scan's page), and a page crashed half applied and retried after new events landed inside
+# its key range (t10 sorts between t1 and t2).
+RACE = [("stamp", 1), ("create", 0), ("page", 0), ("page", 0), ("write", 1), ("aggregate", 4)]
+# Two metrics share a scan; the second is activated after the first, and an event stamped just
+# before its activation is written a moment later: the scan must not read before the second's settle.
+SHARED_RACE = [("create", 0), ("tick", 6), ("stamp", 1), ("create", 1), ("page", 0), ("page", 0), ("write", 1),
+               ("aggregate", 4)]
 CRASHED_PAGE = [("ingest", 0), ("ingest", 1), ("ingest", 2), ("ingest", 3), ("create", 1), ("tick", 9),
-                ("crash_counter", 0), ("ingest", 10), ("page", 0)]
+                ("page", 0), ("crash_counter", 0), ("ingest", 10), ("page", 0)]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(STEP, min_size=20, max_size=60), st.integers(1, 3), st.integers(1, 3))
-@example(RACE, 1, 2)
-@example(CRASHED_PAGE, 1, 3)
-def test_every_counter_equals_the_reference_whatever_the_interleaving(steps, segments, page_size):
-    world = World(segments=segments, page_size=page_size)
+@given(st.lists(STEP, min_size=20, max_size=60), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3))
+@example(RACE, 1, 2, 3)
+@example(CRASHED_PAGE, 1, 3, 3)
+@example(SHARED_RACE, 1, 2, 3)
+def test_every_counter_equals_the_reference_whatever_the_interleaving(steps, segments, page_size, scan_metrics):
+    """Several metrics, created together or apart, share scans (up to `scan_metrics` each)."""
+    world = World(segments=segments, page_size=page_size, scan_metrics=scan_metrics)
     play(world, steps)
     for metric in world.created:
         assert world.additive_totals(world.counters, metric.id) == world.reference(metric)
@@ -322,7 +350,8 @@ def test_create_returns_at_once_and_reads_show_the_job_waiting_running_then_comp
     view = world.backfills.view(metric)
     assert (view.status, view.segments, view.segments_done, view.events_scanned) == (BackfillStatus.WAITING, 2, 0, 0)
     world.tick(9)
-    world.page()
+    world.page()  # the job's start: it forms its scan
+    world.page()  # the scan's first page
     view = world.backfills.view(metric)
     assert view.status is BackfillStatus.RUNNING and 0 < view.events_scanned < 10
     world.finish()
@@ -352,20 +381,39 @@ def test_a_claimed_page_is_read_again_up_to_its_end_even_with_new_items_inside_i
 def test_claims_and_checkpoints_are_conditional_and_add_each_page_once(dynamo):
     store = DynamoBackfillStore(dynamo["billing"], dynamo["client"])
     metric = replace(METRICS[0], id="m-1", activated_at=NOW)
-    store.create(new_job("m-1", SETTLE, 2))
-    store.create(new_job("m-1", SETTLE * 2, 2))  # kept: the first one
+    store.create(new_job("m-1", SETTLE, 2, NOW))
+    store.create(new_job("m-1", SETTLE * 2, 2, NOW))  # kept: the first one
+    store.create(new_job("m-2", SETTLE, 2, NOW + SETTLE))
     assert store.get("m-1").start_after(metric) == NOW + SETTLE
+    assert [j.metric_id for j in store.waiting(10)] == ["m-1", "m-2"]  # the index, oldest first
+    assert store.form_scan("m-1", ["m-1", "m-2"], NOW + SETTLE) == ["m-1", "m-2"]
+    assert store.form_scan("m-1", ["m-1"], NOW) is None and store.form_scan("m-2", ["m-2"], NOW) is None
+    assert store.waiting(10) == []  # both left the index with the scan's transaction
     assert store.claim("m-1", 0, 0, '["txn#a", "event"]')
     assert not store.claim("m-1", 0, 0, '["txn#b", "event"]')  # one claim per page
-    assert not store.finish("m-1", 0, 0, '["txn#b", "event"]', 5, 5, NOW)
-    assert store.finish("m-1", 0, 0, '["txn#a", "event"]', 3, 2, NOW)
-    assert not store.finish("m-1", 0, 0, '["txn#a", "event"]', 3, 2, NOW)  # a retry adds nothing
-    assert store.claim("m-1", 0, 1, SEGMENT_END) and store.finish("m-1", 0, 1, SEGMENT_END, 1, 1, NOW)
-    assert store.claim("m-1", 1, 0, SEGMENT_END) and store.finish("m-1", 1, 0, SEGMENT_END, 0, 0, NOW + SETTLE)
+    assert not store.finish("m-1", 0, 0, '["txn#b", "event"]', 5, {"m-1": 5}, NOW)
+    assert store.finish("m-1", 0, 0, '["txn#a", "event"]', 3, {"m-1": 2, "m-2": 1}, NOW)
+    assert not store.finish("m-1", 0, 0, '["txn#a", "event"]', 3, {"m-1": 2, "m-2": 1}, NOW)  # a retry adds nothing
+    assert store.claim("m-1", 0, 1, SEGMENT_END) and store.finish("m-1", 0, 1, SEGMENT_END, 1, {"m-1": 1, "m-2": 0}, NOW)
+    assert store.claim("m-1", 1, 0, SEGMENT_END) and store.finish("m-1", 1, 0, SEGMENT_END, 0, {"m-1": 0, "m-2": 0}, NOW + SETTLE)
     job = store.get("m-1")
-    assert (job.scanned, job.counted, job.segments_done, job.completed_at) == (4, 3, 2, NOW + SETTLE)
+    assert (job.scanned, job.counted, job.segments_done, job.completed_at) == (4, {"m-1": 3, "m-2": 1}, 2, NOW + SETTLE)
+    assert (job.members, job.starts_at, store.get("m-2").scan) == (("m-1", "m-2"), NOW + SETTLE, "m-1")
     assert job.status(metric, NOW) is BackfillStatus.COMPLETED
-    assert set(store.get_many(["m-1", "m-2"])) == {"m-1"}
+    assert set(store.get_many(["m-1", "m-3"])) == {"m-1"}
+
+
+def test_a_scan_leaves_out_a_job_another_scan_took_and_a_job_whose_metric_never_came_leaves_the_index(dynamo):
+    store = DynamoBackfillStore(dynamo["billing"], dynamo["client"])
+    for i in range(4):
+        store.create(new_job(f"m-{i}", SETTLE, 1, NOW + timedelta(seconds=i)))
+    assert store.form_scan("m-1", ["m-1", "m-2"], NOW) == ["m-1", "m-2"]
+    assert store.form_scan("m-0", ["m-0", "m-1", "m-2", "m-3"], NOW) == ["m-0", "m-3"]  # one transaction, retried
+    assert {m: store.get(m).scan for m in ("m-0", "m-1", "m-2", "m-3")} == {"m-0": "m-0", "m-1": "m-1", "m-2": "m-1", "m-3": "m-0"}
+    store.create(new_job("m-4", SETTLE, 1, NOW))
+    store.drop("m-4")
+    store.drop("m-3")  # carried by a scan: stays as it is
+    assert store.waiting(10) == [] and store.get("m-3").scan == "m-0"
 
 
 def test_a_job_on_moto_counts_what_a_bare_recount_counts(dynamo):
@@ -387,3 +435,76 @@ def test_a_job_on_moto_counts_what_a_bare_recount_counts(dynamo):
     assert backfills.view(metric).status is BackfillStatus.COMPLETED
     rows = counters.read(metric.id, "acme", "D20261124", "D20261124")
     assert sum(r.total for r in rows) == sum(range(1, 8))  # t0..t6: 1 + 2 + ... + 7 tokens
+
+
+# -- stuck jobs: the sweep (defect: a create that died before sending its start waited forever) -----------
+def stored_world(count: int = 10, scan_metrics: int = 3) -> World:
+    world = World(segments=2, page_size=3, scan_metrics=scan_metrics)
+    for i in range(count):
+        world.stamp(i)
+        world.write(i)
+    world.tick(60)
+    return world
+
+
+@pytest.mark.parametrize("dies_after", ["job", "metric", "activation"])
+def test_a_create_that_dies_before_sending_its_start_is_completed_by_the_sweep_each_event_once(dies_after):
+    world = stored_world()
+
+    def dies(*args):
+        raise Crash("the create's function is killed")
+
+    stages = {"job": world.metrics, "metric": world.metrics, "activation": world.queue}
+    operation = {"job": "put", "metric": "activate", "activation": "start"}[dies_after]
+    setattr(stages[dies_after], operation, dies)
+    with pytest.raises(Crash):
+        world.metric_service.create(METRICS[1])
+    delattr(stages[dies_after], operation)
+    (job,) = world.jobs.jobs.values()
+    assert world.queue.messages == [] and job.scan is None  # nothing would ever wake it
+    world.tick(int(STUCK_AFTER.total_seconds()) - 2)
+    assert world.backfills.sweep() == 0  # not yet: the create could still be running
+    world.tick(2)
+    if dies_after == "job":  # no metric ever came: the job leaves the index, nothing else happens
+        assert world.backfills.sweep() == 0 and world.jobs.waiting(10) == []
+        return
+    assert world.backfills.sweep() == 1
+    run_backfills(world.backfills, world.queue, world.clock)
+    metric = world.metrics.get(job.metric_id)
+    view = world.backfills.view(metric)
+    assert view.status is BackfillStatus.COMPLETED and (view.events_scanned, view.events_counted) == (10, 10)
+    assert world.additive_totals(world.counters, metric.id) == world.reference(metric)
+
+
+def test_a_sweep_racing_the_original_start_counts_nothing_twice():
+    # The create's own start and the sweep's both arrive; the second finds the job leading its scan
+    # and asks for its segments again, which run beside the first ones, page by page, interleaved.
+    world = stored_world()
+    world.backfills._stuck_after = timedelta(0)  # the sweep sees the job at once, as a late one would
+    metric = world.metric_service.create(METRICS[1])
+    assert world.backfills.sweep() == 1
+    world.tick(9)
+    world.page()
+    world.page()  # both starts: the scan formed, then its segments asked for again
+    assert [m.segment for m in world.queue.messages] == [0, 1, 0, 1]
+    while world.queue.messages:
+        world.page(crash_at="counter" if len(world.queue.messages) % 3 == 0 else None)
+    view = world.backfills.view(metric)
+    assert view.status is BackfillStatus.COMPLETED and (view.events_scanned, view.events_counted) == (10, 10)
+    assert world.additive_totals(world.counters, metric.id) == world.reference(metric)
+
+
+# -- shared scans ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("scan_metrics, scans", [(3, 1), (1, 3)], ids=["shared: one scan", "alone: one scan each"])
+def test_metrics_created_together_share_one_scan_of_the_events(scan_metrics, scans):
+    world = stored_world(scan_metrics=scan_metrics)
+    created = [world.metric_service.create(METRICS[i % 2]) for i in range(3)]
+    world.finish()
+    leaders = {j.scan for j in world.jobs.jobs.values()}
+    assert len(leaders) == scans
+    assert sum(world.jobs.jobs[s].scanned for s in leaders) == 10 * scans  # the table read once per scan
+    for metric in created:
+        view = world.backfills.view(metric)
+        assert view.status is BackfillStatus.COMPLETED and view.events_scanned == 10
+        assert view.events_counted == (10 if metric.aggregation_type is Aggregation.SUM else 6)  # 6 "call" events
+        assert world.additive_totals(world.counters, metric.id) == world.reference(metric)

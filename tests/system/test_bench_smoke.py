@@ -45,6 +45,7 @@ OFFLINE = (
     "close_walk_big_vs_small_items",
     "backfill_create_ms",
     "backfill_job_vs_bare_scan",
+    "backfill_shared_items_vs_one",
 )
 
 

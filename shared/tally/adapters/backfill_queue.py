@@ -1,4 +1,6 @@
-"""The backfill queue on SQS: one message per (metric, segment), read by functions/backfill."""
+"""The backfill queue on SQS, read by functions/backfill: a job's start (`{"metric_id"}`), one
+message per scan segment (`{"metric_id": <the scan's leader>, "segment"}`), and the sweep's
+schedule events, which EventBridge puts there itself."""
 
 from __future__ import annotations
 
@@ -19,8 +21,12 @@ def sqs_client():
     return boto3.client("sqs")
 
 
-def segment_message(metric_id: str, segment: int) -> str:
-    return json.dumps({"metric_id": metric_id, "segment": segment})
+def segment_message(scan: str, segment: int) -> str:
+    return json.dumps({"metric_id": scan, "segment": segment})
+
+
+def start_message(metric_id: str) -> str:
+    return json.dumps({"metric_id": metric_id})
 
 
 class SqsBackfillQueue:
@@ -28,13 +34,19 @@ class SqsBackfillQueue:
         self._queue_url = queue_url  # resolved on first send: a metric read never needs it
         self._client = client
 
-    def send(self, metric_id: str, segments: list[int], delay_seconds: int) -> None:
+    def send(self, scan: str, segments: list[int], delay_seconds: int) -> None:
+        self._send([segment_message(scan, s) for s in segments], delay_seconds)
+
+    def start(self, metric_id: str, delay_seconds: int) -> None:
+        self._send([start_message(metric_id)], delay_seconds)
+
+    def _send(self, bodies: list[str], delay_seconds: int) -> None:
         client = self._client or sqs_client()
         delay = min(900, max(0, delay_seconds))  # SQS's range
-        for start in range(0, len(segments), SQS_BATCH):
+        for start in range(0, len(bodies), SQS_BATCH):
             entries = [
-                {"Id": str(i), "MessageBody": segment_message(metric_id, s), "DelaySeconds": delay}
-                for i, s in enumerate(segments[start : start + SQS_BATCH])
+                {"Id": str(i), "MessageBody": body, "DelaySeconds": delay}
+                for i, body in enumerate(bodies[start : start + SQS_BATCH])
             ]
             try:
                 answer = client.send_message_batch(QueueUrl=self._queue_url(), Entries=entries)

@@ -58,6 +58,9 @@ class MemoryBackfillStore:
         self.jobs: dict[str, BackfillJob] = {}
         self._lock = threading.Lock()
         self.fail = None  # callable(operation) -> None, may raise: tests inject crashes
+        self.index_reads = 0  # waiting-index queries (never a scan of the jobs)
+        # A lagging index (as gsi1 is eventually consistent): it still lists jobs a scan took.
+        self.stale_index = False
 
     def _check(self, operation: str) -> None:
         if self.fail is not None:
@@ -73,35 +76,63 @@ class MemoryBackfillStore:
     def get_many(self, metric_ids: list[str]) -> dict[str, BackfillJob]:
         return {m: self.jobs[m] for m in metric_ids if m in self.jobs}
 
-    def claim(self, metric_id: str, segment: int, pages: int, end: str) -> bool:
+    def waiting(self, limit: int) -> list[BackfillJob]:
+        self.index_reads += 1
+        with self._lock:
+            waiting = [j for j in self.jobs.values()
+                       if (j.scan is None or self.stale_index) and j.created_at is not None]
+        return sorted(waiting, key=lambda j: (j.created_at, j.metric_id))[:limit]
+
+    def form_scan(self, leader: str, members: list[str], starts_at: datetime) -> list[str] | None:
+        self._check("form_scan")
+        with self._lock:  # all of it at once, as the DynamoDB transaction
+            job = self.jobs.get(leader)
+            if job is None or job.scan is not None:
+                return None
+            carried = [leader] + [m for m in members[1:] if m in self.jobs and self.jobs[m].scan is None]
+            for member in carried[1:]:
+                self.jobs[member] = replace(self.jobs[member], scan=leader)
+            self.jobs[leader] = replace(job, scan=leader, members=tuple(carried), starts_at=starts_at,
+                                        counted={m: 0 for m in carried})
+            return carried
+
+    def drop(self, metric_id: str) -> None:
+        with self._lock:
+            job = self.jobs.get(metric_id)
+            if job is not None and job.scan is None:
+                self.jobs[metric_id] = replace(job, created_at=None)  # out of the index
+
+    def claim(self, scan: str, segment: int, pages: int, end: str) -> bool:
         self._check("claim")
         with self._lock:
-            job = self.jobs[metric_id]
+            job = self.jobs[scan]
             checkpoint = job.checkpoint(segment)
             if checkpoint.pages != pages or checkpoint.claimed_end is not None or checkpoint.done:
                 return False
-            self.jobs[metric_id] = replace(job, checkpoints={**job.checkpoints, segment: checkpoint.claim(end)})
+            self.jobs[scan] = replace(job, checkpoints={**job.checkpoints, segment: checkpoint.claim(end)})
             return True
 
-    def finish(self, metric_id: str, segment: int, pages: int, end: str, scanned: int, counted: int, at: datetime) -> bool:
+    def finish(self, scan: str, segment: int, pages: int, end: str, scanned: int, counted: dict[str, int],
+               at: datetime) -> bool:
         self._check("finish")
         with self._lock:
-            job = self.jobs[metric_id]
+            job = self.jobs[scan]
             checkpoint = job.checkpoint(segment)
             if checkpoint.pages != pages or checkpoint.claimed_end != end:
                 return False
+            figures = {m: job.counted.get(m, 0) + counted.get(m, 0) for m in job.members}
             job = replace(job, checkpoints={**job.checkpoints, segment: checkpoint.finish_page()},
-                          scanned=job.scanned + scanned, counted=job.counted + counted)
+                          scanned=job.scanned + scanned, counted=figures)
             if job.completed_at is None and job.segments_done == job.segments:
                 job = replace(job, completed_at=at)
-            self.jobs[metric_id] = job
+            self.jobs[scan] = job
             return True
 
 
 @dataclass(frozen=True, slots=True)
 class QueuedSegment:
-    metric_id: str
-    segment: int
+    metric_id: str  # the scan (its leader's metric id), or the job to start
+    segment: int | None  # None: the job's start message
     not_before: float  # seconds on the queue's own tick
 
 
@@ -112,8 +143,11 @@ class MemoryBackfillQueue:
         self.messages: list[QueuedSegment] = []
         self.tick = 0.0
 
-    def send(self, metric_id: str, segments: list[int], delay_seconds: int) -> None:
-        self.messages.extend(QueuedSegment(metric_id, s, self.tick + delay_seconds) for s in segments)
+    def send(self, scan: str, segments: list[int], delay_seconds: int) -> None:
+        self.messages.extend(QueuedSegment(scan, s, self.tick + delay_seconds) for s in segments)
+
+    def start(self, metric_id: str, delay_seconds: int) -> None:
+        self.messages.append(QueuedSegment(metric_id, None, self.tick + delay_seconds))
 
     def take(self) -> QueuedSegment | None:
         for i, message in enumerate(self.messages):

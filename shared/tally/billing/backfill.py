@@ -19,13 +19,30 @@ Each stored event is counted by exactly one of the two, once:
    function's timeout plus a margin, set in infra). By then every event stamped before A is in the
    table, or never will be.
 
+Shared scans: a job does not scan the events table on its own. When its first message comes (after
+its settle time), it forms a scan led by its own metric with every job then waiting for one (those
+whose metric is activated, MAX_BACKFILL_SCAN_METRICS at most), and that scan's pages are applied to
+every metric it carries: k metrics created together cost one read of the table, not k. The race
+argument holds for each of them because a scan reads nothing before `starts_at`, the latest of its
+metrics' activation + settle; and a page read again after a crash holds nothing new that any of
+them counts (a new item there was written after `starts_at`, so stamped after every activation).
+Each metric keeps its own counter shards per segment, and belongs to one scan only (joining is one
+conditional write per job, `scan` not yet set), so a page's number is its mark for every metric
+that page is applied to: exactly once per metric, as for one.
+
 Pages and checkpoints: the events table is read as `segments` parallel scan segments, a page at a
 time. Each segment keeps one checkpoint: how many pages it has finished, the cursor after the last
 one, and, while a page is being applied, the key the page ends at. A page is first claimed (its end
 key written), then its counters are written with the page number as their high-water mark on the
 segment's own shard (a counter refuses a page it already holds), then the checkpoint moves past it.
 A crash anywhere in between leaves the claim; a retry re-reads exactly the claimed range and applies
-what the counters do not hold yet. Pure: no clock, no store.
+what the counters do not hold yet. A scan's checkpoints live on its leader's job.
+
+Stuck jobs: a create that dies after storing the job (and maybe the metric) but before sending its
+first message leaves the job waiting with nothing to wake it. Every job waiting for a scan is kept
+in an index (by its creation instant), and a scheduled sweep re-sends the first message of those
+created more than `stuck_after` ago (longer than any create takes, plus the settle time), activating
+a metric left pending first. Pure: no clock, no store.
 """
 
 from __future__ import annotations
@@ -75,42 +92,84 @@ class SegmentCheckpoint:
 
 @dataclass(frozen=True, slots=True)
 class BackfillJob:
-    """Stored before its metric (a metric never exists without its job); the metric's activation
-    instant, set later, tells when the job may start reading: `start_after`."""
+    """Stored before its metric (a metric never exists without its job), waiting for a scan until
+    one takes it (`scan`: the leading job's metric id, its own if it leads). A leading job also holds
+    its scan: the metrics it carries, when it may first read, its checkpoints and figures."""
 
     metric_id: str
     settle: timedelta
     segments: int
+    created_at: datetime | None = None  # when its create stored it (None: a job from before the index)
+    scan: str | None = None
+    members: tuple[str, ...] = ()  # a leader's: the metrics its scan counts for, itself first
+    starts_at: datetime | None = None  # a leader's: its members' latest activation + settle
     checkpoints: dict[int, SegmentCheckpoint] = field(default_factory=dict)
-    scanned: int = 0  # events read (every stored item the pages held)
-    counted: int = 0  # events that matched the metric and were counted
+    scanned: int = 0  # events read (every stored item the pages held), once for all members
+    counted: dict[str, int] = field(default_factory=dict)  # events counted, per member metric
     completed_at: datetime | None = None
 
     def checkpoint(self, segment: int) -> SegmentCheckpoint:
         return self.checkpoints.get(segment, SegmentCheckpoint())
 
     @property
+    def leads(self) -> bool:
+        return self.scan == self.metric_id
+
+    @property
     def segments_done(self) -> int:
         return sum(1 for s in range(self.segments) if self.checkpoint(s).done)
 
+    @property
+    def completed(self) -> bool:
+        return self.segments_done == self.segments
+
     def start_after(self, metric: BillableMetric) -> datetime | None:
+        """The earliest its pages may be read: its scan's start, or, waiting, activation + settle."""
+        if self.starts_at is not None:
+            return self.starts_at
         return None if metric.activated_at is None else metric.activated_at + self.settle
 
     def status(self, metric: BillableMetric, now: datetime) -> BackfillStatus:
-        if self.segments_done == self.segments:
+        """Of a leading job (or one waiting for a scan)."""
+        if self.scan is not None and self.completed:
             return BackfillStatus.COMPLETED
         start_after = self.start_after(metric)
-        if start_after is None or now < start_after:
+        if self.scan is None or start_after is None or now < start_after:
             return BackfillStatus.WAITING
         return BackfillStatus.RUNNING
 
+    def stuck(self, now: datetime, stuck_after: timedelta) -> bool:
+        """Waiting for a scan longer than a create and its settle time can take: its first message
+        was never sent (or was lost)."""
+        return self.scan is None and self.created_at is not None and now >= self.created_at + stuck_after
 
-def new_job(metric_id: str, settle: timedelta, segments: int) -> BackfillJob:
+
+def new_job(metric_id: str, settle: timedelta, segments: int, created_at: datetime | None = None) -> BackfillJob:
     if not 1 <= segments <= MAX_SEGMENTS:
         raise ValueError(f"segments must be between 1 and {MAX_SEGMENTS}")
     if not timedelta(0) <= settle <= MAX_SETTLE:
         raise ValueError(f"settle must be between 0 and {MAX_SETTLE}")
-    return BackfillJob(metric_id, settle, segments)
+    return BackfillJob(metric_id, settle, segments, created_at)
+
+
+def scan_members(leader: BillableMetric, waiting: list[BillableMetric], most: int) -> list[BillableMetric]:
+    """The metrics a scan led by `leader` carries: the leader first, then the activated ones among
+    `waiting` (oldest first), `most` in all. A pending one waits: its activation instant, and so
+    when its scan may start, is not known yet."""
+    chosen = [leader]
+    for metric in waiting:
+        if len(chosen) >= most:
+            break
+        if metric.id != leader.id and metric.activated_at is not None:
+            chosen.append(metric)
+    return chosen
+
+
+def scan_start(members: list[BillableMetric], settle: timedelta) -> datetime:
+    """A scan reads nothing before every member's activation + settle (point 2, for each of them)."""
+    instants = [m.activated_at for m in members]
+    assert all(at is not None for at in instants)
+    return max(instants) + settle  # type: ignore[type-var, operator]
 
 
 def backfill_window(metric: BillableMetric) -> BillableMetric:

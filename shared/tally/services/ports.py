@@ -212,22 +212,38 @@ class SegmentScan(Protocol):
 
 class BackfillStore(Protocol):
     def create(self, job: Any) -> None:
-        """Store a new job (idempotent by metric id: a second create keeps the first)."""
+        """Store a new job, waiting for a scan (idempotent by metric id: a second create keeps the first)."""
 
     def get(self, metric_id: str) -> Any | None: ...
 
     def get_many(self, metric_ids: list[str]) -> dict[str, Any]: ...
 
-    def claim(self, metric_id: str, segment: int, pages: int, end: str) -> bool:
-        """Record `end` as the end key of page `pages + 1` of the segment, only if the segment has
-        finished exactly `pages` pages and no page is claimed. False if not."""
+    def waiting(self, limit: int) -> list[Any]:
+        """Up to `limit` jobs waiting for a scan, oldest first: an index read, never a table scan
+        (it may lag a write by a moment; a job it misses is met by its own message)."""
 
-    def finish(self, metric_id: str, segment: int, pages: int, end: str, scanned: int, counted: int, at: Any) -> bool:
+    def form_scan(self, leader: str, members: list[str], starts_at: Any) -> list[str] | None:
+        """Make the job of `leader` lead a scan, starting at `starts_at`, that carries each metric of
+        `members` (the leader first) whose job still waits for a scan: all of it at once. Returns the
+        metrics the scan carries, or None if the leader's job waits for a scan no more."""
+
+    def drop(self, metric_id: str) -> None:
+        """Take a job whose metric never came out of the waiting index (its create died first)."""
+
+    def claim(self, scan: str, segment: int, pages: int, end: str) -> bool:
+        """Record `end` as the end key of page `pages + 1` of the scan's segment, only if the segment
+        has finished exactly `pages` pages and no page is claimed. False if not."""
+
+    def finish(self, scan: str, segment: int, pages: int, end: str, scanned: int, counted: dict[str, int], at: Any) -> bool:
         """Move the segment past its claimed page `pages + 1` (ending at `end`) and add the page's
-        figures to the job's, only if that page is still the claimed one: each page's figures are
-        added once. Sets completed_at when the last segment finishes. False if not."""
+        figures to the scan's (`counted` per member), only if that page is still the claimed one:
+        each page's figures are added once. The last segment's finish completes the scan at `at`.
+        False if not."""
 
 
 class BackfillQueue(Protocol):
-    def send(self, metric_id: str, segments: list[int], delay_seconds: int) -> None:
-        """Ask for the segments' pages to be read, not before `delay_seconds` (at most 900)."""
+    def send(self, scan: str, segments: list[int], delay_seconds: int) -> None:
+        """Ask for the scan's segments' pages to be read, not before `delay_seconds` (at most 900)."""
+
+    def start(self, metric_id: str, delay_seconds: int) -> None:
+        """Ask for the job of `metric_id` to form (or join) a scan, not before `delay_seconds`."""
