@@ -22,7 +22,7 @@ from tally.adapters.dynamo.thresholds import DynamoThresholdStore
 from tally.adapters.lambda_invoke import AsyncInvoker
 from tally.adapters.memory import MemoryCounterStore
 from tally.adapters.sns import SnsPublisher
-from tally.services.aggregate import AggregateService
+from tally.services.aggregate import AggregateService, unsuffixed_writes_until
 from tally.services.alerts import AlertService, LiveReadings
 from tally.services.api_keys import ApiKeyService
 from tally.services.notifications import NotificationService
@@ -85,7 +85,9 @@ def ingest_service() -> IngestService:
 
 @lru_cache(maxsize=1)
 def aggregate_service() -> AggregateService:
-    return AggregateService(counter_store(), metric_store(), system_clock)
+    # Built once per process: records created past its start plus a grace were never applied to
+    # unsuffixed counter items (services/aggregate.py).
+    return AggregateService(counter_store(), metric_store(), system_clock, unsuffixed_writes_until(system_clock()))
 
 
 @lru_cache(maxsize=1)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from tally.billing.counters import CounterKey, StreamedEvent, latest_order, sequence_key
+from tally.billing.counters import PART_NAMES, CounterKey, StreamedEvent, counter_sub_item, latest_order, sequence_key
 from tally.billing.events import UsageEvent
 from tally.billing.metrics import Aggregation, BillableMetric, PropertyFilter
 from tally.billing.time import day_bucket, hour_bucket
@@ -198,3 +198,28 @@ def to_shards(events: list[UsageEvent], shard_of: list[int], ingested_at: dateti
             StreamedEvent(sequence_key(10**20 + offset * 7), event, ingested_at)
         )
     return shards
+
+
+def check_sub_items(store) -> set[CounterKey]:
+    """The counters a memory store holds (sub 0), checking how it holds them: an additive counter
+    only in sub-items (never its unsuffixed item, which only an earlier version wrote), each
+    holding the marks of the shards that map to it and no other; the others unsuffixed."""
+    for key, counter in store.counters.items():
+        additive = key.bucket[0] in PART_NAMES
+        assert additive == (key.sub != 0), key
+        for shard in counter.marks:
+            assert counter_sub_item(shard) == key.sub, (key, shard)
+    return {replace(key, sub=0) for key in store.counters}
+
+
+def dynamo_counters_held(client, table: str) -> list[str]:
+    """The (pk, sk) of each counter the table holds, a counter's sub-items counted once, checking
+    that an additive counter is only in sub-items (`~<n>`) and the others are not."""
+    held = set()
+    for page in client.get_paginator("scan").paginate(TableName=table, ProjectionExpression="pk, sk"):
+        for item in page["Items"]:
+            sk = item["sk"]["S"]
+            base, tilde, sub = sk.rpartition("~")
+            assert (sk[0] in PART_NAMES) == (tilde == "~" and sub.isdigit()), sk
+            held.add((item["pk"]["S"], base if tilde else sk))
+    return sorted(held)

@@ -188,7 +188,13 @@ class World:
 
     # -- what the counters should hold: every stored event once, for each metric ---------------------
     def additive_totals(self, counters: MemoryCounterStore, metric_id: str) -> dict:
-        return {k: c.total for k, c in counters.counters.items() if k.metric_id == metric_id and c.total}
+        """Each counter's total, its items (sub-items) added up."""
+        totals: dict = {}
+        for k, c in counters.counters.items():
+            if k.metric_id == metric_id and c.total:
+                counter = replace(k, sub=0)
+                totals[counter] = totals.get(counter, 0) + c.total
+        return totals
 
     def reference(self, metric: BillableMetric) -> dict:
         everything = replace(metric, activated_at=datetime.min.replace(tzinfo=UTC), archived_at=None)

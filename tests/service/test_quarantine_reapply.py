@@ -14,6 +14,7 @@ from tally.adapters.dynamo.counters import DynamoCounterStore
 from tally.adapters.memory import MemoryCounterStore, MemoryMetricStore
 from tally.billing import quarantine
 from tally.billing.errors import InvalidInput, NotFound
+from tally.billing.counters import counter_sub_item
 from tally.billing.metrics import Aggregation
 from tally.billing.quarantine import APPLIED, PENDING, QuarantinedPair
 from tally.services.aggregate import AggregateService
@@ -23,6 +24,8 @@ from tests.service.exactly_once_harness import metric
 from tests.service.test_aggregator_quarantine import DAY, GROUPED, MONTH, SUMMED, streamed, total
 
 LARGEST = metric("max-n", Aggregation.MAX, "n", [["region"]])
+# A shard writing the sub-item that a re-apply of t1 adds to (each item holds +-1E19 exactly).
+SHARD = next(f"shard-{n}" for n in range(1, 200) if counter_sub_item(f"shard-{n}") == counter_sub_item("t1"))
 LONG_REGION = "x" * 2_000
 
 
@@ -44,22 +47,22 @@ def world(store, *metrics):
 
 
 def near_the_top(aggregate) -> list:
-    """9e18 counted, then 2e18 (t1) quarantined: the sum would leave +-1E19."""
-    aggregate.apply_batch("shard-1", [streamed(0, n=Decimal("9e18"))])
+    """9e18 counted, then 2e18 (t1) quarantined: the sum would leave +-1E19 on the sub-item."""
+    aggregate.apply_batch(SHARD, [streamed(0, n=Decimal("9e18"))])
     crossing = [streamed(1, n=Decimal("2e18"))]
-    assert aggregate.apply_batch("shard-1", crossing).quarantined == 2
+    assert aggregate.apply_batch(SHARD, crossing).quarantined == 2
     return crossing
 
 
 def test_a_pair_whose_cause_is_gone_is_reapplied_once_to_exactly_the_counters_that_missed_it(store):
     aggregate, quarantined = world(store, SUMMED)
     crossing = near_the_top(aggregate)
-    aggregate.apply_batch("shard-1", [streamed(3, n=Decimal("-5e18"))])  # a correction makes room
+    aggregate.apply_batch(SHARD, [streamed(3, n=Decimal("-5e18"))])  # a correction makes room
 
     (first,) = quarantined.reapply(SUMMED.id)
     again = quarantined.reapply(SUMMED.id)
     named_again = quarantined.reapply(SUMMED.id, ["t1"])
-    replay = aggregate.apply_batch("shard-1", crossing)
+    replay = aggregate.apply_batch(SHARD, crossing)
 
     assert (first.pair.transaction_id, first.outcome) == ("t1", "reapplied")
     assert again == [] and [r.outcome for r in named_again] == ["already applied"]
@@ -91,7 +94,7 @@ def test_concurrent_reapplies_of_one_pair_count_it_once():
         store = DynamoCounterStore(_table(client, "counters"), client)
         aggregate, quarantined = world(store, SUMMED)
         near_the_top(aggregate)
-        aggregate.apply_batch("shard-1", [streamed(3, n=Decimal("-5e18"))])
+        aggregate.apply_batch(SHARD, [streamed(3, n=Decimal("-5e18"))])
         outcomes: list[str] = []
         start = threading.Barrier(8)
 
@@ -112,7 +115,7 @@ def test_concurrent_reapplies_of_one_pair_count_it_once():
 def test_an_idempotent_counter_takes_a_pair_once_even_if_the_reapply_crashes_before_marking_it(monkeypatch):
     store = MemoryCounterStore()
     aggregate, quarantined = world(store, LARGEST, GROUPED)
-    aggregate.apply_batch("shard-1", [streamed(0, region="eu", n=5), streamed(1, region=LONG_REGION, n=7)])
+    aggregate.apply_batch(SHARD, [streamed(0, region="eu", n=5), streamed(1, region=LONG_REGION, n=7)])
     assert [p.transaction_id for p in quarantined.list(state="pending")] == ["t1", "t1"]
     # The cause is fixed (here: a store whose keys hold the long group; DynamoDB's cannot), then the
     # re-apply crashes after the counter took the pair and before the pair was marked applied.

@@ -7,7 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tally.adapters.dynamo.stream import created_at
+from tally.billing.backfill import page_shard
 from tally.billing.counters import (
+    PAGE_SHARD_PREFIX,
+    counter_sub_item,
     mark_created,
     mark_of,
     mark_sequence,
@@ -15,8 +18,9 @@ from tally.billing.counters import (
     prune_before,
     sequence_key,
     stale_marks,
+    untimed_restamps,
 )
-from tally.billing.limits import MARK_PRUNE_EVERY_S, MARK_PRUNE_MARGIN_S, STREAM_RECORD_RETENTION_S
+from tally.billing.limits import COUNTER_SUB_ITEMS, MARK_PRUNE_EVERY_S, MARK_PRUNE_MARGIN_S, STREAM_RECORD_RETENTION_S
 
 WINDOW = STREAM_RECORD_RETENTION_S + MARK_PRUNE_MARGIN_S
 sequences = st.integers(0, 10**40 - 1).map(sequence_key)
@@ -64,3 +68,43 @@ def test_the_stream_record_s_creation_time_is_read_rounded_up():
     assert created_at({"ApproximateCreationDateTime": 1_700_000_000.25}) == 1_700_000_001
     assert created_at({}) is None
     assert created_at({"ApproximateCreationDateTime": "soon"}) is None
+
+
+def test_an_untimed_stream_mark_is_restamped_no_earlier_than_anything_the_stream_can_still_deliver():
+    newest = 1_800_000_000
+    marks = {"writer": sequence_key(9), "old": sequence_key(3), "timed": mark_of(sequence_key(4), newest - 60),
+             page_shard("m", 0): sequence_key(1)}
+
+    restamped = untimed_restamps(marks, prune_before(newest), keep="writer")
+
+    # the batch's newest record plus the retention: any record under the mark was created by now,
+    # and now is at most the retention past that record's creation
+    assert restamped == {"old": mark_of(sequence_key(3), newest + STREAM_RECORD_RETENTION_S)}
+    # a backfill segment's mark guards a job that may be resumed any time: never re-stamped
+    assert page_shard("m", 0).startswith(PAGE_SHARD_PREFIX)
+    # re-stamped, it is pruned like any mark once the window has passed that time
+    later = newest + STREAM_RECORD_RETENTION_S + WINDOW + MARK_PRUNE_EVERY_S + 1
+    assert stale_marks(restamped, prune_before(later)) == ["old"]
+    assert stale_marks(restamped, prune_before(later - MARK_PRUNE_EVERY_S - 2)) == []
+
+
+@given(shard=st.text(min_size=1, max_size=80))
+def test_a_shard_always_writes_the_same_sub_item(shard):
+    assert counter_sub_item(shard) == counter_sub_item(str(shard)) and 1 <= counter_sub_item(shard) <= COUNTER_SUB_ITEMS
+
+
+def test_reads_add_up_an_additive_counter_s_items_part_by_part():
+    from decimal import Decimal
+
+    from tally.billing.counters import CounterRow, sum_sub_items
+
+    legacy = CounterRow("M202611", ("eu",), parts=(Decimal(1), None) + (None,) * 29)
+    sub = CounterRow("M202611", ("eu",), parts=(Decimal(2), Decimal(5)) + (None,) * 29)
+    other = CounterRow("M202611", ("us",), parts=(Decimal(7),) + (None,) * 30)
+
+    rows = sum_sub_items([legacy, other, sub])
+
+    assert rows == [CounterRow("M202611", ("eu",), parts=(Decimal(3), Decimal(5)) + (None,) * 29), other]
+    assert sum_sub_items([CounterRow("m202611", (), Decimal(2)), CounterRow("m202611", (), Decimal("0.5"))]) == [
+        CounterRow("m202611", (), Decimal("2.5"))
+    ]

@@ -11,6 +11,7 @@ from typing import Iterable
 
 from tally.billing import exact_json
 from tally.billing.counters import (
+    PART_NAMES,
     CounterKey,
     CounterRow,
     RowSums,
@@ -19,6 +20,9 @@ from tally.billing.counters import (
     part_values,
     range_problem,
     row_label,
+    sub_item_key,
+    sum_sub_items,
+    untimed_restamps,
 )
 from tally.billing.customers import Customer, KeyHandover
 from tally.billing.errors import Conflict
@@ -83,13 +87,15 @@ class MemoryCounterStore:
         self.writes += 1
         return self.counters.setdefault(key, _Counter())
 
-    def add(self, key, shard, parts, new_mark, *, below=None, expected=None, prune_before=None) -> bool:
+    def add(self, key, shard, parts, new_mark, *, below=None, expected=None, prune_before=None, mark_required=False) -> bool:
         counter = self._before_write(key)
         mark = counter.marks.get(shard)
         if expected is not None:
             allowed = mark == expected
+        elif mark is None:
+            allowed = not mark_required
         else:
-            allowed = mark is None or (below is not None and mark < below)
+            allowed = below is not None and mark < below
         if not allowed or range_problem(counter.total, counter.parts, parts) is not None:
             return False
         counter.total = exact_sum([counter.total or Decimal(0), *parts.values()])
@@ -98,10 +104,12 @@ class MemoryCounterStore:
         counter.marks[shard] = new_mark
         if prune_before is not None:
             stale = marks_to_prune(counter.marks, prune_before, keep=shard)[:MAX_MARKS_PRUNED_PER_WRITE]
-            if stale:  # as DynamoDB's follow-up write: one more write, the marks unchanged since
+            restamps = dict(list(untimed_restamps(counter.marks, prune_before, keep=shard).items())[: MAX_MARKS_PRUNED_PER_WRITE - len(stale)])
+            if stale or restamps:  # as DynamoDB's follow-up write: one more write, the marks unchanged since
                 self._prune(key)
                 for gone in stale:
                     del counter.marks[gone]
+                counter.marks.update(restamps)
                 self.pruned_marks += len(stale)
         return True
 
@@ -113,11 +121,14 @@ class MemoryCounterStore:
         counter = self.counters.get(key)
         return None if counter is None else counter.marks.get(shard)
 
-    def additive_state(self, key, shard) -> AdditiveState:
-        counter = self.counters.get(key)
-        if counter is None:
-            return AdditiveState(None, None, {})
-        return AdditiveState(counter.marks.get(shard), counter.total, dict(counter.parts))
+    def additive_state(self, key, shard, floor=False) -> AdditiveState:
+        counter = self.counters.get(key) or _Counter()
+        mark = counter.marks.get(shard)
+        below = None
+        if floor and mark is None and key.sub:
+            unsuffixed = self.counters.get(replace(key, sub=0))
+            below = None if unsuffixed is None else unsuffixed.marks.get(shard)
+        return AdditiveState(mark, counter.total, dict(counter.parts), below)
 
     def quarantine(self, pairs) -> None:
         for pair in pairs:
@@ -143,6 +154,8 @@ class MemoryCounterStore:
         held = self.quarantined_pairs.get((pair.metric_id, pair.transaction_id))
         if held is None or held.state != PENDING:
             return NOT_PENDING
+        # to a sub-item, never to a counter's unsuffixed item (ports.CounterStore.reapply)
+        additions = {key if key.sub else sub_item_key(key, pair.transaction_id): parts for key, parts in additions.items()}
         for key, parts in additions.items():
             counter = self.counters.get(key) or _Counter()
             if range_problem(counter.total, counter.parts, parts) is not None:
@@ -183,7 +196,7 @@ class MemoryCounterStore:
                     rows.append(CounterRow(k.bucket, k.group, parts=part_values(k.bucket, c.parts)))
                 else:
                     rows.append(CounterRow(row_label(k.bucket), k.group, c.total, frozenset(c.uniques), c.latest))
-        return rows
+        return sum_sub_items(rows) if first_bucket[0] in PART_NAMES else rows
 
     def sums(self, metric_id, ingest_key, first_bucket, last_bucket, parts) -> RowSums:
         return RowSums(self.read(metric_id, ingest_key, first_bucket, last_bucket, parts))

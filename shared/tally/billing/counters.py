@@ -21,15 +21,22 @@ cover a span exactly once.
 
 from __future__ import annotations
 
+import hashlib
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Context, Decimal
 from functools import lru_cache, reduce
 from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from tally.billing.events import UsageEvent
-from tally.billing.limits import COUNTER_RANGE, MARK_PRUNE_EVERY_S, MARK_PRUNE_MARGIN_S, STREAM_RECORD_RETENTION_S
+from tally.billing.limits import (
+    COUNTER_RANGE,
+    COUNTER_SUB_ITEMS,
+    MARK_PRUNE_EVERY_S,
+    MARK_PRUNE_MARGIN_S,
+    STREAM_RECORD_RETENTION_S,
+)
 from tally.billing.metrics import Aggregation, BillableMetric
 from tally.billing.quarantine import QuarantinedPair, group_problem, value_problem
 from tally.billing.time import (
@@ -108,6 +115,30 @@ def stale_marks(marks: Mapping[str, str], before: int, keep: str | None = None) 
     return sorted(stale)
 
 
+# Backfill pages write under shards of their own (tally.billing.backfill.page_shard), with untimed
+# marks that guard a job's retries for as long as it may be resumed: never re-stamped, never pruned.
+PAGE_SHARD_PREFIX = "backfill-"
+
+
+def untimed_restamps(marks: Mapping[str, str], before: int, keep: str | None = None) -> dict[str, str]:
+    """The untimed marks of other stream shards (of `marks`, shard -> mark) a write pruning
+    before `before` (prune_before) re-stamps, shard -> its new mark: the same sequence, with the
+    time `before` + the window + the retention, i.e. the batch's newest record's creation time
+    plus the retention, so that pruning removes it once that is past the window like any other.
+
+    Safe: a mark was written before now, after every record under it was created; and the batch
+    being written holds a record created at that newest time, which the stream delivers no later
+    than the retention after its creation (the margin covers the trimming's slack), so now, and
+    every record under the mark, is no later than the stamp. The re-stamp is conditional on the
+    mark being unchanged, so a shard writing meanwhile keeps its own."""
+    stamp = before + MARK_PRUNE_MARGIN_S + 2 * STREAM_RECORD_RETENTION_S
+    return {
+        shard: mark_of(mark, stamp)
+        for shard, mark in sorted(marks.items())
+        if shard != keep and _MARK_TIME not in mark and not shard.startswith(PAGE_SHARD_PREFIX)
+    }
+
+
 def marks_to_prune(marks: Mapping[str, str], before: int, keep: str | None = None) -> list[str]:
     """The stale marks (stale_marks) a write removes now: all of them, once the oldest is
     limits.MARK_PRUNE_EVERY_S past `before`; none before that, so removals come in batches."""
@@ -144,6 +175,42 @@ class CounterKey:
     ingest_key: str
     bucket: str  # the counter's bucket: 'D'/'M' (additive) or 'h'/'d' (others) + UTC time, see above
     group: tuple[str | None, ...]
+    # The sub-item of an additive counter a write goes to (1..COUNTER_SUB_ITEMS, counter_sub_item);
+    # 0: the counter's unsuffixed item, which MAX, UNIQUE and LATEST use, and which additive
+    # counters written before sub-items still hold (read and summed, never written again).
+    sub: int = 0
+
+
+def counter_sub_item(writer: str) -> int:
+    """The sub-item (1..COUNTER_SUB_ITEMS) a stream shard (or another writer: a backfill segment,
+    a re-applied pair) writes an additive counter to: a stable hash of its id, so a shard always
+    writes the same sub-item, the one that holds its high-water mark. Exactly-once rests on it."""
+    digest = hashlib.blake2b(writer.encode("utf-8"), digest_size=4).digest()
+    return 1 + int.from_bytes(digest, "big") % COUNTER_SUB_ITEMS
+
+
+def sub_item_key(key: CounterKey, writer: str) -> CounterKey:
+    return replace(key, sub=counter_sub_item(writer))
+
+
+def sum_sub_items(rows: Iterable["CounterRow"]) -> list["CounterRow"]:
+    """Rows of an additive counter's items (its unsuffixed item and its sub-items), one per
+    (label, group), their totals and parts added up; in first-seen order."""
+    merged: dict[tuple, CounterRow] = {}
+    for row in rows:
+        key = (row.bucket, row.group)
+        held = merged.get(key)
+        if held is None:
+            merged[key] = row
+            continue
+        total = held.total if row.total is None else row.total if held.total is None else COUNTER_CONTEXT.add(held.total, row.total)
+        parts = held.parts or row.parts
+        if held.parts and row.parts:
+            parts = tuple(
+                a if b is None else b if a is None else COUNTER_CONTEXT.add(a, b) for a, b in zip(held.parts, row.parts)
+            )
+        merged[key] = CounterRow(row.bucket, row.group, total, parts=parts)
+    return list(merged.values())
 
 
 # -- the layout: which counters an event lands in, and how their parts are labelled ---------------
@@ -374,6 +441,7 @@ class CounterUpdate:
     events: list[UsageEvent] = field(default_factory=list)  # the record of each sequence, to quarantine
     created: int | None = None  # the newest record's creation time (None: some record has none)
     untimed: bool = False
+    oldest_created: int | None = None  # the oldest record's creation time
 
     @property
     def min_sequence(self) -> str:
@@ -415,8 +483,11 @@ class CounterUpdate:
     ) -> None:
         if created is None:
             self.untimed = True
-        elif self.created is None or created > self.created:
-            self.created = created
+        else:
+            if self.created is None or created > self.created:
+                self.created = created
+            if self.oldest_created is None or created < self.oldest_created:
+                self.oldest_created = created
         self.sequences.append(sequence)
         self.events.append(event)
         if self.aggregation.is_additive:

@@ -37,6 +37,27 @@ MAX_MARKS_PRUNED_PER_WRITE = 100
 # about one removal write an hour rather than one per shard crossing the window (about 25 an hour
 # at 100 shards renewed every 4 h); the marks kept grow by about this long's worth.
 MARK_PRUNE_EVERY_S = 3_600
+# An additive counter (COUNT, SUM) is written as COUNTER_SUB_ITEMS sub-items, each stream shard
+# always to the same one (tally.billing.counters.counter_sub_item): a sub-item holds the marks of
+# its shards only, and takes the writes of its shards only, so its size and its writes both fall
+# about S-fold and its write units per second about S²-fold. Reads sum the sub-items.
+# Derived from `tally bench` figure 8 (one customer at 10,000 events/s over 100 stream shards):
+# unsharded, a counter takes W = 114 writes/s and, after a day of shard rotation, holds ~670 marks
+# (~61 KB), so W × 61 WRU ≈ 7,000 WRU/s against DynamoDB's 1,000 per partition. A sub-item takes a
+# share f of both, ≈ 7,000 f² WRU/s, with f the busiest sub-item's share of the shards, some 1.4/S
+# at 100 shards hashed (S = 4: f ≈ 0.3, ≈ 650 WRU/s, too near the limit for bursts; S = 8:
+# f ≈ 0.18, ≈ 230 WRU/s, 4× under it). At most 9: a read adds the unsuffixed item of before and S
+# sub-items, each within ±COUNTER_RANGE (1E19, 18 places), and under 1E20 that sum has 38 digits,
+# so it stays exact. More sub-items would cost reads: a range read returns each sub-item.
+COUNTER_SUB_ITEMS = 8
+# Unsuffixed counter items were written by the aggregator before sub-items; a record it applied
+# there may come again (a retry) to this version, so the first write of a shard to a sub-item
+# honours the shard's mark on the unsuffixed item, unless every record of the batch was created
+# after this long past the function's process start: a process of this version starts after the
+# code update, and the earlier version's last invocation ends within its timeout of that (60 s
+# deployed; 15 minutes is Lambda's maximum), with 5 minutes for the rollout and the clocks' slack.
+# Until then a shard's first write to a counter costs a refused write and a read or two more.
+LEGACY_COUNTER_WRITES_GRACE_S = 20 * 60
 
 # -- audit log ----------------------------------------------------------------------------------
 # A write made for an API request carries its audit record in the same transaction: the record by
@@ -127,14 +148,17 @@ MAX_EVENT_BYTES = 64 * 1_024
 # -- usage counters -----------------------------------------------------------------------------
 # A counter's sort key is its bucket (at most 11 characters, 'h2026111507') + '#' + its group
 # values as JSON, so the group JSON may take what DynamoDB's 1,024-byte sort key leaves. A
-# (record, metric) pair whose group values are longer is quarantined, never written.
+# (record, metric) pair whose group values are longer is quarantined, never written. An additive
+# counter's sub-item suffix (`~<n>`, 2 characters: COUNTER_SUB_ITEMS <= 9) fits too: its buckets
+# ('D20261115', 'M202611') are at least 2 shorter.
 LONGEST_BUCKET = 11
 MAX_GROUP_JSON_BYTES = DYNAMO_SORT_KEY_BYTES - LONGEST_BUCKET - 1
 # Properties one metric may group by: 16 values of about 60 bytes each fit the sort key.
 MAX_GROUP_PROPERTIES = 16
 # SUM counters are exact on the grid of SQL's DECIMAL(38,18): every value a multiple of 1E-18, every
-# counter total within +-1E19, so every sum needs at most 38 digits and is never rounded. A value
-# off the grid, or a sum that would leave the range, is quarantined with its reason.
+# counter item's total within +-1E19 (and a counter's at most 9 items sum to under 1E20), so every
+# sum needs at most 38 digits and is never rounded. A value off the grid, or a sum that would leave
+# the range, is quarantined with its reason.
 SUM_DECIMAL_PLACES = 18
 COUNTER_RANGE = Decimal(10) ** (MAX_SIGNIFICANT_DIGITS - SUM_DECIMAL_PLACES - 1)
 # UNIQUE counters store a value longer than this as its 128-bit digest (22 characters), so one
@@ -227,8 +251,9 @@ LIMITS = (
     Limit("bytes of a counter's group values as JSON", _n(MAX_GROUP_JSON_BYTES), "DynamoDB's 1,024-byte sort key (longer: quarantined)"),
     Limit("properties a metric groups by", str(MAX_GROUP_PROPERTIES), "the counter sort key"),
     Limit("decimal places of a summed value", str(SUM_DECIMAL_PLACES), "exact SUM counters (more: quarantined)"),
-    Limit("magnitude of a SUM counter", "1E19", "exact SUM counters (beyond: quarantined)"),
+    Limit("magnitude of a SUM counter's item", "1E19", "exact SUM counters: its 9 items add up exactly (beyond: quarantined)"),
     Limit("characters of a UNIQUE value kept as is", str(MAX_UNIQUE_MEMBER_CHARS), "DynamoDB's 400 KB item (longer: kept as a digest)"),
+    Limit("sub-items of a COUNT or SUM counter", str(COUNTER_SUB_ITEMS), "DynamoDB's 1,000 write units/s per partition (10k events/s from one customer)"),
     Limit("items a UNIQUE counter spills into", str(UNIQUE_SPILL_ITEMS), "DynamoDB's 400 KB item (~1M distinct values a day; beyond: quarantined)"),
     Limit("custom fields of an object", str(MAX_CUSTOM_FIELDS), "DynamoDB's 400 KB item"),
     Limit("characters of a custom field key / value", f"{MAX_CUSTOM_FIELD_KEY_LENGTH} / {_n(MAX_CUSTOM_FIELD_VALUE_LENGTH)}", "Metronome's documented bounds"),

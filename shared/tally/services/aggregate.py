@@ -11,6 +11,14 @@ Exactly-once rests on three facts:
    counter's mark is s, every record of that counter at or below s is already in it, or quarantined.
 MAX, UNIQUE and LATEST are idempotent by nature and need no mark.
 
+Sub-items (hot keys): an additive counter is written as limits.COUNTER_SUB_ITEMS items, and a shard
+always writes the same one (tally.billing.counters.counter_sub_item), which alone holds the shard's
+mark, so facts 1 to 3 hold per sub-item; reads sum them. Counters written before sub-items keep
+their unsuffixed item, read and summed, never written again; a record applied there by the earlier
+version may come again (a retry across the deploy), so until records are younger than
+`unsuffixed_until` a shard's first write to a sub-item honours its mark on the unsuffixed item
+(the floor).
+
 Marks of shards that stopped writing are removed once they guard only records the stream can no
 longer deliver (tally.billing.counters.prune_before): each mark carries the creation time of its
 newest record, and a counter write removes the marks older than the newest record of its batch
@@ -31,8 +39,8 @@ from typing import Callable
 
 from aws_lambda_powertools import Logger
 
-from tally.billing.counters import CounterUpdate, StreamedEvent, preaggregate, prune_before, range_problem
-from tally.billing.limits import COUNTER_RANGE
+from tally.billing.counters import CounterUpdate, StreamedEvent, preaggregate, prune_before, range_problem, sub_item_key
+from tally.billing.limits import COUNTER_RANGE, LEGACY_COUNTER_WRITES_GRACE_S
 from tally.billing.metrics import Aggregation
 from tally.billing.quarantine import QuarantinedPair
 from tally.services.ports import CounterStore, MetricStore, StoreRefused, StoreUnavailable
@@ -56,13 +64,22 @@ class Applied:
 
 
 class AggregateService:
-    def __init__(self, counters: CounterStore, metrics: MetricStore, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        counters: CounterStore,
+        metrics: MetricStore,
+        clock: Callable[[], datetime] | None = None,
+        unsuffixed_until: int | None = None,
+    ) -> None:
         """`clock`: to activate a metric met pending (its create stopped between storing and
         activating it, or has not activated it yet); without one, a pending metric counts nothing
-        here until its create activates it."""
+        here until its create activates it. `unsuffixed_until` (epoch seconds): records created
+        at or before it, or without a creation time, may have been applied by an earlier version
+        to unsuffixed counter items (see above; unsuffixed_writes_until); None: none were."""
         self._counters = counters
         self._metrics = metrics
         self._clock = clock
+        self._unsuffixed_until = unsuffixed_until
 
     def apply_batch(self, shard: str, streamed: list[StreamedEvent]) -> BatchOutcome:
         if not streamed:
@@ -88,7 +105,7 @@ class AggregateService:
                 failed.append(min(pair.sequence for pair in refused))
         for update in updates.values():
             try:
-                applied = apply_update(self._counters, shard, update, stale_before)
+                applied = apply_update(self._counters, shard, update, stale_before, self._unsuffixed_until)
             except StoreUnavailable as exc:
                 logger.warning("counter write failed", extra={"counter": str(update.key), "error": str(exc)})
                 failed.append(update.min_sequence)
@@ -107,10 +124,23 @@ def log_quarantined(pairs: list[QuarantinedPair]) -> None:
         logger.warning("pairs quarantined", extra={"metric_id": metric_id, "reason": reason, "pairs": count})
 
 
-def apply_update(counters: CounterStore, shard: str, update: CounterUpdate, stale_before: int | None = None) -> Applied:
+def unsuffixed_writes_until(started: datetime) -> int:
+    """For a process started at `started`: records created after this were never seen by the
+    version that wrote unsuffixed additive counters (limits.LEGACY_COUNTER_WRITES_GRACE_S)."""
+    return int(started.timestamp()) + LEGACY_COUNTER_WRITES_GRACE_S
+
+
+def apply_update(
+    counters: CounterStore,
+    shard: str,
+    update: CounterUpdate,
+    stale_before: int | None = None,
+    unsuffixed_until: int | None = None,
+) -> Applied:
     """Write one counter update exactly once for this shard, or quarantine what the counter cannot
     take. StoreUnavailable when the store could not be reached (the stream resends). A write
-    removes the other shards' marks created before `stale_before` (None: none)."""
+    removes the other shards' marks created before `stale_before` (None: none). An additive
+    update goes to the shard's sub-item; `unsuffixed_until`: see AggregateService."""
     key = update.key
     if not update.aggregation.is_additive:
         try:
@@ -127,26 +157,35 @@ def apply_update(counters: CounterStore, shard: str, update: CounterUpdate, stal
             counters.quarantine(pairs)
             log_quarantined(pairs)
             return Applied(0, len(pairs))
+    key = sub_item_key(key, shard)
+    # May a record of this batch be under the shard's mark on the unsuffixed item? Then a missing
+    # mark on the sub-item proves nothing, and the first write reads that mark (the floor).
+    floor = unsuffixed_until is not None and (
+        update.untimed or update.oldest_created is None or update.oldest_created <= unsuffixed_until
+    )
     parts, _ = update.delta_after(None)
     refusal = None
     if any(abs(delta) > COUNTER_RANGE for delta in parts.values()):
         refusal = "the batch's sum would leave +-1E19, the range a SUM counter holds exactly"
     else:
         try:
-            if counters.add(key, shard, parts, update.new_mark, below=update.min_sequence, prune_before=stale_before):
+            if counters.add(
+                key, shard, parts, update.new_mark, below=update.min_sequence, prune_before=stale_before, mark_required=floor
+            ):
                 return Applied(1)
         except StoreRefused as exc:
             refusal = f"the counter refused it: {exc.rule}"
-    # A replay (some records are in already), a sum leaving the exact range, or a refusal: decide
-    # on the counter as it is now, adding or quarantining only what is newer than the mark.
+    # A replay (some records are in already), a first write that must honour a floor, a sum
+    # leaving the exact range, or a refusal: decide on the counter as it is now, adding or
+    # quarantining only what is newer than the mark (or the floor).
     for _ in range(MAX_MARK_RACES):
-        state = counters.additive_state(key, shard)
-        parts, fresh = update.delta_after(state.mark)
+        state = counters.additive_state(key, shard, floor=floor)
+        parts, fresh = update.delta_after(state.applied_up_to)
         if fresh == 0:
             return Applied(0)
         problem = refusal or range_problem(state.total, state.parts, parts)
         if problem is not None:
-            pairs = update.pairs_after(state.mark, problem)
+            pairs = update.pairs_after(state.applied_up_to, problem)
             if counters.refuse(key, shard, update.new_mark, state.mark, pairs):
                 log_quarantined(pairs)
                 return Applied(0, len(pairs))

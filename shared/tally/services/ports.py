@@ -66,18 +66,22 @@ class CounterStore(Protocol):
         below: str | None = None,
         expected: str | None = None,
         prune_before: int | None = None,
+        mark_required: bool = False,
     ) -> bool:
-        """Add each part's delta to that part and their sum to the total, and set the shard's
-        high-water mark to `new_mark`, only if the shard's mark is absent or lower than `below`
-        (first attempt), or equals `expected` (retry). False if not. Once added, the other
+        """Add each part's delta to that part and their sum to the total of the counter item
+        `key` names (a sub-item: key.sub), and set the shard's high-water mark to `new_mark`, only
+        if the shard's mark is absent (and not `mark_required`) or lower than `below` (first
+        attempt), or equals `expected` (retry; None: absent). False if not. Once added, the other
         shards' marks created before `prune_before` (tally.billing.counters.stale_marks) are
-        removed, each only while unchanged; best effort: a removal that fails waits for the next."""
+        removed and their untimed marks re-stamped (untimed_restamps), each only while unchanged;
+        best effort: one that fails waits for the next write."""
 
     def high_water_mark(self, key: CounterKey, shard: str) -> str | None: ...
 
-    def additive_state(self, key: CounterKey, shard: str) -> AdditiveState:
-        """The shard's high-water mark, the total and the parts of an additive counter, read
-        consistently."""
+    def additive_state(self, key: CounterKey, shard: str, floor: bool = False) -> AdditiveState:
+        """The shard's high-water mark, the total and the parts of an additive counter item, read
+        consistently; `floor`: also, when that mark is absent, the shard's mark on the counter's
+        unsuffixed item (key.sub 0), which counters written before sub-items hold."""
 
     def quarantine(self, pairs: list[QuarantinedPair]) -> None:
         """Quarantine each pair (idempotent by metric and transaction id; the buckets add up). A
@@ -92,8 +96,9 @@ class CounterStore(Protocol):
 
     def reapply(self, pair: QuarantinedPair, additions: Mapping[CounterKey, Mapping[str, Decimal]]) -> str:
         """Re-apply a quarantined pair to additive counters: add each counter's parts (and their sum
-        to its total) and move the pair from pending to applied, in one transaction. Marks are left
-        alone: the pair's record is behind them already. Returns REAPPLIED, NOT_PENDING (applied
+        to its total) and move the pair from pending to applied, in one transaction. The keys
+        name counters (sub 0); the store adds to one of each counter's sub-items, never to its
+        unsuffixed item. Marks are left alone: the pair's record is behind them already. Returns REAPPLIED, NOT_PENDING (applied
         already, or never quarantined) or OUT_OF_RANGE (a sum would leave +-COUNTER_RANGE);
         nothing is written unless REAPPLIED."""
 
@@ -129,6 +134,14 @@ class AdditiveState:
     mark: str | None
     total: Decimal | None
     parts: Mapping[str, Decimal]
+    # The shard's mark on the unsuffixed item, when the sub-item holds none: records at or below
+    # it are counted there already.
+    floor: str | None = None
+
+    @property
+    def applied_up_to(self) -> str | None:
+        """The mark under which every record of the shard is in the counter already."""
+        return self.mark if self.mark is not None else self.floor
 
 
 class CustomerStore(Protocol):

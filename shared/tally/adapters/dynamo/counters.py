@@ -6,6 +6,11 @@ Attributes: `v` running total (COUNT, SUM) or maximum (MAX); the parts of an add
 attribute each (`h00`..`h23` of a day, `d01`..`d31` of a month); `u` the distinct values (UNIQUE);
 `lo`/`lv` order and value of the latest event (LATEST); `mk_<shard>` the per-shard high-water mark
 (tally.billing.counters.mark_of: the sequence, `@`, the creation time of its newest record).
+
+An additive counter is written as sub-items (tally.billing.counters.counter_sub_item): sort key the
+counter's plus `~<n>`, n in 1..limits.COUNTER_SUB_ITEMS, each holding the marks of the shards that
+write it. The unsuffixed item of a counter written before sub-items is read and summed with them,
+never written again. (The same suffix names a UNIQUE counter's spill items: other buckets.)
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ from tally.billing.counters import (
     marks_to_prune,
     part_of,
     row_label,
+    sub_item_key,
+    sum_sub_items,
+    untimed_restamps,
 )
 
 _log = logging.getLogger(__name__)
@@ -122,7 +130,10 @@ def counter_sk(bucket: str, group: tuple[str | None, ...]) -> str:
 
 
 def _key(key: CounterKey) -> dict:
-    return {"pk": {"S": counter_pk(key.metric_id, key.ingest_key)}, "sk": {"S": counter_sk(key.bucket, key.group)}}
+    sk = counter_sk(key.bucket, key.group)
+    if key.sub:
+        sk += _SPILL_MARK + str(key.sub)
+    return {"pk": {"S": counter_pk(key.metric_id, key.ingest_key)}, "sk": {"S": sk}}
 
 
 def _number(value: Decimal) -> dict:
@@ -180,7 +191,7 @@ class DynamoCounterStore:
                 return False
             raise translate(exc) from exc
 
-    def add(self, key, shard, parts, new_mark, *, below=None, expected=None, prune_before=None) -> bool:
+    def add(self, key, shard, parts, new_mark, *, below=None, expected=None, prune_before=None, mark_required=False) -> bool:
         names = {"#m": "mk_" + shard}
         delta = exact_sum(parts.values())
         values = {":d": _number(delta), ":new": {"S": new_mark}}
@@ -196,7 +207,7 @@ class DynamoCounterStore:
             condition = "#m = :expected"
             values[":expected"] = {"S": expected}
         else:
-            condition = "(attribute_not_exists(#m) OR #m < :below)"
+            condition = "#m < :below" if mark_required else "(attribute_not_exists(#m) OR #m < :below)"
             values[":below"] = {"S": below or new_mark}
         # Marks carry a time after the sequence (mark_of), and compare with a padded sequence as
         # their sequence does: `#m < :below` and `#m = :expected` keep their meaning.
@@ -224,28 +235,37 @@ class DynamoCounterStore:
         return True
 
     def _prune(self, key: CounterKey, shard: str, item: dict, before: int) -> None:
-        """Remove the marks of `item` created before `before` (but `shard`'s), in one write
-        conditional on each being unchanged: a shard that wrote again in between keeps its mark.
-        Best effort: the counter is already right, and the next write tries again."""
+        """Remove the marks of `item` created before `before` (but `shard`'s), and re-stamp its
+        untimed ones (tally.billing.counters.untimed_restamps), in one write conditional on each
+        being unchanged: a shard that wrote again in between keeps its mark. Best effort: the
+        counter is already right, and the next write tries again."""
         marks = {name[3:]: value["S"] for name, value in item.items() if name.startswith("mk_") and "S" in value}
         stale = marks_to_prune(marks, before, keep=shard)[:MAX_MARKS_PRUNED_PER_WRITE]
-        if not stale:
+        restamps = list(untimed_restamps(marks, before, keep=shard).items())[: MAX_MARKS_PRUNED_PER_WRITE - len(stale)]
+        if not stale and not restamps:
             return
-        names = {f"#s{i}": "mk_" + gone for i, gone in enumerate(stale)}
-        values = {f":s{i}": {"S": marks[gone]} for i, gone in enumerate(stale)}
+        changed = stale + [restamped for restamped, _ in restamps]
+        names = {f"#s{i}": "mk_" + mark for i, mark in enumerate(changed)}
+        values = {f":s{i}": {"S": marks[mark]} for i, mark in enumerate(changed)}
+        expression = []
+        if stale:
+            expression.append("REMOVE " + ", ".join(f"#s{i}" for i in range(len(stale))))
+        if restamps:
+            values |= {f":t{i}": {"S": new} for i, (_, new) in enumerate(restamps, start=len(stale))}
+            expression.append("SET " + ", ".join(f"#s{i} = :t{i}" for i in range(len(stale), len(changed))))
         try:
             self._client.update_item(
                 TableName=self._table,
                 Key=_key(key),
-                UpdateExpression="REMOVE " + ", ".join(names),
+                UpdateExpression=" ".join(expression),
                 ConditionExpression=" AND ".join(f"{name} = :s{name[2:]}" for name in names),
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
         except (ClientError, BotoCoreError) as exc:
-            _log.warning("stale marks not removed", extra={"counter": str(key), "marks": len(stale), "error": str(exc)})
+            _log.warning("stale marks not pruned", extra={"counter": str(key), "marks": len(changed), "error": str(exc)})
 
-    def additive_state(self, key, shard) -> AdditiveState:
+    def additive_state(self, key, shard, floor=False) -> AdditiveState:
         try:
             item = self._client.get_item(TableName=self._table, Key=_key(key), ConsistentRead=True).get("Item") or {}
         except ClientError as exc:
@@ -253,7 +273,8 @@ class DynamoCounterStore:
         mark = item.get("mk_" + shard, {}).get("S")
         total = Decimal(item["v"]["N"]) if "v" in item else None
         names = PART_NAMES.get(key.bucket[0], ())
-        return AdditiveState(mark, total, {name: Decimal(item[name]["N"]) for name in names if name in item})
+        below = self.high_water_mark(replace(key, sub=0), shard) if floor and mark is None and key.sub else None
+        return AdditiveState(mark, total, {name: Decimal(item[name]["N"]) for name in names if name in item}, below)
 
     def quarantine(self, pairs) -> None:
         for pair in pairs:
@@ -294,6 +315,8 @@ class DynamoCounterStore:
         # pair is counted once, ever.
         actions = []
         for key, parts in additions.items():
+            if not key.sub:  # to a sub-item, never to a counter's unsuffixed item
+                key = sub_item_key(key, pair.transaction_id)
             names: dict[str, str] = {}
             delta = exact_sum(parts.values())
             values = {":d": _number(delta)}
@@ -471,7 +494,8 @@ class DynamoCounterStore:
     def read(self, metric_id, ingest_key, first_bucket, last_bucket, parts=False):
         groups = self._group_cache()
         parse = _parts_row if parts else _row
-        return [parse(item, groups) for item in self._items(metric_id, ingest_key, first_bucket, last_bucket, parts)]
+        rows = [parse(item, groups) for item in self._items(metric_id, ingest_key, first_bucket, last_bucket, parts)]
+        return sum_sub_items(rows) if first_bucket[0] in PART_NAMES else rows
 
     def sums(self, metric_id, ingest_key, first_bucket, last_bucket, parts):
         return _ItemSums(self._items(metric_id, ingest_key, first_bucket, last_bucket, parts), self._group_cache(), parts)
@@ -532,6 +556,8 @@ class _ItemSums:
         texts: list = []  # per counter: its total's text, or (`parts`) its parts' texts in PART_NAMES order
         for item in items:
             bucket, _, group_json = item["sk"]["S"].partition("#")
+            if group_json[-1] != "]":  # a sub-item, `<group JSON>~<n>`: added up with the others
+                group_json = group_json[: group_json.rindex(_SPILL_MARK)]
             group = groups.get(group_json)
             if group is None:
                 group = groups[group_json] = tuple(json.loads(group_json))
@@ -591,7 +617,7 @@ def _attributes(row: CounterRow) -> dict:
 
 def _bucket_and_group(item: dict, groups: dict[str, tuple[str | None, ...]]) -> tuple[str, tuple[str | None, ...]]:
     bucket, _, group_json = item["sk"]["S"].partition("#")
-    if group_json[-1] != "]":  # a UNIQUE counter's spill item: `<group JSON>~<n>`, read with it
+    if group_json[-1] != "]":  # a sub-item or a UNIQUE counter's spill item: `<group JSON>~<n>`, read with it
         group_json = group_json[: group_json.rindex(_SPILL_MARK)]
     group = groups.get(group_json)
     if group is None:
