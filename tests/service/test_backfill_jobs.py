@@ -514,3 +514,54 @@ def test_metrics_created_together_share_one_scan_of_the_events(scan_metrics, sca
         assert view.status is BackfillStatus.COMPLETED and view.events_scanned == 10
         assert view.events_counted == (10 if metric.aggregation_type is Aggregation.SUM else 6)  # 6 "call" events
         assert world.additive_totals(world.counters, metric.id) == world.reference(metric)
+
+
+def test_a_job_stored_before_shared_scans_runs_as_a_scan_of_its_own(dynamo):
+    """An item as jobs were written before (checkpoints with the job, no leader, no index entry),
+    with its segment messages still queued: they finish it, and its reads add up as before."""
+    from tally.adapters.dynamo.billing import DynamoBillingStore, DynamoMetricStore
+    from tally.adapters.dynamo.counters import DynamoCounterStore
+
+    client = dynamo["client"]
+    clock = Clock(NOW + SETTLE * 2)
+    metrics = DynamoMetricStore(DynamoBillingStore(dynamo["billing"], client))
+    jobs = DynamoBackfillStore(dynamo["billing"], client)
+    queue = MemoryBackfillQueue()
+    backfills = BackfillService(metrics, DynamoSegmentScan(dynamo["events"], client), DynamoCounterStore(dynamo["counters"], client),
+                                jobs, queue, clock, SETTLE, segments=2, page_size=4)
+    DynamoEventStore(dynamo["events"], client).put_new([usage_event(i) for i in range(5)], ingested_at=NOW - SETTLE)
+    metrics.put(replace(METRICS[1], id="m-old", created_at=NOW))
+    metrics.activate("m-old", NOW)
+    client.put_item(TableName=dynamo["billing"], Item={
+        "pk": {"S": "backfill"}, "sk": {"S": "m-old"}, "settle_seconds": {"N": "8"}, "segments": {"N": "2"},
+        "scanned": {"N": "0"}, "counted": {"N": "0"}, "p0": {"N": "0"}, "p1": {"N": "0"}})
+    assert jobs.waiting(10) == [] and jobs.get("m-old").leads
+    queue.send("m-old", [0, 1], 0)
+    run_backfills(backfills, queue, clock)
+    view = backfills.view(metrics.get("m-old"))
+    assert view.status is BackfillStatus.COMPLETED and (view.events_scanned, view.events_counted) == (5, 5)
+
+
+def test_metrics_created_together_on_moto_share_one_scan_and_each_counts_once(dynamo):
+    from tally.adapters.dynamo.billing import DynamoBillingStore, DynamoMetricStore
+    from tally.adapters.dynamo.counters import DynamoCounterStore
+
+    client = dynamo["client"]
+    clock = Clock(NOW)
+    counters = DynamoCounterStore(dynamo["counters"], client)
+    metrics = DynamoMetricStore(DynamoBillingStore(dynamo["billing"], client))
+    jobs = DynamoBackfillStore(dynamo["billing"], client)
+    queue = MemoryBackfillQueue()
+    backfills = BackfillService(metrics, DynamoSegmentScan(dynamo["events"], client), counters, jobs, queue, clock,
+                                SETTLE, segments=3, page_size=4)
+    DynamoEventStore(dynamo["events"], client).put_new([usage_event(i) for i in range(7)], ingested_at=NOW - timedelta(minutes=5))
+    created = [MetricService(metrics, clock, backfills).create(METRICS[i % 2]) for i in range(3)]
+    run_backfills(backfills, queue, clock)
+    assert {jobs.get(m.id).scan for m in created} == {created[0].id}  # one scan carried all three
+    assert jobs.get(created[0].id).scanned == 7
+    for metric in created:
+        view = backfills.view(metric)
+        assert view.status is BackfillStatus.COMPLETED and view.events_scanned == 7
+        assert view.events_counted == (7 if metric.aggregation_type is Aggregation.SUM else 4)  # t1, t2, t4, t5 are calls
+    rows = counters.read(created[1].id, "acme", "D20261124", "D20261124")
+    assert sum(r.total for r in rows) == sum(range(1, 8))

@@ -81,8 +81,8 @@ _EXACT = Context(prec=MAX_SIGNIFICANT_DIGITS)
 # page (10,000 events) to every metric of its scan and must end within the function's timeout (a run
 # killed mid-page is redone from its claim: correct, but the page is paid for twice), with half of
 # it left as margin: 150 s. One page applied to one metric costs its CPU (matching, pre-aggregating,
-# deciding each counter's write: `tally bench` figure 13f measures it, about 1.4 s on the bench's
-# shared 2-core machine with the in-memory store's writes included; 1.5 s here) plus its counter
+# deciding each counter's write: `tally bench` figure 13f measures it, 1.0 s over 50,000 events on
+# a shared 2-core machine, the in-memory store's writes included; 1.5 s here) plus its counter
 # writes, one conditional UpdateItem per counter the page touches, one after another, some 5 ms
 # apiece on AWS. Events cluster on customers and days, so a page is taken to touch 2,000 counters
 # (10 s); a page spread thinner (every event its own day counter) takes longer for one metric

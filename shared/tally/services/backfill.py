@@ -149,7 +149,9 @@ class BackfillService:
             return ScanStart(StartOutcome.DROPPED)
         if metric.activated_at is None:  # its create stopped between storing and activating it
             metric = self._metrics.activate(metric_id, self._clock())
-        waiting = [j.metric_id for j in self._jobs.waiting(SWEEP_BATCH) if j.metric_id != metric_id]
+        # A few times the scan's bound: some listed may be pending, or taken (the index may lag).
+        candidates = self._jobs.waiting(min(SWEEP_BATCH, 4 * self._scan_metrics))
+        waiting = [j.metric_id for j in candidates if j.metric_id != metric_id]
         found = self._metrics_of(waiting)
         members = scan_members(metric, [found[m] for m in waiting if m in found], self._scan_metrics)
         starts_at = scan_start(members, self._settle)
