@@ -11,6 +11,7 @@ OFFLINE_FIGURES: list[tuple[str, str]] = [
     ("8 hot keys: counter writes per item at 10k events/s", "infra.bench.hot_keys:figure_hot_keys"),
     ("10 cost per million events (real handlers, in-process moto)", "infra.bench.cost:figure_cost"),
     ("11 cycle-close run reads: wake index vs every customer", "infra.bench.close:figure_close"),
+    ("12 draft with commits and credits, month 1 and month 24", "infra.bench.invoice_history:figure_history"),
     ("13 metric create and its backfill job over stored events", "infra.bench.backfill:figure_backfill"),
 ]
 STACK_FIGURES: list[tuple[str, str]] = [

@@ -122,11 +122,110 @@ class StoredInvoice:
     def type(self) -> InvoiceType:
         return self.invoice.type
 
-    def charges(self) -> list[Charge]:
-        """The drawdowns as the burn-down takes them: frozen, or voided (given back)."""
+    def credit_types(self) -> dict[str, CreditType]:
+        """The credit types of its lines, by id (read from storage: without parsing the lines,
+        once per stored record)."""
+        lines = self.invoice.line_items
+        if isinstance(lines, ParsedOnUse):
+            return lines.derived("credit_types", lambda: _credit_types_of(lines))
+        return {line.credit_type.id: line.credit_type for line in reversed(lines)}
+
+    def charges(self, leaving_out: frozenset[str] = frozenset()) -> list[Charge]:
+        """The drawdowns as the burn-down takes them: frozen, or voided (given back). `leaving_out`:
+        segments; a drawdown only from those is left out (and, read from storage, never parsed)."""
+        drawdowns: Sequence[Charge] = self.drawdowns
+        if leaving_out:
+            if isinstance(drawdowns, ParsedOnUse):
+                drawdowns = drawdowns.derived(("leaving_out", leaving_out), lambda: _kept(self.drawdowns, leaving_out))
+            else:
+                drawdowns = _kept(drawdowns, leaving_out)
         if self.status == VOID:
-            return [replace(c, voided=True) for c in self.drawdowns]
-        return list(self.drawdowns)
+            return [replace(c, voided=True) for c in drawdowns]
+        return list(drawdowns)
+
+
+def _credit_types_of(lines: "ParsedOnUse") -> dict[str, CreditType]:
+    if not lines.unparsed:
+        return {line.credit_type.id: line.credit_type for line in reversed(lines)}
+    found: dict[str, CreditType] = {}
+    for doc in lines.raw:
+        held = doc["credit_type"]
+        if held["id"] not in found:
+            found[held["id"]] = _parse_credit_type(held)
+    return found
+
+
+def _kept(drawdowns: Sequence[Charge], leaving_out: frozenset[str]) -> list[Charge]:
+    if isinstance(drawdowns, ParsedOnUse) and drawdowns.unparsed:
+        if all(_only_from_raw(doc, leaving_out) for doc in drawdowns.raw):
+            return []
+    return [c for c in drawdowns if not _only_from(c, leaving_out)]
+
+
+def _only_from(charge: Charge, segments: frozenset[str]) -> bool:
+    return bool(charge.applications) and all(a.segment_id in segments for a in charge.applications)
+
+
+def _only_from_raw(doc: dict, segments: frozenset[str]) -> bool:
+    return bool(doc["applications"]) and all(a["segment_id"] in segments for a in doc["applications"])
+
+
+class ParsedOnUse(Sequence):
+    """A stored record's lines or drawdowns, parsed from their documents when first used: a read
+    of a customer's invoices lists every record, and most are only asked for their slot and
+    status (or, settled, for nothing of their drawdowns). Compares equal to the same items in any
+    sequence, as a tuple of them would."""
+
+    __slots__ = ("_raw", "_parse", "_items", "_derived")
+
+    def __init__(self, raw: list, parse) -> None:
+        self._raw, self._parse, self._items = raw, parse, None
+        self._derived: dict = {}
+
+    def derived(self, key, compute):
+        """A value computed from these items once (the items never change): `compute()` first."""
+        found = self._derived.get(key)
+        if found is None:
+            found = self._derived[key] = compute()
+            if len(self._derived) > 8:  # a few settled-segment sets at most: keep the latest
+                self._derived = {key: found}
+        return found
+
+    @property
+    def unparsed(self) -> bool:
+        return self._items is None
+
+    @property
+    def raw(self) -> list:
+        return self._raw
+
+    def _all(self) -> tuple:
+        items = self._items
+        if items is None:  # two threads may both parse: the same immutable items either way
+            items = self._items = tuple(self._parse(doc) for doc in self._raw)
+        return items
+
+    def __len__(self) -> int:
+        return len(self._raw) if self._items is None else len(self._items)
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __getitem__(self, index):
+        return self._all()[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ParsedOnUse):
+            return self._all() == other._all()
+        if isinstance(other, Sequence) and not isinstance(other, (str, bytes)):
+            return self._all() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __repr__(self) -> str:
+        return repr(self._all())
 
 
 # --- documents ---------------------------------------------------------------------------------------
@@ -372,7 +471,7 @@ def record_from_document(
         credit_type=_parse_credit_type(body["credit_type"]),
         starting_at=parse_rfc3339(body["starting_at"]),
         ending_before=parse_rfc3339(body["ending_before"]),
-        line_items=tuple(_parse_line(line) for line in body["line_items"]),
+        line_items=ParsedOnUse(body["line_items"], _parse_line),
         subtotal=_dec(body["subtotal"]),
         total=_dec(body["total"]),
         status=status,
@@ -389,7 +488,7 @@ def record_from_document(
         period_start=parse_rfc3339(doc["period_start"]),
         period_end=parse_rfc3339(doc["period_end"]),
         invoice=invoice,
-        drawdowns=tuple(_parse_drawdown(d, doc["id"]) for d in doc["drawdowns"]),
+        drawdowns=ParsedOnUse(doc["drawdowns"], lambda d, record_id=doc["id"]: _parse_drawdown(d, record_id)),
         finalized_at=parse_rfc3339(doc["finalized_at"]),
         status=status,
         voided_at=voided_at,

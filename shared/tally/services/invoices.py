@@ -281,6 +281,8 @@ class _NoUsage:
     """The usage of a closed period: its USAGE invoices are stored, so pricing it again only looks
     for SCHEDULED invoices, which never depend on usage."""
 
+    measures_nothing = True  # build_draft_invoices skips the usage and composite lines it would price at 0
+
     def quantity(self, metric_id, group_values, start, end) -> Decimal:
         return Decimal(0)
 
@@ -435,6 +437,19 @@ def _beyond_their_contract(due: list[DuePeriod], records: list[StoredInvoice]) -
     return found
 
 
+def _settled_reusable(grants: CustomerGrants, settled: set[str]) -> frozenset[str]:
+    """Settled segments whose drawdowns a draft's burn-down can leave out: no draft line draws
+    from a settled segment (its window is over and every invoice it served is final), and these
+    hand nothing on either (no rollover from them, no postpaid true-up counting them)."""
+    return frozenset(
+        segment.id
+        for grant in grants.grants
+        if not grant.rolls_over and grant.kind is not GrantKind.POSTPAID
+        for segment in grant.access_schedule
+        if segment.id in settled
+    )
+
+
 def _serves(grant: Grant, contract_id: str) -> bool:
     """Whether `grant` may pay for the contract's charges (eligibility.grant_applies_to, products aside)."""
     if grant.contract_id is None:
@@ -454,16 +469,20 @@ class InvoiceService:
         clock: Callable[[], datetime],
         grants: GrantBook | None = None,
         records: InvoiceStore | None = None,
+        reuse_settled: bool = True,
     ) -> None:
         self._contracts = contracts
         self._usage_for = usage_for
         self._clock = clock
         self._grants = grants
         self._records = records
+        # False: reads of invoices run the whole burn-down, every stored drawdown replayed (the
+        # reference the reuse is checked against; see _compute's drafts_only).
+        self._reuse_settled = reuse_settled
 
     def with_usage(self, usage_for: Callable[[Customer], UsageSource]) -> InvoiceService:
         """The same invoices priced from other usage (previewEvents' events), nothing else changed."""
-        return InvoiceService(self._contracts, usage_for, self._clock, self._grants, self._records)
+        return InvoiceService(self._contracts, usage_for, self._clock, self._grants, self._records, self._reuse_settled)
 
     # -- periods and inputs ----------------------------------------------------------------------
     def due_periods(
@@ -536,6 +555,7 @@ class InvoiceService:
         grants: CustomerGrants | None = None,
         family_records: bool = False,
         read: _Read | None = None,
+        drafts_only: bool = False,
     ) -> _Computed:
         """The views of the `wanted` periods (all of `due` by default).
 
@@ -547,6 +567,13 @@ class InvoiceService:
         In a customer hierarchy (services/hierarchy.py) the burn-down runs over the whole family:
         every member's periods, stored invoices and grants, each member priced from its own usage;
         only `customer`'s views are answered. `family_records`: `records` holds the members' too.
+
+        A closed period's usage and composite lines are never priced again (`_NoUsage`): its USAGE
+        invoices are stored, and only the charges that do not depend on usage can make new
+        (SCHEDULED) invoices. `drafts_only`: only the views are wanted, not the burn-down's
+        ledgers; the stored drawdowns that only take from settled segments (`_settled_reusable`)
+        are then left out of the burn-down: no draft line can draw from those, so every draft's
+        drawdowns are the same without them.
         """
         usages = {customer.id: self._usage_for(customer) if read is None else read.usage}
         members = self.family(customer.id) if read is None else read.members
@@ -598,12 +625,15 @@ class InvoiceService:
             return _Computed(views, None, None)
 
         edges = segment_edges(grants.grants)
-        rated = [
-            (d, build_draft_invoices(
-                d.contract, products, d.period, self._usage_of(states[d.key], usages[d.contract.customer_id]), cuts=edges
-            ))
-            for d in due
-        ]
+        validated: set[int] = set()  # a contract's periods share its object: validated with the first
+
+        def priced(d: DuePeriod) -> tuple[Invoice, ...]:
+            first = id(d.contract) not in validated
+            validated.add(id(d.contract))
+            usage = self._usage_of(states[d.key], usages[d.contract.customer_id])
+            return build_draft_invoices(d.contract, products, d.period, usage, cuts=edges, validate=first)
+
+        rated = [(d, priced(d)) for d in due]
         charges: list[Charge] = []
         credit_types: dict[str, CreditType] = {}
         charge_ids: dict[str, str] = {}
@@ -623,12 +653,13 @@ class InvoiceService:
                         charge = _charge(f"{charge_ids[slot]}|{index}", charge_ids[slot], d.contract.id, line, products)
                         slot_charges.append(charge)
                         charges.append(charge)
-        for record in records:
-            for line in record.invoice.line_items:
-                credit_types.setdefault(line.credit_type.id, line.credit_type)
-            charges += record.charges()
-        tags = {p.id: tuple(p.at(self._clock()).tags) if p.versions else () for p in products.values()}
         settled = self._settled_segments(grants, states, draft_charges, now)
+        reusable = _settled_reusable(grants, settled) if drafts_only else frozenset()
+        for record in records:
+            for credit_type_id, credit_type in record.credit_types().items():
+                credit_types.setdefault(credit_type_id, credit_type)
+            charges += record.charges(leaving_out=reusable)
+        tags = {p.id: tuple(p.at(self._clock()).tags) if p.versions else () for p in products.values()}
         burn = burn_down(grants.grants, charges, grants.manual_entries, tags, now, credit_types, settled_segments=settled)
         applied = _applied_lines(rated, charge_ids, burn, grants)
         views = {}
@@ -685,7 +716,7 @@ class InvoiceService:
         self, customer: Customer, due: list[DuePeriod], wanted: list[DuePeriod], records=None, read: _Read | None = None
     ) -> list[_PeriodView]:
         records = self.records(customer.id) if records is None else records
-        computed = self._compute(customer, due, records, self._clock(), wanted, read=read)
+        computed = self._compute(customer, due, records, self._clock(), wanted, read=read, drafts_only=self._reuse_settled)
         return [computed.views[w.key] for w in wanted]
 
     def burn_down(self, customer_id: str) -> BurnDown:

@@ -161,6 +161,7 @@ def build_draft_invoices(
     period: Period,
     usage: UsageSource,
     cuts: frozenset[datetime] = frozenset(),
+    validate: bool = True,
 ) -> tuple[Invoice, ...]:
     """One draft invoice per credit type with charges in the period; the rate card's fiat credit
     type always comes first, even when empty.
@@ -168,16 +169,22 @@ def build_draft_invoices(
     `cuts` are extra instants no usage or composite line may straddle (breakdown windows, commit
     segment edges). Tiers still count from the period start, so cutting changes a total only by
     the rounding of the extra lines (each line is rounded once)."""
-    validate_contract(contract, products)
+    if validate:  # False: the caller validated this contract with these products already
+        validate_contract(contract, products)
+    # A source that measures nothing (a closed period's: its USAGE invoices are stored) prices no
+    # usage line, and so no composite line: only the charges that do not depend on usage are made.
+    measures_nothing = getattr(usage, "measures_nothing", False)
     if contract.filters_usage:
         usage = FilteredUsage(usage, contract.usage_filter_windows())
-    book = contract.price_book()
+    # Usage and subscription lines are priced from the book; a closed period needs it for
+    # subscriptions alone.
+    book = contract.price_book() if not measures_nothing or contract.subscriptions else None
     start = max(period.starting_at, contract.starting_at)
     end = period.ending_before if contract.ending_before is None else min(period.ending_before, contract.ending_before)
-    on_card = [products[p] for p in sorted(book.timeline.product_ids())]
-    composites = [p for p in on_card if p.type is ProductType.COMPOSITE]
     lines: list[LinePart] = []
-    if start < end:
+    if start < end and book is not None and not measures_nothing:
+        on_card = [products[p] for p in sorted(book.timeline.product_ids())]
+        composites = [p for p in on_card if p.type is ProductType.COMPOSITE]
         composite_segments = {
             c.id: [
                 s
