@@ -243,6 +243,10 @@ class BurnDowns(Protocol):
 
     def burn_down(self, customer_id: str) -> BurnDown: ...
 
+    def balances_burn_down(self, customer_id: str) -> BurnDown:
+        """burn_down's balances, from the customer's balance checkpoint when it holds (its ledger
+        then starts at the checkpoint)."""
+
     def burn_inputs(self, customer_id: str) -> tuple: ...
 
     def commit_invoice_ids(self, customer_id: str, grants: CustomerGrants) -> dict[str, str]: ...
@@ -372,10 +376,13 @@ class BalanceService:
     def burn_down(self, customer_id: str) -> BurnDown:
         return self._burn_downs.burn_down(customer_id)
 
-    def figures(self, customer_id: str, *, with_balances: bool) -> GrantFigures:
-        """The customer's grants with their invoice links, and their burn-down if `with_balances`."""
+    def figures(self, customer_id: str, *, with_balances: bool, with_ledgers: bool = True) -> GrantFigures:
+        """The customer's grants with their invoice links, and their burn-down if `with_balances`
+        (whole, for its ledgers, with `with_ledgers`; else from the balance checkpoint)."""
         grants = self.grants(customer_id)
-        burn = self.burn_down(customer_id) if with_balances and grants.grants else None
+        burn = None
+        if with_balances and grants.grants:
+            burn = self.burn_down(customer_id) if with_ledgers else self._burn_downs.balances_burn_down(customer_id)
         archived = self._burn_downs.archived_burn_down(customer_id, grants) if with_balances and grants.archived else None
         return GrantFigures(grants, self._burn_downs.commit_invoice_ids(customer_id, grants), burn, archived)
 
@@ -394,7 +401,7 @@ class BalanceService:
         """What the commits and credits in effect still hold now, in one credit type: every kind
         (Metronome's getNetBalance; a postpaid commit's is what it still covers), or the grants
         matching any of `filters`."""
-        burn = self.burn_down(customer_id)
+        burn = self._burn_downs.balances_burn_down(customer_id)
         grant_ids = None
         if filters:
             grants = self._book.of_customer(customer_id)

@@ -386,7 +386,8 @@ class CycleCloseService:
             try:
                 self._store.create(
                     customer_id, written, close.new,
-                    contract_version=None if version is None else (contract_id, version), grant_edits=grant_edits, **family,
+                    contract_version=None if version is None else (contract_id, version), grant_edits=grant_edits,
+                    checkpoint=close.checkpoint, **family,
                 )
             except FinalizationRaced:
                 self._sleep(self._timing.backoff * 2**attempt)
@@ -461,7 +462,7 @@ class CycleCloseService:
         record = self._stored(invoice_id, InvoiceNotFinalized, "only a FINALIZED invoice can be voided, not a draft")
         if record.status == VOID:
             return record.id
-        if not self._store.void(record.id, self._clock()):
+        if not self._store.void(record.id, self._clock(), record.customer_id):
             again = self._store.get(record.id)
             if again is None or again.status != VOID:
                 raise FinalizationRaced(f"invoice {invoice_id} changed while voiding; retry")

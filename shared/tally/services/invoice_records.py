@@ -20,7 +20,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Mapping, Protocol, Sequence
 
-from tally.billing.balances import Application, Charge, GrantKind
+from tally.billing.balances import Application, BurnCheckpoint, Charge, GrantKind, SegmentState, TrueUp
 from tally.billing.errors import TallyError
 from tally.billing.pricing import (
     CreditType,
@@ -74,8 +74,10 @@ class InvoiceStore(Protocol):
         self, customer_id: str, written: int, records: list[StoredInvoice], regenerated_from: str | None = None,
         contract_version: tuple[str, int] | None = None, others_written: Sequence[tuple[str, int]] = (),
         parent_versions: Sequence[tuple[str, int]] = (), grant_edits: int | None = None,
+        checkpoint: BalanceCheckpoint | None = None,
     ) -> None:
-        """Write new records all at once, only if none exists yet and the customer still has
+        """Write new records all at once (and, in the same write, the customer's balance checkpoint
+        made with them: `checkpoint`, or none any more), only if none exists yet and the customer still has
         `written` records (and, with `regenerated_from`, that voided record is not regenerated
         yet, and it then points to the first record; with `contract_version` (contract id,
         version), that contract is still at that version; each (customer id, count) of
@@ -86,8 +88,16 @@ class InvoiceStore(Protocol):
     def grant_edits_made(self, customer_id: str) -> int:
         """How many edits of the customer's customer-level commits and credits were ever written."""
 
-    def void(self, invoice_id: str, voided_at: datetime) -> bool:
-        """FINALIZED -> VOID; False if it was not FINALIZED."""
+    def void(self, invoice_id: str, voided_at: datetime, customer_id: str | None = None) -> bool:
+        """FINALIZED -> VOID; False if it was not FINALIZED. Counted in the customer's `voids`, which
+        a balance checkpoint made before no longer matches."""
+
+    def checkpoint(self, customer_id: str) -> BalanceCheckpoint | None:
+        """The customer's balance checkpoint, if one is stored and no invoice was voided since it
+        was made (read consistently)."""
+
+    def list_since(self, customer_id: str, period_start: datetime) -> list[StoredInvoice]:
+        """The customer's records of periods starting at or after `period_start`."""
 
     def claim_publication(self, invoice_id: str, token: str, now: datetime, lease_expired_before: datetime) -> bool:
         """Claim the right to publish: False if published, or claimed after `lease_expired_before`."""
@@ -497,4 +507,68 @@ def record_from_document(
         published_at=published_at,
         publish_claimed_at=publish_claimed_at,
         custom_fields=custom_fields if custom_fields is not None else doc.get("custom_fields") or {},
+    )
+
+
+# --- balance checkpoints -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BalanceCheckpoint:
+    """A customer's burn-down as of an instant every invoice before which is final (services/
+    invoices.py makes it when a period is finalized, and reads start from it). It summarizes the
+    records of periods starting before `listed_from`, and of `straddling` ones (periods starting
+    between `listed_from` and the instant, which drew after it too): a read lists only the records
+    from `listed_from` on. It holds while the contracts are at `contracts`' versions and the
+    customer's voids still number `voids`; the grants and manual entries are checked by digest."""
+
+    burn: BurnCheckpoint
+    listed_from: datetime
+    straddling: tuple[str, ...]
+    contracts: tuple[tuple[str, int], ...]  # (contract id, version), every unarchived contract
+    voids: int  # the customer's VOID records it was made with
+
+
+def checkpoint_document(checkpoint: BalanceCheckpoint) -> dict:
+    burn = checkpoint.burn
+    return {
+        "at": _time(burn.at),
+        "listed_from": _time(checkpoint.listed_from),
+        "straddling": list(checkpoint.straddling),
+        "contracts": [list(pair) for pair in checkpoint.contracts],
+        "voids": checkpoint.voids,
+        "grants_digest": burn.grants_digest,
+        "manual_digest": burn.manual_digest,
+        "unapplied_manual": burn.unapplied_manual,
+        "unapplied_frozen": burn.unapplied_frozen,
+        "segments": [
+            [s.grant_id, s.segment_id, s.amount, s.rolled_over_from, s.started, s.ended, s.balance, s.pending, s.rolled_out]
+            for s in burn.segments
+        ],
+        "true_ups": [
+            [t.grant_id, t.segment_id, t.product_id, t.contract_id, t.invoice_item_id, _time(t.timestamp), t.amount]
+            for t in burn.true_ups
+        ],
+    }
+
+
+def checkpoint_from_document(doc: dict) -> BalanceCheckpoint:
+    burn = BurnCheckpoint(
+        at=parse_rfc3339(doc["at"]),
+        segments=tuple(
+            SegmentState(g, s, _dec(amount), rolled_from, started, ended, _dec(balance), _dec(pending), _dec(rolled_out))
+            for g, s, amount, rolled_from, started, ended, balance, pending, rolled_out in doc["segments"]
+        ),
+        true_ups=tuple(
+            TrueUp(g, s, product, contract, item, parse_rfc3339(at), _dec(amount))
+            for g, s, product, contract, item, at, amount in doc["true_ups"]
+        ),
+        unapplied_manual=_dec(doc["unapplied_manual"]),
+        unapplied_frozen=_dec(doc["unapplied_frozen"]),
+        grants_digest=doc["grants_digest"],
+        manual_digest=doc["manual_digest"],
+    )
+    return BalanceCheckpoint(
+        burn, parse_rfc3339(doc["listed_from"]), tuple(doc["straddling"]),
+        tuple((c, int(v)) for c, v in doc["contracts"]), int(doc["voids"]),
     )

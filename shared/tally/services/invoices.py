@@ -24,7 +24,9 @@ from typing import Callable, Mapping, Sequence
 
 from tally.billing.customers import Customer
 from tally.billing.errors import InvalidInput, NotFound, TallyError
-from tally.billing.balances import BurnDown, Charge, Grant, GrantKind, TrueUp, burn_down, segment_edges
+from tally.billing.balances import (
+    BurnDown, Charge, Grant, GrantKind, TrueUp, burn_down, checkpoint_burn, resumable, segment_edges,
+)
 from tally.billing.pricing.invoices import ChargeWindow, on_usage_invoice
 from tally.billing.pricing import (
     Contract,
@@ -46,7 +48,7 @@ from tally.services.contracts import ContractService
 from tally.services.hierarchy import family_members, parent_contracts
 from tally.services.together import together
 from tally.services import consolidation
-from tally.services.invoice_records import FINALIZED, VOID, InvoiceStore, StoredInvoice
+from tally.services.invoice_records import FINALIZED, VOID, BalanceCheckpoint, InvoiceStore, StoredInvoice
 
 INVOICE_NAMESPACE = uuid.UUID("6f1c2b0e-5d3a-4c1e-9a57-7b7f1e0c2d41")
 
@@ -394,6 +396,10 @@ class _Read:
     grants: CustomerGrants | None  # the customer's own (a hierarchy's are read as a family)
     members: list[str]  # the other customers of its hierarchy
     usage: UsageSource  # the customer's
+    # The balance checkpoint the records read start from (then only the records it does not
+    # summarize were read), and how to read them all if it does not hold after all.
+    checkpoint: BalanceCheckpoint | None = None
+    all_records: Callable[[], list[StoredInvoice]] | None = None
 
 
 @dataclass(frozen=True)
@@ -421,6 +427,7 @@ class PeriodClose:
 
     final_ids: list[str]
     new: list[StoredInvoice]
+    checkpoint: BalanceCheckpoint | None = None  # the customer's, made with `new` (None: none any more)
 
 
 def _beyond_their_contract(due: list[DuePeriod], records: list[StoredInvoice]) -> dict[tuple[str, datetime], DuePeriod]:
@@ -476,9 +483,14 @@ class InvoiceService:
         self._clock = clock
         self._grants = grants
         self._records = records
-        # False: reads of invoices run the whole burn-down, every stored drawdown replayed (the
-        # reference the reuse is checked against; see _compute's drafts_only).
+        # False: reads of invoices and balances run the whole burn-down, every stored drawdown
+        # replayed, no balance checkpoint (the reference the reuse is checked against; see
+        # _compute's drafts_only and _checkpoint_tail).
         self._reuse_settled = reuse_settled
+
+    @property
+    def _checkpoints(self) -> bool:
+        return self._reuse_settled and self._records is not None and self._grants is not None
 
     def with_usage(self, usage_for: Callable[[Customer], UsageSource]) -> InvoiceService:
         """The same invoices priced from other usage (previewEvents' events), nothing else changed."""
@@ -624,6 +636,14 @@ class InvoiceService:
                 views[d.key] = view
             return _Computed(views, None, None)
 
+        carried: list[Charge] = []  # charges from the checkpoint's instant on, of records it summarizes
+        plan = read.checkpoint if read is not None else None
+        if plan is not None:
+            tail = self._checkpoint_tail(plan, due, records, wanted, members, now)
+            if tail is None:
+                return self._without_checkpoint(customer, due, now, wanted, regenerating, regenerated_id, grants, read, drafts_only)
+            due, records, carried = tail
+            states = {d.key: states[d.key] for d in due}
         edges = segment_edges(grants.grants)
         validated: set[int] = set()  # a contract's periods share its object: validated with the first
 
@@ -659,8 +679,12 @@ class InvoiceService:
             for credit_type_id, credit_type in record.credit_types().items():
                 credit_types.setdefault(credit_type_id, credit_type)
             charges += record.charges(leaving_out=reusable)
+        charges += carried
         tags = {p.id: tuple(p.at(self._clock()).tags) if p.versions else () for p in products.values()}
-        burn = burn_down(grants.grants, charges, grants.manual_entries, tags, now, credit_types, settled_segments=settled)
+        if plan is not None and not resumable(plan.burn, grants.grants, charges, grants.manual_entries):
+            return self._without_checkpoint(customer, due, now, wanted, regenerating, regenerated_id, grants, read, drafts_only)
+        burn = burn_down(grants.grants, charges, grants.manual_entries, tags, now, credit_types, settled_segments=settled,
+                         resume=None if plan is None else plan.burn)
         applied = _applied_lines(rated, charge_ids, burn, grants)
         views = {}
         keys = None if wanted is None else {w.key for w in wanted}
@@ -680,6 +704,80 @@ class InvoiceService:
                     view.charges[slot] = draft_charges.get(d.key, {}).get(slot, [])
             views[d.key] = view
         return _Computed(views, burn, (grants.grants, charges, grants.manual_entries, tags, credit_types))
+
+    def _without_checkpoint(self, customer, due, now, wanted, regenerating, regenerated_id, grants, read, drafts_only):
+        """_compute from every record, the checkpoint set aside (it does not hold)."""
+        assert read is not None and read.all_records is not None
+        every = replace(read, checkpoint=None)
+        return self._compute(customer, due, read.all_records(), now, wanted, regenerating, regenerated_id, grants,
+                             read=every, drafts_only=drafts_only)
+
+    @staticmethod
+    def _checkpoint_tail(
+        plan: BalanceCheckpoint, due: list[DuePeriod], records: list[StoredInvoice], wanted: list[DuePeriod] | None,
+        members: list[str], now: datetime,
+    ) -> tuple[list[DuePeriod], list[StoredInvoice], list[Charge]] | None:
+        """What a computation from the checkpoint prices and replays: the periods starting at or after
+        its instant, their records, and the charges from then on of the records it summarizes that
+        drew on past it (`straddling`). None if it cannot answer: a hierarchy, a period wanted from
+        before it, a record it counts on missing from the listing, a clock before it."""
+        since = plan.burn.at
+        assert not members, "a hierarchy is read without a checkpoint"
+        if now < since or any(d.contract.payer is not None or d.contract.consolidated_usage for d in due):
+            return None
+        if wanted is not None and any(w.period.starting_at < since for w in wanted):
+            return None
+        later = [r for r in records if r.period_start >= since]
+        straddling = [r for r in records if r.period_start < since and r.id in plan.straddling]
+        if len(straddling) != len(plan.straddling):
+            return None
+        carried = [c for r in straddling for c in r.charges() if c.starting_at >= since]
+        return [d for d in due if d.period.starting_at >= since], later, carried
+
+    def _checkpoint_after(
+        self, computed: _Computed, due: list[DuePeriod], records: list[StoredInvoice], new: list[StoredInvoice],
+        grants: CustomerGrants | None, documents: list[dict], now: datetime, members: bool,
+    ) -> BalanceCheckpoint | None:
+        """The balance checkpoint once `new` is stored: at the start of the earliest period that still
+        has a draft, a voided invoice awaiting its regenerate or its USAGE invoice to come (never
+        after `now`), every invoice before it being final. None for a hierarchy or a consolidation
+        (their balances are shared), or without grants."""
+        if members or grants is None or not grants.grants or computed.inputs is None:
+            return None
+        if any(d.contract.payer is not None or d.contract.consolidated_usage for d in due):
+            return None
+        finalized = {r.slot for r in new}
+        slots = {r.slot for r in records} | finalized
+        open_at = [now]
+        for d in due:
+            view = computed.views.get(d.key)
+            if view is None:
+                return None
+            drafts = [draft for draft in view.drafts if draft.id not in finalized]
+            awaiting = view.state.awaiting
+            if drafts or awaiting or not d.usage_closed(slots):
+                open_at.append(d.period.starting_at)
+            open_at += [c.starting_at for draft in drafts for c in view.charges.get(draft.id, [])]
+        since = min(open_at)
+        every = records + new
+        frozen = [c for r in every for c in r.charges()]
+        straddling = tuple(sorted(
+            r.id for r in every if r.period_start < since and any(c.starting_at >= since and c.amount > 0 for c in r.charges())
+        ))
+        listed_from = min([r.period_start for r in every if r.id in straddling], default=since)
+        grant_list, _, manual, tags, credit_types = computed.inputs
+        burn = checkpoint_burn(grant_list, frozen, manual, tags, since, credit_types)
+        versions = tuple(sorted((d["id"], d["_version"]) for d in documents))
+        return BalanceCheckpoint(burn, listed_from, straddling, versions, sum(1 for r in records if r.status == VOID))
+
+    @staticmethod
+    def _usable(plan: BalanceCheckpoint | None, documents: list[dict]) -> BalanceCheckpoint | None:
+        """The stored checkpoint, if it was made with the contracts as they are now (an edit may have
+        moved what it summarizes: a read then replays every record, until a finalization makes a
+        new one)."""
+        if plan is None or dict(plan.contracts) != {d["id"]: d.get("_version") for d in documents}:
+            return None
+        return plan
 
     @staticmethod
     def _usage_of(state: _PeriodState, usage: UsageSource) -> UsageSource:
@@ -736,6 +834,31 @@ class InvoiceService:
             tags = {p.id: tuple(p.at(self._clock()).tags) if p.versions else () for p in products.values()}
             return _Computed({}, burn_down((), (), (), tags, self._clock()), ((), [], (), tags, {}))
         return self._compute(customer, due, self.records(customer_id), self._clock(), grants=grants)
+
+    def balances_burn_down(self, customer_id: str) -> BurnDown:
+        """The customer's burn-down now, for its balances: from the balance checkpoint when it holds
+        (only the records it does not summarize are read, and only the periods from its instant
+        priced), else as burn_down. Its ledger then holds only the entries from the checkpoint on."""
+        assert self._grants is not None, "balances need the grant book"
+        assert self._records is not None
+        (customer, documents), stored, products = together([
+            lambda: self._contracts.customer_and_contracts(customer_id),
+            lambda: self._records.checkpoint(customer_id) if self._checkpoints else None,
+            self._contracts.products,
+        ])
+        plan, now = self._usable(stored, documents), self._clock()
+        usage = self._usage_for(customer)
+        due, grants, members, _, records = together([
+            lambda: self._due_of(documents, now),
+            lambda: self._grants.of_customer(customer_id, documents),
+            lambda: family_members(customer_id, lambda member: documents if member == customer_id else self._contracts.list(member)),
+            getattr(usage, "read_metrics", lambda: None),
+            (lambda: self.records(customer_id)) if plan is None else (lambda: self._records.list_since(customer_id, plan.listed_from)),
+        ])
+        if members or not grants.grants:
+            return self.burn_down(customer_id)
+        read = _Read(products, grants, members, usage, plan, lambda: records if plan is None else self.records(customer_id))
+        return self._compute(customer, due, records, now, [], grants=grants, read=read).burn
 
     def archived_burn_down(self, customer_id: str, grants: CustomerGrants) -> BurnDown:
         """The ledgers and balances of the customer's archived grants (`grants.archived`): the
@@ -873,37 +996,53 @@ class InvoiceService:
             return DraftInvoice(record.id, record.invoice, None, record.regenerated_from_invoice_id, custom_fields=record.custom_fields)
         # What pricing reads, sent together in two rounds (services/together.py): what the
         # customer's id names, then what its contracts name (rate cards, grants, the hierarchy).
-        (customer, documents), records, products = together([
+        # With a balance checkpoint (stored with the records), only the records it does not summarize.
+        (customer, documents), stored_checkpoint, products = together([
             lambda: self._contracts.customer_and_contracts(customer_id),
-            lambda: self.records(customer_id),
+            lambda: self._records.checkpoint(customer_id) if self._checkpoints else None,
             self._contracts.products,
         ])
         now = self._clock()
+        plan = self._usable(stored_checkpoint, documents)
 
         def contracts_of(member: str) -> list[dict]:
             return documents if member == customer_id else self._contracts.list(member)
 
         usage = self._usage_for(customer)
-        due, grants, members, _ = together([
+        due, grants, members, _, records = together([
             lambda: self._due_of(documents, now),
             lambda: self._grants.of_customer(customer_id, documents) if self._grants is not None else None,
             lambda: family_members(customer_id, contracts_of),
             getattr(usage, "read_metrics", lambda: None),  # what a usage source reads first, if anything
+            (lambda: self.records(customer_id)) if plan is None else (lambda: self._records.list_since(customer_id, plan.listed_from)),
         ])
-        read = _Read(products, grants, members, usage)
+        every: list[StoredInvoice] = []
+
+        def all_records() -> list[StoredInvoice]:
+            if not every:
+                every.extend(records if plan is None else self.records(customer_id))
+            return every
+
+        if members and plan is not None:  # a hierarchy shares its balances: no checkpoint of one customer
+            plan, records = None, self.records(customer_id)
+        read = _Read(products, grants, members, usage, plan, all_records)
+        if plan is not None:  # periods before the checkpoint are final: no draft there
+            due_drafts = [d for d in due if d.period.starting_at >= plan.burn.at]
+        else:
+            due_drafts = due
         for d in due:  # a hierarchy parent's consolidated draft: its id is known without pricing
             if d.contract.consolidated_usage and consolidation.consolidated_id(d) == invoice_id_:
-                view = self._views(customer, due, [d], records, read)[0]
-                found = self._consolidated_draft(d, view.current, records)
+                view = self._views(customer, due, [d], all_records(), replace(read, checkpoint=None))[0]
+                found = self._consolidated_draft(d, view.current, all_records())
                 if found:
                     return found[0]
         # Usage invoice ids are known without pricing; scheduled ones need the period priced.
-        for d in due:
+        for d in due_drafts:
             if d.usage_slot == invoice_id_:
                 found = [i for i in self._views(customer, due, [d], records, read)[0].drafts if i.id == invoice_id_]
                 if found:
                     return found[0]
-        for view in self._views(customer, due, due, records, read):
+        for view in self._views(customer, due, due_drafts, records, read):
             for draft in view.drafts:
                 if draft.id == invoice_id_:
                     return draft
@@ -926,14 +1065,17 @@ class InvoiceService:
         has passed, SCHEDULED ones at their issue instant (one holding a postpaid true-up also waits
         `grace`, and for every USAGE invoice its commit served to be stored)."""
         now = max(self._clock(), as_of)
-        customer, due = self.due_periods(customer_id, until=now)
+        customer, documents = self._contracts.customer_and_contracts(customer_id)
+        due = self._due_of(documents, now)
         target = next((d for d in due if d.contract.id == contract_id and d.period.starting_at == period_start), None)
         if target is None:
             raise PeriodNotFound(
                 f"contract {contract_id} of customer {customer_id} has no billing period starting {format_rfc3339(period_start)}"
             )
-        grants = self._grants.of_customer(customer_id) if self._grants is not None else None
-        computed = self._compute(customer, due, records, now, [target], grants=grants, family_records=family_records)
+        grants = self._grants.of_customer(customer_id, documents) if self._grants is not None else None
+        # Every period's view: the balance checkpoint stored with the new records starts where the
+        # first of them still has a draft.
+        computed = self._compute(customer, due, records, now, None, grants=grants, family_records=family_records)
         view = computed.views[target.key]
         stored = {r.slot for r in records}
         closed = {d.key: d.usage_closed(stored) for d in due}
@@ -949,7 +1091,8 @@ class InvoiceService:
             new.append(self._record(draft, target, view.charges.get(draft.id, []), computed.burn, draft.id, finalized_at))
         new += self._consolidated_record(target, new, records, now, finalized_at)
         final_ids = [i.id for i in view.current if i.invoice.status == FINALIZED] + [r.id for r in new]
-        return PeriodClose(final_ids, new)
+        checkpoint = self._checkpoint_after(computed, due, records, new, grants, documents, now, family_records) if new else None
+        return PeriodClose(final_ids, new, checkpoint)
 
     def regenerated(
         self, voided: StoredInvoice, new_id: str, records: list[StoredInvoice], finalized_at: datetime,

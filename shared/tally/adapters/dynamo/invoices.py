@@ -10,6 +10,11 @@ Keys:
   from the value the writer read: so a record is written once, and a finalization computed from a
   view that another writer changed meanwhile is refused (FinalizationRaced) and recomputed. A
   finalization is also conditional on its contract's `version` (documents.py), read before pricing.
+  The same item holds the customer's balance checkpoint (`checkpoint`, exact JSON; services/
+  invoice_records.BalanceCheckpoint), set by the finalization that made it in that same write and
+  removed by any other create (a regenerate, historical invoices), and `voids`, how many records
+  were voided: a void adds 1 in one transaction with the record's status, so a checkpoint made
+  before it (with fewer voids) is never used again.
 """
 
 from __future__ import annotations
@@ -22,15 +27,18 @@ from botocore.exceptions import ClientError
 
 from tally.adapters.dynamo.client import dynamodb, error_code, translate
 from tally.adapters.dynamo.close_index import woken_update
-from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item
+from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item, query_pages
 from tally.billing import exact_json
 from tally.billing.errors import Conflict
 from tally.billing.time import format_sortable, parse_rfc3339
 from tally.services.invoice_records import (
     FINALIZED,
     VOID,
+    BalanceCheckpoint,
     FinalizationRaced,
     StoredInvoice,
+    checkpoint_document,
+    checkpoint_from_document,
     record_document,
     record_from_document,
 )
@@ -104,6 +112,23 @@ class DynamoInvoiceStore:
     def list_for_customer(self, customer_id: str) -> list[StoredInvoice]:
         return [_record(item) for item in all_gsi1(self._client, self._table, f"invoices#{customer_id}")]
 
+    def list_since(self, customer_id: str, period_start: datetime) -> list[StoredInvoice]:
+        return [_record(item) for item in query_pages(
+            self._client,
+            TableName=self._table,
+            IndexName="gsi1",
+            KeyConditionExpression="gsi1pk = :p AND gsi1sk >= :from",
+            ExpressionAttributeValues={":p": {"S": f"invoices#{customer_id}"}, ":from": {"S": format_sortable(period_start)}},
+        )]
+
+    def checkpoint(self, customer_id: str) -> BalanceCheckpoint | None:
+        item = get_item(self._client, self._table, f"invoice_records#{customer_id}")
+        if item is None or "checkpoint" not in item:
+            return None
+        checkpoint = checkpoint_from_document(exact_json.loads(item["checkpoint"]["S"]))
+        voids = int(item["voids"]["N"]) if "voids" in item else 0
+        return checkpoint if checkpoint.voids == voids else None
+
     def records_written(self, customer_id: str) -> int:
         item = get_item(self._client, self._table, f"invoice_records#{customer_id}")
         return 0 if item is None else int(item["written"]["N"])
@@ -118,6 +143,7 @@ class DynamoInvoiceStore:
         self, customer_id: str, written: int, records: list[StoredInvoice], regenerated_from: str | None = None,
         contract_version: tuple[str, int] | None = None, others_written: Sequence[tuple[str, int]] = (),
         parent_versions: Sequence[tuple[str, int]] = (), grant_edits: int | None = None,
+        checkpoint: BalanceCheckpoint | None = None,
     ) -> None:
         if not records or len(records) + len(others_written) + len(parent_versions) > MAX_RECORDS_PER_WRITE:
             raise ValueError(f"a write holds 1 to {MAX_RECORDS_PER_WRITE} records")
@@ -139,16 +165,22 @@ class DynamoInvoiceStore:
             for record in records
         ]
         counter = {"pk": {"S": f"invoice_records#{customer_id}"}, "sk": {"S": ITEM}}
+        # The checkpoint made with these records, written with them (the counter's condition makes
+        # it idempotent: a second write of the same records fails); any other create removes it.
+        values = {":after": {"N": str(written + len(records))}} | ({} if written == 0 else {":before": {"N": str(written)}})
+        if checkpoint is not None:
+            values[":checkpoint"] = {"S": exact_json.dumps(checkpoint_document(checkpoint))}
         actions.append(
             {
                 "Update": {
                     "TableName": self._table,
                     "Key": counter,
-                    "UpdateExpression": "SET written = :after",
+                    "UpdateExpression": "SET written = :after"
+                    + (", #c = :checkpoint" if checkpoint is not None else " REMOVE #c"),
                     # Optimistic concurrency on the customer's records: the view finalized from is current.
                     "ConditionExpression": "attribute_not_exists(pk)" if written == 0 else "written = :before",
-                    "ExpressionAttributeValues": {":after": {"N": str(written + len(records))}}
-                    | ({} if written == 0 else {":before": {"N": str(written)}}),
+                    "ExpressionAttributeNames": {"#c": "checkpoint"},
+                    "ExpressionAttributeValues": values,
                 }
             }
         )
@@ -229,22 +261,38 @@ class DynamoInvoiceStore:
                 raise Conflict(f"invoice {record.id} changed while its custom fields were being set; retry") from exc
             raise translate(exc) from exc
 
-    def void(self, invoice_id: str, voided_at: datetime) -> bool:
+    def void(self, invoice_id: str, voided_at: datetime, customer_id: str | None = None) -> bool:
+        if customer_id is None:
+            record = self.get(invoice_id)
+            if record is None:
+                return False
+            customer_id = record.customer_id
         try:
-            self._client.update_item(
-                TableName=self._table,
-                Key=_key(invoice_id),
-                UpdateExpression="SET #s = :void, voided_at = :at",
-                ConditionExpression="#s = :finalized",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":void": {"S": VOID},
-                    ":finalized": {"S": FINALIZED},
-                    ":at": {"S": format_sortable(voided_at)},
-                },
-            )
+            self._client.transact_write_items(TransactItems=[
+                {"Update": {
+                    "TableName": self._table,
+                    "Key": _key(invoice_id),
+                    "UpdateExpression": "SET #s = :void, voided_at = :at",
+                    "ConditionExpression": "#s = :finalized AND gsi1pk = :customer",
+                    "ExpressionAttributeNames": {"#s": "status"},
+                    "ExpressionAttributeValues": {
+                        ":void": {"S": VOID},
+                        ":finalized": {"S": FINALIZED},
+                        ":at": {"S": format_sortable(voided_at)},
+                        ":customer": {"S": f"invoices#{customer_id}"},
+                    },
+                }},
+                # The history before any checkpoint changed: counted with the void, in one write.
+                {"Update": {
+                    "TableName": self._table,
+                    "Key": {"pk": {"S": f"invoice_records#{customer_id}"}, "sk": {"S": ITEM}},
+                    "UpdateExpression": "ADD voids :one REMOVE #c",
+                    "ExpressionAttributeNames": {"#c": "checkpoint"},
+                    "ExpressionAttributeValues": {":one": {"N": "1"}},
+                }},
+            ])
         except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "TransactionCanceledException":
                 return False
             raise translate(exc) from exc
         return True

@@ -90,7 +90,9 @@ def _grants_page(
     """Grants of the customer, filtered like Metronome's list endpoints, with balances and ledgers
     from one burn-down. `credits`: True credits only, False commits only, None both.
     `include_archived`: also the contract-level ones an edit archived (with archived_at)."""
-    figures = wiring.balance_service().figures(customer_id, with_balances=include_balance or include_ledgers or exclude_zero)
+    figures = wiring.balance_service().figures(
+        customer_id, with_balances=include_balance or include_ledgers or exclude_zero, with_ledgers=include_ledgers
+    )
     grants = figures.grants
     products, names = wiring.contract_service().products(), wiring.catalog_service().credit_type_names()
     documents, listed = grants.documents, list(grants.grants)

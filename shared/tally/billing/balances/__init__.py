@@ -6,12 +6,16 @@ entry of one customer and the instant to compute at; see burn_down.py for the ru
 
 from tally.billing.balances.burn_down import (
     BalanceFilter,
+    BurnCheckpoint,
     BurnDown,
     SegmentBalance,
+    SegmentState,
     TrueUp,
     burn_down,
     check_manual_entry,
+    checkpoint_burn,
     net_balance,
+    resumable,
 )
 from tally.billing.balances.eligibility import (
     Charge,
@@ -37,9 +41,9 @@ from tally.billing.balances.grants import (
 from tally.billing.balances.ledger import LedgerEntry, LedgerEntryType, ManualEntry, Movement
 
 __all__ = [
-    "AccessSegment", "AmountDistribution", "Application", "BalanceFilter", "BurnDown", "Charge", "CommitRateType", "Grant",
+    "AccessSegment", "AmountDistribution", "Application", "BalanceFilter", "BurnCheckpoint", "BurnDown", "Charge", "CommitRateType", "Grant",
     "GrantKind", "InvoiceItem", "LedgerEntry", "LedgerEntryType", "ManualEntry", "Movement", "RecurringFrequency",
     "RecurringSchedule", "SegmentBalance", "Specifier", "TrueUp", "applicable_product_count", "burn_down",
-    "burn_rank", "check_manual_entry", "expand_recurring_schedule", "grant_applies_to", "net_balance",
+    "burn_rank", "check_manual_entry", "checkpoint_burn", "resumable", "SegmentState", "expand_recurring_schedule", "grant_applies_to", "net_balance",
     "segment_edges", "validate_grant",
 ]

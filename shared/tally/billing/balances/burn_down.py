@@ -61,10 +61,21 @@ entry that gives the amount back at the same instant, just before it (no type ex
 commits, whose voided drawdowns simply disappear).
 Segment ends (rollover, expiration, true-up) are `pending` unless the caller names the segment in
 `settled_segments` (every invoice it served is finalized); without that argument none is pending.
+
+Checkpoints. Once every charge before an instant T is frozen (finalized or voided), the state of
+every segment after the events before T (`checkpoint_burn`) is all a later run needs of that past:
+`burn_down(..., resume=checkpoint)` starts from it and replays only the events at or after T, with
+the same answers as a run from scratch (applications, balances, true-ups; its ledger holds only the
+entries at or after T). The reserve of a frozen draw only depends on the frozen events after it, so
+the plans of the events after T are the same computed from those alone. A checkpoint holds only if
+the past it summarizes is unchanged: `resumable` compares digests of the grants' segments and the
+manual entries before T, and refuses a charge before T (the caller must also see that no frozen
+charge before T was added, voided or regenerated: services/invoices.py).
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -153,6 +164,34 @@ class BurnDown:
     def grant_ledger(self, grant_id: str) -> list[LedgerEntry]:
         """A commit's or credit's ledger entries, in time order."""
         return [e for e in self.ledger if e.grant_id == grant_id]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentState:
+    """One segment as a checkpoint holds it, after every event before the checkpoint's instant."""
+
+    grant_id: str
+    segment_id: str
+    amount: Decimal  # what it started with (a rollover segment's: what rolled into it)
+    rolled_over_from: str | None
+    started: bool
+    ended: bool
+    balance: Decimal
+    pending: Decimal
+    rolled_out: Decimal
+
+
+@dataclass(frozen=True)
+class BurnCheckpoint:
+    """A customer's burn-down state after every event before `at` (see the module docstring)."""
+
+    at: datetime
+    segments: tuple[SegmentState, ...]
+    true_ups: tuple[TrueUp, ...]
+    unapplied_manual: Decimal
+    unapplied_frozen: Decimal
+    grants_digest: str  # grants_digest(grants, at) of the grants it was made from
+    manual_digest: str  # manual_digest(entries, at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +316,30 @@ class _Run:
         tie = (grant.id, segment.id)
         self.push(segment.starting_at, Movement.START, tie, _Run.start, live)
         self.push(segment.ending_before, Movement.ROLLOVER, tie, _Run.end, live)
+
+    def restore(self, grant: Grant, segment: AccessSegment, state: SegmentState) -> None:
+        """A segment as a checkpoint left it: only what is still ahead of it is queued."""
+        rollover = state.rolled_over_from is not None
+        live = _Live(
+            grant,
+            segment,
+            burn_rank(grant, segment, rollover, applicable_product_count(grant, self.catalog_tags)),
+            state.rolled_over_from,
+            started=state.started,
+            ended=state.ended,
+            balance=state.balance,
+            pending=state.pending,
+            rolled_out=state.rolled_out,
+            plan=self.plans.get(segment.id, ()),
+        )
+        self.segments[segment.id] = live
+        tie = (grant.id, segment.id)
+        if not state.started:
+            self.push(segment.starting_at, Movement.START, tie, _Run.start, live)
+        elif not state.ended:
+            self.active[segment.id] = live
+        if not state.ended:
+            self.push(segment.ending_before, Movement.ROLLOVER, tie, _Run.end, live)
 
     def start(self, live: _Live, at: datetime) -> None:
         live.started, live.balance = True, live.segment.amount
@@ -499,6 +562,7 @@ def burn_down(
     credit_types: Mapping[str, CreditType] | None = None,
     *,
     settled_segments: Iterable[str] | None = None,
+    resume: BurnCheckpoint | None = None,
 ) -> BurnDown:
     """Replay the customer's grants against its charges up to `as_of` (see the module docstring).
 
@@ -506,21 +570,134 @@ def burn_down(
     `catalog_tags` maps every product id of the catalog to its tags (to count applicable products),
     `credit_types` gives each credit type's precision and rounding (an unknown id rounds to 2
     places, half up). `settled_segments`: segments every invoice of which is finalized, whose ends
-    are therefore final (None: the caller does not track it, and no segment end is pending)."""
+    are therefore final (None: the caller does not track it, and no segment end is pending).
+    `resume`: start from that checkpoint (`resumable` said so); `charges` and `manual_entries` may
+    then leave out those before it (manual entries before it are skipped)."""
+    run = _started(grants, charges, manual_entries, catalog_tags, as_of, credit_types, settled_segments, resume)
+    while run.queue and run.queue[0][0] <= as_of:
+        at, _, _, _, handler, payload = heapq.heappop(run.queue)
+        handler(run, payload, at)
+    return run.finish()
+
+
+def checkpoint_burn(
+    grants: Iterable[Grant],
+    charges: Iterable[Charge],
+    manual_entries: Iterable[ManualEntry],
+    catalog_tags: Mapping[str, tuple[str, ...]],
+    at: datetime,
+    credit_types: Mapping[str, CreditType] | None = None,
+) -> BurnCheckpoint:
+    """The state after every event before `at`, for `burn_down(..., resume=)`. Every charge before
+    `at` must be frozen (finalized or voided): a draft's draw depends on what comes after it."""
+    grants, charges, manual_entries = list(grants), list(charges), list(manual_entries)
+    if any(c.applications is None and c.amount > 0 and c.starting_at < at for c in charges):
+        raise ValueError("a draft charge before the checkpoint")
+    run = _started(grants, charges, manual_entries, catalog_tags, at, credit_types, None, None)
+    while run.queue and run.queue[0][0] < at:
+        instant, _, _, _, handler, payload = heapq.heappop(run.queue)
+        handler(run, payload, instant)
+    states = tuple(
+        SegmentState(live.grant.id, live.segment.id, live.segment.amount, live.rolled_over_from, live.started, live.ended,
+                     live.balance, live.pending, live.rolled_out)
+        for live in sorted(run.segments.values(), key=lambda l: (l.rolled_over_from is not None, l.segment.id))
+        if live.segment.starting_at < at or live.rolled_over_from is not None
+    )
+    return BurnCheckpoint(
+        at, states, tuple(run.true_ups), run.unapplied_manual, run.unapplied_frozen,
+        grants_digest(grants, at), manual_digest(manual_entries, at),
+    )
+
+
+def resumable(checkpoint: BurnCheckpoint, grants: Iterable[Grant], charges: Iterable[Charge],
+              manual_entries: Iterable[ManualEntry]) -> bool:
+    """Whether `burn_down(..., resume=checkpoint)` answers what a run from scratch would: the
+    grants' segments and the manual entries before the checkpoint are those it was made from, and
+    no charge given is before it (the frozen charges before it are the caller's to keep unchanged)."""
+    return (
+        grants_digest(grants, checkpoint.at) == checkpoint.grants_digest
+        and manual_digest(manual_entries, checkpoint.at) == checkpoint.manual_digest
+        and all(c.starting_at >= checkpoint.at for c in charges if c.amount > 0)
+    )
+
+
+def _digest(parts: Iterable[str]) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def grants_digest(grants: Iterable[Grant], at: datetime) -> str:
+    """What a checkpoint at `at` depends on of the grants: each segment that starts before it, with
+    its grant's rollover and postpaid true-up (a segment starting later, or an edit of one, does not)."""
+    parts = []
+    for grant in sorted(grants, key=lambda g: g.id):
+        early = [s for s in grant.access_schedule if s.starting_at < at]
+        true_up = grant.invoice_schedule[0] if grant.kind is GrantKind.POSTPAID and grant.invoice_schedule else None
+        if not early and (true_up is None or true_up.timestamp >= at):
+            continue
+        parts.append(repr((
+            grant.id, grant.kind.value, grant.credit_type_id, grant.balance_credit_type_id, grant.product_id,
+            grant.contract_id, str(grant.rollover_fraction), grant.access_schedule[0].id if grant.access_schedule else None,
+            None if true_up is None else (true_up.id, true_up.timestamp.isoformat()),
+            [(s.id, str(s.amount), s.starting_at.isoformat(), s.ending_before.isoformat(),
+              None if s.rollover_ending_before is None else s.rollover_ending_before.isoformat()) for s in early],
+        )))
+    return _digest(parts)
+
+
+def manual_digest(manual_entries: Iterable[ManualEntry], at: datetime) -> str:
+    """The manual entries dated before `at`, as a checkpoint at `at` depends on them."""
+    return _digest(sorted(
+        repr((e.grant_id, e.segment_id, str(e.amount), e.timestamp.isoformat(), e.reason))
+        for e in manual_entries if e.timestamp < at
+    ))
+
+
+def _started(
+    grants: Iterable[Grant],
+    charges: Iterable[Charge],
+    manual_entries: Iterable[ManualEntry],
+    catalog_tags: Mapping[str, tuple[str, ...]],
+    as_of: datetime,
+    credit_types: Mapping[str, CreditType] | None,
+    settled_segments: Iterable[str] | None,
+    resume: BurnCheckpoint | None,
+) -> _Run:
+    """A run with every event queued: from scratch, or from `resume`'s state (events before it left out)."""
     settled = None if settled_segments is None else frozenset(settled_segments)
     run = _Run(catalog_tags, credit_types or {}, as_of, settled)
     grants = sorted(grants, key=lambda g: g.id)
     if len({g.id for g in grants}) != len(grants):
         raise ValueError("grant ids must be unique")
     charges, manual_entries = list(charges), list(manual_entries)
+    since = None if resume is None else resume.at
+    if since is not None:
+        if any(c.starting_at < since and c.amount > 0 for c in charges):
+            raise ValueError("a charge before the checkpoint it resumes from")
+        manual_entries = [e for e in manual_entries if e.timestamp >= since]
+        run.true_ups = list(resume.true_ups)
+        run.unapplied_manual, run.unapplied_frozen = resume.unapplied_manual, resume.unapplied_frozen
     run.plans = _reserve_plans(grants, charges, manual_entries, as_of, run.credit_type)
+    states = {} if resume is None else {s.segment_id: s for s in resume.segments}
     for grant in grants:
         for segment in sorted(grant.access_schedule, key=lambda s: (s.starting_at, s.id)):
-            run.open(grant, segment)
+            state = states.get(segment.id)
+            if state is not None:
+                run.restore(grant, segment, state)
+            elif since is not None and segment.starting_at < since:
+                raise ValueError(f"segment {segment.id} is not in the checkpoint it resumes from")
+            else:
+                run.open(grant, segment)
         if grant.kind is GrantKind.POSTPAID and grant.invoice_schedule and grant.access_schedule:
             item = grant.invoice_schedule[0]
             live = run.segments[grant.access_schedule[0].id]
-            run.push(item.timestamp, Movement.TRUEUP, (grant.id, live.segment.id), _Run.true_up, (live, item.id))
+            if since is None or item.timestamp >= since:
+                run.push(item.timestamp, Movement.TRUEUP, (grant.id, live.segment.id), _Run.true_up, (live, item.id))
+    for state in states.values():  # rollover segments, opened by their parent's end before the checkpoint
+        if state.rolled_over_from is not None:
+            parent = run.segments.get(state.rolled_over_from)
+            if parent is None:
+                raise ValueError(f"segment {state.segment_id} rolled over from a segment that is gone")
+            run.restore(parent.grant, parent.segment.rolled_over(state.amount), state)
     for entry in manual_entries:
         run.push(entry.timestamp, Movement.MANUAL, (entry.grant_id, entry.segment_id, -entry.amount, entry.reason),
                  _Run.manual, entry)
@@ -533,10 +710,7 @@ def burn_down(
             run.push(charge.starting_at, Movement.DEDUCTION, (charge.invoice_id, charge.key), _Run.charge, charge)
         elif charge.starting_at <= as_of:
             run.applications[charge.key] = ()
-    while run.queue and run.queue[0][0] <= as_of:
-        at, _, _, _, handler, payload = heapq.heappop(run.queue)
-        handler(run, payload, at)
-    return run.finish()
+    return run
 
 
 def _reserve_plans(
