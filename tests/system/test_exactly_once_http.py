@@ -133,9 +133,16 @@ def test_ten_thousand_events_posted_twice_concurrently_are_counted_exactly_once(
                 ConsistentRead=True,
             )
             for item in (item for page in pages for item in page["Items"]):
+                # an additive counter is written as sub-items, `<bucket>#<group JSON>~<n>`: added up
                 bucket, _, group = item["sk"]["S"].partition("#")
-                parts = {name: Decimal(value["N"]) for name, value in item.items() if re.fullmatch(r"[hd]\d\d", name)}
-                stored[(metric, customer, bucket, tuple(json.loads(group)))] = (Decimal(item["v"]["N"]), parts)
+                group, tilde, sub = group.rpartition("~")
+                assert tilde and sub.isdigit(), item["sk"]
+                key = (metric, customer, bucket, tuple(json.loads(group)))
+                total, parts = stored.get(key, (Decimal(0), {}))
+                for name, value in item.items():
+                    if re.fullmatch(r"[hd]\d\d", name):
+                        parts = parts | {name: parts.get(name, Decimal(0)) + Decimal(value["N"])}
+                stored[key] = (total + Decimal(item["v"]["N"]), parts)
     # COUNT and SUM: a day counter ("D" + YYYYMMDD) with a part per hour, and a month counter
     # ("M" + YYYYMM) with a part per day; each total is the sum of its parts.
     expected: dict = {}

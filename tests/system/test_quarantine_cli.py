@@ -9,8 +9,10 @@ import subprocess
 import sys
 from decimal import Decimal
 
+import boto3
 import pytest
 
+from tally.billing.counters import counter_sub_item
 from tests.system.usage_events import DAY, HOUR, current_hour, rfc3339, unique
 
 pytestmark = pytest.mark.system
@@ -59,20 +61,32 @@ def test_a_quarantined_sum_is_listed_and_reapplied_once_when_a_correction_makes_
         )
         return sum((Decimal(str(row["value"])) for row in response.json()["data"]), Decimal(0))
 
+    # The sum is written to the stream shard's sub-item of each counter, and a re-apply adds to the
+    # sub-item its transaction id picks: one that picks the shard's is refused while it is full.
+    crossing = next(i for i in range(1, 1_000) if counter_sub_item(f"{tag}-{i}") == counter_sub_item(_events_shard(local_stack)))
     send(0, 9 * 10**18)
-    send(1, 2 * 10**18)  # the counter would leave +-1E19: quarantined
+    send(crossing, 2 * 10**18)  # the counter's sub-item would leave +-1E19: quarantined
     still_refused = tally(local_stack, "reapply", metric, expect=1)
-    send(2, -5 * 10**18)  # a correction makes room
+    send(crossing + 1, -5 * 10**18)  # a correction makes room
 
     listed = [json.loads(line) for line in tally(local_stack, "list", "--metric-id", metric, "--json").splitlines()]
-    reapplied = tally(local_stack, "reapply", metric, "--transaction-id", f"{tag}-1")
+    reapplied = tally(local_stack, "reapply", metric, "--transaction-id", f"{tag}-{crossing}")
     again = tally(local_stack, "reapply", metric)
     after = [json.loads(line) for line in tally(local_stack, "list", "--metric-id", metric, "--json").splitlines()]
 
-    assert f"{tag}-1  still refused" in still_refused
-    assert [(p["transaction_id"], p["state"]) for p in listed] == [(f"{tag}-1", "pending")]
+    assert f"{tag}-{crossing}  still refused" in still_refused
+    assert [(p["transaction_id"], p["state"]) for p in listed] == [(f"{tag}-{crossing}", "pending")]
     assert "+-1E19" in listed[0]["reason"] and listed[0]["event"]["properties"]["n"] == 2 * 10**18
-    assert f"{tag}-1  reapplied" in reapplied and "0 reapplied" in again
+    assert f"{tag}-{crossing}  reapplied" in reapplied and "0 reapplied" in again
     assert [p["state"] for p in after] == ["applied"]
     assert usage() == Decimal(6 * 10**18)
     assert "pending" not in tally(local_stack, "list", "--state", "pending", "--metric-id", metric)
+
+
+def _events_shard(local_stack) -> str:
+    """The events stream's one shard on the local stack (moto keeps one per table)."""
+    endpoint = {"endpoint_url": local_stack.aws_endpoint, "region_name": "us-east-1"}
+    table = boto3.client("dynamodb", **endpoint).describe_table(TableName=local_stack.table("EventsTableName"))["Table"]
+    shards = boto3.client("dynamodbstreams", **endpoint).describe_stream(StreamArn=table["LatestStreamArn"])
+    (shard,) = shards["StreamDescription"]["Shards"]
+    return shard["ShardId"]
