@@ -76,26 +76,29 @@ MAX_ADJUSTED_EXPONENT = 125
 MIN_ADJUSTED_EXPONENT = -130
 _EXACT = Context(prec=MAX_SIGNIFICANT_DIGITS)
 
-# -- backfill scans (tally.billing.backfill) ------------------------------------------------------
-# Metrics one scan of the events table carries. A run of the backfill function applies at least one
-# page (10,000 events) to every metric of its scan and must end within the function's timeout (a run
-# killed mid-page is redone from its claim: correct, but the page is paid for twice), with half of
-# it left as margin: 150 s. One page applied to one metric costs its CPU (matching, pre-aggregating,
-# deciding each counter's write: `tally bench` figure 13f measures it, 1.0 s over 50,000 events on
-# a shared 2-core machine, the in-memory store's writes included; 1.5 s here) plus its counter
-# writes, one conditional UpdateItem per counter the page touches, one after another, some 5 ms
-# apiece on AWS. Events cluster on customers and days, so a page is taken to touch 2,000 counters
-# (10 s); a page spread thinner (every event its own day counter) takes longer for one metric
-# alone, which is the page size's bound, not the scan's. 150 s / (10 s + 1.5 s) = 13 metrics;
-# forming a scan is one transaction of one write per metric, well within DynamoDB's 100 items.
+# -- backfill scans (tally.billing.backfill, services/backfill.py) --------------------------------
+# What one run of the backfill function may do, and so how many metrics one scan may carry. A run
+# must end within the function's timeout with half of it to spare (a run killed mid-page is redone
+# from its claim: correct, but paid for twice, and 5 killed receives park the message in the DLQ).
+# Applying one event to one metric costs its CPU (matching, pre-aggregating, deciding the writes:
+# `tally bench` figure 13f measures it, about 1.0 s per 10,000 events on a shared 2-core machine,
+# the in-memory store's writes included; 0.15 ms here) plus its counter writes: an event adds to a
+# day and a month counter, and a scan page is a sample of the table in hash order, so across many
+# customers its events rarely share a counter: about 2 conditional UpdateItems per event, one after
+# another, some 5 ms apiece on AWS. So a run applies at most 150 s / 10.15 ms = 14,778 events x
+# metrics: one page of 10,000 events for one metric; a scan of k metrics reads pages k times
+# smaller (a claimed page's end key lets the size vary from run to run), so a run costs the same
+# whatever k. Pages below 1,000 events would spend more on their own claim and checkpoint writes
+# and Scan calls than pre-aggregation saves, hence at most 14 metrics a scan (and forming it is one
+# transaction of one write per metric, well within DynamoDB's 100 items).
 BACKFILL_RUN_SECONDS = 300  # the backfill function's timeout (infra/constructs/backfill.py)
-BACKFILL_PAGE_COUNTER_WRITES = 2_000
 BACKFILL_COUNTER_WRITE_MS = 5
-BACKFILL_PAGE_CPU_MS = 1_500
-MAX_BACKFILL_SCAN_METRICS = min(
-    DYNAMO_TRANSACTION_ITEMS,
-    BACKFILL_RUN_SECONDS * 1_000 // 2 // (BACKFILL_PAGE_COUNTER_WRITES * BACKFILL_COUNTER_WRITE_MS + BACKFILL_PAGE_CPU_MS),
-)
+BACKFILL_WRITES_PER_EVENT = 2
+BACKFILL_EVENT_CPU_US = 150
+BACKFILL_RUN_EVENT_METRICS = BACKFILL_RUN_SECONDS * 1_000_000 // 2 // (
+    BACKFILL_WRITES_PER_EVENT * BACKFILL_COUNTER_WRITE_MS * 1_000 + BACKFILL_EVENT_CPU_US)
+MIN_BACKFILL_PAGE_EVENTS = 1_000
+MAX_BACKFILL_SCAN_METRICS = min(DYNAMO_TRANSACTION_ITEMS, BACKFILL_RUN_EVENT_METRICS // MIN_BACKFILL_PAGE_EVENTS)
 
 # -- request shape ------------------------------------------------------------------------------
 # JSON request bodies: deeper nesting than this is refused (Python's parser would otherwise recurse
@@ -270,7 +273,7 @@ LIMITS = (
     Limit("characters of a page link's token / days it is valid", f"{_n(MAX_PAGE_TOKEN_CHARS)} / {MAX_PAGE_LINK_LIFETIME_DAYS}", "URLs browsers and proxies keep whole; a leaked link expires"),
     Limit("invoices an invoices dashboard lists (the newest) / metrics a usage dashboard charts", f"{MAX_DASHBOARD_INVOICES} / {MAX_DASHBOARD_METRICS}", "API Gateway's 30 s timeout (one call prices or reads them all)"),
     Limit("items of one API write's transaction", str(MAX_TRANSACTION_ITEMS), "DynamoDB's 100-item transaction (3 go to the audit record)"),
-    Limit("metrics one backfill scan carries (more wait for the next)", str(MAX_BACKFILL_SCAN_METRICS), "the backfill function's 300 s timeout (a page for each, in one run)"),
+    Limit("metrics one backfill scan carries (more wait for the next)", str(MAX_BACKFILL_SCAN_METRICS), "the backfill function's 300 s timeout (a run's events x metrics) over 1,000-event pages"),
 )
 
 

@@ -38,15 +38,14 @@ from tally.billing.backfill import (
     scan_start,
 )
 from tally.billing.counters import StreamedEvent, preaggregate
-from tally.billing.limits import MAX_BACKFILL_SCAN_METRICS
+from tally.billing.limits import BACKFILL_RUN_EVENT_METRICS, MAX_BACKFILL_SCAN_METRICS
 from tally.billing.metrics import BillableMetric
 from tally.billing.quarantine import QuarantinedPair
 from tally.services.aggregate import apply_update
 from tally.services.ports import BackfillQueue, BackfillStore, CounterStore, MetricStore, SegmentScan, StoredEvent
 
-# Page applications (a page applied to one metric) a run makes: 5 pages of a one-metric scan, one
-# page of a scan of 5 metrics or more (a run always finishes at least one page; limits.py bounds
-# how many metrics that page is applied to).
+# Pages a run applies at most; fewer when its events x metrics would pass what a run may apply
+# (limits.BACKFILL_RUN_EVENT_METRICS: one 10,000-event page for one metric on AWS).
 DEFAULT_PAGES_PER_RUN = 5
 # Waiting jobs one sweep reads from the index (the oldest first; more are met by the next sweep).
 SWEEP_BATCH = 100
@@ -108,10 +107,12 @@ class BackfillService:
         page_size: int = DEFAULT_PAGE_SIZE,
         stuck_after: timedelta | None = None,
         scan_metrics: int = MAX_BACKFILL_SCAN_METRICS,
+        run_event_metrics: int = BACKFILL_RUN_EVENT_METRICS,
     ) -> None:
         """`stuck_after`: how long a job may wait for a scan before the sweep starts it (longer than
         a create request can take plus the settle time; default: twice the settle time plus a minute).
-        `scan_metrics`: the most metrics one scan carries (1: every job scans alone, the baseline)."""
+        `scan_metrics`: the most metrics one scan carries (1: every job scans alone, the baseline).
+        `run_event_metrics`: events x metrics one run applies at most (a page is sized from it)."""
         self._metrics = metrics
         self._events = events
         self._counters = counters
@@ -123,6 +124,7 @@ class BackfillService:
         self._page_size = page_size
         self._stuck_after = stuck_after if stuck_after is not None else 2 * settle + timedelta(minutes=1)
         self._scan_metrics = max(1, min(scan_metrics, MAX_BACKFILL_SCAN_METRICS))
+        self._run_event_metrics = run_event_metrics
 
     def prepare(self, metric_id: str) -> BackfillJob:
         """Store the job of a metric about to be created (before the metric: a metric never exists
@@ -181,8 +183,9 @@ class BackfillService:
         return found
 
     def run(self, scan: str, segment: int, max_pages: int = DEFAULT_PAGES_PER_RUN) -> SegmentRun:
-        """Apply up to `max_pages` page applications (a page for each of the scan's metrics) of one
-        segment of the scan led by the job of `scan`, from its checkpoint; at least one page."""
+        """Apply up to `max_pages` pages (each to every metric of the scan) of one segment of the scan
+        led by the job of `scan`, from its checkpoint: at least one, and no more events x metrics
+        than a run may apply, pages being k times smaller for k metrics."""
         job = self._jobs.get(scan)
         if job is None or not job.leads or not 0 <= segment < job.segments:
             return SegmentRun(RunOutcome.DONE)
@@ -198,19 +201,21 @@ class BackfillService:
             return SegmentRun(RunOutcome.WAIT, delay_seconds=_seconds(starts_at - now))
         windows = [backfill_window(m) for m in metrics]
         latest = max((m.activated_at for m in metrics), default=starts_at)
-        pages = max(1, max_pages // max(1, len(windows)))
+        carried = max(1, len(windows))
+        page_size = max(1, min(self._page_size, self._run_event_metrics // carried))
+        pages = max(1, min(max_pages, self._run_event_metrics // (page_size * carried)))
         for done in range(pages):
             checkpoint = job.checkpoint(segment)
             if checkpoint.done:
                 return SegmentRun(RunOutcome.DONE, done)
             if checkpoint.claimed_end is None:
-                page = self._events.scan_segment(segment, job.segments, checkpoint.cursor, self._page_size, latest)
+                page = self._events.scan_segment(segment, job.segments, checkpoint.cursor, page_size, latest)
                 if not self._jobs.claim(scan, segment, checkpoint.pages, page.end):
                     return SegmentRun(RunOutcome.CONTENDED, done)
                 checkpoint = checkpoint.claim(page.end)
             else:  # a claimed page not finished: a crash, a retry, or another run on it right now
                 page = self._events.scan_segment(
-                    segment, job.segments, checkpoint.cursor, self._page_size, latest, until=checkpoint.claimed_end
+                    segment, job.segments, checkpoint.cursor, page_size, latest, until=checkpoint.claimed_end
                 )
             assert checkpoint.claimed_end is not None
             counted = self._apply(windows, segment, checkpoint.pages + 1, page.items)
