@@ -46,6 +46,8 @@ OFFLINE = (
     "backfill_create_ms",
     "backfill_job_vs_bare_scan",
     "backfill_shared_items_vs_one",
+    "history_draft_month_n_items_read",
+    "history_balances_month_n_cpu_ms",
 )
 
 

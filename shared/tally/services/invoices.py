@@ -604,6 +604,14 @@ class InvoiceService:
                     records += self.records(member)
             if self._grants is not None:
                 grants = self._grants.of_family(customer.id, members)
+        all_due = due
+        carried: list[Charge] = []  # charges from the checkpoint's instant on, of records it summarizes
+        plan = read.checkpoint if read is not None else None
+        if plan is not None:  # only the periods from its instant, and their records
+            tail = self._checkpoint_tail(plan, due, records, wanted, members, now)
+            if tail is None:
+                return self._without_checkpoint(customer, due, now, wanted, regenerating, regenerated_id, grants, read, drafts_only)
+            due, records, carried = tail
         by_period: dict[tuple[str, datetime], list[StoredInvoice]] = {}
         for record in records:
             by_period.setdefault((record.contract_id, record.period_start), []).append(record)
@@ -636,14 +644,6 @@ class InvoiceService:
                 views[d.key] = view
             return _Computed(views, None, None)
 
-        carried: list[Charge] = []  # charges from the checkpoint's instant on, of records it summarizes
-        plan = read.checkpoint if read is not None else None
-        if plan is not None:
-            tail = self._checkpoint_tail(plan, due, records, wanted, members, now)
-            if tail is None:
-                return self._without_checkpoint(customer, due, now, wanted, regenerating, regenerated_id, grants, read, drafts_only)
-            due, records, carried = tail
-            states = {d.key: states[d.key] for d in due}
         edges = segment_edges(grants.grants)
         validated: set[int] = set()  # a contract's periods share its object: validated with the first
 
@@ -682,7 +682,7 @@ class InvoiceService:
         charges += carried
         tags = {p.id: tuple(p.at(self._clock()).tags) if p.versions else () for p in products.values()}
         if plan is not None and not resumable(plan.burn, grants.grants, charges, grants.manual_entries):
-            return self._without_checkpoint(customer, due, now, wanted, regenerating, regenerated_id, grants, read, drafts_only)
+            return self._without_checkpoint(customer, all_due, now, wanted, regenerating, regenerated_id, grants, read, drafts_only)
         burn = burn_down(grants.grants, charges, grants.manual_entries, tags, now, credit_types, settled_segments=settled,
                          resume=None if plan is None else plan.burn)
         applied = _applied_lines(rated, charge_ids, burn, grants)

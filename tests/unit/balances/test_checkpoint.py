@@ -11,14 +11,15 @@ from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tally.billing.balances import ManualEntry, burn_down, checkpoint_burn, resumable
 from tests.unit.balances.builders import CATALOG
-from tests.unit.balances.test_properties import SETTINGS, START, scenarios
+from tests.unit.balances.test_properties import START, scenarios
 
 DAY = timedelta(days=1)
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @st.composite
