@@ -375,8 +375,9 @@ def figure_hot_keys(report: Any, quick: bool) -> None:
         f"one item (baseline, the aggregator before sub-items); per item: {figures.max_writes_per_item_s} vs "
         f"{before.max_writes_per_item_s} writes/s at peak. All of a customer's counter items share its partition key "
         f"(peak {figures.max_units_per_partition_s:,} vs {before.max_units_per_partition_s:,} WRU/s over them): "
-        f"beyond 1,000 DynamoDB serves it by splitting the key's items over partitions by sort key, which "
-        f"it can (the counters table has no local index), while no single item can take more than 1,000."
+        f"past 1,000, DynamoDB's adaptive capacity has to isolate the busy items on partitions of their own "
+        f"(the counters table has no local secondary index, which would keep a key's items together), and "
+        f"no single item, on any partition, takes more than 1,000."
     )
     report.notes.append(
         f"8d: {SHARDS} shard lineages renewed every {SHARD_LIFETIME_H} h, each shard writing the month counter "
