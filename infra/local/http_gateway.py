@@ -153,6 +153,17 @@ def build_event(route: Route, params: dict, method: str, raw_path: str, query: s
     return event
 
 
+def loggable_path(raw: str) -> str:
+    """A request's path as the local logs show it: no query, and a signed page's token (a bearer
+    credential for that page) replaced by `<token>`. API Gateway's access log on AWS holds the
+    route key (`GET /pages/{proxy+}`), never the path, so no token reaches a log there either."""
+    path = urlsplit(raw or "").path
+    parts = path.split("/")
+    if len(parts) > 3 and parts[1] == "pages":
+        return "/".join(parts[:3] + ["<token>"])
+    return path
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # socketserver's 5 drops SYNs under a burst, a 1 s stall per retry
@@ -239,7 +250,7 @@ class LocalHttpApi:
                 except (ConnectionError, TimeoutError):
                     raise  # the client is gone: _Server.handle_error logs one line
                 except Exception:  # noqa: BLE001 - a bug here must still answer, as API Gateway would
-                    logger.exception("local gateway failed on %s %s", self.command, self.path)
+                    logger.exception("local gateway failed on %s %s", self.command, loggable_path(self.path))
                     self.close_connection = True
                     self._reply(500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}')
 
@@ -284,7 +295,7 @@ class LocalHttpApi:
             def _reply(self, status: int, headers: dict, data: bytes) -> None:
                 if access_log.isEnabledFor(logging.INFO):
                     access_log.info('%s "%s %s" %d %d %.0f ms', self.client_address[0], self.command,
-                                    urlsplit(getattr(self, "path", "") or "").path, status, len(data),
+                                    loggable_path(getattr(self, "path", "")), status, len(data),
                                     (time.monotonic() - self._received) * 1000)
                 self.send_response(status)
                 headers.setdefault("content-type", "application/json")

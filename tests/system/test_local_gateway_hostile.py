@@ -317,3 +317,17 @@ def test_options_on_the_real_api_is_a_json_404_from_the_handler(local_stack):
 
     assert status == 404 and headers["content-type"] == "application/json"
     assert json.loads(data)["type"] == "not_found"
+
+
+def test_a_signed_pages_token_never_reaches_the_local_access_log(local_stack, caplog):
+    # A page token is a bearer credential for its page: the log line names the page's kind only,
+    # as API Gateway's access log (route keys) does on AWS.
+    token = "v1.forged-token-standing-in-for-a-real-one.c2lnbmF0dXJl"
+    caplog.set_level(logging.INFO, logger="infra.local.access")
+    for path in (f"/pages/invoices/{token}", f"/pages/dashboards/{token}?x=1"):
+        status, headers, _ = _real(local_stack, "GET", path)
+        assert status == 403 and headers["content-type"].startswith("text/html")
+    lines = [r.getMessage() for r in caplog.records if r.name == "infra.local.access"]
+    assert any('"GET /pages/invoices/<token>" 403' in line for line in lines), lines
+    assert any('"GET /pages/dashboards/<token>" 403' in line for line in lines), lines
+    assert not any(token in r.getMessage() for r in caplog.records)
