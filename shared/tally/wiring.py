@@ -114,6 +114,7 @@ def backfill_service() -> BackfillService:
         segments=settings.backfill_segments,
         stuck_after=None if settings.backfill_stuck_after_seconds is None
         else timedelta(seconds=settings.backfill_stuck_after_seconds),
+        unsuffixed_until=unsuffixed_writes_until(system_clock()),  # as the aggregator's (services/backfill.py)
     )
 
 

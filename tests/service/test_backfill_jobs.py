@@ -574,3 +574,42 @@ def test_metrics_created_together_on_moto_share_one_scan_and_each_counts_once(dy
         assert view.events_counted == (7 if metric.aggregation_type is Aggregation.SUM else 4)  # t1, t2, t4, t5 are calls
     rows = counters.read(created[1].id, "acme", "D20261124", "D20261124")
     assert sum(r.total for r in rows) == sum(range(1, 8))
+
+
+class _Unsuffixed:
+    """The counters as the version before sub-items wrote them: every additive write to the
+    unsuffixed item (sub 0), with the page's mark there."""
+
+    def __init__(self, counters: MemoryCounterStore) -> None:
+        self._counters = counters
+
+    def __getattr__(self, name):
+        operation = getattr(self._counters, name)
+        if name not in ("add", "additive_state", "refuse", "high_water_mark"):
+            return operation
+        return lambda key, *args, **kwargs: operation(replace(key, sub=0), *args, **kwargs)
+
+
+@pytest.mark.parametrize("with_floor", [True, False], ids=["the floor honoured", "without the floor"])
+def test_a_page_the_version_before_sub_items_applied_is_counted_once_when_retried_after_the_deploy(with_floor):
+    # The earlier version writes a page's counters to unsuffixed items, then dies before the
+    # page's finish; the new version retries the claimed page, writing sub-items.
+    world = stored_world()
+    metric = world.metric_service.create(METRICS[1])
+    world.tick(9)
+    world.page()  # the start: the scan is formed and its segments asked for
+    world.backfills._counters = _Unsuffixed(world.counters)
+    world.page(crash_at="finish")  # the page's counter writes landed, its finish did not
+    assert any(key.sub == 0 for key in world.counters.counters), "the earlier version wrote unsuffixed items"
+    world.backfills._counters = world.counters  # the deploy
+    deployed_at = int(world.clock.now.timestamp())
+    world.backfills._unsuffixed_until = deployed_at if with_floor else None
+    run_backfills(world.backfills, world.queue, world.clock)
+
+    view = world.backfills.view(metric)
+    assert view.status is BackfillStatus.COMPLETED
+    totals, truth = world.additive_totals(world.counters, metric.id), world.reference(metric)
+    if with_floor:
+        assert totals == truth
+    else:  # what the floor prevents: the retried page added again on the sub-items
+        assert totals != truth and sum(totals.values()) > sum(truth.values())

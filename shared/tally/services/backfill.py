@@ -108,11 +108,16 @@ class BackfillService:
         stuck_after: timedelta | None = None,
         scan_metrics: int = MAX_BACKFILL_SCAN_METRICS,
         run_event_metrics: int = BACKFILL_RUN_EVENT_METRICS,
+        unsuffixed_until: int | None = None,
     ) -> None:
         """`stuck_after`: how long a job may wait for a scan before the sweep starts it (longer than
         a create request can take plus the settle time; default: twice the settle time plus a minute).
         `scan_metrics`: the most metrics one scan carries (1: every job scans alone, the baseline).
-        `run_event_metrics`: events x metrics one run applies at most (a page is sized from it)."""
+        `run_event_metrics`: events x metrics one run applies at most (a page is sized from it).
+        `unsuffixed_until` (epoch seconds, services/aggregate.unsuffixed_writes_until): a metric
+        activated at or before it may have had pages applied by the version that wrote unsuffixed
+        counter items, and a retry of such a page must honour the mark it left there (the floor);
+        None: no earlier version wrote any."""
         self._metrics = metrics
         self._events = events
         self._counters = counters
@@ -125,6 +130,7 @@ class BackfillService:
         self._stuck_after = stuck_after if stuck_after is not None else 2 * settle + timedelta(minutes=1)
         self._scan_metrics = max(1, min(scan_metrics, MAX_BACKFILL_SCAN_METRICS))
         self._run_event_metrics = run_event_metrics
+        self._unsuffixed_until = unsuffixed_until
 
     def prepare(self, metric_id: str) -> BackfillJob:
         """Store the job of a metric about to be created (before the metric: a metric never exists
@@ -236,13 +242,25 @@ class BackfillService:
         if refused:
             self._counters.quarantine(refused)  # idempotent by metric and transaction id
         counted = {w.id: 0 for w in windows}
+        floors = {w.id: self._floor_until(w) for w in windows}
         for update in updates.values():
-            apply_update(self._counters, page_shard(update.key.metric_id, segment), update)
+            metric_id = update.key.metric_id
+            apply_update(self._counters, page_shard(metric_id, segment), update, unsuffixed_until=floors[metric_id])
             # Each counted event is in exactly one counter of the first kind (a day counter for COUNT
             # and SUM, an hour counter for the others: tally.billing.counters.event_counters).
             if update.key.bucket[0] in _FIRST_KIND:
                 counted[update.key.metric_id] += len(update.events)
         return counted
+
+    def _floor_until(self, metric: BillableMetric) -> int | None:
+        # Its pages' events are all older than its activation, so the record-time test of
+        # apply_update would hold for every page of every job: only a job that an earlier version
+        # may have run (activated before the cut-over) needs the floor.
+        cut = self._unsuffixed_until
+        activated = metric.activated_at
+        if cut is None or (activated is not None and activated.timestamp() > cut):
+            return None
+        return cut
 
     def sweep(self) -> int:
         """The scheduled sweep: start every job waiting for a scan past `stuck_after` (its create died
