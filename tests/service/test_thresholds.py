@@ -108,6 +108,10 @@ class MeetingBalances:
         self._meeting.meet()
         return self._balances.burn_down(customer_id)
 
+    def balances_burn_down(self, customer_id):
+        self._meeting.meet()
+        return self._balances.balances_burn_down(customer_id)
+
 
 class MeetingInvoices:
     def __init__(self, invoices: InvoiceService, meeting: Meeting) -> None:

@@ -144,7 +144,7 @@ class LiveReadings:
         self._metrics = metrics
         self._counters = counters
         self._invoices = invoices  # InvoiceService: due_periods, list
-        self._balances = balances  # BalanceService: burn_down
+        self._balances = balances  # BalanceService: balances_burn_down
         self._clock = clock
 
     def for_customer(self, customer: Customer) -> "_CustomerReadings":
@@ -235,7 +235,7 @@ class _CustomerReadings:
 
     def _balance(self, alert: Alert) -> Reading:
         if self._burn is None:
-            self._burn = self.live._balances.burn_down(self.customer.id)
+            self._burn = self.live._balances.balances_burn_down(self.customer.id)  # balances only
         burn = self._burn
         kinds = BALANCE_KINDS[alert.type]
         watched = [

@@ -376,6 +376,11 @@ class BalanceService:
     def burn_down(self, customer_id: str) -> BurnDown:
         return self._burn_downs.burn_down(customer_id)
 
+    def balances_burn_down(self, customer_id: str) -> BurnDown:
+        """The burn-down for balances only (from the balance checkpoint when it holds): its ledger
+        may start at the checkpoint, its balances are burn_down's."""
+        return self._burn_downs.balances_burn_down(customer_id)
+
     def figures(self, customer_id: str, *, with_balances: bool, with_ledgers: bool = True) -> GrantFigures:
         """The customer's grants with their invoice links, and their burn-down if `with_balances`
         (whole, for its ledgers, with `with_ledgers`; else from the balance checkpoint)."""
@@ -401,7 +406,7 @@ class BalanceService:
         """What the commits and credits in effect still hold now, in one credit type: every kind
         (Metronome's getNetBalance; a postpaid commit's is what it still covers), or the grants
         matching any of `filters`."""
-        burn = self._burn_downs.balances_burn_down(customer_id)
+        burn = self.balances_burn_down(customer_id)
         grant_ids = None
         if filters:
             grants = self._book.of_customer(customer_id)

@@ -431,7 +431,7 @@ class ThresholdBillingService:
         customer's) still hold now, less the excluded ones; 0 without any."""
         credit_type_id = document[config.kind.value].get("custom_credit_type_id") or USD_CENTS.id
         grants = self._balances.grants(customer_id)
-        burn = self._balances.burn_down(customer_id)
+        burn = self._balances.balances_burn_down(customer_id)  # balances only
         total = Decimal(0)
         for balance in burn.balances:
             if balance.kind not in (GrantKind.PREPAID, GrantKind.CREDIT) or balance.credit_type_id != credit_type_id:
