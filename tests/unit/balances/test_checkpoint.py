@@ -14,7 +14,7 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tally.billing.balances import ManualEntry, burn_down, checkpoint_burn, resumable
+from tally.billing.balances import InvoiceItem, ManualEntry, burn_down, checkpoint_burn, resumable
 from tests.unit.balances.builders import CATALOG
 from tests.unit.balances.test_properties import START, scenarios
 
@@ -79,6 +79,9 @@ def test_a_changed_past_is_refused(history, data):
         edited = replace(grant, access_schedule=tuple(
             replace(s, amount=s.amount + 1) if s.id == segment.id else s for s in grant.access_schedule))
         assert not resumable(checkpoint, [edited if g.id == grant.id else g for g in grant_list], later, entries)
+    # A commit bought later, billed before T (a purchase invoice in a period before it), is refused too.
+    bought = replace(grant_list[0], id="bought", access_schedule=(), invoice_schedule=(InvoiceItem("buy", at - DAY, Decimal(5)),))
+    assert not resumable(checkpoint, [*grant_list, bought], later, entries)
     drafts = [c for c in charges if c.starting_at < at and c.amount > 0]
     if drafts:
         assert not resumable(checkpoint, grant_list, later + drafts[:1], entries)

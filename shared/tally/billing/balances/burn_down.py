@@ -627,12 +627,15 @@ def _digest(parts: Iterable[str]) -> str:
 
 def grants_digest(grants: Iterable[Grant], at: datetime) -> str:
     """What a checkpoint at `at` depends on of the grants: each segment that starts before it, with
-    its grant's rollover and postpaid true-up (a segment starting later, or an edit of one, does not)."""
+    its grant's rollover and postpaid true-up, and each invoice schedule item before it (a purchase
+    billed then: a SCHEDULED invoice in a period before it). A segment or an item later, or an edit
+    of one, does not count."""
     parts = []
     for grant in sorted(grants, key=lambda g: g.id):
         early = [s for s in grant.access_schedule if s.starting_at < at]
         true_up = grant.invoice_schedule[0] if grant.kind is GrantKind.POSTPAID and grant.invoice_schedule else None
-        if not early and (true_up is None or true_up.timestamp >= at):
+        billed = [(i.id, str(i.amount), i.timestamp.isoformat()) for i in grant.invoice_schedule if i.timestamp < at]
+        if not early and not billed and (true_up is None or true_up.timestamp >= at):
             continue
         parts.append(repr((
             grant.id, grant.kind.value, grant.credit_type_id, grant.balance_credit_type_id, grant.product_id,
@@ -640,6 +643,7 @@ def grants_digest(grants: Iterable[Grant], at: datetime) -> str:
             None if true_up is None else (true_up.id, true_up.timestamp.isoformat()),
             [(s.id, str(s.amount), s.starting_at.isoformat(), s.ending_before.isoformat(),
               None if s.rollover_ending_before is None else s.rollover_ending_before.isoformat()) for s in early],
+            billed,
         )))
     return _digest(parts)
 
