@@ -13,10 +13,11 @@ from moto import mock_aws
 from infra.local.moto_item_size import install_item_size_limit
 from tally.adapters.dynamo.counters import DynamoCounterStore
 from tally.adapters.memory import MemoryCounterStore, MemoryMetricStore
-from tally.billing.counters import CounterKey, StreamedEvent, combine, sequence_key
+from tally.billing.counters import CounterKey, CounterRow, StreamedEvent, combine, sequence_key
 from tally.billing.events import UsageEvent
+from tally.billing.limits import MAX_GROUP_JSON_BYTES, MAX_ID_LENGTH
 from tally.billing.metrics import Aggregation
-from tally.billing.quarantine import PENDING
+from tally.billing.quarantine import PENDING, group_json
 from tally.services.aggregate import AggregateService
 from tests.service.conftest import _table
 from tests.service.exactly_once_harness import T0, metric
@@ -66,7 +67,7 @@ def test_a_group_value_longer_than_a_counter_key_holds_is_quarantined_and_the_re
     assert total(store, HEALTHY) == 3
     (pair,) = store.quarantined(GROUPED.id)
     assert pair.transaction_id == "t1" and pair.buckets == (DAY, MONTH) and pair.state == PENDING
-    assert "take 2,004 bytes as JSON; a counter key holds 1,012" in pair.reason
+    assert "take 2,004 bytes as JSON; a counter key holds 1,009" in pair.reason
 
 
 @pytest.mark.parametrize(
@@ -134,3 +135,34 @@ def test_a_unique_counter_past_one_item_spills_and_still_counts_every_distinct_v
     assert {(r.bucket, r.group) for r in rows} == {(rows[0].bucket, ())}
     if isinstance(store, DynamoCounterStore):
         assert len(rows) > 1  # the counter's own item and its spills, read as one counter
+
+
+def test_the_longest_accepted_unique_group_values_spill_and_count_on_dynamodb():
+    # Group JSON as long as a counter admits, in 4-byte characters, from an ingest key as long as
+    # an id may be: the hour and day counters are filled to near 400 KB, so the batch spills, and
+    # every spill item's sort key (`<bucket>#<group JSON>~<n>`) must still fit 1,024 bytes.
+    grouped = metric("unique-by-region", Aggregation.UNIQUE, "n", [["region"]])
+    region = "😀" * ((MAX_GROUP_JSON_BYTES - 4) // 4) + "a" * ((MAX_GROUP_JSON_BYTES - 4) % 4)
+    assert len(group_json((region,)).encode("utf-8")) == MAX_GROUP_JSON_BYTES
+    customer = "😀" * MAX_ID_LENGTH
+    hour, day = "h" + T0.strftime("%Y%m%d%H"), "d" + T0.strftime("%Y%m%d")
+    held = [f"{i:05d}" + "u" * 59 for i in range(6_100)]  # ~397 KB of members
+    install_item_size_limit()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        store = DynamoCounterStore(_table(client, "counters"), client)
+        store.put_rows(grouped.id, customer, [CounterRow(b, (region,), uniques=frozenset(held)) for b in (hour, day)])
+        batch = [
+            StreamedEvent(sequence_key(10**20 + i), UsageEvent(f"t{i}", customer, "call", T0, {"n": f"new{i:05d}" + "v" * 56, "region": region}), T0)
+            for i in range(300)
+        ]
+
+        outcome = service(store, grouped).apply_batch("shard-1", batch)
+
+        assert outcome.quarantined == 0 and outcome.first_failed_sequence is None
+        assert store.quarantined(grouped.id) == []
+        for bucket in (hour, day):
+            rows = store.read(grouped.id, customer, bucket, bucket)
+            assert len(rows) > 1  # the counter's own item and its spill items
+            assert {r.group for r in rows} == {(region,)}
+            assert combine(Aggregation.UNIQUE, rows) == 6_400

@@ -125,6 +125,14 @@ MAX_USAGE_SERIES = 500
 # A request body, unpacked: well under API Gateway's payload limit, and a bound on what one
 # request can make the API function parse.
 MAX_BODY_BYTES = 1_000_000
+# Keys. Every DynamoDB key holding input is fixed text (at most some 25 bytes), ids Tally makes
+# (uuids) and strings bounded here in characters, each at most 4 bytes in UTF-8. So an id,
+# transaction id, ingest key, alias or uniqueness key (MAX_ID_LENGTH) takes at most 512 bytes, and the
+# longest keys are: partition, `cfval#<entity>#<custom field key>#<value>` 1,232 bytes and
+# `contract_uniq#<customer id>#<uniqueness key>` 1,039 of DynamoDB's 2,048; sort, a counter item's
+# (usage counters, below) 1,024 and the quarantine's `<transaction id>` 512 of 1,024. Names
+# (MAX_NAME_LENGTH) are in no key but a package alias's partition key (1,034 bytes).
+# tests/unit/test_key_sizes.py builds each key from input at these bounds.
 MAX_ID_LENGTH = 128  # characters of an id, transaction id, event type or ingest key
 MAX_NAME_LENGTH = 255
 # Seat ids a SEAT_BASED subscription starts with: they live in the contract's item (DynamoDB's
@@ -149,13 +157,24 @@ MAX_EVENTS_PER_REQUEST = 100
 MAX_EVENT_BYTES = 64 * 1_024
 
 # -- usage counters -----------------------------------------------------------------------------
-# A counter's sort key is its bucket (at most 11 characters, 'h2026111507') + '#' + its group
-# values as JSON, so the group JSON may take what DynamoDB's 1,024-byte sort key leaves. A
-# (record, metric) pair whose group values are longer is quarantined, never written. An additive
-# counter's sub-item suffix (`~<n>`, 2 characters: COUNTER_SUB_ITEMS <= 9) fits too: its buckets
-# ('D20261115', 'M202611') are at least 2 shorter.
+# UNIQUE counters store a value longer than this as its 128-bit digest (22 characters), so one
+# item holds about 17,000 distinct long values (6,000 of 64 characters) within 400 KB.
+MAX_UNIQUE_MEMBER_CHARS = 64
+# Items a UNIQUE counter spills into when its own item is full, each member always to the same one
+# (by its hash): with the counter's item, some 1,000,000 distinct long values in one hour or day.
+UNIQUE_SPILL_ITEMS = 64
+# A counter item's sort key is its bucket (at most 11 characters, 'h2026111507') + '#' + its group
+# values as JSON + the item's suffix: none, a UNIQUE counter's spill item `~<n>` (n <=
+# UNIQUE_SPILL_ITEMS: 3 characters, on 'h' and 'd' buckets) or an additive counter's sub-item
+# `~<n>` (n <= COUNTER_SUB_ITEMS: 2). The group JSON may take what DynamoDB's 1,024-byte sort key
+# leaves after the longest bucket and the longest suffix: 1,024 - 11 - 1 - 3 = 1,009. (The suffix
+# was once left out: a UNIQUE counter with more group JSON refused its spill items.) A (record,
+# metric) pair whose group values are longer is quarantined before any counter is written
+# (tally.billing.quarantine.group_problem). The partition key, `m#<metric id>#k#<ingest key>`,
+# holds a uuid and an ingest key (MAX_ID_LENGTH characters).
 LONGEST_BUCKET = 11
-MAX_GROUP_JSON_BYTES = DYNAMO_SORT_KEY_BYTES - LONGEST_BUCKET - 1
+LONGEST_COUNTER_SUFFIX = len(f"~{max(UNIQUE_SPILL_ITEMS, COUNTER_SUB_ITEMS)}")
+MAX_GROUP_JSON_BYTES = DYNAMO_SORT_KEY_BYTES - LONGEST_BUCKET - len("#") - LONGEST_COUNTER_SUFFIX
 # Properties one metric may group by: 16 values of about 60 bytes each fit the sort key.
 MAX_GROUP_PROPERTIES = 16
 # SUM counters are exact on the grid of SQL's DECIMAL(38,18): every value a multiple of 1E-18, every
@@ -164,12 +183,6 @@ MAX_GROUP_PROPERTIES = 16
 # the range, is quarantined with its reason.
 SUM_DECIMAL_PLACES = 18
 COUNTER_RANGE = Decimal(10) ** (MAX_SIGNIFICANT_DIGITS - SUM_DECIMAL_PLACES - 1)
-# UNIQUE counters store a value longer than this as its 128-bit digest (22 characters), so one
-# item holds about 17,000 distinct long values (6,000 of 64 characters) within 400 KB.
-MAX_UNIQUE_MEMBER_CHARS = 64
-# Items a UNIQUE counter spills into when its own item is full, each member always to the same one
-# (by its hash): with the counter's item, some 1,000,000 distinct long values in one hour or day.
-UNIQUE_SPILL_ITEMS = 64
 
 # -- definitions (metrics, customers, products, rate cards, contracts) ---------------------------
 MAX_CUSTOM_FIELDS = 50

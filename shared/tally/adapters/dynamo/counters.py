@@ -136,6 +136,13 @@ def _key(key: CounterKey) -> dict:
     return {"pk": {"S": counter_pk(key.metric_id, key.ingest_key)}, "sk": {"S": sk}}
 
 
+def spill_item_key(key: CounterKey, spill: int) -> dict:
+    """The key of a UNIQUE counter's spill item `spill` (1..UNIQUE_SPILL_ITEMS)."""
+    item_key = _key(key)
+    item_key["sk"] = {"S": item_key["sk"]["S"] + _SPILL_MARK + str(spill)}
+    return item_key
+
+
 def _number(value: Decimal) -> dict:
     return {"N": str(value)}
 
@@ -437,9 +444,7 @@ class DynamoCounterStore:
         for member in members:
             by_spill.setdefault(_spill_of(member), []).append(member)
         for spill, chosen in sorted(by_spill.items()):
-            spill_key = _key(key)
-            spill_key["sk"] = {"S": spill_key["sk"]["S"] + _SPILL_MARK + str(spill)}
-            self._add_members(spill_key, chosen)  # StoreRefused past every spill: quarantined
+            self._add_members(spill_item_key(key, spill), chosen)  # StoreRefused past every spill: quarantined
 
     def _add_members(self, key: dict, members: list[str]) -> None:
         try:
