@@ -165,7 +165,7 @@ def test_reads_through_the_checkpoint_equal_the_whole_replay(dynamo, clock, hist
 def test_a_finalization_stores_a_checkpoint_that_reads_use_and_a_void_drops(dynamo, clock):
     """Three months finalized: the checkpoint is at January 1st, and the January draft reads no
     stored invoice. Voiding October gives its credit drawdown back: the checkpoint is dropped, and
-    the reads replay everything again."""
+    the next read replays everything and stores a new one (so does a read after a contract edit)."""
     world = _World(dynamo, clock)
     w = world.w
     customer_id = w.customer.id
@@ -188,3 +188,19 @@ def test_a_finalization_stores_a_checkpoint_that_reads_use_and_a_void_drops(dyna
     w.service.void(october)
     assert w.store.checkpoint(customer_id) is None
     _same(world, customer_id, contract["id"], MONTHS[3])
+    # That read made a new one, at October (awaiting its regenerate), which the next reads use.
+    assert w.store.checkpoint(customer_id).burn.at == OCT
+    _same(world, customer_id, contract["id"], MONTHS[3])
+    # A contract edit (a new scheduled charge in January): the one stored does not hold, a read
+    # makes another.
+    world.edits.edit(customer_id, contract["id"], ContractEdit.model_validate({
+        "customer_id": customer_id, "contract_id": contract["id"], "add_scheduled_charges": [
+            {"product_id": "p-setup", "schedule": {"schedule_items": [{"timestamp": "2027-01-10T00:00:00Z", "amount": 70}]}}],
+    }).changes(), author="test", uniqueness_key=None, allow_ending_before_finalized=False)
+    assert w.store.checkpoint(customer_id).contracts != ((contract["id"], stored_version(w, customer_id, contract["id"])),)
+    _same(world, customer_id, contract["id"], MONTHS[3])
+    assert w.store.checkpoint(customer_id).contracts == ((contract["id"], stored_version(w, customer_id, contract["id"])),)
+
+
+def stored_version(w, customer_id: str, contract_id: str) -> int:
+    return w.contracts.get(customer_id, contract_id)["_version"]

@@ -96,6 +96,13 @@ class InvoiceStore(Protocol):
         """The customer's balance checkpoint, if one is stored and no invoice was voided since it
         was made (read consistently)."""
 
+    def checkpoint_item(self, customer_id: str) -> tuple[BalanceCheckpoint | None, int, int]:
+        """(checkpoint as `checkpoint` answers it, records written, voids), read together."""
+
+    def put_checkpoint(self, customer_id: str, written: int, voids: int, checkpoint: BalanceCheckpoint) -> bool:
+        """Store a checkpoint made from a read (after an edit made the stored one unusable), only if
+        the customer still has `written` records and `voids` voids; False otherwise."""
+
     def list_since(self, customer_id: str, period_start: datetime) -> list[StoredInvoice]:
         """The customer's records of periods starting at or after `period_start`."""
 

@@ -770,6 +770,27 @@ class InvoiceService:
         versions = tuple(sorted((d["id"], d["_version"]) for d in documents))
         return BalanceCheckpoint(burn, listed_from, straddling, versions, sum(1 for r in records if r.status == VOID))
 
+    def _repaired(
+        self, customer: Customer, documents: list[dict], due: list[DuePeriod], grants: CustomerGrants | None,
+        members: list[str], records: list[StoredInvoice], usage: UsageSource, products: dict[str, Product],
+        written: int, voids: int, now: datetime,
+    ) -> BalanceCheckpoint | None:
+        """A checkpoint made by this read, which read every record (the stored one could not be used:
+        an edit, a void, a regenerate since), and stored if nothing was finalized or voided since the
+        count was read; None when there is nothing to make it from (no grants, a hierarchy, a listing
+        behind the records written or their voids)."""
+        if not self._checkpoints or members or grants is None or not grants.grants or len(records) < written:
+            return None
+        if sum(1 for r in records if r.status == VOID) != voids:  # the listing lags (or voids before the count)
+            return None
+        if any(d.contract.payer is not None or d.contract.consolidated_usage for d in due):
+            return None
+        computed = self._compute(customer, due, records, now, None, grants=grants, read=_Read(products, grants, members, usage))
+        plan = self._checkpoint_after(computed, due, records, [], grants, documents, now, False)
+        if plan is None or plan.voids != voids or not self._records.put_checkpoint(customer.id, written, voids, plan):
+            return None
+        return plan
+
     @staticmethod
     def _usable(plan: BalanceCheckpoint | None, documents: list[dict]) -> BalanceCheckpoint | None:
         """The stored checkpoint, if it was made with the contracts as they are now (an edit may have
@@ -841,9 +862,9 @@ class InvoiceService:
         priced), else as burn_down. Its ledger then holds only the entries from the checkpoint on."""
         assert self._grants is not None, "balances need the grant book"
         assert self._records is not None
-        (customer, documents), stored, products = together([
+        (customer, documents), (stored, written, voids), products = together([
             lambda: self._contracts.customer_and_contracts(customer_id),
-            lambda: self._records.checkpoint(customer_id) if self._checkpoints else None,
+            lambda: self._records.checkpoint_item(customer_id) if self._checkpoints else (None, 0, 0),
             self._contracts.products,
         ])
         plan, now = self._usable(stored, documents), self._clock()
@@ -857,7 +878,12 @@ class InvoiceService:
         ])
         if members or not grants.grants:
             return self.burn_down(customer_id)
-        read = _Read(products, grants, members, usage, plan, lambda: records if plan is None else self.records(customer_id))
+        every = records if plan is None else None  # every record, if that is what was read
+        if plan is None and written:
+            plan = self._repaired(customer, documents, due, grants, members, records, usage, products, written, voids, now)
+            if plan is not None:
+                records = [r for r in records if r.period_start >= plan.listed_from]
+        read = _Read(products, grants, members, usage, plan, lambda: every if every is not None else self.records(customer_id))
         return self._compute(customer, due, records, now, [], grants=grants, read=read).burn
 
     def archived_burn_down(self, customer_id: str, grants: CustomerGrants) -> BurnDown:
@@ -997,9 +1023,9 @@ class InvoiceService:
         # What pricing reads, sent together in two rounds (services/together.py): what the
         # customer's id names, then what its contracts name (rate cards, grants, the hierarchy).
         # With a balance checkpoint (stored with the records), only the records it does not summarize.
-        (customer, documents), stored_checkpoint, products = together([
+        (customer, documents), (stored_checkpoint, written, voids), products = together([
             lambda: self._contracts.customer_and_contracts(customer_id),
-            lambda: self._records.checkpoint(customer_id) if self._checkpoints else None,
+            lambda: self._records.checkpoint_item(customer_id) if self._checkpoints else (None, 0, 0),
             self._contracts.products,
         ])
         now = self._clock()
@@ -1016,15 +1042,19 @@ class InvoiceService:
             getattr(usage, "read_metrics", lambda: None),  # what a usage source reads first, if anything
             (lambda: self.records(customer_id)) if plan is None else (lambda: self._records.list_since(customer_id, plan.listed_from)),
         ])
-        every: list[StoredInvoice] = []
+        every: list[StoredInvoice] = [] if plan is not None else records
 
         def all_records() -> list[StoredInvoice]:
             if not every:
-                every.extend(records if plan is None else self.records(customer_id))
+                every.extend(self.records(customer_id))
             return every
 
         if members and plan is not None:  # a hierarchy shares its balances: no checkpoint of one customer
-            plan, records = None, self.records(customer_id)
+            plan, records = None, all_records()
+        if plan is None and written:
+            plan = self._repaired(customer, documents, due, grants, members, records, usage, products, written, voids, now)
+            if plan is not None:
+                records = [r for r in records if r.period_start >= plan.listed_from]
         read = _Read(products, grants, members, usage, plan, all_records)
         if plan is not None:  # periods before the checkpoint are final: no draft there
             due_drafts = [d for d in due if d.period.starting_at >= plan.burn.at]

@@ -122,12 +122,40 @@ class DynamoInvoiceStore:
         )]
 
     def checkpoint(self, customer_id: str) -> BalanceCheckpoint | None:
+        return self.checkpoint_item(customer_id)[0]
+
+    def checkpoint_item(self, customer_id: str) -> tuple[BalanceCheckpoint | None, int, int]:
         item = get_item(self._client, self._table, f"invoice_records#{customer_id}")
-        if item is None or "checkpoint" not in item:
-            return None
+        if item is None:
+            return None, 0, 0
+        written, voids = int(item["written"]["N"]), int(item["voids"]["N"]) if "voids" in item else 0
+        if "checkpoint" not in item:
+            return None, written, voids
         checkpoint = checkpoint_from_document(exact_json.loads(item["checkpoint"]["S"]))
-        voids = int(item["voids"]["N"]) if "voids" in item else 0
-        return checkpoint if checkpoint.voids == voids else None
+        return (checkpoint if checkpoint.voids == voids else None), written, voids
+
+    def put_checkpoint(self, customer_id: str, written: int, voids: int, checkpoint: BalanceCheckpoint) -> bool:
+        # Conditional on the count of records and of voids it was made with: a finalization, a
+        # regenerate or a void since then refuses it (it may summarize what changed).
+        condition = "written = :w AND " + ("(attribute_not_exists(voids) OR voids = :v)" if voids == 0 else "voids = :v")
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"invoice_records#{customer_id}"}, "sk": {"S": ITEM}},
+                UpdateExpression="SET #c = :checkpoint",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#c": "checkpoint"},
+                ExpressionAttributeValues={
+                    ":checkpoint": {"S": exact_json.dumps(checkpoint_document(checkpoint))},
+                    ":w": {"N": str(written)},
+                    ":v": {"N": str(voids)},
+                },
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise translate(exc) from exc
+        return True
 
     def records_written(self, customer_id: str) -> int:
         item = get_item(self._client, self._table, f"invoice_records#{customer_id}")
