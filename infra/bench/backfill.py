@@ -68,6 +68,7 @@ class SharedFigures:
     scans: int
     items_scanned: int  # items the scans read, all of them together
     job_s: float
+    job_cpu_s: float  # the process's CPU for the same jobs (one thread): less noisy on a shared machine
     page_applications: int  # pages applied, times the metrics each was applied to
     counter_writes: int  # conditional counter writes, all metrics together
 
@@ -175,9 +176,9 @@ def measure_shared(store, events: int, k: int, scan_metrics: int | None = None) 
     created = [service.create(_tokens_metric()) for _ in range(k)]
     clock.now = NOW + 2 * SETTLE + timedelta(seconds=1)
     queue.tick = 2 * SETTLE.total_seconds() + 1
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     _, pages = _run_queue(backfills, queue)
-    job_s = time.perf_counter() - started
+    job_s, job_cpu_s = time.perf_counter() - started, time.process_time() - cpu
     for metric in created:
         view = backfills.view(metrics.get(metric.id))
         assert view is not None and view.status.value == "completed", view
@@ -185,7 +186,7 @@ def measure_shared(store, events: int, k: int, scan_metrics: int | None = None) 
             raise AssertionError(f"a shared job counted {view.events_counted} of {events} events")
     leaders = {job.scan for job in jobs.jobs.values()}
     applications = sum(len(jobs.jobs[s].members) * sum(c.pages for c in jobs.jobs[s].checkpoints.values()) for s in leaders)
-    return SharedFigures(k, events, len(leaders), sum(jobs.jobs[s].scanned for s in leaders), job_s, applications,
+    return SharedFigures(k, events, len(leaders), sum(jobs.jobs[s].scanned for s in leaders), job_s, job_cpu_s, applications,
                          counters.writes)
 
 
@@ -202,7 +203,7 @@ def figure_backfill(report: Any, quick: bool) -> None:
     one = measure_shared(store, shared_events, 1)
     shared = measure_shared(store, shared_events, SHARED_METRICS)
     alone = measure_shared(store, shared_events, SHARED_METRICS, scan_metrics=1)
-    page_cpu_ms = shared.job_s * 1000 / (shared.events * shared.metrics / 10_000)  # a 10,000-event page, one metric
+    page_cpu_ms = shared.job_cpu_s * 1000 / (shared.events * shared.metrics / 10_000)  # a 10,000-event page, one metric
     report.figures |= {
         "backfill_events": figures.events,
         "backfill_create_ms": figures.create_s * 1000,
@@ -245,13 +246,14 @@ def figure_backfill(report: Any, quick: bool) -> None:
         f"{shared.counter_writes / alone.counter_writes:.2f}×", "", ""))
     report.rows.append(Row(
         "13f page CPU per metric (10,000 events)", f"{page_cpu_ms:.0f} ms",
-        f"jobs: 1 metric {one.job_s:.2f} s, {k} shared {shared.job_s:.2f} s, {k} alone {alone.job_s:.2f} s", "",
+        f"jobs' CPU: 1 metric {one.job_cpu_s:.2f} s, {k} shared {shared.job_cpu_s:.2f} s, {k} alone {alone.job_cpu_s:.2f} s",
+        "",
         f"< {page_cpu_goal_ms:,} ms (limits.py)", "met" if page_cpu_ms < page_cpu_goal_ms else "missed"))
     report.notes.append(
         f"13d-f: {k} metrics created one after another, their jobs run to the end (each metric's count checked) "
         f"over {m} stored events: jobs waiting when a scan forms share it (each page applied to every metric); "
         f"13e is the same with scans of one metric each. Items scanned are what DynamoDB bills read units on. "
-        f"13f: the jobs' CPU per 10,000 events applied to one metric, which limits.py takes (with 2 counter writes "
+        f"13f: the jobs' process CPU (not wall time) per 10,000 events applied to one metric, which limits.py takes (with 2 counter writes "
         f"an event at 5 ms) to size a run: pages k times smaller for k metrics, at most MAX_BACKFILL_SCAN_METRICS.")
     report.notes.append(
         f"13: in-memory stores, {n} events stored beforehand over {CUSTOMERS:,} customers and 30 days; create timed "
