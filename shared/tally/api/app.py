@@ -24,7 +24,8 @@ from pydantic import ValidationError
 from tally.api.errors import error_response, validation_error_response
 from tally.billing import exact_json
 from tally.billing.audit import AuditEntry, RequestNames, action_of, names_of_request, route_template
-from tally.billing.errors import TallyError, Unauthorized
+from tally.billing.errors import InvalidInput, TallyError, Unauthorized
+from tally.billing.limits import MAX_ID_LENGTH, size_problem
 from tally.billing.page_tokens import PageClaims, PageTokenInvalid
 from tally.rendering.html import Page, error_page
 from tally.services.page_links import PUBLIC_PREFIX, PageLinks
@@ -53,6 +54,9 @@ def build_resolver(
         except Unauthorized as exc:
             return error_response(exc)
         app.append_context(api_key_id=key_id)  # who made a change (contract edit history); cleared per request
+        too_long = _path_problem(app.context.get("_route_args") or {})
+        if too_long is not None:
+            return error_response(too_long)
         # Reads change nothing; every other method may, and its writes then carry this entry. The
         # key id is this call's own: the resolver's context is shared by concurrent local requests.
         if audit_clock is None or event.http_method.upper() in ("GET", "HEAD", "OPTIONS"):
@@ -90,6 +94,16 @@ def build_resolver(
         return error_response(None, 500, "internal_error", "internal error; the request may be retried")
 
     return app
+
+
+def _path_problem(arguments: dict) -> InvalidInput | None:
+    """A 400 naming the path id (`<…_id>`) longer than MAX_ID_LENGTH: no key holds one, and a
+    read keyed by it would be refused by DynamoDB (its 2,048-byte partition key), not a 404."""
+    for name, value in arguments.items():
+        problem = size_problem(value, MAX_ID_LENGTH) if name.endswith("_id") and isinstance(value, str) else None
+        if problem is not None:
+            return InvalidInput(name, problem)
+    return None
 
 
 def _open_page(app: APIGatewayHttpResolver, next_middleware: NextMiddleware, route,
