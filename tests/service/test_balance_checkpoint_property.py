@@ -165,7 +165,8 @@ def test_reads_through_the_checkpoint_equal_the_whole_replay(dynamo, clock, hist
 def test_a_finalization_stores_a_checkpoint_that_reads_use_and_a_void_drops(dynamo, clock):
     """Three months finalized: the checkpoint is at January 1st, and the January draft reads no
     stored invoice. Voiding October gives its credit drawdown back: the checkpoint is dropped, and
-    the next read replays everything and stores a new one (so does a read after a contract edit)."""
+    the next read replays everything and stores a new one (so does a read after a contract edit or
+    a backdated ledger entry)."""
     world = _World(dynamo, clock)
     w = world.w
     customer_id = w.customer.id
@@ -185,6 +186,14 @@ def test_a_finalization_stores_a_checkpoint_that_reads_use_and_a_void_drops(dyna
     assert checkpoint is not None and checkpoint.burn.at == MONTHS[3] and checkpoint.listed_from == MONTHS[3]
     assert w.store.list_since(customer_id, checkpoint.listed_from) == []  # the draft reads no stored invoice
     _same(world, customer_id, contract["id"], MONTHS[3])
+    # A ledger entry dated in October: the digest no longer matches, the next read makes another.
+    before = w.store.checkpoint(customer_id).burn.manual_digest
+    credit = w.contracts.get(customer_id, contract["id"])["credits"][0]
+    w.balances.add_manual_entry(customer_id, credit["id"], credit["access_schedule"][0]["id"], Decimal(25), "goodwill",
+                                OCT + timedelta(days=4), None)
+    _same(world, customer_id, contract["id"], MONTHS[3])
+    assert w.store.checkpoint(customer_id).burn.manual_digest != before
+    assert w.store.checkpoint(customer_id).burn.at == MONTHS[3]
     w.service.void(october)
     assert w.store.checkpoint(customer_id) is None
     _same(world, customer_id, contract["id"], MONTHS[3])

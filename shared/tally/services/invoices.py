@@ -25,7 +25,8 @@ from typing import Callable, Mapping, Sequence
 from tally.billing.customers import Customer
 from tally.billing.errors import InvalidInput, NotFound, TallyError
 from tally.billing.balances import (
-    BurnDown, Charge, Grant, GrantKind, TrueUp, burn_down, checkpoint_burn, resumable, segment_edges,
+    BurnDown, Charge, Grant, GrantKind, TrueUp, burn_down, checkpoint_burn, grants_digest, manual_digest, resumable,
+    segment_edges,
 )
 from tally.billing.pricing.invoices import ChargeWindow, on_usage_invoice
 from tally.billing.pricing import (
@@ -792,6 +793,16 @@ class InvoiceService:
         return plan
 
     @staticmethod
+    def _summarizes(plan: BalanceCheckpoint, grants: CustomerGrants | None) -> bool:
+        """The grants' segments and the manual entries before the checkpoint are those it was made
+        from (resumable checks them again with the charges)."""
+        if grants is None:
+            return False
+        at = plan.burn.at
+        return (grants_digest(grants.grants, at) == plan.burn.grants_digest
+                and manual_digest(grants.manual_entries, at) == plan.burn.manual_digest)
+
+    @staticmethod
     def _usable(plan: BalanceCheckpoint | None, documents: list[dict]) -> BalanceCheckpoint | None:
         """The stored checkpoint, if it was made with the contracts as they are now (an edit may have
         moved what it summarizes: a read then replays every record, until a finalization makes a
@@ -878,6 +889,8 @@ class InvoiceService:
         ])
         if members or not grants.grants:
             return self.burn_down(customer_id)
+        if plan is not None and not self._summarizes(plan, grants):  # a grant or a ledger entry before it changed
+            plan, records = None, self.records(customer_id)
         every = records if plan is None else None  # every record, if that is what was read
         if plan is None and written:
             plan = self._repaired(customer, documents, due, grants, members, records, usage, products, written, voids, now)
@@ -1049,7 +1062,8 @@ class InvoiceService:
                 every.extend(self.records(customer_id))
             return every
 
-        if members and plan is not None:  # a hierarchy shares its balances: no checkpoint of one customer
+        if plan is not None and (members or not self._summarizes(plan, grants)):
+            # A hierarchy shares its balances; or a grant or a ledger entry before it changed.
             plan, records = None, all_records()
         if plan is None and written:
             plan = self._repaired(customer, documents, due, grants, members, records, usage, products, written, voids, now)

@@ -14,6 +14,8 @@ from tally.billing.balances.burn_down import (
     burn_down,
     check_manual_entry,
     checkpoint_burn,
+    grants_digest,
+    manual_digest,
     net_balance,
     resumable,
 )
@@ -44,6 +46,6 @@ __all__ = [
     "AccessSegment", "AmountDistribution", "Application", "BalanceFilter", "BurnCheckpoint", "BurnDown", "Charge", "CommitRateType", "Grant",
     "GrantKind", "InvoiceItem", "LedgerEntry", "LedgerEntryType", "ManualEntry", "Movement", "RecurringFrequency",
     "RecurringSchedule", "SegmentBalance", "Specifier", "TrueUp", "applicable_product_count", "burn_down",
-    "burn_rank", "check_manual_entry", "checkpoint_burn", "resumable", "SegmentState", "expand_recurring_schedule", "grant_applies_to", "net_balance",
+    "burn_rank", "check_manual_entry", "checkpoint_burn", "grants_digest", "manual_digest", "resumable", "SegmentState", "expand_recurring_schedule", "grant_applies_to", "net_balance",
     "segment_edges", "validate_grant",
 ]
