@@ -10,6 +10,17 @@ contracts through the services on moto takes hours on a shared 2-core machine: a
 items the services wrote, the due ones as written (due at once), the not-due ones as a run that
 read them left them (asleep until Nov 15). Every read request and item read during one
 find_due call is counted (GetItem, BatchGetItem, Query, Scan; a GSI query's items included).
+
+The all-due rows: the small world's customers, all due (monthly billing at midnight on the 1st: a
+run on Oct 20 read each and put it to sleep until Nov 2), then with more copies all due, each time
+closed by a run paged as the
+workflow pages it (find_due with the task's cursor, PAGE_SIZE periods a page; nothing is finalized
+between pages, which changes nothing here: no customer is put to sleep while it has periods due),
+counting every item read by the whole run per due customer. The code before the cursor ran one
+whole find_due per page (it read every customer still due, then dropped those behind its cursor):
+one unpaged find_due is measured in the same world, times the pages the run took. With the Map
+finalizing between pages, a page of that code read the customers not closed yet plus the page
+just closed, so about half of that: still growing with the number due.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ SETUP_AT = datetime(2026, 10, 20, tzinfo=UTC)
 AS_OF = datetime(2026, 11, 2, 1, tzinfo=UTC)  # Oct 1 contracts' October is past its 24 h grace; Oct 15 ones are not
 MADE = 5  # due customers per world created through the services; the others are copies of the first
 GOAL = 2.0  # the index's run over BIG customers reads at most this many times the items of SMALL all due
+ALL_DUE_GOAL = 1.1  # items read per due customer by a paged run: the larger world's over the smaller's
 
 
 @dataclass(frozen=True)
@@ -38,9 +50,16 @@ class CloseSizes:
     big: int  # customers in the big world, `due` of them due
     walk_big: int  # customers of the big world the walk (before the index) is measured on
 
+    all_due: tuple[int, int]  # customers all due: `due` (the small world), then as many more
+    page: int  # periods per page of the all-due runs (the workflow's PAGE_SIZE, smaller in --quick)
+
     @classmethod
     def for_run(cls, quick: bool) -> "CloseSizes":
-        return cls(due=5, big=500, walk_big=50) if quick else cls(due=1_000, big=100_000, walk_big=5_000)
+        from tally.services.cycle_close_tasks import PAGE_SIZE
+
+        if quick:
+            return cls(due=5, big=500, walk_big=50, all_due=(5, 15), page=2)
+        return cls(due=1_000, big=100_000, walk_big=5_000, all_due=(1_000, 5_000), page=PAGE_SIZE)
 
 
 @dataclass
@@ -48,6 +67,7 @@ class RunReads:
     requests: int = 0
     items: int = 0
     periods: int = 0
+    pages: int = 1
 
 
 class _ReadCounter:
@@ -218,6 +238,28 @@ class _World:
             while request:
                 request = self.client.batch_write_item(RequestItems=request).get("UnprocessedItems") or None
 
+    def run_paged(self, counter: _ReadCounter, page: int, at: datetime = AS_OF) -> RunReads:
+        """One run as the workflow pages it: find_due a page at a time after the previous page's
+        cursor, until none is left; every page's reads counted."""
+        from tally import wiring
+
+        self.clock.now = at
+        grace = timedelta(hours=wiring.get_settings().grace_period_hours)
+        counter.reads, counter.on = RunReads(pages=0), True
+        periods, cursor = 0, None
+        try:
+            while True:
+                found = self.close.find_due(at, grace, after=cursor, limit=page)
+                periods += len(found.periods)
+                counter.reads.pages += 1
+                cursor = found.cursor
+                if cursor is None:
+                    break
+        finally:
+            counter.on = False
+        counter.reads.periods = periods
+        return counter.reads
+
     def run(self, counter: _ReadCounter, index: bool = True, at: datetime = AS_OF) -> RunReads:
         """One find_due as of `at`, its reads counted; without `index`, the walk over every customer."""
         from tally import wiring
@@ -277,8 +319,24 @@ def measure(sizes: CloseSizes, progress: Callable[[str], None] = lambda _: None)
                 if name == "small":
                     results["walk_small"] = world.run(counter, index=False)
                 results[name] = world.run(counter, index=name != "walk_big")
+                if name == "small":
+                    _all_due(world, counter, sizes, made[0], results)
             progress(f"{name}: {total:,} customers, {sizes.due:,} due, in {time.perf_counter() - began:.1f} s")
     return results
+
+
+def _all_due(world: _World, counter: _ReadCounter, sizes: CloseSizes, made: tuple[str, str],
+             results: dict[str, RunReads]) -> None:
+    """In the world of `due` customers all due: a paged run; then as many again `all_due[1]` (copies,
+    read once on Oct 20 and asleep until Nov 2 as the others) and a paged run and an unpaged one.
+    (The unpaged find_due over `due` is the world's `small` run.)"""
+    small_n, big_n = sizes.all_due
+    results[f"all_due_{small_n}"] = world.run_paged(counter, sizes.page)
+    results[f"all_due_{small_n}_whole"] = results["small"]
+    world.copy(*made, big_n - small_n)
+    world.run(counter, at=SETUP_AT)  # reads the copies once: asleep until Nov 2, as the others
+    results[f"all_due_{big_n}"] = world.run_paged(counter, sizes.page)
+    results[f"all_due_{big_n}_whole"] = world.run(counter)
 
 
 def figure_close(report, quick: bool, progress: Callable[[str], None] = lambda _: None) -> None:
@@ -308,6 +366,45 @@ def figure_close(report, quick: bool, progress: Callable[[str], None] = lambda _
         f"{r['walk_small'].items:,} items, {r['walk_small'].requests:,} requests",
         f"{walk_ratio:.2f}×", "", "",
     ))
+    small_n, big_n = sizes.all_due
+    small, big = r[f"all_due_{small_n}"], r[f"all_due_{big_n}"]
+    per_customer = {n: r[f"all_due_{n}"].items / n for n in sizes.all_due}
+    before = {n: r[f"all_due_{n}_whole"].items * r[f"all_due_{n}"].pages / n for n in sizes.all_due}
+    all_due_ratio = per_customer[big_n] / per_customer[small_n]
+    before_ratio = before[big_n] / before[small_n]
+    report.figures |= {
+        "close_all_due_small_items_per_customer": per_customer[small_n],
+        "close_all_due_big_items_per_customer": per_customer[big_n],
+        "close_all_due_big_vs_small_per_customer": all_due_ratio,
+        "close_all_due_before_small_items_per_customer": before[small_n],
+        "close_all_due_before_big_items_per_customer": before[big_n],
+        "close_all_due_before_big_vs_small_per_customer": before_ratio,
+    }
+    report.rows.append(row(
+        f"11 all due, one run paged as the workflow pages it ({sizes.page} a page): items read per due customer, "
+        f"{big_n:,} due vs {small_n:,}",
+        f"{per_customer[big_n]:.1f} ({big.items:,} items, {big.requests:,} requests, {big.pages} pages, "
+        f"{big.periods:,} periods)",
+        f"{per_customer[small_n]:.1f} ({small.items:,} items, {small.requests:,} requests, {small.pages} pages, "
+        f"{small.periods:,} periods)",
+        f"{all_due_ratio:.2f}×", f"≤ {ALL_DUE_GOAL}×", "met" if all_due_ratio <= ALL_DUE_GOAL else "missed",
+    ))
+    report.rows.append(row(
+        f"11 all due, before the cursor (a whole find_due per page), {big_n:,} due vs {small_n:,}",
+        f"{before[big_n]:,.1f} per customer ({r[f'all_due_{big_n}_whole'].items:,} items a page × {big.pages})",
+        f"{before[small_n]:,.1f} per customer ({r[f'all_due_{small_n}_whole'].items:,} items a page × {small.pages})",
+        f"{before_ratio:.2f}×", "", "",
+    ))
+    report.notes.append(
+        f"11 all due: the small world ({min(small_n, MADE)} customers created through the services, the others "
+        f"item-level copies), then with {big_n - small_n:,} more copies; a run on {SETUP_AT:%b %d} read each and put "
+        f"it to sleep until its October closes. The "
+        f"paged run's reads include the wake index's chunks and each customer's own entries (gsi1, keys only). "
+        f"'Before the cursor' is one unpaged find_due measured in the same world (it also reads each customer's own "
+        f"entries, about 1 item the old code did not) times the pages of the paged run "
+        f"(the old code's every page read every customer still due; with the Map closing a page between calls, "
+        f"about half of that, still growing with the number due)."
+    )
     report.notes.append(
         f"11: one find_due call as of {AS_OF:%Y-%m-%d %H:%M} UTC, moto in-process; reads counted per request and item "
         f"(GSI queries included). Per world, {min(sizes.due, MADE)} due customers and one not-due customer are created "

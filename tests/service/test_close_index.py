@@ -71,6 +71,7 @@ def _paged(w, as_of, size: int, service=None) -> list[list[tuple]]:
         cursor = found.cursor
         if cursor is None:
             return pages
+        assert len(pages) < 100, "the pages never end"
 
 
 def _workflow(w, as_of, size: int, between_pages=lambda pages: None) -> tuple[list[list[tuple]], list[str], dict]:
@@ -91,6 +92,7 @@ def _workflow(w, as_of, size: int, between_pages=lambda pages: None) -> tuple[li
             closed.append({"period": p, "status": "CLOSED", "invoice_ids": result["invoice_ids"],
                            "finalized": result["finalized"], "published": published})
         between_pages(pages)
+        assert len(pages) < 100, "the run never ends"
         state = {"time": format_rfc3339(as_of), "progress": progress, "closed": closed}
 
 

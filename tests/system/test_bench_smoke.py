@@ -43,6 +43,8 @@ OFFLINE = (
     "cost_provisioned_vs_on_demand",
     "close_big_vs_small_items",
     "close_walk_big_vs_small_items",
+    "close_all_due_big_vs_small_per_customer",
+    "close_all_due_before_big_vs_small_per_customer",
     "backfill_create_ms",
     "backfill_job_vs_bare_scan",
     "backfill_shared_items_vs_one",

@@ -84,7 +84,7 @@ class CloseIndex(Protocol):
     with its `position` (JSON, where a run resumes after it) and `order` (comparable); `entries_of`
     gives one customer's due entries as its documents hold them."""
 
-    def entries(self, as_of: datetime, after: Any = None) -> Iterable: ...
+    def entries(self, as_of: datetime, after: Any = None, chunk: int = 100) -> Iterable: ...
 
     def entries_of(self, customer_id: str, as_of: datetime) -> list: ...
 
@@ -228,7 +228,7 @@ class CycleCloseService:
         periods: list[dict] = []
         skipped: list[dict] = []
         position, reads = start, 0
-        readings = self._customers_to_read(as_of, start)
+        readings = self._customers_to_read(as_of, start, 100 if limit is None else limit)
         while True:
             if limit is not None and (len(periods) >= limit or reads >= READS_PER_PERIOD * limit):
                 return DueCloses(sorted(periods, key=_period_key), skipped, _cursor_text(position))
@@ -253,10 +253,11 @@ class CycleCloseService:
             if reading.entries and outlook is not None and not items and not failed and not outlook.pending:
                 self._advance(customer_id, reading.entries, outlook)
 
-    def _customers_to_read(self, as_of: datetime, start: Any) -> Iterator[_Reading]:
-        """The customers a run reads, from `start` on: those the index names, or every customer."""
+    def _customers_to_read(self, as_of: datetime, start: Any, chunk: int) -> Iterator[_Reading]:
+        """The customers a run reads, from `start` on: those the index names (read `chunk` entries
+        at a time), or every customer."""
         if self._index is not None:
-            yield from self._indexed_customers(as_of, start)
+            yield from self._indexed_customers(as_of, start, chunk)
             return
         token, last = start if start is not None else (None, None)
         while True:
@@ -273,13 +274,13 @@ class CycleCloseService:
                 return
             token = page.next_page
 
-    def _indexed_customers(self, as_of: datetime, start: Any) -> Iterator[_Reading]:
+    def _indexed_customers(self, as_of: datetime, start: Any, chunk: int) -> Iterator[_Reading]:
         """The customers of the due wake entries after `start`, in run order, each once per run:
         at its first due entry (a customer with due entries behind this one was read at those), with
         all its due entries (so that a customer with nothing due is put to sleep entirely)."""
         seen: set[str] = set()
         before = start
-        for entry in self._index.entries(as_of, start):
+        for entry in self._index.entries(as_of, start, chunk):
             customer_id = entry.customer_id
             if customer_id not in seen:
                 seen.add(customer_id)

@@ -44,7 +44,7 @@ INDEXED_KINDS = ("contract", "grant")  # the documents whose writes can make an 
 
 
 WAKES, WRITTEN = 0, 1  # the two parts of a shard, in run order
-CHUNK = 100  # entries per Query while a run pages (a page uses about one entry per customer)
+CHUNK = 100  # entries per Query at most while a run pages
 
 
 def _shard_number(customer_id: str) -> int:
@@ -133,9 +133,10 @@ class DynamoCloseIndex:
                 entries.append(_entry(item))
         return entries
 
-    def entries(self, as_of: datetime, after: list | None = None) -> Iterator[WakeEntry]:
+    def entries(self, as_of: datetime, after: list | None = None, chunk: int = CHUNK) -> Iterator[WakeEntry]:
         """The entries due as of `as_of`, in run order, after the entry whose `position` is `after`
-        (None: from the start), read a chunk at a time as they are consumed."""
+        (None: from the start), read `chunk` at a time as they are consumed (a page that uses about
+        one entry per customer and stops at `chunk` customers reads no more than it uses)."""
         start = (0, WAKES, None)
         if after is not None:
             sort_key, document_key = after
@@ -150,7 +151,7 @@ class DynamoCloseIndex:
                 request = {
                     "TableName": self._table,
                     "IndexName": GSI,
-                    "Limit": CHUNK,
+                    "Limit": max(1, min(chunk, CHUNK)),
                     # Instants are sortable text ("0001-..."); a written entry's `!` sorts before them.
                     "KeyConditionExpression": "gsi2pk = :p AND gsi2sk BETWEEN :lo AND :hi"
                     if part == WAKES else "gsi2pk = :p AND begins_with(gsi2sk, :lo)",
