@@ -25,8 +25,7 @@ from typing import Callable, Mapping, Sequence
 from tally.billing.customers import Customer
 from tally.billing.errors import InvalidInput, NotFound, TallyError
 from tally.billing.balances import (
-    BurnDown, Charge, Grant, GrantKind, TrueUp, burn_down, checkpoint_burn, grants_digest, manual_digest, resumable,
-    segment_edges,
+    BurnDown, Charge, Grant, GrantKind, TrueUp, burn_down, checkpoint_burn, grants_digest, manual_digest, segment_edges,
 )
 from tally.billing.pricing.invoices import ChargeWindow, on_usage_invoice
 from tally.billing.pricing import (
@@ -682,7 +681,8 @@ class InvoiceService:
             charges += record.charges(leaving_out=reusable)
         charges += carried
         tags = {p.id: tuple(p.at(self._clock()).tags) if p.versions else () for p in products.values()}
-        if plan is not None and not resumable(plan.burn, grants.grants, charges, grants.manual_entries):
+        # The digests were checked when the grants were read (_summarizes); the charges are checked here.
+        if plan is not None and any(c.starting_at < plan.burn.at for c in charges if c.amount > 0):
             return self._without_checkpoint(customer, all_due, now, wanted, regenerating, regenerated_id, grants, read, drafts_only)
         burn = burn_down(grants.grants, charges, grants.manual_entries, tags, now, credit_types, settled_segments=settled,
                          resume=None if plan is None else plan.burn)
@@ -795,7 +795,7 @@ class InvoiceService:
     @staticmethod
     def _summarizes(plan: BalanceCheckpoint, grants: CustomerGrants | None) -> bool:
         """The grants' segments and the manual entries before the checkpoint are those it was made
-        from (resumable checks them again with the charges)."""
+        from (billing.balances.resumable's digests; _compute checks its charges)."""
         if grants is None:
             return False
         at = plan.burn.at

@@ -78,6 +78,18 @@ _parsed: dict[tuple, StoredInvoice] = {}
 _ATTRIBUTES = ("document", "status", "voided_at", "regenerated_invoice_id", "published_at", "publish_claimed_at", "custom_fields")
 
 
+_checkpoints: dict[str, BalanceCheckpoint] = {}  # a warm function's parsed checkpoints, by their stored text
+
+
+def _parsed_checkpoint(text: str) -> BalanceCheckpoint:
+    found = _checkpoints.get(text)
+    if found is None:
+        if len(_checkpoints) >= RECORDS_KEPT:
+            _checkpoints.clear()
+        found = _checkpoints[text] = checkpoint_from_document(exact_json.loads(text))
+    return found
+
+
 def _record(item: dict) -> StoredInvoice:
     key = tuple(item[name]["S"] if name in item else None for name in _ATTRIBUTES)
     found = _parsed.get(key)
@@ -131,7 +143,7 @@ class DynamoInvoiceStore:
         written, voids = int(item["written"]["N"]), int(item["voids"]["N"]) if "voids" in item else 0
         if "checkpoint" not in item:
             return None, written, voids
-        checkpoint = checkpoint_from_document(exact_json.loads(item["checkpoint"]["S"]))
+        checkpoint = _parsed_checkpoint(item["checkpoint"]["S"])
         return (checkpoint if checkpoint.voids == voids else None), written, voids
 
     def put_checkpoint(self, customer_id: str, written: int, voids: int, checkpoint: BalanceCheckpoint) -> bool:
