@@ -937,6 +937,7 @@ def run_invoice_figure(sizes: tuple[int, ...], shape: Shape = Shape(), repeats: 
 
 def figure_invoice(report, sizes, progress: Callable[[str], None] = lambda _: None) -> None:
     """Figure 5 rows of `tally bench`: the draft invoice after few and after many events."""
+    from tally.billing.limits import COUNTER_SUB_ITEMS
 
     shape = sizes.invoice_shape
     small_events, large_events = sizes.invoice_events
@@ -1027,8 +1028,10 @@ def figure_invoice(report, sizes, progress: Callable[[str], None] = lambda _: No
         f"{shape.families} 'priority' products), "
         f"November 2026. Usage of {events(small.events)} and of {events(large.events)} (skewed products and "
         "models, diurnal hours) is pre-aggregated and written straight to the counters adapter, as the "
-        "aggregator leaves it: per (product, model), a month counter with a part per day and a day counter "
-        "with a part per hour. Each draft (InvoiceService.get, as GET /v1/customers/<id>/"
+        "aggregator left it before additive counters became sub-items: per (product, model), a month counter "
+        "with a part per day and a day counter with a part per hour, each one item (the aggregator now writes "
+        f"a counter fed by several stream shards as up to {COUNTER_SUB_ITEMS} sub-items, which reads add up: "
+        "the items read, not the requests, grow with them). Each draft (InvoiceService.get, as GET /v1/customers/<id>/"
         f"invoices/<id>; {small.lines:,} and {large.lines:,} lines) is checked against an independent pricing "
         "of the same usage. Reads: every Query/Scan page, GetItem and BatchGetItem the client sent, items "
         "from the responses (counters; billing: customer, contracts, grants, rate card, products, metrics). "
@@ -1047,7 +1050,8 @@ def figure_invoice(report, sizes, progress: Callable[[str], None] = lambda _: No
         "parsed. Median "
         f"of {sizes.invoice_repeats} warm calls. 5d prices the same contract over the same counters held "
         "in memory, as the store answered them (CounterUsageSource, the store's sums of the items it read, "
-        "and build_draft_invoices only); 5c minus 5d is the rest of the adapters and the invoice service. 5f adds what the API function does next: the body as JSON ({large.response_bytes:,} "
+        "and build_draft_invoices only); 5c minus 5d is the rest of the adapters and the invoice service. "
+        f"5f adds what the API function does next: the body as JSON ({large.response_bytes:,} "
         "bytes after many events), with exact numbers. 5g is 5f again with every AWS answer of the call "
         "replayed in-process (unpickled afresh inside each call, which is left out as the round trips are): "
         "the same body, with no moto query churning the CPU caches between our steps. Moto's Python work "
