@@ -94,7 +94,8 @@ def world():
                 "customer_id": cid, "product_id": credit_product, "priority": 1, "name": f"Welcome {name}",
                 "access_schedule": {"schedule_items": [{"amount": 10000, "starting_at": at(MONTH),
                                                         "ending_before": at(MONTH + timedelta(days=92))}]}})
-        stamp = at(NOW - timedelta(minutes=5))
+        # Today's, even in the first minutes after midnight (the page's last window is today's).
+        stamp = at(max(NOW - timedelta(minutes=5), NOW.replace(hour=0, minute=0, second=0, microsecond=0)))
         events = [{"transaction_id": f"a-{n}", "customer_id": "a-alias", "event_type": "call", "timestamp": stamp,
                    "properties": {"region": "eu" if n < 3 else "us"}} for n in range(4)]
         events += [{"transaction_id": f"b-{n}", "customer_id": "b-alias", "event_type": "call", "timestamp": stamp,
