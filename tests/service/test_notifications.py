@@ -45,8 +45,8 @@ class Inbox:
 def world(dynamo, clock):
     clock.now = NOW
     table = dynamo["billing"]
-    contracts = DynamoContractStore(table, dynamo["client"])
-    grants = DynamoGrantStore(table, dynamo["client"])
+    contracts = DynamoContractStore(table, dynamo["client"], clock)  # the clock dates late occurrences
+    grants = DynamoGrantStore(table, dynamo["client"], clock)
     invoices: dict[str, object] = {}
     inbox = Inbox()
 
@@ -58,7 +58,7 @@ def world(dynamo, clock):
 
     return SimpleNamespace(
         table=table, client=dynamo["client"], contracts=contracts, grants=grants, invoices=invoices, inbox=inbox, clock=clock,
-        service=service(), another=service, index=DynamoLifecycleIndex(table, dynamo["client"]),
+        service=service(), another=service, index=DynamoLifecycleIndex(table, dynamo["client"], clock),
     )
 
 

@@ -81,3 +81,46 @@ def test_an_offset_notification_is_published_once_by_the_close_workflow(local_st
         assert archived.archived_at is not None
         assert created.id not in [c.id for c in sdk.v2.notifications.offset.list()]
         assert created.id in [c.id for c in sdk.v2.notifications.offset.list(archive_filter="ARCHIVED")]
+
+
+def test_a_contract_created_inside_its_offset_window_is_notified_late_by_the_next_run(local_stack, api):
+    """Given "7 days before the contract end" and a run already past now, when a contract ending in
+    3 days is created, then the next run publishes its notice once (due 4 days ago), and the run
+    after publishes nothing."""
+    from infra.cli.tail import TopicTail
+    from infra.local.runtime import STACK_NAME
+
+    def close_run() -> None:
+        # A moment from now, as the stack's own tick would be (see the test above).
+        due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+        response = api.post(ROUTE, json={"time": rfc3339(due)})
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "SUCCEEDED"
+
+    with metronome.Metronome(bearer_token=API_KEY, base_url=local_stack.base_url, max_retries=0,
+                             _strict_response_validation=True) as sdk:
+        tag = unique("late")
+        created = sdk.v2.notifications.offset.create(name=tag, policy={"type": "contract.end", "offset": "-P7D"}).data
+        try:
+            close_run()  # its watermark is now past every contract end of the next 7 days
+            customer = sdk.v1.customers.create(name=tag).data.id
+            card = sdk.v1.contracts.rate_cards.create(name=f"{tag} card").data.id
+            end = current_hour() + 3 * DAY
+            contract = sdk.v1.contracts.create(
+                customer_id=customer, rate_card_id=card, starting_at=rfc3339(current_hour() - DAY), ending_before=rfc3339(end),
+            ).data.id
+            tail = TopicTail("alerts", STACK_NAME, local_stack.aws_endpoint, {"customer_id": [customer]})
+            try:
+                close_run()
+                close_run()  # publishes nothing again
+                (message,) = _received(tail, expect=1)
+            finally:
+                tail.close()
+        finally:
+            sdk.v2.notifications.offset.archive(id=created.id)  # the stack is shared: later contracts are not its business
+
+    assert message["type"] == "contract.end"
+    assert message["properties"]["notification_id"] == created.id
+    assert message["properties"]["contract_id"] == contract
+    assert message["properties"]["event_timestamp"] == rfc3339(end)
+    assert message["properties"]["timestamp"] == rfc3339(end - 7 * DAY)

@@ -12,7 +12,10 @@ from tally.billing.notifications import (
     CONTRACT_START,
     contract_occurrences,
     delivery_id,
+    Occurrence,
     event_window,
+    late_for,
+    may_be_late,
     notification_message,
     parse_offset,
     window_days,
@@ -132,3 +135,26 @@ def test_the_message_id_is_one_per_configuration_and_occurrence():
         "event_timestamp": "2026-01-01T00:00:00Z",
         "timestamp": "2026-01-02T00:00:00Z",
     }.items()
+
+
+WRITTEN = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("offset", "event", "late"),
+    [
+        pytest.param("-P7D", WRITTEN + timedelta(days=3), True, id="ends in 3 days, notified 7 days before: late"),
+        pytest.param("-P7D", WRITTEN + timedelta(days=8), False, id="ends in 8 days, notified 7 days before: on time"),
+        pytest.param("PT0S", WRITTEN - timedelta(minutes=30), True, id="started half an hour before it was written: late"),
+        pytest.param("PT0S", WRITTEN + timedelta(minutes=30), True, id="due within a run's skew of the write: late too"),
+        pytest.param("PT0S", WRITTEN + timedelta(hours=2), False, id="due two hours after the write: walked"),
+        pytest.param("PT0S", WRITTEN - timedelta(days=1), True, id="written exactly the bound after its event: still sent"),
+        pytest.param("PT0S", WRITTEN - timedelta(days=1, seconds=1), False, id="backdated past the bound: never sent"),
+        pytest.param("P3D", WRITTEN - timedelta(days=2), False, id="due tomorrow, but its event is past the bound"),
+    ],
+)
+def test_an_occurrence_is_late_when_due_by_its_write_and_written_within_the_bound(offset, event, late):
+    occurrence = Occurrence(CONTRACT_END, event, "cust-1", "c1", "c1")
+    assert late_for(parse_offset(offset), occurrence, WRITTEN) is late
+    if late:
+        assert may_be_late(occurrence, WRITTEN)  # what lets the index skip reading configurations

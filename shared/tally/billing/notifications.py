@@ -8,6 +8,9 @@ occurrence of that type at `occurrence.instant + offset` ("-P3D": three days bef
 Delivery walks a window per configuration: the occurrences whose due instant lies in
 (`evaluated_until`, `as_of`] are those whose own instant lies in (`evaluated_until - offset`,
 `as_of - offset`], which is what the index of occurrences (kept by event instant) can answer.
+
+An occurrence written when it is already due (`late_for`) falls behind that walk; it is delivered
+late, once, at the next run, if it was written at most LATE_BOUND after its event instant.
 """
 
 from __future__ import annotations
@@ -42,6 +45,18 @@ LIFECYCLE_TYPES = (
 )
 OFFSET_TYPE = "OFFSET"  # the `type` of a user-created configuration (LifecycleEventOffsetNotificationConfig)
 SYSTEM_TYPE = "SYSTEM"
+
+# A late occurrence (written when already due for a configuration) is still sent if it was written
+# at most this long after its own event instant: a contract created today that ends in 3 days gets
+# its "7 days before the end" notice, one created starting a few minutes ago gets its
+# contract.start, and a contract backdated by a week announces nothing about the past. One day is
+# one daily cycle's worth: longer than the hour between close runs, shorter than anything a
+# customer would read as news.
+LATE_BOUND = timedelta(days=1)
+# How far ahead of the clock a close run's `as_of` (its scheduled time) may be. An occurrence due
+# within this of its write may be behind a run already under way, so it is treated as late too
+# (the claims keep it single if the walk also delivers it).
+RUN_SKEW = timedelta(hours=1)
 
 _NAMESPACE = uuid.UUID("6f0c5a5e-7d1e-4f8e-9a40-0d3c1b2a9e11")
 # Days, hours, minutes, seconds (and weeks). Months and years have no fixed length, so an instant
@@ -152,6 +167,25 @@ def event_window(evaluated_until: datetime, as_of: datetime, offset: timedelta) 
     """The (exclusive, inclusive] bounds of the event instants whose notification falls due after
     `evaluated_until` and at or before `as_of`."""
     return evaluated_until - offset, as_of - offset
+
+
+def late_for(offset: timedelta, occurrence: Occurrence, written_at: datetime) -> bool:
+    """Whether an occurrence written at `written_at` is one a configuration of this offset must
+    deliver late: due at or before the write (give or take a run's skew), so a walk may already
+    be past it, and its event at most LATE_BOUND before the write."""
+    return occurrence.instant + offset <= written_at + RUN_SKEW and written_at - occurrence.instant <= LATE_BOUND
+
+
+def may_be_late(occurrence: Occurrence, written_at: datetime) -> bool:
+    """Whether any offset allowed could make the occurrence late (before reading configurations)."""
+    return late_for(-timedelta(days=MAX_NOTIFICATION_OFFSET_DAYS), occurrence, written_at)
+
+
+def is_live(config: dict) -> bool:
+    """A configuration deliveries are made for: not archived, and a system one only while enabled."""
+    if config.get("archived_at"):
+        return False
+    return config.get("type") != SYSTEM_TYPE or bool(config.get("is_enabled"))
 
 
 def window_days(low: datetime, high: datetime) -> list[date]:

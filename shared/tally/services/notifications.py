@@ -17,11 +17,42 @@ Exactly once per (configuration, occurrence):
 - A delivery first claims `notification_delivery#<config>#<occurrence>` with a conditional write
   (absent, or claimed longer ago than the lease and never delivered), publishes, then marks it
   delivered. A second or concurrent run loses the claim and publishes nothing. A crash between the
-  claim and the publish leaves a claim that expires after the lease: the configuration's watermark
-  was not moved past it, so a later run claims it again and publishes (with the same id).
+  claim and the publish leaves a claim that expires after the lease; until then a run that finds
+  it (a retry of the task, a concurrent run) is held there: it neither publishes nor moves the
+  watermark or drops the late entry past it, so a run after the lease claims it again and
+  publishes (with the same id).
 - Each configuration's watermark (`evaluated_until`, and the last occurrence key at that instant
   when a run stopped part-way) only moves once every occurrence before it was delivered or found
   stale; a run that fails for one configuration leaves its watermark and goes on with the others.
+
+Occurrences written late. An occurrence may be written when it is already due: a contract created
+today ending in 3 days, for a configuration "7 days before the end"; a commit segment starting now,
+for offset zero, written after the watermark passed now. The walk is past it and never sees it.
+Metronome's SDK says only that the offset is "how much time before or after the base event this
+notification should be sent". A billing engineer expects the notice late rather than never, once,
+at the next run, but no news about events long past (a contract backdated by a month announces
+nothing). So the index write (adapters/dynamo/notifications.py) also puts each occurrence that is
+already due (or due within RUN_SKEW) for a live configuration, and written at most LATE_BOUND
+after its own event instant (billing/notifications.py `late_for`), in that configuration's late
+partition `notification_late#<config>`, after its index entry. Every run, after the walk, drains
+each live configuration's late partition: it delivers each entry due at or before `as_of` through
+the same claim, then deletes the entry. An entry stays for a later run while it is not due yet,
+while another run holds its claim, and while it is found stale less than a lease after it was
+written (entries are written ahead of the contract, whose write may still be landing).
+
+Why a late partition rather than walking back a window: the look-back would have to be as long as
+the largest offset (366 days) to catch a contract created today ending in 3 days for "-P366D", and
+every run would re-read every occurrence of that window; the late partition holds only the
+occurrences actually late, each read by one run, so the work stays O(configurations + due
+occurrences). Why it loses none: a run that did not see an occurrence's index entry queried the
+index before the entry was written, so its `as_of` (its scheduled time, at most RUN_SKEW ahead of
+the clock) is before the write plus RUN_SKEW; an occurrence due after that is walked by a later
+run, one due before it is in the late partition, written after the index entry and deleted only
+once settled. The bound is checked against the write, not the run: an outage of the workflow
+delays a late notice, it does not drop it. Limits: the configurations are read (gsi1, eventually
+consistent) when an occurrence near enough to be late is written, so a configuration created
+within that lag of the write may miss a late occurrence of it; a run whose `as_of` is more than
+RUN_SKEW ahead of the clock (only a hand-made one) may leave behind occurrences written meanwhile.
 
 A system notification (edit without an id, `is_enabled`) is a stored configuration of offset zero
 named `system:<type>`, walked the same way while enabled, from the instant it was last enabled.
@@ -29,7 +60,9 @@ named `system:<type>`, walked the same way while enabled, from the instant it wa
 Archiving stops future deliveries (an archived configuration is never walked). An edit changes the
 name and the offset of the deliveries still to come: the watermark is kept in due-time, so a
 smaller offset walks no occurrence twice (and the claims would stop it anyway), and occurrences a
-larger offset makes due before the watermark are not sent late.
+larger offset makes due before the watermark are not sent late (unless written late after the
+edit). Late entries are read only for live configurations, and a system notification's only when
+written since it was last enabled.
 """
 
 from __future__ import annotations
@@ -53,6 +86,7 @@ from tally.billing.notifications import (
     event_window,
     grant_id_of,
     grant_occurrences,
+    is_live,
     notification_message,
     parse_offset,
 )
@@ -63,6 +97,9 @@ logger = logging.getLogger(__name__)
 
 ENVIRONMENT_TYPE = "PRODUCTION"
 DEFAULT_LEASE = timedelta(minutes=15)  # longer than the delivering function's timeout
+# What a claim finds (NotificationStore.claim).
+CLAIMED, DELIVERED, BUSY = "CLAIMED", "DELIVERED", "BUSY"
+STALE = "STALE"  # what a delivery finds when the stored data no longer has the occurrence
 
 
 class NotificationNotFound(NotFound):
@@ -104,7 +141,11 @@ class NotificationStore(Protocol):
 
     def occurrences(self, lifecycle_type: str, low: datetime, high: datetime) -> Iterable[Occurrence]: ...
 
-    def claim(self, config_id: str, key: str, token: str, now: datetime, lease_before: datetime) -> bool: ...
+    def late(self, config_id: str) -> Iterable[tuple[Occurrence, datetime]]: ...
+
+    def forget_late(self, config_id: str, key: str) -> None: ...
+
+    def claim(self, config_id: str, key: str, token: str, now: datetime, lease_before: datetime) -> str: ...
 
     def release(self, config_id: str, key: str, token: str) -> None: ...
 
@@ -122,6 +163,7 @@ class DeliveryRun:
     as_of: datetime
     delivered: list[str] = field(default_factory=list)  # message ids
     stale: int = 0
+    held: int = 0  # configurations stopped at a claim another run holds (until its lease ends)
     failed: list[dict] = field(default_factory=list)
     more: bool = False
 
@@ -130,6 +172,7 @@ class DeliveryRun:
             "as_of": format_rfc3339(self.as_of),
             "delivered": len(self.delivered),
             "stale": self.stale,
+            "held": self.held,
             "failed": self.failed[:20],
             "more": self.more,
         }
@@ -240,6 +283,8 @@ class NotificationService:
             "environment_type": ENVIRONMENT_TYPE,
             "is_enabled": enabled,
         }
+        if enabled:  # late entries written before this are not sent (nothing while off is sent late)
+            config["enabled_at"] = format_rfc3339(now)
         self._store.put_system(config)  # idempotent by key: one item per type
         if enabled:
             self._store.advance(config_id, Watermark(now))
@@ -252,7 +297,7 @@ class NotificationService:
         run = DeliveryRun(as_of)
         remaining = [budget]
         for config in self._store.list():
-            if config.get("archived_at") or (config.get("type") == SYSTEM_TYPE and not config.get("is_enabled")):
+            if not is_live(config):
                 continue
             try:
                 self._deliver_config(config, as_of, run, remaining)
@@ -269,29 +314,63 @@ class NotificationService:
     def _deliver_config(self, config: dict, as_of: datetime, run: DeliveryRun, remaining: list[int]) -> None:
         offset = parse_offset(config["policy"]["offset"])
         mark = self._store.watermark(config) or Watermark(parse_rfc3339(config["created_at"]))
-        if as_of <= mark.until:
-            return
+        if as_of > mark.until:
+            self._walk(config, offset, mark, as_of, run, remaining)
+        self._deliver_late(config, offset, as_of, run, remaining)
+
+    def _walk(self, config: dict, offset: timedelta, mark: Watermark, as_of: datetime, run: DeliveryRun,
+              remaining: list[int]) -> None:
+        """Deliver what fell due since the watermark and move it to `as_of`, or up to a held claim."""
         low, high = event_window(mark.until, as_of, offset)
         for occurrence in self._store.occurrences(config["policy"]["type"], low, high):
             due = occurrence.instant + offset
             if mark.covers(due, occurrence.key) or due > as_of:
                 continue
-            if remaining[0] <= 0:
+            self._spend(config, mark, remaining)
+            if self._deliver(config, occurrence, offset, run) == BUSY:
                 self._store.advance(config["id"], mark)
-                raise _BudgetSpent
-            remaining[0] -= 1
-            self._deliver(config, occurrence, offset, run)
+                run.held += 1
+                return
             mark = Watermark(due, occurrence.key)
         self._store.advance(config["id"], Watermark(as_of))
 
-    def _deliver(self, config: dict, occurrence: Occurrence, offset: timedelta, run: DeliveryRun) -> None:
+    def _deliver_late(self, config: dict, offset: timedelta, as_of: datetime, run: DeliveryRun, remaining: list[int]) -> None:
+        """Drain the configuration's late partition (see the module docstring)."""
+        since = parse_rfc3339(config["enabled_at"]) if config.get("type") == SYSTEM_TYPE and config.get("enabled_at") else None
+        for occurrence, written_at in self._store.late(config["id"]):
+            if since is not None and written_at < since:  # written before the system notification was last off
+                self._store.forget_late(config["id"], occurrence.key)
+                continue
+            if occurrence.instant + offset > as_of:
+                continue  # due within the skew of its write: a later run (or the walk) sends it
+            self._spend(config, None, remaining)
+            outcome = self._deliver(config, occurrence, offset, run)
+            if outcome == BUSY:
+                run.held += 1
+                continue  # kept: a run after the claim's lease delivers it
+            if outcome == STALE and written_at > self._clock() - self._lease:
+                continue  # kept: entries are written ahead, so the write that makes it may still be landing
+            self._store.forget_late(config["id"], occurrence.key)  # once settled: a crash before this re-reads it
+
+    def _spend(self, config: dict, mark: Watermark | None, remaining: list[int]) -> None:
+        if remaining[0] <= 0:
+            if mark is not None:
+                self._store.advance(config["id"], mark)
+            raise _BudgetSpent
+        remaining[0] -= 1
+
+    def _deliver(self, config: dict, occurrence: Occurrence, offset: timedelta, run: DeliveryRun) -> str:
+        """Publish the notification unless it was delivered (DELIVERED) or is stale (STALE); BUSY
+        if another run holds its claim (nothing may move past it until that claim is settled or
+        expired)."""
         current = self._current(occurrence)
         if current is None:
             run.stale += 1
-            return
+            return STALE
         token, now = str(uuid.uuid4()), self._clock()
-        if not self._store.claim(config["id"], occurrence.key, token, now, now - self._lease):
-            return  # delivered already, or being delivered by a concurrent run
+        claimed = self._store.claim(config["id"], occurrence.key, token, now, now - self._lease)
+        if claimed != CLAIMED:
+            return claimed  # delivered already, or being delivered by a run that may have died
         message = notification_message(config, current, offset)
         try:
             message_id = self._publisher.publish(self._topic_arn(), message, _attributes(message))
@@ -300,6 +379,7 @@ class NotificationService:
             raise
         self._store.mark_delivered(config["id"], occurrence.key, token, self._clock(), message_id)
         run.delivered.append(message["id"])
+        return DELIVERED
 
     def _current(self, occurrence: Occurrence) -> Occurrence | None:
         """The occurrence as the stored data has it now, or None if it no longer has it."""

@@ -11,10 +11,11 @@ is a 409 and never a second document.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Sequence
+from typing import Callable, Sequence
 
 from botocore.exceptions import ClientError
 
+from tally.adapters.clock import system_clock
 from tally.adapters.dynamo.reads import ITEM, all_gsi1, all_items, batch_get, get_item
 from tally.adapters.dynamo.close_index import written_entry
 from tally.adapters.dynamo.client import claim, dynamodb, error_code, transact_or_conflict, translate
@@ -169,9 +170,9 @@ class DynamoGrantStore(DynamoDocumentStore):
     occurrences (notifications) the document was not read with; every write goes through replace,
     _put_new or _put_next_version."""
 
-    def __init__(self, table: str, client=None) -> None:
+    def __init__(self, table: str, client=None, clock: Callable[[], datetime] = system_clock) -> None:
         super().__init__(table, "grant", "created_at", client)
-        self._lifecycle = DynamoLifecycleIndex(table, self._client)
+        self._lifecycle = DynamoLifecycleIndex(table, self._client, clock)  # the clock dates late occurrences
 
     def _index_lifecycle(self, document: dict) -> None:
         known = _occurrence_keys(grant_occurrences, self._as_read(document))
@@ -201,9 +202,9 @@ class DynamoContractStore(DynamoDocumentStore):
     (conditional on the version read) and the edit's uniqueness claim, so an edit is applied and
     recorded exactly once or not at all."""
 
-    def __init__(self, table: str, client=None) -> None:
+    def __init__(self, table: str, client=None, clock: Callable[[], datetime] = system_clock) -> None:
         super().__init__(table, "contract", "starting_at", client)
-        self._lifecycle = DynamoLifecycleIndex(table, self._client)
+        self._lifecycle = DynamoLifecycleIndex(table, self._client, clock)  # the clock dates late occurrences
 
     def _index_lifecycle(self, document: dict, read: dict | None) -> None:
         """Record the lifecycle occurrences the documents will have, ahead of writing them: a write

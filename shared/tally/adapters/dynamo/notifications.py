@@ -9,24 +9,28 @@ Keys:
 - `notification_uniq#<uniqueness_key>` / `#`: a create's uniqueness claim.
 - `lifecycle#<type>#<YYYY-MM-DD>` / `<sortable instant>#<occurrence key>`: one occurrence, in the
   partition of its type and UTC day, sorted by instant.
+- `notification_late#<config id>` / `<occurrence key>`: an occurrence that was already due for
+  that configuration when it was written (billing/notifications.py `late_for`), with `written_at`;
+  the next run delivers it and deletes the entry.
 - `notification_delivery#<config id>#<occurrence key>` / `#`: one delivery's claim and outcome.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from botocore.exceptions import ClientError
 
+from tally.adapters.clock import system_clock
 from tally.adapters.dynamo.client import claim, dynamodb, error_code, translate
 from tally.adapters.dynamo.reads import ITEM, all_gsi1, get_item, query_pages
 from tally.billing import exact_json
 from tally.billing.errors import Conflict, InvalidInput
 from tally.billing.limits import MAX_NOTIFICATION_CONFIGS
-from tally.billing.notifications import Occurrence, window_days
+from tally.billing.notifications import Occurrence, is_live, late_for, may_be_late, parse_offset, window_days
 from tally.billing.time import format_rfc3339, format_sortable, parse_rfc3339
-from tally.services.notifications import Watermark
+from tally.services.notifications import BUSY, CLAIMED, DELIVERED, Watermark
 
 _LIST = "notifications"
 _COUNT = "notifications#count"
@@ -34,6 +38,10 @@ _COUNT = "notifications#count"
 
 def _config_pk(config_id: str) -> str:
     return f"notification#{config_id}"
+
+
+def _late_pk(config_id: str) -> str:
+    return f"notification_late#{config_id}"
 
 
 def _delivery_pk(config_id: str, key: str) -> str:
@@ -70,21 +78,46 @@ class DynamoLifecycleIndex:
     """Writes occurrences ahead of the contract or invoice write that makes them (see the module
     of services/notifications.py). Idempotent by key: an occurrence is always the same item."""
 
-    def __init__(self, table: str, client=None) -> None:
+    def __init__(self, table: str, client=None, clock: Callable[[], datetime] = system_clock) -> None:
         self._table = table
         self._client = client or dynamodb()
+        self._clock = clock
 
     def record(self, occurrences: Iterable[Occurrence]) -> None:
         # One PutItem each (not BatchWriteItem): every function that writes contracts or invoices
         # already holds dynamodb:PutItem on the table, and a contract has a handful of them.
+        occurrences = list(occurrences)
         for occurrence in occurrences:
-            try:
-                self._client.put_item(
-                    TableName=self._table,
-                    Item={**_index_key(occurrence), "document": {"S": _occurrence_json(occurrence)}},
-                )
-            except ClientError as exc:
-                raise translate(exc) from exc
+            self._put({**_index_key(occurrence), "document": {"S": _occurrence_json(occurrence)}})
+        self._record_late(occurrences)
+
+    def _record_late(self, occurrences: list[Occurrence]) -> None:
+        """After the index entries (so that a run either walks an occurrence or finds it here):
+        the occurrences already due for a live configuration, in that configuration's late
+        partition. The configurations are read only when some occurrence is near enough to be."""
+        written_at = self._clock()
+        near = [o for o in occurrences if may_be_late(o, written_at)]
+        if not near:
+            return
+        for config in DynamoNotificationStore(self._table, self._client).list():
+            if not is_live(config):
+                continue
+            offset = parse_offset(config["policy"]["offset"])
+            for occurrence in near:
+                if occurrence.type == config["policy"]["type"] and late_for(offset, occurrence, written_at):
+                    # Idempotent by key (configuration, occurrence): a retried write is the same item.
+                    self._put({
+                        "pk": {"S": _late_pk(config["id"])},
+                        "sk": {"S": occurrence.key},
+                        "document": {"S": _occurrence_json(occurrence)},
+                        "written_at": {"S": format_rfc3339(written_at)},
+                    })
+
+    def _put(self, item: dict) -> None:
+        try:
+            self._client.put_item(TableName=self._table, Item=item)
+        except ClientError as exc:
+            raise translate(exc) from exc
 
 
 class DynamoNotificationStore:
@@ -237,9 +270,30 @@ class DynamoNotificationStore:
             ):
                 yield _occurrence(item)
 
+    def late(self, config_id: str) -> Iterator[tuple[Occurrence, datetime]]:
+        """The occurrences written when already due for this configuration, with when they were
+        written, read a page at a time (entries are deleted once handled, so this stays short)."""
+        for item in query_pages(
+            self._client,
+            TableName=self._table,
+            KeyConditionExpression="pk = :p",
+            ExpressionAttributeValues={":p": {"S": _late_pk(config_id)}},
+            ConsistentRead=True,
+            Limit=100,
+        ):
+            yield _occurrence(item), parse_rfc3339(item["written_at"]["S"])
+
+    def forget_late(self, config_id: str, key: str) -> None:
+        try:  # idempotent: deleting an absent item succeeds
+            self._client.delete_item(TableName=self._table, Key={"pk": {"S": _late_pk(config_id)}, "sk": {"S": key}})
+        except ClientError as exc:
+            raise translate(exc) from exc
+
     # -- delivery claims -----------------------------------------------------------------------
-    def claim(self, config_id: str, key: str, token: str, now: datetime, lease_before: datetime) -> bool:
-        """Take the delivery: never claimed, or claimed before `lease_before` and not delivered."""
+    def claim(self, config_id: str, key: str, token: str, now: datetime, lease_before: datetime) -> str:
+        """Take the delivery (CLAIMED): never claimed, or claimed before `lease_before` and not
+        delivered. Otherwise DELIVERED, or BUSY: another run holds an unexpired claim (it may have
+        crashed, and then only the lease's end lets a run deliver it)."""
         try:
             self._client.put_item(
                 TableName=self._table,
@@ -254,9 +308,10 @@ class DynamoNotificationStore:
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
-                return False
+                held = get_item(self._client, self._table, _delivery_pk(config_id, key))
+                return DELIVERED if held is not None and "delivered_at" in held else BUSY
             raise translate(exc) from exc
-        return True
+        return CLAIMED
 
     def release(self, config_id: str, key: str, token: str) -> None:
         try:
