@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tally.adapters.dynamo.documents import DynamoContractStore
-from tally.adapters.dynamo.notifications import DynamoNotificationStore
-from tally.billing.notifications import LATE_BOUND, Occurrence, delivery_id, late_for, parse_offset
+from tally.adapters.dynamo.notifications import DynamoLifecycleIndex, DynamoNotificationStore
+from tally.billing.notifications import LATE_BOUND, Occurrence, contract_occurrences, delivery_id, late_for, parse_offset
 from tally.billing.time import parse_rfc3339
 from tally.services.notifications import NotificationService, Watermark
 from tests.conftest import examples
@@ -246,3 +246,39 @@ def test_writes_runs_and_crashes_interleaved_deliver_each_occurrence_exactly_onc
         if delivery_id(properties["notification_id"], key) not in expected:  # an end moved after it went
             assert message["message"]["type"] == "contract.end"
             assert world.contracts.get(properties["contract_id"])["ending_before"] != properties["event_timestamp"]
+
+
+def test_a_system_notification_turned_off_and_on_again_sends_nothing_late_from_before(dynamo):
+    world = world_of(dynamo)
+    world.service.set_system_enabled("contract.start", True)
+    world.clock.now = T0 + timedelta(hours=1)
+    deliver(world)
+    world.contracts.create(_contract("before") | {"starting_at": at(0)})  # late for it, while on
+    world.service.set_system_enabled("contract.start", False)
+    world.clock.now += timedelta(minutes=10)
+    world.service.set_system_enabled("contract.start", True)
+    world.contracts.create(_contract("after") | {"starting_at": at(0)})  # late, while on again
+    assert deliver(world)["delivered"] == 1
+    (message,) = world.inbox.of_type("contract.start")
+    assert message["properties"]["contract_id"] == "after"
+
+
+def test_a_late_entry_whose_contract_write_is_still_landing_waits_and_one_that_never_lands_is_dropped(dynamo):
+    world = world_of(dynamo)
+    config = world.service.create("renewal", "contract.end", "-P7D")
+    world.clock.now = T0 + timedelta(hours=1)
+    deliver(world)
+    index = DynamoLifecycleIndex(world.table, world.client, world.clock)
+    landing, lost = _contract("landing", end=T0 + timedelta(days=3)), _contract("lost", end=T0 + timedelta(days=3))
+    index.record(contract_occurrences(landing) + contract_occurrences(lost))  # recorded ahead of the writes...
+    assert deliver(world)["stale"] == 2  # ...which a run overtakes
+    world.contracts._lifecycle = SimpleNamespace(record=lambda occurrences: None)  # the write that was in flight
+    world.contracts.create(landing)
+    assert deliver(world)["delivered"] == 1
+    world.clock.now += LEASE + timedelta(seconds=1)
+    assert deliver(world)["stale"] == 1  # the lost write's entry, past a lease: dropped
+    late = world.client.query(TableName=world.table, KeyConditionExpression="pk = :p",
+                              ExpressionAttributeValues={":p": {"S": f"notification_late#{config['id']}"}})
+    assert late["Items"] == []
+    (message,) = world.inbox.messages
+    assert message["message"]["properties"]["contract_id"] == "landing"
