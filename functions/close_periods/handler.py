@@ -19,8 +19,11 @@ logger = Logger(service="tally-close-periods")
 @freeze_when_warm
 @logger.inject_lambda_context(clear_state=True)
 def find_due_periods(event: dict, context: LambdaContext) -> dict:
-    grace = timedelta(hours=get_settings().grace_period_hours)
-    return tasks.find_due_periods(event, wiring.cycle_close_service(), grace)
+    settings = get_settings()
+    grace = timedelta(hours=settings.grace_period_hours)
+    return tasks.find_due_periods(
+        event, wiring.cycle_close_service(), grace, pages_per_execution=settings.close_pages_per_execution
+    )
 
 
 @freeze_when_warm

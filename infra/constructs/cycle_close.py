@@ -3,12 +3,18 @@ finalizes every period due as of the event's `time` and publishes invoice.finali
 
     FindDuePeriods ─► DeadLetterContracts: Map, per contract whose due periods could not be found
          ▲               DeadLetterContract (SQS)
-         │          ─► AnyPeriodsDue? ─yes─► ClosePeriods: Map (MaxConcurrency 5), per period
+         │          ─► AnyPeriodsDue? ─continue_as─► ContinueAsNew (StartExecution) ─► ContinuedAsNew
+         │                          ─yes─► ClosePeriods: Map (MaxConcurrency 5), per period
          │                          │           FinalizePeriod ─► PublishInvoices ─► PeriodClosed
          └──── next page ◄──────────┼─────────  on any error after retries: DeadLetterPeriod (SQS)
                                     │                                           ─► PeriodDeadLettered
                                     └─no──► DeliverNotifications ─► MoreNotificationsDue? ─no─► Closed
                                                    ▲──────────────────────yes──┘
+
+After CLOSE_PAGES_PER_EXECUTION pages (tally.billing.limits: a STANDARD execution fails at 25,000
+history events), FindDuePeriods reads nothing and names the execution that carries on; ContinueAsNew
+starts it with the run's progress (cursor, as_of, summary) and this one succeeds with the summary so
+far and the name. The last execution's output is the whole run's summary.
 
 The data each state passes is described in tally.services.cycle_close_tasks. Retry and Catch match
 error names: our own errors by class name (the Lambda errorType), AWS's by their documented names.
@@ -17,7 +23,7 @@ The local runtime (infra/local/workflows.py) runs this very definition in moto, 
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_logs as logs
@@ -150,13 +156,22 @@ class CycleClose(Construct):
             ),
         )
 
+        # ContinueAsNew starts this very state machine: its ARN is built from the name, since
+        # the definition cannot refer to the resource it belongs to.
+        self._state_machine_name = f"{Stack.of(self).stack_name}-{STATE_MACHINE_NAME}"
+        self.state_machine_arn = Stack.of(self).format_arn(
+            service="states",
+            resource="stateMachine",
+            resource_name=self._state_machine_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
         self.log_group = logs.LogGroup(
             self, "Logs", retention=defaults.log_retention, removal_policy=RemovalPolicy.DESTROY
         )
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
-            state_machine_name=f"{Stack.of(self).stack_name}-{STATE_MACHINE_NAME}",
+            state_machine_name=self._state_machine_name,
             comment="Finalizes every billing period due as of the scheduled event's time.",
             definition_body=sfn.DefinitionBody.from_chainable(self._definition()),
             # Runs overlap safely (every step is idempotent); this only bounds a stuck one.
@@ -389,10 +404,49 @@ class CycleClose(Construct):
             .otherwise(done)
         )
         notify.next(more_notifications)
+        # This execution has read its pages: a new one carries the run on from the cursor, under
+        # the name FindDuePeriods derived from the run and its pages read. A retried or duplicate
+        # StartExecution of that name is refused (ExecutionAlreadyExists): the run is carried on
+        # already, so this execution ends as it would have.
+        continued = sfn.Pass(
+            states,
+            "ContinuedAsNew",
+            parameters={
+                "continued_as": sfn.JsonPath.string_at("$.progress.continue_as"),
+                "summary": sfn.JsonPath.object_at("$.progress.summary"),
+            },
+        )
+        continue_as_new = tasks.StepFunctionsStartExecution(
+            states,
+            "ContinueAsNew",
+            state_machine=sfn.StateMachine.from_state_machine_arn(states, "Itself", self.state_machine_arn),
+            name=sfn.JsonPath.string_at("$.progress.continue_as"),
+            input=sfn.TaskInput.from_object(
+                {"time": sfn.JsonPath.string_at("$.time"), "progress": sfn.JsonPath.object_at("$.progress")}
+            ),
+            associate_with_parent=True,
+            integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
+            result_path=sfn.JsonPath.DISCARD,
+            comment="Carries the run on in a new execution, within the 25,000-event history limit.",
+        )
+        continue_as_new.add_retry(
+            errors=["StepFunctions.ExecutionLimitExceededException"],
+            interval=Duration.seconds(2),
+            max_attempts=5,
+            backoff_rate=2,
+            max_delay=Duration.seconds(60),
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        continue_as_new.add_catch(
+            continued, errors=["StepFunctions.ExecutionAlreadyExistsException"], result_path=sfn.JsonPath.DISCARD
+        )
+        continue_as_new.next(continued)
+
         # A page may hold no period and still not be the last (its customers had nothing due):
         # the Map then closes nothing and sets `$.closed` to [] for the next page's summary.
         any_due = (
             sfn.Choice(states, "AnyPeriodsDue")
+            .when(sfn.Condition.is_string("$.progress.continue_as"), continue_as_new)
             .when(sfn.Condition.boolean_equals("$.progress.more", True), close_periods)
             .otherwise(notify)
         )

@@ -21,6 +21,10 @@
    update past 400 KB is refused instead, as on DynamoDB (moto_item_size.py).
 7. moto's BatchMeterUsage keeps no record and knows no subscribed customer: it keeps them and
    deduplicates as AWS does, every customer subscribed (moto_marketplace.py).
+8. moto's `states:startExecution` task hands boto3 the state's parameter names, which boto3 does not
+   know, so the task always failed: they are mapped onto the API's request as Step Functions does
+   (moto_sfn_start.py). Its result still carries datetimes moto cannot serialize, so a state that
+   starts an execution discards the result (ResultPath null), as the cycle close does.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from moto.dynamodb.models.table import StreamRecord, StreamShard
 from infra.local.lambdas import LocalLambdas
 from infra.local.moto_item_size import install_item_size_limit
 from infra.local.moto_marketplace import install as install_marketplace_metering
+from infra.local.moto_sfn_start import install as install_start_execution_task
 
 _installed = False
 _listeners: list[Callable[[], None]] = []
@@ -83,6 +88,7 @@ def install(lambdas: LocalLambdas) -> None:
     install_atomic_writes(reads=True)
     install_item_size_limit()  # an UpdateItem past 400 KB is refused, as on DynamoDB
     install_marketplace_metering()  # BatchMeterUsage keeps records and deduplicates, as AWS does
+    install_start_execution_task()  # states:startExecution tasks reach StartExecution (continue as new)
 
 
 def install_atomic_writes(reads: bool = False) -> None:

@@ -182,10 +182,25 @@ class LocalWorkflows:
         return result
 
     def run(self, name: str, event: dict, timeout: float = 300.0) -> dict:
+        """Start the workflow and wait for the run to end: an execution that continued as new
+        (output `continued_as`, the close-billing-periods workflow) is followed to the one that
+        ends the run, whose result this is; `executions` lists every execution's ARN in order."""
         schedule = self.schedules.get(name)
         if schedule is not None and schedule.queue_url is not None:
             return self.enqueue(name, event)
-        return self.wait(self.start(name, event), timeout)
+        deadline = time.monotonic() + timeout
+        result = self.wait(self.start(name, event), timeout)
+        executions = [result["execution_arn"]]
+        while result["status"] == "SUCCEEDED" and isinstance(result["output"], dict) and result["output"].get("continued_as"):
+            next_arn = self.execution_arn(name, result["output"]["continued_as"])
+            result = self.wait(next_arn, max(0.0, deadline - time.monotonic()))
+            executions.append(next_arn)
+        return {**result, "executions": executions}
+
+    def execution_arn(self, name: str, execution_name: str) -> str:
+        """The ARN of state machine `name`'s execution called `execution_name`."""
+        machine = self.state_machines[name]
+        return f"{machine.replace(':stateMachine:', ':execution:', 1)}:{execution_name}"
 
     def enqueue(self, name: str, event: dict) -> dict:
         """Send the scheduled event to the rule's queue, as EventBridge's SQS target does."""

@@ -7,6 +7,8 @@ from functools import lru_cache
 
 from pydantic import BaseModel, Field
 
+from tally.billing.limits import CLOSE_PAGES_PER_EXECUTION
+
 
 class Settings(BaseModel):
     events_table: str | None = Field(default=None)
@@ -19,6 +21,8 @@ class Settings(BaseModel):
     alerts_function_name: str | None = Field(default=None)
     # Cycle close: a period is finalized once its end plus this grace has passed (per deployment).
     grace_period_hours: int = Field(default=24, ge=0)
+    # Cycle close: pages one execution reads before it continues as new (tally.billing.limits).
+    close_pages_per_execution: int = Field(default=CLOSE_PAGES_PER_EXECUTION, ge=1)
     # Billing provider secrets live in Secrets Manager under this name prefix (infra/constructs/invoice_delivery.py).
     billing_provider_secrets_prefix: str = Field(default="tally/billing-providers")
     # Stripe's API base: unset for Stripe itself; localstripe's URL on the local stack.
@@ -62,6 +66,7 @@ def get_settings() -> Settings:
         alerts_topic_arn=os.environ.get("ALERTS_TOPIC_ARN"),
         alerts_function_name=os.environ.get("ALERTS_FUNCTION_NAME"),
         grace_period_hours=os.environ.get("TALLY_GRACE_PERIOD_HOURS") or 24,
+        close_pages_per_execution=os.environ.get("TALLY_CLOSE_PAGES_PER_EXECUTION") or CLOSE_PAGES_PER_EXECUTION,
         billing_provider_secrets_prefix=os.environ.get("BILLING_PROVIDER_SECRETS_PREFIX") or "tally/billing-providers",
         stripe_api_base=os.environ.get("STRIPE_API_BASE") or None,
         delivery_max_receives=os.environ.get("DELIVERY_MAX_RECEIVES") or 5,

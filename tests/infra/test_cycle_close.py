@@ -62,11 +62,12 @@ def test_the_machine_is_named_close_billing_periods_after_its_stack(machine):
 def test_the_workflow_pages_through_due_periods_and_maps_over_each_page(states):
     assert set(states) == {
         "FindDuePeriods", "DeadLetterContracts", "AnyPeriodsDue", "ClosePeriods",
-        "DeliverNotifications", "MoreNotificationsDue", "Closed",
+        "DeliverNotifications", "MoreNotificationsDue", "Closed", "ContinueAsNew", "ContinuedAsNew",
     }
     assert states["FindDuePeriods"]["Next"] == "DeadLetterContracts"
     assert states["DeadLetterContracts"]["Next"] == "AnyPeriodsDue"
-    (more,) = states["AnyPeriodsDue"]["Choices"]
+    (carry_on, more) = states["AnyPeriodsDue"]["Choices"]
+    assert carry_on == {"Variable": "$.progress.continue_as", "IsString": True, "Next": "ContinueAsNew"}
     # A page with no period may still have more after it (`more`); only the last one ends the loop.
     assert more == {"Variable": "$.progress.more", "BooleanEquals": True, "Next": "ClosePeriods"}
     assert states["AnyPeriodsDue"]["Default"] == "DeliverNotifications"
@@ -312,7 +313,10 @@ def test_the_machine_may_invoke_its_three_functions_and_send_to_its_dlq_only(syn
     }
     assert invoked == {function_id(synth, state) for state in HANDLERS}
     others = [s for s in scoped if s["Action"] != ["lambda:InvokeFunction"]]
-    assert others == [{"Action": ["sqs:SendMessage"], "Effect": "Allow", "Resource": {"Fn::GetAtt": [dlq_id, "Arn"]}}]
+    assert sorted(others, key=json.dumps) == sorted([
+        {"Action": ["states:StartExecution"], "Effect": "Allow", "Resource": ITSELF},  # ContinueAsNew, itself only
+        {"Action": ["sqs:SendMessage"], "Effect": "Allow", "Resource": {"Fn::GetAtt": [dlq_id, "Arn"]}},
+    ], key=json.dumps)
     unscoped = {a for s in synth.statements_of(role_id) if s["Resource"] == "*" for a in s["Action"]}
     assert all(a.startswith(("logs:", "xray:")) for a in unscoped)
 
@@ -385,3 +389,46 @@ def test_the_api_announces_the_invoices_it_regenerates_on_the_invoices_topic(syn
         [(["sns:Publish"], [alerts]), (["sns:Publish"], [invoices])])
     _, api = synth.function("functions.api.handler.handler")
     assert api["Properties"]["Environment"]["Variables"]["INVOICES_TOPIC_ARN"] == {"Ref": invoices}
+
+
+# The machine's own ARN, as Stack.format_arn builds it from the name (a Ref to the machine would be
+# a circular dependency: its definition cannot name the resource it belongs to).
+ITSELF = {
+    "Fn::Join": [
+        "",
+        ["arn:", {"Ref": "AWS::Partition"}, ":states:", {"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"},
+         ":stateMachine:Tally-close-billing-periods"],
+    ]
+}
+
+
+def test_after_its_pages_an_execution_continues_as_a_new_one_of_itself_and_ends(states):
+    start = states["ContinueAsNew"]
+    assert start["Resource"] == "arn:<AWS::Partition>:states:::states:startExecution"  # request-response
+    assert start["Parameters"]["StateMachineArn"] == (
+        "arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:stateMachine:Tally-close-billing-periods"
+    )
+    # The name FindDuePeriods derived from the run and its pages: a retried start is a duplicate.
+    assert start["Parameters"]["Name.$"] == "$.progress.continue_as"
+    assert start["Parameters"]["Input"] == {
+        "time.$": "$.time",
+        "progress.$": "$.progress",
+        "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id",
+    }
+    (already,) = start["Catch"]
+    assert already["ErrorEquals"] == ["StepFunctions.ExecutionAlreadyExistsException"]
+    assert already["Next"] == start["Next"] == "ContinuedAsNew"
+    assert [r["ErrorEquals"] for r in start["Retry"]] == [["StepFunctions.ExecutionLimitExceededException"]]
+    assert states["ContinuedAsNew"] == {
+        "Type": "Pass",
+        "Parameters": {"continued_as.$": "$.progress.continue_as", "summary.$": "$.progress.summary"},
+        "End": True,
+    }
+
+
+def test_the_page_bound_comes_from_the_history_limit():
+    from tally.billing import limits
+
+    assert limits.CLOSE_PAGES_PER_EXECUTION >= 1
+    worst = limits.CLOSE_PAGES_PER_EXECUTION * limits.CLOSE_EVENTS_PER_PAGE
+    assert worst <= limits.SFN_EXECUTION_HISTORY_EVENTS // 2

@@ -200,6 +200,55 @@ def test_pages_follow_the_cursor_and_fold_each_pages_outcomes_into_the_summary()
     assert {call[1] for call in fake.calls} == {datetime(2025, 2, 2, 1, tzinfo=UTC)}
 
 
+def test_after_its_pages_an_execution_hands_the_cursor_and_summary_to_a_named_continuation():
+    fake = FakeCycleClose([due(f"customer-{n:02d}") for n in range(5)])
+    grace = timedelta(hours=24)
+
+    def step(state: dict) -> dict:
+        return cycle_close_tasks.find_due_periods(state, fake, grace, page_size=2, pages_per_execution=2)
+
+    def closing(page: dict) -> list[dict]:
+        return [{"period": p, "status": "CLOSED", "invoice_ids": [p["contract_id"]], "finalized": [p["contract_id"]],
+                 "published": [p["contract_id"]]} for p in page["periods"]]
+
+    first = step(SCHEDULED)
+    second = step({**SCHEDULED, "progress": first, "closed": closing(first)})
+    handover = step({**SCHEDULED, "progress": second, "closed": closing(second)})
+    # No page read: the summary of pages 1-2, the cursor after page 2, and the next execution's name.
+    reads = len(fake.calls)
+    assert (handover["periods"], handover["more"], handover["cursor"]) == ([], True, second["cursor"])
+    assert handover["summary"]["periods_closed"] == 4
+    assert handover["continue_as"] == f"close-20250202T010000Z-{handover['run']}-after-page-2"
+    assert handover["run"] != "run" and len(handover["continue_as"]) <= 80
+
+    # The new execution's input: the event's time and this progress, nothing else.
+    third = step({"time": SCHEDULED["time"], "progress": handover})
+    assert [p["customer_id"] for p in third["periods"]] == ["customer-04"] and len(fake.calls) == reads + 1
+    assert (third["page"], third["execution_pages"], third["continue_as"]) == (3, 1, None)
+    last = step({"time": SCHEDULED["time"], "progress": third, "closed": closing(third)})
+    assert (last["more"], last["summary"]["periods_closed"]) == (False, 5)
+
+    # The same event again names the same continuation (refused as a duplicate); another event not.
+    again = step({**SCHEDULED, "progress": step(SCHEDULED), "closed": []})
+    assert step({**SCHEDULED, "progress": again, "closed": []})["continue_as"] == handover["continue_as"]
+    other = {**SCHEDULED, "id": "another-event"}
+    other_second = step({**other, "progress": step(other), "closed": []})
+    assert step({**other, "progress": other_second, "closed": []})["continue_as"] != handover["continue_as"]
+
+
+def test_the_pages_an_execution_reads_come_from_the_deployment(monkeypatch):
+    monkeypatch.setenv("TALLY_CLOSE_PAGES_PER_EXECUTION", "3")
+    get_settings.cache_clear()
+    try:
+        assert get_settings().close_pages_per_execution == 3
+    finally:
+        monkeypatch.delenv("TALLY_CLOSE_PAGES_PER_EXECUTION")
+        get_settings.cache_clear()
+    from tally.billing.limits import CLOSE_PAGES_PER_EXECUTION
+
+    assert get_settings().close_pages_per_execution == CLOSE_PAGES_PER_EXECUTION == 4
+
+
 def test_a_period_listed_twice_is_closed_once():
     fake = FakeCycleClose([due("acme"), due("acme")])
     progress = cycle_close_tasks.find_due_periods(SCHEDULED, fake, timedelta(hours=24))

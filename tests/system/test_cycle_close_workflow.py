@@ -168,7 +168,7 @@ def test_every_due_period_is_closed_and_a_failing_one_is_dead_lettered_without_b
     result = fire(api, "2025-02-02T01:00:00Z")
     elapsed = time.monotonic() - started
 
-    assert result["status"] == "SUCCEEDED", result
+    assert result["status"] == "SUCCEEDED", (result.get("error"), result.get("cause"))
     summary = result["output"]
     assert summary["as_of"] == "2025-02-02T01:00:00Z"
     assert (summary["periods_closed"], summary["invoices_finalized"], summary["invoices_published"]) == (6, 6, 6)
@@ -199,7 +199,7 @@ def test_a_contract_whose_due_periods_cannot_be_found_is_dead_lettered_by_name_a
 
     result = fire(api, "2025-02-02T01:00:00Z")
 
-    assert result["status"] == "SUCCEEDED", result
+    assert result["status"] == "SUCCEEDED", (result.get("error"), result.get("cause"))
     summary = result["output"]
     assert (summary["periods_closed"], summary["invoices_published"]) == (3, 3)
     assert summary["contracts_skipped"] == 2
@@ -392,7 +392,7 @@ def test_a_period_that_ended_more_than_the_grace_ago_is_finalized_once_and_annou
 
     result = fire(api, rfc3339(datetime.now(UTC)))
 
-    assert result["status"] == "SUCCEEDED", result
+    assert result["status"] == "SUCCEEDED", (result.get("error"), result.get("cause"))
     invoice = first_period_invoice(api, customer, start)
     assert (invoice["status"], invoice["total"]) == ("FINALIZED", 75)  # 3 calls × 25 cents
     finalized_for_us = [c for c in real.of("finalize") if c[2] == contract]
@@ -416,7 +416,7 @@ def test_a_period_whose_finalize_fails_goes_to_the_dlq_while_the_others_close(
 
     result = fire(api, rfc3339(datetime.now(UTC)))
 
-    assert result["status"] == "SUCCEEDED", result
+    assert result["status"] == "SUCCEEDED", (result.get("error"), result.get("cause"))
     assert first_period_invoice(api, healthy, healthy_start)["status"] == "FINALIZED"
     assert first_period_invoice(api, failing, failing_start)["status"] == "DRAFT"
     (message,) = [m for m in dead_letters() if m["period"]["customer_id"] == failing]
@@ -459,3 +459,68 @@ def test_two_overlapping_executions_finalize_and_announce_each_period_once(
         assert [i["id"] for i in usage_invoices] == [invoice["id"]]  # one invoice, not two
         assert len(invoice_messages(invoice["id"])) == 1  # one message, whichever run sent it
         assert [m for m in dead_letters() if m["period"]["customer_id"] == customer] == []
+
+
+# -- continue as new ---------------------------------------------------------------------------
+class SmallPages(FakeCycleClose):
+    """Pages of 2 periods, whatever page size the task asks for."""
+
+    def find_due(self, as_of, grace, after=None, limit=None):
+        return super().find_due(as_of, grace, after, 2)
+
+
+@pytest.fixture()
+def two_pages_per_execution(monkeypatch):
+    """The deployment setting the bound comes from, set tiny for this test only."""
+    from tally.settings import get_settings
+
+    monkeypatch.setenv("TALLY_CLOSE_PAGES_PER_EXECUTION", "2")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.delenv("TALLY_CLOSE_PAGES_PER_EXECUTION")
+    get_settings.cache_clear()
+
+
+def test_a_run_longer_than_an_executions_pages_continues_as_new_and_closes_every_period_once(
+    local_stack, monkeypatch, dead_letters, two_pages_per_execution
+):
+    """9 periods, 2 a page, 2 pages an execution: pages 1-2, 3-4 and 5 in three executions, each
+    started by the one before under a name derived from the run's event and the pages read."""
+    fake = SmallPages([period(f"customer-{n}") for n in range(9)])
+    spy = install(monkeypatch, fake)
+    workflows = local_stack.workflows
+    event = {**workflows.event_for("close-billing-periods", datetime(2025, 2, 2, 1, tzinfo=UTC)),
+             "id": "0f8a7c9e-continue-as-new"}
+
+    result = workflows.run("close-billing-periods", event)
+
+    assert result["status"] == "SUCCEEDED", (result.get("error"), result.get("cause"))
+    first, second, third = result["executions"]
+    assert second.endswith("-after-page-2") and third.endswith("-after-page-4")
+    assert second.rsplit(":", 1)[-1].startswith("close-20250202T010000Z-")
+    summary = result["output"]  # the last execution's: the whole run's
+    assert (summary["periods_closed"], summary["invoices_finalized"], summary["invoices_published"]) == (9, 9, 9)
+    assert summary["as_of"] == "2025-02-02T01:00:00Z"
+    finalized = [call[1] for call in spy.of("finalize")]
+    assert sorted(finalized) == [f"customer-{n}" for n in range(9)]  # each once
+    assert fake.published == {f"invoice-contract-customer-{n}" for n in range(9)}
+    sfn = boto3.client("stepfunctions")
+    handed_over = json.loads(sfn.describe_execution(executionArn=first)["output"])
+    assert handed_over["continued_as"] == second.rsplit(":", 1)[-1]
+    assert handed_over["summary"]["periods_closed"] == 4  # pages 1 and 2
+    carried = json.loads(sfn.describe_execution(executionArn=second)["input"])
+    assert carried["progress"]["cursor"] == "4" and carried["AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"] == first
+    assert dead_letters() == []
+
+    # The same event again (EventBridge redelivered it): its first execution finds nothing new to
+    # close, and its continuation, of the same name, is refused as a duplicate: nothing runs twice.
+    calls = len(spy.calls)
+    again = workflows.run("close-billing-periods", event)
+
+    assert again["status"] == "SUCCEEDED", again
+    assert again["executions"][0] != first and again["executions"][1:] == [second, third]  # not new ones
+    history = sfn.get_execution_history(executionArn=again["executions"][0], maxResults=1000)["events"]
+    refused = [e["taskFailedEventDetails"]["error"] for e in history if e["type"] == "TaskFailed"]
+    assert refused == ["StepFunctions.ExecutionAlreadyExistsException"]
+    assert [c for c in spy.calls[calls:] if c[0] == "finalize"] == []
+    assert fake.published == {f"invoice-contract-customer-{n}" for n in range(9)}

@@ -100,6 +100,30 @@ BACKFILL_RUN_EVENT_METRICS = BACKFILL_RUN_SECONDS * 1_000_000 // 2 // (
 MIN_BACKFILL_PAGE_EVENTS = 1_000
 MAX_BACKFILL_SCAN_METRICS = min(DYNAMO_TRANSACTION_ITEMS, BACKFILL_RUN_EVENT_METRICS // MIN_BACKFILL_PAGE_EVENTS)
 
+# -- the close-billing-periods workflow (infra/constructs/cycle_close.py) -------------------------
+# A STANDARD Step Functions execution ends, failed, at 25,000 history events (and this one after an
+# hour), so a run hands its cursor to a new execution of the same state machine after a bounded
+# number of pages ("continue as new", services/cycle_close_tasks.py) instead of failing part-way.
+SFN_EXECUTION_HISTORY_EVENTS = 25_000
+# A FindDuePeriods page ends at this many due periods or more, with whole customers, and holds at
+# most twice as many.
+CLOSE_PAGE_PERIODS = 100
+CLOSE_PAGE_PERIODS_MAX = 2 * CLOSE_PAGE_PERIODS
+# A closed period costs 14 events in its Map iteration: MapIterationStarted and MapIterationSucceeded,
+# FinalizePeriod and PublishInvoices at 5 each (TaskStateEntered, TaskScheduled, TaskStarted,
+# TaskSucceeded, TaskStateExited) and PeriodClosed's StateEntered and StateExited.
+CLOSE_EVENTS_PER_PERIOD = 14
+# Around the iterations a page costs about 20: FindDuePeriods (5), DeadLetterContracts' Map with no
+# contract skipped (4), AnyPeriodsDue (2), ClosePeriods' MapStateEntered, MapStateStarted,
+# MapStateSucceeded and MapStateExited (4), and slack; a full page so about 2,830.
+CLOSE_EVENTS_PER_PAGE = CLOSE_PAGE_PERIODS_MAX * CLOSE_EVENTS_PER_PERIOD + 30
+# Pages one execution closes before it continues as new: half the history budget over a full page's
+# events, 12,500 // 2,830 = 4. The other half absorbs what varies: a retried task attempt adds 3
+# events (TaskFailed, TaskScheduled, TaskStarted), a dead-lettered period some 10 more, a skipped
+# contract about 8, and the final execution's notification pages. At 4 pages of 100 to 200 periods
+# an execution also ends well within its hour (a page takes under a minute at 5 in parallel).
+CLOSE_PAGES_PER_EXECUTION = (SFN_EXECUTION_HISTORY_EVENTS // 2) // CLOSE_EVENTS_PER_PAGE
+
 # -- request shape ------------------------------------------------------------------------------
 # JSON request bodies: deeper nesting than this is refused (Python's parser would otherwise recurse
 # until it fails with a RecursionError, a 500).

@@ -18,12 +18,21 @@ cursor (a position in the wake index, or in the customer listing without one) mo
 periods too, so a period that keeps failing is dead-lettered once per run and never loops; the next
 scheduled run finds it due again. `more` is false once a page found nothing and nothing is left.
 
+Continue as new: an execution reads at most `pages_per_execution` pages (CLOSE_PAGES_PER_EXECUTION,
+derived in tally.billing.limits from Step Functions' 25,000-event history). The call after that
+reads nothing: it folds the last page's outcomes into the summary and returns `continue_as`, the
+name of the execution that carries on, with the cursor. The ContinueAsNew state starts it with this
+progress as input and the current execution succeeds; the new one resumes at the cursor. The name is
+derived from the run (its scheduled event) and the pages read, so a retried StartExecution, or a
+duplicate of the run, is refused as ExecutionAlreadyExists and nothing is closed twice.
+
 Errors reach Step Functions under their class name (the Lambda `errorType`), which the Retry and
 Catch blocks match: InvalidScheduledEvent fails the execution before anything is written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Literal, Protocol
@@ -31,6 +40,7 @@ from typing import Any, Callable, Literal, Protocol
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tally.billing.errors import InvalidInput
+from tally.billing.limits import CLOSE_PAGE_PERIODS, CLOSE_PAGES_PER_EXECUTION
 from tally.services.cycle_close import MAX_CURSOR_CHARS
 from tally.services.ports import StoreUnavailable
 
@@ -39,7 +49,7 @@ logger = logging.getLogger(__name__)
 # Periods per page: a page ends at this many or more, with whole customers, and holds at most
 # twice as many. An iteration's outcome is a few hundred bytes, so a page's Map result stays around
 # 50 KiB and under 100 KiB, well inside the 256 KiB payload limit.
-PAGE_SIZE = 100
+PAGE_SIZE = CLOSE_PAGE_PERIODS
 # The summary names at most this many dead-lettered periods (the DLQ holds every one of them).
 DEAD_LETTERED_LISTED = 50
 
@@ -79,6 +89,7 @@ class ScheduledEvent(_Model):
     """The EventBridge scheduled event; only its `time` (the "as of" instant) matters here."""
 
     time: AwareDatetime
+    id: str | None = None  # EventBridge's event id: the same for a redelivered event
 
     @field_validator("time", mode="before")
     @classmethod
@@ -164,6 +175,11 @@ class Progress(_Model):
     more: bool  # this page's periods to close, or more to read: the workflow calls again
     summary: RunSummary
     skipped: list[SkippedContract] = Field(default_factory=list)  # this page's, for the DLQ
+    run: str = Field(default="run", pattern=r"^[0-9a-z]{1,16}$")  # names the run's executions
+    page: int = Field(default=0, ge=0)  # pages the run has read, in every execution
+    execution_pages: int = Field(default=0, ge=0)  # pages the current execution has read
+    # Set: this execution is done; the one of this name carries on from `cursor` (ContinueAsNew).
+    continue_as: str | None = None
 
 
 class _RunState(_Model):
@@ -203,17 +219,48 @@ def _parse(model: type[_Model], payload: Any, error: type[InvalidInput] = Invali
         raise error(*_field_and_rule(exc)) from exc
 
 
-def find_due_periods(state: Any, service: CycleClose, grace: timedelta, page_size: int = PAGE_SIZE) -> dict:
-    """The next page of periods due as of the scheduled event's `time`, and the run's summary so far."""
+def _run_key(event: ScheduledEvent) -> str:
+    """A short key of the scheduled event: two runs as of the same time (a rerun by hand) get
+    different execution names, and a redelivered event the same ones."""
+    return hashlib.sha256((event.id or "").encode()).hexdigest()[:12] if event.id else "run"
+
+
+def continuation_name(as_of: datetime, run: str, page: int) -> str:
+    """The execution that carries run `run` on after its `page`-th page (Step Functions allows 80
+    characters of [0-9A-Za-z_-])."""
+    return f"close-{_utc(as_of):%Y%m%dT%H%M%SZ}-{run}-after-page-{page}"
+
+
+def find_due_periods(
+    state: Any,
+    service: CycleClose,
+    grace: timedelta,
+    page_size: int = PAGE_SIZE,
+    pages_per_execution: int = CLOSE_PAGES_PER_EXECUTION,
+) -> dict:
+    """The next page of periods due as of the scheduled event's `time`, and the run's summary so far;
+    or, once this execution has read `pages_per_execution` pages, no page and the name of the
+    execution that continues the run."""
     event = _parse(ScheduledEvent, state, InvalidScheduledEvent)
     run = _parse(_RunState, state)
     if run.progress is None:
         as_of, cursor, summary = _utc(event.time), None, RunSummary(as_of=_utc(event.time))
+        key, pages_read, execution_pages = _run_key(event), 0, 0
     else:
         as_of, cursor = run.progress.as_of, run.progress.cursor
+        key, pages_read, execution_pages = run.progress.run, run.progress.page, run.progress.execution_pages
         summary = run.progress.summary.including(run.closed)
         if cursor is None:  # the previous page was the last one
-            return Progress(as_of=as_of, periods=[], count=0, more=False, summary=summary).model_dump(mode="json")
+            return Progress(
+                as_of=as_of, periods=[], count=0, more=False, summary=summary, run=key, page=pages_read,
+                execution_pages=execution_pages,
+            ).model_dump(mode="json")
+        if execution_pages >= pages_per_execution:
+            # The next execution starts counting its own pages from 0.
+            return Progress(
+                as_of=as_of, periods=[], count=0, cursor=cursor, more=True, summary=summary, run=key, page=pages_read,
+                execution_pages=0, continue_as=continuation_name(as_of, key, pages_read),
+            ).model_dump(mode="json")
 
     try:
         scan = service.find_due(as_of, grace, after=cursor, limit=page_size)
@@ -230,6 +277,9 @@ def find_due_periods(state: Any, service: CycleClose, grace: timedelta, page_siz
         more=bool(page) or scan.cursor is not None,
         summary=summary.skipping(skipped),
         skipped=skipped,
+        run=key,
+        page=pages_read + 1,
+        execution_pages=execution_pages + 1,
     )
     return progress.model_dump(mode="json")
 
