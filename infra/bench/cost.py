@@ -133,11 +133,18 @@ def cents(usd: Decimal, places: str = "0.001") -> str:
     return str((usd * 100).quantize(Decimal(places), rounding=ROUND_HALF_UP))
 
 
+def _largest_first(line: Line) -> tuple:
+    """Largest first by the cents as printed, then by name: the same order whatever the caller's
+    decimal context (the local stack sets 38 digits, a fresh process has 28, and two lines equal as
+    printed may differ in their last digits either way)."""
+    return (-(line.usd * 100).quantize(Decimal("0.001"), rounding=ROUND_HALF_UP), line.service, line.item)
+
+
 def breakdown_rows(lines: list[Line]) -> list[tuple[str, str, str, str, str]]:
     """(service, item, quantity per million events, cents, share) rows, largest first, then the total."""
     whole = total(lines)
     rows = []
-    for line in sorted(lines, key=lambda line: line.usd, reverse=True):
+    for line in sorted(lines, key=_largest_first):
         share = f"{line.usd / whole * 100:.1f} %" if whole else ""
         rows.append((line.service, line.item, f"{line.quantity:,.2f} {line.unit}",
                      f"{cents(line.usd)}¢", share))
@@ -200,7 +207,7 @@ def figure_cost(report: Any, quick: bool) -> None:
             f"≤ ${COST_GOAL_USD}", "met" if provisioned <= COST_GOAL_USD else "missed"),
     ]
     where = {mode: "; ".join(f"{line.service} {line.item}: {cents(line.usd)}¢" for line in
-                             sorted(lines, key=lambda line: line.usd, reverse=True) if line.usd)
+                             sorted(lines, key=_largest_first) if line.usd)
              for mode, lines in by_mode.items()}
     ms = ", ".join(f"{path} {units.cpu_ms_per_invocation[path]:.1f} ms CPU + {units.moto_ms_per_invocation[path]:.1f} "
                    f"in moto → {units.lambda_ms(path):.0f} ms at {units.memory_mb[path]} MB"

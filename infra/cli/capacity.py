@@ -27,8 +27,7 @@ def capacity(
     units_file: Optional[Path] = typer.Option(None, "--units", help="Read the units from this saved JSON file."),
     markdown: bool = typer.Option(False, "--markdown", help="Print the README's tables as Markdown."),
 ) -> None:
-    """Print the capacity plan and the cost per million events (on-demand and provisioned tables),
-    from measured per-event units."""
+    """Print the capacity plan and the cost per million events (on-demand and provisioned tables), from measured per-event units."""
     from infra.bench import plan
     from infra.bench import prices
     from infra.bench.cost import COST_GOAL_USD, MODE_NAMES, MODES, breakdown_rows, cost_per_million, total

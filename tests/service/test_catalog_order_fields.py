@@ -248,7 +248,7 @@ def test_a_balance_alert_watches_the_balances_its_custom_field_filters_match(fil
     burn = BurnDown(NOV, {}, (), (_balance("commit", GrantKind.PREPAID, 10), _balance("credit", GrantKind.CREDIT, 20),
                                   _balance("own", GrantKind.PREPAID, 40)), ())
     fields = {"commit": ({"team": "ai"}, {"region": "eu"}), "credit": ({"team": "ai"}, {"region": "eu"}), "own": ({}, {})}
-    balances = SimpleNamespace(burn_down=lambda customer_id: burn, grant_custom_fields=lambda customer_id: fields)
+    balances = SimpleNamespace(balances_burn_down=lambda customer_id: burn, grant_custom_fields=lambda customer_id: fields)
     alert = Alert("a-1", "low", AlertType.LOW_REMAINING_CONTRACT_CREDIT_AND_COMMIT_BALANCE_REACHED, Decimal(5), USD, NOV,
                   custom_field_filters=tuple(CustomFieldFilter(*f) for f in filters))
     readings = _CustomerReadings(SimpleNamespace(_balances=balances), Customer("cust-1", "Acme", None, ()), NOV)
