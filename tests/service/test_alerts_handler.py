@@ -43,6 +43,32 @@ def test_the_sample_batch_is_one_ingest_key_of_one_metric_first_seen_at_its_firs
     assert changes.unreadable_at is None
 
 
+def test_a_quarantined_pair_written_to_the_counters_table_holds_back_no_other_customers_alerts():
+    # The aggregator quarantines into the counters table (`q#<metric>`), so its writes are on the
+    # stream the alerts read: they are not counters, and the records after them still count.
+    from tally.adapters.dynamo.counters import quarantine_update
+    from tally.billing.events import UsageEvent
+    from tally.billing.quarantine import QuarantinedPair
+
+    event = UsageEvent("tx-1", "acme", "call", datetime(2026, 12, 1, tzinfo=timezone.utc), {})
+    quarantined = quarantine_update(QuarantinedPair("met", event, ("D20261201",), "too big", "1"))["Key"]
+
+    def record(sequence: str, keys: dict) -> dict:
+        return {"eventName": "MODIFY", "dynamodb": {"SequenceNumber": sequence, "Keys": keys}}
+
+    changes = counter_changes([
+        record("1", {"pk": {"S": "m#met#k#acme"}, "sk": {"S": "D20261201#[]~1"}}),
+        record("2", quarantined),
+        record("3", {"pk": {"S": "m#met#k#globex"}, "sk": {"S": "D20261201#[]~2"}}),
+    ])
+
+    assert changes.unreadable_at is None
+    assert changes.metrics_by_key == {"acme": {"met"}, "globex": {"met"}}
+    # a counter key that cannot be read still stops the batch there, to be retried
+    broken = counter_changes([record("4", {"pk": {"S": "m#met-without-key"}, "sk": {"S": "x"}})])
+    assert broken.unreadable_at == "4"
+
+
 @pytest.fixture()
 def deployed(dynamo, monkeypatch):
     from tally import wiring

@@ -32,7 +32,10 @@ def counter_changes(records: list[dict]) -> CounterChanges:
         if record.get("eventName") == "REMOVE":
             continue  # a counter that goes away crosses nothing
         try:
-            metric_id, ingest_key = counter_identity(record["dynamodb"]["Keys"]["pk"]["S"])
+            pk = record["dynamodb"]["Keys"]["pk"]["S"]
+            if not pk.startswith(_PREFIX):
+                continue  # the table's other items (quarantined pairs, `q#<metric>`): no usage moved
+            metric_id, ingest_key = counter_identity(pk)
         except (KeyError, ValueError):
             changes.unreadable_at = changes.unreadable_at or sequence
             break  # the stream resumes here; nothing after it counts as seen
