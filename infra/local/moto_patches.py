@@ -5,7 +5,8 @@
 2. moto's DynamoDB checks a condition and then writes, with no lock between: two threads can both
    pass `attribute_not_exists`. DynamoDB makes each write (and each transaction) atomic, so the
    write operations are serialized here, and reads with them (moto's reads walk dicts a write may
-   be changing). The lock never spans a handler call, only one operation.
+   be changing), each with the building of its answer (moto sizes and serializes the live items
+   after the backend call). The lock never spans a handler call, only one operation.
 3. moto's `transact_write_items` deep-copies every table it touches, once per item, as its rollback
    snapshot: a 100-item transaction on a 10,000-item table copies a million items. The snapshot is
    narrowed to the partitions the transaction touches (and the stream's length), same semantics.
@@ -97,8 +98,17 @@ def install_atomic_writes(reads: bool = False) -> None:
     its dicts and can fail with "dictionary changed size during iteration"). Idempotent."""
     for name in _ATOMIC_WRITES + (_READS if reads else ()):
         operation = getattr(DynamoDBBackend, name)
-        if not hasattr(operation, "__wrapped__"):
+        if not hasattr(operation, "_tally_serialized"):
             setattr(DynamoDBBackend, name, _atomic(operation, counted=name in _ATOMIC_WRITES))
+    if reads:
+        # A read's answer is built after the backend call returns: moto's responses size and
+        # serialize the live item objects (BatchGetItem sums `item.size()`), which a concurrent
+        # UpdateItem may be adding attributes to. The whole request, answer included, holds the
+        # lock ("dictionary changed size during iteration" in a BatchGetItem under a backfill).
+        from moto.dynamodb.responses import DynamoHandler
+
+        if not hasattr(DynamoHandler.call_action, "_tally_serialized"):  # its own __wrapped__ is moto's
+            DynamoHandler.call_action = _atomic(DynamoHandler.call_action, counted=False)
 
 
 def _narrow_transaction_snapshots() -> None:
@@ -201,6 +211,7 @@ def _atomic(operation, counted: bool = True):
             return operation(self, *args, **kwargs)
 
     serialized.__wrapped__ = operation
+    serialized._tally_serialized = True
     return serialized
 
 

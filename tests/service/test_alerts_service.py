@@ -37,14 +37,9 @@ TOPIC = "arn:aws:sns:us-east-1:123456789012:alerts"
 def atomic_moto_writes():
     """DynamoDB makes each conditional write atomic; moto checks and then writes with no lock.
     The local runtime serializes moto's writes (infra/local/moto_patches.py); so do these tests."""
-    from moto.dynamodb.models import DynamoDBBackend
-
     from infra.local import moto_patches
 
-    for name in moto_patches._ATOMIC_WRITES:
-        operation = getattr(DynamoDBBackend, name)
-        if not hasattr(operation, "__wrapped__"):
-            setattr(DynamoDBBackend, name, moto_patches._atomic(operation))
+    moto_patches.install_atomic_writes()
 
 
 class Crash(Exception):
