@@ -10,6 +10,13 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Tally")
 os.environ.setdefault("POWERTOOLS_DEV", "false")
 
 
+def pytest_configure(config):
+    """moto with less work per DynamoDB request and the same answers (infra/local/moto_speed.py),
+    as the local stack runs it."""
+    from infra.local import moto_speed
+
+    moto_speed.install()
+
 
 def examples(every_run: int) -> int:
     """Hypothesis examples of a property test that runs on moto (each example costs tenths of a

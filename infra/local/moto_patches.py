@@ -41,6 +41,7 @@ from infra.local.lambdas import LocalLambdas
 from infra.local.moto_item_size import install_item_size_limit
 from infra.local.moto_marketplace import install as install_marketplace_metering
 from infra.local.moto_sfn_start import install as install_start_execution_task
+from infra.local import moto_speed
 
 _installed = False
 _listeners: list[Callable[[], None]] = []
@@ -90,6 +91,7 @@ def install(lambdas: LocalLambdas) -> None:
     install_item_size_limit()  # an UpdateItem past 400 KB is refused, as on DynamoDB
     install_marketplace_metering()  # BatchMeterUsage keeps records and deduplicates, as AWS does
     install_start_execution_task()  # states:startExecution tasks reach StartExecution (continue as new)
+    moto_speed.install()  # memos of moto's per-request parsing, and unsigned DynamoDB requests
 
 
 def install_atomic_writes(reads: bool = False) -> None:

@@ -1,0 +1,99 @@
+"""infra/local/moto_speed.py's memos change how often moto parses, never what it answers."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.dynamodb.comparisons import ConditionExpressionParser
+from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+from infra.local import moto_speed
+
+ADD = "ADD v :v, #h :v SET #m = :m"
+ONLY_NEWER = "attribute_not_exists(#m) OR #m < :m"
+
+
+@pytest.fixture()
+def table():
+    moto_speed.install()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="t",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield client
+
+
+def _add(client, key: str, hour: str, mark: int, value: str = "3") -> None:
+    client.update_item(
+        TableName="t", Key={"pk": {"S": key}, "sk": {"S": "D1"}},
+        UpdateExpression=ADD, ConditionExpression=ONLY_NEWER,
+        ExpressionAttributeNames={"#h": hour, "#m": "mark"},
+        ExpressionAttributeValues={":v": {"N": value}, ":m": {"N": str(mark)}},
+    )
+
+
+def test_the_same_expressions_with_other_names_values_and_items_apply_as_written(table):
+    parsed_before = UpdateExpressionParser.make_memo.cache_info().hits
+    _add(table, "a", "h01", 1)
+    _add(table, "a", "h02", 2, "4.5")
+    _add(table, "b", "h01", 1, "-1")
+    with pytest.raises(ClientError, match="ConditionalCheckFailed"):
+        _add(table, "a", "h03", 2)  # not newer than the mark: refused, nothing changes
+    items = {i["pk"]["S"]: i for i in table.scan(TableName="t")["Items"]}
+    assert items["a"]["v"] == {"N": "7.5"} and items["a"]["h01"] == {"N": "3"} and items["a"]["h02"] == {"N": "4.5"}
+    assert "h03" not in items["a"] and items["a"]["mark"] == {"N": "2"}
+    assert items["b"]["v"] == {"N": "-1"} and "h02" not in items["b"]
+    # the memos were used: the same update text was parsed once, however many times it was sent
+    assert UpdateExpressionParser.make_memo.cache_info().hits > parsed_before
+    assert ONLY_NEWER in ConditionExpressionParser.lex_memo
+
+
+def test_a_malformed_expression_is_refused_every_time(table):
+    for _ in range(2):
+        with pytest.raises(ClientError, match="ValidationException"):
+            table.update_item(TableName="t", Key={"pk": {"S": "a"}, "sk": {"S": "D1"}}, UpdateExpression="ADD v")
+        with pytest.raises(Exception):  # noqa: B017 - moto's own error for it (a ValueError), memo or not
+            table.put_item(TableName="t", Item={"pk": {"S": "a"}, "sk": {"S": "D1"}}, ConditionExpression="attribute_not_exists(pk) AND")
+    assert table.scan(TableName="t")["Items"] == []
+
+
+def test_only_dynamodb_requests_of_the_default_session_go_unsigned(table):
+    import boto3
+
+    sent: dict[str, object] = {}
+
+    def seen(request, **_):
+        sent[request.url.split("//")[1].split(".")[0]] = request.headers.get("Authorization")
+
+    for service in ("dynamodb", "sqs"):
+        client = boto3.client(service, region_name="us-east-1")
+        client.meta.events.register("before-send", seen)
+        client.list_tables() if service == "dynamodb" else client.list_queues()
+    assert sent["dynamodb"] is None
+    assert sent["sqs"] is not None and b"Signature=" in sent["sqs"]  # other services keep their accounts
+
+
+def test_requests_to_an_endpoint_url_keep_their_signature(table):
+    import boto3
+
+    sent = []
+    client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url="http://localhost:1")
+    client.meta.events.register("before-send", lambda request, **_: sent.append(request.headers.get("Authorization")) or _Answered())
+    client.list_tables()
+    assert sent and sent[0] is not None and b"Signature=" in sent[0]
+
+
+class _Answered:
+    """What a before-send handler returns to stand in for the network: an empty DynamoDB answer."""
+
+    status_code = 200
+    headers: dict = {}
+    content = b"{}"
+    text = "{}"
+    raw = None
