@@ -97,3 +97,30 @@ class _Answered:
     content = b"{}"
     text = "{}"
     raw = None
+
+
+def test_a_refused_transaction_leaves_every_item_and_the_stream_as_they_were(dynamo):
+    client, counters = dynamo["client"], dynamo["counters"]  # a table with a stream
+    key = {"pk": {"S": "c#1"}, "sk": {"S": "D1"}}
+    client.put_item(TableName=counters, Item={**key, "v": {"N": "5"}})
+    shard = _stream_length(client, counters)
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        client.transact_write_items(TransactItems=[
+            {"Update": {"TableName": counters, "Key": key, "UpdateExpression": "ADD v :one", "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+            {"Put": {"TableName": counters, "Item": {"pk": {"S": "c#2"}, "sk": {"S": "D1"}, "v": {"N": "1"}}}},
+            {"Put": {"TableName": counters, "Item": {"pk": {"S": "c#1"}, "sk": {"S": "D2"}, "v": {"N": "1"}}}},
+            {"ConditionCheck": {"TableName": counters, "Key": {"pk": {"S": "c#3"}, "sk": {"S": "D1"}}, "ConditionExpression": "attribute_exists(pk)"}},
+        ])
+    assert client.scan(TableName=counters)["Items"] == [{**key, "v": {"N": "5"}}]
+    assert _stream_length(client, counters) == shard
+    client.transact_write_items(TransactItems=[  # and one that passes is applied whole
+        {"Update": {"TableName": counters, "Key": key, "UpdateExpression": "ADD v :one", "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+        {"Put": {"TableName": counters, "Item": {"pk": {"S": "c#2"}, "sk": {"S": "D1"}, "v": {"N": "1"}}}},
+    ])
+    assert sorted((i["pk"]["S"], i["v"]["N"]) for i in client.scan(TableName=counters)["Items"]) == [("c#1", "6"), ("c#2", "1")]
+
+
+def _stream_length(client, table: str) -> int:
+    from moto.dynamodb.models import dynamodb_backends
+
+    return len(dynamodb_backends["123456789012"]["us-east-1"].tables[table].stream_shard.items)
