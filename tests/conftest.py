@@ -8,6 +8,9 @@ os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Tally")
 os.environ.setdefault("POWERTOOLS_DEV", "false")
+# The local stacks of the tests (each worker's, and those in processes of their own) synthesize the
+# CDK app once between them, and again only when its sources change (infra/local/runtime.py).
+os.environ.setdefault("TALLY_SYNTH_CACHE", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".build", "synth"))
 
 
 def pytest_configure(config):
@@ -26,7 +29,11 @@ def examples(every_run: int) -> int:
 
 # Files whose one test, or whose many tests together, take a minute or so: started first, so that
 # the other worker is never left idle while one of them runs at the end.
-LONG_FIRST = ("tests/system/test_bench_smoke.py", "tests/service/test_api_fuzz.py")
+LONG_FIRST = (
+    "tests/system/test_exactly_once_http.py",
+    "tests/system/test_bench_smoke.py",
+    "tests/service/test_api_fuzz.py",
+)
 
 
 def _run_order(item) -> tuple[int, int]:
@@ -37,17 +44,11 @@ def _run_order(item) -> tuple[int, int]:
 
 
 def _group(item, path: str) -> int:
-    if item.get_closest_marker("volume") is not None:
-        # Volume tests leave tens of thousands of events behind, and creating a metric starts a
-        # backfill job that scans the whole events table (services/backfill.py): they come after
-        # every other test of the local stack, and before the pure tests, which keep the other
-        # worker busy meanwhile (never left idle while one of them ends the run).
-        return 2
-    return 3 if path.startswith("tests/unit/") else 1
+    return 2 if path.startswith("tests/unit/") else 1
 
 
 def pytest_collection_modifyitems(config, items):
-    """Long tests first, then infra, service and system tests, then volume ones, then the pure
-    ones (a stable sort: each group keeps its order). pytest-xdist's load scheduling hands tests
-    out in this order."""
+    """Long tests first, then infra, service and system tests, then the pure ones, which keep both
+    workers busy to the end (a stable sort: each group keeps its order). pytest-xdist's load
+    scheduling hands tests out in this order."""
     items.sort(key=_run_order)

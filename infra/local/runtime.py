@@ -20,6 +20,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,6 +219,10 @@ def _quiet_emulator_requests() -> None:
         werkzeug.addFilter(_EmulatorRequestsAtDebug())
 
 
+SYNTH_WORK_PREFIX = "tally-cdk-"  # a synth under way (or abandoned by a crash)
+SYNTH_ABANDONED_S = 3600  # a synth takes seconds: an older working folder is left over
+
+
 def synth_key() -> str:
     """A digest of everything the template depends on: the CDK app, the Lambda code asset, cdk.json
     and the CDK libraries' versions."""
@@ -239,7 +244,9 @@ def synth_key() -> str:
 
 def _synthesize(cache: Path | None, progress: Callable[[str], None]) -> tuple[dict, Path]:
     """The template and its cloud assembly folder (for the assets): synthesized once per process,
-    and kept in `cache` (when given) for later processes while its sources are unchanged."""
+    and kept in `cache` (when given) for later processes while its sources are unchanged. Processes
+    may share a cache at once (the test workers): each synthesizes into a folder of its own, the
+    first rename wins, and only finished synths of other sources, or abandoned folders, are removed."""
     global _synthesized
     if _synthesized is not None:
         return _synthesized
@@ -254,17 +261,24 @@ def _synthesize(cache: Path | None, progress: Callable[[str], None]) -> tuple[di
 
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-    outdir = Path(tempfile.mkdtemp(prefix="tally-cdk-", dir=cache))
+    outdir = Path(tempfile.mkdtemp(prefix=SYNTH_WORK_PREFIX, dir=cache))
     if cache is None:  # nothing keeps it: gone with the process (each was ~200 MB left in /tmp)
         atexit.register(shutil.rmtree, outdir, ignore_errors=True)
     template = synth_template(str(outdir))
     if kept is not None:
         (outdir / "template.json").write_text(json.dumps(template))  # written last: marks a whole synth
         for old in cache.iterdir():
-            if old != outdir:
+            working = old.name.startswith(SYNTH_WORK_PREFIX)
+            if old not in (outdir, kept) and (not working or time.time() - old.stat().st_mtime > SYNTH_ABANDONED_S):
                 shutil.rmtree(old, ignore_errors=True)
-        outdir.rename(kept)
-        outdir = kept
+        try:
+            outdir.rename(kept)
+            outdir = kept
+        except OSError:  # another process kept the same sources' synth first: use that one
+            if not (kept / "template.json").exists():
+                raise
+            shutil.rmtree(outdir, ignore_errors=True)
+            outdir = kept
     _synthesized = (template, outdir)
     return _synthesized
 
@@ -315,7 +329,9 @@ class LocalStack:
         from infra.local import moto_patches
         from infra.local.lambdas import LocalLambdas
 
-        synth_cache = self.state_dir / "synth" if self.state_dir is not None else None
+        # A stack without a state folder may still share a synth cache (TALLY_SYNTH_CACHE: the tests').
+        shared_cache = os.environ.get("TALLY_SYNTH_CACHE")
+        synth_cache = self.state_dir / "synth" if self.state_dir is not None else Path(shared_cache) if shared_cache else None
         self.template, assets = _synthesize(synth_cache, self._progress)
         self._progress("deploying into moto")
         # Step Functions executions really run (LocalWorkflows recreates the state machines there).

@@ -21,6 +21,7 @@ import pytest
 
 from infra.local.runtime import LocalStack, free_port
 from infra.local.state import SAVE_INTERVAL
+from tests.system.own_process import in_own_process
 from tests.system.usage_events import DAY, HOUR, current_hour, rfc3339, unique, usage_event
 
 pytestmark = pytest.mark.system
@@ -180,18 +181,8 @@ def _stop_and_start(state_dir) -> dict:
     return seen
 
 
-def _in_own_process(function, *args):
-    """A process holds one local stack (moto's backends and the handlers' environment are global),
-    and the session's may be up in this one: run `function` in a fresh interpreter."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(function, *args).result()
-
-
 def test_a_stop_and_a_start_keep_usage_invoices_balances_and_deliver_what_was_not_aggregated_once(tmp_path):
-    seen = _in_own_process(_stop_and_start, tmp_path)
+    seen = in_own_process(_stop_and_start, tmp_path)
     world = seen["world"]
 
     assert seen["first start"] == (None, tmp_path.resolve())
