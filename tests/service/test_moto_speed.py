@@ -124,3 +124,39 @@ def _stream_length(client, table: str) -> int:
     from moto.dynamodb.models import dynamodb_backends
 
     return len(dynamodb_backends["123456789012"]["us-east-1"].tables[table].stream_shard.items)
+
+
+RICH = {
+    "pk": {"S": "c#1"}, "sk": {"S": "D1"},
+    "n": {"N": "-12.500"}, "big": {"N": "123456789012345678901234567890.12345678"},
+    "yes": {"BOOL": True}, "none": {"NULL": True}, "tags": {"SS": ["a", "é", "日本"]}, "nums": {"NS": ["1", "2.5"]},
+    "blob": {"B": b"\x00\xffbin"}, "blobs": {"BS": [b"x", b"y"]},
+    "map": {"M": {"inner": {"L": [{"S": "x"}, {"N": "1"}, {"M": {"deep": {"B": b"\x01"}}}, {"NULL": True}]}, "s": {"S": ""}}},
+    "list": {"L": [{"M": {"k": {"S": "v"}}}, {"L": []}, {"BOOL": False}]},
+}
+
+
+def test_answers_written_without_the_generic_walk_equal_the_walks(table, monkeypatch):
+    from moto.core.serialize import JSONSerializer
+
+    table.put_item(TableName="t", Item=RICH)
+    table.put_item(TableName="t", Item={"pk": {"S": "c#1"}, "sk": {"S": "D2"}, "v": {"N": "1"}})
+    table.put_item(TableName="t", Item={"pk": {"S": "c#2"}, "sk": {"S": "D1"}, "v": {"N": "1"}})
+
+    def answers():
+        return [
+            table.get_item(TableName="t", Key={"pk": {"S": "c#1"}, "sk": {"S": "D1"}})["Item"],
+            table.query(TableName="t", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "c#1"}})["Items"],
+            table.scan(TableName="t", FilterExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "c#1"}})["Items"],
+            table.batch_get_item(RequestItems={"t": {"Keys": [{"pk": {"S": "c#1"}, "sk": {"S": "D1"}}]}})["Responses"]["t"],
+            table.update_item(TableName="t", Key={"pk": {"S": "c#2"}, "sk": {"S": "D1"}}, UpdateExpression="ADD v :one",
+                              ExpressionAttributeValues={":one": {"N": "1"}}, ReturnValues="ALL_OLD")["Attributes"],
+        ]
+
+    fast = answers()
+    monkeypatch.setattr(JSONSerializer, "_serialize", JSONSerializer.generic_serialize)
+    walked = answers()
+    assert fast[0] == RICH and fast[1][0] == RICH  # every type as it was written, binary included
+    assert fast[:4] == walked[:4]
+    assert fast[4] == {"pk": {"S": "c#2"}, "sk": {"S": "D1"}, "v": {"N": "1"}}
+    assert walked[4] == {"pk": {"S": "c#2"}, "sk": {"S": "D1"}, "v": {"N": "2"}}
